@@ -1,0 +1,1 @@
+//! Raw bindings to the system DPDK. Placeholder until the bindgen build lands.

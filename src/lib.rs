@@ -1,0 +1,6 @@
+//! rvs — Rust Virtual Server: a kernel-bypass layer-4 load balancer on DPDK.
+//!
+//! Everything except `dpdk` is safe, pure Rust over byte slices and runs
+//! without an EAL; `dpdk` is the one module that talks to `dpdk-sys`.
+
+pub mod io;
