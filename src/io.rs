@@ -82,7 +82,11 @@ impl VecFrame {
         let room = VEC_ROOM.max(VEC_HEADROOM + bytes.len());
         let mut buf = vec![0u8; room];
         buf[VEC_HEADROOM..VEC_HEADROOM + bytes.len()].copy_from_slice(bytes);
-        VecFrame { buf, head: VEC_HEADROOM, tail: VEC_HEADROOM + bytes.len() }
+        VecFrame {
+            buf,
+            head: VEC_HEADROOM,
+            tail: VEC_HEADROOM + bytes.len(),
+        }
     }
 
     /// An empty frame.
@@ -150,7 +154,10 @@ impl MemIo {
     }
     /// Take everything sent on `port` so far.
     pub fn take_tx(&mut self, port: u16) -> Vec<Vec<u8>> {
-        self.tx[port as usize].drain(..).map(|f| f.data().to_vec()).collect()
+        self.tx[port as usize]
+            .drain(..)
+            .map(|f| f.data().to_vec())
+            .collect()
     }
 }
 

@@ -3,4 +3,8 @@
 //! Everything except `dpdk` is safe, pure Rust over byte slices and runs
 //! without an EAL; `dpdk` is the one module that talks to `dpdk-sys`.
 
+pub mod conn;
 pub mod io;
+pub mod sched;
+pub mod service;
+pub mod stats;

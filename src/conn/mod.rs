@@ -1,0 +1,528 @@
+//! The connection table: every packet of a tracked flow finds its
+//! connection here, in either direction, from any worker.
+//!
+//! Each connection is indexed under two keys, the client's view (cip:cport ->
+//! vip:vport) and, where replies pass the director (NAT), the real server's
+//! (rip:rport -> cip:cport). The table is sharded; a shard is a
+//! `parking_lot::RwLock<HashMap>` so lookups from several workers proceed in
+//! parallel and only inserts and expiry take a shard exclusively.
+//!
+//! State and timer live in atomics inside the [`Conn`]; the state byte also
+//! carries the INACTIVE and DEAD flags so that the ActiveConn/InActConn
+//! accounting is changed exactly once per transition, even when the two
+//! directions of a flow race on different workers.
+
+pub mod state;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+
+use crate::service::{DestState, Forward, Proto, ServiceState};
+pub use state::{Dir, State, TcpEvent, Timeouts};
+
+/// A flow as seen on the wire: protocol and both endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FlowKey {
+    pub fn v4(proto: Proto, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> FlowKey {
+        FlowKey {
+            proto,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            sport,
+            dport,
+        }
+    }
+}
+
+const ST_MASK: u8 = 0x0f;
+/// Counted in InActConn rather than ActiveConn (kernel IP_VS_CONN_F_INACTIVE).
+const F_INACTIVE: u8 = 0x10;
+/// Expired and unlinked; no more accounting.
+const F_DEAD: u8 = 0x40;
+
+/// One tracked connection.
+#[derive(Debug)]
+pub struct Conn {
+    pub proto: Proto,
+    pub cip: IpAddr,
+    pub cport: u16,
+    pub vip: IpAddr,
+    pub vport: u16,
+    /// Real server address and port.
+    pub dip: IpAddr,
+    pub dport: u16,
+    pub fwd: Forward,
+    /// state | flags
+    bits: AtomicU8,
+    /// Deadline in milliseconds of the table's clock.
+    expires: AtomicU64,
+    pub dest: Arc<DestState>,
+    pub svc: Arc<ServiceState>,
+}
+
+impl Conn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        proto: Proto,
+        (cip, cport): (IpAddr, u16),
+        (vip, vport): (IpAddr, u16),
+        (dip, dport): (IpAddr, u16),
+        fwd: Forward,
+        dest: Arc<DestState>,
+        svc: Arc<ServiceState>,
+    ) -> Conn {
+        let st = if proto == Proto::Udp {
+            State::Udp
+        } else {
+            State::None
+        };
+        Conn {
+            proto,
+            cip,
+            cport,
+            vip,
+            vport,
+            dip,
+            dport,
+            fwd,
+            bits: AtomicU8::new(st as u8 | F_INACTIVE),
+            expires: AtomicU64::new(0),
+            dest,
+            svc,
+        }
+    }
+
+    /// The client's key: cip:cport -> vip:vport.
+    pub fn in_key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: self.cip,
+            sport: self.cport,
+            dst: self.vip,
+            dport: self.vport,
+        }
+    }
+
+    /// The reply key where replies pass the director.
+    pub fn out_key(&self) -> Option<FlowKey> {
+        match self.fwd {
+            Forward::Nat => Some(FlowKey {
+                proto: self.proto,
+                src: self.dip,
+                sport: self.dport,
+                dst: self.cip,
+                dport: self.cport,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.bits.load(Relaxed) & ST_MASK)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.bits.load(Relaxed) & F_INACTIVE == 0
+    }
+
+    pub fn expires_ms(&self) -> u64 {
+        self.expires.load(Relaxed)
+    }
+
+    /// Apply a packet's TCP flags (or, for UDP, just its arrival), re-arm
+    /// the timer and keep ActiveConn/InActConn of the real server exact.
+    pub fn on_packet(&self, dir: Dir, ev: TcpEvent, now_ms: u64, t: &Timeouts) -> State {
+        let mut cur = self.bits.load(Relaxed);
+        loop {
+            if cur & F_DEAD != 0 {
+                return State::from_u8(cur & ST_MASK);
+            }
+            let old = State::from_u8(cur & ST_MASK);
+            let new = if self.proto == Proto::Tcp {
+                state::tcp_next(old, dir, ev)
+            } else {
+                old
+            };
+            let mut flags = cur & !ST_MASK;
+            let was_inactive = cur & F_INACTIVE != 0;
+            // The kernel re-evaluates the flag only on a state change.
+            let now_inactive = if new != old {
+                new != State::Established
+            } else {
+                was_inactive
+            };
+            if now_inactive {
+                flags |= F_INACTIVE;
+            } else {
+                flags &= !F_INACTIVE;
+            }
+            let next = flags | new as u8;
+            if next != cur {
+                if let Err(actual) = self.bits.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                    cur = actual;
+                    continue;
+                }
+                match (was_inactive, now_inactive) {
+                    (true, false) => {
+                        self.dest.inactive.fetch_sub(1, Relaxed);
+                        self.dest.active.fetch_add(1, Relaxed);
+                    }
+                    (false, true) => {
+                        self.dest.active.fetch_sub(1, Relaxed);
+                        self.dest.inactive.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            self.expires
+                .store(now_ms + t.get(new) as u64 * 1000, Relaxed);
+            return new;
+        }
+    }
+
+    /// Mark dead exactly once and release the real server's count. Returns
+    /// false if someone else already did.
+    fn kill(&self) -> bool {
+        let prev = self.bits.fetch_or(F_DEAD, Relaxed);
+        if prev & F_DEAD != 0 {
+            return false;
+        }
+        if prev & F_INACTIVE != 0 {
+            self.dest.inactive.fetch_sub(1, Relaxed);
+        } else {
+            self.dest.active.fetch_sub(1, Relaxed);
+        }
+        true
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    conn: Arc<Conn>,
+    dir: Dir,
+}
+
+/// Why a connection could not be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    #[error("connection table full")]
+    Full,
+}
+
+/// The sharded connection table.
+pub struct ConnTable {
+    shards: Box<[CachePadded<RwLock<HashMap<FlowKey, Entry>>>]>,
+    count: AtomicUsize,
+    max: usize,
+    timeouts: RwLock<Timeouts>,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+fn shard_of(key: &FlowKey, n: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) & (n - 1)
+}
+
+impl ConnTable {
+    /// A table for at most `max` connections in `shards` shards (rounded up
+    /// to a power of two).
+    pub fn new(max: usize, shards: usize) -> ConnTable {
+        let n = shards.max(1).next_power_of_two();
+        ConnTable {
+            shards: (0..n)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .collect(),
+            count: AtomicUsize::new(0),
+            max,
+            timeouts: RwLock::new(Timeouts::default()),
+        }
+    }
+
+    pub fn n_shards(&self) -> usize {
+        self.shards.len()
+    }
+    pub fn len(&self) -> usize {
+        self.count.load(Relaxed)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        *self.timeouts.read()
+    }
+    pub fn set_timeouts(&self, t: Timeouts) {
+        *self.timeouts.write() = t;
+    }
+
+    /// The connection a packet with this key belongs to, and the direction.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<Conn>, Dir)> {
+        let s = self.shards[shard_of(key, self.shards.len())].read();
+        s.get(key).map(|e| (e.conn.clone(), e.dir))
+    }
+
+    /// Add a new connection under its keys. If another worker added the same
+    /// client flow first, that connection is returned instead.
+    pub fn insert(&self, conn: Conn) -> Result<Arc<Conn>, InsertError> {
+        if self.count.fetch_add(1, Relaxed) >= self.max {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(InsertError::Full);
+        }
+        let conn = Arc::new(conn);
+        let ik = conn.in_key();
+        {
+            let mut s = self.shards[shard_of(&ik, self.shards.len())].write();
+            if let Some(e) = s.get(&ik) {
+                self.count.fetch_sub(1, Relaxed);
+                return Ok(e.conn.clone());
+            }
+            s.insert(
+                ik,
+                Entry {
+                    conn: conn.clone(),
+                    dir: Dir::In,
+                },
+            );
+        }
+        if let Some(ok) = conn.out_key() {
+            self.shards[shard_of(&ok, self.shards.len())]
+                .write()
+                .insert(
+                    ok,
+                    Entry {
+                        conn: conn.clone(),
+                        dir: Dir::Out,
+                    },
+                );
+        }
+        conn.dest.inactive.fetch_add(1, Relaxed);
+        conn.dest.traffic.conns.fetch_add(1, Relaxed);
+        conn.svc.traffic.conns.fetch_add(1, Relaxed);
+        Ok(conn)
+    }
+
+    /// Expire what is due in one shard. Returns how many connections ended.
+    /// Workers call this for a few shards per loop so that no single call
+    /// holds a shard for long.
+    pub fn expire_shard(&self, shard: usize, now_ms: u64, scratch: &mut Vec<Arc<Conn>>) -> usize {
+        scratch.clear();
+        let n = self.shards.len();
+        {
+            let mut s = self.shards[shard % n].write();
+            s.retain(|_, e| {
+                if e.conn.expires_ms() > now_ms {
+                    return true;
+                }
+                if e.dir == Dir::In {
+                    scratch.push(e.conn.clone());
+                }
+                false
+            });
+        }
+        let mut ended = 0;
+        for c in scratch.drain(..) {
+            if let Some(ok) = c.out_key() {
+                let idx = shard_of(&ok, n);
+                if idx != shard % n {
+                    let mut s = self.shards[idx].write();
+                    if s.get(&ok).is_some_and(|e| Arc::ptr_eq(&e.conn, &c)) {
+                        s.remove(&ok);
+                    }
+                }
+            }
+            if c.kill() {
+                self.count.fetch_sub(1, Relaxed);
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// Visit every connection (once, by its client key). Holds one shard's
+    /// read lock at a time, so workers are never blocked for the whole walk.
+    pub fn for_each(&self, mut f: impl FnMut(&Conn)) {
+        for s in self.shards.iter() {
+            let g = s.read();
+            for e in g.values().filter(|e| e.dir == Dir::In) {
+                f(&e.conn);
+            }
+        }
+    }
+
+    /// Drop every connection (used when services are cleared).
+    pub fn flush(&self) {
+        let mut scratch = Vec::new();
+        for i in 0..self.shards.len() {
+            self.expire_shard(i, u64::MAX, &mut scratch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk(table: &ConnTable, cport: u16, d: &Arc<DestState>) -> Arc<Conn> {
+        let c = Conn::new(
+            Proto::Tcp,
+            ("192.0.2.1".parse().unwrap(), cport),
+            ("10.0.0.100".parse().unwrap(), 80),
+            ("10.0.1.11".parse().unwrap(), 8080),
+            Forward::Nat,
+            d.clone(),
+            Arc::new(ServiceState::default()),
+        );
+        table.insert(c).unwrap()
+    }
+
+    #[test]
+    fn both_directions_find_the_connection() {
+        let t = ConnTable::new(10, 4);
+        let d = Arc::new(DestState::default());
+        let c = mk(&t, 1234, &d);
+        let (c1, d1) = t.lookup(&c.in_key()).unwrap();
+        assert!(Arc::ptr_eq(&c, &c1) && d1 == Dir::In);
+        let rk = FlowKey::v4(
+            Proto::Tcp,
+            "10.0.1.11".parse().unwrap(),
+            8080,
+            "192.0.2.1".parse().unwrap(),
+            1234,
+        );
+        let (c2, d2) = t.lookup(&rk).unwrap();
+        assert!(Arc::ptr_eq(&c, &c2) && d2 == Dir::Out);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            d.inactive.load(Relaxed),
+            1,
+            "new connections start inactive"
+        );
+    }
+
+    #[test]
+    fn active_inactive_follow_state_and_expiry() {
+        let t = ConnTable::new(10, 4);
+        let d = Arc::new(DestState::default());
+        let c = mk(&t, 1, &d);
+        let to = Timeouts::default();
+        let syn = TcpEvent {
+            syn: true,
+            ..Default::default()
+        };
+        let ack = TcpEvent {
+            ack: true,
+            ..Default::default()
+        };
+        let fin = TcpEvent {
+            fin: true,
+            ack: true,
+            ..Default::default()
+        };
+        c.on_packet(Dir::In, syn, 0, &to);
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
+        c.on_packet(Dir::In, ack, 0, &to);
+        assert_eq!(c.state(), State::Established);
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (1, 0));
+        assert_eq!(c.expires_ms(), 900_000);
+        c.on_packet(Dir::In, fin, 1000, &to);
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
+        let mut s = Vec::new();
+        let mut ended = 0;
+        for i in 0..t.n_shards() {
+            ended += t.expire_shard(i, 1000 + 59_999, &mut s);
+        }
+        assert_eq!(ended, 0, "CLOSE_WAIT lasts 60 s");
+        for i in 0..t.n_shards() {
+            ended += t.expire_shard(i, 1000 + 60_000, &mut s);
+        }
+        assert_eq!(ended, 1);
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+        assert!(t.lookup(&c.in_key()).is_none() && t.lookup(&c.out_key().unwrap()).is_none());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn full_table_rejects_and_counts_stay_bounded() {
+        let t = ConnTable::new(2, 1);
+        let d = Arc::new(DestState::default());
+        mk(&t, 1, &d);
+        mk(&t, 2, &d);
+        let c = Conn::new(
+            Proto::Udp,
+            ("192.0.2.9".parse().unwrap(), 9),
+            ("10.0.0.100".parse().unwrap(), 53),
+            ("10.0.1.11".parse().unwrap(), 53),
+            Forward::Nat,
+            d.clone(),
+            Arc::new(ServiceState::default()),
+        );
+        assert_eq!(t.insert(c).err(), Some(InsertError::Full));
+        assert_eq!(t.len(), 2);
+        assert_eq!(d.inactive.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn concurrent_transitions_keep_counts_exact() {
+        let t = Arc::new(ConnTable::new(10_000, 16));
+        let d = Arc::new(DestState::default());
+        let conns: Vec<_> = (0..1000).map(|i| mk(&t, i, &d)).collect();
+        let to = Timeouts::default();
+        std::thread::scope(|s| {
+            for dir in [Dir::In, Dir::Out] {
+                let conns = &conns;
+                s.spawn(move || {
+                    for c in conns {
+                        for ev in [
+                            TcpEvent {
+                                syn: true,
+                                ..Default::default()
+                            },
+                            TcpEvent {
+                                ack: true,
+                                ..Default::default()
+                            },
+                            TcpEvent {
+                                fin: true,
+                                ack: true,
+                                ..Default::default()
+                            },
+                        ] {
+                            c.on_packet(dir, ev, 0, &to);
+                        }
+                    }
+                });
+            }
+        });
+        let active = conns.iter().filter(|c| c.is_active()).count() as u32;
+        assert_eq!(d.active.load(Relaxed), active);
+        assert_eq!(d.inactive.load(Relaxed), 1000 - active);
+        t.flush();
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+    }
+}

@@ -1,0 +1,164 @@
+//! IPVS schedulers: one small file per algorithm behind one trait.
+//!
+//! A scheduler instance is built by the control plane for one exact list of
+//! real servers (so precomputed tables such as wrr's gcd/max weight belong to
+//! that list) and is consulted only for the first packet of a new flow. State
+//! that moves between picks (the rr cursor, wrr's current weight) lives inside
+//! the instance behind a small lock, as the kernel keeps it under
+//! `svc->sched_lock`; it is touched once per new connection, never per packet.
+//!
+//! Adding an algorithm = one file plus one line in [`REGISTRY`].
+
+mod lc;
+mod nq;
+mod rr;
+mod sed;
+mod wlc;
+mod wrr;
+
+use crate::conn::FlowKey;
+use crate::service::Dest;
+
+/// Picks a real server for a new flow.
+pub trait Scheduler: Send + Sync {
+    /// The ipvsadm name (`rr`, `wlc`, ...).
+    fn name(&self) -> &'static str;
+    /// Index into `dests` (the same list the scheduler was built for), or
+    /// None when no server can take the flow.
+    fn pick(&self, dests: &[Dest], flow: &FlowKey) -> Option<usize>;
+}
+
+type Ctor = fn(&[Dest]) -> Box<dyn Scheduler>;
+
+/// Every scheduler this build knows, by ipvsadm name.
+const REGISTRY: &[(&str, Ctor)] = &[
+    ("rr", rr::new),
+    ("wrr", wrr::new),
+    ("lc", lc::new),
+    ("wlc", wlc::new),
+    ("sed", sed::new),
+    ("nq", nq::new),
+];
+
+/// The names accepted by `-s`.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|(n, _)| *n)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown scheduler {name:?} (known: {known})")]
+pub struct UnknownScheduler {
+    pub name: String,
+    pub known: String,
+}
+
+/// Build the scheduler `name` for exactly this list of real servers.
+pub fn build(name: &str, dests: &[Dest]) -> Result<Box<dyn Scheduler>, UnknownScheduler> {
+    REGISTRY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, ctor)| ctor(dests))
+        .ok_or_else(|| UnknownScheduler {
+            name: name.to_string(),
+            known: names().collect::<Vec<_>>().join(" "),
+        })
+}
+
+pub fn is_known(name: &str) -> bool {
+    REGISTRY.iter().any(|(n, _)| *n == name)
+}
+
+/// Shared by wlc, sed and nq: walk the servers keeping the one with the least
+/// `overhead / weight`, compared by cross-multiplication as the kernel does
+/// (`loh * dest.weight > doh * least.weight`), first one winning ties.
+pub(crate) fn least_weighted(dests: &[Dest], overhead: impl Fn(&Dest) -> u64) -> Option<usize> {
+    let mut least: Option<(usize, u64)> = None;
+    for (i, d) in dests.iter().enumerate() {
+        if !d.available() {
+            continue;
+        }
+        let doh = overhead(d);
+        match least {
+            None => least = Some((i, doh)),
+            Some((li, loh)) => {
+                if (loh as u128) * (d.weight as u128) > (doh as u128) * (dests[li].weight as u128) {
+                    least = Some((i, doh));
+                }
+            }
+        }
+    }
+    least.map(|(i, _)| i)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+
+    use crate::conn::FlowKey;
+    use crate::service::{Dest, DestState, Forward, Proto};
+
+    /// Real servers 10.0.1.1.. with these weights and (active, inactive) counts.
+    pub fn dests(spec: &[(u32, u32, u32)]) -> Vec<Dest> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, &(weight, active, inactive))| {
+                let state = Arc::new(DestState::default());
+                state.active.store(active, Relaxed);
+                state.inactive.store(inactive, Relaxed);
+                Dest {
+                    ip: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1 + i as u8)),
+                    port: 80,
+                    weight,
+                    fwd: Forward::Nat,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    pub fn flow(client: u8) -> FlowKey {
+        FlowKey::v4(
+            Proto::Tcp,
+            Ipv4Addr::new(192, 0, 2, client),
+            40000,
+            Ipv4Addr::new(10, 0, 0, 100),
+            80,
+        )
+    }
+
+    /// n picks as server numbers (1-based, 0 = none).
+    pub fn picks(s: &dyn super::Scheduler, d: &[Dest], n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|i| s.pick(d, &flow(i as u8)).map_or(0, |x| x + 1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_scheduler_is_a_clear_error() {
+        let e = build("fastest", &[]).err().unwrap();
+        assert!(
+            e.to_string().contains("unknown scheduler \"fastest\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("rr"));
+        assert!(is_known("wlc") && !is_known("WLC"));
+    }
+
+    #[test]
+    fn every_scheduler_returns_none_without_servers() {
+        for n in names() {
+            let s = build(n, &[]).unwrap();
+            assert_eq!(s.name(), n);
+            assert_eq!(s.pick(&[], &testutil::flow(1)), None, "{n}");
+        }
+    }
+}

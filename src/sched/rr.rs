@@ -1,0 +1,60 @@
+//! Round robin (kernel `ip_vs_rr.c`): walk the server list from the server
+//! after the last one picked, taking the first with weight > 0 that is not
+//! overloaded. The cursor starts at the list head, so the first pick is the
+//! first available server.
+
+use parking_lot::Mutex;
+
+use super::Scheduler;
+use crate::conn::FlowKey;
+use crate::service::Dest;
+
+pub struct Rr {
+    /// Index of the next server to consider.
+    next: Mutex<usize>,
+}
+
+pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+    Box::new(Rr {
+        next: Mutex::new(0),
+    })
+}
+
+impl Scheduler for Rr {
+    fn name(&self) -> &'static str {
+        "rr"
+    }
+    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+        let n = dests.len();
+        let mut next = self.next.lock();
+        let start = *next % n.max(1);
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| dests[i].available())?;
+        *next = (i + 1) % n;
+        Some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{dests, picks};
+    use super::*;
+
+    #[test]
+    fn rotates_in_list_order_skipping_weight_zero() {
+        let d = dests(&[(1, 0, 0), (5, 0, 0), (1, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 7), [1, 2, 3, 1, 2, 3, 1]);
+        let d = dests(&[(1, 0, 0), (0, 0, 0), (1, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 5), [1, 3, 1, 3, 1]);
+    }
+
+    #[test]
+    fn all_quiescent_or_overloaded_gives_none() {
+        let d = dests(&[(0, 0, 0), (1, 0, 0)]);
+        d[1].state
+            .overloaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(picks(&*new(&d), &d, 2), [0, 0]);
+    }
+}

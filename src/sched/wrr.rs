@@ -1,0 +1,153 @@
+//! Weighted round robin (kernel `ip_vs_wrr.c`): servers are visited in list
+//! order while a current weight `cw` steps down from the maximum weight by the
+//! gcd of all weights; a server is picked when its weight >= cw. With weights
+//! 3:1 the sequence is A A A B. The kernel's bookkeeping is reproduced: `mw`
+//! is max weight - (gcd - 1), a full pass that finds nothing ends with "all
+//! destinations are overloaded".
+
+use parking_lot::Mutex;
+
+use super::Scheduler;
+use crate::conn::FlowKey;
+use crate::service::Dest;
+
+struct Mark {
+    /// Last picked index; None = list head.
+    cl: Option<usize>,
+    cw: i64,
+    mw: i64,
+    di: i64,
+}
+
+pub struct Wrr {
+    mark: Mutex<Mark>,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+pub fn new(dests: &[Dest]) -> Box<dyn Scheduler> {
+    let mut g = 0i64;
+    let mut max = 0i64;
+    for d in dests.iter().filter(|d| d.weight > 0) {
+        let w = d.weight as i64;
+        g = if g > 0 { gcd(w, g) } else { w };
+        max = max.max(w);
+    }
+    let di = if g > 0 { g } else { 1 };
+    let mw = max - (di - 1);
+    Box::new(Wrr {
+        mark: Mutex::new(Mark {
+            cl: None,
+            cw: mw,
+            mw,
+            di,
+        }),
+    })
+}
+
+impl Scheduler for Wrr {
+    fn name(&self) -> &'static str {
+        "wrr"
+    }
+    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+        let mut m = self.mark.lock();
+        if m.mw <= 0 || dests.is_empty() {
+            return None;
+        }
+        let last = m.cl;
+        let mut stop: Option<usize> = None;
+        let mut last_pass = false;
+        let mut restarted = false;
+        // `pos` is where list_for_each_entry_continue resumes: after cl.
+        let mut pos = m.cl.map_or(0, |i| i + 1);
+        loop {
+            while pos < dests.len() {
+                let d = &dests[pos];
+                if !d
+                    .state
+                    .overloaded
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    && d.weight as i64 >= m.cw
+                {
+                    m.cl = Some(pos);
+                    return Some(pos);
+                }
+                if Some(pos) == stop {
+                    m.cl = Some(pos);
+                    return None;
+                }
+                pos += 1;
+            }
+            pos = 0;
+            m.cw -= m.di;
+            if m.cw <= 0 {
+                m.cw = m.mw;
+                if last_pass || last.is_none() {
+                    m.cl = None;
+                    return None;
+                }
+                restarted = true;
+            }
+            last_pass = m.cw <= m.di;
+            if last_pass && restarted && last.is_some() {
+                stop = last;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{dests, picks};
+    use super::*;
+
+    #[test]
+    fn weights_3_1_interleave_as_the_kernel_does() {
+        let d = dests(&[(3, 0, 0), (1, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
+    }
+
+    #[test]
+    fn weights_4_3_2_follow_the_gcd_max_stepping() {
+        // cw: 4 -> A; 3 -> A B; 2 -> A B C; 1 -> A B C  (9 picks per round)
+        let d = dests(&[(4, 0, 0), (3, 0, 0), (2, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 9), [1, 1, 2, 1, 2, 3, 1, 2, 3]);
+    }
+
+    #[test]
+    fn common_divisor_is_stepped_over() {
+        // weights 4:2, gcd 2: mw = 4 - 1 = 3, cw 3 -> A; 1 -> A B.
+        let d = dests(&[(4, 0, 0), (2, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 6), [1, 1, 2, 1, 1, 2]);
+    }
+
+    #[test]
+    fn weight_zero_is_never_picked_and_all_zero_gives_none() {
+        let d = dests(&[(2, 0, 0), (0, 0, 0), (1, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 6), [1, 1, 3, 1, 1, 3]);
+        let d = dests(&[(0, 0, 0), (0, 0, 0)]);
+        assert_eq!(picks(&*new(&d), &d, 2), [0, 0]);
+    }
+
+    #[test]
+    fn all_overloaded_gives_none_then_recovers() {
+        let d = dests(&[(1, 0, 0), (1, 0, 0)]);
+        let s = new(&d);
+        for x in &d {
+            x.state
+                .overloaded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        assert_eq!(picks(&*s, &d, 2), [0, 0]);
+        d[1].state
+            .overloaded
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(picks(&*s, &d, 2), [2, 2]);
+    }
+}

@@ -1,0 +1,404 @@
+//! Virtual services and their real servers.
+//!
+//! Two layers: the control plane edits [`ServiceConf`] values (plain data,
+//! validated whole), and from them builds an immutable [`ServiceTable`]
+//! snapshot that workers read without locks. Counters live in `Arc`s that
+//! survive snapshot rebuilds, so edits never reset ActiveConn/InActConn or
+//! traffic statistics, and connections keep counting against the real server
+//! they were bound to even after it is deleted (the kernel's "trash" dests).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sched::{self, Scheduler};
+
+/// Transport protocol of a virtual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+    pub fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+    /// ipvsadm's spelling ("TCP"/"UDP").
+    pub fn upper(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+}
+
+/// Packet forwarding method (ipvsadm -m / -g / -i, plus rvs's FULLNAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// LVS-NAT, `-m`, "Masq".
+    Nat,
+    /// Direct routing, `-g`, "Route": ipvsadm's default.
+    #[default]
+    Dr,
+    /// IPIP tunnelling, `-i`, "Tunnel".
+    Tun,
+    /// Double NAT from a local address pool, `--fullnat`, "FullNat".
+    FullNat,
+}
+
+impl Forward {
+    /// The name `ipvsadm -L` prints in the Forward column.
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Forward::Nat => "Masq",
+            Forward::Dr => "Route",
+            Forward::Tun => "Tunnel",
+            Forward::FullNat => "FullNat",
+        }
+    }
+    /// Forwarding modes this build can carry.
+    pub fn supported(self) -> bool {
+        matches!(self, Forward::Nat)
+    }
+}
+
+/// Identity of a virtual service: protocol, VIP and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub struct ServiceKey {
+    pub proto: Proto,
+    pub vip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = self.proto.upper();
+        match self.vip {
+            IpAddr::V4(a) => write!(f, "{proto} {a}:{}", self.port),
+            IpAddr::V6(a) => write!(f, "{proto} [{a}]:{}", self.port),
+        }
+    }
+}
+
+/// Default scheduler when none is given (ipvsadm's default).
+pub const DEFAULT_SCHED: &str = "wlc";
+/// Default persistence timeout for `-p` without a value: libipvs's
+/// `IPVS_SVC_PERSISTENT_TIMEOUT` (6*60); its man page says 300, the code wins.
+pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
+
+fn default_sched() -> String {
+    DEFAULT_SCHED.to_string()
+}
+fn default_netmask() -> Ipv4Addr {
+    Ipv4Addr::BROADCAST
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// A virtual service as configured (control-plane data).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConf {
+    pub proto: Proto,
+    pub vip: IpAddr,
+    pub port: u16,
+    #[serde(default = "default_sched")]
+    pub sched: String,
+    /// Persistence timeout in seconds (`-p`); None = not persistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent: Option<u32>,
+    /// Persistence granularity (`-M`).
+    #[serde(default = "default_netmask")]
+    pub netmask: Ipv4Addr,
+    #[serde(default)]
+    pub dests: Vec<DestConf>,
+}
+
+impl ServiceConf {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            proto: self.proto,
+            vip: self.vip,
+            port: self.port,
+        }
+    }
+}
+
+/// A real server as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestConf {
+    pub ip: IpAddr,
+    /// Real-server port; 0 or absent = the service port.
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub fwd: Forward,
+    /// Upper connection threshold (`-x`); 0 = none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`); 0 = none.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+/// Traffic counters shared by a service or real server and every snapshot
+/// and connection that refers to it.
+#[derive(Debug, Default)]
+pub struct TrafficCounters {
+    pub conns: AtomicU64,
+    pub inpkts: AtomicU64,
+    pub outpkts: AtomicU64,
+    pub inbytes: AtomicU64,
+    pub outbytes: AtomicU64,
+}
+
+/// A plain copy of [`TrafficCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficStats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl TrafficCounters {
+    pub fn read(&self) -> TrafficStats {
+        TrafficStats {
+            conns: self.conns.load(Relaxed),
+            inpkts: self.inpkts.load(Relaxed),
+            outpkts: self.outpkts.load(Relaxed),
+            inbytes: self.inbytes.load(Relaxed),
+            outbytes: self.outbytes.load(Relaxed),
+        }
+    }
+    pub fn clear(&self) {
+        for c in [
+            &self.conns,
+            &self.inpkts,
+            &self.outpkts,
+            &self.inbytes,
+            &self.outbytes,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+    #[inline]
+    pub fn count_in(&self, bytes: usize) {
+        self.inpkts.fetch_add(1, Relaxed);
+        self.inbytes.fetch_add(bytes as u64, Relaxed);
+    }
+    #[inline]
+    pub fn count_out(&self, bytes: usize) {
+        self.outpkts.fetch_add(1, Relaxed);
+        self.outbytes.fetch_add(bytes as u64, Relaxed);
+    }
+}
+
+/// Live state of a real server that outlives snapshots: connection counts the
+/// schedulers read, the overload flag, traffic counters.
+#[derive(Debug, Default)]
+pub struct DestState {
+    pub active: AtomicU32,
+    pub inactive: AtomicU32,
+    /// Persistence templates bound to this server (kernel counts them in
+    /// `persistconns`).
+    pub persist: AtomicU32,
+    /// Set when the upper threshold was reached, cleared below the lower one
+    /// (kernel IP_VS_DEST_F_OVERLOAD).
+    pub overloaded: AtomicBool,
+    pub traffic: TrafficCounters,
+}
+
+impl DestState {
+    /// The kernel's `ip_vs_dest_conn_overhead`: (active << 8) + inactive.
+    pub fn overhead(&self) -> u32 {
+        (self.active.load(Relaxed) << 8).wrapping_add(self.inactive.load(Relaxed))
+    }
+    pub fn total_conns(&self) -> u32 {
+        self.active.load(Relaxed) + self.inactive.load(Relaxed)
+    }
+}
+
+/// A real server in a snapshot.
+#[derive(Debug)]
+pub struct Dest {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+    pub fwd: Forward,
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    pub state: Arc<DestState>,
+}
+
+impl Dest {
+    /// Usable for new connections: positive weight and not overloaded.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.weight > 0 && !self.state.overloaded.load(Relaxed)
+    }
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        match self.ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+/// Live state of a service that outlives snapshots.
+#[derive(Debug, Default)]
+pub struct ServiceState {
+    pub traffic: TrafficCounters,
+}
+
+/// A virtual service in a snapshot, with its scheduler built for exactly
+/// this set of real servers.
+pub struct Service {
+    pub conf: ServiceConf,
+    pub dests: Vec<Dest>,
+    pub sched: Box<dyn Scheduler>,
+    pub state: Arc<ServiceState>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("key", &self.conf.key())
+            .field("sched", &self.sched.name())
+            .field("dests", &self.dests.len())
+            .finish()
+    }
+}
+
+/// Counter state kept by the control plane across snapshot rebuilds.
+#[derive(Default, Debug)]
+pub struct StateRegistry {
+    services: HashMap<ServiceKey, Arc<ServiceState>>,
+    dests: HashMap<(ServiceKey, IpAddr, u16), Arc<DestState>>,
+}
+
+impl StateRegistry {
+    fn service(&mut self, key: ServiceKey) -> Arc<ServiceState> {
+        self.services.entry(key).or_default().clone()
+    }
+    fn dest(&mut self, key: ServiceKey, ip: IpAddr, port: u16) -> Arc<DestState> {
+        self.dests.entry((key, ip, port)).or_default().clone()
+    }
+    /// Forget state of services and dests no longer configured (connections
+    /// still holding them keep their own `Arc`).
+    fn retain(&mut self, confs: &[ServiceConf]) {
+        let svc: HashSet<ServiceKey> = confs.iter().map(ServiceConf::key).collect();
+        let dst: HashSet<(ServiceKey, IpAddr, u16)> = confs
+            .iter()
+            .flat_map(|s| s.dests.iter().map(move |d| (s.key(), d.ip, d.port)))
+            .collect();
+        self.services.retain(|k, _| svc.contains(k));
+        self.dests.retain(|k, _| dst.contains(k));
+    }
+    /// Zero the traffic counters (ipvsadm -Z), of one service or all.
+    pub fn zero(&self, only: Option<ServiceKey>) {
+        for (k, s) in &self.services {
+            if only.is_none_or(|o| o == *k) {
+                s.traffic.clear();
+            }
+        }
+        for ((k, _, _), d) in &self.dests {
+            if only.is_none_or(|o| o == *k) {
+                d.traffic.clear();
+            }
+        }
+    }
+}
+
+/// The immutable service table workers read.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    services: HashMap<ServiceKey, Service>,
+    vips: HashSet<IpAddr>,
+    /// Services in the order they were added (ipvsadm lists in its own hash
+    /// order; we list in configuration order, which is stable).
+    order: Vec<ServiceKey>,
+}
+
+impl ServiceTable {
+    /// Build a snapshot from validated configuration. Schedulers are built
+    /// here, on the control thread, so workers never do heavy set-up.
+    pub fn build(confs: &[ServiceConf], reg: &mut StateRegistry) -> Result<ServiceTable, String> {
+        let mut t = ServiceTable::default();
+        for c in confs {
+            let key = c.key();
+            let dests: Vec<Dest> = c
+                .dests
+                .iter()
+                .map(|d| {
+                    let port = if d.port == 0 { c.port } else { d.port };
+                    Dest {
+                        ip: d.ip,
+                        port,
+                        weight: d.weight,
+                        fwd: d.fwd,
+                        u_threshold: d.u_threshold,
+                        l_threshold: d.l_threshold,
+                        state: reg.dest(key, d.ip, port),
+                    }
+                })
+                .collect();
+            let sched = sched::build(&c.sched, &dests).map_err(|e| e.to_string())?;
+            t.vips.insert(c.vip);
+            t.order.push(key);
+            t.services.insert(
+                key,
+                Service {
+                    conf: c.clone(),
+                    dests,
+                    sched,
+                    state: reg.service(key),
+                },
+            );
+        }
+        reg.retain(confs);
+        Ok(t)
+    }
+
+    #[inline]
+    pub fn get(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.get(key)
+    }
+    #[inline]
+    pub fn is_vip(&self, ip: IpAddr) -> bool {
+        self.vips.contains(&ip)
+    }
+    /// Services in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Service> {
+        self.order.iter().filter_map(|k| self.services.get(k))
+    }
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+}

@@ -1,0 +1,181 @@
+//! Per-worker counters, summed on read.
+//!
+//! Each worker owns one [`WorkerStats`] (cache-padded) and is its only writer,
+//! so increments are plain relaxed load+store, not locked read-modify-write.
+//! Readers (the control thread) may see a value a few packets old; they never
+//! see a torn one.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+macro_rules! reasons {
+    ($($name:ident => $label:literal, $doc:literal;)*) => {
+        /// Why a frame was not forwarded. Every dropped frame has exactly one.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $(#[doc = $doc] $name,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Stable label used in the JSON API and metrics.
+            pub fn label(self) -> &'static str {
+                match self { $(DropReason::$name => $label,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    EthTruncated => "eth_truncated", "Shorter than an Ethernet header.";
+    NotForUs => "not_for_us", "Destination MAC is neither ours nor broadcast.";
+    Vlan => "vlan", "802.1Q/802.1ad tagged (not supported).";
+    Ipv6 => "ipv6", "IPv6 (not supported yet).";
+    UnknownEtherType => "unknown_ethertype", "Neither IPv4 nor ARP.";
+    ArpMalformed => "arp_malformed", "ARP that is not Ethernet/IPv4 or is truncated.";
+    ArpNotForUs => "arp_not_for_us", "ARP request for an address we do not own.";
+    Ipv4Malformed => "ipv4_malformed", "Bad version, header length or total length.";
+    Ipv4BadChecksum => "ipv4_bad_checksum", "IPv4 header checksum wrong.";
+    Ipv4Fragment => "ipv4_fragment", "IPv4 fragment (not reassembled).";
+    TtlExceeded => "ttl_exceeded", "TTL would reach zero when routed.";
+    BadSource => "bad_source", "Broadcast, multicast, loopback or zero source address.";
+    L4Malformed => "l4_malformed", "Truncated or inconsistent TCP/UDP/ICMP header.";
+    ProtoUnsupported => "proto_unsupported", "IP protocol not balanced (e.g. GRE to a VIP).";
+    NoService => "no_service", "Addressed to a VIP port with no virtual service.";
+    NoConnNotSyn => "no_conn_not_syn", "TCP packet for a VIP with no connection that is not a SYN.";
+    NoDest => "no_dest", "No real server available (all weight 0 or overloaded).";
+    ConnTableFull => "conn_table_full", "Connection table at max_connections.";
+    FwdUnsupported => "fwd_unsupported", "Forwarding method not available in this build.";
+    NoRoute => "no_route", "No route to the destination.";
+    NeighQueueFull => "neigh_queue_full", "Too many frames waiting for ARP resolution.";
+    NeighUnresolved => "neigh_unresolved", "ARP resolution timed out.";
+    NotRouted => "not_routed", "Not for a VIP, a local address or a tracked connection.";
+    LocalUnhandled => "local_unhandled", "For a local address but not something the director answers.";
+    IcmpUnhandled => "icmp_unhandled", "ICMP other than echo to a VIP or local address.";
+    NoBuffer => "no_buffer", "Could not allocate a frame for a reply.";
+}
+
+pub const N_REASONS: usize = DropReason::ALL.len();
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+    /// Used by single-writer tests and the sum over workers.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed)
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    /// Frames the TX path had to free because the device queue was full.
+    pub tx_dropped: Counter,
+    /// Multi-segment frames dropped on receive.
+    pub rx_chained: Counter,
+    pub arp_replies_sent: Counter,
+    pub arp_requests_sent: Counter,
+    pub icmp_echo_replies: Counter,
+    pub conns_created: Counter,
+    pub conns_expired: Counter,
+    pub drops: [Counter; N_REASONS],
+    /// Loop iterations (for idle-ness and liveness).
+    pub loops: Counter,
+}
+
+impl WorkerStats {
+    #[inline]
+    pub fn drop(&self, r: DropReason) {
+        self.drops[r as usize].inc();
+    }
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].get()
+    }
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut s = StatsSnapshot::default();
+        s.add(self);
+        s
+    }
+}
+
+/// A plain copy of counters, for one worker or summed over all.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub rx_chained: u64,
+    pub arp_replies_sent: u64,
+    pub arp_requests_sent: u64,
+    pub icmp_echo_replies: u64,
+    pub conns_created: u64,
+    pub conns_expired: u64,
+    /// Drop counts by reason label (zero reasons included, so scripts can
+    /// rely on every key being present).
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl StatsSnapshot {
+    pub fn add(&mut self, w: &WorkerStats) {
+        self.rx_packets += w.rx_packets.get();
+        self.rx_bytes += w.rx_bytes.get();
+        self.tx_packets += w.tx_packets.get();
+        self.tx_bytes += w.tx_bytes.get();
+        self.tx_dropped += w.tx_dropped.get();
+        self.rx_chained += w.rx_chained.get();
+        self.arp_replies_sent += w.arp_replies_sent.get();
+        self.arp_requests_sent += w.arp_requests_sent.get();
+        self.icmp_echo_replies += w.icmp_echo_replies.get();
+        self.conns_created += w.conns_created.get();
+        self.conns_expired += w.conns_expired.get();
+        for r in DropReason::ALL {
+            *self.drops.entry(r.label()).or_default() += w.dropped(*r);
+        }
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_and_snapshots_sum() {
+        let mut seen = std::collections::HashSet::new();
+        for r in DropReason::ALL {
+            assert!(seen.insert(r.label()), "{}", r.label());
+        }
+        let a = WorkerStats::default();
+        let b = WorkerStats::default();
+        a.drop(DropReason::NoService);
+        b.drop(DropReason::NoService);
+        b.rx_packets.add(5);
+        let mut s = a.snapshot();
+        s.add(&b);
+        assert_eq!(s.drops["no_service"], 2);
+        assert_eq!(s.drops["ipv6"], 0);
+        assert_eq!(s.rx_packets, 5);
+        assert_eq!(s.total_drops(), 2);
+    }
+}
