@@ -223,9 +223,11 @@ pub enum InsertError {
     Full,
 }
 
+type Shard = CachePadded<RwLock<HashMap<FlowKey, Entry>>>;
+
 /// The sharded connection table.
 pub struct ConnTable {
-    shards: Box<[CachePadded<RwLock<HashMap<FlowKey, Entry>>>]>,
+    shards: Box<[Shard]>,
     count: AtomicUsize,
     max: usize,
     timeouts: RwLock<Timeouts>,
