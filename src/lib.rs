@@ -3,7 +3,10 @@
 //! Everything except `dpdk` is safe, pure Rust over byte slices and runs
 //! without an EAL; `dpdk` is the one module that talks to `dpdk-sys`.
 
+pub mod clock;
+pub mod config;
 pub mod conn;
+pub mod control;
 pub mod io;
 pub mod sched;
 pub mod service;

@@ -1,0 +1,229 @@
+//! The daemon's configuration file: one flat, documented structure with
+//! defaults. Everything here is read once at start; services can also be
+//! changed live over the control socket.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::service::ServiceConf;
+
+/// An IPv4 address with its prefix length, written "10.0.0.1/24".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn netmask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix as u32)
+        }
+    }
+    /// Whether `ip` is on this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.addr)) & self.netmask() == 0
+    }
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.netmask())
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected ADDRESS/PREFIX"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?}: bad IPv4 address"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+        if prefix > 32 {
+            return Err(format!("{s:?}: prefix length over 32"));
+        }
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Ipv4Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One data port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConf {
+    /// DPDK device name: a vdev ("net_af_packet0") or PCI address.
+    pub device: String,
+    /// The director's address on this port.
+    pub ipv4: Ipv4Cidr,
+    /// Next hop for destinations not on any port's subnet. At most one port
+    /// may have one (it is the default route).
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConf {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+fn d_workers() -> Vec<usize> {
+    vec![1]
+}
+fn d_desc() -> u16 {
+    1024
+}
+fn d_mbufs() -> u32 {
+    16383
+}
+fn d_max_conns() -> usize {
+    1 << 20
+}
+
+/// `rvsd --config FILE.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Passed to `rte_eal_init` verbatim (vdevs, memory, main lcore).
+    pub eal_args: Vec<String>,
+    pub ports: Vec<PortConf>,
+    /// CPU cores of the polling workers, one worker per core. Worker i uses
+    /// RX/TX queue i on every port.
+    #[serde(default = "d_workers")]
+    pub workers: Vec<usize>,
+    /// Sleep this long after a loop that received nothing (0 = pure busy
+    /// polling, the right choice on a dedicated host; tests and containers
+    /// sharing cores set it to give the CPU back).
+    #[serde(default)]
+    pub idle_sleep_us: u32,
+    #[serde(default = "d_desc")]
+    pub rx_descriptors: u16,
+    #[serde(default = "d_desc")]
+    pub tx_descriptors: u16,
+    /// Mbufs in the packet pool (a power of two minus one is most efficient).
+    #[serde(default = "d_mbufs")]
+    pub mbufs: u32,
+    /// Connection table capacity; new flows beyond it are dropped and counted.
+    #[serde(default = "d_max_conns")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub timeouts: Option<TimeoutConf>,
+    /// Services to load at start (same format as the control socket's).
+    #[serde(default)]
+    pub services: Vec<ServiceConf>,
+}
+
+impl DaemonConfig {
+    pub fn from_json(text: &str) -> Result<DaemonConfig, String> {
+        let c: DaemonConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Everything that can be checked before touching DPDK, all problems
+    /// listed at once.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if self.ports.is_empty() {
+            errs.push("ports: at least one port is required".to_string());
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if self.ports[..i].iter().any(|q| q.device == p.device) {
+                errs.push(format!("ports[{i}]: device {:?} listed twice", p.device));
+            }
+            if let Some(gw) = p.gateway {
+                if !p.ipv4.contains(gw) {
+                    errs.push(format!("ports[{i}]: gateway {gw} is not on {}", p.ipv4));
+                }
+            }
+        }
+        if self.ports.iter().filter(|p| p.gateway.is_some()).count() > 1 {
+            errs.push("ports: at most one port may have a gateway (the default route)".into());
+        }
+        if self.workers.is_empty() {
+            errs.push("workers: at least one worker core is required".into());
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            if self.workers[..i].contains(w) {
+                errs.push(format!("workers: core {w} listed twice"));
+            }
+        }
+        if self.max_connections == 0 {
+            errs.push("max_connections: must be at least 1".into());
+        }
+        if self.rx_descriptors == 0 || self.tx_descriptors == 0 {
+            errs.push("rx_descriptors/tx_descriptors: must be positive".into());
+        }
+        if self.mbufs < 1024 {
+            errs.push("mbufs: at least 1024".into());
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_matches() {
+        let c: Ipv4Cidr = "10.0.1.1/24".parse().unwrap();
+        assert!(c.contains("10.0.1.200".parse().unwrap()));
+        assert!(!c.contains("10.0.2.1".parse().unwrap()));
+        assert_eq!(c.broadcast(), Ipv4Addr::new(10, 0, 1, 255));
+        assert!("10.0.1.1".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.1.1/33".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.1/8".parse::<Ipv4Cidr>().is_err());
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn config_defaults_and_errors_listed_together() {
+        let c = DaemonConfig::from_json(
+            r#"{"eal_args":["--no-pci"],"ports":[{"device":"net_null0","ipv4":"10.0.0.1/24"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.workers, vec![1]);
+        assert_eq!(c.max_connections, 1 << 20);
+        let e = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24","gateway":"10.9.9.9"},
+                {"device":"a","ipv4":"10.0.1.1/24"}],"workers":[]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("not on 10.0.0.1/24") && e.contains("listed twice") && e.contains("workers"),
+            "{e}"
+        );
+        let e = DaemonConfig::from_json(r#"{"eal_args":[],"ports":[],"bogus":1}"#).unwrap_err();
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+    }
+}
