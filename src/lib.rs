@@ -11,3 +11,4 @@ pub mod io;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod wire;

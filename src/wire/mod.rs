@@ -1,0 +1,394 @@
+//! Zero-copy views over packet bytes: Ethernet, ARP, IPv4, TCP, UDP, ICMPv4,
+//! plus Internet checksums (full and RFC 1624 incremental) and a packet
+//! builder for tests and the benchmark generator.
+//!
+//! This module owns byte layout only. It never allocates on the parse path,
+//! never panics on any input (`new_checked` validates once; accessors rely on
+//! that), and knows nothing about connections, devices or offloads.
+//!
+//! Each view is `Foo<T: AsRef<[u8]>>`; setters exist when `T: AsMut<[u8]>`.
+//! `new_unchecked` skips validation and is meant for writing fresh headers
+//! into a buffer already known to be long enough: accessors on an unchecked
+//! view over a short buffer panic.
+
+pub mod arp;
+pub mod builder;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmp;
+pub mod ipv4;
+pub mod tcp;
+pub mod udp;
+
+pub use arp::{write_arp, ArpOp, ArpPacket};
+pub use builder::PacketBuilder;
+pub use ethernet::{EtherType, EthernetFrame, MacAddr, MacParseError};
+pub use icmp::Icmpv4Packet;
+pub use ipv4::{IpProtocol, Ipv4Packet};
+pub use tcp::{TcpFlags, TcpSegment};
+pub use udp::UdpDatagram;
+
+/// Why a view refused a buffer. Variants are per protocol so the caller can
+/// count drops by reason with [`WireError::as_str`] as the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum WireError {
+    #[error("ethernet frame shorter than its header")]
+    EthTruncated,
+    #[error("ARP packet truncated")]
+    ArpTruncated,
+    #[error("ARP packet is not Ethernet/IPv4")]
+    ArpUnsupported,
+    #[error("IPv4 packet shorter than its header")]
+    Ipv4Truncated,
+    #[error("IPv4 version is not 4")]
+    Ipv4BadVersion,
+    #[error("IPv4 header length (IHL) invalid")]
+    Ipv4BadHeaderLen,
+    #[error("IPv4 total length invalid")]
+    Ipv4BadTotalLen,
+    #[error("TCP segment shorter than its header")]
+    TcpTruncated,
+    #[error("TCP data offset invalid")]
+    TcpBadDataOffset,
+    #[error("UDP datagram shorter than its header")]
+    UdpTruncated,
+    #[error("UDP length field invalid")]
+    UdpBadLength,
+    #[error("ICMP message shorter than its header")]
+    IcmpTruncated,
+    #[error("output buffer too small")]
+    BufferTooSmall,
+}
+
+impl WireError {
+    /// Every variant, in `index()` order (for fixed-size counter arrays).
+    pub const ALL: [WireError; 13] = [
+        WireError::EthTruncated,
+        WireError::ArpTruncated,
+        WireError::ArpUnsupported,
+        WireError::Ipv4Truncated,
+        WireError::Ipv4BadVersion,
+        WireError::Ipv4BadHeaderLen,
+        WireError::Ipv4BadTotalLen,
+        WireError::TcpTruncated,
+        WireError::TcpBadDataOffset,
+        WireError::UdpTruncated,
+        WireError::UdpBadLength,
+        WireError::IcmpTruncated,
+        WireError::BufferTooSmall,
+    ];
+
+    /// Stable short name, usable as a metrics label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WireError::EthTruncated => "eth_truncated",
+            WireError::ArpTruncated => "arp_truncated",
+            WireError::ArpUnsupported => "arp_unsupported",
+            WireError::Ipv4Truncated => "ipv4_truncated",
+            WireError::Ipv4BadVersion => "ipv4_bad_version",
+            WireError::Ipv4BadHeaderLen => "ipv4_bad_header_len",
+            WireError::Ipv4BadTotalLen => "ipv4_bad_total_len",
+            WireError::TcpTruncated => "tcp_truncated",
+            WireError::TcpBadDataOffset => "tcp_bad_data_offset",
+            WireError::UdpTruncated => "udp_truncated",
+            WireError::UdpBadLength => "udp_bad_length",
+            WireError::IcmpTruncated => "icmp_truncated",
+            WireError::BufferTooSmall => "buffer_too_small",
+        }
+    }
+
+    /// Position in [`WireError::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+// Big-endian field access. Callers have validated the range.
+#[inline]
+pub(crate) fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+pub(crate) fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline]
+pub(crate) fn put_u16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline]
+pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Deterministic xorshift for tests (no `rand` crate).
+#[cfg(test)]
+pub(crate) struct XorShift(pub u64);
+
+#[cfg(test)]
+impl XorShift {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    pub fn next_u16(&mut self) -> u16 {
+        (self.next_u64() >> 48) as u16
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = (self.next_u64() >> 56) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_unique_and_indexed() {
+        let mut names: Vec<&str> = WireError::ALL.iter().map(|e| e.as_str()).collect();
+        for (i, e) in WireError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), WireError::ALL.len());
+    }
+
+    /// Parse `b` with every view and touch every accessor and setter.
+    fn exercise(b: &[u8]) {
+        let mut m = b.to_vec();
+        if let Ok(e) = EthernetFrame::new_checked(b) {
+            let _ = (e.dst(), e.src(), e.ethertype(), e.payload().len());
+            exercise_l3(e.payload());
+        }
+        if let Ok(mut e) = EthernetFrame::new_checked(&mut m[..]) {
+            e.set_dst(MacAddr::BROADCAST);
+            e.set_src(MacAddr::ZERO);
+            e.set_ethertype(EtherType::ARP);
+            e.payload_mut().fill(0);
+        }
+        exercise_l3(b);
+        exercise_l4(b);
+    }
+
+    fn exercise_l3(b: &[u8]) {
+        if let Ok(a) = ArpPacket::new_checked(b) {
+            let _ = (
+                a.operation(),
+                a.sender_hw(),
+                a.sender_ip(),
+                a.target_hw(),
+                a.target_ip(),
+            );
+            let mut m = b.to_vec();
+            let mut a = ArpPacket::new_checked(&mut m[..]).unwrap();
+            a.set_operation(ArpOp::REPLY);
+            a.set_sender_hw(MacAddr::ZERO);
+            a.set_sender_ip(std::net::Ipv4Addr::LOCALHOST);
+            a.set_target_hw(MacAddr::ZERO);
+            a.set_target_ip(std::net::Ipv4Addr::LOCALHOST);
+        }
+        for truncated in [false, true] {
+            let p = if truncated {
+                Ipv4Packet::new_checked_truncated(b)
+            } else {
+                Ipv4Packet::new_checked(b)
+            };
+            let Ok(p) = p else { continue };
+            let _ = (
+                p.version(),
+                p.header_len(),
+                p.total_len(),
+                p.dscp_ecn(),
+                p.ident(),
+            );
+            let _ = (
+                p.dont_frag(),
+                p.more_frags(),
+                p.frag_offset(),
+                p.is_fragment(),
+            );
+            let _ = (
+                p.ttl(),
+                p.protocol(),
+                p.checksum(),
+                p.src_addr(),
+                p.dst_addr(),
+            );
+            let _ = (p.header().len(), p.options().len(), p.verify_checksum());
+            exercise_l4(p.payload());
+            let mut m = b.to_vec();
+            let mut p = if truncated {
+                Ipv4Packet::new_checked_truncated(&mut m[..]).unwrap()
+            } else {
+                Ipv4Packet::new_checked(&mut m[..]).unwrap()
+            };
+            p.set_src_addr_inc(std::net::Ipv4Addr::BROADCAST);
+            p.set_dst_addr_inc(std::net::Ipv4Addr::UNSPECIFIED);
+            p.dec_ttl_inc();
+            p.set_frag_offset(8);
+            p.set_more_frags(true);
+            p.set_dont_frag(true);
+            p.fill_checksum();
+            p.payload_mut().fill(1);
+        }
+    }
+
+    fn exercise_l4(b: &[u8]) {
+        let (s, d) = (std::net::Ipv4Addr::LOCALHOST, std::net::Ipv4Addr::BROADCAST);
+        if let Ok(t) = TcpSegment::new_checked(b) {
+            let _ = (
+                t.src_port(),
+                t.dst_port(),
+                t.seq(),
+                t.ack(),
+                t.header_len(),
+                t.flags(),
+            );
+            let _ = (
+                t.window(),
+                t.checksum(),
+                t.urgent(),
+                t.options().len(),
+                t.payload().len(),
+            );
+            let _ = t.verify_checksum(s, d);
+            let mut m = b.to_vec();
+            let mut t = TcpSegment::new_checked(&mut m[..]).unwrap();
+            t.set_src_port_inc(1);
+            t.set_dst_port_inc(2);
+            t.set_seq_inc(3);
+            t.set_ack_inc(4);
+            t.update_checksum_addr(s, d);
+            t.set_flags(TcpFlags::RST);
+            t.fill_checksum(s, d);
+            t.options_mut().fill(0);
+            t.payload_mut().fill(0);
+        }
+        if let Ok(u) = UdpDatagram::new_checked(b) {
+            let _ = (
+                u.src_port(),
+                u.dst_port(),
+                u.length(),
+                u.checksum(),
+                u.payload().len(),
+            );
+            let _ = u.verify_checksum(s, d);
+            let mut m = b.to_vec();
+            let mut u = UdpDatagram::new_checked(&mut m[..]).unwrap();
+            u.set_src_port_inc(1);
+            u.set_dst_port_inc(2);
+            u.update_checksum_addr(s, d);
+            u.fill_checksum(s, d);
+            u.payload_mut().fill(0);
+        }
+        if let Ok(c) = Icmpv4Packet::new_checked(b) {
+            let _ = (
+                c.msg_type(),
+                c.code(),
+                c.checksum(),
+                c.echo_ident(),
+                c.echo_seq(),
+            );
+            let _ = (
+                c.next_hop_mtu(),
+                c.rest_of_header(),
+                c.payload().len(),
+                c.verify_checksum(),
+            );
+            let mut m = b.to_vec();
+            let mut c = Icmpv4Packet::new_checked(&mut m[..]).unwrap();
+            c.set_msg_type_inc(0);
+            c.fill_checksum();
+            c.payload_mut().fill(0);
+        }
+    }
+
+    fn sample_frames() -> Vec<Vec<u8>> {
+        let a = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let b = std::net::Ipv4Addr::new(10, 0, 0, 2);
+        let inner = PacketBuilder::new().ipv4(b, a).tcp(80, 1234).build_ipv4();
+        vec![
+            PacketBuilder::new()
+                .ipv4(a, b)
+                .tcp(1, 2)
+                .tcp_options(&[2, 4, 5, 0xb4])
+                .payload(b"xyz")
+                .build(),
+            PacketBuilder::new()
+                .ipv4(a, b)
+                .udp(1, 2)
+                .payload(b"hello")
+                .pad60()
+                .build(),
+            PacketBuilder::new()
+                .ipv4(a, b)
+                .icmp_echo(1, 2, b"abc")
+                .ip_options(&[1, 1, 1, 1])
+                .build(),
+            PacketBuilder::new()
+                .icmp(3, 4, 1400)
+                .payload(&inner[..28])
+                .build(),
+            PacketBuilder::new()
+                .raw(IpProtocol::IPIP)
+                .payload(&inner)
+                .build(),
+            PacketBuilder::new()
+                .arp_request(MacAddr([2, 0, 0, 0, 0, 1]), a, b)
+                .pad60()
+                .build(),
+        ]
+    }
+
+    #[test]
+    fn no_panic_on_prefixes_and_mutations() {
+        let mut rng = XorShift(0x1234_5678_9abc_def1);
+        for f in sample_frames() {
+            for n in 0..=f.len() {
+                exercise(&f[..n]);
+                exercise(&f[n..]);
+            }
+            // Flip single bytes to hit every validation branch.
+            for _ in 0..2_000 {
+                let mut g = f.clone();
+                let i = rng.next_u32() as usize % g.len();
+                g[i] = (rng.next_u64() >> 56) as u8;
+                let n = rng.next_u32() as usize % (g.len() + 1);
+                exercise(&g[..n]);
+            }
+        }
+    }
+
+    #[test]
+    fn no_panic_on_random_bytes() {
+        let mut rng = XorShift(0xfeed_face_0bad_cafe);
+        for i in 0..5_000 {
+            let len = rng.next_u32() as usize % 128;
+            let mut b = vec![0u8; len];
+            rng.fill(&mut b);
+            // Bias some buffers toward plausible headers so deeper code runs.
+            if len > 34 && i % 2 == 0 {
+                b[12] = 0x08;
+                b[13] = 0x00;
+                b[14] = 0x45;
+                b[16] = 0;
+                b[17] = (len - 14) as u8;
+                b[23] = [1u8, 6, 17][i % 3];
+            }
+            exercise(&b);
+        }
+    }
+}
