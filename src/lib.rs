@@ -3,12 +3,18 @@
 //! Everything except `dpdk` is safe, pure Rust over byte slices and runs
 //! without an EAL; `dpdk` is the one module that talks to `dpdk-sys`.
 
+pub mod adm;
 pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod dataplane;
+pub mod dpdk;
 pub mod io;
+pub mod neigh;
 pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod wire;
+pub mod worker;
+pub mod xmit;

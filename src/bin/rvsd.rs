@@ -1,1 +1,223 @@
-fn main() {}
+//! rvsd: the rvs daemon. Brings up DPDK ports from the configuration file,
+//! starts one pinned polling worker per configured core, and serves the
+//! control socket on the main thread until SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use rvs::config::DaemonConfig;
+use rvs::conn::ConnTable;
+use rvs::control::server::Server;
+use rvs::control::{Control, PortReport, PortView};
+use rvs::dataplane::Dataplane;
+use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
+use rvs::neigh::{NeighTable, PortAddr, Router};
+use rvs::stats::WorkerStats;
+use rvs::wire::MacAddr;
+use rvs::worker::Worker;
+
+/// Rust Virtual Server daemon: a DPDK layer-4 load balancer.
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about)]
+struct Cli {
+    /// Configuration file (JSON): EAL arguments, ports, workers, services.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Control socket path.
+    #[arg(long, env = "RVS_SOCKET", default_value = "/run/rvs/rvsd.sock")]
+    socket: PathBuf,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Validate the configuration file and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+/// The data ports as the control plane reports them.
+struct Ports {
+    ports: Mutex<Vec<Port>>,
+    info: Vec<(String, MacAddr, String)>,
+}
+
+impl PortView for Ports {
+    fn ports(&self) -> Vec<PortReport> {
+        let ports = self.ports.lock();
+        ports
+            .iter()
+            .zip(&self.info)
+            .map(|(p, (dev, mac, ip))| PortReport {
+                device: dev.clone(),
+                mac: mac.to_string(),
+                ipv4: ip.clone(),
+                counters: p.stats().unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log_level)
+        .format_timestamp_millis()
+        .init();
+    if let Err(e) = run(cli) {
+        log::error!("{e:#}");
+        eprintln!("rvsd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let text = std::fs::read_to_string(&cli.config)
+        .with_context(|| format!("reading {}", cli.config.display()))?;
+    let cfg = DaemonConfig::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
+
+    let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
+    let conns = Arc::new(ConnTable::new(cfg.max_connections, 1024));
+    if let Some(t) = &cfg.timeouts {
+        conns.set_timeouts(rvs::control::timeouts_from(t));
+    }
+    let workers: Arc<[CachePadded<WorkerStats>]> = (0..cfg.workers.len())
+        .map(|_| CachePadded::new(WorkerStats::default()))
+        .collect();
+    let mut ctl = Control::new(conns.clone(), workers.clone(), local_ips);
+    // Services are validated before DPDK is touched: a bad file fails fast.
+    ctl.load(cfg.services.clone())
+        .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
+    if cli.check {
+        println!("{}: OK", cli.config.display());
+        return Ok(());
+    }
+
+    let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
+    let nq = cfg.workers.len() as u16;
+    let pool = Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM)
+        .context("mbuf pool")?;
+    let mut ports = Vec::new();
+    let mut addrs = Vec::new();
+    let mut info = Vec::new();
+    for pc in &cfg.ports {
+        let id = Port::by_name(&pc.device).with_context(|| format!("port {}", pc.device))?;
+        let mut port = Port::configure(id, nq, nq, cfg.rx_descriptors, cfg.tx_descriptors, &pool)
+            .with_context(|| format!("configuring {} with {nq} queue(s)", pc.device))?;
+        port.start()
+            .with_context(|| format!("starting {}", pc.device))?;
+        if let Err(e) = port.set_promiscuous(true) {
+            log::warn!("{}: promiscuous mode: {e}", pc.device);
+        }
+        let mac = MacAddr(port.mac()?);
+        let pi = port.info()?;
+        log::info!(
+            "port {} ({}, driver {}) mac {mac} address {} rss={}",
+            pc.device,
+            id,
+            pi.driver,
+            pc.ipv4,
+            port.rss_enabled()
+        );
+        if nq > 1 && !port.rss_enabled() {
+            log::warn!(
+                "{}: {nq} queues without RSS; flows are spread only if the device does it itself",
+                pc.device
+            );
+        }
+        addrs.push(PortAddr {
+            mac,
+            cidr: pc.ipv4,
+            gateway: pc.gateway,
+        });
+        info.push((pc.device.clone(), mac, pc.ipv4.to_string()));
+        ports.push(port);
+    }
+
+    let dp = Arc::new(Dataplane {
+        router: Router::new(addrs),
+        neigh: Arc::new(NeighTable::default()),
+        table: ctl.table.clone(),
+        conns: conns.clone(),
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let mut handles = Vec::new();
+    for (i, &core) in cfg.workers.iter().enumerate() {
+        let queues: Vec<(&Port, u16, u16)> =
+            ports.iter().map(|p| (p, i as u16, i as u16)).collect();
+        let io = DpdkIo::new(&pool, &queues).with_context(|| format!("worker {i} queues"))?;
+        let mut w = Worker::new(
+            i,
+            cfg.workers.len(),
+            io,
+            dp.clone(),
+            workers.clone(),
+            Duration::from_micros(cfg.idle_sleep_us as u64),
+        );
+        let stop = stop.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("rvs-worker{i}"))
+            .spawn(move || {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                    log::warn!("worker {i}: could not pin to core {core}");
+                }
+                match dpdk::register_thread() {
+                    Ok(l) => log::info!("worker {i} on core {core} (lcore {l})"),
+                    Err(e) => log::warn!("worker {i}: no lcore id ({e}); mempool cache unused"),
+                }
+                w.run(&stop);
+            })?;
+        handles.push(h);
+    }
+
+    ctl.ports = Some(Box::new(Ports {
+        ports: Mutex::new(ports),
+        info,
+    }));
+    let ctl = Arc::new(ctl);
+    let server = match Server::bind(&cli.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                let _ = h.join();
+            }
+            bail!("control socket {}: {e}", cli.socket.display());
+        }
+    };
+    log::info!(
+        "ready: {} port(s), {} worker(s), {} service(s), control socket {}",
+        cfg.ports.len(),
+        cfg.workers.len(),
+        ctl.services().len(),
+        cli.socket.display()
+    );
+    server.run(ctl.clone(), &stop);
+    log::info!("stopping");
+    for h in handles {
+        let _ = h.join();
+    }
+    drop(server);
+    // Workers are gone: their DpdkIo handles are dropped, so the ports can
+    // stop and close, then the pool, then the EAL.
+    if let Ok(ctl) = Arc::try_unwrap(ctl) {
+        drop(ctl);
+    }
+    drop(dp);
+    drop(pool);
+    drop(eal);
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! The per-packet decision: one frame in, one verdict out.
+//!
+//! [`Dataplane::process`] classifies a frame (ARP, ICMP echo for the
+//! director's addresses and VIPs, TCP/UDP for virtual services or replies of
+//! tracked connections), finds or creates its connection, has the forwarding
+//! mode rewrite it in place and fills in the Ethernet header for the next
+//! hop. It never frees, queues or transmits: the worker acts on the
+//! [`Verdict`]. It takes the clock as an argument, so tests drive it with an
+//! in-memory device and a fake time.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::conn::{Conn, ConnTable, Dir, FlowKey, InsertError, TcpEvent, Timeouts};
+use crate::io::Frame;
+use crate::neigh::{NeighTable, Router};
+use crate::service::{Forward, Proto, ServiceKey, ServiceTable};
+use crate::stats::{DropReason, WorkerStats};
+use crate::wire::{
+    icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,
+    MacAddr, TcpSegment, UdpDatagram,
+};
+use crate::xmit;
+
+/// What the worker does with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it on this port (rewritten, Ethernet header complete).
+    Tx(u16),
+    /// Rewritten, but the next hop's MAC is unknown: hold it until ARP
+    /// resolves `nexthop`, then send on `port`.
+    Hold { port: u16, nexthop: Ipv4Addr },
+    /// Free it and count the reason.
+    Drop(DropReason),
+    /// Free it; it was for the director and needs no answer (an ARP reply).
+    Consumed,
+}
+
+/// Everything a packet decision reads that changes only slowly.
+pub struct Dataplane {
+    pub router: Router,
+    pub neigh: Arc<NeighTable>,
+    pub table: Arc<ArcSwap<ServiceTable>>,
+    pub conns: Arc<ConnTable>,
+}
+
+/// Per-burst context of one worker.
+pub struct Ctx<'a> {
+    pub stats: &'a WorkerStats,
+    pub now_ms: u64,
+    pub services: &'a ServiceTable,
+    pub timeouts: &'a Timeouts,
+}
+
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+
+fn bad_source(ip: Ipv4Addr) -> bool {
+    ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() || ip.is_unspecified()
+}
+
+impl Dataplane {
+    /// Decide what to do with one received frame.
+    pub fn process<F: Frame>(&self, cx: &Ctx, in_port: u16, frame: &mut F) -> Verdict {
+        let data = frame.data_mut();
+        let Ok(eth) = EthernetFrame::new_checked(&*data) else {
+            return Verdict::Drop(DropReason::EthTruncated);
+        };
+        let Some(port) = self.router.ports.get(in_port as usize) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let dst = eth.dst();
+        if dst != port.mac && !dst.is_broadcast() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        match eth.ethertype() {
+            EtherType::IPV4 => self.ipv4(cx, in_port, data),
+            EtherType::ARP => self.arp(cx, in_port, data),
+            EtherType::IPV6 => Verdict::Drop(DropReason::Ipv6),
+            EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
+            _ => Verdict::Drop(DropReason::UnknownEtherType),
+        }
+    }
+
+    /// Answer requests for our addresses and VIPs; learn neighbours.
+    fn arp(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        let Ok(mut arp) = ArpPacket::new_checked(&mut data[ETH..]) else {
+            return Verdict::Drop(DropReason::ArpMalformed);
+        };
+        let (sip, sha, tip) = (arp.sender_ip(), arp.sender_hw(), arp.target_ip());
+        let ours = tip == port.cidr.addr || cx.services.is_vip(IpAddr::V4(tip));
+        // Like the kernel: create an entry when the ARP is addressed to us,
+        // refresh one we already have from any ARP (gratuitous included).
+        if port.cidr.contains(sip)
+            && !bad_source(sip)
+            && sha.is_unicast()
+            && (ours || self.neigh.contains(sip))
+        {
+            self.neigh.learn(sip, sha);
+        }
+        match arp.operation() {
+            ArpOp::REQUEST if ours => {
+                arp.set_operation(ArpOp::REPLY);
+                arp.set_target_hw(sha);
+                arp.set_target_ip(sip);
+                arp.set_sender_hw(port.mac);
+                arp.set_sender_ip(tip);
+                let mut eth = EthernetFrame::new_unchecked(&mut *data);
+                eth.set_dst(sha);
+                eth.set_src(port.mac);
+                cx.stats.arp_replies_sent.inc();
+                Verdict::Tx(in_port)
+            }
+            ArpOp::REPLY => Verdict::Consumed,
+            _ => Verdict::Drop(DropReason::ArpNotForUs),
+        }
+    }
+
+    fn ipv4(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
+        let (src, dst, proto, ihl, total) = {
+            let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
+                return Verdict::Drop(DropReason::Ipv4Malformed);
+            };
+            if !ip.verify_checksum() {
+                return Verdict::Drop(DropReason::Ipv4BadChecksum);
+            }
+            if ip.is_fragment() {
+                return Verdict::Drop(DropReason::Ipv4Fragment);
+            }
+            (
+                ip.src_addr(),
+                ip.dst_addr(),
+                ip.protocol(),
+                ip.header_len(),
+                ip.total_len() as usize,
+            )
+        };
+        if bad_source(src) || self.router.is_broadcast(src) {
+            return Verdict::Drop(DropReason::BadSource);
+        }
+        let vip = cx.services.is_vip(IpAddr::V4(dst));
+        if proto == IpProtocol::ICMP {
+            if vip || self.router.local_port(dst).is_some() {
+                return self.echo_reply(cx, in_port, data);
+            }
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        let l4proto = match proto {
+            IpProtocol::TCP => Proto::Tcp,
+            IpProtocol::UDP => Proto::Udp,
+            _ if vip => return Verdict::Drop(DropReason::ProtoUnsupported),
+            _ => return Verdict::Drop(DropReason::NotRouted),
+        };
+        let l4 = &data[ETH + ihl..ETH + total];
+        let (sport, dport, ev) = match l4proto {
+            Proto::Tcp => match TcpSegment::new_checked(l4) {
+                Ok(t) => {
+                    let f = t.flags();
+                    (
+                        t.src_port(),
+                        t.dst_port(),
+                        TcpEvent {
+                            syn: f.syn(),
+                            fin: f.fin(),
+                            ack: f.ack(),
+                            rst: f.rst(),
+                        },
+                    )
+                }
+                Err(_) => return Verdict::Drop(DropReason::L4Malformed),
+            },
+            Proto::Udp => match UdpDatagram::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), TcpEvent::default()),
+                Err(_) => return Verdict::Drop(DropReason::L4Malformed),
+            },
+        };
+        let key = FlowKey::v4(l4proto, src, sport, dst, dport);
+        let (conn, dir) = match self.conns.lookup(&key) {
+            Some(hit) => hit,
+            None if vip => match self.new_conn(cx, &key, ev) {
+                Ok(c) => (c, Dir::In),
+                Err(r) => return Verdict::Drop(r),
+            },
+            None if self.router.local_port(dst).is_some() => {
+                return Verdict::Drop(DropReason::LocalUnhandled)
+            }
+            None => return Verdict::Drop(DropReason::NotRouted),
+        };
+        if data[ETH + 8] <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let ip = &mut data[ETH..ETH + total];
+        let (rewritten, next_dst) = match (conn.fwd, dir) {
+            (Forward::Nat, Dir::In) => (xmit::nat::forward(ip, &conn), conn.dip),
+            (Forward::Nat, Dir::Out) => (xmit::nat::reply(ip, &conn), conn.cip),
+            _ => return Verdict::Drop(DropReason::FwdUnsupported),
+        };
+        if rewritten.is_err() {
+            return Verdict::Drop(DropReason::L4Malformed);
+        }
+        let state_dir = if dir == Dir::In && conn.fwd != Forward::Nat {
+            Dir::InOnly
+        } else {
+            dir
+        };
+        conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
+        match dir {
+            Dir::Out => {
+                conn.dest.traffic.count_out(total);
+                conn.svc.traffic.count_out(total);
+            }
+            _ => {
+                conn.dest.traffic.count_in(total);
+                conn.svc.traffic.count_in(total);
+            }
+        }
+        let IpAddr::V4(next_dst) = next_dst else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        self.to_next_hop(data, next_dst)
+    }
+
+    /// Schedule a new flow to a real server and track it.
+    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Arc<Conn>, DropReason> {
+        let skey = ServiceKey {
+            proto: key.proto,
+            vip: key.dst,
+            port: key.dport,
+        };
+        let svc = cx.services.get(&skey).ok_or(DropReason::NoService)?;
+        // As the kernel's tcp_conn_schedule: only a SYN (without RST) opens
+        // a connection; SYN+ACK is allowed (active FTP).
+        if key.proto == Proto::Tcp && (ev.rst || !ev.syn) {
+            return Err(DropReason::NoConnNotSyn);
+        }
+        let i = svc.sched.pick(&svc.dests, key).ok_or(DropReason::NoDest)?;
+        let d = &svc.dests[i];
+        if !d.fwd.supported() {
+            return Err(DropReason::FwdUnsupported);
+        }
+        let c = Conn::new(
+            key.proto,
+            (key.src, key.sport),
+            (key.dst, key.dport),
+            (d.ip, d.port),
+            d.fwd,
+            d.state.clone(),
+            svc.state.clone(),
+        );
+        let c = self.conns.insert(c).map_err(|e| match e {
+            InsertError::Full => DropReason::ConnTableFull,
+        })?;
+        cx.stats.conns_created.inc();
+        Ok(c)
+    }
+
+    /// Fill in the Ethernet header towards `dst`'s next hop.
+    fn to_next_hop(&self, data: &mut [u8], dst: Ipv4Addr) -> Verdict {
+        let Some((port, nexthop)) = self.router.route(dst) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let src_mac = self.router.ports[port as usize].mac;
+        let mut eth = EthernetFrame::new_unchecked(data);
+        eth.set_src(src_mac);
+        match self.neigh.lookup(nexthop) {
+            Some(mac) => {
+                eth.set_dst(mac);
+                Verdict::Tx(port)
+            }
+            None => Verdict::Hold { port, nexthop },
+        }
+    }
+
+    /// Answer an ICMP echo request to a VIP or a director address, back out
+    /// of the port it came in on.
+    fn echo_reply(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        let client_mac = EthernetFrame::new_unchecked(&*data).src();
+        let Ok(mut ip) = Ipv4Packet::new_checked(&mut data[ETH..]) else {
+            return Verdict::Drop(DropReason::Ipv4Malformed);
+        };
+        {
+            let Ok(mut ic) = Icmpv4Packet::new_checked(ip.payload_mut()) else {
+                return Verdict::Drop(DropReason::L4Malformed);
+            };
+            if ic.msg_type() != icmp::ECHO_REQUEST {
+                return Verdict::Drop(DropReason::IcmpUnhandled);
+            }
+            ic.set_msg_type_inc(icmp::ECHO_REPLY);
+        }
+        let (s, d) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(d);
+        ip.set_dst_addr(s);
+        ip.set_ttl(64);
+        ip.fill_checksum();
+        let mut eth = EthernetFrame::new_unchecked(&mut *data);
+        eth.set_dst(client_mac);
+        eth.set_src(port.mac);
+        cx.stats.icmp_echo_replies.inc();
+        Verdict::Tx(in_port)
+    }
+
+    /// Write an ARP request for `target` out of `port` into `buf` (an empty
+    /// frame from the pool). Returns false if the frame has no room.
+    pub fn arp_request<F: Frame>(&self, port: u16, target: Ipv4Addr, buf: &mut F) -> bool {
+        let Some(p) = self.router.ports.get(port as usize) else {
+            return false;
+        };
+        if !buf.append(EthernetFrame::<&[u8]>::MIN_LEN) {
+            return false;
+        }
+        let data = buf.data_mut();
+        data.fill(0);
+        crate::wire::write_arp(
+            data,
+            ArpOp::REQUEST,
+            p.mac,
+            MacAddr::BROADCAST,
+            p.mac,
+            p.cidr.addr,
+            MacAddr::ZERO,
+            target,
+        )
+        .is_ok()
+    }
+}

@@ -1,0 +1,182 @@
+//! Where packets go next: the director's own addresses and connected
+//! subnets ([`Router`]) and the MAC addresses of neighbours ([`NeighTable`]).
+//!
+//! The neighbour table is read on every forwarded packet and written only
+//! when an ARP answer or request teaches us something new, so it is a
+//! copy-on-write map behind an `ArcSwap`: readers never lock.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::config::Ipv4Cidr;
+use crate::wire::MacAddr;
+
+/// One data port's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAddr {
+    pub mac: MacAddr,
+    pub cidr: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Connected routes of every port plus one default route.
+#[derive(Clone, Debug, Default)]
+pub struct Router {
+    pub ports: Vec<PortAddr>,
+}
+
+impl Router {
+    pub fn new(ports: Vec<PortAddr>) -> Router {
+        Router { ports }
+    }
+
+    /// Port and next hop for `dst`: the port whose subnet holds it, else the
+    /// port with the gateway.
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {
+        if let Some(i) = self.ports.iter().position(|p| p.cidr.contains(dst)) {
+            return Some((i as u16, dst));
+        }
+        self.ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.gateway.map(|gw| (i as u16, gw)))
+    }
+
+    /// The port that owns `ip` as its own address.
+    #[inline]
+    pub fn local_port(&self, ip: Ipv4Addr) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.cidr.addr == ip)
+            .map(|i| i as u16)
+    }
+
+    /// Whether `ip` is a subnet broadcast address of any port.
+    pub fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
+        ip == Ipv4Addr::BROADCAST
+            || self
+                .ports
+                .iter()
+                .any(|p| p.cidr.prefix < 31 && p.cidr.broadcast() == ip)
+    }
+}
+
+/// IPv4 neighbours' MAC addresses.
+#[derive(Default)]
+pub struct NeighTable {
+    map: ArcSwap<HashMap<Ipv4Addr, MacAddr>>,
+    write: Mutex<()>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for NeighTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeighTable")
+            .field("entries", &self.map.load().len())
+            .finish()
+    }
+}
+
+/// Most neighbours remembered; beyond it new ones are not learned (a flood
+/// of ARP from spoofed addresses must not grow memory without bound).
+pub const MAX_NEIGHBOURS: usize = 65536;
+
+impl NeighTable {
+    #[inline]
+    pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.map.load().get(&ip).copied()
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.map.load().contains_key(&ip)
+    }
+
+    /// Record `ip` at `mac`. Cheap when nothing changes (the common case).
+    pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr) {
+        if self.lookup(ip) == Some(mac) {
+            return;
+        }
+        let _g = self.write.lock();
+        let cur = self.map.load();
+        if cur.get(&ip) == Some(&mac) || (cur.len() >= MAX_NEIGHBOURS && !cur.contains_key(&ip)) {
+            return;
+        }
+        let mut next = HashMap::clone(&cur);
+        next.insert(ip, mac);
+        self.map.store(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Bumped on every change, so a worker with frames waiting for
+    /// resolution can tell cheaply whether to look again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn entries(&self) -> Vec<(Ipv4Addr, MacAddr)> {
+        let mut v: Vec<_> = self.map.load().iter().map(|(a, m)| (*a, *m)).collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        Router::new(vec![
+            PortAddr {
+                mac,
+                cidr: "10.0.0.1/24".parse().unwrap(),
+                gateway: None,
+            },
+            PortAddr {
+                mac,
+                cidr: "10.0.1.1/24".parse().unwrap(),
+                gateway: Some("10.0.1.254".parse().unwrap()),
+            },
+        ])
+    }
+
+    #[test]
+    fn connected_routes_then_default() {
+        let r = router();
+        assert_eq!(
+            r.route("10.0.0.9".parse().unwrap()),
+            Some((0, "10.0.0.9".parse().unwrap()))
+        );
+        assert_eq!(
+            r.route("10.0.1.9".parse().unwrap()),
+            Some((1, "10.0.1.9".parse().unwrap()))
+        );
+        assert_eq!(
+            r.route("8.8.8.8".parse().unwrap()),
+            Some((1, "10.0.1.254".parse().unwrap()))
+        );
+        assert_eq!(r.local_port("10.0.1.1".parse().unwrap()), Some(1));
+        assert!(r.is_broadcast("10.0.0.255".parse().unwrap()));
+        let no_gw = Router::new(vec![r.ports[0]]);
+        assert_eq!(no_gw.route("8.8.8.8".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn learning_bumps_generation_only_on_change() {
+        let n = NeighTable::default();
+        let ip = "10.0.0.2".parse().unwrap();
+        let g0 = n.generation();
+        n.learn(ip, MacAddr([2, 0, 0, 0, 0, 2]));
+        n.learn(ip, MacAddr([2, 0, 0, 0, 0, 2]));
+        assert_eq!(n.generation(), g0 + 1);
+        assert_eq!(n.lookup(ip), Some(MacAddr([2, 0, 0, 0, 0, 2])));
+        n.learn(ip, MacAddr([2, 0, 0, 0, 0, 3]));
+        assert_eq!(n.generation(), g0 + 2);
+    }
+}

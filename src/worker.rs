@@ -1,0 +1,233 @@
+//! The polling loop of one worker: receive a burst on every port, decide,
+//! transmit, and between bursts do small bounded chores (frames waiting for
+//! ARP, a slice of connection expiry).
+//!
+//! Generic over [`PortIo`], so the same loop runs on DPDK queues in rvsd
+//! and on the in-memory device in tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::conn::Conn;
+use crate::dataplane::{Ctx, Dataplane, Verdict};
+use crate::io::{Frame, PortIo};
+use crate::stats::{DropReason, WorkerStats};
+
+/// Frames held for ARP resolution, per worker.
+pub const MAX_HELD: usize = 256;
+/// How long a frame waits for its next hop's MAC.
+pub const HOLD_MS: u64 = 3000;
+/// Minimum time between two ARP requests for the same address.
+pub const ARP_RETRY_MS: u64 = 1000;
+
+struct Held<F> {
+    frame: F,
+    port: u16,
+    nexthop: Ipv4Addr,
+    since: u64,
+}
+
+/// One worker: owns its queues, its held frames and its counters.
+pub struct Worker<P: PortIo> {
+    pub id: usize,
+    pub n_workers: usize,
+    pub io: P,
+    dp: Arc<Dataplane>,
+    stats: Arc<[crossbeam_utils::CachePadded<WorkerStats>]>,
+    rx: Vec<P::Frame>,
+    held: VecDeque<Held<P::Frame>>,
+    held_gen: u64,
+    arp_sent: HashMap<Ipv4Addr, u64>,
+    expire_next: usize,
+    last_chores: u64,
+    scratch: Vec<Arc<Conn>>,
+    idle_sleep: Duration,
+}
+
+impl<P: PortIo> Worker<P> {
+    pub fn new(
+        id: usize,
+        n_workers: usize,
+        io: P,
+        dp: Arc<Dataplane>,
+        stats: Arc<[crossbeam_utils::CachePadded<WorkerStats>]>,
+        idle_sleep: Duration,
+    ) -> Self {
+        Worker {
+            id,
+            n_workers: n_workers.max(1),
+            io,
+            dp,
+            stats,
+            rx: Vec::with_capacity(crate::io::BURST),
+            held: VecDeque::with_capacity(MAX_HELD),
+            held_gen: u64::MAX,
+            arp_sent: HashMap::new(),
+            expire_next: id,
+            last_chores: 0,
+            scratch: Vec::new(),
+            idle_sleep,
+        }
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.stats[self.id]
+    }
+
+    /// Poll until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let n = self.poll_once(crate::clock::now_ms());
+            if n == 0 && !self.idle_sleep.is_zero() {
+                std::thread::sleep(self.idle_sleep);
+            }
+        }
+        self.io.flush();
+    }
+
+    /// One pass over every port at time `now_ms`. Returns frames received.
+    pub fn poll_once(&mut self, now_ms: u64) -> usize {
+        let dp = self.dp.clone();
+        let stats = self.stats.clone();
+        let services = dp.table.load();
+        let timeouts = dp.conns.timeouts();
+        let mut rx = std::mem::take(&mut self.rx);
+        let mut total = 0;
+        for port in 0..self.io.n_ports() as u16 {
+            let n = self.io.rx_burst(port, &mut rx);
+            total += n;
+            if n == 0 {
+                continue;
+            }
+            let cx = Ctx {
+                stats: &stats[self.id],
+                now_ms,
+                services: &services,
+                timeouts: &timeouts,
+            };
+            for mut f in rx.drain(..) {
+                let st = cx.stats;
+                st.rx_packets.inc();
+                st.rx_bytes.add(f.data().len() as u64);
+                match dp.process(&cx, port, &mut f) {
+                    Verdict::Tx(out) => {
+                        st.tx_packets.inc();
+                        st.tx_bytes.add(f.data().len() as u64);
+                        self.io.tx(out, f);
+                    }
+                    Verdict::Drop(r) => st.drop(r),
+                    Verdict::Consumed => {}
+                    Verdict::Hold { port: out, nexthop } => self.hold(f, out, nexthop, now_ms),
+                }
+            }
+        }
+        self.rx = rx;
+        self.io.flush();
+        if now_ms != self.last_chores {
+            self.last_chores = now_ms;
+            self.chores(now_ms);
+        }
+        total
+    }
+
+    fn hold(&mut self, frame: P::Frame, port: u16, nexthop: Ipv4Addr, now: u64) {
+        if self.held.len() >= MAX_HELD {
+            self.stats().drop(DropReason::NeighQueueFull);
+            return;
+        }
+        self.held.push_back(Held {
+            frame,
+            port,
+            nexthop,
+            since: now,
+        });
+        self.solicit(port, nexthop, now);
+    }
+
+    /// Send an ARP request unless one went out recently.
+    fn solicit(&mut self, port: u16, target: Ipv4Addr, now: u64) {
+        if self
+            .arp_sent
+            .get(&target)
+            .is_some_and(|&t| now < t + ARP_RETRY_MS)
+        {
+            return;
+        }
+        let Some(mut f) = self.io.alloc() else {
+            self.stats().drop(DropReason::NoBuffer);
+            return;
+        };
+        if self.dp.arp_request(port, target, &mut f) {
+            self.arp_sent.insert(target, now);
+            self.stats().arp_requests_sent.inc();
+            self.io.tx(port, f);
+            self.io.flush();
+        }
+    }
+
+    /// Bounded background work, at most once per millisecond.
+    fn chores(&mut self, now: u64) {
+        self.release_held(now);
+        // One shard of the connection table per millisecond, each worker
+        // its own share of shards: the whole table is swept every
+        // n_shards / n_workers ms without ever pausing forwarding for long.
+        let n = self.dp.conns.n_shards();
+        let ended = self
+            .dp
+            .conns
+            .expire_shard(self.expire_next % n, now, &mut self.scratch);
+        self.expire_next = (self.expire_next + self.n_workers) % n;
+        if ended > 0 {
+            self.stats().conns_expired.add(ended as u64);
+        }
+        let drops = self.io.tx_dropped();
+        self.stats().tx_dropped.set(drops);
+    }
+
+    /// Send frames whose next hop is now known; drop those waited too long.
+    fn release_held(&mut self, now: u64) {
+        if self.held.is_empty() {
+            if !self.arp_sent.is_empty() {
+                self.arp_sent.clear();
+            }
+            return;
+        }
+        let gen = self.dp.neigh.generation();
+        let changed = gen != self.held_gen;
+        self.held_gen = gen;
+        let mut keep = VecDeque::with_capacity(self.held.len());
+        while let Some(mut h) = self.held.pop_front() {
+            if changed {
+                if let Some(mac) = self.dp.neigh.lookup(h.nexthop) {
+                    let data = h.frame.data_mut();
+                    data[0..6].copy_from_slice(&mac.0);
+                    let len = h.frame.data().len() as u64;
+                    let st = &self.stats[self.id];
+                    st.tx_packets.inc();
+                    st.tx_bytes.add(len);
+                    self.io.tx(h.port, h.frame);
+                    continue;
+                }
+            }
+            if now >= h.since + HOLD_MS {
+                self.stats().drop(DropReason::NeighUnresolved);
+                continue;
+            }
+            keep.push_back(h);
+        }
+        self.io.flush();
+        let targets: Vec<(u16, Ipv4Addr)> = keep.iter().map(|h| (h.port, h.nexthop)).collect();
+        self.held = keep;
+        for (port, ip) in targets {
+            self.solicit(port, ip, now);
+        }
+    }
+
+    /// Frames currently waiting for ARP.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
