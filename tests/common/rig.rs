@@ -1,0 +1,209 @@
+//! A director built from the real library pieces around any `PortIo`: two
+//! ports (client side 10.0.0.1/24, server side 10.0.1.1/24), services
+//! configured through the real control plane.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use rvs::conn::ConnTable;
+use rvs::control::Control;
+use rvs::dataplane::Dataplane;
+use rvs::io::PortIo;
+use rvs::neigh::{NeighTable, PortAddr, Router};
+use rvs::stats::{StatsSnapshot, WorkerStats};
+use rvs::wire::{checksum, Ipv4Packet, MacAddr, PacketBuilder, TcpFlags, TcpSegment, UdpDatagram};
+use rvs::worker::Worker;
+
+pub const DIR0_MAC: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
+pub const DIR1_MAC: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 1]);
+pub const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
+pub const RS1_MAC: MacAddr = MacAddr([0x02, 0x51, 0, 0, 0, 11]);
+pub const RS2_MAC: MacAddr = MacAddr([0x02, 0x51, 0, 0, 0, 12]);
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+pub fn dir0() -> Ipv4Addr {
+    ip("10.0.0.1")
+}
+pub fn dir1() -> Ipv4Addr {
+    ip("10.0.1.1")
+}
+pub fn client() -> Ipv4Addr {
+    ip("10.0.0.2")
+}
+pub fn vip() -> Ipv4Addr {
+    ip("10.0.0.100")
+}
+pub fn rs1() -> Ipv4Addr {
+    ip("10.0.1.11")
+}
+pub fn rs2() -> Ipv4Addr {
+    ip("10.0.1.12")
+}
+
+pub struct Rig<P: PortIo> {
+    pub ctl: Arc<Control>,
+    pub worker: Worker<P>,
+    pub stats: Arc<[CachePadded<WorkerStats>]>,
+    pub dp: Arc<Dataplane>,
+    pub now: u64,
+}
+
+impl<P: PortIo> Rig<P> {
+    pub fn new(io: P, macs: [MacAddr; 2], max_conns: usize) -> Rig<P> {
+        let conns = Arc::new(ConnTable::new(max_conns, 16));
+        let stats: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let ctl = Arc::new(Control::new(
+            conns.clone(),
+            stats.clone(),
+            vec![dir0().into(), dir1().into()],
+        ));
+        let router = Router::new(vec![
+            PortAddr {
+                mac: macs[0],
+                cidr: "10.0.0.1/24".parse().unwrap(),
+                gateway: None,
+            },
+            PortAddr {
+                mac: macs[1],
+                cidr: "10.0.1.1/24".parse().unwrap(),
+                gateway: None,
+            },
+        ]);
+        let dp = Arc::new(Dataplane {
+            router,
+            neigh: Arc::new(NeighTable::default()),
+            table: ctl.table.clone(),
+            conns,
+        });
+        let worker = Worker::new(0, 1, io, dp.clone(), stats.clone(), Duration::ZERO);
+        Rig {
+            ctl,
+            worker,
+            stats,
+            dp,
+            now: 1,
+        }
+    }
+
+    /// Send a control request; panics on an error response.
+    pub fn ctl(&self, req: &str) -> serde_json::Value {
+        let r: serde_json::Value = serde_json::from_str(&self.ctl.handle_line(req)).unwrap();
+        assert!(r.get("error").is_none(), "{req} -> {r}");
+        r
+    }
+
+    /// One poll at the current time, then advance the clock by `ms`.
+    pub fn step(&mut self, ms: u64) -> usize {
+        let n = self.worker.poll_once(self.now);
+        self.now += ms;
+        n
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats[0].snapshot()
+    }
+
+    pub fn drops(&self, label: &str) -> u64 {
+        self.stats().drops[label]
+    }
+}
+
+/// A TCP frame from the client to the VIP.
+pub fn client_tcp(sport: u16, flags: TcpFlags, payload: &[u8], dst_mac: MacAddr) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(CLIENT_MAC, dst_mac)
+        .ipv4(client(), vip())
+        .ttl(64)
+        .tcp(sport, 80)
+        .flags(flags)
+        .seq(1000)
+        .payload(payload)
+        .build()
+}
+
+/// A TCP frame from a real server back to the client.
+pub fn rs_tcp(
+    rs_mac: MacAddr,
+    rs: Ipv4Addr,
+    dport: u16,
+    flags: TcpFlags,
+    dst_mac: MacAddr,
+) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(rs_mac, dst_mac)
+        .ipv4(rs, client())
+        .ttl(64)
+        .tcp(80, dport)
+        .flags(flags)
+        .seq(5000)
+        .ack(1001)
+        .build()
+}
+
+/// Verify every checksum of an Ethernet/IPv4 frame by full recomputation,
+/// independently of the incremental code under test.
+pub fn assert_checksums(frame: &[u8]) {
+    let p = Ipv4Packet::new_checked(&frame[14..]).expect("ipv4");
+    let mut hdr = p.header().to_vec();
+    hdr[10] = 0;
+    hdr[11] = 0;
+    assert_eq!(
+        checksum::fold(checksum::sum(&hdr)),
+        p.checksum(),
+        "IPv4 header checksum"
+    );
+    let proto = p.protocol().0;
+    if proto == 6 {
+        let t = TcpSegment::new_checked(p.payload()).unwrap();
+        assert!(
+            t.verify_checksum(p.src_addr(), p.dst_addr()),
+            "TCP checksum"
+        );
+    } else if proto == 17 {
+        let u = UdpDatagram::new_checked(p.payload()).unwrap();
+        assert!(
+            u.verify_checksum(p.src_addr(), p.dst_addr()),
+            "UDP checksum"
+        );
+    }
+}
+
+/// (src ip, src port, dst ip, dst port, ttl) of a TCP/UDP frame.
+pub fn endpoints(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
+    let p = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    let l4 = p.payload();
+    (
+        p.src_addr(),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        p.dst_addr(),
+        u16::from_be_bytes([l4[2], l4[3]]),
+        p.ttl(),
+    )
+}
+
+pub fn macs(frame: &[u8]) -> (MacAddr, MacAddr) {
+    (
+        MacAddr::from_slice(&frame[0..6]).unwrap(),
+        MacAddr::from_slice(&frame[6..12]).unwrap(),
+    )
+}
+
+pub const SVC: &str = r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#;
+
+/// Add the TCP service on 10.0.0.100:80 with `sched` and NAT real servers
+/// rs1/rs2 with these weights.
+pub fn nat_service<P: PortIo>(rig: &Rig<P>, sched: &str, w1: u32, w2: u32) {
+    rig.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"{sched}"}}}}"#
+    ));
+    for (ip, w) in [("10.0.1.11", w1), ("10.0.1.12", w2)] {
+        rig.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","port":80,"weight":{w},"fwd":"nat"}}}}"#
+        ));
+    }
+}

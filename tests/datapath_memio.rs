@@ -1,0 +1,470 @@
+//! The whole per-packet path (worker loop + dataplane + control plane) on the
+//! in-memory device with a fake clock: frames in, frames and counters out.
+
+mod common;
+
+use common::rig::*;
+use rvs::io::MemIo;
+use rvs::wire::{
+    ArpOp, ArpPacket, EtherType, Icmpv4Packet, IpProtocol, Ipv4Packet, MacAddr, PacketBuilder,
+    TcpFlags,
+};
+
+fn rig() -> Rig<MemIo> {
+    Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000)
+}
+
+fn arp_reply_from_rs(rs_mac: MacAddr, rs: std::net::Ipv4Addr) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(rs_mac, DIR1_MAC)
+        .arp_reply(rs_mac, rs, DIR1_MAC, dir1())
+        .build()
+}
+
+/// Teach the director both real servers' and the client's MACs the way a
+/// network would: they ARP for the director.
+fn learn_neighbours(r: &mut Rig<MemIo>) {
+    r.worker.io.push(
+        0,
+        &PacketBuilder::new()
+            .arp_request(CLIENT_MAC, client(), vip())
+            .build(),
+    );
+    r.worker.io.push(
+        1,
+        &PacketBuilder::new()
+            .arp_request(RS1_MAC, rs1(), dir1())
+            .build(),
+    );
+    r.worker.io.push(
+        1,
+        &PacketBuilder::new()
+            .arp_request(RS2_MAC, rs2(), dir1())
+            .build(),
+    );
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0).len(), 1);
+    assert_eq!(r.worker.io.take_tx(1).len(), 2);
+}
+
+#[test]
+fn arp_is_answered_for_own_addresses_and_vips_only() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    for (target, answered) in [(vip(), true), (dir0(), true), (ip("10.0.0.50"), false)] {
+        r.worker.io.push(
+            0,
+            &PacketBuilder::new()
+                .arp_request(CLIENT_MAC, client(), target)
+                .pad60()
+                .build(),
+        );
+        r.step(1);
+        let out = r.worker.io.take_tx(0);
+        assert_eq!(out.len(), answered as usize, "{target}");
+        if answered {
+            let f = &out[0];
+            assert_eq!(macs(f), (CLIENT_MAC, DIR0_MAC));
+            let a = ArpPacket::new_checked(&f[14..]).unwrap();
+            assert_eq!(a.operation(), ArpOp::REPLY);
+            assert_eq!((a.sender_hw(), a.sender_ip()), (DIR0_MAC, target));
+            assert_eq!((a.target_hw(), a.target_ip()), (CLIENT_MAC, client()));
+        }
+    }
+    assert_eq!(r.drops("arp_not_for_us"), 1);
+    assert_eq!(
+        r.dp.neigh.lookup(client()),
+        Some(CLIENT_MAC),
+        "learned from a request to us"
+    );
+}
+
+#[test]
+fn ping_to_vip_and_director_is_answered() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    for dst in [vip(), dir0()] {
+        let req = PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), dst)
+            .icmp_echo(7, 3, b"abcdefgh")
+            .build();
+        r.worker.io.push(0, &req);
+        r.step(1);
+        let out = r.worker.io.take_tx(0);
+        assert_eq!(out.len(), 1);
+        let f = &out[0];
+        assert_eq!(macs(f), (CLIENT_MAC, DIR0_MAC));
+        let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!((p.src_addr(), p.dst_addr()), (dst, client()));
+        assert!(p.verify_checksum());
+        let ic = Icmpv4Packet::new_checked(p.payload()).unwrap();
+        assert_eq!((ic.msg_type(), ic.echo_ident(), ic.echo_seq()), (0, 7, 3));
+        assert_eq!(ic.payload(), b"abcdefgh");
+        assert!(ic.verify_checksum());
+    }
+    assert_eq!(r.stats().icmp_echo_replies, 2);
+}
+
+#[test]
+fn nat_flow_resolves_next_hop_rewrites_both_ways_and_tracks_state() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    // Client's ARP for the VIP teaches us its MAC.
+    r.worker.io.push(
+        0,
+        &PacketBuilder::new()
+            .arp_request(CLIENT_MAC, client(), vip())
+            .build(),
+    );
+    r.worker
+        .io
+        .push(0, &client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC));
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0).len(), 1, "ARP reply to the client");
+    // The SYN waits: the director asks for rs1's MAC on port 1.
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        EtherType(u16::from_be_bytes([out[0][12], out[0][13]])),
+        EtherType::ARP
+    );
+    let a = ArpPacket::new_checked(&out[0][14..]).unwrap();
+    assert_eq!(
+        (a.operation(), a.sender_ip(), a.target_ip()),
+        (ArpOp::REQUEST, dir1(), rs1())
+    );
+    assert_eq!(macs(&out[0]), (MacAddr::BROADCAST, DIR1_MAC));
+    assert_eq!(r.worker.held(), 1);
+    // rs1 answers; the held SYN goes out rewritten.
+    r.worker.io.push(1, &arp_reply_from_rs(RS1_MAC, rs1()));
+    r.step(1);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "released SYN");
+    let syn = &out[0];
+    assert_eq!(macs(syn), (RS1_MAC, DIR1_MAC));
+    assert_eq!(endpoints(syn), (client(), 40000, rs1(), 80, 63));
+    assert_checksums(syn);
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"][0]["dests"][0]["inactive"], 1);
+    // SYN-ACK from rs1 goes back to the client as from the VIP.
+    r.worker.io.push(
+        1,
+        &rs_tcp(
+            RS1_MAC,
+            rs1(),
+            40000,
+            TcpFlags::SYN | TcpFlags::ACK,
+            DIR1_MAC,
+        ),
+    );
+    r.step(1);
+    let out = r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(macs(&out[0]), (CLIENT_MAC, DIR0_MAC));
+    assert_eq!(endpoints(&out[0]), (vip(), 80, client(), 40000, 63));
+    assert_checksums(&out[0]);
+    // The client's ACK establishes the connection: ActiveConn 1.
+    r.worker.io.push(
+        0,
+        &client_tcp(40000, TcpFlags::ACK, b"GET / HTTP/1.0\r\n\r\n", DIR0_MAC),
+    );
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    let d = &l["services"][0]["dests"][0];
+    assert_eq!(
+        (d["active"].as_u64(), d["inactive"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(d["stats"]["inpkts"], 2);
+    assert_eq!(d["stats"]["outpkts"], 1);
+    assert_eq!(d["stats"]["conns"], 1);
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    assert_eq!(c["connections"][0]["state"], "ESTABLISHED");
+    // RST closes it; after CLOSE's 10 s the entry expires and counts return to 0.
+    r.worker
+        .io
+        .push(0, &client_tcp(40000, TcpFlags::RST, b"", DIR0_MAC));
+    r.step(1);
+    r.worker.io.take_tx(1);
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    assert_eq!(c["connections"][0]["state"], "CLOSE");
+    r.now += 10_000;
+    for _ in 0..64 {
+        r.step(1);
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    let d = &l["services"][0]["dests"][0];
+    assert_eq!(
+        (d["active"].as_u64(), d["inactive"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(l["conn_table"]["count"], 0);
+    assert_eq!(r.stats().conns_expired, 1);
+}
+
+/// Real server (1 or 2) picked for each of `n` new flows from client ports
+/// `base..`.
+fn picks(r: &mut Rig<MemIo>, base: u16, n: u16) -> Vec<u8> {
+    let mut got = Vec::new();
+    for i in 0..n {
+        r.worker
+            .io
+            .push(0, &client_tcp(base + i, TcpFlags::SYN, b"", DIR0_MAC));
+        r.step(1);
+        let out = r.worker.io.take_tx(1);
+        assert_eq!(out.len(), 1);
+        let (_, _, dst, _, _) = endpoints(&out[0]);
+        got.push(dst.octets()[3] - 10);
+    }
+    got
+}
+
+#[test]
+fn rr_and_wrr_through_the_data_path() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    learn_neighbours(&mut r);
+    assert_eq!(picks(&mut r, 41000, 6), [1, 2, 1, 2, 1, 2]);
+    r.ctl(r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
+    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":3,"fwd":"nat"}}}}"#));
+    assert_eq!(picks(&mut r, 42000, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
+    // Quiesce rs1: new flows avoid it, an existing flow keeps going to it.
+    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":0,"fwd":"nat"}}}}"#));
+    assert_eq!(picks(&mut r, 43000, 3), [2, 2, 2]);
+    r.worker
+        .io
+        .push(0, &client_tcp(41000, TcpFlags::ACK, b"x", DIR0_MAC));
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(
+        endpoints(&out[0]).2,
+        rs1(),
+        "established flow stays on quiesced rs1"
+    );
+}
+
+#[test]
+fn malformed_and_unwanted_frames_are_dropped_with_their_reason() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    learn_neighbours(&mut r);
+    let base = || {
+        PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+    };
+    let tcp = client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC);
+    let mut short_ihl = tcp.clone();
+    short_ihl[14] = 0x44;
+    let mut long_total = tcp.clone();
+    long_total[16] = 0x05;
+    let mut bad_doff = tcp.clone();
+    bad_doff[14 + 20 + 12] = 0x40;
+    let mut vlan = tcp.clone();
+    vlan.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated ethernet", vec![0u8; 10], "eth_truncated"),
+        (
+            "other host's MAC",
+            client_tcp(40000, TcpFlags::SYN, b"", MacAddr([2, 9, 9, 9, 9, 9])),
+            "not_for_us",
+        ),
+        ("VLAN tag", vlan, "vlan"),
+        (
+            "IPv6",
+            base()
+                .ethertype(EtherType::IPV6)
+                .no_l3()
+                .payload(&[0x60; 40])
+                .build(),
+            "ipv6",
+        ),
+        (
+            "unknown ethertype",
+            base()
+                .ethertype(EtherType(0x88cc))
+                .no_l3()
+                .payload(&[0; 46])
+                .build(),
+            "unknown_ethertype",
+        ),
+        ("IHL < 5", short_ihl, "ipv4_malformed"),
+        ("total length beyond frame", long_total, "ipv4_malformed"),
+        ("truncated IPv4", tcp[..14 + 12].to_vec(), "ipv4_malformed"),
+        (
+            "bad header checksum",
+            base()
+                .bad_ip_checksum()
+                .tcp(40000, 80)
+                .flags(TcpFlags::SYN)
+                .build(),
+            "ipv4_bad_checksum",
+        ),
+        (
+            "fragment",
+            base()
+                .more_frags(true)
+                .tcp(40000, 80)
+                .flags(TcpFlags::SYN)
+                .build(),
+            "ipv4_fragment",
+        ),
+        (
+            "non-first fragment",
+            base().frag_offset(1480).udp(40000, 80).build(),
+            "ipv4_fragment",
+        ),
+        (
+            "broadcast source",
+            PacketBuilder::new()
+                .eth(CLIENT_MAC, DIR0_MAC)
+                .ipv4(ip("255.255.255.255"), vip())
+                .tcp(1, 80)
+                .flags(TcpFlags::SYN)
+                .build(),
+            "bad_source",
+        ),
+        (
+            "TTL 1",
+            base().ttl(1).tcp(40001, 80).flags(TcpFlags::SYN).build(),
+            "ttl_exceeded",
+        ),
+        (
+            "stray ACK",
+            base().tcp(40002, 80).flags(TcpFlags::ACK).build(),
+            "no_conn_not_syn",
+        ),
+        (
+            "SYN+RST",
+            base()
+                .tcp(40003, 80)
+                .flags(TcpFlags::SYN | TcpFlags::RST)
+                .build(),
+            "no_conn_not_syn",
+        ),
+        (
+            "no such port",
+            base().tcp(40004, 81).flags(TcpFlags::SYN).build(),
+            "no_service",
+        ),
+        (
+            "UDP to a TCP service",
+            base().udp(40005, 80).build(),
+            "no_service",
+        ),
+        ("TCP data offset beyond segment", bad_doff, "l4_malformed"),
+        (
+            "truncated TCP",
+            {
+                let mut f = base().tcp(40006, 80).build();
+                f.truncate(14 + 20 + 10);
+                let l = (20 + 10) as u16;
+                f[16..18].copy_from_slice(&l.to_be_bytes());
+                let mut p = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+                p.fill_checksum();
+                f
+            },
+            "l4_malformed",
+        ),
+        (
+            "GRE to the VIP",
+            base().raw(IpProtocol(47)).payload(&[0; 8]).build(),
+            "proto_unsupported",
+        ),
+        (
+            "TCP to an unrelated host",
+            PacketBuilder::new()
+                .eth(CLIENT_MAC, DIR0_MAC)
+                .ipv4(client(), ip("10.0.1.50"))
+                .tcp(1, 80)
+                .build(),
+            "not_routed",
+        ),
+        (
+            "TCP to the director itself",
+            PacketBuilder::new()
+                .eth(CLIENT_MAC, DIR0_MAC)
+                .ipv4(client(), dir0())
+                .tcp(1, 22)
+                .flags(TcpFlags::SYN)
+                .build(),
+            "local_unhandled",
+        ),
+        (
+            "ICMP other than echo",
+            base().icmp(13, 0, 0).build(),
+            "icmp_unhandled",
+        ),
+    ];
+    for (desc, frame, reason) in cases {
+        let before = r.drops(reason);
+        r.worker.io.push(0, &frame);
+        r.step(1);
+        assert_eq!(
+            r.drops(reason),
+            before + 1,
+            "{desc}: expected drop reason {reason}, stats {:?}",
+            r.stats().drops
+        );
+        assert!(
+            r.worker.io.take_tx(0).is_empty() && r.worker.io.take_tx(1).is_empty(),
+            "{desc}: nothing sent"
+        );
+    }
+    let s = r.stats();
+    assert_eq!(
+        s.rx_packets,
+        s.tx_packets + s.total_drops(),
+        "every frame is sent or counted"
+    );
+}
+
+#[test]
+fn no_available_server_and_full_table_are_counted() {
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 2);
+    nat_service(&r, "wrr", 0, 0);
+    learn_neighbours(&mut r);
+    r.worker
+        .io
+        .push(0, &client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC));
+    r.step(1);
+    assert_eq!(r.drops("no_dest"), 1);
+    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":1,"fwd":"nat"}}}}"#));
+    for p in 0..3 {
+        r.worker
+            .io
+            .push(0, &client_tcp(40100 + p, TcpFlags::SYN, b"", DIR0_MAC));
+    }
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(1).len(), 2);
+    assert_eq!(r.drops("conn_table_full"), 1);
+    // An established flow still passes while the table is full.
+    r.worker
+        .io
+        .push(0, &client_tcp(40100, TcpFlags::ACK, b"x", DIR0_MAC));
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(1).len(), 1);
+}
+
+#[test]
+fn unresolved_next_hop_retries_then_drops() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 0);
+    r.worker
+        .io
+        .push(0, &client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC));
+    let mut requests = 0;
+    for _ in 0..3500 {
+        r.step(1);
+        requests += r.worker.io.take_tx(1).len();
+    }
+    assert_eq!(r.worker.held(), 0);
+    assert_eq!(r.drops("neigh_unresolved"), 1);
+    assert_eq!(requests, 3, "one ARP request per second while waiting 3 s");
+    assert_eq!(r.stats().arp_requests_sent, 3);
+}
