@@ -71,7 +71,6 @@ fn main() {
         .format_timestamp_millis()
         .init();
     if let Err(e) = run(cli) {
-        log::error!("{e:#}");
         eprintln!("rvsd: {e:#}");
         std::process::exit(1);
     }
