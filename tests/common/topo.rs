@@ -1,0 +1,499 @@
+//! End-to-end test helpers: the network-namespace NAT topology built by
+//! `tests/lib/topo.sh`, rvsd run inside it as a subprocess, rvsadm and curl.
+//!
+//! Owns the namespaces, processes and state files a test creates, and removes
+//! them on drop, also when the test panics. Declare an [`Rvsd`] after the
+//! [`Topology`] it runs in, so it is dropped (stopped) first.
+//!
+//! ```ignore
+//! mod common;
+//! use common::topo::{self, Rvsd, Topology};
+//!
+//! let t = Topology::up_unique();
+//! let rvsd = Rvsd::start(&t, &t.default_config());
+//! rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", "rr"]);
+//! let body = topo::curl_from(&t.client_ns(), "http://10.0.0.100/").unwrap();
+//! ```
+//!
+//! Everything here needs root. The binaries come from `CARGO_BIN_EXE_*`, which
+//! cargo sets only when compiling integration tests (and benches): this module
+//! is meant for `tests/*.rs` only.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const VIP: &str = "10.0.0.100";
+pub const CLIENT_IP: &str = "10.0.0.2";
+pub const LB0_IP: &str = "10.0.0.1";
+pub const LB1_IP: &str = "10.0.1.1";
+pub const RS1_IP: &str = "10.0.1.11";
+pub const RS2_IP: &str = "10.0.1.12";
+
+/// The daemon and CLI under test.
+pub const RVSD_BIN: &str = env!("CARGO_BIN_EXE_rvsd");
+pub const RVSADM_BIN: &str = env!("CARGO_BIN_EXE_rvsadm");
+
+/// Default bound for helper commands; every wait in this module is bounded.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long rvsd may take to create its control socket.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long rvsd may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn topo_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lib/topo.sh")
+}
+
+/// A topology name unique on this machine while this process runs: "rv" and
+/// the pid (mod 100000), plus a counter after the first one in a process, so
+/// tests in parallel processes and threads never share namespaces.
+pub fn unique_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = format!("rv{}", std::process::id() % 100_000);
+    if n == 0 {
+        base
+    } else {
+        format!("{base}_{n}")
+    }
+}
+
+/// The EAL memory arguments: `RVS_EAL_MEM` (as exported by tests/lib/setup.sh)
+/// if set, else `--in-memory` when at least 256 free 2 MB hugepages sit on a
+/// mounted hugetlbfs, else `--no-huge -m 512` (DPDK rejects the two together).
+pub fn eal_mem_args() -> Vec<String> {
+    if let Ok(v) = std::env::var("RVS_EAL_MEM") {
+        if !v.trim().is_empty() {
+            return v.split_whitespace().map(str::to_owned).collect();
+        }
+    }
+    let free: u64 =
+        std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        })
+        .unwrap_or(false);
+    if free >= 256 && mounted {
+        vec!["--in-memory".into()]
+    } else {
+        ["--no-huge", "-m", "512"].map(String::from).to_vec()
+    }
+}
+
+/// Runs `cmd` with stdin closed, collecting its output, and kills it after
+/// `timeout` (the returned status then shows the kill; stderr says so).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
+    // Read both pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out_t = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out_pipe.read_to_end(&mut b);
+        b
+    });
+    let err_t = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err_pipe.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().expect("wait after kill");
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("wait for {desc}: {e}"),
+        }
+    };
+    let stdout = out_t.join().unwrap_or_default();
+    let mut stderr = err_t.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n[killed after {timeout:?}: {desc}]\n").as_bytes());
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs `args` inside network namespace `ns` (bounded by [`CMD_TIMEOUT`]).
+pub fn ns_exec<S: AsRef<str>>(ns: &str, args: &[S]) -> Output {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    cmd.args(args.iter().map(AsRef::as_ref));
+    run_with_timeout(&mut cmd, CMD_TIMEOUT)
+}
+
+/// Like [`ns_exec`], but panics with the command's output unless it succeeds;
+/// returns its stdout.
+pub fn ns_exec_ok<S: AsRef<str>>(ns: &str, args: &[S]) -> String {
+    let out = ns_exec(ns, args);
+    if !out.status.success() {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        panic!("in {ns}: {args:?} failed: {}", describe(&out));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `rvsadm --socket SOCKET ARGS...` from the root namespace (the control
+/// socket is a filesystem path, reachable from any network namespace).
+pub fn rvsadm<S: AsRef<str>>(socket: &Path, args: &[S]) -> Output {
+    let mut cmd = Command::new(RVSADM_BIN);
+    cmd.arg("--socket").arg(socket);
+    cmd.args(args.iter().map(AsRef::as_ref));
+    run_with_timeout(&mut cmd, Duration::from_secs(10))
+}
+
+/// `curl -sS --max-time 5 URL` from namespace `ns`: the body, or an error that
+/// says what curl said.
+pub fn curl_from(ns: &str, url: &str) -> Result<String, String> {
+    let out = ns_exec(ns, &["curl", "-sS", "--max-time", "5", url]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("curl {url} from {ns}: {}", describe(&out)))
+    }
+}
+
+/// One line for a failed command: status, stderr and stdout.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}; stderr: {}; stdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    )
+}
+
+/// Namespace names in `ip netns list` that belong to topology `name`.
+pub fn namespaces_of(name: &str) -> Vec<String> {
+    let out = run_with_timeout(Command::new("ip").args(["netns", "list"]), CMD_TIMEOUT);
+    let prefix = format!("{name}-");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The NAT topology of tests/lib/topo.sh; torn down on drop.
+///
+/// Namespaces: `NAME-c` (client 10.0.0.2), `NAME-lb` (director: lb0, lb1 without
+/// addresses, for rvsd), `NAME-sw` (bridge), `NAME-rs1`/`NAME-rs2` (nginx on
+/// 10.0.1.11/12:80 answering "rs1\n"/"rs2\n" at `/`, and `/big`, 100 KB).
+pub struct Topology {
+    pub name: String,
+    pub state_dir: PathBuf,
+    /// The facts topo.sh wrote to STATE_DIR/env (VIP, CLIENT_NS, RS1_MAC, ...).
+    pub env: HashMap<String, String>,
+    rvsd_count: AtomicUsize,
+}
+
+impl Topology {
+    /// Builds topology `name` (replacing a leftover one of that name). Panics
+    /// with topo.sh's output if that fails; topo.sh then removes what it built.
+    pub fn up(name: &str) -> Topology {
+        let out = run_with_timeout(
+            Command::new("bash").arg(topo_script()).args(["up", name]),
+            Duration::from_secs(120),
+        );
+        if !out.status.success() {
+            panic!("topo.sh up {name} failed: {}", describe(&out));
+        }
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<HashMap<_, _>>();
+        let state_dir = PathBuf::from(env.get("STATE_DIR").expect("topo.sh printed STATE_DIR"));
+        Topology {
+            name: name.to_owned(),
+            state_dir,
+            env,
+            rvsd_count: AtomicUsize::new(0),
+        }
+    }
+
+    /// [`Topology::up`] with a [`unique_name`].
+    pub fn up_unique() -> Topology {
+        Topology::up(&unique_name())
+    }
+
+    /// The namespace of `role`: "c", "lb", "sw", "rs1" or "rs2".
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.name)
+    }
+    pub fn client_ns(&self) -> String {
+        self.ns("c")
+    }
+    pub fn lb_ns(&self) -> String {
+        self.ns("lb")
+    }
+    pub fn sw_ns(&self) -> String {
+        self.ns("sw")
+    }
+    /// Real server `n` (1 or 2).
+    pub fn rs_ns(&self, n: usize) -> String {
+        self.ns(&format!("rs{n}"))
+    }
+
+    /// A fact from the env file, e.g. `t.fact("LB0_MAC")`.
+    pub fn fact(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {}/env", self.state_dir.display()))
+    }
+
+    /// EAL arguments for rvsd in this topology: both af_packet ports, main
+    /// lcore 0, memory per [`eal_mem_args`] (with a per-topology file prefix
+    /// when not `--in-memory`, so daemons side by side do not collide).
+    pub fn eal_args(&self) -> Vec<String> {
+        let mem = eal_mem_args();
+        let mut args = vec!["--no-pci".to_owned()];
+        let in_memory = mem.iter().any(|a| a == "--in-memory");
+        args.extend(mem);
+        if !in_memory {
+            args.extend(["--file-prefix".to_owned(), self.name.clone()]);
+        }
+        args.extend(
+            [
+                "-l",
+                "0",
+                "--vdev",
+                "net_af_packet0,iface=lb0",
+                "--vdev",
+                "net_af_packet1,iface=lb1",
+            ]
+            .map(String::from),
+        );
+        args
+    }
+
+    /// The rvsd config of this topology with no services: port 0 faces the
+    /// client (10.0.0.1/24), port 1 the real servers (10.0.1.1/24), one worker
+    /// on lcore 1. Tests edit the returned value as they need.
+    pub fn default_config(&self) -> Value {
+        json!({
+            "eal_args": self.eal_args(),
+            "ports": [
+                {"device": "net_af_packet0", "ipv4": format!("{LB0_IP}/24")},
+                {"device": "net_af_packet1", "ipv4": format!("{LB1_IP}/24")}
+            ],
+            "workers": [1],
+            "idle_sleep_us": 50,
+            "services": []
+        })
+    }
+
+    /// Stops nginx on "rs1" or "rs2" and waits until it no longer listens.
+    pub fn nginx_stop(&self, rs: &str) {
+        self.topo_cmd(&["nginx-stop", &self.name, rs]);
+    }
+
+    /// Starts nginx on "rs1" or "rs2" and waits until it listens.
+    pub fn nginx_start(&self, rs: &str) {
+        self.topo_cmd(&["nginx-start", &self.name, rs]);
+    }
+
+    fn topo_cmd(&self, args: &[&str]) {
+        let out = run_with_timeout(
+            Command::new("bash").arg(topo_script()).args(args),
+            CMD_TIMEOUT,
+        );
+        if !out.status.success() {
+            panic!("topo.sh {args:?} failed: {}", describe(&out));
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let out = run_with_timeout(
+            Command::new("bash")
+                .arg(topo_script())
+                .args(["down", &self.name]),
+            Duration::from_secs(60),
+        );
+        if !out.status.success() {
+            eprintln!("topo.sh down {} failed: {}", self.name, describe(&out));
+        }
+    }
+}
+
+/// rvsd running in a topology's `NAME-lb` namespace; stopped on drop (SIGTERM,
+/// then SIGKILL after [`STOP_TIMEOUT`]). Its log is printed if the test panics.
+pub struct Rvsd {
+    child: Child,
+    pub socket: PathBuf,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+}
+
+impl Rvsd {
+    /// Starts the rvsd built for this test crate with `config` and waits until
+    /// `rvsadm -L -n` answers; panics with the log if it exits or times out.
+    pub fn start(topo: &Topology, config: &Value) -> Rvsd {
+        Rvsd::start_bin(Path::new(RVSD_BIN), topo, config)
+    }
+
+    /// [`Rvsd::start`] with an explicit binary.
+    pub fn start_bin(bin: &Path, topo: &Topology, config: &Value) -> Rvsd {
+        let n = topo.rvsd_count.fetch_add(1, Ordering::Relaxed);
+        let dir = &topo.state_dir;
+        let config_path = dir.join(format!("rvsd{n}.json"));
+        let socket = dir.join(format!("rvsd{n}.sock"));
+        let log_path = dir.join(format!("rvsd{n}.log"));
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(config).expect("config serialises"),
+        )
+        .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
+        let log = File::create(&log_path).expect("create rvsd log");
+        let log_err = log.try_clone().expect("clone log handle");
+        // `ip netns exec` execs the program, so the child's pid is rvsd's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &topo.lb_ns()])
+            .arg(bin)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        // Constructed before waiting: a panic below drops it, which stops rvsd.
+        let mut rvsd = Rvsd {
+            child,
+            socket,
+            log_path,
+            config_path,
+        };
+        rvsd.wait_ready();
+        rvsd
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait rvsd") {
+                panic!(
+                    "rvsd exited ({status}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
+            if self.socket.exists() && rvsadm(&self.socket, &["-L", "-n"]).status.success() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "rvsd not ready after {READY_TIMEOUT:?} (no answer to rvsadm -L -n on {}); log:\n{}",
+                    self.socket.display(),
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// rvsd's stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("<no log: {e}>"))
+    }
+
+    /// `rvsadm` against this daemon.
+    pub fn rvsadm<S: AsRef<str>>(&self, args: &[S]) -> Output {
+        rvsadm(&self.socket, args)
+    }
+
+    /// `rvsadm` that must succeed; returns its stdout.
+    pub fn rvsadm_ok<S: AsRef<str>>(&self, args: &[S]) -> String {
+        let out = self.rvsadm(args);
+        if !out.status.success() {
+            let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+            panic!("rvsadm {args:?} failed: {}", describe(&out));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether rvsd is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then wait up to [`STOP_TIMEOUT`]; `Ok` with the exit status if
+    /// it stopped by itself, `Err` (after SIGKILL) if it had to be killed.
+    pub fn stop(mut self) -> Result<ExitStatus, String> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<ExitStatus, String> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Ok(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ok(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait();
+        Err(format!(
+            "rvsd ignored SIGTERM for {STOP_TIMEOUT:?}; killed ({status:?})"
+        ))
+    }
+}
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        let result = self.terminate();
+        if thread::panicking() {
+            eprintln!(
+                "---- rvsd log ({}) ----\n{}\n---- end of rvsd log ----",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+        if let Err(e) = result {
+            eprintln!("{e}");
+        }
+    }
+}
