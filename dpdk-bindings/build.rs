@@ -59,6 +59,8 @@ fn main() {
 
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")
+        // DPDK's doc comments hold C samples that rustdoc would run as doctests.
+        .generate_comments(false)
         .clang_args(&cflags)
         .clang_arg("-I.")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
