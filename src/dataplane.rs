@@ -235,7 +235,10 @@ impl Dataplane {
         if key.proto == Proto::Tcp && (ev.rst || !ev.syn) {
             return Err(DropReason::NoConnNotSyn);
         }
-        let i = svc.sched.pick(&svc.dests, key).ok_or(DropReason::NoDest)?;
+        let i = svc
+            .sched
+            .pick(&svc.dests, key, cx.now_ms)
+            .ok_or(DropReason::NoDest)?;
         let d = &svc.dests[i];
         if !d.fwd.supported() {
             return Err(DropReason::FwdUnsupported);

@@ -495,6 +495,7 @@ fn check_service(s: &ServiceConf) -> Result<(), CtlError> {
             s.vip
         )));
     }
+    sched::SchedFlags::parse(&s.sched, &s.sched_flags).map_err(CtlError::invalid)?;
     if s.port == 0 && s.persistent.is_none() {
         return Err(CtlError::invalid(
             "zero port specified for non-persistent service",

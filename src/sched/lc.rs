@@ -8,7 +8,7 @@ use crate::service::Dest;
 
 pub struct Lc;
 
-pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     Box::new(Lc)
 }
 
@@ -16,7 +16,7 @@ impl Scheduler for Lc {
     fn name(&self) -> &'static str {
         "lc"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let mut least: Option<(usize, u32)> = None;
         for (i, d) in dests.iter().enumerate() {
             if !d.available() {
@@ -40,12 +40,12 @@ mod tests {
     fn picks_least_overhead_active_weighs_256() {
         // overheads: 1*256+0=256, 0*256+255=255, 0+300=300 -> second.
         let d = dests(&[(1, 1, 0), (1, 0, 255), (1, 0, 300)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
         // weights are ignored except zero
         let d = dests(&[(100, 0, 5), (1, 0, 4), (0, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
         // ties: first wins
         let d = dests(&[(1, 0, 3), (1, 0, 3)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
     }
 }

@@ -24,11 +24,43 @@ pub trait Scheduler: Send + Sync {
     /// The ipvsadm name (`rr`, `wlc`, ...).
     fn name(&self) -> &'static str;
     /// Index into `dests` (the same list the scheduler was built for), or
-    /// None when no server can take the flow.
-    fn pick(&self, dests: &[Dest], flow: &FlowKey) -> Option<usize>;
+    /// None when no server can take the flow. `now_ms` is the data path's
+    /// clock, for schedulers whose state expires (lblc, lblcr).
+    fn pick(&self, dests: &[Dest], flow: &FlowKey, now_ms: u64) -> Option<usize>;
 }
 
-type Ctor = fn(&[Dest]) -> Box<dyn Scheduler>;
+/// Scheduler flags of a service (ipvsadm `-b`): `flag-1` is sh-fallback /
+/// mh-fallback, `flag-2` is sh-port / mh-port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedFlags {
+    /// When the hashed server is unavailable, try the next ones.
+    pub fallback: bool,
+    /// Hash the source port too.
+    pub port: bool,
+}
+
+impl SchedFlags {
+    /// Parse ipvsadm's flag names for scheduler `sched`.
+    pub fn parse(sched: &str, names: &[String]) -> Result<SchedFlags, String> {
+        let mut f = SchedFlags::default();
+        for n in names {
+            match n.as_str() {
+                "flag-1" => f.fallback = true,
+                "flag-2" => f.port = true,
+                "flag-3" => {}
+                "sh-fallback" | "mh-fallback" if n.starts_with(sched) => f.fallback = true,
+                "sh-port" | "mh-port" if n.starts_with(sched) => f.port = true,
+                "sh-fallback" | "mh-fallback" | "sh-port" | "mh-port" => {
+                    return Err(format!("incompatible scheduler flag `{n}'"))
+                }
+                _ => return Err(format!("invalid scheduler flag `{n}'")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+type Ctor = fn(&[Dest], SchedFlags) -> Box<dyn Scheduler>;
 
 /// Every scheduler this build knows, by ipvsadm name.
 const REGISTRY: &[(&str, Ctor)] = &[
@@ -53,11 +85,15 @@ pub struct UnknownScheduler {
 }
 
 /// Build the scheduler `name` for exactly this list of real servers.
-pub fn build(name: &str, dests: &[Dest]) -> Result<Box<dyn Scheduler>, UnknownScheduler> {
+pub fn build(
+    name: &str,
+    dests: &[Dest],
+    flags: SchedFlags,
+) -> Result<Box<dyn Scheduler>, UnknownScheduler> {
     REGISTRY
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, ctor)| ctor(dests))
+        .map(|(_, ctor)| ctor(dests, flags))
         .ok_or_else(|| UnknownScheduler {
             name: name.to_string(),
             known: names().collect::<Vec<_>>().join(" "),
@@ -133,7 +169,7 @@ pub(crate) mod testutil {
     /// n picks as server numbers (1-based, 0 = none).
     pub fn picks(s: &dyn super::Scheduler, d: &[Dest], n: usize) -> Vec<usize> {
         (0..n)
-            .map(|i| s.pick(d, &flow(i as u8)).map_or(0, |x| x + 1))
+            .map(|i| s.pick(d, &flow(i as u8), 0).map_or(0, |x| x + 1))
             .collect()
     }
 }
@@ -144,7 +180,7 @@ mod tests {
 
     #[test]
     fn unknown_scheduler_is_a_clear_error() {
-        let e = build("fastest", &[]).err().unwrap();
+        let e = build("fastest", &[], SchedFlags::default()).err().unwrap();
         assert!(
             e.to_string().contains("unknown scheduler \"fastest\""),
             "{e}"
@@ -154,11 +190,40 @@ mod tests {
     }
 
     #[test]
+    fn flags_parse_like_ipvsadm() {
+        let p = |s: &str, f: &[&str]| {
+            SchedFlags::parse(s, &f.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            p("sh", &["sh-fallback", "sh-port"]),
+            Ok(SchedFlags {
+                fallback: true,
+                port: true
+            })
+        );
+        assert_eq!(
+            p("mh", &["flag-1"]),
+            Ok(SchedFlags {
+                fallback: true,
+                port: false
+            })
+        );
+        assert_eq!(
+            p("mh", &["sh-port"]).unwrap_err(),
+            "incompatible scheduler flag `sh-port'"
+        );
+        assert_eq!(
+            p("rr", &["fast"]).unwrap_err(),
+            "invalid scheduler flag `fast'"
+        );
+    }
+
+    #[test]
     fn every_scheduler_returns_none_without_servers() {
         for n in names() {
-            let s = build(n, &[]).unwrap();
+            let s = build(n, &[], SchedFlags::default()).unwrap();
             assert_eq!(s.name(), n);
-            assert_eq!(s.pick(&[], &testutil::flow(1)), None, "{n}");
+            assert_eq!(s.pick(&[], &testutil::flow(1), 0), None, "{n}");
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::service::Dest;
 
 pub struct Nq;
 
-pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     Box::new(Nq)
 }
 
@@ -18,7 +18,7 @@ impl Scheduler for Nq {
     fn name(&self) -> &'static str {
         "nq"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;
         for (i, d) in dests.iter().enumerate() {
             if !d.available() {
@@ -50,13 +50,13 @@ mod tests {
     #[test]
     fn idle_server_first_even_with_low_weight() {
         let d = dests(&[(10, 1, 0), (1, 0, 50)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
     }
 
     #[test]
     fn otherwise_shortest_expected_delay() {
         // A: 3/1 = 3, B: 5/4 = 1.25 -> B
         let d = dests(&[(1, 2, 0), (4, 4, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
     }
 }

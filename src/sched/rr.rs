@@ -14,7 +14,7 @@ pub struct Rr {
     next: Mutex<usize>,
 }
 
-pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     Box::new(Rr {
         next: Mutex::new(0),
     })
@@ -24,7 +24,7 @@ impl Scheduler for Rr {
     fn name(&self) -> &'static str {
         "rr"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let n = dests.len();
         let mut next = self.next.lock();
         let start = *next % n.max(1);
@@ -44,9 +44,12 @@ mod tests {
     #[test]
     fn rotates_in_list_order_skipping_weight_zero() {
         let d = dests(&[(1, 0, 0), (5, 0, 0), (1, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 7), [1, 2, 3, 1, 2, 3, 1]);
+        assert_eq!(
+            picks(&*new(&d, Default::default()), &d, 7),
+            [1, 2, 3, 1, 2, 3, 1]
+        );
         let d = dests(&[(1, 0, 0), (0, 0, 0), (1, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 5), [1, 3, 1, 3, 1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 5), [1, 3, 1, 3, 1]);
     }
 
     #[test]
@@ -55,6 +58,6 @@ mod tests {
         d[1].state
             .overloaded
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(picks(&*new(&d), &d, 2), [0, 0]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 2), [0, 0]);
     }
 }

@@ -8,7 +8,7 @@ use crate::service::Dest;
 
 pub struct Sed;
 
-pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     Box::new(Sed)
 }
 
@@ -21,7 +21,7 @@ impl Scheduler for Sed {
     fn name(&self) -> &'static str {
         "sed"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         least_weighted(dests, overhead)
     }
 }
@@ -35,9 +35,9 @@ mod tests {
     fn expected_delay_by_weight_ignoring_inactive() {
         // A: (0+1)/1 = 1, B: (1+1)/3 = .67 -> B
         let d = dests(&[(1, 0, 0), (3, 1, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
         // inactive ignored: A (1+1)/1 = 2 with 1000 inactive on B: (1+1)/1 tie -> A
         let d = dests(&[(1, 1, 0), (1, 1, 1000)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
     }
 }

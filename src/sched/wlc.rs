@@ -9,7 +9,7 @@ use crate::service::Dest;
 
 pub struct Wlc;
 
-pub fn new(_: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     Box::new(Wlc)
 }
 
@@ -17,7 +17,7 @@ impl Scheduler for Wlc {
     fn name(&self) -> &'static str {
         "wlc"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         least_weighted(dests, |d| d.state.overhead() as u64)
     }
 }
@@ -31,12 +31,12 @@ mod tests {
     fn overhead_per_weight_decides() {
         // A: (2<<8)/2 = 256, B: (1<<8)/1 = 256 tie -> A; C: 300/3 = 100 -> C
         let d = dests(&[(2, 2, 0), (1, 1, 0), (3, 0, 300)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [3]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [3]);
         let d = dests(&[(2, 2, 0), (1, 1, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
         // inactive counts 1/256 of an active one
         let d = dests(&[(1, 1, 0), (1, 0, 255)]);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
     }
 
     #[test]
@@ -45,10 +45,10 @@ mod tests {
         d[2].state
             .overloaded
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(picks(&*new(&d), &d, 1), [2]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
         d[1].state
             .overloaded
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(picks(&*new(&d), &d, 1), [0]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [0]);
     }
 }

@@ -31,7 +31,7 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
-pub fn new(dests: &[Dest]) -> Box<dyn Scheduler> {
+pub fn new(dests: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     let mut g = 0i64;
     let mut max = 0i64;
     for d in dests.iter().filter(|d| d.weight > 0) {
@@ -55,7 +55,7 @@ impl Scheduler for Wrr {
     fn name(&self) -> &'static str {
         "wrr"
     }
-    fn pick(&self, dests: &[Dest], _: &FlowKey) -> Option<usize> {
+    fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let mut m = self.mark.lock();
         if m.mw <= 0 || dests.is_empty() {
             return None;
@@ -110,35 +110,47 @@ mod tests {
     #[test]
     fn weights_3_1_interleave_as_the_kernel_does() {
         let d = dests(&[(3, 0, 0), (1, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
+        assert_eq!(
+            picks(&*new(&d, Default::default()), &d, 8),
+            [1, 1, 1, 2, 1, 1, 1, 2]
+        );
     }
 
     #[test]
     fn weights_4_3_2_follow_the_gcd_max_stepping() {
         // cw: 4 -> A; 3 -> A B; 2 -> A B C; 1 -> A B C  (9 picks per round)
         let d = dests(&[(4, 0, 0), (3, 0, 0), (2, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 9), [1, 1, 2, 1, 2, 3, 1, 2, 3]);
+        assert_eq!(
+            picks(&*new(&d, Default::default()), &d, 9),
+            [1, 1, 2, 1, 2, 3, 1, 2, 3]
+        );
     }
 
     #[test]
     fn common_divisor_is_stepped_over() {
         // weights 4:2, gcd 2: mw = 4 - 1 = 3, cw 3 -> A; 1 -> A B.
         let d = dests(&[(4, 0, 0), (2, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 6), [1, 1, 2, 1, 1, 2]);
+        assert_eq!(
+            picks(&*new(&d, Default::default()), &d, 6),
+            [1, 1, 2, 1, 1, 2]
+        );
     }
 
     #[test]
     fn weight_zero_is_never_picked_and_all_zero_gives_none() {
         let d = dests(&[(2, 0, 0), (0, 0, 0), (1, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 6), [1, 1, 3, 1, 1, 3]);
+        assert_eq!(
+            picks(&*new(&d, Default::default()), &d, 6),
+            [1, 1, 3, 1, 1, 3]
+        );
         let d = dests(&[(0, 0, 0), (0, 0, 0)]);
-        assert_eq!(picks(&*new(&d), &d, 2), [0, 0]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 2), [0, 0]);
     }
 
     #[test]
     fn all_overloaded_gives_none_then_recovers() {
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
-        let s = new(&d);
+        let s = new(&d, Default::default());
         for x in &d {
             x.state
                 .overloaded

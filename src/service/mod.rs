@@ -129,6 +129,9 @@ pub struct ServiceConf {
     /// Persistence granularity (`-M`).
     #[serde(default = "default_netmask")]
     pub netmask: Ipv4Addr,
+    /// Scheduler flags (`-b`): sh-fallback, sh-port, mh-fallback, mh-port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sched_flags: Vec<String>,
     #[serde(default)]
     pub dests: Vec<DestConf>,
 }
@@ -366,7 +369,8 @@ impl ServiceTable {
                     }
                 })
                 .collect();
-            let sched = sched::build(&c.sched, &dests).map_err(|e| e.to_string())?;
+            let flags = sched::SchedFlags::parse(&c.sched, &c.sched_flags)?;
+            let sched = sched::build(&c.sched, &dests, flags).map_err(|e| e.to_string())?;
             t.vips.insert(c.vip);
             t.order.push(key);
             t.services.insert(
