@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::conn::{Conn, ConnTable, Dir, FlowKey, InsertError, TcpEvent, Timeouts};
+use crate::conn::{Conn, ConnTable, Dir, FlowKey, InsertError, TcpEvent, Template, Timeouts};
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
-use crate::service::{Forward, Proto, ServiceKey, ServiceTable};
+use crate::service::{Forward, Proto, Service, ServiceTable};
 use crate::stats::{DropReason, WorkerStats};
 use crate::wire::{
     icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,
@@ -224,39 +224,108 @@ impl Dataplane {
 
     /// Schedule a new flow to a real server and track it.
     fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Arc<Conn>, DropReason> {
-        let skey = ServiceKey {
-            proto: key.proto,
-            vip: key.dst,
-            port: key.dport,
-        };
-        let svc = cx.services.get(&skey).ok_or(DropReason::NoService)?;
+        let svc = cx
+            .services
+            .find(key.proto, key.dst, key.dport)
+            .ok_or(DropReason::NoService)?;
         // As the kernel's tcp_conn_schedule: only a SYN (without RST) opens
         // a connection; SYN+ACK is allowed (active FTP).
         if key.proto == Proto::Tcp && (ev.rst || !ev.syn) {
             return Err(DropReason::NoConnNotSyn);
+        }
+        let (i, template) = match svc.conf.persistent {
+            Some(timeout) => {
+                let (i, t) = self.persist(cx, svc, key, timeout)?;
+                (i, Some(t))
+            }
+            None => {
+                let i = svc
+                    .sched
+                    .pick(&svc.dests, key, cx.now_ms)
+                    .ok_or(DropReason::NoDest)?;
+                (i, None)
+            }
+        };
+        let d = &svc.dests[i];
+        if !d.fwd.supported() {
+            return Err(DropReason::FwdUnsupported);
+        }
+        // A port-zero (all ports) service forwards to the port asked for.
+        let dport = if svc.conf.port == 0 || d.port == 0 {
+            key.dport
+        } else {
+            d.port
+        };
+        let mut c = Conn::new(
+            key.proto,
+            (key.src, key.sport),
+            (key.dst, key.dport),
+            (d.ip, dport),
+            d.fwd,
+            d.state.clone(),
+            svc.state.clone(),
+        );
+        if let Some(t) = template {
+            c = c.with_template(t);
+        }
+        let c = self.conns.insert(c).map_err(|e| match e {
+            InsertError::Full => DropReason::ConnTableFull,
+        })?;
+        cx.stats.conns_created.inc();
+        Ok(c)
+    }
+
+    /// The kernel's `ip_vs_sched_persist`: clients of one network (source
+    /// masked by the service netmask) keep the real server recorded in their
+    /// template while it lives; a template whose server was deleted is
+    /// replaced by a fresh pick. Quiesced (weight 0) servers keep their
+    /// persistent clients, as with the kernel's default
+    /// `expire_quiescent_template = 0`.
+    fn persist(
+        &self,
+        cx: &Ctx,
+        svc: &Service,
+        key: &FlowKey,
+        timeout: u32,
+    ) -> Result<(usize, Arc<Template>), DropReason> {
+        let (IpAddr::V4(cip), IpAddr::V4(mask)) = (key.src, IpAddr::V4(svc.conf.netmask)) else {
+            return Err(DropReason::ProtoUnsupported);
+        };
+        let cnet = Ipv4Addr::from(u32::from(cip) & u32::from(mask));
+        // <proto, cnet, 0, vip, vport>; vport 0 for port-zero services.
+        let vport = if key.dport == svc.conf.port {
+            key.dport
+        } else {
+            0
+        };
+        let tkey = FlowKey {
+            proto: key.proto,
+            src: IpAddr::V4(cnet),
+            sport: 0,
+            dst: key.dst,
+            dport: vport,
+        };
+        if let Some(t) = self.conns.template(&tkey) {
+            if let Some(i) = svc
+                .dests
+                .iter()
+                .position(|d| d.ip == t.dip && d.port == t.dport)
+            {
+                t.touch(cx.now_ms);
+                return Ok((i, t));
+            }
         }
         let i = svc
             .sched
             .pick(&svc.dests, key, cx.now_ms)
             .ok_or(DropReason::NoDest)?;
         let d = &svc.dests[i];
-        if !d.fwd.supported() {
-            return Err(DropReason::FwdUnsupported);
-        }
-        let c = Conn::new(
-            key.proto,
-            (key.src, key.sport),
-            (key.dst, key.dport),
-            (d.ip, d.port),
-            d.fwd,
-            d.state.clone(),
-            svc.state.clone(),
-        );
-        let c = self.conns.insert(c).map_err(|e| match e {
-            InsertError::Full => DropReason::ConnTableFull,
-        })?;
-        cx.stats.conns_created.inc();
-        Ok(c)
+        let t = Template::new(tkey, d.ip, d.port, d.state.clone(), timeout, cx.now_ms);
+        let t = self
+            .conns
+            .insert_template(t)
+            .map_err(|_| DropReason::ConnTableFull)?;
+        Ok((i, t))
     }
 
     /// Fill in the Ethernet header towards `dst`'s next hop.

@@ -468,3 +468,175 @@ fn unresolved_next_hop_retries_then_drops() {
     assert_eq!(requests, 3, "one ARP request per second while waiting 3 s");
     assert_eq!(r.stats().arp_requests_sent, 3);
 }
+
+/// SYN from `client_ip:sport`; returns the real server it went to (1/2).
+fn pick_from(r: &mut Rig<MemIo>, client_ip: std::net::Ipv4Addr, sport: u16) -> u8 {
+    let f = PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client_ip, vip())
+        .tcp(sport, 80)
+        .flags(TcpFlags::SYN)
+        .build();
+    r.worker.io.push(0, &f);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(
+        out.len(),
+        1,
+        "SYN from {client_ip}:{sport} forwarded; drops {:?}",
+        r.stats().drops
+    );
+    endpoints(&out[0]).2.octets()[3] - 10
+}
+
+#[test]
+fn persistence_keeps_a_client_network_on_its_server_until_the_template_expires() {
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr","persistent":30,"netmask":"255.255.255.0"}}"#);
+    for ip in ["10.0.1.11", "10.0.1.12"] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
+        ));
+    }
+    learn_neighbours(&mut r);
+    // rr would alternate; persistence pins every connection of 10.0.0.2.
+    let first = pick_from(&mut r, client(), 50000);
+    for sport in 50001..50006 {
+        assert_eq!(pick_from(&mut r, client(), sport), first);
+    }
+    // Same /24: same template, same server.
+    r.dp.neigh.learn(ip("10.0.0.3"), CLIENT_MAC);
+    assert_eq!(pick_from(&mut r, ip("10.0.0.3"), 50010), first);
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    let templates: Vec<_> = c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["template"] == true)
+        .collect();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(
+        (templates[0]["cip"].as_str(), templates[0]["cport"].as_u64()),
+        (Some("10.0.0.0"), Some(0))
+    );
+    assert_eq!(templates[0]["controls"], 7);
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"][0]["dests"][first as usize - 1]["persist"], 1);
+
+    // Connections end (SYN_RECV lasts 60 s), then the template (30 s, pushed
+    // back while it still controls connections) ends too; the next client
+    // connection is scheduled afresh: rr moves on to the other server.
+    r.now += 61_000;
+    for _ in 0..40 {
+        r.step(1);
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["conn_table"]["count"], 1, "only the template is left");
+    r.now += 60_000;
+    for _ in 0..40 {
+        r.step(1);
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["conn_table"]["count"], 0);
+    assert_eq!(l["services"][0]["dests"][first as usize - 1]["persist"], 0);
+    assert_ne!(pick_from(&mut r, client(), 50100), first);
+}
+
+#[test]
+fn persistence_survives_quiescing_but_not_deletion_of_the_server() {
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr","persistent":300}}"#);
+    for ip in ["10.0.1.11", "10.0.1.12"] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
+        ));
+    }
+    learn_neighbours(&mut r);
+    assert_eq!(pick_from(&mut r, client(), 50000), 1);
+    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":0,"fwd":"nat"}}}}"#));
+    assert_eq!(
+        pick_from(&mut r, client(), 50001),
+        1,
+        "weight 0 keeps persistent clients (kernel default)"
+    );
+    r.ctl(&format!(
+        r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.1.11"}}}}"#
+    ));
+    assert_eq!(
+        pick_from(&mut r, client(), 50002),
+        2,
+        "deleted server: rescheduled"
+    );
+}
+
+#[test]
+fn port_zero_persistent_service_takes_every_port() {
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":0,"sched":"rr","persistent":60}}"#);
+    r.ctl(r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":0},"dest":{"ip":"10.0.1.12","fwd":"nat"}}"#);
+    learn_neighbours(&mut r);
+    for dport in [22u16, 443, 8080] {
+        let f = PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+            .tcp(40000, dport)
+            .flags(TcpFlags::SYN)
+            .build();
+        r.worker.io.push(0, &f);
+        r.step(1);
+        let out = r.worker.io.take_tx(1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(endpoints(&out[0]), (client(), 40000, rs2(), dport, 63));
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(
+        l["services"][0]["dests"][0]["persist"], 1,
+        "one template for the whole address"
+    );
+}
+
+#[test]
+fn upper_threshold_overloads_and_lower_threshold_restores() {
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
+    r.ctl(&format!(r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"nat","weight":100,"u_threshold":2,"l_threshold":1}}}}"#));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat","weight":1}}}}"#
+    ));
+    learn_neighbours(&mut r);
+    // wrr 100:1 picks rs1 until its 2nd connection overloads it.
+    assert_eq!(pick_from(&mut r, client(), 1), 1);
+    assert_eq!(pick_from(&mut r, client(), 2), 1);
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"][0]["dests"][0]["overloaded"], true);
+    assert_eq!(pick_from(&mut r, client(), 3), 2);
+    assert_eq!(pick_from(&mut r, client(), 4), 2);
+    // One rs1 connection ends: 1 left, not below l_threshold 1: still
+    // overloaded. (A client RST in SYN_RECV keeps SYN_RECV per the kernel's
+    // table, so the connections simply time out after 60 s.)
+    r.worker
+        .io
+        .push(0, &client_tcp(1, TcpFlags::ACK, b"", DIR0_MAC));
+    r.step(1);
+    r.worker.io.take_tx(1);
+    r.now += 60_000;
+    for _ in 0..40 {
+        r.step(1);
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"][0]["dests"][0]["active"], 1);
+    assert_eq!(l["services"][0]["dests"][0]["overloaded"], true);
+    // Both gone: below the lower threshold, rs1 takes connections again.
+    r.worker
+        .io
+        .push(0, &client_tcp(1, TcpFlags::RST, b"", DIR0_MAC));
+    r.step(1);
+    r.worker.io.take_tx(1);
+    r.now += 10_000;
+    for _ in 0..40 {
+        r.step(1);
+    }
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"][0]["dests"][0]["overloaded"], false);
+    assert_eq!(pick_from(&mut r, client(), 5), 1);
+}

@@ -161,6 +161,20 @@ fn fwd_switch(f: &str) -> &'static str {
     }
 }
 
+/// Scheduler flags, already in ipvsadm's `print_sched_flags` spelling
+/// (the control plane normalises them).
+fn sched_flags(svc: &Value) -> String {
+    svc["sched_flags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 fn svc_name(svc: &Value) -> String {
     let proto = if s(svc, "proto") == "udp" {
         "UDP"
@@ -201,6 +215,10 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
             }
         } else {
             let _ = write!(out, "{name} {}", s(svc, "sched"));
+            let flags = sched_flags(svc);
+            if !flags.is_empty() {
+                let _ = write!(out, " ({flags})");
+            }
             if let Some(p) = svc.get("persistent").and_then(Value::as_u64) {
                 let _ = write!(out, " persistent {p}");
                 let m = s(svc, "netmask");
@@ -279,6 +297,10 @@ pub fn save(resp: &Value) -> String {
             if !m.is_empty() && m != "255.255.255.255" {
                 let _ = write!(out, " -M {m}");
             }
+        }
+        let flags = sched_flags(svc);
+        if !flags.is_empty() {
+            let _ = write!(out, " -b {flags}");
         }
         out.push('\n');
         for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, false) {

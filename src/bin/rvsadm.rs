@@ -101,6 +101,13 @@ struct Cli {
     #[arg(short = 'M', long = "netmask", help = "persistent granularity mask")]
     netmask: Option<String>,
     #[arg(
+        short = 'b',
+        long = "sched-flags",
+        value_name = "sched-flags",
+        help = "scheduler flags: sh-fallback,sh-port (sh), mh-fallback,mh-port (mh), flag-1,flag-2"
+    )]
+    sched_flags: Option<String>,
+    #[arg(
         short = 'r',
         long = "real-server",
         value_name = "server-address",
@@ -346,6 +353,10 @@ fn run(cli: Cli) -> Result<(), Fail> {
                     Fail(2, "illegal virtual server persistent mask specified".into())
                 })?;
                 s["netmask"] = json!(m);
+            }
+            if let Some(b) = &cli.sched_flags {
+                s["sched_flags"] =
+                    json!(b.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>());
             }
             if s["port"] == 0 && cli.persistent.is_none() {
                 return fail(2, "Zero port specified for non-persistent service");

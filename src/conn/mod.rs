@@ -17,7 +17,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -72,10 +72,73 @@ pub struct Conn {
     expires: AtomicU64,
     pub dest: Arc<DestState>,
     pub svc: Arc<ServiceState>,
+    /// The persistence template that chose this connection's real server
+    /// (kernel `cp->control`); it lives at least as long as this does.
+    pub template: Option<Arc<Template>>,
 }
 
+/// A persistence template (kernel IP_VS_CONN_F_TEMPLATE): "clients of this
+/// network go to that real server", keyed by <proto, cnet, 0, vip, vport>.
+#[derive(Debug)]
+pub struct Template {
+    pub key: FlowKey,
+    pub dip: IpAddr,
+    pub dport: u16,
+    pub dest: Arc<DestState>,
+    timeout_ms: u64,
+    expires: AtomicU64,
+    /// Live connections this template controls (kernel `n_control`).
+    controlled: AtomicU32,
+    dead: AtomicU8,
+}
+
+impl Template {
+    pub fn new(
+        key: FlowKey,
+        dip: IpAddr,
+        dport: u16,
+        dest: Arc<DestState>,
+        timeout_s: u32,
+        now_ms: u64,
+    ) -> Self {
+        let timeout_ms = timeout_s as u64 * 1000;
+        Template {
+            key,
+            dip,
+            dport,
+            dest,
+            timeout_ms,
+            expires: AtomicU64::new(now_ms + timeout_ms),
+            controlled: AtomicU32::new(0),
+            dead: AtomicU8::new(0),
+        }
+    }
+    /// A new connection used the template: re-arm it (kernel
+    /// `ip_vs_conn_put(ct)` in `ip_vs_sched_persist`).
+    pub fn touch(&self, now_ms: u64) {
+        self.expires.store(now_ms + self.timeout_ms, Relaxed);
+    }
+    pub fn expires_ms(&self) -> u64 {
+        self.expires.load(Relaxed)
+    }
+    pub fn controlled(&self) -> u32 {
+        self.controlled.load(Relaxed)
+    }
+    fn kill(&self) -> bool {
+        if self.dead.swap(1, Relaxed) != 0 {
+            return false;
+        }
+        self.dest.persist.fetch_sub(1, Relaxed);
+        self.dest.check_overload_on_unbind();
+        true
+    }
+}
+
+/// A template that still controls connections when it times out is kept
+/// another minute (kernel `ip_vs_conn_expire`).
+pub const TEMPLATE_RETRY_MS: u64 = 60_000;
+
 impl Conn {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         proto: Proto,
         (cip, cport): (IpAddr, u16),
@@ -103,7 +166,14 @@ impl Conn {
             expires: AtomicU64::new(0),
             dest,
             svc,
+            template: None,
         }
+    }
+
+    /// Bind to the persistence template that picked the real server.
+    pub fn with_template(mut self, t: Arc<Template>) -> Conn {
+        self.template = Some(t);
+        self
     }
 
     /// The client's key: cip:cport -> vip:vport.
@@ -206,6 +276,10 @@ impl Conn {
         } else {
             self.dest.active.fetch_sub(1, Relaxed);
         }
+        self.dest.check_overload_on_unbind();
+        if let Some(t) = &self.template {
+            t.controlled.fetch_sub(1, Relaxed);
+        }
         true
     }
 }
@@ -224,10 +298,14 @@ pub enum InsertError {
 }
 
 type Shard = CachePadded<RwLock<HashMap<FlowKey, Entry>>>;
+type TemplateShard = CachePadded<RwLock<HashMap<FlowKey, Arc<Template>>>>;
 
 /// The sharded connection table.
 pub struct ConnTable {
     shards: Box<[Shard]>,
+    /// Persistence templates, sharded like the connections; they count
+    /// against `max` as in the kernel.
+    templates: Box<[TemplateShard]>,
     count: AtomicUsize,
     max: usize,
     timeouts: RwLock<Timeouts>,
@@ -255,6 +333,9 @@ impl ConnTable {
         let n = shards.max(1).next_power_of_two();
         ConnTable {
             shards: (0..n)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .collect(),
+            templates: (0..n)
                 .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
                 .collect(),
             count: AtomicUsize::new(0),
@@ -324,9 +405,49 @@ impl ConnTable {
                 );
         }
         conn.dest.inactive.fetch_add(1, Relaxed);
+        conn.dest.check_overload_on_bind();
         conn.dest.traffic.conns.fetch_add(1, Relaxed);
         conn.svc.traffic.conns.fetch_add(1, Relaxed);
+        if let Some(t) = &conn.template {
+            t.controlled.fetch_add(1, Relaxed);
+        }
         Ok(conn)
+    }
+
+    /// The live persistence template under `key`.
+    pub fn template(&self, key: &FlowKey) -> Option<Arc<Template>> {
+        let s = self.templates[shard_of(key, self.templates.len())].read();
+        s.get(key).filter(|t| t.dead.load(Relaxed) == 0).cloned()
+    }
+
+    /// Add a template, replacing (and ending) one with the same key whose
+    /// real server is gone.
+    pub fn insert_template(&self, t: Template) -> Result<Arc<Template>, InsertError> {
+        if self.count.fetch_add(1, Relaxed) >= self.max {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(InsertError::Full);
+        }
+        let t = Arc::new(t);
+        let old = self.templates[shard_of(&t.key, self.templates.len())]
+            .write()
+            .insert(t.key, t.clone());
+        if let Some(old) = old {
+            if old.kill() {
+                self.count.fetch_sub(1, Relaxed);
+            }
+        }
+        t.dest.persist.fetch_add(1, Relaxed);
+        t.dest.check_overload_on_bind();
+        Ok(t)
+    }
+
+    /// Visit every live persistence template.
+    pub fn for_each_template(&self, mut f: impl FnMut(&Template)) {
+        for s in self.templates.iter() {
+            for t in s.read().values() {
+                f(t);
+            }
+        }
     }
 
     /// Expire what is due in one shard. Returns how many connections ended.
@@ -361,6 +482,26 @@ impl ConnTable {
             if c.kill() {
                 self.count.fetch_sub(1, Relaxed);
                 ended += 1;
+            }
+        }
+        let mut dead = Vec::new();
+        {
+            let mut s = self.templates[shard % n].write();
+            s.retain(|_, t| {
+                if t.expires_ms() > now_ms {
+                    return true;
+                }
+                if t.controlled() > 0 && now_ms != u64::MAX {
+                    t.expires.store(now_ms + TEMPLATE_RETRY_MS, Relaxed);
+                    return true;
+                }
+                dead.push(t.clone());
+                false
+            });
+        }
+        for t in dead {
+            if t.kill() {
+                self.count.fetch_sub(1, Relaxed);
             }
         }
         ended

@@ -257,7 +257,7 @@ impl Control {
         let local = &self.local_ips;
         self.apply(|c| match req {
             Request::AddService { service } => add_service(c, service, local),
-            Request::EditService { service } => {
+            Request::EditService { mut service } => {
                 let i = find(c, service.key())?;
                 if !service.dests.is_empty() {
                     return Err(CtlError::invalid(
@@ -265,7 +265,7 @@ impl Control {
                     ));
                 }
                 let dests = std::mem::take(&mut c[i].dests);
-                check_service(&service)?;
+                check_service(&mut service)?;
                 c[i] = ServiceConf { dests, ..service };
                 Ok(())
             }
@@ -342,7 +342,7 @@ impl Control {
                 let c = &s.conf;
                 json!({
                     "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
-                    "persistent": c.persistent, "netmask": c.netmask,
+                    "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
                     "stats": s.state.traffic.read(),
                     "dests": s.dests.iter().map(|d| json!({
                         "ip": d.ip, "port": d.port, "fwd": d.fwd, "weight": d.weight,
@@ -381,6 +381,16 @@ impl Control {
                     "expires_ms": c.expires_ms().saturating_sub(now),
                     "cip": c.cip, "cport": c.cport, "vip": c.vip, "vport": c.vport,
                     "dip": c.dip, "dport": c.dport, "fwd": c.fwd,
+                }));
+            }
+        });
+        self.conns.for_each_template(|t| {
+            if out.len() < limit {
+                out.push(json!({
+                    "proto": t.key.proto, "state": "NONE", "template": true,
+                    "expires_ms": t.expires_ms().saturating_sub(now),
+                    "cip": t.key.src, "cport": 0, "vip": t.key.dst, "vport": t.key.dport,
+                    "dip": t.dip, "dport": t.dport, "controls": t.controlled(),
                 }));
             }
         });
@@ -474,7 +484,7 @@ fn fmt_dest(d: &DestConf) -> String {
     format!("{}:{}", d.ip, d.port)
 }
 
-fn check_service(s: &ServiceConf) -> Result<(), CtlError> {
+fn check_service(s: &mut ServiceConf) -> Result<(), CtlError> {
     if !sched::is_known(&s.sched) {
         let known: Vec<_> = sched::names().collect();
         return Err(CtlError::invalid(format!(
@@ -495,7 +505,8 @@ fn check_service(s: &ServiceConf) -> Result<(), CtlError> {
             s.vip
         )));
     }
-    sched::SchedFlags::parse(&s.sched, &s.sched_flags).map_err(CtlError::invalid)?;
+    let flags = sched::SchedFlags::parse(&s.sched, &s.sched_flags).map_err(CtlError::invalid)?;
+    s.sched_flags = flags.names(&s.sched);
     if s.port == 0 && s.persistent.is_none() {
         return Err(CtlError::invalid(
             "zero port specified for non-persistent service",
@@ -579,7 +590,7 @@ fn add_service(
     mut s: ServiceConf,
     local: &[IpAddr],
 ) -> Result<(), CtlError> {
-    check_service(&s)?;
+    check_service(&mut s)?;
     if c.iter().any(|x| x.key() == s.key()) {
         return Err(CtlError::new("exists", "Service already exists"));
     }

@@ -60,6 +60,25 @@ impl SchedFlags {
     }
 }
 
+impl SchedFlags {
+    /// The flags as ipvsadm prints them for scheduler `sched`
+    /// (`sh-fallback,sh-port`, or `flag-1,flag-2` for others).
+    pub fn names(&self, sched: &str) -> Vec<String> {
+        let (fb, port) = match sched {
+            "sh" | "mh" => (format!("{sched}-fallback"), format!("{sched}-port")),
+            _ => ("flag-1".to_string(), "flag-2".to_string()),
+        };
+        let mut v = Vec::new();
+        if self.fallback {
+            v.push(fb);
+        }
+        if self.port {
+            v.push(port);
+        }
+        v
+    }
+}
+
 type Ctor = fn(&[Dest], SchedFlags) -> Box<dyn Scheduler>;
 
 /// Every scheduler this build knows, by ipvsadm name.

@@ -232,6 +232,9 @@ pub struct DestState {
     /// Set when the upper threshold was reached, cleared below the lower one
     /// (kernel IP_VS_DEST_F_OVERLOAD).
     pub overloaded: AtomicBool,
+    /// Upper and lower connection thresholds (`-x`, `-y`); 0 = none.
+    pub u_threshold: AtomicU32,
+    pub l_threshold: AtomicU32,
     pub traffic: TrafficCounters,
 }
 
@@ -240,8 +243,48 @@ impl DestState {
     pub fn overhead(&self) -> u32 {
         (self.active.load(Relaxed) << 8).wrapping_add(self.inactive.load(Relaxed))
     }
+    /// ActiveConn + InActConn (persistence templates do not count).
     pub fn total_conns(&self) -> u32 {
         self.active.load(Relaxed) + self.inactive.load(Relaxed)
+    }
+
+    /// After a connection or template was bound (kernel end of
+    /// `ip_vs_bind_dest`): reaching the upper threshold overloads the server.
+    pub fn check_overload_on_bind(&self) {
+        let u = self.u_threshold.load(Relaxed);
+        if u != 0 && self.total_conns() >= u {
+            self.overloaded.store(true, Relaxed);
+        }
+    }
+
+    /// After a connection or template was unbound (kernel end of
+    /// `ip_vs_unbind_dest`): below the lower threshold (or 3/4 of the upper
+    /// one when no lower is set, or always without thresholds) it recovers.
+    pub fn check_overload_on_unbind(&self) {
+        let (u, l) = (
+            self.u_threshold.load(Relaxed),
+            self.l_threshold.load(Relaxed),
+        );
+        let total = self.total_conns() as u64;
+        let clear = if l != 0 {
+            total < l as u64
+        } else if u != 0 {
+            total * 4 < u as u64 * 3
+        } else {
+            true
+        };
+        if clear {
+            self.overloaded.store(false, Relaxed);
+        }
+    }
+
+    /// New thresholds from an add or edit (kernel `__ip_vs_update_dest`).
+    fn set_thresholds(&self, u: u32, l: u32) {
+        if u == 0 || u > self.u_threshold.load(Relaxed) {
+            self.overloaded.store(false, Relaxed);
+        }
+        self.u_threshold.store(u, Relaxed);
+        self.l_threshold.store(l, Relaxed);
     }
 }
 
@@ -358,6 +401,8 @@ impl ServiceTable {
                 .iter()
                 .map(|d| {
                     let port = if d.port == 0 { c.port } else { d.port };
+                    let state = reg.dest(key, d.ip, port);
+                    state.set_thresholds(d.u_threshold, d.l_threshold);
                     Dest {
                         ip: d.ip,
                         port,
@@ -365,7 +410,7 @@ impl ServiceTable {
                         fwd: d.fwd,
                         u_threshold: d.u_threshold,
                         l_threshold: d.l_threshold,
-                        state: reg.dest(key, d.ip, port),
+                        state,
                     }
                 })
                 .collect();
@@ -396,6 +441,23 @@ impl ServiceTable {
         self.vips.contains(&ip)
     }
     /// Services in configuration order.
+    /// The service a packet to vip:port belongs to: the exact one, else a
+    /// persistent port-zero service on that address (all ports).
+    #[inline]
+    pub fn find(&self, proto: Proto, vip: IpAddr, port: u16) -> Option<&Service> {
+        self.services
+            .get(&ServiceKey { proto, vip, port })
+            .or_else(|| {
+                self.services
+                    .get(&ServiceKey {
+                        proto,
+                        vip,
+                        port: 0,
+                    })
+                    .filter(|s| s.conf.persistent.is_some())
+            })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Service> {
         self.order.iter().filter_map(|k| self.services.get(k))
     }
