@@ -82,13 +82,29 @@ pub struct PortConf {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Connection timeouts in seconds, as `ipvsadm --set tcp tcpfin udp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Connection timeouts in seconds; 0 or absent keeps the current value.
+/// `tcp`, `tcpfin` and `udp` are `ipvsadm --set tcp tcpfin udp` (ESTABLISHED,
+/// FIN_WAIT, UDP); the others set the remaining TCP states, which kernel
+/// IPVS does not expose through ipvsadm (useful for short-lived tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutConf {
+    #[serde(default)]
     pub tcp: u32,
+    #[serde(default)]
     pub tcpfin: u32,
+    #[serde(default)]
     pub udp: u32,
+    #[serde(default)]
+    pub syn_recv: u32,
+    #[serde(default)]
+    pub time_wait: u32,
+    #[serde(default)]
+    pub close: u32,
+    #[serde(default)]
+    pub close_wait: u32,
+    #[serde(default)]
+    pub last_ack: u32,
 }
 
 fn d_workers() -> Vec<usize> {

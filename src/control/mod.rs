@@ -207,18 +207,8 @@ impl Control {
                     "udp": t.get(State::Udp)}}))
             }
             Request::SetTimeouts { timeouts } => {
-                // ipvsadm --set: 0 leaves a value unchanged.
-                let mut t = self.conns.timeouts();
-                for (v, s) in [
-                    (timeouts.tcp, State::Established),
-                    (timeouts.tcpfin, State::FinWait),
-                    (timeouts.udp, State::Udp),
-                ] {
-                    if v > 0 {
-                        t.0[s as usize] = v;
-                    }
-                }
-                self.conns.set_timeouts(t);
+                self.conns
+                    .set_timeouts(apply_timeouts(self.conns.timeouts(), &timeouts));
                 Ok(json!({"ok": true}))
             }
             Request::Zero { service } => {
@@ -609,19 +599,28 @@ fn add_service(
     Ok(())
 }
 
-/// Timeouts from the config file's form.
-pub fn timeouts_from(c: &TimeoutConf) -> Timeouts {
-    let mut t = Timeouts::default();
-    if c.tcp > 0 {
-        t.0[State::Established as usize] = c.tcp;
-    }
-    if c.tcpfin > 0 {
-        t.0[State::FinWait as usize] = c.tcpfin;
-    }
-    if c.udp > 0 {
-        t.0[State::Udp as usize] = c.udp;
+/// `t` with the non-zero values of `c` applied.
+pub fn apply_timeouts(mut t: Timeouts, c: &TimeoutConf) -> Timeouts {
+    for (v, s) in [
+        (c.tcp, State::Established),
+        (c.tcpfin, State::FinWait),
+        (c.udp, State::Udp),
+        (c.syn_recv, State::SynRecv),
+        (c.time_wait, State::TimeWait),
+        (c.close, State::Close),
+        (c.close_wait, State::CloseWait),
+        (c.last_ack, State::LastAck),
+    ] {
+        if v > 0 {
+            t.0[s as usize] = v;
+        }
     }
     t
+}
+
+/// Timeouts from the config file's form.
+pub fn timeouts_from(c: &TimeoutConf) -> Timeouts {
+    apply_timeouts(Timeouts::default(), c)
 }
 
 #[cfg(test)]
