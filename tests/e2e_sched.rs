@@ -73,9 +73,7 @@ fn lc_and_wlc_steer_new_connections_away_from_a_busy_server() {
     for sched in ["lc", "wlc"] {
         let topo = Topology::up_unique();
         let mut cfg = topo.default_config();
-        cfg["timeouts"] =
-            json!({"time_wait": 1, "close": 1, "close_wait": 1, "last_ack": 1, "fin_wait": 0});
-        cfg["timeouts"].as_object_mut().unwrap().remove("fin_wait");
+        cfg["timeouts"] = json!({"time_wait": 1, "close": 1, "close_wait": 1, "last_ack": 1});
         let rvsd = Rvsd::start(&topo, &cfg);
         rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", sched]);
         rvsd.rvsadm_ok(&[
