@@ -23,6 +23,7 @@ use crate::wire::{
     MacAddr, TcpSegment, UdpDatagram,
 };
 use crate::xmit;
+use crate::xmit::tun::TunError;
 
 /// What the worker does with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Dataplane {
 /// Per-burst context of one worker.
 pub struct Ctx<'a> {
     pub stats: &'a WorkerStats,
+    /// The worker's IPv4 identification counter for headers it creates.
+    pub ident: &'a std::cell::Cell<u16>,
     pub now_ms: u64,
     pub services: &'a ServiceTable,
     pub timeouts: &'a Timeouts,
@@ -75,7 +78,7 @@ impl Dataplane {
             return Verdict::Drop(DropReason::NotForUs);
         }
         match eth.ethertype() {
-            EtherType::IPV4 => self.ipv4(cx, in_port, data),
+            EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
             EtherType::IPV6 => Verdict::Drop(DropReason::Ipv6),
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
@@ -118,7 +121,8 @@ impl Dataplane {
         }
     }
 
-    fn ipv4(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
+    fn ipv4<F: Frame>(&self, cx: &Ctx, in_port: u16, frame: &mut F) -> Verdict {
+        let data = frame.data_mut();
         let (src, dst, proto, ihl, total) = {
             let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
                 return Verdict::Drop(DropReason::Ipv4Malformed);
@@ -188,18 +192,10 @@ impl Dataplane {
             }
             None => return Verdict::Drop(DropReason::NotRouted),
         };
-        if data[ETH + 8] <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        let ip = &mut data[ETH..ETH + total];
-        let (rewritten, next_dst) = match (conn.fwd, dir) {
-            (Forward::Nat, Dir::In) => (xmit::nat::forward(ip, &conn), conn.dip),
-            (Forward::Nat, Dir::Out) => (xmit::nat::reply(ip, &conn), conn.cip),
-            _ => return Verdict::Drop(DropReason::FwdUnsupported),
+        let next = match self.forward(cx, in_port, frame, &conn, dir, total) {
+            Ok(next) => next,
+            Err(v) => return v,
         };
-        if rewritten.is_err() {
-            return Verdict::Drop(DropReason::L4Malformed);
-        }
         let state_dir = if dir == Dir::In && conn.fwd != Forward::Nat {
             Dir::InOnly
         } else {
@@ -216,10 +212,73 @@ impl Dataplane {
                 conn.svc.traffic.count_in(total);
             }
         }
-        let IpAddr::V4(next_dst) = next_dst else {
-            return Verdict::Drop(DropReason::NoRoute);
+        self.to_next_hop(frame.data_mut(), next)
+    }
+
+    /// Have the connection's forwarding mode rewrite the packet; returns the
+    /// address whose next hop gets the frame, or the verdict that replaces
+    /// forwarding (a drop, or an ICMP error sent back instead).
+    fn forward<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        dir: Dir,
+        total: usize,
+    ) -> Result<Ipv4Addr, Verdict> {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => Ok(a),
+            IpAddr::V6(_) => Err(Verdict::Drop(DropReason::NoRoute)),
         };
-        self.to_next_hop(data, next_dst)
+        let malformed = |_| Verdict::Drop(DropReason::L4Malformed);
+        match (conn.fwd, dir) {
+            (Forward::Nat, Dir::In | Dir::Out) => {
+                let ip = &mut frame.data_mut()[ETH..ETH + total];
+                // NAT routes like a router: TTL 1 cannot go on.
+                if ip[8] <= 1 {
+                    return Err(Verdict::Drop(DropReason::TtlExceeded));
+                }
+                if dir == Dir::In {
+                    xmit::nat::forward(ip, conn).map_err(malformed)?;
+                    v4(conn.dip)
+                } else {
+                    xmit::nat::reply(ip, conn).map_err(malformed)?;
+                    v4(conn.cip)
+                }
+            }
+            (Forward::Dr, Dir::In) => {
+                xmit::dr::forward(&mut frame.data_mut()[ETH..ETH + total], conn)
+                    .map_err(malformed)?;
+                v4(conn.dip)
+            }
+            (Forward::Tun, Dir::In) => {
+                let rip = v4(conn.dip)?;
+                let (port, _) = self
+                    .router
+                    .route(rip)
+                    .ok_or(Verdict::Drop(DropReason::NoRoute))?;
+                let p = self.router.ports[port as usize];
+                let ident = cx.ident.get();
+                cx.ident.set(ident.wrapping_add(1));
+                match xmit::tun::encapsulate(frame, p.cidr.addr, rip, p.mtu, ident) {
+                    Ok(()) => Ok(rip),
+                    Err(TunError::FragNeeded(mtu)) => {
+                        let me = self.router.ports[in_port as usize];
+                        if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, mtu) {
+                            cx.stats.icmp_errors_sent.inc();
+                            Err(Verdict::Tx(in_port))
+                        } else {
+                            Err(Verdict::Drop(DropReason::NoBuffer))
+                        }
+                    }
+                    Err(TunError::TooBig) => Err(Verdict::Drop(DropReason::TooBig)),
+                    Err(TunError::NoHeadroom) => Err(Verdict::Drop(DropReason::NoBuffer)),
+                    Err(TunError::Malformed(_)) => Err(Verdict::Drop(DropReason::L4Malformed)),
+                }
+            }
+            _ => Err(Verdict::Drop(DropReason::FwdUnsupported)),
+        }
     }
 
     /// Schedule a new flow to a real server and track it.

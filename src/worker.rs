@@ -45,6 +45,7 @@ pub struct Worker<P: PortIo> {
     last_chores: u64,
     scratch: Vec<Arc<Conn>>,
     idle_sleep: Duration,
+    ident: u16,
 }
 
 impl<P: PortIo> Worker<P> {
@@ -70,6 +71,7 @@ impl<P: PortIo> Worker<P> {
             last_chores: 0,
             scratch: Vec::new(),
             idle_sleep,
+            ident: (id as u16).wrapping_mul(0x3f1d),
         }
     }
 
@@ -95,6 +97,7 @@ impl<P: PortIo> Worker<P> {
         let services = dp.table.load();
         let timeouts = dp.conns.timeouts();
         let mut rx = std::mem::take(&mut self.rx);
+        let ident = std::cell::Cell::new(self.ident);
         let mut total = 0;
         for port in 0..self.io.n_ports() as u16 {
             let n = self.io.rx_burst(port, &mut rx);
@@ -104,6 +107,7 @@ impl<P: PortIo> Worker<P> {
             }
             let cx = Ctx {
                 stats: &stats[self.id],
+                ident: &ident,
                 now_ms,
                 services: &services,
                 timeouts: &timeouts,
@@ -125,6 +129,7 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.rx = rx;
+        self.ident = ident.get();
         self.io.flush();
         if now_ms != self.last_chores {
             self.last_chores = now_ms;

@@ -640,3 +640,100 @@ fn upper_threshold_overloads_and_lower_threshold_restores() {
     assert_eq!(l["services"][0]["dests"][0]["overloaded"], false);
     assert_eq!(pick_from(&mut r, client(), 5), 1);
 }
+
+fn mode_service(r: &Rig<MemIo>, fwd: &str) {
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#);
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"{fwd}"}}}}"#
+    ));
+}
+
+#[test]
+fn dr_changes_only_the_destination_mac() {
+    let mut r = rig();
+    mode_service(&r, "dr");
+    learn_neighbours(&mut r);
+    for (flags, payload) in [(TcpFlags::SYN, &b""[..]), (TcpFlags::ACK, &b"GET /"[..])] {
+        let inp = client_tcp(40000, flags, payload, DIR0_MAC);
+        r.worker.io.push(0, &inp);
+        r.step(1);
+        let out = r.worker.io.take_tx(1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(macs(&out[0]), (RS1_MAC, DIR1_MAC));
+        assert_eq!(
+            &out[0][12..],
+            &inp[12..],
+            "IP packet byte for byte, TTL included"
+        );
+    }
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    assert_eq!(
+        c["connections"][0]["state"], "ESTABLISHED",
+        "input-only state table"
+    );
+    // A reply from the real server is not the director's business.
+    r.worker
+        .io
+        .push(1, &rs_tcp(RS1_MAC, rs1(), 40000, TcpFlags::ACK, DIR1_MAC));
+    r.step(1);
+    assert_eq!(r.drops("not_routed"), 1);
+}
+
+#[test]
+fn tun_encapsulates_and_refuses_df_packets_over_the_mtu_with_icmp() {
+    let mut r = rig();
+    mode_service(&r, "tun");
+    learn_neighbours(&mut r);
+    let inp = client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC);
+    r.worker.io.push(0, &inp);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(macs(f), (RS1_MAC, DIR1_MAC));
+    let outer = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(outer.verify_checksum());
+    assert_eq!(
+        (outer.src_addr(), outer.dst_addr(), outer.protocol()),
+        (dir1(), rs1(), IpProtocol::IPIP)
+    );
+    assert_eq!((outer.ttl(), outer.dont_frag()), (64, true));
+    assert_eq!(outer.payload(), &inp[14..], "inner packet unchanged");
+
+    // 1480-byte inner packets fit (1500 with the outer header); 1481 do not.
+    let big = |n: usize| {
+        PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+            .tcp(40000, 80)
+            .flags(TcpFlags::ACK)
+            .payload(&vec![1u8; n - 40])
+            .build()
+    };
+    r.worker.io.push(0, &big(1480));
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(1)[0].len(), 14 + 1500);
+    r.worker.io.push(0, &big(1481));
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1, "ICMP error back to the client");
+    let ip = Ipv4Packet::new_checked(&back[0][14..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (dir0(), client()));
+    let ic = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((ic.msg_type(), ic.code(), ic.next_hop_mtu()), (3, 4, 1480));
+    assert!(ic.verify_checksum());
+    assert_eq!(r.stats().icmp_errors_sent, 1);
+    // Without DF it is dropped and counted: rvs does not fragment.
+    let nodf = PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client(), vip())
+        .dont_frag(false)
+        .tcp(40000, 80)
+        .flags(TcpFlags::ACK)
+        .payload(&vec![1u8; 1441])
+        .build();
+    r.worker.io.push(0, &nodf);
+    r.step(1);
+    assert_eq!(r.drops("too_big"), 1);
+}

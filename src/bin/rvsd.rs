@@ -131,10 +131,12 @@ fn run(cli: Cli) -> Result<()> {
                 pc.device
             );
         }
+        let mtu = port.mtu().unwrap_or(1500);
         addrs.push(PortAddr {
             mac,
             cidr: pc.ipv4,
             gateway: pc.gateway,
+            mtu,
         });
         info.push((pc.device.clone(), mac, pc.ipv4.to_string()));
         ports.push(port);

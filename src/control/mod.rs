@@ -559,7 +559,7 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
         return Err(CtlError::new(
             "unsupported",
             format!(
-                "forwarding method {} is not supported yet (use -m, NAT)",
+                "forwarding method {} is not supported yet (use -m, -g or -i)",
                 d.fwd.ipvsadm_name()
             ),
         ));
@@ -790,9 +790,25 @@ mod tests {
                 "illegal weight",
             ),
             (
-                &format!(r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13"}}}}"#),
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","port":8080}}}}"#
+                ),
+                "invalid",
+                "Route cannot map ports",
+            ),
+            (
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","port":8080,"fwd":"tun"}}}}"#
+                ),
+                "invalid",
+                "Tunnel cannot map ports",
+            ),
+            (
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","fwd":"fullnat"}}}}"#
+                ),
                 "unsupported",
-                "Route",
+                "FullNat",
             ),
             (
                 &format!(

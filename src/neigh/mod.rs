@@ -22,6 +22,8 @@ pub struct PortAddr {
     pub mac: MacAddr,
     pub cidr: Ipv4Cidr,
     pub gateway: Option<Ipv4Addr>,
+    /// IP MTU of the port (TUN checks encapsulated sizes against it).
+    pub mtu: u16,
 }
 
 /// Connected routes of every port plus one default route.
@@ -137,11 +139,13 @@ mod tests {
                 mac,
                 cidr: "10.0.0.1/24".parse().unwrap(),
                 gateway: None,
+                mtu: 1500,
             },
             PortAddr {
                 mac,
                 cidr: "10.0.1.1/24".parse().unwrap(),
                 gateway: Some("10.0.1.254".parse().unwrap()),
+                mtu: 1500,
             },
         ])
     }

@@ -76,7 +76,7 @@ impl Forward {
     }
     /// Forwarding modes this build can carry.
     pub fn supported(self) -> bool {
-        matches!(self, Forward::Nat)
+        matches!(self, Forward::Nat | Forward::Dr | Forward::Tun)
     }
 }
 

@@ -53,6 +53,7 @@ reasons! {
     LocalUnhandled => "local_unhandled", "For a local address but not something the director answers.";
     IcmpUnhandled => "icmp_unhandled", "ICMP other than echo to a VIP or local address.";
     NoBuffer => "no_buffer", "Could not allocate a frame for a reply.";
+    TooBig => "too_big", "Too big to encapsulate with DF clear (rvs does not fragment).";
 }
 
 pub const N_REASONS: usize = DropReason::ALL.len();
@@ -93,6 +94,7 @@ pub struct WorkerStats {
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
     pub icmp_echo_replies: Counter,
+    pub icmp_errors_sent: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
     pub drops: [Counter; N_REASONS],
@@ -127,6 +129,7 @@ pub struct StatsSnapshot {
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
     pub icmp_echo_replies: u64,
+    pub icmp_errors_sent: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
@@ -145,6 +148,7 @@ impl StatsSnapshot {
         self.arp_replies_sent += w.arp_replies_sent.get();
         self.arp_requests_sent += w.arp_requests_sent.get();
         self.icmp_echo_replies += w.icmp_echo_replies.get();
+        self.icmp_errors_sent += w.icmp_errors_sent.get();
         self.conns_created += w.conns_created.get();
         self.conns_expired += w.conns_expired.get();
         for r in DropReason::ALL {

@@ -1,5 +1,8 @@
-//! Forwarding modes: each rewrites the IP packet of a frame in place for one
-//! direction of a connection. Mode code never routes, frees or transmits; the
-//! data path does that with the verdict.
+//! Forwarding modes: each rewrites (or wraps) the IP packet of a frame for
+//! one direction of a connection. Mode code never routes, frees or
+//! transmits; the data path does that with the verdict.
 
+pub mod dr;
+pub mod icmp;
 pub mod nat;
+pub mod tun;

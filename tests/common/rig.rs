@@ -67,11 +67,13 @@ impl<P: PortIo> Rig<P> {
                 mac: macs[0],
                 cidr: "10.0.0.1/24".parse().unwrap(),
                 gateway: None,
+                mtu: 1500,
             },
             PortAddr {
                 mac: macs[1],
                 cidr: "10.0.1.1/24".parse().unwrap(),
                 gateway: None,
+                mtu: 1500,
             },
         ]);
         let dp = Arc::new(Dataplane {
