@@ -220,8 +220,15 @@ impl Topology {
     /// Builds topology `name` (replacing a leftover one of that name). Panics
     /// with topo.sh's output if that fails; topo.sh then removes what it built.
     pub fn up(name: &str) -> Topology {
+        Topology::up_mode(name, "nat")
+    }
+
+    /// [`Topology::up`] in `mode` "nat", "dr" or "tun" (see topo.sh).
+    pub fn up_mode(name: &str, mode: &str) -> Topology {
         let out = run_with_timeout(
-            Command::new("bash").arg(topo_script()).args(["up", name]),
+            Command::new("bash")
+                .arg(topo_script())
+                .args(["up", name, mode]),
             Duration::from_secs(120),
         );
         if !out.status.success() {
@@ -244,6 +251,16 @@ impl Topology {
     /// [`Topology::up`] with a [`unique_name`].
     pub fn up_unique() -> Topology {
         Topology::up(&unique_name())
+    }
+
+    /// [`Topology::up_mode`] with a [`unique_name`].
+    pub fn up_unique_mode(mode: &str) -> Topology {
+        Topology::up_mode(&unique_name(), mode)
+    }
+
+    /// "nat", "dr" or "tun".
+    pub fn mode(&self) -> &str {
+        self.env.get("MODE").map(String::as_str).unwrap_or("nat")
     }
 
     /// The namespace of `role`: "c", "lb", "sw", "rs1" or "rs2".
@@ -282,17 +299,20 @@ impl Topology {
         if !in_memory {
             args.extend(["--file-prefix".to_owned(), self.name.clone()]);
         }
-        args.extend(
-            [
-                "-l",
-                "0",
-                "--vdev",
-                "net_af_packet0,iface=lb0",
-                "--vdev",
-                "net_af_packet1,iface=lb1",
-            ]
-            .map(String::from),
-        );
+        args.extend(["-l", "0"].map(String::from));
+        if self.mode() == "nat" {
+            args.extend(
+                [
+                    "--vdev",
+                    "net_af_packet0,iface=lb0",
+                    "--vdev",
+                    "net_af_packet1,iface=lb1",
+                ]
+                .map(String::from),
+            );
+        } else {
+            args.extend(["--vdev", "net_af_packet0,iface=lb1"].map(String::from));
+        }
         args
     }
 
@@ -300,12 +320,17 @@ impl Topology {
     /// client (10.0.0.1/24), port 1 the real servers (10.0.1.1/24), one worker
     /// on lcore 1. Tests edit the returned value as they need.
     pub fn default_config(&self) -> Value {
-        json!({
-            "eal_args": self.eal_args(),
-            "ports": [
+        let ports = if self.mode() == "nat" {
+            json!([
                 {"device": "net_af_packet0", "ipv4": format!("{LB0_IP}/24")},
                 {"device": "net_af_packet1", "ipv4": format!("{LB1_IP}/24")}
-            ],
+            ])
+        } else {
+            json!([{"device": "net_af_packet0", "ipv4": format!("{LB1_IP}/24")}])
+        };
+        json!({
+            "eal_args": self.eal_args(),
+            "ports": ports,
             "workers": [1],
             "idle_sleep_us": 50,
             "services": []

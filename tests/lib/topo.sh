@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and removes the NAT test topology in network namespaces (root only).
 #
-#   topo.sh up NAME                 build it (tears down a previous NAME first)
+#   topo.sh up NAME [MODE]          build it (tears down a previous NAME first);
+#                                   MODE nat (default), dr or tun, see below
 #   topo.sh down NAME               remove it; safe twice or on a half-built one
 #   topo.sh nginx-stop NAME rs1     stop one real server's nginx (health checks)
 #   topo.sh nginx-start NAME rs1    start it again and wait until it listens
@@ -14,6 +15,13 @@
 #  NAME-sw  br0: ports p-lb, p-rs1, p-rs2
 #     |-- NAME-rs1  eth0 10.0.1.11/24, default via 10.0.1.1, nginx on :80 -> "rs1\n"
 #     `-- NAME-rs2  eth0 10.0.1.12/24, default via 10.0.1.1, nginx on :80 -> "rs2\n"
+#
+# MODE dr and tun put the client on the bridge too (one L2 segment, as LVS-DR
+# needs): client 10.0.1.2/24, VIP 10.0.1.100, director port lb1 10.0.1.1 only
+# (no lb0), real servers without a default route (they answer the client
+# directly). dr: the VIP on each real server's lo with arp_ignore=1 and
+# arp_announce=2. tun: the VIP on a TUN device fed by tests/lib/ipip_decap.py
+# (this kernel has no ipip module), rp_filter off, same ARP settings.
 #
 # Every veth is created directly inside its namespaces, so nothing is left in
 # the root namespace and the interface names are the same in every topology.
@@ -31,7 +39,7 @@ log() { printf 'topo: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 usage() {
-    echo "usage: $0 up NAME | down NAME | nginx-stop NAME rsN | nginx-start NAME rsN" >&2
+    echo "usage: $0 up NAME [nat|dr|tun] | down NAME | nginx-stop NAME rsN | nginx-start NAME rsN" >&2
     exit 2
 }
 
@@ -68,9 +76,12 @@ rs_ip() {
 }
 
 nginx_conf() {
-    local name=$1 rs=$2 ip dir
+    local name=$1 rs=$2 ip dir listen
     ip=$(rs_ip "$rs")
     dir="$STATE_ROOT/$name/$rs"
+    # In dr/tun modes the server must also answer on the VIP it holds.
+    listen="$ip:80"
+    [ "$(cat "$STATE_ROOT/$name/mode" 2>/dev/null || echo nat)" = nat ] || listen=80
     mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
     printf '%s\n' "$rs" > "$dir/www/index.html"
     head -c 102400 /dev/urandom > "$dir/www/big"
@@ -92,7 +103,7 @@ http {
     scgi_temp_path $dir/tmp/scgi;
     keepalive_timeout 5s;
     server {
-        listen $ip:80;
+        listen $listen;
         root $dir/www;
         location = / { try_files /index.html =404; }
         location = /big { default_type application/octet-stream; }
@@ -177,19 +188,28 @@ topo_down() {
 }
 
 topo_up() {
-    local name=$1 dir rs
+    local name=$1 mode=${2:-nat} dir rs
+    case $mode in nat | dr | tun) ;; *) die "unknown MODE '$mode' (nat, dr or tun)" ;; esac
     dir="$STATE_ROOT/$name"
     topo_down "$name"
     mkdir -p "$dir"
+    echo "$mode" > "$dir/mode"
     # Half-built topologies are removed on any failure below.
     # shellcheck disable=SC2154 # rc is assigned inside the trap string
     trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "up failed, tearing down $name"; topo_down "$name"; fi' EXIT
 
     local c="$name-c" lb="$name-lb" sw="$name-sw" rs1="$name-rs1" rs2="$name-rs2" ns
+    local vip=$VIP client_ip=10.0.0.2 lb_ifs="lb0 lb1" sw_ports="p-lb p-rs1 p-rs2"
     for ns in "$c" "$lb" "$sw" "$rs1" "$rs2"; do ns_base "$ns"; done
 
-    # client <-> director port 0
-    ip -n "$c" link add eth0 type veth peer name lb0 netns "$lb"
+    if [ "$mode" = nat ]; then
+        # client <-> director port 0
+        ip -n "$c" link add eth0 type veth peer name lb0 netns "$lb"
+    else
+        # one L2 segment: the client hangs off the bridge too
+        vip=10.0.1.100 client_ip=10.0.1.2 lb_ifs=lb1 sw_ports="p-c p-lb p-rs1 p-rs2"
+        ip -n "$c" link add eth0 type veth peer name p-c netns "$sw"
+    fi
     # director port 1 <-> switch
     ip -n "$lb" link add lb1 type veth peer name p-lb netns "$sw"
     # real servers <-> switch
@@ -199,7 +219,7 @@ topo_up() {
     # switch: a plain bridge, no STP, forwarding at once
     ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
     offloads_off "$sw" br0
-    for ifc in p-lb p-rs1 p-rs2; do
+    for ifc in $sw_ports; do
         ip -n "$sw" link set "$ifc" master br0
         offloads_off "$sw" "$ifc"
         ip -n "$sw" link set "$ifc" up
@@ -208,7 +228,7 @@ topo_up() {
 
     # director: DPDK owns lb0/lb1; the kernel must neither answer nor route.
     nsx "$lb" sysctl -qw net.ipv4.ip_forward=0
-    for ifc in lb0 lb1; do
+    for ifc in $lb_ifs; do
         ip -n "$lb" link set "$ifc" arp off
         nsx "$lb" ethtool -K "$ifc" tso off gso off gro off >/dev/null 2>&1 \
             || nsx "$lb" ethtool -K "$ifc" gso off gro off >/dev/null
@@ -217,9 +237,9 @@ topo_up() {
 
     # client
     offloads_off "$c" eth0
-    ip -n "$c" addr add 10.0.0.2/24 dev eth0
+    ip -n "$c" addr add "$client_ip/24" dev eth0
     ip -n "$c" link set eth0 up
-    ip -n "$c" route add default via 10.0.0.1
+    [ "$mode" = nat ] && ip -n "$c" route add default via 10.0.0.1
 
     # real servers
     for rs in rs1 rs2; do
@@ -227,7 +247,34 @@ topo_up() {
         offloads_off "$ns" eth0
         ip -n "$ns" addr add "$(rs_ip "$rs")/24" dev eth0
         ip -n "$ns" link set eth0 up
-        ip -n "$ns" route add default via 10.0.1.1
+        case $mode in
+            nat) ip -n "$ns" route add default via 10.0.1.1 ;;
+            dr)
+                # The VIP on lo, never answered or announced by ARP.
+                nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                    net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+                ip -n "$ns" addr add "$vip/32" dev lo
+                ;;
+            tun)
+                nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                    net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
+                    net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+                    net.ipv4.conf.eth0.rp_filter=0
+                ip -n "$ns" tuntap add dev tun0 mode tun
+                nsx "$ns" sysctl -qw net.ipv4.conf.tun0.rp_filter=0
+                ip -n "$ns" addr add "$vip/32" dev tun0
+                ip -n "$ns" link set tun0 up
+                local ready="$dir/$rs-decap.ready"
+                nsx "$ns" python3 "$(dirname "${BASH_SOURCE[0]}")/ipip_decap.py" tun0 "$ready" \
+                    >"$dir/$rs-decap.log" 2>&1 &
+                local i
+                for ((i = 0; i < 100; i++)); do   # readiness: up to 10 s
+                    [ -s "$ready" ] && break
+                    sleep 0.1
+                done
+                [ -s "$ready" ] || die "ipip decapsulator in $ns did not start: $(cat "$dir/$rs-decap.log")"
+                ;;
+        esac
     done
 
     # "all" again: also covers interfaces that predate the "default" setting
@@ -240,29 +287,32 @@ topo_up() {
         nginx_start "$name" "$rs"
     done
 
-    cat > "$dir/env" <<EOF
-TOPO_NAME=$name
-STATE_DIR=$dir
-VIP=$VIP
-CLIENT_NS=$c
-LB_NS=$lb
-SW_NS=$sw
-RS1_NS=$rs1
-RS2_NS=$rs2
-CLIENT_IP=10.0.0.2
-CLIENT_MAC=$(mac_of "$c" eth0)
-LB0_IF=lb0
-LB1_IF=lb1
-LB0_IP=10.0.0.1
-LB1_IP=10.0.1.1
-LB0_MAC=$(mac_of "$lb" lb0)
-LB1_MAC=$(mac_of "$lb" lb1)
-RS1_IP=10.0.1.11
-RS2_IP=10.0.1.12
-RS1_MAC=$(mac_of "$rs1" eth0)
-RS2_MAC=$(mac_of "$rs2" eth0)
-RS_PORT=80
-EOF
+    {
+        echo "TOPO_NAME=$name"
+        echo "MODE=$mode"
+        echo "STATE_DIR=$dir"
+        echo "VIP=$vip"
+        echo "CLIENT_NS=$c"
+        echo "LB_NS=$lb"
+        echo "SW_NS=$sw"
+        echo "RS1_NS=$rs1"
+        echo "RS2_NS=$rs2"
+        echo "CLIENT_IP=$client_ip"
+        echo "CLIENT_MAC=$(mac_of "$c" eth0)"
+        if [ "$mode" = nat ]; then
+            echo "LB0_IF=lb0"
+            echo "LB0_IP=10.0.0.1"
+            echo "LB0_MAC=$(mac_of "$lb" lb0)"
+        fi
+        echo "LB1_IF=lb1"
+        echo "LB1_IP=10.0.1.1"
+        echo "LB1_MAC=$(mac_of "$lb" lb1)"
+        echo "RS1_IP=10.0.1.11"
+        echo "RS2_IP=10.0.1.12"
+        echo "RS1_MAC=$(mac_of "$rs1" eth0)"
+        echo "RS2_MAC=$(mac_of "$rs2" eth0)"
+        echo "RS_PORT=80"
+    } > "$dir/env"
     cat "$dir/env"
     trap - EXIT
 }
@@ -274,7 +324,7 @@ name=$2
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
 case $cmd in
-    up) topo_up "$name" ;;
+    up) topo_up "$name" "${3:-nat}" ;;
     down) topo_down "$name" ;;
     nginx-start) [ "$#" -eq 3 ] || usage; rs_ip "$3" >/dev/null; nginx_start "$name" "$3" ;;
     nginx-stop) [ "$#" -eq 3 ] || usage; rs_ip "$3" >/dev/null; nginx_stop "$name" "$3" ;;
