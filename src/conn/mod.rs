@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 
-use crate::service::{DestState, Forward, Proto, ServiceState};
+use crate::service::{ClientAddr, DestState, Forward, Proto, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 /// A flow as seen on the wire: protocol and both endpoints.
@@ -75,6 +75,34 @@ pub struct Conn {
     /// The persistence template that chose this connection's real server
     /// (kernel `cp->control`); it lives at least as long as this does.
     pub template: Option<Arc<Template>>,
+    /// FULLNAT only: the director's local address and port the real server
+    /// sees as the client, and the client-address delivery state.
+    pub fnat: Option<Fnat>,
+}
+
+/// FULLNAT per-connection state.
+#[derive(Debug)]
+pub struct Fnat {
+    pub lip: IpAddr,
+    pub lport: u16,
+    pub client_addr: ClientAddr,
+    /// Client's initial sequence number (from its SYN).
+    pub isn: AtomicU32,
+    /// Bytes inserted into the client's stream (the PROXY header), added to
+    /// client sequence numbers and taken off the server's acknowledgements.
+    pub delta: AtomicU32,
+}
+
+impl Fnat {
+    pub fn new(lip: IpAddr, lport: u16, client_addr: ClientAddr) -> Fnat {
+        Fnat {
+            lip,
+            lport,
+            client_addr,
+            isn: AtomicU32::new(0),
+            delta: AtomicU32::new(0),
+        }
+    }
 }
 
 /// A persistence template (kernel IP_VS_CONN_F_TEMPLATE): "clients of this
@@ -167,7 +195,14 @@ impl Conn {
             dest,
             svc,
             template: None,
+            fnat: None,
         }
+    }
+
+    /// Make this a FULLNAT connection from `lip:lport`.
+    pub fn with_fnat(mut self, f: Fnat) -> Conn {
+        self.fnat = Some(f);
+        self
     }
 
     /// Bind to the persistence template that picked the real server.
@@ -196,6 +231,13 @@ impl Conn {
                 sport: self.dport,
                 dst: self.cip,
                 dport: self.cport,
+            }),
+            Forward::FullNat => self.fnat.as_ref().map(|f| FlowKey {
+                proto: self.proto,
+                src: self.dip,
+                sport: self.dport,
+                dst: f.lip,
+                dport: f.lport,
             }),
             _ => None,
         }
@@ -368,6 +410,13 @@ impl ConnTable {
     pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<Conn>, Dir)> {
         let s = self.shards[shard_of(key, self.shards.len())].read();
         s.get(key).map(|e| (e.conn.clone(), e.dir))
+    }
+
+    /// Whether any connection is indexed under `key`.
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        self.shards[shard_of(key, self.shards.len())]
+            .read()
+            .contains_key(key)
     }
 
     /// Add a new connection under its keys. If another worker added the same

@@ -25,7 +25,7 @@ use crate::conn::{ConnTable, State, Timeouts};
 use crate::io::PortCounters;
 use crate::sched;
 use crate::service::{
-    DestConf, Forward, Proto, ServiceConf, ServiceKey, ServiceTable, StateRegistry,
+    ClientAddr, DestConf, Forward, Proto, ServiceConf, ServiceKey, ServiceTable, StateRegistry,
 };
 use crate::stats::{StatsSnapshot, WorkerStats};
 
@@ -108,6 +108,16 @@ pub enum Request {
         timeouts: TimeoutConf,
     },
     GetTimeouts,
+    /// Add a FULLNAT local address to a service's pool.
+    AddLaddr {
+        service: SvcRef,
+        laddr: IpAddr,
+    },
+    /// Remove a FULLNAT local address (connections using it continue).
+    DelLaddr {
+        service: SvcRef,
+        laddr: IpAddr,
+    },
 }
 
 /// A control-socket error.
@@ -256,7 +266,12 @@ impl Control {
                 }
                 let dests = std::mem::take(&mut c[i].dests);
                 check_service(&mut service)?;
-                c[i] = ServiceConf { dests, ..service };
+                let laddrs = std::mem::take(&mut c[i].laddrs);
+                c[i] = ServiceConf {
+                    dests,
+                    laddrs,
+                    ..service
+                };
                 Ok(())
             }
             Request::DelService { service } => {
@@ -299,6 +314,25 @@ impl Control {
                 c.clear();
                 Ok(())
             }
+            Request::AddLaddr { service, laddr } => {
+                let i = find(c, service.key())?;
+                check_laddr(c, laddr, local)?;
+                if c[i].laddrs.contains(&laddr) {
+                    return Err(CtlError::new("exists", "Local address already exists"));
+                }
+                c[i].laddrs.push(laddr);
+                Ok(())
+            }
+            Request::DelLaddr { service, laddr } => {
+                let i = find(c, service.key())?;
+                let j = c[i]
+                    .laddrs
+                    .iter()
+                    .position(|x| *x == laddr)
+                    .ok_or_else(|| CtlError::new("not_found", "No such local address"))?;
+                c[i].laddrs.remove(j);
+                Ok(())
+            }
             _ => unreachable!("read-only requests are handled before mutate"),
         })?;
         Ok(json!({"ok": true}))
@@ -313,6 +347,7 @@ impl Control {
         let mut m = self.master.lock();
         let mut next = m.confs.clone();
         f(&mut next)?;
+        check_whole(&next)?;
         let table = ServiceTable::build(&next, &mut m.registry).map_err(CtlError::invalid)?;
         m.confs = next;
         self.table.store(Arc::new(table));
@@ -333,6 +368,7 @@ impl Control {
                 json!({
                     "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
                     "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
+                    "laddrs": c.laddrs, "client_addr": c.client_addr,
                     "stats": s.state.traffic.read(),
                     "dests": s.dests.iter().map(|d| json!({
                         "ip": d.ip, "port": d.port, "fwd": d.fwd, "weight": d.weight,
@@ -433,6 +469,7 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
     let allowed: &[&str] = match cmd.as_str() {
         "add_service" | "edit_service" | "del_service" | "zero" => &["service"],
         "add_dest" | "edit_dest" | "del_dest" => &["service", "dest"],
+        "add_laddr" | "del_laddr" => &["service", "laddr"],
         "connections" => &["limit"],
         "set_timeouts" => &["timeouts"],
         _ => &[],
@@ -616,6 +653,58 @@ pub fn apply_timeouts(mut t: Timeouts, c: &TimeoutConf) -> Timeouts {
         }
     }
     t
+}
+
+/// A FULLNAT local address must be the director's to use: not a port
+/// address, a VIP or a real server.
+fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), CtlError> {
+    if !ip.is_ipv4() {
+        return Err(CtlError::new(
+            "unsupported",
+            "IPv6 local addresses are not supported yet",
+        ));
+    }
+    if ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+    {
+        return Err(CtlError::invalid(format!(
+            "{ip} is not a usable local address"
+        )));
+    }
+    if local.contains(&ip) {
+        return Err(CtlError::invalid(format!(
+            "{ip} is a port address; a local address must be an extra one"
+        )));
+    }
+    if c.iter()
+        .any(|s| s.vip == ip || s.dests.iter().any(|d| d.ip == ip))
+    {
+        return Err(CtlError::invalid(format!(
+            "{ip} is a virtual or real server address"
+        )));
+    }
+    Ok(())
+}
+
+/// Rules that span a whole service: FULLNAT servers need a local address;
+/// client-address delivery is TCP only.
+fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
+    for s in c {
+        if s.dests.iter().any(|d| d.fwd == Forward::FullNat) && s.laddrs.is_empty() {
+            return Err(CtlError::invalid(format!(
+                "{}: FULLNAT real servers need a local address (rvsadm --add-laddr -z LIP)",
+                s.key()
+            )));
+        }
+        if s.proto == Proto::Udp && s.client_addr != ClientAddr::None {
+            return Err(CtlError::invalid(
+                "TOA and the PROXY protocol are for TCP services only",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Timeouts from the config file's form.
@@ -807,8 +896,8 @@ mod tests {
                 &format!(
                     r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","fwd":"fullnat"}}}}"#
                 ),
-                "unsupported",
-                "FullNat",
+                "invalid",
+                "need a local address",
             ),
             (
                 &format!(

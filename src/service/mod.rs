@@ -76,8 +76,23 @@ impl Forward {
     }
     /// Forwarding modes this build can carry.
     pub fn supported(self) -> bool {
-        matches!(self, Forward::Nat | Forward::Dr | Forward::Tun)
+        true
     }
+}
+
+/// How a FULLNAT real server learns the client's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAddr {
+    /// Not at all: the server sees the local address.
+    #[default]
+    None,
+    /// The TOA TCP option (kind 254, length 8: port, IPv4) on the SYN and the
+    /// handshake's last ACK, as DPVS / Alibaba LVS (a TOA kernel module on the
+    /// server reads it).
+    Toa,
+    /// A PROXY protocol v2 header at the start of the client's stream (TCP).
+    ProxyV2,
 }
 
 /// Identity of a virtual service: protocol, VIP and port.
@@ -103,6 +118,10 @@ pub const DEFAULT_SCHED: &str = "wlc";
 /// Default persistence timeout for `-p` without a value: libipvs's
 /// `IPVS_SVC_PERSISTENT_TIMEOUT` (6*60); its man page says 300, the code wins.
 pub const DEFAULT_PERSISTENT_TIMEOUT: u32 = 360;
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
 
 fn default_sched() -> String {
     DEFAULT_SCHED.to_string()
@@ -132,6 +151,13 @@ pub struct ServiceConf {
     /// Scheduler flags (`-b`): sh-fallback, sh-port, mh-fallback, mh-port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sched_flags: Vec<String>,
+    /// FULLNAT local addresses (LIP pool): the source addresses real servers
+    /// see; the director answers ARP for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laddrs: Vec<IpAddr>,
+    /// FULLNAT client-address delivery.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub client_addr: ClientAddr,
     #[serde(default)]
     pub dests: Vec<DestConf>,
 }
@@ -384,6 +410,8 @@ impl StateRegistry {
 pub struct ServiceTable {
     services: HashMap<ServiceKey, Service>,
     vips: HashSet<IpAddr>,
+    /// FULLNAT local addresses of every service.
+    lips: HashSet<IpAddr>,
     /// Services in the order they were added (ipvsadm lists in its own hash
     /// order; we list in configuration order, which is stable).
     order: Vec<ServiceKey>,
@@ -417,6 +445,7 @@ impl ServiceTable {
             let flags = sched::SchedFlags::parse(&c.sched, &c.sched_flags)?;
             let sched = sched::build(&c.sched, &dests, flags).map_err(|e| e.to_string())?;
             t.vips.insert(c.vip);
+            t.lips.extend(c.laddrs.iter().copied());
             t.order.push(key);
             t.services.insert(
                 key,
@@ -439,6 +468,11 @@ impl ServiceTable {
     #[inline]
     pub fn is_vip(&self, ip: IpAddr) -> bool {
         self.vips.contains(&ip)
+    }
+    /// A FULLNAT local address (the director answers ARP for it).
+    #[inline]
+    pub fn is_lip(&self, ip: IpAddr) -> bool {
+        self.lips.contains(&ip)
     }
     /// Services in configuration order.
     /// The service a packet to vip:port belongs to: the exact one, else a
