@@ -109,7 +109,7 @@ fn ping_to_vip_and_director_is_answered() {
 #[test]
 fn nat_flow_resolves_next_hop_rewrites_both_ways_and_tracks_state() {
     let mut r = rig();
-    nat_service(&r, "rr", 1, 1);
+    nat_service(&r, "rr", 1, 0);
     // Client's ARP for the VIP teaches us its MAC.
     r.worker.io.push(
         0,
@@ -229,16 +229,17 @@ fn rr_and_wrr_through_the_data_path() {
     let mut r = rig();
     nat_service(&r, "rr", 1, 1);
     learn_neighbours(&mut r);
-    assert_eq!(picks(&mut r, 41000, 6), [1, 2, 1, 2, 1, 2]);
+    // rr starts with the newest server (the kernel's list head).
+    assert_eq!(picks(&mut r, 41000, 6), [2, 1, 2, 1, 2, 1]);
     r.ctl(r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
     r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":3,"fwd":"nat"}}}}"#));
-    assert_eq!(picks(&mut r, 42000, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
+    assert_eq!(picks(&mut r, 42000, 8), [1, 1, 2, 1, 1, 1, 2, 1]);
     // Quiesce rs1: new flows avoid it, an existing flow keeps going to it.
     r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":0,"fwd":"nat"}}}}"#));
     assert_eq!(picks(&mut r, 43000, 3), [2, 2, 2]);
     r.worker
         .io
-        .push(0, &client_tcp(41000, TcpFlags::ACK, b"x", DIR0_MAC));
+        .push(0, &client_tcp(41001, TcpFlags::ACK, b"x", DIR0_MAC));
     r.step(1);
     let out = r.worker.io.take_tx(1);
     assert_eq!(
@@ -552,19 +553,20 @@ fn persistence_survives_quiescing_but_not_deletion_of_the_server() {
         ));
     }
     learn_neighbours(&mut r);
-    assert_eq!(pick_from(&mut r, client(), 50000), 1);
-    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":0,"fwd":"nat"}}}}"#));
+    // rr's first pick is the newest server, rs2.
+    assert_eq!(pick_from(&mut r, client(), 50000), 2);
+    r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","weight":0,"fwd":"nat"}}}}"#));
     assert_eq!(
         pick_from(&mut r, client(), 50001),
-        1,
+        2,
         "weight 0 keeps persistent clients (kernel default)"
     );
     r.ctl(&format!(
-        r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.1.11"}}}}"#
+        r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.1.12"}}}}"#
     ));
     assert_eq!(
         pick_from(&mut r, client(), 50002),
-        2,
+        1,
         "deleted server: rescheduled"
     );
 }

@@ -92,7 +92,7 @@ struct Cli {
     #[arg(
         short = 's',
         long = "scheduler",
-        help = "one of rr|wrr|lc|wlc|sed|nq, the default scheduler is wlc"
+        help = "one of rr|wrr|lc|wlc|sh|dh|sed|nq|lblc|lblcr|mh, the default scheduler is wlc"
     )]
     scheduler: Option<String>,
     #[arg(short = 'p', long = "persistent", num_args = 0..=1, default_missing_value = "360", value_name = "timeout",

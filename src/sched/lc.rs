@@ -1,6 +1,7 @@
 //! Least connection (kernel `ip_vs_lc.c`): the available server with the
 //! smallest overhead (active << 8) + inactive; weight only matters as
-//! "weight 0 = not available". The first server wins ties.
+//! "weight 0 = not available". The first server in the kernel's list
+//! (the newest, see [`super::kernel_order`]) wins ties.
 
 use super::Scheduler;
 use crate::conn::FlowKey;
@@ -18,7 +19,8 @@ impl Scheduler for Lc {
     }
     fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let mut least: Option<(usize, u32)> = None;
-        for (i, d) in dests.iter().enumerate() {
+        for i in super::kernel_order(dests.len()) {
+            let d = &dests[i];
             if !d.available() {
                 continue;
             }
@@ -44,8 +46,8 @@ mod tests {
         // weights are ignored except zero
         let d = dests(&[(100, 0, 5), (1, 0, 4), (0, 0, 0)]);
         assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
-        // ties: first wins
+        // ties: the first in the kernel's list (the newest) wins
         let d = dests(&[(1, 0, 3), (1, 0, 3)]);
-        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
     }
 }

@@ -9,12 +9,19 @@
 //!
 //! Adding an algorithm = one file plus one line in [`REGISTRY`].
 
+mod dh;
+mod lblc;
+mod lblcr;
 mod lc;
+mod mh;
 mod nq;
 mod rr;
 mod sed;
+mod sh;
 mod wlc;
 mod wrr;
+
+use std::net::IpAddr;
 
 use crate::conn::FlowKey;
 use crate::service::Dest;
@@ -89,6 +96,11 @@ const REGISTRY: &[(&str, Ctor)] = &[
     ("wlc", wlc::new),
     ("sed", sed::new),
     ("nq", nq::new),
+    ("sh", sh::new),
+    ("dh", dh::new),
+    ("lblc", lblc::new),
+    ("lblcr", lblcr::new),
+    ("mh", mh::new),
 ];
 
 /// The names accepted by `-s`.
@@ -127,8 +139,20 @@ pub fn is_known(name: &str) -> bool {
 /// `overhead / weight`, compared by cross-multiplication as the kernel does
 /// (`loh * dest.weight > doh * least.weight`), first one winning ties.
 pub(crate) fn least_weighted(dests: &[Dest], overhead: impl Fn(&Dest) -> u64) -> Option<usize> {
+    least_weighted_in(dests, kernel_order(dests.len()), overhead)
+}
+
+/// [`least_weighted`] visiting only `order` (indices into `dests`), in that
+/// order: the kernel's list walk for lblc/lblcr (all servers in
+/// [`kernel_order`]) and lblcr's per-destination server set.
+pub(crate) fn least_weighted_in(
+    dests: &[Dest],
+    order: impl IntoIterator<Item = usize>,
+    overhead: impl Fn(&Dest) -> u64,
+) -> Option<usize> {
     let mut least: Option<(usize, u64)> = None;
-    for (i, d) in dests.iter().enumerate() {
+    for i in order {
+        let Some(d) = dests.get(i) else { continue };
         if !d.available() {
             continue;
         }
@@ -143,6 +167,31 @@ pub(crate) fn least_weighted(dests: &[Dest], overhead: impl Fn(&Dest) -> u64) ->
         }
     }
     least.map(|(i, _)| i)
+}
+
+/// The order in which the kernel walks `svc->destinations`: `ipvsadm -a`
+/// inserts at the head (`list_add_rcu`), so the list is newest first, while
+/// rvs keeps servers in configuration order (oldest first). Every scheduler
+/// walks (and the hashing ones lay out their tables in) this order, so that
+/// a director fed the same `ipvsadm -a` sequence as a kernel director makes
+/// the same picks: with `-a rs1; -a rs2` and rr, the first pick is rs2.
+pub(crate) fn kernel_order(n: usize) -> std::iter::Rev<std::ops::Range<usize>> {
+    (0..n).rev()
+}
+
+/// An address as the kernel's hashing schedulers see it: IPv4 in host
+/// order (`ntohl(addr->ip)`), IPv6 folded as `ip6[0]^ip6[1]^ip6[2]^ip6[3]`
+/// (the xor of the four big-endian words, then `ntohl`).
+pub(crate) fn addr_fold(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            (0..4).fold(0, |acc, w| {
+                acc ^ u32::from_be_bytes([o[4 * w], o[4 * w + 1], o[4 * w + 2], o[4 * w + 3]])
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ impl Scheduler for Nq {
     }
     fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let mut least: Option<(usize, u64)> = None;
-        for (i, d) in dests.iter().enumerate() {
+        for i in super::kernel_order(dests.len()) {
+            let d = &dests[i];
             if !d.available() {
                 continue;
             }

@@ -1,7 +1,8 @@
 //! Round robin (kernel `ip_vs_rr.c`): walk the server list from the server
 //! after the last one picked, taking the first with weight > 0 that is not
 //! overloaded. The cursor starts at the list head, so the first pick is the
-//! first available server.
+//! first available server in the kernel's order (newest first, see
+//! [`super::kernel_order`]).
 
 use parking_lot::Mutex;
 
@@ -28,11 +29,12 @@ impl Scheduler for Rr {
         let n = dests.len();
         let mut next = self.next.lock();
         let start = *next % n.max(1);
-        let i = (0..n)
+        // Positions in the kernel's list; position p is dests[n - 1 - p].
+        let p = (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| dests[i].available())?;
-        *next = (i + 1) % n;
-        Some(i)
+            .find(|&p| dests[n - 1 - p].available())?;
+        *next = (p + 1) % n;
+        Some(n - 1 - p)
     }
 }
 
@@ -46,10 +48,11 @@ mod tests {
         let d = dests(&[(1, 0, 0), (5, 0, 0), (1, 0, 0)]);
         assert_eq!(
             picks(&*new(&d, Default::default()), &d, 7),
-            [1, 2, 3, 1, 2, 3, 1]
+            // newest first: the kernel's list is 3, 2, 1
+            [3, 2, 1, 3, 2, 1, 3]
         );
         let d = dests(&[(1, 0, 0), (0, 0, 0), (1, 0, 0)]);
-        assert_eq!(picks(&*new(&d, Default::default()), &d, 5), [1, 3, 1, 3, 1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 5), [3, 1, 3, 1, 3]);
     }
 
     #[test]

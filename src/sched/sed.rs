@@ -36,8 +36,9 @@ mod tests {
         // A: (0+1)/1 = 1, B: (1+1)/3 = .67 -> B
         let d = dests(&[(1, 0, 0), (3, 1, 0)]);
         assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
-        // inactive ignored: A (1+1)/1 = 2 with 1000 inactive on B: (1+1)/1 tie -> A
+        // inactive ignored: A (1+1)/1 = 2, B with 1000 inactive (1+1)/1 = 2:
+        // a tie, won by the newest (B); 1000 inactive did not count against it
         let d = dests(&[(1, 1, 0), (1, 1, 1000)]);
-        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
     }
 }

@@ -1,7 +1,8 @@
 //! Weighted least connection (kernel `ip_vs_wlc.c`), ipvsadm's default:
 //! the available server minimising overhead/weight with overhead =
 //! (active << 8) + inactive, compared by cross-multiplication
-//! (`loh * w(d) > doh * w(least)`), the first server winning ties.
+//! (`loh * w(d) > doh * w(least)`), the first server in the kernel's list
+//! (the newest) winning ties.
 
 use super::{least_weighted, Scheduler};
 use crate::conn::FlowKey;
@@ -29,11 +30,12 @@ mod tests {
 
     #[test]
     fn overhead_per_weight_decides() {
-        // A: (2<<8)/2 = 256, B: (1<<8)/1 = 256 tie -> A; C: 300/3 = 100 -> C
+        // A: (2<<8)/2 = 256, B: (1<<8)/1 = 256 tie; C: 300/3 = 100 -> C
         let d = dests(&[(2, 2, 0), (1, 1, 0), (3, 0, 300)]);
         assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [3]);
+        // the tie goes to the first in the kernel's list: B (newest)
         let d = dests(&[(2, 2, 0), (1, 1, 0)]);
-        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [1]);
+        assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);
         // inactive counts 1/256 of an active one
         let d = dests(&[(1, 1, 0), (1, 0, 255)]);
         assert_eq!(picks(&*new(&d, Default::default()), &d, 1), [2]);

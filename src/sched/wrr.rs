@@ -65,10 +65,13 @@ impl Scheduler for Wrr {
         let mut last_pass = false;
         let mut restarted = false;
         // `pos` is where list_for_each_entry_continue resumes: after cl.
+        // Positions are in the kernel's list order: position p is
+        // dests[n - 1 - p] (see super::kernel_order).
+        let n = dests.len();
         let mut pos = m.cl.map_or(0, |i| i + 1);
         loop {
-            while pos < dests.len() {
-                let d = &dests[pos];
+            while pos < n {
+                let d = &dests[n - 1 - pos];
                 if !d
                     .state
                     .overloaded
@@ -76,7 +79,7 @@ impl Scheduler for Wrr {
                     && d.weight as i64 >= m.cw
                 {
                     m.cl = Some(pos);
-                    return Some(pos);
+                    return Some(n - 1 - pos);
                 }
                 if Some(pos) == stop {
                     m.cl = Some(pos);
@@ -107,41 +110,46 @@ mod tests {
     use super::super::testutil::{dests, picks};
     use super::*;
 
+    // Servers are added A, B, C; the kernel walks its list newest first
+    // (C, B, A), resuming after the last pick; cw steps down by the gcd.
+
     #[test]
     fn weights_3_1_interleave_as_the_kernel_does() {
+        // list B1 A3. cw 3: A | cw 2: A | cw 1: B, A | cw 3: A | 2: A | 1: B, A
         let d = dests(&[(3, 0, 0), (1, 0, 0)]);
         assert_eq!(
             picks(&*new(&d, Default::default()), &d, 8),
-            [1, 1, 1, 2, 1, 1, 1, 2]
+            [1, 1, 2, 1, 1, 1, 2, 1]
         );
     }
 
     #[test]
     fn weights_4_3_2_follow_the_gcd_max_stepping() {
-        // cw: 4 -> A; 3 -> A B; 2 -> A B C; 1 -> A B C  (9 picks per round)
+        // list C2 B3 A4. cw 4: A | 3: B, A | 2: C, B, A | 1: C, B, A
         let d = dests(&[(4, 0, 0), (3, 0, 0), (2, 0, 0)]);
         assert_eq!(
             picks(&*new(&d, Default::default()), &d, 9),
-            [1, 1, 2, 1, 2, 3, 1, 2, 3]
+            [1, 2, 1, 3, 2, 1, 3, 2, 1]
         );
     }
 
     #[test]
     fn common_divisor_is_stepped_over() {
-        // weights 4:2, gcd 2: mw = 4 - 1 = 3, cw 3 -> A; 1 -> A B.
+        // weights 4:2, gcd 2: mw = 4 - 1 = 3. list B2 A4. cw 3: A | 1: B, A
         let d = dests(&[(4, 0, 0), (2, 0, 0)]);
         assert_eq!(
             picks(&*new(&d, Default::default()), &d, 6),
-            [1, 1, 2, 1, 1, 2]
+            [1, 2, 1, 1, 2, 1]
         );
     }
 
     #[test]
     fn weight_zero_is_never_picked_and_all_zero_gives_none() {
+        // list C1 B0 A2. cw 2: A | 1: C, A | 2: A | 1: C, A
         let d = dests(&[(2, 0, 0), (0, 0, 0), (1, 0, 0)]);
         assert_eq!(
             picks(&*new(&d, Default::default()), &d, 6),
-            [1, 1, 3, 1, 1, 3]
+            [1, 3, 1, 1, 3, 1]
         );
         let d = dests(&[(0, 0, 0), (0, 0, 0)]);
         assert_eq!(picks(&*new(&d, Default::default()), &d, 2), [0, 0]);

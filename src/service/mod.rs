@@ -261,6 +261,11 @@ pub struct DestState {
     /// Upper and lower connection thresholds (`-x`, `-y`); 0 = none.
     pub u_threshold: AtomicU32,
     pub l_threshold: AtomicU32,
+    /// The latest non-zero weight (kernel `dest->last_weight`, set on add
+    /// and on every edit to a non-zero weight): mh keeps a quiesced
+    /// (weight 0) server's table slots so that draining it moves no other
+    /// client.
+    pub last_weight: AtomicU32,
     pub traffic: TrafficCounters,
 }
 
@@ -376,8 +381,14 @@ impl StateRegistry {
     fn service(&mut self, key: ServiceKey) -> Arc<ServiceState> {
         self.services.entry(key).or_default().clone()
     }
-    fn dest(&mut self, key: ServiceKey, ip: IpAddr, port: u16) -> Arc<DestState> {
-        self.dests.entry((key, ip, port)).or_default().clone()
+    fn dest(&mut self, key: ServiceKey, ip: IpAddr, port: u16, weight: u32) -> Arc<DestState> {
+        let s = self.dests.entry((key, ip, port)).or_default().clone();
+        // __ip_vs_update_dest: `if (add || udest->weight != 0) last_weight = weight`
+        // (a new entry starts at 0, so storing on add is the same as skipping 0).
+        if weight != 0 {
+            s.last_weight.store(weight, Relaxed);
+        }
+        s
     }
     /// Forget state of services and dests no longer configured (connections
     /// still holding them keep their own `Arc`).
@@ -429,7 +440,7 @@ impl ServiceTable {
                 .iter()
                 .map(|d| {
                     let port = if d.port == 0 { c.port } else { d.port };
-                    let state = reg.dest(key, d.ip, port);
+                    let state = reg.dest(key, d.ip, port, d.weight);
                     state.set_thresholds(d.u_threshold, d.l_threshold);
                     Dest {
                         ip: d.ip,
@@ -500,5 +511,46 @@ impl ServiceTable {
     }
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_weight_keeps_the_latest_non_zero_weight() {
+        let conf = |w: u32| {
+            vec![ServiceConf {
+                proto: Proto::Tcp,
+                vip: "10.0.0.100".parse().unwrap(),
+                port: 80,
+                sched: "mh".into(),
+                persistent: None,
+                netmask: default_netmask(),
+                sched_flags: vec![],
+                laddrs: vec![],
+                client_addr: ClientAddr::None,
+                dests: vec![DestConf {
+                    ip: "10.0.1.1".parse().unwrap(),
+                    port: 80,
+                    weight: w,
+                    fwd: Forward::Nat,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                }],
+            }]
+        };
+        let mut reg = StateRegistry::default();
+        let lw = |t: &ServiceTable| {
+            t.iter().next().unwrap().dests[0]
+                .state
+                .last_weight
+                .load(Relaxed)
+        };
+        assert_eq!(lw(&ServiceTable::build(&conf(0), &mut reg).unwrap()), 0);
+        assert_eq!(lw(&ServiceTable::build(&conf(3), &mut reg).unwrap()), 3);
+        assert_eq!(lw(&ServiceTable::build(&conf(0), &mut reg).unwrap()), 3);
+        assert_eq!(lw(&ServiceTable::build(&conf(5), &mut reg).unwrap()), 5);
     }
 }
