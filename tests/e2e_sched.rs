@@ -164,3 +164,42 @@ fn persistence_holds_across_separate_clients_runs_and_expires() {
     let next = who(&topo);
     assert_ne!(next, first, "a fresh pick after expiry");
 }
+
+#[test]
+fn sh_and_mh_send_every_connection_of_a_client_to_one_server() {
+    let topo = Topology::up_unique();
+    let rvsd = Rvsd::start(&topo, &topo.default_config());
+    rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", "sh", "-b", "sh-fallback"]);
+    rvsd.rvsadm_ok(&["-a", "-t", "10.0.0.100:80", "-r", "10.0.1.11:80", "-m"]);
+    rvsd.rvsadm_ok(&["-a", "-t", "10.0.0.100:80", "-r", "10.0.1.12:80", "-m"]);
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(
+        list.contains("TCP  10.0.0.100:80 sh (sh-fallback)\n"),
+        "{list}"
+    );
+    let first = who(&topo);
+    for _ in 0..15 {
+        assert_eq!(who(&topo), first, "sh moved the client");
+    }
+    // Quiescing that server: with sh-fallback the client moves to the other.
+    let rip = if first == "rs1" {
+        "10.0.1.11:80"
+    } else {
+        "10.0.1.12:80"
+    };
+    rvsd.rvsadm_ok(&["-e", "-t", "10.0.0.100:80", "-r", rip, "-m", "-w", "0"]);
+    let other = who(&topo);
+    assert_ne!(other, first);
+    for _ in 0..5 {
+        assert_eq!(who(&topo), other);
+    }
+    // mh (Maglev) likewise pins the client.
+    rvsd.rvsadm_ok(&["-E", "-t", "10.0.0.100:80", "-s", "mh"]);
+    rvsd.rvsadm_ok(&["-e", "-t", "10.0.0.100:80", "-r", rip, "-m", "-w", "1"]);
+    let m = who(&topo);
+    for _ in 0..10 {
+        assert_eq!(who(&topo), m, "mh moved the client");
+    }
+    let bad = rvsd.rvsadm(&["-E", "-t", "10.0.0.100:80", "-s", "fastest"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scheduler \"fastest\""));
+}
