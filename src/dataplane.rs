@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::conn::{Conn, ConnTable, Dir, FlowKey, InsertError, TcpEvent, Template, Timeouts};
+use crate::conn::{Conn, ConnTable, Dir, FlowKey, Fnat, InsertError, TcpEvent, Template, Timeouts};
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
 use crate::service::{Forward, Proto, Service, ServiceTable};
@@ -23,6 +23,7 @@ use crate::wire::{
     MacAddr, TcpSegment, UdpDatagram,
 };
 use crate::xmit;
+use crate::xmit::fullnat::FnatError;
 use crate::xmit::tun::TunError;
 
 /// What the worker does with a frame.
@@ -52,6 +53,12 @@ pub struct Ctx<'a> {
     pub stats: &'a WorkerStats,
     /// The worker's IPv4 identification counter for headers it creates.
     pub ident: &'a std::cell::Cell<u16>,
+    /// The worker's FULLNAT local port cursor.
+    pub lport: &'a std::cell::Cell<u32>,
+    /// This worker's index and the number of workers: FULLNAT local ports
+    /// are partitioned by worker so no two workers ever pick the same one.
+    pub worker: u16,
+    pub n_workers: u16,
     pub now_ms: u64,
     pub services: &'a ServiceTable,
     pub timeouts: &'a Timeouts,
@@ -93,7 +100,9 @@ impl Dataplane {
             return Verdict::Drop(DropReason::ArpMalformed);
         };
         let (sip, sha, tip) = (arp.sender_ip(), arp.sender_hw(), arp.target_ip());
-        let ours = tip == port.cidr.addr || cx.services.is_vip(IpAddr::V4(tip));
+        let ours = tip == port.cidr.addr
+            || cx.services.is_vip(IpAddr::V4(tip))
+            || cx.services.is_lip(IpAddr::V4(tip));
         // Like the kernel: create an entry when the ARP is addressed to us,
         // refresh one we already have from any ARP (gratuitous included).
         if port.cidr.contains(sip)
@@ -196,7 +205,7 @@ impl Dataplane {
             Ok(next) => next,
             Err(v) => return v,
         };
-        let state_dir = if dir == Dir::In && conn.fwd != Forward::Nat {
+        let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
             Dir::InOnly
         } else {
             dir
@@ -277,8 +286,61 @@ impl Dataplane {
                     Err(TunError::Malformed(_)) => Err(Verdict::Drop(DropReason::L4Malformed)),
                 }
             }
+            (Forward::FullNat, Dir::In | Dir::Out) => {
+                if frame.data()[ETH + 8] <= 1 {
+                    return Err(Verdict::Drop(DropReason::TtlExceeded));
+                }
+                let r = if dir == Dir::In {
+                    xmit::fullnat::forward(frame, conn).map(|_| conn.dip)
+                } else {
+                    xmit::fullnat::reply(frame, conn).map(|_| conn.cip)
+                };
+                match r {
+                    Ok(next) => v4(next),
+                    Err(FnatError::NoRoom) => Err(Verdict::Drop(DropReason::NoBuffer)),
+                    Err(_) => Err(Verdict::Drop(DropReason::L4Malformed)),
+                }
+            }
             _ => Err(Verdict::Drop(DropReason::FwdUnsupported)),
         }
+    }
+
+    /// A free FULLNAT local address and port towards `rip:rport`: ports in
+    /// 1024..=65535 are split among workers (port % workers), each worker
+    /// walks its share and the service's addresses in turn, skipping pairs
+    /// whose reply key is taken.
+    fn local_addr(
+        &self,
+        cx: &Ctx,
+        svc: &Service,
+        proto: Proto,
+        rip: IpAddr,
+        rport: u16,
+    ) -> Option<(IpAddr, u16)> {
+        let laddrs = &svc.conf.laddrs;
+        if laddrs.is_empty() {
+            return None;
+        }
+        let n = cx.n_workers.max(1) as u32;
+        let per_worker = (65536 - 1024) / n;
+        for _ in 0..64 {
+            let k = cx.lport.get();
+            cx.lport.set(k.wrapping_add(1));
+            let lip = laddrs[(k % laddrs.len() as u32) as usize];
+            let slot = (k / laddrs.len() as u32) % per_worker;
+            let lport = (1024 + slot * n + cx.worker as u32) as u16;
+            let key = FlowKey {
+                proto,
+                src: rip,
+                sport: rport,
+                dst: lip,
+                dport: lport,
+            };
+            if !self.conns.contains(&key) {
+                return Some((lip, lport));
+            }
+        }
+        None
     }
 
     /// Schedule a new flow to a real server and track it.
@@ -326,6 +388,12 @@ impl Dataplane {
         );
         if let Some(t) = template {
             c = c.with_template(t);
+        }
+        if d.fwd == Forward::FullNat {
+            let (lip, lport) = self
+                .local_addr(cx, svc, key.proto, d.ip, dport)
+                .ok_or(DropReason::LaddrExhausted)?;
+            c = c.with_fnat(Fnat::new(lip, lport, svc.conf.client_addr));
         }
         let c = self.conns.insert(c).map_err(|e| match e {
             InsertError::Full => DropReason::ConnTableFull,

@@ -46,6 +46,7 @@ pub struct Worker<P: PortIo> {
     scratch: Vec<Arc<Conn>>,
     idle_sleep: Duration,
     ident: u16,
+    lport: u32,
 }
 
 impl<P: PortIo> Worker<P> {
@@ -72,6 +73,7 @@ impl<P: PortIo> Worker<P> {
             scratch: Vec::new(),
             idle_sleep,
             ident: (id as u16).wrapping_mul(0x3f1d),
+            lport: 0,
         }
     }
 
@@ -98,6 +100,7 @@ impl<P: PortIo> Worker<P> {
         let timeouts = dp.conns.timeouts();
         let mut rx = std::mem::take(&mut self.rx);
         let ident = std::cell::Cell::new(self.ident);
+        let lport = std::cell::Cell::new(self.lport);
         let mut total = 0;
         for port in 0..self.io.n_ports() as u16 {
             let n = self.io.rx_burst(port, &mut rx);
@@ -108,6 +111,9 @@ impl<P: PortIo> Worker<P> {
             let cx = Ctx {
                 stats: &stats[self.id],
                 ident: &ident,
+                lport: &lport,
+                worker: self.id as u16,
+                n_workers: self.n_workers as u16,
                 now_ms,
                 services: &services,
                 timeouts: &timeouts,
@@ -130,6 +136,7 @@ impl<P: PortIo> Worker<P> {
         }
         self.rx = rx;
         self.ident = ident.get();
+        self.lport = lport.get();
         self.io.flush();
         if now_ms != self.last_chores {
             self.last_chores = now_ms;

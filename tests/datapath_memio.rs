@@ -777,3 +777,233 @@ fn every_scheduler_carries_flows_through_the_data_path() {
         }
     }
 }
+
+fn fullnat_rig(client_addr: &str) -> Rig<MemIo> {
+    let mut r = rig();
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr","client_addr":"{client_addr}","laddrs":["10.0.1.200"]}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"fullnat"}}}}"#
+    ));
+    learn_neighbours(&mut r);
+    r
+}
+
+fn lip() -> std::net::Ipv4Addr {
+    ip("10.0.1.200")
+}
+
+fn tcp_of(f: &[u8]) -> (u32, u32, TcpFlags, Vec<u8>, Vec<u8>) {
+    let p = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    let t = rvs::wire::TcpSegment::new_checked(p.payload()).unwrap();
+    (
+        t.seq(),
+        t.ack(),
+        t.flags(),
+        t.options().to_vec(),
+        t.payload().to_vec(),
+    )
+}
+
+/// A frame from rs1 to the local address with these fields.
+fn rs_to_lip(lport: u16, flags: TcpFlags, seq: u32, ack: u32, opts: &[u8]) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(RS1_MAC, DIR1_MAC)
+        .ipv4(rs1(), lip())
+        .tcp(80, lport)
+        .flags(flags)
+        .seq(seq)
+        .ack(ack)
+        .tcp_options(opts)
+        .build()
+}
+
+fn client_seg(flags: TcpFlags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client(), vip())
+        .tcp(40000, 80)
+        .flags(flags)
+        .seq(seq)
+        .ack(ack)
+        .payload(payload)
+        .build()
+}
+
+fn one(r: &mut Rig<MemIo>, port: u16, f: &[u8], out_port: u16) -> Vec<u8> {
+    r.worker.io.push(port, f);
+    r.step(1);
+    let mut out = r.worker.io.take_tx(out_port);
+    assert_eq!(out.len(), 1, "drops {:?}", r.stats().drops);
+    let f = out.remove(0);
+    assert_checksums(&f);
+    f
+}
+
+#[test]
+fn fullnat_rewrites_both_addresses_and_answers_arp_for_the_local_address() {
+    let mut r = fullnat_rig("none");
+    let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+    let (src, lport, dst, dport, ttl) = endpoints(&syn);
+    assert_eq!((src, dst, dport, ttl), (lip(), rs1(), 80, 63));
+    assert!(lport >= 1024, "local port {lport}");
+    let back = one(
+        &mut r,
+        1,
+        &rs_to_lip(lport, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, &[]),
+        0,
+    );
+    assert_eq!(endpoints(&back), (vip(), 80, client(), 40000, 63));
+    assert_eq!(macs(&back), (CLIENT_MAC, DIR0_MAC));
+    // The real server ARPs for the local address: answered on port 1.
+    r.worker.io.push(
+        1,
+        &PacketBuilder::new()
+            .arp_request(RS1_MAC, rs1(), lip())
+            .build(),
+    );
+    r.step(1);
+    let arp = r.worker.io.take_tx(1);
+    let a = ArpPacket::new_checked(&arp[0][14..]).unwrap();
+    assert_eq!((a.sender_ip(), a.sender_hw()), (lip(), DIR1_MAC));
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    assert_eq!(c["connections"][0]["fwd"], "fullnat");
+}
+
+#[test]
+fn fullnat_toa_goes_on_the_syn_and_the_handshake_ack_only() {
+    let mut r = fullnat_rig("toa");
+    let toa = [254u8, 8, 0x9c, 0x40, 10, 0, 0, 2]; // port 40000, 10.0.0.2
+    let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+    let (seq, _, flags, opts, _) = tcp_of(&syn);
+    assert_eq!((seq, flags), (1000, TcpFlags::SYN));
+    assert_eq!(&opts[..8], &toa, "TOA right after the fixed header");
+    let lport = endpoints(&syn).1;
+    one(
+        &mut r,
+        1,
+        &rs_to_lip(lport, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, &[]),
+        0,
+    );
+    let ack = one(&mut r, 0, &client_seg(TcpFlags::ACK, 1001, 5001, b""), 1);
+    assert_eq!(&tcp_of(&ack).3[..8], &toa, "handshake ACK carries TOA");
+    let data = one(
+        &mut r,
+        0,
+        &client_seg(
+            TcpFlags::ACK | TcpFlags::PSH,
+            1001,
+            5001,
+            b"GET / HTTP/1.0\r\n\r\n",
+        ),
+        1,
+    );
+    let (seq, _, _, opts, payload) = tcp_of(&data);
+    assert!(opts.is_empty(), "later segments unchanged");
+    assert_eq!(
+        (seq, payload.as_slice()),
+        (1001, &b"GET / HTTP/1.0\r\n\r\n"[..])
+    );
+}
+
+#[test]
+fn fullnat_proxy_v2_header_and_sequence_translation() {
+    let mut r = fullnat_rig("proxy_v2");
+    let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+    let lport = endpoints(&syn).1;
+    // Server's MSS 1460 reaches the client as 1432: room for the header.
+    let synack = one(
+        &mut r,
+        1,
+        &rs_to_lip(
+            lport,
+            TcpFlags::SYN | TcpFlags::ACK,
+            5000,
+            1001,
+            &[2, 4, 0x05, 0xb4],
+        ),
+        0,
+    );
+    assert_eq!(tcp_of(&synack).3, [2, 4, 0x05, 0x98]);
+    // Pure ACK: nothing inserted.
+    let ack = one(&mut r, 0, &client_seg(TcpFlags::ACK, 1001, 5001, b""), 1);
+    assert_eq!((tcp_of(&ack).0, tcp_of(&ack).4.len()), (1001, 0));
+    // First data: the PROXY v2 header goes in front, sequence unchanged.
+    let data = one(
+        &mut r,
+        0,
+        &client_seg(TcpFlags::ACK | TcpFlags::PSH, 1001, 5001, b"GET"),
+        1,
+    );
+    let (seq, _, _, _, payload) = tcp_of(&data);
+    assert_eq!(seq, 1001);
+    let mut want = vec![
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 12,
+    ];
+    want.extend_from_slice(&[10, 0, 0, 2, 10, 0, 0, 100, 0x9c, 0x40, 0, 80]);
+    want.extend_from_slice(b"GET");
+    assert_eq!(payload, want);
+    // The server acknowledges 28 + 3 bytes; the client hears 3. SACK edges
+    // move the same way.
+    let sack = [
+        1,
+        1,
+        5,
+        10,
+        0,
+        0,
+        0x04,
+        0x20 + 0x1c,
+        0,
+        0,
+        0x04,
+        0x30 + 0x1c,
+    ]; // 1084..1100 server-side
+    let back = one(
+        &mut r,
+        1,
+        &rs_to_lip(lport, TcpFlags::ACK, 5001, 1001 + 28 + 3, &sack),
+        0,
+    );
+    let (_, ack, _, opts, _) = tcp_of(&back);
+    assert_eq!(ack, 1004);
+    assert_eq!(&opts[4..], &[0, 0, 0x04, 0x20, 0, 0, 0x04, 0x30]);
+    // Later client data moves up by 28.
+    let more = one(
+        &mut r,
+        0,
+        &client_seg(
+            TcpFlags::ACK | TcpFlags::PSH,
+            1004,
+            5001,
+            b" / HTTP/1.0\r\n\r\n",
+        ),
+        1,
+    );
+    assert_eq!(tcp_of(&more).0, 1004 + 28);
+    // A retransmitted first segment gets the header again.
+    let again = one(
+        &mut r,
+        0,
+        &client_seg(TcpFlags::ACK | TcpFlags::PSH, 1001, 5001, b"GET"),
+        1,
+    );
+    assert_eq!(tcp_of(&again).4.len(), 28 + 3);
+}
+
+#[test]
+fn fullnat_local_ports_never_collide() {
+    let mut r = fullnat_rig("none");
+    let mut seen = std::collections::HashSet::new();
+    for sport in 0..500u16 {
+        let f = PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+            .tcp(20000 + sport, 80)
+            .flags(TcpFlags::SYN)
+            .build();
+        let out = one(&mut r, 0, &f, 1);
+        assert!(seen.insert(endpoints(&out).1), "local port reused");
+    }
+}

@@ -302,7 +302,21 @@ pub fn save(resp: &Value) -> String {
         if !flags.is_empty() {
             let _ = write!(out, " -b {flags}");
         }
+        match s(svc, "client_addr") {
+            "toa" => out.push_str(" --toa"),
+            "proxy_v2" => out.push_str(" --proxy-protocol"),
+            _ => {}
+        }
         out.push('\n');
+        // Local addresses before real servers: FULLNAT servers need one.
+        for z in svc["laddrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let _ = writeln!(out, "-P {name} -z {z}");
+        }
         for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, false) {
             let _ = write!(
                 out,
@@ -320,6 +334,39 @@ pub fn save(resp: &Value) -> String {
                 let _ = write!(out, " -y {}", u(d, "l_threshold"));
             }
             out.push('\n');
+        }
+    }
+    out
+}
+
+/// `rvsadm -G`: each service's FULLNAT local addresses (DPVS's layout, less
+/// its per-address conflict counters).
+pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
+    let mut out = format!("{:<20} {:<8} {:<20}\n", "VIP:VPORT", "TOTAL", "SNAT_IP");
+    let empty = Vec::new();
+    for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, false) {
+        if let Some(k) = only {
+            if svc["proto"] != k["proto"] || svc["vip"] != k["vip"] || svc["port"] != k["port"] {
+                continue;
+            }
+        }
+        let z: Vec<&str> = svc["laddrs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if z.is_empty() && only.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{:<20} {:<8}",
+            addrport(s(svc, "vip"), u(svc, "port")),
+            z.len()
+        );
+        for a in z {
+            let _ = writeln!(out, "{:<20} {:<8} {a:<20}", "", "");
         }
     }
     out

@@ -67,6 +67,37 @@ struct Cli {
     zero: bool,
     #[arg(long = "set", num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"], help = "set connection timeout values")]
     set: Option<Vec<u32>>,
+    #[arg(
+        short = 'P',
+        long = "add-laddr",
+        help = "add a FULLNAT local address (-z) to a service (rvs extension, as DPVS)"
+    )]
+    add_laddr: bool,
+    #[arg(
+        short = 'Q',
+        long = "del-laddr",
+        help = "delete a FULLNAT local address (-z) from a service"
+    )]
+    del_laddr: bool,
+    #[arg(short = 'G', long = "get-laddr", help = "list FULLNAT local addresses")]
+    get_laddr: bool,
+    #[arg(
+        short = 'z',
+        long = "laddr",
+        value_name = "local-address",
+        help = "FULLNAT local address"
+    )]
+    laddr: Option<String>,
+    #[arg(
+        long = "toa",
+        help = "FULLNAT: deliver the client address in the TOA TCP option"
+    )]
+    toa: bool,
+    #[arg(
+        long = "proxy-protocol",
+        help = "FULLNAT: deliver the client address with a PROXY protocol v2 header"
+    )]
+    proxy_protocol: bool,
 
     #[arg(
         short = 't',
@@ -312,6 +343,9 @@ fn run(cli: Cli) -> Result<(), Fail> {
         (cli.list, "list"),
         (cli.zero, "zero"),
         (cli.set.is_some(), "set"),
+        (cli.add_laddr, "add-laddr"),
+        (cli.del_laddr, "del-laddr"),
+        (cli.get_laddr, "get-laddr"),
     ];
     let given: Vec<&str> = commands.iter().filter(|c| c.0).map(|c| c.1).collect();
     if given.len() > 1 {
@@ -353,6 +387,14 @@ fn run(cli: Cli) -> Result<(), Fail> {
                     Fail(2, "illegal virtual server persistent mask specified".into())
                 })?;
                 s["netmask"] = json!(m);
+            }
+            if cli.toa && cli.proxy_protocol {
+                return fail(2, "--toa and --proxy-protocol are exclusive");
+            }
+            if cli.toa {
+                s["client_addr"] = json!("toa");
+            } else if cli.proxy_protocol {
+                s["client_addr"] = json!("proxy_v2");
             }
             if let Some(b) = &cli.sched_flags {
                 s["sched_flags"] =
@@ -432,6 +474,31 @@ fn run(cli: Cli) -> Result<(), Fail> {
         }
         "flush" => {
             call(&cli, json!({"cmd": "clear"}))?;
+        }
+        "add-laddr" | "del-laddr" => {
+            let s = need_svc(cmd)?;
+            let Some(z) = &cli.laddr else {
+                return fail(
+                    2,
+                    format!("You need to supply the 'laddr' option for the '{cmd}' command"),
+                );
+            };
+            let ip: IpAddr = z
+                .parse()
+                .map_err(|_| Fail(2, "illegal local address specified".into()))?;
+            let c = if cmd == "add-laddr" {
+                "add_laddr"
+            } else {
+                "del_laddr"
+            };
+            call(
+                &cli,
+                json!({"cmd": c, "service": key_only(&s), "laddr": ip}),
+            )?;
+        }
+        "get-laddr" => {
+            let l = call(&cli, json!({"cmd": "list"})).map_err(|Fail(_, m)| Fail(1, m))?;
+            print!("{}", adm::laddrs(&l, svc.as_ref().map(key_only).as_ref()));
         }
         "zero" => {
             let req = match &svc {

@@ -54,6 +54,7 @@ reasons! {
     IcmpUnhandled => "icmp_unhandled", "ICMP other than echo to a VIP or local address.";
     NoBuffer => "no_buffer", "Could not allocate a frame for a reply.";
     TooBig => "too_big", "Too big to encapsulate with DF clear (rvs does not fragment).";
+    LaddrExhausted => "laddr_exhausted", "No free FULLNAT local address and port.";
 }
 
 pub const N_REASONS: usize = DropReason::ALL.len();

@@ -3,6 +3,7 @@
 //! transmits; the data path does that with the verdict.
 
 pub mod dr;
+pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod tun;

@@ -1,0 +1,299 @@
+//! FULLNAT: both addresses rewritten. Inbound, client cip:cport -> vip:vport
+//! becomes lip:lport -> rip:rport, where lip:lport is a local address and
+//! port of the director's pool (allocated per connection by the data path);
+//! replies rip:rport -> lip:lport become vip:vport -> cip:cport. The real
+//! server needs no VIP and no route back through the director.
+//!
+//! Because the server would otherwise see only the local address, the client
+//! address can be delivered (per service):
+//! - **TOA**: TCP option kind 254, length 8 (client port, client IPv4), as
+//!   DPVS and Alibaba LVS do, inserted right after the fixed TCP header of the
+//!   client's SYN and of the ACK that completes the handshake (the TOA kernel
+//!   module on the server reads it from the latter). Packets whose header has
+//!   no room left (60 bytes) go without it.
+//! - **PROXY protocol v2**: a 28-byte binary header (TCP over IPv4) inserted
+//!   in front of the first data the client sends. Every later client
+//!   sequence number moves up by 28 and every acknowledgement (and SACK edge)
+//!   from the server moves down by 28; the server's MSS in its SYN-ACK is
+//!   lowered by 28 so the grown first segment still fits the path. The
+//!   header is re-inserted if that first segment is retransmitted. (A server
+//!   that speaks first gets the header only once the client sends.)
+//!
+//! Checksums: incremental for address, port, sequence and acknowledgement
+//! changes; a full TCP recomputation when bytes are inserted or options
+//! rewritten (only the handful of packets around the handshake).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::conn::{Conn, Fnat, State};
+use crate::io::Frame;
+use crate::service::ClientAddr;
+use crate::wire::{EthernetFrame, IpProtocol, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
+
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// TOA option kind and length.
+pub const TOA_KIND: u8 = 254;
+pub const TOA_LEN: usize = 8;
+/// PROXY protocol v2 signature.
+pub const PP2_SIG: [u8; 12] = [
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+];
+/// PROXY v2 header for TCP over IPv4: 16 fixed + 12 address bytes.
+pub const PP2_LEN: usize = 28;
+
+/// Why a packet could not be rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FnatError {
+    Malformed(WireError),
+    /// Not a FULLNAT connection or not IPv4.
+    NotFullNat,
+    /// No tailroom to insert TOA/PROXY bytes.
+    NoRoom,
+}
+
+impl From<WireError> for FnatError {
+    fn from(e: WireError) -> Self {
+        FnatError::Malformed(e)
+    }
+}
+
+fn v4(a: IpAddr) -> Result<Ipv4Addr, FnatError> {
+    match a {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(FnatError::NotFullNat),
+    }
+}
+
+/// `a` comes after `b` in sequence space.
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Rewrite both ends; returns (protocol, IP header length, IP total length).
+fn rewrite_ends(
+    frame: &mut impl Frame,
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+) -> Result<(IpProtocol, usize, usize), FnatError> {
+    let data = frame.data_mut();
+    let mut p = Ipv4Packet::new_checked(&mut data[ETH..])?;
+    let (ihl, total) = (p.header_len(), p.total_len() as usize);
+    p.dec_ttl_inc();
+    let (osrc, odst) = (p.src_addr(), p.dst_addr());
+    p.set_src_addr_inc(src);
+    p.set_dst_addr_inc(dst);
+    let proto = p.protocol();
+    let l4 = p.payload_mut();
+    if proto == IpProtocol::TCP {
+        let mut t = TcpSegment::new_checked(l4)?;
+        t.update_checksum_addr(osrc, src);
+        t.update_checksum_addr(odst, dst);
+        t.set_src_port_inc(sport);
+        t.set_dst_port_inc(dport);
+    } else if proto == IpProtocol::UDP {
+        let mut u = UdpDatagram::new_checked(l4)?;
+        u.update_checksum_addr(osrc, src);
+        u.update_checksum_addr(odst, dst);
+        u.set_src_port_inc(sport);
+        u.set_dst_port_inc(dport);
+    }
+    Ok((proto, ihl, total))
+}
+
+/// Insert `bytes` into the TCP segment at offset `at` (from the TCP header
+/// start), growing the IP packet; `grow_header` also grows the TCP data
+/// offset (for an option). Recomputes the TCP checksum.
+fn insert(
+    frame: &mut impl Frame,
+    ihl: usize,
+    total: usize,
+    at: usize,
+    bytes: &[u8],
+    grow_header: bool,
+) -> Result<(), FnatError> {
+    let n = bytes.len();
+    frame.truncate(ETH + total);
+    if !frame.append(n) {
+        return Err(FnatError::NoRoom);
+    }
+    let tcp = ETH + ihl;
+    let data = frame.data_mut();
+    data.copy_within(tcp + at..ETH + total, tcp + at + n);
+    data[tcp + at..tcp + at + n].copy_from_slice(bytes);
+    let mut p = Ipv4Packet::new_unchecked(&mut data[ETH..ETH + total + n]);
+    p.set_total_len_inc((total + n) as u16);
+    let (src, dst) = (p.src_addr(), p.dst_addr());
+    let seg = p.payload_mut();
+    let mut t = TcpSegment::new_unchecked(seg);
+    if grow_header {
+        let hl = t.header_len();
+        t.set_header_len(hl + n);
+    }
+    t.fill_checksum(src, dst);
+    Ok(())
+}
+
+fn toa_option(cip: Ipv4Addr, cport: u16) -> [u8; TOA_LEN] {
+    let p = cport.to_be_bytes();
+    let a = cip.octets();
+    [TOA_KIND, TOA_LEN as u8, p[0], p[1], a[0], a[1], a[2], a[3]]
+}
+
+/// The PROXY v2 header announcing cip:cport -> vip:vport over TCP/IPv4.
+pub fn pp2_header(cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> [u8; PP2_LEN] {
+    let mut h = [0u8; PP2_LEN];
+    h[..12].copy_from_slice(&PP2_SIG);
+    h[12] = 0x21; // version 2, PROXY
+    h[13] = 0x11; // AF_INET, STREAM
+    h[14..16].copy_from_slice(&12u16.to_be_bytes());
+    h[16..20].copy_from_slice(&cip.octets());
+    h[20..24].copy_from_slice(&vip.octets());
+    h[24..26].copy_from_slice(&cport.to_be_bytes());
+    h[26..28].copy_from_slice(&vport.to_be_bytes());
+    h
+}
+
+/// Client to real server.
+pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
+    let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
+    let (cip, vip) = (v4(c.cip)?, v4(c.vip)?);
+    let (proto, ihl, total) = rewrite_ends(frame, (v4(f.lip)?, f.lport), (v4(c.dip)?, c.dport))?;
+    if proto != IpProtocol::TCP || f.client_addr == ClientAddr::None {
+        return Ok(());
+    }
+    let (flags, seq, hl, payload) = {
+        let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
+        (t.flags(), t.seq(), t.header_len(), t.payload().len())
+    };
+    if flags.syn() && !flags.ack() {
+        f.isn.store(seq, Relaxed);
+        if f.client_addr == ClientAddr::Toa && hl + TOA_LEN <= 60 {
+            insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
+        }
+        return Ok(());
+    }
+    let first = f.isn.load(Relaxed).wrapping_add(1);
+    match f.client_addr {
+        ClientAddr::Toa => {
+            // The ACK completing the handshake (the state is still SYN_RECV
+            // here: the state machine sees the packet after the rewrite).
+            if flags.ack()
+                && !flags.rst()
+                && !flags.fin()
+                && seq == first
+                && payload == 0
+                && c.state() == State::SynRecv
+                && hl + TOA_LEN <= 60
+            {
+                insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
+            }
+        }
+        ClientAddr::ProxyV2 => {
+            if seq == first && payload > 0 {
+                let h = pp2_header(cip, c.cport, vip, c.vport);
+                insert(frame, ihl, total, hl, &h, false)?;
+                f.delta.store(PP2_LEN as u32, Relaxed);
+            } else {
+                let delta = f.delta.load(Relaxed);
+                if delta > 0 && after(seq, first) {
+                    let data = frame.data_mut();
+                    let mut t = TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]);
+                    t.set_seq_inc(seq.wrapping_add(delta));
+                }
+            }
+        }
+        ClientAddr::None => {}
+    }
+    Ok(())
+}
+
+/// The options of a TCP header as (kind, offset, length), at most 16.
+fn options(opts: &[u8]) -> ([(u8, usize, usize); 16], usize) {
+    let mut out = [(0u8, 0usize, 0usize); 16];
+    let (mut i, mut n) = (0, 0);
+    while i < opts.len() && n < out.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = len as usize;
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                out[n] = (kind, i, len);
+                n += 1;
+                i += len;
+            }
+        }
+    }
+    (out, n)
+}
+
+/// Real server to client.
+pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
+    let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
+    let (proto, ihl, total) = rewrite_ends(frame, (v4(c.vip)?, c.vport), (v4(c.cip)?, c.cport))?;
+    if proto != IpProtocol::TCP || f.client_addr != ClientAddr::ProxyV2 {
+        return Ok(());
+    }
+    let data = frame.data_mut();
+    let (src, dst) = {
+        let p = Ipv4Packet::new_unchecked(&data[ETH..ETH + total]);
+        (p.src_addr(), p.dst_addr())
+    };
+    let mut t = TcpSegment::new_checked(&mut data[ETH + ihl..ETH + total])?;
+    let flags = t.flags();
+    let first = f.isn.load(Relaxed).wrapping_add(1);
+    let delta = f.delta.load(Relaxed);
+    let mut options_changed = false;
+    let (opts, n) = options(t.options_mut());
+    if flags.syn() && flags.ack() {
+        // Leave room for the PROXY header in the client's first segment.
+        for &(kind, at, len) in &opts[..n] {
+            if kind == 2 && len == 4 {
+                let o = t.options_mut();
+                let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
+                let clamped = mss.saturating_sub(PP2_LEN as u16).max(64);
+                o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
+                options_changed = true;
+            }
+        }
+    }
+    if delta > 0 && flags.ack() {
+        // Server acknowledgements count the inserted header; the client's
+        // do not. Edges inside the header map to where it began.
+        let end = first.wrapping_add(delta);
+        let map = |a: u32| {
+            if a == end || after(a, end) {
+                a.wrapping_sub(delta)
+            } else if after(a, first) {
+                first
+            } else {
+                a
+            }
+        };
+        let ack = t.ack();
+        if map(ack) != ack {
+            t.set_ack_inc(map(ack));
+        }
+        for &(kind, at, len) in &opts[..n] {
+            if kind == 5 && len >= 10 && (len - 2) % 8 == 0 {
+                let o = t.options_mut();
+                for e in (at + 2..at + len).step_by(4) {
+                    let v = u32::from_be_bytes([o[e], o[e + 1], o[e + 2], o[e + 3]]);
+                    let m = map(v);
+                    if m != v {
+                        o[e..e + 4].copy_from_slice(&m.to_be_bytes());
+                        options_changed = true;
+                    }
+                }
+            }
+        }
+    }
+    if options_changed {
+        t.fill_checksum(src, dst);
+    }
+    Ok(())
+}
