@@ -459,6 +459,8 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "stats",
         "set_timeouts",
         "get_timeouts",
+        "add_laddr",
+        "del_laddr",
     ];
     if !COMMANDS.contains(&cmd.as_str()) {
         return Err(CtlError::new(
@@ -953,6 +955,74 @@ mod tests {
         assert_eq!(c.services()[0].port, 80);
         c.load(vec![good]).unwrap();
         assert_eq!(c.services()[0].port, 53);
+    }
+
+    #[test]
+    fn local_addresses_are_managed_and_required_for_fullnat() {
+        let c = ctl();
+        ok(&c, &format!(r#"{{"cmd":"add_service","service":{SVC}}}"#));
+        let (code, msg) = err(
+            &c,
+            &format!(
+                r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"fullnat"}}}}"#
+            ),
+        );
+        assert_eq!(
+            (code.as_str(), msg.contains("need a local address")),
+            ("invalid", true)
+        );
+        ok(
+            &c,
+            &format!(r#"{{"cmd":"add_laddr","service":{SVC},"laddr":"10.0.1.200"}}"#),
+        );
+        ok(
+            &c,
+            &format!(
+                r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"fullnat"}}}}"#
+            ),
+        );
+        assert_eq!(
+            err(
+                &c,
+                &format!(r#"{{"cmd":"add_laddr","service":{SVC},"laddr":"10.0.1.200"}}"#)
+            )
+            .0,
+            "exists"
+        );
+        assert_eq!(
+            err(
+                &c,
+                &format!(r#"{{"cmd":"add_laddr","service":{SVC},"laddr":"10.0.1.1"}}"#)
+            )
+            .0,
+            "invalid"
+        );
+        assert_eq!(
+            err(
+                &c,
+                &format!(r#"{{"cmd":"add_laddr","service":{SVC},"laddr":"10.0.1.11"}}"#)
+            )
+            .0,
+            "invalid"
+        );
+        let (code, _) = err(
+            &c,
+            &format!(r#"{{"cmd":"del_laddr","service":{SVC},"laddr":"10.0.1.200"}}"#),
+        );
+        assert_eq!(
+            code, "invalid",
+            "the last local address of a FULLNAT service stays"
+        );
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        assert_eq!(l["services"][0]["laddrs"][0], "10.0.1.200");
+        let (code, msg) = err(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"client_addr":"toa"}}"#,
+        );
+        assert_eq!(
+            (code.as_str(), msg.contains("TCP services only")),
+            ("invalid", true)
+        );
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Topology {
             args.extend(["--file-prefix".to_owned(), self.name.clone()]);
         }
         args.extend(["-l", "0"].map(String::from));
-        if self.mode() == "nat" {
+        if matches!(self.mode(), "nat" | "fullnat") {
             args.extend(
                 [
                     "--vdev",
@@ -320,7 +320,7 @@ impl Topology {
     /// client (10.0.0.1/24), port 1 the real servers (10.0.1.1/24), one worker
     /// on lcore 1. Tests edit the returned value as they need.
     pub fn default_config(&self) -> Value {
-        let ports = if self.mode() == "nat" {
+        let ports = if matches!(self.mode(), "nat" | "fullnat") {
             json!([
                 {"device": "net_af_packet0", "ipv4": format!("{LB0_IP}/24")},
                 {"device": "net_af_packet1", "ipv4": format!("{LB1_IP}/24")}

@@ -16,6 +16,10 @@
 #     |-- NAME-rs1  eth0 10.0.1.11/24, default via 10.0.1.1, nginx on :80 -> "rs1\n"
 #     `-- NAME-rs2  eth0 10.0.1.12/24, default via 10.0.1.1, nginx on :80 -> "rs2\n"
 #
+# MODE fullnat is nat without the real servers' default route (FULLNAT
+# needs none). Every real server also runs nginx with `proxy_protocol` on
+# :8080, answering "rsN CLIENT:PORT" from the PROXY header.
+#
 # MODE dr and tun put the client on the bridge too (one L2 segment, as LVS-DR
 # needs): client 10.0.1.2/24, VIP 10.0.1.100, director port lb1 10.0.1.1 only
 # (no lb0), real servers without a default route (they answer the client
@@ -108,6 +112,15 @@ http {
         location = / { try_files /index.html =404; }
         location = /big { default_type application/octet-stream; }
     }
+    # For FULLNAT's PROXY protocol: answers with the client address the
+    # PROXY v2 header announced, and logs it.
+    log_format pp '\$proxy_protocol_addr:\$proxy_protocol_port \$request';
+    server {
+        listen $ip:8080 proxy_protocol;
+        access_log $dir/logs/pp.log pp;
+        location / { return 200 "$rs \$proxy_protocol_addr:\$proxy_protocol_port\n"; }
+        location = /big { root $dir/www; default_type application/octet-stream; }
+    }
 }
 EOF
 }
@@ -189,7 +202,7 @@ topo_down() {
 
 topo_up() {
     local name=$1 mode=${2:-nat} dir rs
-    case $mode in nat | dr | tun) ;; *) die "unknown MODE '$mode' (nat, dr or tun)" ;; esac
+    case $mode in nat | dr | tun | fullnat) ;; *) die "unknown MODE '$mode' (nat, dr, tun or fullnat)" ;; esac
     dir="$STATE_ROOT/$name"
     topo_down "$name"
     mkdir -p "$dir"
@@ -202,7 +215,7 @@ topo_up() {
     local vip=$VIP client_ip=10.0.0.2 lb_ifs="lb0 lb1" sw_ports="p-lb p-rs1 p-rs2"
     for ns in "$c" "$lb" "$sw" "$rs1" "$rs2"; do ns_base "$ns"; done
 
-    if [ "$mode" = nat ]; then
+    if [ "$mode" = nat ] || [ "$mode" = fullnat ]; then
         # client <-> director port 0
         ip -n "$c" link add eth0 type veth peer name lb0 netns "$lb"
     else
@@ -239,7 +252,9 @@ topo_up() {
     offloads_off "$c" eth0
     ip -n "$c" addr add "$client_ip/24" dev eth0
     ip -n "$c" link set eth0 up
-    [ "$mode" = nat ] && ip -n "$c" route add default via 10.0.0.1
+    if [ "$mode" = nat ] || [ "$mode" = fullnat ]; then
+        ip -n "$c" route add default via 10.0.0.1
+    fi
 
     # real servers
     for rs in rs1 rs2; do
@@ -249,6 +264,7 @@ topo_up() {
         ip -n "$ns" link set eth0 up
         case $mode in
             nat) ip -n "$ns" route add default via 10.0.1.1 ;;
+            fullnat) ;; # no VIP, no route back: replies go to the local address
             dr)
                 # The VIP on lo, never answered or announced by ARP.
                 nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
@@ -299,7 +315,7 @@ topo_up() {
         echo "RS2_NS=$rs2"
         echo "CLIENT_IP=$client_ip"
         echo "CLIENT_MAC=$(mac_of "$c" eth0)"
-        if [ "$mode" = nat ]; then
+        if [ "$mode" = nat ] || [ "$mode" = fullnat ]; then
             echo "LB0_IF=lb0"
             echo "LB0_IP=10.0.0.1"
             echo "LB0_MAC=$(mac_of "$lb" lb0)"

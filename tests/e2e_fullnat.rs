@@ -1,0 +1,196 @@
+//! End to end, FULLNAT: real servers with no VIP and no route back to the
+//! client; the client address reaches them by PROXY protocol v2 (read by
+//! nginx) or by the TOA option (checked in a capture).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::topo::{curl_from, ns_exec, Rvsd, Topology};
+use rvs::wire::{Ipv4Packet, TcpSegment};
+
+fn fullnat_service(rvsd: &Rvsd, port: u16, option: &str) {
+    let vs = format!("10.0.0.100:{port}");
+    rvsd.rvsadm_ok(&["-A", "-t", &vs, "-s", "rr", option]);
+    rvsd.rvsadm_ok(&["-P", "-t", &vs, "-z", "10.0.1.200"]);
+    for rip in ["10.0.1.11", "10.0.1.12"] {
+        rvsd.rvsadm_ok(&["-a", "-t", &vs, "-r", &format!("{rip}:{port}"), "--fullnat"]);
+    }
+}
+
+#[test]
+fn proxy_protocol_v2_tells_nginx_the_client_address() {
+    let topo = Topology::up_unique_mode("fullnat");
+    let rvsd = Rvsd::start(&topo, &topo.default_config());
+    fullnat_service(&rvsd, 8080, "--proxy-protocol");
+    let laddrs = rvsd.rvsadm_ok(&["-G"]);
+    assert!(laddrs.contains("10.0.1.200"), "{laddrs}");
+    let save = rvsd.rvsadm_ok(&["-S", "-n"]);
+    assert!(
+        save.contains(
+            "-A -t 10.0.0.100:8080 -s rr --proxy-protocol\n-P -t 10.0.0.100:8080 -z 10.0.1.200\n"
+        ),
+        "{save}"
+    );
+    assert!(save.contains("-r 10.0.1.11:8080 --fullnat -w 1"), "{save}");
+
+    let (mut a, mut b) = (0, 0);
+    for i in 0..20 {
+        let body = curl_from(&topo.client_ns(), "http://10.0.0.100:8080/")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let (rs, client) = body
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("body {body:?}"));
+        assert!(
+            client.starts_with("10.0.0.2:"),
+            "nginx saw {client:?}, not the client"
+        );
+        match rs {
+            "rs1" => a += 1,
+            "rs2" => b += 1,
+            o => panic!("{o}"),
+        }
+    }
+    assert_eq!((a, b), (10, 10));
+    // 100 KB through the translated connection, byte for byte.
+    let out = ns_exec(
+        &topo.client_ns(),
+        &[
+            "sh",
+            "-c",
+            "curl -sS --max-time 10 http://10.0.0.100:8080/big | sha256sum",
+        ],
+    );
+    let rs_sum = ns_exec(
+        &topo.rs_ns(1),
+        &[
+            "sha256sum",
+            topo.state_dir.join("rs1/www/big").to_str().unwrap(),
+        ],
+    );
+    let rs2_sum = ns_exec(
+        &topo.rs_ns(2),
+        &[
+            "sha256sum",
+            topo.state_dir.join("rs2/www/big").to_str().unwrap(),
+        ],
+    );
+    let got = String::from_utf8_lossy(&out.stdout)[..64].to_string();
+    assert!(
+        String::from_utf8_lossy(&rs_sum.stdout).starts_with(&got)
+            || String::from_utf8_lossy(&rs2_sum.stdout).starts_with(&got),
+        "download corrupted"
+    );
+    // The real servers saw the local address, not the client, on the wire.
+    let log = std::fs::read_to_string(topo.state_dir.join("rs1/logs/pp.log")).unwrap();
+    assert!(
+        log.lines().count() >= 10 && log.lines().all(|l| l.starts_with("10.0.0.2:")),
+        "{log}"
+    );
+}
+
+/// tcpdump to a pcap file in a namespace until `stop`.
+struct Dump(Child, std::path::PathBuf);
+
+impl Dump {
+    fn start(ns: &str, file: std::path::PathBuf, filter: &str) -> Dump {
+        let mut c = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "8192",
+                "-w",
+            ])
+            .arg(&file)
+            .arg(filter)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = c.stderr.take().unwrap();
+        let mut buf = Vec::new();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&buf).contains("listening on") {
+            assert!(Instant::now() < end, "tcpdump did not start");
+            let mut b = [0u8; 256];
+            let n = std::io::Read::read(&mut err, &mut b).unwrap();
+            assert!(n > 0, "tcpdump exited");
+            buf.extend_from_slice(&b[..n]);
+        }
+        c.stderr = Some(err);
+        Dump(c, file)
+    }
+    fn stop(mut self) -> Vec<Vec<u8>> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let mut err = String::new();
+        std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        self.0.wait().unwrap();
+        assert!(
+            err.lines()
+                .any(|l| l.trim() == "0 packets dropped by kernel"),
+            "{err}"
+        );
+        common::pcap::read(&self.1).unwrap()
+    }
+}
+
+#[test]
+fn toa_option_carries_the_client_address_to_the_real_server() {
+    let topo = Topology::up_unique_mode("fullnat");
+    let rvsd = Rvsd::start(&topo, &topo.default_config());
+    fullnat_service(&rvsd, 80, "--toa");
+    let dump = Dump::start(
+        &topo.rs_ns(1),
+        topo.state_dir.join("toa.pcap"),
+        "tcp dst port 80",
+    );
+    for i in 0..10 {
+        let body = curl_from(&topo.client_ns(), "http://10.0.0.100/")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert!(body.starts_with("rs"));
+    }
+    let frames = dump.stop();
+    let conns = rvsd.rvsadm_ok(&["-L", "-n", "-c"]);
+    let mut syns = 0;
+    let mut with_toa = 0;
+    for f in &frames {
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(
+            ip.src_addr().to_string(),
+            "10.0.1.200",
+            "the server sees the local address"
+        );
+        let t = TcpSegment::new_checked(ip.payload()).unwrap();
+        assert!(t.verify_checksum(ip.src_addr(), ip.dst_addr()));
+        let opts = t.options();
+        if t.flags().syn() {
+            syns += 1;
+        }
+        if opts.len() >= 8 && opts[0] == 254 {
+            with_toa += 1;
+            assert_eq!(opts[1], 8);
+            assert_eq!(&opts[4..8], &[10, 0, 0, 2], "client address in TOA");
+            let port = u16::from_be_bytes([opts[2], opts[3]]);
+            assert!(
+                conns.contains(&format!("10.0.0.2:{port} ")),
+                "TOA port {port} is a client port:\n{conns}"
+            );
+        }
+    }
+    assert_eq!(syns, 5, "rr: half the connections went to rs1");
+    assert_eq!(
+        with_toa,
+        2 * syns,
+        "TOA on every SYN and every handshake ACK"
+    );
+}
