@@ -155,7 +155,16 @@ impl Dataplane {
         }
         let vip = cx.services.is_vip(IpAddr::V4(dst));
         if proto == IpProtocol::ICMP {
-            if vip || self.router.local_port(dst).is_some() {
+            let local = vip || self.router.local_port(dst).is_some();
+            if let Some((p, s, sp, d, dp)) = xmit::icmp::quoted_flow(&data[ETH..ETH + total]) {
+                let key = FlowKey::v4(Proto::from_number(p).unwrap_or(Proto::Tcp), s, sp, d, dp);
+                return match self.conns.lookup(&key) {
+                    Some((conn, dir)) => self.icmp_error(cx, in_port, frame, &conn, dir, total),
+                    None if local => Verdict::Drop(DropReason::IcmpUnhandled),
+                    None => Verdict::Drop(DropReason::NotRouted),
+                };
+            }
+            if local {
                 return self.echo_reply(cx, in_port, data);
             }
             return Verdict::Drop(DropReason::NotRouted);
@@ -302,6 +311,65 @@ impl Dataplane {
                 }
             }
             _ => Err(Verdict::Drop(DropReason::FwdUnsupported)),
+        }
+    }
+
+    /// Forward an ICMP error about a tracked connection the way its packets
+    /// go, translated as the kernel's `ip_vs_nat_icmp` does (NAT, FULLNAT),
+    /// or as the connection's own packets (DR, TUN: towards the server only).
+    fn icmp_error<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        dir: Dir,
+        total: usize,
+    ) -> Verdict {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        let (Some(cip), Some(vip), Some(rip)) = (v4(conn.cip), v4(conn.vip), v4(conn.dip)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let (c, v, r) = ((cip, conn.cport), (vip, conn.vport), (rip, conn.dport));
+        let local = conn.fnat.as_ref().and_then(|f| Some((v4(f.lip)?, f.lport)));
+        let ip = &mut frame.data_mut()[ETH..ETH + total];
+        if matches!(conn.fwd, Forward::Nat | Forward::FullNat) && ip[8] <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        use xmit::icmp::rewrite_error;
+        let done = match (conn.fwd, dir, local) {
+            (Forward::Nat, Dir::Out, _) => {
+                rewrite_error(ip, Some(vip), None, None, Some(v)).map(|_| cip)
+            }
+            (Forward::Nat, Dir::In, _) => {
+                rewrite_error(ip, None, Some(rip), Some(r), None).map(|_| rip)
+            }
+            (Forward::FullNat, Dir::Out, Some(_)) => {
+                rewrite_error(ip, Some(vip), Some(cip), Some(c), Some(v)).map(|_| cip)
+            }
+            (Forward::FullNat, Dir::In, Some(l)) => {
+                rewrite_error(ip, Some(l.0), Some(rip), Some(r), Some(l)).map(|_| rip)
+            }
+            (Forward::Dr | Forward::Tun, Dir::In, _) => {
+                return match self.forward(cx, in_port, frame, conn, dir, total) {
+                    Ok(next) => {
+                        cx.stats.icmp_errors_forwarded.inc();
+                        self.to_next_hop(frame.data_mut(), next)
+                    }
+                    Err(v) => v,
+                };
+            }
+            _ => return Verdict::Drop(DropReason::NotRouted),
+        };
+        match done {
+            Ok(next) => {
+                cx.stats.icmp_errors_forwarded.inc();
+                self.to_next_hop(frame.data_mut(), next)
+            }
+            Err(_) => Verdict::Drop(DropReason::L4Malformed),
         }
     }
 

@@ -1007,3 +1007,154 @@ fn fullnat_local_ports_never_collide() {
         assert!(seen.insert(endpoints(&out).1), "local port reused");
     }
 }
+
+/// An ICMP error from `src` to `dst` quoting `quoted` (a whole IP packet).
+fn icmp_err(
+    eth: (MacAddr, MacAddr),
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    ty: u8,
+    code: u8,
+    rest: u32,
+    quoted: &[u8],
+) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(eth.0, eth.1)
+        .ipv4(src, dst)
+        .icmp(ty, code, rest)
+        .payload(&quoted[..quoted.len().min(28)])
+        .build()
+}
+
+/// (outer src, outer dst, quoted src:port, quoted dst:port) of an ICMP
+/// error frame, after checking every checksum that must be right.
+fn icmp_view(f: &[u8]) -> (String, String, String, String) {
+    let o = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(o.verify_checksum());
+    let ic = Icmpv4Packet::new_checked(o.payload()).unwrap();
+    assert!(ic.verify_checksum(), "ICMP checksum");
+    let q = Ipv4Packet::new_checked_truncated(ic.payload()).unwrap();
+    assert!(q.verify_checksum(), "quoted header checksum");
+    let l4 = q.payload();
+    let p = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    (
+        o.src_addr().to_string(),
+        o.dst_addr().to_string(),
+        format!("{}:{}", q.src_addr(), p(0)),
+        format!("{}:{}", q.dst_addr(), p(2)),
+    )
+}
+
+#[test]
+fn icmp_errors_about_connections_are_translated_both_ways() {
+    // NAT, UDP: the real server's port unreachable reaches the client as if
+    // from the VIP, quoting the client's own datagram.
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"rr"}}"#);
+    r.ctl(r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.100","port":53},"dest":{"ip":"10.0.1.11","port":5353,"fwd":"nat"}}"#);
+    learn_neighbours(&mut r);
+    let q = PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client(), vip())
+        .udp(41000, 53)
+        .payload(b"q")
+        .build();
+    let fwd = one(&mut r, 0, &q, 1);
+    let err = icmp_err((RS1_MAC, DIR1_MAC), rs1(), client(), 3, 3, 0, &fwd[14..]);
+    let back = one_icmp(&mut r, 1, &err, 0);
+    assert_eq!(
+        icmp_view(&back),
+        (
+            "10.0.0.100".into(),
+            "10.0.0.2".into(),
+            "10.0.0.2:41000".into(),
+            "10.0.0.100:53".into()
+        )
+    );
+    // The client's network says a reply was too big: the real server hears
+    // it about its own packet.
+    let reply = PacketBuilder::new()
+        .ipv4(vip(), client())
+        .udp(53, 41000)
+        .payload(b"a")
+        .build_ipv4();
+    let err = icmp_err(
+        (CLIENT_MAC, DIR0_MAC),
+        ip("10.0.0.254"),
+        vip(),
+        3,
+        4,
+        1400,
+        &reply,
+    );
+    let to_rs = one_icmp(&mut r, 0, &err, 1);
+    assert_eq!(
+        icmp_view(&to_rs),
+        (
+            "10.0.0.254".into(),
+            "10.0.1.11".into(),
+            "10.0.1.11:5353".into(),
+            "10.0.0.2:41000".into()
+        )
+    );
+    assert_eq!(r.stats().icmp_errors_forwarded, 2);
+    // An error about no known connection is counted, not forwarded.
+    let stray = PacketBuilder::new()
+        .ipv4(client(), vip())
+        .udp(9, 9)
+        .build_ipv4();
+    r.worker.io.push(
+        1,
+        &icmp_err((RS1_MAC, DIR1_MAC), rs1(), client(), 3, 3, 0, &stray),
+    );
+    r.step(1);
+    assert_eq!(r.drops("not_routed"), 1);
+
+    // FULLNAT: the quoted packet names the local address; the client sees
+    // its own addresses.
+    let mut r = fullnat_rig("none");
+    let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+    let lport = endpoints(&syn).1;
+    let err = icmp_err((RS1_MAC, DIR1_MAC), rs1(), lip(), 3, 3, 0, &syn[14..]);
+    let back = one_icmp(&mut r, 1, &err, 0);
+    assert_eq!(
+        icmp_view(&back),
+        (
+            "10.0.0.100".into(),
+            "10.0.0.2".into(),
+            "10.0.0.2:40000".into(),
+            "10.0.0.100:80".into()
+        )
+    );
+    let reply = PacketBuilder::new()
+        .ipv4(vip(), client())
+        .tcp(80, 40000)
+        .build_ipv4();
+    let err = icmp_err(
+        (CLIENT_MAC, DIR0_MAC),
+        ip("10.0.0.254"),
+        vip(),
+        3,
+        4,
+        1400,
+        &reply,
+    );
+    let to_rs = one_icmp(&mut r, 0, &err, 1);
+    assert_eq!(
+        icmp_view(&to_rs),
+        (
+            "10.0.1.200".into(),
+            "10.0.1.11".into(),
+            "10.0.1.11:80".into(),
+            format!("10.0.1.200:{lport}")
+        )
+    );
+}
+
+fn one_icmp(r: &mut Rig<MemIo>, port: u16, f: &[u8], out_port: u16) -> Vec<u8> {
+    r.worker.io.push(port, f);
+    r.step(1);
+    let mut out = r.worker.io.take_tx(out_port);
+    assert_eq!(out.len(), 1, "drops {:?}", r.stats().drops);
+    out.remove(0)
+}

@@ -240,3 +240,33 @@ fn bad_control_requests_get_errors_and_the_service_keeps_working() {
     let (a, b) = requests(&topo, 10);
     assert_eq!((a, b), (5, 5));
 }
+
+#[test]
+fn port_unreachable_from_a_real_server_reaches_the_client_translated() {
+    let topo = Topology::up_unique();
+    let mut cfg = topo.default_config();
+    // Nothing listens on the real servers' UDP 9999.
+    cfg["services"] = json!([{"proto": "udp", "vip": "10.0.0.100", "port": 9999, "sched": "rr",
+                              "dests": [{"ip": "10.0.1.11", "fwd": "nat"}]}]);
+    let rvsd = Rvsd::start(&topo, &cfg);
+    // The client's connected UDP socket only reports ECONNREFUSED if the
+    // ICMP error matches it: from the VIP, quoting client -> VIP:9999.
+    let out = ns_exec(
+        &topo.client_ns(),
+        &[
+            "python3",
+            "-c",
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+             s.connect(('10.0.0.100',9999))\ns.send(b'ping')\n\
+             try:\n s.recv(100)\n print('answer')\nexcept ConnectionRefusedError:\n print('refused')\n\
+             except socket.timeout:\n print('timeout')",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{out:?}"
+    );
+    let r = raw_request(&rvsd.socket, br#"{"cmd":"stats"}"#);
+    assert_eq!(r["total"]["icmp_errors_forwarded"], 1);
+}

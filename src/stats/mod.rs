@@ -96,6 +96,8 @@ pub struct WorkerStats {
     pub arp_requests_sent: Counter,
     pub icmp_echo_replies: Counter,
     pub icmp_errors_sent: Counter,
+    /// ICMP errors about tracked connections, translated and passed on.
+    pub icmp_errors_forwarded: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
     pub drops: [Counter; N_REASONS],
@@ -131,6 +133,7 @@ pub struct StatsSnapshot {
     pub arp_requests_sent: u64,
     pub icmp_echo_replies: u64,
     pub icmp_errors_sent: u64,
+    pub icmp_errors_forwarded: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
@@ -150,6 +153,7 @@ impl StatsSnapshot {
         self.arp_requests_sent += w.arp_requests_sent.get();
         self.icmp_echo_replies += w.icmp_echo_replies.get();
         self.icmp_errors_sent += w.icmp_errors_sent.get();
+        self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
         self.conns_created += w.conns_created.get();
         self.conns_expired += w.conns_expired.get();
         for r in DropReason::ALL {

@@ -83,6 +83,81 @@ pub fn frag_needed<F: Frame>(frame: &mut F, src: Ipv4Addr, port_mac: MacAddr, mt
     )
 }
 
+/// ICMP types that quote an offending datagram (RFC 792): destination
+/// unreachable, source quench, time exceeded, parameter problem.
+pub fn is_error(msg_type: u8) -> bool {
+    matches!(msg_type, 3 | 4 | 11 | 12)
+}
+
+/// The flow an ICMP error is about, seen from the error's direction: the
+/// quoted datagram's endpoints reversed (the quoted packet travelled the
+/// other way). `None` if the message does not quote a TCP/UDP header.
+pub fn quoted_flow(ip: &[u8]) -> Option<(u8, Ipv4Addr, u16, Ipv4Addr, u16)> {
+    let outer = Ipv4Packet::new_checked(ip).ok()?;
+    let ic = Icmpv4Packet::new_checked(outer.payload()).ok()?;
+    if !is_error(ic.msg_type()) {
+        return None;
+    }
+    let inner = Ipv4Packet::new_checked_truncated(ic.payload()).ok()?;
+    let p = inner.protocol();
+    if p != IpProtocol::TCP && p != IpProtocol::UDP {
+        return None;
+    }
+    let l4 = inner.payload();
+    if l4.len() < 4 {
+        return None;
+    }
+    let sport = u16::from_be_bytes([l4[0], l4[1]]);
+    let dport = u16::from_be_bytes([l4[2], l4[3]]);
+    // reversed: from the quoted packet's destination to its source
+    Some((p.0, inner.dst_addr(), dport, inner.src_addr(), sport))
+}
+
+/// Rewrite an ICMP error in place (as the kernel's `ip_vs_nat_icmp`): the
+/// outer source and/or destination, and the quoted datagram's addresses and
+/// ports, each `Some` replacing what is there. The quoted header's checksum
+/// is recomputed, as is the ICMP checksum and the outer header's (after a
+/// TTL decrement); the quoted L4 checksum is left as it was, as the kernel
+/// leaves it (it usually is not quoted whole anyway).
+pub fn rewrite_error(
+    ip: &mut [u8],
+    outer_src: Option<Ipv4Addr>,
+    outer_dst: Option<Ipv4Addr>,
+    quoted_src: Option<(Ipv4Addr, u16)>,
+    quoted_dst: Option<(Ipv4Addr, u16)>,
+) -> Result<(), crate::wire::WireError> {
+    let mut outer = Ipv4Packet::new_checked(ip)?;
+    outer.dec_ttl_inc();
+    if let Some(a) = outer_src {
+        outer.set_src_addr_inc(a);
+    }
+    if let Some(a) = outer_dst {
+        outer.set_dst_addr_inc(a);
+    }
+    {
+        let mut ic = Icmpv4Packet::new_checked(outer.payload_mut())?;
+        let mut inner = Ipv4Packet::new_checked_truncated(ic.payload_mut())?;
+        if let Some((a, _)) = quoted_src {
+            inner.set_src_addr(a);
+        }
+        if let Some((a, _)) = quoted_dst {
+            inner.set_dst_addr(a);
+        }
+        inner.fill_checksum();
+        let l4 = inner.payload_mut();
+        if l4.len() >= 4 {
+            if let Some((_, p)) = quoted_src {
+                l4[0..2].copy_from_slice(&p.to_be_bytes());
+            }
+            if let Some((_, p)) = quoted_dst {
+                l4[2..4].copy_from_slice(&p.to_be_bytes());
+            }
+        }
+        ic.fill_checksum();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
