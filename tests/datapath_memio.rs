@@ -1158,3 +1158,42 @@ fn one_icmp(r: &mut Rig<MemIo>, port: u16, f: &[u8], out_port: u16) -> Vec<u8> {
     assert_eq!(out.len(), 1, "drops {:?}", r.stats().drops);
     out.remove(0)
 }
+
+#[test]
+fn udp_through_dr_tun_and_fullnat() {
+    for fwd in ["dr", "tun", "fullnat"] {
+        let mut r = rig();
+        r.ctl(r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"rr","laddrs":["10.0.1.200"]}}"#);
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"udp","vip":"10.0.0.100","port":53}},"dest":{{"ip":"10.0.1.11","fwd":"{fwd}"}}}}"#
+        ));
+        learn_neighbours(&mut r);
+        let q = PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+            .udp(41000, 53)
+            .payload(b"query")
+            .build();
+        let out = one(&mut r, 0, &q, 1);
+        assert_eq!(macs(&out), (RS1_MAC, DIR1_MAC), "{fwd}");
+        match fwd {
+            "dr" => assert_eq!(&out[12..], &q[12..]),
+            "tun" => assert_eq!(&out[34..], &q[14..]),
+            _ => {
+                let (s, _, d, dp, _) = endpoints(&out);
+                assert_eq!((s, d, dp), (lip(), rs1(), 53));
+                let lport = endpoints(&out).1;
+                let a = PacketBuilder::new()
+                    .eth(RS1_MAC, DIR1_MAC)
+                    .ipv4(rs1(), lip())
+                    .udp(53, lport)
+                    .payload(b"answer")
+                    .build();
+                let back = one(&mut r, 1, &a, 0);
+                assert_eq!(endpoints(&back), (vip(), 53, client(), 41000, 63));
+            }
+        }
+        let c = r.ctl(r#"{"cmd":"connections"}"#);
+        assert_eq!(c["connections"][0]["state"], "UDP", "{fwd}");
+    }
+}
