@@ -133,6 +133,86 @@ fn default_weight() -> u32 {
     1
 }
 
+/// What a health check probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A TCP connect (keepalived TCP_CHECK).
+    Tcp,
+    /// An HTTP GET whose status must match (keepalived HTTP_GET).
+    Http,
+}
+
+/// What happens to a real server that fails its health check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Taken out of the service until it recovers (keepalived's default).
+    #[default]
+    Remove,
+    /// Kept with weight 0: established connections continue, no new ones
+    /// (keepalived `inhibit_on_failure`).
+    Quiesce,
+}
+
+fn d_interval() -> u32 {
+    6000
+}
+fn d_timeout() -> u32 {
+    3000
+}
+fn d_retries() -> u32 {
+    1
+}
+fn d_retry_delay() -> u32 {
+    1000
+}
+
+/// A health check run by rvsd from the director's own network stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    /// Port to probe; absent = the real server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// HTTP path (default "/").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Expected HTTP status (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Time between checks of a healthy server, ms (keepalived `delay_loop`).
+    #[serde(default = "d_interval")]
+    pub interval_ms: u32,
+    /// Connect/response timeout, ms (keepalived `connect_timeout`).
+    #[serde(default = "d_timeout")]
+    pub timeout_ms: u32,
+    /// Consecutive failures before the server is declared down
+    /// (keepalived `retry`, counting the first attempt).
+    #[serde(default = "d_retries")]
+    pub retries: u32,
+    /// Pause between the attempts of one check, ms (keepalived
+    /// `delay_before_retry`).
+    #[serde(default = "d_retry_delay")]
+    pub retry_delay_ms: u32,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// The server that takes traffic when no real server is available
+/// (keepalived `sorry_server`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SorryServer {
+    pub ip: IpAddr,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub fwd: Forward,
+}
+
 /// A virtual service as configured (control-plane data).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +238,12 @@ pub struct ServiceConf {
     /// FULLNAT client-address delivery.
     #[serde(default, skip_serializing_if = "is_default")]
     pub client_addr: ClientAddr,
+    /// Health check for every real server without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// Takes new connections while no real server is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServer>,
     #[serde(default)]
     pub dests: Vec<DestConf>,
 }
@@ -190,6 +276,9 @@ pub struct DestConf {
     /// Lower connection threshold (`-y`); 0 = none.
     #[serde(default)]
     pub l_threshold: u32,
+    /// This server's own health check (overrides the service's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
 }
 
 /// Traffic counters shared by a service or real server and every snapshot
@@ -531,6 +620,8 @@ mod tests {
                 sched_flags: vec![],
                 laddrs: vec![],
                 client_addr: ClientAddr::None,
+                health: None,
+                sorry_server: None,
                 dests: vec![DestConf {
                     ip: "10.0.1.1".parse().unwrap(),
                     port: 80,
@@ -538,6 +629,7 @@ mod tests {
                     fwd: Forward::Nat,
                     u_threshold: 0,
                     l_threshold: 0,
+                    health: None,
                 }],
             }]
         };
