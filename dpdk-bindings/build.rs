@@ -56,6 +56,10 @@ fn main() {
         }
         // -Wl,--as-needed: rustc already passes it for gnu targets.
     }
+    // rte_eth_from_rings lives in the net_ring PMD, which pkg-config does not
+    // list (PMDs are plugins); --as-needed keeps it out of binaries that do
+    // not call it.
+    println!("cargo:rustc-link-lib=rte_net_ring");
 
     let bindings = bindgen::Builder::default()
         .header("wrapper.h")
@@ -71,6 +75,8 @@ fn main() {
         .allowlist_function("rte_thread_(register|unregister)")
         .allowlist_function("rte_(lcore_count|socket_id|get_main_lcore)")
         .allowlist_function("rte_strerror")
+        // Ring-backed ethdev ports for the benchmark's packet generator.
+        .allowlist_function("rte_ring_(create|free)|rte_eth_from_rings")
         .allowlist_function("rvs_.*")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_ether_addr")

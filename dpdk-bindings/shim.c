@@ -56,6 +56,23 @@ int rvs_pktmbuf_trim(struct rte_mbuf *m, uint16_t len)
 	return rte_pktmbuf_trim(m, len);
 }
 
+unsigned int rvs_ring_enqueue_burst(struct rte_ring *r, struct rte_mbuf **objs,
+				    unsigned int n)
+{
+	return rte_ring_enqueue_burst(r, (void *const *)objs, n, NULL);
+}
+
+unsigned int rvs_ring_dequeue_burst(struct rte_ring *r, struct rte_mbuf **objs,
+				    unsigned int n)
+{
+	return rte_ring_dequeue_burst(r, (void **)objs, n, NULL);
+}
+
+unsigned int rvs_ring_count(const struct rte_ring *r)
+{
+	return rte_ring_count(r);
+}
+
 unsigned int rvs_lcore_id(void)
 {
 	return rte_lcore_id();

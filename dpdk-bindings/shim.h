@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 /* RSS hash functions rvs asks for when a port has several RX queues. The
  * RTE_ETH_RSS_* macros use RTE_BIT64(), which bindgen cannot evaluate; an
@@ -31,6 +32,13 @@ char *rvs_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
 char *rvs_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 char *rvs_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 int rvs_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
+
+/* Rings of mbuf pointers (the benchmark's ring-backed ports). */
+unsigned int rvs_ring_enqueue_burst(struct rte_ring *r, struct rte_mbuf **objs,
+				    unsigned int n);
+unsigned int rvs_ring_dequeue_burst(struct rte_ring *r, struct rte_mbuf **objs,
+				    unsigned int n);
+unsigned int rvs_ring_count(const struct rte_ring *r);
 
 unsigned int rvs_lcore_id(void);
 int rvs_errno(void);

@@ -35,6 +35,12 @@ impl Mbuf {
         p
     }
 
+    /// The raw pointer, ownership kept (for handing a burst to DPDK, which
+    /// takes over only the ones it accepts).
+    pub(super) fn as_raw(&self) -> *mut sys::rte_mbuf {
+        self.0.as_ptr()
+    }
+
     fn m(&self) -> &sys::rte_mbuf {
         // SAFETY: we own a valid mbuf for our whole lifetime.
         unsafe { self.0.as_ref() }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dpdk_sys as sys;
 
-use super::{global, running, DpdkError};
+use super::{global, running, DpdkError, Mbuf};
 
 /// A handle to a packet mempool; clones share the pool. The pool is returned
 /// to DPDK when the last handle goes, unless mbufs are still out (then it is
@@ -80,6 +80,14 @@ impl Mempool {
         unsafe { CStr::from_ptr((*self.inner.mp.as_ptr()).name.as_ptr()) }
             .to_string_lossy()
             .into_owned()
+    }
+
+    /// A fresh, empty (length 0) mbuf from the pool; None when exhausted.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is alive while self holds its handle.
+        let m = NonNull::new(unsafe { sys::rvs_pktmbuf_alloc(self.inner.mp.as_ptr()) })?;
+        // SAFETY: a freshly allocated, reset single-segment mbuf we own.
+        Some(unsafe { Mbuf::from_raw(m) })
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::rte_mempool {

@@ -14,11 +14,13 @@ mod io;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{Port, PortInfo};
+pub use ring::MbufRing;
 
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
