@@ -15,7 +15,6 @@
 pub mod state;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -339,8 +338,12 @@ pub enum InsertError {
     Full,
 }
 
-type Shard = CachePadded<RwLock<HashMap<FlowKey, Entry>>>;
-type TemplateShard = CachePadded<RwLock<HashMap<FlowKey, Arc<Template>>>>;
+/// foldhash: a fast hash with a per-table random seed, so a client cannot
+/// aim many flows at one bucket without knowing the seed; several times
+/// cheaper per packet than std's SipHash.
+type Hasher = foldhash::fast::RandomState;
+type Shard = CachePadded<RwLock<HashMap<FlowKey, Entry, Hasher>>>;
+type TemplateShard = CachePadded<RwLock<HashMap<FlowKey, Arc<Template>, Hasher>>>;
 
 /// The sharded connection table.
 pub struct ConnTable {
@@ -350,7 +353,9 @@ pub struct ConnTable {
     templates: Box<[TemplateShard]>,
     count: AtomicUsize,
     max: usize,
-    timeouts: RwLock<Timeouts>,
+    /// Seconds per state; read on every poll, so atomics rather than a lock.
+    timeouts: [AtomicU32; state::N_STATES],
+    hasher: Hasher,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -362,10 +367,15 @@ impl std::fmt::Debug for ConnTable {
     }
 }
 
-fn shard_of(key: &FlowKey, n: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() as usize) & (n - 1)
+impl ConnTable {
+    /// The shard of `key`: the top bits of its hash (the maps use the low
+    /// bits for their buckets).
+    #[inline]
+    fn shard_of(&self, key: &FlowKey, n: usize) -> usize {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        ((h >> 32) as usize) & (n - 1)
+    }
 }
 
 impl ConnTable {
@@ -373,16 +383,19 @@ impl ConnTable {
     /// to a power of two).
     pub fn new(max: usize, shards: usize) -> ConnTable {
         let n = shards.max(1).next_power_of_two();
+        let hasher = Hasher::default();
+        let t = Timeouts::default();
         ConnTable {
             shards: (0..n)
-                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
                 .collect(),
             templates: (0..n)
-                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
                 .collect(),
             count: AtomicUsize::new(0),
             max,
-            timeouts: RwLock::new(Timeouts::default()),
+            timeouts: t.0.map(AtomicU32::new),
+            hasher,
         }
     }
 
@@ -399,22 +412,24 @@ impl ConnTable {
         self.max
     }
     pub fn timeouts(&self) -> Timeouts {
-        *self.timeouts.read()
+        Timeouts(std::array::from_fn(|i| self.timeouts[i].load(Relaxed)))
     }
     pub fn set_timeouts(&self, t: Timeouts) {
-        *self.timeouts.write() = t;
+        for (a, v) in self.timeouts.iter().zip(t.0) {
+            a.store(v, Relaxed);
+        }
     }
 
     /// The connection a packet with this key belongs to, and the direction.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<Conn>, Dir)> {
-        let s = self.shards[shard_of(key, self.shards.len())].read();
+        let s = self.shards[self.shard_of(key, self.shards.len())].read();
         s.get(key).map(|e| (e.conn.clone(), e.dir))
     }
 
     /// Whether any connection is indexed under `key`.
     pub fn contains(&self, key: &FlowKey) -> bool {
-        self.shards[shard_of(key, self.shards.len())]
+        self.shards[self.shard_of(key, self.shards.len())]
             .read()
             .contains_key(key)
     }
@@ -429,7 +444,7 @@ impl ConnTable {
         let conn = Arc::new(conn);
         let ik = conn.in_key();
         {
-            let mut s = self.shards[shard_of(&ik, self.shards.len())].write();
+            let mut s = self.shards[self.shard_of(&ik, self.shards.len())].write();
             if let Some(e) = s.get(&ik) {
                 self.count.fetch_sub(1, Relaxed);
                 return Ok(e.conn.clone());
@@ -443,7 +458,7 @@ impl ConnTable {
             );
         }
         if let Some(ok) = conn.out_key() {
-            self.shards[shard_of(&ok, self.shards.len())]
+            self.shards[self.shard_of(&ok, self.shards.len())]
                 .write()
                 .insert(
                     ok,
@@ -465,7 +480,7 @@ impl ConnTable {
 
     /// The live persistence template under `key`.
     pub fn template(&self, key: &FlowKey) -> Option<Arc<Template>> {
-        let s = self.templates[shard_of(key, self.templates.len())].read();
+        let s = self.templates[self.shard_of(key, self.templates.len())].read();
         s.get(key).filter(|t| t.dead.load(Relaxed) == 0).cloned()
     }
 
@@ -477,7 +492,7 @@ impl ConnTable {
             return Err(InsertError::Full);
         }
         let t = Arc::new(t);
-        let old = self.templates[shard_of(&t.key, self.templates.len())]
+        let old = self.templates[self.shard_of(&t.key, self.templates.len())]
             .write()
             .insert(t.key, t.clone());
         if let Some(old) = old {
@@ -520,7 +535,7 @@ impl ConnTable {
         let mut ended = 0;
         for c in scratch.drain(..) {
             if let Some(ok) = c.out_key() {
-                let idx = shard_of(&ok, n);
+                let idx = self.shard_of(&ok, n);
                 if idx != shard % n {
                     let mut s = self.shards[idx].write();
                     if s.get(&ok).is_some_and(|e| Arc::ptr_eq(&e.conn, &c)) {
