@@ -11,6 +11,7 @@ pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod io;
+pub mod keepalived;
 pub mod neigh;
 pub mod sched;
 pub mod service;

@@ -68,6 +68,23 @@ struct Cli {
     #[arg(long = "set", num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"], help = "set connection timeout values")]
     set: Option<Vec<u32>>,
     #[arg(
+        long = "load",
+        value_name = "FILE",
+        help = "replace the configuration with FILE's services (rvs JSON), atomically"
+    )]
+    load: Option<PathBuf>,
+    #[arg(
+        long = "dump",
+        help = "print the configuration as rvs JSON (what --load takes)"
+    )]
+    dump: bool,
+    #[arg(
+        long = "import-keepalived",
+        value_name = "FILE",
+        help = "replace the configuration with keepalived.conf's virtual_server blocks"
+    )]
+    import_keepalived: Option<PathBuf>,
+    #[arg(
         short = 'P',
         long = "add-laddr",
         help = "add a FULLNAT local address (-z) to a service (rvs extension, as DPVS)"
@@ -344,6 +361,9 @@ fn run(cli: Cli) -> Result<(), Fail> {
         (cli.zero, "zero"),
         (cli.set.is_some(), "set"),
         (cli.add_laddr, "add-laddr"),
+        (cli.load.is_some(), "load"),
+        (cli.dump, "dump"),
+        (cli.import_keepalived.is_some(), "import-keepalived"),
         (cli.del_laddr, "del-laddr"),
         (cli.get_laddr, "get-laddr"),
     ];
@@ -495,6 +515,41 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 &cli,
                 json!({"cmd": c, "service": key_only(&s), "laddr": ip}),
             )?;
+        }
+        "load" => {
+            let path = cli.load.clone().unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
+            // Either --dump's output or a whole rvsd configuration file.
+            let services = v
+                .get("services")
+                .cloned()
+                .ok_or_else(|| Fail(2, format!("{}: no \"services\"", path.display())))?;
+            let r = call(&cli, json!({"cmd": "load", "services": services}))?;
+            eprintln!("loaded {} service(s)", r["services"]);
+        }
+        "dump" => {
+            let r = call(&cli, json!({"cmd": "dump"})).map_err(|Fail(_, m)| Fail(1, m))?;
+            let out = json!({"services": r["services"]});
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        }
+        "import-keepalived" => {
+            let path = cli.import_keepalived.clone().unwrap_or_default();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
+            let imp = rvs::keepalived::import(&text)
+                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
+            for u in &imp.unsupported {
+                eprintln!("{}: {u}: not applied", path.display());
+            }
+            let n = imp.services.len();
+            call(&cli, json!({"cmd": "load", "services": imp.services}))?;
+            eprintln!(
+                "imported {n} virtual server(s), {} keyword(s) not applied",
+                imp.unsupported.len()
+            );
         }
         "get-laddr" => {
             let l = call(&cli, json!({"cmd": "list"})).map_err(|Fail(_, m)| Fail(1, m))?;

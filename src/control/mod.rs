@@ -108,6 +108,13 @@ pub enum Request {
         timeouts: TimeoutConf,
     },
     GetTimeouts,
+    /// Replace every service with these, validated whole: all problems are
+    /// listed and nothing changes unless all is well.
+    Load {
+        services: Vec<ServiceConf>,
+    },
+    /// The configuration as `load` takes it.
+    Dump,
     /// Add a FULLNAT local address to a service's pool.
     AddLaddr {
         service: SvcRef,
@@ -210,6 +217,12 @@ impl Control {
             Request::List => Ok(self.list()),
             Request::Stats => Ok(self.stats()),
             Request::Connections { limit } => Ok(self.connections(limit.unwrap_or(usize::MAX))),
+            Request::Load { services } => {
+                let n = services.len();
+                self.load(services)?;
+                Ok(json!({"ok": true, "services": n}))
+            }
+            Request::Dump => Ok(json!({"ok": true, "services": self.services()})),
             Request::GetTimeouts => {
                 let t = self.conns.timeouts();
                 Ok(json!({"ok": true, "timeouts": {
@@ -241,9 +254,13 @@ impl Control {
             *c = Vec::new();
             let mut errs = Vec::new();
             for s in confs {
+                let key = s.key();
                 if let Err(e) = add_service(c, s, &self.local_ips) {
-                    errs.push(e.message);
+                    errs.push(format!("{key}: {}", e.message));
                 }
+            }
+            if let Err(e) = check_whole(c) {
+                errs.push(e.message);
             }
             if errs.is_empty() {
                 Ok(())
@@ -461,6 +478,8 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "get_timeouts",
         "add_laddr",
         "del_laddr",
+        "load",
+        "dump",
     ];
     if !COMMANDS.contains(&cmd.as_str()) {
         return Err(CtlError::new(
@@ -472,6 +491,7 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "add_service" | "edit_service" | "del_service" | "zero" => &["service"],
         "add_dest" | "edit_dest" | "del_dest" => &["service", "dest"],
         "add_laddr" | "del_laddr" => &["service", "laddr"],
+        "load" => &["services"],
         "connections" => &["limit"],
         "set_timeouts" => &["timeouts"],
         _ => &[],
@@ -622,6 +642,9 @@ fn add_service(
     check_service(&mut s)?;
     if c.iter().any(|x| x.key() == s.key()) {
         return Err(CtlError::new("exists", "Service already exists"));
+    }
+    for z in s.laddrs.clone() {
+        check_laddr(c, z, local)?;
     }
     let dests = std::mem::take(&mut s.dests);
     for d in dests {
