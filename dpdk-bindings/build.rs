@@ -77,6 +77,8 @@ fn main() {
         .allowlist_function("rte_strerror")
         // Ring-backed ethdev ports for the benchmark's packet generator.
         .allowlist_function("rte_ring_(create|free)|rte_eth_from_rings")
+        // Packet capture by dpdk-dumpcap/dpdk-pdump from a secondary process.
+        .allowlist_function("rte_pdump_(init|uninit)")
         .allowlist_function("rvs_.*")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_ether_addr")

@@ -7,4 +7,5 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 #include <rte_eth_ring.h>
+#include <rte_pdump.h>
 #include "shim.h"

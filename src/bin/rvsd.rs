@@ -100,6 +100,12 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
+    // Live capture (dpdk-dumpcap) needs multi-process support, which
+    // --in-memory and --no-shconf switch off: then it is simply unavailable.
+    match dpdk::enable_pdump() {
+        Ok(()) => log::info!("packet capture: dpdk-dumpcap can attach (same --file-prefix)"),
+        Err(e) => log::info!("packet capture unavailable ({e}); run without --in-memory to allow dpdk-dumpcap"),
+    }
     let nq = cfg.workers.len() as u16;
     let pool = Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM)
         .context("mbuf pool")?;

@@ -201,6 +201,22 @@ impl Drop for Eal {
     }
 }
 
+/// Let `dpdk-dumpcap` / `dpdk-pdump` capture this process's ports: they
+/// attach as DPDK secondary processes, so the EAL must run with shared
+/// configuration (not `--in-memory`/`--no-shconf`) and the same
+/// `--file-prefix`. Returns an error where that is not possible.
+pub fn enable_pdump() -> Result<(), DpdkError> {
+    let _g = running()?;
+    // SAFETY: the EAL is running (checked under the registry lock);
+    // rte_pdump_init only registers a multi-process action and reports
+    // failure (e.g. with --in-memory) through its return value.
+    let ret = unsafe { sys::rte_pdump_init() };
+    if ret < 0 {
+        return Err(DpdkError::last("rte_pdump_init"));
+    }
+    Ok(())
+}
+
 /// Register the calling (non-EAL) thread with DPDK so it gets an lcore id and
 /// with it a per-lcore mempool cache. Returns the lcore id; calling it again
 /// on a thread that already has one returns that id.
