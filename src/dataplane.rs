@@ -463,7 +463,7 @@ impl Dataplane {
                 .ok_or(DropReason::LaddrExhausted)?;
             c = c.with_fnat(Fnat::new(lip, lport, svc.conf.client_addr));
         }
-        let c = self.conns.insert(c).map_err(|e| match e {
+        let c = self.conns.insert(c, cx.now_ms).map_err(|e| match e {
             InsertError::Full => DropReason::ConnTableFull,
         })?;
         cx.stats.conns_created.inc();

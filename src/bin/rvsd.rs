@@ -104,7 +104,9 @@ fn run(cli: Cli) -> Result<()> {
     // --in-memory and --no-shconf switch off: then it is simply unavailable.
     match dpdk::enable_pdump() {
         Ok(()) => log::info!("packet capture: dpdk-dumpcap can attach (same --file-prefix)"),
-        Err(e) => log::info!("packet capture unavailable ({e}); run without --in-memory to allow dpdk-dumpcap"),
+        Err(e) => log::info!(
+            "packet capture unavailable ({e}); run without --in-memory to allow dpdk-dumpcap"
+        ),
     }
     let nq = cfg.workers.len() as u16;
     let pool = Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM)

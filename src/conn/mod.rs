@@ -436,11 +436,17 @@ impl ConnTable {
 
     /// Add a new connection under its keys. If another worker added the same
     /// client flow first, that connection is returned instead.
-    pub fn insert(&self, conn: Conn) -> Result<Arc<Conn>, InsertError> {
+    ///
+    /// The timer is armed (`now_ms` + the timeout of its initial state)
+    /// before the connection becomes visible, so an expiry sweep on another
+    /// worker can never end it before its first packet is handled.
+    pub fn insert(&self, conn: Conn, now_ms: u64) -> Result<Arc<Conn>, InsertError> {
         if self.count.fetch_add(1, Relaxed) >= self.max {
             self.count.fetch_sub(1, Relaxed);
             return Err(InsertError::Full);
         }
+        let initial = self.timeouts[conn.state() as usize].load(Relaxed) as u64;
+        conn.expires.store(now_ms + initial * 1000, Relaxed);
         let conn = Arc::new(conn);
         let ik = conn.in_key();
         {
@@ -605,7 +611,7 @@ mod tests {
             d.clone(),
             Arc::new(ServiceState::default()),
         );
-        table.insert(c).unwrap()
+        table.insert(c, 0).unwrap()
     }
 
     #[test]
@@ -689,7 +695,7 @@ mod tests {
             d.clone(),
             Arc::new(ServiceState::default()),
         );
-        assert_eq!(t.insert(c).err(), Some(InsertError::Full));
+        assert_eq!(t.insert(c, 0).err(), Some(InsertError::Full));
         assert_eq!(t.len(), 2);
         assert_eq!(d.inactive.load(Relaxed), 2);
     }
@@ -731,5 +737,133 @@ mod tests {
         assert_eq!(d.inactive.load(Relaxed), 1000 - active);
         t.flush();
         assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+
+    /// Inserters, readers and expirers run at once; afterwards every
+    /// connection ever inserted was either found by its two keys while live
+    /// or expired exactly once, and all counts are back to zero.
+    #[test]
+    fn concurrent_insert_lookup_expire_keeps_invariants() {
+        const PER_THREAD: u16 = 3000;
+        let t = Arc::new(ConnTable::new(1 << 20, 64));
+        let d = Arc::new(DestState::default());
+        let svc = Arc::new(ServiceState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let expired = Arc::new(AtomicUsize::new(0));
+        let to = Timeouts::default();
+        /// Stops the expirers however the scope ends (a failed assertion
+        /// in an inserter must fail the test, not hang it).
+        struct StopOnDrop(Arc<AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
+        }
+        let now = Arc::new(AtomicU64::new(1));
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(stop.clone());
+            // Two expirers sweeping all shards at the shared clock `now`.
+            for w in 0..2 {
+                let (t, stop, expired, now) =
+                    (t.clone(), stop.clone(), expired.clone(), now.clone());
+                s.spawn(move || {
+                    let mut scratch = Vec::new();
+                    let mut i = w;
+                    while !stop.load(Relaxed) {
+                        let n = t.expire_shard(i % t.n_shards(), now.load(Relaxed), &mut scratch);
+                        expired.fetch_add(n, Relaxed);
+                        i += 2;
+                    }
+                });
+            }
+            let mut inserters = Vec::new();
+            for th in 0..4u8 {
+                let (t, d, svc) = (t.clone(), d.clone(), svc.clone());
+                inserters.push(s.spawn(move || {
+                    let mut created = 0usize;
+                    for p in 0..PER_THREAD {
+                        let c = Conn::new(
+                            Proto::Tcp,
+                            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, th)), p),
+                            ("10.0.0.100".parse().unwrap(), 80),
+                            ("10.0.1.11".parse().unwrap(), 80),
+                            Forward::Nat,
+                            d.clone(),
+                            svc.clone(),
+                        );
+                        let c = t.insert(c, 0).expect("capacity is ample");
+                        created += 1;
+                        // Inserted at time 0: NONE's 2 s keep it alive
+                        // against the expirers (clock at 1 ms) until its
+                        // first packet. Half become ESTABLISHED (900 s);
+                        // the other half stay NONE and end once the clock
+                        // passes 2 s below.
+                        if p % 2 == 0 {
+                            c.on_packet(
+                                Dir::In,
+                                TcpEvent {
+                                    syn: true,
+                                    ..Default::default()
+                                },
+                                0,
+                                &to,
+                            );
+                            c.on_packet(
+                                Dir::In,
+                                TcpEvent {
+                                    ack: true,
+                                    ..Default::default()
+                                },
+                                0,
+                                &to,
+                            );
+                            // Both keys find the very same connection.
+                            let (a, da) = t.lookup(&c.in_key()).expect("in key");
+                            let (b, db) = t.lookup(&c.out_key().unwrap()).expect("out key");
+                            assert!(Arc::ptr_eq(&a, &c) && Arc::ptr_eq(&b, &c));
+                            assert_eq!((da, db), (Dir::In, Dir::Out));
+                        }
+                    }
+                    created
+                }));
+            }
+            let created: usize = inserters.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(created, 4 * PER_THREAD as usize);
+            assert_eq!(
+                expired.load(Relaxed),
+                0,
+                "nothing expired before its deadline"
+            );
+            // Move the clock past NONE's 2 s while the expirers run, then
+            // sweep once more so everything due has ended.
+            now.store(2_001, Relaxed);
+            let mut scratch = Vec::new();
+            for i in 0..t.n_shards() {
+                expired.fetch_add(t.expire_shard(i, 2_001, &mut scratch), Relaxed);
+            }
+        });
+        let live = 4 * PER_THREAD as usize / 2;
+        assert_eq!(
+            expired.load(Relaxed),
+            live,
+            "each short-lived connection expired exactly once"
+        );
+        assert_eq!(t.len(), live);
+        assert_eq!(d.active.load(Relaxed) as usize, live);
+        assert_eq!(d.inactive.load(Relaxed), 0);
+        let mut seen = 0;
+        t.for_each(|c| {
+            assert_eq!(c.state(), State::Established);
+            seen += 1;
+        });
+        assert_eq!(seen, live, "no lost or duplicated entries");
+        t.flush();
+        assert_eq!((t.len(), d.active.load(Relaxed)), (0, 0));
     }
 }
