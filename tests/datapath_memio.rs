@@ -524,21 +524,30 @@ fn persistence_keeps_a_client_network_on_its_server_until_the_template_expires()
     let l = r.ctl(r#"{"cmd":"list"}"#);
     assert_eq!(l["services"][0]["dests"][first as usize - 1]["persist"], 1);
 
-    // Connections end (SYN_RECV lasts 60 s), then the template (30 s, pushed
-    // back while it still controls connections) ends too; the next client
-    // connection is scheduled afresh: rr moves on to the other server.
-    r.now += 61_000;
-    for _ in 0..40 {
-        r.step(1);
-    }
+    // At 31 s the template is due, but it still controls 7 connections
+    // (SYN_RECV lasts 60 s): pushed back 60 s, to ~91 s.
+    let sweep = |r: &mut Rig<MemIo>| {
+        for _ in 0..40 {
+            r.step(1);
+        }
+        r.ctl(r#"{"cmd":"list"}"#)["conn_table"]["count"]
+            .as_u64()
+            .unwrap()
+    };
+    r.now += 31_000;
+    assert_eq!(
+        sweep(&mut r),
+        8,
+        "template kept while it controls connections"
+    );
+    // At ~62 s the connections have ended; the template lives to ~91 s.
+    r.now += 31_000;
+    assert_eq!(sweep(&mut r), 1, "only the template is left");
+    // Then it ends, and the next connection is scheduled afresh: rr moves
+    // on to the other server.
+    r.now += 30_000;
+    assert_eq!(sweep(&mut r), 0);
     let l = r.ctl(r#"{"cmd":"list"}"#);
-    assert_eq!(l["conn_table"]["count"], 1, "only the template is left");
-    r.now += 60_000;
-    for _ in 0..40 {
-        r.step(1);
-    }
-    let l = r.ctl(r#"{"cmd":"list"}"#);
-    assert_eq!(l["conn_table"]["count"], 0);
     assert_eq!(l["services"][0]["dests"][first as usize - 1]["persist"], 0);
     assert_ne!(pick_from(&mut r, client(), 50100), first);
 }
