@@ -148,6 +148,9 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     #[serde(default)]
     pub timeouts: Option<TimeoutConf>,
+    /// Prometheus endpoint, "ADDRESS:PORT" (`GET /metrics`); none if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Services to load at start (same format as the control socket's).
     #[serde(default)]
     pub services: Vec<ServiceConf>,
@@ -239,6 +242,19 @@ mod tests {
             e.contains("not on 10.0.0.1/24") && e.contains("listed twice") && e.contains("workers"),
             "{e}"
         );
+        assert_eq!(c.metrics_listen, None);
+        let m = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24"}],
+                "metrics_listen":"127.0.0.1:9100"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        let e = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24"}],
+                "metrics_listen":"localhost"}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("socket address"), "{e}");
         let e = DaemonConfig::from_json(r#"{"eal_args":[],"ports":[],"bogus":1}"#).unwrap_err();
         assert!(e.contains("unknown field `bogus`"), "{e}");
     }

@@ -40,6 +40,10 @@ struct Cli {
     /// Validate the configuration file and exit.
     #[arg(long)]
     check: bool,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics (overrides
+    /// the file's `metrics_listen`).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The data ports as the control plane reports them.
@@ -98,6 +102,14 @@ fn run(cli: Cli) -> Result<()> {
         println!("{}: OK", cli.config.display());
         return Ok(());
     }
+
+    // Bound before DPDK starts, so a taken port fails fast.
+    let metrics = match cli.metrics_listen.or(cfg.metrics_listen) {
+        Some(a) => {
+            Some(std::net::TcpListener::bind(a).with_context(|| format!("metrics_listen {a}"))?)
+        }
+        None => None,
+    };
 
     let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
     // Live capture (dpdk-dumpcap) needs multi-process support, which
@@ -206,6 +218,11 @@ fn run(cli: Cli) -> Result<()> {
             bail!("control socket {}: {e}", cli.socket.display());
         }
     };
+    handles.push(rvs::est::spawn(ctl.table.clone(), stop.clone())?);
+    if let Some(l) = metrics {
+        log::info!("metrics at http://{}/metrics", l.local_addr()?);
+        handles.push(rvs::metrics::spawn_server(l, ctl.clone(), stop.clone())?);
+    }
     log::info!(
         "ready: {} port(s), {} worker(s), {} service(s), control socket {}",
         cfg.ports.len(),

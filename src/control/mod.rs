@@ -386,7 +386,7 @@ impl Control {
                     "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
                     "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
                     "laddrs": c.laddrs, "client_addr": c.client_addr,
-                    "stats": s.state.traffic.read(),
+                    "stats": s.state.traffic.read(), "rates": s.state.est.read(),
                     "dests": s.dests.iter().map(|d| json!({
                         "ip": d.ip, "port": d.port, "fwd": d.fwd, "weight": d.weight,
                         "u_threshold": d.u_threshold, "l_threshold": d.l_threshold,
@@ -394,7 +394,7 @@ impl Control {
                         "inactive": d.state.inactive.load(std::sync::atomic::Ordering::Relaxed),
                         "persist": d.state.persist.load(std::sync::atomic::Ordering::Relaxed),
                         "overloaded": d.state.overloaded.load(std::sync::atomic::Ordering::Relaxed),
-                        "stats": d.state.traffic.read(),
+                        "stats": d.state.traffic.read(), "rates": d.state.est.read(),
                     })).collect::<Vec<_>>(),
                 })
             })

@@ -356,6 +356,8 @@ pub struct DestState {
     /// client.
     pub last_weight: AtomicU32,
     pub traffic: TrafficCounters,
+    /// Rate estimator over `traffic` (ipvsadm --rate).
+    pub est: crate::est::Estimator,
 }
 
 impl DestState {
@@ -438,6 +440,8 @@ impl Dest {
 #[derive(Debug, Default)]
 pub struct ServiceState {
     pub traffic: TrafficCounters,
+    /// Rate estimator over `traffic` (ipvsadm --rate).
+    pub est: crate::est::Estimator,
 }
 
 /// A virtual service in a snapshot, with its scheduler built for exactly
@@ -494,12 +498,12 @@ impl StateRegistry {
     pub fn zero(&self, only: Option<ServiceKey>) {
         for (k, s) in &self.services {
             if only.is_none_or(|o| o == *k) {
-                s.traffic.clear();
+                s.est.zero_with(&s.traffic);
             }
         }
         for ((k, _, _), d) in &self.dests {
             if only.is_none_or(|o| o == *k) {
-                d.traffic.clear();
+                d.est.zero_with(&d.traffic);
             }
         }
     }

@@ -66,6 +66,25 @@ rvs_setup_rust() {
     fi
 }
 
+# prometheus_client's text parser checks the /metrics output in the e2e tests.
+rvs_setup_python() {
+    if python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+        rvs_setup_log "python: prometheus_client present"
+        return 0
+    fi
+    rvs_setup_log "python: installing prometheus-client"
+    # Debian's python3 is "externally managed" (PEP 668): pip needs
+    # --break-system-packages there; older pips do not know the flag.
+    python3 -m pip install --quiet --break-system-packages prometheus-client </dev/null \
+        || python3 -m pip install --quiet prometheus-client </dev/null \
+        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            python3-prometheus-client </dev/null
+    if ! python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+        rvs_setup_log "python: prometheus_client could not be installed"
+        return 1
+    fi
+}
+
 rvs_setup_hugepages() {
     local hp=/sys/kernel/mm/hugepages/hugepages-2048kB want=512 have free
     if [ -n "${RVS_EAL_MEM:-}" ]; then
@@ -101,6 +120,7 @@ rvs_setup() {
     fi
     rvs_setup_packages || return 1
     rvs_setup_rust || return 1
+    rvs_setup_python || return 1
     rvs_setup_hugepages
     export RVS_EAL_MEM
     rvs_setup_log "RVS_EAL_MEM=\"$RVS_EAL_MEM\""
