@@ -228,8 +228,8 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
             }
         }
         out.push('\n');
-        let dests = svc["dests"].as_array().unwrap_or(&empty);
-        for d in sorted(dests, false, f.nosort) {
+        let dests = in_service(svc);
+        for d in sorted(&dests, false, f.nosort) {
             let mut dn = addrport(s(d, "ip"), u(d, "port"));
             dn.truncate(28);
             if f.stats {
@@ -263,7 +263,7 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
                 let _ = writeln!(
                     out,
                     "  -> {dn:<28} {:<9} {:<11} {:<10} {:<10}",
-                    u(d, "weight"),
+                    weight(d),
                     u(d, "persist"),
                     u(d, "active"),
                     u(d, "inactive")
@@ -273,11 +273,85 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
                     out,
                     "  -> {dn:<28} {:<7} {:<6} {:<10} {:<10}",
                     fwd_name(s(d, "fwd")),
-                    u(d, "weight"),
+                    weight(d),
                     u(d, "active"),
                     u(d, "inactive")
                 );
             }
+        }
+    }
+    out
+}
+
+/// The real servers a service forwards to now, as kernel IPVS would hold
+/// them under keepalived: a server removed by its health check is not
+/// there, and the sorry server is while it stands in.
+fn in_service(svc: &Value) -> Vec<Value> {
+    let mut v: Vec<Value> = svc["dests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d.get("in_service").and_then(Value::as_bool) != Some(false))
+        .cloned()
+        .collect();
+    if let Some(sorry) = svc.get("sorry_server") {
+        if sorry.get("in_service").and_then(Value::as_bool) == Some(true) {
+            v.push(sorry.clone());
+        }
+    }
+    v
+}
+
+/// The weight in effect (0 for a quiesced server), else the configured one.
+fn weight(d: &Value) -> u64 {
+    d.get("effective_weight")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| u(d, "weight"))
+}
+
+/// `rvsadm -L -n --health` (rvs extension): each real server's check and
+/// state, and each service's sorry server.
+pub fn health(resp: &Value, nosort: bool) -> String {
+    let mut out = format!(
+        "{:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}\n",
+        "Prot LocalAddress:Port",
+        "RemoteAddress:Port",
+        "Check",
+        "State",
+        "Checks",
+        "Failures",
+        "Trans",
+        "LastError"
+    );
+    let empty = Vec::new();
+    for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, nosort) {
+        let name = svc_name(svc);
+        for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, nosort) {
+            let c = &d["health_counters"];
+            let state = s(d, "health");
+            let _ = writeln!(
+                out,
+                "{name:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}",
+                addrport(s(d, "ip"), u(d, "port")),
+                d.get("check").and_then(Value::as_str).unwrap_or("-"),
+                state,
+                u(c, "checks"),
+                u(c, "failures"),
+                u(c, "transitions"),
+                d.get("last_error").and_then(Value::as_str).unwrap_or("-")
+            );
+        }
+        if let Some(sorry) = svc.get("sorry_server") {
+            let on = sorry.get("in_service").and_then(Value::as_bool) == Some(true);
+            let _ = writeln!(
+                out,
+                "{name:<33} {:<28} sorry {:<9} {:>8} {:>8} {:>5}  -",
+                addrport(s(sorry, "ip"), u(sorry, "port")),
+                if on { "serving" } else { "standby" },
+                "-",
+                "-",
+                "-",
+            );
         }
     }
     out
@@ -416,6 +490,58 @@ mod tests {
             {"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wlc","persistent":null,"netmask":"255.255.255.255",
              "stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"dests":[]}
         ]})
+    }
+
+    /// Health: a removed server is not listed, a quiesced one shows weight
+    /// 0, a serving sorry server is listed like a real server; `-S` keeps
+    /// the configured weights; `--health` shows every server.
+    #[test]
+    fn health_shapes_the_listing_not_the_saved_rules() {
+        let l = serde_json::json!({"conn_table": {"capacity": 16}, "services": [
+            {"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr","netmask":"255.255.255.255",
+             "dests":[
+                {"ip":"10.0.1.11","port":80,"fwd":"nat","weight":2,"effective_weight":0,"in_service":false,
+                 "health":"down","check":"http","last_error":"connect: refused",
+                 "health_counters":{"checks":5,"failures":3,"transitions":1}},
+                {"ip":"10.0.1.12","port":80,"fwd":"nat","weight":1,"effective_weight":0,"in_service":true,
+                 "active":1,"health":"down","check":"tcp",
+                 "health_counters":{"checks":4,"failures":2,"transitions":1}}],
+             "sorry_server":{"ip":"10.0.1.13","port":8081,"fwd":"nat","in_service":true,
+                 "weight":1,"effective_weight":1,"active":0,"inactive":3}}]});
+        assert_eq!(
+            list(&l, Format::default(), false),
+            "Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+TCP  10.0.0.100:80 rr\n\
+\x20 -> 10.0.1.12:80                 Masq    0      1          0         \n\
+\x20 -> 10.0.1.13:8081               Masq    1      0          3         \n"
+        );
+        assert_eq!(
+            save(&l),
+            "-A -t 10.0.0.100:80 -s rr\n\
+-a -t 10.0.0.100:80 -r 10.0.1.11:80 -m -w 2\n\
+-a -t 10.0.0.100:80 -r 10.0.1.12:80 -m -w 1\n"
+        );
+        let h = health(&l, false);
+        let rows: Vec<Vec<&str>> = h.lines().map(|x| x.split_whitespace().collect()).collect();
+        assert_eq!(rows.len(), 4, "{h}");
+        assert_eq!(
+            rows[1],
+            [
+                "TCP",
+                "10.0.0.100:80",
+                "10.0.1.11:80",
+                "http",
+                "down",
+                "5",
+                "3",
+                "1",
+                "connect:",
+                "refused"
+            ]
+        );
+        assert_eq!(rows[2][3..6], ["tcp", "down", "4"]);
+        assert_eq!(rows[3][2..5], ["10.0.1.13:8081", "sorry", "serving"]);
     }
 
     /// Golden layout of `ipvsadm -L -n` (sort quirk: 192.168.x before 10.x

@@ -234,6 +234,11 @@ struct Cli {
     json: bool,
     #[arg(
         long,
+        help = "with -L: health check state of each real server (rvs extension)"
+    )]
+    health: bool,
+    #[arg(
+        long,
         env = "RVS_SOCKET",
         default_value = "/run/rvs/rvsd.sock",
         help = "rvsd control socket"
@@ -426,6 +431,17 @@ fn run(cli: Cli) -> Result<(), Fail> {
             let c = if cmd == "add-service" {
                 "add_service"
             } else {
+                // ipvsadm's -E knows nothing of health checks: keep the
+                // service's check and sorry server as they are.
+                if let Some(cur) = current_service(&cli, &s)? {
+                    if let Some(h) = cur.get("health_check") {
+                        s["health"] = h.clone();
+                    }
+                    if let Some(z) = cur.get("sorry_server") {
+                        s["sorry_server"] =
+                            json!({"ip": z["ip"], "port": z["port"], "fwd": z["fwd"]});
+                    }
+                }
                 "edit_service"
             };
             call(&cli, json!({"cmd": c, "service": s}))?;
@@ -480,8 +496,21 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 .as_deref()
                 .map(|w| parse_num(w, 0, i32::MAX as u64, "l_threshold"))
                 .transpose()?;
-            let dest = json!({"ip": ip, "port": port, "weight": weight, "fwd": fwd,
+            let mut dest = json!({"ip": ip, "port": port, "weight": weight, "fwd": fwd,
                               "u_threshold": x.unwrap_or(0), "l_threshold": y.unwrap_or(0)});
+            if cmd == "edit-server" {
+                // Keep the real server's own health check (-e cannot set one).
+                let cur = current_service(&cli, &s)?;
+                let own = cur.as_ref().and_then(|c| {
+                    c["dests"]
+                        .as_array()?
+                        .iter()
+                        .find(|d| d["ip"] == json!(ip) && d["port"].as_u64() == Some(port as u64))
+                });
+                if let Some(h) = own.and_then(|d| d.get("health_check")) {
+                    dest["health"] = h.clone();
+                }
+            }
             let c = if cmd == "add-server" {
                 "add_dest"
             } else {
@@ -579,6 +608,17 @@ fn run(cli: Cli) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The service `s` names as `list` reports it (None if there is none).
+fn current_service(cli: &Cli, s: &Value) -> Result<Option<Value>, Fail> {
+    let l = call(cli, json!({"cmd": "list"}))?;
+    let k = key_only(s);
+    Ok(l["services"].as_array().and_then(|a| {
+        a.iter()
+            .find(|x| x["proto"] == k["proto"] && x["vip"] == k["vip"] && x["port"] == k["port"])
+            .cloned()
+    }))
+}
+
 fn key_only(s: &Value) -> Value {
     json!({"proto": s["proto"], "vip": s["vip"], "port": s["port"]})
 }
@@ -629,6 +669,10 @@ fn list(cli: &Cli, svc: Option<Value>) -> Result<(), Fail> {
     }
     if cli.json {
         println!("{}", l["services"]);
+        return Ok(());
+    }
+    if cli.health {
+        print!("{}", adm::health(&l, cli.nosort));
         return Ok(());
     }
     let f = Format {

@@ -223,6 +223,14 @@ fn run(cli: Cli) -> Result<()> {
         log::info!("metrics at http://{}/metrics", l.local_addr()?);
         handles.push(rvs::metrics::spawn_server(l, ctl.clone(), stop.clone())?);
     }
+    // Health checks probe from this host's kernel stack (see README, "Health
+    // checks"); they feed the control plane, which rebuilds the snapshot.
+    let health = rvs::health::HealthChecker::start(
+        ctl.clone(),
+        Arc::new(rvs::health::NetProber),
+        rvs::health::PROBE_THREADS,
+    )
+    .context("starting the health checker")?;
     log::info!(
         "ready: {} port(s), {} worker(s), {} service(s), control socket {}",
         cfg.ports.len(),
@@ -232,6 +240,7 @@ fn run(cli: Cli) -> Result<()> {
     );
     server.run(ctl.clone(), &stop);
     log::info!("stopping");
+    health.stop();
     for h in handles {
         let _ = h.join();
     }

@@ -11,7 +11,9 @@
 
 pub mod server;
 
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,10 +24,12 @@ use serde_json::{json, Value};
 
 use crate::config::TimeoutConf;
 use crate::conn::{ConnTable, State, Timeouts};
+use crate::health::{HealthEvent, HealthSource, HealthTarget};
 use crate::io::PortCounters;
 use crate::sched;
 use crate::service::{
-    ClientAddr, DestConf, Forward, Proto, ServiceConf, ServiceKey, ServiceTable, StateRegistry,
+    CheckKind, ClientAddr, DestConf, DestKey, Forward, HealthCheck, OnFailure, Proto, ServiceConf,
+    ServiceKey, ServiceTable, SorryServer, StateRegistry,
 };
 use crate::stats::{StatsSnapshot, WorkerStats};
 
@@ -166,6 +170,31 @@ pub struct PortReport {
 struct Master {
     confs: Vec<ServiceConf>,
     registry: StateRegistry,
+    /// Health of checked real servers, beside (never inside) the
+    /// configuration; applied when a snapshot is built.
+    health: HashMap<DestKey, HealthRecord>,
+}
+
+/// What the health checker found out about one real server.
+#[derive(Debug, Clone, Default)]
+struct HealthRecord {
+    down: bool,
+    /// Probe attempts, failed ones, and up/down changes.
+    checks: u64,
+    failures: u64,
+    transitions: u64,
+    last_error: Option<String>,
+}
+
+impl Master {
+    /// Checked real servers that are down.
+    fn down(&self) -> HashSet<DestKey> {
+        self.health
+            .iter()
+            .filter(|(_, r)| r.down)
+            .map(|(k, _)| *k)
+            .collect()
+    }
 }
 
 /// The control plane's state and the handles it publishes to.
@@ -177,6 +206,9 @@ pub struct Control {
     /// Addresses of the director's own ports (not allowed as VIP or RIP).
     pub local_ips: Vec<IpAddr>,
     pub ports: Option<Box<dyn PortView>>,
+    /// Bumped on every published configuration change (health checker
+    /// re-reads its targets).
+    generation: AtomicU64,
 }
 
 impl Control {
@@ -189,12 +221,14 @@ impl Control {
             master: Mutex::new(Master {
                 confs: Vec::new(),
                 registry: StateRegistry::default(),
+                health: HashMap::new(),
             }),
             table: Arc::new(ArcSwap::from_pointee(ServiceTable::default())),
             conns,
             workers,
             local_ips,
             ports: None,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -282,7 +316,7 @@ impl Control {
                     ));
                 }
                 let dests = std::mem::take(&mut c[i].dests);
-                check_service(&mut service)?;
+                check_service(&mut service, local)?;
                 let laddrs = std::mem::take(&mut c[i].laddrs);
                 c[i] = ServiceConf {
                     dests,
@@ -362,12 +396,51 @@ impl Control {
         f: impl FnOnce(&mut Vec<ServiceConf>) -> Result<(), CtlError>,
     ) -> Result<(), CtlError> {
         let mut m = self.master.lock();
+        self.apply_locked(&mut m, f)
+    }
+
+    fn apply_locked(
+        &self,
+        m: &mut Master,
+        f: impl FnOnce(&mut Vec<ServiceConf>) -> Result<(), CtlError>,
+    ) -> Result<(), CtlError> {
         let mut next = m.confs.clone();
         f(&mut next)?;
         check_whole(&next)?;
-        let table = ServiceTable::build(&next, &mut m.registry).map_err(CtlError::invalid)?;
+        // Health of servers no longer configured, or no longer checked, goes.
+        let checked: HashSet<DestKey> = next
+            .iter()
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .filter(|d| s.check_for(d).is_some())
+                    .map(move |d| (s.key(), d.ip, d.port))
+            })
+            .collect();
+        m.health.retain(|k, _| checked.contains(k));
+        let down = m.down();
+        let table = ServiceTable::build_with_health(&next, &mut m.registry, &down)
+            .map_err(CtlError::invalid)?;
+        let before = self.table.load();
+        for s in table.iter() {
+            let was = before
+                .get(&s.conf.key())
+                .is_some_and(|o| o.sorry_in_service());
+            if s.sorry_in_service() != was {
+                let (ip, port) = s.conf.sorry_addr().unwrap_or((s.conf.vip, 0));
+                if was {
+                    log::info!("{}: sorry server {ip}:{port} out of service", s.conf.key());
+                } else {
+                    log::warn!(
+                        "{}: no real server available; sorry server {ip}:{port} in service",
+                        s.conf.key()
+                    );
+                }
+            }
+        }
         m.confs = next;
         self.table.store(Arc::new(table));
+        self.generation.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -376,31 +449,149 @@ impl Control {
         self.master.lock().confs.clone()
     }
 
+    /// The configuration (configured weights) with live counters, each real
+    /// server's health, and what the snapshot does with it: `in_service`
+    /// (false: removed after a failed check) and `effective_weight` (0 when
+    /// quiesced). The sorry server is listed per service, with `in_service`.
     fn list(&self) -> Value {
+        let m = self.master.lock();
         let t = self.table.load();
-        let services: Vec<Value> = t
+        let load = |a: &std::sync::atomic::AtomicU32| a.load(Relaxed);
+        let services: Vec<Value> = m
+            .confs
             .iter()
-            .map(|s| {
-                let c = &s.conf;
-                json!({
+            .map(|c| {
+                let key = c.key();
+                let snap = t.get(&key);
+                let in_snap = |ip: IpAddr, port: u16| {
+                    snap.and_then(|s| s.dests.iter().find(|d| d.ip == ip && d.port == port))
+                };
+                let counters = |v: &mut Value, ip: IpAddr, port: u16| {
+                    if let Some(st) = m.registry.dest_state(&(key, ip, port)) {
+                        v["active"] = json!(load(&st.active));
+                        v["inactive"] = json!(load(&st.inactive));
+                        v["persist"] = json!(load(&st.persist));
+                        v["overloaded"] = json!(st.overloaded.load(Relaxed));
+                        v["stats"] = json!(st.traffic.read());
+                        v["rates"] = json!(st.est.read());
+                    }
+                };
+                let dests: Vec<Value> = c
+                    .dests
+                    .iter()
+                    .map(|d| {
+                        let live = in_snap(d.ip, d.port);
+                        let check = c.check_for(d);
+                        let rec = m.health.get(&(key, d.ip, d.port));
+                        let health = match (check, rec) {
+                            (None, _) => "unchecked",
+                            (Some(_), Some(r)) if r.down => "down",
+                            (Some(_), _) => "up",
+                        };
+                        let r = rec.cloned().unwrap_or_default();
+                        let mut v = json!({
+                            "ip": d.ip, "port": d.port, "fwd": d.fwd, "weight": d.weight,
+                            "u_threshold": d.u_threshold, "l_threshold": d.l_threshold,
+                            "active": 0, "inactive": 0, "persist": 0, "overloaded": false,
+                            "stats": crate::service::TrafficStats::default(),
+                            "in_service": live.is_some(),
+                            "effective_weight": live.map_or(0, |x| x.weight),
+                            "health": health,
+                            "check": check.map(|h| h.kind),
+                            "health_counters": {"checks": r.checks, "failures": r.failures,
+                                                "transitions": r.transitions},
+                            "last_error": r.last_error,
+                        });
+                        if let Some(h) = &d.health {
+                            v["health_check"] = json!(h);
+                        }
+                        counters(&mut v, d.ip, d.port);
+                        v
+                    })
+                    .collect();
+                let mut v = json!({
                     "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
                     "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
                     "laddrs": c.laddrs, "client_addr": c.client_addr,
-                    "stats": s.state.traffic.read(), "rates": s.state.est.read(),
-                    "dests": s.dests.iter().map(|d| json!({
-                        "ip": d.ip, "port": d.port, "fwd": d.fwd, "weight": d.weight,
-                        "u_threshold": d.u_threshold, "l_threshold": d.l_threshold,
-                        "active": d.state.active.load(std::sync::atomic::Ordering::Relaxed),
-                        "inactive": d.state.inactive.load(std::sync::atomic::Ordering::Relaxed),
-                        "persist": d.state.persist.load(std::sync::atomic::Ordering::Relaxed),
-                        "overloaded": d.state.overloaded.load(std::sync::atomic::Ordering::Relaxed),
-                        "stats": d.state.traffic.read(), "rates": d.state.est.read(),
-                    })).collect::<Vec<_>>(),
-                })
+                    "stats": m.registry.service_state(&key).map(|s| s.traffic.read()).unwrap_or_default(),
+                    "rates": m.registry.service_state(&key).map(|s| s.est.read()).unwrap_or_default(),
+                    "dests": dests,
+                });
+                if let Some(h) = &c.health {
+                    v["health_check"] = json!(h);
+                }
+                if let (Some(sorry), Some((ip, port))) = (&c.sorry_server, c.sorry_addr()) {
+                    let mut sv = json!({
+                        "ip": ip, "port": port, "fwd": sorry.fwd,
+                        "in_service": snap.is_some_and(|s| s.sorry_in_service()),
+                        "weight": 1, "effective_weight": 1,
+                        "u_threshold": 0, "l_threshold": 0,
+                        "active": 0, "inactive": 0, "persist": 0, "overloaded": false,
+                        "stats": crate::service::TrafficStats::default(),
+                    });
+                    counters(&mut sv, ip, port);
+                    v["sorry_server"] = sv;
+                }
+                v
             })
             .collect();
         json!({"ok": true, "services": services,
                "conn_table": {"count": self.conns.len(), "capacity": self.conns.capacity()}})
+    }
+
+    /// Record a health probe's outcome; a change of state rebuilds the
+    /// snapshot through the same path as any configuration change (workers
+    /// keep forwarding, connections keep their real servers).
+    pub fn health_event(&self, ev: HealthEvent) {
+        let mut m = self.master.lock();
+        let Some(svc) = m.confs.iter().find(|s| s.key() == ev.dest.0) else {
+            return;
+        };
+        let Some(d) = svc
+            .dests
+            .iter()
+            .find(|d| d.ip == ev.dest.1 && d.port == ev.dest.2)
+        else {
+            return;
+        };
+        let Some(check) = svc.check_for(d).cloned() else {
+            return;
+        };
+        let (key, ip, port) = ev.dest;
+        let rec = m.health.entry(ev.dest).or_default();
+        rec.checks += 1;
+        if !ev.ok {
+            rec.failures += 1;
+            rec.last_error = ev.error.clone();
+        }
+        let Some(up) = ev.transition else {
+            return;
+        };
+        if rec.down != up {
+            return;
+        }
+        rec.down = !up;
+        rec.transitions += 1;
+        let kind = match check.kind {
+            CheckKind::Tcp => "TCP",
+            CheckKind::Http => "HTTP",
+        };
+        if up {
+            log::info!("health: {key} real server {ip}:{port} is UP ({kind} check succeeded)");
+        } else {
+            let action = match check.on_failure {
+                OnFailure::Remove => "removed",
+                OnFailure::Quiesce => "quiesced (weight 0)",
+            };
+            log::warn!(
+                "health: {key} real server {ip}:{port} is DOWN after {} failed {kind} attempt(s): {}; {action}",
+                ev.failed_attempts,
+                ev.error.as_deref().unwrap_or("failed")
+            );
+        }
+        if let Err(e) = self.apply_locked(&mut m, |_| Ok(())) {
+            log::error!("health: rebuilding the service table failed: {}", e.message);
+        }
     }
 
     fn stats(&self) -> Value {
@@ -438,6 +629,34 @@ impl Control {
             }
         });
         json!({"ok": true, "connections": out})
+    }
+}
+
+impl HealthSource for Control {
+    fn health_generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+    fn health_targets(&self) -> Vec<HealthTarget> {
+        let m = self.master.lock();
+        m.confs
+            .iter()
+            .flat_map(|s| {
+                let m = &m;
+                s.dests.iter().filter_map(move |d| {
+                    let check = s.check_for(d)?.clone();
+                    let dest = (s.key(), d.ip, d.port);
+                    Some(HealthTarget {
+                        dest,
+                        addr: SocketAddr::new(d.ip, check.port.unwrap_or(d.port)),
+                        up: !m.health.get(&dest).is_some_and(|r| r.down),
+                        check,
+                    })
+                })
+            })
+            .collect()
+    }
+    fn health_event(&self, ev: HealthEvent) {
+        Control::health_event(self, ev)
     }
 }
 
@@ -533,7 +752,7 @@ fn fmt_dest(d: &DestConf) -> String {
     format!("{}:{}", d.ip, d.port)
 }
 
-fn check_service(s: &mut ServiceConf) -> Result<(), CtlError> {
+fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> {
     if !sched::is_known(&s.sched) {
         let known: Vec<_> = sched::names().collect();
         return Err(CtlError::invalid(format!(
@@ -578,6 +797,51 @@ fn check_service(s: &mut ServiceConf) -> Result<(), CtlError> {
             "a persistence netmask (-M) needs a persistent service (-p)",
         ));
     }
+    if let Some(h) = &s.health {
+        check_health(h)?;
+    }
+    if let Some(sorry) = &mut s.sorry_server {
+        check_sorry(sorry, s.port)?;
+        if local.contains(&sorry.ip) {
+            return Err(CtlError::invalid(format!(
+                "sorry server: {} is the director's own address",
+                sorry.ip
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
+    h.validate()
+        .map_err(|e| CtlError::invalid(format!("health check: {e}")))
+}
+
+/// A sorry server is a real server that stands in: the same address rules,
+/// and DR/TUN cannot map ports. Port 0 becomes the service port.
+fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
+    if sorry.port == 0 {
+        sorry.port = svc_port;
+    }
+    let ip = sorry.ip;
+    if !ip.is_ipv4() {
+        return Err(CtlError::new(
+            "unsupported",
+            "IPv6 sorry servers are not supported yet",
+        ));
+    }
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        return Err(CtlError::invalid(format!(
+            "sorry server: {ip} is not a usable real server address"
+        )));
+    }
+    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && sorry.port != svc_port {
+        return Err(CtlError::invalid(format!(
+            "sorry server: {} cannot map ports: port {} differs from service port {svc_port}",
+            sorry.fwd.ipvsadm_name(),
+            sorry.port
+        )));
+    }
     Ok(())
 }
 
@@ -602,6 +866,9 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             "{} is the director's own address",
             d.ip
         )));
+    }
+    if let Some(h) = &d.health {
+        check_health(h)?;
     }
     if d.weight > 65535 {
         return Err(CtlError::invalid(format!(
@@ -639,7 +906,7 @@ fn add_service(
     mut s: ServiceConf,
     local: &[IpAddr],
 ) -> Result<(), CtlError> {
-    check_service(&mut s)?;
+    check_service(&mut s, local)?;
     if c.iter().any(|x| x.key() == s.key()) {
         return Err(CtlError::new("exists", "Service already exists"));
     }
@@ -727,6 +994,31 @@ fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
             return Err(CtlError::invalid(
                 "TOA and the PROXY protocol are for TCP services only",
             ));
+        }
+        if let Some(d) = s
+            .dests
+            .iter()
+            .find(|d| d.port == 0 && s.check_for(d).is_some_and(|h| h.port.is_none()))
+        {
+            return Err(CtlError::invalid(format!(
+                "{}: real server {} has port 0 (all ports): its health check needs a port",
+                s.key(),
+                d.ip
+            )));
+        }
+        if let (Some(sorry), Some((ip, port))) = (&s.sorry_server, s.sorry_addr()) {
+            if s.dests.iter().any(|d| d.ip == ip && d.port == port) {
+                return Err(CtlError::invalid(format!(
+                    "{}: the sorry server {ip}:{port} is also a real server",
+                    s.key()
+                )));
+            }
+            if sorry.fwd == Forward::FullNat && s.laddrs.is_empty() {
+                return Err(CtlError::invalid(format!(
+                    "{}: a FULLNAT sorry server needs a local address",
+                    s.key()
+                )));
+            }
         }
     }
     Ok(())
@@ -1044,6 +1336,341 @@ mod tests {
         );
         assert_eq!(
             (code.as_str(), msg.contains("TCP services only")),
+            ("invalid", true)
+        );
+    }
+
+    const HSVC: &str = r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr",
+        "health":{"type":"http","interval_ms":500,"timeout_ms":300,"retries":2,"retry_delay_ms":100},
+        "sorry_server":{"ip":"10.0.1.13","port":8081,"fwd":"nat"},
+        "dests":[{"ip":"10.0.1.11","fwd":"nat","weight":2},
+                 {"ip":"10.0.1.12","fwd":"nat","health":{"type":"tcp","on_failure":"quiesce"}}]}}"#;
+
+    fn dkey(ip: &str) -> DestKey {
+        (
+            ServiceKey {
+                proto: Proto::Tcp,
+                vip: "10.0.0.100".parse().unwrap(),
+                port: 80,
+            },
+            ip.parse().unwrap(),
+            80,
+        )
+    }
+
+    fn event(c: &Control, ip: &str, up: bool) {
+        c.health_event(HealthEvent {
+            dest: dkey(ip),
+            ok: up,
+            error: (!up).then(|| "connect: refused".to_string()),
+            transition: Some(up),
+            failed_attempts: 2,
+        });
+    }
+
+    /// (ip, port, weight) of the snapshot's real servers.
+    fn snapshot(c: &Control) -> Vec<(String, u16, u32)> {
+        let t = c.table.load();
+        let s = t.iter().next().unwrap();
+        s.dests
+            .iter()
+            .map(|d| (d.ip.to_string(), d.port, d.weight))
+            .collect()
+    }
+
+    #[test]
+    fn health_removes_quiesces_and_brings_in_the_sorry_server() {
+        let c = ctl();
+        ok(&c, HSVC);
+        let targets = c.health_targets();
+        assert_eq!(targets.len(), 2);
+        let t11 = targets
+            .iter()
+            .find(|t| t.dest == dkey("10.0.1.11"))
+            .unwrap();
+        assert_eq!(t11.check.kind, CheckKind::Http, "the service's check");
+        assert!(t11.up);
+        let t12 = targets
+            .iter()
+            .find(|t| t.dest == dkey("10.0.1.12"))
+            .unwrap();
+        assert_eq!(t12.check.kind, CheckKind::Tcp, "its own check wins");
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 1)]
+        );
+        let g = c.health_generation();
+
+        // rs1 (remove) fails: gone from the snapshot, still configured.
+        event(&c, "10.0.1.11", false);
+        assert_eq!(snapshot(&c), vec![("10.0.1.12".into(), 80, 1)]);
+        assert!(c.health_generation() > g);
+        assert!(!c.health_targets()[0].up || !c.health_targets()[1].up);
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        let d = &l["services"][0]["dests"];
+        assert_eq!(
+            (&d[0]["weight"], &d[0]["health"], &d[0]["in_service"]),
+            (&json!(2), &json!("down"), &json!(false)),
+            "configured weight kept: {d}"
+        );
+        assert_eq!(d[0]["last_error"], "connect: refused");
+        assert_eq!(d[0]["health_counters"]["transitions"], 1);
+        assert_eq!(d[0]["check"], "http");
+        assert_eq!(l["services"][0]["sorry_server"]["in_service"], false);
+        assert_eq!(c.services()[0].dests[0].weight, 2, "operator intent");
+
+        // rs2 (quiesce) fails: weight 0, kept; nobody left: sorry server in.
+        event(&c, "10.0.1.12", false);
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.12".into(), 80, 0), ("10.0.1.13".into(), 8081, 1)]
+        );
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        let svc = &l["services"][0];
+        assert_eq!(svc["dests"][1]["effective_weight"], 0);
+        assert_eq!(svc["dests"][1]["weight"], 1);
+        assert_eq!(svc["dests"][1]["in_service"], true);
+        assert_eq!(svc["sorry_server"]["in_service"], true);
+        assert_eq!(svc["sorry_server"]["port"], 8081);
+        assert_eq!(
+            svc["dests"].as_array().unwrap().len(),
+            2,
+            "sorry not a dest"
+        );
+        // A quiesced server with configured weight 0 does not count either.
+        // rs1 back: the sorry server goes.
+        event(&c, "10.0.1.11", true);
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+        );
+        // An event without a transition only counts.
+        c.health_event(HealthEvent {
+            dest: dkey("10.0.1.12"),
+            ok: false,
+            error: Some("x".into()),
+            transition: None,
+            failed_attempts: 0,
+        });
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        assert_eq!(
+            l["services"][0]["dests"][1]["health_counters"],
+            json!({"checks": 2, "failures": 2, "transitions": 1})
+        );
+        assert_eq!(l["services"][0]["dests"][0]["health"], "up");
+
+        // Operator edits go through untouched; health stays applied on top.
+        ok(
+            &c,
+            &format!(
+                r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat","weight":5,"health":{{"type":"tcp","on_failure":"quiesce"}}}}}}"#
+            ),
+        );
+        assert_eq!(c.services()[0].dests[1].weight, 5);
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+        );
+        // Without its check (nor the service's) a server is never held down.
+        ok(
+            &c,
+            r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+        );
+        ok(
+            &c,
+            &format!(
+                r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat","weight":5}}}}"#
+            ),
+        );
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 5)]
+        );
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        assert_eq!(l["services"][0]["dests"][1]["health"], "unchecked");
+        assert!(c.health_targets().is_empty());
+        // Deleted servers' health is forgotten; events for them are ignored.
+        event(&c, "10.0.1.11", false);
+        ok(
+            &c,
+            &format!(r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.1.11"}}}}"#),
+        );
+        assert!(c.master.lock().health.is_empty());
+    }
+
+    #[test]
+    fn a_service_with_only_zero_weights_uses_its_sorry_server() {
+        let c = ctl();
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,
+                "sorry_server":{"ip":"10.0.1.13","fwd":"nat"},
+                "dests":[{"ip":"10.0.1.11","fwd":"nat","weight":0}]}}"#,
+        );
+        assert_eq!(
+            snapshot(&c),
+            vec![("10.0.1.11".into(), 80, 0), ("10.0.1.13".into(), 80, 1)]
+        );
+        ok(
+            &c,
+            &format!(
+                r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"nat","weight":1}}}}"#
+            ),
+        );
+        assert_eq!(snapshot(&c), vec![("10.0.1.11".into(), 80, 1)]);
+    }
+
+    #[test]
+    fn bad_health_checks_and_sorry_servers_are_rejected_clearly() {
+        let c = ctl();
+        let svc = |extra: &str| {
+            format!(
+                r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"10.0.0.100","port":80{extra}}}}}"#
+            )
+        };
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#","health":{"type":"tcp","interval_ms":0}"#,
+                "invalid",
+                "interval_ms must be at least 1",
+            ),
+            (
+                r#","health":{"type":"tcp","timeout_ms":0}"#,
+                "invalid",
+                "timeout_ms must be 1..=60000",
+            ),
+            (
+                r#","health":{"type":"tcp","timeout_ms":60001}"#,
+                "invalid",
+                "timeout_ms",
+            ),
+            (
+                r#","health":{"type":"tcp","retries":0}"#,
+                "invalid",
+                "retries must be at least 1",
+            ),
+            (
+                r#","health":{"type":"http","path":"health"}"#,
+                "invalid",
+                "path must start with '/'",
+            ),
+            (
+                r#","health":{"type":"http","path":"/a b"}"#,
+                "invalid",
+                "without spaces",
+            ),
+            (
+                r#","health":{"type":"http","status":99}"#,
+                "invalid",
+                "status must be 100..=599",
+            ),
+            (
+                r#","health":{"type":"http","status":600}"#,
+                "invalid",
+                "status must be 100..=599",
+            ),
+            (
+                r#","health":{"type":"tcp","path":"/"}"#,
+                "invalid",
+                "HTTP checks only",
+            ),
+            (
+                r#","health":{"type":"tcp","port":0}"#,
+                "invalid",
+                "port must be",
+            ),
+            (
+                r#","health":{"type":"icmp"}"#,
+                "bad_request",
+                "unknown variant",
+            ),
+            (
+                r#","health":{"type":"tcp","colour":1}"#,
+                "bad_request",
+                "unknown field",
+            ),
+            (
+                r#","health":{"type":"tcp","on_failure":"panic"}"#,
+                "bad_request",
+                "unknown variant",
+            ),
+            (
+                r#","sorry_server":{"ip":"10.0.1.1"}"#,
+                "invalid",
+                "director's own address",
+            ),
+            (
+                r#","sorry_server":{"ip":"127.0.0.1"}"#,
+                "invalid",
+                "not a usable",
+            ),
+            (
+                r#","sorry_server":{"ip":"10.0.1.13","port":8081}"#,
+                "invalid",
+                "Route cannot map ports",
+            ),
+            (
+                r#","sorry_server":{"ip":"10.0.1.13","fwd":"fullnat"}"#,
+                "invalid",
+                "needs a local address",
+            ),
+            (
+                r#","sorry_server":{"ip":"10.0.1.11","fwd":"nat"},"dests":[{"ip":"10.0.1.11","fwd":"nat"}]"#,
+                "invalid",
+                "is also a real server",
+            ),
+            (
+                r#","dests":[{"ip":"10.0.1.11","fwd":"nat","health":{"type":"http","status":1000}}]"#,
+                "invalid",
+                "health check: status must be",
+            ),
+        ];
+        for (extra, code, needle) in cases {
+            let line = svc(extra);
+            let (got, msg) = err(&c, &line);
+            assert_eq!(got, *code, "{line}: {msg}");
+            assert!(msg.contains(needle), "{line}: {msg}");
+        }
+        let (code, msg) = err(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":0,"persistent":60,
+                "health":{"type":"tcp"},"dests":[{"ip":"10.0.1.11","fwd":"nat"}]}}"#,
+        );
+        assert_eq!(
+            (code.as_str(), msg.contains("needs a port")),
+            ("invalid", true),
+            "{msg}"
+        );
+        assert!(c.services().is_empty());
+        // The defaults are keepalived's; a good check is accepted.
+        ok(
+            &c,
+            &svc(r#","health":{"type":"http","path":"/health","status":204}"#),
+        );
+        let h = c.services()[0].health.clone().unwrap();
+        assert_eq!(
+            (
+                h.interval_ms,
+                h.timeout_ms,
+                h.retries,
+                h.retry_delay_ms,
+                h.on_failure
+            ),
+            (6000, 3000, 1, 1000, OnFailure::Remove)
+        );
+        // A real server added later may not take the sorry server's place.
+        ok(
+            &c,
+            r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sorry_server":{"ip":"10.0.1.13","fwd":"nat"}}}"#,
+        );
+        let (code, msg) = err(
+            &c,
+            &format!(
+                r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","fwd":"nat"}}}}"#
+            ),
+        );
+        assert_eq!(
+            (code.as_str(), msg.contains("also a real server")),
             ("invalid", true)
         );
     }

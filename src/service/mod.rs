@@ -201,6 +201,61 @@ pub struct HealthCheck {
     pub on_failure: OnFailure,
 }
 
+/// The longest probe timeout accepted: it bounds how long one probe can keep
+/// a checker thread (and rvsd's shutdown) waiting.
+pub const MAX_CHECK_TIMEOUT_MS: u32 = 60_000;
+
+impl HealthCheck {
+    /// The HTTP path to request ("/" by default).
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
+    /// The HTTP status that means healthy (200 by default).
+    pub fn expected_status(&self) -> u16 {
+        self.status.unwrap_or(200)
+    }
+    /// Values a checker can run with; the error says which one is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval_ms == 0 {
+            return Err("interval_ms must be at least 1".into());
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_CHECK_TIMEOUT_MS {
+            return Err(format!(
+                "timeout_ms must be 1..={MAX_CHECK_TIMEOUT_MS}, not {}",
+                self.timeout_ms
+            ));
+        }
+        if self.retries == 0 {
+            return Err("retries must be at least 1 (it counts the first attempt)".into());
+        }
+        if self.port == Some(0) {
+            return Err("port must be 1..=65535 (or absent: the real server's port)".into());
+        }
+        if self.kind == CheckKind::Tcp && (self.path.is_some() || self.status.is_some()) {
+            return Err("path and status apply to HTTP checks only".into());
+        }
+        if let Some(p) = &self.path {
+            if !p.starts_with('/') {
+                return Err(format!("path must start with '/': {p:?}"));
+            }
+            if p.len() > 1024 || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "path must be at most 1024 characters without spaces or control characters: {p:?}"
+                ));
+            }
+        }
+        if let Some(st) = self.status {
+            if !(100..=599).contains(&st) {
+                return Err(format!("status must be 100..=599, not {st}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A real server of a service: service key, address, real-server port.
+pub type DestKey = (ServiceKey, IpAddr, u16);
+
 /// The server that takes traffic when no real server is available
 /// (keepalived `sorry_server`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,6 +310,16 @@ impl ServiceConf {
             vip: self.vip,
             port: self.port,
         }
+    }
+    /// The health check that applies to `d`: its own, else the service's.
+    pub fn check_for<'a>(&'a self, d: &'a DestConf) -> Option<&'a HealthCheck> {
+        d.health.as_ref().or(self.health.as_ref())
+    }
+    /// The sorry server's address and port (port 0 = the service port).
+    pub fn sorry_addr(&self) -> Option<(IpAddr, u16)> {
+        self.sorry_server
+            .as_ref()
+            .map(|s| (s.ip, if s.port == 0 { self.port } else { s.port }))
     }
 }
 
@@ -453,6 +518,15 @@ pub struct Service {
     pub state: Arc<ServiceState>,
 }
 
+impl Service {
+    /// Whether the sorry server is standing in (no real server available).
+    pub fn sorry_in_service(&self) -> bool {
+        self.conf
+            .sorry_addr()
+            .is_some_and(|(ip, port)| self.dests.iter().any(|d| d.ip == ip && d.port == port))
+    }
+}
+
 impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Service")
@@ -487,12 +561,25 @@ impl StateRegistry {
     /// still holding them keep their own `Arc`).
     fn retain(&mut self, confs: &[ServiceConf]) {
         let svc: HashSet<ServiceKey> = confs.iter().map(ServiceConf::key).collect();
-        let dst: HashSet<(ServiceKey, IpAddr, u16)> = confs
+        let dst: HashSet<DestKey> = confs
             .iter()
-            .flat_map(|s| s.dests.iter().map(move |d| (s.key(), d.ip, d.port)))
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .map(move |d| (s.key(), d.ip, d.port))
+                    .chain(s.sorry_addr().map(|(ip, port)| (s.key(), ip, port)))
+            })
             .collect();
         self.services.retain(|k, _| svc.contains(k));
         self.dests.retain(|k, _| dst.contains(k));
+    }
+    /// The live state of a configured real server (or sorry server), if any.
+    pub fn dest_state(&self, key: &DestKey) -> Option<Arc<DestState>> {
+        self.dests.get(key).cloned()
+    }
+    /// The live state of a configured service, if any.
+    pub fn service_state(&self, key: &ServiceKey) -> Option<Arc<ServiceState>> {
+        self.services.get(key).cloned()
     }
     /// Zero the traffic counters (ipvsadm -Z), of one service or all.
     pub fn zero(&self, only: Option<ServiceKey>) {
@@ -525,27 +612,60 @@ impl ServiceTable {
     /// Build a snapshot from validated configuration. Schedulers are built
     /// here, on the control thread, so workers never do heavy set-up.
     pub fn build(confs: &[ServiceConf], reg: &mut StateRegistry) -> Result<ServiceTable, String> {
+        Self::build_with_health(confs, reg, &HashSet::new())
+    }
+
+    /// [`ServiceTable::build`] with health state applied: a real server in
+    /// `down` that has a health check is left out (`on_failure: remove`) or
+    /// given weight 0 (`quiesce`); a service with no real server of positive
+    /// weight gets its sorry server (weight 1) as an extra, last real server.
+    /// The configuration itself (`confs`, what `list`/`-S` show) is untouched.
+    pub fn build_with_health(
+        confs: &[ServiceConf],
+        reg: &mut StateRegistry,
+        down: &HashSet<DestKey>,
+    ) -> Result<ServiceTable, String> {
         let mut t = ServiceTable::default();
         for c in confs {
             let key = c.key();
-            let dests: Vec<Dest> = c
-                .dests
-                .iter()
-                .map(|d| {
-                    let port = if d.port == 0 { c.port } else { d.port };
-                    let state = reg.dest(key, d.ip, port, d.weight);
-                    state.set_thresholds(d.u_threshold, d.l_threshold);
-                    Dest {
-                        ip: d.ip,
-                        port,
-                        weight: d.weight,
-                        fwd: d.fwd,
-                        u_threshold: d.u_threshold,
-                        l_threshold: d.l_threshold,
-                        state,
+            let mut dests: Vec<Dest> = Vec::with_capacity(c.dests.len() + 1);
+            for d in &c.dests {
+                let port = if d.port == 0 { c.port } else { d.port };
+                let mut weight = d.weight;
+                if down.contains(&(key, d.ip, port)) {
+                    match c.check_for(d).map(|h| h.on_failure) {
+                        Some(OnFailure::Remove) => continue,
+                        Some(OnFailure::Quiesce) => weight = 0,
+                        None => {}
                     }
-                })
-                .collect();
+                }
+                let state = reg.dest(key, d.ip, port, weight);
+                state.set_thresholds(d.u_threshold, d.l_threshold);
+                dests.push(Dest {
+                    ip: d.ip,
+                    port,
+                    weight,
+                    fwd: d.fwd,
+                    u_threshold: d.u_threshold,
+                    l_threshold: d.l_threshold,
+                    state,
+                });
+            }
+            if let (Some(sorry), Some((ip, port))) = (&c.sorry_server, c.sorry_addr()) {
+                if !dests.iter().any(|d| d.weight > 0) {
+                    let state = reg.dest(key, ip, port, 1);
+                    state.set_thresholds(0, 0);
+                    dests.push(Dest {
+                        ip,
+                        port,
+                        weight: 1,
+                        fwd: sorry.fwd,
+                        u_threshold: 0,
+                        l_threshold: 0,
+                        state,
+                    });
+                }
+            }
             let flags = sched::SchedFlags::parse(&c.sched, &c.sched_flags)?;
             let sched = sched::build(&c.sched, &dests, flags).map_err(|e| e.to_string())?;
             t.vips.insert(c.vip);

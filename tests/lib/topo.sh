@@ -11,10 +11,15 @@
 #     |  veth
 #  NAME-lb  lb0 (no address)   rvsd binds lb0 and lb1 with net_af_packet
 #  NAME-lb  lb1 (no address)
-#     |  veth
-#  NAME-sw  br0: ports p-lb, p-rs1, p-rs2
+#  NAME-lb  mgmt0 10.0.1.250/24 (the kernel's own: health checks)
+#     |  veths
+#  NAME-sw  br0: ports p-lb, p-mgmt, p-rs1, p-rs2
 #     |-- NAME-rs1  eth0 10.0.1.11/24, default via 10.0.1.1, nginx on :80 -> "rs1\n"
 #     `-- NAME-rs2  eth0 10.0.1.12/24, default via 10.0.1.1, nginx on :80 -> "rs2\n"
+#
+# Every mode also gives the director's kernel a management interface, mgmt0
+# (10.0.1.250/24, peer p-mgmt on the bridge), separate from the DPDK ports:
+# rvsd's health checks leave through it. lb0/lb1 stay without addresses.
 #
 # MODE fullnat is nat without the real servers' default route (FULLNAT
 # needs none). Every real server also runs nginx with `proxy_protocol` on
@@ -38,6 +43,7 @@ set -euo pipefail
 STATE_ROOT=${RVS_TOPO_STATE_ROOT:-/tmp/rvs-topo}
 ROLES=(c lb sw rs1 rs2)
 VIP=10.0.0.100
+MGMT_IP=10.0.1.250
 
 log() { printf 'topo: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -212,7 +218,7 @@ topo_up() {
     trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "up failed, tearing down $name"; topo_down "$name"; fi' EXIT
 
     local c="$name-c" lb="$name-lb" sw="$name-sw" rs1="$name-rs1" rs2="$name-rs2" ns
-    local vip=$VIP client_ip=10.0.0.2 lb_ifs="lb0 lb1" sw_ports="p-lb p-rs1 p-rs2"
+    local vip=$VIP client_ip=10.0.0.2 lb_ifs="lb0 lb1" sw_ports="p-lb p-mgmt p-rs1 p-rs2"
     for ns in "$c" "$lb" "$sw" "$rs1" "$rs2"; do ns_base "$ns"; done
 
     if [ "$mode" = nat ] || [ "$mode" = fullnat ]; then
@@ -220,11 +226,13 @@ topo_up() {
         ip -n "$c" link add eth0 type veth peer name lb0 netns "$lb"
     else
         # one L2 segment: the client hangs off the bridge too
-        vip=10.0.1.100 client_ip=10.0.1.2 lb_ifs=lb1 sw_ports="p-c p-lb p-rs1 p-rs2"
+        vip=10.0.1.100 client_ip=10.0.1.2 lb_ifs=lb1 sw_ports="p-c p-lb p-mgmt p-rs1 p-rs2"
         ip -n "$c" link add eth0 type veth peer name p-c netns "$sw"
     fi
     # director port 1 <-> switch
     ip -n "$lb" link add lb1 type veth peer name p-lb netns "$sw"
+    # director's kernel (management, health checks) <-> switch
+    ip -n "$lb" link add mgmt0 type veth peer name p-mgmt netns "$sw"
     # real servers <-> switch
     ip -n "$rs1" link add eth0 type veth peer name p-rs1 netns "$sw"
     ip -n "$rs2" link add eth0 type veth peer name p-rs2 netns "$sw"
@@ -247,6 +255,10 @@ topo_up() {
             || nsx "$lb" ethtool -K "$ifc" gso off gro off >/dev/null
         ip -n "$lb" link set "$ifc" up
     done
+    # The kernel's own interface: an address, ARP on, nothing to do with DPDK.
+    offloads_off "$lb" mgmt0
+    ip -n "$lb" addr add "$MGMT_IP/24" dev mgmt0
+    ip -n "$lb" link set mgmt0 up
 
     # client
     offloads_off "$c" eth0
@@ -323,6 +335,8 @@ topo_up() {
         echo "LB1_IF=lb1"
         echo "LB1_IP=10.0.1.1"
         echo "LB1_MAC=$(mac_of "$lb" lb1)"
+        echo "MGMT_IF=mgmt0"
+        echo "MGMT_IP=$MGMT_IP"
         echo "RS1_IP=10.0.1.11"
         echo "RS2_IP=10.0.1.12"
         echo "RS1_MAC=$(mac_of "$rs1" eth0)"
