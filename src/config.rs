@@ -148,6 +148,13 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     #[serde(default)]
     pub timeouts: Option<TimeoutConf>,
+    /// Allow `dpdk-dumpcap` to capture the ports. DPDK's multi-process
+    /// support, which it needs, excludes registering the worker threads as
+    /// lcores (`rte_thread_register` disables it), so with this on workers
+    /// run without an lcore id and hence without a per-lcore mempool cache
+    /// (slower). Needs hugepages, a `--file-prefix` and no `--in-memory`.
+    #[serde(default)]
+    pub live_capture: bool,
     /// Prometheus endpoint, "ADDRESS:PORT" (`GET /metrics`); none if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<std::net::SocketAddr>,

@@ -113,12 +113,10 @@ fn run(cli: Cli) -> Result<()> {
 
     let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
     // Live capture (dpdk-dumpcap) needs multi-process support, which
-    // --in-memory and --no-shconf switch off: then it is simply unavailable.
-    match dpdk::enable_pdump() {
-        Ok(()) => log::info!("packet capture: dpdk-dumpcap can attach (same --file-prefix)"),
-        Err(e) => log::info!(
-            "packet capture unavailable ({e}); run without --in-memory to allow dpdk-dumpcap"
-        ),
+    // registering worker threads as lcores would switch off.
+    if cfg.live_capture {
+        dpdk::enable_pdump().context("live_capture: registering DPDK pdump")?;
+        log::info!("live capture on: dpdk-dumpcap --file-prefix=PREFIX -i PORT can attach");
     }
     let nq = cfg.workers.len() as u16;
     let pool = Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM)
@@ -188,15 +186,22 @@ fn run(cli: Cli) -> Result<()> {
             Duration::from_micros(cfg.idle_sleep_us as u64),
         );
         let stop = stop.clone();
+        let live_capture = cfg.live_capture;
         let h = std::thread::Builder::new()
             .name(format!("rvs-worker{i}"))
             .spawn(move || {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                     log::warn!("worker {i}: could not pin to core {core}");
                 }
-                match dpdk::register_thread() {
-                    Ok(l) => log::info!("worker {i} on core {core} (lcore {l})"),
-                    Err(e) => log::warn!("worker {i}: no lcore id ({e}); mempool cache unused"),
+                if live_capture {
+                    log::info!("worker {i} on core {core} (not an lcore: live capture)");
+                } else {
+                    match dpdk::register_thread() {
+                        Ok(l) => log::info!("worker {i} on core {core} (lcore {l})"),
+                        Err(e) => {
+                            log::warn!("worker {i}: no lcore id ({e}); mempool cache unused")
+                        }
+                    }
                 }
                 w.run(&stop);
             })?;
