@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::capture::Capture;
 use common::topo::{curl_from, ns_exec, Rvsd, Topology};
 use rvs::wire::{Ipv4Packet, TcpSegment};
 
@@ -91,66 +89,14 @@ fn proxy_protocol_v2_tells_nginx_the_client_address() {
     );
 }
 
-/// tcpdump to a pcap file in a namespace until `stop`.
-struct Dump(Child, std::path::PathBuf);
-
-impl Dump {
-    fn start(ns: &str, file: std::path::PathBuf, filter: &str) -> Dump {
-        let mut c = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "-i",
-                "eth0",
-                "-U",
-                "--immediate-mode",
-                "-B",
-                "8192",
-                "-w",
-            ])
-            .arg(&file)
-            .arg(filter)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = c.stderr.take().unwrap();
-        let mut buf = Vec::new();
-        let end = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(&buf).contains("listening on") {
-            assert!(Instant::now() < end, "tcpdump did not start");
-            let mut b = [0u8; 256];
-            let n = std::io::Read::read(&mut err, &mut b).unwrap();
-            assert!(n > 0, "tcpdump exited");
-            buf.extend_from_slice(&b[..n]);
-        }
-        c.stderr = Some(err);
-        Dump(c, file)
-    }
-    fn stop(mut self) -> Vec<Vec<u8>> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
-            .status();
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-        self.0.wait().unwrap();
-        assert!(
-            err.lines()
-                .any(|l| l.trim() == "0 packets dropped by kernel"),
-            "{err}"
-        );
-        common::pcap::read(&self.1).unwrap()
-    }
-}
-
 #[test]
 fn toa_option_carries_the_client_address_to_the_real_server() {
     let topo = Topology::up_unique_mode("fullnat");
     let rvsd = Rvsd::start(&topo, &topo.default_config());
     fullnat_service(&rvsd, 80, "--toa");
-    let dump = Dump::start(
+    let dump = Capture::start(
         &topo.rs_ns(1),
+        "eth0",
         topo.state_dir.join("toa.pcap"),
         "tcp dst port 80",
     );
@@ -159,7 +105,7 @@ fn toa_option_carries_the_client_address_to_the_real_server() {
             .unwrap_or_else(|e| panic!("request {i}: {e}"));
         assert!(body.starts_with("rs"));
     }
-    let frames = dump.stop();
+    let frames = dump.frames();
     let conns = rvsd.rvsadm_ok(&["-L", "-n", "-c"]);
     let mut syns = 0;
     let mut with_toa = 0;

@@ -3,87 +3,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::capture::Capture;
 use common::topo::{curl_from, ns_exec, Rvsd, Topology};
-
-/// tcpdump writing to a file in a namespace; stopped (and its count checked)
-/// by `finish`.
-struct Capture {
-    child: Child,
-    file: std::path::PathBuf,
-    ns: String,
-}
-
-impl Capture {
-    fn start(topo: &Topology, ns: &str, ifc: &str, filter: &str) -> Capture {
-        let file = topo.state_dir.join(format!("{ns}-{ifc}.pcap"));
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "-i",
-                ifc,
-                "-nn",
-                "-U",
-                "--immediate-mode",
-                "-B",
-                "8192",
-                "-w",
-            ])
-            .arg(&file)
-            .arg(filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump");
-        // Readiness: tcpdump says "listening on" once the socket is bound.
-        let mut err = child.stderr.take().unwrap();
-        let mut buf = Vec::new();
-        let end = Instant::now() + Duration::from_secs(10);
-        while !String::from_utf8_lossy(&buf).contains("listening on") {
-            assert!(Instant::now() < end, "tcpdump did not start");
-            let mut b = [0u8; 256];
-            let n = std::io::Read::read(&mut err, &mut b).unwrap();
-            assert!(n > 0, "tcpdump exited: {}", String::from_utf8_lossy(&buf));
-            buf.extend_from_slice(&b[..n]);
-        }
-        child.stderr = Some(err);
-        Capture {
-            child,
-            file,
-            ns: ns.to_string(),
-        }
-    }
-
-    /// Stop and return the decoded packets, one line each; fails if tcpdump
-    /// dropped any.
-    fn finish(mut self) -> Vec<String> {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let mut err = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        self.child.wait().unwrap();
-        assert!(
-            err.lines()
-                .any(|l| l.trim() == "0 packets dropped by kernel"),
-            "tcpdump dropped packets: {err}"
-        );
-        let out = ns_exec(
-            &self.ns,
-            &["tcpdump", "-nn", "-r", self.file.to_str().unwrap()],
-        );
-        assert!(out.status.success(), "tcpdump -r failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-}
 
 fn split(topo: &Topology, n: usize) -> (usize, usize) {
     let (mut a, mut b) = (0, 0);
@@ -125,9 +46,14 @@ fn dr_serves_through_the_vip_and_replies_bypass_the_director() {
         "{bad:?}"
     );
 
-    let cap = Capture::start(&topo, &topo.lb_ns(), "lb1", "host 10.0.1.100");
+    let cap = Capture::start(
+        &topo.lb_ns(),
+        "lb1",
+        topo.state_dir.join("lb1.pcap"),
+        "host 10.0.1.100",
+    );
     assert_eq!(split(&topo, 20), (10, 10));
-    let pkts = cap.finish();
+    let pkts = cap.lines();
     let inbound = pkts
         .iter()
         .filter(|l| l.contains("> 10.0.1.100.80:"))
@@ -158,9 +84,14 @@ fn tun_carries_ipip_to_user_space_decapsulating_real_servers() {
         "{list}"
     );
 
-    let cap = Capture::start(&topo, &topo.rs_ns(1), "eth0", "ip proto 4");
+    let cap = Capture::start(
+        &topo.rs_ns(1),
+        "eth0",
+        topo.state_dir.join("rs1.pcap"),
+        "ip proto 4",
+    );
     assert_eq!(split(&topo, 20), (10, 10));
-    let pkts = cap.finish();
+    let pkts = cap.lines();
     // tcpdump decodes both headers: outer director -> rs1, inner client -> VIP.
     let syns: Vec<_> = pkts
         .iter()

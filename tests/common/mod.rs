@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod capture;
 pub mod pcap;
 pub mod rig;
 pub mod topo;
