@@ -129,7 +129,7 @@ impl<P: PortIo> Worker<P> {
                         self.io.tx(out, f);
                     }
                     Verdict::Drop(r) => st.drop(r),
-                    Verdict::Consumed => {}
+                    Verdict::Consumed => st.consumed.inc(),
                     Verdict::Hold { port: out, nexthop } => self.hold(f, out, nexthop, now_ms),
                 }
             }

@@ -94,6 +94,8 @@ pub struct WorkerStats {
     pub rx_chained: Counter,
     pub arp_replies_sent: Counter,
     pub arp_requests_sent: Counter,
+    /// Frames for the director that need no answer (ARP replies).
+    pub consumed: Counter,
     pub icmp_echo_replies: Counter,
     pub icmp_errors_sent: Counter,
     /// ICMP errors about tracked connections, translated and passed on.
@@ -131,6 +133,7 @@ pub struct StatsSnapshot {
     pub rx_chained: u64,
     pub arp_replies_sent: u64,
     pub arp_requests_sent: u64,
+    pub consumed: u64,
     pub icmp_echo_replies: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_forwarded: u64,
@@ -151,6 +154,7 @@ impl StatsSnapshot {
         self.rx_chained += w.rx_chained.get();
         self.arp_replies_sent += w.arp_replies_sent.get();
         self.arp_requests_sent += w.arp_requests_sent.get();
+        self.consumed += w.consumed.get();
         self.icmp_echo_replies += w.icmp_echo_replies.get();
         self.icmp_errors_sent += w.icmp_errors_sent.get();
         self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
