@@ -14,13 +14,6 @@ use serde_json::{json, Value};
 
 const METRICS: &str = "127.0.0.1:9100";
 
-fn nat_rr(rvsd: &Rvsd) {
-    rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", "rr"]);
-    for rip in ["10.0.1.11:80", "10.0.1.12:80"] {
-        rvsd.rvsadm_ok(&["-a", "-t", "10.0.0.100:80", "-r", rip, "-m"]);
-    }
-}
-
 /// One parsed sample: family name, family type, sample name, labels, value.
 #[derive(Debug)]
 struct Sample {
@@ -106,7 +99,7 @@ fn metrics_endpoint_counts_the_traffic_sent() {
     let mut cfg = topo.default_config();
     cfg["metrics_listen"] = json!(METRICS);
     let rvsd = Rvsd::start(&topo, &cfg);
-    nat_rr(&rvsd);
+    rvsd.nat_service("rr", 1, 1);
 
     let (mut a, mut b) = (0, 0);
     for i in 0..20 {
@@ -325,7 +318,7 @@ fn rate_shows_connections_per_second_while_traffic_flows() {
     let mut cfg = topo.default_config();
     cfg["metrics_listen"] = json!(METRICS);
     let rvsd = Rvsd::start(&topo, &cfg);
-    nat_rr(&rvsd);
+    rvsd.nat_service("rr", 1, 1);
     let idle = rvsd.rvsadm_ok(&["-L", "-n", "--rate", "--exact"]);
     assert_eq!(rate_line(&idle, "TCP  10.0.0.100:80"), vec![0; 5], "{idle}");
 

@@ -27,30 +27,6 @@ fn requests(topo: &Topology, n: usize) -> (usize, usize) {
     (a, b)
 }
 
-fn nat_service(rvsd: &Rvsd, sched: &str, w1: u32, w2: u32) {
-    rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", sched]);
-    rvsd.rvsadm_ok(&[
-        "-a",
-        "-t",
-        "10.0.0.100:80",
-        "-r",
-        "10.0.1.11:80",
-        "-m",
-        "-w",
-        &w1.to_string(),
-    ]);
-    rvsd.rvsadm_ok(&[
-        "-a",
-        "-t",
-        "10.0.0.100:80",
-        "-r",
-        "10.0.1.12:80",
-        "-m",
-        "-w",
-        &w2.to_string(),
-    ]);
-}
-
 /// The `--stats` Conns column of the service line.
 fn service_conns(rvsd: &Rvsd) -> u64 {
     let out = rvsd.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
@@ -65,7 +41,7 @@ fn service_conns(rvsd: &Rvsd) -> u64 {
 fn rr_splits_200_requests_evenly_and_the_vip_answers_ping() {
     let topo = Topology::up_unique();
     let rvsd = Rvsd::start(&topo, &topo.default_config());
-    nat_service(&rvsd, "rr", 1, 1);
+    rvsd.nat_service("rr", 1, 1);
     let list = rvsd.rvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("TCP  10.0.0.100:80 rr\n"), "{list}");
     assert!(
@@ -97,7 +73,7 @@ fn rr_splits_200_requests_evenly_and_the_vip_answers_ping() {
 fn wrr_3_to_1_within_5_percent_and_weight_0_quiesces() {
     let topo = Topology::up_unique();
     let rvsd = Rvsd::start(&topo, &topo.default_config());
-    nat_service(&rvsd, "wrr", 3, 1);
+    rvsd.nat_service("wrr", 3, 1);
     let (a, b) = requests(&topo, 200);
     let share = a as f64 / 200.0;
     assert!((share - 0.75).abs() <= 0.05, "wrr 3:1 gave {a}/{b}");
@@ -201,7 +177,7 @@ fn raw_request(socket: &std::path::Path, line: &[u8]) -> Value {
 fn bad_control_requests_get_errors_and_the_service_keeps_working() {
     let topo = Topology::up_unique();
     let rvsd = Rvsd::start(&topo, &topo.default_config());
-    nat_service(&rvsd, "rr", 1, 1);
+    rvsd.nat_service("rr", 1, 1);
     let saved = rvsd.rvsadm_ok(&["-S", "-n"]);
     let mode = std::fs::metadata(&rvsd.socket).unwrap();
     assert_eq!(

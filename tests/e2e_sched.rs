@@ -75,27 +75,7 @@ fn lc_and_wlc_steer_new_connections_away_from_a_busy_server() {
         let mut cfg = topo.default_config();
         cfg["timeouts"] = json!({"time_wait": 1, "close": 1, "close_wait": 1, "last_ack": 1});
         let rvsd = Rvsd::start(&topo, &cfg);
-        rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", sched]);
-        rvsd.rvsadm_ok(&[
-            "-a",
-            "-t",
-            "10.0.0.100:80",
-            "-r",
-            "10.0.1.11:80",
-            "-m",
-            "-w",
-            "1",
-        ]);
-        rvsd.rvsadm_ok(&[
-            "-a",
-            "-t",
-            "10.0.0.100:80",
-            "-r",
-            "10.0.1.12:80",
-            "-m",
-            "-w",
-            "0",
-        ]);
+        rvsd.nat_service(sched, 1, 0);
         // rs1 is the only server with weight: it gets 8 long-lived connections.
         let held = HeldConns::open(&topo, 8);
         assert_eq!(

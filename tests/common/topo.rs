@@ -464,6 +464,24 @@ impl Rvsd {
         rvsadm(&self.socket, args)
     }
 
+    /// The tests' usual service: TCP 10.0.0.100:80 with `sched`, NAT to rs1
+    /// and rs2 (port 80) with weights `w1` and `w2`, added with rvsadm.
+    pub fn nat_service(&self, sched: &str, w1: u32, w2: u32) {
+        self.rvsadm_ok(&["-A", "-t", "10.0.0.100:80", "-s", sched]);
+        for (rip, w) in [("10.0.1.11:80", w1), ("10.0.1.12:80", w2)] {
+            self.rvsadm_ok(&[
+                "-a",
+                "-t",
+                "10.0.0.100:80",
+                "-r",
+                rip,
+                "-m",
+                "-w",
+                &w.to_string(),
+            ]);
+        }
+    }
+
     /// `rvsadm` that must succeed; returns its stdout.
     pub fn rvsadm_ok<S: AsRef<str>>(&self, args: &[S]) -> String {
         let out = self.rvsadm(args);
