@@ -621,9 +621,12 @@ pub struct Session {
     /// director (queued, or held for ARP): checksums of what comes out are
     /// then not checked beyond the IPv4 header's.
     dirty: bool,
-    /// Likewise for a frame from an odd Ethernet/ARP source address (see
+    /// Likewise for a frame from an odd Ethernet source address (see
     /// `sane_source`): destination MACs are then not checked.
     odd_source: bool,
+    /// An ARP packet with an odd sender address went in (`odd_arp_sender`):
+    /// destination MACs are not checked for the rest of the input.
+    odd_neighbour: bool,
     /// Likewise for an IPv4 packet with TTL 0 (see `Strict::ttl`).
     ttl0: bool,
     /// Frames taken from the device's TX queues.
@@ -646,6 +649,7 @@ impl Session {
             menu: control_menu(config),
             dirty: false,
             odd_source: false,
+            odd_neighbour: false,
             ttl0: false,
             sent: 0,
         };
@@ -685,6 +689,7 @@ impl Session {
         }
         self.dirty |= !checksums_valid(&f);
         self.odd_source |= !sane_source(&f);
+        self.odd_neighbour |= odd_arp_sender(&f);
         self.ttl0 |= ipv4_ttl(&f) == Some(0);
         self.rig.worker.io.push(port, &f);
         if adv == 0 {
@@ -727,7 +732,7 @@ impl Session {
     pub fn poll(&mut self, ms: u64) -> Vec<(u16, Vec<u8>)> {
         let strict = Strict {
             checksums: !self.dirty,
-            dst_mac: !self.odd_source,
+            dst_mac: !self.odd_source && !self.odd_neighbour,
             ttl: !self.ttl0,
         };
         self.rig.step(ms);
@@ -874,8 +879,8 @@ pub struct Strict {
     /// Every frame that went in had valid checksums: TCP/UDP/ICMP checksums
     /// of what comes out must verify too.
     pub checksums: bool,
-    /// Every frame that went in came from a sane source (`sane_source`):
-    /// what comes out goes to a unicast MAC other than the director's.
+    /// Every frame that went in came from a sane source (`sane_source`,
+    /// `odd_arp_sender`): what comes out goes to a `sane_mac`.
     pub dst_mac: bool,
     /// No IPv4 packet with TTL 0 went in: none may come out.
     ///
@@ -908,30 +913,44 @@ pub fn ipv4_ttl(frame: &[u8]) -> Option<u8> {
         .map(|ip| ip.ttl())
 }
 
-/// Whether a received frame's Ethernet source (and an ARP packet's sender
-/// hardware address) is a unicast MAC, not all zeros and not the director's.
+/// Whether a MAC address is one the director should ever send to: unicast,
+/// not all zeros, not one of its own.
+pub fn sane_mac(m: MacAddr) -> bool {
+    m.is_unicast() && !m.is_zero() && !PORT_MACS.contains(&m)
+}
+
+/// Whether a received frame's Ethernet source is `sane_mac`.
 ///
 /// The director answers pings and sends "fragmentation needed" to the
 /// frame's Ethernet source, and answers ARP to the sender hardware address
 /// (as Linux does), without checking them: from an odd source the answer
 /// goes to a zero, broadcast or multicast MAC, or to the director itself.
-/// (Found by this fuzzer; reproducer tests/fuzz/regressions/datapath/. Until
-/// the data path drops such frames, the destination check applies only to
-/// sane sources.)
+/// Found by this fuzzer; reproducer
+/// tests/fuzz/regressions/datapath/arp-reply-to-zero-sender-hw. Until the
+/// data path drops such frames, the destination check applies only while
+/// every frame in flight came from a sane source.
 pub fn sane_source(frame: &[u8]) -> bool {
-    let ok = |m: MacAddr| m.is_unicast() && !m.is_zero() && !PORT_MACS.contains(&m);
+    EthernetFrame::new_checked(frame).map_or(true, |eth| sane_mac(eth.src()))
+}
+
+/// Whether a received frame is an ARP packet whose sender hardware address
+/// is not `sane_mac`.
+///
+/// The director learns neighbours from ARP whose sender address is
+/// "unicast" (the group bit clear), which lets in 00:00:00:00:00:00 and its
+/// own MACs, and does so from any ARP operation (Linux drops operations other
+/// than request and reply first): one such ARP naming a real server makes
+/// the director send that server's traffic to the zero MAC (or to itself)
+/// until the entry is refreshed. Found by this fuzzer; reproducer
+/// tests/fuzz/regressions/datapath/neighbour-learnt-as-zero-mac. The
+/// neighbour table keeps it, so the destination check is off for the rest
+/// of an input after such a frame.
+pub fn odd_arp_sender(frame: &[u8]) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return true;
-    };
-    if !ok(eth.src()) {
         return false;
-    }
-    if eth.ethertype() == EtherType::ARP {
-        if let Ok(a) = ArpPacket::new_checked(eth.payload()) {
-            return ok(a.sender_hw());
-        }
-    }
-    true
+    };
+    eth.ethertype() == EtherType::ARP
+        && ArpPacket::new_checked(eth.payload()).is_ok_and(|a| !sane_mac(a.sender_hw()))
 }
 
 /// What must hold for every frame the director sends on `port`: a complete
@@ -953,11 +972,7 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
     let dst = eth.dst();
     let arp_request = eth.ethertype() == EtherType::ARP && dst.is_broadcast();
     if strict.dst_mac && !arp_request {
-        assert!(
-            dst.is_unicast() && !dst.is_zero() && !PORT_MACS.contains(&dst),
-            "destination MAC of {}",
-            ctx()
-        );
+        assert!(sane_mac(dst), "destination MAC of {}", ctx());
     }
     match eth.ethertype() {
         EtherType::ARP => {
