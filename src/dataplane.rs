@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::conn::{Conn, ConnTable, Dir, FlowKey, Fnat, InsertError, TcpEvent, Template, Timeouts};
+use crate::conn::{
+    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, TcpEvent, Template, Timeouts,
+};
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
 use crate::service::{Forward, Proto, Service, ServiceTable};
@@ -219,15 +221,16 @@ impl Dataplane {
         } else {
             dir
         };
+        conn.commit();
         conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
         match dir {
             Dir::Out => {
-                conn.dest.traffic.count_out(total);
-                conn.svc.traffic.count_out(total);
+                conn.dest().traffic.count_out(total);
+                conn.svc().traffic.count_out(total);
             }
             _ => {
-                conn.dest.traffic.count_in(total);
-                conn.svc.traffic.count_in(total);
+                conn.dest().traffic.count_in(total);
+                conn.svc().traffic.count_in(total);
             }
         }
         self.to_next_hop(frame.data_mut(), next)
@@ -412,7 +415,7 @@ impl Dataplane {
     }
 
     /// Schedule a new flow to a real server and track it.
-    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Arc<Conn>, DropReason> {
+    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Conn<'_>, DropReason> {
         let svc = cx
             .services
             .find(key.proto, key.dst, key.dport)
@@ -445,14 +448,14 @@ impl Dataplane {
         } else {
             d.port
         };
-        let mut c = Conn::new(
+        let mut c = NewConn::new(
             key.proto,
             (key.src, key.sport),
             (key.dst, key.dport),
             (d.ip, dport),
             d.fwd,
-            d.state.clone(),
-            svc.state.clone(),
+            &d.state,
+            &svc.state,
         );
         if let Some(t) = template {
             c = c.with_template(t);
@@ -461,11 +464,15 @@ impl Dataplane {
             let (lip, lport) = self
                 .local_addr(cx, svc, key.proto, d.ip, dport)
                 .ok_or(DropReason::LaddrExhausted)?;
-            c = c.with_fnat(Fnat::new(lip, lport, svc.conf.client_addr));
+            c = c.with_fnat(lip, lport, svc.conf.client_addr);
         }
-        let c = self.conns.insert(c, cx.now_ms).map_err(|e| match e {
-            InsertError::Full => DropReason::ConnTableFull,
-        })?;
+        let c = self
+            .conns
+            .insert(c, cx.now_ms, cx.worker as usize)
+            .map_err(|e| match e {
+                InsertError::Full => DropReason::ConnTableFull,
+                InsertError::NotIpv4 => DropReason::ProtoUnsupported,
+            })?;
         cx.stats.conns_created.inc();
         Ok(c)
     }

@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
 
     let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
-    let conns = Arc::new(ConnTable::new(cfg.max_connections, 1024));
+    let conns = Arc::new(ConnTable::new(cfg.max_connections, cfg.workers.len()));
     if let Some(t) = &cfg.timeouts {
         conns.set_timeouts(rvs::control::timeouts_from(t));
     }

@@ -220,7 +220,7 @@ impl Control {
         Control {
             master: Mutex::new(Master {
                 confs: Vec::new(),
-                registry: StateRegistry::default(),
+                registry: StateRegistry::new(conns.ids().clone()),
                 health: HashMap::new(),
             }),
             table: Arc::new(ArcSwap::from_pointee(ServiceTable::default())),

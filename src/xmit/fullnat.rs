@@ -24,7 +24,6 @@
 //! rewritten (only the handful of packets around the handshake).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::Ordering::Relaxed;
 
 use crate::conn::{Conn, Fnat, State};
 use crate::io::Frame;
@@ -167,13 +166,13 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
     if flags.syn() && !flags.ack() {
-        f.isn.store(seq, Relaxed);
+        f.isn.set(seq);
         if f.client_addr == ClientAddr::Toa && hl + TOA_LEN <= 60 {
             insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
         }
         return Ok(());
     }
-    let first = f.isn.load(Relaxed).wrapping_add(1);
+    let first = f.isn.get().wrapping_add(1);
     match f.client_addr {
         ClientAddr::Toa => {
             // The ACK completing the handshake (the state is still SYN_RECV
@@ -193,9 +192,9 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
             if seq == first && payload > 0 {
                 let h = pp2_header(cip, c.cport, vip, c.vport);
                 insert(frame, ihl, total, hl, &h, false)?;
-                f.delta.store(PP2_LEN as u32, Relaxed);
+                f.delta.set(PP2_LEN as u32);
             } else {
-                let delta = f.delta.load(Relaxed);
+                let delta = f.delta.get();
                 if delta > 0 && after(seq, first) {
                     let data = frame.data_mut();
                     let mut t = TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]);
@@ -245,8 +244,8 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     };
     let mut t = TcpSegment::new_checked(&mut data[ETH + ihl..ETH + total])?;
     let flags = t.flags();
-    let first = f.isn.load(Relaxed).wrapping_add(1);
-    let delta = f.delta.load(Relaxed);
+    let first = f.isn.get().wrapping_add(1);
+    let delta = f.delta.get();
     let mut options_changed = false;
     let (opts, n) = options(t.options_mut());
     if flags.syn() && flags.ack() {
