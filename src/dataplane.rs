@@ -64,6 +64,8 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     pub services: &'a ServiceTable,
     pub timeouts: &'a Timeouts,
+    /// The worker's per-server packet counts, flushed once per poll.
+    pub traffic: &'a std::cell::RefCell<crate::stats::TrafficAcc>,
 }
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -223,16 +225,9 @@ impl Dataplane {
         };
         conn.commit();
         conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
-        match dir {
-            Dir::Out => {
-                conn.dest().traffic.count_out(total);
-                conn.svc().traffic.count_out(total);
-            }
-            _ => {
-                conn.dest().traffic.count_in(total);
-                conn.svc().traffic.count_in(total);
-            }
-        }
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
         self.to_next_hop(frame.data_mut(), next)
     }
 

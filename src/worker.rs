@@ -49,6 +49,7 @@ pub struct Worker<P: PortIo> {
     idle_sleep: Duration,
     ident: u16,
     lport: u32,
+    traffic: crate::stats::TrafficAcc,
 }
 
 impl<P: PortIo> Worker<P> {
@@ -75,6 +76,7 @@ impl<P: PortIo> Worker<P> {
             idle_sleep,
             ident: (id as u16).wrapping_mul(0x3f1d),
             lport: 0,
+            traffic: Default::default(),
         }
     }
 
@@ -102,6 +104,7 @@ impl<P: PortIo> Worker<P> {
         let mut rx = std::mem::take(&mut self.rx);
         let ident = std::cell::Cell::new(self.ident);
         let lport = std::cell::Cell::new(self.lport);
+        let traffic = std::cell::RefCell::new(std::mem::take(&mut self.traffic));
         let mut total = 0;
         for port in 0..self.io.n_ports() as u16 {
             let n = self.io.rx_burst(port, &mut rx);
@@ -118,6 +121,7 @@ impl<P: PortIo> Worker<P> {
                 now_ms,
                 services: &services,
                 timeouts: &timeouts,
+                traffic: &traffic,
             };
             for mut f in rx.drain(..) {
                 let st = cx.stats;
@@ -136,6 +140,10 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.rx = rx;
+        self.traffic = traffic.into_inner();
+        if !self.traffic.is_empty() {
+            self.traffic.flush(dp.conns.ids());
+        }
         self.ident = ident.get();
         self.lport = lport.get();
         self.io.flush();

@@ -416,6 +416,14 @@ impl<'t> Conn<'t> {
     pub fn svc(&self) -> &'t ServiceState {
         self.table.svc_state(self.svc)
     }
+    /// [`DestState::id`] of the real server.
+    pub fn dest_id(&self) -> u32 {
+        self.dest
+    }
+    /// [`ServiceState::id`] of the service.
+    pub fn svc_id(&self) -> u32 {
+        self.svc
+    }
     /// Slot number and generation (for tests and diagnostics).
     pub fn id(&self) -> (u32, u16) {
         (self.slot, self.gen)

@@ -388,6 +388,19 @@ impl TrafficCounters {
             c.store(0, Relaxed);
         }
     }
+    /// Add a worker's batch of packet counts.
+    pub fn add(&self, inpkts: u64, outpkts: u64, inbytes: u64, outbytes: u64) {
+        for (c, v) in [
+            (&self.inpkts, inpkts),
+            (&self.outpkts, outpkts),
+            (&self.inbytes, inbytes),
+            (&self.outbytes, outbytes),
+        ] {
+            if v != 0 {
+                c.fetch_add(v, Relaxed);
+            }
+        }
+    }
     #[inline]
     pub fn count_in(&self, bytes: usize) {
         self.inpkts.fetch_add(1, Relaxed);
@@ -739,10 +752,12 @@ impl StateRegistry {
 /// The immutable service table workers read.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    services: HashMap<ServiceKey, Service>,
-    vips: HashSet<IpAddr>,
+    // Looked up for every packet: foldhash rather than SipHash (keys are
+    // the operator's, not the attacker's).
+    services: HashMap<ServiceKey, Service, foldhash::fast::FixedState>,
+    vips: HashSet<IpAddr, foldhash::fast::FixedState>,
     /// FULLNAT local addresses of every service.
-    lips: HashSet<IpAddr>,
+    lips: HashSet<IpAddr, foldhash::fast::FixedState>,
     /// Services in the order they were added (ipvsadm lists in its own hash
     /// order; we list in configuration order, which is stable).
     order: Vec<ServiceKey>,
