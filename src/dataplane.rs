@@ -97,6 +97,31 @@ impl Dataplane {
         }
     }
 
+    /// The connection key of a plain IPv4 TCP/UDP frame, read without
+    /// validation beyond bounds: only used to prefetch connection-table lines
+    /// for a burst; [`Dataplane::process`] does the real parsing.
+    #[inline]
+    pub fn peek_key(data: &[u8]) -> Option<FlowKey> {
+        let ip = data.get(ETH..ETH + 20)?;
+        if data[12..14] != [0x08, 0x00] || ip[0] != 0x45 {
+            return None;
+        }
+        let proto = match ip[9] {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            _ => return None,
+        };
+        let l4 = data.get(ETH + 20..ETH + 24)?;
+        let a = |o: usize| Ipv4Addr::new(ip[o], ip[o + 1], ip[o + 2], ip[o + 3]);
+        Some(FlowKey::v4(
+            proto,
+            a(12),
+            u16::from_be_bytes([l4[0], l4[1]]),
+            a(16),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ))
+    }
+
     /// Answer requests for our addresses and VIPs; learn neighbours.
     fn arp(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
         let port = self.router.ports[in_port as usize];

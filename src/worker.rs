@@ -123,6 +123,18 @@ impl<P: PortIo> Worker<P> {
                 timeouts: &timeouts,
                 traffic: &traffic,
             };
+            // Bring the burst's connection-table lines in before they are
+            // needed: index buckets first, then the slots they point to.
+            let mut keys = [None; crate::io::BURST];
+            for (k, f) in keys.iter_mut().zip(rx.iter()) {
+                *k = Dataplane::peek_key(f.data());
+                if let Some(k) = k {
+                    dp.conns.prefetch_bucket(k);
+                }
+            }
+            for k in keys.iter().take(n).flatten() {
+                dp.conns.prefetch_conn(k);
+            }
             for mut f in rx.drain(..) {
                 let st = cx.stats;
                 st.rx_packets.inc();

@@ -575,7 +575,7 @@ type TemplateShard =
 type LinkShard = Mutex<HashMap<u32, Arc<Template>>>;
 
 const STRIPES: usize = 1024;
-const TEMPLATE_SHARDS: usize = 64;
+const TEMPLATE_SHARDS: usize = 16;
 const LINK_SHARDS: usize = 64;
 
 /// The connection table.
@@ -916,6 +916,35 @@ impl ConnTable {
             let c = self.read(entry_slot(e))?;
             Self::matches(&c, &k, dir).then_some((c, dir))
         })
+    }
+
+    /// Start loading the index bucket `key` hashes to (first pass over a
+    /// burst; see [`ConnTable::prefetch_conn`]).
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            crate::dpdk::prefetch(&self.index[h as usize & self.mask]);
+        }
+    }
+
+    /// Start loading the slots whose index entries match `key`'s tag
+    /// (second pass, once the buckets are in cache).
+    #[inline]
+    pub fn prefetch_conn(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            let b = &self.index[h as usize & self.mask];
+            let tag = (h >> 32) as u32;
+            for e in &b.e {
+                let v = e.load(Relaxed);
+                if v != 0 && (v >> 32) as u32 == tag {
+                    if let Some(s) = self.slots.get(entry_slot(v) as usize) {
+                        crate::dpdk::prefetch(s);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether any live connection is indexed under `key`.

@@ -19,7 +19,7 @@ mod ring;
 
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;
-pub use mem::advise_hugepages;
+pub use mem::{advise_hugepages, prefetch};
 pub use mempool::Mempool;
 pub use port::{Port, PortInfo};
 pub use ring::MbufRing;

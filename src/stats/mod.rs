@@ -224,8 +224,20 @@ impl TrafficAcc {
     /// inbound (client to server) or `out`.
     #[inline]
     pub fn count(&mut self, dest: u32, svc: u32, out: bool, bytes: usize) {
-        Self::bump(&mut self.dests, &mut self.touched_dests, dest, out, bytes as u64);
-        Self::bump(&mut self.svcs, &mut self.touched_svcs, svc, out, bytes as u64);
+        Self::bump(
+            &mut self.dests,
+            &mut self.touched_dests,
+            dest,
+            out,
+            bytes as u64,
+        );
+        Self::bump(
+            &mut self.svcs,
+            &mut self.touched_svcs,
+            svc,
+            out,
+            bytes as u64,
+        );
     }
     pub fn is_empty(&self) -> bool {
         self.touched_dests.is_empty() && self.touched_svcs.is_empty()
