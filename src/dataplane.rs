@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::conn::{
-    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, TcpEvent, Template, Timeouts,
+    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, TcpEvent, Template, Timeouts,
 };
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
@@ -228,7 +228,26 @@ impl Dataplane {
             },
         };
         let key = FlowKey::v4(l4proto, src, sport, dst, dport);
-        let (conn, dir) = match self.conns.lookup(&key) {
+        let mut hit = self.conns.lookup(&key);
+        // conn_reuse_mode 1 (the kernel default): a client SYN that reuses
+        // the tuple of a connection in TIME_WAIT or CLOSE, not controlled
+        // by a persistence template, ends it and is scheduled afresh (so it
+        // never follows a real server that has since been removed).
+        if let Some((c, Dir::In)) = &hit {
+            if ev.syn
+                && !ev.ack
+                && !ev.rst
+                && !ev.fin
+                && c.proto == Proto::Tcp
+                && !c.persistent
+                && matches!(c.state(), State::TimeWait | State::Close)
+            {
+                self.conns.end(c);
+                cx.stats.conns_reused.inc();
+                hit = None;
+            }
+        }
+        let (conn, dir) = match hit {
             Some(hit) => hit,
             None if vip => match self.new_conn(cx, &key, ev) {
                 Ok(c) => (c, Dir::In),

@@ -261,6 +261,12 @@ const WORKER: &[Row] = &[
         "Connection entries expired.",
         field!("conns_expired"),
     ),
+    (
+        "rvs_worker_connections_reused_total",
+        Kind::Counter,
+        "Connections in TIME_WAIT or CLOSE ended by a new SYN on their tuple.",
+        field!("conns_reused"),
+    ),
 ];
 
 /// Per-port DPDK counters from `stats` → `ports[i].counters`.

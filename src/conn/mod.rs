@@ -1158,6 +1158,12 @@ impl ConnTable {
         true
     }
 
+    /// End `c` now (kernel `ip_vs_conn_expire_now`). False if it had
+    /// already ended.
+    pub fn end(&self, c: &Conn) -> bool {
+        self.kill(c.slot, c.gen)
+    }
+
     /// Move the timer of slot `id` to the earlier `deadline` (a FIN or RST
     /// shortened the timeout).
     fn rearm(&self, id: u32, gen: u16, deadline: u64) {

@@ -102,6 +102,9 @@ pub struct WorkerStats {
     pub icmp_errors_forwarded: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
+    /// Connections in TIME_WAIT/CLOSE ended early by a new SYN on their
+    /// tuple (kernel conn_reuse_mode 1).
+    pub conns_reused: Counter,
     pub drops: [Counter; N_REASONS],
     /// Loop iterations (for idle-ness and liveness).
     pub loops: Counter,
@@ -139,6 +142,7 @@ pub struct StatsSnapshot {
     pub icmp_errors_forwarded: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
+    pub conns_reused: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
     /// rely on every key being present).
     pub drops: std::collections::BTreeMap<&'static str, u64>,
@@ -160,6 +164,7 @@ impl StatsSnapshot {
         self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
         self.conns_created += w.conns_created.get();
         self.conns_expired += w.conns_expired.get();
+        self.conns_reused += w.conns_reused.get();
         for r in DropReason::ALL {
             *self.drops.entry(r.label()).or_default() += w.dropped(*r);
         }
