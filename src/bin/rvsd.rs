@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use rvs::config::DaemonConfig;
 use rvs::conn::ConnTable;
-use rvs::control::server::Server;
+use rvs::control::server::{Server, ServerOptions};
 use rvs::control::{Control, PortReport, PortView};
 use rvs::dataplane::Dataplane;
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
@@ -98,6 +98,17 @@ fn run(cli: Cli) -> Result<()> {
     // Services are validated before DPDK is touched: a bad file fails fast.
     ctl.load(cfg.services.clone())
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
+    let ctl_opts = ServerOptions {
+        group: match &cfg.control_group {
+            Some(g) => Some(
+                rvs::control::server::resolve_group(g)
+                    .map_err(|e| anyhow::anyhow!("control_group: {e}"))?,
+            ),
+            None => None,
+        },
+        idle_timeout: Duration::from_millis(cfg.control_idle_timeout_ms),
+        ..ServerOptions::default()
+    };
     if cli.check {
         println!("{}: OK", cli.config.display());
         return Ok(());
@@ -213,7 +224,7 @@ fn run(cli: Cli) -> Result<()> {
         info,
     }));
     let ctl = Arc::new(ctl);
-    let server = match Server::bind(&cli.socket) {
+    let server = match Server::bind_with(&cli.socket, ctl_opts) {
         Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
