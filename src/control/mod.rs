@@ -752,6 +752,15 @@ fn fmt_dest(d: &DestConf) -> String {
     format!("{}:{}", d.ip, d.port)
 }
 
+/// Addresses no service, real server or local address can have: 0.0.0.0,
+/// multicast, loopback and the limited broadcast.
+fn unusable(ip: IpAddr) -> bool {
+    ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
 fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> {
     if !sched::is_known(&s.sched) {
         let known: Vec<_> = sched::names().collect();
@@ -767,7 +776,7 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
             "IPv6 virtual services are not supported yet",
         ));
     }
-    if s.vip.is_unspecified() || s.vip.is_multicast() || s.vip.is_loopback() {
+    if unusable(s.vip) {
         return Err(CtlError::invalid(format!(
             "{} is not a usable virtual address",
             s.vip
@@ -830,7 +839,7 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
             "IPv6 sorry servers are not supported yet",
         ));
     }
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+    if unusable(ip) {
         return Err(CtlError::invalid(format!(
             "sorry server: {ip} is not a usable real server address"
         )));
@@ -855,7 +864,7 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             "IPv6 real servers are not supported yet",
         ));
     }
-    if d.ip.is_unspecified() || d.ip.is_multicast() || d.ip.is_loopback() {
+    if unusable(d.ip) {
         return Err(CtlError::invalid(format!(
             "{} is not a usable real server address",
             d.ip
@@ -956,11 +965,7 @@ fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), Ct
             "IPv6 local addresses are not supported yet",
         ));
     }
-    if ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_loopback()
-        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
-    {
+    if unusable(ip) {
         return Err(CtlError::invalid(format!(
             "{ip} is not a usable local address"
         )));
@@ -1239,6 +1244,18 @@ mod tests {
                 &format!(r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.9.9"}}}}"#),
                 "not_found",
                 "No such destination",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"255.255.255.255","port":80}}"#,
+                "invalid",
+                "not a usable virtual address",
+            ),
+            (
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"255.255.255.255","fwd":"nat"}}}}"#
+                ),
+                "invalid",
+                "not a usable real server address",
             ),
         ];
         for (line, code, needle) in cases {
