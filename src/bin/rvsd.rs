@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use rvs::config::DaemonConfig;
 use rvs::conn::ConnTable;
 use rvs::control::server::{Server, ServerOptions};
-use rvs::control::{Control, PortReport, PortView};
+use rvs::control::{Control, MempoolReport, PortReport, PortView};
 use rvs::dataplane::Dataplane;
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
 use rvs::neigh::{NeighTable, PortAddr, Router};
@@ -50,6 +50,7 @@ struct Cli {
 struct Ports {
     ports: Mutex<Vec<Port>>,
     info: Vec<(String, MacAddr, String)>,
+    pool: Mempool,
 }
 
 impl PortView for Ports {
@@ -65,6 +66,14 @@ impl PortView for Ports {
                 counters: p.stats().unwrap_or_default(),
             })
             .collect()
+    }
+
+    fn mempools(&self) -> Vec<MempoolReport> {
+        vec![MempoolReport {
+            name: self.pool.name(),
+            in_use: self.pool.in_use(),
+            available: self.pool.available(),
+        }]
     }
 }
 
@@ -222,6 +231,7 @@ fn run(cli: Cli) -> Result<()> {
     ctl.ports = Some(Box::new(Ports {
         ports: Mutex::new(ports),
         info,
+        pool: pool.clone(),
     }));
     let ctl = Arc::new(ctl);
     let server = match Server::bind_with(&cli.socket, ctl_opts) {

@@ -156,6 +156,21 @@ impl CtlError {
 /// What the control plane can see of the data ports.
 pub trait PortView: Send + Sync {
     fn ports(&self) -> Vec<PortReport>;
+    /// The packet pools (none where there is no DPDK).
+    fn mempools(&self) -> Vec<MempoolReport> {
+        Vec::new()
+    }
+}
+
+/// One packet mempool as reported by `stats`: mbufs out of the pool (held by
+/// workers, device rings or in flight) and in it (per-lcore caches
+/// included). A count of `in_use` that does not come back once traffic
+/// stops is an mbuf leak.
+#[derive(Debug, Clone, Serialize)]
+pub struct MempoolReport {
+    pub name: String,
+    pub in_use: u32,
+    pub available: u32,
 }
 
 /// One data port as reported by `stats`.
@@ -601,7 +616,12 @@ impl Control {
             total.add(w);
         }
         let ports = self.ports.as_ref().map(|p| p.ports()).unwrap_or_default();
-        json!({"ok": true, "total": total, "workers": per, "ports": ports,
+        let pools = self
+            .ports
+            .as_ref()
+            .map(|p| p.mempools())
+            .unwrap_or_default();
+        json!({"ok": true, "total": total, "workers": per, "ports": ports, "mempools": pools,
                "conn_table": {"count": self.conns.len(), "capacity": self.conns.capacity()}})
     }
 
