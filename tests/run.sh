@@ -40,6 +40,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     step tests cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
+# Bounded fuzzing (about a minute, plus the instrumented build): every
+# cargo-fuzz target from its seeds and past findings; see tests/README.md.
+step fuzz bash tests/fuzz/run.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 

@@ -129,7 +129,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         let old = u16::from_be_bytes([self.msg_type(), code]);
         let c = checksum::update16(self.checksum(), old, u16::from_be_bytes([v, code]));
         self.set_msg_type(v);
-        self.set_checksum(c);
+        // The update yields 0x0000 when the message becomes all zeros (an
+        // echo reply whose id, sequence and data are all zero), whose only
+        // valid checksum is 0xFFFF; and 0xFFFF is valid wherever 0x0000 is
+        // (ones' complement has two zeros). TCP and UDP sums can't be zero:
+        // their pseudo-header has the protocol number in it. ICMP has none.
+        self.set_checksum(if c == 0 { 0xffff } else { c });
     }
 
     /// Recompute the checksum over the whole message.
@@ -180,6 +185,21 @@ mod tests {
         p.fill_checksum();
         assert_eq!(inc, p.checksum());
         assert_eq!(p.msg_type(), ECHO_REPLY);
+    }
+
+    /// Found by the fuzz targets: the echo reply to a ping with id 0, seq 0
+    /// and zero data got checksum 0x0000, which no receiver accepts.
+    #[test]
+    fn reply_to_an_all_zero_echo_request_has_a_valid_checksum() {
+        for data_len in [0, 8, 56] {
+            let mut v = vec![ECHO_REQUEST, 0, 0, 0, 0, 0, 0, 0];
+            v.resize(8 + data_len, 0);
+            let mut p = Icmpv4Packet::new_checked(&mut v[..]).unwrap();
+            p.fill_checksum();
+            p.set_msg_type_inc(ECHO_REPLY);
+            assert!(p.verify_checksum(), "{data_len} bytes of data");
+            assert_eq!(p.checksum(), 0xffff);
+        }
     }
 
     #[test]

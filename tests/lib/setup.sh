@@ -66,6 +66,21 @@ rvs_setup_rust() {
     fi
 }
 
+# cargo-fuzz runs the bounded fuzz step (tests/fuzz/run.sh) on the stable
+# toolchain. A failed install does not stop the setup: the fuzz step then
+# fails on its own and the other steps still run.
+rvs_setup_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        rvs_setup_log "rust: $(cargo fuzz --version 2>/dev/null) present"
+        return 0
+    fi
+    rvs_setup_log "rust: installing cargo-fuzz"
+    if ! cargo install --quiet --locked cargo-fuzz --version '^0.13' </dev/null; then
+        rvs_setup_log "rust: cargo-fuzz could not be installed (the fuzz step will fail)"
+    fi
+    return 0
+}
+
 # prometheus_client's text parser checks the /metrics output in the e2e tests.
 rvs_setup_python() {
     if python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
@@ -120,6 +135,7 @@ rvs_setup() {
     fi
     rvs_setup_packages || return 1
     rvs_setup_rust || return 1
+    rvs_setup_cargo_fuzz
     rvs_setup_python || return 1
     rvs_setup_hugepages
     export RVS_EAL_MEM
