@@ -430,17 +430,16 @@ fn a_restarted_rvsd_comes_back_with_its_config_file_and_serves() {
     assert_eq!(log.matches("] stopped").count(), 1, "{log}");
 }
 
-/// Reproducer of a connection-table bug found by the churn test above (see
-/// tests/README.md, "Known bugs"): a SYN that reuses the address/port
-/// tuple of a connection entry still in TIME_WAIT is forwarded to that
-/// entry's real server — even after the server was deleted (or quiesced,
-/// or removed by a failed health check). Kernel IPVS, with its default
-/// `conn_reuse_mode=1`, expires such an entry and schedules the SYN anew.
+/// Regression test of a connection-table bug found by the churn test above:
+/// a SYN that reused the address/port tuple of a connection entry still in
+/// TIME_WAIT was forwarded to that entry's real server — even after the
+/// server was deleted (or quiesced, or removed by a failed health check).
+/// Kernel IPVS, with its default `conn_reuse_mode=1`, expires such an entry
+/// and schedules the SYN anew; so does rvs now.
 /// Clients reuse ports after a few thousand connections (Linux steps
 /// through the ephemeral range), so under load new connections keep going
 /// to a deleted server for up to the TIME_WAIT timeout (120 s).
 #[test]
-#[ignore = "known bug in the connection table (tests/README.md, Known bugs)"]
 fn a_syn_reusing_a_time_wait_tuple_is_scheduled_anew() {
     let topo = Topology::up_unique();
     let mut cfg = topo.default_config();

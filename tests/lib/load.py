@@ -22,7 +22,8 @@ turn from 10000-32767 (below the kernel's ephemeral range), so no
 address/port tuple is used twice in a run (up to 22768 connections). Without
 it the kernel picks ports and reuses them after a few thousand connections,
 as real clients do; a reused tuple meets whatever entry rvsd still keeps for
-it (see tests/README.md, Known bugs).
+it (a SYN on a TIME_WAIT/CLOSE entry ends it and is scheduled afresh, as
+with the kernel's conn_reuse_mode=1).
 
 Control on stdin: "mark" starts the next phase and is answered "phase N";
 "stop" or end of input ends the run; --duration bounds it regardless.
