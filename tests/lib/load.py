@@ -17,13 +17,14 @@ Kinds of work, each on its own threads:
   junk  malformed and unsolicited frames on an AF_PACKET socket to the
         director's MAC (its drop paths must free every buffer)
 
-With --fresh-ports, new and big connections bind their source ports in
-turn from 10000-32767 (below the kernel's ephemeral range), so no
-address/port tuple is used twice in a run (up to 22768 connections). Without
-it the kernel picks ports and reuses them after a few thousand connections,
-as real clients do; a reused tuple meets whatever entry rvsd still keeps for
-it (a SYN on a TIME_WAIT/CLOSE entry ends it and is scheduled afresh, as
-with the kernel's conn_reuse_mode=1).
+With --fresh-ports, new and big connections and UDP flows bind their
+source ports in turn from 10000-32767 (below the kernel's ephemeral range),
+wrapping around: a tuple comes back only after 22768 others, long after
+rvsd has forgotten it. Without it the kernel picks ports and reuses them
+after a few thousand connections, as real clients do; a reused tuple meets
+whatever entry rvsd still keeps for it (a SYN on a TIME_WAIT/CLOSE entry
+ends it and is scheduled afresh, as with the kernel's conn_reuse_mode=1;
+see also tests/README.md).
 
 Control on stdin: "mark" starts the next phase and is answered "phase N";
 "stop" or end of input ends the run; --duration bounds it regardless.
@@ -106,16 +107,16 @@ def recv_until_close(s, limit=1 << 20):
 
 
 FRESH_LOW, FRESH_HIGH = 10000, 32767
-fresh_next = [FRESH_LOW]
+fresh_next = {socket.SOCK_STREAM: FRESH_LOW, socket.SOCK_DGRAM: FRESH_LOW}
 
 
-def fresh_socket(a):
-    """A TCP socket bound to the next free port of the fresh range."""
+def fresh_socket(a, kind=socket.SOCK_STREAM):
+    """A socket bound to the next free port of the fresh range."""
     for _ in range(FRESH_HIGH - FRESH_LOW + 1):
         with lock:
-            port = fresh_next[0]
-            fresh_next[0] = port + 1 if port < FRESH_HIGH else FRESH_LOW
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            port = fresh_next[kind]
+            fresh_next[kind] = port + 1 if port < FRESH_HIGH else FRESH_LOW
+        s = socket.socket(socket.AF_INET, kind)
         try:
             s.bind((a.client_ip, port))
             return s
@@ -264,7 +265,14 @@ def worker_udp(a, counts):
     while not stop.is_set():
         p = now_phase()
         n += 1
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if a.fresh_ports:
+                s = fresh_socket(a, socket.SOCK_DGRAM)
+            else:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as e:
+            counts.err(p, "udp: %s" % e)
+            continue
         s.settimeout(a.timeout)
         try:
             msg = b"u%d" % n
@@ -322,9 +330,11 @@ def junk_frames(a, src_mac, dst_mac):
         "!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, src_mac, socket.inet_aton(cip),
         b"\0" * 6, socket.inet_aton("10.0.0.%d" % random.randrange(150, 250)))
     return [
-        dst_mac + src_mac[:4],                                            # truncated Ethernet
         eth(0x0800) + ipv4(cip, vip, 6, tcp_ack, bad_csum=True),          # bad IPv4 checksum
-        eth(0x0800) + ipv4(cip, vip, 17, udp_noservice, flags_frag=0x2000),  # a fragment
+        # A first fragment (MF). With net_af_packet ports the kernel
+        # defragments for the packet socket (DPDK asks for
+        # PACKET_FANOUT_FLAG_DEFRAG), so rvs never sees it there.
+        eth(0x0800) + ipv4(cip, vip, 17, udp_noservice, flags_frag=0x2000),
         eth(0x0800) + ipv4(cip, vip, 6, tcp_ack),                         # TCP, no conn, not SYN
         eth(0x0800) + ipv4(cip, vip, 17, udp_noservice),                  # no service
         eth(0x0800) + ipv4(cip, vip, 47, b"\0" * 8),                      # GRE to the VIP
