@@ -500,19 +500,20 @@ fn a_syn_reusing_a_time_wait_tuple_is_scheduled_anew() {
     );
 }
 
-/// Reproducer of a second connection-table bug, found by the soak test
-/// (see tests/README.md, "Known bugs"): the expiry sweep removes an expired
-/// connection's reply-direction index when it reaches that shard first,
+/// Regression test of a bug of the former (sharded HashMap) connection
+/// table, found by the soak test: the expiry sweep removed an expired
+/// connection's reply-direction index when it reached that shard first,
 /// without ending the connection; a client packet arriving before the sweep
-/// reaches the client-key shard (up to ~1 s later) finds the connection,
-/// re-arms its timer and revives it — without its reply index. From then on
+/// reached the client-key shard (up to ~1 s later) found the connection,
+/// re-armed its timer and revived it — without its reply index. (The slot
+/// table marks a connection dead before unlinking either key, and a dead
+/// connection is never found.) From then on
 /// every reply is dropped (`not_routed`) while each client packet keeps the
 /// half-connection alive: a UDP client that pauses about one timeout and
 /// then keeps sending is black-holed for good; a TCP client reusing a port
 /// hangs. Here: UDP with a 1 s timeout, eight client ports, pauses of 1.0
 /// to 2.5 s between datagrams.
 #[test]
-#[ignore = "known bug in the connection table (tests/README.md, Known bugs)"]
 fn a_flow_resuming_just_after_its_entry_expired_gets_its_replies() {
     let topo = Topology::up_unique();
     let _echo = common::load::UdpEcho::start(&topo.rs_ns(1), "rs1", "10.0.1.11", 9000);
