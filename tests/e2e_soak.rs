@@ -8,12 +8,10 @@
 //! Short connection timeouts make the connection table reach its steady
 //! size within the warm-up, so table growth is not mistaken for a leak.
 //! Clients take their source ports in turn from a range of 22768, so a
-//! tuple comes back only long after its entry expired: a tuple reused just
-//! as its entry expires meets a connection-table bug (tests/README.md,
-//! Known bugs; reproduced by e2e_faults's ignored tests), which is not
-//! what this test is about.
+//! tuple comes back only long after its entry expired (tuple reuse is
+//! e2e_faults's subject, not this test's).
 //! `RVS_SOAK_SECS` sets the measured part (default 60 s, after a 20 s
-//! warm-up); tests/README.md has the figures of a longer run.
+//! warm-up).
 
 mod common;
 
