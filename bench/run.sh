@@ -16,12 +16,32 @@ hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 if [ -w "$hp" ] && [ "$(cat "$hp")" -lt 512 ]; then
     echo 512 > "$hp" || true
 fi
-cargo build --release --bin rvs-bench
+cargo build --release --bin rvs-bench --bin rvs-tablebench
 mkdir -p bench/out
 cmd="bench/run.sh $*"
 ./target/release/rvs-bench --out bench/out/results.json "${args[@]}" 2> >(tee bench/out/run.log >&2)
+
+# The connection table on its own (issue 5): rates, memory, mass expiry.
+tb=./target/release/rvs-tablebench
 if [ "$mode" = full ]; then
-    /usr/bin/python3 bench/report.py bench/out/results.json --cmd "$cmd" --md bench/RESULTS.md --charts bench
+    ops=$($tb ops); mem=$($tb memory --n 10000000)
+    exp1=$($tb expiry --n 10000000 --timeout 5 --owner creator)
+    exp2=$($tb expiry --n 10000000 --timeout 5 --owner fwd)
+    tcmd="rvs-tablebench ops; memory --n 10000000; expiry --n 10000000 --timeout 5 --owner creator|fwd"
 else
-    /usr/bin/python3 bench/report.py bench/out/results.json --cmd "$cmd" --md bench/out/RESULTS-quick.md
+    ops=$($tb ops --sizes 1000,10000 --lookups 100000); mem=$($tb memory --n 100000)
+    exp1=$($tb expiry --n 100000 --timeout 1 --owner creator)
+    exp2=$($tb expiry --n 100000 --timeout 1 --owner fwd)
+    tcmd="rvs-tablebench (quick sizes)"
+fi
+/usr/bin/python3 - "$tcmd" "$ops" "$mem" "$exp1" "$exp2" > bench/out/table.json <<'PY'
+import json, sys
+cmd, ops, mem, e1, e2 = sys.argv[1:]
+print(json.dumps({"cmd": cmd, **json.loads(ops), **json.loads(mem),
+                  "expiry": [json.loads(e1)["expiry"], json.loads(e2)["expiry"]]}))
+PY
+if [ "$mode" = full ]; then
+    /usr/bin/python3 bench/report.py bench/out/results.json --cmd "$cmd" --table bench/out/table.json --md bench/RESULTS.md --charts bench
+else
+    /usr/bin/python3 bench/report.py bench/out/results.json --cmd "$cmd" --table bench/out/table.json --md bench/out/RESULTS-quick.md
 fi

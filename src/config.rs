@@ -119,6 +119,9 @@ fn d_mbufs() -> u32 {
 fn d_max_conns() -> usize {
     1 << 20
 }
+fn d_ctl_idle() -> u64 {
+    30_000
+}
 
 /// `rvsd --config FILE.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +161,15 @@ pub struct DaemonConfig {
     /// Prometheus endpoint, "ADDRESS:PORT" (`GET /metrics`); none if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Group given access to the control socket: a name from /etc/group or
+    /// a numeric gid. The socket is then mode 0660 with that group; without
+    /// it, mode 0600 (the daemon's user, root, only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_group: Option<String>,
+    /// A control client has this long to send each complete request and to
+    /// read each answer; then it is disconnected (answered `timeout`).
+    #[serde(default = "d_ctl_idle")]
+    pub control_idle_timeout_ms: u64,
     /// Services to load at start (same format as the control socket's).
     #[serde(default)]
     pub services: Vec<ServiceConf>,
@@ -206,6 +218,14 @@ impl DaemonConfig {
         }
         if self.mbufs < 1024 {
             errs.push("mbufs: at least 1024".into());
+        }
+        if let Some(g) = &self.control_group {
+            if g.is_empty() || g.contains([':', '\n']) {
+                errs.push(format!("control_group: {g:?} is not a group name or id"));
+            }
+        }
+        if !(100..=86_400_000).contains(&self.control_idle_timeout_ms) {
+            errs.push("control_idle_timeout_ms: 100 ms to 1 day".into());
         }
         if errs.is_empty() {
             Ok(())
@@ -262,6 +282,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("socket address"), "{e}");
+        assert_eq!(
+            (c.control_group.as_deref(), c.control_idle_timeout_ms),
+            (None, 30_000)
+        );
+        let g = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24"}],
+                "control_group":"rvsadm","control_idle_timeout_ms":500}"#,
+        )
+        .unwrap();
+        assert_eq!(g.control_group.as_deref(), Some("rvsadm"));
+        assert_eq!(g.control_idle_timeout_ms, 500);
+        let e = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24"}],
+                "control_group":"a:b","control_idle_timeout_ms":0}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("control_group") && e.contains("control_idle_timeout_ms"),
+            "{e}"
+        );
         let e = DaemonConfig::from_json(r#"{"eal_args":[],"ports":[],"bogus":1}"#).unwrap_err();
         assert!(e.contains("unknown field `bogus`"), "{e}");
     }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::conn::{Conn, ConnTable, Dir, FlowKey, Fnat, InsertError, TcpEvent, Template, Timeouts};
+use crate::conn::{
+    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, TcpEvent, Template, Timeouts,
+};
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
 use crate::service::{Forward, Proto, Service, ServiceTable};
@@ -62,6 +64,8 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     pub services: &'a ServiceTable,
     pub timeouts: &'a Timeouts,
+    /// The worker's per-server packet counts, flushed once per poll.
+    pub traffic: &'a std::cell::RefCell<crate::stats::TrafficAcc>,
 }
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -91,6 +95,31 @@ impl Dataplane {
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
             _ => Verdict::Drop(DropReason::UnknownEtherType),
         }
+    }
+
+    /// The connection key of a plain IPv4 TCP/UDP frame, read without
+    /// validation beyond bounds: only used to prefetch connection-table lines
+    /// for a burst; [`Dataplane::process`] does the real parsing.
+    #[inline]
+    pub fn peek_key(data: &[u8]) -> Option<FlowKey> {
+        let ip = data.get(ETH..ETH + 20)?;
+        if data[12..14] != [0x08, 0x00] || ip[0] != 0x45 {
+            return None;
+        }
+        let proto = match ip[9] {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            _ => return None,
+        };
+        let l4 = data.get(ETH + 20..ETH + 24)?;
+        let a = |o: usize| Ipv4Addr::new(ip[o], ip[o + 1], ip[o + 2], ip[o + 3]);
+        Some(FlowKey::v4(
+            proto,
+            a(12),
+            u16::from_be_bytes([l4[0], l4[1]]),
+            a(16),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ))
     }
 
     /// Answer requests for our addresses and VIPs; learn neighbours.
@@ -199,7 +228,26 @@ impl Dataplane {
             },
         };
         let key = FlowKey::v4(l4proto, src, sport, dst, dport);
-        let (conn, dir) = match self.conns.lookup(&key) {
+        let mut hit = self.conns.lookup(&key);
+        // conn_reuse_mode 1 (the kernel default): a client SYN that reuses
+        // the tuple of a connection in TIME_WAIT or CLOSE, not controlled
+        // by a persistence template, ends it and is scheduled afresh (so it
+        // never follows a real server that has since been removed).
+        if let Some((c, Dir::In)) = &hit {
+            if ev.syn
+                && !ev.ack
+                && !ev.rst
+                && !ev.fin
+                && c.proto == Proto::Tcp
+                && !c.persistent
+                && matches!(c.state(), State::TimeWait | State::Close)
+            {
+                self.conns.end(c);
+                cx.stats.conns_reused.inc();
+                hit = None;
+            }
+        }
+        let (conn, dir) = match hit {
             Some(hit) => hit,
             None if vip => match self.new_conn(cx, &key, ev) {
                 Ok(c) => (c, Dir::In),
@@ -219,17 +267,11 @@ impl Dataplane {
         } else {
             dir
         };
+        conn.commit();
         conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
-        match dir {
-            Dir::Out => {
-                conn.dest.traffic.count_out(total);
-                conn.svc.traffic.count_out(total);
-            }
-            _ => {
-                conn.dest.traffic.count_in(total);
-                conn.svc.traffic.count_in(total);
-            }
-        }
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
         self.to_next_hop(frame.data_mut(), next)
     }
 
@@ -412,7 +454,7 @@ impl Dataplane {
     }
 
     /// Schedule a new flow to a real server and track it.
-    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Arc<Conn>, DropReason> {
+    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Conn<'_>, DropReason> {
         let svc = cx
             .services
             .find(key.proto, key.dst, key.dport)
@@ -445,14 +487,14 @@ impl Dataplane {
         } else {
             d.port
         };
-        let mut c = Conn::new(
+        let mut c = NewConn::new(
             key.proto,
             (key.src, key.sport),
             (key.dst, key.dport),
             (d.ip, dport),
             d.fwd,
-            d.state.clone(),
-            svc.state.clone(),
+            &d.state,
+            &svc.state,
         );
         if let Some(t) = template {
             c = c.with_template(t);
@@ -461,11 +503,15 @@ impl Dataplane {
             let (lip, lport) = self
                 .local_addr(cx, svc, key.proto, d.ip, dport)
                 .ok_or(DropReason::LaddrExhausted)?;
-            c = c.with_fnat(Fnat::new(lip, lport, svc.conf.client_addr));
+            c = c.with_fnat(lip, lport, svc.conf.client_addr);
         }
-        let c = self.conns.insert(c, cx.now_ms).map_err(|e| match e {
-            InsertError::Full => DropReason::ConnTableFull,
-        })?;
+        let c = self
+            .conns
+            .insert(c, cx.now_ms, cx.worker as usize)
+            .map_err(|e| match e {
+                InsertError::Full => DropReason::ConnTableFull,
+                InsertError::NotIpv4 => DropReason::ProtoUnsupported,
+            })?;
         cx.stats.conns_created.inc();
         Ok(c)
     }

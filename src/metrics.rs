@@ -261,6 +261,12 @@ const WORKER: &[Row] = &[
         "Connection entries expired.",
         field!("conns_expired"),
     ),
+    (
+        "rvs_worker_connections_reused_total",
+        Kind::Counter,
+        "Connections in TIME_WAIT or CLOSE ended by a new SYN on their tuple.",
+        field!("conns_reused"),
+    ),
 ];
 
 /// Per-port DPDK counters from `stats` → `ports[i].counters`.
@@ -312,6 +318,22 @@ const PORT: &[Row] = &[
         Kind::Counter,
         "Receive failures for want of an mbuf (DPDK rx_nombuf).",
         field!("counters"."rx_nombuf"),
+    ),
+];
+
+/// Packet mempools from `stats` → `mempools[i]`.
+const MEMPOOL: &[Row] = &[
+    (
+        "rvs_mempool_in_use",
+        Kind::Gauge,
+        "Mbufs taken from the pool: in the workers, device rings or in flight.",
+        field!("in_use"),
+    ),
+    (
+        "rvs_mempool_available",
+        Kind::Gauge,
+        "Mbufs in the pool, per-lcore caches included.",
+        field!("available"),
     ),
 ];
 
@@ -484,6 +506,17 @@ pub fn render(list: &Value, stats: &Value) -> String {
                     vec![("port", i.to_string()), ("device", str_of(&p["device"]))],
                     v,
                 ));
+            }
+        }
+        fams.push(f);
+    }
+
+    let pools = arr(&stats["mempools"]);
+    for (name, kind, help, get) in MEMPOOL {
+        let mut f = Family::new(*name, *kind, help);
+        for p in pools {
+            if let Some(v) = get(p) {
+                f.samples.push((vec![("pool", str_of(&p["name"]))], v));
             }
         }
         fams.push(f);
@@ -687,7 +720,8 @@ mod tests {
              "drops": {"no_service": 4, "ipv6": 7}}],
             "ports": [{"device": "net_af_packet0", "mac": "02:00:00:00:00:01", "ipv4": "10.0.0.1/24",
                        "counters": {"ipackets": 150, "opackets": 140, "ibytes": 15000, "obytes": 14000,
-                                    "imissed": 1, "ierrors": 0, "oerrors": 0, "rx_nombuf": 0}}]})
+                                    "imissed": 1, "ierrors": 0, "oerrors": 0, "rx_nombuf": 0}}],
+            "mempools": [{"name": "rvs_pkts", "in_use": 12, "available": 16371}]})
     }
 
     /// Every `# TYPE` name in `text`.
@@ -713,6 +747,7 @@ mod tests {
         expected.extend(WORKER.iter().map(|r| r.0.to_owned()));
         expected.push("rvs_worker_drops_total".into());
         expected.extend(PORT.iter().map(|r| r.0.to_owned()));
+        expected.extend(MEMPOOL.iter().map(|r| r.0.to_owned()));
         expected.extend(
             [
                 "rvs_conn_table_entries",
@@ -751,6 +786,8 @@ mod tests {
             r#"rvs_worker_drops_total{worker="0",reason="ipv6"} 7"#,
             r#"rvs_port_rx_packets_total{port="0",device="net_af_packet0"} 150"#,
             r#"rvs_port_rx_missed_total{port="0",device="net_af_packet0"} 1"#,
+            r#"rvs_mempool_in_use{pool="rvs_pkts"} 12"#,
+            r#"rvs_mempool_available{pool="rvs_pkts"} 16371"#,
             "rvs_conn_table_entries 18",
             "rvs_conn_table_capacity 1048576",
             &format!(

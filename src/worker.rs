@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
 use crate::dataplane::{Ctx, Dataplane, Verdict};
 use crate::io::{Frame, PortIo};
 use crate::stats::{DropReason, WorkerStats};
@@ -22,6 +21,10 @@ pub const MAX_HELD: usize = 256;
 pub const HOLD_MS: u64 = 3000;
 /// Minimum time between two ARP requests for the same address.
 pub const ARP_RETRY_MS: u64 = 1000;
+/// Connection timer entries a worker handles per poll with traffic, and
+/// per idle poll.
+pub const EXPIRE_BUDGET: usize = 64;
+pub const EXPIRE_BUDGET_IDLE: usize = 1024;
 
 struct Held<F> {
     frame: F,
@@ -43,10 +46,10 @@ pub struct Worker<P: PortIo> {
     arp_sent: HashMap<Ipv4Addr, u64>,
     expire_next: usize,
     last_chores: u64,
-    scratch: Vec<Arc<Conn>>,
     idle_sleep: Duration,
     ident: u16,
     lport: u32,
+    traffic: crate::stats::TrafficAcc,
 }
 
 impl<P: PortIo> Worker<P> {
@@ -70,10 +73,10 @@ impl<P: PortIo> Worker<P> {
             arp_sent: HashMap::new(),
             expire_next: id,
             last_chores: 0,
-            scratch: Vec::new(),
             idle_sleep,
             ident: (id as u16).wrapping_mul(0x3f1d),
             lport: 0,
+            traffic: Default::default(),
         }
     }
 
@@ -101,6 +104,7 @@ impl<P: PortIo> Worker<P> {
         let mut rx = std::mem::take(&mut self.rx);
         let ident = std::cell::Cell::new(self.ident);
         let lport = std::cell::Cell::new(self.lport);
+        let traffic = std::cell::RefCell::new(std::mem::take(&mut self.traffic));
         let mut total = 0;
         for port in 0..self.io.n_ports() as u16 {
             let n = self.io.rx_burst(port, &mut rx);
@@ -117,7 +121,20 @@ impl<P: PortIo> Worker<P> {
                 now_ms,
                 services: &services,
                 timeouts: &timeouts,
+                traffic: &traffic,
             };
+            // Bring the burst's connection-table lines in before they are
+            // needed: index buckets first, then the slots they point to.
+            let mut keys = [None; crate::io::BURST];
+            for (k, f) in keys.iter_mut().zip(rx.iter()) {
+                *k = Dataplane::peek_key(f.data());
+                if let Some(k) = k {
+                    dp.conns.prefetch_bucket(k);
+                }
+            }
+            for k in keys.iter().take(n).flatten() {
+                dp.conns.prefetch_conn(k);
+            }
             for mut f in rx.drain(..) {
                 let st = cx.stats;
                 st.rx_packets.inc();
@@ -135,9 +152,24 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.rx = rx;
+        self.traffic = traffic.into_inner();
+        if !self.traffic.is_empty() {
+            self.traffic.flush(dp.conns.ids());
+        }
         self.ident = ident.get();
         self.lport = lport.get();
         self.io.flush();
+        // Connection timers: a little every poll, more when idle, so that
+        // expiring millions of connections never holds up forwarding.
+        let budget = if total == 0 {
+            EXPIRE_BUDGET_IDLE
+        } else {
+            EXPIRE_BUDGET
+        };
+        let ended = dp.conns.expire(self.id, now_ms, budget);
+        if ended > 0 {
+            stats[self.id].conns_expired.add(ended as u64);
+        }
         if now_ms != self.last_chores {
             self.last_chores = now_ms;
             self.chores(now_ms);
@@ -183,18 +215,11 @@ impl<P: PortIo> Worker<P> {
     /// Bounded background work, at most once per millisecond.
     fn chores(&mut self, now: u64) {
         self.release_held(now);
-        // One shard of the connection table per millisecond, each worker
-        // its own share of shards: the whole table is swept every
-        // n_shards / n_workers ms without ever pausing forwarding for long.
-        let n = self.dp.conns.n_shards();
-        let ended = self
-            .dp
-            .conns
-            .expire_shard(self.expire_next % n, now, &mut self.scratch);
+        // One shard of persistence templates per millisecond, each worker
+        // its own share of shards.
+        let n = self.dp.conns.n_template_shards();
+        self.dp.conns.expire_templates(self.expire_next % n, now);
         self.expire_next = (self.expire_next + self.n_workers) % n;
-        if ended > 0 {
-            self.stats().conns_expired.add(ended as u64);
-        }
         let drops = self.io.tx_dropped();
         self.stats().tx_dropped.set(drops);
     }

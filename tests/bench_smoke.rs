@@ -55,3 +55,43 @@ fn rvs_bench_quick_produces_sane_json() {
         }
     }
 }
+
+/// rvs-tablebench's three measurements at tiny sizes: each reports
+/// figures that make sense (every connection found, all expired).
+#[test]
+fn rvs_tablebench_quick_produces_sane_json() {
+    let run = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_rvs-tablebench"))
+            .args(args)
+            .output()
+            .expect("run rvs-tablebench");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("valid JSON")
+    };
+    let ops = run(&["ops", "--sizes", "1000,20000", "--lookups", "50000"]);
+    let ops = ops["ops"].as_array().expect("ops");
+    assert_eq!(ops.len(), 2);
+    for o in ops {
+        for k in ["lookup_mops", "insert_mops", "miss_mops", "fill_mops"] {
+            let v = o[k].as_f64().unwrap_or(0.0);
+            assert!(v > 0.0 && v.is_finite(), "{k}: {o}");
+        }
+    }
+    let mem = run(&["memory", "--n", "50000"]);
+    assert_eq!(mem["memory"]["live"], 50000);
+    assert!(mem["memory"]["bytes_per_conn"].as_f64().unwrap() > 0.0);
+    for owner in ["creator", "fwd"] {
+        let e = run(&["expiry", "--n", "20000", "--timeout", "1", "--owner", owner]);
+        let e = &e["expiry"];
+        assert_eq!(e["left"], 0, "everything expired: {e}");
+        assert!(
+            e["all_ended_ms"].as_u64().unwrap() >= e["last_deadline_ms"].as_u64().unwrap(),
+            "{e}"
+        );
+        assert!(e["fwd_lookups"].as_u64().unwrap() > 0, "{e}");
+    }
+}

@@ -1347,3 +1347,42 @@ fn mutated_frames_never_panic_and_are_all_accounted_for() {
         );
     }
 }
+
+/// conn_reuse_mode 1: a SYN on the tuple of a connection in TIME_WAIT or
+/// CLOSE ends it and is scheduled afresh (here: away from a server deleted
+/// meanwhile); on a live (ESTABLISHED) connection a SYN changes nothing.
+#[test]
+fn a_syn_reusing_a_closed_tuple_is_scheduled_afresh() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 1);
+    learn_neighbours(&mut r);
+    let send = |r: &mut Rig<MemIo>, sport: u16, flags: TcpFlags| {
+        r.worker
+            .io
+            .push(0, &client_tcp(sport, flags, b"", DIR0_MAC));
+        r.step(1);
+        r.worker.io.take_tx(1)
+    };
+    // Two flows: rr puts 50000 on rs2 and 50001 on rs1.
+    assert_eq!(endpoints(&send(&mut r, 50000, TcpFlags::SYN)[0]).2, rs2());
+    assert_eq!(endpoints(&send(&mut r, 50001, TcpFlags::SYN)[0]).2, rs1());
+    // 50000 is established then reset (CLOSE), 50001 is established.
+    send(&mut r, 50000, TcpFlags::ACK);
+    send(&mut r, 50000, TcpFlags::RST);
+    send(&mut r, 50001, TcpFlags::ACK);
+    r.ctl(&format!(
+        r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.1.12"}}}}"#
+    ));
+    let out = send(&mut r, 50000, TcpFlags::SYN);
+    assert_eq!(endpoints(&out[0]).2, rs1(), "not the deleted rs2");
+    assert_eq!(r.stats().conns_reused, 1);
+    // A SYN on the established flow keeps it where it is.
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat"}}}}"#
+    ));
+    let out = send(&mut r, 50001, TcpFlags::SYN);
+    assert_eq!(endpoints(&out[0]).2, rs1());
+    assert_eq!(r.stats().conns_reused, 1);
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    assert_eq!(c["connections"].as_array().unwrap().len(), 2);
+}

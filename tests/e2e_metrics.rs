@@ -208,6 +208,13 @@ fn metrics_endpoint_counts_the_traffic_sent() {
         );
         must(&m, "rvs_port_rx_nombuf_total", l);
     }
+    // The packet pool: every mbuf is either in it or out of it.
+    let pool = json!({"pool": "rvs_pkts"});
+    assert_eq!(
+        must(&m, "rvs_mempool_in_use", pool.clone()) + must(&m, "rvs_mempool_available", pool),
+        16383.0,
+        "in use + available = the configured mbufs"
+    );
     assert_eq!(must(&m, "rvs_conn_table_capacity", json!({})), 1048576.0);
     assert!(must(&m, "rvs_conn_table_entries", json!({})) <= 20.0);
     assert_eq!(

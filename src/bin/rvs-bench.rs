@@ -308,7 +308,7 @@ impl Core {
 }
 
 /// The director: the real control plane and data path pieces, as rvsd
-/// assembles them (1024 connection-table shards, like rvsd).
+/// assembles them (one expiry wheel per worker, like rvsd).
 struct Director {
     dp: Arc<Dataplane>,
     stats: Arc<[CachePadded<WorkerStats>]>,
@@ -316,7 +316,7 @@ struct Director {
 }
 
 fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
-    let conns = Arc::new(ConnTable::new(max_conns, 1024));
+    let conns = Arc::new(ConnTable::new(max_conns, n_workers));
     let stats: Arc<[CachePadded<WorkerStats>]> = (0..n_workers)
         .map(|_| CachePadded::new(WorkerStats::default()))
         .collect();

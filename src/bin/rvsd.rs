@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 
 use rvs::config::DaemonConfig;
 use rvs::conn::ConnTable;
-use rvs::control::server::Server;
-use rvs::control::{Control, PortReport, PortView};
+use rvs::control::server::{Server, ServerOptions};
+use rvs::control::{Control, MempoolReport, PortReport, PortView};
 use rvs::dataplane::Dataplane;
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
 use rvs::neigh::{NeighTable, PortAddr, Router};
@@ -50,6 +50,7 @@ struct Cli {
 struct Ports {
     ports: Mutex<Vec<Port>>,
     info: Vec<(String, MacAddr, String)>,
+    pool: Mempool,
 }
 
 impl PortView for Ports {
@@ -65,6 +66,14 @@ impl PortView for Ports {
                 counters: p.stats().unwrap_or_default(),
             })
             .collect()
+    }
+
+    fn mempools(&self) -> Vec<MempoolReport> {
+        vec![MempoolReport {
+            name: self.pool.name(),
+            in_use: self.pool.in_use(),
+            available: self.pool.available(),
+        }]
     }
 }
 
@@ -87,7 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
 
     let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
-    let conns = Arc::new(ConnTable::new(cfg.max_connections, 1024));
+    let conns = Arc::new(ConnTable::new(cfg.max_connections, cfg.workers.len()));
     if let Some(t) = &cfg.timeouts {
         conns.set_timeouts(rvs::control::timeouts_from(t));
     }
@@ -98,6 +107,17 @@ fn run(cli: Cli) -> Result<()> {
     // Services are validated before DPDK is touched: a bad file fails fast.
     ctl.load(cfg.services.clone())
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
+    let ctl_opts = ServerOptions {
+        group: match &cfg.control_group {
+            Some(g) => Some(
+                rvs::control::server::resolve_group(g)
+                    .map_err(|e| anyhow::anyhow!("control_group: {e}"))?,
+            ),
+            None => None,
+        },
+        idle_timeout: Duration::from_millis(cfg.control_idle_timeout_ms),
+        ..ServerOptions::default()
+    };
     if cli.check {
         println!("{}: OK", cli.config.display());
         return Ok(());
@@ -211,9 +231,10 @@ fn run(cli: Cli) -> Result<()> {
     ctl.ports = Some(Box::new(Ports {
         ports: Mutex::new(ports),
         info,
+        pool: pool.clone(),
     }));
     let ctl = Arc::new(ctl);
-    let server = match Server::bind(&cli.socket) {
+    let server = match Server::bind_with(&cli.socket, ctl_opts) {
         Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed);

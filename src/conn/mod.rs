@@ -1,28 +1,53 @@
 //! The connection table: every packet of a tracked flow finds its
-//! connection here, in either direction, from any worker.
+//! connection here, in either direction, from any worker, without a lock.
 //!
-//! Each connection is indexed under two keys, the client's view (cip:cport ->
-//! vip:vport) and, where replies pass the director (NAT), the real server's
-//! (rip:rport -> cip:cport). The table is sharded; a shard is a
-//! `parking_lot::RwLock<HashMap>` so lookups from several workers proceed in
-//! parallel and only inserts and expiry take a shard exclusively.
+//! # Layout
+//! - **Slots**: one 64-byte cache line per connection, `max_connections` of
+//!   them allocated (and faulted in, on transparent huge pages where the
+//!   kernel allows) when the table is made. A slot is eight `AtomicU64`
+//!   words; real servers and services are referred to by `u32` ids
+//!   ([`crate::service::Ids`]), so a slot holds no pointer and no `Arc`.
+//! - **Index**: an open-addressed array of 64-byte buckets of seven entries
+//!   (`tag:32 | dir:1 | slot+1:31`) and an overflow count (F14 style: how
+//!   many entries probed past this bucket, so a lookup stops at the first
+//!   bucket nobody overflowed). Each connection is indexed under the
+//!   client's key and, where replies pass the director (NAT, FULLNAT), the
+//!   real server's. Entries are set and cleared with compare-and-swap.
+//! - **Reads** are seqlock-style: the control word (`W_CTL`: generation,
+//!   flags, deadline) is read before and after the other words; a slot that
+//!   was freed and reused in between has a new generation and the read is
+//!   retried. All mutation of a live connection (state, timer, FULLNAT
+//!   sequence data) is a compare-and-swap that includes the generation, so a
+//!   stale snapshot can never change a reused slot.
+//! - **Expiry**: a lazy timer wheel per worker (4096 ticks of 16 ms). A
+//!   connection sits in its inserting worker's wheel at its deadline; when
+//!   the tick passes, the worker ends it or, if packets pushed the deadline
+//!   out, moves it on. A packet that brings the deadline *forward* (FIN,
+//!   RST) moves it to the earlier tick. Each poll does a bounded amount of
+//!   this work, so expiring millions of connections never stalls a worker.
+//! - **Free slots** form a lock-free (tagged) stack; inserts of the same
+//!   client flow are serialised by a striped lock so a flow is never
+//!   tracked twice.
 //!
-//! State and timer live in atomics inside the [`Conn`]; the state byte also
-//! carries the INACTIVE and DEAD flags so that the ActiveConn/InActConn
-//! accounting is changed exactly once per transition, even when the two
+//! The state byte carries the INACTIVE and DEAD flags, so ActiveConn and
+//! InActConn change exactly once per transition even when the two
 //! directions of a flow race on different workers.
 
 pub mod state;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
-use crate::service::{ClientAddr, DestState, Forward, Proto, ServiceState};
+use crate::service::{ClientAddr, DestState, Forward, Ids, Proto, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 /// A flow as seen on the wire: protocol and both endpoints.
@@ -45,17 +70,282 @@ impl FlowKey {
             dport,
         }
     }
+    /// The key as numbers, if both addresses are IPv4 (the table is
+    /// IPv4-only, like the rest of the data path).
+    #[inline]
+    fn k4(&self) -> Option<K4> {
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some(K4 {
+                proto: self.proto,
+                src: u32::from(s),
+                dst: u32::from(d),
+                sport: self.sport,
+                dport: self.dport,
+            }),
+            _ => None,
+        }
+    }
 }
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct K4 {
+    proto: Proto,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+}
+
+// ---- slot layout --------------------------------------------------------
+
+/// gen:16 | flags:8 | deadline in ms of the table's clock:40.
+const W_CTL: usize = 0;
+/// cip:32 | vip:32
+const W_ADDR: usize = 1;
+/// dip:32 | cport:16 | vport:16
+const W_DST: usize = 2;
+/// dport:16 | kind:8 | unused:8 | lport:16 | unused:16
+const W_KIND: usize = 3;
+/// lip:32 | unused:32
+const W_LOCAL: usize = 4;
+/// dest id:32 | service id:32
+const W_IDS: usize = 5;
+/// Live: unused:16 | owner wheel:16 | wheel tick:32. Free: next free slot+1
+/// in the top 32 bits.
+const W_WHEEL: usize = 6;
+/// gen:16 | delta:8 | unused:8 | isn:32 (FULLNAT sequence data).
+const W_SEQ: usize = 7;
 
 const ST_MASK: u8 = 0x0f;
 /// Counted in InActConn rather than ActiveConn (kernel IP_VS_CONN_F_INACTIVE).
 const F_INACTIVE: u8 = 0x10;
-/// Expired and unlinked; no more accounting.
+/// Holds a connection (set at insert, never cleared; DEAD ends it).
+const F_LIVE: u8 = 0x20;
+/// Ended: unlinked or being unlinked; no more accounting.
 const F_DEAD: u8 = 0x40;
 
-/// One tracked connection.
+const DEADLINE_MASK: u64 = (1 << 40) - 1;
+
+#[inline]
+fn ctl(gen: u16, flags: u8, deadline: u64) -> u64 {
+    (gen as u64) << 48 | (flags as u64) << 40 | deadline.min(DEADLINE_MASK)
+}
+#[inline]
+fn ctl_gen(c: u64) -> u16 {
+    (c >> 48) as u16
+}
+#[inline]
+fn ctl_flags(c: u64) -> u8 {
+    (c >> 40) as u8
+}
+#[inline]
+fn ctl_deadline(c: u64) -> u64 {
+    c & DEADLINE_MASK
+}
+
+// kind byte: proto:1 | fwd:2 | client_addr:2 | fnat:1 | template:1
+const K_UDP: u8 = 1;
+const K_FNAT: u8 = 1 << 5;
+const K_TEMPLATE: u8 = 1 << 6;
+
+fn fwd_bits(f: Forward) -> u8 {
+    (match f {
+        Forward::Nat => 0,
+        Forward::Dr => 1,
+        Forward::Tun => 2,
+        Forward::FullNat => 3,
+    }) << 1
+}
+fn fwd_of(kind: u8) -> Forward {
+    match (kind >> 1) & 3 {
+        0 => Forward::Nat,
+        1 => Forward::Dr,
+        2 => Forward::Tun,
+        _ => Forward::FullNat,
+    }
+}
+fn ca_bits(c: ClientAddr) -> u8 {
+    (match c {
+        ClientAddr::None => 0,
+        ClientAddr::Toa => 1,
+        ClientAddr::ProxyV2 => 2,
+    }) << 3
+}
+fn ca_of(kind: u8) -> ClientAddr {
+    match (kind >> 3) & 3 {
+        1 => ClientAddr::Toa,
+        2 => ClientAddr::ProxyV2,
+        _ => ClientAddr::None,
+    }
+}
+
+/// One connection: a cache line of atomics.
+#[derive(bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Slot {
+    w: [AtomicU64; 8],
+}
+
+/// Seven index entries and the overflow count: one cache line.
+#[derive(bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Bucket {
+    e: [AtomicU64; 7],
+    overflow: AtomicU64,
+}
+
+const ENTRY_OUT: u64 = 1 << 31;
+/// Buckets a probe may pass before the index counts as full.
+const MAX_PROBE: usize = 64;
+
+#[inline]
+fn entry(tag: u32, dir: Dir, slot: u32) -> u64 {
+    (tag as u64) << 32 | if dir == Dir::Out { ENTRY_OUT } else { 0 } | (slot as u64 + 1)
+}
+#[inline]
+fn entry_slot(e: u64) -> u32 {
+    ((e & (ENTRY_OUT - 1)) - 1) as u32
+}
+#[inline]
+fn entry_dir(e: u64) -> Dir {
+    if e & ENTRY_OUT != 0 {
+        Dir::Out
+    } else {
+        Dir::In
+    }
+}
+
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = (a as u128).wrapping_mul(b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+// ---- timer wheel -------------------------------------------------------
+
+/// A wheel tick is 16 ms.
+const TICK_SHIFT: u32 = 4;
+const WHEEL_SLOTS: usize = 4096;
+
+#[inline]
+fn tick_of(ms: u64) -> u32 {
+    (ms >> TICK_SHIFT) as u32
+}
+/// `a` is before `b` on the wrapping tick clock.
+#[inline]
+fn tick_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// One worker's timers: `buckets[tick % WHEEL_SLOTS]` holds
+/// `slot:32 | tick:32` entries. Entries are never removed early; an entry
+/// counts only while the slot's registered tick (`W_WHEEL`) equals its own,
+/// so moved timers leave harmless stale entries behind.
+struct Wheel {
+    buckets: Vec<Vec<u64>>,
+    /// The next tick to process; None before the first use.
+    cursor: Option<u32>,
+}
+
+impl Wheel {
+    fn new() -> Wheel {
+        Wheel {
+            buckets: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            cursor: None,
+        }
+    }
+    /// Queue `slot` at `tick` (or at the cursor, if that tick has already
+    /// been processed); returns the tick used.
+    fn push(&mut self, slot: u32, tick: u32) -> u32 {
+        let cur = *self.cursor.get_or_insert(tick);
+        let t = if tick_before(tick, cur) { cur } else { tick };
+        self.buckets[t as usize % WHEEL_SLOTS].push((slot as u64) << 32 | t as u64);
+        t
+    }
+}
+
+// ---- connections -------------------------------------------------------
+
+/// A new connection, before it is in the table.
+#[derive(Debug, Clone)]
+pub struct NewConn {
+    pub proto: Proto,
+    pub cip: IpAddr,
+    pub cport: u16,
+    pub vip: IpAddr,
+    pub vport: u16,
+    pub dip: IpAddr,
+    pub dport: u16,
+    pub fwd: Forward,
+    /// [`DestState::id`] and [`ServiceState::id`].
+    pub dest: u32,
+    pub svc: u32,
+    pub template: Option<Arc<Template>>,
+    /// FULLNAT: local address, port and client-address delivery.
+    pub fnat: Option<(IpAddr, u16, ClientAddr)>,
+}
+
+impl NewConn {
+    pub fn new(
+        proto: Proto,
+        (cip, cport): (IpAddr, u16),
+        (vip, vport): (IpAddr, u16),
+        (dip, dport): (IpAddr, u16),
+        fwd: Forward,
+        dest: &DestState,
+        svc: &ServiceState,
+    ) -> NewConn {
+        NewConn {
+            proto,
+            cip,
+            cport,
+            vip,
+            vport,
+            dip,
+            dport,
+            fwd,
+            dest: dest.id,
+            svc: svc.id,
+            template: None,
+            fnat: None,
+        }
+    }
+    /// Make this a FULLNAT connection from `lip:lport`.
+    pub fn with_fnat(mut self, lip: IpAddr, lport: u16, client_addr: ClientAddr) -> NewConn {
+        self.fnat = Some((lip, lport, client_addr));
+        self
+    }
+    /// Bind to the persistence template that picked the real server.
+    pub fn with_template(mut self, t: Arc<Template>) -> NewConn {
+        self.template = Some(t);
+        self
+    }
+}
+
+/// FULLNAT per-connection data in a [`Conn`] snapshot. `isn` and `delta`
+/// may be changed by the forwarding code; [`Conn::commit`] writes them back.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Fnat {
+    pub lip: IpAddr,
+    pub lport: u16,
+    pub client_addr: ClientAddr,
+    /// Client's initial sequence number (from its SYN).
+    pub isn: Cell<u32>,
+    /// Bytes inserted into the client's stream (the PROXY header), added to
+    /// client sequence numbers and taken off the server's acknowledgements.
+    pub delta: Cell<u32>,
+}
+
+/// A consistent snapshot of one live connection, tied to its slot by the
+/// slot's generation: methods that change the connection do nothing once
+/// the connection has ended.
+#[derive(Debug)]
+pub struct Conn<'t> {
+    table: &'t ConnTable,
+    slot: u32,
+    gen: u16,
+    ctl: u64,
+    seq: u64,
     pub proto: Proto,
     pub cip: IpAddr,
     pub cport: u16,
@@ -65,41 +355,144 @@ pub struct Conn {
     pub dip: IpAddr,
     pub dport: u16,
     pub fwd: Forward,
-    /// state | flags
-    bits: AtomicU8,
-    /// Deadline in milliseconds of the table's clock.
-    expires: AtomicU64,
-    pub dest: Arc<DestState>,
-    pub svc: Arc<ServiceState>,
-    /// The persistence template that chose this connection's real server
-    /// (kernel `cp->control`); it lives at least as long as this does.
-    pub template: Option<Arc<Template>>,
+    dest: u32,
+    svc: u32,
+    /// Controlled by a persistence template.
+    pub persistent: bool,
     /// FULLNAT only: the director's local address and port the real server
     /// sees as the client, and the client-address delivery state.
     pub fnat: Option<Fnat>,
 }
 
-/// FULLNAT per-connection state.
-#[derive(Debug)]
-pub struct Fnat {
-    pub lip: IpAddr,
-    pub lport: u16,
-    pub client_addr: ClientAddr,
-    /// Client's initial sequence number (from its SYN).
-    pub isn: AtomicU32,
-    /// Bytes inserted into the client's stream (the PROXY header), added to
-    /// client sequence numbers and taken off the server's acknowledgements.
-    pub delta: AtomicU32,
-}
+impl<'t> Conn<'t> {
+    /// The client's key: cip:cport -> vip:vport.
+    pub fn in_key(&self) -> FlowKey {
+        FlowKey {
+            proto: self.proto,
+            src: self.cip,
+            sport: self.cport,
+            dst: self.vip,
+            dport: self.vport,
+        }
+    }
 
-impl Fnat {
-    pub fn new(lip: IpAddr, lport: u16, client_addr: ClientAddr) -> Fnat {
-        Fnat {
-            lip,
-            lport,
-            client_addr,
-            isn: AtomicU32::new(0),
-            delta: AtomicU32::new(0),
+    /// The reply key where replies pass the director.
+    pub fn out_key(&self) -> Option<FlowKey> {
+        match self.fwd {
+            Forward::Nat => Some(FlowKey {
+                proto: self.proto,
+                src: self.dip,
+                sport: self.dport,
+                dst: self.cip,
+                dport: self.cport,
+            }),
+            Forward::FullNat => self.fnat.as_ref().map(|f| FlowKey {
+                proto: self.proto,
+                src: self.dip,
+                sport: self.dport,
+                dst: f.lip,
+                dport: f.lport,
+            }),
+            _ => None,
+        }
+    }
+
+    /// State when the snapshot was taken.
+    pub fn state(&self) -> State {
+        State::from_u8(ctl_flags(self.ctl) & ST_MASK)
+    }
+    pub fn is_active(&self) -> bool {
+        ctl_flags(self.ctl) & F_INACTIVE == 0
+    }
+    /// Deadline in milliseconds of the table's clock.
+    pub fn expires_ms(&self) -> u64 {
+        ctl_deadline(self.ctl)
+    }
+    /// The real server's live state.
+    pub fn dest(&self) -> &'t DestState {
+        self.table.dest_state(self.dest)
+    }
+    /// The service's live state.
+    pub fn svc(&self) -> &'t ServiceState {
+        self.table.svc_state(self.svc)
+    }
+    /// [`DestState::id`] of the real server.
+    pub fn dest_id(&self) -> u32 {
+        self.dest
+    }
+    /// [`ServiceState::id`] of the service.
+    pub fn svc_id(&self) -> u32 {
+        self.svc
+    }
+    /// Slot number and generation (for tests and diagnostics).
+    pub fn id(&self) -> (u32, u16) {
+        (self.slot, self.gen)
+    }
+
+    /// Apply a packet's TCP flags (or, for UDP, just its arrival), re-arm
+    /// the timer and keep ActiveConn/InActConn of the real server exact.
+    /// Returns the new state (the old one if the connection has ended).
+    pub fn on_packet(&self, dir: Dir, ev: TcpEvent, now_ms: u64, t: &Timeouts) -> State {
+        let w = &self.table.slots[self.slot as usize].w[W_CTL];
+        let mut cur = w.load(Relaxed);
+        loop {
+            let flags = ctl_flags(cur);
+            let old = State::from_u8(flags & ST_MASK);
+            if ctl_gen(cur) != self.gen || flags & F_DEAD != 0 {
+                return old;
+            }
+            let new = if self.proto == Proto::Tcp {
+                state::tcp_next(old, dir, ev)
+            } else {
+                old
+            };
+            let was_inactive = flags & F_INACTIVE != 0;
+            // The kernel re-evaluates the flag only on a state change.
+            let now_inactive = if new != old {
+                new != State::Established
+            } else {
+                was_inactive
+            };
+            let mut nf = (flags & !(ST_MASK | F_INACTIVE)) | new as u8;
+            if now_inactive {
+                nf |= F_INACTIVE;
+            }
+            let deadline = now_ms + t.get(new) as u64 * 1000;
+            let next = ctl(self.gen, nf, deadline);
+            if next != cur {
+                if let Err(actual) = w.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                    cur = actual;
+                    continue;
+                }
+                let d = self.dest();
+                match (was_inactive, now_inactive) {
+                    (true, false) => {
+                        d.inactive.fetch_sub(1, Relaxed);
+                        d.active.fetch_add(1, Relaxed);
+                    }
+                    (false, true) => {
+                        d.active.fetch_sub(1, Relaxed);
+                        d.inactive.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
+                }
+                if deadline < ctl_deadline(cur) {
+                    self.table.rearm(self.slot, self.gen, deadline);
+                }
+            }
+            return new;
+        }
+    }
+
+    /// Write back FULLNAT sequence data the forwarding code changed.
+    pub fn commit(&self) {
+        let Some(f) = &self.fnat else { return };
+        let next =
+            (self.gen as u64) << 48 | ((f.delta.get() as u64) & 0xff) << 40 | f.isn.get() as u64;
+        if next != self.seq {
+            let w = &self.table.slots[self.slot as usize].w[W_SEQ];
+            // Only if the slot still holds this connection (same generation).
+            let _ = w.compare_exchange(self.seq, next, Relaxed, Relaxed);
         }
     }
 }
@@ -165,197 +558,53 @@ impl Template {
 /// another minute (kernel `ip_vs_conn_expire`).
 pub const TEMPLATE_RETRY_MS: u64 = 60_000;
 
-impl Conn {
-    pub fn new(
-        proto: Proto,
-        (cip, cport): (IpAddr, u16),
-        (vip, vport): (IpAddr, u16),
-        (dip, dport): (IpAddr, u16),
-        fwd: Forward,
-        dest: Arc<DestState>,
-        svc: Arc<ServiceState>,
-    ) -> Conn {
-        let st = if proto == Proto::Udp {
-            State::Udp
-        } else {
-            State::None
-        };
-        Conn {
-            proto,
-            cip,
-            cport,
-            vip,
-            vport,
-            dip,
-            dport,
-            fwd,
-            bits: AtomicU8::new(st as u8 | F_INACTIVE),
-            expires: AtomicU64::new(0),
-            dest,
-            svc,
-            template: None,
-            fnat: None,
-        }
-    }
-
-    /// Make this a FULLNAT connection from `lip:lport`.
-    pub fn with_fnat(mut self, f: Fnat) -> Conn {
-        self.fnat = Some(f);
-        self
-    }
-
-    /// Bind to the persistence template that picked the real server.
-    pub fn with_template(mut self, t: Arc<Template>) -> Conn {
-        self.template = Some(t);
-        self
-    }
-
-    /// The client's key: cip:cport -> vip:vport.
-    pub fn in_key(&self) -> FlowKey {
-        FlowKey {
-            proto: self.proto,
-            src: self.cip,
-            sport: self.cport,
-            dst: self.vip,
-            dport: self.vport,
-        }
-    }
-
-    /// The reply key where replies pass the director.
-    pub fn out_key(&self) -> Option<FlowKey> {
-        match self.fwd {
-            Forward::Nat => Some(FlowKey {
-                proto: self.proto,
-                src: self.dip,
-                sport: self.dport,
-                dst: self.cip,
-                dport: self.cport,
-            }),
-            Forward::FullNat => self.fnat.as_ref().map(|f| FlowKey {
-                proto: self.proto,
-                src: self.dip,
-                sport: self.dport,
-                dst: f.lip,
-                dport: f.lport,
-            }),
-            _ => None,
-        }
-    }
-
-    pub fn state(&self) -> State {
-        State::from_u8(self.bits.load(Relaxed) & ST_MASK)
-    }
-
-    pub fn is_active(&self) -> bool {
-        self.bits.load(Relaxed) & F_INACTIVE == 0
-    }
-
-    pub fn expires_ms(&self) -> u64 {
-        self.expires.load(Relaxed)
-    }
-
-    /// Apply a packet's TCP flags (or, for UDP, just its arrival), re-arm
-    /// the timer and keep ActiveConn/InActConn of the real server exact.
-    pub fn on_packet(&self, dir: Dir, ev: TcpEvent, now_ms: u64, t: &Timeouts) -> State {
-        let mut cur = self.bits.load(Relaxed);
-        loop {
-            if cur & F_DEAD != 0 {
-                return State::from_u8(cur & ST_MASK);
-            }
-            let old = State::from_u8(cur & ST_MASK);
-            let new = if self.proto == Proto::Tcp {
-                state::tcp_next(old, dir, ev)
-            } else {
-                old
-            };
-            let mut flags = cur & !ST_MASK;
-            let was_inactive = cur & F_INACTIVE != 0;
-            // The kernel re-evaluates the flag only on a state change.
-            let now_inactive = if new != old {
-                new != State::Established
-            } else {
-                was_inactive
-            };
-            if now_inactive {
-                flags |= F_INACTIVE;
-            } else {
-                flags &= !F_INACTIVE;
-            }
-            let next = flags | new as u8;
-            if next != cur {
-                if let Err(actual) = self.bits.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
-                    cur = actual;
-                    continue;
-                }
-                match (was_inactive, now_inactive) {
-                    (true, false) => {
-                        self.dest.inactive.fetch_sub(1, Relaxed);
-                        self.dest.active.fetch_add(1, Relaxed);
-                    }
-                    (false, true) => {
-                        self.dest.active.fetch_sub(1, Relaxed);
-                        self.dest.inactive.fetch_add(1, Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-            self.expires
-                .store(now_ms + t.get(new) as u64 * 1000, Relaxed);
-            return new;
-        }
-    }
-
-    /// Mark dead exactly once and release the real server's count. Returns
-    /// false if someone else already did.
-    fn kill(&self) -> bool {
-        let prev = self.bits.fetch_or(F_DEAD, Relaxed);
-        if prev & F_DEAD != 0 {
-            return false;
-        }
-        if prev & F_INACTIVE != 0 {
-            self.dest.inactive.fetch_sub(1, Relaxed);
-        } else {
-            self.dest.active.fetch_sub(1, Relaxed);
-        }
-        self.dest.check_overload_on_unbind();
-        if let Some(t) = &self.template {
-            t.controlled.fetch_sub(1, Relaxed);
-        }
-        true
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    conn: Arc<Conn>,
-    dir: Dir,
-}
-
 /// Why a connection could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
     #[error("connection table full")]
     Full,
+    #[error("the connection table holds IPv4 connections only")]
+    NotIpv4,
 }
 
-/// foldhash: a fast hash with a per-table random seed, so a client cannot
-/// aim many flows at one bucket without knowing the seed; several times
-/// cheaper per packet than std's SipHash.
-type Hasher = foldhash::fast::RandomState;
-type Shard = CachePadded<RwLock<HashMap<FlowKey, Entry, Hasher>>>;
-type TemplateShard = CachePadded<RwLock<HashMap<FlowKey, Arc<Template>, Hasher>>>;
+// ---- the table ---------------------------------------------------------
 
-/// The sharded connection table.
+type TemplateShard =
+    CachePadded<RwLock<HashMap<FlowKey, Arc<Template>, foldhash::fast::RandomState>>>;
+
+type LinkShard = Mutex<HashMap<u32, Arc<Template>>>;
+
+const STRIPES: usize = 1024;
+const TEMPLATE_SHARDS: usize = 16;
+const LINK_SHARDS: usize = 64;
+
+/// The connection table.
 pub struct ConnTable {
-    shards: Box<[Shard]>,
-    /// Persistence templates, sharded like the connections; they count
-    /// against `max` as in the kernel.
-    templates: Box<[TemplateShard]>,
-    count: AtomicUsize,
+    slots: Box<[Slot]>,
+    index: Box<[Bucket]>,
+    mask: usize,
+    seed: [u64; 2],
+    /// Serialise inserts of one client key (by hash), so a flow whose
+    /// first packets race on two workers is tracked once.
+    stripes: Box<[CachePadded<Mutex<()>>]>,
+    /// Free slots: tag:32 | slot+1:32 (0 = empty).
+    free: CachePadded<AtomicU64>,
+    /// Slots never used so far start here.
+    fresh: CachePadded<AtomicUsize>,
+    count: CachePadded<AtomicUsize>,
     max: usize,
     /// Seconds per state; read on every poll, so atomics rather than a lock.
     timeouts: [AtomicU32; state::N_STATES],
-    hasher: Hasher,
+    wheels: Box<[CachePadded<Mutex<Wheel>>]>,
+    /// Persistence templates; they count against `max` as in the kernel.
+    templates: Box<[TemplateShard]>,
+    /// The template each persistent connection (by slot) is bound to.
+    links: Box<[LinkShard]>,
+    ids: Arc<Ids>,
+    /// What `dest()`/`svc()` give for an id the registry lacks (never
+    /// happens: ids come from the registry and are never removed).
+    no_dest: DestState,
+    no_svc: ServiceState,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -368,39 +617,66 @@ impl std::fmt::Debug for ConnTable {
 }
 
 impl ConnTable {
-    /// The shard of `key`: the top bits of its hash (the maps use the low
-    /// bits for their buckets).
-    #[inline]
-    fn shard_of(&self, key: &FlowKey, n: usize) -> usize {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(key);
-        ((h >> 32) as usize) & (n - 1)
+    /// A table for at most `max` connections (and persistence templates),
+    /// with one expiry wheel per worker (`workers`). All memory is taken
+    /// and touched here: `max` slots of 64 bytes and an index of about
+    /// 18 bytes per connection key.
+    pub fn new(max: usize, workers: usize) -> ConnTable {
+        Self::with_ids(max, workers, Arc::new(Ids::default()))
     }
-}
 
-impl ConnTable {
-    /// A table for at most `max` connections in `shards` shards (rounded up
-    /// to a power of two).
-    pub fn new(max: usize, shards: usize) -> ConnTable {
-        let n = shards.max(1).next_power_of_two();
-        let hasher = Hasher::default();
+    /// As [`ConnTable::new`], with a registry of services and real servers
+    /// to resolve the ids connections hold.
+    pub fn with_ids(max: usize, workers: usize, ids: Arc<Ids>) -> ConnTable {
+        let max = max.clamp(1, (ENTRY_OUT - 2) as usize);
+        // Two keys per connection at most; keep the index under ~70 % full.
+        let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
+        let slots: Box<[Slot]> = bytemuck::allocation::zeroed_slice_box(max);
+        let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
+        // Ask for huge pages, then fault everything in now rather than on
+        // the first packets.
+        crate::dpdk::advise_hugepages(&slots);
+        crate::dpdk::advise_hugepages(&index);
+        for s in slots.iter().step_by(64) {
+            s.w[W_SEQ].store(0, Relaxed);
+        }
+        for b in index.iter().step_by(64) {
+            b.overflow.store(0, Relaxed);
+        }
+        use std::hash::BuildHasher;
+        let rs = foldhash::fast::RandomState::default();
         let t = Timeouts::default();
         ConnTable {
-            shards: (0..n)
-                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
+            slots,
+            index,
+            mask: buckets - 1,
+            seed: [rs.hash_one(1u64) | 1, rs.hash_one(2u64) | 1],
+            stripes: (0..STRIPES)
+                .map(|_| CachePadded::new(Mutex::new(())))
                 .collect(),
-            templates: (0..n)
-                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(hasher.clone()))))
-                .collect(),
-            count: AtomicUsize::new(0),
+            free: CachePadded::new(AtomicU64::new(0)),
+            fresh: CachePadded::new(AtomicUsize::new(0)),
+            count: CachePadded::new(AtomicUsize::new(0)),
             max,
             timeouts: t.0.map(AtomicU32::new),
-            hasher,
+            wheels: (0..workers.max(1))
+                .map(|_| CachePadded::new(Mutex::new(Wheel::new())))
+                .collect(),
+            templates: (0..TEMPLATE_SHARDS)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(rs.clone()))))
+                .collect(),
+            links: (0..LINK_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            ids,
+            no_dest: DestState::default(),
+            no_svc: ServiceState::default(),
         }
     }
 
-    pub fn n_shards(&self) -> usize {
-        self.shards.len()
+    /// The registry of services and real servers connections refer to.
+    pub fn ids(&self) -> &Arc<Ids> {
+        &self.ids
     }
     pub fn len(&self) -> usize {
         self.count.load(Relaxed)
@@ -411,6 +687,16 @@ impl ConnTable {
     pub fn capacity(&self) -> usize {
         self.max
     }
+    /// Bytes the table took at start (slots and index).
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.index)
+    }
+    pub fn n_wheels(&self) -> usize {
+        self.wheels.len()
+    }
+    pub fn n_template_shards(&self) -> usize {
+        self.templates.len()
+    }
     pub fn timeouts(&self) -> Timeouts {
         Timeouts(std::array::from_fn(|i| self.timeouts[i].load(Relaxed)))
     }
@@ -420,74 +706,577 @@ impl ConnTable {
         }
     }
 
-    /// The connection a packet with this key belongs to, and the direction.
-    #[inline]
-    pub fn lookup(&self, key: &FlowKey) -> Option<(Arc<Conn>, Dir)> {
-        let s = self.shards[self.shard_of(key, self.shards.len())].read();
-        s.get(key).map(|e| (e.conn.clone(), e.dir))
+    fn dest_state(&self, id: u32) -> &DestState {
+        self.ids.dests.get(id).map_or(&self.no_dest, |a| &**a)
+    }
+    fn svc_state(&self, id: u32) -> &ServiceState {
+        self.ids.services.get(id).map_or(&self.no_svc, |a| &**a)
     }
 
-    /// Whether any connection is indexed under `key`.
+    #[inline]
+    fn hash(&self, k: &K4) -> u64 {
+        let a = (k.src as u64) << 32 | k.dst as u64;
+        let b = (k.sport as u64) << 32 | (k.dport as u64) << 16 | k.proto as u64;
+        fold(
+            fold(a ^ self.seed[0], b ^ self.seed[1]),
+            self.seed[0] ^ 0x9e37_79b9_7f4a_7c15,
+        )
+    }
+
+    // ---- index ----
+
+    /// Call `f` on every entry whose tag matches `h` until it says yes.
+    #[inline]
+    fn find<R>(&self, h: u64, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
+        let tag = (h >> 32) as u32;
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for e in &b.e {
+                let v = e.load(Acquire);
+                if v != 0 && (v >> 32) as u32 == tag {
+                    if let Some(r) = f(v) {
+                        return Some(r);
+                    }
+                }
+            }
+            if b.overflow.load(Acquire) == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn index_insert(&self, h: u64, e: u64) -> bool {
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for x in &b.e {
+                if x.load(Relaxed) == 0 && x.compare_exchange(0, e, Release, Relaxed).is_ok() {
+                    return true;
+                }
+            }
+            b.overflow.fetch_add(1, Release);
+        }
+        for i in 0..MAX_PROBE {
+            self.index[(home + i) & self.mask]
+                .overflow
+                .fetch_sub(1, Relaxed);
+        }
+        false
+    }
+
+    fn index_remove(&self, h: u64, e: u64) -> bool {
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for x in &b.e {
+                if x.load(Relaxed) == e && x.compare_exchange(e, 0, Relaxed, Relaxed).is_ok() {
+                    for j in 0..i {
+                        self.index[(home + j) & self.mask]
+                            .overflow
+                            .fetch_sub(1, Relaxed);
+                    }
+                    return true;
+                }
+            }
+            if b.overflow.load(Relaxed) == 0 {
+                return false;
+            }
+        }
+        false
+    }
+
+    // ---- slots ----
+
+    fn alloc_slot(&self) -> Option<u32> {
+        let mut head = self.free.load(Acquire);
+        loop {
+            let top = head as u32;
+            if top == 0 {
+                break;
+            }
+            let next = self.slots[top as usize - 1].w[W_WHEEL].load(Relaxed) >> 32;
+            let new = ((head >> 32).wrapping_add(1)) << 32 | next;
+            match self.free.compare_exchange_weak(head, new, Acquire, Acquire) {
+                Ok(_) => return Some(top - 1),
+                Err(h) => head = h,
+            }
+        }
+        let id = self.fresh.fetch_add(1, Relaxed);
+        if id < self.slots.len() {
+            Some(id as u32)
+        } else {
+            self.fresh.fetch_sub(1, Relaxed);
+            None
+        }
+    }
+
+    fn free_slot(&self, id: u32) {
+        let w = &self.slots[id as usize].w[W_WHEEL];
+        let mut head = self.free.load(Relaxed);
+        loop {
+            w.store((head & 0xffff_ffff) << 32, Relaxed);
+            let new = ((head >> 32).wrapping_add(1)) << 32 | (id as u64 + 1);
+            match self.free.compare_exchange_weak(head, new, Release, Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// A consistent snapshot of slot `id`, if it holds a live connection.
+    #[inline]
+    fn read(&self, id: u32) -> Option<Conn<'_>> {
+        let s = self.slots.get(id as usize)?;
+        for _ in 0..4 {
+            let c0 = s.w[W_CTL].load(Acquire);
+            if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
+                return None;
+            }
+            let addr = s.w[W_ADDR].load(Relaxed);
+            let dst = s.w[W_DST].load(Relaxed);
+            let kind = s.w[W_KIND].load(Relaxed);
+            let ids = s.w[W_IDS].load(Relaxed);
+            let (local, seq) = if (kind >> 40) as u8 & K_FNAT != 0 {
+                (s.w[W_LOCAL].load(Relaxed), s.w[W_SEQ].load(Relaxed))
+            } else {
+                (0, 0)
+            };
+            fence(Acquire);
+            let c1 = s.w[W_CTL].load(Relaxed);
+            if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
+                continue;
+            }
+            let k = (kind >> 40) as u8;
+            let v4 = |x: u64| IpAddr::V4(Ipv4Addr::from(x as u32));
+            return Some(Conn {
+                table: self,
+                slot: id,
+                gen: ctl_gen(c1),
+                ctl: c1,
+                seq,
+                proto: if k & K_UDP != 0 {
+                    Proto::Udp
+                } else {
+                    Proto::Tcp
+                },
+                cip: v4(addr >> 32),
+                vip: v4(addr),
+                dip: v4(dst >> 32),
+                cport: (dst >> 16) as u16,
+                vport: dst as u16,
+                dport: (kind >> 48) as u16,
+                fwd: fwd_of(k),
+                dest: (ids >> 32) as u32,
+                svc: ids as u32,
+                persistent: k & K_TEMPLATE != 0,
+                fnat: (k & K_FNAT != 0).then(|| Fnat {
+                    lip: v4(local >> 32),
+                    lport: (kind >> 16) as u16,
+                    client_addr: ca_of(k),
+                    isn: Cell::new(seq as u32),
+                    delta: Cell::new(((seq >> 40) & 0xff) as u32),
+                }),
+            });
+        }
+        None
+    }
+
+    /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
+    #[inline]
+    fn matches(c: &Conn, k: &K4, dir: Dir) -> bool {
+        let ip = |a: IpAddr| match a {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(_) => 0,
+        };
+        if c.proto != k.proto {
+            return false;
+        }
+        match dir {
+            Dir::In | Dir::InOnly => {
+                ip(c.cip) == k.src && c.cport == k.sport && ip(c.vip) == k.dst && c.vport == k.dport
+            }
+            Dir::Out => {
+                let (lip, lport) = match &c.fnat {
+                    Some(f) => (f.lip, f.lport),
+                    None => (c.cip, c.cport),
+                };
+                ip(c.dip) == k.src && c.dport == k.sport && ip(lip) == k.dst && lport == k.dport
+            }
+        }
+    }
+
+    /// The connection a packet with this key belongs to, and the direction.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(Conn<'_>, Dir)> {
+        let k = key.k4()?;
+        self.find(self.hash(&k), |e| {
+            let dir = entry_dir(e);
+            let c = self.read(entry_slot(e))?;
+            Self::matches(&c, &k, dir).then_some((c, dir))
+        })
+    }
+
+    /// Start loading the index bucket `key` hashes to (first pass over a
+    /// burst; see [`ConnTable::prefetch_conn`]).
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            crate::dpdk::prefetch(&self.index[h as usize & self.mask]);
+        }
+    }
+
+    /// Start loading the slots whose index entries match `key`'s tag
+    /// (second pass, once the buckets are in cache).
+    #[inline]
+    pub fn prefetch_conn(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            let b = &self.index[h as usize & self.mask];
+            let tag = (h >> 32) as u32;
+            for e in &b.e {
+                let v = e.load(Relaxed);
+                if v != 0 && (v >> 32) as u32 == tag {
+                    if let Some(s) = self.slots.get(entry_slot(v) as usize) {
+                        crate::dpdk::prefetch(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether any live connection is indexed under `key`.
     pub fn contains(&self, key: &FlowKey) -> bool {
-        self.shards[self.shard_of(key, self.shards.len())]
-            .read()
-            .contains_key(key)
+        self.lookup(key).is_some()
     }
 
     /// Add a new connection under its keys. If another worker added the same
-    /// client flow first, that connection is returned instead.
+    /// client flow first, that connection is returned instead. `worker`'s
+    /// wheel times it.
     ///
     /// The timer is armed (`now_ms` + the timeout of its initial state)
-    /// before the connection becomes visible, so an expiry sweep on another
+    /// before the connection becomes visible, so an expiry on another
     /// worker can never end it before its first packet is handled.
-    pub fn insert(&self, conn: Conn, now_ms: u64) -> Result<Arc<Conn>, InsertError> {
+    pub fn insert(&self, n: NewConn, now_ms: u64, worker: usize) -> Result<Conn<'_>, InsertError> {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => Ok(u32::from(a)),
+            IpAddr::V6(_) => Err(InsertError::NotIpv4),
+        };
+        let (cip, vip, dip) = (v4(n.cip)?, v4(n.vip)?, v4(n.dip)?);
+        let lip = match n.fnat {
+            Some((l, _, _)) => v4(l)?,
+            None => 0,
+        };
+        let kin = K4 {
+            proto: n.proto,
+            src: cip,
+            sport: n.cport,
+            dst: vip,
+            dport: n.vport,
+        };
+        let kout = match (n.fwd, n.fnat) {
+            (Forward::Nat, _) => Some(K4 {
+                proto: n.proto,
+                src: dip,
+                sport: n.dport,
+                dst: cip,
+                dport: n.cport,
+            }),
+            (Forward::FullNat, Some((_, lport, _))) => Some(K4 {
+                proto: n.proto,
+                src: dip,
+                sport: n.dport,
+                dst: lip,
+                dport: lport,
+            }),
+            _ => None,
+        };
+        let hin = self.hash(&kin);
+        let _guard = self.stripes[(hin >> 16) as usize % STRIPES].lock();
+        if let Some(c) = self.find(hin, |e| {
+            let c = self.read(entry_slot(e))?;
+            (entry_dir(e) == Dir::In && Self::matches(&c, &kin, Dir::In)).then_some(c)
+        }) {
+            return Ok(c);
+        }
         if self.count.fetch_add(1, Relaxed) >= self.max {
             self.count.fetch_sub(1, Relaxed);
             return Err(InsertError::Full);
         }
-        let initial = self.timeouts[conn.state() as usize].load(Relaxed) as u64;
-        conn.expires.store(now_ms + initial * 1000, Relaxed);
-        let conn = Arc::new(conn);
-        let ik = conn.in_key();
+        let Some(id) = self.alloc_slot() else {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(InsertError::Full);
+        };
+        let st = if n.proto == Proto::Udp {
+            State::Udp
+        } else {
+            State::None
+        };
+        let deadline = now_ms + self.timeouts[st as usize].load(Relaxed) as u64 * 1000;
+        let mut kind = fwd_bits(n.fwd);
+        if n.proto == Proto::Udp {
+            kind |= K_UDP;
+        }
+        let mut lport = 0;
+        if let Some((_, lp, ca)) = n.fnat {
+            kind |= K_FNAT | ca_bits(ca);
+            lport = lp;
+        }
+        if n.template.is_some() {
+            kind |= K_TEMPLATE;
+        }
+        let s = &self.slots[id as usize];
+        let gen = ctl_gen(s.w[W_CTL].load(Relaxed)).wrapping_add(1);
+        let wheel = worker % self.wheels.len();
+        // Readers that still hold the old generation see DEAD or a new
+        // generation from here on; the fields follow, then the live word.
+        s.w[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
+        fence(Release);
+        s.w[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
+        s.w[W_DST].store(
+            (dip as u64) << 32 | (n.cport as u64) << 16 | n.vport as u64,
+            Relaxed,
+        );
+        s.w[W_KIND].store(
+            (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16,
+            Relaxed,
+        );
+        s.w[W_LOCAL].store((lip as u64) << 32, Relaxed);
+        s.w[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
+        s.w[W_SEQ].store((gen as u64) << 48, Relaxed);
         {
-            let mut s = self.shards[self.shard_of(&ik, self.shards.len())].write();
-            if let Some(e) = s.get(&ik) {
-                self.count.fetch_sub(1, Relaxed);
-                return Ok(e.conn.clone());
-            }
-            s.insert(
-                ik,
-                Entry {
-                    conn: conn.clone(),
-                    dir: Dir::In,
-                },
-            );
+            let mut wh = self.wheels[wheel].lock();
+            let t = wh.push(id, tick_of(deadline));
+            s.w[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
         }
-        if let Some(ok) = conn.out_key() {
-            self.shards[self.shard_of(&ok, self.shards.len())]
-                .write()
-                .insert(
-                    ok,
-                    Entry {
-                        conn: conn.clone(),
-                        dir: Dir::Out,
-                    },
-                );
-        }
-        conn.dest.inactive.fetch_add(1, Relaxed);
-        conn.dest.check_overload_on_bind();
-        conn.dest.traffic.conns.fetch_add(1, Relaxed);
-        conn.svc.traffic.conns.fetch_add(1, Relaxed);
-        if let Some(t) = &conn.template {
+        s.w[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
+        // Account before the connection is visible, so a reply on another
+        // worker moving it to ESTABLISHED never sees the count below zero.
+        let d = self.dest_state(n.dest);
+        d.inactive.fetch_add(1, Relaxed);
+        d.check_overload_on_bind();
+        if let Some(t) = n.template {
             t.controlled.fetch_add(1, Relaxed);
+            self.links[id as usize % LINK_SHARDS].lock().insert(id, t);
         }
-        Ok(conn)
+        let tag = |h: u64| (h >> 32) as u32;
+        let ok_in = self.index_insert(hin, entry(tag(hin), Dir::In, id));
+        let ok_out = match &kout {
+            Some(k) if ok_in => {
+                let h = self.hash(k);
+                let ok = self.index_insert(h, entry(tag(h), Dir::Out, id));
+                if !ok {
+                    self.index_remove(hin, entry(tag(hin), Dir::In, id));
+                }
+                ok
+            }
+            _ => ok_in,
+        };
+        if !ok_out {
+            // The index is overfull around these keys: undo, count as full.
+            self.kill(id, gen);
+            return Err(InsertError::Full);
+        }
+        d.traffic.conns.fetch_add(1, Relaxed);
+        self.svc_state(n.svc).traffic.conns.fetch_add(1, Relaxed);
+        self.read(id).ok_or(InsertError::Full)
+    }
+
+    /// End the connection in slot `id` if it still has generation `gen`:
+    /// mark it dead (exactly once), release the real server's count and the
+    /// template, unlink its keys and free the slot.
+    fn kill(&self, id: u32, gen: u16) -> bool {
+        let s = &self.slots[id as usize];
+        let w = &s.w[W_CTL];
+        let mut cur = w.load(Relaxed);
+        loop {
+            let f = ctl_flags(cur);
+            if ctl_gen(cur) != gen || f & (F_LIVE | F_DEAD) != F_LIVE {
+                return false;
+            }
+            match w.compare_exchange_weak(cur, cur | (F_DEAD as u64) << 40, Acquire, Relaxed) {
+                Ok(_) => break,
+                Err(a) => cur = a,
+            }
+        }
+        // The fields are ours now: nobody reuses the slot before we free it.
+        let addr = s.w[W_ADDR].load(Relaxed);
+        let dst = s.w[W_DST].load(Relaxed);
+        let kind = s.w[W_KIND].load(Relaxed);
+        let ids = s.w[W_IDS].load(Relaxed);
+        let k = (kind >> 40) as u8;
+        let proto = if k & K_UDP != 0 {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
+        let (cip, vip, dip) = ((addr >> 32) as u32, addr as u32, (dst >> 32) as u32);
+        let (cport, vport, dport) = ((dst >> 16) as u16, dst as u16, (kind >> 48) as u16);
+        let kin = K4 {
+            proto,
+            src: cip,
+            sport: cport,
+            dst: vip,
+            dport: vport,
+        };
+        let h = self.hash(&kin);
+        self.index_remove(h, entry((h >> 32) as u32, Dir::In, id));
+        let kout = match fwd_of(k) {
+            Forward::Nat => Some((cip, cport)),
+            Forward::FullNat if k & K_FNAT != 0 => Some((
+                (s.w[W_LOCAL].load(Relaxed) >> 32) as u32,
+                (kind >> 16) as u16,
+            )),
+            _ => None,
+        };
+        if let Some((dst, dp)) = kout {
+            let h = self.hash(&K4 {
+                proto,
+                src: dip,
+                sport: dport,
+                dst,
+                dport: dp,
+            });
+            self.index_remove(h, entry((h >> 32) as u32, Dir::Out, id));
+        }
+        let d = self.dest_state((ids >> 32) as u32);
+        if ctl_flags(cur) & F_INACTIVE != 0 {
+            d.inactive.fetch_sub(1, Relaxed);
+        } else {
+            d.active.fetch_sub(1, Relaxed);
+        }
+        d.check_overload_on_unbind();
+        if k & K_TEMPLATE != 0 {
+            if let Some(t) = self.links[id as usize % LINK_SHARDS].lock().remove(&id) {
+                t.controlled.fetch_sub(1, Relaxed);
+            }
+        }
+        self.free_slot(id);
+        self.count.fetch_sub(1, Relaxed);
+        true
+    }
+
+    /// End `c` now (kernel `ip_vs_conn_expire_now`). False if it had
+    /// already ended.
+    pub fn end(&self, c: &Conn) -> bool {
+        self.kill(c.slot, c.gen)
+    }
+
+    /// Move the timer of slot `id` to the earlier `deadline` (a FIN or RST
+    /// shortened the timeout).
+    fn rearm(&self, id: u32, gen: u16, deadline: u64) {
+        let s = &self.slots[id as usize];
+        let owner = (s.w[W_WHEEL].load(Relaxed) >> 32) as u16 as usize;
+        let Some(wheel) = self.wheels.get(owner) else {
+            return;
+        };
+        let mut wh = wheel.lock();
+        let c = s.w[W_CTL].load(Relaxed);
+        if ctl_gen(c) != gen || ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE {
+            return;
+        }
+        let ww = s.w[W_WHEEL].load(Relaxed);
+        let t = tick_of(deadline);
+        if tick_before(t, ww as u32) {
+            let t = wh.push(id, t);
+            s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+        }
+    }
+
+    /// Expiry work for `worker` at `now_ms`: process at most `budget` timer
+    /// entries (and ticks) of its wheel. Returns how many connections ended.
+    pub fn expire(&self, worker: usize, now_ms: u64, budget: usize) -> usize {
+        let wi = worker % self.wheels.len();
+        let mut wh = self.wheels[wi].lock();
+        let now = tick_of(now_ms);
+        let Some(mut cursor) = wh.cursor else {
+            wh.cursor = Some(now);
+            return 0;
+        };
+        let (mut done, mut ended) = (0, 0);
+        // Only ticks wholly in the past: every deadline in them is due.
+        while tick_before(cursor, now) && done < budget {
+            let b = cursor as usize % WHEEL_SLOTS;
+            let list = std::mem::take(&mut wh.buckets[b]);
+            let mut i = 0;
+            while i < list.len() && done < budget {
+                let e = list[i];
+                i += 1;
+                done += 1;
+                let (id, et) = ((e >> 32) as u32, e as u32);
+                if et != cursor {
+                    wh.buckets[b].push(e); // a later round
+                    continue;
+                }
+                let s = &self.slots[id as usize];
+                let c = s.w[W_CTL].load(Acquire);
+                let ww = s.w[W_WHEEL].load(Relaxed);
+                if ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE
+                    || ww as u32 != et
+                    || (ww >> 32) as u16 as usize != wi
+                {
+                    continue; // ended, or the timer moved: a stale entry
+                }
+                let dt = tick_of(ctl_deadline(c));
+                if !tick_before(cursor, dt) {
+                    if self.kill(id, ctl_gen(c)) {
+                        ended += 1;
+                    }
+                } else {
+                    let t = wh.push(id, dt);
+                    s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+                }
+            }
+            if i < list.len() {
+                wh.buckets[b].extend_from_slice(&list[i..]);
+                break;
+            }
+            if wh.buckets[b].is_empty() {
+                // Keep the allocation for the next round.
+                let mut list = list;
+                list.clear();
+                wh.buckets[b] = list;
+            }
+            done += 1;
+            cursor = cursor.wrapping_add(1);
+            wh.cursor = Some(cursor);
+        }
+        ended
+    }
+
+    /// Run every wheel until nothing due at `now_ms` is left (tests,
+    /// shutdown). Returns how many connections ended.
+    pub fn expire_all(&self, now_ms: u64) -> usize {
+        (0..self.wheels.len())
+            .map(|w| self.expire(w, now_ms, usize::MAX))
+            .sum()
+    }
+
+    /// End every connection now, whatever its timer.
+    pub fn flush(&self) {
+        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        for id in 0..n as u32 {
+            let c = self.slots[id as usize].w[W_CTL].load(Acquire);
+            self.kill(id, ctl_gen(c));
+        }
+        for i in 0..self.templates.len() {
+            self.expire_templates(i, u64::MAX);
+        }
     }
 
     /// The live persistence template under `key`.
     pub fn template(&self, key: &FlowKey) -> Option<Arc<Template>> {
-        let s = self.templates[self.shard_of(key, self.templates.len())].read();
+        let s = self.templates[self.template_shard(key)].read();
         s.get(key).filter(|t| t.dead.load(Relaxed) == 0).cloned()
+    }
+
+    fn template_shard(&self, key: &FlowKey) -> usize {
+        match key.k4() {
+            Some(k) => (self.hash(&k) >> 20) as usize % self.templates.len(),
+            None => 0,
+        }
     }
 
     /// Add a template, replacing (and ending) one with the same key whose
@@ -498,7 +1287,7 @@ impl ConnTable {
             return Err(InsertError::Full);
         }
         let t = Arc::new(t);
-        let old = self.templates[self.shard_of(&t.key, self.templates.len())]
+        let old = self.templates[self.template_shard(&t.key)]
             .write()
             .insert(t.key, t.clone());
         if let Some(old) = old {
@@ -520,43 +1309,12 @@ impl ConnTable {
         }
     }
 
-    /// Expire what is due in one shard. Returns how many connections ended.
-    /// Workers call this for a few shards per loop so that no single call
-    /// holds a shard for long.
-    pub fn expire_shard(&self, shard: usize, now_ms: u64, scratch: &mut Vec<Arc<Conn>>) -> usize {
-        scratch.clear();
-        let n = self.shards.len();
-        {
-            let mut s = self.shards[shard % n].write();
-            s.retain(|_, e| {
-                if e.conn.expires_ms() > now_ms {
-                    return true;
-                }
-                if e.dir == Dir::In {
-                    scratch.push(e.conn.clone());
-                }
-                false
-            });
-        }
-        let mut ended = 0;
-        for c in scratch.drain(..) {
-            if let Some(ok) = c.out_key() {
-                let idx = self.shard_of(&ok, n);
-                if idx != shard % n {
-                    let mut s = self.shards[idx].write();
-                    if s.get(&ok).is_some_and(|e| Arc::ptr_eq(&e.conn, &c)) {
-                        s.remove(&ok);
-                    }
-                }
-            }
-            if c.kill() {
-                self.count.fetch_sub(1, Relaxed);
-                ended += 1;
-            }
-        }
+    /// Expire what is due in one template shard (workers take one per
+    /// millisecond). Returns how many templates ended.
+    pub fn expire_templates(&self, shard: usize, now_ms: u64) -> usize {
         let mut dead = Vec::new();
         {
-            let mut s = self.templates[shard % n].write();
+            let mut s = self.templates[shard % self.templates.len()].write();
             s.retain(|_, t| {
                 if t.expires_ms() > now_ms {
                     return true;
@@ -569,30 +1327,24 @@ impl ConnTable {
                 false
             });
         }
+        let mut n = 0;
         for t in dead {
             if t.kill() {
                 self.count.fetch_sub(1, Relaxed);
+                n += 1;
             }
         }
-        ended
+        n
     }
 
-    /// Visit every connection (once, by its client key). Holds one shard's
-    /// read lock at a time, so workers are never blocked for the whole walk.
+    /// Visit every live connection. Reads slots only: workers are never
+    /// blocked, however many connections there are.
     pub fn for_each(&self, mut f: impl FnMut(&Conn)) {
-        for s in self.shards.iter() {
-            let g = s.read();
-            for e in g.values().filter(|e| e.dir == Dir::In) {
-                f(&e.conn);
+        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        for id in 0..n as u32 {
+            if let Some(c) = self.read(id) {
+                f(&c);
             }
-        }
-    }
-
-    /// Drop every connection (used when services are cleared).
-    pub fn flush(&self) {
-        let mut scratch = Vec::new();
-        for i in 0..self.shards.len() {
-            self.expire_shard(i, u64::MAX, &mut scratch);
         }
     }
 }
@@ -601,26 +1353,84 @@ impl ConnTable {
 mod tests {
     use super::*;
 
-    fn mk(table: &ConnTable, cport: u16, d: &Arc<DestState>) -> Arc<Conn> {
-        let c = Conn::new(
+    const SYN: TcpEvent = TcpEvent {
+        syn: true,
+        fin: false,
+        ack: false,
+        rst: false,
+    };
+    const ACK: TcpEvent = TcpEvent {
+        syn: false,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
+    const FIN: TcpEvent = TcpEvent {
+        syn: false,
+        fin: true,
+        ack: true,
+        rst: false,
+    };
+    const RST: TcpEvent = TcpEvent {
+        syn: false,
+        fin: false,
+        ack: false,
+        rst: true,
+    };
+
+    /// A table with one registered real server and service.
+    fn table(max: usize, workers: usize) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
+        let t = ConnTable::new(max, workers);
+        let d = t.ids().dests.push(|id| DestState {
+            id,
+            ..Default::default()
+        });
+        let s = t.ids().services.push(|id| ServiceState {
+            id,
+            ..Default::default()
+        });
+        (t, d.unwrap(), s.unwrap())
+    }
+
+    fn new_conn(
+        cip: [u8; 4],
+        cport: u16,
+        fwd: Forward,
+        d: &DestState,
+        s: &ServiceState,
+    ) -> NewConn {
+        NewConn::new(
             Proto::Tcp,
-            ("192.0.2.1".parse().unwrap(), cport),
+            (IpAddr::from(cip), cport),
             ("10.0.0.100".parse().unwrap(), 80),
             ("10.0.1.11".parse().unwrap(), 8080),
-            Forward::Nat,
-            d.clone(),
-            Arc::new(ServiceState::default()),
-        );
-        table.insert(c, 0).unwrap()
+            fwd,
+            d,
+            s,
+        )
+    }
+
+    fn mk<'t>(t: &'t ConnTable, cport: u16, d: &DestState, s: &ServiceState) -> Conn<'t> {
+        t.insert(new_conn([192, 0, 2, 1], cport, Forward::Nat, d, s), 0, 0)
+            .unwrap()
+    }
+
+    fn counts(d: &DestState) -> (u32, u32) {
+        (d.active.load(Relaxed), d.inactive.load(Relaxed))
+    }
+
+    #[test]
+    fn a_slot_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
     }
 
     #[test]
     fn both_directions_find_the_connection() {
-        let t = ConnTable::new(10, 4);
-        let d = Arc::new(DestState::default());
-        let c = mk(&t, 1234, &d);
+        let (t, d, s) = table(10, 1);
+        let c = mk(&t, 1234, &d, &s);
         let (c1, d1) = t.lookup(&c.in_key()).unwrap();
-        assert!(Arc::ptr_eq(&c, &c1) && d1 == Dir::In);
+        assert_eq!((c1.id(), d1), (c.id(), Dir::In));
         let rk = FlowKey::v4(
             Proto::Tcp,
             "10.0.1.11".parse().unwrap(),
@@ -629,121 +1439,217 @@ mod tests {
             1234,
         );
         let (c2, d2) = t.lookup(&rk).unwrap();
-        assert!(Arc::ptr_eq(&c, &c2) && d2 == Dir::Out);
+        assert_eq!((c2.id(), d2), (c.id(), Dir::Out));
+        assert_eq!((c2.cip, c2.cport, c2.dport), (c.cip, 1234, 8080));
+        // Neither a different port nor the reversed client key matches.
+        let mut other = c.in_key();
+        other.sport = 1235;
+        assert!(t.lookup(&other).is_none());
+        let (s_, d_) = (rk.src, rk.dst);
+        let rev = FlowKey {
+            src: d_,
+            dst: s_,
+            ..rk
+        };
+        assert!(t.lookup(&rev).is_none());
         assert_eq!(t.len(), 1);
-        assert_eq!(
-            d.inactive.load(Relaxed),
-            1,
-            "new connections start inactive"
+        assert_eq!(counts(&d), (0, 1), "new connections start inactive");
+        assert_eq!(d.traffic.conns.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn inserting_the_same_client_flow_twice_gives_the_first() {
+        let (t, d, s) = table(10, 1);
+        let a = mk(&t, 7, &d, &s);
+        let b = mk(&t, 7, &d, &s);
+        assert_eq!(a.id(), b.id());
+        assert_eq!((t.len(), counts(&d)), (1, (0, 1)));
+    }
+
+    #[test]
+    fn fullnat_connections_are_found_by_the_local_address() {
+        let (t, d, s) = table(10, 1);
+        let n = new_conn([192, 0, 2, 1], 5555, Forward::FullNat, &d, &s).with_fnat(
+            "10.0.1.200".parse().unwrap(),
+            40000,
+            ClientAddr::ProxyV2,
         );
+        let c = t.insert(n, 0, 0).unwrap();
+        let ok = c.out_key().unwrap();
+        assert_eq!((ok.dst, ok.dport), ("10.0.1.200".parse().unwrap(), 40000));
+        let (r, dir) = t.lookup(&ok).unwrap();
+        assert_eq!((r.id(), dir), (c.id(), Dir::Out));
+        // The NAT-style reply key (to the client itself) is not indexed.
+        let nat_key = FlowKey {
+            dst: c.cip,
+            dport: c.cport,
+            ..ok
+        };
+        assert!(t.lookup(&nat_key).is_none());
+        // Sequence data written back through a snapshot is seen by the next.
+        let f = c.fnat.as_ref().unwrap();
+        assert_eq!(f.client_addr, ClientAddr::ProxyV2);
+        f.isn.set(0xdead_beef);
+        f.delta.set(28);
+        c.commit();
+        let (again, _) = t.lookup(&c.in_key()).unwrap();
+        let g = again.fnat.as_ref().unwrap();
+        assert_eq!((g.isn.get(), g.delta.get()), (0xdead_beef, 28));
     }
 
     #[test]
     fn active_inactive_follow_state_and_expiry() {
-        let t = ConnTable::new(10, 4);
-        let d = Arc::new(DestState::default());
-        let c = mk(&t, 1, &d);
+        let (t, d, s) = table(10, 1);
+        let c = mk(&t, 1, &d, &s);
         let to = Timeouts::default();
-        let syn = TcpEvent {
-            syn: true,
-            ..Default::default()
-        };
-        let ack = TcpEvent {
-            ack: true,
-            ..Default::default()
-        };
-        let fin = TcpEvent {
-            fin: true,
-            ack: true,
-            ..Default::default()
-        };
-        c.on_packet(Dir::In, syn, 0, &to);
-        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
-        c.on_packet(Dir::In, ack, 0, &to);
+        c.on_packet(Dir::In, SYN, 0, &to);
+        assert_eq!(counts(&d), (0, 1));
+        c.on_packet(Dir::In, ACK, 0, &to);
+        let c = t.lookup(&c.in_key()).unwrap().0;
         assert_eq!(c.state(), State::Established);
-        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (1, 0));
+        assert!(c.is_active());
+        assert_eq!(counts(&d), (1, 0));
         assert_eq!(c.expires_ms(), 900_000);
-        c.on_packet(Dir::In, fin, 1000, &to);
-        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 1));
-        let mut s = Vec::new();
-        let mut ended = 0;
-        for i in 0..t.n_shards() {
-            ended += t.expire_shard(i, 1000 + 59_999, &mut s);
-        }
-        assert_eq!(ended, 0, "CLOSE_WAIT lasts 60 s");
-        for i in 0..t.n_shards() {
-            ended += t.expire_shard(i, 1000 + 60_000, &mut s);
-        }
-        assert_eq!(ended, 1);
-        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+        c.on_packet(Dir::In, FIN, 1000, &to);
+        assert_eq!(counts(&d), (0, 1));
+        assert_eq!(t.expire_all(1000 + 59_990), 0, "CLOSE_WAIT lasts 60 s");
+        assert_eq!(t.expire_all(1000 + 60_000 + 2 * 16), 1);
+        assert_eq!(counts(&d), (0, 0));
         assert!(t.lookup(&c.in_key()).is_none() && t.lookup(&c.out_key().unwrap()).is_none());
         assert!(t.is_empty());
     }
 
     #[test]
+    fn a_rst_moves_the_timer_forward_from_fifteen_minutes_to_ten_seconds() {
+        let (t, d, s) = table(10, 1);
+        let to = Timeouts::default();
+        let c = mk(&t, 1, &d, &s);
+        c.on_packet(Dir::In, SYN, 0, &to);
+        c.on_packet(Dir::In, ACK, 0, &to);
+        // Timers are handled on the way: ESTABLISHED at 900 s.
+        assert_eq!(t.expire_all(5_000), 0);
+        c.on_packet(Dir::In, RST, 5_000, &to);
+        assert_eq!(t.expire_all(14_990), 0, "CLOSE lasts 10 s");
+        assert_eq!(t.expire_all(15_040), 1, "ended 10 s after the RST");
+        assert!(t.is_empty() && counts(&d) == (0, 0));
+    }
+
+    #[test]
+    fn timers_beyond_one_wheel_turn_and_extended_timers_wait() {
+        let (t, d, s) = table(10, 1);
+        let mut to = Timeouts::default();
+        to.0[State::Established as usize] = 200; // > 4096 ticks of 16 ms
+        let c = mk(&t, 1, &d, &s);
+        c.on_packet(Dir::In, SYN, 0, &to);
+        c.on_packet(Dir::In, ACK, 0, &to);
+        let mut now = 0;
+        while now < 150_000 {
+            now += 997;
+            assert_eq!(t.expire_all(now), 0, "not before 200 s ({now} ms)");
+        }
+        // A packet at 150 s pushes the deadline to 350 s.
+        c.on_packet(Dir::In, ACK, 150_000, &to);
+        while now < 349_900 {
+            now += 997;
+            assert_eq!(t.expire_all(now.min(349_900)), 0, "not before 350 s");
+        }
+        assert_eq!(t.expire_all(350_100), 1);
+    }
+
+    #[test]
+    fn expiry_work_per_call_is_bounded() {
+        let (t, d, s) = table(5000, 1);
+        let to = Timeouts::default();
+        for p in 0..4000 {
+            mk(&t, p, &d, &s).on_packet(Dir::In, SYN, 0, &to);
+        }
+        // SYN_RECV: 60 s. Every call does at most 100 units of work.
+        let mut calls = 0;
+        let mut ended = 0;
+        t.expire(0, 0, 100);
+        while ended < 4000 {
+            let n = t.expire(0, 61_000, 100);
+            assert!(n <= 100);
+            ended += n;
+            calls += 1;
+            assert!(calls < 10_000, "expiry makes progress");
+        }
+        assert!(calls >= 40, "4000 endings took {calls} calls of 100");
+        assert_eq!((t.len(), counts(&d)), (0, (0, 0)));
+    }
+
+    #[test]
     fn full_table_rejects_and_counts_stay_bounded() {
-        let t = ConnTable::new(2, 1);
-        let d = Arc::new(DestState::default());
-        mk(&t, 1, &d);
-        mk(&t, 2, &d);
-        let c = Conn::new(
-            Proto::Udp,
-            ("192.0.2.9".parse().unwrap(), 9),
-            ("10.0.0.100".parse().unwrap(), 53),
-            ("10.0.1.11".parse().unwrap(), 53),
-            Forward::Nat,
-            d.clone(),
-            Arc::new(ServiceState::default()),
-        );
-        assert_eq!(t.insert(c, 0).err(), Some(InsertError::Full));
+        let (t, d, s) = table(2, 1);
+        mk(&t, 1, &d, &s);
+        mk(&t, 2, &d, &s);
+        let n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
+        assert_eq!(t.insert(n.clone(), 0, 0).err(), Some(InsertError::Full));
         assert_eq!(t.len(), 2);
-        assert_eq!(d.inactive.load(Relaxed), 2);
+        assert_eq!(counts(&d), (0, 2));
+        // Once one has ended, its slot is used again.
+        t.expire_all(3_000);
+        assert!(t.is_empty());
+        let c = t.insert(n, 3_000, 0).unwrap();
+        assert!(c.id().0 < 2);
+    }
+
+    #[test]
+    fn ipv6_is_refused_not_tracked() {
+        let (t, d, s) = table(2, 1);
+        let mut n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
+        n.cip = "2001:db8::1".parse().unwrap();
+        assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::NotIpv4));
+        assert!(t.is_empty() && counts(&d) == (0, 0));
+    }
+
+    #[test]
+    fn a_stale_snapshot_cannot_touch_the_connection_that_reuses_its_slot() {
+        let (t, d, s) = table(1, 1);
+        let to = Timeouts::default();
+        let old = mk(&t, 1, &d, &s);
+        t.expire_all(3_000); // NONE lasts 2 s
+        let new = mk(&t, 2, &d, &s);
+        assert_eq!(old.id().0, new.id().0, "the only slot is reused");
+        assert_ne!(old.id().1, new.id().1, "with a new generation");
+        // The old snapshot's packet changes nothing.
+        old.on_packet(Dir::In, SYN, 3_000, &to);
+        old.on_packet(Dir::In, ACK, 3_000, &to);
+        let cur = t.lookup(&new.in_key()).unwrap().0;
+        assert_eq!((cur.state(), counts(&d)), (State::None, (0, 1)));
+        assert!(t.lookup(&old.in_key()).is_none());
     }
 
     #[test]
     fn concurrent_transitions_keep_counts_exact() {
-        let t = Arc::new(ConnTable::new(10_000, 16));
-        let d = Arc::new(DestState::default());
-        let conns: Vec<_> = (0..1000).map(|i| mk(&t, i, &d)).collect();
+        let (t, d, s) = table(10_000, 2);
+        let conns: Vec<_> = (0..1000).map(|i| mk(&t, i, &d, &s)).collect();
+        let keys: Vec<FlowKey> = conns.iter().map(|c| c.in_key()).collect();
         let to = Timeouts::default();
-        std::thread::scope(|s| {
+        std::thread::scope(|sc| {
             for dir in [Dir::In, Dir::Out] {
-                let conns = &conns;
-                s.spawn(move || {
-                    for c in conns {
-                        for ev in [
-                            TcpEvent {
-                                syn: true,
-                                ..Default::default()
-                            },
-                            TcpEvent {
-                                ack: true,
-                                ..Default::default()
-                            },
-                            TcpEvent {
-                                fin: true,
-                                ack: true,
-                                ..Default::default()
-                            },
-                        ] {
-                            c.on_packet(dir, ev, 0, &to);
+                let (keys, t) = (&keys, &t);
+                sc.spawn(move || {
+                    for k in keys {
+                        for ev in [SYN, ACK, FIN] {
+                            t.lookup(k).unwrap().0.on_packet(dir, ev, 0, &to);
                         }
                     }
                 });
             }
         });
-        let active = conns.iter().filter(|c| c.is_active()).count() as u32;
-        assert_eq!(d.active.load(Relaxed), active);
-        assert_eq!(d.inactive.load(Relaxed), 1000 - active);
+        let mut active = 0;
+        t.for_each(|c| active += c.is_active() as u32);
+        assert_eq!(counts(&d), (active, 1000 - active));
         t.flush();
-        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+        assert_eq!((t.len(), counts(&d)), (0, (0, 0)));
     }
 }
 
 #[cfg(test)]
 mod stress {
     use super::*;
-    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::atomic::AtomicBool;
 
     /// Inserters, readers and expirers run at once; afterwards every
     /// connection ever inserted was either found by its two keys while live
@@ -751,53 +1657,67 @@ mod stress {
     #[test]
     fn concurrent_insert_lookup_expire_keeps_invariants() {
         const PER_THREAD: u16 = 3000;
-        let t = Arc::new(ConnTable::new(1 << 20, 64));
-        let d = Arc::new(DestState::default());
-        let svc = Arc::new(ServiceState::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let expired = Arc::new(AtomicUsize::new(0));
+        const THREADS: usize = 4;
+        let t = ConnTable::new(1 << 16, THREADS);
+        let d = t
+            .ids()
+            .dests
+            .push(|id| DestState {
+                id,
+                ..Default::default()
+            })
+            .unwrap();
+        let svc = t
+            .ids()
+            .services
+            .push(|id| ServiceState {
+                id,
+                ..Default::default()
+            })
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let expired = AtomicUsize::new(0);
+        let now = AtomicU64::new(1);
         let to = Timeouts::default();
         /// Stops the expirers however the scope ends (a failed assertion
         /// in an inserter must fail the test, not hang it).
-        struct StopOnDrop(Arc<AtomicBool>);
-        impl Drop for StopOnDrop {
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
             fn drop(&mut self) {
                 self.0.store(true, Relaxed);
             }
         }
-        let now = Arc::new(AtomicU64::new(1));
         std::thread::scope(|s| {
-            let _stop = StopOnDrop(stop.clone());
-            // Two expirers sweeping all shards at the shared clock `now`.
-            for w in 0..2 {
-                let (t, stop, expired, now) =
-                    (t.clone(), stop.clone(), expired.clone(), now.clone());
+            let _stop = StopOnDrop(&stop);
+            // Two expirers, each running two of the four wheels, at the
+            // shared clock `now`, with a small budget per call.
+            for e in 0..2 {
+                let (t, stop, expired, now) = (&t, &stop, &expired, &now);
                 s.spawn(move || {
-                    let mut scratch = Vec::new();
-                    let mut i = w;
                     while !stop.load(Relaxed) {
-                        let n = t.expire_shard(i % t.n_shards(), now.load(Relaxed), &mut scratch);
-                        expired.fetch_add(n, Relaxed);
-                        i += 2;
+                        for w in [e, e + 2] {
+                            let n = t.expire(w, now.load(Relaxed), 16);
+                            expired.fetch_add(n, Relaxed);
+                        }
                     }
                 });
             }
             let mut inserters = Vec::new();
-            for th in 0..4u8 {
-                let (t, d, svc) = (t.clone(), d.clone(), svc.clone());
+            for th in 0..THREADS {
+                let (t, d, svc, to) = (&t, &d, &svc, &to);
                 inserters.push(s.spawn(move || {
                     let mut created = 0usize;
                     for p in 0..PER_THREAD {
-                        let c = Conn::new(
+                        let n = NewConn::new(
                             Proto::Tcp,
-                            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, th)), p),
+                            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, th as u8)), p),
                             ("10.0.0.100".parse().unwrap(), 80),
                             ("10.0.1.11".parse().unwrap(), 80),
                             Forward::Nat,
-                            d.clone(),
-                            svc.clone(),
+                            d,
+                            svc,
                         );
-                        let c = t.insert(c, 0).expect("capacity is ample");
+                        let c = t.insert(n, 0, th).expect("capacity is ample");
                         created += 1;
                         // Inserted at time 0: NONE's 2 s keep it alive
                         // against the expirers (clock at 1 ms) until its
@@ -812,7 +1732,7 @@ mod stress {
                                     ..Default::default()
                                 },
                                 0,
-                                &to,
+                                to,
                             );
                             c.on_packet(
                                 Dir::In,
@@ -821,34 +1741,32 @@ mod stress {
                                     ..Default::default()
                                 },
                                 0,
-                                &to,
+                                to,
                             );
                             // Both keys find the very same connection.
                             let (a, da) = t.lookup(&c.in_key()).expect("in key");
                             let (b, db) = t.lookup(&c.out_key().unwrap()).expect("out key");
-                            assert!(Arc::ptr_eq(&a, &c) && Arc::ptr_eq(&b, &c));
+                            assert_eq!((a.id(), b.id()), (c.id(), c.id()));
                             assert_eq!((da, db), (Dir::In, Dir::Out));
+                            assert_eq!(a.state(), State::Established);
                         }
                     }
                     created
                 }));
             }
             let created: usize = inserters.into_iter().map(|h| h.join().unwrap()).sum();
-            assert_eq!(created, 4 * PER_THREAD as usize);
+            assert_eq!(created, THREADS * PER_THREAD as usize);
             assert_eq!(
                 expired.load(Relaxed),
                 0,
                 "nothing expired before its deadline"
             );
             // Move the clock past NONE's 2 s while the expirers run, then
-            // sweep once more so everything due has ended.
-            now.store(2_001, Relaxed);
-            let mut scratch = Vec::new();
-            for i in 0..t.n_shards() {
-                expired.fetch_add(t.expire_shard(i, 2_001, &mut scratch), Relaxed);
-            }
+            // run every wheel once more so everything due has ended.
+            now.store(2_100, Relaxed);
+            expired.fetch_add(t.expire_all(2_100), Relaxed);
         });
-        let live = 4 * PER_THREAD as usize / 2;
+        let live = THREADS * PER_THREAD as usize / 2;
         assert_eq!(
             expired.load(Relaxed),
             live,
@@ -857,13 +1775,80 @@ mod stress {
         assert_eq!(t.len(), live);
         assert_eq!(d.active.load(Relaxed) as usize, live);
         assert_eq!(d.inactive.load(Relaxed), 0);
-        let mut seen = 0;
+        let mut seen = std::collections::HashSet::new();
         t.for_each(|c| {
             assert_eq!(c.state(), State::Established);
-            seen += 1;
+            assert!(seen.insert(c.in_key()), "listed twice: {:?}", c.in_key());
         });
-        assert_eq!(seen, live, "no lost or duplicated entries");
+        assert_eq!(seen.len(), live, "no lost or duplicated entries");
         t.flush();
         assert_eq!((t.len(), d.active.load(Relaxed)), (0, 0));
+    }
+
+    /// Churn through a small table many times over (slots and index
+    /// entries reused again and again) while readers look up live keys.
+    #[test]
+    fn churn_reuses_slots_without_losing_or_confusing_flows() {
+        let t = ConnTable::new(256, 2);
+        let d = t
+            .ids()
+            .dests
+            .push(|id| DestState {
+                id,
+                ..Default::default()
+            })
+            .unwrap();
+        let svc = t
+            .ids()
+            .services
+            .push(|id| ServiceState {
+                id,
+                ..Default::default()
+            })
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // A reader: whatever it finds must be the flow it asked for.
+            s.spawn(|| {
+                let mut p = 0u16;
+                while !stop.load(Relaxed) {
+                    let k = FlowKey::v4(
+                        Proto::Tcp,
+                        Ipv4Addr::new(192, 0, 2, 1),
+                        p % 512,
+                        Ipv4Addr::new(10, 0, 0, 100),
+                        80,
+                    );
+                    if let Some((c, dir)) = t.lookup(&k) {
+                        assert_eq!((c.cport, dir), (p % 512, Dir::In));
+                    }
+                    p = p.wrapping_add(1);
+                }
+            });
+            let mut now = 0u64;
+            for round in 0..200u16 {
+                for p in 0..200u16 {
+                    let port = (round.wrapping_mul(37).wrapping_add(p)) % 512;
+                    let n = NewConn::new(
+                        Proto::Tcp,
+                        (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port),
+                        ("10.0.0.100".parse().unwrap(), 80),
+                        ("10.0.1.11".parse().unwrap(), 80),
+                        Forward::Nat,
+                        &d,
+                        &svc,
+                    );
+                    let c = t
+                        .insert(n, now, (p % 2) as usize)
+                        .expect("room after each round");
+                    assert_eq!(c.cport, port);
+                }
+                now += 2_100; // NONE lasts 2 s
+                t.expire_all(now);
+                assert!(t.is_empty(), "round {round}: {} left", t.len());
+            }
+            stop.store(true, Relaxed);
+        });
+        assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
     }
 }

@@ -156,6 +156,21 @@ impl CtlError {
 /// What the control plane can see of the data ports.
 pub trait PortView: Send + Sync {
     fn ports(&self) -> Vec<PortReport>;
+    /// The packet pools (none where there is no DPDK).
+    fn mempools(&self) -> Vec<MempoolReport> {
+        Vec::new()
+    }
+}
+
+/// One packet mempool as reported by `stats`: mbufs out of the pool (held by
+/// workers, device rings or in flight) and in it (per-lcore caches
+/// included). A count of `in_use` that does not come back once traffic
+/// stops is an mbuf leak.
+#[derive(Debug, Clone, Serialize)]
+pub struct MempoolReport {
+    pub name: String,
+    pub in_use: u32,
+    pub available: u32,
 }
 
 /// One data port as reported by `stats`.
@@ -220,7 +235,7 @@ impl Control {
         Control {
             master: Mutex::new(Master {
                 confs: Vec::new(),
-                registry: StateRegistry::default(),
+                registry: StateRegistry::new(conns.ids().clone()),
                 health: HashMap::new(),
             }),
             table: Arc::new(ArcSwap::from_pointee(ServiceTable::default())),
@@ -601,7 +616,12 @@ impl Control {
             total.add(w);
         }
         let ports = self.ports.as_ref().map(|p| p.ports()).unwrap_or_default();
-        json!({"ok": true, "total": total, "workers": per, "ports": ports,
+        let pools = self
+            .ports
+            .as_ref()
+            .map(|p| p.mempools())
+            .unwrap_or_default();
+        json!({"ok": true, "total": total, "workers": per, "ports": ports, "mempools": pools,
                "conn_table": {"count": self.conns.len(), "capacity": self.conns.capacity()}})
     }
 
@@ -752,6 +772,15 @@ fn fmt_dest(d: &DestConf) -> String {
     format!("{}:{}", d.ip, d.port)
 }
 
+/// Addresses no service, real server or local address can have: 0.0.0.0,
+/// multicast, loopback and the limited broadcast.
+fn unusable(ip: IpAddr) -> bool {
+    ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
 fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> {
     if !sched::is_known(&s.sched) {
         let known: Vec<_> = sched::names().collect();
@@ -767,7 +796,7 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
             "IPv6 virtual services are not supported yet",
         ));
     }
-    if s.vip.is_unspecified() || s.vip.is_multicast() || s.vip.is_loopback() {
+    if unusable(s.vip) {
         return Err(CtlError::invalid(format!(
             "{} is not a usable virtual address",
             s.vip
@@ -830,7 +859,7 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
             "IPv6 sorry servers are not supported yet",
         ));
     }
-    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+    if unusable(ip) {
         return Err(CtlError::invalid(format!(
             "sorry server: {ip} is not a usable real server address"
         )));
@@ -855,7 +884,7 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             "IPv6 real servers are not supported yet",
         ));
     }
-    if d.ip.is_unspecified() || d.ip.is_multicast() || d.ip.is_loopback() {
+    if unusable(d.ip) {
         return Err(CtlError::invalid(format!(
             "{} is not a usable real server address",
             d.ip
@@ -956,11 +985,7 @@ fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), Ct
             "IPv6 local addresses are not supported yet",
         ));
     }
-    if ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_loopback()
-        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
-    {
+    if unusable(ip) {
         return Err(CtlError::invalid(format!(
             "{ip} is not a usable local address"
         )));
@@ -1239,6 +1264,18 @@ mod tests {
                 &format!(r#"{{"cmd":"del_dest","service":{SVC},"dest":{{"ip":"10.0.9.9"}}}}"#),
                 "not_found",
                 "No such destination",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"255.255.255.255","port":80}}"#,
+                "invalid",
+                "not a usable virtual address",
+            ),
+            (
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"255.255.255.255","fwd":"nat"}}}}"#
+                ),
+                "invalid",
+                "not a usable real server address",
             ),
         ];
         for (line, code, needle) in cases {

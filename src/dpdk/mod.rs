@@ -12,12 +12,14 @@
 
 mod io;
 mod mbuf;
+mod mem;
 mod mempool;
 mod port;
 mod ring;
 
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;
+pub use mem::{advise_hugepages, prefetch};
 pub use mempool::Mempool;
 pub use port::{Port, PortInfo};
 pub use ring::MbufRing;

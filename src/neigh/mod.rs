@@ -6,6 +6,9 @@
 //! copy-on-write map behind an `ArcSwap`: readers never lock.
 
 use std::collections::HashMap;
+
+/// Looked up for every forwarded packet: foldhash rather than SipHash.
+type NeighMap = HashMap<Ipv4Addr, MacAddr, foldhash::fast::FixedState>;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,7 +75,7 @@ impl Router {
 /// IPv4 neighbours' MAC addresses.
 #[derive(Default)]
 pub struct NeighTable {
-    map: ArcSwap<HashMap<Ipv4Addr, MacAddr>>,
+    map: ArcSwap<NeighMap>,
     write: Mutex<()>,
     generation: AtomicU64,
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -388,6 +388,19 @@ impl TrafficCounters {
             c.store(0, Relaxed);
         }
     }
+    /// Add a worker's batch of packet counts.
+    pub fn add(&self, inpkts: u64, outpkts: u64, inbytes: u64, outbytes: u64) {
+        for (c, v) in [
+            (&self.inpkts, inpkts),
+            (&self.outpkts, outpkts),
+            (&self.inbytes, inbytes),
+            (&self.outbytes, outbytes),
+        ] {
+            if v != 0 {
+                c.fetch_add(v, Relaxed);
+            }
+        }
+    }
     #[inline]
     pub fn count_in(&self, bytes: usize) {
         self.inpkts.fetch_add(1, Relaxed);
@@ -404,6 +417,8 @@ impl TrafficCounters {
 /// schedulers read, the overload flag, traffic counters.
 #[derive(Debug, Default)]
 pub struct DestState {
+    /// Index in [`Ids::dests`]; connections refer to their server by it.
+    pub id: u32,
     pub active: AtomicU32,
     pub inactive: AtomicU32,
     /// Persistence templates bound to this server (kernel counts them in
@@ -504,6 +519,8 @@ impl Dest {
 /// Live state of a service that outlives snapshots.
 #[derive(Debug, Default)]
 pub struct ServiceState {
+    /// Index in [`Ids::services`].
+    pub id: u32,
     pub traffic: TrafficCounters,
     /// Rate estimator over `traffic` (ipvsadm --rate).
     pub est: crate::est::Estimator,
@@ -537,25 +554,161 @@ impl fmt::Debug for Service {
     }
 }
 
-/// Counter state kept by the control plane across snapshot rebuilds.
+/// An append-only map from dense `u32` ids to `Arc<T>` whose reads take no
+/// lock: chunks of slots that are each set once ([`OnceLock`]). The
+/// connection table stores ids (4 bytes) instead of pointers, and workers
+/// resolve them here without touching a reference count.
+pub struct IdVec<T> {
+    chunks: Box<[OnceLock<IdChunk<T>>]>,
+    next: parking_lot::Mutex<u32>,
+}
+
+type IdChunk<T> = Box<[OnceLock<Arc<T>>]>;
+
+const ID_CHUNK: usize = 1024;
+/// At most this many distinct services, and as many real servers, can be
+/// configured over a daemon's life.
+pub const MAX_IDS: usize = 1 << 20;
+
+impl<T> Default for IdVec<T> {
+    fn default() -> Self {
+        IdVec {
+            chunks: (0..MAX_IDS / ID_CHUNK).map(|_| OnceLock::new()).collect(),
+            next: parking_lot::Mutex::new(0),
+        }
+    }
+}
+
+impl<T> IdVec<T> {
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<&Arc<T>> {
+        let id = id as usize;
+        self.chunks.get(id / ID_CHUNK)?.get()?[id % ID_CHUNK].get()
+    }
+    /// Append `make(id)`; None once [`MAX_IDS`] are used.
+    pub fn push(&self, make: impl FnOnce(u32) -> T) -> Option<Arc<T>> {
+        let mut next = self.next.lock();
+        let id = *next as usize;
+        let chunk = self.chunks.get(id / ID_CHUNK)?;
+        let slots = chunk.get_or_init(|| (0..ID_CHUNK).map(|_| OnceLock::new()).collect());
+        let v = Arc::new(make(id as u32));
+        let _ = slots[id % ID_CHUNK].set(v.clone());
+        *next += 1;
+        Some(v)
+    }
+    pub fn len(&self) -> usize {
+        *self.next.lock() as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> fmt::Debug for IdVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdVec").field("len", &self.len()).finish()
+    }
+}
+
+/// Every service and real server the daemon has known, by id. A key seen
+/// again (a real server deleted and added back) gets its old state back,
+/// as the kernel takes a deleted destination back from its trash: live
+/// connections still count in ActiveConn/InActConn, traffic starts at zero.
+/// So the ids in use are bounded by the distinct keys ever configured.
+#[derive(Debug, Default)]
+pub struct Ids {
+    pub dests: IdVec<DestState>,
+    pub services: IdVec<ServiceState>,
+    by_key: parking_lot::Mutex<(HashMap<ServiceKey, u32>, HashMap<DestKey, u32>)>,
+}
+
+impl Ids {
+    fn service(&self, key: ServiceKey) -> Option<(Arc<ServiceState>, bool)> {
+        let mut m = self.by_key.lock();
+        if let Some(&id) = m.0.get(&key) {
+            return Some((self.services.get(id)?.clone(), false));
+        }
+        let s = self.services.push(|id| ServiceState {
+            id,
+            ..Default::default()
+        })?;
+        m.0.insert(key, s.id);
+        Some((s, true))
+    }
+    fn dest(&self, key: DestKey) -> Option<(Arc<DestState>, bool)> {
+        let mut m = self.by_key.lock();
+        if let Some(&id) = m.1.get(&key) {
+            return Some((self.dests.get(id)?.clone(), false));
+        }
+        let d = self.dests.push(|id| DestState {
+            id,
+            ..Default::default()
+        })?;
+        m.1.insert(key, d.id);
+        Some((d, true))
+    }
+}
+
+/// Counter state kept by the control plane across snapshot rebuilds: the
+/// configured services and real servers, out of [`Ids`].
 #[derive(Default, Debug)]
 pub struct StateRegistry {
+    ids: Arc<Ids>,
     services: HashMap<ServiceKey, Arc<ServiceState>>,
     dests: HashMap<(ServiceKey, IpAddr, u16), Arc<DestState>>,
 }
 
 impl StateRegistry {
-    fn service(&mut self, key: ServiceKey) -> Arc<ServiceState> {
-        self.services.entry(key).or_default().clone()
+    /// A registry handing out ids from `ids` (the connection table's).
+    pub fn new(ids: Arc<Ids>) -> Self {
+        StateRegistry {
+            ids,
+            ..Default::default()
+        }
     }
-    fn dest(&mut self, key: ServiceKey, ip: IpAddr, port: u16, weight: u32) -> Arc<DestState> {
-        let s = self.dests.entry((key, ip, port)).or_default().clone();
+    fn service(&mut self, key: ServiceKey) -> Result<Arc<ServiceState>, String> {
+        if let Some(s) = self.services.get(&key) {
+            return Ok(s.clone());
+        }
+        let (s, fresh) = self
+            .ids
+            .service(key)
+            .ok_or_else(|| format!("more than {MAX_IDS} distinct services since start"))?;
+        if !fresh {
+            s.est.zero_with(&s.traffic);
+        }
+        self.services.insert(key, s.clone());
+        Ok(s)
+    }
+    fn dest(
+        &mut self,
+        key: ServiceKey,
+        ip: IpAddr,
+        port: u16,
+        weight: u32,
+    ) -> Result<Arc<DestState>, String> {
+        let s = match self.dests.get(&(key, ip, port)) {
+            Some(s) => s.clone(),
+            None => {
+                let (s, fresh) = self.ids.dest((key, ip, port)).ok_or_else(|| {
+                    format!("more than {MAX_IDS} distinct real servers since start")
+                })?;
+                if !fresh {
+                    // Back from the trash: a new server as far as traffic
+                    // and weight go (connections it still has keep counting).
+                    s.est.zero_with(&s.traffic);
+                    s.last_weight.store(0, Relaxed);
+                }
+                self.dests.insert((key, ip, port), s.clone());
+                s
+            }
+        };
         // __ip_vs_update_dest: `if (add || udest->weight != 0) last_weight = weight`
         // (a new entry starts at 0, so storing on add is the same as skipping 0).
         if weight != 0 {
             s.last_weight.store(weight, Relaxed);
         }
-        s
+        Ok(s)
     }
     /// Forget state of services and dests no longer configured (connections
     /// still holding them keep their own `Arc`).
@@ -599,10 +752,12 @@ impl StateRegistry {
 /// The immutable service table workers read.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    services: HashMap<ServiceKey, Service>,
-    vips: HashSet<IpAddr>,
+    // Looked up for every packet: foldhash rather than SipHash (keys are
+    // the operator's, not the attacker's).
+    services: HashMap<ServiceKey, Service, foldhash::fast::FixedState>,
+    vips: HashSet<IpAddr, foldhash::fast::FixedState>,
     /// FULLNAT local addresses of every service.
-    lips: HashSet<IpAddr>,
+    lips: HashSet<IpAddr, foldhash::fast::FixedState>,
     /// Services in the order they were added (ipvsadm lists in its own hash
     /// order; we list in configuration order, which is stable).
     order: Vec<ServiceKey>,
@@ -639,7 +794,7 @@ impl ServiceTable {
                         None => {}
                     }
                 }
-                let state = reg.dest(key, d.ip, port, weight);
+                let state = reg.dest(key, d.ip, port, weight)?;
                 state.set_thresholds(d.u_threshold, d.l_threshold);
                 dests.push(Dest {
                     ip: d.ip,
@@ -653,7 +808,7 @@ impl ServiceTable {
             }
             if let (Some(sorry), Some((ip, port))) = (&c.sorry_server, c.sorry_addr()) {
                 if !dests.iter().any(|d| d.weight > 0) {
-                    let state = reg.dest(key, ip, port, 1);
+                    let state = reg.dest(key, ip, port, 1)?;
                     state.set_thresholds(0, 0);
                     dests.push(Dest {
                         ip,
@@ -677,7 +832,7 @@ impl ServiceTable {
                     conf: c.clone(),
                     dests,
                     sched,
-                    state: reg.service(key),
+                    state: reg.service(key)?,
                 },
             );
         }

@@ -102,6 +102,9 @@ pub struct WorkerStats {
     pub icmp_errors_forwarded: Counter,
     pub conns_created: Counter,
     pub conns_expired: Counter,
+    /// Connections in TIME_WAIT/CLOSE ended early by a new SYN on their
+    /// tuple (kernel conn_reuse_mode 1).
+    pub conns_reused: Counter,
     pub drops: [Counter; N_REASONS],
     /// Loop iterations (for idle-ness and liveness).
     pub loops: Counter,
@@ -139,6 +142,7 @@ pub struct StatsSnapshot {
     pub icmp_errors_forwarded: u64,
     pub conns_created: u64,
     pub conns_expired: u64,
+    pub conns_reused: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
     /// rely on every key being present).
     pub drops: std::collections::BTreeMap<&'static str, u64>,
@@ -160,6 +164,7 @@ impl StatsSnapshot {
         self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
         self.conns_created += w.conns_created.get();
         self.conns_expired += w.conns_expired.get();
+        self.conns_reused += w.conns_reused.get();
         for r in DropReason::ALL {
             *self.drops.entry(r.label()).or_default() += w.dropped(*r);
         }
@@ -190,5 +195,71 @@ mod tests {
         assert_eq!(s.drops["ipv6"], 0);
         assert_eq!(s.rx_packets, 5);
         assert_eq!(s.total_drops(), 2);
+    }
+}
+
+/// A worker's packet and byte counts per real server and service, gathered
+/// without touching shared memory and added to the shared counters once
+/// per poll ([`TrafficAcc::flush`]): no per-packet atomic on a cache line
+/// that other workers write.
+#[derive(Debug, Default)]
+pub struct TrafficAcc {
+    dests: Vec<[u64; 4]>,
+    svcs: Vec<[u64; 4]>,
+    touched_dests: Vec<u32>,
+    touched_svcs: Vec<u32>,
+}
+
+impl TrafficAcc {
+    #[inline]
+    fn bump(v: &mut Vec<[u64; 4]>, touched: &mut Vec<u32>, id: u32, out: bool, bytes: u64) {
+        let i = id as usize;
+        if i >= v.len() {
+            v.resize(i + 1, [0; 4]);
+        }
+        let e = &mut v[i];
+        if *e == [0; 4] {
+            touched.push(id);
+        }
+        let o = out as usize;
+        e[o] += 1;
+        e[2 + o] += bytes;
+    }
+    /// One packet of `bytes` for real server `dest` and service `svc`,
+    /// inbound (client to server) or `out`.
+    #[inline]
+    pub fn count(&mut self, dest: u32, svc: u32, out: bool, bytes: usize) {
+        Self::bump(
+            &mut self.dests,
+            &mut self.touched_dests,
+            dest,
+            out,
+            bytes as u64,
+        );
+        Self::bump(
+            &mut self.svcs,
+            &mut self.touched_svcs,
+            svc,
+            out,
+            bytes as u64,
+        );
+    }
+    pub fn is_empty(&self) -> bool {
+        self.touched_dests.is_empty() && self.touched_svcs.is_empty()
+    }
+    /// Add everything gathered to the shared counters and start over.
+    pub fn flush(&mut self, ids: &crate::service::Ids) {
+        for id in self.touched_dests.drain(..) {
+            let e = std::mem::take(&mut self.dests[id as usize]);
+            if let Some(d) = ids.dests.get(id) {
+                d.traffic.add(e[0], e[1], e[2], e[3]);
+            }
+        }
+        for id in self.touched_svcs.drain(..) {
+            let e = std::mem::take(&mut self.svcs[id as usize]);
+            if let Some(s) = ids.services.get(id) {
+                s.traffic.add(e[0], e[1], e[2], e[3]);
+            }
+        }
     }
 }

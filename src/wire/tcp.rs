@@ -261,6 +261,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
         self.set_checksum(c);
     }
 
+    pub fn set_window_inc(&mut self, v: u16) {
+        let c = checksum::update16(self.checksum(), self.window(), v);
+        self.set_window(v);
+        self.set_checksum(c);
+    }
+
     /// Account in the checksum for a pseudo-header address change (the IP
     /// header's src or dst was rewritten from `old` to `new`).
     pub fn update_checksum_addr(&mut self, old: Ipv4Addr, new: Ipv4Addr) {
@@ -388,6 +394,7 @@ mod tests {
             t.set_src_port_inc(rng.next_u16());
             t.set_seq_inc(if i % 7 == 0 { u32::MAX } else { rng.next_u32() });
             t.set_ack_inc(rng.next_u32());
+            t.set_window_inc(rng.next_u16());
             let ndst = Ipv4Addr::from(if i % 3 == 0 { 0 } else { rng.next_u32() });
             t.update_checksum_addr(dst, ndst);
             assert!(t.verify_checksum(src, ndst), "iteration {i}");

@@ -19,12 +19,11 @@
 //!   header is re-inserted if that first segment is retransmitted. (A server
 //!   that speaks first gets the header only once the client sends.)
 //!
-//! Checksums: incremental for address, port, sequence and acknowledgement
-//! changes; a full TCP recomputation when bytes are inserted or options
-//! rewritten (only the handful of packets around the handshake).
+//! Checksums: incremental for address, port, sequence, acknowledgement and
+//! SACK edge changes; a full TCP recomputation when bytes are inserted or
+//! the MSS rewritten (only the handful of packets around the handshake).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::Ordering::Relaxed;
 
 use crate::conn::{Conn, Fnat, State};
 use crate::io::Frame;
@@ -167,13 +166,13 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
     if flags.syn() && !flags.ack() {
-        f.isn.store(seq, Relaxed);
+        f.isn.set(seq);
         if f.client_addr == ClientAddr::Toa && hl + TOA_LEN <= 60 {
             insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
         }
         return Ok(());
     }
-    let first = f.isn.load(Relaxed).wrapping_add(1);
+    let first = f.isn.get().wrapping_add(1);
     match f.client_addr {
         ClientAddr::Toa => {
             // The ACK completing the handshake (the state is still SYN_RECV
@@ -193,9 +192,9 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
             if seq == first && payload > 0 {
                 let h = pp2_header(cip, c.cport, vip, c.vport);
                 insert(frame, ihl, total, hl, &h, false)?;
-                f.delta.store(PP2_LEN as u32, Relaxed);
+                f.delta.set(PP2_LEN as u32);
             } else {
-                let delta = f.delta.load(Relaxed);
+                let delta = f.delta.get();
                 if delta > 0 && after(seq, first) {
                     let data = frame.data_mut();
                     let mut t = TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]);
@@ -208,8 +207,9 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     Ok(())
 }
 
-/// The options of a TCP header as (kind, offset, length), at most 16.
-fn options(opts: &[u8]) -> ([(u8, usize, usize); 16], usize) {
+/// The options of a TCP header as (kind, offset, length), at most 16. Stops
+/// at the end-of-list option or at the first malformed option.
+pub(crate) fn options(opts: &[u8]) -> ([(u8, usize, usize); 16], usize) {
     let mut out = [(0u8, 0usize, 0usize); 16];
     let (mut i, mut n) = (0, 0);
     while i < opts.len() && n < out.len() {
@@ -231,6 +231,55 @@ fn options(opts: &[u8]) -> ([(u8, usize, usize); 16], usize) {
     (out, n)
 }
 
+/// Rewrite every edge of every SACK block of `t` with `map`, updating the
+/// checksum incrementally (a packet with a bad checksum stays bad). Returns
+/// whether an edge changed.
+pub(crate) fn map_sack<T: AsRef<[u8]> + AsMut<[u8]>>(
+    t: &mut TcpSegment<T>,
+    map: impl Fn(u32) -> u32,
+) -> bool {
+    let (opts, n) = options(t.options());
+    let mut changed = false;
+    for &(kind, at, len) in &opts[..n] {
+        if kind == 5 && len >= 10 && (len - 2) % 8 == 0 {
+            for e in (at + 2..at + len).step_by(4) {
+                let o = t.options();
+                let v = u32::from_be_bytes([o[e], o[e + 1], o[e + 2], o[e + 3]]);
+                let m = map(v);
+                if m != v {
+                    put_u32_inc(t, e, m);
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// Write `v` at offset `at` of the options, updating the checksum over the
+/// 16-bit words it covers (three when the option is not 16-bit aligned;
+/// options start at the even offset 20, so alignment within them is that of
+/// the segment).
+fn put_u32_inc<T: AsRef<[u8]> + AsMut<[u8]>>(t: &mut TcpSegment<T>, at: usize, v: u32) {
+    let (start, end) = (at & !1, (at + 5) & !1);
+    let word = |o: &[u8], w: usize| u16::from_be_bytes([o[w], o[w + 1]]);
+    let mut old = [0u16; 3];
+    let o = t.options_mut();
+    for (i, w) in (start..end).step_by(2).enumerate() {
+        old[i] = word(o, w);
+    }
+    o[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    let mut new = [0u16; 3];
+    for (i, w) in (start..end).step_by(2).enumerate() {
+        new[i] = word(o, w);
+    }
+    let mut c = t.checksum();
+    for i in 0..(end - start) / 2 {
+        c = crate::wire::checksum::update16(c, old[i], new[i]);
+    }
+    t.set_checksum(c);
+}
+
 /// Real server to client.
 pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
@@ -245,8 +294,8 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     };
     let mut t = TcpSegment::new_checked(&mut data[ETH + ihl..ETH + total])?;
     let flags = t.flags();
-    let first = f.isn.load(Relaxed).wrapping_add(1);
-    let delta = f.delta.load(Relaxed);
+    let first = f.isn.get().wrapping_add(1);
+    let delta = f.delta.get();
     let mut options_changed = false;
     let (opts, n) = options(t.options_mut());
     if flags.syn() && flags.ack() {
@@ -278,19 +327,7 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         if map(ack) != ack {
             t.set_ack_inc(map(ack));
         }
-        for &(kind, at, len) in &opts[..n] {
-            if kind == 5 && len >= 10 && (len - 2) % 8 == 0 {
-                let o = t.options_mut();
-                for e in (at + 2..at + len).step_by(4) {
-                    let v = u32::from_be_bytes([o[e], o[e + 1], o[e + 2], o[e + 3]]);
-                    let m = map(v);
-                    if m != v {
-                        o[e..e + 4].copy_from_slice(&m.to_be_bytes());
-                        options_changed = true;
-                    }
-                }
-            }
-        }
+        map_sack(&mut t, map);
     }
     if options_changed {
         t.fill_checksum(src, dst);

@@ -6,4 +6,5 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
+pub mod synproxy;
 pub mod tun;

@@ -67,22 +67,24 @@ pub fn reply(ip: &mut [u8], c: &Conn) -> Result<(), WireError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
+    use crate::conn::{ConnTable, NewConn};
     use crate::service::{DestState, Forward, Proto, ServiceState};
     use crate::wire::{checksum, PacketBuilder, TcpFlags};
 
-    fn conn(proto: Proto) -> Conn {
-        Conn::new(
+    fn conn(proto: Proto) -> Conn<'static> {
+        // A table per test connection, leaked: tests only.
+        let t: &'static ConnTable = Box::leak(Box::new(ConnTable::new(4, 1)));
+        let n = NewConn::new(
             proto,
             ("192.0.2.7".parse().unwrap(), 40001),
             ("10.0.0.100".parse().unwrap(), 80),
             ("10.0.1.11".parse().unwrap(), 8080),
             Forward::Nat,
-            Arc::new(DestState::default()),
-            Arc::new(ServiceState::default()),
-        )
+            &DestState::default(),
+            &ServiceState::default(),
+        );
+        t.insert(n, 0, 0).unwrap()
     }
 
     /// Independent check: recompute every checksum from scratch.

@@ -54,7 +54,7 @@ pub struct Rig<P: PortIo> {
 
 impl<P: PortIo> Rig<P> {
     pub fn new(io: P, macs: [MacAddr; 2], max_conns: usize) -> Rig<P> {
-        let conns = Arc::new(ConnTable::new(max_conns, 16));
+        let conns = Arc::new(ConnTable::new(max_conns, 1));
         let stats: Arc<[CachePadded<WorkerStats>]> =
             Arc::from(vec![CachePadded::new(WorkerStats::default())]);
         let ctl = Arc::new(Control::new(

@@ -372,6 +372,25 @@ impl Drop for Topology {
     }
 }
 
+/// Starts `bin` in namespace `ns` (`ip netns exec` execs it, so the child's
+/// pid is rvsd's), stdout and stderr to `log`.
+fn spawn_rvsd(bin: &Path, ns: &str, config: &Path, socket: &Path, log: File) -> Child {
+    let log_err = log.try_clone().expect("clone log handle");
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .args(["--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
+}
+
 /// rvsd running in a topology's `NAME-lb` namespace; stopped on drop (SIGTERM,
 /// then SIGKILL after [`STOP_TIMEOUT`]). Its log is printed if the test panics.
 pub struct Rvsd {
@@ -379,6 +398,8 @@ pub struct Rvsd {
     pub socket: PathBuf,
     pub log_path: PathBuf,
     pub config_path: PathBuf,
+    bin: PathBuf,
+    ns: String,
 }
 
 impl Rvsd {
@@ -401,30 +422,42 @@ impl Rvsd {
         )
         .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = File::create(&log_path).expect("create rvsd log");
-        let log_err = log.try_clone().expect("clone log handle");
-        // `ip netns exec` execs the program, so the child's pid is rvsd's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", &topo.lb_ns()])
-            .arg(bin)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let child = spawn_rvsd(bin, &topo.lb_ns(), &config_path, &socket, log);
         // Constructed before waiting: a panic below drops it, which stops rvsd.
         let mut rvsd = Rvsd {
             child,
             socket,
             log_path,
             config_path,
+            bin: bin.to_owned(),
+            ns: topo.lb_ns(),
         };
         rvsd.wait_ready();
         rvsd
+    }
+
+    /// SIGKILL and reap: a crash, no clean-up (the socket file stays).
+    /// [`Rvsd::start_again`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// After [`Rvsd::terminate`] or [`Rvsd::kill`]: start the same binary
+    /// again with the same config file and socket, its log appended to the
+    /// same file, and wait until it is ready.
+    pub fn start_again(&mut self) {
+        assert!(!self.is_running(), "start_again while rvsd runs");
+        self.respawn();
+    }
+
+    fn respawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("reopen rvsd log");
+        self.child = spawn_rvsd(&self.bin, &self.ns, &self.config_path, &self.socket, log);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -503,7 +536,8 @@ impl Rvsd {
         self.terminate()
     }
 
-    fn terminate(&mut self) -> Result<ExitStatus, String> {
+    /// [`Rvsd::stop`] without giving up the handle (see [`Rvsd::start_again`]).
+    pub fn terminate(&mut self) -> Result<ExitStatus, String> {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Ok(status);
         }
