@@ -323,6 +323,9 @@ fn a_storm_of_2000_clients_and_hostile_requests_leave_the_daemon_serving_unchang
         (r#"{"CMD":"ping"}"#.into(), "bad_request"),
         (r#"{"cmd":"PING"}"#.into(), "unknown_command"),
         (r#"{"cmd":"list","services":[]}"#.into(), "bad_request"),
+        // Duplicate keys: not "the last one wins" (that cleared everything).
+        (r#"{"cmd":"ping","cmd":"clear"}"#.into(), "bad_request"),
+        (format!(r#"{{"cmd":"edit_dest","service":{svc80},"dest":{{"ip":"10.0.1.11","fwd":"nat","weight":1,"weight":0}}}}"#), "bad_request"),
         (r#"{"cmd":"add_service","service":"tcp 10.0.0.101:80"}"#.into(), "bad_request"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":"80"}}"#.into(), "bad_request"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.256","port":80}}"#.into(), "bad_request"),

@@ -746,7 +746,10 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
             ));
         }
     }
-    serde_json::from_value(v).map_err(|e| CtlError::new("bad_request", format!("{cmd}: {e}")))
+    // From the text, not from `v`: a `Value` keeps only the last of
+    // duplicate keys, so `{"cmd":"ping","cmd":"clear"}` would have cleared
+    // everything; deserialising the text rejects any duplicate field.
+    serde_json::from_str(line).map_err(|e| CtlError::new("bad_request", format!("{cmd}: {e}")))
 }
 
 // Messages are libipvs's `ipvs_strerror` texts, which operators' scripts
@@ -1269,6 +1272,18 @@ mod tests {
                 r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"255.255.255.255","port":80}}"#,
                 "invalid",
                 "not a usable virtual address",
+            ),
+            (
+                r#"{"cmd":"list","cmd":"clear"}"#,
+                "bad_request",
+                "duplicate field `cmd`",
+            ),
+            (
+                &format!(
+                    r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"nat","weight":2,"weight":0}}}}"#
+                ),
+                "bad_request",
+                "duplicate field `weight`",
             ),
             (
                 &format!(
