@@ -1379,7 +1379,10 @@ mod tests {
     };
 
     /// A table with one registered real server and service.
-    fn table(max: usize, workers: usize) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
+    pub(super) fn table(
+        max: usize,
+        workers: usize,
+    ) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
         let t = ConnTable::new(max, workers);
         let d = t.ids().dests.push(|id| DestState {
             id,
@@ -1392,7 +1395,7 @@ mod tests {
         (t, d.unwrap(), s.unwrap())
     }
 
-    fn new_conn(
+    pub(super) fn new_conn(
         cip: [u8; 4],
         cport: u16,
         fwd: Forward,
@@ -1648,6 +1651,7 @@ mod tests {
 
 #[cfg(test)]
 mod stress {
+    use super::tests::new_conn;
     use super::*;
     use std::sync::atomic::AtomicBool;
 
@@ -1658,23 +1662,7 @@ mod stress {
     fn concurrent_insert_lookup_expire_keeps_invariants() {
         const PER_THREAD: u16 = 3000;
         const THREADS: usize = 4;
-        let t = ConnTable::new(1 << 16, THREADS);
-        let d = t
-            .ids()
-            .dests
-            .push(|id| DestState {
-                id,
-                ..Default::default()
-            })
-            .unwrap();
-        let svc = t
-            .ids()
-            .services
-            .push(|id| ServiceState {
-                id,
-                ..Default::default()
-            })
-            .unwrap();
+        let (t, d, svc) = super::tests::table(1 << 16, THREADS);
         let stop = AtomicBool::new(false);
         let expired = AtomicUsize::new(0);
         let now = AtomicU64::new(1);
@@ -1708,15 +1696,7 @@ mod stress {
                 inserters.push(s.spawn(move || {
                     let mut created = 0usize;
                     for p in 0..PER_THREAD {
-                        let n = NewConn::new(
-                            Proto::Tcp,
-                            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, th as u8)), p),
-                            ("10.0.0.100".parse().unwrap(), 80),
-                            ("10.0.1.11".parse().unwrap(), 80),
-                            Forward::Nat,
-                            d,
-                            svc,
-                        );
+                        let n = new_conn([192, 0, 2, th as u8], p, Forward::Nat, d, svc);
                         let c = t.insert(n, 0, th).expect("capacity is ample");
                         created += 1;
                         // Inserted at time 0: NONE's 2 s keep it alive
@@ -1789,23 +1769,7 @@ mod stress {
     /// entries reused again and again) while readers look up live keys.
     #[test]
     fn churn_reuses_slots_without_losing_or_confusing_flows() {
-        let t = ConnTable::new(256, 2);
-        let d = t
-            .ids()
-            .dests
-            .push(|id| DestState {
-                id,
-                ..Default::default()
-            })
-            .unwrap();
-        let svc = t
-            .ids()
-            .services
-            .push(|id| ServiceState {
-                id,
-                ..Default::default()
-            })
-            .unwrap();
+        let (t, d, svc) = super::tests::table(256, 2);
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             // A reader: whatever it finds must be the flow it asked for.
@@ -1829,15 +1793,7 @@ mod stress {
             for round in 0..200u16 {
                 for p in 0..200u16 {
                     let port = (round.wrapping_mul(37).wrapping_add(p)) % 512;
-                    let n = NewConn::new(
-                        Proto::Tcp,
-                        (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port),
-                        ("10.0.0.100".parse().unwrap(), 80),
-                        ("10.0.1.11".parse().unwrap(), 80),
-                        Forward::Nat,
-                        &d,
-                        &svc,
-                    );
+                    let n = new_conn([192, 0, 2, 1], port, Forward::Nat, &d, &svc);
                     let c = t
                         .insert(n, now, (p % 2) as usize)
                         .expect("room after each round");
