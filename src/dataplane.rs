@@ -88,6 +88,12 @@ impl Dataplane {
         if dst != port.mac && !dst.is_broadcast() {
             return Verdict::Drop(DropReason::NotForUs);
         }
+        // Nothing legitimate comes from these, and the director answers
+        // pings and ICMP errors to the frame's source: never answer a zero,
+        // group or own MAC (a loop or a reflection).
+        if !self.sane_peer_mac(eth.src()) {
+            return Verdict::Drop(DropReason::BadSourceMac);
+        }
         match eth.ethertype() {
             EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
@@ -122,6 +128,12 @@ impl Dataplane {
         ))
     }
 
+    /// A MAC the director may send to or learn: unicast, not zero, not one
+    /// of its own ports'.
+    fn sane_peer_mac(&self, m: MacAddr) -> bool {
+        m.is_unicast() && !m.is_zero() && !self.router.ports.iter().any(|p| p.mac == m)
+    }
+
     /// Answer requests for our addresses and VIPs; learn neighbours.
     fn arp(&self, cx: &Ctx, in_port: u16, data: &mut [u8]) -> Verdict {
         let port = self.router.ports[in_port as usize];
@@ -129,19 +141,26 @@ impl Dataplane {
             return Verdict::Drop(DropReason::ArpMalformed);
         };
         let (sip, sha, tip) = (arp.sender_ip(), arp.sender_hw(), arp.target_ip());
+        // The reply goes to, and the neighbour entry would hold, `sha`: one
+        // forged ARP naming a real server must not black-hole it.
+        if !self.sane_peer_mac(sha) {
+            return Verdict::Drop(DropReason::ArpBadSender);
+        }
+        let op = arp.operation();
         let ours = tip == port.cidr.addr
             || cx.services.is_vip(IpAddr::V4(tip))
             || cx.services.is_lip(IpAddr::V4(tip));
-        // Like the kernel: create an entry when the ARP is addressed to us,
-        // refresh one we already have from any ARP (gratuitous included).
-        if port.cidr.contains(sip)
+        // Like the kernel: only requests and replies count; create an entry
+        // when the ARP is addressed to us, refresh one we already have from
+        // any other (gratuitous included).
+        if matches!(op, ArpOp::REQUEST | ArpOp::REPLY)
+            && port.cidr.contains(sip)
             && !bad_source(sip)
-            && sha.is_unicast()
             && (ours || self.neigh.contains(sip))
         {
             self.neigh.learn(sip, sha);
         }
-        match arp.operation() {
+        match op {
             ArpOp::REQUEST if ours => {
                 arp.set_operation(ArpOp::REPLY);
                 arp.set_target_hw(sha);
@@ -306,6 +325,12 @@ impl Dataplane {
                     xmit::nat::reply(ip, conn).map_err(malformed)?;
                     v4(conn.cip)
                 }
+            }
+            // DR and TUN do not route (TTL is left alone, TUN copies it to
+            // the outer header, as IPVS), but a TTL-0 datagram must never be
+            // sent (RFC 1122 3.2.1.7).
+            (Forward::Dr | Forward::Tun, Dir::In) if frame.data()[ETH + 8] == 0 => {
+                Err(Verdict::Drop(DropReason::TtlExceeded))
             }
             (Forward::Dr, Dir::In) => {
                 xmit::dr::forward(&mut frame.data_mut()[ETH..ETH + total], conn)

@@ -95,3 +95,125 @@ fn echo_reply_to_all_zero_ping_has_a_valid_checksum() {
     }
     s.finish();
 }
+
+/// Found by the datapath target: the director answered ARP requests and
+/// pings from zero, broadcast, multicast or its own source MACs, so the
+/// answer went to that address (a reflection, or a loop to itself).
+/// Reproducer: tests/fuzz/regressions/datapath/arp-reply-to-zero-sender-hw.
+#[test]
+fn arp_and_pings_from_odd_macs_are_dropped_unanswered() {
+    use rig::*;
+    use rvs::wire::{MacAddr, PacketBuilder};
+    let mut s = harness::Session::new(harness::Config::new(0, 0, true, false, false));
+    let odd = [
+        MacAddr::ZERO,
+        MacAddr::BROADCAST,
+        MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]),
+        DIR0_MAC,
+        DIR1_MAC,
+    ];
+    for (i, &m) in odd.iter().enumerate() {
+        let arp = PacketBuilder::new().arp_request(m, client(), vip()).build();
+        assert!(s.frame(0, false, 1, &arp).is_empty(), "ARP from {m}");
+        let ping = PacketBuilder::new()
+            .eth(m, DIR0_MAC)
+            .ipv4(client(), vip())
+            .icmp_echo(7, i as u16, b"x")
+            .build();
+        assert!(s.frame(0, false, 1, &ping).is_empty(), "ping from {m}");
+        assert_eq!(s.rig.drops("bad_source_mac"), 2 * (i as u64 + 1));
+    }
+    // A sane Ethernet source with an odd ARP sender address: the reply
+    // would go to the ARP sender, so it is refused too.
+    for (i, &m) in odd.iter().enumerate() {
+        let mut arp = PacketBuilder::new()
+            .arp_request(CLIENT_MAC, client(), vip())
+            .build();
+        arp[22..28].copy_from_slice(&m.0);
+        assert!(s.frame(0, false, 1, &arp).is_empty(), "ARP sender {m}");
+        assert_eq!(s.rig.drops("arp_bad_sender"), i as u64 + 1);
+    }
+    // The same from a sane client is answered.
+    let arp = PacketBuilder::new()
+        .arp_request(CLIENT_MAC, client(), vip())
+        .build();
+    let out = s.frame(0, false, 1, &arp);
+    assert_eq!(out.len(), 1);
+    assert_eq!(macs(&out[0].1), (CLIENT_MAC, DIR0_MAC));
+    s.finish();
+}
+
+/// Found by the datapath target: the neighbour table learnt from any ARP
+/// operation and from a zero or own sender MAC, so one forged ARP naming a
+/// real server sent its traffic to 00:00:00:00:00:00 (or back to the
+/// director). Reproducer:
+/// tests/fuzz/regressions/datapath/neighbour-learnt-as-zero-mac.
+#[test]
+fn forged_arp_does_not_poison_a_real_servers_entry() {
+    use rig::*;
+    use rvs::wire::{MacAddr, PacketBuilder, TcpFlags};
+    let mut s = harness::Session::new(harness::Config::new(0, 0, true, false, false));
+    let evil = MacAddr([0x02, 0x66, 0x66, 0x66, 0x66, 0x66]);
+    for (rs_mac, rs) in [(RS1_MAC, rs1()), (RS2_MAC, rs2())] {
+        for sha in [MacAddr::ZERO, DIR1_MAC] {
+            let reply = PacketBuilder::new()
+                .arp_reply(rs_mac, rs, DIR1_MAC, dir1())
+                .build();
+            let mut reply = reply;
+            reply[22..28].copy_from_slice(&sha.0);
+            assert!(s.frame(1, false, 1, &reply).is_empty());
+        }
+        // An ARP operation other than request/reply (3, RARP request),
+        // from a plausible MAC, is not learnt from either.
+        let mut rarp = PacketBuilder::new().arp_request(evil, rs, dir1()).build();
+        rarp[20..22].copy_from_slice(&3u16.to_be_bytes());
+        assert!(s.frame(1, false, 1, &rarp).is_empty());
+    }
+    assert_eq!(s.rig.drops("arp_bad_sender"), 4);
+    // New connections to both servers still go to their real MACs.
+    let mut seen = std::collections::HashSet::new();
+    for sport in 40000..40004 {
+        let out = s.frame(
+            0,
+            false,
+            1,
+            &client_tcp(sport, TcpFlags::SYN, b"", DIR0_MAC),
+        );
+        assert_eq!(out.len(), 1, "SYN {sport} forwarded");
+        let (dst, _) = macs(&out[0].1);
+        let (_, _, rip, _, _) = endpoints(&out[0].1);
+        let want = if rip == rs1() { RS1_MAC } else { RS2_MAC };
+        assert_eq!(dst, want, "to {rip}");
+        seen.insert(rip);
+    }
+    assert_eq!(seen.len(), 2, "both servers used");
+    s.finish();
+}
+
+/// Found by the datapath target: in DR and TUN (which do not route, so do
+/// not decrement the TTL) a TTL-0 packet from a client went out with TTL 0.
+/// It is dropped as `ttl_exceeded`; TTL 1 still goes through, as with IPVS.
+/// Reproducer: tests/fuzz/regressions/datapath/tun-forwards-ttl-0.
+#[test]
+fn ttl_0_is_not_forwarded_in_dr_or_tun() {
+    use rig::*;
+    use rvs::wire::{PacketBuilder, TcpFlags};
+    for mode in [1, 2] {
+        let mut s = harness::Session::new(harness::Config::new(mode, 0, true, false, false));
+        let seg = |ttl: u8, flags: TcpFlags| {
+            PacketBuilder::new()
+                .eth(CLIENT_MAC, DIR0_MAC)
+                .ipv4(client(), vip())
+                .ttl(ttl)
+                .tcp(40000, 80)
+                .flags(flags)
+                .seq(1000)
+                .build()
+        };
+        assert_eq!(s.frame(0, false, 1, &seg(64, TcpFlags::SYN)).len(), 1);
+        assert!(s.frame(0, false, 1, &seg(0, TcpFlags::ACK)).is_empty());
+        assert_eq!(s.rig.drops("ttl_exceeded"), 1, "mode {mode}");
+        assert_eq!(s.frame(0, false, 1, &seg(1, TcpFlags::ACK)).len(), 1);
+        s.finish();
+    }
+}

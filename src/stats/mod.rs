@@ -37,8 +37,10 @@ reasons! {
     Ipv4Malformed => "ipv4_malformed", "Bad version, header length or total length.";
     Ipv4BadChecksum => "ipv4_bad_checksum", "IPv4 header checksum wrong.";
     Ipv4Fragment => "ipv4_fragment", "IPv4 fragment (not reassembled).";
-    TtlExceeded => "ttl_exceeded", "TTL would reach zero when routed.";
+    TtlExceeded => "ttl_exceeded", "TTL would reach zero when routed (NAT, FULLNAT), or is zero (DR, TUN).";
     BadSource => "bad_source", "Broadcast, multicast, loopback or zero source address.";
+    BadSourceMac => "bad_source_mac", "Ethernet source MAC zero, broadcast, multicast or the director's own.";
+    ArpBadSender => "arp_bad_sender", "ARP sender hardware address zero, multicast or the director's own.";
     L4Malformed => "l4_malformed", "Truncated or inconsistent TCP/UDP/ICMP header.";
     ProtoUnsupported => "proto_unsupported", "IP protocol not balanced (e.g. GRE to a VIP).";
     NoService => "no_service", "Addressed to a VIP port with no virtual service.";

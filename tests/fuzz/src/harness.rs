@@ -621,14 +621,6 @@ pub struct Session {
     /// director (queued, or held for ARP): checksums of what comes out are
     /// then not checked beyond the IPv4 header's.
     dirty: bool,
-    /// Likewise for a frame from an odd Ethernet source address (see
-    /// `sane_source`): destination MACs are then not checked.
-    odd_source: bool,
-    /// An ARP packet with an odd sender address went in (`odd_arp_sender`):
-    /// destination MACs are not checked for the rest of the input.
-    odd_neighbour: bool,
-    /// Likewise for an IPv4 packet with TTL 0 (see `Strict::ttl`).
-    ttl0: bool,
     /// Frames taken from the device's TX queues.
     sent: u64,
 }
@@ -648,9 +640,6 @@ impl Session {
             },
             menu: control_menu(config),
             dirty: false,
-            odd_source: false,
-            odd_neighbour: false,
-            ttl0: false,
             sent: 0,
         };
         if config.learn() {
@@ -688,9 +677,6 @@ impl Session {
             fix_checksums(&mut f);
         }
         self.dirty |= !checksums_valid(&f);
-        self.odd_source |= !sane_source(&f);
-        self.odd_neighbour |= odd_arp_sender(&f);
-        self.ttl0 |= ipv4_ttl(&f) == Some(0);
         self.rig.worker.io.push(port, &f);
         if adv == 0 {
             return Vec::new();
@@ -732,8 +718,6 @@ impl Session {
     pub fn poll(&mut self, ms: u64) -> Vec<(u16, Vec<u8>)> {
         let strict = Strict {
             checksums: !self.dirty,
-            dst_mac: !self.odd_source && !self.odd_neighbour,
-            ttl: !self.ttl0,
         };
         self.rig.step(ms);
         let mut out = Vec::new();
@@ -747,8 +731,6 @@ impl Session {
         let io = &self.rig.worker.io;
         if io.rx.iter().all(|q| q.is_empty()) && self.rig.worker.held() == 0 {
             self.dirty = false;
-            self.odd_source = false;
-            self.ttl0 = false;
         }
         out
     }
@@ -879,38 +861,10 @@ pub struct Strict {
     /// Every frame that went in had valid checksums: TCP/UDP/ICMP checksums
     /// of what comes out must verify too.
     pub checksums: bool,
-    /// Every frame that went in came from a sane source (`sane_source`,
-    /// `odd_arp_sender`): what comes out goes to a `sane_mac`.
-    pub dst_mac: bool,
-    /// No IPv4 packet with TTL 0 went in: none may come out.
-    ///
-    /// DR and TUN do not route (as in IPVS, TTL is not decremented, TUN
-    /// copies it to the outer header), and nothing checks for TTL 0 on that
-    /// path: a TTL-0 packet from a client of a DR or TUN connection leaves
-    /// the director with TTL 0 (RFC 1122 3.2.1.7 and RFC 1812 4.2.2.9: MUST
-    /// NOT be sent). Found by this fuzzer; reproducer
-    /// tests/fuzz/regressions/datapath/tun-forwards-ttl-0. Until the data
-    /// path drops them, the TTL check applies only without TTL-0 input.
-    pub ttl: bool,
 }
 
 impl Strict {
-    pub const ALL: Strict = Strict {
-        checksums: true,
-        dst_mac: true,
-        ttl: true,
-    };
-}
-
-/// The TTL of an Ethernet/IPv4 frame's packet, if it is one.
-pub fn ipv4_ttl(frame: &[u8]) -> Option<u8> {
-    let eth = EthernetFrame::new_checked(frame).ok()?;
-    if eth.ethertype() != EtherType::IPV4 {
-        return None;
-    }
-    Ipv4Packet::new_checked(eth.payload())
-        .ok()
-        .map(|ip| ip.ttl())
+    pub const ALL: Strict = Strict { checksums: true };
 }
 
 /// Whether a MAC address is one the director should ever send to: unicast,
@@ -919,47 +873,14 @@ pub fn sane_mac(m: MacAddr) -> bool {
     m.is_unicast() && !m.is_zero() && !PORT_MACS.contains(&m)
 }
 
-/// Whether a received frame's Ethernet source is `sane_mac`.
-///
-/// The director answers pings and sends "fragmentation needed" to the
-/// frame's Ethernet source, and answers ARP to the sender hardware address
-/// (as Linux does), without checking them: from an odd source the answer
-/// goes to a zero, broadcast or multicast MAC, or to the director itself.
-/// Found by this fuzzer; reproducer
-/// tests/fuzz/regressions/datapath/arp-reply-to-zero-sender-hw. Until the
-/// data path drops such frames, the destination check applies only while
-/// every frame in flight came from a sane source.
-pub fn sane_source(frame: &[u8]) -> bool {
-    EthernetFrame::new_checked(frame).map_or(true, |eth| sane_mac(eth.src()))
-}
-
-/// Whether a received frame is an ARP packet whose sender hardware address
-/// is not `sane_mac`.
-///
-/// The director learns neighbours from ARP whose sender address is
-/// "unicast" (the group bit clear), which lets in 00:00:00:00:00:00 and its
-/// own MACs, and does so from any ARP operation (Linux drops operations other
-/// than request and reply first): one such ARP naming a real server makes
-/// the director send that server's traffic to the zero MAC (or to itself)
-/// until the entry is refreshed. Found by this fuzzer; reproducer
-/// tests/fuzz/regressions/datapath/neighbour-learnt-as-zero-mac. The
-/// neighbour table keeps it, so the destination check is off for the rest
-/// of an input after such a frame.
-pub fn odd_arp_sender(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    eth.ethertype() == EtherType::ARP
-        && ArpPacket::new_checked(eth.payload()).is_ok_and(|a| !sane_mac(a.sender_hw()))
-}
-
 /// What must hold for every frame the director sends on `port`: a complete
 /// Ethernet header from the port's own MAC, and an ARP packet of its own or
 /// an IPv4 packet that parses with a valid header checksum, carrying
-/// TCP/UDP/ICMP or (TUN) IP-in-IP, not a fragment. Under `strict` (see
-/// `Strict`): a unicast destination MAC that is not the director's own,
-/// valid TCP/UDP/ICMP checksums (the inner packet's included for TUN), and
-/// TTL > 0.
+/// TCP/UDP/ICMP or (TUN) IP-in-IP, not a fragment, with TTL > 0, sent to a
+/// unicast destination MAC that is not zero or the director's own (the
+/// director used to answer and learn such MACs, and forward TTL 0 in DR and
+/// TUN: see regressions/datapath). Under `strict` (see `Strict`): valid
+/// TCP/UDP/ICMP checksums (the inner packet's included for TUN).
 pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
     let ctx = || format!("frame sent on port {port} ({strict:?}): {frame:02x?}");
     let eth = EthernetFrame::new_checked(frame).unwrap_or_else(|_| panic!("short {}", ctx()));
@@ -971,7 +892,7 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
     );
     let dst = eth.dst();
     let arp_request = eth.ethertype() == EtherType::ARP && dst.is_broadcast();
-    if strict.dst_mac && !arp_request {
+    if !arp_request {
         assert!(sane_mac(dst), "destination MAC of {}", ctx());
     }
     match eth.ethertype() {
@@ -989,7 +910,7 @@ fn check_sent_ipv4(b: &[u8], strict: Strict, ctx: &dyn Fn() -> String) {
     let ip = Ipv4Packet::new_checked(b).unwrap_or_else(|e| panic!("IPv4 {e:?}: {}", ctx()));
     assert!(ip.verify_checksum(), "IPv4 header checksum of {}", ctx());
     assert!(!ip.is_fragment(), "fragment in {}", ctx());
-    assert!(!strict.ttl || ip.ttl() > 0, "TTL 0 in {}", ctx());
+    assert!(ip.ttl() > 0, "TTL 0 in {}", ctx());
     let l4 = ip.payload();
     let (ok, kind) = match ip.protocol() {
         IpProtocol::TCP => (TcpSegment::new_checked(l4).is_ok(), "TCP"),
