@@ -8,13 +8,15 @@
 //! [`Verdict`]. It takes the clock as an argument, so tests drive it with an
 //! in-memory device and a fake time.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::conn::{
-    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, TcpEvent, Template, Timeouts,
+    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, SynProxy, TcpEvent, Template,
+    Timeouts,
 };
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
@@ -26,6 +28,7 @@ use crate::wire::{
 };
 use crate::xmit;
 use crate::xmit::fullnat::FnatError;
+use crate::xmit::synproxy::{self as sp, CookieInfo, Established, SeqAdj, SynKey};
 use crate::xmit::tun::TunError;
 
 /// What the worker does with a frame.
@@ -48,6 +51,18 @@ pub struct Dataplane {
     pub neigh: Arc<NeighTable>,
     pub table: Arc<ArcSwap<ServiceTable>>,
     pub conns: Arc<ConnTable>,
+    /// The SYN proxy's cookie secret (one per process).
+    pub syn_key: SynKey,
+}
+
+/// A second frame a decision asks the worker to originate: the SYN proxy's
+/// window update to the client once the real server has answered.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientUpdate {
+    pub client: SocketAddrV4,
+    pub vip: SocketAddrV4,
+    pub info: CookieInfo,
+    pub est: Established,
 }
 
 /// Per-burst context of one worker.
@@ -66,9 +81,17 @@ pub struct Ctx<'a> {
     pub timeouts: &'a Timeouts,
     /// The worker's per-server packet counts, flushed once per poll.
     pub traffic: &'a std::cell::RefCell<crate::stats::TrafficAcc>,
+    /// Set by [`Dataplane::process`] when the worker must also send a
+    /// [`ClientUpdate`] (written with [`Dataplane::client_update`]).
+    pub update: &'a Cell<Option<ClientUpdate>>,
 }
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+
+/// The Ethernet frame's IPv4 total length (the frame must hold one).
+fn ip_total(data: &[u8]) -> usize {
+    u16::from_be_bytes([data[ETH + 2], data[ETH + 3]]) as usize
+}
 
 fn bad_source(ip: Ipv4Addr) -> bool {
     ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() || ip.is_unspecified()
@@ -268,7 +291,10 @@ impl Dataplane {
         }
         let (conn, dir) = match hit {
             Some(hit) => hit,
-            None if vip => match self.new_conn(cx, &key, ev) {
+            None if vip && l4proto == Proto::Tcp && self.synproxied(cx, &key) => {
+                return self.synproxy_new(cx, in_port, frame, &key, ev);
+            }
+            None if vip => match self.new_conn(cx, &key, ev, None) {
                 Ok(c) => (c, Dir::In),
                 Err(r) => return Verdict::Drop(r),
             },
@@ -277,10 +303,42 @@ impl Dataplane {
             }
             None => return Verdict::Drop(DropReason::NotRouted),
         };
+        let adj = match conn.synproxy {
+            None => None,
+            Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
+            Some(SynProxy::Pending {
+                client_isn,
+                cookie,
+                window,
+            }) => {
+                let info = CookieInfo::from_stored(client_isn, cookie, window);
+                return match dir {
+                    Dir::Out => self.synproxy_answer(cx, in_port, frame, &conn, &info),
+                    // The client aborts before the server answered.
+                    _ if ev.rst => {
+                        self.conns.end(&conn);
+                        Verdict::Consumed
+                    }
+                    // Anything else from the client (a window probe) sends
+                    // the SYN again.
+                    _ => self.synproxy_syn(cx, in_port, frame, &conn, &info),
+                };
+            }
+        };
+        if let (Some(adj), Dir::In) = (&adj, dir) {
+            if sp::to_server(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
         let next = match self.forward(cx, in_port, frame, &conn, dir, total) {
             Ok(next) => next,
             Err(v) => return v,
         };
+        if let (Some(adj), Dir::Out) = (&adj, dir) {
+            if sp::to_client(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
         let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
             Dir::InOnly
         } else {
@@ -431,6 +489,14 @@ impl Dataplane {
             }
             _ => return Verdict::Drop(DropReason::NotRouted),
         };
+        // An error about a packet the SYN proxy sent the client quotes the
+        // client's sequence space; the server needs its own.
+        if let (Ok(_), Dir::In, Some(SynProxy::Proxied(bits))) = (&done, dir, conn.synproxy) {
+            let ip = &mut frame.data_mut()[ETH..ETH + total];
+            if sp::icmp_quote_to_server(ip, &SeqAdj::from_bits(bits)).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
         match done {
             Ok(next) => {
                 cx.stats.icmp_errors_forwarded.inc();
@@ -478,15 +544,22 @@ impl Dataplane {
         None
     }
 
-    /// Schedule a new flow to a real server and track it.
-    fn new_conn(&self, cx: &Ctx, key: &FlowKey, ev: TcpEvent) -> Result<Conn<'_>, DropReason> {
+    /// Schedule a new flow to a real server and track it. `syn` is the
+    /// client handshake the SYN proxy completed (the packet is its ACK).
+    fn new_conn(
+        &self,
+        cx: &Ctx,
+        key: &FlowKey,
+        ev: TcpEvent,
+        syn: Option<&CookieInfo>,
+    ) -> Result<Conn<'_>, DropReason> {
         let svc = cx
             .services
             .find(key.proto, key.dst, key.dport)
             .ok_or(DropReason::NoService)?;
         // As the kernel's tcp_conn_schedule: only a SYN (without RST) opens
         // a connection; SYN+ACK is allowed (active FTP).
-        if key.proto == Proto::Tcp && (ev.rst || !ev.syn) {
+        if key.proto == Proto::Tcp && syn.is_none() && (ev.rst || !ev.syn) {
             return Err(DropReason::NoConnNotSyn);
         }
         let (i, template) = match svc.conf.persistent {
@@ -503,7 +576,10 @@ impl Dataplane {
             }
         };
         let d = &svc.dests[i];
-        if !d.fwd.supported() {
+        // The configuration refuses SYN-proxy services with DR/TUN servers.
+        if !d.fwd.supported()
+            || (syn.is_some() && !matches!(d.fwd, Forward::Nat | Forward::FullNat))
+        {
             return Err(DropReason::FwdUnsupported);
         }
         // A port-zero (all ports) service forwards to the port asked for.
@@ -523,6 +599,9 @@ impl Dataplane {
         );
         if let Some(t) = template {
             c = c.with_template(t);
+        }
+        if let Some(i) = syn {
+            c = c.with_synproxy(i.client_isn, i.cookie, i.window);
         }
         if d.fwd == Forward::FullNat {
             let (lip, lport) = self
@@ -592,6 +671,160 @@ impl Dataplane {
             .insert_template(t)
             .map_err(|_| DropReason::ConnTableFull)?;
         Ok((i, t))
+    }
+
+    /// Whether `key` is for a TCP service with the SYN proxy on.
+    fn synproxied(&self, cx: &Ctx, key: &FlowKey) -> bool {
+        cx.services
+            .find(key.proto, key.dst, key.dport)
+            .is_some_and(|s| s.conf.synproxy)
+    }
+
+    /// A packet without a connection for a SYN-proxy service: a SYN is
+    /// answered with a cookie (nothing is stored); an ACK carrying a valid
+    /// cookie opens the connection and becomes the SYN to the real server.
+    fn synproxy_new<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        key: &FlowKey,
+        ev: TcpEvent,
+    ) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        if ev.syn && !ev.ack && !ev.rst && !ev.fin {
+            // Answer with the MSS the client's side of the director takes.
+            let mss = port.mtu.saturating_sub(40).max(536);
+            return match sp::answer_syn(frame, &self.syn_key, mss, cx.now_ms) {
+                Ok(()) => {
+                    // The SYN may have come to the broadcast MAC.
+                    EthernetFrame::new_unchecked(frame.data_mut()).set_src(port.mac);
+                    cx.stats.synproxy_syn_answered.inc();
+                    Verdict::Tx(in_port)
+                }
+                Err(sp::Reject::NoRoom) => Verdict::Drop(DropReason::NoBuffer),
+                Err(_) => Verdict::Drop(DropReason::SynproxyBadSyn),
+            };
+        }
+        if !ev.ack || ev.syn || ev.rst || ev.fin {
+            return Verdict::Drop(DropReason::NoConnNotSyn);
+        }
+        let info = match sp::check_ack(frame, &self.syn_key, cx.now_ms) {
+            Ok(info) => info,
+            Err(_) => return Verdict::Drop(DropReason::SynproxyBadCookie),
+        };
+        let conn = match self.new_conn(cx, key, ev, Some(&info)) {
+            Ok(c) => c,
+            Err(r) => return Verdict::Drop(r),
+        };
+        cx.stats.synproxy_ack_accepted.inc();
+        self.synproxy_syn(cx, in_port, frame, &conn, &info)
+    }
+
+    /// Turn a client's packet of a pending SYN-proxied connection into the
+    /// SYN for the real server and forward it.
+    fn synproxy_syn<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        info: &CookieInfo,
+    ) -> Verdict {
+        if sp::syn_to_server(frame, info).is_err() {
+            return Verdict::Drop(DropReason::NoBuffer);
+        }
+        let total = ip_total(frame.data());
+        let next = match self.forward(cx, in_port, frame, conn, Dir::In, total) {
+            Ok(next) => next,
+            Err(v) => return v,
+        };
+        conn.commit();
+        let syn = TcpEvent {
+            syn: true,
+            ..TcpEvent::default()
+        };
+        conn.on_packet(Dir::In, syn, cx.now_ms, cx.timeouts);
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), false, total);
+        self.to_next_hop(frame.data_mut(), next)
+    }
+
+    /// The real server's answer to the SYN proxy's SYN: a SYN-ACK becomes
+    /// the ACK completing its handshake (and the worker sends the client a
+    /// window update); a reset becomes a reset for the client.
+    fn synproxy_answer<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        info: &CookieInfo,
+    ) -> Verdict {
+        let (IpAddr::V4(cip), IpAddr::V4(vip)) = (conn.cip, conn.vip) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let client = SocketAddrV4::new(cip, conn.cport);
+        let vip = SocketAddrV4::new(vip, conn.vport);
+        match sp::server_synack(frame, info) {
+            Ok(est) => {
+                if !conn.synproxy_establish(est.adj.to_bits()) {
+                    // Another worker took a duplicate SYN-ACK first.
+                    return Verdict::Drop(DropReason::SynproxyBadSynAck);
+                }
+                cx.stats.synproxy_established.inc();
+                let synack = TcpEvent {
+                    syn: true,
+                    ack: true,
+                    ..TcpEvent::default()
+                };
+                conn.on_packet(Dir::Out, synack, cx.now_ms, cx.timeouts);
+                cx.update.set(Some(ClientUpdate {
+                    client,
+                    vip,
+                    info: *info,
+                    est,
+                }));
+                if sp::write_server_ack(frame, client, vip, info, &est).is_err() {
+                    return Verdict::Drop(DropReason::NoBuffer);
+                }
+                // The snapshot still sees the connection opening, so
+                // FULLNAT puts TOA on this ACK as on any handshake's last.
+                let total = ip_total(frame.data());
+                let next = match self.forward(cx, in_port, frame, conn, Dir::In, total) {
+                    Ok(next) => next,
+                    Err(v) => return v,
+                };
+                let ack = TcpEvent {
+                    ack: true,
+                    ..TcpEvent::default()
+                };
+                conn.on_packet(Dir::In, ack, cx.now_ms, cx.timeouts);
+                cx.traffic
+                    .borrow_mut()
+                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.to_next_hop(frame.data_mut(), next)
+            }
+            Err(sp::Reject::Refused) => {
+                cx.stats.synproxy_refused.inc();
+                self.conns.end(conn);
+                if sp::write_client_rst(frame, client, vip, info).is_err() {
+                    return Verdict::Drop(DropReason::NoBuffer);
+                }
+                self.to_next_hop(frame.data_mut(), cip)
+            }
+            Err(_) => Verdict::Drop(DropReason::SynproxyBadSynAck),
+        }
+    }
+
+    /// Write the SYN proxy's window update `u` into `buf` (an empty frame
+    /// from the pool), addressed to the client's next hop.
+    pub fn client_update<F: Frame>(&self, u: &ClientUpdate, buf: &mut F) -> Verdict {
+        if sp::write_client_update(buf, u.client, u.vip, &u.info, &u.est).is_err() {
+            return Verdict::Drop(DropReason::NoBuffer);
+        }
+        self.to_next_hop(buf.data_mut(), *u.client.ip())
     }
 
     /// Fill in the Ethernet header towards `dst`'s next hop.

@@ -225,6 +225,7 @@ fn virtual_server(
         sched_flags: vec![],
         laddrs: vec![],
         client_addr: ClientAddr::None,
+        synproxy: false,
         health: None,
         sorry_server: None,
         dests: vec![],
@@ -236,6 +237,8 @@ fn virtual_server(
     for c in &n.children {
         match c.key.as_str() {
             "delay_loop" => delay_loop = secs_ms(c)?,
+            // DPVS's keepalived keyword.
+            "syn_proxy" => svc.synproxy = true,
             "lb_algo" => svc.sched = c.args.first().cloned().unwrap_or_default(),
             "lb_kind" => {
                 fwd = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
@@ -281,7 +284,7 @@ fn virtual_server(
             "real_server" => reals.push(c),
             "alpha" | "omega" | "quorum" | "hysteresis" | "virtualhost" | "ha_suspend" | "ops"
             | "lvs_method" | "lb_algo_flags" | "persistence_engine" | "quorum_up"
-            | "quorum_down" | "syn_proxy" => {
+            | "quorum_down" => {
                 unsupported.push(format!("line {}: {} (unsupported)", c.line, c.key))
             }
             other => unsupported.push(format!(

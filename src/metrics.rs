@@ -267,6 +267,42 @@ const WORKER: &[Row] = &[
         "Connections in TIME_WAIT or CLOSE ended by a new SYN on their tuple.",
         field!("conns_reused"),
     ),
+    (
+        "rvs_worker_synproxy_syn_answered_total",
+        Kind::Counter,
+        "SYN proxy: SYNs answered with a SYN cookie.",
+        field!("synproxy_syn_answered"),
+    ),
+    (
+        "rvs_worker_synproxy_ack_accepted_total",
+        Kind::Counter,
+        "SYN proxy: client ACKs with a valid cookie (connections opened).",
+        field!("synproxy_ack_accepted"),
+    ),
+    (
+        "rvs_worker_synproxy_established_total",
+        Kind::Counter,
+        "SYN proxy: real-server handshakes completed.",
+        field!("synproxy_established"),
+    ),
+    (
+        "rvs_worker_synproxy_refused_total",
+        Kind::Counter,
+        "SYN proxy: real servers that reset the connection.",
+        field!("synproxy_refused"),
+    ),
+    (
+        "rvs_worker_synproxy_updates_sent_total",
+        Kind::Counter,
+        "SYN proxy: window updates sent to clients.",
+        field!("synproxy_updates_sent"),
+    ),
+    (
+        "rvs_worker_synproxy_updates_unsent_total",
+        Kind::Counter,
+        "SYN proxy: window updates that could not be sent.",
+        field!("synproxy_updates_unsent"),
+    ),
 ];
 
 /// Per-port DPDK counters from `stats` → `ports[i].counters`.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dataplane::{Ctx, Dataplane, Verdict};
+use crate::dataplane::{ClientUpdate, Ctx, Dataplane, Verdict};
 use crate::io::{Frame, PortIo};
 use crate::stats::{DropReason, WorkerStats};
 
@@ -31,6 +31,9 @@ struct Held<F> {
     port: u16,
     nexthop: Ipv4Addr,
     since: u64,
+    /// A frame the director originated (a SYN-proxy window update), counted
+    /// apart from forwarded ones.
+    originated: bool,
 }
 
 /// One worker: owns its queues, its held frames and its counters.
@@ -105,6 +108,7 @@ impl<P: PortIo> Worker<P> {
         let ident = std::cell::Cell::new(self.ident);
         let lport = std::cell::Cell::new(self.lport);
         let traffic = std::cell::RefCell::new(std::mem::take(&mut self.traffic));
+        let update = std::cell::Cell::new(None);
         let mut total = 0;
         for port in 0..self.io.n_ports() as u16 {
             let n = self.io.rx_burst(port, &mut rx);
@@ -122,6 +126,7 @@ impl<P: PortIo> Worker<P> {
                 services: &services,
                 timeouts: &timeouts,
                 traffic: &traffic,
+                update: &update,
             };
             // Bring the burst's connection-table lines in before they are
             // needed: index buckets first, then the slots they point to.
@@ -147,7 +152,12 @@ impl<P: PortIo> Worker<P> {
                     }
                     Verdict::Drop(r) => st.drop(r),
                     Verdict::Consumed => st.consumed.inc(),
-                    Verdict::Hold { port: out, nexthop } => self.hold(f, out, nexthop, now_ms),
+                    Verdict::Hold { port: out, nexthop } => {
+                        self.hold(f, out, nexthop, now_ms, false)
+                    }
+                }
+                if let Some(u) = update.take() {
+                    self.send_update(&dp, &u, now_ms);
                 }
             }
         }
@@ -177,9 +187,13 @@ impl<P: PortIo> Worker<P> {
         total
     }
 
-    fn hold(&mut self, frame: P::Frame, port: u16, nexthop: Ipv4Addr, now: u64) {
+    fn hold(&mut self, frame: P::Frame, port: u16, nexthop: Ipv4Addr, now: u64, originated: bool) {
         if self.held.len() >= MAX_HELD {
-            self.stats().drop(DropReason::NeighQueueFull);
+            if originated {
+                self.stats().synproxy_updates_unsent.inc();
+            } else {
+                self.stats().drop(DropReason::NeighQueueFull);
+            }
             return;
         }
         self.held.push_back(Held {
@@ -187,8 +201,25 @@ impl<P: PortIo> Worker<P> {
             port,
             nexthop,
             since: now,
+            originated,
         });
         self.solicit(port, nexthop, now);
+    }
+
+    /// Originate the SYN proxy's window update for a client.
+    fn send_update(&mut self, dp: &Dataplane, u: &ClientUpdate, now: u64) {
+        let Some(mut f) = self.io.alloc() else {
+            self.stats().synproxy_updates_unsent.inc();
+            return;
+        };
+        match dp.client_update(u, &mut f) {
+            Verdict::Tx(port) => {
+                self.stats().synproxy_updates_sent.inc();
+                self.io.tx(port, f);
+            }
+            Verdict::Hold { port, nexthop } => self.hold(f, port, nexthop, now, true),
+            Verdict::Drop(_) | Verdict::Consumed => self.stats().synproxy_updates_unsent.inc(),
+        }
     }
 
     /// Send an ARP request unless one went out recently.
@@ -243,14 +274,22 @@ impl<P: PortIo> Worker<P> {
                     data[0..6].copy_from_slice(&mac.0);
                     let len = h.frame.data().len() as u64;
                     let st = &self.stats[self.id];
-                    st.tx_packets.inc();
-                    st.tx_bytes.add(len);
+                    if h.originated {
+                        st.synproxy_updates_sent.inc();
+                    } else {
+                        st.tx_packets.inc();
+                        st.tx_bytes.add(len);
+                    }
                     self.io.tx(h.port, h.frame);
                     continue;
                 }
             }
             if now >= h.since + HOLD_MS {
-                self.stats().drop(DropReason::NeighUnresolved);
+                if h.originated {
+                    self.stats().synproxy_updates_unsent.inc();
+                } else {
+                    self.stats().drop(DropReason::NeighUnresolved);
+                }
                 continue;
             }
             keep.push_back(h);

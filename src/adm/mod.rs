@@ -381,6 +381,9 @@ pub fn save(resp: &Value) -> String {
             "proxy_v2" => out.push_str(" --proxy-protocol"),
             _ => {}
         }
+        if svc["synproxy"] == true {
+            out.push_str(" --synproxy");
+        }
         out.push('\n');
         // Local addresses before real servers: FULLNAT servers need one.
         for z in svc["laddrs"]

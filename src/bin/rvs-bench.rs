@@ -352,6 +352,7 @@ fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
         neigh,
         table: ctl.table.clone(),
         conns,
+        syn_key: rvs::xmit::synproxy::SynKey::new(1, 2),
     });
     let svc = r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#;
     let mut reqs = vec![

@@ -115,6 +115,12 @@ struct Cli {
         help = "FULLNAT: deliver the client address with a PROXY protocol v2 header"
     )]
     proxy_protocol: bool,
+    #[arg(
+        short = 'j',
+        long = "synproxy",
+        help = "answer SYNs with SYN cookies; connect to a real server after the client's ACK (NAT/FULLNAT)"
+    )]
+    synproxy: bool,
 
     #[arg(
         short = 't',
@@ -420,6 +426,9 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 s["client_addr"] = json!("toa");
             } else if cli.proxy_protocol {
                 s["client_addr"] = json!("proxy_v2");
+            }
+            if cli.synproxy {
+                s["synproxy"] = json!(true);
             }
             if let Some(b) = &cli.sched_flags {
                 s["sched_flags"] =

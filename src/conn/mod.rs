@@ -104,17 +104,22 @@ const W_CTL: usize = 0;
 const W_ADDR: usize = 1;
 /// dip:32 | cport:16 | vport:16
 const W_DST: usize = 2;
-/// dport:16 | kind:8 | unused:8 | lport:16 | unused:16
+/// dport:16 | kind:8 | unused:8 | lport:16 | SYN-proxy client window:16
 const W_KIND: usize = 3;
-/// lip:32 | unused:32
+/// lip:32 | SYN-proxy cookie:32
 const W_LOCAL: usize = 4;
 /// dest id:32 | service id:32
 const W_IDS: usize = 5;
 /// Live: unused:16 | owner wheel:16 | wheel tick:32. Free: next free slot+1
 /// in the top 32 bits.
 const W_WHEEL: usize = 6;
-/// gen:16 | delta:8 | unused:8 | isn:32 (FULLNAT sequence data).
+/// gen:16 | delta:8 | unused:8 | isn:32 (FULLNAT sequence data; for a
+/// SYN-proxied connection, isn is the client's ISN while it is pending).
+/// A SYN-proxied connection once the server has answered:
+/// gen:16 | [`SYNP_PROXIED`] | sequence adjustment:48 (bit 39 clear).
 const W_SEQ: usize = 7;
+/// Bit 39 of W_SEQ: the SYN proxy's server handshake is done.
+const SYNP_PROXIED: u64 = 1 << 39;
 
 const ST_MASK: u8 = 0x0f;
 /// Counted in InActConn rather than ActiveConn (kernel IP_VS_CONN_F_INACTIVE).
@@ -147,6 +152,7 @@ fn ctl_deadline(c: u64) -> u64 {
 const K_UDP: u8 = 1;
 const K_FNAT: u8 = 1 << 5;
 const K_TEMPLATE: u8 = 1 << 6;
+const K_SYNP: u8 = 1 << 7;
 
 fn fwd_bits(f: Forward) -> u8 {
     (match f {
@@ -283,6 +289,9 @@ pub struct NewConn {
     pub template: Option<Arc<Template>>,
     /// FULLNAT: local address, port and client-address delivery.
     pub fnat: Option<(IpAddr, u16, ClientAddr)>,
+    /// SYN proxy: (client ISN, cookie, client window) of the handshake the
+    /// director completed with the client.
+    pub synproxy: Option<(u32, u32, u16)>,
 }
 
 impl NewConn {
@@ -308,11 +317,19 @@ impl NewConn {
             svc: svc.id,
             template: None,
             fnat: None,
+            synproxy: None,
         }
     }
     /// Make this a FULLNAT connection from `lip:lport`.
     pub fn with_fnat(mut self, lip: IpAddr, lport: u16, client_addr: ClientAddr) -> NewConn {
         self.fnat = Some((lip, lport, client_addr));
+        self
+    }
+    /// Make this a SYN-proxied connection, pending until the real server
+    /// answers ([`Conn::synproxy_establish`]). Not with PROXY v2 (both use
+    /// the FULLNAT sequence word).
+    pub fn with_synproxy(mut self, client_isn: u32, cookie: u32, window: u16) -> NewConn {
+        self.synproxy = Some((client_isn, cookie, window));
         self
     }
     /// Bind to the persistence template that picked the real server.
@@ -334,6 +351,21 @@ pub struct Fnat {
     /// Bytes inserted into the client's stream (the PROXY header), added to
     /// client sequence numbers and taken off the server's acknowledgements.
     pub delta: Cell<u32>,
+}
+
+/// The SYN proxy's part of a connection (see `crate::xmit::synproxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynProxy {
+    /// The client's handshake is done (the director answered its SYN with
+    /// `cookie`); the real server's is not.
+    Pending {
+        client_isn: u32,
+        cookie: u32,
+        window: u16,
+    },
+    /// Both handshakes are done: the sequence adjustment, as packed by
+    /// `SeqAdj::to_bits`.
+    Proxied(u64),
 }
 
 /// A consistent snapshot of one live connection, tied to its slot by the
@@ -362,6 +394,8 @@ pub struct Conn<'t> {
     /// FULLNAT only: the director's local address and port the real server
     /// sees as the client, and the client-address delivery state.
     pub fnat: Option<Fnat>,
+    /// SYN-proxied connections only.
+    pub synproxy: Option<SynProxy>,
 }
 
 impl<'t> Conn<'t> {
@@ -484,9 +518,28 @@ impl<'t> Conn<'t> {
         }
     }
 
+    /// The SYN proxy's server handshake is done: record the sequence
+    /// adjustment (48 bits, bit 39 clear). True if this call moved the
+    /// connection from pending to proxied; false if it was not pending (or
+    /// has ended, or another worker did it first).
+    pub fn synproxy_establish(&self, adj: u64) -> bool {
+        if !matches!(self.synproxy, Some(SynProxy::Pending { .. })) {
+            return false;
+        }
+        debug_assert!(adj < 1 << 48 && adj & SYNP_PROXIED == 0);
+        let next = (self.gen as u64) << 48 | SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED);
+        let w = &self.table.slots[self.slot as usize].w[W_SEQ];
+        w.compare_exchange(self.seq, next, Relaxed, Relaxed).is_ok()
+    }
+
     /// Write back FULLNAT sequence data the forwarding code changed.
     pub fn commit(&self) {
         let Some(f) = &self.fnat else { return };
+        if matches!(self.synproxy, Some(SynProxy::Proxied(_))) {
+            // The word holds the proxy's adjustment; FULLNAT's ISN is
+            // only needed up to the handshake, and PROXY v2 is excluded.
+            return;
+        }
         let next =
             (self.gen as u64) << 48 | ((f.delta.get() as u64) & 0xff) << 40 | f.isn.get() as u64;
         if next != self.seq {
@@ -838,7 +891,7 @@ impl ConnTable {
             let dst = s.w[W_DST].load(Relaxed);
             let kind = s.w[W_KIND].load(Relaxed);
             let ids = s.w[W_IDS].load(Relaxed);
-            let (local, seq) = if (kind >> 40) as u8 & K_FNAT != 0 {
+            let (local, seq) = if (kind >> 40) as u8 & (K_FNAT | K_SYNP) != 0 {
                 (s.w[W_LOCAL].load(Relaxed), s.w[W_SEQ].load(Relaxed))
             } else {
                 (0, 0)
@@ -850,6 +903,22 @@ impl ConnTable {
             }
             let k = (kind >> 40) as u8;
             let v4 = |x: u64| IpAddr::V4(Ipv4Addr::from(x as u32));
+            let synproxy = (k & K_SYNP != 0).then_some(if seq & SYNP_PROXIED != 0 {
+                SynProxy::Proxied(seq & ((1 << 48) - 1) & !SYNP_PROXIED)
+            } else {
+                SynProxy::Pending {
+                    client_isn: seq as u32,
+                    cookie: local as u32,
+                    window: kind as u16,
+                }
+            });
+            // FULLNAT's sequence data is gone once the proxy's adjustment
+            // has taken the word.
+            let fseq = if seq & SYNP_PROXIED != 0 && k & K_SYNP != 0 {
+                0
+            } else {
+                seq
+            };
             return Some(Conn {
                 table: self,
                 slot: id,
@@ -875,9 +944,10 @@ impl ConnTable {
                     lip: v4(local >> 32),
                     lport: (kind >> 16) as u16,
                     client_addr: ca_of(k),
-                    isn: Cell::new(seq as u32),
-                    delta: Cell::new(((seq >> 40) & 0xff) as u32),
+                    isn: Cell::new(fseq as u32),
+                    delta: Cell::new(((fseq >> 40) & 0xff) as u32),
                 }),
+                synproxy,
             });
         }
         None
@@ -1027,6 +1097,10 @@ impl ConnTable {
         if n.template.is_some() {
             kind |= K_TEMPLATE;
         }
+        let (isn, cookie, window) = n.synproxy.unwrap_or_default();
+        if n.synproxy.is_some() {
+            kind |= K_SYNP;
+        }
         let s = &self.slots[id as usize];
         let gen = ctl_gen(s.w[W_CTL].load(Relaxed)).wrapping_add(1);
         let wheel = worker % self.wheels.len();
@@ -1040,12 +1114,12 @@ impl ConnTable {
             Relaxed,
         );
         s.w[W_KIND].store(
-            (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16,
+            (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16 | window as u64,
             Relaxed,
         );
-        s.w[W_LOCAL].store((lip as u64) << 32, Relaxed);
+        s.w[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
         s.w[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
-        s.w[W_SEQ].store((gen as u64) << 48, Relaxed);
+        s.w[W_SEQ].store((gen as u64) << 48 | isn as u64, Relaxed);
         {
             let mut wh = self.wheels[wheel].lock();
             let t = wh.push(id, tick_of(deadline));
@@ -1420,6 +1494,54 @@ mod tests {
 
     fn counts(d: &DestState) -> (u32, u32) {
         (d.active.load(Relaxed), d.inactive.load(Relaxed))
+    }
+
+    #[test]
+    fn synproxy_state_is_kept_beside_fullnat_and_lost_on_slot_reuse() {
+        let (t, d, sv) = table(1, 1);
+        for fnat in [false, true] {
+            let mut n = new_conn([192, 0, 2, 1], 4000, Forward::Nat, &d, &sv).with_synproxy(
+                0xdead_beef,
+                0x1234_5678,
+                502,
+            );
+            if fnat {
+                n.fwd = Forward::FullNat;
+                n = n.with_fnat("10.0.1.200".parse().unwrap(), 5000, ClientAddr::Toa);
+            }
+            let c = t.insert(n, 0, 0).unwrap();
+            let pending = Some(SynProxy::Pending {
+                client_isn: 0xdead_beef,
+                cookie: 0x1234_5678,
+                window: 502,
+            });
+            assert_eq!(c.synproxy, pending);
+            if let Some(f) = &c.fnat {
+                assert_eq!(
+                    (f.lport, f.isn.get(), f.delta.get()),
+                    (5000, 0xdead_beef, 0)
+                );
+                assert_eq!(f.lip, "10.0.1.200".parse::<IpAddr>().unwrap());
+            }
+            // Negative server-to-client shift: the top bits are used.
+            let adj = 0xff07_9abc_def0_u64 & !SYNP_PROXIED;
+            assert!(c.synproxy_establish(adj));
+            assert!(!c.synproxy_establish(adj), "a stale snapshot cannot");
+            let (c2, _) = t.lookup(&c.in_key()).unwrap();
+            assert_eq!(c2.synproxy, Some(SynProxy::Proxied(adj)));
+            assert!(!c2.synproxy_establish(adj), "only once");
+            if let Some(f) = &c2.fnat {
+                assert_eq!((f.lport, f.isn.get(), f.delta.get()), (5000, 0, 0));
+                c2.commit();
+                let (c3, _) = t.lookup(&c.in_key()).unwrap();
+                assert_eq!(c3.synproxy, Some(SynProxy::Proxied(adj)), "commit keeps it");
+            }
+            t.end(&c2);
+        }
+        // The slot reused by a plain connection has no proxy state.
+        let c = mk(&t, 4001, &d, &sv);
+        assert_eq!(c.synproxy, None);
+        assert_eq!(c.id().0, 0);
     }
 
     #[test]

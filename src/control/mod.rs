@@ -1023,6 +1023,35 @@ fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
                 "TOA and the PROXY protocol are for TCP services only",
             ));
         }
+        if s.synproxy {
+            if s.proto != Proto::Tcp {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy is for TCP services only",
+                    s.key()
+                )));
+            }
+            if s.client_addr == ClientAddr::ProxyV2 {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy and the PROXY protocol cannot be combined",
+                    s.key()
+                )));
+            }
+            let fwds = s
+                .dests
+                .iter()
+                .map(|d| d.fwd)
+                .chain(s.sorry_server.as_ref().map(|x| x.fwd));
+            if let Some(f) = fwds
+                .into_iter()
+                .find(|f| !matches!(f, Forward::Nat | Forward::FullNat))
+            {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy needs NAT or FULLNAT real servers (it must see the replies), not {}",
+                    s.key(),
+                    f.ipvsadm_name()
+                )));
+            }
+        }
         if let Some(d) = s
             .dests
             .iter()

@@ -293,6 +293,11 @@ pub struct ServiceConf {
     /// FULLNAT client-address delivery.
     #[serde(default, skip_serializing_if = "is_default")]
     pub client_addr: ClientAddr,
+    /// SYN proxy (`--synproxy`): the director answers clients' SYNs with
+    /// SYN cookies and opens the connection to a real server only after
+    /// the client's ACK. TCP, NAT and FULLNAT only, not with PROXY v2.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub synproxy: bool,
     /// Health check for every real server without its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
@@ -899,6 +904,7 @@ mod tests {
                 sched_flags: vec![],
                 laddrs: vec![],
                 client_addr: ClientAddr::None,
+                synproxy: false,
                 health: None,
                 sorry_server: None,
                 dests: vec![DestConf {

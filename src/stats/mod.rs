@@ -57,9 +57,30 @@ reasons! {
     NoBuffer => "no_buffer", "Could not allocate a frame for a reply.";
     TooBig => "too_big", "Too big to encapsulate with DF clear (rvs does not fragment).";
     LaddrExhausted => "laddr_exhausted", "No free FULLNAT local address and port.";
+    SynproxyBadSyn => "synproxy_bad_syn", "SYN to a SYN-proxy service carrying data or malformed options (not answered).";
+    SynproxyBadCookie => "synproxy_bad_cookie", "ACK to a SYN-proxy service with no connection and no valid SYN cookie.";
+    SynproxyBadSynAck => "synproxy_bad_synack", "Real server packet for a SYN-proxied connection still opening that is not the SYN-ACK to its SYN.";
 }
 
 pub const N_REASONS: usize = DropReason::ALL.len();
+
+/// One counter per [`DropReason`] (an array type of its own: `Default` is
+/// derived only for arrays of up to 32).
+#[derive(Debug)]
+pub struct Drops(pub [Counter; N_REASONS]);
+
+impl Default for Drops {
+    fn default() -> Self {
+        Drops(std::array::from_fn(|_| Counter::default()))
+    }
+}
+
+impl std::ops::Deref for Drops {
+    type Target = [Counter; N_REASONS];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 /// A counter with a single writer.
 #[derive(Debug, Default)]
@@ -107,7 +128,23 @@ pub struct WorkerStats {
     /// Connections in TIME_WAIT/CLOSE ended early by a new SYN on their
     /// tuple (kernel conn_reuse_mode 1).
     pub conns_reused: Counter,
-    pub drops: [Counter; N_REASONS],
+    /// SYN proxy: SYNs answered with a cookie.
+    pub synproxy_syn_answered: Counter,
+    /// SYN proxy: ACKs with a valid cookie (a connection is opened).
+    pub synproxy_ack_accepted: Counter,
+    /// SYN proxy: real servers' SYN-ACKs (both handshakes done).
+    pub synproxy_established: Counter,
+    /// SYN proxy: real servers that reset the connection (the client gets a
+    /// reset).
+    pub synproxy_refused: Counter,
+    /// SYN proxy: window updates sent to clients (frames the director
+    /// originates, like ARP requests).
+    pub synproxy_updates_sent: Counter,
+    /// SYN proxy: window updates that could not be sent (no buffer, or the
+    /// client's next hop did not resolve); the client's window probe
+    /// recovers.
+    pub synproxy_updates_unsent: Counter,
+    pub drops: Drops,
     /// Loop iterations (for idle-ness and liveness).
     pub loops: Counter,
 }
@@ -145,6 +182,12 @@ pub struct StatsSnapshot {
     pub conns_created: u64,
     pub conns_expired: u64,
     pub conns_reused: u64,
+    pub synproxy_syn_answered: u64,
+    pub synproxy_ack_accepted: u64,
+    pub synproxy_established: u64,
+    pub synproxy_refused: u64,
+    pub synproxy_updates_sent: u64,
+    pub synproxy_updates_unsent: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
     /// rely on every key being present).
     pub drops: std::collections::BTreeMap<&'static str, u64>,
@@ -167,6 +210,12 @@ impl StatsSnapshot {
         self.conns_created += w.conns_created.get();
         self.conns_expired += w.conns_expired.get();
         self.conns_reused += w.conns_reused.get();
+        self.synproxy_syn_answered += w.synproxy_syn_answered.get();
+        self.synproxy_ack_accepted += w.synproxy_ack_accepted.get();
+        self.synproxy_established += w.synproxy_established.get();
+        self.synproxy_refused += w.synproxy_refused.get();
+        self.synproxy_updates_sent += w.synproxy_updates_sent.get();
+        self.synproxy_updates_unsent += w.synproxy_updates_unsent.get();
         for r in DropReason::ALL {
             *self.drops.entry(r.label()).or_default() += w.dropped(*r);
         }

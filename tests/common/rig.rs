@@ -81,6 +81,7 @@ impl<P: PortIo> Rig<P> {
             neigh: Arc::new(NeighTable::default()),
             table: ctl.table.clone(),
             conns,
+            syn_key: rvs::xmit::synproxy::SynKey::new(0x5eed, 0xc00c1e),
         });
         let worker = Worker::new(0, 1, io, dp.clone(), stats.clone(), Duration::ZERO);
         Rig {

@@ -755,7 +755,7 @@ impl Session {
         );
         assert_eq!(
             self.sent,
-            s.tx_packets + s.arp_requests_sent,
+            s.tx_packets + s.arp_requests_sent + s.synproxy_updates_sent,
             "frames on the wire = forwarded/answered + ARP requests: {s:?}"
         );
     }
