@@ -527,7 +527,7 @@ impl Control {
                 let mut v = json!({
                     "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
                     "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
-                    "laddrs": c.laddrs, "client_addr": c.client_addr,
+                    "laddrs": c.laddrs, "client_addr": c.client_addr, "synproxy": c.synproxy,
                     "stats": m.registry.service_state(&key).map(|s| s.traffic.read()).unwrap_or_default(),
                     "rates": m.registry.service_state(&key).map(|s| s.est.read()).unwrap_or_default(),
                     "dests": dests,

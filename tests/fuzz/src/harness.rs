@@ -604,6 +604,13 @@ pub fn control_menu(cfg: Config) -> Vec<Vec<String>> {
         one(r#"{"cmd":"zero"}"#.into()),
         one(r#"{"cmd":"clear"}"#.into()),
         one(r#"{"cmd":"connections"}"#.into()),
+        // The SYN proxy on (refused in DR/TUN and PROXY v2 modes). The
+        // fuzzer cannot forge cookies, so this reaches the SYN answers and
+        // the cookie checks; tests/synproxy_memio.rs has the handshakes.
+        one(format!(
+            r#"{{"cmd":"edit_service","service":{}}}"#,
+            tcp_service(cfg, "rr").replacen('{', r#"{"synproxy":true,"#, 1)
+        )),
     ]
 }
 
