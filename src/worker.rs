@@ -103,6 +103,7 @@ impl<P: PortIo> Worker<P> {
         let dp = self.dp.clone();
         let stats = self.stats.clone();
         let services = dp.table.load();
+        let neigh = dp.neigh.snapshot();
         let timeouts = dp.conns.timeouts();
         let mut rx = std::mem::take(&mut self.rx);
         let ident = std::cell::Cell::new(self.ident);
@@ -127,6 +128,7 @@ impl<P: PortIo> Worker<P> {
                 timeouts: &timeouts,
                 traffic: &traffic,
                 update: &update,
+                neigh: &neigh,
             };
             // Bring the burst's connection-table lines in before they are
             // needed: index buckets first, then the slots they point to.
@@ -157,7 +159,7 @@ impl<P: PortIo> Worker<P> {
                     }
                 }
                 if let Some(u) = update.take() {
-                    self.send_update(&dp, &u, now_ms);
+                    self.send_update(&dp, &cx, &u, now_ms);
                 }
             }
         }
@@ -207,12 +209,12 @@ impl<P: PortIo> Worker<P> {
     }
 
     /// Originate the SYN proxy's window update for a client.
-    fn send_update(&mut self, dp: &Dataplane, u: &ClientUpdate, now: u64) {
+    fn send_update(&mut self, dp: &Dataplane, cx: &Ctx, u: &ClientUpdate, now: u64) {
         let Some(mut f) = self.io.alloc() else {
             self.stats().synproxy_updates_unsent.inc();
             return;
         };
-        match dp.client_update(u, &mut f) {
+        match dp.client_update(cx, u, &mut f) {
             Verdict::Tx(port) => {
                 self.stats().synproxy_updates_sent.inc();
                 self.io.tx(port, f);

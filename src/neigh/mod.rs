@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 /// Looked up for every forwarded packet: foldhash rather than SipHash.
-type NeighMap = HashMap<Ipv4Addr, MacAddr, foldhash::fast::FixedState>;
+/// The neighbour map as workers read it (one snapshot per poll).
+pub type NeighMap = HashMap<Ipv4Addr, MacAddr, foldhash::fast::FixedState>;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -93,6 +94,12 @@ impl std::fmt::Debug for NeighTable {
 pub const MAX_NEIGHBOURS: usize = 65536;
 
 impl NeighTable {
+    /// The current map, for a worker to read a whole poll from (one
+    /// `ArcSwap` load per poll instead of one per packet).
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<NeighMap>> {
+        self.map.load()
+    }
+
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
         self.map.load().get(&ip).copied()
