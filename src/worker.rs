@@ -132,6 +132,14 @@ impl<P: PortIo> Worker<P> {
             };
             // Bring the burst's connection-table lines in before they are
             // needed: index buckets first, then the slots they point to.
+            // The frames' first lines were written by another core (the
+            // NIC or a ring producer): start every miss of the burst at
+            // once rather than one by one in the loop below.
+            for f in rx.iter() {
+                if let Some(b) = f.data().first() {
+                    crate::dpdk::prefetch(b);
+                }
+            }
             let mut keys = [None; crate::io::BURST];
             for (k, f) in keys.iter_mut().zip(rx.iter()) {
                 *k = Dataplane::peek_key(f.data());
