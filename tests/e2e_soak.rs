@@ -6,9 +6,9 @@
 //! pool's in-use count returns to its value before the traffic.
 //!
 //! The warm-up covers one turn of the connection table's timer wheels
-//! (4096 ticks of 16 ms): their buckets keep the capacity of their fullest
-//! round, so memory rises with the traffic until every bucket has had a
-//! round of it. Short connection timeouts make the table's fill steady
+//! (4096 ticks of 16 ms): their buckets keep up to 256 entries of room
+//! from their fullest round, so memory rises with the traffic until every
+//! bucket has had a round of it. Short connection timeouts make the table's fill steady
 //! well within it. Neither is mistaken for a leak.
 //! Clients let the kernel pick their ports, so tuples come back within
 //! seconds, some while rvsd still holds (or is just expiring) their old

@@ -232,6 +232,10 @@ fn fold(a: u64, b: u64) -> u64 {
 /// A wheel tick is 16 ms.
 const TICK_SHIFT: u32 = 4;
 const WHEEL_SLOTS: usize = 4096;
+/// Entries of capacity a drained wheel bucket keeps for its next round
+/// (2 KiB): more is given back, so the wheels' memory follows the current
+/// rate of new timers rather than the highest it ever was.
+const WHEEL_KEEP: usize = 256;
 
 #[inline]
 fn tick_of(ms: u64) -> u32 {
@@ -1308,9 +1312,12 @@ impl ConnTable {
                 break;
             }
             if wh.buckets[b].is_empty() {
-                // Keep the allocation for the next round.
+                // Keep the allocation for the next round, but not beyond
+                // WHEEL_KEEP entries: a burst of new flows must not leave
+                // its peak in every bucket for good.
                 let mut list = list;
                 list.clear();
+                list.shrink_to(WHEEL_KEEP);
                 wh.buckets[b] = list;
             }
             done += 1;
@@ -1318,6 +1325,14 @@ impl ConnTable {
             wh.cursor = Some(cursor);
         }
         ended
+    }
+
+    /// Entries the timer wheels have room for (their memory / 8 bytes).
+    pub fn wheel_capacity(&self) -> usize {
+        self.wheels
+            .iter()
+            .map(|w| w.lock().buckets.iter().map(Vec::capacity).sum::<usize>())
+            .sum()
     }
 
     /// Run every wheel until nothing due at `now_ms` is left (tests,
@@ -1542,6 +1557,30 @@ mod tests {
         let c = mk(&t, 4001, &d, &sv);
         assert_eq!(c.synproxy, None);
         assert_eq!(c.id().0, 0);
+    }
+
+    #[test]
+    fn wheel_buckets_give_back_the_room_of_a_burst() {
+        let (t, d, sv) = table(200_000, 1);
+        // 100,000 timers in a handful of buckets (a burst of new flows).
+        for i in 0..100_000u32 {
+            let n = new_conn(
+                [192, 0, 2, (i % 250) as u8],
+                1024 + (i / 250) as u16,
+                Forward::Nat,
+                &d,
+                &sv,
+            );
+            t.insert(n, 0, 0).unwrap();
+        }
+        let peak = t.wheel_capacity();
+        assert!(peak >= 100_000, "{peak}");
+        assert_eq!(t.expire_all(24 * 3600 * 1000), 100_000);
+        let after = t.wheel_capacity();
+        assert!(
+            after <= WHEEL_SLOTS * WHEEL_KEEP / 64 + 4 * WHEEL_KEEP,
+            "{after} entries of room kept after the burst (peak {peak})"
+        );
     }
 
     #[test]
