@@ -322,10 +322,15 @@ impl Dataplane {
                 let info = CookieInfo::from_stored(client_isn, cookie, window);
                 return match dir {
                     Dir::Out => self.synproxy_answer(cx, in_port, frame, conn, &info),
-                    // The client aborts before the server answered.
+                    // The client aborts before the server answered: the
+                    // server (in SYN_RECV) gets the reset too.
                     _ if ev.rst => {
+                        let v = match self.forward(cx, in_port, frame, conn, Dir::In, total) {
+                            Ok(next) => self.to_next_hop(cx, frame.data_mut(), next),
+                            Err(v) => v,
+                        };
                         self.conns.end(conn);
-                        Verdict::Consumed
+                        v
                     }
                     // Anything else from the client (a window probe) sends
                     // the SYN again.
@@ -723,7 +728,34 @@ impl Dataplane {
         };
         let conn = match self.new_conn(cx, key, ev, Some(&info)) {
             Ok(c) => c,
-            Err(r) => return Verdict::Drop(r),
+            Err(r) => {
+                // The client believes it is connected (with a closed
+                // window) and would wait for ever: tell it.
+                cx.stats.synproxy_open_failed.inc();
+                let (IpAddr::V4(cip), IpAddr::V4(vip)) = (key.src, key.dst) else {
+                    return Verdict::Drop(r);
+                };
+                let client = SocketAddrV4::new(cip, key.sport);
+                let vip = SocketAddrV4::new(vip, key.dport);
+                if sp::write_client_rst(frame, client, vip, &info).is_err() {
+                    return Verdict::Drop(DropReason::NoBuffer);
+                }
+                let mut e = EthernetFrame::new_unchecked(frame.data_mut());
+                let src = e.src();
+                e.set_dst(src);
+                e.set_src(port.mac);
+                return Verdict::Tx(in_port);
+            }
+        };
+        // Another worker may have opened it from the same ACK first: its
+        // stored handshake is the one the server is told about.
+        let info = match conn.synproxy {
+            Some(SynProxy::Pending {
+                client_isn,
+                cookie,
+                window,
+            }) => CookieInfo::from_stored(client_isn, cookie, window),
+            _ => info,
         };
         cx.stats.synproxy_ack_accepted.inc();
         self.synproxy_syn(cx, in_port, frame, &conn, &info)
@@ -788,12 +820,6 @@ impl Dataplane {
                     ..TcpEvent::default()
                 };
                 conn.on_packet(Dir::Out, synack, cx.now_ms, cx.timeouts);
-                cx.update.set(Some(ClientUpdate {
-                    client,
-                    vip,
-                    info: *info,
-                    est,
-                }));
                 if sp::write_server_ack(frame, client, vip, info, &est).is_err() {
                     return Verdict::Drop(DropReason::NoBuffer);
                 }
@@ -804,6 +830,14 @@ impl Dataplane {
                     Ok(next) => next,
                     Err(v) => return v,
                 };
+                // Only once the server's ACK is on its way: the client's
+                // window update (the worker originates it).
+                cx.update.set(Some(ClientUpdate {
+                    client,
+                    vip,
+                    info: *info,
+                    est,
+                }));
                 let ack = TcpEvent {
                     ack: true,
                     ..TcpEvent::default()

@@ -292,6 +292,12 @@ const WORKER: &[Row] = &[
         field!("synproxy_refused"),
     ),
     (
+        "rvs_worker_synproxy_open_failed_total",
+        Kind::Counter,
+        "SYN proxy: clients reset because no connection could be opened for their ACK.",
+        field!("synproxy_open_failed"),
+    ),
+    (
         "rvs_worker_synproxy_updates_sent_total",
         Kind::Counter,
         "SYN proxy: window updates sent to clients.",

@@ -430,3 +430,53 @@ fn impossible_synproxy_configurations_are_refused_and_change_nothing() {
     }
     assert_eq!(r.ctl(r#"{"cmd":"list"}"#), before);
 }
+
+/// A client whose valid ACK cannot become a connection (here: the only
+/// real server quiesced) is reset rather than left waiting on a closed
+/// window; a zero-window probe (seq = the client's ISN) after a lost third
+/// ACK still opens the connection; a client's reset while the server has
+/// not answered reaches the server and ends the connection.
+#[test]
+fn failed_opens_reset_the_client_probes_reopen_and_client_resets_pass() {
+    let mut r = rig("nat", "");
+    r.ctl(&format!(
+        r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","port":80,"weight":0,"fwd":"nat"}}}}"#
+    ));
+    let cookie = client_handshake(&mut r, 40010, 900);
+    let ack = from_client(client(), 40010, TcpFlags::ACK, 901, cookie.wrapping_add(1)).build();
+    let [c, s] = send(&mut r, 0, &ack);
+    assert!(s.is_empty());
+    assert_eq!(c.len(), 1, "the client is reset");
+    assert_eq!(macs(&c[0]), (CLIENT_MAC, DIR0_MAC));
+    assert_eq!(endpoints(&c[0]), (vip(), 80, client(), 40010, 64));
+    let (seq, _, flags, _, _, _) = tcp(&c[0]);
+    assert_eq!((seq, flags), (cookie.wrapping_add(1), TcpFlags::RST));
+    assert_eq!(r.stats().synproxy_open_failed, 1);
+    assert!(conns(&r).is_empty());
+
+    // The server is back; the client's third ACK was lost, it probes.
+    r.ctl(&format!(
+        r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","port":80,"weight":1,"fwd":"nat"}}}}"#
+    ));
+    let cookie = client_handshake(&mut r, 40011, 5000);
+    let probe = from_client(client(), 40011, TcpFlags::ACK, 5000, cookie.wrapping_add(1)).build();
+    let [_, s] = send(&mut r, 0, &probe);
+    assert_eq!(s.len(), 1, "the probe opens the connection");
+    let (seq, _, flags, _, _, _) = tcp(&s[0]);
+    assert_eq!((seq, flags), (5000, TcpFlags::SYN), "the client's own ISN");
+
+    // The client gives up before the server answers.
+    let rst = from_client(client(), 40011, TcpFlags::RST, 5001, 0).build();
+    let [c, s] = send(&mut r, 0, &rst);
+    assert!(c.is_empty());
+    assert_eq!(s.len(), 1, "the reset goes on to the server");
+    assert_eq!(endpoints(&s[0]), (client(), 40011, rs1(), 80, 63));
+    assert_eq!(tcp(&s[0]).2, TcpFlags::RST);
+    assert!(conns(&r).is_empty());
+    // The server's late SYN-ACK finds nothing.
+    let synack = from_server(client(), 40011, TcpFlags::SYN | TcpFlags::ACK, 1, 5001).build();
+    let [c, s] = send(&mut r, 1, &synack);
+    assert!(c.is_empty() && s.is_empty());
+    assert_eq!(r.stats().synproxy_established, 0);
+    accounted(&r);
+}

@@ -532,8 +532,18 @@ impl<'t> Conn<'t> {
         }
         debug_assert!(adj < 1 << 48 && adj & SYNP_PROXIED == 0);
         let next = (self.gen as u64) << 48 | SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED);
-        let w = &self.table.slots[self.slot as usize].w[W_SEQ];
-        w.compare_exchange(self.seq, next, Relaxed, Relaxed).is_ok()
+        let s = &self.table.slots[self.slot as usize];
+        let live = || {
+            let c = s.w[W_CTL].load(Acquire);
+            ctl_gen(c) == self.gen && ctl_flags(c) & (F_LIVE | F_DEAD) == F_LIVE
+        };
+        // Not for a connection ended meanwhile (a client reset, expiry on
+        // another worker): W_SEQ alone does not show that.
+        live()
+            && s.w[W_SEQ]
+                .compare_exchange(self.seq, next, Relaxed, Relaxed)
+                .is_ok()
+            && live()
     }
 
     /// Write back FULLNAT sequence data the forwarding code changed.
@@ -1553,6 +1563,13 @@ mod tests {
             }
             t.end(&c2);
         }
+        // A connection ended meanwhile is not established by a snapshot
+        // taken before.
+        let n = new_conn([192, 0, 2, 1], 4002, Forward::Nat, &d, &sv).with_synproxy(1, 2, 3);
+        let c = t.insert(n, 0, 0).unwrap();
+        let (stale, _) = t.lookup(&c.in_key()).unwrap();
+        t.end(&c);
+        assert!(!stale.synproxy_establish(5));
         // The slot reused by a plain connection has no proxy state.
         let c = mk(&t, 4001, &d, &sv);
         assert_eq!(c.synproxy, None);

@@ -137,6 +137,10 @@ pub struct WorkerStats {
     /// SYN proxy: real servers that reset the connection (the client gets a
     /// reset).
     pub synproxy_refused: Counter,
+    /// SYN proxy: clients reset because no connection could be opened for
+    /// their valid ACK (what a SYN would have been dropped for: no real
+    /// server available, table full, no local port).
+    pub synproxy_open_failed: Counter,
     /// SYN proxy: window updates sent to clients (frames the director
     /// originates, like ARP requests).
     pub synproxy_updates_sent: Counter,
@@ -186,6 +190,7 @@ pub struct StatsSnapshot {
     pub synproxy_ack_accepted: u64,
     pub synproxy_established: u64,
     pub synproxy_refused: u64,
+    pub synproxy_open_failed: u64,
     pub synproxy_updates_sent: u64,
     pub synproxy_updates_unsent: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
@@ -214,6 +219,7 @@ impl StatsSnapshot {
         self.synproxy_ack_accepted += w.synproxy_ack_accepted.get();
         self.synproxy_established += w.synproxy_established.get();
         self.synproxy_refused += w.synproxy_refused.get();
+        self.synproxy_open_failed += w.synproxy_open_failed.get();
         self.synproxy_updates_sent += w.synproxy_updates_sent.get();
         self.synproxy_updates_unsent += w.synproxy_updates_unsent.get();
         for r in DropReason::ALL {

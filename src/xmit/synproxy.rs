@@ -585,10 +585,17 @@ pub fn check_ack<F: Frame>(frame: &F, key: &SynKey, now_ms: u64) -> Result<Cooki
     if !f.ack() || f.syn() || f.rst() || f.fin() {
         return Err(Reject::NotAck);
     }
-    let client_isn = t.seq().wrapping_sub(1);
+    let mut client_isn = t.seq().wrapping_sub(1);
     let cookie = t.ack().wrapping_sub(1);
-    let opts =
-        check_cookie(key, l.src, l.dst, client_isn, cookie, now_ms).ok_or(Reject::BadCookie)?;
+    let mut opts = check_cookie(key, l.src, l.dst, client_isn, cookie, now_ms);
+    if opts.is_none() && t.payload().is_empty() {
+        // A zero-window probe carries seq = snd_una - 1 = the client's
+        // ISN: the client whose third ACK was lost (or whose connection
+        // could not be kept) is still waiting for its window to open.
+        client_isn = t.seq();
+        opts = check_cookie(key, l.src, l.dst, client_isn, cookie, now_ms);
+    }
+    let opts = opts.ok_or(Reject::BadCookie)?;
     Ok(CookieInfo {
         client_isn,
         cookie,
@@ -723,14 +730,19 @@ pub fn write_client_update<F: Frame>(
             seq: info.cookie.wrapping_add(1),
             ack: info.client_isn.wrapping_add(1),
             flags: TcpFlags::ACK,
-            window: shift_window(est.server_window, -(ours as i8)),
+            // A small window must not round down to a closed one.
+            window: match shift_window(est.server_window, -(ours as i8)) {
+                0 if est.server_window > 0 => 1,
+                w => w,
+            },
             options: &[],
         },
     )
 }
 
 /// Overwrite `frame` with a reset for the client (`vip` -> `client`, seq =
-/// cookie + 1): the server refused, or the pending connection expired.
+/// cookie + 1): the server refused, or no connection could be opened for
+/// the client's ACK.
 pub fn write_client_rst<F: Frame>(
     frame: &mut F,
     client: SocketAddrV4,
