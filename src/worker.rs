@@ -197,7 +197,28 @@ impl<P: PortIo> Worker<P> {
         total
     }
 
-    fn hold(&mut self, frame: P::Frame, port: u16, nexthop: Ipv4Addr, now: u64, originated: bool) {
+    fn hold(
+        &mut self,
+        mut frame: P::Frame,
+        port: u16,
+        nexthop: Ipv4Addr,
+        now: u64,
+        originated: bool,
+    ) {
+        // The poll reads a snapshot of the neighbour map: the next hop may
+        // have been learnt since (an ARP earlier in the same burst).
+        if let Some(mac) = self.dp.neigh.lookup(nexthop) {
+            frame.data_mut()[0..6].copy_from_slice(&mac.0);
+            let st = &self.stats[self.id];
+            if originated {
+                st.synproxy_updates_sent.inc();
+            } else {
+                st.tx_packets.inc();
+                st.tx_bytes.add(frame.data().len() as u64);
+            }
+            self.io.tx(port, frame);
+            return;
+        }
         if self.held.len() >= MAX_HELD {
             if originated {
                 self.stats().synproxy_updates_unsent.inc();
