@@ -358,7 +358,22 @@ impl Dataplane {
             dir
         };
         conn.commit();
-        conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
+        self.sent(cx, frame, conn, (state_dir, ev), total, next)
+    }
+
+    /// The end of every forwarded packet: the connection's state and timer
+    /// (`dir`, `ev`), the real server's and service's counts, and the
+    /// Ethernet header towards `next`.
+    fn sent<F: Frame>(
+        &self,
+        cx: &Ctx,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+        total: usize,
+        next: Ipv4Addr,
+    ) -> Verdict {
+        conn.on_packet(dir, ev, cx.now_ms, cx.timeouts);
         cx.traffic
             .borrow_mut()
             .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
@@ -784,11 +799,7 @@ impl Dataplane {
             syn: true,
             ..TcpEvent::default()
         };
-        conn.on_packet(Dir::In, syn, cx.now_ms, cx.timeouts);
-        cx.traffic
-            .borrow_mut()
-            .count(conn.dest_id(), conn.svc_id(), false, total);
-        self.to_next_hop(cx, frame.data_mut(), next)
+        self.sent(cx, frame, conn, (Dir::In, syn), total, next)
     }
 
     /// The real server's answer to the SYN proxy's SYN: a SYN-ACK becomes
@@ -842,11 +853,7 @@ impl Dataplane {
                     ack: true,
                     ..TcpEvent::default()
                 };
-                conn.on_packet(Dir::In, ack, cx.now_ms, cx.timeouts);
-                cx.traffic
-                    .borrow_mut()
-                    .count(conn.dest_id(), conn.svc_id(), false, total);
-                self.to_next_hop(cx, frame.data_mut(), next)
+                self.sent(cx, frame, conn, (Dir::In, ack), total, next)
             }
             Err(sp::Reject::Refused) => {
                 cx.stats.synproxy_refused.inc();
