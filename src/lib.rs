@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod neigh;
 pub mod sched;
 pub mod service;
+pub mod siphash;
 pub mod stats;
 pub mod wire;
 pub mod worker;

@@ -43,43 +43,7 @@ pub struct Mh {
 /// SipHash-1-3 (one compression round per 8-byte block, three finalization
 /// rounds), 64-bit output: the kernel's `hsiphash` on 64-bit machines.
 pub(crate) fn siphash13(k0: u64, k1: u64, data: &[u8]) -> u64 {
-    let mut v = [
-        0x736f6d6570736575 ^ k0,
-        0x646f72616e646f6d ^ k1,
-        0x6c7967656e657261 ^ k0,
-        0x7465646279746573 ^ k1,
-    ];
-    fn round(v: &mut [u64; 4]) {
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
-    }
-    let mut blocks = data.chunks_exact(8);
-    for c in &mut blocks {
-        let m = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        v[3] ^= m;
-        round(&mut v);
-        v[0] ^= m;
-    }
-    let mut b = (data.len() as u64) << 56;
-    for (i, &x) in blocks.remainder().iter().enumerate() {
-        b |= (x as u64) << (8 * i);
-    }
-    v[3] ^= b;
-    round(&mut v);
-    v[0] ^= b;
-    v[2] ^= 0xff;
-    for _ in 0..3 {
-        round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+    crate::siphash::siphash::<1, 3>(k0, k1, data)
 }
 
 /// `ip_vs_mh_hashkey`: `hsiphash(&v, 4, key)` with
