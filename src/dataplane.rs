@@ -296,16 +296,21 @@ impl Dataplane {
         let created;
         let (conn, dir) = match &hit {
             Some((c, d)) => (c, *d),
-            None if vip && l4proto == Proto::Tcp && self.synproxied(cx, &key) => {
-                return self.synproxy_new(cx, in_port, frame, &key, ev);
-            }
-            None if vip => match self.new_conn(cx, &key, ev, None) {
-                Ok(c) => {
-                    created = c;
-                    (&created, Dir::In)
+            None if vip => {
+                let Some(svc) = cx.services.find(key.proto, key.dst, key.dport) else {
+                    return Verdict::Drop(DropReason::NoService);
+                };
+                if svc.conf.synproxy && l4proto == Proto::Tcp {
+                    return self.synproxy_new(cx, in_port, frame, svc, &key, ev);
                 }
-                Err(r) => return Verdict::Drop(r),
-            },
+                match self.new_conn(cx, svc, &key, ev, None) {
+                    Ok(c) => {
+                        created = c;
+                        (&created, Dir::In)
+                    }
+                    Err(r) => return Verdict::Drop(r),
+                }
+            }
             None if self.router.local_port(dst).is_some() => {
                 return Verdict::Drop(DropReason::LocalUnhandled)
             }
@@ -577,14 +582,11 @@ impl Dataplane {
     fn new_conn(
         &self,
         cx: &Ctx,
+        svc: &Service,
         key: &FlowKey,
         ev: TcpEvent,
         syn: Option<&CookieInfo>,
     ) -> Result<Conn<'_>, DropReason> {
-        let svc = cx
-            .services
-            .find(key.proto, key.dst, key.dport)
-            .ok_or(DropReason::NoService)?;
         // As the kernel's tcp_conn_schedule: only a SYN (without RST) opens
         // a connection; SYN+ACK is allowed (active FTP).
         if key.proto == Proto::Tcp && syn.is_none() && (ev.rst || !ev.syn) {
@@ -701,13 +703,6 @@ impl Dataplane {
         Ok((i, t))
     }
 
-    /// Whether `key` is for a TCP service with the SYN proxy on.
-    fn synproxied(&self, cx: &Ctx, key: &FlowKey) -> bool {
-        cx.services
-            .find(key.proto, key.dst, key.dport)
-            .is_some_and(|s| s.conf.synproxy)
-    }
-
     /// A packet without a connection for a SYN-proxy service: a SYN is
     /// answered with a cookie (nothing is stored); an ACK carrying a valid
     /// cookie opens the connection and becomes the SYN to the real server.
@@ -716,6 +711,7 @@ impl Dataplane {
         cx: &Ctx,
         in_port: u16,
         frame: &mut F,
+        svc: &Service,
         key: &FlowKey,
         ev: TcpEvent,
     ) -> Verdict {
@@ -741,7 +737,7 @@ impl Dataplane {
             Ok(info) => info,
             Err(_) => return Verdict::Drop(DropReason::SynproxyBadCookie),
         };
-        let conn = match self.new_conn(cx, key, ev, Some(&info)) {
+        let conn = match self.new_conn(cx, svc, key, ev, Some(&info)) {
             Ok(c) => c,
             Err(r) => {
                 // The client believes it is connected (with a closed
