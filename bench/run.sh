@@ -16,6 +16,14 @@ hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 if [ -w "$hp" ] && [ "$(cat "$hp")" -lt 512 ]; then
     echo 512 > "$hp" || true
 fi
+# The report's charts need matplotlib (Debian's package; a fresh machine
+# lacks it), the build needs DPDK: tests/lib/setup.sh installs what the
+# build needs.
+# shellcheck source=tests/lib/setup.sh
+source tests/lib/setup.sh >/dev/null || { echo "run.sh: setup failed" >&2; exit 1; }
+if [ "$mode" = full ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-matplotlib </dev/null
+fi
 cargo build --release --bin rvs-bench --bin rvs-tablebench
 mkdir -p bench/out
 cmd="bench/run.sh $*"
