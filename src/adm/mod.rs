@@ -8,8 +8,11 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
+pub mod cli;
+pub mod names;
+
 /// Which listing, as ipvsadm's FMT_* flags (stats wins over rate, then
-/// thresholds, then persistent-conn).
+/// thresholds, then persistent-conn, then tun-info).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Format {
     pub stats: bool,
@@ -18,6 +21,24 @@ pub struct Format {
     pub persistent_conn: bool,
     pub exact: bool,
     pub nosort: bool,
+    pub tun_info: bool,
+    /// `-n`: no name lookups.
+    pub numeric: bool,
+}
+
+impl From<cli::Fmt> for Format {
+    fn from(f: cli::Fmt) -> Self {
+        Format {
+            stats: f.stats,
+            rate: f.rate,
+            thresholds: f.thresholds,
+            persistent_conn: f.persistent_conn,
+            exact: f.exact,
+            nosort: f.nosort,
+            tun_info: f.tun_info,
+            numeric: f.numeric,
+        }
+    }
 }
 
 /// The header ipvsadm prints for `-L` (IPVS version and connection table
@@ -47,6 +68,7 @@ pub fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
+/// `print_title`.
 fn title(out: &mut String, f: Format) {
     let p = "Prot LocalAddress:Port";
     if f.stats {
@@ -77,6 +99,11 @@ fn title(out: &mut String, f: Format) {
             "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
         out.push_str("  -> RemoteAddress:Port\n");
+    } else if f.tun_info {
+        out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+        out.push_str(
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        );
     } else {
         out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
         out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
@@ -91,6 +118,14 @@ pub fn addrport(ip: &str, port: u64) -> String {
     }
 }
 
+/// `addrport_to_anyname` for a JSON address (numeric with `-n`).
+fn anyname(ip: &str, port: u64, proto: &str, numeric: bool) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(a) => names::addrport(a, port as u16, proto, numeric),
+        Err(_) => addrport(ip, port),
+    }
+}
+
 fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
@@ -98,48 +133,152 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// ipvsadm's `ipvs_cmp_*` address order: a u32 difference read as a signed
-/// int, so 192.168.x sorts before 10.x. Reproduced because scripts diff it.
-fn addr_key(ip: &str) -> u32 {
+fn is_v6(ip: &str) -> bool {
+    matches!(ip.parse::<IpAddr>(), Ok(IpAddr::V6(_)))
+}
+
+/// An address as libipvs compares it: `ntohl` of each 32-bit word.
+fn addr_words(ip: &str) -> Vec<u32> {
     match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => u32::from(a),
-        _ => 0,
+        Ok(IpAddr::V4(a)) => vec![u32::from(a)],
+        Ok(IpAddr::V6(a)) => a
+            .octets()
+            .chunks(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Err(_) => vec![0],
     }
 }
 
-fn cmp_addr(a: &str, b: &str) -> std::cmp::Ordering {
-    (addr_key(a).wrapping_sub(addr_key(b)) as i32).cmp(&0)
+/// C's `int r = a - b` on two unsigned ints: the wrapped difference read
+/// as signed, so 192.168.x sorts before 10.x. Reproduced because scripts
+/// diff the order.
+fn c_diff(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
 }
 
-fn proto_num(p: &str) -> u8 {
-    if p == "udp" {
-        17
+/// libipvs `ipvs_cmp_dests`/the address part of `ipvs_cmp_services`.
+fn cmp_addrs(a: &str, b: &str) -> i32 {
+    let (wa, wb) = (addr_words(a), addr_words(b));
+    let mut r = 0;
+    for (x, y) in wa.iter().zip(wb.iter()) {
+        r = c_diff(*x, *y);
+        if r != 0 {
+            break;
+        }
+    }
+    r
+}
+
+fn proto_num(p: &str) -> i32 {
+    match p {
+        "udp" => 17,
+        "sctp" => 132,
+        _ => 6,
+    }
+}
+
+/// Whether a JSON service is a firewall-mark service, and its mark.
+fn fwmark(svc: &Value) -> Option<u64> {
+    svc.get("fwmark").and_then(Value::as_u64)
+}
+
+/// The service's address family as AF_INET (2) / AF_INET6 (10).
+fn af(svc: &Value) -> i32 {
+    let v6 = match fwmark(svc) {
+        Some(_) => s(svc, "af") == "inet6",
+        None => is_v6(s(svc, "vip")),
+    };
+    if v6 {
+        10
     } else {
-        6
+        2
     }
+}
+
+/// libipvs.c `ipvs_cmp_services`: fwmark, af, protocol, address, port,
+/// each a C `int` difference.
+fn cmp_services(a: &Value, b: &Value) -> i32 {
+    let fa = fwmark(a).unwrap_or(0) as u32;
+    let fb = fwmark(b).unwrap_or(0) as u32;
+    let r = c_diff(fa, fb);
+    if r != 0 {
+        return r;
+    }
+    let r = af(a) - af(b);
+    if r != 0 {
+        return r;
+    }
+    if fwmark(a).is_none() {
+        let r = proto_num(s(a, "proto")) - proto_num(s(b, "proto"));
+        if r != 0 {
+            return r;
+        }
+        let r = cmp_addrs(s(a, "vip"), s(b, "vip"));
+        if r != 0 {
+            return r;
+        }
+        return u(a, "port") as i32 - u(b, "port") as i32;
+    }
+    0
+}
+
+/// libipvs.c `ipvs_cmp_dests`: address, then port.
+fn cmp_dests(a: &Value, b: &Value) -> i32 {
+    let r = cmp_addrs(s(a, "ip"), s(b, "ip"));
+    if r != 0 {
+        return r;
+    }
+    u(a, "port") as i32 - u(b, "port") as i32
+}
+
+/// glibc 2.36's `qsort` (stdlib/msort.c `msort_with_tmp`): a top-down
+/// merge sort, left half n/2, taking from the left while cmp <= 0. The
+/// comparators above are not transitive across the 2^31 wrap, so the
+/// order ipvsadm prints depends on the algorithm; this is the one
+/// Debian 12's ipvsadm runs.
+fn msort<T: Copy>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> i32) {
+    let n = v.len();
+    if n <= 1 {
+        return;
+    }
+    let n1 = n / 2;
+    msort(&mut v[..n1], cmp);
+    msort(&mut v[n1..], cmp);
+    let mut out = Vec::with_capacity(n);
+    let (mut i, mut j) = (0, n1);
+    while i < n1 && j < n {
+        if cmp(&v[i], &v[j]) <= 0 {
+            out.push(v[i]);
+            i += 1;
+        } else {
+            out.push(v[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&v[i..n1]);
+    out.extend_from_slice(&v[j..n]);
+    v.copy_from_slice(&out);
+}
+
+/// Services or real servers in listing order: ipvsadm's sort, or with
+/// `--nosort` the kernel's order, newest first (the kernel adds services
+/// and real servers at the head of their lists; rvsd reports them oldest
+/// first).
+fn ordered<'a>(items: &'a [Value], services: bool, nosort: bool) -> Vec<&'a Value> {
+    let mut v: Vec<&Value> = items.iter().collect();
+    if nosort {
+        v.reverse();
+    } else if services {
+        msort(&mut v, &|a: &&Value, b: &&Value| cmp_services(a, b));
+    } else {
+        msort(&mut v, &|a: &&Value, b: &&Value| cmp_dests(a, b));
+    }
+    v
 }
 
 fn sorted(items: &[Value], key_proto: bool, nosort: bool) -> Vec<&Value> {
-    let mut v: Vec<&Value> = items.iter().collect();
-    if !nosort {
-        let ipk = if key_proto { "vip" } else { "ip" };
-        v.sort_by(|a, b| {
-            let pa = if key_proto {
-                proto_num(s(a, "proto"))
-            } else {
-                0
-            };
-            let pb = if key_proto {
-                proto_num(s(b, "proto"))
-            } else {
-                0
-            };
-            pa.cmp(&pb)
-                .then_with(|| cmp_addr(s(a, ipk), s(b, ipk)))
-                .then_with(|| u(a, "port").cmp(&u(b, "port")))
-        });
-    }
-    v
+    ordered(items, key_proto, nosort)
 }
 
 fn fwd_name(f: &str) -> &'static str {
@@ -161,6 +300,27 @@ fn fwd_switch(f: &str) -> &'static str {
     }
 }
 
+/// ipvsadm's `tunflags` for a DestConf `tun_csum`.
+fn tun_flag(d: &Value) -> &'static str {
+    match s(d, "tun_csum") {
+        "csum" => "+c",
+        "remcsum" => "r+c",
+        _ => "-c",
+    }
+}
+
+/// `fwd_tun_info`: the TunnelInfo column (`--tun-info`).
+fn tun_info(d: &Value) -> String {
+    if s(d, "fwd") != "tun" {
+        return "n/a".into();
+    }
+    match s(d, "tun_type") {
+        "gue" => format!("gue:{}:{}", u(d, "tun_port"), tun_flag(d)),
+        "gre" => format!("gre:{}", tun_flag(d)),
+        _ => "ipip".into(),
+    }
+}
+
 /// Scheduler flags, already in ipvsadm's `print_sched_flags` spelling
 /// (the control plane normalises them).
 fn sched_flags(svc: &Value) -> String {
@@ -175,19 +335,95 @@ fn sched_flags(svc: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn svc_name(svc: &Value) -> String {
-    let proto = if s(svc, "proto") == "udp" {
-        "UDP"
+fn proto_of(svc: &Value) -> &str {
+    if fwmark(svc).is_some() {
+        "tcp"
     } else {
-        "TCP"
+        s(svc, "proto")
+    }
+}
+
+/// `print_service_entry`'s `svc_name` for listings.
+fn svc_name(svc: &Value, numeric: bool) -> String {
+    if let Some(m) = fwmark(svc) {
+        return if af(svc) == 10 {
+            format!("FWM  {m} IPv6")
+        } else {
+            format!("FWM  {m}")
+        };
+    }
+    let proto = match s(svc, "proto") {
+        "udp" => "UDP",
+        "sctp" => "SCTP",
+        _ => "TCP",
     };
-    let mut n = format!("{proto:<4} {}", addrport(s(svc, "vip"), u(svc, "port")));
-    n.truncate(33);
+    let vip = s(svc, "vip");
+    let mut n = format!(
+        "{proto:<4} {}",
+        anyname(vip, u(svc, "port"), s(svc, "proto"), numeric)
+    );
+    if !is_v6(vip) {
+        truncate(&mut n, 33);
+    }
     n
 }
 
-/// `ipvsadm -L -n [--stats|--rate|--thresholds|--persistent-conn]` from a
-/// `list` response; `rates` is a `rates` response (for --rate).
+/// `print_service_entry`'s `svc_name` for `-S`.
+fn rule_name(svc: &Value, numeric: bool) -> String {
+    if let Some(m) = fwmark(svc) {
+        return if af(svc) == 10 {
+            format!("-f {m} -6")
+        } else {
+            format!("-f {m}")
+        };
+    }
+    let opt = match s(svc, "proto") {
+        "udp" => "-u",
+        "sctp" => "--sctp-service",
+        _ => "-t",
+    };
+    format!(
+        "{opt} {}",
+        anyname(s(svc, "vip"), u(svc, "port"), s(svc, "proto"), numeric)
+    )
+}
+
+fn truncate(s: &mut String, n: usize) {
+    if s.len() > n {
+        let mut k = n;
+        while !s.is_char_boundary(k) {
+            k -= 1;
+        }
+        s.truncate(k);
+    }
+}
+
+/// The persistence mask as ipvsadm prints it: `mask A.B.C.D` unless /32
+/// (IPv4), `mask N` unless 128 (IPv6 fwmark).
+fn mask_text(svc: &Value) -> Option<String> {
+    match svc.get("netmask") {
+        Some(Value::Number(n)) => {
+            let n = n.as_u64().unwrap_or(128);
+            (n != 128).then(|| n.to_string())
+        }
+        Some(Value::String(m)) if !m.is_empty() && m != "255.255.255.255" => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// Whether list entry `svc` is the service `key` (a SvcRef) names.
+pub fn same_service(svc: &Value, key: &Value) -> bool {
+    match (fwmark(svc), key.get("fwmark").and_then(Value::as_u64)) {
+        (Some(a), Some(b)) => a == b && af(svc) == af(key),
+        (None, None) => {
+            svc["proto"] == key["proto"] && svc["vip"] == key["vip"] && svc["port"] == key["port"]
+        }
+        _ => false,
+    }
+}
+
+/// `ipvsadm -L [-n] [--stats|--rate|--thresholds|--persistent-conn|
+/// --tun-info]` from a `list` response.
 pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
     let mut out = String::new();
     if with_header {
@@ -199,7 +435,7 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
     let empty = Vec::new();
     let services = resp["services"].as_array().unwrap_or(&empty);
     for svc in sorted(services, true, f.nosort) {
-        let name = svc_name(svc);
+        let name = svc_name(svc, f.numeric);
         let st = &svc["stats"];
         let rt = &svc["rates"];
         if f.stats || f.rate {
@@ -221,17 +457,23 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
             }
             if let Some(p) = svc.get("persistent").and_then(Value::as_u64) {
                 let _ = write!(out, " persistent {p}");
-                let m = s(svc, "netmask");
-                if !m.is_empty() && m != "255.255.255.255" {
+                if let Some(m) = mask_text(svc) {
                     let _ = write!(out, " mask {m}");
                 }
+            }
+            if svc["ops"] == true {
+                out.push_str(" ops");
             }
         }
         out.push('\n');
         let dests = in_service(svc);
+        let proto = proto_of(svc);
         for d in sorted(&dests, false, f.nosort) {
-            let mut dn = addrport(s(d, "ip"), u(d, "port"));
-            dn.truncate(28);
+            let ip = s(d, "ip");
+            let mut dn = anyname(ip, u(d, "port"), proto, f.numeric);
+            if !is_v6(ip) {
+                truncate(&mut dn, 28);
+            }
             if f.stats {
                 let _ = write!(out, "  -> {dn:<28}");
                 for k in ["conns", "inpkts", "outpkts", "inbytes", "outbytes"] {
@@ -268,6 +510,16 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
                     u(d, "active"),
                     u(d, "inactive")
                 );
+            } else if f.tun_info {
+                let _ = writeln!(
+                    out,
+                    "  -> {dn:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                    fwd_name(s(d, "fwd")),
+                    tun_info(d),
+                    weight(d),
+                    u(d, "active"),
+                    u(d, "inactive")
+                );
             } else {
                 let _ = writeln!(
                     out,
@@ -282,7 +534,6 @@ pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
     }
     out
 }
-
 /// The real servers a service forwards to now, as kernel IPVS would hold
 /// them under keepalived: a server removed by its health check is not
 /// there, and the sorry server is while it stands in.
@@ -311,7 +562,7 @@ fn weight(d: &Value) -> u64 {
 
 /// `rvsadm -L -n --health` (rvs extension): each real server's check and
 /// state, and each service's sorry server.
-pub fn health(resp: &Value, nosort: bool) -> String {
+pub fn health(resp: &Value, f: Format) -> String {
     let mut out = format!(
         "{:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}\n",
         "Prot LocalAddress:Port",
@@ -324,15 +575,20 @@ pub fn health(resp: &Value, nosort: bool) -> String {
         "LastError"
     );
     let empty = Vec::new();
-    for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, nosort) {
-        let name = svc_name(svc);
-        for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, nosort) {
+    for svc in sorted(
+        resp["services"].as_array().unwrap_or(&empty),
+        true,
+        f.nosort,
+    ) {
+        let name = svc_name(svc, f.numeric);
+        let proto = proto_of(svc);
+        for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, f.nosort) {
             let c = &d["health_counters"];
             let state = s(d, "health");
             let _ = writeln!(
                 out,
                 "{name:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}",
-                addrport(s(d, "ip"), u(d, "port")),
+                anyname(s(d, "ip"), u(d, "port"), proto, f.numeric),
                 d.get("check").and_then(Value::as_str).unwrap_or("-"),
                 state,
                 u(c, "checks"),
@@ -346,7 +602,7 @@ pub fn health(resp: &Value, nosort: bool) -> String {
             let _ = writeln!(
                 out,
                 "{name:<33} {:<28} sorry {:<9} {:>8} {:>8} {:>5}  -",
-                addrport(s(sorry, "ip"), u(sorry, "port")),
+                anyname(s(sorry, "ip"), u(sorry, "port"), proto, f.numeric),
                 if on { "serving" } else { "standby" },
                 "-",
                 "-",
@@ -357,20 +613,22 @@ pub fn health(resp: &Value, nosort: bool) -> String {
     out
 }
 
-/// `ipvsadm -S -n`: rules that `-R` replays.
-pub fn save(resp: &Value) -> String {
+/// `ipvsadm -S [-n]`: rules that `-R` replays (`print_service_entry` and
+/// `print_tunnel_rule` with FMT_RULE), plus rvs's own options.
+pub fn save(resp: &Value, numeric: bool) -> String {
     let mut out = String::new();
     let empty = Vec::new();
     for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, false) {
-        let opt = if s(svc, "proto") == "udp" { "-u" } else { "-t" };
-        let name = format!("{opt} {}", addrport(s(svc, "vip"), u(svc, "port")));
+        let name = rule_name(svc, numeric);
         let _ = write!(out, "-A {name} -s {}", s(svc, "sched"));
         if let Some(p) = svc.get("persistent").and_then(Value::as_u64) {
             let _ = write!(out, " -p {p}");
-            let m = s(svc, "netmask");
-            if !m.is_empty() && m != "255.255.255.255" {
+            if let Some(m) = mask_text(svc) {
                 let _ = write!(out, " -M {m}");
             }
+        }
+        if svc["ops"] == true {
+            out.push_str(" -o");
         }
         let flags = sched_flags(svc);
         if !flags.is_empty() {
@@ -394,14 +652,31 @@ pub fn save(resp: &Value) -> String {
         {
             let _ = writeln!(out, "-P {name} -z {z}");
         }
+        let proto = proto_of(svc);
         for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, false) {
             let _ = write!(
                 out,
                 "-a {name} -r {} {} -w {}",
-                addrport(s(d, "ip"), u(d, "port")),
+                anyname(s(d, "ip"), u(d, "port"), proto, numeric),
                 fwd_switch(s(d, "fwd")),
                 u(d, "weight")
             );
+            if s(d, "fwd") == "tun" {
+                match s(d, "tun_type") {
+                    "gue" => {
+                        let _ = write!(
+                            out,
+                            " --tun-type gue --tun-port {} {}",
+                            u(d, "tun_port"),
+                            tun_csum_opt(d)
+                        );
+                    }
+                    "gre" => {
+                        let _ = write!(out, " --tun-type gre {}", tun_csum_opt(d));
+                    }
+                    _ => out.push_str(" --tun-type ipip"),
+                }
+            }
             // Thresholds are not in ipvsadm's -S; rvs adds them so that
             // -S | -R recreates the whole configuration.
             if u(d, "u_threshold") > 0 {
@@ -416,6 +691,15 @@ pub fn save(resp: &Value) -> String {
     out
 }
 
+/// ipvsadm's `tun_flags_opts`.
+fn tun_csum_opt(d: &Value) -> &'static str {
+    match s(d, "tun_csum") {
+        "csum" => "--tun-csum",
+        "remcsum" => "--tun-remcsum",
+        _ => "--tun-nocsum",
+    }
+}
+
 /// `rvsadm -G`: each service's FULLNAT local addresses (DPVS's layout, less
 /// its per-address conflict counters).
 pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
@@ -423,7 +707,7 @@ pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
     let empty = Vec::new();
     for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, false) {
         if let Some(k) = only {
-            if svc["proto"] != k["proto"] || svc["vip"] != k["vip"] || svc["port"] != k["port"] {
+            if !same_service(svc, k) {
                 continue;
             }
         }
@@ -449,26 +733,41 @@ pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
     out
 }
 
-/// `ipvsadm -L -c -n` from a `connections` response.
-pub fn connections(resp: &Value) -> String {
+/// `ipvsadm -L -c [-n] [--persistent-conn]` (`list_conn`/`print_conn`)
+/// from a `connections` response.
+pub fn connections(resp: &Value, f: Format) -> String {
     let mut out = String::from("IPVS connection entries\n");
-    let _ = writeln!(
-        out,
-        "pro expire {:<11} {:<18} {:<18} destination",
-        "state", "source", "virtual"
-    );
+    if f.persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
     let empty = Vec::new();
     for c in resp["connections"].as_array().unwrap_or(&empty) {
-        let secs = u(c, "expires_ms").div_ceil(1000);
+        // The kernel's /proc/net/ip_vs_conn prints (expires - jiffies) / HZ:
+        // whole seconds left, rounded down (ip_vs_conn.c
+        // `ip_vs_conn_seq_show`), so 899.5 s is 14:59.
+        let secs = u(c, "expires_ms") / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
-        let proto = if s(c, "proto") == "udp" { "UDP" } else { "TCP" };
+        let p = s(c, "proto");
+        let proto = if p == "udp" { "UDP" } else { "TCP" };
+        // rvs has no persistence engines: no row carries pe name/pe_data,
+        // so rows keep the short layout, as print_conn's `n == 11` test.
         let _ = writeln!(
             out,
             "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
             s(c, "state"),
-            addrport(s(c, "cip"), u(c, "cport")),
-            addrport(s(c, "vip"), u(c, "vport")),
-            addrport(s(c, "dip"), u(c, "dport"))
+            anyname(s(c, "cip"), u(c, "cport"), p, f.numeric),
+            anyname(s(c, "vip"), u(c, "vport"), p, f.numeric),
+            anyname(s(c, "dip"), u(c, "dport"), p, f.numeric)
         );
     }
     out
@@ -512,7 +811,14 @@ mod tests {
              "sorry_server":{"ip":"10.0.1.13","port":8081,"fwd":"nat","in_service":true,
                  "weight":1,"effective_weight":1,"active":0,"inactive":3}}]});
         assert_eq!(
-            list(&l, Format::default(), false),
+            list(
+                &l,
+                Format {
+                    numeric: true,
+                    ..Default::default()
+                },
+                false
+            ),
             "Prot LocalAddress:Port Scheduler Flags\n\
 \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
 TCP  10.0.0.100:80 rr\n\
@@ -520,12 +826,18 @@ TCP  10.0.0.100:80 rr\n\
 \x20 -> 10.0.1.13:8081               Masq    1      0          3         \n"
         );
         assert_eq!(
-            save(&l),
+            save(&l, true),
             "-A -t 10.0.0.100:80 -s rr\n\
 -a -t 10.0.0.100:80 -r 10.0.1.11:80 -m -w 2\n\
 -a -t 10.0.0.100:80 -r 10.0.1.12:80 -m -w 1\n"
         );
-        let h = health(&l, false);
+        let h = health(
+            &l,
+            Format {
+                numeric: true,
+                ..Default::default()
+            },
+        );
         let rows: Vec<Vec<&str>> = h.lines().map(|x| x.split_whitespace().collect()).collect();
         assert_eq!(rows.len(), 4, "{h}");
         assert_eq!(
@@ -551,7 +863,14 @@ TCP  10.0.0.100:80 rr\n\
     /// within TCP; TCP before UDP).
     #[test]
     fn list_numeric_matches_ipvsadm() {
-        let got = list(&sample(), Format::default(), true);
+        let got = list(
+            &sample(),
+            Format {
+                numeric: true,
+                ..Default::default()
+            },
+            true,
+        );
         let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
 Prot LocalAddress:Port Scheduler Flags\n\
 \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
@@ -569,6 +888,7 @@ UDP  10.0.0.100:53 wlc\n";
             &sample(),
             Format {
                 stats: true,
+                numeric: true,
                 ..Default::default()
             },
             false,
@@ -592,6 +912,7 @@ UDP  10.0.0.100:53 wlc\n";
             Format {
                 stats: true,
                 exact: true,
+                numeric: true,
                 ..Default::default()
             },
             false,
@@ -605,6 +926,7 @@ UDP  10.0.0.100:53 wlc\n";
             &sample(),
             Format {
                 thresholds: true,
+                numeric: true,
                 ..Default::default()
             },
             false,
@@ -625,6 +947,7 @@ UDP  10.0.0.100:53 wlc\n";
             &sample(),
             Format {
                 persistent_conn: true,
+                numeric: true,
                 ..Default::default()
             },
             false,
@@ -639,7 +962,7 @@ UDP  10.0.0.100:53 wlc\n";
 
     #[test]
     fn save_format() {
-        let got = save(&sample());
+        let got = save(&sample(), true);
         let want = "-A -t 192.168.1.100:80 -s rr -p 360 -M 255.255.255.0\n\
 -a -t 192.168.1.100:80 -r 192.168.1.11:8080 -m -w 3 -x 100 -y 50\n\
 -a -t 192.168.1.100:80 -r 192.168.1.12:80 -m -w 1\n\
@@ -652,12 +975,18 @@ UDP  10.0.0.100:53 wlc\n";
     fn connection_listing() {
         let r = json!({"connections":[{"proto":"tcp","state":"ESTABLISHED","expires_ms":899_500,
             "cip":"10.0.0.2","cport":41234,"vip":"10.0.0.100","vport":80,"dip":"10.0.1.11","dport":80}]});
-        let got = connections(&r);
+        let got = connections(
+            &r,
+            Format {
+                numeric: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(
             got,
             "IPVS connection entries\n\
 pro expire state       source             virtual            destination\n\
-TCP 15:00  ESTABLISHED 10.0.0.2:41234     10.0.0.100:80      10.0.1.11:80\n"
+TCP 14:59  ESTABLISHED 10.0.0.2:41234     10.0.0.100:80      10.0.1.11:80\n"
         );
     }
 

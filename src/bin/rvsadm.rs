@@ -1,799 +1,595 @@
-//! rvsadm: ipvsadm for rvs. The same commands, options and listing formats,
-//! spoken to rvsd's control socket instead of the kernel.
+//! rvsadm: ipvsadm for rvs. The same commands, options, messages, exit
+//! codes and listing formats as ipvsadm 1.31, spoken to rvsd's control
+//! socket instead of the kernel.
 //!
-//! Exit codes follow ipvsadm: 0 success, 2 bad command line, 1 listing
-//! failure, 255 (-1) when rvsd rejected the operation.
+//! The command line is parsed by `rvs::adm::cli` (ipvsadm's
+//! `parse_options`/`process_options`/`generic_opt_check`); this file runs
+//! the parsed command, one function per command (the `COMMANDS` table),
+//! as ipvsadm's `process_options` switch does.
+//!
+//! Exit codes follow ipvsadm: 0 success; 2 bad command line or rvsd not
+//! reachable ("Can't initialize ipvs"); 255 (-1) an unknown option, no
+//! command, or rvsd refused the operation; 1 a listing failed.
 
-use std::io::BufRead;
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
 use serde_json::{json, Value};
 
+use rvs::adm::cli::{self, Cmd, Entry, Exit, Parsed};
 use rvs::adm::{self, Format};
 use rvs::control::server::request;
 
-/// ipvsadm-compatible administration of rvsd.
-#[derive(Parser, Debug, Default)]
-#[command(name = "rvsadm", version, disable_version_flag = true, about, after_help = EXAMPLES)]
-struct Cli {
-    #[arg(
-        short = 'A',
-        long = "add-service",
-        help = "add virtual service with options"
-    )]
-    add_service: bool,
-    #[arg(
-        short = 'E',
-        long = "edit-service",
-        help = "edit virtual service with options"
-    )]
-    edit_service: bool,
-    #[arg(short = 'D', long = "delete-service", help = "delete virtual service")]
-    delete_service: bool,
-    #[arg(short = 'C', long = "clear", help = "clear the whole table")]
-    clear: bool,
-    #[arg(short = 'R', long = "restore", help = "restore rules from stdin")]
-    restore: bool,
-    #[arg(short = 'S', long = "save", help = "save rules to stdout")]
-    save: bool,
-    #[arg(
-        short = 'a',
-        long = "add-server",
-        help = "add real server with options"
-    )]
-    add_server: bool,
-    #[arg(
-        short = 'e',
-        long = "edit-server",
-        help = "edit real server with options"
-    )]
-    edit_server: bool,
-    #[arg(short = 'd', long = "delete-server", help = "delete real server")]
-    delete_server: bool,
-    #[arg(
-        short = 'L',
-        long = "list",
-        visible_short_alias = 'l',
-        help = "list the table"
-    )]
-    list: bool,
-    #[arg(
-        short = 'Z',
-        long = "zero",
-        help = "zero counters in a service or all services"
-    )]
-    zero: bool,
-    #[arg(long = "set", num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"], help = "set connection timeout values")]
-    set: Option<Vec<u32>>,
-    #[arg(
-        long = "load",
-        value_name = "FILE",
-        help = "replace the configuration with FILE's services (rvs JSON), atomically"
-    )]
-    load: Option<PathBuf>,
-    #[arg(
-        long = "dump",
-        help = "print the configuration as rvs JSON (what --load takes)"
-    )]
-    dump: bool,
-    #[arg(
-        long = "import-keepalived",
-        value_name = "FILE",
-        help = "replace the configuration with keepalived.conf's virtual_server blocks"
-    )]
-    import_keepalived: Option<PathBuf>,
-    #[arg(
-        short = 'P',
-        long = "add-laddr",
-        help = "add a FULLNAT local address (-z) to a service (rvs extension, as DPVS)"
-    )]
-    add_laddr: bool,
-    #[arg(
-        short = 'Q',
-        long = "del-laddr",
-        help = "delete a FULLNAT local address (-z) from a service"
-    )]
-    del_laddr: bool,
-    #[arg(short = 'G', long = "get-laddr", help = "list FULLNAT local addresses")]
-    get_laddr: bool,
-    #[arg(
-        short = 'z',
-        long = "laddr",
-        value_name = "local-address",
-        help = "FULLNAT local address"
-    )]
-    laddr: Option<String>,
-    #[arg(
-        long = "toa",
-        help = "FULLNAT: deliver the client address in the TOA TCP option"
-    )]
-    toa: bool,
-    #[arg(
-        long = "proxy-protocol",
-        help = "FULLNAT: deliver the client address with a PROXY protocol v2 header"
-    )]
-    proxy_protocol: bool,
-    #[arg(
-        short = 'j',
-        long = "synproxy",
-        help = "answer SYNs with SYN cookies; connect to a real server after the client's ACK (NAT/FULLNAT)"
-    )]
-    synproxy: bool,
+const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 
-    #[arg(
-        short = 't',
-        long = "tcp-service",
-        value_name = "service-address",
-        help = "service-address is host[:port]"
-    )]
-    tcp_service: Option<String>,
-    #[arg(
-        short = 'u',
-        long = "udp-service",
-        value_name = "service-address",
-        help = "service-address is host[:port]"
-    )]
-    udp_service: Option<String>,
-    #[arg(
-        short = 'f',
-        long = "fwmark-service",
-        value_name = "fwmark",
-        help = "fwmark services (not supported by rvs)"
-    )]
-    fwmark_service: Option<String>,
-    #[arg(
-        short = 's',
-        long = "scheduler",
-        help = "one of rr|wrr|lc|wlc|sh|dh|sed|nq|lblc|lblcr|mh, the default scheduler is wlc"
-    )]
-    scheduler: Option<String>,
-    #[arg(short = 'p', long = "persistent", num_args = 0..=1, default_missing_value = "360", value_name = "timeout",
-          help = "persistent service (default timeout 360 s)")]
-    persistent: Option<String>,
-    #[arg(short = 'M', long = "netmask", help = "persistent granularity mask")]
-    netmask: Option<String>,
-    #[arg(
-        short = 'b',
-        long = "sched-flags",
-        value_name = "sched-flags",
-        help = "scheduler flags: sh-fallback,sh-port (sh), mh-fallback,mh-port (mh), flag-1,flag-2"
-    )]
-    sched_flags: Option<String>,
-    #[arg(
-        short = 'r',
-        long = "real-server",
-        value_name = "server-address",
-        help = "server-address is host (and port)"
-    )]
-    real_server: Option<String>,
-    #[arg(
-        short = 'g',
-        long = "gatewaying",
-        help = "gatewaying (direct routing) (default)"
-    )]
-    gatewaying: bool,
-    #[arg(short = 'i', long = "ipip", help = "ipip encapsulation (tunneling)")]
-    ipip: bool,
-    #[arg(short = 'm', long = "masquerading", help = "masquerading (NAT)")]
-    masquerading: bool,
-    #[arg(
-        long = "fullnat",
-        help = "full NAT from a local address pool (rvs extension)"
-    )]
-    fullnat: bool,
-    #[arg(
-        short = 'w',
-        long = "weight",
-        help = "capacity of real server (0..65535)"
-    )]
-    weight: Option<String>,
-    #[arg(
-        short = 'x',
-        long = "u-threshold",
-        help = "upper threshold of connections"
-    )]
-    u_threshold: Option<String>,
-    #[arg(
-        short = 'y',
-        long = "l-threshold",
-        help = "lower threshold of connections"
-    )]
-    l_threshold: Option<String>,
-
-    #[arg(
-        short = 'n',
-        long = "numeric",
-        help = "numeric output of addresses and ports (always on in rvs)"
-    )]
-    numeric: bool,
-    #[arg(
-        short = 'c',
-        long = "connection",
-        help = "output of current IPVS connections"
-    )]
-    connection: bool,
-    #[arg(long, help = "output of timeout (tcp tcpfin udp)")]
-    timeout: bool,
-    #[arg(long, help = "output of statistics information")]
-    stats: bool,
-    #[arg(long, help = "output of rate information")]
-    rate: bool,
-    #[arg(long, help = "output of thresholds information")]
-    thresholds: bool,
-    #[arg(
-        long = "persistent-conn",
-        help = "output of persistent connection info"
-    )]
-    persistent_conn: bool,
-    #[arg(long, help = "disable sorting output of service/server entries")]
-    nosort: bool,
-    #[arg(long, help = "sort output (the default)")]
-    sort: bool,
-    #[arg(short = 'X', long, help = "expand numbers (display exact values)")]
-    exact: bool,
-    #[arg(
-        long,
-        help = "print the control socket's JSON instead of tables (rvs extension)"
-    )]
-    json: bool,
-    #[arg(
-        long,
-        help = "with -L: health check state of each real server (rvs extension)"
-    )]
-    health: bool,
-    #[arg(
-        long,
-        env = "RVS_SOCKET",
-        default_value = "/run/rvs/rvsd.sock",
-        help = "rvsd control socket"
-    )]
-    socket: PathBuf,
-    #[arg(short = 'v', long = "version", action = ArgAction::Version, help = "show version")]
-    version: Option<bool>,
-}
-
-const EXAMPLES: &str = "Examples:\n  rvsadm -A -t 10.0.0.100:80 -s rr\n  rvsadm -a -t 10.0.0.100:80 -r 10.0.1.11:80 -m -w 1\n  rvsadm -L -n --stats";
-
-/// A failure with ipvsadm's exit code.
-struct Fail(i32, String);
-
-fn fail<T>(code: i32, msg: impl Into<String>) -> Result<T, Fail> {
-    Err(Fail(code, msg.into()))
+/// The control socket: `--socket PATH`/`--socket=PATH` anywhere on the
+/// line (taken out before ipvsadm's parsing), else $RVS_SOCKET.
+fn take_socket(args: &mut Vec<String>) -> Result<PathBuf, Exit> {
+    let mut socket = None;
+    let mut i = 1;
+    while i < args.len() {
+        if args[i] == "--socket" {
+            if i + 1 >= args.len() {
+                return Err(Exit(255, "--socket: missing argument".into()));
+            }
+            socket = Some(args[i + 1].clone());
+            args.drain(i..i + 2);
+        } else if let Some(p) = args[i].strip_prefix("--socket=") {
+            socket = Some(p.to_string());
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(PathBuf::from(socket.unwrap_or_else(|| {
+        std::env::var("RVS_SOCKET").unwrap_or_else(|_| DEFAULT_SOCKET.into())
+    })))
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let code = match run_args(&args) {
+    let mut args: Vec<String> = std::env::args().collect();
+    let code = match take_socket(&mut args) {
+        Ok(socket) => {
+            let ctx = Ctx { socket };
+            if args.len() == 1 {
+                // "list the table if there is no other argument"
+                finish(ctx.list_all(Format::default()))
+            } else {
+                finish(process(&ctx, &args, false))
+            }
+        }
+        Err(e) => finish(Err(e)),
+    };
+    std::process::exit(code);
+}
+
+/// Print an Exit's message and return its code.
+fn finish(r: Result<(), Exit>) -> i32 {
+    match r {
         Ok(()) => 0,
-        Err(Fail(code, msg)) => {
+        Err(Exit(code, msg)) => {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }
             code
         }
-    };
-    std::process::exit(code);
+    }
 }
 
-fn run_args(args: &[String]) -> Result<(), Fail> {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
-                print!("{e}");
-                return Ok(());
-            }
-            return fail(2, e.to_string().trim_end().to_string());
+/// Write listing output. On a closed pipe (`| head`, `| grep -q`) end as
+/// ipvsadm does: killed by SIGPIPE, with nothing on stderr.
+fn out(text: &str) -> Result<(), Exit> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            // Restore SIGPIPE's default action and raise it (Rust ignores
+            // SIGPIPE); exit 141 (128 + SIGPIPE) if that somehow returns.
+            let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+            std::process::exit(141);
         }
-    };
-    run(cli)
-}
-
-fn parse_num(s: &str, min: u64, max: u64, what: &str) -> Result<u64, Fail> {
-    match s.parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => fail(2, format!("illegal {what} specified")),
+        Err(e) => Err(Exit(1, format!("write: {e}"))),
     }
 }
 
-fn well_known_port(name: &str) -> Option<u16> {
-    Some(match name {
-        "ftp" => 21,
-        "ssh" => 22,
-        "smtp" => 25,
-        "domain" => 53,
-        "http" | "www" => 80,
-        "pop3" => 110,
-        "imap" => 143,
-        "https" => 443,
-        "imaps" => 993,
-        "pop3s" => 995,
-        "mysql" => 3306,
-        _ => return None,
-    })
+struct Ctx {
+    socket: PathBuf,
 }
 
-/// host[:port] -> (address, port or 0). Only numeric addresses: rvs does
-/// no name resolution on the control path.
-fn parse_addr_port(s: &str) -> Option<(IpAddr, u16)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let (a, p) = rest.split_once(']')?;
-        let ip: IpAddr = a.parse().ok()?;
-        let port = match p.strip_prefix(':') {
-            Some(p) => p.parse().ok().or_else(|| well_known_port(p))?,
-            None if p.is_empty() => 0,
-            None => return None,
-        };
-        return Some((ip, port));
-    }
-    match s.rsplit_once(':') {
-        Some((a, p)) if !a.contains(':') => {
-            let ip: Ipv4Addr = a.parse().ok()?;
-            let port = p.parse().ok().or_else(|| well_known_port(p))?;
-            Some((IpAddr::V4(ip), port))
-        }
-        _ => s.parse::<IpAddr>().ok().map(|ip| (ip, 0)),
+/// `strerror`'s text for an I/O error, without Rust's " (os error N)".
+fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 
-fn call(cli: &Cli, req: Value) -> Result<Value, Fail> {
-    let line = request(&cli.socket, &req.to_string()).map_err(|e| {
-        Fail(
-            2,
-            format!(
-                "Can't connect to rvsd at {}: {e}\nIs rvsd running?",
-                cli.socket.display()
-            ),
-        )
-    })?;
-    let v: Value =
-        serde_json::from_str(&line).map_err(|e| Fail(1, format!("bad response from rvsd: {e}")))?;
-    if let Some(err) = v.get("error") {
-        return fail(255, err["message"].as_str().unwrap_or("error").to_string());
-    }
-    Ok(v)
-}
-
-fn run(cli: Cli) -> Result<(), Fail> {
-    let commands = [
-        (cli.add_service, "add-service"),
-        (cli.edit_service, "edit-service"),
-        (cli.delete_service, "delete-service"),
-        (cli.clear, "flush"),
-        (cli.restore, "restore"),
-        (cli.save, "save"),
-        (cli.add_server, "add-server"),
-        (cli.edit_server, "edit-server"),
-        (cli.delete_server, "delete-server"),
-        (cli.list, "list"),
-        (cli.zero, "zero"),
-        (cli.set.is_some(), "set"),
-        (cli.add_laddr, "add-laddr"),
-        (cli.load.is_some(), "load"),
-        (cli.dump, "dump"),
-        (cli.import_keepalived.is_some(), "import-keepalived"),
-        (cli.del_laddr, "del-laddr"),
-        (cli.get_laddr, "get-laddr"),
-    ];
-    let given: Vec<&str> = commands.iter().filter(|c| c.0).map(|c| c.1).collect();
-    if given.len() > 1 {
-        return fail(2, "multiple commands specified");
-    }
-    if cli.fwmark_service.is_some() {
-        return fail(2, "fwmark services (-f) are not supported by rvs");
-    }
-    if cli.tcp_service.is_some() && cli.udp_service.is_some() {
-        return fail(2, "multiple 'service-address' options specified");
-    }
-    let fwd_count = [cli.gatewaying, cli.ipip, cli.masquerading, cli.fullnat]
-        .iter()
-        .filter(|x| **x)
-        .count();
-    if fwd_count > 1 {
-        return fail(2, "multiple 'forwarding-method' options specified");
-    }
-    let cmd = given.first().copied().unwrap_or("list");
-    let svc = svc_of(&cli)?;
-    let need_svc = |name: &str| -> Result<Value, Fail> {
-        svc.clone().ok_or_else(|| {
-            Fail(
+impl Ctx {
+    /// One request. Not reaching rvsd is ipvsadm's `ipvs_init` failure
+    /// (exit 2); an error reply is the kernel's refusal, printed as
+    /// ipvsadm prints `ipvs_strerror` (exit 255).
+    fn call(&self, req: Value) -> Result<Value, Exit> {
+        let line = request(&self.socket, &req.to_string()).map_err(|e| {
+            Exit(
                 2,
-                format!("You need to supply the 'service-address' option for the '{name}' command"),
+                format!(
+                    "Can't initialize ipvs: {}\nAre you sure that rvsd is running (control socket {})?",
+                    strerror(&e),
+                    self.socket.display()
+                ),
             )
-        })
-    };
-    match cmd {
-        "add-service" | "edit-service" => {
-            let mut s = need_svc(cmd)?;
-            s["sched"] = json!(cli.scheduler.clone().unwrap_or_else(|| "wlc".into()));
-            if let Some(p) = &cli.persistent {
-                s["persistent"] = json!(parse_num(p, 1, 86400 * 31, "timeout value")
-                    .map_err(|_| { Fail(2, format!("invalid timeout value `{p}' specified")) })?);
-            }
-            if let Some(m) = &cli.netmask {
-                let m: Ipv4Addr = m.parse().map_err(|_| {
-                    Fail(2, "illegal virtual server persistent mask specified".into())
-                })?;
-                s["netmask"] = json!(m);
-            }
-            if cli.toa && cli.proxy_protocol {
-                return fail(2, "--toa and --proxy-protocol are exclusive");
-            }
-            if cli.toa {
-                s["client_addr"] = json!("toa");
-            } else if cli.proxy_protocol {
-                s["client_addr"] = json!("proxy_v2");
-            }
-            if cli.synproxy {
-                s["synproxy"] = json!(true);
-            }
-            if let Some(b) = &cli.sched_flags {
-                s["sched_flags"] =
-                    json!(b.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>());
-            }
-            if s["port"] == 0 && cli.persistent.is_none() {
-                return fail(2, "Zero port specified for non-persistent service");
-            }
-            let c = if cmd == "add-service" {
-                "add_service"
-            } else {
-                // ipvsadm's -E knows nothing of health checks: keep the
-                // service's check and sorry server as they are.
-                if let Some(cur) = current_service(&cli, &s)? {
-                    if let Some(h) = cur.get("health_check") {
-                        s["health"] = h.clone();
-                    }
-                    if let Some(z) = cur.get("sorry_server") {
-                        s["sorry_server"] =
-                            json!({"ip": z["ip"], "port": z["port"], "fwd": z["fwd"]});
-                    }
-                }
-                "edit_service"
-            };
-            call(&cli, json!({"cmd": c, "service": s}))?;
+        })?;
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| Exit(255, format!("bad response from rvsd: {e}")))?;
+        if let Some(err) = v.get("error") {
+            return Err(Exit(
+                255,
+                err["message"].as_str().unwrap_or("error").to_string(),
+            ));
         }
-        "delete-service" => {
-            let s = need_svc(cmd)?;
-            call(&cli, json!({"cmd": "del_service", "service": key_only(&s)}))?;
-        }
-        "add-server" | "edit-server" | "delete-server" => {
-            let s = need_svc(cmd)?;
-            let Some(r) = &cli.real_server else {
-                return fail(
-                    2,
-                    format!("You need to supply the 'real-server' option for the '{cmd}' command"),
-                );
-            };
-            let Some((ip, mut port)) = parse_addr_port(r) else {
-                return fail(2, "illegal real server address[:port] specified");
-            };
-            if port == 0 {
-                port = s["port"].as_u64().unwrap_or(0) as u16;
-            }
-            if cmd == "delete-server" {
-                call(
-                    &cli,
-                    json!({"cmd": "del_dest", "service": key_only(&s), "dest": {"ip": ip, "port": port}}),
-                )?;
-                return Ok(());
-            }
-            let fwd = if cli.masquerading {
-                "nat"
-            } else if cli.ipip {
-                "tun"
-            } else if cli.fullnat {
-                "fullnat"
-            } else {
-                "dr"
-            };
-            let weight = cli
-                .weight
-                .as_deref()
-                .map(|w| parse_num(w, 0, 65535, "weight"))
-                .transpose()?
-                .unwrap_or(1);
-            let x = cli
-                .u_threshold
-                .as_deref()
-                .map(|w| parse_num(w, 0, i32::MAX as u64, "u_threshold"))
-                .transpose()?;
-            let y = cli
-                .l_threshold
-                .as_deref()
-                .map(|w| parse_num(w, 0, i32::MAX as u64, "l_threshold"))
-                .transpose()?;
-            let mut dest = json!({"ip": ip, "port": port, "weight": weight, "fwd": fwd,
-                              "u_threshold": x.unwrap_or(0), "l_threshold": y.unwrap_or(0)});
-            if cmd == "edit-server" {
-                // Keep the real server's own health check (-e cannot set one).
-                let cur = current_service(&cli, &s)?;
-                let own = cur.as_ref().and_then(|c| {
-                    c["dests"]
-                        .as_array()?
-                        .iter()
-                        .find(|d| d["ip"] == json!(ip) && d["port"].as_u64() == Some(port as u64))
-                });
-                if let Some(h) = own.and_then(|d| d.get("health_check")) {
-                    dest["health"] = h.clone();
-                }
-            }
-            let c = if cmd == "add-server" {
-                "add_dest"
-            } else {
-                "edit_dest"
-            };
-            call(
-                &cli,
-                json!({"cmd": c, "service": key_only(&s), "dest": dest}),
-            )?;
-        }
-        "flush" => {
-            call(&cli, json!({"cmd": "clear"}))?;
-        }
-        "add-laddr" | "del-laddr" => {
-            let s = need_svc(cmd)?;
-            let Some(z) = &cli.laddr else {
-                return fail(
-                    2,
-                    format!("You need to supply the 'laddr' option for the '{cmd}' command"),
-                );
-            };
-            let ip: IpAddr = z
-                .parse()
-                .map_err(|_| Fail(2, "illegal local address specified".into()))?;
-            let c = if cmd == "add-laddr" {
-                "add_laddr"
-            } else {
-                "del_laddr"
-            };
-            call(
-                &cli,
-                json!({"cmd": c, "service": key_only(&s), "laddr": ip}),
-            )?;
-        }
-        "load" => {
-            let path = cli.load.clone().unwrap_or_default();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
-            // Either --dump's output or a whole rvsd configuration file.
-            let services = v
-                .get("services")
-                .cloned()
-                .ok_or_else(|| Fail(2, format!("{}: no \"services\"", path.display())))?;
-            let r = call(&cli, json!({"cmd": "load", "services": services}))?;
-            eprintln!("loaded {} service(s)", r["services"]);
-        }
-        "dump" => {
-            let r = call(&cli, json!({"cmd": "dump"})).map_err(|Fail(_, m)| Fail(1, m))?;
-            let out = json!({"services": r["services"]});
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        }
-        "import-keepalived" => {
-            let path = cli.import_keepalived.clone().unwrap_or_default();
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
-            let imp = rvs::keepalived::import(&text)
-                .map_err(|e| Fail(2, format!("{}: {e}", path.display())))?;
-            for u in &imp.unsupported {
-                eprintln!("{}: {u}: not applied", path.display());
-            }
-            let n = imp.services.len();
-            call(&cli, json!({"cmd": "load", "services": imp.services}))?;
-            eprintln!(
-                "imported {n} virtual server(s), {} keyword(s) not applied",
-                imp.unsupported.len()
-            );
-        }
-        "get-laddr" => {
-            let l = call(&cli, json!({"cmd": "list"})).map_err(|Fail(_, m)| Fail(1, m))?;
-            print!("{}", adm::laddrs(&l, svc.as_ref().map(key_only).as_ref()));
-        }
-        "zero" => {
-            let req = match &svc {
-                Some(s) => json!({"cmd": "zero", "service": key_only(s)}),
-                None => json!({"cmd": "zero"}),
-            };
-            call(&cli, req)?;
-        }
-        "set" => {
-            let v = cli.set.clone().unwrap_or_default();
-            call(
-                &cli,
-                json!({"cmd": "set_timeouts", "timeouts": {"tcp": v[0], "tcpfin": v[1], "udp": v[2]}}),
-            )?;
-        }
-        "save" => {
-            let l = call(&cli, json!({"cmd": "list"}))?;
-            print!("{}", adm::save(&l));
-        }
-        "restore" => restore(&cli)?,
-        _ => list(&cli, svc)?,
+        Ok(v)
     }
+
+    /// A listing request: a refusal exits 1, as ipvsadm's list functions.
+    fn list_call(&self, req: Value) -> Result<Value, Exit> {
+        self.call(req)
+            .map_err(|Exit(c, m)| Exit(if c == 2 { 2 } else { 1 }, m))
+    }
+
+    fn list_all(&self, f: Format) -> Result<(), Exit> {
+        let l = self.list_call(json!({"cmd": "list"}))?;
+        out(&adm::list(&l, f, true))
+    }
+}
+
+type CmdFn = fn(&Ctx, &Entry) -> Result<(), Exit>;
+
+/// One function per command, as ipvsadm's `process_options` switch.
+const COMMANDS: &[(Cmd, CmdFn)] = &[
+    (Cmd::Add, add_service),
+    (Cmd::Edit, edit_service),
+    (Cmd::Del, del_service),
+    (Cmd::Flush, flush),
+    (Cmd::List, list),
+    (Cmd::AddDest, add_dest),
+    (Cmd::DelDest, del_dest),
+    (Cmd::EditDest, edit_dest),
+    (Cmd::Timeout, set_timeouts),
+    (Cmd::Save, save),
+    (Cmd::Zero, zero),
+    (Cmd::AddLaddr, add_laddr),
+    (Cmd::DelLaddr, del_laddr),
+    (Cmd::GetLaddr, get_laddr),
+    (Cmd::Load, load),
+    (Cmd::Dump, dump),
+    (Cmd::ImportKeepalived, import_keepalived),
+];
+
+/// ipvsadm's `process_options` for one command line (`reading_stdin`: a
+/// line of `-R`).
+fn process(ctx: &Ctx, args: &[String], reading_stdin: bool) -> Result<(), Exit> {
+    let e = match cli::parse(args)? {
+        Parsed::Help => return out(&usage(&args[0])),
+        Parsed::Version => return out(&version()),
+        Parsed::Run(e) => e,
+    };
+    e.check_extensions()?;
+    if e.cmd == Cmd::Restore {
+        // "avoid infinite loop"
+        if reading_stdin {
+            let p = &args[0];
+            return Err(Exit(
+                255,
+                format!("Try `{p} -h' or '{p} --help' for more information."),
+            ));
+        }
+        return restore(ctx, &args[0]);
+    }
+    let f = COMMANDS
+        .iter()
+        .find(|(c, _)| *c == e.cmd)
+        .map(|(_, f)| *f)
+        .ok_or_else(|| Exit(2, format!("{}: not supported by rvs", e.cmd.name())))?;
+    f(ctx, &e)
+}
+
+fn svc_key(e: &Entry) -> Value {
+    e.svc.as_ref().map(cli::Svc::key).unwrap_or(Value::Null)
+}
+
+/// The service `e` names as `list` reports it (None if there is none).
+fn current_service(ctx: &Ctx, e: &Entry) -> Result<Option<Value>, Exit> {
+    let l = ctx.call(json!({"cmd": "list"}))?;
+    let k = svc_key(e);
+    Ok(l["services"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| adm::same_service(x, &k)).cloned()))
+}
+
+fn add_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "add_service", "service": e.service_conf()}))?;
     Ok(())
 }
 
-/// The service `s` names as `list` reports it (None if there is none).
-fn current_service(cli: &Cli, s: &Value) -> Result<Option<Value>, Fail> {
-    let l = call(cli, json!({"cmd": "list"}))?;
-    let k = key_only(s);
-    Ok(l["services"].as_array().and_then(|a| {
-        a.iter()
-            .find(|x| x["proto"] == k["proto"] && x["vip"] == k["vip"] && x["port"] == k["port"])
-            .cloned()
-    }))
-}
-
-fn key_only(s: &Value) -> Value {
-    json!({"proto": s["proto"], "vip": s["vip"], "port": s["port"]})
-}
-
-fn svc_of(cli: &Cli) -> Result<Option<Value>, Fail> {
-    let (proto, addr) = match (&cli.tcp_service, &cli.udp_service) {
-        (Some(a), _) => ("tcp", a),
-        (_, Some(a)) => ("udp", a),
-        _ => return Ok(None),
-    };
-    let Some((ip, port)) = parse_addr_port(addr) else {
-        return fail(2, "illegal virtual server address[:port] specified");
-    };
-    Ok(Some(json!({"proto": proto, "vip": ip, "port": port})))
-}
-
-fn list(cli: &Cli, svc: Option<Value>) -> Result<(), Fail> {
-    if cli.timeout {
-        let t = call(cli, json!({"cmd": "get_timeouts"}))?;
-        let t = &t["timeouts"];
-        println!(
-            "Timeout (tcp tcpfin udp): {} {} {}",
-            t["tcp"], t["tcpfin"], t["udp"]
-        );
-        return Ok(());
-    }
-    if cli.connection {
-        let c = call(cli, json!({"cmd": "connections"})).map_err(|Fail(_, m)| Fail(1, m))?;
-        if cli.json {
-            println!("{}", c["connections"]);
-        } else {
-            print!("{}", adm::connections(&c));
+/// `-E`: the whole service as given (ipvsadm's `ipvs_update_service`);
+/// rvs's own settings ipvsadm cannot express (health check, sorry server)
+/// stay as they are.
+fn edit_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let mut s = e.service_conf();
+    if let Some(cur) = current_service(ctx, e)? {
+        if let Some(h) = cur.get("health_check") {
+            s["health"] = h.clone();
         }
+        if let Some(z) = cur.get("sorry_server") {
+            s["sorry_server"] = json!({"ip": z["ip"], "port": z["port"], "fwd": z["fwd"]});
+        }
+    }
+    ctx.call(json!({"cmd": "edit_service", "service": s}))?;
+    Ok(())
+}
+
+fn del_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "del_service", "service": svc_key(e)}))?;
+    Ok(())
+}
+
+fn flush(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "clear"}))?;
+    Ok(())
+}
+
+fn add_dest(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    cli::thresholds_in_range(e)?;
+    if let Some(w) = &e.warning {
+        eprintln!("{w}");
+    }
+    ctx.call(json!({"cmd": "add_dest", "service": svc_key(e), "dest": e.dest_conf()}))?;
+    Ok(())
+}
+
+/// `-e`: the whole real server as given; its own health check (which -e
+/// cannot set) stays.
+fn edit_dest(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    cli::thresholds_in_range(e)?;
+    if let Some(w) = &e.warning {
+        eprintln!("{w}");
+    }
+    let mut dest = e.dest_conf();
+    let cur = current_service(ctx, e)?;
+    let own = cur.as_ref().and_then(|c| {
+        c["dests"]
+            .as_array()?
+            .iter()
+            .find(|d| d["ip"] == dest["ip"] && d["port"] == dest["port"])
+    });
+    if let Some(h) = own.and_then(|d| d.get("health_check")) {
+        dest["health"] = h.clone();
+    }
+    ctx.call(json!({"cmd": "edit_dest", "service": svc_key(e), "dest": dest}))?;
+    Ok(())
+}
+
+fn del_dest(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "del_dest", "service": svc_key(e), "dest": e.dest_conf()}))?;
+    Ok(())
+}
+
+fn set_timeouts(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let [tcp, tcpfin, udp] = e.timeouts.unwrap_or_default();
+    // The kernel keeps a timeout unchanged when it is 0 (ip_vs_ctl.c
+    // `ip_vs_set_timeout`): send only the others.
+    let mut t = json!({});
+    for (k, v) in [("tcp", tcp), ("tcpfin", tcpfin), ("udp", udp)] {
+        if v != 0 {
+            t[k] = json!(v);
+        }
+    }
+    let cur = ctx.call(json!({"cmd": "get_timeouts"}))?;
+    for k in ["tcp", "tcpfin", "udp"] {
+        if t.get(k).is_none() {
+            t[k] = cur["timeouts"][k].clone();
+        }
+    }
+    ctx.call(json!({"cmd": "set_timeouts", "timeouts": t}))?;
+    Ok(())
+}
+
+fn zero(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let req = match &e.svc {
+        Some(s) => json!({"cmd": "zero", "service": s.key()}),
+        None => json!({"cmd": "zero"}),
+    };
+    ctx.call(req)?;
+    Ok(())
+}
+
+fn save(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let l = ctx.list_call(json!({"cmd": "list"}))?;
+    out(&adm::save(&l, e.fmt.numeric))
+}
+
+/// `-L`/`-l`: connections, one service, timeouts, daemons or everything
+/// (ipvsadm's CMD_LIST branch); `--json` and `--health` are rvs's.
+fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let f = Format::from(e.fmt);
+    let has = |c: usize| e.options & (1 << c) != 0;
+    if has(cli::optc::CONNECTION) {
+        let c = ctx.list_call(json!({"cmd": "connections"}))?;
+        if e.json {
+            return out(&format!("{}\n", c["connections"]));
+        }
+        return out(&adm::connections(&c, f));
+    }
+    if has(cli::optc::TIMEOUT) {
+        let t = ctx.list_call(json!({"cmd": "get_timeouts"}))?;
+        let t = &t["timeouts"];
+        return out(&format!(
+            "Timeout (tcp tcpfin udp): {} {} {}\n",
+            t["tcp"], t["tcpfin"], t["udp"]
+        ));
+    }
+    if has(cli::optc::DAEMON) {
+        // No sync daemon runs: ipvsadm's list_daemon prints nothing.
+        ctx.list_call(json!({"cmd": "ping"}))?;
         return Ok(());
     }
-    let mut l = call(cli, json!({"cmd": "list"})).map_err(|Fail(_, m)| Fail(1, m))?;
+    let mut l = ctx.list_call(json!({"cmd": "list"}))?;
     let mut header = true;
-    if let Some(s) = svc {
-        let k = key_only(&s);
+    if let Some(s) = &e.svc {
+        let k = s.key();
         let mut services = l["services"].as_array().cloned().unwrap_or_default();
-        services
-            .retain(|x| x["proto"] == k["proto"] && x["vip"] == k["vip"] && x["port"] == k["port"]);
+        services.retain(|x| adm::same_service(x, &k));
         if services.is_empty() {
-            return fail(1, "No such service");
+            return Err(Exit(1, "No such service".into()));
         }
         l["services"] = json!(services);
         header = false;
     }
-    if cli.json {
-        println!("{}", l["services"]);
-        return Ok(());
+    if e.json {
+        return out(&format!("{}\n", l["services"]));
     }
-    if cli.health {
-        print!("{}", adm::health(&l, cli.nosort));
-        return Ok(());
+    if e.health {
+        return out(&adm::health(&l, f));
     }
-    let f = Format {
-        stats: cli.stats,
-        rate: cli.rate,
-        thresholds: cli.thresholds,
-        persistent_conn: cli.persistent_conn,
-        exact: cli.exact,
-        nosort: cli.nosort,
-    };
-    print!("{}", adm::list(&l, f, header));
+    out(&adm::list(&l, f, header))
+}
+
+fn laddr_call(ctx: &Ctx, e: &Entry, cmd: &str) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": cmd, "service": svc_key(e), "laddr": e.laddr}))?;
     Ok(())
 }
 
-/// -R: replay rules (as -S prints them) from stdin, one command per line.
-fn restore(cli: &Cli) -> Result<(), Fail> {
+fn add_laddr(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    laddr_call(ctx, e, "add_laddr")
+}
+
+fn del_laddr(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    laddr_call(ctx, e, "del_laddr")
+}
+
+fn get_laddr(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let l = ctx.list_call(json!({"cmd": "list"}))?;
+    let k = e.svc.as_ref().map(cli::Svc::key);
+    out(&adm::laddrs(&l, k.as_ref()))
+}
+
+fn read_file(path: &str) -> Result<String, Exit> {
+    std::fs::read_to_string(path).map_err(|e| Exit(2, format!("{path}: {}", strerror(&e))))
+}
+
+/// `--load FILE`: replace the configuration with FILE's services (rvs
+/// JSON: `--dump`'s output or a whole rvsd configuration), atomically.
+fn load(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let path = e.file.clone().unwrap_or_default();
+    let v: Value =
+        serde_json::from_str(&read_file(&path)?).map_err(|x| Exit(2, format!("{path}: {x}")))?;
+    let services = v
+        .get("services")
+        .cloned()
+        .ok_or_else(|| Exit(2, format!("{path}: no \"services\"")))?;
+    let r = ctx.call(json!({"cmd": "load", "services": services}))?;
+    eprintln!("loaded {} service(s)", r["services"]);
+    Ok(())
+}
+
+fn dump(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
+    let r = ctx.list_call(json!({"cmd": "dump"}))?;
+    let o = json!({"services": r["services"]});
+    out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&o).unwrap_or_default()
+    ))
+}
+
+fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let path = e.file.clone().unwrap_or_default();
+    let imp =
+        rvs::keepalived::import(&read_file(&path)?).map_err(|x| Exit(2, format!("{path}: {x}")))?;
+    for u in &imp.unsupported {
+        eprintln!("{path}: {u}: not applied");
+    }
+    let n = imp.services.len();
+    ctx.call(json!({"cmd": "load", "services": imp.services}))?;
+    eprintln!(
+        "imported {n} virtual server(s), {} keyword(s) not applied",
+        imp.unsupported.len()
+    );
+    Ok(())
+}
+
+/// `-R` as ipvsadm's `restore_table` with config_stream.c's reader: each
+/// line split on blanks, every "ipvsadm" word dropped, empty lines skipped;
+/// a line that does not parse ends the restore with its error and exit
+/// code (ipvsadm's `fail` exits); a refused command is reported and the
+/// restore goes on; the exit code is the last line's.
+fn restore(ctx: &Ctx, program: &str) -> Result<(), Exit> {
     let stdin = std::io::stdin();
     let mut result = Ok(());
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line.map_err(|e| Fail(2, e.to_string()))?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| Exit(2, strerror(&e)))?;
+        let mut argv = vec![program.to_string()];
+        argv.extend(
+            line.split([' ', '\t', '\r'])
+                .filter(|w| !w.is_empty() && *w != "ipvsadm")
+                .map(String::from),
+        );
+        if argv.len() <= 1 {
             continue;
         }
-        let mut args = vec![
-            "rvsadm".to_string(),
-            "--socket".to_string(),
-            cli.socket.display().to_string(),
-        ];
-        args.extend(line.split_whitespace().map(String::from));
-        if let Err(Fail(code, msg)) = run_args(&args) {
-            eprintln!("line {}: {msg}", n + 1);
-            result = Err(Fail(code, String::new()));
-        }
+        result = match process(ctx, &argv, true) {
+            Ok(()) => Ok(()),
+            // A kernel (rvsd) refusal: printed, and the restore goes on.
+            Err(Exit(255, msg)) if cli::parse(&argv).is_ok() => {
+                eprintln!("{msg}");
+                Err(Exit(255, String::new()))
+            }
+            // A parse error or rvsd unreachable: ipvsadm's fail() exits.
+            Err(x) => return Err(x),
+        };
     }
     result
+}
+
+fn version() -> String {
+    format!(
+        "rvsadm {} (ipvsadm v1.31 command line, compiled for rvsd)\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// ipvsadm's `usage_exit` text, with rvs's additions.
+fn usage(p: &str) -> String {
+    format!(
+        "{v}Usage:
+  {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]
+  {p} -D virtual-service
+  {p} -C
+  {p} -R
+  {p} -S [-n]
+  {p} -a|e virtual-service -r server-address [options]
+  {p} -d virtual-service -r server-address
+  {p} -L|l [virtual-service] [options]
+  {p} -Z [virtual-service]
+  {p} --set tcp tcpfin udp
+  {p} -P|Q virtual-service -z local-address
+  {p} -G [virtual-service]
+  {p} --load FILE | --dump | --import-keepalived FILE
+  {p} -h
+
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --add-laddr       -P        add a FULLNAT local address (-z) to a service
+  --del-laddr       -Q        delete a FULLNAT local address from a service
+  --get-laddr       -G        list FULLNAT local addresses
+  --load FILE                 replace the configuration with FILE (rvs JSON), atomically
+  --dump                      print the configuration as rvs JSON
+  --import-keepalived FILE    replace the configuration with keepalived.conf's virtual servers
+  --help            -h        display this help message
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
+  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
+
+Options:
+  --ipv6         -6                   fwmark entry uses IPv6
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|mh,
+                                      the default scheduler is wlc.
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --fullnat                           full NAT from a local address pool (rvs)
+  --tun-type      type                one of ipip|gue|gre,
+                                      the default tunnel type is ipip.
+  --tun-port      port                tunnel destination port
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --laddr        -z local-address     FULLNAT local address (rvs)
+  --toa                               FULLNAT: client address in the TOA TCP option (rvs)
+  --proxy-protocol                    FULLNAT: client address in a PROXY v2 header (rvs)
+  --synproxy     -j                   SYN proxy with SYN cookies (rvs)
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --ops          -o                   one-packet scheduling
+  --numeric      -n                   numeric output of addresses and ports
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --json                              the control socket's JSON instead of tables (rvs)
+  --health                            health check state of each real server (rvs)
+  --socket PATH                       rvsd's control socket (default {DEFAULT_SOCKET},
+                                      or $RVS_SOCKET)
+",
+        v = version()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn addresses_parse_like_ipvsadm() {
-        assert_eq!(
-            parse_addr_port("10.0.0.1:80"),
-            Some(("10.0.0.1".parse().unwrap(), 80))
-        );
-        assert_eq!(
-            parse_addr_port("10.0.0.1"),
-            Some(("10.0.0.1".parse().unwrap(), 0))
-        );
-        assert_eq!(
-            parse_addr_port("10.0.0.1:http"),
-            Some(("10.0.0.1".parse().unwrap(), 80))
-        );
-        assert_eq!(
-            parse_addr_port("[2001:db8::1]:443"),
-            Some(("2001:db8::1".parse().unwrap(), 443))
-        );
-        assert_eq!(parse_addr_port("10.0.0.1:99999"), None);
-        assert_eq!(parse_addr_port("web1:80"), None);
+    fn socket_is_taken_out_anywhere() {
+        let mut a = argv(&["rvsadm", "--socket", "/x.sock", "-Ln"]);
+        assert_eq!(take_socket(&mut a).unwrap(), PathBuf::from("/x.sock"));
+        assert_eq!(a, argv(&["rvsadm", "-Ln"]));
+        let mut a = argv(&["rvsadm", "-L", "--socket=/y.sock", "-n"]);
+        assert_eq!(take_socket(&mut a).unwrap(), PathBuf::from("/y.sock"));
+        assert_eq!(a, argv(&["rvsadm", "-L", "-n"]));
     }
 
     #[test]
-    fn command_line_errors_exit_2() {
-        let run = |a: &[&str]| {
-            let mut v = vec![
-                "rvsadm".to_string(),
-                "--socket".into(),
-                "/nonexistent/rvs.sock".into(),
-            ];
-            v.extend(a.iter().map(|s| s.to_string()));
-            run_args(&v).err().map(|Fail(c, m)| (c, m))
+    fn unreachable_rvsd_is_ipvsadm_without_its_module() {
+        let ctx = Ctx {
+            socket: PathBuf::from("/nonexistent/rvs.sock"),
         };
-        assert_eq!(
-            run(&["-A", "-a", "-t", "1.2.3.4:80"]).unwrap().1,
-            "multiple commands specified"
+        let Err(Exit(code, msg)) = process(&ctx, &argv(&["rvsadm", "-L", "-n"]), false) else {
+            panic!("listed without rvsd");
+        };
+        assert_eq!(code, 2);
+        assert!(
+            msg.starts_with("Can't initialize ipvs: No such file or directory\n"),
+            "{msg}"
         );
+        // Parse errors come first, without rvsd.
         assert_eq!(
-            run(&["-A"]).unwrap().1,
-            "You need to supply the 'service-address' option for the 'add-service' command"
+            process(&ctx, &argv(&["rvsadm", "--bogus"]), false),
+            Err(Exit(
+                255,
+                "Try `rvsadm -h' or 'rvsadm --help' for more information.".into()
+            ))
         );
-        assert_eq!(
-            run(&["-A", "-t", "1.2.3.4"]).unwrap().1,
-            "Zero port specified for non-persistent service"
-        );
-        assert_eq!(
-            run(&["-a", "-t", "1.2.3.4:80", "-r", "1.2.3.5", "-w", "70000"])
-                .unwrap()
-                .1,
-            "illegal weight specified"
-        );
-        assert_eq!(
-            run(&["-a", "-t", "1.2.3.4:80", "-r", "x:y"]).unwrap().1,
-            "illegal real server address[:port] specified"
-        );
-        assert_eq!(
-            run(&["-a", "-t", "1.2.3.4:80", "-r", "1.2.3.5", "-m", "-g"])
-                .unwrap()
-                .0,
-            2
-        );
-        assert_eq!(run(&["--bogus"]).unwrap().0, 2);
-        let (code, msg) = run(&["-L", "-n"]).unwrap();
-        assert_eq!(code, 1);
-        assert!(msg.contains("Can't connect to rvsd"), "{msg}");
+        assert!(COMMANDS.len() >= 16);
     }
 }
