@@ -71,8 +71,15 @@ pub fn host_to_addr(name: &str) -> Option<Ipv4Addr> {
         })
 }
 
-/// One `/etc/services` entry: (official name, port, protocol, aliases).
-fn services() -> Vec<(String, u16, String, Vec<String>)> {
+type Service = (String, u16, String, Vec<String>);
+
+/// `/etc/services`, read once: (official name, port, protocol, aliases).
+fn services() -> &'static [Service] {
+    static CACHE: std::sync::OnceLock<Vec<Service>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(read_services)
+}
+
+fn read_services() -> Vec<Service> {
     let text = std::fs::read_to_string("/etc/services").unwrap_or_default();
     let mut v = Vec::new();
     for line in text.lines() {
@@ -100,22 +107,23 @@ fn services() -> Vec<(String, u16, String, Vec<String>)> {
 /// `service_to_port`: `getservbyname(name, proto)`.
 pub fn service_to_port(name: &str, proto: &str) -> Option<u16> {
     services()
-        .into_iter()
+        .iter()
         .find(|(n, _, p, aliases)| p == proto && (n == name || aliases.iter().any(|a| a == name)))
-        .map(|(_, port, _, _)| port)
+        .map(|(_, port, _, _)| *port)
 }
 
 /// `port_to_service`: `getservbyport(port, proto)`'s official name.
 pub fn port_to_service(port: u16, proto: &str) -> Option<String> {
     services()
-        .into_iter()
+        .iter()
         .find(|(_, p, pr, _)| *p == port && pr == proto)
-        .map(|(n, _, _, _)| n)
+        .map(|(n, _, _, _)| n.clone())
 }
 
 /// `addr_to_host`: the first `/etc/hosts` name of `ip`.
 pub fn addr_to_host(ip: IpAddr) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    static HOSTS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = HOSTS.get_or_init(|| std::fs::read_to_string("/etc/hosts").unwrap_or_default());
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
         let mut w = line.split_whitespace();

@@ -817,18 +817,9 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
             "persistence timeout must be at least 1 second",
         ));
     }
-    let m = u32::from(s.netmask);
-    if m.leading_ones() + m.trailing_zeros() != 32 {
-        return Err(CtlError::invalid(format!(
-            "netmask {} is not contiguous",
-            s.netmask
-        )));
-    }
-    if s.netmask != std::net::Ipv4Addr::BROADCAST && s.persistent.is_none() {
-        return Err(CtlError::invalid(
-            "a persistence netmask (-M) needs a persistent service (-p)",
-        ));
-    }
+    // Any netmask, with or without -p: the kernel takes the one ipvsadm's
+    // parse_netmask (inet_aton) read and only uses it for persistence
+    // (ip_vs_ctl.c `ip_vs_add_service` checks IPv6 prefix lengths only).
     if let Some(h) = &s.health {
         check_health(h)?;
     }
@@ -850,7 +841,7 @@ fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
 }
 
 /// A sorry server is a real server that stands in: the same address rules,
-/// and DR/TUN cannot map ports. Port 0 becomes the service port.
+/// and DR/TUN use the service's port. Port 0 becomes the service port.
 fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
     if sorry.port == 0 {
         sorry.port = svc_port;
@@ -867,12 +858,10 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
             "sorry server: {ip} is not a usable real server address"
         )));
     }
-    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && sorry.port != svc_port {
-        return Err(CtlError::invalid(format!(
-            "sorry server: {} cannot map ports: port {} differs from service port {svc_port}",
-            sorry.fwd.ipvsadm_name(),
-            sorry.port
-        )));
+    // DR/TUN cannot map ports: they use the service's, as ipvsadm sets
+    // `ce.dest.port = ce.svc.port` (ipvsadm.c `process_options`).
+    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) {
+        sorry.port = svc_port;
     }
     Ok(())
 }
@@ -908,7 +897,9 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             d.weight
         )));
     }
-    if d.l_threshold > d.u_threshold && d.u_threshold != 0 {
+    // The kernel refuses l > u even without an upper threshold
+    // (ip_vs_ctl.c `ip_vs_add_dest`/`ip_vs_edit_dest`: -ERANGE).
+    if d.l_threshold > d.u_threshold {
         return Err(CtlError::invalid(
             "lower threshold is above the upper threshold",
         ));
@@ -922,13 +913,12 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             ),
         ));
     }
-    if matches!(d.fwd, Forward::Dr | Forward::Tun) && d.port != s.port {
-        return Err(CtlError::invalid(format!(
-            "{} cannot map ports: real server port {} differs from service port {}",
-            d.fwd.ipvsadm_name(),
-            d.port,
-            s.port
-        )));
+    // DR/TUN cannot map ports: a real server on another port is stored
+    // with the service's, as ipvsadm sends it (`ce.dest.port =
+    // ce.svc.port` in ipvsadm.c `process_options`), so a keepalived DR
+    // real_server on another port imports as it runs under the kernel.
+    if matches!(d.fwd, Forward::Dr | Forward::Tun) {
+        d.port = s.port;
     }
     Ok(d)
 }
@@ -1118,6 +1108,70 @@ mod tests {
 
     const SVC: &str = r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#;
 
+    /// DR/TUN real servers (and sorry servers) on another port are stored
+    /// with the service's port, as ipvsadm sends them (ipvsadm.c
+    /// `process_options`: `ce.dest.port = ce.svc.port`); the kernel's
+    /// threshold check (`ip_vs_add_dest`: l_threshold > u_threshold is
+    /// -ERANGE, with or without an upper threshold); any -M mask, with or
+    /// without -p (the kernel checks IPv6 prefix lengths only).
+    #[test]
+    fn ipvsadm_port_threshold_and_mask_rules() {
+        let c = ctl();
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr",
+                "sorry_server":{"ip":"10.0.1.13","port":8081}}}"#,
+        );
+        for (ip, fwd) in [("10.0.1.11", "dr"), ("10.0.1.12", "tun")] {
+            ok(
+                &c,
+                &format!(
+                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","port":8000,"fwd":"{fwd}"}}}}"#
+                ),
+            );
+        }
+        ok(
+            &c,
+            &format!(
+                r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.14","port":8000,"fwd":"nat"}}}}"#
+            ),
+        );
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        let ports: Vec<_> = l["services"][0]["dests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["ip"].clone(), d["port"].clone()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (json!("10.0.1.11"), json!(80)),
+                (json!("10.0.1.12"), json!(80)),
+                (json!("10.0.1.14"), json!(8000))
+            ]
+        );
+        assert_eq!(l["services"][0]["sorry_server"]["port"], 80);
+        let (code, msg) = err(
+            &c,
+            &format!(
+                r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.15","fwd":"nat","l_threshold":5}}}}"#
+            ),
+        );
+        assert_eq!(
+            (code.as_str(), msg.contains("threshold")),
+            ("invalid", true)
+        );
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"netmask":"0.0.0.24"}}"#,
+        );
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.102","port":80,"persistent":60,"netmask":"255.0.255.0"}}"#,
+        );
+    }
+
     #[test]
     fn add_list_edit_delete() {
         let c = ctl();
@@ -1251,20 +1305,6 @@ mod tests {
                 ),
                 "invalid",
                 "illegal weight",
-            ),
-            (
-                &format!(
-                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","port":8080}}}}"#
-                ),
-                "invalid",
-                "Route cannot map ports",
-            ),
-            (
-                &format!(
-                    r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.13","port":8080,"fwd":"tun"}}}}"#
-                ),
-                "invalid",
-                "Tunnel cannot map ports",
             ),
             (
                 &format!(
@@ -1684,11 +1724,6 @@ mod tests {
                 r#","sorry_server":{"ip":"127.0.0.1"}"#,
                 "invalid",
                 "not a usable",
-            ),
-            (
-                r#","sorry_server":{"ip":"10.0.1.13","port":8081}"#,
-                "invalid",
-                "Route cannot map ports",
             ),
             (
                 r#","sorry_server":{"ip":"10.0.1.13","fwd":"fullnat"}"#,
