@@ -155,87 +155,29 @@ const OPTNAMES: [&str; 40] = [
 /// ```text
 ///                 -n -c svc -s -p -M -r fwd -w -x -y mc tot dmn st rt thr pc srt sid ex ops pe -b grp port ttl size tinf type tprt nocs csum remc | -z toa pp syn json hlth
 /// ```
+#[rustfmt::skip]
 const CMD_TABLE: [(&str, &str); 20] = [
-    (
-        "add-service",
-        /*    */ "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx",
-    ),
-    (
-        "edit-service",
-        /*   */ "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx",
-    ),
-    (
-        "delete-service",
-        /* */ "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "flush",
-        /*          */ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "list",
-        /*           */ " 11xxxxxxxxx11       xxxxxxx xxxxxxxxx  ",
-    ),
-    (
-        "add-server",
-        /*     */ "xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
-    ),
-    (
-        "delete-server",
-        /*  */ "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "edit-server",
-        /*    */ "xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx",
-    ),
-    (
-        "set",
-        /*            */ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "start-daemon",
-        /*   */ "xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxxxx",
-    ),
-    (
-        "stop-daemon",
-        /*    */ "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "restore",
-        /*        */ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "save",
-        /*           */ " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "zero",
-        /*           */ "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "add-laddr",
-        /*      */ "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xxxxx",
-    ),
-    (
-        "del-laddr",
-        /*      */ "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xxxxx",
-    ),
-    (
-        "get-laddr",
-        /*      */ " x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "load",
-        /*           */ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "dump",
-        /*           */ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
-    (
-        "import-keepalived",
-        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-    ),
+    //                      -n -c svc -s -p -M -r fwd -w -x -y ... (columns as OPTNAMES)
+    ("add-service",       "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx"),
+    ("edit-service",      "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx"),
+    ("delete-service",    "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("flush",             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("list",              " 11xxxxxxxxx11       xxxxxxx xxxxxxxxx  "),
+    ("add-server",        "xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx"),
+    ("delete-server",     "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("edit-server",       "xx+xxx+    xxxxxxxxxxxxxxxxxx     xxxxxx"),
+    ("set",               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("start-daemon",      "xxxxxxxxxxx xxxxxxx xxxx    xxxxxxxxxxxx"),
+    ("stop-daemon",       "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxxxxxxxx"),
+    ("restore",           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("save",              " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("zero",              "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("add-laddr",         "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xxxxx"),
+    ("del-laddr",         "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx+xxxxx"),
+    ("get-laddr",         " x xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("load",              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("dump",              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("import-keepalived", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
 ];
 
 /// ipvsadm.c `tunnel_types_v_options` (tun-port nocsum csum remcsum).
@@ -1550,5 +1492,52 @@ mod tests {
         assert!(e.dest_conf().get("tun_type").is_none());
         let e = entry("-d -f 1 -r 10.0.1.11:80");
         assert_eq!(e.dest_conf(), json!({"ip": "10.0.1.11", "port": 80}));
+    }
+
+    /// The first 34 columns of each row are ipvsadm 1.31's
+    /// `commands_v_options`, copied here from ipvsadm.c by a script; the
+    /// rest are rvs's. Every row has all 40 columns.
+    #[test]
+    fn command_table_is_ipvsadm_s() {
+        let ipvsadm = [
+            "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx",
+            "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxx",
+            "xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            " 11xxxxxxxxx11       xxxxxxx xxxxx",
+            "xx+xxx+    xxxxxxxxxxxxxxxxxx     ",
+            "xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "xx+xxx+    xxxxxxxxxxxxxxxxxx     ",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "xxxxxxxxxxx xxxxxxx xxxx    xxxxxx",
+            "xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxxxx",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            " xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ];
+        for (i, row) in CMD_TABLE.iter().enumerate() {
+            assert_eq!(row.1.len(), OPTNAMES.len(), "{}", row.0);
+            if let Some(want) = ipvsadm.get(i) {
+                assert_eq!(&row.1[..34], *want, "{}", row.0);
+            }
+        }
+        // -P/-Q need a service and -z; -G takes an optional service.
+        for r in [
+            &CMD_TABLE[Cmd::AddLaddr as usize],
+            &CMD_TABLE[Cmd::DelLaddr as usize],
+        ] {
+            assert_eq!(r.1.as_bytes()[optc::SERVICE], b'+');
+            assert_eq!(r.1.as_bytes()[optc::LADDR], b'+');
+        }
+        assert_eq!(
+            CMD_TABLE[Cmd::GetLaddr as usize].1.as_bytes()[optc::SERVICE],
+            b' '
+        );
+        assert_eq!(CMD_TABLE[Cmd::Add as usize].1.as_bytes()[optc::TOA], b' ');
+        assert_eq!(CMD_TABLE[Cmd::List as usize].1.as_bytes()[optc::JSON], b' ');
+        assert_eq!(
+            CMD_TABLE[Cmd::List as usize].1.as_bytes()[optc::HEALTH],
+            b' '
+        );
     }
 }
