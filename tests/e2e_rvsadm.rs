@@ -52,8 +52,7 @@ fn sh(dir: &Path, socket: &Path, line: &str, input: &str) -> Output {
         .unwrap()
         .write_all(input.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    out
+    child.wait_with_output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {

@@ -1420,7 +1420,7 @@ mod tests {
             8000
         );
         // popt forms.
-        assert_eq!(entry("-Ln").fmt.numeric, true);
+        assert!(entry("-Ln").fmt.numeric);
         let e = entry("-A -t1.2.3.4:80 -p");
         assert_eq!(e.persistent, Some(360));
         let e = entry("-A --tcp-service=1.2.3.4:80 -p -s rr");

@@ -265,7 +265,7 @@ fn msort<T: Copy>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> i32) {
 /// `--nosort` the kernel's order, newest first (the kernel adds services
 /// and real servers at the head of their lists; rvsd reports them oldest
 /// first).
-fn ordered<'a>(items: &'a [Value], services: bool, nosort: bool) -> Vec<&'a Value> {
+fn sorted(items: &[Value], services: bool, nosort: bool) -> Vec<&Value> {
     let mut v: Vec<&Value> = items.iter().collect();
     if nosort {
         v.reverse();
@@ -275,10 +275,6 @@ fn ordered<'a>(items: &'a [Value], services: bool, nosort: bool) -> Vec<&'a Valu
         msort(&mut v, &|a: &&Value, b: &&Value| cmp_dests(a, b));
     }
     v
-}
-
-fn sorted(items: &[Value], key_proto: bool, nosort: bool) -> Vec<&Value> {
-    ordered(items, key_proto, nosort)
 }
 
 fn fwd_name(f: &str) -> &'static str {
@@ -1039,5 +1035,119 @@ TCP 14:59  ESTABLISHED 10.0.0.2:41234     10.0.0.100:80      10.0.1.11:80\n"
                 .collect();
             assert_eq!(got.join(" "), want, "{input}");
         }
+    }
+
+    /// Contract-shaped replies (CONTRACT.md: fwmark services carry
+    /// "fwmark" (+ "af"), "ops", DestConf tun_type/tun_port/tun_csum)
+    /// printed as ipvsadm 1.31's print_service_entry, print_tunnel_rule and
+    /// fwd_tun_info print them.
+    #[test]
+    fn fwmark_ops_and_tunnels_as_ipvsadm_prints_them() {
+        let l = json!({"conn_table": {"capacity": 4096}, "services": [
+            {"fwmark": 1, "sched": "rr", "persistent": 300, "netmask": "255.255.255.255",
+             "dests": [{"ip": "10.0.1.11", "port": 80, "fwd": "dr", "weight": 1},
+                       {"ip": "10.0.1.12", "port": 0, "fwd": "tun", "weight": 2}]},
+            {"fwmark": 2, "af": "inet6", "sched": "wlc", "persistent": 60, "netmask": 64, "dests": []},
+            {"proto": "udp", "vip": "10.0.0.100", "port": 53, "sched": "rr", "ops": true,
+             "netmask": "255.255.255.255", "dests": [
+                {"ip": "10.0.1.13", "port": 53, "fwd": "tun", "weight": 1, "tun_type": "gue",
+                 "tun_port": 6080, "tun_csum": "remcsum"},
+                {"ip": "10.0.1.14", "port": 53, "fwd": "tun", "weight": 1, "tun_type": "gre",
+                 "tun_csum": "csum"},
+                {"ip": "10.0.1.15", "port": 53, "fwd": "tun", "weight": 1},
+                {"ip": "10.0.1.16", "port": 53, "fwd": "nat", "weight": 1}]}
+        ]});
+        let n = Format {
+            numeric: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            list(&l, n, false),
+            "Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+UDP  10.0.0.100:53 rr ops\n\
+\x20 -> 10.0.1.13:53                 Tunnel  1      0          0         \n\
+\x20 -> 10.0.1.14:53                 Tunnel  1      0          0         \n\
+\x20 -> 10.0.1.15:53                 Tunnel  1      0          0         \n\
+\x20 -> 10.0.1.16:53                 Masq    1      0          0         \n\
+FWM  1 rr persistent 300\n\
+\x20 -> 10.0.1.11:80                 Route   1      0          0         \n\
+\x20 -> 10.0.1.12:0                  Tunnel  2      0          0         \n\
+FWM  2 IPv6 wlc persistent 60 mask 64\n"
+        );
+        assert_eq!(
+            save(&l, true),
+            "-A -u 10.0.0.100:53 -s rr -o\n\
+-a -u 10.0.0.100:53 -r 10.0.1.13:53 -i -w 1 --tun-type gue --tun-port 6080 --tun-remcsum\n\
+-a -u 10.0.0.100:53 -r 10.0.1.14:53 -i -w 1 --tun-type gre --tun-csum\n\
+-a -u 10.0.0.100:53 -r 10.0.1.15:53 -i -w 1 --tun-type ipip\n\
+-a -u 10.0.0.100:53 -r 10.0.1.16:53 -m -w 1\n\
+-A -f 1 -s rr -p 300\n\
+-a -f 1 -r 10.0.1.11:80 -g -w 1\n\
+-a -f 1 -r 10.0.1.12:0 -i -w 2 --tun-type ipip\n\
+-A -f 2 -6 -s wlc -p 60 -M 64\n"
+        );
+        let t = list(
+            &l,
+            Format {
+                tun_info: true,
+                ..n
+            },
+            false,
+        );
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            rows[1],
+            "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn"
+        );
+        // "  -> %-28s %-7s %-13s %-6d %-10u %-10u"
+        let row = |ip: &str, f: &str, ti: &str| {
+            format!("  -> {ip:<28} {f:<7} {ti:<13} {:<6} {:<10} {:<10}", 1, 0, 0)
+        };
+        assert_eq!(rows[3], row("10.0.1.13:53", "Tunnel", "gue:6080:r+c"));
+        assert_eq!(rows[4], row("10.0.1.14:53", "Tunnel", "gre:+c"));
+        assert_eq!(rows[5], row("10.0.1.15:53", "Tunnel", "ipip"));
+        assert_eq!(rows[6], row("10.0.1.16:53", "Masq", "n/a"));
+    }
+
+    /// `--nosort`: the kernel's order (newest first); `-c
+    /// --persistent-conn`: list_conn's header with pe name and pe_data.
+    #[test]
+    fn nosort_and_persistent_conn_header() {
+        let l = sample();
+        let f = Format {
+            numeric: true,
+            nosort: true,
+            ..Default::default()
+        };
+        let names: Vec<String> = list(&l, f, false)
+            .lines()
+            .skip(2)
+            .map(|x| x.split_whitespace().nth(1).unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "10.0.0.100:80",
+                "192.168.1.100:80",
+                "192.168.1.11:8080",
+                "192.168.1.12:80",
+                "10.0.0.100:53"
+            ]
+        );
+        let c = connections(
+            &json!({"connections": []}),
+            Format {
+                persistent_conn: true,
+                ..f
+            },
+        );
+        assert_eq!(
+            c,
+            format!(
+                "IPVS connection entries\npro expire {:<11} {:<18} {:<18} {:<18} {:<16} {}\n",
+                "state", "source", "virtual", "destination", "pe name", "pe_data"
+            )
+        );
     }
 }
