@@ -218,6 +218,12 @@ fn exit_codes_and_texts_scripts_branch_on() {
             "Service already exists\n".into(),
         ),
         (
+            // ip_vs_add_service: no such scheduler module -> -ENOENT
+            vec!["-A", "-t", "10.0.0.101:80", "-s", "fastest"],
+            255,
+            "Scheduler or persistence engine not found\n".into(),
+        ),
+        (
             vec!["-a", "-t", "10.0.0.100:81", "-r", "10.0.1.12", "-m"],
             255,
             "Service not defined\n".into(),

@@ -207,7 +207,21 @@ fn current_service(ctx: &Ctx, e: &Entry) -> Result<Option<Value>, Exit> {
         .and_then(|a| a.iter().find(|x| adm::same_service(x, &k)).cloned()))
 }
 
+/// The kernel's refusal of an unknown scheduler (ip_vs_ctl.c
+/// `ip_vs_add_service`/`ip_vs_edit_service`: -ENOENT), as ipvsadm prints
+/// it (libipvs `ipvs_strerror`). rvsd's schedulers are this build's.
+fn known_scheduler(e: &Entry) -> Result<(), Exit> {
+    match e.sched.as_deref() {
+        Some(s) if !rvs::sched::is_known(s) => Err(Exit(
+            255,
+            "Scheduler or persistence engine not found".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn add_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    known_scheduler(e)?;
     ctx.call(json!({"cmd": "add_service", "service": e.service_conf()}))?;
     Ok(())
 }
@@ -216,6 +230,7 @@ fn add_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 /// rvs's own settings ipvsadm cannot express (health check, sorry server)
 /// stay as they are.
 fn edit_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    known_scheduler(e)?;
     let mut s = e.service_conf();
     if let Some(cur) = current_service(ctx, e)? {
         if let Some(h) = cur.get("health_check") {
