@@ -411,6 +411,19 @@ fn names_restore_save_scripts_nosort_and_closed_pipes() {
     );
     assert_eq!(r.status.code(), Some(255), "{}", describe(&r));
     assert!(rvsd.rvsadm_ok(&["-L", "-n"]).contains("10.0.0.106:80"));
+    // popt's error after the command is reported and returns -1
+    // (parse_options), it does not end the restore as fail() does.
+    let r = sh(
+        &dir,
+        &rvsd.socket,
+        "rvsadm -R",
+        "-L --bogus\n-A -t 10.0.0.107:80\n",
+    );
+    assert_eq!(
+        (r.status.code(), stderr(&r).as_str()),
+        (Some(0), "--bogus: unknown option\n")
+    );
+    rvsd.rvsadm_ok(&["-D", "-t", "10.0.0.107:80"]);
 
     // rvsadm-save / rvsadm-restore as the distribution's scripts.
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");

@@ -181,5 +181,12 @@ fn sh_and_mh_send_every_connection_of_a_client_to_one_server() {
         assert_eq!(who(&topo), m, "mh moved the client");
     }
     let bad = rvsd.rvsadm(&["-E", "-t", "10.0.0.100:80", "-s", "fastest"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scheduler \"fastest\""));
+    // The kernel's -ENOENT, as ipvsadm prints it (libipvs ipvs_strerror).
+    assert_eq!(
+        (
+            bad.status.code(),
+            String::from_utf8_lossy(&bad.stderr).as_ref()
+        ),
+        (Some(255), "Scheduler or persistence engine not found\n")
+    );
 }

@@ -436,8 +436,10 @@ fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 /// `-R` as ipvsadm's `restore_table` with config_stream.c's reader: each
 /// line split on blanks, every "ipvsadm" word dropped, empty lines skipped;
 /// a line that does not parse ends the restore with its error and exit
-/// code (ipvsadm's `fail` exits); a refused command is reported and the
-/// restore goes on; the exit code is the last line's.
+/// code (ipvsadm's `fail` and `tryhelp_exit` exit); a refused command (or
+/// an unknown option after the command, which popt reports and ipvsadm
+/// returns -1 for) is reported and the restore goes on; the exit code is
+/// the last line's.
 fn restore(ctx: &Ctx, program: &str) -> Result<(), Exit> {
     let stdin = std::io::stdin();
     let mut result = Ok(());
@@ -454,12 +456,15 @@ fn restore(ctx: &Ctx, program: &str) -> Result<(), Exit> {
         }
         result = match process(ctx, &argv, true) {
             Ok(()) => Ok(()),
-            // A kernel (rvsd) refusal: printed, and the restore goes on.
-            Err(Exit(255, msg)) if cli::parse(&argv).is_ok() => {
+            // The kernel's (rvsd's) refusal, or popt's error after the
+            // first option (parse_options returns -1): printed, and the
+            // restore goes on.
+            Err(Exit(255, msg)) if !msg.starts_with("Try `") => {
                 eprintln!("{msg}");
                 Err(Exit(255, String::new()))
             }
-            // A parse error or rvsd unreachable: ipvsadm's fail() exits.
+            // ipvsadm's fail() and tryhelp_exit() end the process, and so
+            // does rvsd being unreachable (ipvs_init).
             Err(x) => return Err(x),
         };
     }
