@@ -501,3 +501,83 @@ fn names_restore_save_scripts_nosort_and_closed_pipes() {
         );
     }
 }
+
+/// Firewall-mark services, one-packet scheduling and GUE/GRE tunnels
+/// through rvsadm: the CLI side is here, the server side comes from the
+/// FWMARK, SCHED and TUN work of issue #13 (run with `--ignored` once it is
+/// merged; checked by hand against each branch's rvsd). Listings and rules
+/// as ipvsadm 1.31's print_service_entry, fwd_tun_info and
+/// print_tunnel_rule print them.
+#[test]
+#[ignore = "needs the fwmark, ops and GUE/GRE server side (issue #13)"]
+fn fwmark_ops_and_tunnels_through_rvsd() {
+    let topo = Topology::up_unique();
+    let rvsd = Rvsd::start(&topo, &topo.default_config());
+    for a in [
+        &["-A", "-f", "1", "-s", "rr", "-p", "300"][..],
+        &["-a", "-f", "1", "-r", "10.0.1.11:80", "-g"][..],
+        &["-a", "-f", "1", "-r", "10.0.1.12", "-m"][..],
+        &["-A", "-u", "10.0.0.100:53", "-s", "rr", "-o"][..],
+        &["-A", "-t", "10.0.0.100:80", "-s", "rr"][..],
+        &[
+            "-a",
+            "-t",
+            "10.0.0.100:80",
+            "-r",
+            "10.0.1.11",
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            "6080",
+            "--tun-csum",
+        ][..],
+        &[
+            "-a",
+            "-t",
+            "10.0.0.100:80",
+            "-r",
+            "10.0.1.12",
+            "-i",
+            "--tun-type",
+            "gre",
+        ][..],
+        &["-a", "-t", "10.0.0.100:80", "-r", "10.0.1.13", "-i"][..],
+    ] {
+        rvsd.rvsadm_ok(a);
+    }
+    let row = |ip: &str, f: &str, ti: &str| {
+        format!(
+            "  -> {ip:<28} {f:<7} {ti:<13} {:<6} {:<10} {:<10}\n",
+            1, 0, 0
+        )
+    };
+    let l = rvsd.rvsadm_ok(&["-L", "-n", "--tun-info"]);
+    let want = format!(
+        "TCP  10.0.0.100:80 rr\n{}{}{}UDP  10.0.0.100:53 rr ops\nFWM  1 rr persistent 300\n{}{}",
+        row("10.0.1.11:80", "Tunnel", "gue:6080:+c"),
+        row("10.0.1.12:80", "Tunnel", "gre:-c"),
+        row("10.0.1.13:80", "Tunnel", "ipip"),
+        row("10.0.1.11:80", "Route", "n/a"),
+        row("10.0.1.12:0", "Masq", "n/a"),
+    );
+    assert!(l.ends_with(&want), "{l}");
+    let saved = rvsd.rvsadm_ok(&["-S", "-n"]);
+    assert_eq!(
+        saved,
+        "-A -t 10.0.0.100:80 -s rr\n\
+-a -t 10.0.0.100:80 -r 10.0.1.11:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum\n\
+-a -t 10.0.0.100:80 -r 10.0.1.12:80 -i -w 1 --tun-type gre --tun-nocsum\n\
+-a -t 10.0.0.100:80 -r 10.0.1.13:80 -i -w 1 --tun-type ipip\n\
+-A -u 10.0.0.100:53 -s rr -o\n\
+-A -f 1 -s rr -p 300\n\
+-a -f 1 -r 10.0.1.11:80 -g -w 1\n\
+-a -f 1 -r 10.0.1.12:0 -m -w 1\n"
+    );
+    rvsd.rvsadm_ok(&["-C"]);
+    let r = sh(&bin_dir(&topo), &rvsd.socket, "rvsadm -R", &saved);
+    assert!(r.status.success(), "{}", describe(&r));
+    assert_eq!(rvsd.rvsadm_ok(&["-S", "-n"]), saved);
+    rvsd.rvsadm_ok(&["-D", "-f", "1"]);
+    assert!(!rvsd.rvsadm_ok(&["-L", "-n"]).contains("FWM"));
+}
