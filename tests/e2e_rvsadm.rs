@@ -331,6 +331,11 @@ fn names_restore_save_scripts_nosort_and_closed_pipes() {
     assert!(rvsd
         .rvsadm_ok(&["-L", "-n"])
         .contains("UDP  10.0.0.100:53 rr\n"));
+    // A host name goes through the resolver (host_to_addr): "localhost" is
+    // 127.0.0.1, which rvsd then refuses as a real server.
+    let lo = rvsd.rvsadm(&["-a", "-t", "10.0.0.100:80", "-r", "localhost", "-m"]);
+    assert_eq!(lo.status.code(), Some(255), "{}", describe(&lo));
+    assert!(stderr(&lo).contains("127.0.0.1"), "{}", describe(&lo));
 
     // --nosort: the kernel's order, newest first.
     rvsd.rvsadm_ok(&["-a", "-t", "10.0.0.100:80", "-r", "10.0.1.12:80", "-m"]);
