@@ -73,6 +73,9 @@ struct Compiled {
 /// service-table snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classifier {
+    /// (network, mask) of every rule, apart from the rest so that the scan
+    /// reads 8 bytes a rule (4096 rules fit in L1).
+    nets: Vec<(u32, u32)>,
     rules: Vec<Compiled>,
     /// Sorted, merged, inclusive port ranges of every rule.
     ranges: Vec<(u16, u16)>,
@@ -258,6 +261,7 @@ impl Classifier {
                 ));
             }
             c.ranges.extend_from_slice(&ranges);
+            c.nets.push((rule.net, rule.mask));
             c.rules.push(rule);
             own.push(ranges);
         }
@@ -339,8 +343,12 @@ impl Classifier {
     pub fn classify(&self, proto: Proto, dst: Ipv4Addr, dport: u16) -> u32 {
         let d = u32::from(dst);
         let bit = proto_bit(proto);
-        for r in &self.rules {
-            if d & r.mask != r.net || r.protos & bit == 0 {
+        for (i, &(net, mask)) in self.nets.iter().enumerate() {
+            if d & mask != net {
+                continue;
+            }
+            let r = &self.rules[i];
+            if r.protos & bit == 0 {
                 continue;
             }
             if r.n == 0 {
