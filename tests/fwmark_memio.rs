@@ -311,3 +311,49 @@ fn prefix_rules_take_routed_addresses_and_arp_is_answered_for_host_rules_only() 
     assert_eq!(bad["error"]["code"], "invalid", "{bad}");
     assert!(send(&mut r, &syn(client(), 43002, other, 8080)).is_some());
 }
+
+#[test]
+fn one_fwmark_template_serves_tcp_and_udp_of_a_client() {
+    let mut r = rig();
+    fwmark_service(
+        &r,
+        9,
+        r#","persistent":60"#,
+        &[("10.0.1.11", 0), ("10.0.1.12", 0)],
+    );
+    // No proto: TCP and UDP of the VIP both get mark 9.
+    r.ctl(r#"{"cmd":"set_fwmark_rules","rules":[{"mark":9,"dst":"10.0.0.100"}]}"#);
+    learn(&mut r);
+    let (s, _) = pick(&mut r, client(), 44000, 443);
+    for dport in [53u16, 443, 5000] {
+        let udp = PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .ipv4(client(), vip())
+            .udp(44001, dport)
+            .payload(b"q")
+            .build();
+        let out = send(&mut r, &udp).expect("UDP forwarded");
+        assert_checksums(&out);
+        let (_, _, d, p, _) = endpoints(&out);
+        assert_eq!((d.octets()[3] - 10, p), (s, dport), "UDP :{dport}");
+    }
+    // A second client goes to the other server, by UDP first.
+    let udp = PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(ip("10.0.0.3"), vip())
+        .udp(44002, 53)
+        .payload(b"q")
+        .build();
+    let out = send(&mut r, &udp).expect("UDP forwarded");
+    let other = endpoints(&out).2.octets()[3] - 10;
+    assert_ne!(other, s);
+    assert_eq!(pick(&mut r, ip("10.0.0.3"), 44003, 80), (other, 80));
+    let c = r.ctl(r#"{"cmd":"connections"}"#);
+    let templates = c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["template"] == true)
+        .count();
+    assert_eq!(templates, 2, "one per client, shared by TCP and UDP: {c}");
+}
