@@ -965,7 +965,7 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
         check_health(h)?;
     }
     if let Some(sorry) = &mut s.sorry_server {
-        check_sorry(sorry, s.port)?;
+        check_sorry(sorry, s.port, s.fwmark != 0)?;
         if local.contains(&sorry.ip) {
             return Err(CtlError::invalid(format!(
                 "sorry server: {} is the director's own address",
@@ -983,7 +983,8 @@ fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
 
 /// A sorry server is a real server that stands in: the same address rules,
 /// and DR/TUN cannot map ports. Port 0 becomes the service port.
-fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
+/// A fwmark service has no port, so any port goes (as for its real servers).
+fn check_sorry(sorry: &mut SorryServer, svc_port: u16, fwmark: bool) -> Result<(), CtlError> {
     if sorry.port == 0 {
         sorry.port = svc_port;
     }
@@ -999,7 +1000,7 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
             "sorry server: {ip} is not a usable real server address"
         )));
     }
-    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && sorry.port != svc_port {
+    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && sorry.port != svc_port && !fwmark {
         return Err(CtlError::invalid(format!(
             "sorry server: {} cannot map ports: port {} differs from service port {svc_port}",
             sorry.fwd.ipvsadm_name(),
@@ -1435,6 +1436,20 @@ mod tests {
             &json!({"cmd": "load", "services": before["services"]}).to_string(),
         );
         assert_eq!(ok(&c, r#"{"cmd":"dump"}"#), before);
+        // DR servers of a fwmark service may have any port, sorry server too.
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"fwmark":4,"sorry_server":{"ip":"10.0.1.13","port":8080,"fwd":"dr"},
+                "dests":[{"ip":"10.0.1.11","port":443,"fwd":"dr"}]}}"#,
+        );
+        assert_eq!(
+            err(
+                &c,
+                r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.9","port":80,"sorry_server":{"ip":"10.0.1.13","port":8080,"fwd":"dr"}}}"#
+            )
+            .0,
+            "invalid"
+        );
     }
 
     #[test]
