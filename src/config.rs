@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::fwmark::{Classifier, FwmarkRule};
 use crate::service::ServiceConf;
 
 /// An IPv4 address with its prefix length, written "10.0.0.1/24".
@@ -173,6 +174,11 @@ pub struct DaemonConfig {
     /// Services to load at start (same format as the control socket's).
     #[serde(default)]
     pub services: Vec<ServiceConf>,
+    /// The fwmark classifier's rules (first match wins), as the control
+    /// socket's `set_fwmark_rules` takes them: `{"mark": 1, "dst":
+    /// "10.0.0.100/32", "proto": "tcp", "ports": "80,443"}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fwmark_rules: Vec<FwmarkRule>,
 }
 
 impl DaemonConfig {
@@ -227,6 +233,9 @@ impl DaemonConfig {
         if !(100..=86_400_000).contains(&self.control_idle_timeout_ms) {
             errs.push("control_idle_timeout_ms: 100 ms to 1 day".into());
         }
+        if let Err(e) = Classifier::build(&self.fwmark_rules) {
+            errs.extend(e.iter().map(ToString::to_string));
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -250,6 +259,27 @@ mod tests {
         assert!("10.0.1/8".parse::<Ipv4Cidr>().is_err());
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn fwmark_rules_in_the_config_file() {
+        let base = r#""eal_args":[],"ports":[{"device":"net_null0","ipv4":"10.0.0.1/24"}]"#;
+        let c = DaemonConfig::from_json(&format!(
+            r#"{{{base},"fwmark_rules":[{{"mark":1,"dst":"10.0.0.100/32","proto":"tcp","ports":"80,443"}}],
+                "services":[{{"fwmark":1,"sched":"rr","persistent":300}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.fwmark_rules.len(), 1);
+        assert_eq!(c.services[0].fwmark, 1);
+        let e = DaemonConfig::from_json(&format!(
+            r#"{{{base},"fwmark_rules":[{{"mark":1,"dst":"10.0.0.100/24"}},{{"mark":0,"dst":"10.0.0.7"}}]}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("fwmark_rules[0]: dst") && e.contains("host bits set"),
+            "{e}"
+        );
+        assert!(e.contains("fwmark_rules[1]: mark"), "{e}");
     }
 
     #[test]

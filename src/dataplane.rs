@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::conn::{
     Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, SynProxy, TcpEvent, Template,
-    Timeouts,
+    TemplateKey, Timeouts,
 };
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
@@ -296,9 +296,16 @@ impl Dataplane {
         let created;
         let (conn, dir) = match &hit {
             Some((c, d)) => (c, *d),
-            None if vip => {
-                let Some(svc) = cx.services.find(key.proto, key.dst, key.dport) else {
-                    return Verdict::Drop(DropReason::NoService);
+            // No connection: the service, as the kernel's
+            // ip_vs_service_find: the fwmark service of the packet's mark
+            // first (never for the director's own addresses), then the VIP's.
+            None if vip || self.router.local_port(dst).is_none() => {
+                let Some(svc) = cx.services.find_new(key.proto, dst, key.dport, vip) else {
+                    return Verdict::Drop(if vip {
+                        DropReason::NoService
+                    } else {
+                        DropReason::NotRouted
+                    });
                 };
                 if svc.conf.synproxy && l4proto == Proto::Tcp {
                     return self.synproxy_new(cx, in_port, frame, svc, &key, ev);
@@ -612,8 +619,12 @@ impl Dataplane {
         {
             return Err(DropReason::FwdUnsupported);
         }
-        // A port-zero (all ports) service forwards to the port asked for.
-        let dport = if svc.conf.port == 0 || d.port == 0 {
+        // A real server of port 0 takes the port asked for; so does every
+        // real server of a persistent port-zero or fwmark service (whose
+        // port is 0): ip_vs_sched_persist's `dport = dst_port; if (dport ==
+        // svc->port && dest->port) dport = dest->port`, and ip_vs_schedule's
+        // `dest->port ? dest->port : pptr[1]` otherwise.
+        let dport = if d.port == 0 || (svc.conf.port == 0 && svc.conf.persistent.is_some()) {
             key.dport
         } else {
             d.port
@@ -666,19 +677,23 @@ impl Dataplane {
         let (IpAddr::V4(cip), IpAddr::V4(mask)) = (key.src, IpAddr::V4(svc.conf.netmask)) else {
             return Err(DropReason::ProtoUnsupported);
         };
-        let cnet = Ipv4Addr::from(u32::from(cip) & u32::from(mask));
-        // <proto, cnet, 0, vip, vport>; vport 0 for port-zero services.
-        let vport = if key.dport == svc.conf.port {
-            key.dport
+        let cnet = IpAddr::V4(Ipv4Addr::from(u32::from(cip) & u32::from(mask)));
+        // <proto, cnet, 0, vip, vport>; vport 0 for port-zero services; a
+        // fwmark service's is <IPPROTO_IP, cnet, 0, fwmark, 0>, one for all
+        // the client's ports and protocols (ip_vs_sched_persist).
+        let tkey = if key.dport != svc.conf.port && svc.conf.is_fwmark() {
+            TemplateKey::fwmark(cnet, svc.conf.fwmark)
         } else {
-            0
-        };
-        let tkey = FlowKey {
-            proto: key.proto,
-            src: IpAddr::V4(cnet),
-            sport: 0,
-            dst: key.dst,
-            dport: vport,
+            TemplateKey {
+                proto: Some(key.proto),
+                cnet,
+                vaddr: key.dst,
+                vport: if key.dport == svc.conf.port {
+                    key.dport
+                } else {
+                    0
+                },
+            }
         };
         if let Some(t) = self.conns.template(&tkey) {
             if let Some(i) = svc

@@ -501,6 +501,7 @@ mod tests {
                 proto: Proto::Tcp,
                 vip: "10.0.0.100".parse().unwrap(),
                 port: 80,
+                fwmark: 0,
             },
             ip.parse().unwrap(),
             80,

@@ -219,6 +219,7 @@ fn virtual_server(
         proto: Proto::Tcp,
         vip,
         port: vport,
+        fwmark: 0,
         sched: crate::service::DEFAULT_SCHED.into(),
         persistent: None,
         netmask: Ipv4Addr::BROADCAST,

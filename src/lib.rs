@@ -11,6 +11,7 @@ pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod est;
+pub mod fwmark;
 pub mod health;
 pub mod io;
 pub mod keepalived;

@@ -472,6 +472,10 @@ pub fn render(list: &Value, stats: &Value) -> String {
     let services = arr(&list["services"]);
 
     let svc_labels = |s: &Value| -> Labels {
+        // A fwmark service has no vip/port/proto: its mark names it.
+        if s.get("fwmark").is_some() {
+            return vec![("fwmark", str_of(&s["fwmark"]))];
+        }
         vec![
             ("vip", str_of(&s["vip"])),
             ("port", str_of(&s["port"])),
@@ -858,6 +862,25 @@ mod tests {
         ));
         l["services"][0]["dests"][1]["health"] = json!("unchecked");
         assert!(render(&l, &sample_stats()).contains("rport=\"8080\"} 1\n"));
+    }
+
+    #[test]
+    fn a_fwmark_service_is_labelled_by_its_mark() {
+        let mut l = sample_list();
+        let s = l["services"][0].as_object_mut().unwrap();
+        for k in ["proto", "vip", "port"] {
+            s.remove(k);
+        }
+        s.insert("fwmark".into(), json!(7));
+        let t = render(&l, &sample_stats());
+        assert!(
+            t.contains("rvs_service_connections_total{fwmark=\"7\"} 20\n"),
+            "{t}"
+        );
+        assert!(t.contains(
+            "rvs_dest_active_connections{fwmark=\"7\",rip=\"10.0.1.11\",rport=\"80\"} 2\n"
+        ));
+        assert!(!t.contains("vip=\"\""));
     }
 
     #[test]

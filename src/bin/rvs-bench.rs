@@ -57,6 +57,14 @@ struct Args {
     /// Run DPDK without hugepages (about half the speed; CI fallback).
     #[arg(long)]
     no_huge: bool,
+    /// Also measure the fwmark classifier: new connections (SYN phase) and
+    /// established traffic with this many rules before the matching one
+    /// (0 = an ordinary <proto, vip, port> service, no rules), e.g. 0,16,256.
+    #[arg(long, value_delimiter = ',')]
+    fwmark_rules: Option<Vec<usize>>,
+    /// Flows of the fwmark scenarios (one SYN each).
+    #[arg(long, default_value_t = 1_000_000)]
+    fwmark_flows: usize,
 }
 
 const WORKER_CORE: usize = 0;
@@ -316,6 +324,13 @@ struct Director {
 }
 
 fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
+    director_with(max_conns, n_workers, 0)
+}
+
+/// [`director`] whose service is, with `fwmark_rules` > 0, the fwmark
+/// service 1 selected by the last of that many classifier rules (the
+/// others name other /32s: every new flow scans them all first).
+fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Result<Director> {
     let conns = Arc::new(ConnTable::new(max_conns, n_workers));
     let stats: Arc<[CachePadded<WorkerStats>]> = (0..n_workers)
         .map(|_| CachePadded::new(WorkerStats::default()))
@@ -354,11 +369,30 @@ fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
         conns,
         syn_key: rvs::xmit::synproxy::SynKey::new(1, 2),
     });
-    let svc = r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#;
-    let mut reqs = vec![
-        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#
-            .to_string(),
-    ];
+    let (svc, mut reqs) = if fwmark_rules == 0 {
+        (
+            r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#,
+            vec![
+                r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#
+                    .to_string(),
+            ],
+        )
+    } else {
+        let mut rules: Vec<Value> = (1..fwmark_rules)
+            .map(|i| {
+                json!({"mark": 2 + i, "dst": format!("10.200.{}.{}/32", i / 256, i % 256),
+                       "proto": "tcp", "ports": "80,443"})
+            })
+            .collect();
+        rules.push(json!({"mark": 1, "dst": "10.0.0.100/32", "proto": "tcp", "ports": "80"}));
+        (
+            r#"{"fwmark":1}"#,
+            vec![
+                r#"{"cmd":"add_service","service":{"fwmark":1,"sched":"rr"}}"#.to_string(),
+                json!({"cmd": "set_fwmark_rules", "rules": rules}).to_string(),
+            ],
+        )
+    };
     for i in 0..N_RS {
         reqs.push(format!(
             r#"{{"cmd":"add_dest","service":{svc},"dest":{{"ip":"{}","port":80,"weight":1,"fwd":"nat"}}}}"#,
@@ -1096,6 +1130,64 @@ fn main() -> Result<()> {
         drop(w);
         drop(rs_of);
         drop(d);
+    }
+    for &n in args.fwmark_rules.as_deref().unwrap_or_default() {
+        let flows = if quick { 10_000 } else { args.fwmark_flows };
+        eprintln!("fwmark, {n} rules, {flows} flows:");
+        let d = director_with(flows + 16, 2, n)?;
+        let mut syns: Vec<Pkt> = (0..flows).map(|f| t.syn(f)).collect();
+        shuffle(&mut syns, &mut Rng(flows as u64));
+        let w = ring_worker(&rig, &d)?;
+        let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), true, 0.0, 600.0);
+        // The classifier alone, on this core: the worst case (the packet
+        // matches the last rule, or none) per call.
+        let table = d._ctl.table.load_full();
+        let classify_ns = rig.cores[0]
+            .run(move || {
+                let c = table.fwmark_rules();
+                let calls = 2_000_000u32;
+                let t0 = Instant::now();
+                let mut acc = 0u32;
+                for i in 0..calls {
+                    // The VIP (the last rule) and its neighbour (no rule).
+                    let dst = Ipv4Addr::from(u32::from(vip()) ^ (i & 1));
+                    acc = acc.wrapping_add(c.classify(Proto::Tcp, std::hint::black_box(dst), 80));
+                }
+                std::hint::black_box(acc);
+                t0.elapsed().as_nanos() as f64 / calls as f64
+            })
+            .recv()?;
+        eprintln!("  classify: {classify_ns:.1} ns/call (matching the last rule or none)");
+        let extra = |w: &Worker<DpdkIo>| {
+            let mut v = drops_json(&d, w);
+            v["fwmark_rules"] = json!(n);
+            v["classify_ns"] = json!(classify_ns);
+            v
+        };
+        scen.push(scenario(
+            "fwmark_new_conn_syn",
+            flows,
+            &out,
+            extra(&w),
+            60.0,
+        ));
+        let rs_of: Vec<u8> = (0..flows)
+            .map(|f| {
+                let (cip, sport) = client(f);
+                d.dp.conns
+                    .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
+                    .and_then(|(c, _)| match c.dip {
+                        IpAddr::V4(ip) => Some(ip.octets()[3] as usize - 11),
+                        _ => None,
+                    })
+                    .unwrap_or(0) as u8
+            })
+            .collect();
+        let stream = Arc::new(established_stream(&t, &rs_of, false, 7 + flows as u64));
+        let mean = mean_len(&stream);
+        let (w, out, _) = gen_run(&rig, w, Mode::Rvs, stream, false, warm, secs);
+        scen.push(scenario("fwmark_est_64", flows, &out, extra(&w), mean));
+        drop(w);
     }
     let res = json!({
         "mode": if quick { "quick" } else { "full" },

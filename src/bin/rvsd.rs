@@ -105,7 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         .collect();
     let mut ctl = Control::new(conns.clone(), workers.clone(), local_ips);
     // Services are validated before DPDK is touched: a bad file fails fast.
-    ctl.load(cfg.services.clone())
+    ctl.load_with_rules(cfg.services.clone(), Some(cfg.fwmark_rules.clone()))
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
     let ctl_opts = ServerOptions {
         group: match &cfg.control_group {

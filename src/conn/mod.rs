@@ -564,11 +564,56 @@ impl<'t> Conn<'t> {
     }
 }
 
+/// The key of a persistence template: the kernel's
+/// `<protocol, caddr & netmask, 0, vaddr, vport>` (`ip_vs_sched_persist`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TemplateKey {
+    /// The service's protocol; None is the kernel's IPPROTO_IP of a fwmark
+    /// service's template, which every protocol of the client shares.
+    pub proto: Option<Proto>,
+    /// The client's network (source address masked by the service netmask).
+    pub cnet: IpAddr,
+    /// The VIP, or for a fwmark service the mark written as an address
+    /// (the kernel's `{ .ip = htonl(svc->fwmark) }`).
+    pub vaddr: IpAddr,
+    /// The virtual port; 0 for port-zero and fwmark services.
+    pub vport: u16,
+}
+
+impl TemplateKey {
+    /// The key of a fwmark service's template:
+    /// `<IPPROTO_IP, cnet, 0, fwmark, 0>`.
+    pub fn fwmark(cnet: IpAddr, mark: u32) -> TemplateKey {
+        TemplateKey {
+            proto: None,
+            cnet,
+            vaddr: IpAddr::V4(Ipv4Addr::from(mark)),
+            vport: 0,
+        }
+    }
+    /// The protocol as `ipvsadm -L -c` names it ("IP" for fwmark templates).
+    pub fn proto_name(&self) -> &'static str {
+        self.proto.map_or("IP", Proto::upper)
+    }
+    fn k4(&self) -> Option<K4> {
+        FlowKey {
+            proto: self.proto.unwrap_or(Proto::Tcp),
+            src: self.cnet,
+            dst: self.vaddr,
+            // Only spreads fwmark templates over shards differently: the
+            // map itself compares whole keys.
+            sport: self.proto.is_none() as u16,
+            dport: self.vport,
+        }
+        .k4()
+    }
+}
+
 /// A persistence template (kernel IP_VS_CONN_F_TEMPLATE): "clients of this
-/// network go to that real server", keyed by <proto, cnet, 0, vip, vport>.
+/// network go to that real server", keyed by [`TemplateKey`].
 #[derive(Debug)]
 pub struct Template {
-    pub key: FlowKey,
+    pub key: TemplateKey,
     pub dip: IpAddr,
     pub dport: u16,
     pub dest: Arc<DestState>,
@@ -581,7 +626,7 @@ pub struct Template {
 
 impl Template {
     pub fn new(
-        key: FlowKey,
+        key: TemplateKey,
         dip: IpAddr,
         dport: u16,
         dest: Arc<DestState>,
@@ -637,7 +682,7 @@ pub enum InsertError {
 // ---- the table ---------------------------------------------------------
 
 type TemplateShard =
-    CachePadded<RwLock<HashMap<FlowKey, Arc<Template>, foldhash::fast::RandomState>>>;
+    CachePadded<RwLock<HashMap<TemplateKey, Arc<Template>, foldhash::fast::RandomState>>>;
 
 type LinkShard = Mutex<HashMap<u32, Arc<Template>>>;
 
@@ -1366,12 +1411,12 @@ impl ConnTable {
     }
 
     /// The live persistence template under `key`.
-    pub fn template(&self, key: &FlowKey) -> Option<Arc<Template>> {
+    pub fn template(&self, key: &TemplateKey) -> Option<Arc<Template>> {
         let s = self.templates[self.template_shard(key)].read();
         s.get(key).filter(|t| t.dead.load(Relaxed) == 0).cloned()
     }
 
-    fn template_shard(&self, key: &FlowKey) -> usize {
+    fn template_shard(&self, key: &TemplateKey) -> usize {
         match key.k4() {
             Some(k) => (self.hash(&k) >> 20) as usize % self.templates.len(),
             None => 0,

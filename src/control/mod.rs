@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::config::TimeoutConf;
 use crate::conn::{ConnTable, State, Timeouts};
+use crate::fwmark::{Classifier, FwmarkRule};
 use crate::health::{HealthEvent, HealthSource, HealthTarget};
 use crate::io::PortCounters;
 use crate::sched;
@@ -36,22 +37,69 @@ use crate::stats::{StatsSnapshot, WorkerStats};
 /// Largest request line accepted.
 pub const MAX_REQUEST: usize = 1 << 20;
 
-/// A service named by protocol, address and port.
+/// A service named by protocol, address and port
+/// (`{"proto": "tcp", "vip": "10.0.0.100", "port": 80}`), or by firewall
+/// mark (`{"fwmark": 1}`, `"af": "inet6"` for an IPv6 one).
 #[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "SvcRefRepr")]
+pub struct SvcRef(ServiceKey);
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SvcRef {
-    pub proto: Proto,
-    pub vip: IpAddr,
-    pub port: u16,
+struct SvcRefRepr {
+    proto: Option<Proto>,
+    vip: Option<IpAddr>,
+    port: Option<u16>,
+    fwmark: Option<u32>,
+    af: Option<String>,
+}
+
+impl TryFrom<SvcRefRepr> for SvcRef {
+    type Error = String;
+    fn try_from(r: SvcRefRepr) -> Result<SvcRef, String> {
+        let inet6 = match r.af.as_deref() {
+            None | Some("inet") => false,
+            Some("inet6") => true,
+            Some(a) => return Err(format!("af must be \"inet\" or \"inet6\", not {a:?}")),
+        };
+        match r.fwmark {
+            Some(0) => Err("invalid fwmark 0: must be 1..=4294967295".into()),
+            Some(mark) => {
+                if r.proto.is_some() || r.vip.is_some() || r.port.is_some() {
+                    return Err(
+                        "a fwmark service is named by its mark alone (no proto/vip/port)".into(),
+                    );
+                }
+                Ok(SvcRef(ServiceKey::fwmark(mark, inet6)))
+            }
+            None => {
+                let (Some(proto), Some(vip), Some(port)) = (r.proto, r.vip, r.port) else {
+                    return Err("a service is named by proto, vip and port, or by fwmark".into());
+                };
+                Ok(SvcRef(ServiceKey::new(proto, vip, port)))
+            }
+        }
+    }
 }
 
 impl SvcRef {
-    fn key(&self) -> ServiceKey {
-        ServiceKey {
-            proto: self.proto,
-            vip: self.vip,
-            port: self.port,
+    pub fn key(&self) -> ServiceKey {
+        self.0
+    }
+}
+
+/// The JSON fields that name a service in `list` (and `dump`): proto, vip
+/// and port, or `fwmark` (+ `"af": "inet6"`) for a fwmark service.
+fn key_fields(v: &mut Value, k: &ServiceKey) {
+    if k.fwmark != 0 {
+        v["fwmark"] = json!(k.fwmark);
+        if k.vip.is_ipv6() {
+            v["af"] = json!("inet6");
         }
+    } else {
+        v["proto"] = json!(k.proto);
+        v["vip"] = json!(k.vip);
+        v["port"] = json!(k.port);
     }
 }
 
@@ -113,9 +161,18 @@ pub enum Request {
     },
     GetTimeouts,
     /// Replace every service with these, validated whole: all problems are
-    /// listed and nothing changes unless all is well.
+    /// listed and nothing changes unless all is well. With `fwmark_rules`,
+    /// the classifier's rules are replaced in the same step; without, they
+    /// stay (ipvsadm -R does not touch the firewall either).
     Load {
         services: Vec<ServiceConf>,
+        #[serde(default)]
+        fwmark_rules: Option<Vec<FwmarkRule>>,
+    },
+    /// Replace the fwmark classifier's rules (validated whole; the services
+    /// stay).
+    SetFwmarkRules {
+        rules: Vec<FwmarkRule>,
     },
     /// The configuration as `load` takes it.
     Dump,
@@ -184,6 +241,8 @@ pub struct PortReport {
 
 struct Master {
     confs: Vec<ServiceConf>,
+    /// The fwmark classifier's rules as configured (`dump` returns them).
+    rules: Vec<FwmarkRule>,
     registry: StateRegistry,
     /// Health of checked real servers, beside (never inside) the
     /// configuration; applied when a snapshot is built.
@@ -235,6 +294,7 @@ impl Control {
         Control {
             master: Mutex::new(Master {
                 confs: Vec::new(),
+                rules: Vec::new(),
                 registry: StateRegistry::new(conns.ids().clone()),
                 health: HashMap::new(),
             }),
@@ -266,12 +326,23 @@ impl Control {
             Request::List => Ok(self.list()),
             Request::Stats => Ok(self.stats()),
             Request::Connections { limit } => Ok(self.connections(limit.unwrap_or(usize::MAX))),
-            Request::Load { services } => {
+            Request::Load {
+                services,
+                fwmark_rules,
+            } => {
                 let n = services.len();
-                self.load(services)?;
+                self.load_with_rules(services, fwmark_rules)?;
                 Ok(json!({"ok": true, "services": n}))
             }
-            Request::Dump => Ok(json!({"ok": true, "services": self.services()})),
+            Request::SetFwmarkRules { rules } => {
+                let n = rules.len();
+                self.set_fwmark_rules(rules)?;
+                Ok(json!({"ok": true, "fwmark_rules": n}))
+            }
+            Request::Dump => {
+                let m = self.master.lock();
+                Ok(json!({"ok": true, "services": m.confs, "fwmark_rules": m.rules}))
+            }
             Request::GetTimeouts => {
                 let t = self.conns.timeouts();
                 Ok(json!({"ok": true, "timeouts": {
@@ -299,7 +370,29 @@ impl Control {
 
     /// Replace the whole service set (config load). Validated whole.
     pub fn load(&self, confs: Vec<ServiceConf>) -> Result<(), CtlError> {
-        self.apply(|c| {
+        self.load_with_rules(confs, None)
+    }
+
+    /// Replace the fwmark classifier's rules; the running configuration
+    /// stays as it is unless every rule is valid.
+    pub fn set_fwmark_rules(&self, rules: Vec<FwmarkRule>) -> Result<(), CtlError> {
+        let mut m = self.master.lock();
+        self.apply_rules_locked(&mut m, Some(rules), |_| Ok(()))
+    }
+
+    /// The fwmark classifier's rules as configured.
+    pub fn fwmark_rules(&self) -> Vec<FwmarkRule> {
+        self.master.lock().rules.clone()
+    }
+
+    /// [`Control::load`], replacing the fwmark rules too when given.
+    pub fn load_with_rules(
+        &self,
+        confs: Vec<ServiceConf>,
+        rules: Option<Vec<FwmarkRule>>,
+    ) -> Result<(), CtlError> {
+        let mut m = self.master.lock();
+        self.apply_rules_locked(&mut m, rules, |c| {
             *c = Vec::new();
             let mut errs = Vec::new();
             for s in confs {
@@ -419,9 +512,22 @@ impl Control {
         m: &mut Master,
         f: impl FnOnce(&mut Vec<ServiceConf>) -> Result<(), CtlError>,
     ) -> Result<(), CtlError> {
+        self.apply_rules_locked(m, None, f)
+    }
+
+    /// [`Control::apply_locked`] that can replace the fwmark rules too
+    /// (`Some`), validated with the rest before anything is published.
+    fn apply_rules_locked(
+        &self,
+        m: &mut Master,
+        rules: Option<Vec<FwmarkRule>>,
+        f: impl FnOnce(&mut Vec<ServiceConf>) -> Result<(), CtlError>,
+    ) -> Result<(), CtlError> {
         let mut next = m.confs.clone();
         f(&mut next)?;
         check_whole(&next)?;
+        let rules = rules.unwrap_or_else(|| m.rules.clone());
+        let classifier = check_rules(&rules, &self.local_ips)?;
         // Health of servers no longer configured, or no longer checked, goes.
         let checked: HashSet<DestKey> = next
             .iter()
@@ -434,8 +540,9 @@ impl Control {
             .collect();
         m.health.retain(|k, _| checked.contains(k));
         let down = m.down();
-        let table = ServiceTable::build_with_health(&next, &mut m.registry, &down)
+        let mut table = ServiceTable::build_with_health(&next, &mut m.registry, &down)
             .map_err(CtlError::invalid)?;
+        table.set_fwmark(classifier);
         let before = self.table.load();
         for s in table.iter() {
             let was = before
@@ -454,6 +561,7 @@ impl Control {
             }
         }
         m.confs = next;
+        m.rules = rules;
         self.table.store(Arc::new(table));
         self.generation.fetch_add(1, Relaxed);
         Ok(())
@@ -525,13 +633,14 @@ impl Control {
                     })
                     .collect();
                 let mut v = json!({
-                    "proto": c.proto, "vip": c.vip, "port": c.port, "sched": c.sched,
+                    "sched": c.sched,
                     "persistent": c.persistent, "netmask": c.netmask, "sched_flags": c.sched_flags,
                     "laddrs": c.laddrs, "client_addr": c.client_addr, "synproxy": c.synproxy,
                     "stats": m.registry.service_state(&key).map(|s| s.traffic.read()).unwrap_or_default(),
                     "rates": m.registry.service_state(&key).map(|s| s.est.read()).unwrap_or_default(),
                     "dests": dests,
                 });
+                key_fields(&mut v, &key);
                 if let Some(h) = &c.health {
                     v["health_check"] = json!(h);
                 }
@@ -640,12 +749,21 @@ impl Control {
         });
         self.conns.for_each_template(|t| {
             if out.len() < limit {
-                out.push(json!({
-                    "proto": t.key.proto, "state": "NONE", "template": true,
+                // A fwmark template is the kernel's <IPPROTO_IP, cnet, 0,
+                // fwmark, 0>: "proto": "ip", the mark as the "vip" address.
+                let mut v = json!({
+                    "proto": t.key.proto_name().to_ascii_lowercase(), "state": "NONE",
+                    "template": true,
                     "expires_ms": t.expires_ms().saturating_sub(now),
-                    "cip": t.key.src, "cport": 0, "vip": t.key.dst, "vport": t.key.dport,
+                    "cip": t.key.cnet, "cport": 0, "vip": t.key.vaddr, "vport": t.key.vport,
                     "dip": t.dip, "dport": t.dport, "controls": t.controlled(),
-                }));
+                });
+                if t.key.proto.is_none() {
+                    if let IpAddr::V4(a) = t.key.vaddr {
+                        v["fwmark"] = json!(u32::from(a));
+                    }
+                }
+                out.push(v);
             }
         });
         json!({"ok": true, "connections": out})
@@ -719,6 +837,7 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "del_laddr",
         "load",
         "dump",
+        "set_fwmark_rules",
     ];
     if !COMMANDS.contains(&cmd.as_str()) {
         return Err(CtlError::new(
@@ -730,7 +849,8 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "add_service" | "edit_service" | "del_service" | "zero" => &["service"],
         "add_dest" | "edit_dest" | "del_dest" => &["service", "dest"],
         "add_laddr" | "del_laddr" => &["service", "laddr"],
-        "load" => &["services"],
+        "load" => &["services", "fwmark_rules"],
+        "set_fwmark_rules" => &["rules"],
         "connections" => &["limit"],
         "set_timeouts" => &["timeouts"],
         _ => &[],
@@ -793,13 +913,24 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
             known.join(" ")
         )));
     }
+    if s.is_fwmark() && !s.vip.is_ipv4() {
+        return Err(CtlError::new(
+            "unsupported",
+            "IPv6 fwmark services are not supported yet",
+        ));
+    }
     if !s.vip.is_ipv4() {
         return Err(CtlError::new(
             "unsupported",
             "IPv6 virtual services are not supported yet",
         ));
     }
-    if unusable(s.vip) {
+    if s.is_fwmark() && (s.port != 0 || !s.vip.is_unspecified() || s.proto != Proto::Tcp) {
+        return Err(CtlError::invalid(
+            "a fwmark service has no proto, vip or port of its own",
+        ));
+    }
+    if !s.is_fwmark() && unusable(s.vip) {
         return Err(CtlError::invalid(format!(
             "{} is not a usable virtual address",
             s.vip
@@ -807,7 +938,8 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
     }
     let flags = sched::SchedFlags::parse(&s.sched, &s.sched_flags).map_err(CtlError::invalid)?;
     s.sched_flags = flags.names(&s.sched);
-    if s.port == 0 && s.persistent.is_none() {
+    // ipvsadm: `!ce.svc.fwmark && !ce.svc.port && !persistent` fails.
+    if s.port == 0 && s.persistent.is_none() && !s.is_fwmark() {
         return Err(CtlError::invalid(
             "zero port specified for non-persistent service",
         ));
@@ -824,7 +956,7 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
         check_health(h)?;
     }
     if let Some(sorry) = &mut s.sorry_server {
-        check_sorry(sorry, s.port)?;
+        check_sorry(sorry, s.port, s.fwmark != 0)?;
         if local.contains(&sorry.ip) {
             return Err(CtlError::invalid(format!(
                 "sorry server: {} is the director's own address",
@@ -842,7 +974,8 @@ fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
 
 /// A sorry server is a real server that stands in: the same address rules,
 /// and DR/TUN use the service's port. Port 0 becomes the service port.
-fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
+/// A fwmark service has no port, so any port goes (as for its real servers).
+fn check_sorry(sorry: &mut SorryServer, svc_port: u16, fwmark: bool) -> Result<(), CtlError> {
     if sorry.port == 0 {
         sorry.port = svc_port;
     }
@@ -859,8 +992,9 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16) -> Result<(), CtlError> {
         )));
     }
     // DR/TUN cannot map ports: they use the service's, as ipvsadm sets
-    // `ce.dest.port = ce.svc.port` (ipvsadm.c `process_options`).
-    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) {
+    // `ce.dest.port = ce.svc.port` (ipvsadm.c `process_options`), except
+    // for fwmark services ("Don't worry about this if fwmark is used").
+    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && !fwmark {
         sorry.port = svc_port;
     }
     Ok(())
@@ -917,7 +1051,9 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
     // with the service's, as ipvsadm sends it (`ce.dest.port =
     // ce.svc.port` in ipvsadm.c `process_options`), so a keepalived DR
     // real_server on another port imports as it runs under the kernel.
-    if matches!(d.fwd, Forward::Dr | Forward::Tun) {
+    // ipvsadm: "Don't worry about this if fwmark is used" (a fwmark
+    // service has no port; DR/TUN forward the packet's own port).
+    if matches!(d.fwd, Forward::Dr | Forward::Tun) && !s.is_fwmark() {
         d.port = s.port;
     }
     Ok(d)
@@ -996,6 +1132,28 @@ fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), Ct
         )));
     }
     Ok(())
+}
+
+/// The fwmark rules compiled, or every problem with them in one error. A
+/// single-address rule must not be one of the director's own addresses
+/// (its traffic is never classified: see the data path).
+fn check_rules(rules: &[FwmarkRule], local: &[IpAddr]) -> Result<Classifier, CtlError> {
+    let mut errs: Vec<String> = match Classifier::build(rules) {
+        Ok(c) => {
+            let own: Vec<String> = c
+                .hosts()
+                .filter(|(ip, _)| local.contains(&IpAddr::V4(*ip)))
+                .map(|(ip, _)| format!("fwmark_rules: {ip} is the director's own address"))
+                .collect();
+            if own.is_empty() {
+                return Ok(c);
+            }
+            own
+        }
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    errs.dedup();
+    Err(CtlError::invalid(errs.join("; ")))
 }
 
 /// Rules that span a whole service: FULLNAT servers need a local address;
@@ -1170,6 +1328,187 @@ mod tests {
             &c,
             r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.102","port":80,"persistent":60,"netmask":"255.0.255.0"}}"#,
         );
+    }
+
+    const RULES: &str = r#"[{"mark":1,"dst":"10.0.0.100/32","proto":"tcp","ports":"80,443"},
+        {"mark":2,"dst":"10.0.2.0/24","proto":"udp","ports":"1000-2000"}]"#;
+
+    #[test]
+    fn fwmark_service_round_trip() {
+        let c = ctl();
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"fwmark":1,"sched":"rr","persistent":300}}"#,
+        );
+        // Real servers without a port keep port 0 (the packet's port), as
+        // ipvsadm's `-r ip` under `-f` (svc.port is 0); DR may not map
+        // ports elsewhere, but a fwmark service has none to map.
+        ok(
+            &c,
+            r#"{"cmd":"add_dest","service":{"fwmark":1},"dest":{"ip":"10.0.1.11","fwd":"nat"}}"#,
+        );
+        ok(
+            &c,
+            r#"{"cmd":"add_dest","service":{"fwmark":1,"af":"inet"},"dest":{"ip":"10.0.1.12","port":8443,"fwd":"dr"}}"#,
+        );
+        ok(
+            &c,
+            &format!(r#"{{"cmd":"set_fwmark_rules","rules":{RULES}}}"#),
+        );
+        let l = ok(&c, r#"{"cmd":"list"}"#);
+        let s = &l["services"][0];
+        assert_eq!(s["fwmark"], 1);
+        assert_eq!(s["persistent"], 300);
+        for k in ["proto", "vip", "port", "af"] {
+            assert!(s.get(k).is_none(), "{k} in {s}");
+        }
+        assert_eq!(s["dests"][0]["port"], 0);
+        assert_eq!(s["dests"][1]["port"], 8443);
+        let d = ok(&c, r#"{"cmd":"dump"}"#);
+        assert_eq!(
+            d["services"][0],
+            json!({"fwmark": 1, "sched": "rr", "persistent": 300, "netmask": "255.255.255.255",
+                   "dests": [
+                     {"ip": "10.0.1.11", "port": 0, "weight": 1, "fwd": "nat", "u_threshold": 0, "l_threshold": 0},
+                     {"ip": "10.0.1.12", "port": 8443, "weight": 1, "fwd": "dr", "u_threshold": 0, "l_threshold": 0}]})
+        );
+        let rules: Value = serde_json::from_str(RULES).unwrap();
+        assert_eq!(d["fwmark_rules"], rules);
+        // What dump gives, load takes: into a fresh daemon, identically.
+        let c2 = ctl();
+        ok(
+            &c2,
+            &json!({"cmd": "load", "services": d["services"], "fwmark_rules": d["fwmark_rules"]})
+                .to_string(),
+        );
+        let d2 = ok(&c2, r#"{"cmd":"dump"}"#);
+        assert_eq!(d, d2);
+        // The snapshot: the /32 rule's address is answered for (a VIP), the
+        // classifier is the one configured.
+        let t = c2.table.load();
+        assert!(t.is_vip("10.0.0.100".parse().unwrap()));
+        assert_eq!(t.fwmark_rules().len(), 2);
+        let svc = t
+            .find_new(Proto::Tcp, "10.0.0.100".parse().unwrap(), 443, true)
+            .unwrap();
+        assert_eq!(svc.conf.fwmark, 1);
+        // Mark 2 has no service: falls through to the (absent) VIP service.
+        assert!(t
+            .find_new(Proto::Udp, "10.0.2.9".parse().unwrap(), 1500, false)
+            .is_none());
+        // del_dest / zero / del_service by mark.
+        ok(
+            &c,
+            r#"{"cmd":"del_dest","service":{"fwmark":1},"dest":{"ip":"10.0.1.11"}}"#,
+        );
+        ok(&c, r#"{"cmd":"zero","service":{"fwmark":1}}"#);
+        assert_eq!(
+            err(&c, r#"{"cmd":"del_service","service":{"fwmark":2}}"#).0,
+            "not_found"
+        );
+        ok(&c, r#"{"cmd":"del_service","service":{"fwmark":1}}"#);
+        assert!(ok(&c, r#"{"cmd":"list"}"#)["services"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        // ipvsadm -C leaves the firewall alone: the rules stay.
+        ok(&c, r#"{"cmd":"clear"}"#);
+        assert_eq!(ok(&c, r#"{"cmd":"dump"}"#)["fwmark_rules"], rules);
+    }
+
+    #[test]
+    fn fwmark_bad_input_is_refused_and_changes_nothing() {
+        let c = ctl();
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"fwmark":1,"sched":"rr","dests":[{"ip":"10.0.1.11","fwd":"nat"}]}}"#,
+        );
+        ok(
+            &c,
+            &format!(r#"{{"cmd":"set_fwmark_rules","rules":{RULES}}}"#),
+        );
+        let before = ok(&c, r#"{"cmd":"dump"}"#);
+        for (line, code, text) in [
+            (
+                r#"{"cmd":"add_service","service":{"fwmark":1,"proto":"tcp"}}"#,
+                "bad_request",
+                "no `proto`",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"fwmark":0}}"#,
+                "bad_request",
+                "invalid fwmark 0",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"fwmark":1,"fwmark":2}}"#,
+                "bad_request",
+                "duplicate field",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"fwmark":3,"af":"inet6"}}"#,
+                "unsupported",
+                "IPv6 fwmark",
+            ),
+            (
+                r#"{"cmd":"add_service","service":{"fwmark":1}}"#,
+                "exists",
+                "Service already exists",
+            ),
+            (
+                r#"{"cmd":"add_dest","service":{"fwmark":1,"port":80},"dest":{"ip":"10.0.1.12"}}"#,
+                "bad_request",
+                "mark alone",
+            ),
+            (
+                r#"{"cmd":"set_fwmark_rules","rules":[{"mark":1,"dst":"10.0.0.0/16"},{"mark":3,"dst":"10.0.0.100","proto":"tcp","ports":"443"}]}"#,
+                "invalid",
+                "fwmark_rules[1]: can never match",
+            ),
+            (
+                r#"{"cmd":"set_fwmark_rules","rules":[{"mark":1,"dst":"10.0.1.1"}]}"#,
+                "invalid",
+                "director's own address",
+            ),
+            (
+                r#"{"cmd":"set_fwmark_rules","rules":[{"mark":1,"dst":"10.0.0.1/24","ports":"9-1"}]}"#,
+                "invalid",
+                "host bits set",
+            ),
+            (
+                r#"{"cmd":"load","services":[],"fwmark_rules":[{"mark":0,"dst":"10.0.0.1"}]}"#,
+                "invalid",
+                "mark must be",
+            ),
+        ] {
+            let (got, msg) = err(&c, line);
+            assert_eq!(got, code, "{line}: {msg}");
+            assert!(msg.contains(text), "{line}: {msg}");
+        }
+        assert_eq!(ok(&c, r#"{"cmd":"dump"}"#), before);
+        // `load` without fwmark_rules keeps the rules (as ipvsadm -R).
+        ok(
+            &c,
+            &json!({"cmd": "load", "services": before["services"]}).to_string(),
+        );
+        assert_eq!(ok(&c, r#"{"cmd":"dump"}"#), before);
+        // DR servers of a fwmark service may have any port, sorry server too.
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"fwmark":4,"sorry_server":{"ip":"10.0.1.13","port":8080,"fwd":"dr"},
+                "dests":[{"ip":"10.0.1.11","port":443,"fwd":"dr"}]}}"#,
+        );
+        // Elsewhere a DR sorry server takes the service's port, as ipvsadm.
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.9","port":80,"sorry_server":{"ip":"10.0.1.13","port":8080,"fwd":"dr"}}}"#,
+        );
+        let d = ok(&c, r#"{"cmd":"dump"}"#);
+        let svcs = d["services"].as_array().unwrap();
+        let fw4 = svcs.iter().find(|s| s["fwmark"] == 4).unwrap();
+        assert_eq!(fw4["sorry_server"]["port"], 8080);
+        assert_eq!(fw4["dests"][0]["port"], 443);
+        let v9 = svcs.iter().find(|s| s["vip"] == "10.0.0.9").unwrap();
+        assert_eq!(v9["sorry_server"]["port"], 80);
     }
 
     #[test]
@@ -1473,6 +1812,7 @@ mod tests {
                 proto: Proto::Tcp,
                 vip: "10.0.0.100".parse().unwrap(),
                 port: 80,
+                fwmark: 0,
             },
             ip.parse().unwrap(),
             80,

@@ -95,17 +95,57 @@ pub enum ClientAddr {
     ProxyV2,
 }
 
-/// Identity of a virtual service: protocol, VIP and port.
+/// Identity of a virtual service: protocol, VIP and port; or, for a fwmark
+/// service (`fwmark` != 0), the mark and the address family (the family of
+/// `vip`, which is then 0.0.0.0 or ::, with proto TCP and port 0, the
+/// values ipvsadm's `-f` fills in).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct ServiceKey {
     pub proto: Proto,
     pub vip: IpAddr,
     pub port: u16,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fwmark: u32,
+}
+
+impl ServiceKey {
+    /// A `<proto, vip, port>` service.
+    pub fn new(proto: Proto, vip: IpAddr, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto,
+            vip,
+            port,
+            fwmark: 0,
+        }
+    }
+    /// The fwmark service of `mark` (`ipvsadm -f mark`, `-6` for IPv6).
+    pub fn fwmark(mark: u32, inet6: bool) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: unspecified(inet6),
+            port: 0,
+            fwmark: mark,
+        }
+    }
+}
+
+/// The placeholder address of a fwmark service of either family.
+fn unspecified(inet6: bool) -> IpAddr {
+    if inet6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let proto = self.proto.upper();
+        if self.fwmark != 0 {
+            // ipvsadm's listing: "FWM  1", "FWM  1 IPv6".
+            let v6 = if self.vip.is_ipv6() { " IPv6" } else { "" };
+            return write!(f, "FWM {}{v6}", self.fwmark);
+        }
         match self.vip {
             IpAddr::V4(a) => write!(f, "{proto} {a}:{}", self.port),
             IpAddr::V6(a) => write!(f, "{proto} [{a}]:{}", self.port),
@@ -269,12 +309,20 @@ pub struct SorryServer {
 }
 
 /// A virtual service as configured (control-plane data).
+///
+/// A fwmark service (`fwmark` != 0) has proto TCP, vip 0.0.0.0 (or :: for
+/// IPv6) and port 0 here, as ipvsadm fills them in for `-f`; in JSON it
+/// carries `"fwmark": N` (and `"af": "inet6"` for IPv6) instead of
+/// proto/vip/port (see the `Serialize`/`Deserialize` impls below).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct ServiceConf {
     pub proto: Proto,
     pub vip: IpAddr,
     pub port: u16,
+    /// Firewall mark of a fwmark service (`ipvsadm -f`); 0 = none.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fwmark: u32,
     #[serde(default = "default_sched")]
     pub sched: String,
     /// Persistence timeout in seconds (`-p`); None = not persistent.
@@ -308,13 +356,117 @@ pub struct ServiceConf {
     pub dests: Vec<DestConf>,
 }
 
+impl Serialize for ServiceConf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        if self.fwmark == 0 {
+            return ServiceConf::serialize(self, s);
+        }
+        let mut v = ServiceConf::serialize(self, serde_json::value::Serializer)
+            .map_err(S::Error::custom)?;
+        if let Some(o) = v.as_object_mut() {
+            for k in ["proto", "vip", "port"] {
+                o.remove(k);
+            }
+            if self.vip.is_ipv6() {
+                o.insert("af".into(), "inet6".into());
+            }
+        }
+        v.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceConf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+        let mut m = UniqueMap::deserialize(d)?.0;
+        let af = match m.remove("af") {
+            None => None,
+            Some(Value::String(a)) if a == "inet" => Some(false),
+            Some(Value::String(a)) if a == "inet6" => Some(true),
+            Some(a) => {
+                return Err(D::Error::custom(format!(
+                    "af must be \"inet\" or \"inet6\", not {a}"
+                )))
+            }
+        };
+        if let Some(f) = m.get("fwmark") {
+            let mark = f
+                .as_u64()
+                .filter(|n| (1..=u32::MAX as u64).contains(n))
+                .ok_or_else(|| {
+                    D::Error::custom(format!("invalid fwmark {f}: must be 1..=4294967295"))
+                })?;
+            if let Some(k) = ["proto", "vip", "port"]
+                .into_iter()
+                .find(|k| m.contains_key(*k))
+            {
+                return Err(D::Error::custom(format!(
+                    "a fwmark service has no `{k}` (its packets are the ones the fwmark rules mark {mark})"
+                )));
+            }
+            let inet6 = af.unwrap_or(false);
+            m.insert("proto".into(), "tcp".into());
+            m.insert("vip".into(), unspecified(inet6).to_string().into());
+            m.insert("port".into(), 0.into());
+        } else if let (Some(inet6), Some(vip)) = (af, m.get("vip").and_then(Value::as_str)) {
+            // Only for a fwmark service does "af" say something; elsewhere
+            // it must agree with the VIP.
+            if vip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6() != inet6) {
+                return Err(D::Error::custom(format!(
+                    "af {} does not match vip {vip}",
+                    if inet6 { "inet6" } else { "inet" }
+                )));
+            }
+        }
+        ServiceConf::deserialize(Value::Object(m)).map_err(D::Error::custom)
+    }
+}
+
+/// A JSON object read with duplicate keys refused (a `serde_json::Value`
+/// would keep the last one silently).
+struct UniqueMap(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a service object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueMap, A::Error> {
+                use serde::de::Error;
+                let mut m = serde_json::Map::new();
+                while let Some((k, v)) = a.next_entry::<String, serde_json::Value>()? {
+                    if m.contains_key(&k) {
+                        return Err(A::Error::custom(format!("duplicate field `{k}`")));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(UniqueMap(m))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl ServiceConf {
     pub fn key(&self) -> ServiceKey {
         ServiceKey {
             proto: self.proto,
             vip: self.vip,
             port: self.port,
+            fwmark: self.fwmark,
         }
+    }
+    /// A fwmark service (`ipvsadm -f`).
+    pub fn is_fwmark(&self) -> bool {
+        self.fwmark != 0
     }
     /// The health check that applies to `d`: its own, else the service's.
     pub fn check_for<'a>(&'a self, d: &'a DestConf) -> Option<&'a HealthCheck> {
@@ -763,6 +915,8 @@ pub struct ServiceTable {
     vips: HashSet<IpAddr, foldhash::fast::FixedState>,
     /// FULLNAT local addresses of every service.
     lips: HashSet<IpAddr, foldhash::fast::FixedState>,
+    /// The fwmark classifier (see [`crate::fwmark`]); empty: no marks.
+    fwmark: crate::fwmark::Classifier,
     /// Services in the order they were added (ipvsadm lists in its own hash
     /// order; we list in configuration order, which is stable).
     order: Vec<ServiceKey>,
@@ -828,7 +982,9 @@ impl ServiceTable {
             }
             let flags = sched::SchedFlags::parse(&c.sched, &c.sched_flags)?;
             let sched = sched::build(&c.sched, &dests, flags).map_err(|e| e.to_string())?;
-            t.vips.insert(c.vip);
+            if !c.is_fwmark() {
+                t.vips.insert(c.vip);
+            }
             t.lips.extend(c.laddrs.iter().copied());
             t.order.push(key);
             t.services.insert(
@@ -849,6 +1005,44 @@ impl ServiceTable {
     pub fn get(&self, key: &ServiceKey) -> Option<&Service> {
         self.services.get(key)
     }
+    /// Attach the fwmark classifier. The single addresses of its rules
+    /// (/32) whose mark has an IPv4 fwmark service become VIPs: the
+    /// director answers ARP and pings for them. Wider prefixes must be
+    /// routed to the director (it answers no ARP for a whole range).
+    pub fn set_fwmark(&mut self, c: crate::fwmark::Classifier) {
+        for (ip, mark) in c.hosts() {
+            if self.services.contains_key(&ServiceKey::fwmark(mark, false)) {
+                self.vips.insert(IpAddr::V4(ip));
+            }
+        }
+        self.fwmark = c;
+    }
+    /// The fwmark classifier of this snapshot.
+    #[inline]
+    pub fn fwmark_rules(&self) -> &crate::fwmark::Classifier {
+        &self.fwmark
+    }
+    /// The service a new IPv4 flow to `dst:dport` belongs to, as the
+    /// kernel's `ip_vs_service_find`: the fwmark service of the packet's
+    /// mark (from the classifier) first, then, if `dst` is a VIP, the
+    /// `<proto, vip, port>` service and the port-zero one ([`Self::find`]).
+    /// A mark without a fwmark service falls through, as in the kernel.
+    #[inline]
+    pub fn find_new(&self, proto: Proto, dst: Ipv4Addr, dport: u16, vip: bool) -> Option<&Service> {
+        if !self.fwmark.is_empty() {
+            let mark = self.fwmark.classify(proto, dst, dport);
+            if mark != 0 {
+                if let Some(s) = self.services.get(&ServiceKey::fwmark(mark, false)) {
+                    return Some(s);
+                }
+            }
+        }
+        if vip {
+            self.find(proto, IpAddr::V4(dst), dport)
+        } else {
+            None
+        }
+    }
     #[inline]
     pub fn is_vip(&self, ip: IpAddr) -> bool {
         self.vips.contains(&ip)
@@ -864,14 +1058,10 @@ impl ServiceTable {
     #[inline]
     pub fn find(&self, proto: Proto, vip: IpAddr, port: u16) -> Option<&Service> {
         self.services
-            .get(&ServiceKey { proto, vip, port })
+            .get(&ServiceKey::new(proto, vip, port))
             .or_else(|| {
                 self.services
-                    .get(&ServiceKey {
-                        proto,
-                        vip,
-                        port: 0,
-                    })
+                    .get(&ServiceKey::new(proto, vip, 0))
                     .filter(|s| s.conf.persistent.is_some())
             })
     }
@@ -898,6 +1088,7 @@ mod tests {
                 proto: Proto::Tcp,
                 vip: "10.0.0.100".parse().unwrap(),
                 port: 80,
+                fwmark: 0,
                 sched: "mh".into(),
                 persistent: None,
                 netmask: default_netmask(),
