@@ -90,6 +90,11 @@ impl Decap {
         d
     }
 
+    /// Packets decapsulated so far.
+    fn ok_count(&self) -> usize {
+        self.lines().iter().filter(|x| x.starts_with("ok ")).count()
+    }
+
     fn lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -239,6 +244,7 @@ struct Round<'a> {
     topo: &'a Topology,
     socket: &'a Path,
     n: usize,
+    decaps: [&'a Decap; 2],
 }
 
 impl Round<'_> {
@@ -254,6 +260,8 @@ impl Round<'_> {
                        "dest": dest(ip, w)}),
             );
         }
+        let decapsulated = || self.decaps.iter().map(|d| d.ok_count()).sum::<usize>();
+        let before = decapsulated();
         let sw = t.sw_ns();
         let from_lb = Capture::start(
             &sw,
@@ -279,8 +287,27 @@ impl Round<'_> {
             }
         }
         assert_eq!((a, b), (self.n / 2, self.n / 2), "{name}: rr over both");
-        let lb = from_lb.frames();
+        // Stop the captures only when everything is through: the client's
+        // last packet of each connection (the ACK of the server's FIN) may
+        // still be on its way after curl exits. Readiness: every client
+        // socket to the VIP in TIME-WAIT (its last ACK sent); then, the
+        // client's capture stopped, the decapsulators (behind the
+        // director's capture point) have received as many packets.
+        let settled = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < settled {
+            let ss = ns_exec_ok(&t.client_ns(), &["ss", "-Htan", "dst", VIP]);
+            if ss.lines().all(|l| l.starts_with("TIME-WAIT")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let client = from_client.frames();
+        let want = before + client.len();
+        let settled = Instant::now() + Duration::from_secs(10);
+        while decapsulated() < want && Instant::now() < settled {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lb = from_lb.frames();
 
         let servers: HashMap<[u8; 4], ([u8; 6], Want)> = [
             ([10, 0, 1, 11], (mac(t.fact("RS1_MAC")), rs1)),
@@ -385,6 +412,7 @@ fn curl_through_gue_and_gre_to_user_space_decapsulating_real_servers() {
         topo: &topo,
         socket: &rvsd.socket,
         n: 10,
+        decaps: [&gue, &gre],
     };
     let mut total = (0, 0);
     for (name, rs1, rs2) in [
