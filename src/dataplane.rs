@@ -444,7 +444,8 @@ impl Dataplane {
                 let p = self.router.ports[port as usize];
                 let ident = cx.ident.get();
                 cx.ident.set(ident.wrapping_add(1));
-                match xmit::tun::encapsulate(frame, p.cidr.addr, rip, p.mtu, ident) {
+                let tun = conn.dest().tunnel();
+                match xmit::tun::encapsulate(frame, tun, p.cidr.addr, rip, p.mtu, ident) {
                     Ok(()) => Ok(rip),
                     Err(TunError::FragNeeded(mtu)) => {
                         let me = self.router.ports[in_port as usize];

@@ -321,6 +321,9 @@ fn real_server(
         u_threshold: 0,
         l_threshold: 0,
         health: None,
+        tun_type: None,
+        tun_port: None,
+        tun_csum: None,
     };
     let mut inhibit = false;
     for c in &r.children {

@@ -30,7 +30,7 @@ use crate::io::PortCounters;
 use crate::sched;
 use crate::service::{
     CheckKind, ClientAddr, DestConf, DestKey, Forward, HealthCheck, OnFailure, Proto, ServiceConf,
-    ServiceKey, ServiceTable, SorryServer, StateRegistry,
+    ServiceKey, ServiceTable, SorryServer, StateRegistry, TunType,
 };
 use crate::stats::{StatsSnapshot, WorkerStats};
 
@@ -628,6 +628,7 @@ impl Control {
                         if let Some(h) = &d.health {
                             v["health_check"] = json!(h);
                         }
+                        tunnel_fields(&mut v, d);
                         counters(&mut v, d.ip, d.port);
                         v
                     })
@@ -1000,6 +1001,23 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16, fwmark: bool) -> Result<(
     Ok(())
 }
 
+/// A TUN real server's encapsulation in `list`, defaults filled in (what
+/// `ipvsadm -S` prints): tun_type always, tun_port for gue, tun_csum for
+/// gue and gre.
+fn tunnel_fields(v: &mut Value, d: &DestConf) {
+    if d.fwd != Forward::Tun {
+        return;
+    }
+    let t = d.tunnel();
+    v["tun_type"] = json!(t.kind);
+    if t.kind == TunType::Gue {
+        v["tun_port"] = json!(t.port);
+    }
+    if t.kind != TunType::Ipip {
+        v["tun_csum"] = json!(t.csum);
+    }
+}
+
 fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<DestConf, CtlError> {
     if d.port == 0 {
         d.port = s.port;
@@ -1047,6 +1065,7 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             ),
         ));
     }
+    d.check_tunnel().map_err(CtlError::invalid)?;
     // DR/TUN cannot map ports: a real server on another port is stored
     // with the service's, as ipvsadm sends it (`ce.dest.port =
     // ce.svc.port` in ipvsadm.c `process_options`), so a keepalived DR

@@ -80,6 +80,71 @@ impl Forward {
     }
 }
 
+/// The encapsulation of a TUN real server (`ipvsadm --tun-type`, the
+/// kernel's `IP_VS_CONN_F_TUNNEL_TYPE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TunType {
+    /// IPv4 in IPv4 (protocol 4): the default.
+    #[default]
+    Ipip,
+    /// Generic UDP Encapsulation: outer UDP to the real server's `tun_port`
+    /// and a 4-byte GUE header.
+    Gue,
+    /// GRE (protocol 47), protocol type 0x0800.
+    Gre,
+}
+
+/// Checksum of a GUE/GRE encapsulation (`ipvsadm --tun-nocsum/--tun-csum/
+/// --tun-remcsum`, the kernel's `IP_VS_TUNNEL_ENCAP_FLAG_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TunCsum {
+    /// GUE: outer UDP checksum 0; GRE: no checksum field.
+    #[default]
+    Nocsum,
+    /// GUE: full outer UDP checksum; GRE: the checksum field (C bit).
+    Csum,
+    /// GUE remote checksum offload. The kernel adds the option only for a
+    /// packet whose inner checksum is still to be done (CHECKSUM_PARTIAL);
+    /// packets rvs forwards come complete from the wire, so, as the kernel
+    /// does for them, this is a full outer UDP checksum and no option.
+    Remcsum,
+}
+
+/// The tunnel a TUN real server's packets get: the data path reads it per
+/// packet from [`DestState::tunnel`], so an edit applies to established
+/// connections too (the kernel reads `cp->dest->tun_*` in
+/// `ip_vs_tunnel_xmit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Tunnel {
+    pub kind: TunType,
+    /// GUE destination port (0 for the other types).
+    pub port: u16,
+    pub csum: TunCsum,
+}
+
+impl Tunnel {
+    fn pack(self) -> u32 {
+        (self.kind as u32) << 24 | (self.csum as u32) << 16 | self.port as u32
+    }
+    fn unpack(v: u32) -> Tunnel {
+        Tunnel {
+            kind: match v >> 24 {
+                1 => TunType::Gue,
+                2 => TunType::Gre,
+                _ => TunType::Ipip,
+            },
+            csum: match (v >> 16) & 0xff {
+                1 => TunCsum::Csum,
+                2 => TunCsum::Remcsum,
+                _ => TunCsum::Nocsum,
+            },
+            port: v as u16,
+        }
+    }
+}
+
 /// How a FULLNAT real server learns the client's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -501,6 +566,74 @@ pub struct DestConf {
     /// This server's own health check (overrides the service's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// TUN only: the encapsulation; absent = ipip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_type: Option<TunType>,
+    /// GUE only, and required there: the outer UDP destination port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_port: Option<u16>,
+    /// GUE/GRE only: the encapsulation's checksum; absent = nocsum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_csum: Option<TunCsum>,
+}
+
+impl DestConf {
+    /// The tunnel this real server's packets get, defaults filled in.
+    pub fn tunnel(&self) -> Tunnel {
+        Tunnel {
+            kind: self.tun_type.unwrap_or_default(),
+            port: self.tun_port.unwrap_or(0),
+            csum: self.tun_csum.unwrap_or_default(),
+        }
+    }
+
+    /// The tunnel options' rules: ipvsadm 1.31's (`process_options`: "Only
+    /// tunneling allows tunnel options"; `tunnel_opt_check` over the
+    /// `tunnel_types_v_options` table: ipip takes none, gue needs
+    /// `--tun-port` and one checksum option, gre one of nocsum/csum) and the
+    /// kernel's (`ip_vs_add_dest`/`ip_vs_edit_dest`: GUE with port 0 is
+    /// EINVAL, "tunnel port is zero"). The messages are ipvsadm's.
+    pub fn check_tunnel(&self) -> Result<(), String> {
+        let given = self.tun_type.is_some() || self.tun_port.is_some() || self.tun_csum.is_some();
+        if self.fwd != Forward::Tun {
+            return if given {
+                Err("Tunnel options conflict with forward method".into())
+            } else {
+                Ok(())
+            };
+        }
+        let kind = self.tun_type.unwrap_or_default();
+        let name = match kind {
+            TunType::Ipip => "ipip",
+            TunType::Gue => "gue",
+            TunType::Gre => "gre",
+        };
+        let illegal = |opt: &str| {
+            Err(format!(
+                "Illegal '{opt}' option with the '{name}' tunnel type"
+            ))
+        };
+        match (kind, self.tun_port) {
+            (TunType::Gue, None) => {
+                return Err(
+                    "You need to supply the 'tun-port' option for the 'gue' tunnel type".into(),
+                )
+            }
+            (TunType::Gue, Some(0)) => return Err("tunnel port is zero".into()),
+            (TunType::Gue, Some(_)) => {}
+            (_, Some(_)) => return illegal("tun-port"),
+            (_, None) => {}
+        }
+        match (kind, self.tun_csum) {
+            (_, None) | (TunType::Gue, Some(_)) => Ok(()),
+            (TunType::Gre, Some(TunCsum::Nocsum | TunCsum::Csum)) => Ok(()),
+            (_, Some(c)) => illegal(match c {
+                TunCsum::Nocsum => "tun-nocsum",
+                TunCsum::Csum => "tun-csum",
+                TunCsum::Remcsum => "tun-remcsum",
+            }),
+        }
+    }
 }
 
 /// Traffic counters shared by a service or real server and every snapshot
@@ -595,9 +728,22 @@ pub struct DestState {
     pub traffic: TrafficCounters,
     /// Rate estimator over `traffic` (ipvsadm --rate).
     pub est: crate::est::Estimator,
+    /// The encapsulation for TUN, packed: read it with
+    /// [`DestState::tunnel`], write it with [`DestState::set_tunnel`].
+    pub tun_packed: AtomicU32,
 }
 
 impl DestState {
+    /// The encapsulation the data path gives this server's TUN packets.
+    #[inline]
+    pub fn tunnel(&self) -> Tunnel {
+        Tunnel::unpack(self.tun_packed.load(Relaxed))
+    }
+    /// Set by the control plane on every snapshot build.
+    pub fn set_tunnel(&self, t: Tunnel) {
+        self.tun_packed.store(t.pack(), Relaxed);
+    }
+
     /// The kernel's `ip_vs_dest_conn_overhead`: (active << 8) + inactive.
     pub fn overhead(&self) -> u32 {
         (self.active.load(Relaxed) << 8).wrapping_add(self.inactive.load(Relaxed))
@@ -955,6 +1101,7 @@ impl ServiceTable {
                 }
                 let state = reg.dest(key, d.ip, port, weight)?;
                 state.set_thresholds(d.u_threshold, d.l_threshold);
+                state.set_tunnel(d.tunnel());
                 dests.push(Dest {
                     ip: d.ip,
                     port,
@@ -969,6 +1116,7 @@ impl ServiceTable {
                 if !dests.iter().any(|d| d.weight > 0) {
                     let state = reg.dest(key, ip, port, 1)?;
                     state.set_thresholds(0, 0);
+                    state.set_tunnel(Tunnel::default());
                     dests.push(Dest {
                         ip,
                         port,
@@ -1106,6 +1254,9 @@ mod tests {
                     u_threshold: 0,
                     l_threshold: 0,
                     health: None,
+                    tun_type: None,
+                    tun_port: None,
+                    tun_csum: None,
                 }],
             }]
         };
