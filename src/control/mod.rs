@@ -1559,11 +1559,13 @@ mod tests {
             "sorry not a dest"
         );
         // A quiesced server with configured weight 0 does not count either.
-        // rs1 back: the sorry server goes.
+        // rs1 back: the sorry server goes. rs1 rejoins the list as its
+        // newest server, as keepalived's `-a` puts it at the head of a
+        // kernel director's list (the snapshot lists oldest first).
         event(&c, "10.0.1.11", true);
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+            vec![("10.0.1.12".into(), 80, 0), ("10.0.1.11".into(), 80, 2)]
         );
         // An event without a transition only counts.
         c.health_event(HealthEvent {
@@ -1590,7 +1592,7 @@ mod tests {
         assert_eq!(c.services()[0].dests[1].weight, 5);
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+            vec![("10.0.1.12".into(), 80, 0), ("10.0.1.11".into(), 80, 2)]
         );
         // Without its check (nor the service's) a server is never held down.
         ok(
@@ -1605,7 +1607,7 @@ mod tests {
         );
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 5)]
+            vec![("10.0.1.12".into(), 80, 5), ("10.0.1.11".into(), 80, 2)]
         );
         let l = ok(&c, r#"{"cmd":"list"}"#);
         assert_eq!(l["services"][0]["dests"][1]["health"], "unchecked");
