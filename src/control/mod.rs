@@ -535,6 +535,9 @@ impl Control {
                 if let Some(h) = &c.health {
                     v["health_check"] = json!(h);
                 }
+                if c.ops {
+                    v["ops"] = json!(true);
+                }
                 if let (Some(sorry), Some((ip, port))) = (&c.sorry_server, c.sorry_addr()) {
                     let mut sv = json!({
                         "ip": ip, "port": port, "fwd": sorry.fwd,
@@ -810,6 +813,13 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
     if s.port == 0 && s.persistent.is_none() {
         return Err(CtlError::invalid(
             "zero port specified for non-persistent service",
+        ));
+    }
+    // ipvsadm.c: "One-Packet Scheduling is only for UDP virtual services"
+    // (the kernel itself applies the flag to UDP packets only).
+    if s.ops && s.proto != crate::service::Proto::Udp {
+        return Err(CtlError::invalid(
+            "one-packet scheduling (ops) is only for UDP virtual services",
         ));
     }
     if s.persistent == Some(0) {

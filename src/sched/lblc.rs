@@ -365,4 +365,40 @@ mod tests {
         l.table.lock().run_timers(420_000);
         assert_eq!(l.table.lock().len(), 16385 - in_bucket_1);
     }
+    #[test]
+    fn timer_runs_from_creation_not_from_the_first_pick() {
+        // ip_vs_lblc_init_svc arms the timer CHECK_EXPIRE_INTERVAL after the
+        // service is created: with creation at 0, full sweeps (every 30th
+        // run) are at k * 30 min. A binding first used at 10 min (lastuse
+        // 10 min) survives the sweep at 24 h 10 min (not a sweep time) and
+        // goes on the one at 24 h 30 min, the first with now >= 10 min +
+        // 24 h. A timer started by the first pick would sweep at 10 min +
+        // k * 30 min and drop it at exactly 24 h 10 min.
+        const MIN: u64 = 60 * 1000;
+        let d = dests(&[(1, 0, 0), (1, 0, 0)]);
+        let s = lblc0();
+        assert_eq!(pick(&*s, &d, D, 10 * MIN), 2);
+        active(&d, 1, 1);
+        assert_eq!(pick(&*s, &d, D, DAY + 10 * MIN), 2);
+        // (that pick refreshed lastuse; start again for the expiry itself)
+        let s = lblc0();
+        active(&d, 1, 0);
+        assert_eq!(pick(&*s, &d, D, 10 * MIN), 2);
+        active(&d, 1, 1);
+        assert_eq!(
+            pick(&*s, &d, Ipv4Addr::new(198, 51, 100, 99), DAY + 29 * MIN),
+            1
+        );
+        assert_eq!(pick(&*s, &d, D, DAY + 30 * MIN), 1);
+    }
+
+    #[test]
+    fn buckets_are_hash_32_of_the_address() {
+        // ip_vs_lblc_hashkey = hash_32(ntohl(addr), 10): the top 10 bits of
+        // addr * 0x61C88647. 10.0.0.100 = 0x0A000064: product 0xF85473BC,
+        // top 10 bits 0b1111100001 = 993. (The old `* 2654435761 & 1023`
+        // gave 0x0A000064 * 0x9E3779B1 mod 1024 = 0x64 * 0x1B1 mod 1024 =
+        // 100 * 433 = 43300 mod 1024 = 292.)
+        assert_eq!(hashkey(0x0A00_0064), 993);
+    }
 }

@@ -298,6 +298,12 @@ pub struct ServiceConf {
     /// the client's ACK. TCP, NAT and FULLNAT only, not with PROXY v2.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synproxy: bool,
+    /// One-packet scheduling (ipvsadm `-o`/`--ops`, the kernel's
+    /// `IP_VS_SVC_F_ONEPACKET`): every UDP datagram is scheduled on its own
+    /// and its connection entry ends as soon as it is forwarded
+    /// (`IP_VS_CONN_F_ONE_PACKET`). UDP services only, as ipvsadm checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ops: bool,
     /// Health check for every real server without its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
@@ -1076,6 +1082,7 @@ mod tests {
                 laddrs: vec![],
                 client_addr: ClientAddr::None,
                 synproxy: false,
+                ops: false,
                 health: None,
                 sorry_server: None,
                 dests: vec![DestConf {
