@@ -725,11 +725,23 @@ impl SchedEntry {
     /// removal), then edits (`-e`, a quiesce), then additions (`-a`, which
     /// `new` has last: see [`order_like`]).
     fn update(&mut self, new: &[Dest]) {
+        let same = self.dests.len() == new.len()
+            && self
+                .dests
+                .iter()
+                .zip(new)
+                .all(|(a, b)| a.state.id == b.state.id && !dest_edited(a, b));
+        if same {
+            // Nothing this service's scheduler sees changed (the common
+            // case: another service was edited).
+            self.dests = new.to_vec();
+            return;
+        }
+        let in_new: HashMap<u32, &Dest> = new.iter().map(|d| (d.state.id, d)).collect();
         let mut cur = std::mem::take(&mut self.dests);
         let mut i = 0;
         while i < cur.len() {
-            let id = cur[i].state.id;
-            if new.iter().any(|d| d.state.id == id) {
+            if in_new.contains_key(&cur[i].state.id) {
                 i += 1;
                 continue;
             }
@@ -738,16 +750,15 @@ impl SchedEntry {
             self.inst.del_dest(&before, i, &cur);
         }
         for i in 0..cur.len() {
-            let Some(d) = new.iter().find(|d| d.state.id == cur[i].state.id) else {
-                continue;
-            };
+            let d = in_new[&cur[i].state.id];
             if dest_edited(&cur[i], d) {
                 cur[i] = d.clone();
                 self.inst.upd_dest(&cur, i);
             }
         }
+        let in_cur: HashSet<u32> = cur.iter().map(|d| d.state.id).collect();
         for d in new {
-            if !cur.iter().any(|c| c.state.id == d.state.id) {
+            if !in_cur.contains(&d.state.id) {
                 cur.push(d.clone());
                 self.inst.add_dest(&cur, cur.len() - 1);
             }
@@ -766,12 +777,20 @@ impl SchedEntry {
 /// A server that a health check removed and restored therefore comes back
 /// as the newest, as keepalived's `-d` then `-a` does on a kernel director.
 fn order_like(prev: &[Dest], mut dests: Vec<Dest>) -> Vec<Dest> {
-    let rank = |d: &Dest| {
-        prev.iter()
-            .position(|p| p.state.id == d.state.id)
-            .unwrap_or(usize::MAX)
-    };
-    dests.sort_by_key(rank);
+    if prev.len() == dests.len()
+        && prev
+            .iter()
+            .zip(&dests)
+            .all(|(p, d)| p.state.id == d.state.id)
+    {
+        return dests;
+    }
+    let rank: HashMap<u32, usize> = prev
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.state.id, i))
+        .collect();
+    dests.sort_by_key(|d| rank.get(&d.state.id).copied().unwrap_or(usize::MAX));
     dests
 }
 
