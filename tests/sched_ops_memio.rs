@@ -121,6 +121,44 @@ fn ops_schedules_every_datagram_and_keeps_no_entry() {
 }
 
 #[test]
+fn nat_replies_of_ops_datagrams_have_no_entry_and_persistence_still_holds() {
+    let mut r = rig();
+    dns_service(&r, true);
+    learn_neighbours(&mut r);
+    assert_eq!(queries(&mut r, 1), ["10.0.1.12"]);
+    // The real server's answer finds no entry to be translated by.
+    let reply = PacketBuilder::new()
+        .eth(RS2_MAC, DIR1_MAC)
+        .ipv4(rs2(), client())
+        .udp(53, 41000)
+        .payload(b"answer")
+        .build();
+    let before = r.drops("not_routed");
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    assert!(r.worker.io.take_tx(0).is_empty());
+    assert_eq!(r.drops("not_routed"), before + 1);
+
+    // A persistent ops service: the template (kept, as the kernel's
+    // ip_vs_sched_persist makes it without ONE_PACKET) pins the client,
+    // the per-datagram entries still go.
+    let mut r = rig();
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"rr","ops":true,"persistent":300}}"#);
+    for ip in ["10.0.1.11", "10.0.1.12"] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{DNS},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
+        ));
+    }
+    learn_neighbours(&mut r);
+    assert_eq!(queries(&mut r, 3), ["10.0.1.12", "10.0.1.12", "10.0.1.12"]);
+    let conns = r.ctl(r#"{"cmd":"connections"}"#);
+    let listed = conns["connections"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{conns}");
+    assert_eq!(listed[0]["template"], true);
+    assert_eq!(listed[0]["controls"], 0, "no live entry under it: {conns}");
+}
+
+#[test]
 fn without_ops_the_flow_keeps_its_server_and_entry() {
     let mut r = rig();
     dns_service(&r, false);
