@@ -335,3 +335,148 @@ fn mh_table_after_each_change_is_the_one_for_the_new_list() {
     assert_eq!(a, b);
     assert!(a.contains(&3), "rs3 takes clients after its -a");
 }
+
+/// One step of a table-driven sequence on service A.
+enum Step {
+    /// `-a` rsN with a weight.
+    Add(u8, u32),
+    /// `-e` rsN to a weight.
+    Edit(u8, u32),
+    /// `-d` rsN.
+    Del(u8),
+    /// A change to service B only.
+    Other,
+    /// The next pick for client 192.0.2.1 to the VIP: rsN (0 = none).
+    Pick(u8),
+}
+
+fn run(sched: &str, flags: &str, steps: &[Step]) {
+    use Step::*;
+    let c = ctl();
+    add_service(&c, A, sched, flags);
+    add_service(&c, B, "wlc", "");
+    add(&c, B, 1, 1, "");
+    for (k, s) in steps.iter().enumerate() {
+        match *s {
+            Add(n, w) => add(&c, A, n, w, ""),
+            Edit(n, w) => edit(&c, A, n, w, ""),
+            Del(n) => del(&c, A, n),
+            Other => unrelated_change(&c, k as u32),
+            Pick(want) => assert_eq!(pick(&c), want, "{sched}: step {k}"),
+        }
+    }
+}
+
+#[test]
+fn hashing_schedulers_follow_each_change_with_hash_32() {
+    use Step::*;
+    // sh, client 192.0.2.1 = 0xC0000201: hash_32(x, 8) = top byte of
+    // x * 0x61C88647 = 0x32D51447 -> bucket 50. ip_vs_sh_reassign deals the
+    // 256 buckets round robin over the list (weight 1: one bucket each), so
+    // bucket 50 is list[50 % n]. Each -a/-d/-e rebuilds the table
+    // (ip_vs_sh_dest_changed); weight 0 keeps its one bucket but refuses.
+    // Fallback (ip_vs_sh_get_fallback): offset k probes bucket
+    // (50 + k + 50) & 255.
+    run(
+        "sh",
+        "",
+        &[
+            Add(1, 1),
+            Add(2, 1),
+            Pick(2), // [rs2 rs1]: 50 % 2 = 0
+            Other,
+            Pick(2),
+            Add(3, 1),
+            Pick(1), // [rs3 rs2 rs1]: 50 % 3 = 2
+            Del(1),
+            Pick(3), // [rs3 rs2]: 0
+            Edit(3, 0),
+            Pick(0), // quiesced, no fallback
+        ],
+    );
+    run(
+        "sh",
+        r#","sched_flags":["sh-fallback"]"#,
+        &[
+            Add(2, 1),
+            Add(3, 1),
+            Pick(3),
+            Edit(3, 0),
+            // offset 0: bucket 100 -> 100 % 2 = 0, rs3 (weight 0);
+            // offset 1: bucket 101 -> 1, rs2.
+            Pick(2),
+            Other,
+            Pick(2),
+            Edit(3, 1),
+            Pick(3),
+        ],
+    );
+    // dh, destination 10.0.0.100 = 0x0A000064: 0x0A000064 * 0x61C88647 =
+    // 0xF85473BC -> bucket 248; one bucket per server round robin
+    // (ip_vs_dh_reassign); no fallback.
+    run(
+        "dh",
+        "",
+        &[
+            Add(1, 1),
+            Add(2, 1),
+            Pick(2), // 248 % 2 = 0
+            Add(3, 1),
+            Pick(1), // 248 % 3 = 2
+            Other,
+            Pick(1),
+            Del(1),
+            Pick(3), // [rs3 rs2]: 0
+            Edit(3, 0),
+            Pick(0),
+        ],
+    );
+}
+
+#[test]
+fn stateless_schedulers_see_each_change() {
+    use Step::*;
+    // fo (ip_vs_fo_schedule): the highest weight, the first in the list on
+    // ties. ovf (ip_vs_ovf_schedule): likewise among servers whose
+    // ActiveConn <= weight (all idle here).
+    for sched in ["fo", "ovf"] {
+        run(
+            sched,
+            "",
+            &[
+                Add(1, 2),
+                Add(2, 1),
+                Pick(1),
+                Add(3, 2),
+                Pick(3), // list rs3 rs2 rs1: rs3 reaches 2 first
+                Edit(3, 1),
+                Pick(1),
+                Other,
+                Pick(1),
+                Del(1),
+                Pick(3), // rs3 and rs2 at 1: rs3 first
+                Edit(3, 0),
+                Edit(2, 0),
+                Pick(0),
+            ],
+        );
+    }
+    // rr as a table: -a after a pick joins at the head, the cursor stays.
+    run(
+        "rr",
+        "",
+        &[
+            Add(1, 1),
+            Pick(1),
+            Add(2, 1),
+            Pick(2), // after rs1 (the tail): wrap to the head, rs2
+            Add(3, 1),
+            Pick(1), // list rs3 rs2 rs1, cursor on rs2: rs1
+            Other,
+            Pick(3),
+            Edit(2, 0),
+            Pick(1),
+            Pick(3),
+        ],
+    );
+}
