@@ -21,7 +21,7 @@
 //! `IP_VS_DEST_F_AVAILABLE`) is rescheduled on its next use, and one to a
 //! server deleted and added back (taken back from the trash) holds again.
 //!
-//! [`DestState::id`]: crate::service::DestState
+//! [`DestState::id`]: crate::service::DestState::id
 //!
 //! [`Table`], [`is_overloaded`] and the constants are shared with lblcr.
 

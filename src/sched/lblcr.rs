@@ -23,7 +23,7 @@ use crate::service::Dest;
 /// `struct ip_vs_dest *`), most recently added first (`list_add_rcu`), and
 /// when it last changed.
 ///
-/// [`DestState::id`]: crate::service::DestState
+/// [`DestState::id`]: crate::service::DestState::id
 struct DestSet {
     list: Vec<u32>,
     lastmod: u64,

@@ -15,12 +15,12 @@
 //! State that names a server names it by identity ([`DestState::id`],
 //! what the kernel's `struct ip_vs_dest *` is), never by its position alone:
 //! a worker may still schedule on the previous snapshot's list for a moment
-//! after the control thread updated the instance, and [`locate`] finds the
+//! after the control thread updated the instance, and `locate` finds the
 //! server there too.
 //!
 //! Adding an algorithm = one file plus one line in [`REGISTRY`].
 //!
-//! [`DestState::id`]: crate::service::DestState
+//! [`DestState::id`]: crate::service::DestState::id
 
 mod dh;
 mod fo;
