@@ -116,6 +116,12 @@ fn ops_spreads_one_clients_udp_queries_and_keeps_no_entries() {
         .unwrap_or_else(|| panic!("{stats}"));
     assert_eq!(line.split_whitespace().nth(2), Some("10"), "{stats}");
     let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(list.contains("UDP  10.0.1.100:53 rr ops\n"), "{list}");
+    assert!(
+        rvsd.rvsadm_ok(&["-S", "-n"])
+            .contains("-A -u 10.0.1.100:53 -s rr -o\n"),
+        "-S"
+    );
     let mut in_53 = false;
     for l in list.lines() {
         if l.starts_with("UDP") {
