@@ -294,6 +294,13 @@ impl Dataplane {
         // By reference: a connection snapshot is a couple of hundred bytes,
         // and moving it cost a memcpy per packet (~10 % of the NAT path).
         let created;
+        // One-packet scheduling (kernel IP_VS_CONN_F_ONE_PACKET, set in
+        // ip_vs_schedule for a UDP packet of an `ops` service): the entry
+        // made for this datagram is never looked up again; the kernel does
+        // not hash it and expires it when the packet has gone
+        // (ip_vs_conn_put), so the next datagram is scheduled afresh and
+        // `-L -c` never lists it.
+        let mut one_packet = false;
         let (conn, dir) = match &hit {
             Some((c, d)) => (c, *d),
             // No connection: the service, as the kernel's
@@ -310,6 +317,7 @@ impl Dataplane {
                 if svc.conf.synproxy && l4proto == Proto::Tcp {
                     return self.synproxy_new(cx, in_port, frame, svc, &key, ev);
                 }
+                one_packet = svc.conf.ops && l4proto == Proto::Udp;
                 match self.new_conn(cx, svc, &key, ev, None) {
                     Ok(c) => {
                         created = c;
@@ -357,7 +365,12 @@ impl Dataplane {
         }
         let next = match self.forward(cx, in_port, frame, conn, dir, total) {
             Ok(next) => next,
-            Err(v) => return v,
+            Err(v) => {
+                if one_packet {
+                    self.conns.end(conn);
+                }
+                return v;
+            }
         };
         if let (Some(adj), Dir::Out) = (&adj, dir) {
             if sp::to_client(frame, adj).is_err() {
@@ -370,7 +383,11 @@ impl Dataplane {
             dir
         };
         conn.commit();
-        self.sent(cx, frame, conn, (state_dir, ev), total, next)
+        let v = self.sent(cx, frame, conn, (state_dir, ev), total, next);
+        if one_packet {
+            self.conns.end(conn);
+        }
+        v
     }
 
     /// The end of every forwarded packet: the connection's state and timer

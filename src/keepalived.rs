@@ -227,6 +227,7 @@ fn virtual_server(
         laddrs: vec![],
         client_addr: ClientAddr::None,
         synproxy: false,
+        ops: false,
         health: None,
         sorry_server: None,
         dests: vec![],

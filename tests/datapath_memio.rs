@@ -233,7 +233,11 @@ fn rr_and_wrr_through_the_data_path() {
     assert_eq!(picks(&mut r, 41000, 6), [2, 1, 2, 1, 2, 1]);
     r.ctl(r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
     r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":3,"fwd":"nat"}}}}"#));
-    assert_eq!(picks(&mut r, 42000, 8), [1, 1, 2, 1, 1, 1, 2, 1]);
+    // As the kernel: -E -s wrr is ip_vs_wrr_init_svc on rs2 w1, rs1 w1
+    // (cw = mw = 1); -e rs1 -w 3 is ip_vs_wrr_dest_changed: mw = 3, the walk
+    // restarts at the list head and cw = 1 is kept. So cw 1: rs2 rs1, then
+    // cw 3: rs1, 2: rs1, 1: rs2 rs1, 3: rs1, 2: rs1.
+    assert_eq!(picks(&mut r, 42000, 8), [2, 1, 1, 1, 2, 1, 1, 1]);
     // Quiesce rs1: new flows avoid it, an existing flow keeps going to it.
     r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","weight":0,"fwd":"nat"}}}}"#));
     assert_eq!(picks(&mut r, 43000, 3), [2, 2, 2]);
@@ -609,13 +613,14 @@ fn port_zero_persistent_service_takes_every_port() {
 #[test]
 fn upper_threshold_overloads_and_lower_threshold_restores() {
     let mut r = rig();
-    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
+    // fo: the available server with the highest weight takes everything.
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"fo"}}"#);
     r.ctl(&format!(r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"nat","weight":100,"u_threshold":2,"l_threshold":1}}}}"#));
     r.ctl(&format!(
         r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat","weight":1}}}}"#
     ));
     learn_neighbours(&mut r);
-    // wrr 100:1 picks rs1 until its 2nd connection overloads it.
+    // fo picks rs1 (weight 100) until its 2nd connection overloads it.
     assert_eq!(pick_from(&mut r, client(), 1), 1);
     assert_eq!(pick_from(&mut r, client(), 2), 1);
     let l = r.ctl(r#"{"cmd":"list"}"#);

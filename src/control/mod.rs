@@ -645,6 +645,9 @@ impl Control {
                 if let Some(h) = &c.health {
                     v["health_check"] = json!(h);
                 }
+                if c.ops {
+                    v["ops"] = json!(true);
+                }
                 if let (Some(sorry), Some((ip, port))) = (&c.sorry_server, c.sorry_addr()) {
                     let mut sv = json!({
                         "ip": ip, "port": port, "fwd": sorry.fwd,
@@ -943,6 +946,13 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
     if s.port == 0 && s.persistent.is_none() && !s.is_fwmark() {
         return Err(CtlError::invalid(
             "zero port specified for non-persistent service",
+        ));
+    }
+    // ipvsadm.c: "One-Packet Scheduling is only for UDP virtual services"
+    // (the kernel itself applies the flag to UDP packets only).
+    if s.ops && !s.is_fwmark() && s.proto != crate::service::Proto::Udp {
+        return Err(CtlError::invalid(
+            "one-packet scheduling (ops) is only for UDP virtual services",
         ));
     }
     if s.persistent == Some(0) {
@@ -1918,11 +1928,13 @@ mod tests {
             "sorry not a dest"
         );
         // A quiesced server with configured weight 0 does not count either.
-        // rs1 back: the sorry server goes.
+        // rs1 back: the sorry server goes. rs1 rejoins the list as its
+        // newest server, as keepalived's `-a` puts it at the head of a
+        // kernel director's list (the snapshot lists oldest first).
         event(&c, "10.0.1.11", true);
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+            vec![("10.0.1.12".into(), 80, 0), ("10.0.1.11".into(), 80, 2)]
         );
         // An event without a transition only counts.
         c.health_event(HealthEvent {
@@ -1949,7 +1961,7 @@ mod tests {
         assert_eq!(c.services()[0].dests[1].weight, 5);
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 0)]
+            vec![("10.0.1.12".into(), 80, 0), ("10.0.1.11".into(), 80, 2)]
         );
         // Without its check (nor the service's) a server is never held down.
         ok(
@@ -1964,7 +1976,7 @@ mod tests {
         );
         assert_eq!(
             snapshot(&c),
-            vec![("10.0.1.11".into(), 80, 2), ("10.0.1.12".into(), 80, 5)]
+            vec![("10.0.1.12".into(), 80, 5), ("10.0.1.11".into(), 80, 2)]
         );
         let l = ok(&c, r#"{"cmd":"list"}"#);
         assert_eq!(l["services"][0]["dests"][1]["health"], "unchecked");

@@ -10,12 +10,18 @@
 //! sweep for entries idle 24 h, otherwise, only above 16384 entries, a
 //! partial sweep of entries idle 6 min) runs here lazily inside `pick`: the
 //! runs that fell due since the last pick are replayed at their own times
-//! before the lookup, starting 60 s after the instance's first pick.
+//! before the lookup. As the kernel's `periodic_timer`, armed in
+//! `ip_vs_lblc_init_svc`, the first run is 60 s after the instance was
+//! created (the service was added or given this scheduler).
 //!
-//! The kernel keys entries to `struct ip_vs_dest *`; rvs keys them to an
-//! index into the server list the instance was built for. The control plane
-//! builds a new instance for every new server list, so bindings start empty
-//! after any change to the list.
+//! The kernel keys entries to `struct ip_vs_dest *`; rvs keys them to the
+//! server's identity ([`DestState::id`]). lblc has no add/del/upd hooks: the
+//! instance and its bindings live as long as the service, a binding to a
+//! deleted server (not in the list: the kernel's trash, not
+//! `IP_VS_DEST_F_AVAILABLE`) is rescheduled on its next use, and one to a
+//! server deleted and added back (taken back from the trash) holds again.
+//!
+//! [`DestState::id`]: crate::service::DestState::id
 //!
 //! [`Table`], [`is_overloaded`] and the constants are shared with lblcr.
 
@@ -23,7 +29,7 @@ use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
-use super::{addr_fold, kernel_order, least_weighted_in, SchedFlags, Scheduler};
+use super::{addr_fold, hash_32, kernel_order, least_weighted_in, locate, SchedFlags, Scheduler};
 use crate::conn::FlowKey;
 use crate::service::Dest;
 
@@ -57,19 +63,21 @@ pub(super) struct Table<V> {
     entries: usize,
     rover: usize,
     counter: u32,
-    /// When the next timer run is due; None until the first pick.
-    next_check: Option<u64>,
+    /// When the next timer run is due.
+    next_check: u64,
 }
 
 impl<V> Table<V> {
-    pub fn new(hash: fn(u32) -> usize) -> Table<V> {
+    /// A table created at `created_ms`: the first timer run is one interval
+    /// later (`mod_timer(.., jiffies + CHECK_EXPIRE_INTERVAL)` in init_svc).
+    pub fn new(hash: fn(u32) -> usize, created_ms: u64) -> Table<V> {
         Table {
             buckets: (0..TAB_SIZE).map(|_| Vec::new()).collect(),
             hash,
             entries: 0,
             rover: 0,
             counter: 1,
-            next_check: None,
+            next_check: created_ms.saturating_add(CHECK_EXPIRE_INTERVAL_MS),
         }
     }
 
@@ -96,9 +104,7 @@ impl<V> Table<V> {
 
     /// Replay every timer run due by `now` (`ip_vs_lblc_check_expire`).
     pub fn run_timers(&mut self, now: u64) {
-        let mut t = *self
-            .next_check
-            .get_or_insert(now.saturating_add(CHECK_EXPIRE_INTERVAL_MS));
+        let mut t = self.next_check;
         while t <= now {
             if self.entries == 0 {
                 // An empty table only advances the counter (c -> c % 30 + 1,
@@ -113,7 +119,7 @@ impl<V> Table<V> {
             self.check_expire(t);
             t += CHECK_EXPIRE_INTERVAL_MS;
         }
-        self.next_check = Some(t);
+        self.next_check = t;
     }
 
     fn check_expire(&mut self, now: u64) {
@@ -170,23 +176,25 @@ pub(super) fn least_loaded(dests: &[Dest]) -> Option<usize> {
     })
 }
 
-/// `ip_vs_lblc_hashkey`: `(ntohl(addr) * 2654435761) & 1023`.
+/// `ip_vs_lblc_hashkey`: `hash_32(ntohl(addr_fold), IP_VS_LBLC_TAB_BITS)`.
 fn hashkey(fold: u32) -> usize {
-    (fold.wrapping_mul(2654435761) & (TAB_SIZE as u32 - 1)) as usize
+    hash_32(fold, TAB_BITS) as usize
 }
 
 pub struct Lblc {
-    table: Mutex<Table<usize>>,
+    /// Bindings to (index hint, server id).
+    table: Mutex<Table<(usize, u32)>>,
 }
 
 pub fn new(_: &[Dest], _: SchedFlags) -> Box<dyn Scheduler> {
-    Box::new(Lblc::build())
+    Box::new(Lblc::build(crate::clock::now_ms()))
 }
 
 impl Lblc {
-    fn build() -> Lblc {
+    /// An instance created at `created_ms` (the data path's clock).
+    pub(super) fn build(created_ms: u64) -> Lblc {
         Lblc {
-            table: Mutex::new(Table::new(hashkey)),
+            table: Mutex::new(Table::new(hashkey, created_ms)),
         }
     }
 }
@@ -200,20 +208,24 @@ impl Scheduler for Lblc {
         t.run_timers(now_ms);
         if let Some(en) = t.get_mut(flow.dst) {
             en.lastuse = now_ms;
-            let i = en.val;
-            // The kernel checks weight and lblc's own overload rule here,
-            // not the threshold OVERLOAD flag.
-            if i < dests.len() && dests[i].weight > 0 && !is_overloaded(dests, i) {
-                return Some(i);
+            let (hint, id) = en.val;
+            // The kernel checks availability (not deleted), weight and
+            // lblc's own overload rule here, not the threshold OVERLOAD flag.
+            if let Some(i) = locate(dests, hint, id) {
+                if dests[i].weight > 0 && !is_overloaded(dests, i) {
+                    en.val.0 = i;
+                    return Some(i);
+                }
             }
         }
         let i = least_loaded(dests)?;
+        let val = (i, dests[i].state.id);
         match t.get_mut(flow.dst) {
             Some(en) => {
-                en.val = i;
+                en.val = val;
                 en.lastuse = now_ms;
             }
-            None => t.insert(flow.dst, now_ms, i),
+            None => t.insert(flow.dst, now_ms, val),
         }
         Some(i)
     }
@@ -236,6 +248,10 @@ mod tests {
     fn pick(s: &dyn Scheduler, d: &[Dest], dst: Ipv4Addr, now: u64) -> usize {
         s.pick(d, &to(dst), now).map_or(0, |i| i + 1)
     }
+    /// An instance created at time 0.
+    fn lblc0() -> Box<dyn Scheduler> {
+        Box::new(Lblc::build(0))
+    }
     fn active(d: &[Dest], i: usize, n: u32) {
         d[i].state.active.store(n, Relaxed);
     }
@@ -245,7 +261,7 @@ mod tests {
         // Idle servers of weight 1: wlc ties go to the first in kernel order
         // (newest first), s2.
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
-        let s = new(&d, SchedFlags::default());
+        let s = lblc0();
         assert_eq!(pick(&*s, &d, D, 0), 2);
         // s2 busier than s1 but active 1 is not > weight 1: stays.
         active(&d, 1, 1);
@@ -270,7 +286,7 @@ mod tests {
     #[test]
     fn weight_zero_rebinds_and_threshold_flag_is_not_consulted_for_bindings() {
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
-        let s = new(&d, SchedFlags::default());
+        let s = lblc0();
         assert_eq!(pick(&*s, &d, D, 0), 2);
         // The kernel's lblc checks only weight and its own overload rule for
         // a cached server, so the u_threshold OVERLOAD flag keeps it...
@@ -280,15 +296,15 @@ mod tests {
         assert_eq!(pick(&*s, &d, Ipv4Addr::new(198, 51, 100, 9), 1), 1);
         d[1].state.overloaded.store(false, Relaxed);
         let d0 = dests(&[(1, 0, 0), (0, 0, 0)]);
-        let s = new(&d0, SchedFlags::default());
+        let s = lblc0();
         assert_eq!(pick(&*s, &d0, D, 0), 1);
         let none = dests(&[(0, 0, 0)]);
-        assert_eq!(pick(&*new(&none, SchedFlags::default()), &none, D, 0), 0);
+        assert_eq!(pick(&*lblc0(), &none, D, 0), 0);
     }
 
     #[test]
     fn bindings_expire_after_24h_idle_on_the_full_sweep() {
-        // Timer runs every 60 s from the first pick (t = 0): runs at 60 s,
+        // Timer runs every 60 s from creation (t = 0): runs at 60 s,
         // 120 s, ...; the counter starts at 1 and the run that finds it at 30
         // sweeps fully, so full sweeps are at 30 min, 60 min, ..., and the
         // 48th, at exactly 24 h, drops an entry last used at 0
@@ -296,7 +312,7 @@ mod tests {
         // After the bind, s1 is made the wlc choice so a fresh schedule is
         // visible as s1 while the binding says s2.
         let bound = |d: &[Dest]| {
-            let s = new(d, SchedFlags::default());
+            let s = lblc0();
             assert_eq!(pick(&*s, d, D, 0), 2);
             active(d, 1, 1);
             s
@@ -309,7 +325,7 @@ mod tests {
         assert_eq!(pick(&*s, &d, D, DAY), 1);
         // Use refreshes: picked again at 12 h, the entry survives the 24 h
         // sweep and goes on the 36 h one (the first with now >= 12 h + 24 h).
-        let l = Lblc::build();
+        let l = Lblc::build(0);
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
         assert_eq!(l.pick(&d, &to(D), 0), Some(1));
         assert_eq!(l.pick(&d, &to(D), DAY / 2), Some(1));
@@ -322,13 +338,17 @@ mod tests {
     #[test]
     fn partial_sweep_above_max_size_drops_6_min_idle_entries_bucket_by_bucket() {
         // 16385 destinations 10.0.0.0 + k (k = 0..=16384) bound at t = 0.
-        // The multiplier is odd, so bucket = (fold * odd) & 1023 is a
-        // bijection of fold mod 1024: residue 0 (bucket 0) holds 17 entries,
-        // every other bucket 16. Runs at 60..300 s find 16385 > 16384 and
-        // sweep with goal (1 * 4 / 3) = 1, but nothing is 6 min idle yet
-        // (the rover returns to 0 after a full lap). The run at 360 s drops
-        // bucket 1 (the first after rover 0): 16 entries, goal reached, stop.
-        let l = Lblc::build();
+        // Runs at 60..300 s find 16385 > 16384 and sweep with goal
+        // (1 * 4 / 3) = 1, but nothing is 6 min idle yet (the rover returns
+        // to 0 after a full lap). The run at 360 s drops bucket 1 (the first
+        // after rover 0), all of it, goal reached, stop. Bucket 1 holds the
+        // addresses whose hash_32(addr, 10) is 1, counted here from the
+        // kernel formula (`(addr * 0x61C88647) >> 22`).
+        let in_bucket_1 = (0..=16384u32)
+            .filter(|k| (0x0A00_0000 + k).wrapping_mul(0x61C8_8647) >> 22 == 1)
+            .count();
+        assert!(in_bucket_1 > 0);
+        let l = Lblc::build(0);
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
         for k in 0..=16384u32 {
             assert!(l
@@ -339,10 +359,46 @@ mod tests {
         l.table.lock().run_timers(359_999);
         assert_eq!(l.table.lock().len(), 16385);
         l.table.lock().run_timers(360_000);
-        assert_eq!(l.table.lock().len(), 16369);
+        assert_eq!(l.table.lock().len(), 16385 - in_bucket_1);
         assert_eq!(l.table.lock().rover, 1);
         // Below max size now: later runs only count until the full sweep.
         l.table.lock().run_timers(420_000);
-        assert_eq!(l.table.lock().len(), 16369);
+        assert_eq!(l.table.lock().len(), 16385 - in_bucket_1);
+    }
+    #[test]
+    fn timer_runs_from_creation_not_from_the_first_pick() {
+        // ip_vs_lblc_init_svc arms the timer CHECK_EXPIRE_INTERVAL after the
+        // service is created: with creation at 0, full sweeps (every 30th
+        // run) are at k * 30 min. A binding first used at 10 min (lastuse
+        // 10 min) survives the sweep at 24 h 10 min (not a sweep time) and
+        // goes on the one at 24 h 30 min, the first with now >= 10 min +
+        // 24 h. A timer started by the first pick would sweep at 10 min +
+        // k * 30 min and drop it at exactly 24 h 10 min.
+        const MIN: u64 = 60 * 1000;
+        let d = dests(&[(1, 0, 0), (1, 0, 0)]);
+        let s = lblc0();
+        assert_eq!(pick(&*s, &d, D, 10 * MIN), 2);
+        active(&d, 1, 1);
+        assert_eq!(pick(&*s, &d, D, DAY + 10 * MIN), 2);
+        // (that pick refreshed lastuse; start again for the expiry itself)
+        let s = lblc0();
+        active(&d, 1, 0);
+        assert_eq!(pick(&*s, &d, D, 10 * MIN), 2);
+        active(&d, 1, 1);
+        assert_eq!(
+            pick(&*s, &d, Ipv4Addr::new(198, 51, 100, 99), DAY + 29 * MIN),
+            1
+        );
+        assert_eq!(pick(&*s, &d, D, DAY + 30 * MIN), 1);
+    }
+
+    #[test]
+    fn buckets_are_hash_32_of_the_address() {
+        // ip_vs_lblc_hashkey = hash_32(ntohl(addr), 10): the top 10 bits of
+        // addr * 0x61C88647. 10.0.0.100 = 0x0A000064: product 0xF85473BC,
+        // top 10 bits 0b1111100001 = 993. (The old `* 2654435761 & 1023`
+        // gave 0x0A000064 * 0x9E3779B1 mod 1024 = 0x64 * 0x1B1 mod 1024 =
+        // 100 * 433 = 43300 mod 1024 = 292.)
+        assert_eq!(hashkey(0x0A00_0064), 993);
     }
 }

@@ -7,68 +7,79 @@
 //! (24 h) loses its weighted most-loaded member on the next lookup, so sets
 //! grow under load and shrink back when it passes.
 //!
-//! Expiry of whole bindings, the lazy timer and the keying by server index
-//! (bindings start empty for every new server list) are lblc's: see
+//! Expiry of whole bindings, the lazy timer (running from the instance's
+//! creation) and the keying by server identity (no add/del/upd hooks; a
+//! deleted member is skipped until it comes back) are lblc's: see
 //! [`super::lblc`].
 
 use parking_lot::Mutex;
 
 use super::lblc::{is_overloaded, least_loaded, Table, DEFAULT_EXPIRATION_MS, TAB_BITS};
-use super::{least_weighted_in, SchedFlags, Scheduler};
+use super::{hash_32, least_weighted_in, SchedFlags, Scheduler};
 use crate::conn::FlowKey;
 use crate::service::Dest;
 
-/// A destination's server set: indices into `dests`, most recently added
-/// first (`list_add_rcu`), and when it last changed.
+/// A destination's server set: server ids ([`DestState::id`], the kernel's
+/// `struct ip_vs_dest *`), most recently added first (`list_add_rcu`), and
+/// when it last changed.
+///
+/// [`DestState::id`]: crate::service::DestState::id
 struct DestSet {
-    list: Vec<usize>,
+    list: Vec<u32>,
     lastmod: u64,
 }
 
+/// Indices into `dests` of the members still in the list, in set order;
+/// the others are deleted servers (the kernel's trash: not
+/// `IP_VS_DEST_F_AVAILABLE`).
+fn present<'a>(list: &'a [u32], dests: &'a [Dest]) -> impl Iterator<Item = usize> + 'a {
+    list.iter()
+        .filter_map(|&id| dests.iter().position(|d| d.state.id == id))
+}
+
 impl DestSet {
-    /// `ip_vs_dest_set_min`: weighted least connection over the set,
-    /// skipping overloaded servers; weight-0 servers never win.
+    /// `ip_vs_dest_set_min`: weighted least connection over the available
+    /// members, skipping overloaded servers; weight-0 servers never win.
     fn min(&self, dests: &[Dest]) -> Option<usize> {
-        least_weighted_in(dests, self.list.iter().copied(), |d| {
+        least_weighted_in(dests, present(&self.list, dests), |d| {
             d.state.overhead() as u64
         })
     }
 
     /// `ip_vs_dest_set_max`: the weighted most-loaded member of positive
-    /// weight (the OVERLOAD flag is not consulted).
-    fn max(&self, dests: &[Dest]) -> Option<usize> {
+    /// weight (the OVERLOAD flag is not consulted). Returns its id.
+    fn max(&self, dests: &[Dest]) -> Option<u32> {
         let oh = |i: usize| dests[i].state.overhead() as u128;
         let w = |i: usize| dests[i].weight as u128;
-        let mut it = self.list.iter().copied().filter(|&i| i < dests.len());
+        let mut it = present(&self.list, dests);
         let mut most = it.find(|&i| w(i) > 0)?;
         for i in it {
             if oh(most) * w(i) < oh(i) * w(most) && w(i) > 0 {
                 most = i;
             }
         }
-        Some(most)
+        Some(dests[most].state.id)
     }
 
     /// `ip_vs_dest_set_insert(.., check = true)`.
-    fn insert(&mut self, i: usize, now: u64) {
-        if !self.list.contains(&i) {
-            self.list.insert(0, i);
+    fn insert(&mut self, id: u32, now: u64) {
+        if !self.list.contains(&id) {
+            self.list.insert(0, id);
             self.lastmod = now;
         }
     }
 
-    fn erase(&mut self, i: usize, now: u64) {
-        if let Some(p) = self.list.iter().position(|&x| x == i) {
+    fn erase(&mut self, id: u32, now: u64) {
+        if let Some(p) = self.list.iter().position(|&x| x == id) {
             self.list.remove(p);
             self.lastmod = now;
         }
     }
 }
 
-/// `ip_vs_lblcr_hashkey`: `hash_32(ntohl(addr), 10)` with the kernel's
-/// GOLDEN_RATIO_32.
+/// `ip_vs_lblcr_hashkey`: `hash_32(ntohl(addr_fold), IP_VS_LBLCR_TAB_BITS)`.
 fn hashkey(fold: u32) -> usize {
-    (fold.wrapping_mul(0x61C8_8647) >> (32 - TAB_BITS)) as usize
+    hash_32(fold, TAB_BITS) as usize
 }
 
 pub struct Lblcr {
@@ -76,13 +87,14 @@ pub struct Lblcr {
 }
 
 pub fn new(_: &[Dest], _: SchedFlags) -> Box<dyn Scheduler> {
-    Box::new(Lblcr::build())
+    Box::new(Lblcr::build(crate::clock::now_ms()))
 }
 
 impl Lblcr {
-    fn build() -> Lblcr {
+    /// An instance created at `created_ms`: its expiry timer runs from then.
+    fn build(created_ms: u64) -> Lblcr {
         Lblcr {
-            table: Mutex::new(Table::new(hashkey)),
+            table: Mutex::new(Table::new(hashkey, created_ms)),
         }
     }
 }
@@ -109,7 +121,7 @@ impl Scheduler for Lblcr {
                 return Some(i);
             }
             let i = least_loaded(dests)?;
-            set.insert(i, now_ms);
+            set.insert(dests[i].state.id, now_ms);
             return Some(i);
         }
         let i = least_loaded(dests)?;
@@ -117,7 +129,7 @@ impl Scheduler for Lblcr {
             flow.dst,
             now_ms,
             DestSet {
-                list: vec![i],
+                list: vec![dests[i].state.id],
                 lastmod: now_ms,
             },
         );
@@ -142,7 +154,7 @@ mod tests {
     fn active(d: &[Dest], i: usize, n: u32) {
         d[i].state.active.store(n, Relaxed);
     }
-    fn set(s: &Lblcr, dst: Ipv4Addr) -> Vec<usize> {
+    fn set(s: &Lblcr, dst: Ipv4Addr) -> Vec<u32> {
         s.table
             .lock()
             .get_mut(dst.into())
@@ -151,7 +163,7 @@ mod tests {
 
     #[test]
     fn set_grows_under_overload_and_shrinks_after_expiry() {
-        let s = Lblcr::build();
+        let s = Lblcr::build(0);
         let d = dests(&[(1, 0, 0), (1, 0, 0), (1, 0, 0)]);
         // Idle servers: wlc ties go to the first in kernel order, s3 (2).
         assert_eq!(s.pick(&d, &to(D), 0), Some(2));
@@ -189,7 +201,7 @@ mod tests {
 
     #[test]
     fn member_skipped_when_flagged_and_binding_expires_when_idle() {
-        let s = Lblcr::build();
+        let s = Lblcr::build(0);
         let d = dests(&[(1, 0, 0), (1, 0, 0)]);
         assert_eq!(s.pick(&d, &to(D), 0), Some(1));
         // The only member is threshold-overloaded: set_min finds nothing,
@@ -203,7 +215,7 @@ mod tests {
         s.table.lock().run_timers(DAY + DAY / 48 - 1);
         assert_eq!(set(&s, D), [0, 1]);
         s.table.lock().run_timers(DAY + DAY / 48);
-        assert_eq!(set(&s, D), Vec::<usize>::new());
+        assert_eq!(set(&s, D), Vec::<u32>::new());
         let none = dests(&[(0, 0, 0)]);
         assert_eq!(s.pick(&none, &to(D), DAY * 2), None);
     }

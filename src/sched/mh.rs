@@ -12,13 +12,19 @@
 //! `offset + port + addr`; 32-bit kernels use HalfSipHash-1-3 and would build
 //! different tables. The table depends only on the server list (addresses,
 //! ports, last weights and order), so every director with the same list
-//! builds it bit for bit identically: it is built in [`new`] on the control
-//! thread and never changes.
+//! builds it bit for bit identically. It is built on the control thread, in
+//! [`new`] and again on every change of the list, as the kernel's
+//! `ip_vs_mh_dest_changed` (its add/del/upd hook) does.
 //!
 //! Weight 0 keeps a server's slots (the kernel permutes by `last_weight`, the
 //! latest non-zero weight), so quiescing a server moves no other client.
 
-use super::{addr_fold, kernel_order, SchedFlags, Scheduler};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::{addr_fold, ids, kernel_order, locate, SchedFlags, Scheduler};
 use crate::conn::FlowKey;
 use crate::service::Dest;
 
@@ -35,9 +41,17 @@ const HASH2: u64 = 2654446892;
 const NONE: u32 = u32::MAX;
 
 pub struct Mh {
-    /// Slot -> index into `dests`, or [`NONE`] when no server has a weight.
+    table: ArcSwap<Table>,
+    tab_index: u32,
+    flags: AtomicU8,
+}
+
+struct Table {
+    /// Slot -> index into the list it was built for, or [`NONE`] when no
+    /// server has a weight.
     lookup: Box<[u32]>,
-    flags: SchedFlags,
+    /// That list's server ids.
+    ids: Box<[u32]>,
 }
 
 /// SipHash-1-3 (one compression round per 8-byte block, three finalization
@@ -163,14 +177,33 @@ impl Mh {
     pub fn build(dests: &[Dest], flags: SchedFlags, tab_index: u32) -> Mh {
         assert!((8..=17).contains(&tab_index), "mh table index {tab_index}");
         Mh {
-            lookup: populate(dests, tab_index),
-            flags,
+            table: ArcSwap::new(Self::table(dests, tab_index)),
+            tab_index,
+            flags: AtomicU8::new(flags.bits()),
         }
     }
 
+    fn table(dests: &[Dest], tab_index: u32) -> Arc<Table> {
+        Arc::new(Table {
+            lookup: populate(dests, tab_index),
+            ids: ids(dests),
+        })
+    }
+
+    /// `ip_vs_mh_dest_changed`: gcd, shift and `ip_vs_mh_reassign` over the
+    /// new list.
+    fn dest_changed(&self, dests: &[Dest]) {
+        self.table.store(Self::table(dests, self.tab_index));
+    }
+}
+
+impl Table {
     fn at(&self, dests: &[Dest], slot: u32) -> Option<usize> {
         let i = self.lookup[slot as usize % self.lookup.len()];
-        (i != NONE && (i as usize) < dests.len()).then_some(i as usize)
+        if i == NONE {
+            return None;
+        }
+        locate(dests, i as usize, self.ids[i as usize])
     }
 }
 
@@ -179,26 +212,40 @@ impl Scheduler for Mh {
         "mh"
     }
     fn pick(&self, dests: &[Dest], flow: &FlowKey, _: u64) -> Option<usize> {
-        let m = self.lookup.len() as u32;
+        let t = self.table.load();
+        let flags = SchedFlags::from_bits(self.flags.load(Relaxed));
+        let m = t.lookup.len() as u32;
         let fold = addr_fold(flow.src);
-        let port = if self.flags.port { flow.sport } else { 0 };
+        let port = if flags.port { flow.sport } else { 0 };
         let ihash = hashkey(fold, port, HASH1, 0) % m;
-        let first = self.at(dests, ihash)?;
+        let first = t.at(dests, ihash)?;
         if dests[first].available() {
             return Some(first);
         }
-        if !self.flags.fallback {
+        if !flags.fallback {
             return None;
         }
         // ip_vs_mh_get_fallback: re-hash with offset (offset + ihash) % size.
         for offset in 0..m {
             let roffset = (offset + ihash) % m;
-            let i = self.at(dests, hashkey(fold, port, HASH1, roffset) % m)?;
+            let i = t.at(dests, hashkey(fold, port, HASH1, roffset) % m)?;
             if dests[i].available() {
                 return Some(i);
             }
         }
         None
+    }
+    fn add_dest(&self, dests: &[Dest], _: usize) {
+        self.dest_changed(dests);
+    }
+    fn del_dest(&self, _: &[Dest], _: usize, after: &[Dest]) {
+        self.dest_changed(after);
+    }
+    fn upd_dest(&self, dests: &[Dest], _: usize) {
+        self.dest_changed(dests);
+    }
+    fn set_flags(&self, flags: SchedFlags) {
+        self.flags.store(flags.bits(), Relaxed);
     }
 }
 
@@ -258,17 +305,25 @@ mod tests {
     fn table_is_prime_full_and_reproducible() {
         let d = dests(&[(1, 0, 0), (2, 0, 0), (3, 0, 0), (1, 0, 0), (5, 0, 0)]);
         let a = Mh::build(&d, SchedFlags::default(), DEFAULT_TAB_INDEX);
-        assert_eq!(a.lookup.len(), 4093);
-        assert!(is_prime(a.lookup.len()));
-        assert!(a.lookup.iter().all(|&x| (x as usize) < d.len()));
+        assert_eq!(a.table.load().lookup.len(), 4093);
+        assert!(is_prime(a.table.load().lookup.len()));
+        assert!(a
+            .table
+            .load()
+            .lookup
+            .iter()
+            .all(|&x| (x as usize) < d.len()));
         // Built again from fresh (not shared) server entries: bit identical.
         let d2 = dests(&[(1, 0, 0), (2, 0, 0), (3, 0, 0), (1, 0, 0), (5, 0, 0)]);
         let b = Mh::build(&d2, SchedFlags::default(), DEFAULT_TAB_INDEX);
-        assert_eq!(a.lookup, b.lookup);
+        assert_eq!(a.table.load().lookup, b.table.load().lookup);
         // The larger build option is prime and full too.
         let c = Mh::build(&d, SchedFlags::default(), 16);
-        assert_eq!(c.lookup.len(), 65521);
-        assert!(is_prime(c.lookup.len()) && c.lookup.iter().all(|&x| x != NONE));
+        assert_eq!(c.table.load().lookup.len(), 65521);
+        assert!(
+            is_prime(c.table.load().lookup.len())
+                && c.table.load().lookup.iter().all(|&x| x != NONE)
+        );
     }
 
     #[test]

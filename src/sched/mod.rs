@@ -1,20 +1,35 @@
 //! IPVS schedulers: one small file per algorithm behind one trait.
 //!
-//! A scheduler instance is built by the control plane for one exact list of
-//! real servers (so precomputed tables such as wrr's gcd/max weight belong to
-//! that list) and is consulted only for the first packet of a new flow. State
-//! that moves between picks (the rr cursor, wrr's current weight) lives inside
-//! the instance behind a small lock, as the kernel keeps it under
-//! `svc->sched_lock`; it is touched once per new connection, never per packet.
+//! A scheduler instance lives as long as its service and scheduler name, as
+//! the kernel's `svc->sched_data` does (`init_service` when the service is
+//! created or its scheduler changed, `done_service` when it goes): the
+//! control plane keeps it across snapshots (see
+//! `service::StateRegistry`) and tells it about each change of the server
+//! list through the kernel's `ip_vs_scheduler` hooks, [`Scheduler::add_dest`],
+//! [`Scheduler::del_dest`] and [`Scheduler::upd_dest`], never rebuilding it
+//! because something else changed. State that moves between picks (the rr
+//! cursor, wrr's current weight, lblc's bindings) lives inside the instance
+//! behind a small lock, as the kernel keeps it under `svc->sched_lock`; it is
+//! touched once per new connection, never per packet.
+//!
+//! State that names a server names it by identity ([`DestState::id`],
+//! what the kernel's `struct ip_vs_dest *` is), never by its position alone:
+//! a worker may still schedule on the previous snapshot's list for a moment
+//! after the control thread updated the instance, and `locate` finds the
+//! server there too.
 //!
 //! Adding an algorithm = one file plus one line in [`REGISTRY`].
+//!
+//! [`DestState::id`]: crate::service::DestState::id
 
 mod dh;
+mod fo;
 mod lblc;
 mod lblcr;
 mod lc;
 mod mh;
 mod nq;
+mod ovf;
 mod rr;
 mod sed;
 mod sh;
@@ -34,6 +49,35 @@ pub trait Scheduler: Send + Sync {
     /// None when no server can take the flow. `now_ms` is the data path's
     /// clock, for schedulers whose state expires (lblc, lblcr).
     fn pick(&self, dests: &[Dest], flow: &FlowKey, now_ms: u64) -> Option<usize>;
+    /// The kernel's `add_dest` hook: `dests` is the list after `dests[i]`
+    /// was added (the newest, so the kernel's list head).
+    fn add_dest(&self, _dests: &[Dest], _i: usize) {}
+    /// The kernel's `del_dest` hook: `before[i]` was removed, `after` is
+    /// the list without it.
+    fn del_dest(&self, _before: &[Dest], _i: usize, _after: &[Dest]) {}
+    /// The kernel's `upd_dest` hook: `dests[i]` was edited (`-e`: weight,
+    /// thresholds or forwarding method; a health check's quiesce).
+    fn upd_dest(&self, _dests: &[Dest], _i: usize) {}
+    /// The service's scheduler flags (`-b`) changed; the kernel reads
+    /// `svc->flags` at every pick and keeps the scheduler.
+    fn set_flags(&self, _flags: SchedFlags) {}
+}
+
+/// Where the server with id `id` is in `dests`: at `hint` (where it was
+/// when the state was last updated), else wherever it is now (a worker on
+/// the previous snapshot), else nowhere (deleted: the kernel's trash, not
+/// IP_VS_DEST_F_AVAILABLE).
+#[inline]
+pub(crate) fn locate(dests: &[Dest], hint: usize, id: u32) -> Option<usize> {
+    match dests.get(hint) {
+        Some(d) if d.state.id == id => Some(hint),
+        _ => dests.iter().position(|d| d.state.id == id),
+    }
+}
+
+/// The ids of `dests`, in order: what a table built for that list refers to.
+pub(crate) fn ids(dests: &[Dest]) -> Box<[u32]> {
+    dests.iter().map(|d| d.state.id).collect()
 }
 
 /// Scheduler flags of a service (ipvsadm `-b`): `flag-1` is sh-fallback /
@@ -68,6 +112,17 @@ impl SchedFlags {
 }
 
 impl SchedFlags {
+    /// Packed into a byte, for schedulers that keep their flags in an atomic.
+    pub(crate) fn bits(self) -> u8 {
+        self.fallback as u8 | (self.port as u8) << 1
+    }
+    pub(crate) fn from_bits(b: u8) -> SchedFlags {
+        SchedFlags {
+            fallback: b & 1 != 0,
+            port: b & 2 != 0,
+        }
+    }
+
     /// The flags as ipvsadm prints them for scheduler `sched`
     /// (`sh-fallback,sh-port`, or `flag-1,flag-2` for others).
     pub fn names(&self, sched: &str) -> Vec<String> {
@@ -101,6 +156,8 @@ const REGISTRY: &[(&str, Ctor)] = &[
     ("lblc", lblc::new),
     ("lblcr", lblcr::new),
     ("mh", mh::new),
+    ("fo", fo::new),
+    ("ovf", ovf::new),
 ];
 
 /// The names accepted by `-s`.
@@ -115,7 +172,9 @@ pub struct UnknownScheduler {
     pub known: String,
 }
 
-/// Build the scheduler `name` for exactly this list of real servers.
+/// The kernel's `init_service`: a scheduler `name` for a service whose
+/// servers are `dests` now (none for a new service: the kernel binds the
+/// scheduler before any `-a`; the current list when `-E -s` changes it).
 pub fn build(
     name: &str,
     dests: &[Dest],
@@ -179,6 +238,20 @@ pub(crate) fn kernel_order(n: usize) -> std::iter::Rev<std::ops::Range<usize>> {
     (0..n).rev()
 }
 
+/// `GOLDEN_RATIO_32` of `include/linux/hash.h`.
+pub(crate) const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
+
+/// The kernel's `hash_32(val, bits)` (`hash_32_generic`, what every
+/// architecture without its own `HAVE_ARCH_HASH_32` uses, x86 and arm64
+/// included): `(val * GOLDEN_RATIO_32) >> (32 - bits)`, the top `bits` bits
+/// of the product. sh, dh, lblc and lblcr hash with it; older kernels
+/// used `(val * 2654435761) & mask` (the low bits), which rvs does not
+/// offer.
+#[inline]
+pub(crate) fn hash_32(val: u32, bits: u32) -> u32 {
+    val.wrapping_mul(GOLDEN_RATIO_32) >> (32 - bits)
+}
+
 /// An address as the kernel's hashing schedulers see it: IPv4 in host
 /// order (`ntohl(addr->ip)`), IPv6 folded as `ip6[0]^ip6[1]^ip6[2]^ip6[3]`
 /// (the xor of the four big-endian words, then `ntohl`).
@@ -208,7 +281,10 @@ pub(crate) mod testutil {
         spec.iter()
             .enumerate()
             .map(|(i, &(weight, active, inactive))| {
-                let state = Arc::new(DestState::default());
+                let state = Arc::new(DestState {
+                    id: i as u32,
+                    ..Default::default()
+                });
                 state.active.store(active, Relaxed);
                 state.inactive.store(inactive, Relaxed);
                 Dest {

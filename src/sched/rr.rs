@@ -3,21 +3,28 @@
 //! overloaded. The cursor starts at the list head, so the first pick is the
 //! first available server in the kernel's order (newest first, see
 //! [`super::kernel_order`]).
+//!
+//! The cursor names a server, as the kernel's `svc->sched_data` points at a
+//! `dest->n_list`: a server added later (at the list head) does not move it,
+//! and `ip_vs_rr_del_dest` moves it back to the previous entry when its own
+//! server goes, so no server is skipped or visited twice because the list
+//! changed. rr has no `add_dest`/`upd_dest` hooks.
 
 use parking_lot::Mutex;
 
-use super::Scheduler;
+use super::{locate, Scheduler};
 use crate::conn::FlowKey;
 use crate::service::Dest;
 
 pub struct Rr {
-    /// Index of the next server to consider.
-    next: Mutex<usize>,
+    /// The last server picked, as (index hint, id); None = the list head.
+    cursor: Mutex<Option<(usize, u32)>>,
 }
 
 pub fn new(_: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
+    // ip_vs_rr_init_svc: sched_data = &svc->destinations.
     Box::new(Rr {
-        next: Mutex::new(0),
+        cursor: Mutex::new(None),
     })
 }
 
@@ -27,14 +34,28 @@ impl Scheduler for Rr {
     }
     fn pick(&self, dests: &[Dest], _: &FlowKey, _: u64) -> Option<usize> {
         let n = dests.len();
-        let mut next = self.next.lock();
-        let start = *next % n.max(1);
+        let mut cur = self.cursor.lock();
         // Positions in the kernel's list; position p is dests[n - 1 - p].
+        // From the head: one pass over all. From a server: the ones after
+        // it, then (second pass) from the head up to and including it.
+        let start = cur
+            .and_then(|(hint, id)| locate(dests, hint, id))
+            .map_or(0, |i| n - i);
         let p = (0..n)
             .map(|k| (start + k) % n)
             .find(|&p| dests[n - 1 - p].available())?;
-        *next = (p + 1) % n;
-        Some(n - 1 - p)
+        let i = n - 1 - p;
+        *cur = Some((i, dests[i].state.id));
+        Some(i)
+    }
+    fn del_dest(&self, before: &[Dest], i: usize, _after: &[Dest]) {
+        // ip_vs_rr_del_dest: a cursor on the removed server moves to the
+        // entry before it in the kernel's list, which is the next older
+        // server (before[i + 1], at index i once it is gone), or the head.
+        let mut cur = self.cursor.lock();
+        if cur.is_some_and(|(_, id)| id == before[i].state.id) {
+            *cur = before.get(i + 1).map(|d| (i, d.state.id));
+        }
     }
 }
 

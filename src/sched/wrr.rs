@@ -1,19 +1,27 @@
 //! Weighted round robin (kernel `ip_vs_wrr.c`): servers are visited in list
 //! order while a current weight `cw` steps down from the maximum weight by the
-//! gcd of all weights; a server is picked when its weight >= cw. With weights
-//! 3:1 the sequence is A A A B. The kernel's bookkeeping is reproduced: `mw`
-//! is max weight - (gcd - 1), a full pass that finds nothing ends with "all
-//! destinations are overloaded".
+//! gcd of all weights; a server is picked when its weight >= cw. The kernel's
+//! bookkeeping is reproduced: `mw` is max weight - (gcd - 1), a full pass
+//! that finds nothing ends with "all destinations are overloaded".
+//!
+//! Every change to the list (`add_dest`, `del_dest`, `upd_dest`, all
+//! `ip_vs_wrr_dest_changed`) recomputes `di` and `mw`, puts the cursor back
+//! at the list head and keeps `cw` (clamped to the new `mw`, or rounded to
+//! the new gcd), so the phase depends on the history: a service created
+//! (`-A`, `cw = mw = 0`) and then given A weight 3 and B weight 1 (`-a`
+//! each) starts with `cw = 1` and picks B A A A B A A A, while the same list
+//! given to a fresh instance (`-E -s wrr`, `ip_vs_wrr_init_svc`) starts at
+//! `cw = 3`: A A B A A A B A.
 
 use parking_lot::Mutex;
 
-use super::Scheduler;
+use super::{locate, Scheduler};
 use crate::conn::FlowKey;
 use crate::service::Dest;
 
 struct Mark {
-    /// Last picked index; None = list head.
-    cl: Option<usize>,
+    /// Last picked server as (index hint, id); None = list head.
+    cl: Option<(usize, u32)>,
     cw: i64,
     mw: i64,
     di: i64,
@@ -31,7 +39,9 @@ fn gcd(a: i64, b: i64) -> i64 {
     }
 }
 
-pub fn new(dests: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
+/// `ip_vs_wrr_gcd_weight` (1 when no weight is positive) and
+/// `ip_vs_wrr_max_weight`.
+fn gcd_max(dests: &[Dest]) -> (i64, i64) {
     let mut g = 0i64;
     let mut max = 0i64;
     for d in dests.iter().filter(|d| d.weight > 0) {
@@ -39,7 +49,12 @@ pub fn new(dests: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
         g = if g > 0 { gcd(w, g) } else { w };
         max = max.max(w);
     }
-    let di = if g > 0 { g } else { 1 };
+    (if g > 0 { g } else { 1 }, max)
+}
+
+pub fn new(dests: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
+    // ip_vs_wrr_init_svc
+    let (di, max) = gcd_max(dests);
     let mw = max - (di - 1);
     Box::new(Wrr {
         mark: Mutex::new(Mark {
@@ -51,6 +66,22 @@ pub fn new(dests: &[Dest], _: super::SchedFlags) -> Box<dyn Scheduler> {
     })
 }
 
+impl Wrr {
+    /// `ip_vs_wrr_dest_changed`, the add/del/upd hook.
+    fn dest_changed(&self, dests: &[Dest]) {
+        let mut m = self.mark.lock();
+        m.cl = None;
+        let (di, max) = gcd_max(dests);
+        m.di = di;
+        m.mw = max - (di - 1);
+        if m.cw > m.mw || m.cw == 0 {
+            m.cw = m.mw;
+        } else if m.di > 1 {
+            m.cw = (m.cw / m.di) * m.di + 1;
+        }
+    }
+}
+
 impl Scheduler for Wrr {
     fn name(&self) -> &'static str {
         "wrr"
@@ -60,15 +91,19 @@ impl Scheduler for Wrr {
         if m.mw <= 0 || dests.is_empty() {
             return None;
         }
-        let last = m.cl;
+        let n = dests.len();
+        // Positions are in the kernel's list order: position p is
+        // dests[n - 1 - p] (see super::kernel_order). A cursor whose server
+        // is not in this list (a worker on the previous snapshot) counts as
+        // the head.
+        let last: Option<usize> =
+            m.cl.and_then(|(hint, id)| locate(dests, hint, id))
+                .map(|i| n - 1 - i);
         let mut stop: Option<usize> = None;
         let mut last_pass = false;
         let mut restarted = false;
         // `pos` is where list_for_each_entry_continue resumes: after cl.
-        // Positions are in the kernel's list order: position p is
-        // dests[n - 1 - p] (see super::kernel_order).
-        let n = dests.len();
-        let mut pos = m.cl.map_or(0, |i| i + 1);
+        let mut pos = last.map_or(0, |p| p + 1);
         loop {
             while pos < n {
                 let d = &dests[n - 1 - pos];
@@ -78,11 +113,11 @@ impl Scheduler for Wrr {
                     .load(std::sync::atomic::Ordering::Relaxed)
                     && d.weight as i64 >= m.cw
                 {
-                    m.cl = Some(pos);
+                    m.cl = Some((n - 1 - pos, d.state.id));
                     return Some(n - 1 - pos);
                 }
                 if Some(pos) == stop {
-                    m.cl = Some(pos);
+                    m.cl = Some((n - 1 - pos, d.state.id));
                     return None;
                 }
                 pos += 1;
@@ -102,6 +137,15 @@ impl Scheduler for Wrr {
                 stop = last;
             }
         }
+    }
+    fn add_dest(&self, dests: &[Dest], _: usize) {
+        self.dest_changed(dests);
+    }
+    fn del_dest(&self, _: &[Dest], _: usize, after: &[Dest]) {
+        self.dest_changed(after);
+    }
+    fn upd_dest(&self, dests: &[Dest], _: usize) {
+        self.dest_changed(dests);
     }
 }
 

@@ -411,6 +411,12 @@ pub struct ServiceConf {
     /// the client's ACK. TCP, NAT and FULLNAT only, not with PROXY v2.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub synproxy: bool,
+    /// One-packet scheduling (ipvsadm `-o`/`--ops`, the kernel's
+    /// `IP_VS_SVC_F_ONEPACKET`): every UDP datagram is scheduled on its own
+    /// and its connection entry ends as soon as it is forwarded
+    /// (`IP_VS_CONN_F_ONE_PACKET`). UDP services only, as ipvsadm checks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ops: bool,
     /// Health check for every real server without its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
@@ -794,7 +800,7 @@ impl DestState {
 }
 
 /// A real server in a snapshot.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Dest {
     pub ip: IpAddr,
     pub port: u16,
@@ -829,12 +835,14 @@ pub struct ServiceState {
     pub est: crate::est::Estimator,
 }
 
-/// A virtual service in a snapshot, with its scheduler built for exactly
-/// this set of real servers.
+/// A virtual service in a snapshot, with its scheduler (shared by every
+/// snapshot since the service got it, and kept up to date with `dests`).
 pub struct Service {
     pub conf: ServiceConf,
+    /// Real servers in the order they joined the list (oldest first; the
+    /// kernel's list is this reversed, see `sched::kernel_order`).
     pub dests: Vec<Dest>,
-    pub sched: Box<dyn Scheduler>,
+    pub sched: Arc<dyn Scheduler>,
     pub state: Arc<ServiceState>,
 }
 
@@ -953,12 +961,135 @@ impl Ids {
 }
 
 /// Counter state kept by the control plane across snapshot rebuilds: the
-/// configured services and real servers, out of [`Ids`].
+/// configured services and real servers, out of [`Ids`], and each
+/// service's scheduler instance.
 #[derive(Default, Debug)]
 pub struct StateRegistry {
     ids: Arc<Ids>,
     services: HashMap<ServiceKey, Arc<ServiceState>>,
     dests: HashMap<(ServiceKey, IpAddr, u16), Arc<DestState>>,
+    scheds: HashMap<ServiceKey, SchedEntry>,
+}
+
+/// A service's scheduler as the kernel keeps it in `svc->scheduler` and
+/// `svc->sched_data`: created when the service is (or when `-E -s` changes
+/// the scheduler), told about every change of the server list through its
+/// hooks, dropped with the service.
+struct SchedEntry {
+    name: String,
+    flags: sched::SchedFlags,
+    inst: Arc<dyn Scheduler>,
+    /// The list the instance was last told about.
+    dests: Vec<Dest>,
+}
+
+impl fmt::Debug for SchedEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchedEntry")
+            .field("name", &self.name)
+            .field("dests", &self.dests.len())
+            .finish()
+    }
+}
+
+/// What the kernel's `__ip_vs_update_dest` changes on `-e` (each edit calls
+/// the `upd_dest` hook).
+fn dest_edited(a: &Dest, b: &Dest) -> bool {
+    (a.weight, a.fwd, a.u_threshold, a.l_threshold)
+        != (b.weight, b.fwd, b.u_threshold, b.l_threshold)
+}
+
+impl SchedEntry {
+    /// The kernel's `ip_vs_bind_scheduler` for a new service: `init_service`
+    /// on an empty list, then one `add_dest` per server in the order they
+    /// joined (the `-A` then `-a` ... of ipvsadm -R and keepalived).
+    fn create(name: &str, flags: sched::SchedFlags, dests: &[Dest]) -> Result<SchedEntry, String> {
+        let inst: Arc<dyn Scheduler> = sched::build(name, &[], flags)
+            .map_err(|e| e.to_string())?
+            .into();
+        for k in 0..dests.len() {
+            inst.add_dest(&dests[..=k], k);
+        }
+        Ok(SchedEntry {
+            name: name.to_string(),
+            flags,
+            inst,
+            dests: dests.to_vec(),
+        })
+    }
+
+    /// Bring the instance from its last list to `new` through the hooks, one
+    /// kernel operation at a time: deletions (`-d`, a health check's
+    /// removal), then edits (`-e`, a quiesce), then additions (`-a`, which
+    /// `new` has last: see [`order_like`]).
+    fn update(&mut self, new: &[Dest]) {
+        let same = self.dests.len() == new.len()
+            && self
+                .dests
+                .iter()
+                .zip(new)
+                .all(|(a, b)| a.state.id == b.state.id && !dest_edited(a, b));
+        if same {
+            // Nothing this service's scheduler sees changed (the common
+            // case: another service was edited).
+            self.dests = new.to_vec();
+            return;
+        }
+        let in_new: HashMap<u32, &Dest> = new.iter().map(|d| (d.state.id, d)).collect();
+        let mut cur = std::mem::take(&mut self.dests);
+        let mut i = 0;
+        while i < cur.len() {
+            if in_new.contains_key(&cur[i].state.id) {
+                i += 1;
+                continue;
+            }
+            let before = cur.clone();
+            cur.remove(i);
+            self.inst.del_dest(&before, i, &cur);
+        }
+        for i in 0..cur.len() {
+            let d = in_new[&cur[i].state.id];
+            if dest_edited(&cur[i], d) {
+                cur[i] = d.clone();
+                self.inst.upd_dest(&cur, i);
+            }
+        }
+        let in_cur: HashSet<u32> = cur.iter().map(|d| d.state.id).collect();
+        for d in new {
+            if !in_cur.contains(&d.state.id) {
+                cur.push(d.clone());
+                self.inst.add_dest(&cur, cur.len() - 1);
+            }
+        }
+        debug_assert!(cur
+            .iter()
+            .map(|d| d.state.id)
+            .eq(new.iter().map(|d| d.state.id)));
+        self.dests = new.to_vec();
+    }
+}
+
+/// `dests` in the order the kernel's list would have them: servers already
+/// in `prev` keep their relative order, servers new to the list follow (in
+/// configuration order), as `-a` puts them at the head of the kernel's list.
+/// A server that a health check removed and restored therefore comes back
+/// as the newest, as keepalived's `-d` then `-a` does on a kernel director.
+fn order_like(prev: &[Dest], mut dests: Vec<Dest>) -> Vec<Dest> {
+    if prev.len() == dests.len()
+        && prev
+            .iter()
+            .zip(&dests)
+            .all(|(p, d)| p.state.id == d.state.id)
+    {
+        return dests;
+    }
+    let rank: HashMap<u32, usize> = prev
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.state.id, i))
+        .collect();
+    dests.sort_by_key(|d| rank.get(&d.state.id).copied().unwrap_or(usize::MAX));
+    dests
 }
 
 impl StateRegistry {
@@ -1028,6 +1159,54 @@ impl StateRegistry {
             .collect();
         self.services.retain(|k, _| svc.contains(k));
         self.dests.retain(|k, _| dst.contains(k));
+        // ip_vs_unbind_scheduler (done_service) with the service.
+        self.scheds.retain(|k, _| svc.contains(k));
+    }
+
+    /// The scheduler of service `key` for the list `dests`: the instance
+    /// the service already has, told about the changes, or a new one when
+    /// the service is new or its scheduler changed (`-E -s`, which the
+    /// kernel handles with `init_service` on the current list).
+    fn scheduler(
+        &mut self,
+        key: ServiceKey,
+        name: &str,
+        flags: sched::SchedFlags,
+        dests: &[Dest],
+    ) -> Result<Arc<dyn Scheduler>, String> {
+        match self.scheds.get_mut(&key) {
+            Some(e) if e.name == name => {
+                if e.flags != flags {
+                    e.inst.set_flags(flags);
+                    e.flags = flags;
+                }
+                e.update(dests);
+                Ok(e.inst.clone())
+            }
+            Some(e) => {
+                let inst: Arc<dyn Scheduler> = sched::build(name, dests, flags)
+                    .map_err(|er| er.to_string())?
+                    .into();
+                *e = SchedEntry {
+                    name: name.to_string(),
+                    flags,
+                    inst: inst.clone(),
+                    dests: dests.to_vec(),
+                };
+                Ok(inst)
+            }
+            None => {
+                let e = SchedEntry::create(name, flags, dests)?;
+                let inst = e.inst.clone();
+                self.scheds.insert(key, e);
+                Ok(inst)
+            }
+        }
+    }
+
+    /// The order of the list service `key`'s scheduler last saw.
+    fn sched_dests(&self, key: &ServiceKey) -> &[Dest] {
+        self.scheds.get(key).map_or(&[], |e| &e.dests)
     }
     /// The live state of a configured real server (or sorry server), if any.
     pub fn dest_state(&self, key: &DestKey) -> Option<Arc<DestState>> {
@@ -1080,12 +1259,18 @@ impl ServiceTable {
     /// given weight 0 (`quiesce`); a service with no real server of positive
     /// weight gets its sorry server (weight 1) as an extra, last real server.
     /// The configuration itself (`confs`, what `list`/`-S` show) is untouched.
+    ///
+    /// Each service keeps its scheduler instance: only a service whose
+    /// server list changed has its scheduler told (through the kernel's
+    /// hooks), and that happens only once the whole table has built, so a
+    /// refused change leaves every scheduler as it was.
     pub fn build_with_health(
         confs: &[ServiceConf],
         reg: &mut StateRegistry,
         down: &HashSet<DestKey>,
     ) -> Result<ServiceTable, String> {
         let mut t = ServiceTable::default();
+        let mut built = Vec::with_capacity(confs.len());
         for c in confs {
             let key = c.key();
             let mut dests: Vec<Dest> = Vec::with_capacity(c.dests.len() + 1);
@@ -1129,7 +1314,18 @@ impl ServiceTable {
                 }
             }
             let flags = sched::SchedFlags::parse(&c.sched, &c.sched_flags)?;
-            let sched = sched::build(&c.sched, &dests, flags).map_err(|e| e.to_string())?;
+            if !sched::is_known(&c.sched) {
+                return Err(sched::build(&c.sched, &[], flags)
+                    .err()
+                    .map_or_else(String::new, |e| e.to_string()));
+            }
+            let dests = order_like(reg.sched_dests(&key), dests);
+            let state = reg.service(key)?;
+            built.push((c, dests, flags, state));
+        }
+        for (c, dests, flags, state) in built {
+            let key = c.key();
+            let sched = reg.scheduler(key, &c.sched, flags, &dests)?;
             if !c.is_fwmark() {
                 t.vips.insert(c.vip);
             }
@@ -1141,7 +1337,7 @@ impl ServiceTable {
                     conf: c.clone(),
                     dests,
                     sched,
-                    state: reg.service(key)?,
+                    state,
                 },
             );
         }
@@ -1244,6 +1440,7 @@ mod tests {
                 laddrs: vec![],
                 client_addr: ClientAddr::None,
                 synproxy: false,
+                ops: false,
                 health: None,
                 sorry_server: None,
                 dests: vec![DestConf {
