@@ -508,13 +508,10 @@ fn names_restore_save_scripts_nosort_and_closed_pipes() {
 }
 
 /// Firewall-mark services, one-packet scheduling and GUE/GRE tunnels
-/// through rvsadm: the CLI side is here, the server side comes from the
-/// FWMARK, SCHED and TUN work of issue #13 (run with `--ignored` once it is
-/// merged; checked by hand against each branch's rvsd). Listings and rules
+/// through rvsadm against a real rvsd. Listings and rules
 /// as ipvsadm 1.31's print_service_entry, fwd_tun_info and
 /// print_tunnel_rule print them.
 #[test]
-#[ignore = "needs the fwmark, ops and GUE/GRE server side (issue #13)"]
 fn fwmark_ops_and_tunnels_through_rvsd() {
     let topo = Topology::up_unique();
     let rvsd = Rvsd::start(&topo, &topo.default_config());
