@@ -145,6 +145,7 @@ mod tests {
         let fb = SchedFlags {
             fallback: true,
             port: true,
+            flag3: false,
         };
         let d = dests(&[(1, 0, 0), (1, 0, 0), (1, 0, 0)]);
         d[2].state.overloaded.store(true, Relaxed);

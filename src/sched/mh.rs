@@ -423,6 +423,7 @@ mod tests {
             SchedFlags {
                 fallback: true,
                 port: false,
+                flag3: false,
             },
         );
         let before: Vec<usize> = (0..1000)
@@ -450,6 +451,7 @@ mod tests {
             SchedFlags {
                 fallback: false,
                 port: true,
+                flag3: false,
             },
         );
         let mut seen = [false; 4];

@@ -88,6 +88,9 @@ pub struct SchedFlags {
     pub fallback: bool,
     /// Hash the source port too.
     pub port: bool,
+    /// `flag-3` (IP_VS_SVC_F_SCHED3): no scheduler reads it, but ipvsadm
+    /// and the kernel keep it on the service and list it, so rvs does too.
+    pub flag3: bool,
 }
 
 impl SchedFlags {
@@ -98,7 +101,7 @@ impl SchedFlags {
             match n.as_str() {
                 "flag-1" => f.fallback = true,
                 "flag-2" => f.port = true,
-                "flag-3" => {}
+                "flag-3" => f.flag3 = true,
                 "sh-fallback" | "mh-fallback" if n.starts_with(sched) => f.fallback = true,
                 "sh-port" | "mh-port" if n.starts_with(sched) => f.port = true,
                 "sh-fallback" | "mh-fallback" | "sh-port" | "mh-port" => {
@@ -114,12 +117,13 @@ impl SchedFlags {
 impl SchedFlags {
     /// Packed into a byte, for schedulers that keep their flags in an atomic.
     pub(crate) fn bits(self) -> u8 {
-        self.fallback as u8 | (self.port as u8) << 1
+        self.fallback as u8 | (self.port as u8) << 1 | (self.flag3 as u8) << 2
     }
     pub(crate) fn from_bits(b: u8) -> SchedFlags {
         SchedFlags {
             fallback: b & 1 != 0,
             port: b & 2 != 0,
+            flag3: b & 4 != 0,
         }
     }
 
@@ -136,6 +140,9 @@ impl SchedFlags {
         }
         if self.port {
             v.push(port);
+        }
+        if self.flag3 {
+            v.push("flag-3".to_string());
         }
         v
     }
@@ -342,20 +349,27 @@ mod tests {
             p("sh", &["sh-fallback", "sh-port"]),
             Ok(SchedFlags {
                 fallback: true,
-                port: true
+                port: true,
+                flag3: false
             })
         );
         assert_eq!(
             p("mh", &["flag-1"]),
             Ok(SchedFlags {
                 fallback: true,
-                port: false
+                port: false,
+                flag3: false
             })
         );
         assert_eq!(
             p("mh", &["sh-port"]).unwrap_err(),
             "incompatible scheduler flag `sh-port'"
         );
+        // flag-3 is kept and listed, as ipvsadm and the kernel keep it.
+        let f3 = p("rr", &["flag-3"]).unwrap();
+        assert!(f3.flag3 && !f3.fallback && !f3.port);
+        assert_eq!(f3.names("rr"), ["flag-3"]);
+        assert_eq!(SchedFlags::from_bits(f3.bits()), f3);
         assert_eq!(
             p("rr", &["fast"]).unwrap_err(),
             "invalid scheduler flag `fast'"

@@ -158,7 +158,11 @@ mod tests {
         s.pick(d, f, 0).map_or(0, |i| i + 1)
     }
     fn flags(fallback: bool, port: bool) -> SchedFlags {
-        SchedFlags { fallback, port }
+        SchedFlags {
+            fallback,
+            port,
+            flag3: false,
+        }
     }
 
     // Hand derivation used below: hash_32(x, 8) is the top byte of
