@@ -285,15 +285,13 @@ pub fn check(eal_args: &[String], host: &Host) -> Vec<Problem> {
                     "the driver creates and configures the TAP interface",
                 );
             }
-            "net_pcap" | "eth_pcap" => {
-                if devargs(spec).any(|(k, _)| k.ends_with("iface")) {
-                    need_cap(
-                        &mut problems,
-                        &dev,
-                        CAP_NET_RAW,
-                        "a live capture on an interface opens an AF_PACKET socket",
-                    );
-                }
+            "net_pcap" | "eth_pcap" if devargs(spec).any(|(k, _)| k.ends_with("iface")) => {
+                need_cap(
+                    &mut problems,
+                    &dev,
+                    CAP_NET_RAW,
+                    "a live capture on an interface opens an AF_PACKET socket",
+                );
             }
             _ => {}
         }
