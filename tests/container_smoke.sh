@@ -23,6 +23,7 @@
 #                         with podman: build offline from the host's
 #                         ~/.cargo/registry, which the test build has filled)
 #   RVS_IMAGE             image name (default localhost/rvs:smoke)
+#   RVS_CONTAINER_NO_RUN  1: behave as where `run` fails (buildah run only)
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -96,7 +97,9 @@ say "built in $((SECONDS - t0)) s; image size $((size / 1000000)) MB"
 run_flags=()
 can_run=0
 try_run() { "$engine" run --rm "$@" --entrypoint true "$image" >/dev/null 2>&1; }
-if try_run; then
+if [ "${RVS_CONTAINER_NO_RUN:-0}" = 1 ]; then
+    say "RVS_CONTAINER_NO_RUN=1: not using '$engine run'"
+elif try_run; then
     can_run=1
 elif [ "$engine" = podman ] && command -v runc >/dev/null 2>&1 &&
     try_run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096; then
@@ -185,7 +188,7 @@ check "rvsd on net_null, rvsadm add/list, SIGTERM exit 0" in_image -- \
 refused() {
     local expected=$1; shift
     local out
-    out=$(in_image "$@" -- "$(daemon_script "$cfg" 'echo "rvsd started" >&2; exit 1')" 2>&1)
+    out=$(in_image "$@" -- "$(daemon_script "$cfg" 'echo "rvsd started" >&2; exit 3')" 2>&1)
     if [ $? -eq 1 ] && printf '%s' "$out" | grep -qF -- "$expected" &&
         ! printf '%s' "$out" | grep -q 'no DPDK port named'; then
         return 0
@@ -222,7 +225,7 @@ ip link show rvs0 || exit 1")"
     refused_afp() {
         local out
         out=$(in_image "${drop[@]}" --cap-add NET_ADMIN -- \
-            "$veth$(daemon_script "$cfg" 'echo "rvsd started" >&2; exit 1')" 2>&1)
+            "$veth$(daemon_script "$cfg" 'echo "rvsd started" >&2; exit 3')" 2>&1)
         if [ $? -eq 1 ] && printf '%s' "$out" | grep -qF -- "--cap-add NET_RAW" &&
             ! printf '%s' "$out" | grep -q 'no DPDK port named'; then
             return 0
