@@ -45,6 +45,9 @@ fi
 step fuzz bash tests/fuzz/run.sh
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
+# The image from the Dockerfile, smoke-run (skipped without podman/docker;
+# a rebuild reuses the cached layers): tests/container_smoke.sh.
+step container bash tests/container_smoke.sh
 
 leftover=$(comm -13 <(printf '%s\n' "$ns_before") <(test_namespaces) | sed '/^$/d')
 if [ -n "$leftover" ]; then

@@ -131,6 +131,12 @@ fn run(cli: Cli) -> Result<()> {
         None => None,
     };
 
+    // A device driver that lacks a permission does not fail the EAL, only
+    // its own probe: name the missing permission now, not "no such port" later.
+    let problems = dpdk::preflight::check(&cfg.eal_args, &dpdk::preflight::Host::probe());
+    if !problems.is_empty() {
+        bail!("{}", dpdk::preflight::report(&problems));
+    }
     let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
     // Live capture (dpdk-dumpcap) needs multi-process support, which
     // registering worker threads as lcores would switch off.
@@ -145,7 +151,13 @@ fn run(cli: Cli) -> Result<()> {
     let mut addrs = Vec::new();
     let mut info = Vec::new();
     for pc in &cfg.ports {
-        let id = Port::by_name(&pc.device).with_context(|| format!("port {}", pc.device))?;
+        let id = Port::by_name(&pc.device).with_context(|| {
+            format!(
+                "port {}: its driver did not create it (see the EAL log above; \
+                 permissions a container must grant: docs/containers.md)",
+                pc.device
+            )
+        })?;
         let mut port = Port::configure(id, nq, nq, cfg.rx_descriptors, cfg.tx_descriptors, &pool)
             .with_context(|| format!("configuring {} with {nq} queue(s)", pc.device))?;
         port.start()

@@ -15,6 +15,7 @@ mod mbuf;
 mod mem;
 mod mempool;
 mod port;
+pub mod preflight;
 mod ring;
 
 pub use io::DpdkIo;
