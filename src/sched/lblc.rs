@@ -123,7 +123,7 @@ impl<V> Table<V> {
     }
 
     fn check_expire(&mut self, now: u64) {
-        if self.counter % COUNT_FOR_FULL_EXPIRATION == 0 {
+        if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
             // Full sweep: drop entries idle for the expiration.
             self.sweep(now, DEFAULT_EXPIRATION_MS, None);
             self.counter = 1;
