@@ -256,7 +256,7 @@ fn no_server_starves_while_changes_arrive_faster_than_a_cycle() {
     // a health flip of another service's server) every 2 connections: a
     // rebuilt rr would start at rs3 each time and rs1 would get nothing.
     let flip = |c: &Control, k: u32| {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             unrelated_change(c, k);
         } else {
             health(c, "10.0.0.101", 1, k % 4 == 3);
