@@ -273,7 +273,10 @@ mod tests {
             .collect()
     }
     fn is_prime(p: usize) -> bool {
-        p > 1 && (2..).take_while(|d| d * d <= p).all(|d| !p.is_multiple_of(d))
+        p > 1
+            && (2..)
+                .take_while(|d| d * d <= p)
+                .all(|d| !p.is_multiple_of(d))
     }
 
     #[test]
