@@ -14,6 +14,7 @@ pub mod est;
 pub mod fwmark;
 pub mod health;
 pub mod io;
+pub mod ipvs_nl;
 pub mod keepalived;
 pub mod metrics;
 pub mod neigh;

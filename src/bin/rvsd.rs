@@ -44,6 +44,11 @@ struct Cli {
     /// the file's `metrics_listen`).
     #[arg(long, value_name = "ADDRESS:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the kernel's IPVS generic-netlink protocol here, for ipvsadm
+    /// and keepalived through librvs_ipvs.so ("none": off). Same access
+    /// rule as the control socket (control_group).
+    #[arg(long, env = "RVS_IPVS_SOCKET", default_value = "/run/rvs/ipvs.sock")]
+    ipvs_socket: PathBuf,
 }
 
 /// The data ports as the control plane reports them.
@@ -247,7 +252,7 @@ fn run(cli: Cli) -> Result<()> {
         pool: pool.clone(),
     }));
     let ctl = Arc::new(ctl);
-    let server = match Server::bind_with(&cli.socket, ctl_opts) {
+    let server = match Server::bind_with(&cli.socket, ctl_opts.clone()) {
         Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
@@ -258,6 +263,13 @@ fn run(cli: Cli) -> Result<()> {
         }
     };
     handles.push(rvs::est::spawn(ctl.table.clone(), stop.clone())?);
+    if cli.ipvs_socket.as_os_str() != "none" {
+        // Not fatal: the JSON socket is the daemon's own interface.
+        match rvs::ipvs_nl::server::IpvsServer::bind(&cli.ipvs_socket, ctl_opts.clone()) {
+            Ok(s) => handles.push(s.spawn(ctl.clone(), stop.clone())?),
+            Err(e) => log::warn!("ipvs netlink socket {}: {e}", cli.ipvs_socket.display()),
+        }
+    }
     if let Some(l) = metrics {
         log::info!("metrics at http://{}/metrics", l.local_addr()?);
         handles.push(rvs::metrics::spawn_server(l, ctl.clone(), stop.clone())?);

@@ -1,0 +1,1038 @@
+//! The kernel's IPVS generic-netlink interface, served by rvsd, so that
+//! unmodified `ipvsadm` and `keepalived` (through the preload library in
+//! `preload/`) configure rvs.
+//!
+//! This module owns the protocol: it decodes the messages libipvs sends
+//! (`include/uapi/linux/ip_vs.h`), answers the family lookup
+//! (`CTRL_CMD_GETFAMILY` "IPVS"), and maps each `IPVS_CMD_*` onto the JSON
+//! control [`Request`]s — built as JSON text and parsed by
+//! [`crate::control::parse_request`], so validation and apply are the JSON
+//! socket's, never a copy of them. Replies, dumps, ACKs and errors are laid
+//! out as `net/netfilter/ipvs/ip_vs_ctl.c` (`ip_vs_genl_*`) lays them out,
+//! refusals carry the errno the kernel returns, and libipvs's
+//! `ipvs_strerror` then prints the texts operators know.
+//!
+//! It may not touch the data path or the configuration except through
+//! [`Control::handle`].
+
+pub mod codec;
+pub mod server;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde_json::{json, Value};
+
+use crate::control::{parse_request, Control, CtlError};
+use codec::{Attrs, GenlMsg, MsgBuilder, NlHeader};
+
+/// The family id rvs answers for "IPVS". Kernel generic-netlink ids are at
+/// most `GENL_MAX_ID` (1023), so this one never names a kernel family; the
+/// preload library recognises it (it must match `preload/src/lib.rs`).
+pub const IPVS_FAMILY_ID: u16 = 0x5256;
+
+/// `IPVS_GENL_NAME`, `IPVS_GENL_VERSION`, `IPVS_CMD_MAX`.
+pub const IPVS_GENL_NAME: &str = "IPVS";
+const IPVS_GENL_VERSION: u32 = 1;
+/// `IP_VS_VERSION_CODE` 1.2.1, which `ipvsadm -L` prints.
+const IP_VS_VERSION_CODE: u32 = 0x010201;
+
+/// `include/uapi/linux/genetlink.h`.
+pub mod ctrl {
+    pub const GENL_ID_CTRL: u16 = 0x10;
+    pub const CMD_NEWFAMILY: u8 = 1;
+    pub const CMD_GETFAMILY: u8 = 3;
+    pub const ATTR_FAMILY_ID: u16 = 1;
+    pub const ATTR_FAMILY_NAME: u16 = 2;
+    pub const ATTR_VERSION: u16 = 3;
+    pub const ATTR_HDRSIZE: u16 = 4;
+    pub const ATTR_MAXATTR: u16 = 5;
+}
+
+/// `IPVS_CMD_*`.
+pub mod cmd {
+    pub const NEW_SERVICE: u8 = 1;
+    pub const SET_SERVICE: u8 = 2;
+    pub const DEL_SERVICE: u8 = 3;
+    pub const GET_SERVICE: u8 = 4;
+    pub const NEW_DEST: u8 = 5;
+    pub const SET_DEST: u8 = 6;
+    pub const DEL_DEST: u8 = 7;
+    pub const GET_DEST: u8 = 8;
+    pub const NEW_DAEMON: u8 = 9;
+    pub const DEL_DAEMON: u8 = 10;
+    pub const GET_DAEMON: u8 = 11;
+    pub const SET_CONFIG: u8 = 12;
+    pub const GET_CONFIG: u8 = 13;
+    pub const SET_INFO: u8 = 14;
+    pub const GET_INFO: u8 = 15;
+    pub const ZERO: u8 = 16;
+    pub const FLUSH: u8 = 17;
+    pub const MAX: u8 = FLUSH;
+}
+
+/// `IPVS_CMD_ATTR_*`.
+pub mod cmd_attr {
+    pub const SERVICE: u16 = 1;
+    pub const DEST: u16 = 2;
+    pub const DAEMON: u16 = 3;
+    pub const TIMEOUT_TCP: u16 = 4;
+    pub const TIMEOUT_TCP_FIN: u16 = 5;
+    pub const TIMEOUT_UDP: u16 = 6;
+}
+
+/// `IPVS_SVC_ATTR_*`.
+pub mod svc_attr {
+    pub const AF: u16 = 1;
+    pub const PROTOCOL: u16 = 2;
+    pub const ADDR: u16 = 3;
+    pub const PORT: u16 = 4;
+    pub const FWMARK: u16 = 5;
+    pub const SCHED_NAME: u16 = 6;
+    pub const FLAGS: u16 = 7;
+    pub const TIMEOUT: u16 = 8;
+    pub const NETMASK: u16 = 9;
+    pub const STATS: u16 = 10;
+    pub const PE_NAME: u16 = 11;
+    pub const STATS64: u16 = 12;
+}
+
+/// `IPVS_DEST_ATTR_*`.
+pub mod dest_attr {
+    pub const ADDR: u16 = 1;
+    pub const PORT: u16 = 2;
+    pub const FWD_METHOD: u16 = 3;
+    pub const WEIGHT: u16 = 4;
+    pub const U_THRESH: u16 = 5;
+    pub const L_THRESH: u16 = 6;
+    pub const ACTIVE_CONNS: u16 = 7;
+    pub const INACT_CONNS: u16 = 8;
+    pub const PERSIST_CONNS: u16 = 9;
+    pub const STATS: u16 = 10;
+    pub const ADDR_FAMILY: u16 = 11;
+    pub const STATS64: u16 = 12;
+    pub const TUN_TYPE: u16 = 13;
+    pub const TUN_PORT: u16 = 14;
+    pub const TUN_FLAGS: u16 = 15;
+}
+
+/// `IPVS_STATS_ATTR_*`.
+mod stats_attr {
+    pub const CONNS: u16 = 1;
+    pub const INPKTS: u16 = 2;
+    pub const OUTPKTS: u16 = 3;
+    pub const INBYTES: u16 = 4;
+    pub const OUTBYTES: u16 = 5;
+    pub const CPS: u16 = 6;
+    pub const INPPS: u16 = 7;
+    pub const OUTPPS: u16 = 8;
+    pub const INBPS: u16 = 9;
+    pub const OUTBPS: u16 = 10;
+}
+
+/// `IPVS_INFO_ATTR_*`.
+mod info_attr {
+    pub const VERSION: u16 = 1;
+    pub const CONN_TAB_SIZE: u16 = 2;
+}
+
+/// `IP_VS_SVC_F_*`.
+pub mod svc_flags {
+    pub const PERSISTENT: u32 = 0x1;
+    pub const HASHED: u32 = 0x2;
+    pub const ONEPACKET: u32 = 0x4;
+    pub const SCHED1: u32 = 0x8;
+    pub const SCHED2: u32 = 0x10;
+    pub const SCHED3: u32 = 0x20;
+}
+
+/// `IP_VS_CONN_F_*` forwarding methods (`IP_VS_CONN_F_FWD_MASK`).
+pub mod fwd {
+    pub const MASQ: u32 = 0;
+    pub const LOCALNODE: u32 = 1;
+    pub const TUNNEL: u32 = 2;
+    pub const DROUTE: u32 = 3;
+    pub const BYPASS: u32 = 4;
+    /// Not a kernel method: rvs's FULLNAT, reported in a value the kernel's
+    /// 3-bit mask leaves unused (ipvsadm prints no name for it).
+    pub const RVS_FULLNAT: u32 = 5;
+    pub const MASK: u32 = 7;
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// Errno values (Linux, all architectures rvs builds for).
+pub mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const ESRCH: i32 = 3;
+    pub const ENOMEM: i32 = 12;
+    pub const EEXIST: i32 = 17;
+    pub const EINVAL: i32 = 22;
+    pub const ERANGE: i32 = 34;
+    pub const EOPNOTSUPP: i32 = 95;
+    pub const EAFNOSUPPORT: i32 = 97;
+}
+
+/// A refusal: the (positive) errno, and why, for rvsd's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub errno: i32,
+    pub why: String,
+}
+
+impl Refusal {
+    fn new(errno: i32, why: impl Into<String>) -> Refusal {
+        Refusal {
+            errno,
+            why: why.into(),
+        }
+    }
+    fn inval(why: impl Into<String>) -> Refusal {
+        Refusal::new(errno::EINVAL, why)
+    }
+}
+
+impl From<codec::Error> for Refusal {
+    fn from(e: codec::Error) -> Refusal {
+        Refusal::inval(e.to_string())
+    }
+}
+
+/// Answer one request datagram from the socket with netlink port id
+/// `portid`: the datagrams the kernel would queue on that socket, in order
+/// (for a dump, one message per datagram and `NLMSG_DONE` last).
+pub fn handle_datagram(ctl: &Control, portid: u32, data: &[u8]) -> Vec<Vec<u8>> {
+    let msgs = match codec::split_messages(data) {
+        Ok(m) => m,
+        Err(e) => {
+            log::debug!("ipvs netlink: undecodable datagram: {e}");
+            // The kernel drops a datagram it cannot frame (netlink_rcv_skb
+            // stops at a bad length) without an answer.
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for m in msgs {
+        out.extend(handle_message(ctl, portid, m));
+    }
+    out
+}
+
+/// One netlink message (see [`handle_datagram`]).
+pub fn handle_message(ctl: &Control, portid: u32, msg: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(hdr) = NlHeader::parse(msg) else {
+        return Vec::new();
+    };
+    // Only requests are acted on (`netlink_rcv_skb`: no NLM_F_REQUEST → skip,
+    // no answer).
+    if hdr.flags & codec::NLM_F_REQUEST == 0 {
+        return Vec::new();
+    }
+    let wants_ack = hdr.flags & codec::NLM_F_ACK != 0;
+    let result = match GenlMsg::parse(msg) {
+        Err(e) => Err(Refusal::from(e)),
+        Ok(g) if hdr.ty == ctrl::GENL_ID_CTRL => ctrl_request(&g, portid),
+        Ok(g) if hdr.ty == IPVS_FAMILY_ID => ipvs_request(ctl, &g, portid),
+        Ok(_) => Err(Refusal::new(
+            errno::EOPNOTSUPP,
+            format!("message type {:#x} is not the IPVS family", hdr.ty),
+        )),
+    };
+    match result {
+        Ok(Reply::Dump(mut msgs)) => {
+            // A dump ends with NLMSG_DONE and is never ACKed.
+            msgs.push(codec::done(hdr.seq, portid));
+            msgs
+        }
+        Ok(Reply::Doit(mut msgs)) => {
+            if wants_ack {
+                msgs.push(codec::ack(msg, 0, portid));
+            }
+            msgs
+        }
+        Err(r) => {
+            log::info!("ipvs netlink: refused ({}): {}", errno_name(r.errno), r.why);
+            vec![codec::ack(msg, -r.errno, portid)]
+        }
+    }
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        errno::EPERM => "EPERM",
+        errno::ENOENT => "ENOENT",
+        errno::ESRCH => "ESRCH",
+        errno::EEXIST => "EEXIST",
+        errno::EINVAL => "EINVAL",
+        errno::ERANGE => "ERANGE",
+        errno::EOPNOTSUPP => "EOPNOTSUPP",
+        errno::EAFNOSUPPORT => "EAFNOSUPPORT",
+        _ => "errno",
+    }
+}
+
+enum Reply {
+    /// A `doit` answer: zero or one message, then the ACK if asked for.
+    Doit(Vec<Vec<u8>>),
+    /// A dump: its messages (NLMSG_DONE is added).
+    Dump(Vec<Vec<u8>>),
+}
+
+/// `CTRL_CMD_GETFAMILY` for "IPVS" (`ctrl_getfamily`): the family with
+/// rvs's id. Any other name is the kernel's business; the preload library
+/// sends only this one here, so another name is `ENOENT` as the kernel says
+/// for a family it does not know.
+fn ctrl_request(g: &GenlMsg, portid: u32) -> Result<Reply, Refusal> {
+    if g.cmd != ctrl::CMD_GETFAMILY {
+        return Err(Refusal::new(errno::EOPNOTSUPP, "only CTRL_CMD_GETFAMILY"));
+    }
+    let name = g.attrs.string(ctrl::ATTR_FAMILY_NAME)?;
+    if name.as_deref() != Some(IPVS_GENL_NAME) {
+        return Err(Refusal::new(
+            errno::ENOENT,
+            format!("family {name:?} is not served here"),
+        ));
+    }
+    let mut b = MsgBuilder::genl(
+        ctrl::GENL_ID_CTRL,
+        0,
+        g.hdr.seq,
+        portid,
+        ctrl::CMD_NEWFAMILY,
+        2,
+    );
+    b.put_str(ctrl::ATTR_FAMILY_NAME, IPVS_GENL_NAME)
+        .put_u16(ctrl::ATTR_FAMILY_ID, IPVS_FAMILY_ID)
+        .put_u32(ctrl::ATTR_VERSION, IPVS_GENL_VERSION)
+        .put_u32(ctrl::ATTR_HDRSIZE, 0)
+        .put_u32(ctrl::ATTR_MAXATTR, u32::from(cmd_attr::TIMEOUT_UDP));
+    Ok(Reply::Doit(vec![b.finish()]))
+}
+
+fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusal> {
+    let dump = g.hdr.flags & codec::NLM_F_DUMP == codec::NLM_F_DUMP;
+    let seq = g.hdr.seq;
+    let reply = |cmd: u8| MsgBuilder::genl(IPVS_FAMILY_ID, 0, seq, portid, cmd, 1);
+    let multi = |cmd: u8| MsgBuilder::genl(IPVS_FAMILY_ID, codec::NLM_F_MULTI, seq, portid, cmd, 1);
+    match (g.cmd, dump) {
+        (cmd::GET_SERVICE, true) => {
+            let list = list(ctl)?;
+            let msgs = services(&list)
+                .map(|s| {
+                    let mut b = multi(cmd::NEW_SERVICE);
+                    fill_service(&mut b, s);
+                    b.finish()
+                })
+                .collect();
+            Ok(Reply::Dump(msgs))
+        }
+        (cmd::GET_SERVICE, false) => {
+            let id = parse_svc_id(&g.attrs)?;
+            let list = list(ctl)?;
+            let s = services(&list)
+                .find(|s| id.matches(s))
+                .ok_or_else(|| Refusal::new(errno::ESRCH, "no such service"))?;
+            let mut b = reply(cmd::NEW_SERVICE);
+            fill_service(&mut b, s);
+            Ok(Reply::Doit(vec![b.finish()]))
+        }
+        (cmd::GET_DEST, true) => {
+            // ip_vs_genl_dump_dests: an unknown or malformed service is an
+            // empty dump, not an error.
+            let Ok(id) = parse_svc_id(&g.attrs) else {
+                return Ok(Reply::Dump(Vec::new()));
+            };
+            let list = list(ctl)?;
+            let msgs = services(&list)
+                .find(|s| id.matches(s))
+                .map(|s| {
+                    s["dests"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|d| {
+                            let mut b = multi(cmd::NEW_DEST);
+                            fill_dest(&mut b, d, svc_af(s));
+                            b.finish()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Reply::Dump(msgs))
+        }
+        (cmd::GET_DAEMON, true) => Ok(Reply::Dump(Vec::new())),
+        (cmd::GET_INFO, false) => {
+            let list = list(ctl)?;
+            let size = list["conn_table"]["capacity"].as_u64().unwrap_or(0);
+            let mut b = reply(cmd::SET_INFO);
+            b.put_u32(info_attr::VERSION, IP_VS_VERSION_CODE)
+                .put_u32(info_attr::CONN_TAB_SIZE, size.min(u32::MAX as u64) as u32);
+            Ok(Reply::Doit(vec![b.finish()]))
+        }
+        (cmd::GET_CONFIG, false) => {
+            let t = control(ctl, json!({"cmd": "get_timeouts"}))?;
+            let get = |k: &str| t["timeouts"][k].as_u64().unwrap_or(0) as u32;
+            let mut b = reply(cmd::SET_CONFIG);
+            b.put_u32(cmd_attr::TIMEOUT_TCP, get("tcp"))
+                .put_u32(cmd_attr::TIMEOUT_TCP_FIN, get("tcpfin"))
+                .put_u32(cmd_attr::TIMEOUT_UDP, get("udp"));
+            Ok(Reply::Doit(vec![b.finish()]))
+        }
+        (cmd::SET_CONFIG, false) => {
+            // ip_vs_genl_set_config: absent or 0 leaves a timeout as it is.
+            let get = |t| g.attrs.u32(t).map(|v| v.unwrap_or(0));
+            let timeouts = json!({
+                "tcp": get(cmd_attr::TIMEOUT_TCP)?,
+                "tcpfin": get(cmd_attr::TIMEOUT_TCP_FIN)?,
+                "udp": get(cmd_attr::TIMEOUT_UDP)?,
+            });
+            control(ctl, json!({"cmd": "set_timeouts", "timeouts": timeouts}))?;
+            Ok(Reply::Doit(Vec::new()))
+        }
+        (cmd::FLUSH, false) => {
+            control(ctl, json!({"cmd": "clear"}))?;
+            Ok(Reply::Doit(Vec::new()))
+        }
+        (cmd::ZERO, false) => {
+            let req = if g.attrs.has(cmd_attr::SERVICE) {
+                let id = parse_svc_id(&g.attrs)?;
+                json!({"cmd": "zero", "service": id.svc_ref()})
+            } else {
+                json!({"cmd": "zero"})
+            };
+            control(ctl, req).map_err(|r| svc_errno(r, errno::ESRCH))?;
+            Ok(Reply::Doit(Vec::new()))
+        }
+        (cmd::NEW_SERVICE | cmd::SET_SERVICE | cmd::DEL_SERVICE, false) => {
+            service_cmd(ctl, g)?;
+            Ok(Reply::Doit(Vec::new()))
+        }
+        (cmd::NEW_DEST | cmd::SET_DEST | cmd::DEL_DEST, false) => {
+            dest_cmd(ctl, g)?;
+            Ok(Reply::Doit(Vec::new()))
+        }
+        (cmd::NEW_DAEMON, false) => Err(Refusal::new(
+            errno::EOPNOTSUPP,
+            "rvs has no connection-sync daemon",
+        )),
+        // ip_vs_genl_del_daemon → stop_sync_thread: none running.
+        (cmd::DEL_DAEMON, false) => Err(Refusal::new(errno::ESRCH, "no sync daemon is running")),
+        // genl_family_rcv_msg: a command without the requested handler.
+        (c, d) => Err(Refusal::new(
+            errno::EOPNOTSUPP,
+            format!("command {c} ({})", if d { "dump" } else { "do" }),
+        )),
+    }
+}
+
+/// Run a JSON control request through the JSON socket's own parse and apply.
+fn control(ctl: &Control, req: Value) -> Result<Value, Refusal> {
+    let req = parse_request(&req.to_string()).map_err(map_ctl_error)?;
+    ctl.handle(req).map_err(map_ctl_error)
+}
+
+fn list(ctl: &Control) -> Result<Value, Refusal> {
+    control(ctl, json!({"cmd": "list"}))
+}
+
+fn services(list: &Value) -> impl Iterator<Item = &Value> {
+    list["services"].as_array().into_iter().flatten()
+}
+
+/// The errno the kernel returns for what the control plane refused, by the
+/// control error's code (and, where one code covers several kernel cases,
+/// its message, which is libipvs's text).
+fn map_ctl_error(e: CtlError) -> Refusal {
+    let m = e.message.as_str();
+    let errno = match e.code {
+        "exists" => errno::EEXIST,
+        "not_found" if m.contains("destination") => errno::ENOENT,
+        "not_found" => errno::ESRCH,
+        // ip_vs_add_service/ip_vs_edit_service: ip_vs_scheduler_get fails.
+        "invalid" if m.starts_with("unknown scheduler") => errno::ENOENT,
+        // ip_vs_add_dest/ip_vs_edit_dest: weight < 0, l_threshold > u_threshold.
+        "invalid" if m.contains("illegal weight") || m.contains("threshold") => errno::ERANGE,
+        "unsupported" => errno::EOPNOTSUPP,
+        // A field this build's control protocol does not have yet (a
+        // contract field that has not landed): the kernel's "not supported".
+        "bad_request" if m.contains("unknown field") || m.contains("unknown variant") => {
+            errno::EOPNOTSUPP
+        }
+        _ => errno::EINVAL,
+    };
+    Refusal::new(errno, format!("{}: {}", e.code, e.message))
+}
+
+/// For service commands the kernel answers a missing service with ESRCH
+/// whatever the control plane's wording.
+fn svc_errno(r: Refusal, missing: i32) -> Refusal {
+    if r.why.starts_with("not_found") {
+        Refusal::new(missing, r.why)
+    } else {
+        r
+    }
+}
+
+/// How a request names a service: protocol/address/port or a firewall mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SvcId {
+    Addr {
+        af: u16,
+        proto: u16,
+        addr: IpAddr,
+        port: u16,
+    },
+    Fwmark {
+        af: u16,
+        mark: u32,
+    },
+}
+
+impl SvcId {
+    fn svc_ref(&self) -> Value {
+        match self {
+            SvcId::Addr {
+                proto, addr, port, ..
+            } => json!({"proto": proto_name(*proto), "vip": addr, "port": port}),
+            SvcId::Fwmark { af, mark } => {
+                let mut v = json!({"fwmark": mark});
+                if *af == AF_INET6 {
+                    v["af"] = json!("inet6");
+                }
+                v
+            }
+        }
+    }
+
+    /// Whether a `list` entry is this service.
+    fn matches(&self, s: &Value) -> bool {
+        match self {
+            SvcId::Addr {
+                proto, addr, port, ..
+            } => {
+                s.get("fwmark").is_none()
+                    && s["proto"].as_str() == Some(proto_name(*proto))
+                    && s["vip"].as_str().and_then(|v| v.parse::<IpAddr>().ok()) == Some(*addr)
+                    && s["port"].as_u64() == Some(u64::from(*port))
+            }
+            SvcId::Fwmark { af, mark } => {
+                s["fwmark"].as_u64() == Some(u64::from(*mark)) && svc_af(s) == *af
+            }
+        }
+    }
+}
+
+/// The JSON name of an IP protocol number; an unknown one is passed on as
+/// its number, which the control plane refuses (EINVAL, as the kernel's
+/// `ip_vs_add_service` does for a protocol it has no handler for).
+fn proto_name(p: u16) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        132 => "sctp",
+        _ => "unknown",
+    }
+}
+
+fn svc_af(s: &Value) -> u16 {
+    let v6 = s["af"].as_str() == Some("inet6")
+        || s["vip"]
+            .as_str()
+            .and_then(|v| v.parse::<IpAddr>().ok())
+            .is_some_and(|a| a.is_ipv6());
+    if v6 {
+        AF_INET6
+    } else {
+        AF_INET
+    }
+}
+
+/// An address attribute (16 bytes, `union nf_inet_addr`) for family `af`.
+fn parse_addr(af: u16, p: &[u8]) -> Result<IpAddr, Refusal> {
+    match af {
+        AF_INET if p.len() >= 4 => Ok(IpAddr::V4(Ipv4Addr::new(p[0], p[1], p[2], p[3]))),
+        AF_INET6 if p.len() >= 16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&p[..16]);
+            Ok(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+        AF_INET | AF_INET6 => Err(Refusal::inval("address attribute too short")),
+        _ => Err(Refusal::new(
+            errno::EAFNOSUPPORT,
+            format!("address family {af}"),
+        )),
+    }
+}
+
+/// `ip_vs_genl_parse_service`'s identifying part: AF, and FWMARK or
+/// PROTOCOL+ADDR+PORT, else EINVAL; an AF other than inet/inet6 is
+/// EAFNOSUPPORT.
+fn parse_svc_id(attrs: &Attrs) -> Result<SvcId, Refusal> {
+    let s = attrs
+        .nested(cmd_attr::SERVICE)?
+        .ok_or_else(|| Refusal::inval("no IPVS_CMD_ATTR_SERVICE"))?;
+    svc_id_of(&s)
+}
+
+fn svc_id_of(s: &Attrs) -> Result<SvcId, Refusal> {
+    let af = s.u16(svc_attr::AF)?;
+    let mark = s.u32(svc_attr::FWMARK)?;
+    let proto = s.u16(svc_attr::PROTOCOL)?;
+    let addr = s.get(svc_attr::ADDR);
+    let port = s.be16(svc_attr::PORT)?;
+    let Some(af) = af else {
+        return Err(Refusal::inval("service without IPVS_SVC_ATTR_AF"));
+    };
+    if af != AF_INET && af != AF_INET6 {
+        return Err(Refusal::new(
+            errno::EAFNOSUPPORT,
+            format!("address family {af}"),
+        ));
+    }
+    if let Some(mark) = mark {
+        return Ok(SvcId::Fwmark { af, mark });
+    }
+    match (proto, addr, port) {
+        (Some(proto), Some(addr), Some(port)) => Ok(SvcId::Addr {
+            af,
+            proto,
+            addr: parse_addr(af, addr)?,
+            port,
+        }),
+        _ => Err(Refusal::inval(
+            "service needs IPVS_SVC_ATTR_FWMARK or PROTOCOL, ADDR and PORT",
+        )),
+    }
+}
+
+/// NEW_SERVICE / SET_SERVICE / DEL_SERVICE (`ip_vs_genl_set_cmd`).
+fn service_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
+    let s = g
+        .attrs
+        .nested(cmd_attr::SERVICE)?
+        .ok_or_else(|| Refusal::inval("no IPVS_CMD_ATTR_SERVICE"))?;
+    let id = svc_id_of(&s)?;
+    if g.cmd == cmd::DEL_SERVICE {
+        return control(ctl, json!({"cmd": "del_service", "service": id.svc_ref()}))
+            .map(drop)
+            .map_err(|r| svc_errno(r, errno::ESRCH));
+    }
+    // A full entry: SCHED_NAME, FLAGS, TIMEOUT and NETMASK are required.
+    let (Some(sched), Some(flags), Some(timeout), Some(netmask)) = (
+        s.string(svc_attr::SCHED_NAME)?,
+        s.fixed::<8>(svc_attr::FLAGS)?,
+        s.u32(svc_attr::TIMEOUT)?,
+        s.fixed::<4>(svc_attr::NETMASK)?,
+    ) else {
+        return Err(Refusal::inval(
+            "service needs SCHED_NAME, FLAGS, TIMEOUT and NETMASK",
+        ));
+    };
+    if s.string(svc_attr::PE_NAME)?.is_some_and(|p| !p.is_empty()) {
+        // No persistence engine (sip) in rvs: ip_vs_pe_getbyname fails.
+        return Err(Refusal::new(
+            errno::ENOENT,
+            "persistence engines are not supported",
+        ));
+    }
+    let f_new = u32::from_ne_bytes(flags[0..4].try_into().unwrap_or([0; 4]));
+    let f_mask = u32::from_ne_bytes(flags[4..8].try_into().unwrap_or([0; 4]));
+    let existing = ctl
+        .services()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .find(|c| id.matches(c));
+    // "prefill flags from service if it already exists", then apply the
+    // masked new ones.
+    let old = existing.as_ref().map_or(0, conf_flags);
+    let flags = (old & !f_mask) | (f_new & f_mask);
+    let mut conf = match (&existing, g.cmd) {
+        (Some(_), cmd::NEW_SERVICE) => {
+            return Err(Refusal::new(errno::EEXIST, "service exists"));
+        }
+        (None, cmd::SET_SERVICE) => return Err(Refusal::new(errno::ESRCH, "no such service")),
+        (Some(c), _) => {
+            // An edit keeps what ipvs commands cannot express (health
+            // checks, sorry server, local addresses...); real servers are
+            // kept by edit_service itself.
+            let mut c = c.clone();
+            if let Some(o) = c.as_object_mut() {
+                o.remove("dests");
+                o.remove("laddrs");
+            }
+            c
+        }
+        (None, _) => id.svc_ref(),
+    };
+    conf["sched"] = json!(sched);
+    let persistent = flags & svc_flags::PERSISTENT != 0;
+    if persistent {
+        conf["persistent"] = json!(timeout);
+    } else if let Some(o) = conf.as_object_mut() {
+        o.remove("persistent");
+    }
+    conf["netmask"] = json!(Ipv4Addr::from(netmask).to_string());
+    let mut sf = Vec::new();
+    let (n1, n2) = match sched.as_str() {
+        "sh" | "mh" => (format!("{sched}-fallback"), format!("{sched}-port")),
+        _ => ("flag-1".to_string(), "flag-2".to_string()),
+    };
+    if flags & svc_flags::SCHED1 != 0 {
+        sf.push(n1);
+    }
+    if flags & svc_flags::SCHED2 != 0 {
+        sf.push(n2);
+    }
+    if flags & svc_flags::SCHED3 != 0 {
+        sf.push("flag-3".to_string());
+    }
+    conf["sched_flags"] = json!(sf);
+    if flags & svc_flags::ONEPACKET != 0 {
+        conf["ops"] = json!(true);
+    } else if let Some(o) = conf.as_object_mut() {
+        o.remove("ops");
+    }
+    let verb = if g.cmd == cmd::NEW_SERVICE {
+        "add_service"
+    } else {
+        "edit_service"
+    };
+    control(ctl, json!({"cmd": verb, "service": conf}))
+        .map(drop)
+        .map_err(|r| svc_errno(r, errno::ESRCH))
+}
+
+/// The `IP_VS_SVC_F_*` flags of a configured or listed service.
+fn conf_flags(s: &Value) -> u32 {
+    let mut f = svc_flags::HASHED;
+    if s.get("persistent").is_some_and(|p| !p.is_null()) {
+        f |= svc_flags::PERSISTENT;
+    }
+    if s["ops"].as_bool() == Some(true) {
+        f |= svc_flags::ONEPACKET;
+    }
+    for n in s["sched_flags"].as_array().into_iter().flatten() {
+        match n.as_str().unwrap_or("") {
+            "sh-fallback" | "mh-fallback" | "flag-1" => f |= svc_flags::SCHED1,
+            "sh-port" | "mh-port" | "flag-2" => f |= svc_flags::SCHED2,
+            "flag-3" => f |= svc_flags::SCHED3,
+            _ => {}
+        }
+    }
+    f
+}
+
+/// NEW_DEST / SET_DEST / DEL_DEST (`ip_vs_genl_set_cmd`,
+/// `ip_vs_genl_parse_dest`).
+fn dest_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
+    let id = parse_svc_id(&g.attrs)?;
+    let confs: Vec<Value> = ctl
+        .services()
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .collect();
+    let Some(svc) = confs.iter().find(|c| id.matches(c)) else {
+        return Err(Refusal::new(errno::ESRCH, "service not defined"));
+    };
+    let d = g
+        .attrs
+        .nested(cmd_attr::DEST)?
+        .ok_or_else(|| Refusal::inval("no IPVS_CMD_ATTR_DEST"))?;
+    let (Some(addr), Some(port)) = (d.get(dest_attr::ADDR), d.be16(dest_attr::PORT)?) else {
+        return Err(Refusal::inval("destination needs ADDR and PORT"));
+    };
+    // "Old protocols did not allow the user to specify address family":
+    // none means the service's.
+    let af = d.u16(dest_attr::ADDR_FAMILY)?.unwrap_or(match &id {
+        SvcId::Addr { af, .. } | SvcId::Fwmark { af, .. } => *af,
+    });
+    let ip = parse_addr(af, addr)?;
+    let svc_ref = id.svc_ref();
+    if g.cmd == cmd::DEL_DEST {
+        return control(
+            ctl,
+            json!({"cmd": "del_dest", "service": svc_ref, "dest": {"ip": ip, "port": port}}),
+        )
+        .map(drop)
+        .map_err(|r| dest_errno(r));
+    }
+    let (Some(fwd), Some(weight), Some(u), Some(l)) = (
+        d.u32(dest_attr::FWD_METHOD)?,
+        d.u32(dest_attr::WEIGHT)?,
+        d.u32(dest_attr::U_THRESH)?,
+        d.u32(dest_attr::L_THRESH)?,
+    ) else {
+        return Err(Refusal::inval(
+            "destination needs FWD_METHOD, WEIGHT, U_THRESH and L_THRESH",
+        ));
+    };
+    // ip_vs_add_dest / ip_vs_edit_dest (__ip_vs_update_dest's checks).
+    if (weight as i32) < 0 {
+        return Err(Refusal::new(errno::ERANGE, "negative weight"));
+    }
+    if l > u {
+        return Err(Refusal::new(
+            errno::ERANGE,
+            "lower threshold above the upper threshold",
+        ));
+    }
+    let fwd = match fwd & fwd::MASK {
+        fwd::MASQ => "nat",
+        fwd::TUNNEL => "tun",
+        fwd::DROUTE => "dr",
+        fwd::RVS_FULLNAT => "fullnat",
+        m => {
+            return Err(Refusal::new(
+                errno::EOPNOTSUPP,
+                format!("forwarding method {m} (local node/bypass) is not supported"),
+            ))
+        }
+    };
+    let existing = svc["dests"].as_array().into_iter().flatten().find(|x| {
+        x["ip"].as_str().and_then(|v| v.parse::<IpAddr>().ok()) == Some(ip)
+            && x["port"].as_u64() == Some(u64::from(port))
+    });
+    let mut dest = match existing {
+        // An edit keeps what the IPVS message cannot say (a health check).
+        Some(x) if g.cmd == cmd::SET_DEST => x.clone(),
+        _ => json!({}),
+    };
+    dest["ip"] = json!(ip);
+    dest["port"] = json!(port);
+    dest["fwd"] = json!(fwd);
+    dest["weight"] = json!(weight);
+    dest["u_threshold"] = json!(u);
+    dest["l_threshold"] = json!(l);
+    // Tunnel attributes (kernel 5.2+, ipvsadm 1.31 --tun-*), onto the
+    // contract's fields; the kernel default (ipip, no checksum) is left out.
+    if let Some(t) = d.u8(dest_attr::TUN_TYPE)? {
+        match t {
+            0 => {}
+            1 => dest["tun_type"] = json!("gue"),
+            2 => dest["tun_type"] = json!("gre"),
+            _ => return Err(Refusal::inval(format!("tunnel type {t}"))),
+        }
+    }
+    if let Some(p) = d.be16(dest_attr::TUN_PORT)? {
+        if p != 0 {
+            dest["tun_port"] = json!(p);
+        }
+    }
+    if let Some(f) = d.u16(dest_attr::TUN_FLAGS)? {
+        match f {
+            0 => {}
+            1 => dest["tun_csum"] = json!("csum"),
+            2 => dest["tun_csum"] = json!("remcsum"),
+            _ => return Err(Refusal::inval(format!("tunnel flags {f:#x}"))),
+        }
+    }
+    let verb = if g.cmd == cmd::NEW_DEST {
+        "add_dest"
+    } else {
+        "edit_dest"
+    };
+    control(ctl, json!({"cmd": verb, "service": svc_ref, "dest": dest}))
+        .map(drop)
+        .map_err(dest_errno)
+}
+
+/// Destination commands: a missing service is ESRCH, a missing
+/// destination ENOENT (ip_vs_edit_dest / ip_vs_del_dest).
+fn dest_errno(r: Refusal) -> Refusal {
+    if r.why.starts_with("not_found") {
+        let e = if r.why.contains("destination") {
+            errno::ENOENT
+        } else {
+            errno::ESRCH
+        };
+        Refusal::new(e, r.why)
+    } else {
+        r
+    }
+}
+
+fn put_addr(b: &mut MsgBuilder, ty: u16, ip: IpAddr) {
+    // nla_put(.., sizeof(union nf_inet_addr), ..): always 16 bytes.
+    let mut a = [0u8; 16];
+    match ip {
+        IpAddr::V4(v) => a[..4].copy_from_slice(&v.octets()),
+        IpAddr::V6(v) => a.copy_from_slice(&v.octets()),
+    }
+    b.put(ty, &a);
+}
+
+fn ip_of(v: &Value) -> IpAddr {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// `ip_vs_genl_fill_stats` (u32 counters, u64 bytes, u32 rates) then
+/// `ip_vs_genl_fill_stats64` (all u64).
+fn fill_stats(b: &mut MsgBuilder, stats_ty: u16, stats64_ty: u16, st: &Value, rt: &Value) {
+    let c = |k: &str| u64_of(&st[k]);
+    let r = |k: &str| u64_of(&rt[k]);
+    let n = b.nest_start(stats_ty);
+    b.put_u32(stats_attr::CONNS, c("conns") as u32)
+        .put_u32(stats_attr::INPKTS, c("inpkts") as u32)
+        .put_u32(stats_attr::OUTPKTS, c("outpkts") as u32)
+        .put_u64(stats_attr::INBYTES, c("inbytes"))
+        .put_u64(stats_attr::OUTBYTES, c("outbytes"))
+        .put_u32(stats_attr::CPS, r("cps") as u32)
+        .put_u32(stats_attr::INPPS, r("inpps") as u32)
+        .put_u32(stats_attr::OUTPPS, r("outpps") as u32)
+        .put_u32(stats_attr::INBPS, r("inbps") as u32)
+        .put_u32(stats_attr::OUTBPS, r("outbps") as u32);
+    b.nest_end(n);
+    let n = b.nest_start(stats64_ty);
+    b.put_u64(stats_attr::CONNS, c("conns"))
+        .put_u64(stats_attr::INPKTS, c("inpkts"))
+        .put_u64(stats_attr::OUTPKTS, c("outpkts"))
+        .put_u64(stats_attr::INBYTES, c("inbytes"))
+        .put_u64(stats_attr::OUTBYTES, c("outbytes"))
+        .put_u64(stats_attr::CPS, r("cps"))
+        .put_u64(stats_attr::INPPS, r("inpps"))
+        .put_u64(stats_attr::OUTPPS, r("outpps"))
+        .put_u64(stats_attr::INBPS, r("inbps"))
+        .put_u64(stats_attr::OUTBPS, r("outbps"));
+    b.nest_end(n);
+}
+
+/// `ip_vs_genl_fill_service` from a `list` entry.
+fn fill_service(b: &mut MsgBuilder, s: &Value) {
+    let n = b.nest_start(cmd_attr::SERVICE);
+    b.put_u16(svc_attr::AF, svc_af(s));
+    if let Some(mark) = s["fwmark"].as_u64() {
+        b.put_u32(svc_attr::FWMARK, mark as u32);
+    } else {
+        let proto = match s["proto"].as_str() {
+            Some("udp") => 17,
+            Some("sctp") => 132,
+            _ => 6,
+        };
+        b.put_u16(svc_attr::PROTOCOL, proto);
+        put_addr(b, svc_attr::ADDR, ip_of(&s["vip"]));
+        b.put_be16(svc_attr::PORT, u64_of(&s["port"]) as u16);
+    }
+    b.put_str(svc_attr::SCHED_NAME, s["sched"].as_str().unwrap_or("wlc"));
+    let mut flags = [0u8; 8];
+    flags[..4].copy_from_slice(&conf_flags(s).to_ne_bytes());
+    flags[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
+    b.put(svc_attr::FLAGS, &flags);
+    b.put_u32(svc_attr::TIMEOUT, u64_of(&s["persistent"]) as u32);
+    let mask: Ipv4Addr = s["netmask"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(Ipv4Addr::BROADCAST);
+    b.put(svc_attr::NETMASK, &mask.octets());
+    fill_stats(
+        b,
+        svc_attr::STATS,
+        svc_attr::STATS64,
+        &s["stats"],
+        &s["rates"],
+    );
+    b.nest_end(n);
+}
+
+/// `ip_vs_genl_fill_dest` from a `list` entry. The weight is the one in
+/// force (0 while a health check quiesces the server), as the kernel's
+/// `dest->weight` is after keepalived or ipvsadm set it; a server removed
+/// by rvsd's own health check is still listed (rvs keeps it configured).
+fn fill_dest(b: &mut MsgBuilder, d: &Value, svc_af: u16) {
+    let n = b.nest_start(cmd_attr::DEST);
+    let ip = ip_of(&d["ip"]);
+    put_addr(b, dest_attr::ADDR, ip);
+    b.put_be16(dest_attr::PORT, u64_of(&d["port"]) as u16);
+    let fwd = match d["fwd"].as_str() {
+        Some("nat") => fwd::MASQ,
+        Some("tun") => fwd::TUNNEL,
+        Some("fullnat") => fwd::RVS_FULLNAT,
+        _ => fwd::DROUTE,
+    };
+    b.put_u32(dest_attr::FWD_METHOD, fwd);
+    b.put_u32(dest_attr::WEIGHT, u64_of(&d["weight"]) as u32);
+    let tun_type = match d["tun_type"].as_str() {
+        Some("gue") => 1,
+        Some("gre") => 2,
+        _ => 0,
+    };
+    let tun_flags = match d["tun_csum"].as_str() {
+        Some("csum") => 1,
+        Some("remcsum") => 2,
+        _ => 0,
+    };
+    b.put_u8(dest_attr::TUN_TYPE, tun_type)
+        .put_be16(dest_attr::TUN_PORT, u64_of(&d["tun_port"]) as u16)
+        .put_u16(dest_attr::TUN_FLAGS, tun_flags)
+        .put_u32(dest_attr::U_THRESH, u64_of(&d["u_threshold"]) as u32)
+        .put_u32(dest_attr::L_THRESH, u64_of(&d["l_threshold"]) as u32)
+        .put_u32(dest_attr::ACTIVE_CONNS, u64_of(&d["active"]) as u32)
+        .put_u32(dest_attr::INACT_CONNS, u64_of(&d["inactive"]) as u32)
+        .put_u32(dest_attr::PERSIST_CONNS, u64_of(&d["persist"]) as u32);
+    let af = match ip {
+        IpAddr::V4(_) => AF_INET,
+        IpAddr::V6(_) => AF_INET6,
+    };
+    b.put_u16(dest_attr::ADDR_FAMILY, if af == 0 { svc_af } else { af });
+    fill_stats(
+        b,
+        dest_attr::STATS,
+        dest_attr::STATS64,
+        &d["stats"],
+        &d["rates"],
+    );
+    b.nest_end(n);
+}
+
+/// The text of `/proc/net/ip_vs_conn` (`ip_vs_conn_seq_show`), which
+/// `ipvsadm -L -c` reads instead of asking netlink: the header, then per
+/// entry `"%-3s %08X %04X %08X %04X %08X %04X %-11s %7lu%s\n"` (protocol,
+/// client, virtual and destination address and port in hex, state, seconds
+/// left, no persistence-engine data). IPv6 entries use the `%pI6` form.
+pub fn conn_text(ctl: &Control) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n",
+    );
+    let Ok(v) = control(ctl, json!({"cmd": "connections"})) else {
+        return out;
+    };
+    let hex = |v: &Value| -> String {
+        match ip_of(v) {
+            IpAddr::V4(a) => format!("{:08X}", u32::from(a)),
+            IpAddr::V6(a) => {
+                let s = a.segments();
+                format!(
+                    "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
+                    s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+                )
+            }
+        }
+    };
+    for c in v["connections"].as_array().into_iter().flatten() {
+        let proto = c["proto"].as_str().unwrap_or("tcp").to_ascii_uppercase();
+        let _ = writeln!(
+            out,
+            "{:<3} {} {:04X} {} {:04X} {} {:04X} {:<11} {:>7}",
+            proto,
+            hex(&c["cip"]),
+            u64_of(&c["cport"]),
+            hex(&c["vip"]),
+            u64_of(&c["vport"]),
+            hex(&c["dip"]),
+            u64_of(&c["dport"]),
+            c["state"].as_str().unwrap_or("NONE"),
+            u64_of(&c["expires_ms"]) / 1000,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! The IPVS netlink socket: a Unix stream socket on which the preload
+//! library (`librvs_ipvs.so`) forwards the generic-netlink messages a
+//! program addressed to the "IPVS" family, and reads back what the kernel
+//! would have queued on its netlink socket.
+//!
+//! Framing (all integers little-endian, the library and rvsd run on one
+//! host):
+//! - request: `u32 kind`, `u32 portid`, `u32 len`, then `len` bytes.
+//!   kind 1 = a netlink datagram from the socket with netlink port id
+//!   `portid`; kind 2 = the text of `/proc/net/ip_vs_conn` (len 0).
+//! - answer: any number of `u32 len` + `len` bytes (one netlink datagram
+//!   each, or the text), then `u32 0`.
+//!
+//! Who may connect is decided as for the JSON control socket: mode 0600,
+//! or 0660 with the `control_group` (see [`crate::control::server`]); the
+//! socket is created under a temporary name and renamed into place once its
+//! mode and group are set. Each client gets a thread (at most
+//! [`MAX_CLIENTS`]), and a client that stalls mid-request for
+//! [`ServerOptions::idle_timeout`] is dropped.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::control::server::ServerOptions;
+use crate::control::Control;
+
+pub const KIND_NETLINK: u32 = 1;
+pub const KIND_CONN_TEXT: u32 = 2;
+/// Largest request accepted (a netlink request from libipvs is a few
+/// hundred bytes).
+pub const MAX_REQUEST: usize = 64 * 1024;
+pub const MAX_CLIENTS: usize = 64;
+
+/// A bound IPVS netlink socket; dropping it removes the socket file.
+pub struct IpvsServer {
+    listener: UnixListener,
+    path: PathBuf,
+    opts: ServerOptions,
+}
+
+impl IpvsServer {
+    /// Bind `path` as the control socket is bound: refuses a socket a live
+    /// daemon serves, replaces a stale one, mode and group set before the
+    /// socket appears at `path`.
+    pub fn bind(path: &Path, opts: ServerOptions) -> std::io::Result<IpvsServer> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        if path.exists() && UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                ErrorKind::AddrInUse,
+                format!("{} is served by a running rvsd", path.display()),
+            ));
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "not a file path"))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&tmp);
+        let listener = UnixListener::bind(&tmp)?;
+        let placed = (|| {
+            let mode = if opts.group.is_some() { 0o660 } else { 0o600 };
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            if let Some(gid) = opts.group {
+                std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+            }
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        listener.set_nonblocking(true)?;
+        Ok(IpvsServer {
+            listener,
+            path: path.to_path_buf(),
+            opts,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serve until `stop` is set (checked every 50 ms).
+    pub fn run(&self, ctl: Arc<Control>, stop: &AtomicBool) {
+        let clients = Arc::new(AtomicUsize::new(0));
+        while !stop.load(Ordering::Relaxed) {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    if clients.fetch_add(1, Ordering::SeqCst)
+                        >= self.opts.max_clients.min(MAX_CLIENTS)
+                    {
+                        clients.fetch_sub(1, Ordering::SeqCst);
+                        log::warn!("ipvs netlink: too many clients; one refused");
+                        continue;
+                    }
+                    let ctl = ctl.clone();
+                    let slot = clients.clone();
+                    let timeout = self.opts.idle_timeout;
+                    let spawned = std::thread::Builder::new()
+                        .name("rvs-ipvs-client".into())
+                        .spawn(move || {
+                            serve_client(stream, &ctl, timeout);
+                            slot.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    if let Err(e) = spawned {
+                        clients.fetch_sub(1, Ordering::SeqCst);
+                        log::error!("ipvs netlink: could not start a client thread: {e}");
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    log::warn!("ipvs netlink: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// [`IpvsServer::run`] on its own thread.
+    pub fn spawn(
+        self,
+        ctl: Arc<Control>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("rvs-ipvs-nl".into())
+            .spawn(move || self.run(ctl, &stop))
+    }
+}
+
+impl Drop for IpvsServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn read_u32(s: &mut UnixStream) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+/// Answer requests until the client closes, stalls or misbehaves.
+pub fn serve_client(mut s: UnixStream, ctl: &Control, timeout: Duration) {
+    if s.set_read_timeout(Some(timeout)).is_err() || s.set_write_timeout(Some(timeout)).is_err() {
+        return;
+    }
+    loop {
+        let kind = match read_u32(&mut s) {
+            Ok(k) => k,
+            Err(_) => return,
+        };
+        let (Ok(portid), Ok(len)) = (read_u32(&mut s), read_u32(&mut s)) else {
+            return;
+        };
+        let len = len as usize;
+        if len > MAX_REQUEST {
+            log::warn!("ipvs netlink: request of {len} bytes refused");
+            return;
+        }
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).is_err() {
+            return;
+        }
+        let answer = match kind {
+            KIND_NETLINK => super::handle_datagram(ctl, portid, &body),
+            KIND_CONN_TEXT => vec![super::conn_text(ctl).into_bytes()],
+            _ => {
+                log::warn!("ipvs netlink: unknown request kind {kind}");
+                return;
+            }
+        };
+        let mut out = Vec::new();
+        for d in &answer {
+            out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+            out.extend_from_slice(d);
+        }
+        out.extend_from_slice(&0u32.to_le_bytes());
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
