@@ -167,6 +167,7 @@ pub mod errno {
     pub const ENOENT: i32 = 2;
     pub const ESRCH: i32 = 3;
     pub const ENOMEM: i32 = 12;
+    pub const ENOSYS: i32 = 38;
     pub const EEXIST: i32 = 17;
     pub const EINVAL: i32 = 22;
     pub const ERANGE: i32 = 34;
@@ -412,8 +413,11 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
             dest_cmd(ctl, g)?;
             Ok(Reply::Doit(Vec::new()))
         }
+        // The kernel has a sync daemon and rvs has none; EOPNOTSUPP would
+        // read "Operation not supported with IPv6" in ipvs_strerror, ENOSYS
+        // reads "Function not implemented", which is true.
         (cmd::NEW_DAEMON, false) => Err(Refusal::new(
-            errno::EOPNOTSUPP,
+            errno::ENOSYS,
             "rvs has no connection-sync daemon",
         )),
         // ip_vs_genl_del_daemon → stop_sync_thread: none running.

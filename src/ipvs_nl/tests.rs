@@ -478,7 +478,7 @@ fn config_timeouts_zero_flush_and_daemons() {
     let z = request(IPVS_FAMILY_ID, REQ_ACK, 4, cmd::ZERO, &[]);
     assert_eq!(only_ack(&handle_datagram(&ctl, PID, &z)), 0);
     // No sync daemon: an empty GET_DAEMON dump, ESRCH to stop one,
-    // EOPNOTSUPP to start one.
+    // ENOSYS to start one.
     let out = handle_datagram(
         &ctl,
         PID,
@@ -507,10 +507,7 @@ fn config_timeouts_zero_flush_and_daemons() {
         cmd::NEW_DAEMON,
         &[nest(3, &[nla(1, &1u32.to_ne_bytes())])],
     );
-    assert_eq!(
-        only_ack(&handle_datagram(&ctl, PID, &d)),
-        -errno::EOPNOTSUPP
-    );
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &d)), -errno::ENOSYS);
     // FLUSH empties the table.
     let add = request(
         IPVS_FAMILY_ID,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod capture;
+pub mod ipvs;
 pub mod load;
 pub mod pcap;
 pub mod rig;
