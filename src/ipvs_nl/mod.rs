@@ -759,7 +759,7 @@ fn dest_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
             json!({"cmd": "del_dest", "service": svc_ref, "dest": {"ip": ip, "port": port}}),
         )
         .map(drop)
-        .map_err(|r| dest_errno(r));
+        .map_err(dest_errno);
     }
     let (Some(fwd), Some(weight), Some(u), Some(l)) = (
         d.u32(dest_attr::FWD_METHOD)?,

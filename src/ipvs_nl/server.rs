@@ -197,3 +197,94 @@ pub fn serve_client(mut s: UnixStream, ctl: &Control, timeout: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnTable;
+    use crate::stats::WorkerStats;
+    use crossbeam_utils::CachePadded;
+    use std::os::unix::fs::MetadataExt;
+
+    fn control() -> Arc<Control> {
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        Arc::new(Control::new(
+            Arc::new(ConnTable::new(10, 1)),
+            workers,
+            vec![],
+        ))
+    }
+
+    /// One request frame, the answer's frames.
+    fn ask(path: &Path, kind: u32, body: &[u8]) -> Vec<Vec<u8>> {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = kind.to_le_bytes().to_vec();
+        req.extend_from_slice(&77u32.to_le_bytes());
+        req.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        req.extend_from_slice(body);
+        s.write_all(&req).unwrap();
+        let mut out = Vec::new();
+        loop {
+            let n = read_u32(&mut s).unwrap() as usize;
+            if n == 0 {
+                return out;
+            }
+            let mut d = vec![0u8; n];
+            s.read_exact(&mut d).unwrap();
+            out.push(d);
+        }
+    }
+
+    #[test]
+    fn framing_permissions_and_a_get_info_round_trip() {
+        let dir = std::env::temp_dir().join(format!("rvs-ipvs-sock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("ipvs.sock");
+        let server = IpvsServer::bind(&path, ServerOptions::default()).unwrap();
+        // The control socket's rule: 0600 without a control group.
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // A second daemon cannot take a live socket.
+        assert!(IpvsServer::bind(&path, ServerOptions::default()).is_err());
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = server.spawn(control(), stop.clone()).unwrap();
+
+        let get_info = super::super::codec::MsgBuilder::genl(
+            super::super::IPVS_FAMILY_ID,
+            super::super::codec::NLM_F_REQUEST | super::super::codec::NLM_F_ACK,
+            1,
+            77,
+            super::super::cmd::GET_INFO,
+            1,
+        )
+        .finish();
+        let frames = ask(&path, KIND_NETLINK, &get_info);
+        assert_eq!(frames.len(), 2, "reply and ACK, one datagram each");
+        let h0 = super::super::codec::NlHeader::parse(&frames[0]).unwrap();
+        assert_eq!((h0.ty, h0.pid), (super::super::IPVS_FAMILY_ID, 77));
+        let text = ask(&path, KIND_CONN_TEXT, &[]);
+        assert!(text.concat().starts_with(b"Pro FromIP"));
+
+        // An unknown kind or an oversized request closes the connection
+        // without an answer; the server keeps serving.
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        let mut b = Vec::new();
+        assert_eq!(s.read_to_end(&mut b).unwrap_or(0), 0);
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut big = KIND_NETLINK.to_le_bytes().to_vec();
+        big.extend_from_slice(&0u32.to_le_bytes());
+        big.extend_from_slice(&u32::MAX.to_le_bytes());
+        s.write_all(&big).unwrap();
+        assert_eq!(s.read_to_end(&mut b).unwrap_or(0), 0);
+        assert_eq!(ask(&path, KIND_NETLINK, &get_info).len(), 2);
+
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert!(!path.exists(), "the socket file goes with the server");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
