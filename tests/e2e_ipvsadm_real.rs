@@ -19,9 +19,11 @@ use common::topo::{self, Rvsd, Topology};
 /// `ipvs_cmp_services`, which subtracts two host-order addresses as `int`
 /// (libipvs.c), so addresses 2^31 or more apart (192.168.1.100 and
 /// 10.10.120.193) compare the wrong way round and the listing order comes
-/// from glibc's qsort over a non-transitive comparison; rvsadm sorts
-/// numerically. A known rvsadm difference, reported; within each article
-/// the orders agree and are compared byte for byte.
+/// from glibc's qsort (a top-down merge sort, msort.c) over a
+/// non-transitive comparison; rvsadm uses the same comparison with Rust's
+/// sort, which orders such a set differently. A known rvsadm difference,
+/// reported; within each article the orders agree and are compared byte
+/// for byte.
 const SEED_COMMANDS: &[&[&str]] = &[
     &[
         "-A -t 111.11.11.11:80 -s rr",
