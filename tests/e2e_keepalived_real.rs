@@ -241,6 +241,7 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
     // rs1 down: TCP_CHECK (port 80) and MISC_CHECK (port 8080) fail, and
     // keepalived removes it from both services; traffic goes to rs2 only.
     t.nginx_stop("rs1");
+    let t0 = std::time::Instant::now();
     wait_for(
         "rs1 removed by TCP_CHECK and MISC_CHECK",
         CHECK_BOUND,
@@ -250,14 +251,17 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
             })
         },
     );
+    eprintln!("rs1 removed {:?} after its nginx stopped", t0.elapsed());
     let seen = curl_bodies(&t, "http://10.0.0.100/", 6);
     assert!(seen.iter().all(|b| b == "rs2"), "{seen:?}");
     t.nginx_start("rs1");
+    let t0 = std::time::Instant::now();
     wait_for("rs1 back", CHECK_BOUND, || {
         both_list(&t, &rvsd, |l| {
             dests_of(l, VS80) == all && dests_of(l, VS8080) == all
         })
     });
+    eprintln!("rs1 back {:?} after its nginx started", t0.elapsed());
     let seen = curl_bodies(&t, "http://10.0.0.100/", 6);
     assert!(seen.contains(&"rs1".to_string()), "{seen:?}");
 
@@ -287,6 +291,7 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
         .replacen("weight 1", "weight 3", 1);
     std::fs::write(&ka.conf, edited).unwrap();
     Keepalived::signal(ka.child.id(), "-HUP");
+    let t0 = std::time::Instant::now();
     wait_for("the edit applied after SIGHUP", CHECK_BOUND, || {
         both_list(&t, &rvsd, |l| {
             l.contains(&format!("{VS80} wlc\n"))
@@ -294,6 +299,8 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
                 && dests_of(l, VS8080) == all
         })
     });
+
+    eprintln!("SIGHUP edit applied after {:?}", t0.elapsed());
 
     // Killed, keepalived leaves the table as it was, and traffic flows.
     let before = rvsd.rvsadm_ok(&["-S", "-n"]);

@@ -81,7 +81,6 @@ impl IpvsServer {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        listener.set_nonblocking(true)?;
         Ok(IpvsServer {
             listener,
             path: path.to_path_buf(),
@@ -93,42 +92,63 @@ impl IpvsServer {
         &self.path
     }
 
-    /// Serve until `stop` is set (checked every 50 ms).
+    /// Serve until `stop` is set. The accept blocks (libipvs opens a
+    /// connection for every message, so polling for clients would add its
+    /// period to each); a helper thread that checks `stop` every 50 ms
+    /// wakes it with a connection of its own when it is time to go.
     pub fn run(&self, ctl: Arc<Control>, stop: &AtomicBool) {
+        if let Err(e) = self.listener.set_nonblocking(false) {
+            log::error!("ipvs netlink: {e}; not serving");
+            return;
+        }
         let clients = Arc::new(AtomicUsize::new(0));
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
-                    if clients.fetch_add(1, Ordering::SeqCst)
-                        >= self.opts.max_clients.min(MAX_CLIENTS)
-                    {
-                        clients.fetch_sub(1, Ordering::SeqCst);
-                        log::warn!("ipvs netlink: too many clients; one refused");
-                        continue;
+        std::thread::scope(|scope| {
+            let path = self.path.clone();
+            let waker = std::thread::Builder::new()
+                .name("rvs-ipvs-stop".into())
+                .spawn_scoped(scope, move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
                     }
-                    let ctl = ctl.clone();
-                    let slot = clients.clone();
-                    let timeout = self.opts.idle_timeout;
-                    let spawned = std::thread::Builder::new()
-                        .name("rvs-ipvs-client".into())
-                        .spawn(move || {
-                            serve_client(stream, &ctl, timeout);
-                            slot.fetch_sub(1, Ordering::SeqCst);
-                        });
-                    if let Err(e) = spawned {
-                        clients.fetch_sub(1, Ordering::SeqCst);
-                        log::error!("ipvs netlink: could not start a client thread: {e}");
+                    let _ = UnixStream::connect(&path);
+                });
+            if let Err(e) = waker {
+                log::error!("ipvs netlink: could not start its stop thread: {e}; not serving");
+                return;
+            }
+            while !stop.load(Ordering::Relaxed) {
+                match self.listener.accept() {
+                    Ok(_) if stop.load(Ordering::Relaxed) => break,
+                    Ok((stream, _)) => self.serve(stream, &ctl, &clients),
+                    Err(e) => {
+                        log::warn!("ipvs netlink: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(50));
                     }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => {
-                    log::warn!("ipvs netlink: accept failed: {e}");
-                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
+        });
+    }
+
+    /// Hand a client to a thread of its own, or refuse it when
+    /// [`MAX_CLIENTS`] (or the configured maximum) are being served.
+    fn serve(&self, stream: UnixStream, ctl: &Arc<Control>, clients: &Arc<AtomicUsize>) {
+        if clients.fetch_add(1, Ordering::SeqCst) >= self.opts.max_clients.min(MAX_CLIENTS) {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("ipvs netlink: too many clients; one refused");
+            return;
+        }
+        let ctl = ctl.clone();
+        let slot = clients.clone();
+        let timeout = self.opts.idle_timeout;
+        let spawned = std::thread::Builder::new()
+            .name("rvs-ipvs-client".into())
+            .spawn(move || {
+                serve_client(stream, &ctl, timeout);
+                slot.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            clients.fetch_sub(1, Ordering::SeqCst);
+            log::error!("ipvs netlink: could not start a client thread: {e}");
         }
     }
 
