@@ -3,7 +3,8 @@
 //! generic-netlink socket, exactly as it manages the kernel's: it adds its
 //! virtual and real servers, removes a real server whose check fails
 //! (TCP_CHECK, HTTP_GET with two urls, MISC_CHECK against the topology's
-//! nginx real servers) and adds it back when it recovers, applies an edited
+//! nginx real servers) or sets its weight to 0 (`inhibit_on_failure`) and
+//! adds it back when it recovers, applies an edited
 //! file on SIGHUP, and — killed — leaves the table as it was.
 //!
 //! keepalived runs in the director's namespace and probes the real servers
@@ -134,12 +135,24 @@ fn dests_of(listing: &str, svc: &str) -> Vec<String> {
     out
 }
 
-/// `ipvsadm -Ln` (real, through the library) and `rvsadm -Ln` agree, and
-/// that listing satisfies `cond`.
-fn both_list(t: &Topology, rvsd: &Rvsd, cond: impl Fn(&str) -> bool) -> bool {
-    let a = ipvsadm_ok(t, &["-L", "-n"]);
-    let b = rvsd.rvsadm_ok(&["-L", "-n"]);
-    a == b && cond(&b)
+/// Waits (bounded by [`CHECK_BOUND`]) until `ipvsadm -Ln` (real, through
+/// the library) and `rvsadm -Ln` agree and that listing satisfies `cond`;
+/// on timeout, panics with both listings.
+fn wait_listing(t: &Topology, rvsd: &Rvsd, what: &str, cond: impl Fn(&str) -> bool) {
+    let last = std::cell::RefCell::new((String::new(), String::new()));
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(what, CHECK_BOUND, || {
+            let a = ipvsadm_ok(t, &["-L", "-n"]);
+            let b = rvsd.rvsadm_ok(&["-L", "-n"]);
+            let done = a == b && cond(&b);
+            *last.borrow_mut() = (a, b);
+            done
+        })
+    }));
+    if ok.is_err() {
+        let (a, b) = last.into_inner();
+        panic!("timed out waiting for {what}:\n--- ipvsadm\n{a}--- rvsadm\n{b}");
+    }
 }
 
 fn curl_bodies(t: &Topology, url: &str, n: usize) -> Vec<String> {
@@ -196,6 +209,7 @@ virtual_server 10.0.0.100 8080 {
     protocol TCP
     real_server 10.0.1.11 80 {
         weight 1
+        inhibit_on_failure
         MISC_CHECK {
             misc_path "/usr/bin/curl -sf --max-time 2 -o /dev/null http://10.0.1.11/"
             misc_timeout 4
@@ -221,14 +235,11 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
     let mut ka = Keepalived::start(&t, CONF);
     let all = vec!["10.0.1.11:80 1".to_string(), "10.0.1.12:80 1".to_string()];
 
-    wait_for(
-        "keepalived's two services with both real servers",
-        CHECK_BOUND,
-        || {
-            both_list(&t, &rvsd, |l| {
-                dests_of(l, VS80) == all && dests_of(l, VS8080) == all
-            })
-        },
+    wait_listing(
+        &t,
+        &rvsd,
+        "keepalived's services with both real servers",
+        |l| dests_of(l, VS80) == all && dests_of(l, VS8080) == all,
     );
     for url in ["http://10.0.0.100/", "http://10.0.0.100:8080/"] {
         let seen = curl_bodies(&t, url, 6);
@@ -238,28 +249,24 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
         );
     }
 
-    // rs1 down: TCP_CHECK (port 80) and MISC_CHECK (port 8080) fail, and
-    // keepalived removes it from both services; traffic goes to rs2 only.
+    // rs1 down: TCP_CHECK (port 80) and MISC_CHECK (port 8080) fail;
+    // keepalived removes it from port 80 and, inhibit_on_failure, sets its
+    // weight to 0 on port 8080; traffic goes to rs2 only.
     t.nginx_stop("rs1");
     let t0 = std::time::Instant::now();
-    wait_for(
-        "rs1 removed by TCP_CHECK and MISC_CHECK",
-        CHECK_BOUND,
-        || {
-            both_list(&t, &rvsd, |l| {
-                dests_of(l, VS80) == ["10.0.1.12:80 1"] && dests_of(l, VS8080) == ["10.0.1.12:80 1"]
-            })
-        },
-    );
-    eprintln!("rs1 removed {:?} after its nginx stopped", t0.elapsed());
-    let seen = curl_bodies(&t, "http://10.0.0.100/", 6);
-    assert!(seen.iter().all(|b| b == "rs2"), "{seen:?}");
+    wait_listing(&t, &rvsd, "rs1 removed (80) and inhibited (8080)", |l| {
+        dests_of(l, VS80) == ["10.0.1.12:80 1"]
+            && dests_of(l, VS8080) == ["10.0.1.11:80 0", "10.0.1.12:80 1"]
+    });
+    eprintln!("rs1 out {:?} after its nginx stopped", t0.elapsed());
+    for url in ["http://10.0.0.100/", "http://10.0.0.100:8080/"] {
+        let seen = curl_bodies(&t, url, 6);
+        assert!(seen.iter().all(|b| b == "rs2"), "{url}: {seen:?}");
+    }
     t.nginx_start("rs1");
     let t0 = std::time::Instant::now();
-    wait_for("rs1 back", CHECK_BOUND, || {
-        both_list(&t, &rvsd, |l| {
-            dests_of(l, VS80) == all && dests_of(l, VS8080) == all
-        })
+    wait_listing(&t, &rvsd, "rs1 back", |l| {
+        dests_of(l, VS80) == all && dests_of(l, VS8080) == all
     });
     eprintln!("rs1 back {:?} after its nginx started", t0.elapsed());
     let seen = curl_bodies(&t, "http://10.0.0.100/", 6);
@@ -267,22 +274,14 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
 
     // rs2 down: HTTP_GET (both urls) and MISC_CHECK fail.
     t.nginx_stop("rs2");
-    wait_for(
-        "rs2 removed by HTTP_GET and MISC_CHECK",
-        CHECK_BOUND,
-        || {
-            both_list(&t, &rvsd, |l| {
-                dests_of(l, VS80) == ["10.0.1.11:80 1"] && dests_of(l, VS8080) == ["10.0.1.11:80 1"]
-            })
-        },
-    );
+    wait_listing(&t, &rvsd, "rs2 removed by HTTP_GET and MISC_CHECK", |l| {
+        dests_of(l, VS80) == ["10.0.1.11:80 1"] && dests_of(l, VS8080) == ["10.0.1.11:80 1"]
+    });
     let seen = curl_bodies(&t, "http://10.0.0.100:8080/", 6);
     assert!(seen.iter().all(|b| b == "rs1"), "{seen:?}");
     t.nginx_start("rs2");
-    wait_for("rs2 back", CHECK_BOUND, || {
-        both_list(&t, &rvsd, |l| {
-            dests_of(l, VS80) == all && dests_of(l, VS8080) == all
-        })
+    wait_listing(&t, &rvsd, "rs2 back", |l| {
+        dests_of(l, VS80) == all && dests_of(l, VS8080) == all
     });
 
     // SIGHUP with an edited file: port 80 becomes wlc, rs1 weight 3.
@@ -292,14 +291,11 @@ fn keepalived_checkers_drive_rvs_through_failures_reload_and_kill() {
     std::fs::write(&ka.conf, edited).unwrap();
     Keepalived::signal(ka.child.id(), "-HUP");
     let t0 = std::time::Instant::now();
-    wait_for("the edit applied after SIGHUP", CHECK_BOUND, || {
-        both_list(&t, &rvsd, |l| {
-            l.contains(&format!("{VS80} wlc\n"))
-                && dests_of(l, VS80) == ["10.0.1.11:80 3", "10.0.1.12:80 1"]
-                && dests_of(l, VS8080) == all
-        })
+    wait_listing(&t, &rvsd, "the edit applied after SIGHUP", |l| {
+        l.contains(&format!("{VS80} wlc\n"))
+            && dests_of(l, VS80) == ["10.0.1.11:80 3", "10.0.1.12:80 1"]
+            && dests_of(l, VS8080) == all
     });
-
     eprintln!("SIGHUP edit applied after {:?}", t0.elapsed());
 
     // Killed, keepalived leaves the table as it was, and traffic flows.
@@ -363,14 +359,13 @@ fn seed_004_virtual_server_block() {
             && ipvsadm_ok(&t, &["-S", "-n"]) == s
     });
     // Its real servers are unreachable from the director: removed.
-    wait_for(
+    wait_listing(
+        &t,
+        &rvsd,
         "both real servers removed after failed TCP_CHECKs",
-        CHECK_BOUND,
-        || {
-            both_list(&t, &rvsd, |l| {
-                l.contains("TCP  10.0.0.100:80 wlc persistent 50 mask 255.255.255.0\n")
-                    && dests_of(l, VS80).is_empty()
-            })
+        |l| {
+            l.contains("TCP  10.0.0.100:80 wlc persistent 50 mask 255.255.255.0\n")
+                && dests_of(l, VS80).is_empty()
         },
     );
 }
