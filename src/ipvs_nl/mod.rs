@@ -348,10 +348,7 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
             let msgs = services(&list)
                 .find(|s| id.matches(s))
                 .map(|s| {
-                    s["dests"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
+                    in_service(s)
                         .map(|d| {
                             let mut b = multi(cmd::NEW_DEST);
                             fill_dest(&mut b, d, svc_af(s));
@@ -442,6 +439,22 @@ fn list(ctl: &Control) -> Result<Value, Refusal> {
 
 fn services(list: &Value) -> impl Iterator<Item = &Value> {
     list["services"].as_array().into_iter().flatten()
+}
+
+/// The real servers a service forwards to now, as the kernel's table holds
+/// them when keepalived manages it — and as `rvsadm -L` lists them: a
+/// server rvsd's own health check removed is absent, the sorry server is
+/// there while it stands in (`list`'s `in_service`).
+fn in_service(s: &Value) -> impl Iterator<Item = &Value> {
+    let dests = s["dests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["in_service"].as_bool() != Some(false));
+    let sorry = s
+        .get("sorry_server")
+        .filter(|x| x["in_service"].as_bool() == Some(true));
+    dests.chain(sorry)
 }
 
 /// The errno the kernel returns for what the control plane refused, by the
@@ -945,9 +958,8 @@ fn fill_service(b: &mut MsgBuilder, s: &Value) {
 }
 
 /// `ip_vs_genl_fill_dest` from a `list` entry. The weight is the one in
-/// force (0 while a health check quiesces the server), as the kernel's
-/// `dest->weight` is after keepalived or ipvsadm set it; a server removed
-/// by rvsd's own health check is still listed (rvs keeps it configured).
+/// force (`effective_weight`: 0 while rvsd's own health check quiesces the
+/// server), as the kernel's `dest->weight` is what keepalived last set.
 fn fill_dest(b: &mut MsgBuilder, d: &Value, svc_af: u16) {
     let n = b.nest_start(cmd_attr::DEST);
     let ip = ip_of(&d["ip"]);
@@ -960,7 +972,11 @@ fn fill_dest(b: &mut MsgBuilder, d: &Value, svc_af: u16) {
         _ => fwd::DROUTE,
     };
     b.put_u32(dest_attr::FWD_METHOD, fwd);
-    b.put_u32(dest_attr::WEIGHT, u64_of(&d["weight"]) as u32);
+    let weight = d
+        .get("effective_weight")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| u64_of(&d["weight"]));
+    b.put_u32(dest_attr::WEIGHT, weight as u32);
     let tun_type = match d["tun_type"].as_str() {
         Some("gue") => 1,
         Some("gre") => 2,

@@ -593,3 +593,62 @@ fn conn_text_has_the_kernels_header() {
         "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n"
     );
 }
+
+#[test]
+fn dest_dump_lists_what_is_in_service_as_rvsadm_does() {
+    use crate::health::HealthEvent;
+    use crate::service::{Proto, ServiceKey};
+    let ctl = control();
+    // rs1 with a check that will fail (remove), rs2 with one that quiesces,
+    // rs3 unchecked; a sorry server.
+    let req = r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,
+        "sched":"rr","sorry_server":{"ip":"10.0.1.13","port":8081,"fwd":"nat"},
+        "dests":[{"ip":"10.0.1.11","fwd":"nat","weight":2,"health":{"type":"tcp"}},
+                 {"ip":"10.0.1.12","fwd":"nat","weight":3,"health":{"type":"tcp","on_failure":"quiesce"}},
+                 {"ip":"10.0.1.14","fwd":"nat","weight":0}]}}"#;
+    assert!(ctl.handle_line(req).contains("\"ok\":true"));
+    let key = ServiceKey {
+        proto: Proto::Tcp,
+        vip: "10.0.0.100".parse().unwrap(),
+        port: 80,
+    };
+    for ip in ["10.0.1.11", "10.0.1.12"] {
+        ctl.health_event(HealthEvent {
+            dest: (key, ip.parse().unwrap(), 80),
+            ok: false,
+            error: Some("refused".into()),
+            transition: Some(false),
+            failed_attempts: 1,
+        });
+    }
+    let dump = request(
+        IPVS_FAMILY_ID,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        1,
+        cmd::GET_DEST,
+        &[svc_id_attr([10, 0, 0, 100], 80)],
+    );
+    let out = handle_datagram(&ctl, PID, &dump);
+    let got: Vec<(Vec<u8>, u16, u32)> = out[..out.len() - 1]
+        .iter()
+        .map(|m| {
+            let g = GenlMsg::parse(m).unwrap();
+            let d = g.attrs.nested(2).unwrap().unwrap();
+            (
+                d.get(1).unwrap()[..4].to_vec(),
+                d.be16(2).unwrap().unwrap(),
+                d.u32(4).unwrap().unwrap(),
+            )
+        })
+        .collect();
+    // rs1 removed; rs2 quiesced (weight 0); rs3 configured 0; the sorry
+    // server in service (no real server has a positive weight).
+    assert_eq!(
+        got,
+        vec![
+            (vec![10, 0, 1, 12], 80, 0),
+            (vec![10, 0, 1, 14], 80, 0),
+            (vec![10, 0, 1, 13], 8081, 1),
+        ]
+    );
+}
