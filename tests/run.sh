@@ -31,6 +31,9 @@ step() {
     fi
 }
 
+# librvs_ipvs.so (a cdylib, which test builds do not produce) for the real
+# ipvsadm/keepalived tests.
+step preload cargo build -p rvs-ipvs-preload
 if cargo nextest --version >/dev/null 2>&1; then
     profile=default
     [ "${CI:-}" = true ] && profile=ci

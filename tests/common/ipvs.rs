@@ -19,12 +19,28 @@ pub fn preload_lib() -> PathBuf {
         .parent()
         .expect("binary directory")
         .join("librvs_ipvs.so");
-    assert!(
-        lib.exists(),
-        "{} is missing: build it with `cargo build -p rvs-ipvs-preload` \
-         (the workspace build and `cargo nextest run --workspace` do)",
-        lib.display()
-    );
+    // Test builds do not produce a cdylib: tests/run.sh builds it first.
+    let built = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: build it with `cargo build -p rvs-ipvs-preload` \
+                 (tests/run.sh does)",
+                lib.display()
+            )
+        });
+    // A library older than its sources would test old code: refuse it.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("preload/src");
+    for f in std::fs::read_dir(&src).expect("preload/src") {
+        let f = f.unwrap().path();
+        let changed = std::fs::metadata(&f).unwrap().modified().unwrap();
+        assert!(
+            changed <= built,
+            "{} is older than {}: rebuild it with `cargo build -p rvs-ipvs-preload`",
+            lib.display(),
+            f.display()
+        );
+    }
     lib
 }
 
