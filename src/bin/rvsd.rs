@@ -263,13 +263,18 @@ fn run(cli: Cli) -> Result<()> {
         }
     };
     handles.push(rvs::est::spawn(ctl.table.clone(), stop.clone())?);
-    if cli.ipvs_socket.as_os_str() != "none" {
-        // Not fatal: the JSON socket is the daemon's own interface.
-        match rvs::ipvs_nl::server::IpvsServer::bind(&cli.ipvs_socket, ctl_opts.clone()) {
-            Ok(s) => handles.push(s.spawn(ctl.clone(), stop.clone())?),
-            Err(e) => log::warn!("ipvs netlink socket {}: {e}", cli.ipvs_socket.display()),
-        }
-    }
+    // Not fatal: the JSON socket is the daemon's own interface. Stopped
+    // (bounded) when dropped, before the control plane is taken apart.
+    let ipvs = match cli.ipvs_socket.as_os_str() != "none" {
+        true => match rvs::ipvs_nl::server::IpvsServer::bind(&cli.ipvs_socket, ctl_opts.clone()) {
+            Ok(s) => Some(s.start(ctl.clone(), stop.clone())?),
+            Err(e) => {
+                log::warn!("ipvs netlink socket {}: {e}", cli.ipvs_socket.display());
+                None
+            }
+        },
+        false => None,
+    };
     if let Some(l) = metrics {
         log::info!("metrics at http://{}/metrics", l.local_addr()?);
         handles.push(rvs::metrics::spawn_server(l, ctl.clone(), stop.clone())?);
@@ -292,6 +297,7 @@ fn run(cli: Cli) -> Result<()> {
     server.run(ctl.clone(), &stop);
     log::info!("stopping");
     health.stop();
+    drop(ipvs);
     for h in handles {
         let _ = h.join();
     }

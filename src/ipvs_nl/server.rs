@@ -162,6 +162,40 @@ impl IpvsServer {
             .name("rvs-ipvs-nl".into())
             .spawn(move || self.run(ctl, &stop))
     }
+
+    /// [`IpvsServer::spawn`], returning a guard that, dropped after `stop`
+    /// is set, waits at most a second for the thread. The accept is woken
+    /// through the socket's path; should that path have been deleted or
+    /// taken over meanwhile, the daemon's exit must not hang on it.
+    pub fn start(self, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> std::io::Result<Running> {
+        log::info!(
+            "IPVS netlink socket {} (ipvsadm/keepalived with LD_PRELOAD=librvs_ipvs.so)",
+            self.path.display()
+        );
+        Ok(Running {
+            thread: Some(self.spawn(ctl, stop)?),
+        })
+    }
+}
+
+/// A served IPVS socket (see [`IpvsServer::start`]).
+pub struct Running {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(t) = self.thread.take() else { return };
+        let end = std::time::Instant::now() + Duration::from_secs(1);
+        while !t.is_finished() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            log::warn!("ipvs netlink: its thread did not stop (socket path gone?); not waiting");
+        }
+    }
 }
 
 impl Drop for IpvsServer {
