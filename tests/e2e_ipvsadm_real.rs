@@ -202,6 +202,12 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     same_listing(&t, &rvsd, &["-L", "-n"]);
     let saved = same_listing(&t, &rvsd, &["-S", "-n"]);
     assert!(saved.contains(" -i -w 2 --tun-type ipip\n"), "{saved}");
+    // A firewall-mark service (IPVS_SVC_ATTR_FWMARK): `FWM  1 rr ...`.
+    ipvsadm_ok(&t, &["-A", "-f", "1", "-s", "rr", "-p", "300"]);
+    ipvsadm_ok(&t, &["-a", "-f", "1", "-r", "10.0.1.11:80", "-m"]);
+    let l = same_listing(&t, &rvsd, &["-L", "-n"]);
+    assert!(l.contains("FWM  1 rr persistent 300\n"), "{l}");
+    same_listing(&t, &rvsd, &["-S", "-n"]);
 
     // Refusals: ipvsadm's own texts (ipvs_strerror over the kernel's
     // errno) and exit status; rvsadm must print and return the same.
@@ -294,8 +300,12 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     // Deletes.
     ipvsadm_ok(&t, &["-d", svc[0], svc[1], "-r", "10.0.1.11:80"]);
     ipvsadm_ok(&t, &["-D", "-u", "10.0.0.100:53"]);
+    ipvsadm_ok(&t, &["-D", "-f", "1"]);
     let l = same_listing(&t, &rvsd, &["-L", "-n"]);
-    assert!(!l.contains("10.0.1.11") && !l.contains("UDP"), "{l}");
+    assert!(
+        !l.contains("10.0.1.11") && !l.contains("UDP") && !l.contains("FWM"),
+        "{l}"
+    );
 }
 
 #[test]

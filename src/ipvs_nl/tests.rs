@@ -607,11 +607,7 @@ fn dest_dump_lists_what_is_in_service_as_rvsadm_does() {
                  {"ip":"10.0.1.12","fwd":"nat","weight":3,"health":{"type":"tcp","on_failure":"quiesce"}},
                  {"ip":"10.0.1.14","fwd":"nat","weight":0}]}}"#;
     assert!(ctl.handle_line(req).contains("\"ok\":true"));
-    let key = ServiceKey {
-        proto: Proto::Tcp,
-        vip: "10.0.0.100".parse().unwrap(),
-        port: 80,
-    };
+    let key = ServiceKey::new(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80);
     for ip in ["10.0.1.11", "10.0.1.12"] {
         ctl.health_event(HealthEvent {
             dest: (key, ip.parse().unwrap(), 80),
@@ -651,4 +647,84 @@ fn dest_dump_lists_what_is_in_service_as_rvsadm_does() {
             (vec![10, 0, 1, 13], 8081, 1),
         ]
     );
+}
+
+#[test]
+fn fwmark_services_map_onto_the_fwmark_contract() {
+    let ctl = control();
+    // ipvs_nl_fill_service_attr for `-A -f 7 -s rr -p 300`: AF, FWMARK (no
+    // protocol/address/port), SCHED_NAME, FLAGS, TIMEOUT, NETMASK.
+    let svc = nest(
+        1,
+        &[
+            nla(1, &2u16.to_ne_bytes()),
+            nla(5, &7u32.to_ne_bytes()),
+            nla(6, b"rr\0"),
+            nla(7, &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            nla(8, &300u32.to_ne_bytes()),
+            nla(9, &[255, 255, 255, 255]),
+        ],
+    );
+    let add = request(
+        IPVS_FAMILY_ID,
+        REQ_ACK,
+        1,
+        cmd::NEW_SERVICE,
+        std::slice::from_ref(&svc),
+    );
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &add)), 0);
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &add)), -errno::EEXIST);
+    let id = nest(
+        1,
+        &[nla(1, &2u16.to_ne_bytes()), nla(5, &7u32.to_ne_bytes())],
+    );
+    let dest = request(
+        IPVS_FAMILY_ID,
+        REQ_ACK,
+        2,
+        cmd::NEW_DEST,
+        &[id.clone(), dest_attr([10, 0, 1, 11], 80, fwd::MASQ, 2)],
+    );
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &dest)), 0);
+    let c = &ctl.services()[0];
+    assert_eq!((c.fwmark, c.persistent, c.dests.len()), (7, Some(300), 1));
+    // The dump names it by its mark alone, as ip_vs_genl_fill_service.
+    let dump = request(
+        IPVS_FAMILY_ID,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        3,
+        cmd::GET_SERVICE,
+        &[],
+    );
+    let out = handle_datagram(&ctl, PID, &dump);
+    let g = GenlMsg::parse(&out[0]).unwrap();
+    let s = g.attrs.nested(1).unwrap().unwrap();
+    assert_eq!(s.u32(5).unwrap(), Some(7));
+    assert!(
+        !s.has(2) && !s.has(3) && !s.has(4),
+        "no protocol/address/port"
+    );
+    assert_eq!(s.u32(8).unwrap(), Some(300));
+    let dump = request(
+        IPVS_FAMILY_ID,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        4,
+        cmd::GET_DEST,
+        std::slice::from_ref(&id),
+    );
+    assert_eq!(
+        handle_datagram(&ctl, PID, &dump).len(),
+        2,
+        "one dest + DONE"
+    );
+    // Another mark: ESRCH; delete it: gone.
+    let other = nest(
+        1,
+        &[nla(1, &2u16.to_ne_bytes()), nla(5, &8u32.to_ne_bytes())],
+    );
+    let del = request(IPVS_FAMILY_ID, REQ_ACK, 5, cmd::DEL_SERVICE, &[other]);
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &del)), -errno::ESRCH);
+    let del = request(IPVS_FAMILY_ID, REQ_ACK, 6, cmd::DEL_SERVICE, &[id]);
+    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &del)), 0);
+    assert!(ctl.services().is_empty());
 }
