@@ -202,6 +202,47 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     same_listing(&t, &rvsd, &["-L", "-n"]);
     let saved = same_listing(&t, &rvsd, &["-S", "-n"]);
     assert!(saved.contains(" -i -w 2 --tun-type ipip\n"), "{saved}");
+    // GUE and GRE real servers (IPVS_DEST_ATTR_TUN_TYPE/PORT/FLAGS).
+    ipvsadm_ok(
+        &t,
+        &[
+            "-a",
+            "-u",
+            "10.0.0.100:53",
+            "-r",
+            "10.0.1.11",
+            "-i",
+            "--tun-type",
+            "gue",
+            "--tun-port",
+            "6080",
+            "--tun-csum",
+        ],
+    );
+    ipvsadm_ok(
+        &t,
+        &[
+            "-a",
+            "-u",
+            "10.0.0.100:53",
+            "-r",
+            "10.0.1.13",
+            "-i",
+            "--tun-type",
+            "gre",
+            "--tun-csum",
+        ],
+    );
+    let info = same_listing(&t, &rvsd, &["-L", "-n", "--tun-info"]);
+    assert!(
+        info.contains("gue:6080:+c") && info.contains("gre:+c"),
+        "{info}"
+    );
+    let saved = same_listing(&t, &rvsd, &["-S", "-n"]);
+    assert!(
+        saved.contains("--tun-type gue --tun-port 6080 --tun-csum\n"),
+        "{saved}"
+    );
     // A firewall-mark service (IPVS_SVC_ATTR_FWMARK): `FWM  1 rr ...`.
     ipvsadm_ok(&t, &["-A", "-f", "1", "-s", "rr", "-p", "300"]);
     ipvsadm_ok(&t, &["-a", "-f", "1", "-r", "10.0.1.11:80", "-m"]);

@@ -728,3 +728,29 @@ fn fwmark_services_map_onto_the_fwmark_contract() {
     assert_eq!(only_ack(&handle_datagram(&ctl, PID, &del)), 0);
     assert!(ctl.services().is_empty());
 }
+
+#[test]
+fn one_packet_scheduling_maps_to_ops_or_is_eopnotsupp() {
+    let ctl = control();
+    let add = request(
+        IPVS_FAMILY_ID,
+        REQ_ACK,
+        1,
+        cmd::NEW_SERVICE,
+        &[svc_attr([10, 0, 0, 1], 53, "rr", svc_flags::ONEPACKET, 0)],
+    );
+    let e = only_ack(&handle_datagram(&ctl, PID, &add));
+    let dump: Vec<Value> = ctl
+        .services()
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect();
+    if e == 0 {
+        // The control protocol has the contract's "ops".
+        assert_eq!(dump[0]["ops"], true);
+    } else {
+        // Not yet: the kernel's "not supported", and nothing added.
+        assert_eq!(e, -errno::EOPNOTSUPP);
+        assert!(dump.is_empty());
+    }
+}
