@@ -249,6 +249,10 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     let l = same_listing(&t, &rvsd, &["-L", "-n"]);
     assert!(l.contains("FWM  1 rr persistent 300\n"), "{l}");
     same_listing(&t, &rvsd, &["-S", "-n"]);
+    // One-packet scheduling (IP_VS_SVC_F_ONEPACKET): ` ops`.
+    ipvsadm_ok(&t, &["-A", "-u", "10.0.0.100:54", "-s", "rr", "-o"]);
+    let l = same_listing(&t, &rvsd, &["-L", "-n"]);
+    assert!(l.contains("UDP  10.0.0.100:54 rr ops\n"), "{l}");
 
     // Refusals: ipvsadm's own texts (ipvs_strerror over the kernel's
     // errno) and exit status; rvsadm must print and return the same.
@@ -342,6 +346,7 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     ipvsadm_ok(&t, &["-d", svc[0], svc[1], "-r", "10.0.1.11:80"]);
     ipvsadm_ok(&t, &["-D", "-u", "10.0.0.100:53"]);
     ipvsadm_ok(&t, &["-D", "-f", "1"]);
+    ipvsadm_ok(&t, &["-D", "-u", "10.0.0.100:54"]);
     let l = same_listing(&t, &rvsd, &["-L", "-n"]);
     assert!(
         !l.contains("10.0.1.11") && !l.contains("UDP") && !l.contains("FWM"),
