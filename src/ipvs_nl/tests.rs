@@ -23,7 +23,7 @@ fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
     v.extend_from_slice(&ty.to_ne_bytes());
     v.extend_from_slice(payload);
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v
