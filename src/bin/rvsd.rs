@@ -46,9 +46,11 @@ struct Cli {
     metrics_listen: Option<std::net::SocketAddr>,
     /// Serve the kernel's IPVS generic-netlink protocol here, for ipvsadm
     /// and keepalived through librvs_ipvs.so ("none": off). Same access
-    /// rule as the control socket (control_group).
-    #[arg(long, env = "RVS_IPVS_SOCKET", default_value = "/run/rvs/ipvs.sock")]
-    ipvs_socket: PathBuf,
+    /// rule as the control socket (control_group). Default: `ipvs.sock`
+    /// beside the control socket (/run/rvs/ipvs.sock), so rvsd instances
+    /// with their own control sockets never compete for one path.
+    #[arg(long, env = "RVS_IPVS_SOCKET")]
+    ipvs_socket: Option<PathBuf>,
 }
 
 /// The data ports as the control plane reports them.
@@ -265,11 +267,17 @@ fn run(cli: Cli) -> Result<()> {
     handles.push(rvs::est::spawn(ctl.table.clone(), stop.clone())?);
     // Not fatal: the JSON socket is the daemon's own interface. Stopped
     // (bounded) when dropped, before the control plane is taken apart.
-    let ipvs = match cli.ipvs_socket.as_os_str() != "none" {
-        true => match rvs::ipvs_nl::server::IpvsServer::bind(&cli.ipvs_socket, ctl_opts.clone()) {
+    let ipvs_socket = cli.ipvs_socket.clone().unwrap_or_else(|| {
+        cli.socket
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("ipvs.sock")
+    });
+    let ipvs = match ipvs_socket.as_os_str() != "none" {
+        true => match rvs::ipvs_nl::server::IpvsServer::bind(&ipvs_socket, ctl_opts.clone()) {
             Ok(s) => Some(s.start(ctl.clone(), stop.clone())?),
             Err(e) => {
-                log::warn!("ipvs netlink socket {}: {e}", cli.ipvs_socket.display());
+                log::warn!("ipvs netlink socket {}: {e}", ipvs_socket.display());
                 None
             }
         },
