@@ -90,6 +90,9 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0
 # are compiled for sure.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY dpdk-bindings dpdk-bindings
+# A workspace member (librvs_ipvs.so, the preload library for unmodified
+# ipvsadm/keepalived): small and rarely changed, so it joins this layer.
+COPY preload preload
 RUN set -eu; \
     mkdir -p src/bin; : > src/lib.rs; \
     for b in rvsd rvsadm rvs-bench rvs-tablebench; do echo 'fn main() {}' > "src/bin/$b.rs"; done; \
@@ -104,9 +107,11 @@ COPY conf conf
 # layer of a few MB instead of hundreds.
 RUN set -eu; \
     cargo build --release --locked --bin rvsd --bin rvsadm; \
-    mkdir -p /out/bin /out/conf; \
+    cargo build --release --locked -p rvs-ipvs-preload; \
+    mkdir -p /out/bin /out/conf /out/lib; \
     cp target/release/rvsd target/release/rvsadm /out/bin/; \
-    strip --strip-debug /out/bin/*; \
+    cp target/release/librvs_ipvs.so /out/lib/; \
+    strip --strip-debug /out/bin/* /out/lib/*; \
     cp conf/*.json /out/conf/; \
     for b in /out/bin/*; do ldd "$b"; done \
       | awk '$3 ~ /^\// {print $3}' | xargs -r realpath | sort -u \
@@ -129,6 +134,7 @@ RUN set -eu; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log /tmp/runtime-packages; \
     mkdir -p /run/rvs
 COPY --from=build /out/bin/ /usr/local/bin/
+COPY --from=build /out/lib/ /usr/local/lib/
 COPY --from=build /out/conf/ /etc/rvs/
 ENTRYPOINT ["rvsd"]
 CMD ["--help"]
