@@ -703,6 +703,7 @@ impl Control {
         let kind = match check.kind {
             CheckKind::Tcp => "TCP",
             CheckKind::Http => "HTTP",
+            CheckKind::Misc => "MISC",
         };
         if up {
             log::info!("health: {key} real server {ip}:{port} is UP ({kind} check succeeded)");
