@@ -1487,7 +1487,7 @@ virtual_server 192.168.1.100 80 {
             "line 19: SMTP_CHECK",
             "line 23: virtual_server fe80::1 80 (IPv6",
             "line 25: virtual_server 10.0.0.101 80 (protocol SCTP",
-            "line 27: lb_kind MAGIC",
+            "line 26: lb_kind MAGIC",
         ] {
             assert!(u.contains(want), "{want} missing from:\n{u}");
         }
