@@ -1253,6 +1253,13 @@ fn checker(
             h.host = vhost.map(str::to_string);
         }
     }
+    if kind == CheckKind::Tcp && http {
+        // SSL_GET's stand-in: a TCP connect; its URLs are not fetched.
+        h.path = None;
+        h.status = None;
+        h.urls.clear();
+        h.host = None;
+    }
     if kind == CheckKind::Misc {
         if h.script
             .as_deref()
