@@ -19,7 +19,9 @@ fn load(name: &str) -> Result<rvs::keepalived::Import, String> {
 
 /// (file, services as "TCP vip:port" with their real-server count, the
 /// locations of every note, in order).
-const CASES: &[(&str, &[(&str, usize)], &[&str])] = &[
+type Case = (&'static str, &'static [(&'static str, usize)], &'static [&'static str]);
+
+const CASES: &[Case] = &[
     (
         "keepalived.conf.sample",
         &[("TCP 10.10.10.2:1358", 1)],
