@@ -112,6 +112,9 @@ struct TargetState {
 /// server is alive while none of its checkers has failed).
 #[derive(Default)]
 pub struct Checker {
+    /// Spread new checks over their warm-up time (the event loop does;
+    /// [`Checker::new`] does not, so tests see them due at once).
+    warmup: Option<std::hash::RandomState>,
     targets: HashMap<DestKey, TargetState>,
     by_epoch: HashMap<u64, DestKey>,
     /// (due ms, epoch, slot); entries whose slot moved on are stale and
@@ -123,6 +126,27 @@ pub struct Checker {
 impl Checker {
     pub fn new() -> Checker {
         Checker::default()
+    }
+
+    /// A checker that starts each new check at a random moment within its
+    /// warm-up time, as keepalived does.
+    pub fn with_warmup() -> Checker {
+        Checker {
+            warmup: Some(std::hash::RandomState::new()),
+            ..Checker::default()
+        }
+    }
+
+    fn first_due(&self, now: u64, dest: &DestKey, slot: usize, c: &HealthCheck) -> u64 {
+        let Some(rs) = &self.warmup else {
+            return now;
+        };
+        let w = c.warmup_ms.unwrap_or(c.interval_ms) as u64;
+        if w == 0 {
+            return now;
+        }
+        use std::hash::BuildHasher;
+        now + rs.hash_one((dest, slot)) % w
     }
 
     /// Follow the configuration: new targets are due at once, removed ones
@@ -152,18 +176,18 @@ impl Checker {
                                 SocketAddr::new(t.addr.ip(), c.port.unwrap_or(t.dest.2))
                             };
                             Slot {
+                                next_ms: self.first_due(now, &t.dest, i, &c),
                                 addr,
                                 check: c,
                                 up: t.up,
                                 fresh,
                                 fails: 0,
-                                next_ms: now,
                                 in_flight: false,
                             }
                         })
                         .collect();
-                    for i in 0..slots.len() {
-                        self.heap.push(Reverse((now, epoch, i)));
+                    for (i, s) in slots.iter().enumerate() {
+                        self.heap.push(Reverse((s.next_ms, epoch, i)));
                     }
                     next.insert(
                         t.dest,
@@ -429,7 +453,7 @@ fn run(
     stats: &parking_lot::Mutex<LoopStats>,
 ) {
     let now = crate::clock::now_ms;
-    let mut checker = Checker::new();
+    let mut checker = Checker::with_warmup();
     let mut generation = None;
     let mut last_look = 0u64;
     let mut events = mio::Events::with_capacity(1024);

@@ -545,6 +545,7 @@ struct Inherit {
     delay_before_retry: Option<u32>,
     connect_timeout: Option<u32>,
     delay_loop: Option<u32>,
+    warmup: Option<u32>,
     inhibit: Option<bool>,
 }
 
@@ -556,6 +557,7 @@ impl Inherit {
             "delay_before_retry" => secs_ms(c).map(|v| self.delay_before_retry = Some(v)),
             "connect_timeout" => secs_ms(c).map(|v| self.connect_timeout = Some(v.max(1))),
             "delay_loop" => secs_ms(c).map(|v| self.delay_loop = Some(v.max(1))),
+            "warmup" => secs_ms(c).map(|v| self.warmup = Some(v)),
             "inhibit_on_failure" => {
                 self.inhibit = Some(!matches!(c.args.first().map(String::as_str), Some("false")));
                 Ok(())
@@ -573,6 +575,7 @@ impl Inherit {
             delay_before_retry: self.delay_before_retry.or(parent.delay_before_retry),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
             delay_loop: self.delay_loop.or(parent.delay_loop),
+            warmup: self.warmup.or(parent.warmup),
             inhibit: self.inhibit.or(parent.inhibit),
         }
     }
@@ -848,7 +851,6 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
                 | "ha_suspend"
                 | "smtp_alert"
                 | "snmp_name"
-                | "warmup"
                 | "persistence_engine"
                 | "sorry_server_inhibit" => {
                     return Err(format!("{}: {} (not supported; ignored)", c.loc, c.key))
@@ -884,6 +886,7 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
         delay_before_retry: inherit.delay_before_retry,
         connect_timeout: inherit.connect_timeout.or(Some(KA_CONNECT_TIMEOUT_MS)),
         delay_loop: inherit.delay_loop.or(Some(KA_DELAY_LOOP_MS)),
+        warmup: inherit.warmup,
         inhibit: inherit.inhibit,
     };
     let vs_delay_loop = vs_inherit.delay_loop.unwrap_or(KA_DELAY_LOOP_MS);
@@ -1052,7 +1055,7 @@ fn real_server(
                 | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
                     checks.push(c)
                 }
-                "notify_up" | "notify_down" | "alpha" | "warmup" | "smtp_alert" | "snmp_name" => {
+                "notify_up" | "notify_down" | "alpha" | "smtp_alert" | "snmp_name" => {
                     return Err(format!("{}: {} (not supported; ignored)", c.loc, c.key))
                 }
                 other => {
@@ -1158,8 +1161,7 @@ fn checker(
                         k.loc
                     ))
                 }
-                "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" | "alpha"
-                | "log_all_failures" => {
+                "bindto" | "bind_port" | "bind_if" | "fwmark" | "alpha" | "log_all_failures" => {
                     return Err(format!(
                         "{}: {} {} (not supported; ignored)",
                         k.loc, c.key, k.key
@@ -1227,6 +1229,9 @@ fn checker(
     h.timeout_ms = eff.connect_timeout.unwrap_or(KA_CONNECT_TIMEOUT_MS);
     h.retries = eff.retry.unwrap_or(default_retry).saturating_add(1);
     h.retry_delay_ms = eff.delay_before_retry.unwrap_or(default_dbr);
+    // check_data.c: warmup from the checker or real server, else the
+    // checker's delay_loop (rvs's default when absent).
+    h.warmup_ms = eff.warmup;
     if http {
         if urls.is_empty() {
             // keepalived's HTTP_GET needs a url; without one it has

@@ -19,7 +19,11 @@ fn load(name: &str) -> Result<rvs::keepalived::Import, String> {
 
 /// (file, services as "TCP vip:port" with their real-server count, the
 /// locations of every note, in order).
-type Case = (&'static str, &'static [(&'static str, usize)], &'static [&'static str]);
+type Case = (
+    &'static str,
+    &'static [(&'static str, usize)],
+    &'static [&'static str],
+);
 
 const CASES: &[Case] = &[
     (

@@ -272,7 +272,9 @@ fn http_server(
     (addr, h)
 }
 
-fn http_target(addr: SocketAddr, check: HealthCheck) -> HealthTarget {
+/// A target for the event loop, checked at once (no warm-up).
+fn http_target(addr: SocketAddr, mut check: HealthCheck) -> HealthTarget {
+    check.warmup_ms.get_or_insert(0);
     HealthTarget {
         dest: (key("127.0.0.1").0, addr.ip(), addr.port()),
         addr,
@@ -454,4 +456,39 @@ fn event_loop_stops_with_probes_in_flight() {
     }
     hc.stop();
     assert!(src.events.lock().is_empty());
+}
+
+/// keepalived check_api.c register_checkers_thread: each checker starts
+/// after a random part of its warmup (default delay_loop), so a large
+/// configuration's first checks do not all start at once.
+#[test]
+fn warmup_spreads_first_checks_over_the_interval() {
+    let mut c = Checker::with_warmup();
+    let targets: Vec<HealthTarget> = (0..200)
+        .map(|i| {
+            let mut t = target("10.0.1.11", 1);
+            t.dest.2 = 1000 + i;
+            t
+        })
+        .collect();
+    c.sync(targets.clone(), 1000);
+    let mut firsts = Vec::new();
+    for t in 1000..1500 {
+        for j in c.due(t) {
+            firsts.push(t);
+            c.complete(&j, Ok(()), t);
+        }
+    }
+    assert_eq!(
+        firsts.len(),
+        200,
+        "every first check within interval_ms (500)"
+    );
+    assert!(firsts.iter().any(|&t| t >= 1250) && firsts.iter().any(|&t| t < 1250));
+    // warmup_ms 0: at once.
+    let mut c = Checker::with_warmup();
+    let mut t = target("10.0.1.12", 1);
+    t.check.warmup_ms = Some(0);
+    c.sync(vec![t], 7);
+    assert_eq!(c.due(7).len(), 1);
 }

@@ -367,6 +367,12 @@ pub struct HealthCheck {
     pub retry_delay_ms: u32,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// The first check of a new server starts at a random moment within
+    /// this many ms, so thousands do not start at once (keepalived
+    /// `warmup`, default `delay_loop`: check_api.c register_checkers_thread).
+    /// Absent = `interval_ms`; 0 = at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ms: Option<u32>,
     /// Further checks of the same real server (keepalived: several checkers
     /// in one `real_server`); the server is up only while every check
     /// passes. Their own `on_failure` and `also` are ignored.
@@ -395,6 +401,7 @@ impl HealthCheck {
             retries: d_retries(),
             retry_delay_ms: d_retry_delay(),
             on_failure: OnFailure::Remove,
+            warmup_ms: None,
             also: Vec::new(),
         }
     }
