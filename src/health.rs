@@ -62,6 +62,10 @@ pub struct HealthEvent {
     pub transition: Option<bool>,
     /// Consecutive failed attempts that led to a down transition.
     pub failed_attempts: u32,
+    /// The weight a `misc_dynamic` check set (exit code − 2, keepalived's
+    /// check_misc.c), for every event of that server; None: the configured
+    /// weight.
+    pub weight: Option<u32>,
 }
 
 /// One probe to run: one attempt of one check of one real server.
@@ -99,6 +103,8 @@ struct TargetState {
     slots: Vec<Slot>,
     /// Up while every slot is up.
     up: bool,
+    /// Set by a `misc_dynamic` check's last exit code 2..=255.
+    weight: Option<u32>,
     epoch: u64,
 }
 
@@ -196,6 +202,7 @@ impl Checker {
                             check: t.check,
                             slots,
                             up: t.up,
+                            weight: None,
                             epoch,
                         },
                     );
@@ -297,6 +304,18 @@ impl Checker {
         result: Result<(), String>,
         now: u64,
     ) -> Option<HealthEvent> {
+        self.complete_exit(job, result, None, now)
+    }
+
+    /// [`Checker::complete`] for a MISC check with the program's exit code
+    /// (`misc_dynamic`: 0 = the configured weight, 2..=255 = weight code − 2).
+    pub fn complete_exit(
+        &mut self,
+        job: &Job,
+        result: Result<(), String>,
+        exit: Option<i32>,
+        now: u64,
+    ) -> Option<HealthEvent> {
         let t = self.targets.get_mut(&job.dest)?;
         if t.epoch != job.epoch {
             return None;
@@ -330,6 +349,13 @@ impl Checker {
             Err(_) => s.next_ms = now + interval,
         }
         s.fresh = false;
+        if s.check.misc_dynamic && result.is_ok() {
+            t.weight = match exit {
+                Some(c @ 2..=255) => Some(c as u32 - 2),
+                _ => None,
+            };
+        }
+        let s = &t.slots[job.slot];
         let next = s.next_ms;
         self.heap.push(Reverse((next, t.epoch, job.slot)));
         let all_up = t.slots.iter().all(|s| s.up);
@@ -351,6 +377,7 @@ impl Checker {
             } else {
                 0
             },
+            weight: t.weight,
         })
     }
 
@@ -458,7 +485,7 @@ fn run(
     let mut last_look = 0u64;
     let mut events = mio::Events::with_capacity(1024);
     let mut probes = probe::Probes::default();
-    let mut done: Vec<(Job, Result<(), String>)> = Vec::new();
+    let mut done: Vec<(Job, Result<(), String>, Option<i32>)> = Vec::new();
     let mut st = LoopStats::default();
     while !stop.load(Ordering::Relaxed) {
         let t = now();
@@ -480,13 +507,13 @@ fn run(
         for job in jobs {
             st.started += 1;
             if let Some(r) = probes.start(poll.registry(), job.clone(), now()) {
-                done.push((job, r));
+                done.push((job, r, None));
             }
         }
         st.max_in_flight = st.max_in_flight.max(probes.len() as u64);
-        for (job, r) in done.drain(..) {
+        for (job, r, exit) in done.drain(..) {
             st.finished += 1;
-            if let Some(ev) = checker.complete(&job, r, now()) {
+            if let Some(ev) = checker.complete_exit(&job, r, exit, now()) {
                 src.health_event(ev);
             }
         }
@@ -510,11 +537,16 @@ fn run(
         }
         let t = now();
         for ev in events.iter() {
-            if let Some(r) = probes.on_event(poll.registry(), ev.token(), t) {
-                done.push(r);
+            if let Some((j, r)) = probes.on_event(poll.registry(), ev.token(), t) {
+                done.push((j, r, None));
             }
         }
-        done.extend(probes.expire(poll.registry(), t));
+        done.extend(
+            probes
+                .expire(poll.registry(), t)
+                .into_iter()
+                .map(|(j, r)| (j, r, None)),
+        );
         done.extend(probes.reap_children(t));
     }
 }

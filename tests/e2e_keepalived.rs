@@ -3,7 +3,8 @@
 //! (which IPVS would hand to the host's own stack); a real server with
 //! several checkers (TCP_CHECK, HTTP_GET with two urls, MISC_CHECK) stays in
 //! the rotation only while all of them pass, as keepalived's
-//! update_svr_checker_state does. Waits poll rvsadm's output (bounded).
+//! update_svr_checker_state does, and a `misc_dynamic` MISC_CHECK sets its
+//! weight from the exit code. Waits poll rvsadm's output (bounded).
 
 mod common;
 
@@ -147,4 +148,59 @@ fn every_checker_of_a_real_server_must_pass() {
     wait_for("rs1 to return", Duration::from_secs(20), || {
         addrs(&rvsd) == ["10.0.1.11:80", "10.0.1.12:80"]
     });
+
+    // misc_dynamic (check_misc.c): exit code 2..255 sets the weight to
+    // code - 2, 0 restores the configured weight, 1 is down.
+    let code = topo.state_dir.join("rs2-code");
+    let dynamic = topo.state_dir.join("dynamic-rs2.sh");
+    std::fs::write(
+        &dynamic,
+        format!("#!/bin/sh\nexit $(cat {})\n", code.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &dynamic,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(&code, "9\n").unwrap();
+    std::fs::write(
+        &kc,
+        format!(
+            "virtual_server 10.0.0.100 80 {{\n delay_loop 1\n lvs_sched wrr\n lvs_method NAT\n warmup 0\n\
+             real_server 10.0.1.11 80 {{\n  weight 3\n }}\n\
+             real_server 10.0.1.12 80 {{\n  weight 3\n  MISC_CHECK {{\n   misc_path {}\n   misc_dynamic\n  }}\n }}\n}}\n",
+            dynamic.display()
+        ),
+    )
+    .unwrap();
+    let out = rvsd.rvsadm(&["--import-keepalived", kc.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weight = |rvsd: &Rvsd| -> Option<u32> {
+        rvsd.rvsadm_ok(&["-L", "-n"])
+            .lines()
+            .find(|l| l.contains("10.0.1.12:80"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+    };
+    wait_for("rs2 at weight 9-2", Duration::from_secs(20), || {
+        weight(&rvsd) == Some(7)
+    });
+    std::fs::write(&code, "0\n").unwrap();
+    wait_for(
+        "rs2 back at its configured weight",
+        Duration::from_secs(20),
+        || weight(&rvsd) == Some(3),
+    );
+    std::fs::write(&code, "1\n").unwrap();
+    wait_for("rs2 to leave", Duration::from_secs(20), || {
+        addrs(&rvsd) == ["10.0.1.11:80"]
+    });
+    // -S keeps the configured weight (operator intent).
+    assert!(rvsd
+        .rvsadm_ok(&["-S", "-n"])
+        .contains("-a -t 10.0.0.100:80 -r 10.0.1.12:80 -m -w 3"));
 }

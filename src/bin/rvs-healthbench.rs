@@ -133,6 +133,7 @@ fn inner(o: &Opts) -> Result<(), String> {
         proto: Proto::Tcp,
         vip: "10.0.0.100".parse().unwrap(),
         port: 80,
+        fwmark: 0,
     };
     let mut check = HealthCheck::new(CheckKind::Tcp);
     check.interval_ms = o.delay_loop_ms;

@@ -403,9 +403,9 @@ impl Probes {
         out
     }
 
-    /// MISC programs that ended: exit code 0 is up; with `misc_dynamic`,
-    /// 2..=255 too (check_misc.c misc_check_child_thread).
-    pub fn reap_children(&mut self, _now: u64) -> Vec<(Job, Result<(), String>)> {
+    /// MISC programs that ended, with their exit code: 0 is up; with
+    /// `misc_dynamic`, 2..=255 too (check_misc.c misc_check_child_thread).
+    pub fn reap_children(&mut self, _now: u64) -> Vec<(Job, Result<(), String>, Option<i32>)> {
         if self.children == 0 {
             return Vec::new();
         }
@@ -426,19 +426,19 @@ impl Probes {
                         Some(c) => Err(format!("script exited with status {c}")),
                         None => Err(format!("script ended without exit status ({st})")),
                     };
-                    ended.push((idx, r));
+                    ended.push((idx, r, st.code()));
                 }
                 Ok(None) => {}
-                Err(e) => ended.push((idx, Err(format!("script: {e}")))),
+                Err(e) => ended.push((idx, Err(format!("script: {e}")), None)),
             }
         }
         let mut out = Vec::new();
-        for (idx, r) in ended {
+        for (idx, r, code) in ended {
             if let Some(e) = self.slots.get_mut(idx).and_then(Option::take) {
                 self.children -= 1;
                 self.count -= 1;
                 self.free.push(idx);
-                out.push((e.job.clone(), r));
+                out.push((e.job.clone(), r, code));
                 drop(e);
             }
         }

@@ -430,6 +430,12 @@ fn misc_check_runs_a_program_and_is_killed_at_its_timeout() {
     let by = |p: u16| ev.iter().find(|(_, e)| e.dest.2 == p).unwrap().1.clone();
     assert!(by(1).ok);
     assert!(by(2).ok, "misc_dynamic: exit 2..=255 is up");
+    assert_eq!(
+        by(2).weight,
+        Some(5),
+        "misc_dynamic: weight = exit code - 2"
+    );
+    assert_eq!(by(1).weight, None);
     assert_eq!(by(3).error.as_deref(), Some("script exited with status 7"));
     assert_eq!(
         by(4).error.as_deref(),
@@ -491,4 +497,30 @@ fn warmup_spreads_first_checks_over_the_interval() {
     t.check.warmup_ms = Some(0);
     c.sync(vec![t], 7);
     assert_eq!(c.due(7).len(), 1);
+}
+
+/// check_misc.c misc_check_child_thread with misc_dynamic: exit 0 = the
+/// configured weight, 2..=255 = weight code - 2, 1 = down (weight kept).
+#[test]
+fn misc_dynamic_sets_the_weight_from_the_exit_code() {
+    let mut t = target("10.0.1.11", 1);
+    t.check = HealthCheck::new(CheckKind::Misc);
+    t.check.script = Some("/bin/true".into());
+    t.check.misc_dynamic = true;
+    t.check.interval_ms = 100;
+    let mut c = Checker::new();
+    c.sync(vec![t], 0);
+    let mut at = 0;
+    let mut run = |c: &mut Checker, r: Result<(), String>, code: i32| {
+        let j = c.due(at).pop().expect("due");
+        let ev = c.complete_exit(&j, r, Some(code), at).unwrap();
+        at += 100;
+        ev
+    };
+    assert_eq!(run(&mut c, Ok(()), 12).weight, Some(10));
+    assert_eq!(run(&mut c, Ok(()), 2).weight, Some(0));
+    assert_eq!(run(&mut c, Ok(()), 0).weight, None);
+    assert_eq!(run(&mut c, Ok(()), 257 - 2).weight, Some(253));
+    let ev = run(&mut c, Err("script exited with status 1".into()), 1);
+    assert_eq!((ev.transition, ev.weight), (Some(false), Some(253)));
 }

@@ -1461,6 +1461,17 @@ impl ServiceTable {
         reg: &mut StateRegistry,
         down: &HashSet<DestKey>,
     ) -> Result<ServiceTable, String> {
+        Self::build_with_health_weights(confs, reg, down, &HashMap::new())
+    }
+
+    /// [`ServiceTable::build_with_health`] with the weights health checks
+    /// set (keepalived `misc_dynamic`) in place of the configured ones.
+    pub fn build_with_health_weights(
+        confs: &[ServiceConf],
+        reg: &mut StateRegistry,
+        down: &HashSet<DestKey>,
+        weights: &HashMap<DestKey, u32>,
+    ) -> Result<ServiceTable, String> {
         let mut t = ServiceTable::default();
         let mut built = Vec::with_capacity(confs.len());
         for c in confs {
@@ -1468,7 +1479,7 @@ impl ServiceTable {
             let mut dests: Vec<Dest> = Vec::with_capacity(c.dests.len() + 1);
             for d in &c.dests {
                 let port = if d.port == 0 { c.port } else { d.port };
-                let mut weight = d.weight;
+                let mut weight = weights.get(&(key, d.ip, port)).copied().unwrap_or(d.weight);
                 if down.contains(&(key, d.ip, port)) {
                     match c.check_for(d).map(|h| h.on_failure) {
                         Some(OnFailure::Remove) => continue,
