@@ -1107,6 +1107,8 @@ fn checker(
         "TCP_CHECK" => (CheckKind::Tcp, 1, 1000),
         "HTTP_GET" => (CheckKind::Http, 1, 3000),
         "MISC_CHECK" => (CheckKind::Misc, 0, 1000),
+        // check_udp.c sets no defaults of its own.
+        "UDP_CHECK" => (CheckKind::Udp, 1, 1000),
         "SSL_GET" => {
             notes.push(format!(
                 "{}: SSL_GET (rvs has no TLS checker: checked as a TCP connect to the same \
@@ -1205,6 +1207,27 @@ fn checker(
                         "{}: {} {} (not supported; ignored)",
                         k.loc, c.key, k.key
                     ))
+                }
+                "payload" if kind == CheckKind::Udp => {
+                    let p = k.args.join("");
+                    if crate::service::parse_hex(&p).is_none() {
+                        return Err(format!(
+                            "{}: UDP_CHECK payload {p:?} (not hex bytes; ignored)",
+                            k.loc
+                        ));
+                    }
+                    h.payload = Some(p);
+                }
+                "require_reply" if kind == CheckKind::Udp => {
+                    h.require_reply = true;
+                    if !k.args.is_empty() {
+                        return Err(format!(
+                            "{}: UDP_CHECK require_reply {} (matching the reply's \
+                             content is not supported: any reply passes)",
+                            k.loc,
+                            k.args.join(" ")
+                        ));
+                    }
                 }
                 "misc_path" if kind == CheckKind::Misc => h.script = Some(k.args.join(" ")),
                 "misc_timeout" if kind == CheckKind::Misc => misc_timeout = Some(secs_ms(k)?),

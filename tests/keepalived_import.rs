@@ -109,7 +109,7 @@ const CASES: &[Case] = &[
     (
         "keepalived.conf.UDP_CHECK",
         &[("UDP 10.10.10.2:1358", 1)],
-        &["line 4: global_defs", "line 23: UDP_CHECK"],
+        &["line 4: global_defs"],
     ),
     (
         "keepalived.conf.PING_CHECK",
@@ -235,6 +235,24 @@ fn sample_checks_are_keepalived_s() {
     let imp = load("keepalived.conf.SSL_GET").unwrap();
     let h = imp.services[1].dests[0].health.as_ref().unwrap();
     assert_eq!(h.kind, CheckKind::Http);
+}
+
+/// keepalived.conf.UDP_CHECK: connect_timeout 3, retry 3,
+/// delay_before_retry 3, `require_reply` commented out (line 27).
+#[test]
+fn udp_check_sample() {
+    let imp = load("keepalived.conf.UDP_CHECK").unwrap();
+    let h = imp.services[0].dests[0].health.as_ref().unwrap();
+    assert_eq!(
+        (
+            h.kind,
+            h.timeout_ms,
+            h.retries,
+            h.retry_delay_ms,
+            h.require_reply
+        ),
+        (CheckKind::Udp, 3000, 4, 3000, false)
+    );
 }
 
 #[test]

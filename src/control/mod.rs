@@ -726,6 +726,7 @@ impl Control {
             CheckKind::Tcp => "TCP",
             CheckKind::Http => "HTTP",
             CheckKind::Misc => "MISC",
+            CheckKind::Udp => "UDP",
         };
         if up {
             log::info!("health: {key} real server {ip}:{port} is UP ({kind} check succeeded)");

@@ -9,11 +9,11 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
 use super::Job;
-use crate::service::{split_command, CheckKind};
+use crate::service::{parse_hex, split_command, CheckKind};
 
 /// How often running MISC programs are looked at.
 pub const CHILD_POLL_MS: u64 = 10;
@@ -191,9 +191,51 @@ impl Drop for MiscProbe {
     }
 }
 
+/// keepalived UDP_CHECK (layer4.c udp_socket_state): a datagram on a
+/// connected socket; an ICMP unreachable (a receive error) fails, a reply
+/// passes, silence until the timeout passes unless a reply is required.
+struct UdpProbe {
+    sock: UdpSocket,
+    require_reply: bool,
+}
+
+impl UdpProbe {
+    fn step(&mut self) -> Step {
+        let mut buf = [0u8; 2048];
+        loop {
+            match self.sock.recv(&mut buf) {
+                Ok(_) => return Step::Done(Ok(())),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Step::Done(Err(format!("udp: {e}"))),
+            }
+        }
+    }
+}
+
+fn udp_start(
+    reg: &Registry,
+    addr: SocketAddr,
+    payload: &[u8],
+    token: Token,
+) -> Result<UdpSocket, String> {
+    let any: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut s = UdpSocket::bind(any).map_err(|e| format!("udp: {e}"))?;
+    s.connect(addr).map_err(|e| format!("udp: {e}"))?;
+    reg.register(&mut s, token, Interest::READABLE)
+        .map_err(|e| format!("udp: registering the socket: {e}"))?;
+    s.send(payload).map_err(|e| format!("udp: send: {e}"))?;
+    Ok(s)
+}
+
 enum Kind {
     Net(NetProbe),
     Misc(MiscProbe),
+    Udp(UdpProbe),
 }
 
 struct Entry {
@@ -270,6 +312,24 @@ impl Probes {
                     buf: Vec::new(),
                 })
             }
+            CheckKind::Udp => {
+                let payload = job
+                    .check
+                    .payload
+                    .as_deref()
+                    .and_then(parse_hex)
+                    .unwrap_or_default();
+                match udp_start(reg, job.addr, &payload, Token(idx)) {
+                    Ok(sock) => Kind::Udp(UdpProbe {
+                        sock,
+                        require_reply: job.check.require_reply,
+                    }),
+                    Err(e) => {
+                        self.free.push(idx);
+                        return Some(Err(e));
+                    }
+                }
+            }
             CheckKind::Misc => {
                 let argv = split_command(job.check.script.as_deref().unwrap_or(""));
                 let Some((prog, args)) = argv.split_first() else {
@@ -315,6 +375,9 @@ impl Probes {
             Kind::Net(n) => {
                 let _ = reg.deregister(&mut n.stream);
             }
+            Kind::Udp(u) => {
+                let _ = reg.deregister(&mut u.sock);
+            }
             Kind::Misc(_) => self.children -= 1,
         }
         self.free.push(idx);
@@ -331,6 +394,15 @@ impl Probes {
     ) -> Option<(Job, Result<(), String>)> {
         let idx = token.0;
         let e = self.slots.get_mut(idx)?.as_mut()?;
+        if let Kind::Udp(u) = &mut e.kind {
+            return match u.step() {
+                Step::Done(r) => {
+                    let e = self.finish(reg, idx)?;
+                    Some((e.job, r))
+                }
+                _ => None,
+            };
+        }
         let Kind::Net(n) = &mut e.kind else {
             return None;
         };
@@ -385,13 +457,23 @@ impl Probes {
                 continue;
             };
             let ms = e.job.check.timeout_ms;
+            if let Kind::Udp(u) = &e.kind {
+                // Silence: up unless a reply is required (udp_socket_state).
+                let r = if u.require_reply {
+                    Err(format!("udp: no reply within {ms} ms"))
+                } else {
+                    Ok(())
+                };
+                out.push((e.job, r));
+                continue;
+            }
             let what = match &e.kind {
                 Kind::Net(n) => match n.phase {
                     Phase::Connecting => "connect",
                     Phase::Sending => "send",
                     Phase::Reading => "response",
                 },
-                Kind::Misc(_) => "script",
+                Kind::Misc(_) | Kind::Udp(_) => "script",
             };
             let more = if matches!(e.kind, Kind::Misc(_)) {
                 " (killed)"

@@ -524,3 +524,56 @@ fn misc_dynamic_sets_the_weight_from_the_exit_code() {
     let ev = run(&mut c, Err("script exited with status 1".into()), 1);
     assert_eq!((ev.transition, ev.weight), (Some(false), Some(253)));
 }
+
+/// keepalived UDP_CHECK (layer4.c udp_socket_state): a reply passes, an ICMP
+/// port unreachable (a closed port) fails, silence passes unless
+/// `require_reply`.
+#[test]
+fn udp_check_reply_unreachable_and_silence() {
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let eaddr = echo.local_addr().unwrap();
+    let echoer = std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        let (n, from) = echo.recv_from(&mut b).unwrap();
+        echo.send_to(&b[..n], from).unwrap();
+        b[..n].to_vec()
+    });
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let saddr = silent.local_addr().unwrap();
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let mut u = HealthCheck::new(CheckKind::Udp);
+    u.interval_ms = 60_000;
+    u.timeout_ms = 300;
+    u.payload = Some("c0ffee".into());
+    let mut need = u.clone();
+    need.require_reply = true;
+    let mk = |addr: SocketAddr, c: HealthCheck, p: u16| {
+        let mut t = http_target(addr, c);
+        t.dest.2 = p;
+        t
+    };
+    let src = Src::new(vec![
+        mk(eaddr, u.clone(), 1),
+        mk(closed, u.clone(), 2),
+        mk(saddr, u, 3),
+        mk(saddr, need, 4),
+    ]);
+    let hc = HealthChecker::start(src.clone()).unwrap();
+    src.wait("four results", |e| e.len() >= 4);
+    hc.stop();
+    assert_eq!(echoer.join().unwrap(), [0xc0, 0xff, 0xee], "the payload");
+    let ev = src.events.lock();
+    let by = |p: u16| ev.iter().find(|(_, e)| e.dest.2 == p).unwrap().1.clone();
+    assert!(by(1).ok, "{:?}", by(1));
+    assert!(
+        by(2).error.as_deref().unwrap_or("").starts_with("udp: "),
+        "{:?}",
+        by(2)
+    );
+    assert!(by(3).ok, "silence passes");
+    assert_eq!(by(4).error.as_deref(), Some("udp: no reply within 300 ms"));
+    drop(silent);
+}

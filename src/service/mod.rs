@@ -249,6 +249,9 @@ pub enum CheckKind {
     /// A program run on the director: exit code 0 = up (keepalived
     /// MISC_CHECK).
     Misc,
+    /// A UDP datagram: down on an ICMP unreachable, up on a reply or
+    /// (without `require_reply`) on silence (keepalived UDP_CHECK).
+    Udp,
 }
 
 impl CheckKind {
@@ -258,6 +261,7 @@ impl CheckKind {
             CheckKind::Tcp => "TCP_CHECK",
             CheckKind::Http => "HTTP_GET",
             CheckKind::Misc => "MISC_CHECK",
+            CheckKind::Udp => "UDP_CHECK",
         }
     }
 }
@@ -350,6 +354,14 @@ pub struct HealthCheck {
     /// (keepalived `misc_dynamic`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub misc_dynamic: bool,
+    /// UDP check: the datagram to send, in hex (keepalived `payload`;
+    /// default empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// UDP check: silence until the timeout is a failure (keepalived
+    /// `require_reply`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_reply: bool,
     /// Time between checks of a healthy server, ms (keepalived `delay_loop`).
     #[serde(default = "d_interval")]
     pub interval_ms: u32,
@@ -396,6 +408,8 @@ impl HealthCheck {
             host: None,
             script: None,
             misc_dynamic: false,
+            payload: None,
+            require_reply: false,
             interval_ms: d_interval(),
             timeout_ms: d_timeout(),
             retries: d_retries(),
@@ -480,6 +494,14 @@ impl HealthCheck {
         if self.kind != CheckKind::Misc && (self.script.is_some() || self.misc_dynamic) {
             return Err("script and misc_dynamic apply to MISC checks only".into());
         }
+        if self.kind != CheckKind::Udp && (self.payload.is_some() || self.require_reply) {
+            return Err("payload and require_reply apply to UDP checks only".into());
+        }
+        if let Some(p) = &self.payload {
+            if parse_hex(p).is_none() {
+                return Err(format!("payload must be hex bytes (at most 1400): {p:?}"));
+            }
+        }
         if self.kind == CheckKind::Misc {
             let argv = self
                 .script
@@ -517,6 +539,19 @@ impl HealthCheck {
         }
         Ok(())
     }
+}
+
+/// The bytes of a hex string (keepalived read_hex_str: pairs of hex
+/// digits); None if it is not one or longer than 1400 bytes.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if s.len() % 2 != 0 || s.len() > 2800 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Split a MISC check's command line as keepalived does for `misc_path`:
