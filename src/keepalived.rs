@@ -940,7 +940,17 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
             t.insert("ops".into(), json!(true));
         }
         match build_service(t, notes, loc) {
-            Ok(s) => imp.services.push(s),
+            Ok(s) => {
+                if s.fwmark != 0 {
+                    notes.push(format!(
+                        "{loc}: virtual_server fwmark {}: imported; packets reach it once rvs's \
+                         fwmark rules mark them (keepalived relies on iptables/nftables MARK, \
+                         which rvs's data path does not see: give rvsd `fwmark_rules`, docs/modes.md)",
+                        s.fwmark
+                    ));
+                }
+                imp.services.push(s)
+            }
             Err(e) => {
                 let why = match &addrs {
                     Addrs::Fwmark(_) => {
@@ -1554,10 +1564,11 @@ virtual_server 192.168.1.100 80 {
             u.contains("line 4: virtual_server_group web entry 10.0.0.x"),
             "{u}"
         );
-        // Either this build has fwmark services (5 services) or it says why
-        // the block was skipped.
+        // The fwmark service imports, with a note on marking.
+        assert_eq!(imp.services.len(), 5, "{u}");
+        assert_eq!(imp.services[4].key().to_string(), "FWM 7");
         assert!(
-            imp.services.len() == 5 || u.contains("line 12: virtual_server fwmark 7"),
+            u.contains("line 12: virtual_server fwmark 7: imported"),
             "{u}"
         );
     }
