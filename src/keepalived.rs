@@ -1573,6 +1573,36 @@ virtual_server 192.168.1.100 80 {
         );
     }
 
+    /// check_parser.c svr_forwarding_handler: `lvs_method TUN type gue port
+    /// N csum` per virtual or real server.
+    #[test]
+    fn tunnel_types_of_lvs_method() {
+        use crate::service::{TunCsum, TunType};
+        let imp = import(
+            "virtual_server 10.0.0.1 80 {\n lvs_method TUN type gue port 6080 csum\n\
+             real_server 10.0.1.1 80 {\n }\n\
+             real_server 10.0.1.2 80 {\n  lvs_method TUN type gre\n }\n\
+             real_server 10.0.1.3 80 {\n  lvs_method DR\n }\n}\n",
+        )
+        .unwrap();
+        assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+        let d = &imp.services[0].dests;
+        assert_eq!(
+            (d[0].fwd, d[0].tun_type, d[0].tun_port, d[0].tun_csum),
+            (
+                Forward::Tun,
+                Some(TunType::Gue),
+                Some(6080),
+                Some(TunCsum::Csum)
+            )
+        );
+        assert_eq!(
+            (d[1].fwd, d[1].tun_type),
+            (Forward::Tun, Some(TunType::Gre))
+        );
+        assert_eq!((d[2].fwd, d[2].tun_type), (Forward::Dr, None));
+    }
+
     #[test]
     fn loopback_sorry_server_is_dropped_with_a_specific_message() {
         let mut imp = import(
