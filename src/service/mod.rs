@@ -545,7 +545,7 @@ impl HealthCheck {
 /// digits); None if it is not one or longer than 1400 bytes.
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 || s.len() > 2800 {
+    if !s.len().is_multiple_of(2) || s.len() > 2800 {
         return None;
     }
     (0..s.len())
