@@ -1,98 +1,361 @@
 //! keepalived.conf import: `virtual_server` blocks (and DPVS-style
-//! `local_address_group`s) become rvs services with health checks. Everything
-//! else is reported, with its line, never silently dropped: VRRP and global
-//! settings are keepalived's own business (run keepalived for VRRP next to
-//! rvs), and keywords rvs has no equivalent for are listed as unsupported.
+//! `local_address_group`s) become rvs services with health checks.
+//!
+//! The import follows keepalived's own parser (keepalived/check/
+//! check_parser.c, check_api.c, check_data.c, check_http.c, check_misc.c;
+//! lib/parser.c for `include`), and like keepalived it never refuses a whole
+//! file for one block it cannot use: such a block or keyword is skipped and
+//! reported with its line ("line 12: ..." or "conf.d/a.conf line 3: ..."),
+//! and the rest imports. Only a file whose braces do not balance, or one
+//! that yields no virtual server at all, is an error (the running
+//! configuration is then left alone).
+//!
+//! Health-check semantics, as keepalived (check_data.c, the "Take default
+//! values" loops; check_api.c queue_checker):
+//! - `retry N` is N retries after the first failed attempt, so N+1 attempts
+//!   (rvs's `retries` counts the first attempt). Default 1 for TCP_CHECK,
+//!   HTTP_GET and SSL_GET (check_api.c default_retry), 0 for MISC_CHECK
+//!   (check_misc.c).
+//! - `delay_before_retry` defaults to 1 s (check_api.c), 3 s for HTTP_GET and
+//!   SSL_GET (check_http.c `default_delay_before_retry = 3 * TIMER_HZ`).
+//! - `connect_timeout` 5 s and `delay_loop` 60 s by default
+//!   (check_data.c alloc_vs); checker, then real_server, then
+//!   virtual_server values win in that order, for `retry`,
+//!   `delay_before_retry`, `connect_timeout`, `delay_loop`.
+//! - HTTP_GET without `status_code` accepts any 2xx (check_http.c url_check,
+//!   HTTP_DEFAULT_STATUS_CODE_MIN..MAX = 200..299); every `url` must pass.
+//! - Several checkers on one real server: it is up only while all pass.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 
-use crate::service::{
-    CheckKind, ClientAddr, DestConf, Forward, HealthCheck, OnFailure, Proto, ServiceConf,
-    SorryServer, DEFAULT_PERSISTENT_TIMEOUT,
-};
+use serde_json::{json, Map, Value};
+
+use crate::service::{split_command, CheckKind, HealthCheck, HttpUrl, OnFailure, ServiceConf};
+
+/// How deep `include`s may nest (keepalived has no limit but detects
+/// nothing either; a loop must not hang the import).
+const MAX_INCLUDE_DEPTH: usize = 16;
+/// keepalived's defaults (check_data.c alloc_vs): delay_loop 60 s
+/// (KEEPALIVED_DEFAULT_DELAY), connect_timeout 5 s.
+const KA_DELAY_LOOP_MS: u32 = 60_000;
+const KA_CONNECT_TIMEOUT_MS: u32 = 5_000;
 
 /// One `keyword args... [{ children }]` item of the file.
 #[derive(Debug, Clone, PartialEq)]
 struct Node {
-    line: usize,
+    /// "line N" or "FILE line N" (for included files).
+    loc: String,
     key: String,
     args: Vec<String>,
     children: Vec<Node>,
+    /// Whether the keyword had a `{ }` block.
+    block: bool,
 }
 
 /// What an import produced.
 #[derive(Debug, Default)]
 pub struct Import {
     pub services: Vec<ServiceConf>,
-    /// Keywords that were not applied, as "line N: keyword (why)".
+    /// Blocks and keywords that were not applied, as "line N: keyword (why)".
     pub unsupported: Vec<String>,
 }
 
-fn tokenize(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut cur = String::new();
-        let mut in_quote = false;
-        for ch in line.chars() {
-            match ch {
-                '"' => in_quote = !in_quote,
-                '#' | '!' if !in_quote => break,
-                '{' | '}' if !in_quote => {
-                    if !cur.is_empty() {
-                        out.push((n + 1, std::mem::take(&mut cur)));
+impl Import {
+    /// Drop sorry servers at one of the director's own addresses (`local`)
+    /// or a loopback address, with a message each. keepalived hands such a
+    /// sorry server to IPVS, which delivers to the host itself (LOCALNODE);
+    /// rvs has no path to the host's stack yet.
+    pub fn drop_local_sorry(&mut self, local: &[IpAddr]) {
+        for s in &mut self.services {
+            let Some(sorry) = &s.sorry_server else {
+                continue;
+            };
+            if sorry.ip.is_loopback() || local.contains(&sorry.ip) {
+                self.unsupported.push(format!(
+                    "{}: sorry_server {}:{} is {} address: IPVS would deliver it to the \
+                     director's own stack, which rvs cannot reach yet (no exception path); \
+                     the service is imported without a sorry server",
+                    s.key(),
+                    sorry.ip,
+                    sorry.port,
+                    if sorry.ip.is_loopback() {
+                        "a loopback"
+                    } else {
+                        "the director's own"
                     }
-                    out.push((n + 1, ch.to_string()));
-                }
-                c if c.is_whitespace() && !in_quote => {
-                    if !cur.is_empty() {
-                        out.push((n + 1, std::mem::take(&mut cur)));
-                    }
-                }
-                c => cur.push(c),
+                ));
+                s.sorry_server = None;
             }
         }
-        if !cur.is_empty() {
-            out.push((n + 1, cur));
+    }
+}
+
+/// A token and where it came from.
+#[derive(Debug, Clone)]
+struct Tok {
+    loc: String,
+    text: String,
+}
+
+fn loc_of(file: Option<&str>, line: usize) -> String {
+    match file {
+        Some(f) => format!("{f} line {line}"),
+        None => format!("line {line}"),
+    }
+}
+
+struct Reader<'a> {
+    notes: &'a mut Vec<String>,
+    depth: usize,
+}
+
+impl Reader<'_> {
+    /// Tokens of `text`; `include` lines are replaced by the included files'
+    /// tokens when `dir` is known (keepalived chdir()s into the directory of
+    /// the file it reads, so relative patterns are relative to it:
+    /// lib/parser.c read_conf_file).
+    fn tokenize(&mut self, text: &str, file: Option<&str>, dir: Option<&Path>, out: &mut Vec<Tok>) {
+        for (n, line) in text.lines().enumerate() {
+            let loc = loc_of(file, n + 1);
+            // `include` takes glob patterns, braces included (GLOB_BRACE).
+            let mut ws = line.split_whitespace();
+            if ws.next() == Some("include") {
+                let pats: Vec<String> = ws
+                    .take_while(|w| !w.starts_with('#') && !w.starts_with('!'))
+                    .map(|w| w.trim_matches('"').to_string())
+                    .collect();
+                self.include(&pats, &loc, dir, out);
+                continue;
+            }
+            let mut words: Vec<String> = Vec::new();
+            let mut cur = String::new();
+            let mut any = false;
+            let mut in_quote = false;
+            let flush = |cur: &mut String, any: &mut bool, words: &mut Vec<String>| {
+                if *any {
+                    words.push(std::mem::take(cur));
+                    *any = false;
+                }
+            };
+            for ch in line.chars() {
+                match ch {
+                    '"' => {
+                        in_quote = !in_quote;
+                        any = true;
+                    }
+                    '#' | '!' if !in_quote => break,
+                    '{' | '}' if !in_quote => {
+                        flush(&mut cur, &mut any, &mut words);
+                        words.push(ch.to_string());
+                    }
+                    c if c.is_whitespace() && !in_quote => flush(&mut cur, &mut any, &mut words),
+                    c => {
+                        cur.push(c);
+                        any = true;
+                    }
+                }
+            }
+            flush(&mut cur, &mut any, &mut words);
+            if let Some(w) = words.first() {
+                if w.starts_with('$') || w.starts_with('@') || w.starts_with('~') {
+                    self.notes.push(format!(
+                        "{loc}: {w} (keepalived parameter substitution / conditional \
+                         configuration is not supported; line skipped)"
+                    ));
+                    continue;
+                }
+            }
+            for w in words {
+                out.push(Tok {
+                    loc: loc.clone(),
+                    text: w,
+                });
+            }
+            // A line ends a statement (keepalived is line oriented).
+            out.push(Tok {
+                loc,
+                text: "\n".into(),
+            });
         }
-        // A line ends a statement (keepalived is line oriented).
-        out.push((n + 1, "\n".into()));
+    }
+
+    fn include(&mut self, args: &[String], loc: &str, dir: Option<&Path>, out: &mut Vec<Tok>) {
+        let Some(dir) = dir else {
+            self.notes.push(format!(
+                "{loc}: include (not followed: the configuration was not read from a file)"
+            ));
+            return;
+        };
+        if self.depth >= MAX_INCLUDE_DEPTH {
+            self.notes.push(format!(
+                "{loc}: include (nested more than {MAX_INCLUDE_DEPTH} deep: not followed)"
+            ));
+            return;
+        }
+        for pat in args {
+            let full = if Path::new(pat).is_absolute() {
+                PathBuf::from(pat)
+            } else {
+                dir.join(pat)
+            };
+            let files = glob(&full.to_string_lossy());
+            if files.is_empty() {
+                // keepalived: "No config files matched" and goes on.
+                self.notes
+                    .push(format!("{loc}: include {pat} (no file matches; skipped)"));
+            }
+            for f in files {
+                match std::fs::read_to_string(&f) {
+                    Ok(text) => {
+                        self.depth += 1;
+                        let name = f.display().to_string();
+                        let sub = f.parent().map(Path::to_path_buf);
+                        self.tokenize(&text, Some(&name), sub.as_deref(), out);
+                        self.depth -= 1;
+                    }
+                    Err(e) => self
+                        .notes
+                        .push(format!("{loc}: include {} ({e}; skipped)", f.display())),
+                }
+            }
+        }
+    }
+}
+
+/// Expand `{a,b}` braces (GLOB_BRACE), then match `*`, `?` and `[...]` per
+/// path component (glob(3) with GLOB_MARK; results sorted, directories
+/// skipped).
+fn glob(pattern: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in expand_braces(pattern) {
+        let path = Path::new(&p);
+        let mut cur: Vec<PathBuf> = vec![if path.is_absolute() {
+            PathBuf::from("/")
+        } else {
+            PathBuf::from(".")
+        }];
+        for comp in path.components() {
+            let c = comp.as_os_str().to_string_lossy();
+            if c == "/" {
+                continue;
+            }
+            let wild = c.contains(['*', '?', '[']);
+            let mut next = Vec::new();
+            for base in &cur {
+                if !wild {
+                    let q = base.join(&*c);
+                    if q.exists() {
+                        next.push(q);
+                    }
+                    continue;
+                }
+                let Ok(rd) = std::fs::read_dir(base) else {
+                    continue;
+                };
+                let mut names: Vec<String> = rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.') || c.starts_with('.'))
+                    .filter(|n| wildmatch(c.as_bytes(), n.as_bytes()))
+                    .collect();
+                names.sort();
+                next.extend(names.into_iter().map(|n| base.join(n)));
+            }
+            cur = next;
+        }
+        out.extend(cur.into_iter().filter(|p| p.is_file()));
     }
     out
 }
 
-fn parse_block(toks: &[(usize, String)], i: &mut usize, depth: usize) -> Result<Vec<Node>, String> {
+fn expand_braces(p: &str) -> Vec<String> {
+    let Some(open) = p.find('{') else {
+        return vec![p.to_string()];
+    };
+    let Some(close) = p[open..].find('}').map(|c| c + open) else {
+        return vec![p.to_string()];
+    };
+    let (pre, body, post) = (&p[..open], &p[open + 1..close], &p[close + 1..]);
+    body.split(',')
+        .flat_map(|alt| expand_braces(&format!("{pre}{alt}{post}")))
+        .collect()
+}
+
+/// fnmatch(3) without flags: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
+fn wildmatch(pat: &[u8], s: &[u8]) -> bool {
+    match pat.first() {
+        None => s.is_empty(),
+        Some(b'*') => (0..=s.len()).any(|i| wildmatch(&pat[1..], &s[i..])),
+        Some(b'?') => !s.is_empty() && wildmatch(&pat[1..], &s[1..]),
+        Some(b'[') => {
+            let Some(end) = pat.iter().skip(2).position(|&b| b == b']').map(|e| e + 2) else {
+                return !s.is_empty() && s[0] == b'[' && wildmatch(&pat[1..], &s[1..]);
+            };
+            let Some(&c) = s.first() else {
+                return false;
+            };
+            let mut set = &pat[1..end];
+            let neg = matches!(set.first(), Some(b'!') | Some(b'^'));
+            if neg {
+                set = &set[1..];
+            }
+            let mut hit = false;
+            let mut i = 0;
+            while i < set.len() {
+                if i + 2 < set.len() && set[i + 1] == b'-' {
+                    hit |= set[i] <= c && c <= set[i + 2];
+                    i += 3;
+                } else {
+                    hit |= set[i] == c;
+                    i += 1;
+                }
+            }
+            hit != neg && wildmatch(&pat[end + 1..], &s[1..])
+        }
+        Some(&b) => !s.is_empty() && s[0] == b && wildmatch(&pat[1..], &s[1..]),
+    }
+}
+
+fn parse_block(toks: &[Tok], i: &mut usize, depth: usize) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
     while *i < toks.len() {
-        let (line, t) = &toks[*i];
-        match t.as_str() {
+        let t = &toks[*i];
+        match t.text.as_str() {
             "\n" => *i += 1,
             "}" => {
                 if depth == 0 {
-                    return Err(format!("line {line}: unmatched '}}'"));
+                    return Err(format!("{}: unmatched '}}'", t.loc));
                 }
                 *i += 1;
                 return Ok(nodes);
             }
-            "{" => return Err(format!("line {line}: '{{' without a keyword")),
+            "{" => {
+                // keepalived allows a bare block (e.g. "{ }" after a
+                // keyword on the previous line handled below); a block
+                // without keyword is skipped whole.
+                return Err(format!("{}: '{{' without a keyword", t.loc));
+            }
             _ => {
                 let mut node = Node {
-                    line: *line,
-                    key: t.clone(),
+                    loc: t.loc.clone(),
+                    key: t.text.clone(),
                     args: Vec::new(),
                     children: Vec::new(),
+                    block: false,
                 };
                 *i += 1;
                 // Arguments up to the end of the line or an opening brace
                 // (which may sit on the next line).
                 while *i < toks.len() {
-                    match toks[*i].1.as_str() {
+                    match toks[*i].text.as_str() {
                         "\n" => {
                             let mut j = *i;
-                            while j < toks.len() && toks[j].1 == "\n" {
+                            while j < toks.len() && toks[j].text == "\n" {
                                 j += 1;
                             }
-                            if j < toks.len() && toks[j].1 == "{" {
+                            if j < toks.len() && toks[j].text == "{" {
                                 *i = j;
                                 continue;
                             }
@@ -101,6 +364,7 @@ fn parse_block(toks: &[(usize, String)], i: &mut usize, depth: usize) -> Result<
                         "{" => {
                             *i += 1;
                             node.children = parse_block(toks, i, depth + 1)?;
+                            node.block = true;
                             break;
                         }
                         "}" => break,
@@ -120,291 +384,958 @@ fn parse_block(toks: &[(usize, String)], i: &mut usize, depth: usize) -> Result<
     Ok(nodes)
 }
 
+/// keepalived's read_timer: seconds, fractions allowed (micro-second
+/// resolution), here milliseconds.
 fn secs_ms(n: &Node) -> Result<u32, String> {
-    let v: f64 = n
-        .args
+    n.args
         .first()
-        .and_then(|a| a.parse().ok())
-        .filter(|v: &f64| *v >= 0.0)
-        .ok_or_else(|| format!("line {}: {} needs a number of seconds", n.line, n.key))?;
-    Ok((v * 1000.0).round() as u32)
+        .and_then(|a| a.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v <= (u32::MAX / 1000) as f64)
+        .map(|v| (v * 1000.0).round() as u32)
+        .ok_or_else(|| format!("{}: {} needs a number of seconds", n.loc, n.key))
 }
 
 fn num(n: &Node) -> Result<u32, String> {
     n.args
         .first()
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("line {}: {} needs a number", n.line, n.key))
+        .ok_or_else(|| format!("{}: {} needs a number", n.loc, n.key))
 }
 
-fn ip(n: &Node, i: usize) -> Result<IpAddr, String> {
+fn ip_arg(n: &Node, i: usize) -> Result<IpAddr, String> {
     n.args
         .get(i)
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("line {}: {} needs an IP address", n.line, n.key))
+        .ok_or_else(|| format!("{}: {} needs an IP address", n.loc, n.key))
 }
 
-fn port(n: &Node, i: usize) -> Result<u16, String> {
+fn port_arg(n: &Node, i: usize) -> Result<u16, String> {
     n.args
         .get(i)
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("line {}: {} needs a port", n.line, n.key))
+        .ok_or_else(|| format!("{}: {} needs a port", n.loc, n.key))
 }
 
-/// Parse a keepalived configuration. Errors (malformed blocks, bad values)
-/// fail the whole import; unsupported keywords are collected.
+/// Parse a keepalived configuration given as text (an `include` in it is
+/// reported, not followed: see [`import_file`]).
 pub fn import(text: &str) -> Result<Import, String> {
-    let toks = tokenize(text);
+    import_from(text, None, None)
+}
+
+/// Parse the keepalived configuration in `path`, following its `include`s.
+pub fn import_file(path: &Path) -> Result<Import, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = path
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    import_from(&text, None, Some(&dir))
+}
+
+fn import_from(text: &str, file: Option<&str>, dir: Option<&Path>) -> Result<Import, String> {
+    let mut imp = Import::default();
+    let mut toks = Vec::new();
+    Reader {
+        notes: &mut imp.unsupported,
+        depth: 0,
+    }
+    .tokenize(text, file, dir, &mut toks);
     let mut i = 0;
     let nodes = parse_block(&toks, &mut i, 0)?;
-    let mut imp = Import::default();
-    let mut groups: HashMap<String, Vec<IpAddr>> = HashMap::new();
-    let mut errors = Vec::new();
+    let mut laddr_groups: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let mut vs_groups: HashMap<String, &Node> = HashMap::new();
     for n in &nodes {
-        if n.key == "local_address_group" {
-            let name = n.args.first().cloned().unwrap_or_default();
-            let mut addrs = Vec::new();
-            for c in &n.children {
-                match c.key.parse::<Ipv4Addr>() {
-                    Ok(a) => addrs.push(IpAddr::V4(a)),
-                    Err(_) => imp.unsupported.push(format!(
-                        "line {}: {} (not an IPv4 local address)",
-                        c.line, c.key
+        match n.key.as_str() {
+            "local_address_group" => {
+                let name = n.args.first().cloned().unwrap_or_default();
+                let mut addrs = Vec::new();
+                for c in &n.children {
+                    match c.key.parse::<Ipv4Addr>() {
+                        Ok(a) => addrs.push(IpAddr::V4(a)),
+                        Err(_) => imp.unsupported.push(format!(
+                            "{}: {} (not an IPv4 local address; skipped)",
+                            c.loc, c.key
+                        )),
+                    }
+                }
+                laddr_groups.insert(name, addrs);
+            }
+            "virtual_server_group" => {
+                if let Some(name) = n.args.first() {
+                    vs_groups.insert(name.clone(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut seen_vs = 0usize;
+    for n in &nodes {
+        match n.key.as_str() {
+            "virtual_server" => {
+                seen_vs += 1;
+                let ctx = Ctx {
+                    laddr_groups: &laddr_groups,
+                    vs_groups: &vs_groups,
+                };
+                virtual_server(n, &ctx, &mut imp);
+            }
+            "local_address_group" | "virtual_server_group" => {}
+            "global_defs"
+            | "vrrp_instance"
+            | "vrrp_sync_group"
+            | "vrrp_script"
+            | "vrrp_track_file"
+            | "track_file"
+            | "vrrp_track_process"
+            | "track_process"
+            | "static_ipaddress"
+            | "static_routes"
+            | "static_rules"
+            | "static_track_group"
+            | "linkbeat_use_polling"
+            | "net_namespace"
+            | "net_namespace_ipvs"
+            | "instance"
+            | "use_pid_dir"
+            | "bfd_instance"
+            | "SSL"
+            | "garp_group" => imp.unsupported.push(format!(
+                "{}: {} (not rvs's: keep running keepalived for it)",
+                n.loc, n.key
+            )),
+            other => imp.unsupported.push(format!(
+                "{}: {other} (unknown at top level; skipped)",
+                n.loc
+            )),
+        }
+    }
+    if imp.services.is_empty() {
+        let why = if seen_vs == 0 {
+            "no virtual_server block".to_string()
+        } else {
+            format!(
+                "none of its {seen_vs} virtual_server block(s) could be imported:\n  {}",
+                imp.unsupported.join("\n  ")
+            )
+        };
+        return Err(format!(
+            "nothing to import ({why}); the running configuration is left as it is"
+        ));
+    }
+    Ok(imp)
+}
+
+struct Ctx<'a> {
+    laddr_groups: &'a HashMap<String, Vec<IpAddr>>,
+    vs_groups: &'a HashMap<String, &'a Node>,
+}
+
+/// Health-check values that real servers inherit from their virtual
+/// server and checkers from their real server (keepalived's
+/// UINT_MAX/ULONG_MAX "unset" markers: None here).
+#[derive(Clone, Copy, Default, Debug)]
+struct Inherit {
+    retry: Option<u32>,
+    delay_before_retry: Option<u32>,
+    connect_timeout: Option<u32>,
+    delay_loop: Option<u32>,
+    warmup: Option<u32>,
+    inhibit: Option<bool>,
+}
+
+impl Inherit {
+    /// Take the keyword if it is one of the inherited ones; false if not.
+    fn take(&mut self, c: &Node, notes: &mut Vec<String>) -> bool {
+        let r = match c.key.as_str() {
+            "retry" | "nb_get_retry" => num(c).map(|v| self.retry = Some(v)),
+            "delay_before_retry" => secs_ms(c).map(|v| self.delay_before_retry = Some(v)),
+            "connect_timeout" => secs_ms(c).map(|v| self.connect_timeout = Some(v.max(1))),
+            "delay_loop" => secs_ms(c).map(|v| self.delay_loop = Some(v.max(1))),
+            "warmup" => secs_ms(c).map(|v| self.warmup = Some(v)),
+            "inhibit_on_failure" => {
+                self.inhibit = Some(!matches!(c.args.first().map(String::as_str), Some("false")));
+                Ok(())
+            }
+            _ => return false,
+        };
+        if let Err(e) = r {
+            notes.push(format!("{e} (ignored)"));
+        }
+        true
+    }
+    fn under(self, parent: Inherit) -> Inherit {
+        Inherit {
+            retry: self.retry.or(parent.retry),
+            delay_before_retry: self.delay_before_retry.or(parent.delay_before_retry),
+            connect_timeout: self.connect_timeout.or(parent.connect_timeout),
+            delay_loop: self.delay_loop.or(parent.delay_loop),
+            warmup: self.warmup.or(parent.warmup),
+            inhibit: self.inhibit.or(parent.inhibit),
+        }
+    }
+}
+
+/// A forwarding method as JSON fields of a DestConf: `fwd`, and the tunnel
+/// fields of CONTRACT.md (`tun_type`, `tun_port`, `tun_csum`).
+#[derive(Clone, Debug, PartialEq)]
+struct Method {
+    fwd: &'static str,
+    tun: Map<String, Value>,
+}
+
+/// keepalived's svr_forwarding_handler: NAT | DR | TUN [type ipip|gue|gre]
+/// [port N] [nocsum|csum|remcsum]; DPVS adds FNAT/FULLNAT.
+fn method(c: &Node) -> Result<Method, String> {
+    let fwd = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
+        Some("NAT") => "nat",
+        Some("DR") => "dr",
+        Some("TUN") => "tun",
+        Some("FNAT") | Some("FULLNAT") => "fullnat",
+        _ => {
+            return Err(format!(
+                "{}: {} {} (must be NAT, DR, TUN or FNAT; ignored)",
+                c.loc,
+                c.key,
+                c.args.join(" ")
+            ))
+        }
+    };
+    let mut tun = Map::new();
+    let mut it = c.args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "type" if fwd == "tun" => {
+                let t = it.next().cloned().unwrap_or_default();
+                if !matches!(t.as_str(), "ipip" | "gue" | "gre") {
+                    return Err(format!("{}: unknown tunnel type {t:?} (ignored)", c.loc));
+                }
+                tun.insert("tun_type".into(), json!(t));
+            }
+            "port" if fwd == "tun" => {
+                let p: u16 = it
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{}: bad gue tunnel port (ignored)", c.loc))?;
+                tun.insert("tun_port".into(), json!(p));
+            }
+            "nocsum" | "csum" | "remcsum" if fwd == "tun" => {
+                tun.insert("tun_csum".into(), json!(a));
+            }
+            other => {
+                return Err(format!(
+                    "{}: {} option {other:?} (unknown; ignored)",
+                    c.loc, c.key
+                ))
+            }
+        }
+    }
+    Ok(Method { fwd, tun })
+}
+
+/// The service addresses a `virtual_server` line names: `IP PORT`,
+/// `group NAME` (expanded: keepalived's virtual_server_group entries
+/// `IP PORT`, `IP-LAST PORT` ranges within the last octet) or `fwmark N`.
+enum Addrs {
+    Ip(Vec<(IpAddr, u16)>),
+    Fwmark(Vec<u32>),
+}
+
+fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, String), String> {
+    match n.args.first().map(String::as_str) {
+        Some("fwmark") => {
+            let m: u32 = n
+                .args
+                .get(1)
+                .and_then(|a| a.parse().ok())
+                .filter(|m| *m > 0)
+                .ok_or_else(|| format!("{}: virtual_server fwmark needs a mark 1..", n.loc))?;
+            Ok((Addrs::Fwmark(vec![m]), format!("fwmark {m}")))
+        }
+        Some("group") => {
+            let name = n.args.get(1).cloned().unwrap_or_default();
+            let g = ctx.vs_groups.get(&name).ok_or_else(|| {
+                format!(
+                    "{}: virtual_server group {name}: no such virtual_server_group",
+                    n.loc
+                )
+            })?;
+            let mut ips = Vec::new();
+            let mut marks = Vec::new();
+            for e in &g.children {
+                if e.key == "fwmark" {
+                    match e.args.first().and_then(|a| a.parse::<u32>().ok()) {
+                        Some(m) if m > 0 => marks.push(m),
+                        _ => notes.push(format!("{}: fwmark needs a mark (skipped)", e.loc)),
+                    }
+                    continue;
+                }
+                let port = e.args.first().and_then(|p| p.parse::<u16>().ok());
+                let Some(port) = port else {
+                    notes.push(format!(
+                        "{}: virtual_server_group {name} entry {} needs a port (skipped)",
+                        e.loc, e.key
+                    ));
+                    continue;
+                };
+                match group_range(&e.key) {
+                    Some(r) => ips.extend(r.into_iter().map(|a| (a, port))),
+                    None => notes.push(format!(
+                        "{}: virtual_server_group {name} entry {} (not an IPv4 address or \
+                         IPv4 range a.b.c.d-e; skipped)",
+                        e.loc, e.key
                     )),
                 }
             }
-            groups.insert(name, addrs);
+            if !marks.is_empty() {
+                if !ips.is_empty() {
+                    notes.push(format!(
+                        "{}: virtual_server_group {name} mixes addresses and fwmarks: \
+                         only the addresses are imported",
+                        g.loc
+                    ));
+                } else {
+                    return Ok((Addrs::Fwmark(marks), format!("group {name}")));
+                }
+            }
+            if ips.is_empty() {
+                return Err(format!(
+                    "{}: virtual_server group {name} has no usable entry",
+                    n.loc
+                ));
+            }
+            Ok((Addrs::Ip(ips), format!("group {name}")))
         }
-    }
-    for n in &nodes {
-        match n.key.as_str() {
-            "virtual_server" => match virtual_server(n, &groups, &mut imp.unsupported) {
-                Ok(s) => imp.services.push(s),
-                Err(e) => errors.push(e),
-            },
-            "local_address_group" => {}
-            "global_defs" | "vrrp_instance" | "vrrp_sync_group" | "vrrp_script"
-            | "static_ipaddress" | "static_routes" => imp.unsupported.push(format!(
-                "line {}: {} (not rvs's: keep running keepalived for it)",
-                n.line, n.key
-            )),
-            other => imp
-                .unsupported
-                .push(format!("line {}: {other} (unsupported)", n.line)),
+        _ => {
+            let ip = ip_arg(n, 0)?;
+            let port = match n.args.get(1) {
+                Some(_) => port_arg(n, 1)?,
+                None => 0,
+            };
+            Ok((
+                Addrs::Ip(vec![(ip, port)]),
+                format!("{} {}", n.args[0], port),
+            ))
         }
-    }
-    if errors.is_empty() {
-        Ok(imp)
-    } else {
-        Err(errors.join("; "))
     }
 }
 
-fn virtual_server(
-    n: &Node,
-    groups: &HashMap<String, Vec<IpAddr>>,
-    unsupported: &mut Vec<String>,
-) -> Result<ServiceConf, String> {
-    if n.args.first().map(String::as_str) == Some("fwmark")
-        || n.args.first().map(String::as_str) == Some("group")
-    {
-        return Err(format!(
-            "line {}: virtual_server {} is not supported (fwmark services and groups)",
-            n.line, n.args[0]
-        ));
+/// `a.b.c.d` or `a.b.c.d-e` (keepalived: the range is in the last octet).
+fn group_range(s: &str) -> Option<Vec<IpAddr>> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Some(vec![a]);
     }
-    let vip = ip(n, 0)?;
-    let vport = port(n, 1)?;
-    let mut svc = ServiceConf {
-        proto: Proto::Tcp,
-        vip,
-        port: vport,
-        fwmark: 0,
-        sched: crate::service::DEFAULT_SCHED.into(),
-        persistent: None,
-        netmask: Ipv4Addr::BROADCAST,
-        sched_flags: vec![],
-        laddrs: vec![],
-        client_addr: ClientAddr::None,
-        synproxy: false,
-        ops: false,
-        health: None,
-        sorry_server: None,
-        dests: vec![],
+    let (base, last) = s.split_once('-')?;
+    let a: Ipv4Addr = base.parse().ok()?;
+    let end: u8 = last.parse().ok()?;
+    let o = a.octets();
+    if end < o[3] {
+        return None;
+    }
+    Some(
+        (o[3]..=end)
+            .map(|x| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], x)))
+            .collect(),
+    )
+}
+
+/// Import one `virtual_server` block into `imp` (several services for a
+/// group), or skip it with a message.
+fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
+    let notes = &mut imp.unsupported;
+    let (addrs, what) = match vs_addrs(n, ctx, notes) {
+        Ok(a) => a,
+        Err(e) => {
+            notes.push(format!("{e}; virtual_server skipped"));
+            return;
+        }
     };
-    let mut fwd = Forward::Nat; // keepalived's default lb_kind is NAT
-    let mut delay_loop = 60_000u32; // keepalived's default delay_loop
+    let mut svc = Map::new();
+    let mut proto = "tcp";
+    let mut method_vs = Method {
+        fwd: "nat", // keepalived's default when none is set (check_data.c)
+        tun: Map::new(),
+    };
+    let mut inherit = Inherit::default();
+    let mut vs_weight: Option<u32> = None;
+    let mut vhost: Option<String> = None;
     let mut reals = Vec::new();
-    let mut sorry = None;
+    let mut sorry: Option<(IpAddr, u16)> = None;
+    let mut sorry_method: Option<Method> = None;
+    let mut sched_flags: Vec<String> = Vec::new();
+    let mut ops = false;
+    let mut inet6 = false;
+    let mut bad_proto: Option<String> = None;
+    let loc = &n.loc;
     for c in &n.children {
-        match c.key.as_str() {
-            "delay_loop" => delay_loop = secs_ms(c)?,
-            // DPVS's keepalived keyword.
-            "syn_proxy" => svc.synproxy = true,
-            "lb_algo" => svc.sched = c.args.first().cloned().unwrap_or_default(),
-            "lb_kind" => {
-                fwd = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
-                    Some("NAT") => Forward::Nat,
-                    Some("DR") => Forward::Dr,
-                    Some("TUN") => Forward::Tun,
-                    Some("FNAT") | Some("FULLNAT") => Forward::FullNat,
-                    _ => {
+        if inherit.take(c, notes) {
+            continue;
+        }
+        let r: Result<(), String> = (|| {
+            match c.key.as_str() {
+                "lb_algo" | "lvs_sched" => {
+                    let s = c.args.first().cloned().unwrap_or_default();
+                    if crate::sched::is_known(&s) {
+                        svc.insert("sched".into(), json!(s));
+                    } else {
+                        // keepalived: "Invalid lvs_scheduler - ignoring".
                         return Err(format!(
-                            "line {}: lb_kind must be NAT, DR, TUN or FNAT",
-                            c.line
-                        ))
+                            "{}: {} {s:?} (scheduler unknown to rvs; the default wlc is used)",
+                            c.loc, c.key
+                        ));
                     }
                 }
-            }
-            "protocol" => {
-                svc.proto = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
-                    Some("TCP") => Proto::Tcp,
-                    Some("UDP") => Proto::Udp,
-                    _ => return Err(format!("line {}: protocol must be TCP or UDP", c.line)),
+                "lb_kind" | "lvs_method" => method_vs = method(c)?,
+                "protocol" => {
+                    proto = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
+                        Some("TCP") => "tcp",
+                        Some("UDP") => "udp",
+                        other => {
+                            bad_proto = Some(other.unwrap_or("").to_string());
+                            return Ok(());
+                        }
+                    }
+                }
+                "ip_family" => inet6 = c.args.first().map(String::as_str) == Some("inet6"),
+                "persistence_timeout" => {
+                    let t = if c.args.is_empty() {
+                        crate::service::DEFAULT_PERSISTENT_TIMEOUT
+                    } else {
+                        num(c)?
+                    };
+                    svc.insert("persistent".into(), json!(t));
+                }
+                "persistence_granularity" => {
+                    let m: Ipv4Addr =
+                        c.args.first().and_then(|a| a.parse().ok()).ok_or_else(|| {
+                            format!("{}: persistence_granularity needs a netmask", c.loc)
+                        })?;
+                    svc.insert("netmask".into(), json!(m));
+                }
+                "sorry_server" => sorry = Some((ip_arg(c, 0)?, port_arg(c, 1).unwrap_or(0))),
+                "sorry_server_lvs_method" => sorry_method = Some(method(c)?),
+                "weight" => vs_weight = Some(num(c)?),
+                "virtualhost" => vhost = c.args.first().cloned(),
+                "ops" => ops = true,
+                "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
+                    sched_flags.push(c.key.clone())
+                }
+                "hashed" | "flag-1" | "flag-2" | "flag-3" => {
+                    return Err(format!("{}: {} (scheduler flag rvs lacks)", c.loc, c.key))
+                }
+                // DPVS's keepalived keywords.
+                "syn_proxy" => {
+                    svc.insert("synproxy".into(), json!(true));
+                }
+                "laddr_group_name" => {
+                    let name = c.args.first().cloned().unwrap_or_default();
+                    let g = ctx
+                        .laddr_groups
+                        .get(&name)
+                        .ok_or_else(|| format!("{}: no local_address_group {name:?}", c.loc))?;
+                    svc.insert("laddrs".into(), json!(g));
+                }
+                "real_server" => reals.push(c),
+                "alpha"
+                | "omega"
+                | "quorum"
+                | "quorum_up"
+                | "quorum_down"
+                | "hysteresis"
+                | "ha_suspend"
+                | "smtp_alert"
+                | "snmp_name"
+                | "persistence_engine"
+                | "sorry_server_inhibit" => {
+                    return Err(format!("{}: {} (not supported; ignored)", c.loc, c.key))
+                }
+                other => {
+                    return Err(format!(
+                        "{}: {other} (unknown in virtual_server; ignored)",
+                        c.loc
+                    ))
                 }
             }
-            "persistence_timeout" => {
-                svc.persistent = Some(if c.args.is_empty() {
-                    DEFAULT_PERSISTENT_TIMEOUT
-                } else {
-                    num(c)?
-                })
-            }
-            "persistence_granularity" => {
-                svc.netmask = c.args.first().and_then(|a| a.parse().ok()).ok_or_else(|| {
-                    format!("line {}: persistence_granularity needs a netmask", c.line)
-                })?
-            }
-            "sorry_server" => sorry = Some((ip(c, 0)?, port(c, 1)?)),
-            "laddr_group_name" => {
-                let name = c.args.first().cloned().unwrap_or_default();
-                svc.laddrs = groups
-                    .get(&name)
-                    .cloned()
-                    .ok_or_else(|| format!("line {}: no local_address_group {name:?}", c.line))?;
-            }
-            "real_server" => reals.push(c),
-            "alpha" | "omega" | "quorum" | "hysteresis" | "virtualhost" | "ha_suspend" | "ops"
-            | "lvs_method" | "lb_algo_flags" | "persistence_engine" | "quorum_up"
-            | "quorum_down" => {
-                unsupported.push(format!("line {}: {} (unsupported)", c.line, c.key))
-            }
-            other => unsupported.push(format!(
-                "line {}: {other} (unknown in virtual_server)",
-                c.line
-            )),
+            Ok(())
+        })();
+        if let Err(e) = r {
+            notes.push(e);
         }
     }
+    if let Some(p) = bad_proto {
+        notes.push(format!(
+            "{loc}: virtual_server {what} (protocol {p}: rvs has TCP and UDP services only; \
+             skipped)"
+        ));
+        return;
+    }
+    if inet6 || matches!(&addrs, Addrs::Ip(v) if v.iter().any(|(a, _)| a.is_ipv6())) {
+        notes.push(format!(
+            "{loc}: virtual_server {what} (IPv6: rvs has no IPv6 services yet; skipped)"
+        ));
+        return;
+    }
+    let vs_inherit = Inherit {
+        retry: inherit.retry,
+        delay_before_retry: inherit.delay_before_retry,
+        connect_timeout: inherit.connect_timeout.or(Some(KA_CONNECT_TIMEOUT_MS)),
+        delay_loop: inherit.delay_loop.or(Some(KA_DELAY_LOOP_MS)),
+        warmup: inherit.warmup,
+        inhibit: inherit.inhibit,
+    };
+    let vs_delay_loop = vs_inherit.delay_loop.unwrap_or(KA_DELAY_LOOP_MS);
+    let mut dests = Vec::new();
     for r in reals {
-        svc.dests
-            .push(real_server(r, fwd, delay_loop, vport, unsupported)?);
+        if let Some(d) = real_server(
+            r,
+            &method_vs,
+            vs_inherit,
+            vs_weight,
+            vhost.as_deref(),
+            vs_delay_loop,
+            notes,
+        ) {
+            dests.push(d);
+        }
     }
-    if let Some((ip, p)) = sorry {
-        svc.sorry_server = Some(SorryServer { ip, port: p, fwd });
+    svc.insert("dests".into(), Value::Array(dests));
+    if !sched_flags.is_empty() {
+        svc.insert("sched_flags".into(), json!(sched_flags));
     }
-    Ok(svc)
+    if let Some((ip, port)) = sorry {
+        let m = sorry_method.unwrap_or_else(|| method_vs.clone());
+        svc.insert(
+            "sorry_server".into(),
+            json!({"ip": ip, "port": port, "fwd": m.fwd}),
+        );
+    }
+    let targets: Vec<Map<String, Value>> = match &addrs {
+        Addrs::Ip(v) => v
+            .iter()
+            .map(|(ip, port)| {
+                let mut m = svc.clone();
+                m.insert("proto".into(), json!(proto));
+                m.insert("vip".into(), json!(ip));
+                m.insert("port".into(), json!(port));
+                m
+            })
+            .collect(),
+        Addrs::Fwmark(marks) => marks
+            .iter()
+            .map(|mark| {
+                let mut m = svc.clone();
+                m.insert("fwmark".into(), json!(mark));
+                m
+            })
+            .collect(),
+    };
+    for mut t in targets {
+        if ops {
+            t.insert("ops".into(), json!(true));
+        }
+        match build_service(t, notes, loc) {
+            Ok(s) => {
+                if s.fwmark != 0 {
+                    notes.push(format!(
+                        "{loc}: virtual_server fwmark {}: imported; packets reach it once rvs's \
+                         fwmark rules mark them (keepalived relies on iptables/nftables MARK, \
+                         which rvs's data path does not see: give rvsd `fwmark_rules`, docs/modes.md)",
+                        s.fwmark
+                    ));
+                }
+                imp.services.push(s)
+            }
+            Err(e) => {
+                let why = match &addrs {
+                    Addrs::Fwmark(_) => {
+                        format!("fwmark services are not in this build of rvs yet ({e})")
+                    }
+                    Addrs::Ip(_) => e,
+                };
+                notes.push(format!("{loc}: virtual_server {what}: {why}; skipped"));
+                return;
+            }
+        }
+    }
+}
+
+/// Build the service through its JSON form (so fields added to ServiceConf
+/// and DestConf by other features keep their serde defaults here). Options
+/// another build may lack (`ops`, tunnel types) are dropped with a message
+/// if this build refuses them.
+fn build_service(
+    mut v: Map<String, Value>,
+    notes: &mut Vec<String>,
+    loc: &str,
+) -> Result<ServiceConf, String> {
+    match serde_json::from_value::<ServiceConf>(Value::Object(v.clone())) {
+        Ok(s) => return Ok(s),
+        Err(e) if v.contains_key("fwmark") => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    if v.remove("ops").is_some() {
+        notes.push(format!(
+            "{loc}: ops (one-packet scheduling is not in this build; ignored)"
+        ));
+    }
+    if let Some(Value::Array(ds)) = v.get_mut("dests") {
+        let mut dropped = false;
+        for d in ds.iter_mut().filter_map(Value::as_object_mut) {
+            for k in ["tun_type", "tun_port", "tun_csum"] {
+                dropped |= d.remove(k).is_some();
+            }
+        }
+        if dropped {
+            notes.push(format!(
+                "{loc}: lvs_method TUN type/port/csum (tunnel types are not in this build; \
+                 plain IPIP is used)"
+            ));
+        }
+    }
+    serde_json::from_value::<ServiceConf>(Value::Object(v)).map_err(|e| e.to_string())
 }
 
 fn real_server(
     r: &Node,
-    fwd: Forward,
-    delay_loop: u32,
-    vport: u16,
-    unsupported: &mut Vec<String>,
-) -> Result<DestConf, String> {
-    let rip = ip(r, 0)?;
-    let rport = if r.args.len() > 1 { port(r, 1)? } else { vport };
-    let mut d = DestConf {
-        ip: rip,
-        port: rport,
-        weight: 1,
-        fwd,
-        u_threshold: 0,
-        l_threshold: 0,
-        health: None,
-        tun_type: None,
-        tun_port: None,
-        tun_csum: None,
+    vs_method: &Method,
+    vs_inherit: Inherit,
+    vs_weight: Option<u32>,
+    vhost: Option<&str>,
+    vs_delay_loop: u32,
+    notes: &mut Vec<String>,
+) -> Option<Value> {
+    let rip = match ip_arg(r, 0) {
+        Ok(ip) => ip,
+        Err(e) => {
+            notes.push(format!("{e}; real_server skipped"));
+            return None;
+        }
     };
-    let mut inhibit = false;
+    if rip.is_ipv6() {
+        notes.push(format!(
+            "{}: real_server {rip} (IPv6: not supported yet; skipped)",
+            r.loc
+        ));
+        return None;
+    }
+    let rport = match r.args.get(1) {
+        Some(_) => match port_arg(r, 1) {
+            Ok(p) => p,
+            Err(e) => {
+                notes.push(format!("{e}; real_server skipped"));
+                return None;
+            }
+        },
+        None => 0,
+    };
+    let mut d = Map::new();
+    d.insert("ip".into(), json!(rip));
+    d.insert("port".into(), json!(rport));
+    // keepalived: a real server without weight takes the virtual server's
+    // `weight` (default 1).
+    d.insert("weight".into(), json!(vs_weight.unwrap_or(1)));
+    let mut m = vs_method.clone();
+    let mut inherit = Inherit::default();
+    let mut checks = Vec::new();
+    let mut rs_vhost = vhost.map(str::to_string);
     for c in &r.children {
-        match c.key.as_str() {
-            "weight" => d.weight = num(c)?,
-            "inhibit_on_failure" => inhibit = true,
-            "uthreshold" => d.u_threshold = num(c)?,
-            "lthreshold" => d.l_threshold = num(c)?,
-            "TCP_CHECK" | "HTTP_GET" => {
-                let kind = if c.key == "TCP_CHECK" {
-                    CheckKind::Tcp
-                } else {
-                    CheckKind::Http
-                };
-                d.health = Some(check(c, kind, delay_loop, unsupported)?);
+        if inherit.take(c, notes) {
+            continue;
+        }
+        let res: Result<(), String> = (|| {
+            match c.key.as_str() {
+                "weight" => {
+                    d.insert("weight".into(), json!(num(c)?));
+                }
+                "lvs_method" => m = method(c)?,
+                "uthreshold" => {
+                    d.insert("u_threshold".into(), json!(num(c)?));
+                }
+                "lthreshold" => {
+                    d.insert("l_threshold".into(), json!(num(c)?));
+                }
+                "virtualhost" => rs_vhost = c.args.first().cloned(),
+                "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "SMTP_CHECK" | "MISC_CHECK"
+                | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
+                    checks.push(c)
+                }
+                "notify_up" | "notify_down" | "alpha" | "smtp_alert" | "snmp_name" => {
+                    return Err(format!("{}: {} (not supported; ignored)", c.loc, c.key))
+                }
+                other => {
+                    return Err(format!(
+                        "{}: {other} (unknown in real_server; ignored)",
+                        c.loc
+                    ))
+                }
             }
-            "SSL_GET" | "SMTP_CHECK" | "MISC_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "notify_up"
-            | "notify_down" => {
-                unsupported.push(format!("line {}: {} (unsupported)", c.line, c.key))
-            }
-            other => unsupported.push(format!("line {}: {other} (unknown in real_server)", c.line)),
+            Ok(())
+        })();
+        if let Err(e) = res {
+            notes.push(e);
         }
     }
-    if let Some(h) = &mut d.health {
-        h.on_failure = if inhibit {
+    d.insert("fwd".into(), json!(m.fwd));
+    d.extend(m.tun);
+    let rs = inherit.under(vs_inherit);
+    let mut built: Vec<HealthCheck> = Vec::new();
+    for c in checks {
+        if let Some(h) = checker(c, rs, rs_vhost.as_deref(), vs_delay_loop, notes) {
+            built.push(h);
+        }
+    }
+    if !built.is_empty() {
+        let mut first = built.remove(0);
+        first.also = built;
+        first.on_failure = if rs.inhibit == Some(true) {
             OnFailure::Quiesce
         } else {
             OnFailure::Remove
         };
+        d.insert("health".into(), json!(first));
     }
-    Ok(d)
+    Some(Value::Object(d))
 }
 
-fn check(
+/// One checker block as an rvs check, or None (skipped, with a message).
+fn checker(
     c: &Node,
-    kind: CheckKind,
-    delay_loop: u32,
-    unsupported: &mut Vec<String>,
-) -> Result<HealthCheck, String> {
-    // keepalived's defaults: connect_timeout 5 s, retry 1 (the first try
-    // only), delay_before_retry 1 s.
-    let mut h = HealthCheck {
-        kind,
-        port: None,
-        path: None,
-        status: None,
-        interval_ms: delay_loop,
-        timeout_ms: 5000,
-        retries: 1,
-        retry_delay_ms: 1000,
-        on_failure: OnFailure::Remove,
+    rs: Inherit,
+    vhost: Option<&str>,
+    vs_delay_loop: u32,
+    notes: &mut Vec<String>,
+) -> Option<HealthCheck> {
+    // check_api.c queue_checker: default_retry 1, default_delay_before_retry
+    // 1 s; check_http.c (HTTP_GET, SSL_GET): 3 s; check_misc.c: retry 0.
+    let (kind, default_retry, default_dbr) = match c.key.as_str() {
+        "TCP_CHECK" => (CheckKind::Tcp, 1, 1000),
+        "HTTP_GET" => (CheckKind::Http, 1, 3000),
+        "MISC_CHECK" => (CheckKind::Misc, 0, 1000),
+        // check_udp.c sets no defaults of its own.
+        "UDP_CHECK" => (CheckKind::Udp, 1, 1000),
+        "SSL_GET" => {
+            notes.push(format!(
+                "{}: SSL_GET (rvs has no TLS checker: checked as a TCP connect to the same \
+                 port instead, not a TLS handshake and GET)",
+                c.loc
+            ));
+            (CheckKind::Tcp, 1, 3000)
+        }
+        "SMTP_CHECK" => {
+            notes.push(format!(
+                "{}: SMTP_CHECK (checked as a TCP connect to the port instead, default 25; \
+                 no SMTP greeting/HELO exchange)",
+                c.loc
+            ));
+            (CheckKind::Tcp, 1, 1000)
+        }
+        other => {
+            notes.push(format!(
+                "{}: {other} (rvs has no such checker; the real server is imported without \
+                 it, so this check does not take it out of service)",
+                c.loc
+            ));
+            return None;
+        }
     };
+    let mut own = Inherit::default();
+    let mut h = HealthCheck::new(kind);
+    let mut misc_timeout: Option<u32> = None;
+    let mut urls: Vec<HttpUrl> = Vec::new();
+    if c.key == "SMTP_CHECK" {
+        h.port = Some(25);
+    }
+    let http = matches!(c.key.as_str(), "HTTP_GET" | "SSL_GET");
     for k in &c.children {
-        match k.key.as_str() {
-            "connect_port" => h.port = Some(port(k, 0)?),
-            "connect_timeout" => h.timeout_ms = secs_ms(k)?,
-            "retry" | "nb_get_retry" => h.retries = num(k)?.max(1),
-            "delay_before_retry" => h.retry_delay_ms = secs_ms(k)?,
-            "delay_loop" => h.interval_ms = secs_ms(k)?,
-            "url" if kind == CheckKind::Http => {
-                for u in &k.children {
-                    match u.key.as_str() {
-                        "path" => h.path = u.args.first().cloned(),
-                        "status_code" => h.status = Some(num(u)? as u16),
-                        other => unsupported.push(format!(
-                            "line {}: url {other} (unsupported; only path and status_code)",
-                            u.line
-                        )),
+        if !matches!(k.key.as_str(), "inhibit_on_failure") && own.take(k, notes) {
+            continue;
+        }
+        let r: Result<(), String> = (|| {
+            match k.key.as_str() {
+                "connect_port" if kind != CheckKind::Misc => {
+                    h.port = Some(port_arg(k, 0).and_then(|p| {
+                        if p == 0 {
+                            Err(format!("{}: connect_port 0", k.loc))
+                        } else {
+                            Ok(p)
+                        }
+                    })?)
+                }
+                "connect_ip" if kind != CheckKind::Misc => {
+                    return Err(format!(
+                        "{}: connect_ip (not supported: checked at the real server's address)",
+                        k.loc
+                    ))
+                }
+                "bindto" | "bind_port" | "bind_if" | "fwmark" | "alpha" | "log_all_failures" => {
+                    return Err(format!(
+                        "{}: {} {} (not supported; ignored)",
+                        k.loc, c.key, k.key
+                    ))
+                }
+                "url" if http => {
+                    let mut u = HttpUrl {
+                        path: String::new(),
+                        status: None,
+                    };
+                    for x in &k.children {
+                        match x.key.as_str() {
+                            "path" => u.path = x.args.first().cloned().unwrap_or_default(),
+                            "status_code" => {
+                                let s = x.args.join(" ");
+                                match crate::service::parse_status_ranges(&s) {
+                                    Ok(_) => u.status = Some(s),
+                                    Err(e) => notes
+                                        .push(format!("{}: status_code {s} ({e}; ignored)", x.loc)),
+                                }
+                            }
+                            other => notes.push(format!(
+                                "{}: url {other} (not supported: only path and status_code \
+                                 are checked)",
+                                x.loc
+                            )),
+                        }
+                    }
+                    if u.path.is_empty() {
+                        // check_http.c url_check: "url has no path - ignoring".
+                        notes.push(format!("{}: url without path (ignored)", k.loc));
+                    } else {
+                        urls.push(u);
                     }
                 }
+                "virtualhost" if http => h.host = k.args.first().cloned(),
+                "http_protocol" | "enable_sni" | "sni_name" | "tls_compliant" | "fast_recovery"
+                    if http =>
+                {
+                    return Err(format!(
+                        "{}: {} {} (not supported; ignored)",
+                        k.loc, c.key, k.key
+                    ))
+                }
+                "payload" if kind == CheckKind::Udp => {
+                    let p = k.args.join("");
+                    if crate::service::parse_hex(&p).is_none() {
+                        return Err(format!(
+                            "{}: UDP_CHECK payload {p:?} (not hex bytes; ignored)",
+                            k.loc
+                        ));
+                    }
+                    h.payload = Some(p);
+                }
+                "require_reply" if kind == CheckKind::Udp => {
+                    h.require_reply = true;
+                    if !k.args.is_empty() {
+                        return Err(format!(
+                            "{}: UDP_CHECK require_reply {} (matching the reply's \
+                             content is not supported: any reply passes)",
+                            k.loc,
+                            k.args.join(" ")
+                        ));
+                    }
+                }
+                "misc_path" if kind == CheckKind::Misc => h.script = Some(k.args.join(" ")),
+                "misc_timeout" if kind == CheckKind::Misc => misc_timeout = Some(secs_ms(k)?),
+                "misc_dynamic" if kind == CheckKind::Misc => h.misc_dynamic = true,
+                "user" if kind == CheckKind::Misc => {
+                    return Err(format!(
+                        "{}: MISC_CHECK user (not supported: the script runs as rvsadm's \
+                         daemon user)",
+                        k.loc
+                    ))
+                }
+                other => return Err(format!("{}: {} {other} (unknown; ignored)", k.loc, c.key)),
             }
-            other => unsupported.push(format!("line {}: {} {other} (unsupported)", k.line, c.key)),
+            Ok(())
+        })();
+        if let Err(e) = r {
+            notes.push(e);
         }
     }
-    Ok(h)
+    let eff = own.under(rs);
+    h.interval_ms = eff.delay_loop.unwrap_or(KA_DELAY_LOOP_MS);
+    h.timeout_ms = eff.connect_timeout.unwrap_or(KA_CONNECT_TIMEOUT_MS);
+    h.retries = eff.retry.unwrap_or(default_retry).saturating_add(1);
+    h.retry_delay_ms = eff.delay_before_retry.unwrap_or(default_dbr);
+    // check_data.c: warmup from the checker or real server, else the
+    // checker's delay_loop (rvs's default when absent).
+    h.warmup_ms = eff.warmup;
+    if http {
+        if urls.is_empty() {
+            // keepalived's HTTP_GET needs a url; without one it has
+            // nothing to fetch. GET / with any 2xx is the closest check.
+            notes.push(format!(
+                "{}: {} without url (GET / accepting any 2xx is used)",
+                c.loc, c.key
+            ));
+        } else if urls.len() == 1 {
+            // Keep the simple single-path form when it is exact.
+            let u = urls.remove(0);
+            match u.status.as_deref().map(str::parse::<u16>) {
+                Some(Ok(code)) if (100..=599).contains(&code) => {
+                    h.path = Some(u.path);
+                    h.status = Some(code);
+                }
+                None => h.path = Some(u.path),
+                _ => h.urls = vec![u],
+            }
+        } else {
+            h.urls = urls;
+        }
+        if h.host.is_none() {
+            h.host = vhost.map(str::to_string);
+        }
+    }
+    if kind == CheckKind::Tcp && http {
+        // SSL_GET's stand-in: a TCP connect; its URLs are not fetched.
+        h.path = None;
+        h.status = None;
+        h.urls.clear();
+        h.host = None;
+    }
+    if kind == CheckKind::Misc {
+        if h.script
+            .as_deref()
+            .map(split_command)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            notes.push(format!(
+                "{}: MISC_CHECK without misc_path (skipped, as keepalived does)",
+                c.loc
+            ));
+            return None;
+        }
+        // check_misc.c: misc_timeout, else the virtual server's delay_loop.
+        h.timeout_ms = misc_timeout.unwrap_or(vs_delay_loop).max(1);
+    }
+    if h.timeout_ms > crate::service::MAX_CHECK_TIMEOUT_MS {
+        notes.push(format!(
+            "{}: {} timeout {} s (longer than rvs's {} s limit: {} s is used)",
+            c.loc,
+            c.key,
+            h.timeout_ms / 1000,
+            crate::service::MAX_CHECK_TIMEOUT_MS / 1000,
+            crate::service::MAX_CHECK_TIMEOUT_MS / 1000
+        ));
+        h.timeout_ms = crate::service::MAX_CHECK_TIMEOUT_MS;
+    }
+    if let Err(e) = h.validate() {
+        notes.push(format!("{}: {} ({e}; checker skipped)", c.loc, c.key));
+        return None;
+    }
+    Some(h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::{Forward, Proto};
 
     const SEED: &str = r#"
 ! Configuration File for keepalived
@@ -469,13 +1400,15 @@ virtual_server 192.168.1.100 80 {
             (s.persistent, s.netmask),
             (Some(50), Ipv4Addr::new(255, 255, 255, 0))
         );
+        let sorry = s.sorry_server.as_ref().unwrap();
         assert_eq!(
-            s.sorry_server.as_ref().unwrap().ip.to_string(),
-            "192.168.1.200"
+            (sorry.ip.to_string(), sorry.fwd),
+            ("192.168.1.200".into(), Forward::Dr)
         );
         let d1 = &s.dests[0];
         assert_eq!((d1.weight, d1.fwd), (3, Forward::Dr));
         let h1 = d1.health.as_ref().unwrap();
+        // keepalived's `retry 3`: three retries after the first attempt.
         assert_eq!(
             (
                 h1.kind,
@@ -485,7 +1418,7 @@ virtual_server 192.168.1.100 80 {
                 h1.retry_delay_ms,
                 h1.interval_ms
             ),
-            (CheckKind::Tcp, Some(80), 3000, 3, 2000, 6000)
+            (CheckKind::Tcp, Some(80), 3000, 4, 2000, 6000)
         );
         assert_eq!(h1.on_failure, OnFailure::Quiesce);
         let h2 = s.dests[1].health.as_ref().unwrap();
@@ -501,7 +1434,7 @@ virtual_server 192.168.1.100 80 {
                 CheckKind::Http,
                 Some("/health"),
                 Some(200),
-                2,
+                3,
                 OnFailure::Remove
             )
         );
@@ -511,28 +1444,244 @@ virtual_server 192.168.1.100 80 {
         assert!(imp.unsupported[1].starts_with("line 7: vrrp_instance"));
     }
 
+    /// keepalived's defaults per checker (check_api.c queue_checker,
+    /// check_http.c, check_misc.c; check_data.c alloc_vs for delay_loop and
+    /// connect_timeout) and their inheritance virtual_server ->
+    /// real_server -> checker.
     #[test]
-    fn unsupported_keywords_are_listed_with_their_lines() {
+    fn check_defaults_and_inheritance_follow_keepalived() {
         let imp = import(
-            "virtual_server 10.0.0.100 53 {\n  protocol UDP\n  lb_kind NAT\n  quorum 2\n  real_server 10.0.1.11 53 {\n    MISC_CHECK {\n      misc_path /bin/true\n    }\n    frobnicate\n  }\n}\nlocal_address_group lg {\n  10.0.1.200\n}\nvirtual_server 10.0.0.100 80 {\n  lb_kind FNAT\n  laddr_group_name lg\n  real_server 10.0.1.11 80 {\n    SMTP_CHECK {\n    }\n  }\n}\n",
+            "virtual_server 10.0.0.1 80 {\n\
+               lvs_sched rr\n lvs_method DR\n\
+               real_server 10.0.1.1 80 {\n TCP_CHECK {\n }\n HTTP_GET {\n url {\n path /\n }\n }\n\
+                 MISC_CHECK {\n misc_path \"/bin/check a\"\n }\n }\n\
+               retry 4\n connect_timeout 2\n delay_before_retry 7\n\
+               real_server 10.0.1.2 80 {\n delay_loop 9\n retry 0\n TCP_CHECK {\n retry 2\n }\n }\n\
+               real_server 10.0.1.3 80 {\n HTTP_GET {\n url {\n path /a\n }\n url {\n path /b\n status_code 200-299 302\n }\n }\n }\n\
+             }\n\
+             virtual_server 10.0.0.2 80 {\n real_server 10.0.1.1 80 {\n TCP_CHECK {\n }\n HTTP_GET {\n url {\n path /\n }\n }\n MISC_CHECK {\n misc_path /bin/true\n }\n }\n }\n",
         )
         .unwrap();
-        assert_eq!(imp.services.len(), 2);
+        assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+        let s = &imp.services[0];
+        assert_eq!((s.sched.as_str(), s.dests[0].fwd), ("rr", Forward::Dr));
+        // vs-level retry/connect_timeout/delay_before_retry reach every
+        // checker of a real server that does not set them (the position
+        // of the keyword in the block does not matter).
+        let h = s.dests[0].health.as_ref().unwrap();
+        let all: Vec<_> = h.all().collect();
+        assert_eq!(all.len(), 3);
+        for c in &all {
+            assert_eq!(
+                (c.retries, c.retry_delay_ms, c.interval_ms),
+                (5, 7000, 60_000),
+                "{c:?}"
+            );
+        }
+        assert_eq!((all[0].timeout_ms, all[1].timeout_ms), (2000, 2000));
+        assert_eq!(all[2].timeout_ms, 60_000, "misc: the vs's delay_loop");
+        let h = s.dests[1].health.as_ref().unwrap();
+        assert_eq!(
+            (h.retries, h.interval_ms),
+            (3, 9000),
+            "checker's own retry wins"
+        );
+        let h = s.dests[2].health.as_ref().unwrap();
+        assert_eq!(h.urls.len(), 2);
+        assert_eq!(h.urls[1].status.as_deref(), Some("200-299 302"));
+        // Nothing set anywhere: keepalived's per-checker defaults.
+        let h = imp.services[1].dests[0].health.as_ref().unwrap();
+        let all: Vec<_> = h.all().collect();
+        let got: Vec<_> = all
+            .iter()
+            .map(|c| (c.kind, c.retries, c.retry_delay_ms, c.timeout_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (CheckKind::Tcp, 2, 1000, 5000),
+                (CheckKind::Http, 2, 3000, 5000),
+                (CheckKind::Misc, 1, 1000, 60_000)
+            ]
+        );
+        assert_eq!((all[1].path.as_deref(), all[1].status), (Some("/"), None));
+        assert_eq!(imp.services[1].dests[0].fwd, Forward::Nat);
+    }
+
+    #[test]
+    fn unsupported_blocks_are_skipped_with_their_lines_and_the_rest_imports() {
+        let imp = import(
+            "virtual_server 10.0.0.100 53 {\n  protocol UDP\n  lb_kind NAT\n  quorum 2\n  real_server 10.0.1.11 53 {\n    DNS_CHECK {\n      type A\n    }\n    frobnicate\n  }\n}\nlocal_address_group lg {\n  10.0.1.200\n}\nvirtual_server 10.0.0.100 80 {\n  lb_kind FNAT\n  laddr_group_name lg\n  real_server 10.0.1.11 80 {\n    SMTP_CHECK {\n    }\n  }\n}\nvirtual_server fe80::1 80 {\n}\nvirtual_server 10.0.0.101 80 {\n lb_kind MAGIC\n protocol SCTP\n}\n",
+        )
+        .unwrap();
+        assert_eq!(imp.services.len(), 2, "{:?}", imp.unsupported);
         assert_eq!(imp.services[0].proto, Proto::Udp);
+        assert_eq!(imp.services[0].dests[0].health, None);
         assert_eq!(
             imp.services[1].laddrs,
             vec!["10.0.1.200".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(imp.services[1].dests[0].fwd, Forward::FullNat);
+        let smtp = imp.services[1].dests[0].health.as_ref().unwrap();
+        assert_eq!((smtp.kind, smtp.port), (CheckKind::Tcp, Some(25)));
         let u = imp.unsupported.join("\n");
         for want in [
             "line 4: quorum",
-            "line 6: MISC_CHECK",
+            "line 6: DNS_CHECK",
             "line 9: frobnicate",
             "line 19: SMTP_CHECK",
+            "line 23: virtual_server fe80::1 80 (IPv6",
+            "line 25: virtual_server 10.0.0.101 80 (protocol SCTP",
+            "line 26: lb_kind MAGIC",
         ] {
             assert!(u.contains(want), "{want} missing from:\n{u}");
         }
+    }
+
+    #[test]
+    fn groups_expand_and_fwmarks_need_the_fwmark_build() {
+        let imp = import(
+            "virtual_server_group web {\n 10.0.0.1-3 80\n 10.0.0.9 8080\n 10.0.0.x 80\n}\n\
+             virtual_server group web {\n lb_algo rr\n real_server 10.0.1.1 80 {\n weight 2\n }\n}\n\
+             virtual_server fwmark 7 {\n real_server 10.0.1.1 80 {\n }\n}\n",
+        )
+        .unwrap();
+        let keys: Vec<String> = imp.services.iter().map(|s| s.key().to_string()).collect();
+        assert!(
+            keys.starts_with(&[
+                "TCP 10.0.0.1:80".to_string(),
+                "TCP 10.0.0.2:80".into(),
+                "TCP 10.0.0.3:80".into(),
+                "TCP 10.0.0.9:8080".into()
+            ]),
+            "{keys:?}"
+        );
+        assert!(imp.services[..4]
+            .iter()
+            .all(|s| s.dests.len() == 1 && s.dests[0].weight == 2));
+        let u = imp.unsupported.join("\n");
+        assert!(
+            u.contains("line 4: virtual_server_group web entry 10.0.0.x"),
+            "{u}"
+        );
+        // The fwmark service imports, with a note on marking.
+        assert_eq!(imp.services.len(), 5, "{u}");
+        assert_eq!(imp.services[4].key().to_string(), "FWM 7");
+        assert!(
+            u.contains("line 12: virtual_server fwmark 7: imported"),
+            "{u}"
+        );
+    }
+
+    /// check_parser.c svr_forwarding_handler: `lvs_method TUN type gue port
+    /// N csum` per virtual or real server.
+    #[test]
+    fn tunnel_types_of_lvs_method() {
+        use crate::service::{TunCsum, TunType};
+        let imp = import(
+            "virtual_server 10.0.0.1 80 {\n lvs_method TUN type gue port 6080 csum\n\
+             real_server 10.0.1.1 80 {\n }\n\
+             real_server 10.0.1.2 80 {\n  lvs_method TUN type gre\n }\n\
+             real_server 10.0.1.3 80 {\n  lvs_method DR\n }\n}\n",
+        )
+        .unwrap();
+        assert!(imp.unsupported.is_empty(), "{:?}", imp.unsupported);
+        let d = &imp.services[0].dests;
+        assert_eq!(
+            (d[0].fwd, d[0].tun_type, d[0].tun_port, d[0].tun_csum),
+            (
+                Forward::Tun,
+                Some(TunType::Gue),
+                Some(6080),
+                Some(TunCsum::Csum)
+            )
+        );
+        assert_eq!(
+            (d[1].fwd, d[1].tun_type),
+            (Forward::Tun, Some(TunType::Gre))
+        );
+        assert_eq!((d[2].fwd, d[2].tun_type), (Forward::Dr, None));
+    }
+
+    #[test]
+    fn loopback_sorry_server_is_dropped_with_a_specific_message() {
+        let mut imp = import(
+            "virtual_server 10.0.0.100 80 {\n sorry_server 127.0.0.1 80\n real_server 10.0.0.11 80 {\n }\n}\n\
+             virtual_server 10.0.0.100 81 {\n sorry_server 10.0.0.10 81\n real_server 10.0.0.11 81 {\n }\n}\n",
+        )
+        .unwrap();
+        imp.drop_local_sorry(&["10.0.0.10".parse().unwrap()]);
+        assert!(imp.services.iter().all(|s| s.sorry_server.is_none()));
+        let u = imp.unsupported.join("\n");
+        assert!(
+            u.contains("sorry_server 127.0.0.1:80 is a loopback address"),
+            "{u}"
+        );
+        assert!(
+            u.contains("sorry_server 10.0.0.10:81 is the director's own address"),
+            "{u}"
+        );
+    }
+
+    #[test]
+    fn includes_follow_globs_relative_to_the_including_file() {
+        let dir = std::env::temp_dir().join(format!("rvs-ka-inc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("conf.d/sub")).unwrap();
+        std::fs::write(
+            dir.join("keepalived.conf"),
+            "global_defs {\n}\ninclude conf.d/*.conf\ninclude conf.d/{x,y}.vs\ninclude missing/*.conf\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("conf.d/a.conf"),
+            "virtual_server 10.0.0.1 80 {\n include sub/rs\n}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("conf.d/sub/rs"), "real_server 10.0.1.1 80 {\n}\n").unwrap();
+        std::fs::write(
+            dir.join("conf.d/b.conf"),
+            "virtual_server 10.0.0.2 80 {\n}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("conf.d/y.vs"), "virtual_server 10.0.0.3 80 {\n}\n").unwrap();
+        let imp = import_file(&dir.join("keepalived.conf")).unwrap();
+        let keys: Vec<String> = imp.services.iter().map(|s| s.key().to_string()).collect();
+        assert_eq!(
+            keys,
+            ["TCP 10.0.0.1:80", "TCP 10.0.0.2:80", "TCP 10.0.0.3:80"]
+        );
+        assert_eq!(imp.services[0].dests.len(), 1);
+        let u = imp.unsupported.join("\n");
+        assert!(
+            u.contains("line 5: include missing/*.conf (no file matches"),
+            "{u}"
+        );
+        // Text without a file: include is reported, not followed.
+        let t = import("include x.conf\nvirtual_server 10.0.0.1 80 {\n}\n").unwrap();
+        assert!(
+            t.unsupported[0].starts_with("line 1: include"),
+            "{:?}",
+            t.unsupported
+        );
+        // An include loop ends.
+        std::fs::write(
+            dir.join("loop.conf"),
+            "include loop.conf\nvirtual_server 10.0.0.1 80 {\n}\n",
+        )
+        .unwrap();
+        let l = import_file(&dir.join("loop.conf")).unwrap();
+        assert!(l.unsupported.iter().any(|m| m.contains("nested more than")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn glob_matching() {
+        assert!(wildmatch(b"*.conf", b"a.conf"));
+        assert!(!wildmatch(b"*.conf", b"a.conf~"));
+        assert!(wildmatch(b"a?[0-9][!x]", b"ab7y"));
+        assert!(!wildmatch(b"a?[0-9][!x]", b"ab7x"));
+        assert_eq!(expand_braces("a{b,c}d{e,f}").len(), 4);
     }
 
     #[test]
@@ -540,14 +1689,19 @@ virtual_server 192.168.1.100 80 {
         for bad in [
             "virtual_server 10.0.0.1 80 {",
             "}",
-            "virtual_server 10.0.0.1 {\n}",
-            "virtual_server fwmark 1 {\n}",
-            "virtual_server 10.0.0.1 80 {\n lb_kind MAGIC\n}",
-            "virtual_server 10.0.0.1 80 {\n delay_loop soon\n}",
-            "virtual_server 10.0.0.1 80 {\n laddr_group_name nope\n}",
+            "",
+            "global_defs {\n}\n",
+            "virtual_server fe80::1 80 {\n}",
         ] {
             assert!(import(bad).is_err(), "{bad:?}");
         }
+        // Bad values are skipped keyword by keyword, as keepalived does.
+        let imp = import(
+            "virtual_server 10.0.0.1 80 {\n lb_kind MAGIC\n delay_loop soon\n laddr_group_name nope\n real_server 10.0.0.2 80 {\n weight x\n }\n}",
+        )
+        .unwrap();
+        assert_eq!(imp.unsupported.len(), 4, "{:?}", imp.unsupported);
+        assert_eq!(imp.services[0].dests[0].weight, 1);
         // Arbitrary bytes never panic.
         let mut x = 0x9e3779b9u32;
         for _ in 0..2000 {

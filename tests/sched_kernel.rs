@@ -93,6 +93,7 @@ fn health(c: &Control, vip: &str, n: u8, up: bool) {
         error: (!up).then(|| "connect: refused".into()),
         transition: Some(up),
         failed_attempts: 1,
+        weight: None,
     });
 }
 

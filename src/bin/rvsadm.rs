@@ -419,8 +419,18 @@ fn dump(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
 
 fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     let path = e.file.clone().unwrap_or_default();
-    let imp =
-        rvs::keepalived::import(&read_file(&path)?).map_err(|x| Exit(2, format!("{path}: {x}")))?;
+    let mut imp = rvs::keepalived::import_file(std::path::Path::new(&path))
+        .map_err(|x| Exit(2, format!("{path}: {x}")))?;
+    // A sorry server at the director's own address needs the host's stack
+    // (IPVS LOCALNODE): reported and dropped, not refused.
+    let st = ctx.call(json!({"cmd": "stats"}))?;
+    let local: Vec<std::net::IpAddr> = st["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["ipv4"].as_str()?.split('/').next()?.parse().ok())
+        .collect();
+    imp.drop_local_sorry(&local);
     for u in &imp.unsupported {
         eprintln!("{path}: {u}: not applied");
     }

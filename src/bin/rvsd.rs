@@ -289,12 +289,8 @@ fn run(cli: Cli) -> Result<()> {
     }
     // Health checks probe from this host's kernel stack (see README, "Health
     // checks"); they feed the control plane, which rebuilds the snapshot.
-    let health = rvs::health::HealthChecker::start(
-        ctl.clone(),
-        Arc::new(rvs::health::NetProber),
-        rvs::health::PROBE_THREADS,
-    )
-    .context("starting the health checker")?;
+    let health =
+        rvs::health::HealthChecker::start(ctl.clone()).context("starting the health checker")?;
     log::info!(
         "ready: {} port(s), {} worker(s), {} service(s), control socket {}",
         cfg.ports.len(),

@@ -258,6 +258,8 @@ struct HealthRecord {
     failures: u64,
     transitions: u64,
     last_error: Option<String>,
+    /// Weight set by a `misc_dynamic` check (None: the configured one).
+    weight: Option<u32>,
 }
 
 impl Master {
@@ -267,6 +269,13 @@ impl Master {
             .iter()
             .filter(|(_, r)| r.down)
             .map(|(k, _)| *k)
+            .collect()
+    }
+    /// Weights set by health checks (keepalived `misc_dynamic`).
+    fn weights(&self) -> HashMap<DestKey, u32> {
+        self.health
+            .iter()
+            .filter_map(|(k, r)| Some((*k, r.weight?)))
             .collect()
     }
 }
@@ -540,8 +549,10 @@ impl Control {
             .collect();
         m.health.retain(|k, _| checked.contains(k));
         let down = m.down();
-        let mut table = ServiceTable::build_with_health(&next, &mut m.registry, &down)
-            .map_err(CtlError::invalid)?;
+        let weights = m.weights();
+        let mut table =
+            ServiceTable::build_with_health_weights(&next, &mut m.registry, &down, &weights)
+                .map_err(CtlError::invalid)?;
         table.set_fwmark(classifier);
         let before = self.table.load();
         for s in table.iter() {
@@ -692,17 +703,30 @@ impl Control {
             rec.failures += 1;
             rec.last_error = ev.error.clone();
         }
-        let Some(up) = ev.transition else {
+        let reweighed = rec.weight != ev.weight;
+        if reweighed {
+            rec.weight = ev.weight;
+            log::info!(
+                "health: {key} real server {ip}:{port} weight {} (misc_dynamic)",
+                ev.weight
+                    .map_or("as configured".to_string(), |w| w.to_string())
+            );
+        }
+        let Some(up) = ev.transition.filter(|&up| rec.down == up) else {
+            if reweighed {
+                if let Err(e) = self.apply_locked(&mut m, |_| Ok(())) {
+                    log::error!("health: rebuilding the service table failed: {}", e.message);
+                }
+            }
             return;
         };
-        if rec.down != up {
-            return;
-        }
         rec.down = !up;
         rec.transitions += 1;
         let kind = match check.kind {
             CheckKind::Tcp => "TCP",
             CheckKind::Http => "HTTP",
+            CheckKind::Misc => "MISC",
+            CheckKind::Udp => "UDP",
         };
         if up {
             log::info!("health: {key} real server {ip}:{port} is UP ({kind} check succeeded)");
@@ -1855,6 +1879,7 @@ mod tests {
             error: (!up).then(|| "connect: refused".to_string()),
             transition: Some(up),
             failed_attempts: 2,
+            weight: None,
         });
     }
 
@@ -1943,6 +1968,7 @@ mod tests {
             error: Some("x".into()),
             transition: None,
             failed_attempts: 0,
+            weight: None,
         });
         let l = ok(&c, r#"{"cmd":"list"}"#);
         assert_eq!(

@@ -615,6 +615,7 @@ fn dest_dump_lists_what_is_in_service_as_rvsadm_does() {
             error: Some("refused".into()),
             transition: Some(false),
             failed_attempts: 1,
+            weight: None,
         });
     }
     let dump = request(

@@ -244,8 +244,26 @@ fn default_weight() -> u32 {
 pub enum CheckKind {
     /// A TCP connect (keepalived TCP_CHECK).
     Tcp,
-    /// An HTTP GET whose status must match (keepalived HTTP_GET).
+    /// HTTP GETs whose status must match (keepalived HTTP_GET).
     Http,
+    /// A program run on the director: exit code 0 = up (keepalived
+    /// MISC_CHECK).
+    Misc,
+    /// A UDP datagram: down on an ICMP unreachable, up on a reply or
+    /// (without `require_reply`) on silence (keepalived UDP_CHECK).
+    Udp,
+}
+
+impl CheckKind {
+    /// keepalived's name of the checker.
+    pub fn keepalived_name(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "TCP_CHECK",
+            CheckKind::Http => "HTTP_GET",
+            CheckKind::Misc => "MISC_CHECK",
+            CheckKind::Udp => "UDP_CHECK",
+        }
+    }
 }
 
 /// What happens to a real server that fails its health check.
@@ -273,6 +291,39 @@ fn d_retry_delay() -> u32 {
     1000
 }
 
+/// One URL an HTTP check fetches (keepalived's `url { path; status_code }`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpUrl {
+    pub path: String,
+    /// Accepted statuses in keepalived's `status_code` syntax: codes and
+    /// ranges separated by spaces or commas ("200 301-302"). Absent = any
+    /// 2xx (keepalived's HTTP_DEFAULT_STATUS_CODE_MIN..MAX, 200..=299).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Parse keepalived's `status_code` list ("200 300-399", commas allowed)
+/// into inclusive ranges; keepalived's check_http.c status_code_handler
+/// accepts 100..=999 per code (HTTP_STATUS_CODE_MIN/MAX).
+pub fn parse_status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let mut out = Vec::new();
+    for part in s.split([' ', ',', '\t']).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(lo), Ok(hi)) = (a.parse::<u16>(), b.parse::<u16>()) else {
+            return Err(format!("bad status code {part:?}"));
+        };
+        if !(100..=999).contains(&lo) || !(100..=999).contains(&hi) || lo > hi {
+            return Err(format!("status code {part:?} is not within 100..=999"));
+        }
+        out.push((lo, hi));
+    }
+    if out.is_empty() {
+        return Err("empty status code list".into());
+    }
+    Ok(out)
+}
+
 /// A health check run by rvsd from the director's own network stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,20 +333,44 @@ pub struct HealthCheck {
     /// Port to probe; absent = the real server's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// HTTP path (default "/").
+    /// HTTP path (default "/"), when `urls` is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Expected HTTP status (default 200).
+    /// Expected HTTP status with `path` (default: any 2xx, as keepalived).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// Several URLs (keepalived: several `url` blocks): every one must
+    /// answer with an accepted status. Replaces `path`/`status`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<HttpUrl>,
+    /// HTTP Host header (keepalived `virtualhost`); default: the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// MISC check: the program and its arguments (keepalived `misc_path`),
+    /// split on white space, double quotes group; run without a shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// MISC check: exit codes 2..=255 mean up with weight code-2
+    /// (keepalived `misc_dynamic`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub misc_dynamic: bool,
+    /// UDP check: the datagram to send, in hex (keepalived `payload`;
+    /// default empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// UDP check: silence until the timeout is a failure (keepalived
+    /// `require_reply`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_reply: bool,
     /// Time between checks of a healthy server, ms (keepalived `delay_loop`).
     #[serde(default = "d_interval")]
     pub interval_ms: u32,
-    /// Connect/response timeout, ms (keepalived `connect_timeout`).
+    /// Connect/response timeout, ms (keepalived `connect_timeout`; for a
+    /// MISC check `misc_timeout`, after which the program is killed).
     #[serde(default = "d_timeout")]
     pub timeout_ms: u32,
-    /// Consecutive failures before the server is declared down
-    /// (keepalived `retry`, counting the first attempt).
+    /// Consecutive failed attempts before the server is declared down,
+    /// counting the first attempt (keepalived's `retry N` is N+1 attempts).
     #[serde(default = "d_retries")]
     pub retries: u32,
     /// Pause between the attempts of one check, ms (keepalived
@@ -304,23 +379,96 @@ pub struct HealthCheck {
     pub retry_delay_ms: u32,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// The first check of a new server starts at a random moment within
+    /// this many ms, so thousands do not start at once (keepalived
+    /// `warmup`, default `delay_loop`: check_api.c register_checkers_thread).
+    /// Absent = `interval_ms`; 0 = at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ms: Option<u32>,
+    /// Further checks of the same real server (keepalived: several checkers
+    /// in one `real_server`); the server is up only while every check
+    /// passes. Their own `on_failure` and `also` are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<HealthCheck>,
 }
 
 /// The longest probe timeout accepted: it bounds how long one probe can keep
-/// a checker thread (and rvsd's shutdown) waiting.
+/// a socket (and a MISC program) alive.
 pub const MAX_CHECK_TIMEOUT_MS: u32 = 60_000;
 
 impl HealthCheck {
+    /// A check of `kind` with rvs's JSON defaults.
+    pub fn new(kind: CheckKind) -> HealthCheck {
+        HealthCheck {
+            kind,
+            port: None,
+            path: None,
+            status: None,
+            urls: Vec::new(),
+            host: None,
+            script: None,
+            misc_dynamic: false,
+            payload: None,
+            require_reply: false,
+            interval_ms: d_interval(),
+            timeout_ms: d_timeout(),
+            retries: d_retries(),
+            retry_delay_ms: d_retry_delay(),
+            on_failure: OnFailure::Remove,
+            warmup_ms: None,
+            also: Vec::new(),
+        }
+    }
     /// The HTTP path to request ("/" by default).
     pub fn path(&self) -> &str {
         self.path.as_deref().unwrap_or("/")
     }
-    /// The HTTP status that means healthy (200 by default).
-    pub fn expected_status(&self) -> u16 {
-        self.status.unwrap_or(200)
+    /// The URLs an HTTP check fetches, in order, with their accepted
+    /// statuses (inclusive ranges).
+    pub fn http_urls(&self) -> Vec<(String, Vec<(u16, u16)>)> {
+        if self.urls.is_empty() {
+            let st = self.status.map_or(vec![(200, 299)], |s| vec![(s, s)]);
+            return vec![(self.path().to_string(), st)];
+        }
+        self.urls
+            .iter()
+            .map(|u| {
+                let st = u
+                    .status
+                    .as_deref()
+                    .and_then(|s| parse_status_ranges(s).ok())
+                    .unwrap_or_else(|| vec![(200, 299)]);
+                (u.path.clone(), st)
+            })
+            .collect()
+    }
+    /// This check and its `also` checks.
+    pub fn all(&self) -> impl Iterator<Item = &HealthCheck> {
+        std::iter::once(self).chain(self.also.iter())
+    }
+    fn validate_path(p: &str) -> Result<(), String> {
+        if !p.starts_with('/') {
+            return Err(format!("path must start with '/': {p:?}"));
+        }
+        if p.len() > 1024 || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "path must be at most 1024 characters without spaces or control characters: {p:?}"
+            ));
+        }
+        Ok(())
     }
     /// Values a checker can run with; the error says which one is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_one()?;
+        for (i, c) in self.also.iter().enumerate() {
+            if !c.also.is_empty() {
+                return Err(format!("also[{i}]: nested \"also\" is not allowed"));
+            }
+            c.validate_one().map_err(|e| format!("also[{i}]: {e}"))?;
+        }
+        Ok(())
+    }
+    fn validate_one(&self) -> Result<(), String> {
         if self.interval_ms == 0 {
             return Err("interval_ms must be at least 1".into());
         }
@@ -336,17 +484,52 @@ impl HealthCheck {
         if self.port == Some(0) {
             return Err("port must be 1..=65535 (or absent: the real server's port)".into());
         }
-        if self.kind == CheckKind::Tcp && (self.path.is_some() || self.status.is_some()) {
-            return Err("path and status apply to HTTP checks only".into());
+        let http = self.path.is_some()
+            || self.status.is_some()
+            || !self.urls.is_empty()
+            || self.host.is_some();
+        if self.kind != CheckKind::Http && http {
+            return Err("path, status, urls and host apply to HTTP checks only".into());
+        }
+        if self.kind != CheckKind::Misc && (self.script.is_some() || self.misc_dynamic) {
+            return Err("script and misc_dynamic apply to MISC checks only".into());
+        }
+        if self.kind != CheckKind::Udp && (self.payload.is_some() || self.require_reply) {
+            return Err("payload and require_reply apply to UDP checks only".into());
+        }
+        if let Some(p) = &self.payload {
+            if parse_hex(p).is_none() {
+                return Err(format!("payload must be hex bytes (at most 1400): {p:?}"));
+            }
+        }
+        if self.kind == CheckKind::Misc {
+            let argv = self
+                .script
+                .as_deref()
+                .map(split_command)
+                .unwrap_or_default();
+            if argv.is_empty() {
+                return Err("a misc check needs a script".into());
+            }
+        }
+        if !self.urls.is_empty() && (self.path.is_some() || self.status.is_some()) {
+            return Err("give either path/status or urls, not both".into());
         }
         if let Some(p) = &self.path {
-            if !p.starts_with('/') {
-                return Err(format!("path must start with '/': {p:?}"));
+            Self::validate_path(p)?;
+        }
+        for u in &self.urls {
+            Self::validate_path(&u.path)?;
+            if let Some(s) = &u.status {
+                parse_status_ranges(s).map_err(|e| format!("url {}: {e}", u.path))?;
             }
-            if p.len() > 1024 || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "path must be at most 1024 characters without spaces or control characters: {p:?}"
-                ));
+        }
+        if let Some(h) = &self.host {
+            if h.is_empty()
+                || h.len() > 255
+                || h.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(format!("host must be a name without spaces: {h:?}"));
             }
         }
         if let Some(st) = self.status {
@@ -356,6 +539,50 @@ impl HealthCheck {
         }
         Ok(())
     }
+}
+
+/// The bytes of a hex string (keepalived read_hex_str: pairs of hex
+/// digits); None if it is not one or longer than 1400 bytes.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) || s.len() > 2800 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Split a MISC check's command line as keepalived does for `misc_path`:
+/// on white space, with double quotes grouping words (no shell).
+pub fn split_command(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
 }
 
 /// A real server of a service: service key, address, real-server port.
@@ -1269,6 +1496,17 @@ impl ServiceTable {
         reg: &mut StateRegistry,
         down: &HashSet<DestKey>,
     ) -> Result<ServiceTable, String> {
+        Self::build_with_health_weights(confs, reg, down, &HashMap::new())
+    }
+
+    /// [`ServiceTable::build_with_health`] with the weights health checks
+    /// set (keepalived `misc_dynamic`) in place of the configured ones.
+    pub fn build_with_health_weights(
+        confs: &[ServiceConf],
+        reg: &mut StateRegistry,
+        down: &HashSet<DestKey>,
+        weights: &HashMap<DestKey, u32>,
+    ) -> Result<ServiceTable, String> {
         let mut t = ServiceTable::default();
         let mut built = Vec::with_capacity(confs.len());
         for c in confs {
@@ -1276,7 +1514,7 @@ impl ServiceTable {
             let mut dests: Vec<Dest> = Vec::with_capacity(c.dests.len() + 1);
             for d in &c.dests {
                 let port = if d.port == 0 { c.port } else { d.port };
-                let mut weight = d.weight;
+                let mut weight = weights.get(&(key, d.ip, port)).copied().unwrap_or(d.weight);
                 if down.contains(&(key, d.ip, port)) {
                     match c.check_for(d).map(|h| h.on_failure) {
                         Some(OnFailure::Remove) => continue,
