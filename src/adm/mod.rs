@@ -754,7 +754,13 @@ pub fn connections(resp: &Value, f: Format) -> String {
         let secs = u(c, "expires_ms") / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
         let p = s(c, "proto");
-        let proto = if p == "udp" { "UDP" } else { "TCP" };
+        // /proc/net/ip_vs_conn prints ip_vs_proto_name(): a fwmark
+        // service's persistence template is IPPROTO_IP, "IP".
+        let proto = match p {
+            "udp" => "UDP",
+            "ip" => "IP",
+            _ => "TCP",
+        };
         // rvs has no persistence engines: no row carries pe name/pe_data,
         // so rows keep the short layout, as print_conn's `n == 11` test.
         let _ = writeln!(
@@ -984,6 +990,17 @@ UDP  10.0.0.100:53 wlc\n";
 pro expire state       source             virtual            destination\n\
 TCP 14:59  ESTABLISHED 10.0.0.2:41234     10.0.0.100:80      10.0.1.11:80\n"
         );
+        // A fwmark service's template (IPPROTO_IP) prints as the kernel's
+        // ip_vs_proto_name() names it.
+        let r = json!({"connections":[{"proto":"ip","state":"NONE","expires_ms":300_000,
+            "cip":"10.0.0.2","cport":0,"vip":"0.0.0.1","vport":0,"dip":"10.0.1.11","dport":0}]});
+        let f = Format {
+            numeric: true,
+            ..Default::default()
+        };
+        assert!(connections(&r, f).ends_with(
+            "IP  05:00  NONE        10.0.0.2:0         0.0.0.1:0          10.0.1.11:0\n"
+        ));
     }
 
     #[test]
