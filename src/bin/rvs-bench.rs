@@ -12,6 +12,8 @@
 //! `preload`). testpmd (5tswap, io) on a net_null pair gives the absolute
 //! ceiling on the same core. See bench/RESULTS.md for what each figure means.
 
+#![deny(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,6 +11,8 @@
 //! namespace's loopback, accepts on 0.0.0.0:8080, and deletes the namespace
 //! at the end (also on failure).
 
+#![deny(unsafe_code)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Command;

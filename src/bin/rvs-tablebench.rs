@@ -12,6 +12,8 @@
 //! Writes one JSON object to stdout. bench/run.sh runs it and
 //! bench/report.py puts the figures in RESULTS.md.
 
+#![deny(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

@@ -11,6 +11,8 @@
 //! reachable ("Can't initialize ipvs"); 255 (-1) an unknown option, no
 //! command, or rvsd refused the operation; 1 a listing failed.
 
+#![deny(unsafe_code)]
+
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 

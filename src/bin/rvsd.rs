@@ -2,6 +2,8 @@
 //! starts one pinned polling worker per configured core, and serves the
 //! control socket on the main thread until SIGINT/SIGTERM.
 
+#![deny(unsafe_code)]
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
