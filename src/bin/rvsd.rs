@@ -39,6 +39,16 @@ struct Cli {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log format: `text` (timestamped lines; under journald, detected by
+    /// $JOURNAL_STREAM, no timestamp and a `<N>` priority prefix instead) or
+    /// `json` (one object per line: ts, level, target, msg).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Runtime state file: the last applied table (services, fwmark rules),
+    /// saved atomically after every change and loaded at start over the
+    /// config file's services. None by default (changes live in memory).
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
     /// Validate the configuration file and exit.
     #[arg(long)]
     check: bool,
@@ -86,12 +96,54 @@ impl PortView for Ports {
     }
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(cli: &Cli) {
+    use std::io::Write;
+    let mut b = env_logger::Builder::new();
+    b.parse_filters(&cli.log_level);
+    match cli.log_format {
+        LogFormat::Json => {
+            b.format(|f, r| {
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let line = serde_json::json!({
+                    "ts": format!("{}.{:03}", ts.as_secs(), ts.subsec_millis()),
+                    "level": r.level().as_str(),
+                    "target": r.target(),
+                    "msg": r.args().to_string(),
+                });
+                writeln!(f, "{line}")
+            });
+        }
+        // journald stamps each line itself and reads sd-daemon(3) `<N>`
+        // priority prefixes.
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            b.format(|f, r| {
+                let prio = match r.level() {
+                    log::Level::Error => 3,
+                    log::Level::Warn => 4,
+                    log::Level::Info => 6,
+                    log::Level::Debug | log::Level::Trace => 7,
+                };
+                writeln!(f, "<{prio}>{} {}: {}", r.level(), r.target(), r.args())
+            });
+        }
+        LogFormat::Text => {
+            b.format_timestamp_millis();
+        }
+    }
+    b.init();
+}
+
 fn main() {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&cli.log_level)
-        .format_timestamp_millis()
-        .init();
+    init_logging(&cli);
     if let Err(e) = run(cli) {
         eprintln!("rvsd: {e:#}");
         std::process::exit(1);
@@ -116,6 +168,10 @@ fn run(cli: Cli) -> Result<()> {
     // Services are validated before DPDK is touched: a bad file fails fast.
     ctl.load_with_rules(cfg.services.clone(), Some(cfg.fwmark_rules.clone()))
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
+    let state_file = cli.state_file.as_ref().map(rvs::statefile::StateFile::new);
+    if let Some(sf) = &state_file {
+        load_state(&ctl, sf, cli.check);
+    }
     let ctl_opts = ServerOptions {
         group: match &cfg.control_group {
             Some(g) => Some(
@@ -131,6 +187,14 @@ fn run(cli: Cli) -> Result<()> {
         println!("{}: OK", cli.config.display());
         return Ok(());
     }
+    if let Some(sf) = state_file {
+        // From now on every applied change is saved; saved once here so
+        // the file exists (and is writable) from the start.
+        sf.write(&ctl.services(), &ctl.fwmark_rules())
+            .with_context(|| format!("state file {}", sf.path().display()))?;
+        ctl.state_file = Some(sf);
+    }
+    let notify = rvs::sdnotify::Notifier::from_env();
 
     // Bound before DPDK starts, so a taken port fails fast.
     let metrics = match cli.metrics_listen.or(cfg.metrics_listen) {
@@ -293,15 +357,28 @@ fn run(cli: Cli) -> Result<()> {
     // checks"); they feed the control plane, which rebuilds the snapshot.
     let health =
         rvs::health::HealthChecker::start(ctl.clone()).context("starting the health checker")?;
-    log::info!(
-        "ready: {} port(s), {} worker(s), {} service(s), control socket {}",
+    let ready = format!(
+        "{} port(s), {} worker(s), {} service(s), control socket {}",
         cfg.ports.len(),
         cfg.workers.len(),
         ctl.services().len(),
         cli.socket.display()
     );
+    log::info!("ready: {ready}");
+    notify.ready(&ready);
+    if let Some(period) = rvs::sdnotify::watchdog_interval() {
+        if notify.enabled() {
+            handles.push(spawn_watchdog(
+                notify,
+                period,
+                workers.clone(),
+                stop.clone(),
+            )?);
+        }
+    }
     server.run(ctl.clone(), &stop);
     log::info!("stopping");
+    rvs::sdnotify::Notifier::from_env().stopping();
     health.stop();
     drop(ipvs);
     for h in handles {
@@ -318,4 +395,82 @@ fn run(cli: Cli) -> Result<()> {
     drop(eal);
     log::info!("stopped");
     Ok(())
+}
+
+/// Replace the config file's table with the state file's, if there is one.
+/// A state file that cannot be used (damaged, or no longer valid with this
+/// config file) is logged loudly and set aside; rvsd then runs with the
+/// config file's services rather than not at all (`--check` only reports).
+fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {
+    let problem = match sf.read() {
+        Ok(None) => {
+            log::info!(
+                "state file {}: none yet; the config file's services",
+                sf.path().display()
+            );
+            return;
+        }
+        Ok(Some(st)) => {
+            let n = st.services.len();
+            match ctl.load_with_rules(st.services, Some(st.fwmark_rules)) {
+                Ok(()) => {
+                    log::info!(
+                        "state file {}: {n} service(s) restored (they replace the config file's)",
+                        sf.path().display()
+                    );
+                    return;
+                }
+                Err(e) => format!("{}: not valid here: {}", sf.path().display(), e.message),
+            }
+        }
+        Err(e) => e,
+    };
+    if check {
+        log::error!(
+            "state file {problem}; rvsd would set it aside and use the config file's services"
+        );
+        return;
+    }
+    match sf.set_aside() {
+        Ok(to) => log::error!(
+            "state file {problem}; IGNORED and moved to {}: running with the config file's services",
+            to.display()
+        ),
+        Err(e) => log::error!(
+            "state file {problem}; IGNORED (could not move it aside: {e}): running with the config file's services"
+        ),
+    }
+}
+
+/// Ping systemd's watchdog at half its interval, but only while every
+/// worker's loop counter advances: a stuck worker stops the pings and
+/// systemd restarts rvsd (`WatchdogSec=`, `Restart=on-failure`).
+fn spawn_watchdog(
+    notify: rvs::sdnotify::Notifier,
+    period: Duration,
+    workers: Arc<[CachePadded<WorkerStats>]>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let half = period / 2;
+    log::info!("systemd watchdog: {period:?}, pinged every {half:?} while the workers poll");
+    let loops = move || workers.iter().map(|w| w.loops.get()).collect::<Vec<u64>>();
+    Ok(std::thread::Builder::new()
+        .name("rvs-watchdog".into())
+        .spawn(move || {
+            let mut wd = rvs::sdnotify::Watchdog::new(&loops());
+            let mut next = std::time::Instant::now() + half;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(half));
+                if std::time::Instant::now() < next {
+                    continue;
+                }
+                next += half;
+                match wd.check(&loops()) {
+                    Ok(()) => notify.notify("WATCHDOG=1"),
+                    Err(stuck) => log::error!(
+                        "worker(s) {stuck:?} made no progress in {half:?}: no watchdog ping"
+                    ),
+                }
+            }
+        })?)
 }

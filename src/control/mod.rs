@@ -292,6 +292,9 @@ pub struct Control {
     /// Bumped on every published configuration change (health checker
     /// re-reads its targets).
     generation: AtomicU64,
+    /// Where every applied change of the table is saved (rvsd
+    /// `--state-file`); none: changes live only in memory.
+    pub state_file: Option<crate::statefile::StateFile>,
 }
 
 impl Control {
@@ -313,6 +316,7 @@ impl Control {
             local_ips,
             ports: None,
             generation: AtomicU64::new(0),
+            state_file: None,
         }
     }
 
@@ -571,10 +575,20 @@ impl Control {
                 }
             }
         }
+        let changed = next != m.confs || rules != m.rules;
         m.confs = next;
         m.rules = rules;
         self.table.store(Arc::new(table));
         self.generation.fetch_add(1, Relaxed);
+        // Saved under the lock: the file always holds the latest table.
+        if let (true, Some(sf)) = (changed, &self.state_file) {
+            if let Err(e) = sf.write(&m.confs, &m.rules) {
+                log::error!(
+                    "state file {}: {e}; the change is applied but would be lost on restart",
+                    sf.path().display()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -1305,6 +1319,39 @@ mod tests {
         let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
         assert_eq!(r["ok"], true, "{line} -> {r}");
         r
+    }
+
+    #[test]
+    fn every_applied_change_and_only_those_reach_the_state_file() {
+        let dir = std::env::temp_dir().join(format!("rvs-ctl-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let mut c = ctl();
+        c.state_file = Some(crate::statefile::StateFile::new(&path));
+        let saved = || crate::statefile::StateFile::new(&path).read().unwrap();
+        ok(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+        );
+        let after_add = saved().unwrap();
+        assert_eq!(after_add.services, c.services());
+        let dump = ok(&c, r#"{"cmd":"dump"}"#);
+        assert_eq!(
+            serde_json::to_value(&after_add.services).unwrap(),
+            dump["services"]
+        );
+        // A refused change leaves the file as it was; so does a read.
+        std::fs::remove_file(&path).unwrap();
+        err(
+            &c,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+        );
+        ok(&c, r#"{"cmd":"list"}"#);
+        assert_eq!(saved(), None);
+        ok(&c, r#"{"cmd":"clear"}"#);
+        assert_eq!(saved().unwrap().services, vec![]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn err(c: &Control, line: &str) -> (String, String) {
