@@ -1,5 +1,6 @@
 //! End to end, faults under load: a real server crashes, real servers come
-//! and go and change weight, rvsd restarts — each while kernel TCP clients
+//! and go and change weight, rvsd restarts (keeping run-time changes through
+//! its state file) — each while kernel TCP clients
 //! (tests/lib/load.py in the client namespace) keep sending. The load
 //! counts every operation by phase (the phase in which it started); a test
 //! marks a new phase at each event it observes, so "after the event" is
@@ -363,15 +364,23 @@ fn servers_added_removed_and_reweighted_under_load_leave_established_connections
     );
 }
 
+/// rvsd restarts (SIGTERM, then SIGKILL) under load with `--state-file`: it
+/// comes back with the table as it was last changed at run time (an
+/// `rvsadm -A` made after the start), not merely the config file's, and
+/// serves. Then a damaged (truncated) state file: rvsd still starts, with
+/// the config file's services, says so loudly and keeps the damaged file
+/// aside for the operator (see docs/operations.md, "State file").
 #[test]
-fn a_restarted_rvsd_comes_back_with_its_config_file_and_serves() {
+fn a_restarted_rvsd_comes_back_with_its_runtime_changes_and_serves() {
     let topo = Topology::up_unique();
     let mut cfg = topo.default_config();
     cfg["services"] = json!([{
         "proto": "tcp", "vip": "10.0.0.100", "port": 80, "sched": "rr",
         "dests": [{"ip": "10.0.1.11", "fwd": "nat"}, {"ip": "10.0.1.12", "fwd": "nat"}]
     }]);
-    let mut rvsd = Rvsd::start(&topo, &cfg);
+    let state = topo.state_dir.join("rvsd-state.json");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let mut rvsd = Rvsd::start_args(&topo, &cfg, &["--state-file", &state_arg]);
     let sock = rvsd.socket.clone();
     let from_file = once(&sock, r#"{"cmd":"dump"}"#);
     let mut load = Load::start(
@@ -387,27 +396,36 @@ fn a_restarted_rvsd_comes_back_with_its_config_file_and_serves() {
         },
     );
     wait_more_conns(&sock, 20, "traffic before the restart");
-    // A change made at run time is not in the file: a restart drops it.
+    // A change made at run time: saved in the state file, not the config.
     rvsd.rvsadm_ok(&["-A", "-t", "10.0.0.100:8080", "-s", "rr"]);
-    assert_ne!(once(&sock, r#"{"cmd":"dump"}"#), from_file);
+    let changed = once(&sock, r#"{"cmd":"dump"}"#);
+    assert_ne!(changed, from_file);
+    assert_eq!(
+        changed["services"].as_array().unwrap().len(),
+        2,
+        "{changed}"
+    );
 
-    // SIGTERM: a clean stop (exit 0, socket removed), then the same file.
+    // SIGTERM: a clean stop (exit 0, socket removed), then the same files.
     load.mark();
     let status = rvsd.terminate().expect("rvsd stops on SIGTERM");
     assert!(status.success(), "rvsd exited with {status}");
     assert!(!sock.exists(), "the socket is removed on a clean stop");
     rvsd.start_again();
     let p_up = load.mark();
-    assert_eq!(once(&sock, r#"{"cmd":"dump"}"#), from_file);
+    assert_eq!(once(&sock, r#"{"cmd":"dump"}"#), changed);
     wait_more_conns(&sock, 20, "traffic after the restart");
 
-    // SIGKILL: the stale socket stays behind and is replaced.
+    // SIGKILL: no chance to save anything at exit; the change made before
+    // is still there because it was saved when it was applied.
+    rvsd.rvsadm_ok(&["-a", "-t", "10.0.0.100:8080", "-r", "10.0.1.11:80", "-m"]);
+    let changed2 = once(&sock, r#"{"cmd":"dump"}"#);
     load.mark();
     rvsd.kill();
     assert!(sock.exists(), "a killed rvsd leaves its socket");
     rvsd.start_again();
     let p_up2 = load.mark();
-    assert_eq!(once(&sock, r#"{"cmd":"dump"}"#), from_file);
+    assert_eq!(once(&sock, r#"{"cmd":"dump"}"#), changed2);
     wait_more_conns(&sock, 20, "traffic after the second restart");
     let report = load.finish();
     eprintln!("{}", report.summary());
@@ -428,6 +446,33 @@ fn a_restarted_rvsd_comes_back_with_its_config_file_and_serves() {
     let log = rvsd.log();
     assert_eq!(log.matches("] ready:").count(), 3, "{log}");
     assert_eq!(log.matches("] stopped").count(), 1, "{log}");
+    assert_eq!(log.matches("service(s) restored").count(), 2, "{log}");
+
+    // A truncated state file (a disk or an editor, not rvsd: it renames a
+    // complete file into place). Refusing to start would leave the VIPs
+    // down until someone edits files; rvsd starts with the config file's
+    // services, logs the problem at error level and moves the file aside.
+    rvsd.kill();
+    let text = std::fs::read(&state).unwrap();
+    let cut = &text[..text.len() / 2];
+    std::fs::write(&state, cut).unwrap();
+    rvsd.start_again();
+    assert_eq!(once(&sock, r#"{"cmd":"dump"}"#), from_file);
+    let log = rvsd.log();
+    assert!(log.contains("IGNORED and moved to"), "{log}");
+    let bad: Vec<_> = std::fs::read_dir(&topo.state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("rvsd-state.json.bad-"))
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(std::fs::read(&bad[0]).unwrap(), cut);
+    // The state file is the running table again, and follows changes.
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["services"], from_file["services"]);
+    rvsd.rvsadm_ok(&["-D", "-t", "10.0.0.100:80"]);
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["services"], json!([]));
 }
 
 /// Regression test of a connection-table bug found by the churn test above:

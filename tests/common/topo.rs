@@ -374,7 +374,14 @@ impl Drop for Topology {
 
 /// Starts `bin` in namespace `ns` (`ip netns exec` execs it, so the child's
 /// pid is rvsd's), stdout and stderr to `log`.
-fn spawn_rvsd(bin: &Path, ns: &str, config: &Path, socket: &Path, log: File) -> Child {
+fn spawn_rvsd(
+    bin: &Path,
+    ns: &str,
+    config: &Path,
+    socket: &Path,
+    args: &[String],
+    log: File,
+) -> Child {
     let log_err = log.try_clone().expect("clone log handle");
     Command::new("ip")
         .args(["netns", "exec", ns])
@@ -384,6 +391,7 @@ fn spawn_rvsd(bin: &Path, ns: &str, config: &Path, socket: &Path, log: File) -> 
         .arg("--socket")
         .arg(socket)
         .args(["--log-level", "info"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -400,6 +408,8 @@ pub struct Rvsd {
     pub config_path: PathBuf,
     bin: PathBuf,
     ns: String,
+    /// Extra command-line arguments, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Rvsd {
@@ -411,6 +421,15 @@ impl Rvsd {
 
     /// [`Rvsd::start`] with an explicit binary.
     pub fn start_bin(bin: &Path, topo: &Topology, config: &Value) -> Rvsd {
+        Rvsd::start_bin_args(bin, topo, config, &[])
+    }
+
+    /// [`Rvsd::start`] with extra rvsd arguments (kept for restarts).
+    pub fn start_args(topo: &Topology, config: &Value, args: &[&str]) -> Rvsd {
+        Rvsd::start_bin_args(Path::new(RVSD_BIN), topo, config, args)
+    }
+
+    fn start_bin_args(bin: &Path, topo: &Topology, config: &Value, args: &[&str]) -> Rvsd {
         let n = topo.rvsd_count.fetch_add(1, Ordering::Relaxed);
         let dir = &topo.state_dir;
         let config_path = dir.join(format!("rvsd{n}.json"));
@@ -422,7 +441,8 @@ impl Rvsd {
         )
         .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = File::create(&log_path).expect("create rvsd log");
-        let child = spawn_rvsd(bin, &topo.lb_ns(), &config_path, &socket, log);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_rvsd(bin, &topo.lb_ns(), &config_path, &socket, &args, log);
         // Constructed before waiting: a panic below drops it, which stops rvsd.
         let mut rvsd = Rvsd {
             child,
@@ -431,6 +451,7 @@ impl Rvsd {
             config_path,
             bin: bin.to_owned(),
             ns: topo.lb_ns(),
+            args,
         };
         rvsd.wait_ready();
         rvsd
@@ -456,7 +477,14 @@ impl Rvsd {
             .append(true)
             .open(&self.log_path)
             .expect("reopen rvsd log");
-        self.child = spawn_rvsd(&self.bin, &self.ns, &self.config_path, &self.socket, log);
+        self.child = spawn_rvsd(
+            &self.bin,
+            &self.ns,
+            &self.config_path,
+            &self.socket,
+            &self.args,
+            log,
+        );
         self.wait_ready();
     }
 
