@@ -90,6 +90,9 @@ impl<P: PortIo> Worker<P> {
     /// Poll until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
+            // Liveness for rvsd's systemd watchdog (single writer: a plain
+            // store on the worker's own cache line).
+            self.stats[self.id].loops.inc();
             let n = self.poll_once(crate::clock::now_ms());
             if n == 0 && !self.idle_sleep.is_zero() {
                 std::thread::sleep(self.idle_sleep);
