@@ -28,6 +28,7 @@ pub mod sched;
 pub mod service;
 pub mod siphash;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

@@ -1,0 +1,3 @@
+//! Connection synchronisation (the kernel's IPVS sync daemon, see
+//! `proto`).
+pub mod proto;
