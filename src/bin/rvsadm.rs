@@ -166,7 +166,30 @@ const COMMANDS: &[(Cmd, CmdFn)] = &[
     (Cmd::Load, load),
     (Cmd::Dump, dump),
     (Cmd::ImportKeepalived, import_keepalived),
+    (Cmd::StartDaemon, start_daemon),
+    (Cmd::StopDaemon, stop_daemon),
 ];
+
+/// `--start-daemon master|backup` (ipvsadm's `ipvs_start_daemon`).
+fn start_daemon(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let d = &e.daemon;
+    let mut req = json!({
+        "cmd": "start_daemon", "state": d.state,
+        "mcast_ifn": d.mcast_ifn.clone().unwrap_or_default(), "syncid": d.syncid,
+        "sync_maxlen": d.sync_maxlen, "mcast_port": d.mcast_port, "mcast_ttl": d.mcast_ttl,
+    });
+    if let Some(g) = d.mcast_group {
+        req["mcast_group"] = json!(g);
+    }
+    ctx.call(req)?;
+    Ok(())
+}
+
+/// `--stop-daemon master|backup`.
+fn stop_daemon(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "stop_daemon", "state": e.daemon.state}))?;
+    Ok(())
+}
 
 /// ipvsadm's `process_options` for one command line (`reading_stdin`: a
 /// line of `-R`).
@@ -347,9 +370,11 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
         ));
     }
     if has(cli::optc::DAEMON) {
-        // No sync daemon runs: ipvsadm's list_daemon prints nothing.
-        ctx.list_call(json!({"cmd": "ping"}))?;
-        return Ok(());
+        let d = ctx.list_call(json!({"cmd": "daemon"}))?;
+        if e.json {
+            return out(&format!("{d}\n"));
+        }
+        return out(&adm::daemons(&d));
     }
     let mut l = ctx.list_call(json!({"cmd": "list"}))?;
     let mut header = true;

@@ -220,10 +220,10 @@ fn interface(ifn: &str) -> Result<(Ipv4Addr, u32), DaemonError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
     if !valid {
-        return Err(err("ENODEV", format!("Unknown mcast interface: {ifn}")));
+        return Err(err("ENODEV", "No such device"));
     }
     let mtu = std::fs::read_to_string(format!("/sys/class/net/{ifn}/mtu"))
-        .map_err(|_| err("ENODEV", format!("Unknown mcast interface: {ifn}")))?;
+        .map_err(|_| err("ENODEV", "No such device"))?;
     let mtu = mtu.trim().parse().unwrap_or(1500);
     let out = std::process::Command::new("ip")
         .args(["-4", "-o", "addr", "show", "dev", ifn])
@@ -342,7 +342,8 @@ impl Daemons {
                 drop(r);
                 Ok(())
             }
-            None => Err(err("ESRCH", format!("no {} sync daemon", role.name()))),
+            // libipvs ipvs_strerror: { ipvs_stop_daemon, ESRCH, ... }.
+            None => Err(err("ESRCH", "No daemon is running")),
         }
     }
 
