@@ -267,10 +267,8 @@ impl Daemons {
     pub fn start(&self, role: Role, mut conf: SyncConf) -> Result<SyncConf, DaemonError> {
         let mut slot = self.slot(role).lock();
         if slot.is_some() {
-            return Err(err(
-                "EEXIST",
-                format!("{} sync daemon is running", role.name()),
-            ));
+            // libipvs ipvs_strerror: { ipvs_start_daemon, EEXIST, ... }.
+            return Err(err("EEXIST", "Daemon has already run"));
         }
         let (addr, mtu) = interface(&conf.mcast_ifn)?;
         conf.resolve(role, mtu);

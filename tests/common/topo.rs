@@ -409,8 +409,17 @@ impl Rvsd {
         Rvsd::start_bin(Path::new(RVSD_BIN), topo, config)
     }
 
+    /// [`Rvsd::start`] in namespace `ns` (a second director a test built).
+    pub fn start_in(topo: &Topology, ns: &str, config: &Value) -> Rvsd {
+        Rvsd::start_bin_in(Path::new(RVSD_BIN), topo, ns, config)
+    }
+
     /// [`Rvsd::start`] with an explicit binary.
     pub fn start_bin(bin: &Path, topo: &Topology, config: &Value) -> Rvsd {
+        Rvsd::start_bin_in(bin, topo, &topo.lb_ns(), config)
+    }
+
+    fn start_bin_in(bin: &Path, topo: &Topology, ns: &str, config: &Value) -> Rvsd {
         let n = topo.rvsd_count.fetch_add(1, Ordering::Relaxed);
         let dir = &topo.state_dir;
         let config_path = dir.join(format!("rvsd{n}.json"));
@@ -422,7 +431,7 @@ impl Rvsd {
         )
         .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = File::create(&log_path).expect("create rvsd log");
-        let child = spawn_rvsd(bin, &topo.lb_ns(), &config_path, &socket, log);
+        let child = spawn_rvsd(bin, ns, &config_path, &socket, log);
         // Constructed before waiting: a panic below drops it, which stops rvsd.
         let mut rvsd = Rvsd {
             child,
@@ -430,7 +439,7 @@ impl Rvsd {
             log_path,
             config_path,
             bin: bin.to_owned(),
-            ns: topo.lb_ns(),
+            ns: ns.to_owned(),
         };
         rvsd.wait_ready();
         rvsd
