@@ -283,3 +283,177 @@ fn held_connection_is_synced_to_the_backup_and_bad_messages_are_counted() {
     drop(backup);
     drop(b);
 }
+
+fn offloads_off(ns: &str, ifc: &str) {
+    let out = ns_exec(
+        ns,
+        &[
+            "ethtool", "-K", ifc, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ],
+    );
+    if !out.status.success() {
+        let out = ns_exec(
+            ns,
+            &[
+                "ethtool", "-K", ifc, "tx", "off", "gso", "off", "gro", "off",
+            ],
+        );
+        assert!(out.status.success(), "ethtool {ifc}: {}", describe(&out));
+    }
+}
+
+/// A backup director with real ports: l0 to the client (its peer eth1 in
+/// the client namespace, without an address until failover) and l1 to the
+/// bridge (its peer p-lb2 down until failover, so the two directors never
+/// answer ARP for 10.0.1.1 at the same time), plus mgmt0 as in [`Backup`].
+fn backup_with_ports(topo: &Topology) -> Backup {
+    let ns = topo.ns("lb2");
+    let (c, sw) = (topo.client_ns(), topo.sw_ns());
+    let b = Backup {
+        ns: ns.clone(),
+        sw: sw.clone(),
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ns_exec(
+        &ns,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    );
+    ip(&[
+        "-n", &ns, "link", "add", "l0", "type", "veth", "peer", "name", "eth1", "netns", &c,
+    ]);
+    ip(&[
+        "-n", &ns, "link", "add", "l1", "type", "veth", "peer", "name", "p-lb2", "netns", &sw,
+    ]);
+    ip(&[
+        "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns", &sw,
+    ]);
+    for (n, i) in [(&ns, "l0"), (&ns, "l1"), (&c, "eth1"), (&sw, "p-lb2")] {
+        offloads_off(n, i);
+    }
+    ip(&["-n", &sw, "link", "set", "p-lb2", "master", "br0"]);
+    ip(&["-n", &sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
+    ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
+    for i in ["l0", "l1", "mgmt0"] {
+        ip(&["-n", &ns, "link", "set", i, "up"]);
+    }
+    ip(&["-n", &c, "link", "set", "eth1", "up"]);
+    b
+}
+
+/// The held connection, then a request on it once told to (a line on
+/// stdin): prints the local port, then the response body.
+struct Waiting {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn held_connection_continues_on_the_backup_after_failover() {
+    let topo = Topology::up_unique();
+    let master = Rvsd::start(&topo, &topo.default_config());
+    master.nat_service("rr", 1, 0);
+    let b = backup_with_ports(&topo);
+    let mut cfg = b.config(&topo);
+    let args: Vec<Value> = cfg["eal_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| Value::String(a.as_str().unwrap().replace("iface=x", "iface=l")))
+        .collect();
+    cfg["eal_args"] = Value::Array(args);
+    let mut backup = Rvsd::start_in(&topo, &b.ns, &cfg);
+    // The backup's real servers the other way round: a new connection there
+    // would go to rs2, a synced one must stay on rs1.
+    backup.nat_service("rr", 0, 1);
+    backup.rvsadm_ok(&["--start-daemon", "backup", "--mcast-interface", "mgmt0"]);
+    master.rvsadm_ok(&["--start-daemon", "master", "--mcast-interface", "mgmt0"]);
+
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &topo.client_ns(), "python3", "-c"])
+        .arg(
+            "import socket,sys\n\
+             s=socket.create_connection(('10.0.0.100',80),timeout=10)\n\
+             print(s.getsockname()[1],flush=True)\n\
+             sys.stdin.readline()\n\
+             s.sendall(b'GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n')\n\
+             d=b''\n\
+             while True:\n\
+             \x20   x=s.recv(65536)\n\
+             \x20   if not x: break\n\
+             \x20   d+=x\n\
+             print(d.split(b'\\r\\n\\r\\n',1)[-1].decode().strip(),flush=True)\n",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read port");
+    let w = Waiting {
+        port: line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no connection: {line:?}")),
+        child,
+    };
+    let want = format!("10.0.0.2:{}", w.port);
+    let synced = wait_for(15, || {
+        let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+        l.lines()
+            .find(|x| x.contains(&want) && x.contains("ESTABLISHED"))
+            .map(str::to_owned)
+    });
+    assert!(
+        synced.is_some(),
+        "not synced: {}",
+        backup.rvsadm_ok(&["-L", "-c", "-n"])
+    );
+
+    // Failover: the master goes away; the client and the real servers
+    // reach the backup's ports instead.
+    master.stop().expect("master stops");
+    let (c, sw) = (topo.client_ns(), topo.sw_ns());
+    ip(&["-n", &sw, "link", "set", "p-lb", "down"]);
+    ip(&["-n", &sw, "link", "set", "p-lb2", "up"]);
+    ip(&["-n", &c, "addr", "del", "10.0.0.2/24", "dev", "eth0"]);
+    ip(&["-n", &c, "addr", "add", "10.0.0.2/24", "dev", "eth1"]);
+    ip(&[
+        "-n", &c, "route", "replace", "default", "via", "10.0.0.1", "dev", "eth1",
+    ]);
+    ip(&["-n", &c, "neigh", "flush", "all"]);
+    ip(&["-n", &topo.rs_ns(1), "neigh", "flush", "all"]);
+
+    use std::io::Write;
+    let mut w = w;
+    w.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .expect("tell the client");
+    let mut body = String::new();
+    out.read_line(&mut body).expect("read body");
+    assert_eq!(
+        body.trim(),
+        "rs1",
+        "the held connection did not continue on the backup; backup: {}\n{}",
+        backup.rvsadm_ok(&["-L", "-c", "-n"]),
+        backup.log()
+    );
+    let _ = backup.terminate();
+}
