@@ -529,6 +529,8 @@ fn usage(p: &str) -> String {
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --start-daemon {{master|backup}} [daemon-options]
+  {p} --stop-daemon {{master|backup}}
   {p} -P|Q virtual-service -z local-address
   {p} -G [virtual-service]
   {p} --load FILE | --dump | --import-keepalived FILE
@@ -548,6 +550,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --add-laddr       -P        add a FULLNAT local address (-z) to a service
   --del-laddr       -Q        delete a FULLNAT local address from a service
   --get-laddr       -G        list FULLNAT local addresses
@@ -603,6 +607,14 @@ Options:
   --health                            health check state of each real server (rvs)
   --socket PATH                       rvsd's control socket (default {DEFAULT_SOCKET},
                                       or $RVS_SOCKET)
+
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default 0: any)
+  --sync-maxlen length                max sync message length (default 1472)
+  --mcast-interface interface         multicast interface for connection sync
+  --mcast-group address               IPv4 group (default 224.0.0.81)
+  --mcast-port port                   UDP port (default 8848)
+  --mcast-ttl ttl                     multicast TTL (default 1)
 ",
         v = version()
     )
