@@ -867,6 +867,65 @@ mod tests {
     }
 
     #[test]
+    fn dr_and_tun_entries_as_the_kernel_sends_them() {
+        let b = director();
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.101","port":53}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.101","port":53},"dest":{"ip":"10.0.2.20","port":53,"fwd":"dr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.101","port":53},"dest":{"ip":"10.0.2.21","port":53,"fwd":"tun"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&b.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        let now = crate::clock::now_ms();
+        for (rip, f, fwd) in [
+            ("10.0.2.20", flags::DROUTE, Forward::Dr),
+            ("10.0.2.21", flags::TUNNEL, Forward::Tun),
+        ] {
+            // UDP: state 0 (IP_VS_UDP_S_NORMAL), NOOUTPUT as for every
+            // non-MASQ destination (ip_vs_ctl.c __ip_vs_update_dest).
+            let sc = SyncConn {
+                protocol: 17,
+                flags: f | flags::NOOUTPUT | flags::SYNC,
+                state: 0,
+                cport: 5353,
+                vport: 53,
+                dport: 53,
+                fwmark: 0,
+                timeout: 300,
+                caddr: "192.0.2.7".parse().unwrap(),
+                vaddr: "10.0.0.101".parse().unwrap(),
+                daddr: rip.parse().unwrap(),
+                seq: None,
+                fnat: None,
+            };
+            b.conns.flush();
+            assert_eq!(
+                apply(&b.conns, &b.table.load(), &sc, now),
+                Applied::Inserted
+            );
+            let key = FlowKey::v4(
+                Proto::Udp,
+                sc.caddr,
+                5353,
+                "10.0.0.101".parse().unwrap(),
+                53,
+            );
+            let (c, _) = b.conns.lookup(&key).unwrap();
+            assert_eq!((c.fwd, c.state()), (fwd, State::Udp));
+            // No reply key: replies bypass the director.
+            assert!(c.out_key().is_none());
+            // And back: the master sends what it received.
+            let again = sync_conn(&c, 300).unwrap();
+            assert_eq!(again.flags, f | flags::NOOUTPUT);
+            assert_eq!(
+                (again.state, again.protocol, again.daddr),
+                (0, 17, sc.daddr)
+            );
+        }
+    }
+
+    #[test]
     fn kernel_defaults_for_the_daemon() {
         // start_sync_thread: group, port, ttl, maxlen = 1500 - 28 for a
         // master whatever the MTU; a backup uses the MTU (at least 1500).
