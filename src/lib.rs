@@ -30,6 +30,7 @@ pub mod service;
 pub mod siphash;
 pub mod statefile;
 pub mod stats;
+pub mod sync;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

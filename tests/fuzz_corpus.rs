@@ -49,6 +49,11 @@ fn datapath_corpus() {
 }
 
 #[test]
+fn sync_corpus() {
+    assert!(replay("sync", harness::sync) >= 4);
+}
+
+#[test]
 fn control_corpus() {
     assert!(replay("control", harness::control) >= 5);
 }

@@ -282,6 +282,20 @@ pub struct Entry {
     pub file: Option<String>,
     /// A warning for stderr that does not stop the command (DR/TUN port).
     pub warning: Option<String>,
+    /// --start-daemon/--stop-daemon: the state and the daemon options.
+    pub daemon: DaemonArgs,
+}
+
+/// ipvsadm's `ipvs_daemon_t` as the command line fills it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonArgs {
+    pub state: &'static str,
+    pub mcast_ifn: Option<String>,
+    pub syncid: u8,
+    pub sync_maxlen: u16,
+    pub mcast_group: Option<std::net::Ipv4Addr>,
+    pub mcast_port: u16,
+    pub mcast_ttl: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -700,10 +714,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, Exit> {
         health: false,
         file: None,
         warning: None,
+        daemon: DaemonArgs::default(),
     };
     match cmd {
         Cmd::StartDaemon | Cmd::StopDaemon => {
             let a = cmd_arg.unwrap_or_default();
+            e.daemon.state = if a == "master" { "master" } else { "backup" };
             if a != "master" && a != "backup" {
                 return fail(
                     2,
@@ -817,11 +833,16 @@ pub fn parse(args: &[String]) -> Result<Parsed, Exit> {
                 set_option(o, optc::NUMERIC)?;
                 e.fmt.numeric = true;
             }
-            Tag::McastIf => set_option(o, optc::MCAST)?,
+            Tag::McastIf => {
+                set_option(o, optc::MCAST)?;
+                // IP_VS_IFNAME_MAXLEN 16, with the terminating zero.
+                e.daemon.mcast_ifn = Some(a.chars().take(15).collect());
+            }
             Tag::SyncId => {
                 set_option(o, optc::SYNCID)?;
-                if string_to_number(a, 0, 255).is_none() {
-                    return fail(2, "illegal syncid specified");
+                match string_to_number(a, 0, 255) {
+                    Some(n) => e.daemon.syncid = n as u8,
+                    None => return fail(2, "illegal syncid specified"),
                 }
             }
             Tag::Timeout => set_option(o, optc::TIMEOUT)?,
@@ -867,23 +888,32 @@ pub fn parse(args: &[String]) -> Result<Parsed, Exit> {
                 set_option(o, optc::SCHED_FLAGS)?;
                 sched_flags_arg = Some(a.chars().take(127).collect());
             }
-            Tag::McastGroup => set_option(o, optc::MCAST_GROUP)?,
+            Tag::McastGroup => {
+                set_option(o, optc::MCAST_GROUP)?;
+                match a.parse::<std::net::Ipv4Addr>() {
+                    Ok(g) if g.is_multicast() => e.daemon.mcast_group = Some(g),
+                    _ => return fail(2, "illegal mcast-group specified"),
+                }
+            }
             Tag::McastPort => {
                 set_option(o, optc::MCAST_PORT)?;
-                if string_to_number(a, 1, 65535).is_none() {
-                    return fail(2, "illegal mcast-port specified");
+                match string_to_number(a, 1, 65535) {
+                    Some(n) => e.daemon.mcast_port = n as u16,
+                    None => return fail(2, "illegal mcast-port specified"),
                 }
             }
             Tag::McastTtl => {
                 set_option(o, optc::MCAST_TTL)?;
-                if string_to_number(a, 1, 255).is_none() {
-                    return fail(2, "illegal mcast-ttl specified");
+                match string_to_number(a, 1, 255) {
+                    Some(n) => e.daemon.mcast_ttl = n as u8,
+                    None => return fail(2, "illegal mcast-ttl specified"),
                 }
             }
             Tag::SyncMaxlen => {
                 set_option(o, optc::SYNC_MAXLEN)?;
-                if string_to_number(a, 1, 65535 - 20 - 8).is_none() {
-                    return fail(2, "illegal sync-maxlen specified");
+                match string_to_number(a, 1, 65535 - 20 - 8) {
+                    Some(n) => e.daemon.sync_maxlen = n as u16,
+                    None => return fail(2, "illegal sync-maxlen specified"),
                 }
             }
             Tag::TunInfo => {
@@ -1204,12 +1234,6 @@ impl Entry {
         if self.pe.is_some() {
             return fail(2, "persistence engines (--pe) are not supported by rvs");
         }
-        if matches!(self.cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
-            return fail(
-                2,
-                "connection synchronisation daemons are not supported by rvs",
-            );
-        }
         Ok(())
     }
 }
@@ -1244,6 +1268,42 @@ mod tests {
             Err(Exit(c, m)) => (c, m),
             Ok(p) => panic!("{line}: parsed {p:?}"),
         }
+    }
+
+    #[test]
+    fn daemon_options_are_kept() {
+        let e = entry(
+            "--start-daemon backup --mcast-interface mgmt0 --syncid 7 --sync-maxlen 1400 \
+             --mcast-group 239.1.2.3 --mcast-port 9000 --mcast-ttl 2",
+        );
+        assert_eq!(e.cmd, Cmd::StartDaemon);
+        assert_eq!(
+            e.daemon,
+            DaemonArgs {
+                state: "backup",
+                mcast_ifn: Some("mgmt0".into()),
+                syncid: 7,
+                sync_maxlen: 1400,
+                mcast_group: Some("239.1.2.3".parse().unwrap()),
+                mcast_port: 9000,
+                mcast_ttl: 2,
+            }
+        );
+        assert!(e.check_extensions().is_ok());
+        let e = entry("--stop-daemon master");
+        assert_eq!((e.cmd, e.daemon.state), (Cmd::StopDaemon, "master"));
+        assert_eq!(
+            err("--start-daemon both").1,
+            "illegal start-daemon parameter specified"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-interface eth0 --syncid 256").1,
+            "illegal syncid specified"
+        );
+        assert_eq!(
+            err("--start-daemon master --mcast-interface eth0 --mcast-group 10.0.0.1").1,
+            "illegal mcast-group specified"
+        );
     }
 
     /// Each expectation below is what ipvsadm 1.31 (built from its release

@@ -1168,3 +1168,54 @@ FWM  2 IPv6 wlc persistent 60 mask 64\n"
         );
     }
 }
+
+/// `ipvsadm -L --daemon` (ipvsadm.c `list_daemon`): one line per running
+/// daemon, master first, with the options the kernel reports.
+pub fn daemons(v: &Value) -> String {
+    let mut out = String::new();
+    for state in ["master", "backup"] {
+        let Some(d) = v["daemons"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["state"] == state))
+        else {
+            continue;
+        };
+        let s = |k: &str| match &d[k] {
+            Value::String(s) => s.clone(),
+            x => x.to_string(),
+        };
+        out.push_str(&format!(
+            "{state} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
+            s("mcast_ifn"),
+            s("syncid"),
+            s("sync_maxlen"),
+            s("mcast_group"),
+            s("mcast_port"),
+            s("mcast_ttl"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod daemon_tests {
+    use super::*;
+
+    #[test]
+    fn list_daemon_lines() {
+        let v: Value = serde_json::from_str(
+            r#"{"ok":true,"daemons":[
+              {"state":"backup","mcast_ifn":"mgmt0","syncid":2,"sync_maxlen":1472,
+               "mcast_group":"224.0.0.81","mcast_port":8848,"mcast_ttl":1},
+              {"state":"master","mcast_ifn":"eth0","syncid":1,"sync_maxlen":1472,
+               "mcast_group":"224.0.0.81","mcast_port":8848,"mcast_ttl":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            daemons(&v),
+            "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+             backup sync daemon (mcast=mgmt0, syncid=2, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+        assert_eq!(daemons(&serde_json::json!({"daemons": []})), "");
+    }
+}

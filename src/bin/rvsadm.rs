@@ -166,7 +166,30 @@ const COMMANDS: &[(Cmd, CmdFn)] = &[
     (Cmd::Load, load),
     (Cmd::Dump, dump),
     (Cmd::ImportKeepalived, import_keepalived),
+    (Cmd::StartDaemon, start_daemon),
+    (Cmd::StopDaemon, stop_daemon),
 ];
+
+/// `--start-daemon master|backup` (ipvsadm's `ipvs_start_daemon`).
+fn start_daemon(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    let d = &e.daemon;
+    let mut req = json!({
+        "cmd": "start_daemon", "state": d.state,
+        "mcast_ifn": d.mcast_ifn.clone().unwrap_or_default(), "syncid": d.syncid,
+        "sync_maxlen": d.sync_maxlen, "mcast_port": d.mcast_port, "mcast_ttl": d.mcast_ttl,
+    });
+    if let Some(g) = d.mcast_group {
+        req["mcast_group"] = json!(g);
+    }
+    ctx.call(req)?;
+    Ok(())
+}
+
+/// `--stop-daemon master|backup`.
+fn stop_daemon(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
+    ctx.call(json!({"cmd": "stop_daemon", "state": e.daemon.state}))?;
+    Ok(())
+}
 
 /// ipvsadm's `process_options` for one command line (`reading_stdin`: a
 /// line of `-R`).
@@ -347,9 +370,11 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
         ));
     }
     if has(cli::optc::DAEMON) {
-        // No sync daemon runs: ipvsadm's list_daemon prints nothing.
-        ctx.list_call(json!({"cmd": "ping"}))?;
-        return Ok(());
+        let d = ctx.list_call(json!({"cmd": "daemon"}))?;
+        if e.json {
+            return out(&format!("{d}\n"));
+        }
+        return out(&adm::daemons(&d));
     }
     let mut l = ctx.list_call(json!({"cmd": "list"}))?;
     let mut header = true;
@@ -504,6 +529,8 @@ fn usage(p: &str) -> String {
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --start-daemon {{master|backup}} [daemon-options]
+  {p} --stop-daemon {{master|backup}}
   {p} -P|Q virtual-service -z local-address
   {p} -G [virtual-service]
   {p} --load FILE | --dump | --import-keepalived FILE
@@ -523,6 +550,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --add-laddr       -P        add a FULLNAT local address (-z) to a service
   --del-laddr       -Q        delete a FULLNAT local address from a service
   --get-laddr       -G        list FULLNAT local addresses
@@ -578,6 +607,14 @@ Options:
   --health                            health check state of each real server (rvs)
   --socket PATH                       rvsd's control socket (default {DEFAULT_SOCKET},
                                       or $RVS_SOCKET)
+
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default 0: any)
+  --sync-maxlen length                max sync message length (default 1472)
+  --mcast-interface interface         multicast interface for connection sync
+  --mcast-group address               IPv4 group (default 224.0.0.81)
+  --mcast-port port                   UDP port (default 8848)
+  --mcast-ttl ttl                     multicast TTL (default 1)
 ",
         v = version()
     )

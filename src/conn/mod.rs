@@ -522,6 +522,48 @@ impl<'t> Conn<'t> {
         }
     }
 
+    /// Set the state, activity and timer a sync message carries (kernel
+    /// `ip_vs_proc_conn` on a backup: `cp->state = state`, the INACTIVE
+    /// flag moves ActiveConn/InActConn, the timer restarts with the sent
+    /// timeout). The deadline may move either way. False if the
+    /// connection has ended.
+    pub fn set_synced(&self, new: State, inactive: bool, deadline: u64) -> bool {
+        let w = &self.table.slots[self.slot as usize].w[W_CTL];
+        let mut cur = w.load(Relaxed);
+        loop {
+            let flags = ctl_flags(cur);
+            if ctl_gen(cur) != self.gen || flags & F_DEAD != 0 {
+                return false;
+            }
+            let was_inactive = flags & F_INACTIVE != 0;
+            let mut nf = (flags & !(ST_MASK | F_INACTIVE)) | new as u8;
+            if inactive {
+                nf |= F_INACTIVE;
+            }
+            let next = ctl(self.gen, nf, deadline);
+            if let Err(actual) = w.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                cur = actual;
+                continue;
+            }
+            let d = self.dest();
+            match (was_inactive, inactive) {
+                (true, false) => {
+                    d.inactive.fetch_sub(1, Relaxed);
+                    d.active.fetch_add(1, Relaxed);
+                }
+                (false, true) => {
+                    d.active.fetch_sub(1, Relaxed);
+                    d.inactive.fetch_add(1, Relaxed);
+                }
+                _ => {}
+            }
+            if deadline < ctl_deadline(cur) {
+                self.table.rearm(self.slot, self.gen, deadline);
+            }
+            return true;
+        }
+    }
+
     /// The SYN proxy's server handshake is done: record the sequence
     /// adjustment (48 bits, bit 39 clear). True if this call moved the
     /// connection from pending to proxied; false if it was not pending (or

@@ -186,6 +186,40 @@ pub enum Request {
         service: SvcRef,
         laddr: IpAddr,
     },
+    /// Start a connection sync daemon (ipvsadm --start-daemon,
+    /// `IPVS_CMD_NEW_DAEMON`).
+    StartDaemon {
+        state: crate::sync::Role,
+        mcast_ifn: String,
+        #[serde(default)]
+        syncid: u8,
+        #[serde(default)]
+        sync_maxlen: u16,
+        #[serde(default)]
+        mcast_group: Option<std::net::Ipv4Addr>,
+        #[serde(default)]
+        mcast_port: u16,
+        #[serde(default)]
+        mcast_ttl: u8,
+    },
+    /// Stop one (ipvsadm --stop-daemon, `IPVS_CMD_DEL_DAEMON`).
+    StopDaemon {
+        state: crate::sync::Role,
+    },
+    /// Running daemons and sync counters (ipvsadm -L --daemon,
+    /// `IPVS_CMD_GET_DAEMON`).
+    Daemon,
+}
+
+/// The control error code for a sync daemon errno.
+fn daemon_code(errno: &str) -> &'static str {
+    match errno {
+        "EEXIST" => "exists",
+        "ESRCH" => "not_running",
+        "ENODEV" => "no_device",
+        "EADDRNOTAVAIL" => "no_address",
+        _ => "io",
+    }
 }
 
 /// A control-socket error.
@@ -295,6 +329,8 @@ pub struct Control {
     /// Where every applied change of the table is saved (rvsd
     /// `--state-file`); none: changes live only in memory.
     pub state_file: Option<crate::statefile::StateFile>,
+    /// Connection sync daemons (`crate::sync`).
+    pub sync: crate::sync::Daemons,
 }
 
 impl Control {
@@ -303,14 +339,16 @@ impl Control {
         workers: Arc<[CachePadded<WorkerStats>]>,
         local_ips: Vec<IpAddr>,
     ) -> Self {
+        let table = Arc::new(ArcSwap::from_pointee(ServiceTable::default()));
         Control {
+            sync: crate::sync::Daemons::new(conns.clone(), table.clone()),
             master: Mutex::new(Master {
                 confs: Vec::new(),
                 rules: Vec::new(),
                 registry: StateRegistry::new(conns.ids().clone()),
                 health: HashMap::new(),
             }),
-            table: Arc::new(ArcSwap::from_pointee(ServiceTable::default())),
+            table,
             conns,
             workers,
             local_ips,
@@ -367,6 +405,36 @@ impl Control {
                     .set_timeouts(apply_timeouts(self.conns.timeouts(), &timeouts));
                 Ok(json!({"ok": true}))
             }
+            Request::StartDaemon {
+                state,
+                mcast_ifn,
+                syncid,
+                sync_maxlen,
+                mcast_group,
+                mcast_port,
+                mcast_ttl,
+            } => match self.sync.start(
+                state,
+                crate::sync::SyncConf {
+                    mcast_ifn,
+                    syncid,
+                    sync_maxlen,
+                    mcast_group,
+                    mcast_port,
+                    mcast_ttl,
+                },
+            ) {
+                Ok(c) => Ok(json!({"ok": true, "state": state, "sync_maxlen": c.sync_maxlen})),
+                Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
+            },
+            Request::StopDaemon { state } => match self.sync.stop(state) {
+                Ok(()) => Ok(json!({"ok": true})),
+                Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
+            },
+            Request::Daemon => Ok(crate::sync::status_json(
+                &self.sync.status(),
+                &self.sync.counters,
+            )),
             Request::Zero { service } => {
                 let m = self.master.lock();
                 if let Some(s) = service {
@@ -880,6 +948,9 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "load",
         "dump",
         "set_fwmark_rules",
+        "start_daemon",
+        "stop_daemon",
+        "daemon",
     ];
     if !COMMANDS.contains(&cmd.as_str()) {
         return Err(CtlError::new(
@@ -895,6 +966,16 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
         "set_fwmark_rules" => &["rules"],
         "connections" => &["limit"],
         "set_timeouts" => &["timeouts"],
+        "start_daemon" => &[
+            "state",
+            "mcast_ifn",
+            "syncid",
+            "sync_maxlen",
+            "mcast_group",
+            "mcast_port",
+            "mcast_ttl",
+        ],
+        "stop_daemon" => &["state"],
         _ => &[],
     };
     if let Some(obj) = v.as_object() {

@@ -419,17 +419,32 @@ impl Rvsd {
         Rvsd::start_bin(Path::new(RVSD_BIN), topo, config)
     }
 
+    /// [`Rvsd::start`] in namespace `ns` (a second director a test built).
+    pub fn start_in(topo: &Topology, ns: &str, config: &Value) -> Rvsd {
+        Rvsd::start_bin_in(Path::new(RVSD_BIN), topo, ns, config)
+    }
+
     /// [`Rvsd::start`] with an explicit binary.
     pub fn start_bin(bin: &Path, topo: &Topology, config: &Value) -> Rvsd {
-        Rvsd::start_bin_args(bin, topo, config, &[])
+        Rvsd::start_bin_args(bin, topo, &topo.lb_ns(), config, &[])
     }
 
     /// [`Rvsd::start`] with extra rvsd arguments (kept for restarts).
     pub fn start_args(topo: &Topology, config: &Value, args: &[&str]) -> Rvsd {
-        Rvsd::start_bin_args(Path::new(RVSD_BIN), topo, config, args)
+        Rvsd::start_bin_args(Path::new(RVSD_BIN), topo, &topo.lb_ns(), config, args)
     }
 
-    fn start_bin_args(bin: &Path, topo: &Topology, config: &Value, args: &[&str]) -> Rvsd {
+    fn start_bin_in(bin: &Path, topo: &Topology, ns: &str, config: &Value) -> Rvsd {
+        Rvsd::start_bin_args(bin, topo, ns, config, &[])
+    }
+
+    fn start_bin_args(
+        bin: &Path,
+        topo: &Topology,
+        ns: &str,
+        config: &Value,
+        args: &[&str],
+    ) -> Rvsd {
         let n = topo.rvsd_count.fetch_add(1, Ordering::Relaxed);
         let dir = &topo.state_dir;
         let config_path = dir.join(format!("rvsd{n}.json"));
@@ -442,7 +457,7 @@ impl Rvsd {
         .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
         let log = File::create(&log_path).expect("create rvsd log");
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = spawn_rvsd(bin, &topo.lb_ns(), &config_path, &socket, &args, log);
+        let child = spawn_rvsd(bin, ns, &config_path, &socket, &args, log);
         // Constructed before waiting: a panic below drops it, which stops rvsd.
         let mut rvsd = Rvsd {
             child,
@@ -450,7 +465,7 @@ impl Rvsd {
             log_path,
             config_path,
             bin: bin.to_owned(),
-            ns: topo.lb_ns(),
+            ns: ns.to_owned(),
             args,
         };
         rvsd.wait_ready();

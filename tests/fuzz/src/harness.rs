@@ -1108,3 +1108,57 @@ fn describe_ipv4(b: &[u8]) -> String {
     }
     s
 }
+
+// ---------------------------------------------------------------------------
+// sync
+// ---------------------------------------------------------------------------
+
+/// The connection-sync parser (`rvs::sync::proto`) over arbitrary bytes:
+/// the first byte is the backup's syncid, the rest one datagram. Whatever
+/// parses must be consistent with the header (never more connections than
+/// it announces, the syncid filter held) and survive a build/parse round
+/// trip unchanged; then it is applied to a small director's table.
+pub fn sync(data: &[u8]) {
+    use rvs::sync::proto::{self, Builder};
+    let Some((&want, msg)) = data.split_first() else {
+        return;
+    };
+    let Ok(p) = proto::parse(msg, want) else {
+        return;
+    };
+    assert!(want == 0 || p.syncid == want);
+    let announced = if p.version == 1 { msg[4] } else { msg[0] } as usize;
+    assert!(p.conns.len() + p.skipped.len() <= announced);
+    if p.version == 1 {
+        for c in &p.conns {
+            let mut b = Builder::new(p.syncid, 65535);
+            assert!(b.push(c));
+            let again = proto::parse(&b.finish(), p.syncid).expect("own message parses");
+            assert_eq!(again.conns.len(), 1);
+            assert_eq!(&again.conns[0], c);
+        }
+    }
+    static DIRECTOR: OnceLock<rvs::control::Control> = OnceLock::new();
+    let ctl = DIRECTOR.get_or_init(|| {
+        let workers = std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
+            rvs::stats::WorkerStats::default(),
+        )]);
+        let c = rvs::control::Control::new(
+            std::sync::Arc::new(rvs::conn::ConnTable::new(64, 1)),
+            workers,
+            vec![],
+        );
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
+        ] {
+            let _ = c.handle_line(line);
+        }
+        c
+    });
+    let table = ctl.table.load();
+    for c in &p.conns {
+        let _ = rvs::sync::apply(&ctl.conns, &table, c, 1_000);
+    }
+    assert!(ctl.conns.len() <= ctl.conns.capacity());
+}

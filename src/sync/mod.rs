@@ -1,0 +1,974 @@
+//! Connection synchronisation between directors, compatible with the
+//! kernel's IPVS sync daemon (`net/netfilter/ipvs/ip_vs_sync.c`): version 1
+//! messages (see [`proto`]) multicast to 224.0.0.81:8848, TTL 1, on a kernel
+//! interface (`--mcast-interface`, normally the management interface).
+//!
+//! # Master
+//! The kernel marks connections to sync from the packet path
+//! (`ip_vs_sync_conn`, every `sync_period` packets and on state changes).
+//! rvs keeps its data path untouched instead: a sync thread scans the
+//! connection table every [`SCAN_MS`] (a read-only pass, workers are never
+//! blocked) and sends a connection when it is new to the backup, when its
+//! state changed, or when half its timeout passed since it was last sent
+//! (so the backup's copy never expires under a live connection). Only the
+//! states the kernel syncs go out (`ip_vs_sync_conn_needed`: TCP
+//! ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT, TIME_WAIT; every UDP one).
+//! At most [`MAX_MSGS_PER_SCAN`] messages leave per scan; what does not fit
+//! waits for the next scan (`deferred`), so the rate and the memory (one
+//! small record per tracked connection, bounded by the table) are bounded.
+//!
+//! # Backup
+//! A thread on a UDP socket bound to the group and port, joined on the
+//! interface, parses each datagram ([`proto::parse`]: size, syncid, entry
+//! checks), and for each connection does what `ip_vs_proc_conn` does: an
+//! existing entry is updated (state, INACTIVE flag, timer); a new one is
+//! bound to the backup's own real server with the synced address and port
+//! (`ip_vs_find_dest`) and inserted in the connection table, so a packet
+//! of that flow reaching this director is forwarded to the same server.
+//! Every rejected message or entry is counted by reason.
+
+pub mod proto;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::conn::{ConnTable, Dir, FlowKey, NewConn, State};
+use crate::service::{ClientAddr, Forward, Proto, ServiceTable};
+use proto::{flags, Builder, Error, FnatOpt, Seq, SyncConn};
+
+/// How often the master scans the connection table.
+pub const SCAN_MS: u64 = 200;
+/// Messages the master sends per scan at most.
+pub const MAX_MSGS_PER_SCAN: usize = 256;
+/// The least re-send period of a connection (the kernel's sync_refresh
+/// minimum difference is 10 s).
+pub const MIN_REFRESH_MS: u64 = 10_000;
+
+/// Which daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Backup,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Backup => "backup",
+        }
+    }
+}
+
+/// A sync daemon's configuration (`struct ipvs_sync_daemon_cfg`); zero
+/// fields take the kernel's defaults in [`SyncConf::resolve`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConf {
+    pub mcast_ifn: String,
+    #[serde(default)]
+    pub syncid: u8,
+    #[serde(default)]
+    pub sync_maxlen: u16,
+    #[serde(default)]
+    pub mcast_group: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub mcast_port: u16,
+    #[serde(default)]
+    pub mcast_ttl: u8,
+}
+
+impl SyncConf {
+    /// Fill in the defaults as `start_sync_thread` does: group 224.0.0.81,
+    /// port 8848, TTL 1, maxlen = MTU - 28 (MTU 1500 for a master, the
+    /// interface's clamped to 1500..65535 for a backup), a given maxlen
+    /// clamped to [1 (1024 for a backup), 65535 - 28].
+    pub fn resolve(&mut self, role: Role, dev_mtu: u32) {
+        const HLEN: u32 = 20 + 8;
+        if self.mcast_group.is_none() {
+            self.mcast_group = Some(proto::SYNC_GROUP);
+        }
+        if self.mcast_port == 0 {
+            self.mcast_port = proto::SYNC_PORT;
+        }
+        if self.mcast_ttl == 0 {
+            self.mcast_ttl = 1;
+        }
+        let (mtu, min) = match role {
+            Role::Backup => (dev_mtu.clamp(1500, 65535), 1024),
+            Role::Master => (1500, 1),
+        };
+        self.sync_maxlen = if self.sync_maxlen != 0 {
+            (self.sync_maxlen as u32).clamp(min, 65535 - HLEN) as u16
+        } else {
+            (mtu - HLEN) as u16
+        };
+    }
+    fn group(&self) -> Ipv4Addr {
+        self.mcast_group.unwrap_or(proto::SYNC_GROUP)
+    }
+}
+
+/// Counters of both daemons (reported by the `daemon` request).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent_msgs: AtomicU64,
+    pub sent_conns: AtomicU64,
+    pub send_errors: AtomicU64,
+    /// Connections that waited for a later scan (rate bound).
+    pub deferred: AtomicU64,
+    /// Connections the master does not sync (SYN proxy, IPv6).
+    pub not_synced: AtomicU64,
+    pub recv_msgs: AtomicU64,
+    pub recv_conns: AtomicU64,
+    pub inserted: AtomicU64,
+    pub updated: AtomicU64,
+    /// Entries for a service or real server this director does not have.
+    pub no_dest: AtomicU64,
+    /// Entries the connection table had no room for.
+    pub table_full: AtomicU64,
+    /// Expiry messages for a connection already replaced (kernel: ignored).
+    pub stale: AtomicU64,
+    /// Messages or entries rejected, by [`Error`].
+    pub errors: [AtomicU64; 8],
+}
+
+impl Counters {
+    fn error(&self, e: Error) {
+        let i = Error::ALL.iter().position(|x| *x == e).unwrap_or(0);
+        self.errors[i].fetch_add(1, Relaxed);
+    }
+    pub fn to_json(&self) -> Value {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        let mut errors = serde_json::Map::new();
+        for (i, e) in Error::ALL.iter().enumerate() {
+            errors.insert(e.name().into(), json!(g(&self.errors[i])));
+        }
+        json!({
+            "sent_msgs": g(&self.sent_msgs), "sent_conns": g(&self.sent_conns),
+            "send_errors": g(&self.send_errors), "deferred": g(&self.deferred),
+            "not_synced": g(&self.not_synced),
+            "recv_msgs": g(&self.recv_msgs), "recv_conns": g(&self.recv_conns),
+            "inserted": g(&self.inserted), "updated": g(&self.updated),
+            "no_dest": g(&self.no_dest), "table_full": g(&self.table_full),
+            "stale": g(&self.stale), "errors": errors,
+        })
+    }
+}
+
+struct Running {
+    conf: SyncConf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Why a daemon could not be started or stopped (the kernel's errno).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonError {
+    /// `EEXIST`, `ESRCH`, `ENODEV`, `EADDRNOTAVAIL`, `EIO`.
+    pub errno: &'static str,
+    pub message: String,
+}
+
+fn err(errno: &'static str, message: impl Into<String>) -> DaemonError {
+    DaemonError {
+        errno,
+        message: message.into(),
+    }
+}
+
+/// The master and backup daemons of one rvsd (both may run at once, as in
+/// the kernel).
+pub struct Daemons {
+    conns: Arc<ConnTable>,
+    table: Arc<ArcSwap<ServiceTable>>,
+    master: Mutex<Option<Running>>,
+    backup: Mutex<Option<Running>>,
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Daemons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemons").finish_non_exhaustive()
+    }
+}
+
+/// The first IPv4 address of a kernel interface (`ip -4 -o addr show dev`)
+/// and its MTU (`/sys/class/net/IF/mtu`).
+fn interface(ifn: &str) -> Result<(Ipv4Addr, u32), DaemonError> {
+    let valid = !ifn.is_empty()
+        && ifn.len() < 16
+        && ifn
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if !valid {
+        return Err(err("ENODEV", "No such device"));
+    }
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{ifn}/mtu"))
+        .map_err(|_| err("ENODEV", "No such device"))?;
+    let mtu = mtu.trim().parse().unwrap_or(1500);
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", ifn])
+        .output()
+        .map_err(|e| err("EIO", format!("ip addr show: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let addr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| {
+            err(
+                "EADDRNOTAVAIL",
+                format!("no IPv4 address on mcast interface {ifn}"),
+            )
+        })?;
+    Ok((addr, mtu))
+}
+
+impl Daemons {
+    pub fn new(conns: Arc<ConnTable>, table: Arc<ArcSwap<ServiceTable>>) -> Daemons {
+        Daemons {
+            conns,
+            table,
+            master: Mutex::new(None),
+            backup: Mutex::new(None),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    fn slot(&self, role: Role) -> &Mutex<Option<Running>> {
+        match role {
+            Role::Master => &self.master,
+            Role::Backup => &self.backup,
+        }
+    }
+
+    /// Start a daemon (`IPVS_CMD_NEW_DAEMON`, ipvsadm --start-daemon).
+    pub fn start(&self, role: Role, mut conf: SyncConf) -> Result<SyncConf, DaemonError> {
+        let mut slot = self.slot(role).lock();
+        if slot.is_some() {
+            // libipvs ipvs_strerror: { ipvs_start_daemon, EEXIST, ... }.
+            return Err(err("EEXIST", "Daemon has already run"));
+        }
+        let (addr, mtu) = interface(&conf.mcast_ifn)?;
+        conf.resolve(role, mtu);
+        let group = conf.group();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = match role {
+            Role::Master => {
+                let sock = UdpSocket::bind(SocketAddrV4::new(addr, 0))
+                    .map_err(|e| err("EIO", format!("sync socket: {e}")))?;
+                let _ = sock.set_multicast_loop_v4(false);
+                sock.set_multicast_ttl_v4(conf.mcast_ttl as u32)
+                    .and_then(|_| sock.connect(SocketAddrV4::new(group, conf.mcast_port)))
+                    .map_err(|e| err("EIO", format!("sync socket: {e}")))?;
+                let m = Master {
+                    conns: self.conns.clone(),
+                    counters: self.counters.clone(),
+                    stop: stop.clone(),
+                    sock,
+                    syncid: conf.syncid,
+                    maxlen: conf.sync_maxlen as usize,
+                    sent: HashMap::new(),
+                };
+                std::thread::Builder::new()
+                    .name("rvs-sync-m".into())
+                    .spawn(move || m.run())
+            }
+            Role::Backup => {
+                let sock = UdpSocket::bind(SocketAddrV4::new(group, conf.mcast_port))
+                    .map_err(|e| err("EIO", format!("sync socket: {e}")))?;
+                sock.join_multicast_v4(&group, &addr)
+                    .map_err(|e| err("EIO", format!("joining {group}: {e}")))?;
+                sock.set_read_timeout(Some(Duration::from_millis(SCAN_MS)))
+                    .map_err(|e| err("EIO", format!("sync socket: {e}")))?;
+                let b = Backup {
+                    conns: self.conns.clone(),
+                    table: self.table.clone(),
+                    counters: self.counters.clone(),
+                    stop: stop.clone(),
+                    sock,
+                    syncid: conf.syncid,
+                    maxlen: conf.sync_maxlen as usize,
+                };
+                std::thread::Builder::new()
+                    .name("rvs-sync-b".into())
+                    .spawn(move || b.run())
+            }
+        }
+        .map_err(|e| err("EIO", format!("sync thread: {e}")))?;
+        log::info!(
+            "sync thread started: state = {}, mcast_ifn = {}, syncid = {}",
+            role.name(),
+            conf.mcast_ifn,
+            conf.syncid
+        );
+        *slot = Some(Running {
+            conf: conf.clone(),
+            stop,
+            thread: Some(thread),
+        });
+        Ok(conf)
+    }
+
+    /// Stop a daemon (`IPVS_CMD_DEL_DAEMON`, ipvsadm --stop-daemon):
+    /// `ESRCH` when it is not running, as `stop_sync_thread`.
+    pub fn stop(&self, role: Role) -> Result<(), DaemonError> {
+        let r = self.slot(role).lock().take();
+        match r {
+            Some(r) => {
+                drop(r);
+                Ok(())
+            }
+            // libipvs ipvs_strerror: { ipvs_stop_daemon, ESRCH, ... }.
+            None => Err(err("ESRCH", "No daemon is running")),
+        }
+    }
+
+    /// The running daemons' configurations (`IPVS_CMD_GET_DAEMON`).
+    pub fn status(&self) -> Vec<(Role, SyncConf)> {
+        let mut v = Vec::new();
+        for role in [Role::Master, Role::Backup] {
+            if let Some(r) = &*self.slot(role).lock() {
+                v.push((role, r.conf.clone()));
+            }
+        }
+        v
+    }
+}
+
+// ---- master ------------------------------------------------------------
+
+struct Master {
+    conns: Arc<ConnTable>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    sock: UdpSocket,
+    syncid: u8,
+    maxlen: usize,
+    /// Per connection: (slot, generation) → (state sent, when, seen in
+    /// the current scan).
+    sent: HashMap<(u32, u16), (State, u64, bool)>,
+}
+
+/// Whether the kernel syncs a connection in this state
+/// (`ip_vs_sync_conn_needed`).
+pub fn state_synced(s: State) -> bool {
+    matches!(
+        s,
+        State::Established
+            | State::FinWait
+            | State::Close
+            | State::CloseWait
+            | State::TimeWait
+            | State::Udp
+    )
+}
+
+/// The sync entry of a connection (`ip_vs_sync_conn`'s copy of `cp`).
+/// None for what the protocol cannot carry (IPv6 here, SYN-proxied
+/// connections whose sequence adjustment the backup cannot apply).
+pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    };
+    if c.synproxy.is_some() {
+        return None;
+    }
+    let mut f = match c.fwd {
+        Forward::Nat | Forward::FullNat => flags::MASQ,
+        Forward::Tun => flags::TUNNEL | flags::NOOUTPUT,
+        Forward::Dr => flags::DROUTE | flags::NOOUTPUT,
+    };
+    if !c.is_active() {
+        f |= flags::INACTIVE;
+    }
+    let st = c.state();
+    let mut sc = SyncConn {
+        protocol: c.proto.number(),
+        flags: f,
+        state: if st == State::Udp { 0 } else { st as u16 },
+        cport: c.cport,
+        vport: c.vport,
+        dport: c.dport,
+        fwmark: 0,
+        timeout: timeout_s,
+        caddr: v4(c.cip)?,
+        vaddr: v4(c.vip)?,
+        daddr: v4(c.dip)?,
+        seq: None,
+        fnat: None,
+    };
+    if let Some(fn_) = &c.fnat {
+        sc.fnat = Some(FnatOpt {
+            lip: v4(fn_.lip)?,
+            lport: fn_.lport,
+            client_addr: match fn_.client_addr {
+                ClientAddr::None => 0,
+                ClientAddr::Toa => 1,
+                ClientAddr::ProxyV2 => 3,
+            },
+        });
+        // FULLNAT's client ISN and inserted bytes (PROXY header) as the
+        // kernel's input sequence adjustment.
+        let (isn, delta) = (fn_.isn.get(), fn_.delta.get());
+        if delta != 0 {
+            sc.flags |= flags::IN_SEQ;
+            sc.seq = Some((
+                Seq {
+                    init_seq: isn,
+                    delta,
+                    previous_delta: 0,
+                },
+                Seq::default(),
+            ));
+        }
+    }
+    Some(sc)
+}
+
+impl Master {
+    fn run(mut self) {
+        while !self.stop.load(Relaxed) {
+            self.scan(crate::clock::now_ms());
+            std::thread::sleep(Duration::from_millis(SCAN_MS));
+        }
+    }
+
+    fn scan(&mut self, now: u64) {
+        let t = self.conns.timeouts();
+        let mut todo: Vec<SyncConn> = Vec::new();
+        let mut keys: Vec<((u32, u16), State)> = Vec::new();
+        let mut not_synced = 0u64;
+        let sent = &mut self.sent;
+        for v in sent.values_mut() {
+            v.2 = false;
+        }
+        self.conns.for_each(|c| {
+            let st = c.state();
+            if !state_synced(st) {
+                return;
+            }
+            let id = c.id();
+            let timeout = t.get(st);
+            let refresh = (timeout as u64 * 500).max(MIN_REFRESH_MS);
+            let due = match sent.get_mut(&id) {
+                Some(e) => {
+                    e.2 = true;
+                    e.0 != st || now.saturating_sub(e.1) >= refresh
+                }
+                None => true,
+            };
+            if !due {
+                return;
+            }
+            match sync_conn(c, timeout) {
+                Some(sc) => {
+                    todo.push(sc);
+                    keys.push((id, st));
+                }
+                None => not_synced += 1,
+            }
+        });
+        // Forget connections that have ended.
+        sent.retain(|_, v| v.2);
+        self.counters.not_synced.fetch_add(not_synced, Relaxed);
+        let mut msgs = 0;
+        let mut i = 0;
+        while i < todo.len() && msgs < MAX_MSGS_PER_SCAN {
+            let mut b = Builder::new(self.syncid, self.maxlen);
+            let start = i;
+            while i < todo.len() && b.push(&todo[i]) {
+                i += 1;
+            }
+            if i == start {
+                // One entry larger than maxlen: cannot be sent.
+                self.counters.send_errors.fetch_add(1, Relaxed);
+                i += 1;
+                continue;
+            }
+            let n = b.count() as u64;
+            match self.sock.send(&b.finish()) {
+                Ok(_) => {
+                    self.counters.sent_msgs.fetch_add(1, Relaxed);
+                    self.counters.sent_conns.fetch_add(n, Relaxed);
+                    for (id, st) in &keys[start..i] {
+                        self.sent.insert(*id, (*st, now, true));
+                    }
+                }
+                Err(_) => {
+                    self.counters.send_errors.fetch_add(1, Relaxed);
+                }
+            }
+            msgs += 1;
+        }
+        self.counters
+            .deferred
+            .fetch_add((todo.len() - i) as u64, Relaxed);
+    }
+}
+
+// ---- backup ------------------------------------------------------------
+
+struct Backup {
+    conns: Arc<ConnTable>,
+    table: Arc<ArcSwap<ServiceTable>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    sock: UdpSocket,
+    syncid: u8,
+    maxlen: usize,
+}
+
+/// What [`apply`] did with one synced connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    Updated,
+    /// No such service or real server here.
+    NoDest,
+    Full,
+    /// An expiry for a connection already replaced.
+    Stale,
+}
+
+/// Insert or update one synced connection (kernel `ip_vs_proc_conn`).
+pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -> Applied {
+    let Some(proto) = Proto::from_number(sc.protocol) else {
+        return Applied::NoDest;
+    };
+    let inactive = sc.flags & flags::INACTIVE != 0;
+    let state = if proto == Proto::Udp {
+        State::Udp
+    } else {
+        State::from_u8(sc.state as u8)
+    };
+    let timeout_s = if sc.timeout != 0 {
+        sc.timeout
+    } else {
+        conns.timeouts().get(state)
+    };
+    let deadline = now + timeout_s as u64 * 1000;
+    let key = FlowKey::v4(proto, sc.caddr, sc.cport, sc.vaddr, sc.vport);
+    if let Some((c, Dir::In)) = conns.lookup(&key) {
+        if c.dport == sc.dport && c.dip == IpAddr::V4(sc.daddr) {
+            c.set_synced(state, inactive, deadline);
+            return Applied::Updated;
+        }
+        if inactive {
+            return Applied::Stale;
+        }
+        conns.end(&c);
+    }
+    // ip_vs_find_dest: the service by <protocol, vaddr, vport>, the real
+    // server by <daddr, dport>.
+    let Some(svc) = table.find(proto, IpAddr::V4(sc.vaddr), sc.vport) else {
+        return Applied::NoDest;
+    };
+    let Some(d) = svc
+        .dests
+        .iter()
+        .find(|d| d.ip == IpAddr::V4(sc.daddr) && d.port == sc.dport)
+    else {
+        return Applied::NoDest;
+    };
+    let fwd = match (sc.flags & flags::FWD_MASK, sc.fnat) {
+        (flags::MASQ, Some(_)) => Forward::FullNat,
+        (flags::MASQ, None) => Forward::Nat,
+        (flags::TUNNEL, _) => Forward::Tun,
+        (flags::DROUTE, _) => Forward::Dr,
+        _ => return Applied::NoDest,
+    };
+    let mut n = NewConn::new(
+        proto,
+        (IpAddr::V4(sc.caddr), sc.cport),
+        (IpAddr::V4(sc.vaddr), sc.vport),
+        (IpAddr::V4(sc.daddr), sc.dport),
+        fwd,
+        &d.state,
+        &svc.state,
+    );
+    if let Some(f) = sc.fnat {
+        let ca = match f.client_addr {
+            1 => ClientAddr::Toa,
+            3 => ClientAddr::ProxyV2,
+            _ => ClientAddr::None,
+        };
+        n = n.with_fnat(IpAddr::V4(f.lip), f.lport, ca);
+    }
+    match conns.insert(n, now, 0) {
+        Ok(c) => {
+            if let (Some(f), Some((i, _))) = (&c.fnat, sc.seq) {
+                f.isn.set(i.init_seq);
+                f.delta.set(i.delta);
+                c.commit();
+            }
+            c.set_synced(state, inactive, deadline);
+            Applied::Inserted
+        }
+        Err(_) => Applied::Full,
+    }
+}
+
+impl Backup {
+    fn run(self) {
+        let mut buf = vec![0u8; self.maxlen.max(proto::MESG_HDR_LEN)];
+        while !self.stop.load(Relaxed) {
+            let n = match self.sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            self.handle(&buf[..n], crate::clock::now_ms());
+        }
+    }
+
+    fn handle(&self, msg: &[u8], now: u64) {
+        let c = &self.counters;
+        c.recv_msgs.fetch_add(1, Relaxed);
+        let p = match proto::parse(msg, self.syncid) {
+            Ok(p) => p,
+            Err(e) => return c.error(e),
+        };
+        for e in &p.skipped {
+            c.error(*e);
+        }
+        if let Some(e) = p.dropped {
+            c.error(e);
+        }
+        let table = self.table.load();
+        for sc in &p.conns {
+            c.recv_conns.fetch_add(1, Relaxed);
+            if sc.flags & flags::TEMPLATE != 0 {
+                // Persistence templates are not synced by rvs (yet).
+                c.error(Error::Unsupported);
+                continue;
+            }
+            let ctr = match apply(&self.conns, &table, sc, now) {
+                Applied::Inserted => &c.inserted,
+                Applied::Updated => &c.updated,
+                Applied::NoDest => &c.no_dest,
+                Applied::Full => &c.table_full,
+                Applied::Stale => &c.stale,
+            };
+            ctr.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// `ipvsadm -L --daemon`'s lines for a `daemon` reply.
+pub fn status_json(status: &[(Role, SyncConf)], counters: &Counters) -> Value {
+    let d: Vec<Value> = status
+        .iter()
+        .map(|(r, c)| {
+            json!({"state": r.name(), "mcast_ifn": c.mcast_ifn, "syncid": c.syncid,
+                   "sync_maxlen": c.sync_maxlen, "mcast_group": c.group(),
+                   "mcast_port": c.mcast_port, "mcast_ttl": c.mcast_ttl})
+        })
+        .collect();
+    json!({"ok": true, "daemons": d, "counters": counters.to_json()})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::TcpEvent;
+    use crate::control::Control;
+    use crate::stats::WorkerStats;
+    use crossbeam_utils::CachePadded;
+
+    fn director() -> Control {
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let c = Control::new(
+            Arc::new(ConnTable::new(100, 1)),
+            workers,
+            vec!["10.0.1.1".parse().unwrap()],
+        );
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.10","port":8080,"fwd":"nat"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.11","port":8080,"fwd":"nat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        c
+    }
+
+    const ACK: TcpEvent = TcpEvent {
+        syn: false,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
+    const SYN: TcpEvent = TcpEvent {
+        syn: true,
+        fin: false,
+        ack: false,
+        rst: false,
+    };
+
+    /// An established NAT connection on `c` to real server `rip`.
+    fn establish(c: &Control, cport: u16, rip: &str) {
+        let t = c.table.load();
+        let svc = t
+            .find(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80)
+            .unwrap();
+        let d = svc.dests.iter().find(|d| d.ip.to_string() == rip).unwrap();
+        let n = NewConn::new(
+            Proto::Tcp,
+            ("192.0.2.1".parse().unwrap(), cport),
+            ("10.0.0.100".parse().unwrap(), 80),
+            (d.ip, 8080),
+            Forward::Nat,
+            &d.state,
+            &svc.state,
+        );
+        let now = crate::clock::now_ms();
+        let conn = c.conns.insert(n, now, 0).unwrap();
+        let to = c.conns.timeouts();
+        conn.on_packet(Dir::In, SYN, now, &to);
+        conn.on_packet(Dir::Out, SYN, now, &to);
+        assert_eq!(conn.on_packet(Dir::In, ACK, now, &to), State::Established);
+    }
+
+    fn entries(c: &Control) -> Vec<SyncConn> {
+        let mut v = Vec::new();
+        let t = c.conns.timeouts();
+        c.conns
+            .for_each(|x| v.push(sync_conn(x, t.get(x.state())).unwrap()));
+        v
+    }
+
+    #[test]
+    fn master_entry_to_backup_connection() {
+        let (m, b) = (director(), director());
+        establish(&m, 40000, "10.0.2.11");
+        let e = entries(&m);
+        assert_eq!(e.len(), 1);
+        // Flags as the kernel sends a NAT connection in ESTABLISHED.
+        assert_eq!(e[0].flags, flags::MASQ);
+        assert_eq!(e[0].state, 1);
+        assert_eq!(e[0].timeout, 900);
+        let mut bl = Builder::new(9, 1472);
+        assert!(bl.push(&e[0]));
+        let p = proto::parse(&bl.finish(), 9).unwrap();
+        let now = crate::clock::now_ms();
+        assert_eq!(
+            apply(&b.conns, &b.table.load(), &p.conns[0], now),
+            Applied::Inserted
+        );
+        let key = FlowKey::v4(
+            Proto::Tcp,
+            "192.0.2.1".parse().unwrap(),
+            40000,
+            "10.0.0.100".parse().unwrap(),
+            80,
+        );
+        let (c, _) = b.conns.lookup(&key).expect("synced connection");
+        assert_eq!(c.state(), State::Established);
+        assert!(c.is_active());
+        assert_eq!(c.dip.to_string(), "10.0.2.11");
+        assert_eq!(c.fwd, Forward::Nat);
+        assert_eq!(c.dest().active.load(Relaxed), 1);
+        assert_eq!(c.dest().inactive.load(Relaxed), 0);
+        // The reply key is there too (NAT replies pass the director).
+        let out = FlowKey::v4(
+            Proto::Tcp,
+            "10.0.2.11".parse().unwrap(),
+            8080,
+            "192.0.2.1".parse().unwrap(),
+            40000,
+        );
+        assert!(b.conns.lookup(&out).is_some());
+        let left = c.expires_ms().saturating_sub(now);
+        assert!(left > 800_000 && left <= 900_000, "{left}");
+
+        // An update to FIN_WAIT, inactive: same entry, counts move.
+        let mut u = p.conns[0].clone();
+        u.state = State::FinWait as u16;
+        u.flags |= flags::INACTIVE;
+        u.timeout = 120;
+        assert_eq!(apply(&b.conns, &b.table.load(), &u, now), Applied::Updated);
+        let (c, _) = b.conns.lookup(&key).unwrap();
+        assert_eq!(c.state(), State::FinWait);
+        assert_eq!(c.dest().active.load(Relaxed), 0);
+        assert_eq!(c.dest().inactive.load(Relaxed), 1);
+        assert!(c.expires_ms() <= now + 120_000);
+        assert_eq!(b.conns.len(), 1);
+
+        // Another real server and INACTIVE: the expiry of a replaced
+        // connection, ignored; active: the old one is replaced.
+        let mut r = u.clone();
+        r.daddr = "10.0.2.10".parse().unwrap();
+        assert_eq!(apply(&b.conns, &b.table.load(), &r, now), Applied::Stale);
+        r.flags &= !flags::INACTIVE;
+        r.state = 1;
+        assert_eq!(apply(&b.conns, &b.table.load(), &r, now), Applied::Inserted);
+        let (c, _) = b.conns.lookup(&key).unwrap();
+        assert_eq!(c.dip.to_string(), "10.0.2.10");
+        assert_eq!(b.conns.len(), 1);
+    }
+
+    #[test]
+    fn unknown_service_or_server_is_not_inserted() {
+        let b = director();
+        let mut sc = SyncConn {
+            protocol: 6,
+            flags: flags::MASQ,
+            state: 1,
+            cport: 1,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 0,
+            caddr: "192.0.2.9".parse().unwrap(),
+            vaddr: "10.0.0.100".parse().unwrap(),
+            daddr: "10.0.2.99".parse().unwrap(),
+            seq: None,
+            fnat: None,
+        };
+        let now = crate::clock::now_ms();
+        assert_eq!(apply(&b.conns, &b.table.load(), &sc, now), Applied::NoDest);
+        sc.daddr = "10.0.2.10".parse().unwrap();
+        sc.vport = 81;
+        assert_eq!(apply(&b.conns, &b.table.load(), &sc, now), Applied::NoDest);
+        assert!(b.conns.is_empty());
+        // Timeout 0 (a version 0 message): the backup's own table.
+        sc.vport = 80;
+        assert_eq!(
+            apply(&b.conns, &b.table.load(), &sc, now),
+            Applied::Inserted
+        );
+        b.conns.for_each(|c| {
+            assert_eq!(c.expires_ms(), now + 900_000);
+        });
+    }
+
+    #[test]
+    fn dr_and_tun_entries_as_the_kernel_sends_them() {
+        let b = director();
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.101","port":53}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.101","port":53},"dest":{"ip":"10.0.2.20","port":53,"fwd":"dr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.101","port":53},"dest":{"ip":"10.0.2.21","port":53,"fwd":"tun"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&b.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        let now = crate::clock::now_ms();
+        for (rip, f, fwd) in [
+            ("10.0.2.20", flags::DROUTE, Forward::Dr),
+            ("10.0.2.21", flags::TUNNEL, Forward::Tun),
+        ] {
+            // UDP: state 0 (IP_VS_UDP_S_NORMAL), NOOUTPUT as for every
+            // non-MASQ destination (ip_vs_ctl.c __ip_vs_update_dest).
+            let sc = SyncConn {
+                protocol: 17,
+                flags: f | flags::NOOUTPUT | flags::SYNC,
+                state: 0,
+                cport: 5353,
+                vport: 53,
+                dport: 53,
+                fwmark: 0,
+                timeout: 300,
+                caddr: "192.0.2.7".parse().unwrap(),
+                vaddr: "10.0.0.101".parse().unwrap(),
+                daddr: rip.parse().unwrap(),
+                seq: None,
+                fnat: None,
+            };
+            b.conns.flush();
+            assert_eq!(
+                apply(&b.conns, &b.table.load(), &sc, now),
+                Applied::Inserted
+            );
+            let key = FlowKey::v4(
+                Proto::Udp,
+                sc.caddr,
+                5353,
+                "10.0.0.101".parse().unwrap(),
+                53,
+            );
+            let (c, _) = b.conns.lookup(&key).unwrap();
+            assert_eq!((c.fwd, c.state()), (fwd, State::Udp));
+            // No reply key: replies bypass the director.
+            assert!(c.out_key().is_none());
+            // And back: the master sends what it received.
+            let again = sync_conn(&c, 300).unwrap();
+            assert_eq!(again.flags, f | flags::NOOUTPUT);
+            assert_eq!(
+                (again.state, again.protocol, again.daddr),
+                (0, 17, sc.daddr)
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_defaults_for_the_daemon() {
+        // start_sync_thread: group, port, ttl, maxlen = 1500 - 28 for a
+        // master whatever the MTU; a backup uses the MTU (at least 1500).
+        let mut c = SyncConf {
+            mcast_ifn: "eth0".into(),
+            syncid: 1,
+            sync_maxlen: 0,
+            mcast_group: None,
+            mcast_port: 0,
+            mcast_ttl: 0,
+        };
+        let mut b = c.clone();
+        c.resolve(Role::Master, 9000);
+        assert_eq!(c.sync_maxlen, 1472);
+        assert_eq!(c.mcast_group, Some(Ipv4Addr::new(224, 0, 0, 81)));
+        assert_eq!((c.mcast_port, c.mcast_ttl), (8848, 1));
+        b.resolve(Role::Backup, 9000);
+        assert_eq!(b.sync_maxlen, 9000 - 28);
+        let mut s = c.clone();
+        s.sync_maxlen = 100;
+        s.resolve(Role::Backup, 1500);
+        assert_eq!(s.sync_maxlen, 1024);
+    }
+
+    #[test]
+    fn daemon_requests_errors() {
+        let c = director();
+        let r: Value =
+            serde_json::from_str(&c.handle_line(r#"{"cmd":"stop_daemon","state":"master"}"#))
+                .unwrap();
+        assert_eq!(r["error"]["code"], "not_running");
+        let r: Value = serde_json::from_str(
+            &c.handle_line(r#"{"cmd":"start_daemon","state":"backup","mcast_ifn":"nosuchif0"}"#),
+        )
+        .unwrap();
+        assert_eq!(r["error"]["code"], "no_device");
+        let r: Value = serde_json::from_str(
+            &c.handle_line(r#"{"cmd":"start_daemon","state":"backup","mcast_ifn":"lo","bogus":1}"#),
+        )
+        .unwrap();
+        assert_eq!(r["error"]["code"], "bad_request");
+        let r: Value = serde_json::from_str(&c.handle_line(r#"{"cmd":"daemon"}"#)).unwrap();
+        assert_eq!(r["daemons"], json!([]));
+        assert_eq!(r["counters"]["errors"]["foreign_syncid"], 0);
+    }
+}

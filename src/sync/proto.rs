@@ -1,0 +1,743 @@
+//! The kernel's IPVS connection-sync wire format (`net/netfilter/ipvs/
+//! ip_vs_sync.c`): version 1 messages (`struct ip_vs_sync_mesg` and
+//! `struct ip_vs_sync_v4` entries with type/length options) are built and
+//! parsed; version 0 messages (`struct ip_vs_sync_mesg_v0`,
+//! `struct ip_vs_sync_conn_v0`) are parsed. Parsing never panics: every
+//! malformed input is an [`Error`] the receiver counts by reason.
+//!
+//! rvs's own option, [`OPT_RVS_FNAT`], carries FULLNAT's local address and
+//! port. It is *mandatory* (the `IPVS_OPT_F_PARAM` bit is clear), so a
+//! kernel backup skips that one connection ("Unknown mandatory param",
+//! `ip_vs_proc_sync_conn` returns 20 and the message goes on) instead of
+//! installing it as a NAT connection it cannot forward.
+
+use std::net::Ipv4Addr;
+
+/// `IP_VS_SYNC_GROUP`: 224.0.0.81.
+pub const SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
+/// `IP_VS_SYNC_PORT`.
+pub const SYNC_PORT: u16 = 8848;
+/// `SYNC_PROTO_VER`.
+pub const SYNC_PROTO_VER: u8 = 1;
+/// `sizeof(struct ip_vs_sync_mesg)`.
+pub const MESG_HDR_LEN: usize = 8;
+/// `sizeof(struct ip_vs_sync_mesg_v0)`.
+pub const MESG_V0_HDR_LEN: usize = 4;
+/// `sizeof(struct ip_vs_sync_v4)`.
+pub const CONN_V4_LEN: usize = 36;
+/// `sizeof(struct ip_vs_sync_v6)`.
+pub const CONN_V6_LEN: usize = 72;
+/// `sizeof(struct ip_vs_sync_conn_v0)` (`SIMPLE_CONN_SIZE`).
+pub const CONN_V0_LEN: usize = 24;
+/// `sizeof(struct ip_vs_sync_conn_options)`: two `struct ip_vs_seq`.
+pub const SEQ_OPTS_LEN: usize = 24;
+/// `STYPE_F_INET6`.
+pub const STYPE_F_INET6: u8 = 1;
+/// `SVER_SHIFT`, `SVER_MASK`.
+pub const SVER_SHIFT: u16 = 12;
+pub const SVER_MASK: u16 = 0x0fff;
+
+/// `IPVS_OPT_SEQ_DATA`, `IPVS_OPT_PE_DATA`, `IPVS_OPT_PE_NAME`.
+pub const OPT_SEQ_DATA: u8 = 1;
+pub const OPT_PE_DATA: u8 = 2;
+pub const OPT_PE_NAME: u8 = 3;
+/// `IPVS_OPT_F_PARAM` (`1 << (IPVS_OPT_PARAM - 1)`): an option a receiver
+/// that does not know it may skip.
+pub const OPT_F_PARAM: u8 = 1 << 6;
+/// rvs: FULLNAT local address (4), local port (2), client-address delivery
+/// (1: 0 none, 1 TOA, 2 PROXY v1, 3 PROXY v2) and a zero byte: 8 bytes.
+/// Type 8 is unused by the kernel (1, 2, 3 and the 7th bit are taken).
+pub const OPT_RVS_FNAT: u8 = 8;
+pub const OPT_RVS_FNAT_LEN: usize = 8;
+
+/// `IP_VS_CONN_F_*` (include/uapi/linux/ip_vs.h).
+pub mod flags {
+    pub const FWD_MASK: u32 = 0x0007;
+    pub const MASQ: u32 = 0x0000;
+    pub const LOCALNODE: u32 = 0x0001;
+    pub const TUNNEL: u32 = 0x0002;
+    pub const DROUTE: u32 = 0x0003;
+    pub const BYPASS: u32 = 0x0004;
+    pub const SYNC: u32 = 0x0020;
+    pub const HASHED: u32 = 0x0040;
+    pub const NOOUTPUT: u32 = 0x0080;
+    pub const INACTIVE: u32 = 0x0100;
+    pub const OUT_SEQ: u32 = 0x0200;
+    pub const IN_SEQ: u32 = 0x0400;
+    pub const SEQ_MASK: u32 = 0x0600;
+    pub const NO_CPORT: u32 = 0x0800;
+    pub const TEMPLATE: u32 = 0x1000;
+    pub const ONE_PACKET: u32 = 0x2000;
+    /// `IP_VS_CONN_F_BACKUP_MASK`: what a backup keeps of the sent flags.
+    pub const BACKUP_MASK: u32 = FWD_MASK | NOOUTPUT | INACTIVE | SEQ_MASK | NO_CPORT | TEMPLATE;
+}
+
+/// `struct ip_vs_seq` in host order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seq {
+    pub init_seq: u32,
+    pub delta: u32,
+    pub previous_delta: u32,
+}
+
+/// rvs's FULLNAT option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FnatOpt {
+    pub lip: Ipv4Addr,
+    pub lport: u16,
+    pub client_addr: u8,
+}
+
+/// One synced IPv4 connection, in host order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncConn {
+    pub protocol: u8,
+    /// `IP_VS_CONN_F_*`.
+    pub flags: u32,
+    /// `IP_VS_TCP_S_*` (or 0 for UDP).
+    pub state: u16,
+    pub cport: u16,
+    pub vport: u16,
+    pub dport: u16,
+    pub fwmark: u32,
+    /// Seconds; 0 in version 0 messages (the backup uses its own table).
+    pub timeout: u32,
+    pub caddr: Ipv4Addr,
+    pub vaddr: Ipv4Addr,
+    pub daddr: Ipv4Addr,
+    /// `IPVS_OPT_SEQ_DATA`: (in_seq, out_seq).
+    pub seq: Option<(Seq, Seq)>,
+    pub fnat: Option<FnatOpt>,
+}
+
+/// Why a message, or one connection in it, was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// Shorter than `struct ip_vs_sync_mesg_v0`.
+    TooShort,
+    /// The header's size is not the datagram's length.
+    BadSize,
+    /// Another sync group (the backup's syncid is not 0 and differs).
+    ForeignSyncId,
+    /// A connection runs past the end of the message.
+    Truncated,
+    /// A connection's version nibble is not 0.
+    BadConnVersion,
+    /// An option's header or length is wrong, or an option is repeated.
+    BadOption,
+    /// An unknown mandatory option, an IPv6 entry, an unknown entry type:
+    /// that connection is skipped, the rest of the message is taken.
+    Unsupported,
+    /// Not TCP/UDP, or a state number past the protocol's last.
+    BadState,
+}
+
+impl Error {
+    pub const ALL: [Error; 8] = [
+        Error::TooShort,
+        Error::BadSize,
+        Error::ForeignSyncId,
+        Error::Truncated,
+        Error::BadConnVersion,
+        Error::BadOption,
+        Error::Unsupported,
+        Error::BadState,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::TooShort => "too_short",
+            Error::BadSize => "bad_size",
+            Error::ForeignSyncId => "foreign_syncid",
+            Error::Truncated => "truncated",
+            Error::BadConnVersion => "bad_conn_version",
+            Error::BadOption => "bad_option",
+            Error::Unsupported => "unsupported",
+            Error::BadState => "bad_state",
+        }
+    }
+}
+
+/// `IP_VS_TCP_S_LAST`: TCP states are 0..=10.
+pub const TCP_STATES: u16 = 11;
+/// UDP has one state (`IP_VS_UDP_S_LAST` = 2: NORMAL, LAST).
+pub const UDP_STATES: u16 = 2;
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn ip(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::from(be32(b, at))
+}
+
+/// The result of parsing one datagram.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub syncid: u8,
+    pub version: u8,
+    pub conns: Vec<SyncConn>,
+    /// Connections skipped, by reason (the rest of the message was taken).
+    pub skipped: Vec<Error>,
+    /// Set when the rest of the message was dropped (`Dropping buffer`).
+    pub dropped: Option<Error>,
+}
+
+/// Parse a datagram as the kernel's `ip_vs_process_message` does: size and
+/// syncid checks first (`want_syncid` 0 takes any), then version 1 if the
+/// header says so (reserved 0, version 1, spare 0), else version 0.
+/// `Err` when nothing was taken from the message.
+pub fn parse(buf: &[u8], want_syncid: u8) -> Result<Parsed, Error> {
+    if buf.len() < MESG_V0_HDR_LEN {
+        return Err(Error::TooShort);
+    }
+    if be16(buf, 2) as usize != buf.len() {
+        return Err(Error::BadSize);
+    }
+    let syncid = buf[1];
+    if want_syncid != 0 && syncid != want_syncid {
+        return Err(Error::ForeignSyncId);
+    }
+    let mut out = Parsed {
+        syncid,
+        ..Parsed::default()
+    };
+    if buf.len() >= MESG_HDR_LEN && buf[0] == 0 && buf[5] == SYNC_PROTO_VER && be16(buf, 6) == 0 {
+        out.version = 1;
+        let n = buf[4] as usize;
+        let mut at = MESG_HDR_LEN;
+        for _ in 0..n {
+            if at + CONN_V4_LEN > buf.len() {
+                out.dropped = Some(Error::Truncated);
+                break;
+            }
+            let vs = be16(buf, at + 2);
+            let size = (vs & SVER_MASK) as usize;
+            let end = at + size;
+            if end > buf.len() {
+                out.dropped = Some(Error::Truncated);
+                break;
+            }
+            if vs >> SVER_SHIFT != 0 {
+                out.dropped = Some(Error::BadConnVersion);
+                break;
+            }
+            match parse_conn_v1(&buf[at..end]) {
+                Ok(c) => out.conns.push(c),
+                Err(Fatal(e)) => {
+                    out.dropped = Some(e);
+                    break;
+                }
+                Err(Skip(e)) => out.skipped.push(e),
+            }
+            at += (size + 3) & !3;
+        }
+    } else {
+        out.version = 0;
+        let n = buf[0] as usize;
+        let mut at = MESG_V0_HDR_LEN;
+        for _ in 0..n {
+            if at + CONN_V0_LEN > buf.len() {
+                out.dropped = Some(Error::Truncated);
+                break;
+            }
+            let s = &buf[at..];
+            // struct ip_vs_sync_conn_v0: reserved, protocol, cport 2,
+            // vport 4, dport 6, caddr 8, vaddr 12, daddr 16, flags 20,
+            // state 22.
+            let mut c = SyncConn {
+                protocol: s[1],
+                cport: be16(s, 2),
+                vport: be16(s, 4),
+                dport: be16(s, 6),
+                caddr: ip(s, 8),
+                vaddr: ip(s, 12),
+                daddr: ip(s, 16),
+                flags: ((be16(s, 20) as u32) | flags::SYNC) & !flags::HASHED,
+                state: be16(s, 22),
+                fwmark: 0,
+                timeout: 0,
+                seq: None,
+                fnat: None,
+            };
+            at += CONN_V0_LEN;
+            if c.flags & flags::SEQ_MASK != 0 {
+                if at + SEQ_OPTS_LEN > buf.len() {
+                    out.dropped = Some(Error::Truncated);
+                    break;
+                }
+                c.seq = Some(seq_pair(&buf[at..at + SEQ_OPTS_LEN]));
+                at += SEQ_OPTS_LEN;
+            }
+            match check_state(&c) {
+                Ok(()) => out.conns.push(c),
+                Err(e) => out.skipped.push(e),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A connection error that drops the rest of the message (the kernel's
+/// negative return codes) or only this connection (positive ones).
+enum ConnErr {
+    Fatal(Error),
+    Skip(Error),
+}
+use ConnErr::{Fatal, Skip};
+
+fn seq_pair(b: &[u8]) -> (Seq, Seq) {
+    let s = |o: usize| Seq {
+        init_seq: be32(b, o),
+        delta: be32(b, o + 4),
+        previous_delta: be32(b, o + 8),
+    };
+    (s(0), s(12))
+}
+
+fn check_state(c: &SyncConn) -> Result<(), Error> {
+    if c.flags & flags::TEMPLATE != 0 {
+        return Ok(());
+    }
+    let n = match c.protocol {
+        6 => TCP_STATES,
+        17 => UDP_STATES,
+        _ => return Err(Error::BadState),
+    };
+    if c.state >= n {
+        return Err(Error::BadState);
+    }
+    Ok(())
+}
+
+/// `ip_vs_proc_sync_conn` for one entry (`s` is exactly `size` bytes).
+fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
+    if s.len() < CONN_V4_LEN {
+        return Err(Fatal(Error::Truncated));
+    }
+    if s[0] & STYPE_F_INET6 != 0 {
+        // Parse the length as the kernel would; an IPv4-only backup skips it.
+        if s.len() < CONN_V6_LEN {
+            return Err(Fatal(Error::Truncated));
+        }
+        return Err(Skip(Error::Unsupported));
+    }
+    if s[0] != 0 {
+        return Err(Fatal(Error::Unsupported));
+    }
+    let mut c = SyncConn {
+        protocol: s[1],
+        flags: (be32(s, 4) & flags::BACKUP_MASK) | flags::SYNC,
+        state: be16(s, 8),
+        cport: be16(s, 10),
+        vport: be16(s, 12),
+        dport: be16(s, 14),
+        fwmark: be32(s, 16),
+        timeout: be32(s, 20),
+        caddr: ip(s, 24),
+        vaddr: ip(s, 28),
+        daddr: ip(s, 32),
+        seq: None,
+        fnat: None,
+    };
+    let mut p = CONN_V4_LEN;
+    let mut seen = 0u32;
+    let mut skip = None;
+    while p < s.len() {
+        if p + 2 > s.len() {
+            return Err(Fatal(Error::BadOption));
+        }
+        let (ty, len) = (s[p], s[p + 1] as usize);
+        p += 2;
+        if len == 0 || p + len > s.len() {
+            return Err(Fatal(Error::BadOption));
+        }
+        let d = &s[p..p + len];
+        let once = |seen: &mut u32, bit: u32| {
+            if *seen & bit != 0 {
+                return Err(Fatal(Error::BadOption));
+            }
+            *seen |= bit;
+            Ok(())
+        };
+        match ty & !OPT_F_PARAM {
+            OPT_SEQ_DATA => {
+                if len != SEQ_OPTS_LEN {
+                    return Err(Fatal(Error::BadOption));
+                }
+                once(&mut seen, 1)?;
+                c.seq = Some(seq_pair(d));
+            }
+            OPT_PE_DATA => {
+                // IP_VS_PEDATA_MAXLEN 255 (always fits a u8 length).
+                once(&mut seen, 2)?;
+                // Persistence engines are not supported: skip the entry.
+                skip = Some(Error::Unsupported);
+            }
+            OPT_PE_NAME => {
+                // IP_VS_PENAME_MAXLEN 16.
+                if len > 16 {
+                    return Err(Fatal(Error::BadOption));
+                }
+                once(&mut seen, 4)?;
+            }
+            OPT_RVS_FNAT => {
+                if len != OPT_RVS_FNAT_LEN {
+                    return Err(Fatal(Error::BadOption));
+                }
+                once(&mut seen, 8)?;
+                c.fnat = Some(FnatOpt {
+                    lip: ip(d, 0),
+                    lport: be16(d, 4),
+                    client_addr: d[6],
+                });
+            }
+            _ => {
+                // "Unknown mandatory param": this entry only is dropped.
+                if ty & OPT_F_PARAM == 0 {
+                    return Err(Skip(Error::Unsupported));
+                }
+            }
+        }
+        p += len;
+    }
+    if let Some(e) = skip {
+        return Err(Skip(e));
+    }
+    check_state(&c).map_err(Skip)?;
+    Ok(c)
+}
+
+/// Bytes `c` takes in a version 1 message (without alignment padding).
+pub fn conn_len(c: &SyncConn) -> usize {
+    CONN_V4_LEN
+        + if c.seq.is_some() { 2 + SEQ_OPTS_LEN } else { 0 }
+        + if c.fnat.is_some() {
+            2 + OPT_RVS_FNAT_LEN
+        } else {
+            0
+        }
+}
+
+/// Builds version 1 messages of at most `maxlen` bytes, as
+/// `ip_vs_sync_conn` fills a sync buffer: header, then entries each padded
+/// to 32 bits before the next one.
+#[derive(Debug)]
+pub struct Builder {
+    buf: Vec<u8>,
+    maxlen: usize,
+}
+
+impl Builder {
+    pub fn new(syncid: u8, maxlen: usize) -> Builder {
+        let mut buf = Vec::with_capacity(maxlen.max(MESG_HDR_LEN));
+        // reserved 0, syncid, size, nr_conns, version, spare.
+        buf.extend_from_slice(&[0, syncid, 0, MESG_HDR_LEN as u8, 0, SYNC_PROTO_VER, 0, 0]);
+        Builder {
+            buf,
+            maxlen: maxlen.max(MESG_HDR_LEN + CONN_V4_LEN),
+        }
+    }
+    pub fn count(&self) -> usize {
+        self.buf[4] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count() == 0
+    }
+    /// Append `c`; false (nothing appended) when it does not fit or the
+    /// message already holds 255 connections.
+    pub fn push(&mut self, c: &SyncConn) -> bool {
+        let pad = (4 - self.buf.len() % 4) % 4;
+        let len = conn_len(c);
+        if self.buf.len() + pad + len > self.maxlen || self.count() == 255 {
+            return false;
+        }
+        self.buf.resize(self.buf.len() + pad, 0);
+        let b = &mut self.buf;
+        b.push(0); // type: IPv4
+        b.push(c.protocol);
+        b.extend_from_slice(&((len as u16) & SVER_MASK).to_be_bytes());
+        b.extend_from_slice(&(c.flags & !flags::HASHED).to_be_bytes());
+        b.extend_from_slice(&c.state.to_be_bytes());
+        b.extend_from_slice(&c.cport.to_be_bytes());
+        b.extend_from_slice(&c.vport.to_be_bytes());
+        b.extend_from_slice(&c.dport.to_be_bytes());
+        b.extend_from_slice(&c.fwmark.to_be_bytes());
+        b.extend_from_slice(&c.timeout.to_be_bytes());
+        b.extend_from_slice(&c.caddr.octets());
+        b.extend_from_slice(&c.vaddr.octets());
+        b.extend_from_slice(&c.daddr.octets());
+        if let Some((i, o)) = c.seq {
+            b.push(OPT_SEQ_DATA);
+            b.push(SEQ_OPTS_LEN as u8);
+            for s in [i, o] {
+                b.extend_from_slice(&s.init_seq.to_be_bytes());
+                b.extend_from_slice(&s.delta.to_be_bytes());
+                b.extend_from_slice(&s.previous_delta.to_be_bytes());
+            }
+        }
+        if let Some(f) = c.fnat {
+            b.push(OPT_RVS_FNAT);
+            b.push(OPT_RVS_FNAT_LEN as u8);
+            b.extend_from_slice(&f.lip.octets());
+            b.extend_from_slice(&f.lport.to_be_bytes());
+            b.push(f.client_addr);
+            b.push(0);
+        }
+        self.buf[4] += 1;
+        let size = self.buf.len() as u16;
+        self.buf[2..4].copy_from_slice(&size.to_be_bytes());
+        true
+    }
+    /// The finished message (its size field is its length).
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Byte layouts written from the kernel's structs in
+    //! net/netfilter/ipvs/ip_vs_sync.c (struct ip_vs_sync_mesg,
+    //! ip_vs_sync_v4, ip_vs_sync_conn_v0, ip_vs_sync_conn_options) and the
+    //! flag values of include/uapi/linux/ip_vs.h, not from the builder.
+    use super::*;
+
+    fn conn() -> SyncConn {
+        SyncConn {
+            protocol: 6,
+            flags: flags::MASQ,
+            state: 1,
+            cport: 0x1234,
+            vport: 80,
+            dport: 8080,
+            fwmark: 0,
+            timeout: 900,
+            caddr: Ipv4Addr::new(10, 0, 0, 1),
+            vaddr: Ipv4Addr::new(192, 168, 1, 1),
+            daddr: Ipv4Addr::new(172, 16, 0, 2),
+            seq: None,
+            fnat: None,
+        }
+    }
+
+    #[test]
+    fn constants_are_the_kernels() {
+        // #define IP_VS_SYNC_GROUP 0xe0000051, IP_VS_SYNC_PORT 8848.
+        assert_eq!(u32::from(SYNC_GROUP), 0xe000_0051);
+        assert_eq!(SYNC_PORT, 8848);
+        // u8 reserved, u8 syncid, be16 size, u8 nr_conns, s8 version, u16 spare.
+        assert_eq!(MESG_HDR_LEN, 1 + 1 + 2 + 1 + 1 + 2);
+        // u8 type, u8 protocol, be16 ver_size, be32 flags, be16 state,
+        // be16 cport, vport, dport, be32 fwmark, timeout, caddr, vaddr, daddr.
+        assert_eq!(CONN_V4_LEN, 1 + 1 + 2 + 4 + 2 + 2 * 3 + 4 * 5);
+        // reserved, protocol, 3 ports, 3 addresses, be16 flags, be16 state.
+        assert_eq!(CONN_V0_LEN, 1 + 1 + 2 * 3 + 4 * 3 + 2 + 2);
+        assert_eq!(SEQ_OPTS_LEN, 2 * 3 * 4);
+        assert_eq!(flags::BACKUP_MASK, 0x1f87);
+    }
+
+    #[test]
+    fn v1_message_field_by_field() {
+        let mut b = Builder::new(7, 1472);
+        let mut c = conn();
+        c.flags = flags::DROUTE | flags::INACTIVE | flags::HASHED;
+        c.state = 4; // IP_VS_TCP_S_FIN_WAIT
+        assert!(b.push(&c));
+        let m = b.finish();
+        let want: Vec<u8> = [
+            // header: reserved 0, syncid 7, size 8+36, nr_conns 1, version 1, spare 0
+            &[0u8, 7, 0, 44, 1, 1, 0, 0][..],
+            // type 0 (IPv4), protocol 6, ver_size = version 0 << 12 | 36
+            &[0, 6, 0, 36],
+            // flags: DROUTE|INACTIVE = 0x0103, HASHED (0x40) never sent
+            &[0, 0, 0x01, 0x03],
+            // state 4, cport 0x1234, vport 80, dport 8080
+            &[0, 4, 0x12, 0x34, 0, 80, 0x1f, 0x90],
+            // fwmark 0, timeout 900 s
+            &[0, 0, 0, 0, 0, 0, 0x03, 0x84],
+            // caddr, vaddr, daddr
+            &[10, 0, 0, 1, 192, 168, 1, 1, 172, 16, 0, 2],
+        ]
+        .concat();
+        assert_eq!(m, want);
+        let p = parse(&m, 7).unwrap();
+        assert_eq!(p.version, 1);
+        assert_eq!(p.conns.len(), 1);
+        let got = &p.conns[0];
+        // The backup keeps BACKUP_MASK bits and adds IP_VS_CONN_F_SYNC.
+        assert_eq!(got.flags, 0x0103 | flags::SYNC);
+        assert_eq!(
+            (got.state, got.cport, got.vport, got.dport),
+            (4, 0x1234, 80, 8080)
+        );
+        assert_eq!(got.timeout, 900);
+        assert_eq!(got.daddr, Ipv4Addr::new(172, 16, 0, 2));
+    }
+
+    #[test]
+    fn v1_options_and_padding() {
+        let mut b = Builder::new(1, 1472);
+        let mut c = conn();
+        c.flags = flags::MASQ | flags::IN_SEQ;
+        c.seq = Some((
+            Seq {
+                init_seq: 1,
+                delta: 2,
+                previous_delta: 3,
+            },
+            Seq {
+                init_seq: 4,
+                delta: 5,
+                previous_delta: 6,
+            },
+        ));
+        assert!(b.push(&c));
+        let mut c2 = conn();
+        c2.cport = 2;
+        c2.fnat = Some(FnatOpt {
+            lip: Ipv4Addr::new(10, 9, 9, 9),
+            lport: 5000,
+            client_addr: 1,
+        });
+        assert!(b.push(&c2));
+        let m = b.finish();
+        // First entry: 36 + 2 + 24 = 62 bytes, ver_size 62.
+        assert_eq!(&m[8 + 2..8 + 4], &[0, 62]);
+        // Option header right after daddr: IPVS_OPT_SEQ_DATA, 24.
+        assert_eq!(&m[8 + 36..8 + 38], &[1, 24]);
+        assert_eq!(&m[8 + 38..8 + 42], &[0, 0, 0, 1]);
+        assert_eq!(&m[8 + 58..8 + 62], &[0, 0, 0, 6]);
+        // Padded to 32 bits: the second entry starts at 8 + 64.
+        assert_eq!(&m[8 + 62..8 + 64], &[0, 0]);
+        let e2 = 8 + 64;
+        assert_eq!(&m[e2 + 2..e2 + 4], &[0, 46]);
+        assert_eq!(&m[e2 + 36..e2 + 38], &[OPT_RVS_FNAT, 8]);
+        assert_eq!(&m[e2 + 38..e2 + 46], &[10, 9, 9, 9, 0x13, 0x88, 1, 0]);
+        assert_eq!(m.len(), e2 + 46);
+        assert_eq!(u16::from_be_bytes([m[2], m[3]]) as usize, m.len());
+        assert_eq!(m[4], 2);
+        let p = parse(&m, 0).unwrap();
+        assert_eq!(p.conns.len(), 2);
+        assert_eq!(p.conns[0].seq, c.seq);
+        assert_eq!(p.conns[1].fnat, c2.fnat);
+        assert!(p.skipped.is_empty() && p.dropped.is_none());
+    }
+
+    #[test]
+    fn v0_message_field_by_field() {
+        // struct ip_vs_sync_mesg_v0: nr_conns 2, syncid 3, size.
+        let mut m = vec![2u8, 3, 0, 0];
+        // Entry 1: UDP, NAT, state 0, no options.
+        m.extend_from_slice(&[0, 17, 0, 53, 0, 53, 0, 54]);
+        m.extend_from_slice(&[1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
+        m.extend_from_slice(&[0x00, 0x40, 0, 0]); // flags HASHED, state 0
+                                                  // Entry 2: TCP, TUNNEL|OUT_SEQ, ESTABLISHED, with seq options.
+        m.extend_from_slice(&[0, 6, 0, 1, 0, 2, 0, 3]);
+        m.extend_from_slice(&[4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6]);
+        m.extend_from_slice(&[0x02, 0x02, 0, 1]);
+        for v in 1u32..=6 {
+            m.extend_from_slice(&v.to_be_bytes());
+        }
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        let p = parse(&m, 3).unwrap();
+        assert_eq!(p.version, 0);
+        assert_eq!(p.conns.len(), 2);
+        let a = &p.conns[0];
+        assert_eq!((a.protocol, a.cport, a.vport, a.dport), (17, 53, 53, 54));
+        assert_eq!(a.caddr, Ipv4Addr::new(1, 1, 1, 1));
+        assert_eq!(a.daddr, Ipv4Addr::new(3, 3, 3, 3));
+        assert_eq!(a.flags, flags::SYNC, "HASHED cleared, SYNC set");
+        let b = &p.conns[1];
+        assert_eq!(b.flags, 0x0202 | flags::SYNC);
+        assert_eq!(b.state, 1);
+        assert_eq!(b.timeout, 0);
+        assert_eq!(b.seq.unwrap().1.previous_delta, 6);
+    }
+
+    #[test]
+    fn malformed_and_foreign_are_errors() {
+        let mut b = Builder::new(5, 1472);
+        b.push(&conn());
+        let m = b.finish();
+        assert_eq!(parse(&m, 6).unwrap_err(), Error::ForeignSyncId);
+        assert!(parse(&m, 0).is_ok(), "syncid 0 takes any");
+        assert_eq!(parse(&m[..3], 5).unwrap_err(), Error::TooShort);
+        assert_eq!(parse(&m[..m.len() - 1], 5).unwrap_err(), Error::BadSize);
+        // A connection whose size runs past the message drops the rest.
+        let mut bad = m.clone();
+        bad[8 + 3] = 40;
+        assert_eq!(parse(&bad, 5).unwrap().dropped, Some(Error::Truncated));
+        // Version nibble 1 in ver_size: "Unknown version".
+        let mut bad = m.clone();
+        bad[8 + 2] = 0x10;
+        assert_eq!(parse(&bad, 5).unwrap().dropped, Some(Error::BadConnVersion));
+        // TCP state 11 is past IP_VS_TCP_S_LAST: that entry is skipped.
+        let mut bad = m.clone();
+        bad[8 + 9] = 11;
+        let p = parse(&bad, 5).unwrap();
+        assert!(p.conns.is_empty());
+        assert_eq!(p.skipped, vec![Error::BadState]);
+    }
+
+    #[test]
+    fn unknown_options_follow_ipvs_opt_f_param() {
+        // A 36-byte entry plus a 4-byte option of type `ty`.
+        let msg = |ty: u8| {
+            let mut b = Builder::new(1, 1472);
+            b.push(&conn());
+            let mut m = b.finish();
+            m.extend_from_slice(&[ty, 2, 0xaa, 0xbb]);
+            m[8 + 3] = 40;
+            let n = m.len() as u16;
+            m[2..4].copy_from_slice(&n.to_be_bytes());
+            m
+        };
+        // Optional (bit 0x40 set): skipped, the connection is taken.
+        assert_eq!(parse(&msg(0x40 | 9), 1).unwrap().conns.len(), 1);
+        // Mandatory and unknown: that connection is skipped.
+        let p = parse(&msg(9), 1).unwrap();
+        assert!(p.conns.is_empty());
+        assert_eq!(p.skipped, vec![Error::Unsupported]);
+        // A zero-length option is malformed (`!plen` → -40).
+        let mut m = msg(0x49);
+        m[8 + 37] = 0;
+        assert_eq!(parse(&m, 1).unwrap().dropped, Some(Error::BadOption));
+        // Sequence data of the wrong length (-50).
+        let mut m = msg(1);
+        m[8 + 37] = 2;
+        assert_eq!(parse(&m, 1).unwrap().dropped, Some(Error::BadOption));
+    }
+
+    #[test]
+    fn builder_respects_maxlen() {
+        let mut b = Builder::new(1, 8 + 36 * 3 + 2);
+        assert!(b.push(&conn()) && b.push(&conn()) && b.push(&conn()));
+        assert!(!b.push(&conn()));
+        assert_eq!(b.finish().len(), 8 + 36 * 3);
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_and_flips() {
+        let mut b = Builder::new(1, 1472);
+        let mut c = conn();
+        c.fnat = Some(FnatOpt {
+            lip: Ipv4Addr::new(1, 2, 3, 4),
+            lport: 1,
+            client_addr: 0,
+        });
+        b.push(&c);
+        b.push(&conn());
+        let m = b.finish();
+        for n in 0..=m.len() {
+            let _ = parse(&m[..n], 0);
+            for i in 0..n {
+                let mut x = m[..n].to_vec();
+                x[i] ^= 0xff;
+                let _ = parse(&x, 0);
+            }
+        }
+    }
+}

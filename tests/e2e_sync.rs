@@ -1,0 +1,459 @@
+//! End to end, connection sync: a master rvsd and a backup rvsd in two
+//! director namespaces on the same bridge, synced over their kernel
+//! management interfaces (mgmt0) with the kernel's IPVS sync protocol
+//! (224.0.0.81:8848, TTL 1). A held client connection through the master
+//! must show up on the backup with its state and real server; foreign and
+//! malformed sync datagrams must be counted and ignored.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::topo::{describe, ns_exec, Rvsd, Topology};
+use serde_json::Value;
+
+/// A second director namespace, NAME-lb2: mgmt0 10.0.1.251/24 on the
+/// topology's bridge, and two veth pairs inside it (x0/y0, x1/y1) for the
+/// backup rvsd's af_packet ports. Removed on drop.
+struct Backup {
+    ns: String,
+    sw: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
+}
+
+impl Backup {
+    fn up(topo: &Topology) -> Backup {
+        let ns = topo.ns("lb2");
+        let b = Backup {
+            ns: ns.clone(),
+            sw: topo.sw_ns(),
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns_exec(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        );
+        for (x, y) in [("x0", "y0"), ("x1", "y1")] {
+            ip(&[
+                "-n", &ns, "link", "add", x, "type", "veth", "peer", "name", y,
+            ]);
+            ip(&["-n", &ns, "link", "set", x, "up"]);
+            ip(&["-n", &ns, "link", "set", y, "up"]);
+        }
+        ip(&[
+            "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns",
+            &b.sw,
+        ]);
+        ip(&["-n", &b.sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
+        ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
+        ip(&["-n", &ns, "link", "set", "mgmt0", "up"]);
+        b
+    }
+
+    /// The topology's rvsd config on x0/x1, with its own EAL file prefix.
+    fn config(&self, topo: &Topology) -> Value {
+        let mut c = topo.default_config();
+        let args: Vec<Value> = c["eal_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let s = a.as_str().unwrap();
+                let s = s
+                    .replace("iface=lb0", "iface=x0")
+                    .replace("iface=lb1", "iface=x1");
+                Value::String(if s == topo.name {
+                    format!("{}b", topo.name)
+                } else {
+                    s
+                })
+            })
+            .collect();
+        c["eal_args"] = Value::Array(args);
+        c
+    }
+}
+
+impl Drop for Backup {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["-n", &self.sw, "link", "del", "p-mgmt2"])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// A client TCP connection to the VIP held open (nginx waits for the
+/// request line): killed on drop.
+struct Held {
+    child: Child,
+    port: u16,
+}
+
+impl Held {
+    fn open(topo: &Topology) -> Held {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &topo.client_ns(), "python3", "-c"])
+            .arg(
+                "import socket,time\n\
+                 s=socket.create_connection(('10.0.0.100',80),timeout=10)\n\
+                 print(s.getsockname()[1],flush=True)\n\
+                 time.sleep(50)\n",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("client did not connect: {line:?}"));
+        Held { child, port }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it gives Some, for at most `secs` (a readiness wait:
+/// sync messages leave every 200 ms).
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn daemon_json(r: &Rvsd) -> Value {
+    serde_json::from_str(&r.rvsadm_ok(&["-L", "--daemon", "--json"])).unwrap()
+}
+
+/// Sends `hex` as one UDP datagram to 224.0.0.81:8848 from namespace `ns`,
+/// source 10.0.1.250 (the master's management address).
+fn send_raw(ns: &str, hex: &str) {
+    let script = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.bind(('10.0.1.250',0))\n\
+         s.sendto(bytes.fromhex('{hex}'),('224.0.0.81',8848))\n"
+    );
+    let out = ns_exec(ns, &["python3", "-c", &script]);
+    assert!(out.status.success(), "send: {}", describe(&out));
+}
+
+#[test]
+fn held_connection_is_synced_to_the_backup_and_bad_messages_are_counted() {
+    let topo = Topology::up_unique();
+    let master = Rvsd::start(&topo, &topo.default_config());
+    // All new connections to rs1, so the synced real server is known.
+    master.nat_service("rr", 1, 0);
+    let b = Backup::up(&topo);
+    let backup = Rvsd::start_in(&topo, &b.ns, &b.config(&topo));
+    backup.nat_service("rr", 1, 1);
+
+    backup.rvsadm_ok(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "mgmt0",
+        "--syncid",
+        "5",
+    ]);
+    master.rvsadm_ok(&[
+        "--start-daemon",
+        "master",
+        "--mcast-interface",
+        "mgmt0",
+        "--syncid",
+        "5",
+    ]);
+    // ipvsadm's list_daemon lines, with the kernel's defaults
+    // (start_sync_thread: group 224.0.0.81, port 8848, ttl 1, 1500 - 28).
+    assert_eq!(
+        master.rvsadm_ok(&["-L", "--daemon"]),
+        "master sync daemon (mcast=mgmt0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    assert_eq!(
+        backup.rvsadm_ok(&["-L", "--daemon"]),
+        "backup sync daemon (mcast=mgmt0, syncid=5, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    // A second master is the kernel's EEXIST, in libipvs's words.
+    let again = master.rvsadm(&["--start-daemon", "master", "--mcast-interface", "mgmt0"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("Daemon has already run"),
+        "{}",
+        describe(&again)
+    );
+
+    let held = Held::open(&topo);
+    let want = format!("10.0.0.2:{}", held.port);
+    let line = wait_for(15, || {
+        let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+        l.lines().find(|x| x.contains(&want)).map(str::to_owned)
+    });
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "connection {want} not on the backup; master:\n{}\nbackup:\n{}\nbackup daemon: {}",
+            master.rvsadm_ok(&["-L", "-c", "-n"]),
+            backup.rvsadm_ok(&["-L", "-c", "-n"]),
+            daemon_json(&backup)
+        )
+    });
+    let f: Vec<&str> = line.split_whitespace().collect();
+    // pro expire state source virtual destination
+    assert_eq!(f[0], "TCP", "{line}");
+    assert_eq!(f[2], "ESTABLISHED", "{line}");
+    assert_eq!(f[4], "10.0.0.100:80", "{line}");
+    assert_eq!(f[5], "10.0.1.11:80", "{line}");
+    let d = daemon_json(&backup);
+    assert!(d["counters"]["inserted"].as_u64().unwrap() >= 1, "{d}");
+    let m = daemon_json(&master);
+    assert!(m["counters"]["sent_conns"].as_u64().unwrap() >= 1, "{m}");
+
+    // A well-formed message of syncid 6 for client 10.9.9.9: foreign.
+    // Header: 00 syncid 002c(44) 01 01 0000; entry: type 0, TCP, ver_size
+    // 36, flags 0, state 1, cport 1, vport 80, dport 80, fwmark 0,
+    // timeout 900, 10.9.9.9, 10.0.0.100, 10.0.1.11.
+    let entry = "0006002400000000000100010050005000000000000003840a0909090a0000640a00010b";
+    send_raw(&topo.lb_ns(), &format!("0006002c01010000{entry}"));
+    // Malformed: the header's size (0x0030) is not the datagram's length.
+    send_raw(&topo.lb_ns(), &format!("00050030010100000{}", &entry[1..]));
+    let counted = wait_for(10, || {
+        let d = daemon_json(&backup);
+        let e = &d["counters"]["errors"];
+        (e["foreign_syncid"].as_u64() >= Some(1) && e["bad_size"].as_u64() >= Some(1)).then_some(d)
+    });
+    assert!(counted.is_some(), "not counted: {}", daemon_json(&backup));
+    let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(!l.contains("10.9.9.9"), "{l}");
+
+    // The same entry with the right syncid is taken (the test's bytes are
+    // the kernel's format, not only what rvs's builder makes).
+    send_raw(&topo.lb_ns(), &format!("0005002c01010000{entry}"));
+    let taken = wait_for(10, || {
+        let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+        l.lines()
+            .find(|x| x.contains("10.9.9.9:1"))
+            .map(str::to_owned)
+    });
+    let taken =
+        taken.unwrap_or_else(|| panic!("kernel-format entry not taken: {}", daemon_json(&backup)));
+    assert!(
+        taken.contains("ESTABLISHED") && taken.contains("10.0.1.11:80"),
+        "{taken}"
+    );
+
+    // Stop: -L --daemon empty; stopping again is ESRCH.
+    master.rvsadm_ok(&["--stop-daemon", "master"]);
+    assert_eq!(master.rvsadm_ok(&["-L", "--daemon"]), "");
+    let again = master.rvsadm(&["--stop-daemon", "master"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("No daemon is running"),
+        "{}",
+        describe(&again)
+    );
+    drop(held);
+    drop(backup);
+    drop(b);
+}
+
+fn offloads_off(ns: &str, ifc: &str) {
+    let out = ns_exec(
+        ns,
+        &[
+            "ethtool", "-K", ifc, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ],
+    );
+    if !out.status.success() {
+        let out = ns_exec(
+            ns,
+            &[
+                "ethtool", "-K", ifc, "tx", "off", "gso", "off", "gro", "off",
+            ],
+        );
+        assert!(out.status.success(), "ethtool {ifc}: {}", describe(&out));
+    }
+}
+
+/// A backup director with real ports: l0 to the client (its peer eth1 in
+/// the client namespace, without an address until failover) and l1 to the
+/// bridge (its peer p-lb2 down until failover, so the two directors never
+/// answer ARP for 10.0.1.1 at the same time), plus mgmt0 as in [`Backup`].
+fn backup_with_ports(topo: &Topology) -> Backup {
+    let ns = topo.ns("lb2");
+    let (c, sw) = (topo.client_ns(), topo.sw_ns());
+    let b = Backup {
+        ns: ns.clone(),
+        sw: sw.clone(),
+    };
+    ip(&["netns", "add", &ns]);
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    ns_exec(
+        &ns,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    );
+    ip(&[
+        "-n", &ns, "link", "add", "l0", "type", "veth", "peer", "name", "eth1", "netns", &c,
+    ]);
+    ip(&[
+        "-n", &ns, "link", "add", "l1", "type", "veth", "peer", "name", "p-lb2", "netns", &sw,
+    ]);
+    ip(&[
+        "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns", &sw,
+    ]);
+    for (n, i) in [(&ns, "l0"), (&ns, "l1"), (&c, "eth1"), (&sw, "p-lb2")] {
+        offloads_off(n, i);
+    }
+    ip(&["-n", &sw, "link", "set", "p-lb2", "master", "br0"]);
+    ip(&["-n", &sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
+    ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
+    for i in ["l0", "l1", "mgmt0"] {
+        ip(&["-n", &ns, "link", "set", i, "up"]);
+    }
+    ip(&["-n", &c, "link", "set", "eth1", "up"]);
+    b
+}
+
+/// The held connection, then a request on it once told to (a line on
+/// stdin): prints the local port, then the response body.
+struct Waiting {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn held_connection_continues_on_the_backup_after_failover() {
+    let topo = Topology::up_unique();
+    let master = Rvsd::start(&topo, &topo.default_config());
+    master.nat_service("rr", 1, 0);
+    let b = backup_with_ports(&topo);
+    let mut cfg = b.config(&topo);
+    let args: Vec<Value> = cfg["eal_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| Value::String(a.as_str().unwrap().replace("iface=x", "iface=l")))
+        .collect();
+    cfg["eal_args"] = Value::Array(args);
+    let mut backup = Rvsd::start_in(&topo, &b.ns, &cfg);
+    // The backup's real servers the other way round: a new connection there
+    // would go to rs2, a synced one must stay on rs1.
+    backup.nat_service("rr", 0, 1);
+    backup.rvsadm_ok(&["--start-daemon", "backup", "--mcast-interface", "mgmt0"]);
+    master.rvsadm_ok(&["--start-daemon", "master", "--mcast-interface", "mgmt0"]);
+
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &topo.client_ns(), "python3", "-c"])
+        .arg(
+            "import socket,sys\n\
+             s=socket.create_connection(('10.0.0.100',80),timeout=10)\n\
+             print(s.getsockname()[1],flush=True)\n\
+             sys.stdin.readline()\n\
+             s.sendall(b'GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n')\n\
+             d=b''\n\
+             while True:\n\
+             \x20   x=s.recv(65536)\n\
+             \x20   if not x: break\n\
+             \x20   d+=x\n\
+             print(d.split(b'\\r\\n\\r\\n',1)[-1].decode().strip(),flush=True)\n",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read port");
+    let w = Waiting {
+        port: line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no connection: {line:?}")),
+        child,
+    };
+    let want = format!("10.0.0.2:{}", w.port);
+    let synced = wait_for(15, || {
+        let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+        l.lines()
+            .find(|x| x.contains(&want) && x.contains("ESTABLISHED"))
+            .map(str::to_owned)
+    });
+    assert!(
+        synced.is_some(),
+        "not synced: {}",
+        backup.rvsadm_ok(&["-L", "-c", "-n"])
+    );
+
+    // Failover: the master goes away; the client and the real servers
+    // reach the backup's ports instead.
+    master.stop().expect("master stops");
+    let (c, sw) = (topo.client_ns(), topo.sw_ns());
+    ip(&["-n", &sw, "link", "set", "p-lb", "down"]);
+    ip(&["-n", &sw, "link", "set", "p-lb2", "up"]);
+    ip(&["-n", &c, "addr", "del", "10.0.0.2/24", "dev", "eth0"]);
+    ip(&["-n", &c, "addr", "add", "10.0.0.2/24", "dev", "eth1"]);
+    ip(&[
+        "-n", &c, "route", "replace", "default", "via", "10.0.0.1", "dev", "eth1",
+    ]);
+    ip(&["-n", &c, "neigh", "flush", "all"]);
+    ip(&["-n", &topo.rs_ns(1), "neigh", "flush", "all"]);
+
+    use std::io::Write;
+    let mut w = w;
+    w.child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"go\n")
+        .expect("tell the client");
+    let mut body = String::new();
+    out.read_line(&mut body).expect("read body");
+    assert_eq!(
+        body.trim(),
+        "rs1",
+        "the held connection did not continue on the backup; backup: {}\n{}",
+        backup.rvsadm_ok(&["-L", "-c", "-n"]),
+        backup.log()
+    );
+    let _ = backup.terminate();
+}
