@@ -220,6 +220,24 @@ const WORKER: &[Row] = &[
         field!("rx_chained"),
     ),
     (
+        "rvs_worker_exception_to_kernel_total",
+        Kind::Counter,
+        "Frames handed to the kernel twin (exception path).",
+        field!("exception_to_kernel"),
+    ),
+    (
+        "rvs_worker_exception_from_kernel_total",
+        Kind::Counter,
+        "Frames the kernel sent on its twin, sent out of the port.",
+        field!("exception_from_kernel"),
+    ),
+    (
+        "rvs_worker_garp_sent_total",
+        Kind::Counter,
+        "Gratuitous ARPs sent on taking a VIP.",
+        field!("garp_sent"),
+    ),
+    (
         "rvs_worker_arp_replies_sent_total",
         Kind::Counter,
         "ARP replies sent.",
