@@ -1019,8 +1019,10 @@ impl Dataplane {
         .is_ok()
     }
 
-    /// Write a gratuitous ARP for `ip` on `port` (a request from and for
-    /// `ip`, broadcast, as keepalived sends on becoming MASTER).
+    /// Write a gratuitous ARP for `ip` on `port`: as keepalived's
+    /// `send_gratuitous_arp` (keepalived/vrrp/vrrp_arp.c) on becoming
+    /// MASTER, a broadcast request with sender and target address `ip` and
+    /// target hardware address ff:ff:ff:ff:ff:ff.
     pub fn garp<F: Frame>(&self, port: u16, ip: Ipv4Addr, buf: &mut F) -> bool {
         let Some(p) = self.router.ports.get(port as usize) else {
             return false;
