@@ -160,3 +160,108 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
     );
     rvsd.stop().expect("rvsd stops cleanly");
 }
+
+/// keepalived (Debian's, unmodified, no notify scripts) in the director
+/// namespace, run in the foreground; killed on drop.
+struct Keepalived(std::process::Child);
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn keepalived_drives_ownership_through_the_twin() {
+    let topo = Topology::up_unique();
+    ns_exec_ok(
+        &topo.lb_ns(),
+        &["sysctl", "-qw", "net.ipv4.conf.lb0.rp_filter=1"],
+    );
+    let mut c = topo.default_config();
+    c["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+    c["vip_ownership"] = json!("kernel");
+    let rvsd = Rvsd::start(&topo, &c);
+    rvsd.nat_service("rr", 1, 1);
+    assert!(!probe(&topo), "the VIP answered before keepalived ran");
+
+    // A VRRP instance on the twin whose only peer does not exist: it
+    // becomes MASTER when its timer runs out and adds the VIP.
+    let dir = &topo.state_dir;
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        "global_defs {\n  router_id rvs_e2e\n}\n\
+         vrrp_instance VI_1 {\n  state BACKUP\n  interface rvs0\n  virtual_router_id 51\n  \
+         priority 100\n  advert_int 1\n  unicast_src_ip 10.0.0.1\n  unicast_peer {\n    10.0.0.250\n  }\n  \
+         virtual_ipaddress {\n    10.0.0.100/32 dev rvs0\n  }\n}\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("keepalived.log")).unwrap();
+    let ka = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.lb_ns(),
+            "keepalived",
+            "-n",
+            "-l",
+            "-D",
+            "-P",
+        ])
+        .arg("-f")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.join("keepalived.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("keepalived");
+    let mut ka = Keepalived(ka);
+    let ka_log = || std::fs::read_to_string(dir.join("keepalived.log")).unwrap_or_default();
+
+    // Readiness: keepalived put the VIP on the twin, and rvsd announced it.
+    let garps = counter(&rvsd, "garp_sent");
+    let end = Instant::now() + Duration::from_secs(30);
+    while counter(&rvsd, "garp_sent") < garps + 5 {
+        assert!(
+            Instant::now() < end,
+            "no gratuitous ARPs from rvsd; keepalived log:\n{}",
+            ka_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let on_twin = ns_exec_ok(&topo.lb_ns(), &["ip", "-o", "-4", "addr", "show", "rvs0"]);
+    assert!(on_twin.contains("10.0.0.100/32"), "{on_twin}");
+    assert!(ka_log().contains("Entering MASTER STATE"), "{}", ka_log());
+    let body = curl_from(&topo.client_ns(), "http://10.0.0.100/").expect("VIP served");
+    assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+
+    // keepalived stops (SIGTERM): it removes the VIP, rvsd falls silent.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &ka.0.id().to_string()])
+        .status();
+    let _ = ka.0.wait();
+    wait_for("the VIP to be given up", || {
+        let before = counter(&rvsd, "vip_not_owned");
+        !probe(&topo) && counter(&rvsd, "vip_not_owned") > before
+    });
+    let cap = Capture::start(
+        &topo.client_ns(),
+        "eth0",
+        topo.state_dir.join("after-keepalived.pcap"),
+        "arp",
+    );
+    for _ in 0..3 {
+        assert!(!probe(&topo), "the VIP answered after keepalived stopped");
+    }
+    let lines = cap.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("Reply 10.0.0.100")),
+        "{lines:#?}"
+    );
+    rvsd.stop().expect("rvsd stops cleanly");
+}
