@@ -60,6 +60,7 @@ struct Ports {
     ports: Mutex<Vec<Port>>,
     info: Vec<(String, MacAddr, String)>,
     pool: Mempool,
+    owned: Option<Arc<rvs::ownership::OwnedSet>>,
 }
 
 impl PortView for Ports {
@@ -83,6 +84,17 @@ impl PortView for Ports {
             in_use: self.pool.in_use(),
             available: self.pool.available(),
         }]
+    }
+
+    fn vip_ownership(&self) -> serde_json::Value {
+        match &self.owned {
+            None => serde_json::json!({"mode": "always"}),
+            Some(o) => {
+                let mut on: Vec<_> = o.set.load().keys().copied().collect();
+                on.sort();
+                serde_json::json!({"mode": "kernel", "on_twins": on})
+            }
+        }
     }
 }
 
@@ -346,6 +358,7 @@ fn run(cli: Cli) -> Result<()> {
         ports: Mutex::new(ports),
         info,
         pool: pool.clone(),
+        owned: owned.clone(),
     }));
     let ctl = Arc::new(ctl);
     let server = match Server::bind_with(&cli.socket, ctl_opts.clone()) {
