@@ -94,6 +94,12 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
         counter(&rvsd, "vip_not_owned") > refused
     });
     assert!(curl_from(&topo.client_ns(), "http://10.0.0.100/").is_err());
+    let table = rvsd.rvsadm_ok(&["--vip-ownership"]);
+    assert!(
+        table.starts_with("VIP ownership: kernel\n")
+            && table.contains("10.0.0.100       not owned\n"),
+        "{table}"
+    );
     let lines = cap.lines();
     assert!(
         lines.iter().any(|l| l.contains("who-has 10.0.0.100")),
@@ -120,6 +126,17 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
     wait_for("gratuitous ARPs", || {
         counter(&rvsd, "garp_sent") >= garps + 5
     });
+    let own = &ctl(&rvsd.socket, r#"{"cmd":"stats"}"#)["vip_ownership"];
+    assert_eq!(own["mode"], "kernel", "{own}");
+    assert!(
+        own["on_twins"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("10.0.0.100")),
+        "{own}"
+    );
+    let table = rvsd.rvsadm_ok(&["--vip-ownership"]);
+    assert!(table.contains("10.0.0.100       owned\n"), "{table}");
     let body = curl_from(&topo.client_ns(), "http://10.0.0.100/").expect("VIP served as MASTER");
     assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
     assert!(probe(&topo));
