@@ -56,28 +56,28 @@ pub struct Worker<P: PortIo> {
     twins: Twins,
 }
 
-/// The worker's side of the exception path: which device port is each
-/// data port's kernel twin, and the token bucket bounding what it hands
-/// to the kernel.
+/// A data port's kernel twin as one worker sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct TwinQueue {
+    /// The twin's device port index in the worker's `PortIo`.
+    pub dev_port: u16,
+    /// Frames per second this worker may hand to this twin.
+    pub rate_pps: u32,
+    /// Frames banked at most.
+    pub burst: u32,
+}
+
+/// A token bucket: tokens in thousandths of a frame, `rate` frames per
+/// second, at most `burst` frames banked.
 #[derive(Debug, Default)]
-struct Twins {
-    /// Data ports are device ports `0..n_data`; `of[i]` is data port i's
-    /// twin device port.
-    n_data: Option<usize>,
-    of: Vec<Option<u16>>,
-    /// Tokens in thousandths of a frame; `rate` frames per second, at most
-    /// `burst` frames banked.
+struct Bucket {
     tokens: u64,
     rate: u64,
     burst: u64,
     last_ms: u64,
-    /// The owned-VIP generation last seen (worker 0 sends the gratuitous
-    /// ARPs) and the set then.
-    garp_gen: u64,
-    garp_seen: crate::ownership::Owned,
 }
 
-impl Twins {
+impl Bucket {
     /// Take one token, refilling for the time since the last take.
     fn take(&mut self, now: u64) -> bool {
         if now > self.last_ms {
@@ -91,6 +91,35 @@ impl Twins {
         } else {
             false
         }
+    }
+}
+
+/// The worker's side of the exception path: which device port is each
+/// data port's kernel twin, and the token bucket bounding what each twin
+/// gets.
+#[derive(Debug, Default)]
+struct Twins {
+    /// Data ports are device ports `0..n_data`; `of[i]` is data port i's
+    /// twin device port.
+    n_data: Option<usize>,
+    of: Vec<Option<u16>>,
+    buckets: Vec<Bucket>,
+    /// The owned-VIP generation last seen (worker 0 sends the gratuitous
+    /// ARPs) and the set then.
+    garp_gen: u64,
+    garp_seen: crate::ownership::Owned,
+}
+
+impl Twins {
+    /// Data port `port`'s twin, if it has one: `Ok` with its device port
+    /// when its bucket has a token.
+    fn take(&mut self, port: u16, now: u64) -> Option<Result<u16, ()>> {
+        let t = self.of.get(port as usize).copied().flatten()?;
+        Some(if self.buckets[port as usize].take(now) {
+            Ok(t)
+        } else {
+            Err(())
+        })
     }
 }
 
@@ -123,18 +152,26 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Give the data ports kernel twins: device ports `0..twin_of.len()`
-    /// are data ports, `twin_of[i]` the device port of data port i's twin.
-    /// At most `rate_pps` frames a second (banking `burst`) go to the
-    /// kernel from this worker; the rest are dropped (`exception_rate`).
-    pub fn with_twins(mut self, twin_of: Vec<Option<u16>>, rate_pps: u32, burst: u32) -> Self {
+    /// Give the data ports kernel twins: device ports `0..twins.len()`
+    /// are data ports, `twins[i]` data port i's twin. At most its
+    /// `rate_pps` frames a second (banking `burst`) go to each twin from
+    /// this worker; the rest are dropped (`exception_rate`).
+    pub fn with_twins(mut self, twins: Vec<Option<TwinQueue>>) -> Self {
         self.twins = Twins {
-            n_data: Some(twin_of.len()),
-            of: twin_of,
-            tokens: burst as u64 * 1000,
-            rate: rate_pps as u64,
-            burst: burst as u64,
-            last_ms: 0,
+            n_data: Some(twins.len()),
+            of: twins.iter().map(|t| t.map(|t| t.dev_port)).collect(),
+            buckets: twins
+                .iter()
+                .map(|t| match t {
+                    Some(t) => Bucket {
+                        tokens: t.burst as u64 * 1000,
+                        rate: t.rate_pps as u64,
+                        burst: t.burst as u64,
+                        last_ms: 0,
+                    },
+                    None => Bucket::default(),
+                })
+                .collect(),
             garp_gen: 0,
             garp_seen: Default::default(),
         };
@@ -224,16 +261,14 @@ impl<P: PortIo> Worker<P> {
                     Verdict::Hold { port: out, nexthop } => {
                         self.hold(f, out, nexthop, now_ms, false)
                     }
-                    Verdict::ToKernel(p) => {
-                        match self.twins.of.get(p as usize).copied().flatten() {
-                            Some(t) if self.twins.take(now_ms) => {
-                                st.exception_to_kernel.inc();
-                                self.io.tx(t, f);
-                            }
-                            Some(_) => st.drop(DropReason::ExceptionRate),
-                            None => st.drop(DropReason::LocalUnhandled),
+                    Verdict::ToKernel(p) => match self.twins.take(p, now_ms) {
+                        Some(Ok(t)) => {
+                            st.exception_to_kernel.inc();
+                            self.io.tx(t, f);
                         }
-                    }
+                        Some(Err(())) => st.drop(DropReason::ExceptionRate),
+                        None => st.drop(DropReason::LocalUnhandled),
+                    },
                 }
                 if let Some(u) = update.take() {
                     self.send_update(&dp, &cx, &u, now_ms);

@@ -13,7 +13,7 @@ use rvs::dataplane::Dataplane;
 use rvs::io::MemIo;
 use rvs::ownership::{Exception, Owned, OwnedSet};
 use rvs::wire::{ArpOp, ArpPacket, MacAddr, PacketBuilder, TcpFlags};
-use rvs::worker::Worker;
+use rvs::worker::{TwinQueue, Worker};
 
 /// A rig whose ports have twins; `owned`: VIP ownership "kernel" with this
 /// set (None: "always").
@@ -31,11 +31,15 @@ fn rig(rate: u32, burst: u32, owned: Option<Arc<OwnedSet>>) -> Rig<MemIo> {
         },
     });
     let io = std::mem::replace(&mut r.worker.io, MemIo::new(0));
-    r.worker = Worker::new(0, 1, io, dp.clone(), r.stats.clone(), Duration::ZERO).with_twins(
-        vec![Some(2), Some(3)],
-        rate,
-        burst,
-    );
+    let twin = |dev_port| {
+        Some(TwinQueue {
+            dev_port,
+            rate_pps: rate,
+            burst,
+        })
+    };
+    r.worker = Worker::new(0, 1, io, dp.clone(), r.stats.clone(), Duration::ZERO)
+        .with_twins(vec![twin(2), twin(3)]);
     r.dp = dp;
     r
 }

@@ -246,7 +246,7 @@ fn run(cli: Cli) -> Result<()> {
     // The twins: as many queues as the data ports, the port's MAC and
     // address on the kernel side (set with iproute2, as an operator would).
     let mut twin_ports = Vec::new();
-    let mut twin_of: Vec<Option<u16>> = vec![None; cfg.ports.len()];
+    let mut twin_of: Vec<Option<rvs::worker::TwinQueue>> = vec![None; cfg.ports.len()];
     let mut twin_names = Vec::new();
     for (i, dev, t) in &twin_devs {
         let id = Port::by_name(dev).with_context(|| format!("kernel twin {dev} ({})", t.name))?;
@@ -275,7 +275,11 @@ fn run(cli: Cli) -> Result<()> {
             t.name,
             cfg.ports[*i].device
         );
-        twin_of[*i] = Some((cfg.ports.len() + twin_ports.len()) as u16);
+        twin_of[*i] = Some(rvs::worker::TwinQueue {
+            dev_port: (cfg.ports.len() + twin_ports.len()) as u16,
+            rate_pps: t.rate_pps,
+            burst: t.burst,
+        });
         twin_names.push((t.name.clone(), *i as u16));
         twin_ports.push(port);
     }
@@ -287,10 +291,6 @@ fn run(cli: Cli) -> Result<()> {
         twin: twin_of.iter().map(Option::is_some).collect(),
         owned: owned.clone(),
     };
-    let (twin_rate, twin_burst) = twin_devs
-        .first()
-        .map(|(_, _, t)| (t.rate_pps, t.burst))
-        .unwrap_or((1, 1));
 
     let dp = Arc::new(Dataplane {
         exc,
@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<()> {
             Duration::from_micros(cfg.idle_sleep_us as u64),
         );
         if !twin_ports.is_empty() {
-            w = w.with_twins(twin_of.clone(), twin_rate, twin_burst);
+            w = w.with_twins(twin_of.clone());
         }
         let stop = stop.clone();
         let live_capture = cfg.live_capture;
