@@ -270,3 +270,35 @@ print(n)
     assert!(curl_from(&topo.client_ns(), "http://10.0.0.100/").is_ok());
     rvsd.stop().expect("rvsd stops cleanly");
 }
+
+#[test]
+fn virtio_user_twin_is_refused_clearly_without_vhost_net() {
+    if Path::new("/dev/vhost-net").exists() {
+        eprintln!("skipped: this host has /dev/vhost-net");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rvs-exc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("rvsd.json");
+    std::fs::write(
+        &conf,
+        r#"{"eal_args":["--no-pci","--in-memory"],
+            "ports":[{"device":"net_null0","ipv4":"10.0.0.1/24",
+                      "kernel_twin":{"kind":"virtio_user","name":"rvs0"}}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("virtio_user needs /dev/vhost-net") && err.contains("\"tap\""),
+        "{err}"
+    );
+}
