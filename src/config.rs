@@ -81,6 +81,57 @@ pub struct PortConf {
     /// may have one (it is the default route).
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// A kernel interface twinned with this port (the exception path):
+    /// frames rvs does not own go to it, what the kernel sends on it goes
+    /// out of the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_twin: Option<TwinConf>,
+}
+
+/// The kind of kernel twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TwinKind {
+    /// DPDK's `net_tap`: a kernel TAP interface.
+    Tap,
+    /// DPDK's `virtio_user` over `/dev/vhost-net` (KNI's documented
+    /// replacement). Needs the vhost-net module.
+    VirtioUser,
+}
+
+fn d_twin_rate() -> u32 {
+    100_000
+}
+fn d_twin_burst() -> u32 {
+    1024
+}
+
+/// `"kernel_twin": {"kind": "tap", "name": "rvs0"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwinConf {
+    pub kind: TwinKind,
+    /// The kernel interface name (at most 15 bytes).
+    pub name: String,
+    /// Frames per second each worker may hand to the kernel (a token
+    /// bucket); more are dropped and counted `exception_rate`.
+    #[serde(default = "d_twin_rate")]
+    pub rate_pps: u32,
+    /// The token bucket's depth.
+    #[serde(default = "d_twin_burst")]
+    pub burst: u32,
+}
+
+/// Who decides whether this director answers for a VIP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipOwnership {
+    /// Every configured VIP, always (a single director).
+    #[default]
+    Always,
+    /// A VIP only while the address is configured on a kernel twin (as
+    /// keepalived's VRRP adds it on MASTER and removes it otherwise).
+    Kernel,
 }
 
 /// Connection timeouts in seconds; 0 or absent keeps the current value.
@@ -179,6 +230,9 @@ pub struct DaemonConfig {
     /// "10.0.0.100/32", "proto": "tcp", "ports": "80,443"}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fwmark_rules: Vec<FwmarkRule>,
+    /// `"always"` (default) or `"kernel"`: see [`VipOwnership`].
+    #[serde(default)]
+    pub vip_ownership: VipOwnership,
 }
 
 impl DaemonConfig {
@@ -198,6 +252,28 @@ impl DaemonConfig {
         for (i, p) in self.ports.iter().enumerate() {
             if self.ports[..i].iter().any(|q| q.device == p.device) {
                 errs.push(format!("ports[{i}]: device {:?} listed twice", p.device));
+            }
+            if let Some(t) = &p.kernel_twin {
+                if t.name.is_empty()
+                    || t.name.len() > 15
+                    || t.name.contains(['/', ' ', ',', '=', ':'])
+                {
+                    errs.push(format!(
+                        "ports[{i}]: kernel_twin name {:?} is not an interface name",
+                        t.name
+                    ));
+                }
+                if self.ports[..i]
+                    .iter()
+                    .any(|q| q.kernel_twin.as_ref().is_some_and(|u| u.name == t.name))
+                {
+                    errs.push(format!("ports[{i}]: kernel_twin {:?} listed twice", t.name));
+                }
+                if t.rate_pps == 0 || t.burst == 0 {
+                    errs.push(format!(
+                        "ports[{i}]: kernel_twin rate_pps and burst must be positive"
+                    ));
+                }
             }
             if let Some(gw) = p.gateway {
                 if !p.ipv4.contains(gw) {
@@ -232,6 +308,11 @@ impl DaemonConfig {
         }
         if !(100..=86_400_000).contains(&self.control_idle_timeout_ms) {
             errs.push("control_idle_timeout_ms: 100 ms to 1 day".into());
+        }
+        if self.vip_ownership == VipOwnership::Kernel
+            && !self.ports.iter().any(|p| p.kernel_twin.is_some())
+        {
+            errs.push("vip_ownership \"kernel\": needs a port with a kernel_twin".into());
         }
         if let Err(e) = Classifier::build(&self.fwmark_rules) {
             errs.extend(e.iter().map(ToString::to_string));
@@ -332,6 +413,26 @@ mod tests {
             e.contains("control_group") && e.contains("control_idle_timeout_ms"),
             "{e}"
         );
+        let t = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24",
+                "kernel_twin":{"kind":"tap","name":"rvs0"}}],"vip_ownership":"kernel"}"#,
+        )
+        .unwrap();
+        let tw = t.ports[0].kernel_twin.as_ref().unwrap();
+        assert_eq!((tw.kind, tw.rate_pps), (TwinKind::Tap, 100_000));
+        assert_eq!(t.vip_ownership, VipOwnership::Kernel);
+        assert_eq!(c.vip_ownership, VipOwnership::Always);
+        let e = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24",
+                "kernel_twin":{"kind":"tap","name":"a very long name!"}}],"vip_ownership":"kernel"}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("not an interface name"), "{e}");
+        let e = DaemonConfig::from_json(
+            r#"{"eal_args":[],"ports":[{"device":"a","ipv4":"10.0.0.1/24"}],"vip_ownership":"kernel"}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("needs a port with a kernel_twin"), "{e}");
         let e = DaemonConfig::from_json(r#"{"eal_args":[],"ports":[],"bogus":1}"#).unwrap_err();
         assert!(e.contains("unknown field `bogus`"), "{e}");
     }

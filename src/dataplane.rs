@@ -43,6 +43,8 @@ pub enum Verdict {
     Drop(DropReason),
     /// Free it; it was for the director and needs no answer (an ARP reply).
     Consumed,
+    /// Hand it to the kernel twin of this data port (the exception path).
+    ToKernel(u16),
 }
 
 /// Everything a packet decision reads that changes only slowly.
@@ -53,6 +55,9 @@ pub struct Dataplane {
     pub conns: Arc<ConnTable>,
     /// The SYN proxy's cookie secret (one per process).
     pub syn_key: SynKey,
+    /// Kernel twins and VIP ownership (empty: no exception path, every VIP
+    /// owned).
+    pub exc: crate::ownership::Exception,
 }
 
 /// A second frame a decision asks the worker to originate: the SYN proxy's
@@ -110,7 +115,12 @@ impl Dataplane {
             return Verdict::Drop(DropReason::NotForUs);
         };
         let dst = eth.dst();
+        let twin = self.exc.has_twin(in_port);
         if dst != port.mac && !dst.is_broadcast() {
+            // Multicast (VRRP, routing protocols) is the kernel's business.
+            if twin && dst.0[0] & 1 == 1 && self.sane_peer_mac(eth.src()) {
+                return Verdict::ToKernel(in_port);
+            }
             return Verdict::Drop(DropReason::NotForUs);
         }
         // Nothing legitimate comes from these, and the director answers
@@ -122,6 +132,7 @@ impl Dataplane {
         match eth.ethertype() {
             EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
+            EtherType::IPV6 if twin => Verdict::ToKernel(in_port),
             EtherType::IPV6 => Verdict::Drop(DropReason::Ipv6),
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
             _ => Verdict::Drop(DropReason::UnknownEtherType),
@@ -172,8 +183,12 @@ impl Dataplane {
             return Verdict::Drop(DropReason::ArpBadSender);
         }
         let op = arp.operation();
+        let is_vip = cx.services.is_vip(IpAddr::V4(tip));
+        // A VIP this director does not own now (vip_ownership "kernel"):
+        // never answered, or two directors would claim it.
+        let unowned_vip = is_vip && !self.exc.owns(tip);
         let ours = tip == port.cidr.addr
-            || cx.services.is_vip(IpAddr::V4(tip))
+            || (is_vip && !unowned_vip)
             || cx.services.is_lip(IpAddr::V4(tip));
         // Like the kernel: only requests and replies count; create an entry
         // when the ARP is addressed to us, refresh one we already have from
@@ -198,7 +213,11 @@ impl Dataplane {
                 cx.stats.arp_replies_sent.inc();
                 Verdict::Tx(in_port)
             }
+            // The kernel twin resolves its own neighbours: it gets every
+            // reply too (rvs has learnt from it above).
+            ArpOp::REPLY if self.exc.has_twin(in_port) => Verdict::ToKernel(in_port),
             ArpOp::REPLY => Verdict::Consumed,
+            ArpOp::REQUEST if unowned_vip => Verdict::Drop(DropReason::VipNotOwned),
             _ => Verdict::Drop(DropReason::ArpNotForUs),
         }
     }
@@ -226,19 +245,35 @@ impl Dataplane {
         if bad_source(src) || self.router.is_broadcast(src) {
             return Verdict::Drop(DropReason::BadSource);
         }
-        let vip = cx.services.is_vip(IpAddr::V4(dst));
+        let mut vip = cx.services.is_vip(IpAddr::V4(dst));
+        let twin = self.exc.has_twin(in_port);
+        // A VIP not owned now: tracked connections keep being forwarded
+        // (as the kernel's IPVS forwards what still reaches it), nothing
+        // new is accepted or answered.
+        let unowned_vip = vip && !self.exc.owns(dst);
+        if unowned_vip {
+            vip = false;
+        }
         if proto == IpProtocol::ICMP {
             let local = vip || self.router.local_port(dst).is_some();
             if let Some((p, s, sp, d, dp)) = xmit::icmp::quoted_flow(&data[ETH..ETH + total]) {
                 let key = FlowKey::v4(Proto::from_number(p).unwrap_or(Proto::Tcp), s, sp, d, dp);
                 return match self.conns.lookup(&key) {
                     Some((conn, dir)) => self.icmp_error(cx, in_port, frame, &conn, dir, total),
+                    // Errors about the kernel's own connections.
+                    None if twin && self.router.local_port(dst).is_some() => {
+                        Verdict::ToKernel(in_port)
+                    }
                     None if local => Verdict::Drop(DropReason::IcmpUnhandled),
+                    None if unowned_vip => Verdict::Drop(DropReason::VipNotOwned),
                     None => Verdict::Drop(DropReason::NotRouted),
                 };
             }
             if local {
                 return self.echo_reply(cx, in_port, data);
+            }
+            if unowned_vip {
+                return Verdict::Drop(DropReason::VipNotOwned);
             }
             return Verdict::Drop(DropReason::NotRouted);
         }
@@ -246,6 +281,11 @@ impl Dataplane {
             IpProtocol::TCP => Proto::Tcp,
             IpProtocol::UDP => Proto::Udp,
             _ if vip => return Verdict::Drop(DropReason::ProtoUnsupported),
+            _ if unowned_vip => return Verdict::Drop(DropReason::VipNotOwned),
+            // VRRP, OSPF, GRE... to the director's own address.
+            _ if twin && self.router.local_port(dst).is_some() => {
+                return Verdict::ToKernel(in_port)
+            }
             _ => return Verdict::Drop(DropReason::NotRouted),
         };
         let l4 = &data[ETH + ihl..ETH + total];
@@ -306,6 +346,7 @@ impl Dataplane {
             // No connection: the service, as the kernel's
             // ip_vs_service_find: the fwmark service of the packet's mark
             // first (never for the director's own addresses), then the VIP's.
+            None if unowned_vip => return Verdict::Drop(DropReason::VipNotOwned),
             None if vip || self.router.local_port(dst).is_none() => {
                 let Some(svc) = cx.services.find_new(key.proto, dst, key.dport, vip) else {
                     return Verdict::Drop(if vip {
@@ -325,6 +366,9 @@ impl Dataplane {
                     }
                     Err(r) => return Verdict::Drop(r),
                 }
+            }
+            None if twin && self.router.local_port(dst).is_some() => {
+                return Verdict::ToKernel(in_port)
             }
             None if self.router.local_port(dst).is_some() => {
                 return Verdict::Drop(DropReason::LocalUnhandled)
@@ -971,6 +1015,32 @@ impl Dataplane {
             p.cidr.addr,
             MacAddr::ZERO,
             target,
+        )
+        .is_ok()
+    }
+
+    /// Write a gratuitous ARP for `ip` on `port`: as keepalived's
+    /// `send_gratuitous_arp` (keepalived/vrrp/vrrp_arp.c) on becoming
+    /// MASTER, a broadcast request with sender and target address `ip` and
+    /// target hardware address ff:ff:ff:ff:ff:ff.
+    pub fn garp<F: Frame>(&self, port: u16, ip: Ipv4Addr, buf: &mut F) -> bool {
+        let Some(p) = self.router.ports.get(port as usize) else {
+            return false;
+        };
+        if !buf.append(EthernetFrame::<&[u8]>::MIN_LEN) {
+            return false;
+        }
+        let data = buf.data_mut();
+        data.fill(0);
+        crate::wire::write_arp(
+            data,
+            ArpOp::REQUEST,
+            p.mac,
+            MacAddr::BROADCAST,
+            p.mac,
+            ip,
+            MacAddr::BROADCAST,
+            ip,
         )
         .is_ok()
     }

@@ -24,6 +24,7 @@ pub mod ipvs_nl;
 pub mod keepalived;
 pub mod metrics;
 pub mod neigh;
+pub mod ownership;
 pub mod sched;
 pub mod sdnotify;
 pub mod service;

@@ -220,6 +220,24 @@ const WORKER: &[Row] = &[
         field!("rx_chained"),
     ),
     (
+        "rvs_worker_exception_to_kernel_total",
+        Kind::Counter,
+        "Frames handed to the kernel twin (exception path).",
+        field!("exception_to_kernel"),
+    ),
+    (
+        "rvs_worker_exception_from_kernel_total",
+        Kind::Counter,
+        "Frames the kernel sent on its twin, sent out of the port.",
+        field!("exception_from_kernel"),
+    ),
+    (
+        "rvs_worker_garp_sent_total",
+        Kind::Counter,
+        "Gratuitous ARPs sent on taking a VIP.",
+        field!("garp_sent"),
+    ),
+    (
         "rvs_worker_arp_replies_sent_total",
         Kind::Counter,
         "ARP replies sent.",
@@ -514,6 +532,27 @@ pub fn render(list: &Value, stats: &Value) -> String {
         fams.push(f);
     }
 
+    // VIP ownership (vip_ownership "kernel": while the VIP is on a twin).
+    let own = &stats["vip_ownership"];
+    if own["mode"].is_string() {
+        let always = own["mode"] == "always";
+        let on: Vec<&str> = arr(&own["on_twins"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let mut f = Family::new(
+            "rvs_service_vip_owned",
+            Kind::Gauge,
+            "1 while this director serves the service's VIP (always, or on a kernel twin).",
+        );
+        for s in services.iter().filter(|s| s.get("fwmark").is_none()) {
+            let vip = str_of(&s["vip"]);
+            let v = always || on.contains(&vip.as_str());
+            f.samples.push((svc_labels(s), if v { 1.0 } else { 0.0 }));
+        }
+        fams.push(f);
+    }
+
     let workers = arr(&stats["workers"]);
     for (name, kind, help, get) in WORKER {
         let mut f = Family::new(*name, *kind, help);
@@ -776,6 +815,26 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .map(|l| l.split(' ').next().unwrap().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn vip_ownership_is_a_gauge_per_service() {
+        let mut st = sample_stats();
+        st["vip_ownership"] = json!({"mode": "kernel", "on_twins": ["10.0.0.1"]});
+        let t = render(&sample_list(), &st);
+        assert!(
+            t.contains("rvs_service_vip_owned{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\"} 0\n"),
+            "{t}"
+        );
+        st["vip_ownership"] = json!({"mode": "kernel", "on_twins": ["10.0.0.1", "10.0.0.100"]});
+        let t = render(&sample_list(), &st);
+        assert!(
+            t.contains("rvs_service_vip_owned{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\"} 1\n")
+        );
+        st["vip_ownership"] = json!({"mode": "always"});
+        assert!(render(&sample_list(), &st).contains("proto=\"tcp\"} 1\n"));
+        // Without a daemon (no ownership in stats): no family.
+        assert!(!render(&sample_list(), &sample_stats()).contains("vip_owned"));
     }
 
     #[test]

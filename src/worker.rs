@@ -53,6 +53,74 @@ pub struct Worker<P: PortIo> {
     ident: u16,
     lport: u32,
     traffic: crate::stats::TrafficAcc,
+    twins: Twins,
+}
+
+/// A data port's kernel twin as one worker sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct TwinQueue {
+    /// The twin's device port index in the worker's `PortIo`.
+    pub dev_port: u16,
+    /// Frames per second this worker may hand to this twin.
+    pub rate_pps: u32,
+    /// Frames banked at most.
+    pub burst: u32,
+}
+
+/// A token bucket: tokens in thousandths of a frame, `rate` frames per
+/// second, at most `burst` frames banked.
+#[derive(Debug, Default)]
+struct Bucket {
+    tokens: u64,
+    rate: u64,
+    burst: u64,
+    last_ms: u64,
+}
+
+impl Bucket {
+    /// Take one token, refilling for the time since the last take.
+    fn take(&mut self, now: u64) -> bool {
+        if now > self.last_ms {
+            let add = (now - self.last_ms).saturating_mul(self.rate);
+            self.tokens = (self.tokens.saturating_add(add)).min(self.burst * 1000);
+            self.last_ms = now;
+        }
+        if self.tokens >= 1000 {
+            self.tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The worker's side of the exception path: which device port is each
+/// data port's kernel twin, and the token bucket bounding what each twin
+/// gets.
+#[derive(Debug, Default)]
+struct Twins {
+    /// Data ports are device ports `0..n_data`; `of[i]` is data port i's
+    /// twin device port.
+    n_data: Option<usize>,
+    of: Vec<Option<u16>>,
+    buckets: Vec<Bucket>,
+    /// The owned-VIP generation last seen (worker 0 sends the gratuitous
+    /// ARPs) and the set then.
+    garp_gen: u64,
+    garp_seen: crate::ownership::Owned,
+}
+
+impl Twins {
+    /// Data port `port`'s twin, if it has one: `Ok` with its device port
+    /// when its bucket has a token.
+    fn take(&mut self, port: u16, now: u64) -> Option<Result<u16, ()>> {
+        let t = self.of.get(port as usize).copied().flatten()?;
+        Some(if self.buckets[port as usize].take(now) {
+            Ok(t)
+        } else {
+            Err(())
+        })
+    }
 }
 
 impl<P: PortIo> Worker<P> {
@@ -80,7 +148,34 @@ impl<P: PortIo> Worker<P> {
             ident: (id as u16).wrapping_mul(0x3f1d),
             lport: 0,
             traffic: Default::default(),
+            twins: Twins::default(),
         }
+    }
+
+    /// Give the data ports kernel twins: device ports `0..twins.len()`
+    /// are data ports, `twins[i]` data port i's twin. At most its
+    /// `rate_pps` frames a second (banking `burst`) go to each twin from
+    /// this worker; the rest are dropped (`exception_rate`).
+    pub fn with_twins(mut self, twins: Vec<Option<TwinQueue>>) -> Self {
+        self.twins = Twins {
+            n_data: Some(twins.len()),
+            of: twins.iter().map(|t| t.map(|t| t.dev_port)).collect(),
+            buckets: twins
+                .iter()
+                .map(|t| match t {
+                    Some(t) => Bucket {
+                        tokens: t.burst as u64 * 1000,
+                        rate: t.rate_pps as u64,
+                        burst: t.burst as u64,
+                        last_ms: 0,
+                    },
+                    None => Bucket::default(),
+                })
+                .collect(),
+            garp_gen: 0,
+            garp_seen: Default::default(),
+        };
+        self
     }
 
     fn stats(&self) -> &WorkerStats {
@@ -114,7 +209,8 @@ impl<P: PortIo> Worker<P> {
         let traffic = std::cell::RefCell::new(std::mem::take(&mut self.traffic));
         let update = std::cell::Cell::new(None);
         let mut total = 0;
-        for port in 0..self.io.n_ports() as u16 {
+        let n_data = self.twins.n_data.unwrap_or_else(|| self.io.n_ports());
+        for port in 0..n_data as u16 {
             let n = self.io.rx_burst(port, &mut rx);
             total += n;
             if n == 0 {
@@ -168,10 +264,32 @@ impl<P: PortIo> Worker<P> {
                     Verdict::Hold { port: out, nexthop } => {
                         self.hold(f, out, nexthop, now_ms, false)
                     }
+                    Verdict::ToKernel(p) => match self.twins.take(p, now_ms) {
+                        Some(Ok(t)) => {
+                            st.exception_to_kernel.inc();
+                            self.io.tx(t, f);
+                        }
+                        Some(Err(())) => st.drop(DropReason::ExceptionRate),
+                        None => st.drop(DropReason::LocalUnhandled),
+                    },
                 }
                 if let Some(u) = update.take() {
                     self.send_update(&dp, &cx, &u, now_ms);
                 }
+            }
+        }
+        // What the kernel sends on a twin goes out of its data port as is
+        // (it carries the port's MAC and addresses).
+        for port in 0..n_data as u16 {
+            let Some(t) = self.twins.of.get(port as usize).copied().flatten() else {
+                continue;
+            };
+            let n = self.io.rx_burst(t, &mut rx);
+            total += n;
+            let st = &stats[self.id];
+            for f in rx.drain(..) {
+                st.exception_from_kernel.inc();
+                self.io.tx(port, f);
             }
         }
         self.rx = rx;
@@ -252,7 +370,9 @@ impl<P: PortIo> Worker<P> {
                 self.io.tx(port, f);
             }
             Verdict::Hold { port, nexthop } => self.hold(f, port, nexthop, now, true),
-            Verdict::Drop(_) | Verdict::Consumed => self.stats().synproxy_updates_unsent.inc(),
+            Verdict::Drop(_) | Verdict::Consumed | Verdict::ToKernel(_) => {
+                self.stats().synproxy_updates_unsent.inc()
+            }
         }
     }
 
@@ -280,6 +400,9 @@ impl<P: PortIo> Worker<P> {
     /// Bounded background work, at most once per millisecond.
     fn chores(&mut self, now: u64) {
         self.release_held(now);
+        if self.id == 0 {
+            self.announce_gained();
+        }
         // One shard of persistence templates per millisecond, each worker
         // its own share of shards.
         let n = self.dp.conns.n_template_shards();
@@ -334,6 +457,45 @@ impl<P: PortIo> Worker<P> {
         for (port, ip) in targets {
             self.solicit(port, ip, now);
         }
+    }
+
+    /// Worker 0: gratuitous ARPs for VIPs this director has just taken
+    /// (vip_ownership "kernel"), [`crate::ownership::GARP_REPEAT`] each.
+    fn announce_gained(&mut self) {
+        let Some(o) = self.dp.exc.owned.clone() else {
+            return;
+        };
+        let gen = o.generation.load(std::sync::atomic::Ordering::Acquire);
+        if gen == self.twins.garp_gen {
+            return;
+        }
+        self.twins.garp_gen = gen;
+        let now = o.set.load_full();
+        let services = self.dp.table.load();
+        let gained: Vec<(Ipv4Addr, u16)> = now
+            .iter()
+            .filter(|(ip, _)| !self.twins.garp_seen.contains_key(ip))
+            .filter(|(ip, _)| services.is_vip(std::net::IpAddr::V4(**ip)))
+            .map(|(ip, p)| (*ip, *p))
+            .collect();
+        self.twins.garp_seen = (*now).clone();
+        for (ip, port) in gained {
+            log::info!(
+                "taking VIP {ip}: {} gratuitous ARPs",
+                crate::ownership::GARP_REPEAT
+            );
+            for _ in 0..crate::ownership::GARP_REPEAT {
+                let Some(mut f) = self.io.alloc() else {
+                    self.stats().drop(DropReason::NoBuffer);
+                    break;
+                };
+                if self.dp.garp(port, ip, &mut f) {
+                    self.stats().garp_sent.inc();
+                    self.io.tx(port, f);
+                }
+            }
+        }
+        self.io.flush();
     }
 
     /// Frames currently waiting for ARP.

@@ -53,7 +53,9 @@ fn main() {
     let code = match take_socket(&mut args) {
         Ok(socket) => {
             let ctx = Ctx { socket };
-            if args.len() == 1 {
+            if args.len() == 2 && args[1] == "--vip-ownership" {
+                finish(vip_ownership(&ctx))
+            } else if args.len() == 1 {
                 // "list the table if there is no other argument"
                 finish(ctx.list_all(Format::default()))
             } else {
@@ -397,6 +399,41 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     out(&adm::list(&l, f, header))
 }
 
+/// `--vip-ownership` (rvs): whether this director serves each VIP now
+/// (`vip_ownership` "kernel": while the address is on a kernel twin).
+fn vip_ownership(ctx: &Ctx) -> Result<(), Exit> {
+    let l = ctx.list_call(json!({"cmd": "list"}))?;
+    let s = ctx.list_call(json!({"cmd": "stats"}))?;
+    out(&ownership_table(&l, &s["vip_ownership"]))
+}
+
+fn ownership_table(list: &Value, own: &Value) -> String {
+    let mode = own["mode"].as_str().unwrap_or("always");
+    let on: Vec<&str> = own["on_twins"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut vips: Vec<String> = list["services"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["vip"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    vips.sort();
+    vips.dedup();
+    let mut t = format!("VIP ownership: {mode}\nVIP              State\n");
+    for v in vips {
+        let owned = mode == "always" || on.contains(&v.as_str());
+        t.push_str(&format!(
+            "{v:<16} {}\n",
+            if owned { "owned" } else { "not owned" }
+        ));
+    }
+    t
+}
+
 fn laddr_call(ctx: &Ctx, e: &Entry, cmd: &str) -> Result<(), Exit> {
     ctx.call(json!({"cmd": cmd, "service": svc_key(e), "laddr": e.laddr}))?;
     Ok(())
@@ -605,6 +642,8 @@ Options:
   --sched-flags  -b flags             scheduler flags (comma-separated)
   --json                              the control socket's JSON instead of tables (rvs)
   --health                            health check state of each real server (rvs)
+  --vip-ownership                     whether this director serves each VIP now (rvs;
+                                      alone)
   --socket PATH                       rvsd's control socket (default {DEFAULT_SOCKET},
                                       or $RVS_SOCKET)
 
@@ -626,6 +665,25 @@ mod tests {
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ownership_table_lists_each_vip_once() {
+        let l = json!({"services": [{"vip": "10.0.0.100", "port": 80},
+            {"vip": "10.0.0.100", "port": 443}, {"vip": "10.0.0.101", "port": 80},
+            {"fwmark": 1}]});
+        let t = ownership_table(
+            &l,
+            &json!({"mode": "kernel", "on_twins": ["10.0.0.1", "10.0.0.100"]}),
+        );
+        assert_eq!(
+            t,
+            "VIP ownership: kernel\nVIP              State\n\
+             10.0.0.100       owned\n10.0.0.101       not owned\n"
+        );
+        assert!(
+            ownership_table(&l, &json!({"mode": "always"})).ends_with("10.0.0.101       owned\n")
+        );
     }
 
     #[test]

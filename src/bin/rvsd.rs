@@ -15,7 +15,7 @@ use clap::Parser;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use rvs::config::DaemonConfig;
+use rvs::config::{DaemonConfig, TwinKind, VipOwnership};
 use rvs::conn::ConnTable;
 use rvs::control::server::{Server, ServerOptions};
 use rvs::control::{Control, MempoolReport, PortReport, PortView};
@@ -70,6 +70,7 @@ struct Ports {
     ports: Mutex<Vec<Port>>,
     info: Vec<(String, MacAddr, String)>,
     pool: Mempool,
+    owned: Option<Arc<rvs::ownership::OwnedSet>>,
 }
 
 impl PortView for Ports {
@@ -93,6 +94,17 @@ impl PortView for Ports {
             in_use: self.pool.in_use(),
             available: self.pool.available(),
         }]
+    }
+
+    fn vip_ownership(&self) -> serde_json::Value {
+        match &self.owned {
+            None => serde_json::json!({"mode": "always"}),
+            Some(o) => {
+                let mut on: Vec<_> = o.set.load().keys().copied().collect();
+                on.sort();
+                serde_json::json!({"mode": "kernel", "on_twins": on})
+            }
+        }
     }
 }
 
@@ -206,11 +218,41 @@ fn run(cli: Cli) -> Result<()> {
 
     // A device driver that lacks a permission does not fail the EAL, only
     // its own probe: name the missing permission now, not "no such port" later.
-    let problems = dpdk::preflight::check(&cfg.eal_args, &dpdk::preflight::Host::probe());
+    // Kernel twins are virtual devices rvsd adds itself.
+    let mut eal_args = cfg.eal_args.clone();
+    let mut twin_devs = Vec::new();
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        let Some(t) = &pc.kernel_twin else { continue };
+        let (dev, arg) = match t.kind {
+            TwinKind::Tap => {
+                let dev = format!("net_tap_rvs{i}");
+                let arg = format!("{dev},iface={}", t.name);
+                (dev, arg)
+            }
+            TwinKind::VirtioUser => {
+                if !std::path::Path::new("/dev/vhost-net").exists() {
+                    bail!(
+                        "ports[{i}]: kernel_twin kind virtio_user needs /dev/vhost-net \
+                         (modprobe vhost-net), which this host lacks; use kind \"tap\""
+                    );
+                }
+                let dev = format!("virtio_user_rvs{i}");
+                let arg = format!(
+                    "{dev},path=/dev/vhost-net,iface={},queues={}",
+                    t.name,
+                    cfg.workers.len()
+                );
+                (dev, arg)
+            }
+        };
+        eal_args.push(format!("--vdev={arg}"));
+        twin_devs.push((i, dev, t.clone()));
+    }
+    let problems = dpdk::preflight::check(&eal_args, &dpdk::preflight::Host::probe());
     if !problems.is_empty() {
         bail!("{}", dpdk::preflight::report(&problems));
     }
-    let eal = Eal::init(&cfg.eal_args).context("EAL initialisation")?;
+    let eal = Eal::init(&eal_args).context("EAL initialisation")?;
     // Live capture (dpdk-dumpcap) needs multi-process support, which
     // registering worker threads as lcores would switch off.
     if cfg.live_capture {
@@ -265,7 +307,57 @@ fn run(cli: Cli) -> Result<()> {
         ports.push(port);
     }
 
+    // The twins: as many queues as the data ports, the port's MAC and
+    // address on the kernel side (set with iproute2, as an operator would).
+    let mut twin_ports = Vec::new();
+    let mut twin_of: Vec<Option<rvs::worker::TwinQueue>> = vec![None; cfg.ports.len()];
+    let mut twin_names = Vec::new();
+    for (i, dev, t) in &twin_devs {
+        let id = Port::by_name(dev).with_context(|| format!("kernel twin {dev} ({})", t.name))?;
+        let mut port = Port::configure(id, nq, nq, cfg.rx_descriptors, cfg.tx_descriptors, &pool)
+            .with_context(|| format!("configuring kernel twin {}", t.name))?;
+        port.start()
+            .with_context(|| format!("starting kernel twin {}", t.name))?;
+        let mac = addrs[*i].mac.to_string();
+        let cidr = cfg.ports[*i].ipv4.to_string();
+        for args in [
+            vec!["link", "set", "dev", &t.name, "down"],
+            vec!["link", "set", "dev", &t.name, "address", &mac],
+            vec!["addr", "replace", &cidr, "dev", &t.name],
+            vec!["link", "set", "dev", &t.name, "up"],
+        ] {
+            let st = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .with_context(|| format!("running ip {}", args.join(" ")))?;
+            if !st.success() {
+                bail!("kernel twin {}: ip {} failed", t.name, args.join(" "));
+            }
+        }
+        log::info!(
+            "kernel twin {} ({dev}) for {}: mac {mac} address {cidr}",
+            t.name,
+            cfg.ports[*i].device
+        );
+        twin_of[*i] = Some(rvs::worker::TwinQueue {
+            dev_port: (cfg.ports.len() + twin_ports.len()) as u16,
+            rate_pps: t.rate_pps,
+            burst: t.burst,
+        });
+        twin_names.push((t.name.clone(), *i as u16));
+        twin_ports.push(port);
+    }
+    let owned = match cfg.vip_ownership {
+        VipOwnership::Always => None,
+        VipOwnership::Kernel => Some(Arc::new(rvs::ownership::OwnedSet::default())),
+    };
+    let exc = rvs::ownership::Exception {
+        twin: twin_of.iter().map(Option::is_some).collect(),
+        owned: owned.clone(),
+    };
+
     let dp = Arc::new(Dataplane {
+        exc,
         router: Router::new(addrs),
         neigh: Arc::new(NeighTable::default()),
         table: ctl.table.clone(),
@@ -279,9 +371,18 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let mut handles = Vec::new();
+    if let Some(o) = &owned {
+        handles.push(
+            rvs::ownership::watch(twin_names.clone(), o.clone(), stop.clone())
+                .context("vip_ownership kernel: following the twins' addresses")?,
+        );
+    }
     for (i, &core) in cfg.workers.iter().enumerate() {
-        let queues: Vec<(&Port, u16, u16)> =
-            ports.iter().map(|p| (p, i as u16, i as u16)).collect();
+        let queues: Vec<(&Port, u16, u16)> = ports
+            .iter()
+            .chain(twin_ports.iter())
+            .map(|p| (p, i as u16, i as u16))
+            .collect();
         let io = DpdkIo::new(&pool, &queues).with_context(|| format!("worker {i} queues"))?;
         let mut w = Worker::new(
             i,
@@ -291,6 +392,9 @@ fn run(cli: Cli) -> Result<()> {
             workers.clone(),
             Duration::from_micros(cfg.idle_sleep_us as u64),
         );
+        if !twin_ports.is_empty() {
+            w = w.with_twins(twin_of.clone());
+        }
         let stop = stop.clone();
         let live_capture = cfg.live_capture;
         let h = std::thread::Builder::new()
@@ -318,6 +422,7 @@ fn run(cli: Cli) -> Result<()> {
         ports: Mutex::new(ports),
         info,
         pool: pool.clone(),
+        owned: owned.clone(),
     }));
     let ctl = Arc::new(ctl);
     let server = match Server::bind_with(&cli.socket, ctl_opts.clone()) {
@@ -391,6 +496,7 @@ fn run(cli: Cli) -> Result<()> {
         drop(ctl);
     }
     drop(dp);
+    drop(twin_ports);
     drop(pool);
     drop(eal);
     log::info!("stopped");

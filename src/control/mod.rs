@@ -251,6 +251,11 @@ pub trait PortView: Send + Sync {
     fn mempools(&self) -> Vec<MempoolReport> {
         Vec::new()
     }
+    /// VIP ownership (`{"mode": "always"|"kernel", "on_twins": [...]}`),
+    /// null without a daemon.
+    fn vip_ownership(&self) -> Value {
+        Value::Null
+    }
 }
 
 /// One packet mempool as reported by `stats`: mbufs out of the pool (held by
@@ -840,7 +845,13 @@ impl Control {
             .as_ref()
             .map(|p| p.mempools())
             .unwrap_or_default();
+        let own = self
+            .ports
+            .as_ref()
+            .map(|p| p.vip_ownership())
+            .unwrap_or_default();
         json!({"ok": true, "total": total, "workers": per, "ports": ports, "mempools": pools,
+               "vip_ownership": own,
                "conn_table": {"count": self.conns.len(), "capacity": self.conns.capacity()}})
     }
 

@@ -59,6 +59,8 @@ reasons! {
     LaddrExhausted => "laddr_exhausted", "No free FULLNAT local address and port.";
     SynproxyBadSyn => "synproxy_bad_syn", "SYN to a SYN-proxy service carrying data or malformed options (not answered).";
     SynproxyBadCookie => "synproxy_bad_cookie", "ACK to a SYN-proxy service with no connection and no valid SYN cookie.";
+    ExceptionRate => "exception_rate", "For the kernel twin, but over its rate limit (token bucket).";
+    VipNotOwned => "vip_not_owned", "For a VIP this director does not own now (vip_ownership kernel: the address is not on a kernel twin).";
     SynproxyBadSynAck => "synproxy_bad_synack", "Real server packet for a SYN-proxied connection still opening that is not the SYN-ACK to its SYN.";
 }
 
@@ -148,6 +150,12 @@ pub struct WorkerStats {
     /// client's next hop did not resolve); the client's window probe
     /// recovers.
     pub synproxy_updates_unsent: Counter,
+    /// Frames handed to a port's kernel twin.
+    pub exception_to_kernel: Counter,
+    /// Frames the kernel sent on a twin, sent out of its port.
+    pub exception_from_kernel: Counter,
+    /// Gratuitous ARPs sent on taking a VIP.
+    pub garp_sent: Counter,
     pub drops: Drops,
     /// Loop iterations (for idle-ness and liveness).
     pub loops: Counter,
@@ -193,6 +201,9 @@ pub struct StatsSnapshot {
     pub synproxy_open_failed: u64,
     pub synproxy_updates_sent: u64,
     pub synproxy_updates_unsent: u64,
+    pub exception_to_kernel: u64,
+    pub exception_from_kernel: u64,
+    pub garp_sent: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
     /// rely on every key being present).
     pub drops: std::collections::BTreeMap<&'static str, u64>,
@@ -222,6 +233,9 @@ impl StatsSnapshot {
         self.synproxy_open_failed += w.synproxy_open_failed.get();
         self.synproxy_updates_sent += w.synproxy_updates_sent.get();
         self.synproxy_updates_unsent += w.synproxy_updates_unsent.get();
+        self.exception_to_kernel += w.exception_to_kernel.get();
+        self.exception_from_kernel += w.exception_from_kernel.get();
+        self.garp_sent += w.garp_sent.get();
         for r in DropReason::ALL {
             *self.drops.entry(r.label()).or_default() += w.dropped(*r);
         }

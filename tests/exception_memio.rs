@@ -1,0 +1,174 @@
+//! The exception path's decisions on the in-memory device: which frames go
+//! to a port's kernel twin, the token bucket, what the kernel sends, VIP
+//! ownership and gratuitous ARPs. Device ports 0 and 1 are the data ports,
+//! 2 and 3 their twins.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::rig::*;
+use rvs::dataplane::Dataplane;
+use rvs::io::MemIo;
+use rvs::ownership::{Exception, Owned, OwnedSet};
+use rvs::wire::{ArpOp, ArpPacket, MacAddr, PacketBuilder, TcpFlags};
+use rvs::worker::{TwinQueue, Worker};
+
+/// A rig whose ports have twins; `owned`: VIP ownership "kernel" with this
+/// set (None: "always").
+fn rig(rate: u32, burst: u32, owned: Option<Arc<OwnedSet>>) -> Rig<MemIo> {
+    let mut r = Rig::new(MemIo::new(4), [DIR0_MAC, DIR1_MAC], 1024);
+    let dp = Arc::new(Dataplane {
+        router: r.dp.router.clone(),
+        neigh: r.dp.neigh.clone(),
+        table: r.dp.table.clone(),
+        conns: r.dp.conns.clone(),
+        syn_key: r.dp.syn_key,
+        exc: Exception {
+            twin: vec![true, true],
+            owned,
+        },
+    });
+    let io = std::mem::replace(&mut r.worker.io, MemIo::new(0));
+    let twin = |dev_port| {
+        Some(TwinQueue {
+            dev_port,
+            rate_pps: rate,
+            burst,
+        })
+    };
+    r.worker = Worker::new(0, 1, io, dp.clone(), r.stats.clone(), Duration::ZERO)
+        .with_twins(vec![twin(2), twin(3)]);
+    r.dp = dp;
+    r
+}
+
+fn tcp_to_dir0(sport: u16) -> Vec<u8> {
+    PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client(), dir0())
+        .ttl(64)
+        .tcp(sport, 22)
+        .flags(TcpFlags::SYN)
+        .build()
+}
+
+#[test]
+fn unowned_frames_go_to_the_twin_and_the_kernel_s_frames_leave_by_the_port() {
+    let mut r = rig(1000, 100, None);
+    // TCP to the port's own address (no service there): the kernel's.
+    r.worker.io.push(0, &tcp_to_dir0(40000));
+    // An ARP reply: learnt by rvs, and passed on for the kernel's table.
+    r.worker.io.push(
+        0,
+        &PacketBuilder::new()
+            .eth(CLIENT_MAC, DIR0_MAC)
+            .arp_reply(CLIENT_MAC, client(), DIR0_MAC, dir0())
+            .build(),
+    );
+    // An ARP request for the port address: answered by rvs only.
+    r.worker.io.push(
+        0,
+        &PacketBuilder::new()
+            .arp_request(CLIENT_MAC, client(), dir0())
+            .pad60()
+            .build(),
+    );
+    r.step(1);
+    let to_kernel = r.worker.io.take_tx(2);
+    assert_eq!(to_kernel.len(), 2);
+    assert_eq!(to_kernel[0], tcp_to_dir0(40000), "handed over unchanged");
+    let out = r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let a = ArpPacket::new_checked(&out[0][14..]).unwrap();
+    assert_eq!(a.operation(), ArpOp::REPLY);
+    assert_eq!(r.dp.neigh.lookup(client()), Some(CLIENT_MAC));
+    // The kernel answers on its twin: out of port 0 as is.
+    let syn_ack = PacketBuilder::new()
+        .eth(DIR0_MAC, CLIENT_MAC)
+        .ipv4(dir0(), client())
+        .ttl(64)
+        .tcp(22, 40000)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .build();
+    r.worker.io.push(2, &syn_ack);
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0), vec![syn_ack]);
+    let s = r.stats();
+    assert_eq!((s.exception_to_kernel, s.exception_from_kernel), (2, 1));
+    assert_eq!(
+        s.rx_packets,
+        s.tx_packets + s.consumed + s.exception_to_kernel + s.total_drops()
+    );
+}
+
+#[test]
+fn the_bucket_bounds_what_the_kernel_gets_and_counts_the_rest() {
+    // 1000 frames/s, 10 banked: 10 at once, then one per millisecond.
+    let mut r = rig(1000, 10, None);
+    // Fewer than a burst (BURST = 32) so that one poll sees them all.
+    for i in 0..30 {
+        r.worker.io.push(0, &tcp_to_dir0(40000 + i));
+    }
+    r.step(0);
+    assert_eq!(r.worker.io.take_tx(2).len(), 10);
+    assert_eq!(r.drops("exception_rate"), 20);
+    r.step(3);
+    for i in 0..5 {
+        r.worker.io.push(0, &tcp_to_dir0(41000 + i));
+    }
+    r.step(1);
+    // 3 ms later: 3 tokens.
+    assert_eq!(r.worker.io.take_tx(2).len(), 3);
+    assert_eq!(r.drops("exception_rate"), 22);
+    let s = r.stats();
+    assert_eq!(s.rx_packets, 35);
+    assert_eq!(s.exception_to_kernel + s.drops["exception_rate"], 35);
+}
+
+#[test]
+fn an_unowned_vip_is_silent_and_gained_vips_are_announced() {
+    let owned = Arc::new(OwnedSet::default());
+    let mut r = rig(1000, 100, Some(owned.clone()));
+    nat_service(&r, "rr", 1, 1);
+    let arp_for_vip = PacketBuilder::new()
+        .arp_request(CLIENT_MAC, client(), vip())
+        .pad60()
+        .build();
+    r.worker.io.push(0, &arp_for_vip);
+    r.worker
+        .io
+        .push(0, &client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC));
+    r.step(1);
+    assert!(r.worker.io.take_tx(0).is_empty());
+    assert!(r.worker.io.take_tx(1).is_empty());
+    assert!(r.worker.io.take_tx(2).is_empty(), "not the kernel's either");
+    assert_eq!(r.drops("vip_not_owned"), 2);
+    assert_eq!(r.stats().conns_created, 0);
+
+    // The VIP appears on twin 0: five gratuitous ARPs on port 0.
+    let mut o = Owned::new();
+    o.insert(vip(), 0);
+    owned.publish(o);
+    r.step(1);
+    let garps = r.worker.io.take_tx(0);
+    assert_eq!(garps.len(), 5);
+    for g in &garps {
+        assert_eq!(macs(g), (MacAddr::BROADCAST, DIR0_MAC));
+        let a = ArpPacket::new_checked(&g[14..]).unwrap();
+        assert_eq!(a.operation(), ArpOp::REQUEST);
+        assert_eq!((a.sender_ip(), a.target_ip()), (vip(), vip()));
+        assert_eq!(a.target_hw(), MacAddr::BROADCAST);
+    }
+    r.worker.io.push(0, &arp_for_vip);
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0).len(), 1, "answered once owned");
+    // Published again unchanged: no new announcement.
+    let mut o = Owned::new();
+    o.insert(vip(), 0);
+    owned.publish(o);
+    r.step(1);
+    assert!(r.worker.io.take_tx(0).is_empty());
+    assert_eq!(r.stats().garp_sent, 5);
+}
