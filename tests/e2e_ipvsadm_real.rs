@@ -342,6 +342,59 @@ fn edits_errors_timeouts_zero_save_and_restore() {
     assert!(out.status.success(), "ipvsadm -R: {}", topo::describe(&out));
     assert_eq!(rvsd.rvsadm_ok(&["-S", "-n"]), saved);
 
+    // Sync daemons (IPVS_CMD_NEW/DEL/GET_DAEMON) as ipvsadm drives them,
+    // on the director's kernel interface mgmt0; both may run at once.
+    ipvsadm_ok(
+        &t,
+        &[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "mgmt0",
+            "--syncid",
+            "5",
+        ],
+    );
+    ipvsadm_ok(
+        &t,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "mgmt0",
+            "--mcast-port",
+            "8850",
+        ],
+    );
+    let d = same_listing(&t, &rvsd, &["-L", "--daemon"]);
+    assert!(
+        d.contains("master sync daemon (mcast=mgmt0, syncid=5")
+            && d.contains("backup sync daemon (mcast=mgmt0, syncid=0")
+            && d.contains("port=8850"),
+        "{d}"
+    );
+    // libipvs ipvs_strerror: EEXIST for a second master.
+    let again = ipvsadm(
+        &t,
+        &["--start-daemon", "master", "--mcast-interface", "mgmt0"],
+    );
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("Daemon has already run"),
+        "{}",
+        topo::describe(&again)
+    );
+    ipvsadm_ok(&t, &["--stop-daemon", "master"]);
+    ipvsadm_ok(&t, &["--stop-daemon", "backup"]);
+    assert_eq!(same_listing(&t, &rvsd, &["-L", "--daemon"]), "");
+    let none = ipvsadm(&t, &["--stop-daemon", "backup"]);
+    assert!(
+        !none.status.success()
+            && String::from_utf8_lossy(&none.stderr).contains("No daemon is running"),
+        "{}",
+        topo::describe(&none)
+    );
+
     // Deletes.
     ipvsadm_ok(&t, &["-d", svc[0], svc[1], "-r", "10.0.1.11:80"]);
     ipvsadm_ok(&t, &["-D", "-u", "10.0.0.100:53"]);

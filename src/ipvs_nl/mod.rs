@@ -166,13 +166,16 @@ pub mod errno {
     pub const EPERM: i32 = 1;
     pub const ENOENT: i32 = 2;
     pub const ESRCH: i32 = 3;
+    pub const EIO: i32 = 5;
     pub const ENOMEM: i32 = 12;
+    pub const ENODEV: i32 = 19;
     pub const ENOSYS: i32 = 38;
     pub const EEXIST: i32 = 17;
     pub const EINVAL: i32 = 22;
     pub const ERANGE: i32 = 34;
     pub const EOPNOTSUPP: i32 = 95;
     pub const EAFNOSUPPORT: i32 = 97;
+    pub const EADDRNOTAVAIL: i32 = 99;
 }
 
 /// A refusal: the (positive) errno, and why, for rvsd's log.
@@ -359,7 +362,18 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
                 .unwrap_or_default();
             Ok(Reply::Dump(msgs))
         }
-        (cmd::GET_DAEMON, true) => Ok(Reply::Dump(Vec::new())),
+        // ip_vs_genl_dump_daemons: the master, then the backup.
+        (cmd::GET_DAEMON, true) => Ok(Reply::Dump(
+            ctl.sync
+                .status()
+                .iter()
+                .map(|(role, conf)| {
+                    let mut b = multi(cmd::NEW_DAEMON);
+                    fill_daemon(&mut b, *role, conf);
+                    b.finish()
+                })
+                .collect(),
+        )),
         (cmd::GET_INFO, false) => {
             let list = list(ctl)?;
             let size = list["conn_table"]["capacity"].as_u64().unwrap_or(0);
@@ -410,21 +424,122 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
             dest_cmd(ctl, g)?;
             Ok(Reply::Doit(Vec::new()))
         }
-        // The kernel has a sync daemon and rvs has none; EOPNOTSUPP would
-        // read "Operation not supported with IPv6" in ipvs_strerror, ENOSYS
-        // reads "Function not implemented", which is true.
-        (cmd::NEW_DAEMON, false) => Err(Refusal::new(
-            errno::ENOSYS,
-            "rvs has no connection-sync daemon",
-        )),
-        // ip_vs_genl_del_daemon → stop_sync_thread: none running.
-        (cmd::DEL_DAEMON, false) => Err(Refusal::new(errno::ESRCH, "no sync daemon is running")),
+        (cmd::NEW_DAEMON | cmd::DEL_DAEMON, false) => {
+            daemon_cmd(ctl, g)?;
+            Ok(Reply::Doit(Vec::new()))
+        }
         // genl_family_rcv_msg: a command without the requested handler.
         (c, d) => Err(Refusal::new(
             errno::EOPNOTSUPP,
             format!("command {c} ({})", if d { "dump" } else { "do" }),
         )),
     }
+}
+
+/// `IPVS_DAEMON_ATTR_*`.
+pub mod daemon_attr {
+    pub const STATE: u16 = 1;
+    pub const MCAST_IFN: u16 = 2;
+    pub const SYNC_ID: u16 = 3;
+    pub const SYNC_MAXLEN: u16 = 4;
+    pub const MCAST_GROUP: u16 = 5;
+    pub const MCAST_GROUP6: u16 = 6;
+    pub const MCAST_PORT: u16 = 7;
+    pub const MCAST_TTL: u16 = 8;
+}
+
+/// `IP_VS_STATE_MASTER` / `IP_VS_STATE_BACKUP`.
+const STATE_MASTER: u32 = 1;
+const STATE_BACKUP: u32 = 2;
+
+fn role_state(role: crate::sync::Role) -> u32 {
+    match role {
+        crate::sync::Role::Master => STATE_MASTER,
+        crate::sync::Role::Backup => STATE_BACKUP,
+    }
+}
+
+/// `ip_vs_genl_fill_daemon`: state, interface, syncid, maxlen, port, TTL
+/// and the IPv4 group, nested in `IPVS_CMD_ATTR_DAEMON`.
+fn fill_daemon(b: &mut MsgBuilder, role: crate::sync::Role, c: &crate::sync::SyncConf) {
+    let at = b.nest_start(cmd_attr::DAEMON);
+    b.put_u32(daemon_attr::STATE, role_state(role))
+        .put_str(daemon_attr::MCAST_IFN, &c.mcast_ifn)
+        .put_u32(daemon_attr::SYNC_ID, u32::from(c.syncid))
+        .put_u16(daemon_attr::SYNC_MAXLEN, c.sync_maxlen)
+        .put_u16(daemon_attr::MCAST_PORT, c.mcast_port)
+        .put_u8(daemon_attr::MCAST_TTL, c.mcast_ttl);
+    if let Some(g) = c.mcast_group {
+        b.put(daemon_attr::MCAST_GROUP, &g.octets());
+    }
+    b.nest_end(at);
+}
+
+/// `ip_vs_genl_set_daemon` → `ip_vs_genl_new_daemon` /
+/// `ip_vs_genl_del_daemon`, on the same daemons as `rvsadm
+/// --start-daemon`.
+fn daemon_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
+    let a = g
+        .attrs
+        .nested(cmd_attr::DAEMON)?
+        .ok_or_else(|| Refusal::inval("no IPVS_CMD_ATTR_DAEMON"))?;
+    let state = a.u32(daemon_attr::STATE)?;
+    let role = |state: u32| match state {
+        STATE_MASTER => Ok(crate::sync::Role::Master),
+        STATE_BACKUP => Ok(crate::sync::Role::Backup),
+        s => Err(Refusal::inval(format!("sync state {s}"))),
+    };
+    let sync_err = |e: crate::sync::DaemonError| {
+        let n = match e.errno {
+            "EEXIST" => errno::EEXIST,
+            "ESRCH" => errno::ESRCH,
+            "ENODEV" => errno::ENODEV,
+            "EADDRNOTAVAIL" => errno::EADDRNOTAVAIL,
+            "EINVAL" => errno::EINVAL,
+            _ => errno::EIO,
+        };
+        Refusal::new(n, e.message)
+    };
+    if g.cmd == cmd::DEL_DAEMON {
+        let state = state.ok_or_else(|| Refusal::inval("no IPVS_DAEMON_ATTR_STATE"))?;
+        return ctl.sync.stop(role(state)?).map_err(sync_err);
+    }
+    let (Some(state), Some(ifn), Some(syncid)) = (
+        state,
+        a.string(daemon_attr::MCAST_IFN)?,
+        a.u32(daemon_attr::SYNC_ID)?,
+    ) else {
+        return Err(Refusal::inval(
+            "IPVS_DAEMON_ATTR_STATE, MCAST_IFN and SYNC_ID are required",
+        ));
+    };
+    let mcast_group = match a.fixed::<4>(daemon_attr::MCAST_GROUP)? {
+        Some(o) => {
+            let g = std::net::Ipv4Addr::from(o);
+            if !g.is_multicast() {
+                return Err(Refusal::inval(format!("{g} is not a multicast group")));
+            }
+            Some(g)
+        }
+        // IPv6 sync is not built (rvs's data path is IPv4).
+        None if a.has(daemon_attr::MCAST_GROUP6) => {
+            return Err(Refusal::new(errno::EAFNOSUPPORT, "IPv6 sync group"))
+        }
+        None => None,
+    };
+    let conf = crate::sync::SyncConf {
+        mcast_ifn: ifn,
+        // struct ipvs_sync_daemon_cfg keeps a u8.
+        syncid: syncid as u8,
+        sync_maxlen: a.u16(daemon_attr::SYNC_MAXLEN)?.unwrap_or(0),
+        mcast_group,
+        mcast_port: a.u16(daemon_attr::MCAST_PORT)?.unwrap_or(0),
+        mcast_ttl: a.u8(daemon_attr::MCAST_TTL)?.unwrap_or(0),
+    };
+    ctl.sync
+        .start(role(state)?, conf)
+        .map(drop)
+        .map_err(sync_err)
 }
 
 /// Run a JSON control request through the JSON socket's own parse and apply.

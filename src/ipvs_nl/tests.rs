@@ -477,37 +477,71 @@ fn config_timeouts_zero_flush_and_daemons() {
     assert_eq!(only_ack(&handle_datagram(&ctl, PID, &z)), -errno::ESRCH);
     let z = request(IPVS_FAMILY_ID, REQ_ACK, 4, cmd::ZERO, &[]);
     assert_eq!(only_ack(&handle_datagram(&ctl, PID, &z)), 0);
-    // No sync daemon: an empty GET_DAEMON dump, ESRCH to stop one,
-    // ENOSYS to start one.
-    let out = handle_datagram(
-        &ctl,
-        PID,
-        &request(
-            IPVS_FAMILY_ID,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            5,
-            cmd::GET_DAEMON,
-            &[],
-        ),
-    );
+    // No sync daemon: an empty GET_DAEMON dump, ESRCH to stop one.
+    let dump = |seq| {
+        handle_datagram(
+            &ctl,
+            PID,
+            &request(
+                IPVS_FAMILY_ID,
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                cmd::GET_DAEMON,
+                &[],
+            ),
+        )
+    };
+    let out = dump(5);
     assert_eq!(out.len(), 1);
     assert_eq!(NlHeader::parse(&out[0]).unwrap().ty, NLMSG_DONE);
-    let d = request(
-        IPVS_FAMILY_ID,
-        REQ_ACK,
-        6,
-        cmd::DEL_DAEMON,
-        &[nest(3, &[nla(1, &1u32.to_ne_bytes())])],
+    let daemon = |seq, cmd, attrs: &[Vec<u8>]| {
+        let r = request(IPVS_FAMILY_ID, REQ_ACK, seq, cmd, &[nest(3, attrs)]);
+        only_ack(&handle_datagram(&ctl, PID, &r))
+    };
+    let state = |s: u32| nla(1, &s.to_ne_bytes());
+    let ifn = |n: &str| nla(2, format!("{n}\0").as_bytes());
+    let syncid = |i: u32| nla(3, &i.to_ne_bytes());
+    assert_eq!(daemon(6, cmd::DEL_DAEMON, &[state(1)]), -errno::ESRCH);
+    // ip_vs_genl_new_daemon: state, interface and syncid are required;
+    // a group must be multicast; start_sync_thread: no such device.
+    assert_eq!(daemon(7, cmd::NEW_DAEMON, &[state(1)]), -errno::EINVAL);
+    assert_eq!(
+        daemon(
+            7,
+            cmd::NEW_DAEMON,
+            &[state(1), ifn("lo"), syncid(7), nla(5, &[10, 0, 0, 1])]
+        ),
+        -errno::EINVAL
     );
-    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &d)), -errno::ESRCH);
-    let d = request(
-        IPVS_FAMILY_ID,
-        REQ_ACK,
-        7,
-        cmd::NEW_DAEMON,
-        &[nest(3, &[nla(1, &1u32.to_ne_bytes())])],
+    assert_eq!(
+        daemon(7, cmd::NEW_DAEMON, &[state(1), ifn("nosuch9"), syncid(7)]),
+        -errno::ENODEV
     );
-    assert_eq!(only_ack(&handle_datagram(&ctl, PID, &d)), -errno::ENOSYS);
+    // A master on lo, then the dump as ip_vs_genl_fill_daemon fills it
+    // (the kernel's defaults: maxlen 1500 - 28, port 8848, TTL 1).
+    assert_eq!(
+        daemon(7, cmd::NEW_DAEMON, &[state(1), ifn("lo"), syncid(7)]),
+        0
+    );
+    assert_eq!(
+        daemon(7, cmd::NEW_DAEMON, &[state(1), ifn("lo"), syncid(7)]),
+        -errno::EEXIST
+    );
+    let out = dump(8);
+    assert_eq!(out.len(), 2);
+    let g = GenlMsg::parse(&out[0]).unwrap();
+    assert_eq!(g.cmd, cmd::NEW_DAEMON);
+    let d = g.attrs.nested(3).unwrap().unwrap();
+    assert_eq!(d.u32(1).unwrap(), Some(1));
+    assert_eq!(d.string(2).unwrap().as_deref(), Some("lo"));
+    assert_eq!(d.u32(3).unwrap(), Some(7));
+    assert_eq!(d.u16(4).unwrap(), Some(1472));
+    assert_eq!(d.get(5), Some(&[224, 0, 0, 81][..]));
+    assert_eq!(d.u16(7).unwrap(), Some(8848));
+    assert_eq!(d.u8(8).unwrap(), Some(1));
+    assert_eq!(daemon(9, cmd::DEL_DAEMON, &[state(1)]), 0);
+    assert_eq!(daemon(9, cmd::DEL_DAEMON, &[state(1)]), -errno::ESRCH);
+    assert_eq!(NlHeader::parse(&dump(10)[0]).unwrap().ty, NLMSG_DONE);
     // FLUSH empties the table.
     let add = request(
         IPVS_FAMILY_ID,
