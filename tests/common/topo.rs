@@ -434,7 +434,8 @@ impl Rvsd {
         Rvsd::start_bin_args(Path::new(RVSD_BIN), topo, &topo.lb_ns(), config, args)
     }
 
-    fn start_bin_in(bin: &Path, topo: &Topology, ns: &str, config: &Value) -> Rvsd {
+    /// [`Rvsd::start_in`] with an explicit binary.
+    pub fn start_bin_in(bin: &Path, topo: &Topology, ns: &str, config: &Value) -> Rvsd {
         Rvsd::start_bin_args(bin, topo, ns, config, &[])
     }
 

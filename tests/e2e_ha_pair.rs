@@ -1,0 +1,606 @@
+//! End to end, seed article 004's director pair: two rvsd directors on one
+//! LVS-DR segment, each driven by its own unmodified keepalived (Debian's
+//! 2.2.7: VRRP, TCP_CHECK checkers and `lvs_sync_daemon`, the IPVS calls
+//! through `librvs_ipvs.so`). VRRP runs over unicast between the directors'
+//! kernel twins, so every advertisement crosses both rvsd data paths and
+//! their exception paths. What must hold:
+//!
+//! - one MASTER: the BACKUP director hears the MASTER's adverts (through
+//!   its twin) for longer than its master-down interval and never claims
+//!   the VIP; its rvsd does not answer for it; the client's neighbour entry
+//!   for the VIP is the MASTER's port;
+//! - keepalived starts the master sync daemon on the MASTER and the backup
+//!   daemon on the BACKUP (`lvs_sync_daemon`, through IPVS netlink), and a
+//!   held client connection reaches the BACKUP's table;
+//! - failover, two ways: a switchover (the MASTER's keepalived stopped:
+//!   priority-0 advert, VIP removed) and a crash (the MASTER's keepalived
+//!   and rvsd SIGKILLed, so the BACKUP's master-down timer expires): the
+//!   BACKUP becomes MASTER, its rvsd takes the VIP and sends
+//!   gratuitous ARPs, the client's neighbour entry moves, the held
+//!   connection's next request is answered by the same real server through
+//!   the new MASTER, new connections are served, and (switchover) the old
+//!   MASTER falls silent for the VIP.
+//!
+//! Every wait polls a signal (keepalived's state in its log, addresses on
+//! the twins, rvsd counters and tables) with a bound that only stops a
+//! broken run from hanging.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ipvs;
+use common::topo::{curl_from, describe, ns_exec, ns_exec_ok, Rvsd, Topology, RVSD_BIN};
+use serde_json::{json, Value};
+
+const VIP: &str = "10.0.1.100";
+const A_IP: &str = "10.0.1.1";
+const B_IP: &str = "10.0.1.3";
+const BOUND: Duration = Duration::from_secs(40);
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
+}
+
+/// Polls `f` until it gives Some, at most [`BOUND`]; `what` names the
+/// signal in the panic, with `ctx()` (logs) appended.
+fn wait_for<T>(what: &str, ctx: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + BOUND;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}\n{}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Director B's namespace, NAME-lb2: port l1 (peer p-lb2 on the bridge,
+/// ARP off: DPDK owns it) and mgmt0 10.0.1.251/24 for its kernel. Removed
+/// on drop.
+struct SecondDirector {
+    ns: String,
+    sw: String,
+}
+
+impl SecondDirector {
+    fn up(topo: &Topology) -> SecondDirector {
+        let ns = topo.ns("lb2");
+        let sw = topo.sw_ns();
+        let d = SecondDirector {
+            ns: ns.clone(),
+            sw: sw.clone(),
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns_exec_ok(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+                "net.ipv4.ip_forward=0",
+            ],
+        );
+        ip(&[
+            "-n", &ns, "link", "add", "l1", "type", "veth", "peer", "name", "p-lb2", "netns", &sw,
+        ]);
+        ip(&[
+            "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns",
+            &sw,
+        ]);
+        for (n, i) in [
+            (&ns, "l1"),
+            (&ns, "mgmt0"),
+            (&sw, "p-lb2"),
+            (&sw, "p-mgmt2"),
+        ] {
+            let out = ns_exec(
+                n,
+                &[
+                    "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+                ],
+            );
+            if !out.status.success() {
+                ns_exec_ok(
+                    n,
+                    &["ethtool", "-K", i, "tx", "off", "gso", "off", "gro", "off"],
+                );
+            }
+        }
+        for p in ["p-lb2", "p-mgmt2"] {
+            ip(&["-n", &sw, "link", "set", p, "master", "br0", "up"]);
+        }
+        ip(&["-n", &ns, "link", "set", "l1", "arp", "off"]);
+        ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
+        for i in ["l1", "mgmt0"] {
+            ip(&["-n", &ns, "link", "set", i, "up"]);
+        }
+        d
+    }
+}
+
+impl Drop for SecondDirector {
+    fn drop(&mut self) {
+        for p in ["p-lb2", "p-mgmt2"] {
+            let _ = Command::new("ip")
+                .args(["-n", &self.sw, "link", "del", p])
+                .output();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// A director's namespace settings for a pair on one segment: the kernel
+/// answers ARP only on the interface that has the address (mgmt0 shares
+/// the twin's subnet), and the af_packet veth end is not a second path
+/// (see docs/ha.md, "af_packet ports in tests").
+fn director_sysctls(ns: &str, port: &str) {
+    ns_exec_ok(
+        ns,
+        &[
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.all.arp_ignore=1",
+            &format!("net.ipv4.conf.{port}.rp_filter=1"),
+        ],
+    );
+}
+
+/// rvsd with a tap twin rvs0, VIP ownership from the kernel, and an IPVS
+/// netlink socket at `dir/ipvs-NAME.sock` for keepalived.
+fn start_director(
+    topo: &Topology,
+    ns: &str,
+    name: &str,
+    mut cfg: Value,
+    port_ip: &str,
+) -> (Rvsd, PathBuf) {
+    cfg["ports"][0]["ipv4"] = json!(format!("{port_ip}/24"));
+    cfg["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+    cfg["vip_ownership"] = json!("kernel");
+    let socket = topo.state_dir.join(format!("ipvs-{name}.sock"));
+    let wrapper = topo.state_dir.join(format!("rvsd-{name}.sh"));
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {RVSD_BIN} --ipvs-socket {} \"$@\"\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("+x").arg(&wrapper).status();
+    let rvsd = Rvsd::start_bin_in(&wrapper, topo, ns, &cfg);
+    assert!(socket.exists(), "no IPVS socket; log:\n{}", rvsd.log());
+    (rvsd, socket)
+}
+
+/// Seed article 004's keepalived.conf for one director: unicast VRRP on
+/// the twin, the VIP on the twin, `lvs_sync_daemon` on mgmt0 following
+/// VI_1, and the DR virtual server with TCP_CHECK real servers.
+fn keepalived_conf(state: &str, priority: u32, src: &str, peer: &str) -> String {
+    format!(
+        "global_defs {{\n  router_id rvs_{state}\n  lvs_sync_daemon mgmt0 VI_1 id 5\n}}\n\
+         vrrp_instance VI_1 {{\n  state {state}\n  interface rvs0\n  virtual_router_id 51\n  \
+         priority {priority}\n  advert_int 1\n  unicast_src_ip {src}\n  unicast_peer {{\n    {peer}\n  }}\n  \
+         virtual_ipaddress {{\n    {VIP}/32 dev rvs0\n  }}\n}}\n\
+         virtual_server {VIP} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n  \
+         real_server 10.0.1.11 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 2\n    }}\n  }}\n  \
+         real_server 10.0.1.12 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 2\n    }}\n  }}\n}}\n"
+    )
+}
+
+/// keepalived (all processes) in a director namespace, in the foreground,
+/// its IPVS calls to `socket`; killed on drop.
+struct Keepalived {
+    child: Child,
+    log: PathBuf,
+    pids: Vec<PathBuf>,
+}
+
+impl Keepalived {
+    fn start(dir: &Path, ns: &str, name: &str, conf_text: &str, socket: &Path) -> Keepalived {
+        let conf = dir.join(format!("keepalived-{name}.conf"));
+        std::fs::write(&conf, conf_text).unwrap();
+        let log = dir.join(format!("keepalived-{name}.log"));
+        let out = File::create(&log).unwrap();
+        let pids: Vec<PathBuf> = ["pid", "checkers.pid", "vrrp.pid"]
+            .iter()
+            .map(|p| dir.join(format!("keepalived-{name}.{p}")))
+            .collect();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "keepalived", "-n", "-l", "-D"])
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&pids[0])
+            .arg("-c")
+            .arg(&pids[1])
+            .arg("-r")
+            .arg(&pids[2])
+            .env("LD_PRELOAD", ipvs::preload_lib())
+            .env("RVS_IPVS_SOCKET", socket)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn keepalived");
+        Keepalived { child, log, pids }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM to the parent (keepalived's own shutdown: priority-0
+    /// advert, VIP removed, its virtual servers and sync daemon removed),
+    /// then reaped.
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        for p in &self.pids[1..] {
+            if let Ok(pid) = std::fs::read_to_string(p) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} ----\n{}", self.log.display(), self.log());
+        }
+    }
+}
+
+/// A worker counter (or drop reason) of `rvsd`, summed over workers.
+fn counter(rvsd: &Rvsd, key: &str) -> u64 {
+    use std::os::unix::net::UnixStream;
+    let mut s = BufReader::new(UnixStream::connect(&rvsd.socket).unwrap());
+    s.get_mut().write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+    let mut l = String::new();
+    s.read_line(&mut l).unwrap();
+    let v: Value = serde_json::from_str(&l).unwrap();
+    v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w.get(key)
+                .or_else(|| w["drops"].get(key))
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("no counter {key} in {w}"))
+        })
+        .sum()
+}
+
+fn owned(rvsd: &Rvsd) -> bool {
+    let t = rvsd.rvsadm_ok(&["--vip-ownership"]);
+    t.lines()
+        .any(|l| l.starts_with(VIP) && l.trim_end().ends_with(" owned") && !l.contains("not"))
+}
+
+fn on_twin(ns: &str) -> bool {
+    ns_exec_ok(ns, &["ip", "-o", "-4", "addr", "show", "dev", "rvs0"])
+        .contains(&format!("{VIP}/32"))
+}
+
+fn mac_of(ns: &str, ifc: &str) -> String {
+    let out = ns_exec_ok(ns, &["cat", &format!("/sys/class/net/{ifc}/address")]);
+    out.trim().to_owned()
+}
+
+/// The client's neighbour entry for the VIP: its MAC, if any.
+fn client_neigh(topo: &Topology) -> Option<String> {
+    let out = ns_exec_ok(&topo.client_ns(), &["ip", "neigh", "show", VIP]);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    f.iter()
+        .position(|w| *w == "lladdr")
+        .and_then(|i| f.get(i + 1))
+        .map(|m| m.to_string())
+}
+
+/// A client connection to the VIP held open; on [`Held::request`] it
+/// sends one HTTP/1.0 request and returns the body.
+struct Held {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    port: u16,
+}
+
+impl Held {
+    fn open(topo: &Topology) -> Held {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &topo.client_ns(), "python3", "-c"])
+            .arg(format!(
+                "import socket,sys\n\
+                 s=socket.create_connection(('{VIP}',80),timeout=15)\n\
+                 print(s.getsockname()[1],flush=True)\n\
+                 sys.stdin.readline()\n\
+                 s.sendall(b'GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n')\n\
+                 d=b''\n\
+                 while True:\n\
+                 \x20   x=s.recv(65536)\n\
+                 \x20   if not x: break\n\
+                 \x20   d+=x\n\
+                 print(d.split(b'\\r\\n\\r\\n',1)[-1].decode().strip(),flush=True)\n"
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn python3");
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the client did not connect: {line:?}"));
+        Held {
+            child,
+            stdin,
+            out,
+            port,
+        }
+    }
+
+    fn request(&mut self) -> String {
+        self.stdin.write_all(b"go\n").unwrap();
+        self.stdin.flush().unwrap();
+        let mut body = String::new();
+        self.out.read_line(&mut body).unwrap();
+        body.trim().to_owned()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The VIP service's InPkts in `rvsadm -L -n --stats --exact`.
+fn in_pkts(rvsd: &Rvsd) -> u64 {
+    let l = rvsd.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
+    l.lines()
+        .find(|x| x.starts_with(&format!("TCP  {VIP}:80")))
+        .and_then(|x| x.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The real server of the connection from client port `port` in `rvsd`'s
+/// `-L -c -n` (state must be ESTABLISHED).
+fn conn_dest(rvsd: &Rvsd, port: u16) -> Option<String> {
+    let want = format!("10.0.1.2:{port}");
+    let l = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    l.lines()
+        .find(|x| x.contains(&want) && x.contains("ESTABLISHED"))
+        .map(|x| x.split_whitespace().nth(5).unwrap_or("").to_owned())
+}
+
+/// How the MASTER goes away.
+#[derive(Clone, Copy, PartialEq)]
+enum Failover {
+    /// Its keepalived is stopped (SIGTERM): a priority-0 advert, the VIP
+    /// removed from its twin; its rvsd keeps running.
+    Switchover,
+    /// The director dies: keepalived and rvsd SIGKILLed, no last advert;
+    /// the BACKUP takes over after its master-down interval.
+    Crash,
+}
+
+#[test]
+fn a_keepalived_pair_switches_over_without_losing_a_connection() {
+    pair(Failover::Switchover);
+}
+
+#[test]
+fn a_keepalived_pair_survives_the_master_crashing_without_losing_a_connection() {
+    pair(Failover::Crash);
+}
+
+fn pair(how: Failover) {
+    let topo = Topology::up_unique_mode("dr");
+    let b_dir = SecondDirector::up(&topo);
+    director_sysctls(&topo.lb_ns(), "lb1");
+    director_sysctls(&b_dir.ns, "l1");
+
+    let (mut a, a_sock) = start_director(&topo, &topo.lb_ns(), "a", topo.default_config(), A_IP);
+    let mut b_cfg = topo.default_config();
+    let args: Vec<Value> = b_cfg["eal_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = v.as_str().unwrap().replace("iface=lb1", "iface=l1");
+            json!(if s == topo.name {
+                format!("{}b", topo.name)
+            } else {
+                s
+            })
+        })
+        .collect();
+    b_cfg["eal_args"] = json!(args);
+    let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, B_IP);
+    let dir = topo.state_dir.clone();
+
+    // A first (state MASTER, priority 150): it takes the VIP.
+    let mut ka = Keepalived::start(
+        &dir,
+        &topo.lb_ns(),
+        "a",
+        &keepalived_conf("MASTER", 150, A_IP, B_IP),
+        &a_sock,
+    );
+    let a_garps = counter(&a, "garp_sent");
+    wait_for(
+        "A to become MASTER and announce the VIP",
+        || ka.log(),
+        || (on_twin(&topo.lb_ns()) && counter(&a, "garp_sent") >= a_garps + 5).then_some(()),
+    );
+    // keepalived's checkers added the DR service with both real servers.
+    wait_for(
+        "A's virtual server with two real servers",
+        || ka.log() + &a.rvsadm_ok(&["-L", "-n"]),
+        || {
+            let l = a.rvsadm_ok(&["-L", "-n"]);
+            (l.matches("Route").count() == 2).then_some(())
+        },
+    );
+
+    // B (state BACKUP, priority 100).
+    let b_exc = counter(&b, "exception_to_kernel");
+    let kb = Keepalived::start(
+        &dir,
+        &b_dir.ns,
+        "b",
+        &keepalived_conf("BACKUP", 100, B_IP, A_IP),
+        &b_sock,
+    );
+    wait_for(
+        "B's keepalived in BACKUP with its backup sync daemon",
+        || kb.log(),
+        || {
+            (kb.log().contains("Entering BACKUP STATE")
+                && b.rvsadm_ok(&["-L", "--daemon"])
+                    .starts_with("backup sync daemon (mcast=mgmt0, syncid=5"))
+            .then_some(())
+        },
+    );
+    // Readiness for "no split brain": B's kernel has been handed at least
+    // six of A's adverts through the twin (advert_int 1 s), longer than
+    // B's master-down interval (3 x 1 s + skew), so B would have claimed
+    // the VIP by now if it did not hear them.
+    wait_for(
+        "A's adverts through B's exception path",
+        || kb.log(),
+        || (counter(&b, "exception_to_kernel") >= b_exc + 6).then_some(()),
+    );
+    assert!(
+        !kb.log().contains("Entering MASTER STATE"),
+        "split brain: B became MASTER while A was:\n{}",
+        kb.log()
+    );
+    assert!(!on_twin(&b_dir.ns) && !owned(&b), "B claims the VIP");
+    assert!(owned(&a), "A does not own the VIP");
+    // keepalived runs exactly one sync daemon per director (its man page:
+    // master on the MASTER, backup otherwise).
+    let ad = a.rvsadm_ok(&["-L", "--daemon"]);
+    assert!(
+        ad.starts_with("master sync daemon (mcast=mgmt0, syncid=5") && ad.lines().count() == 1,
+        "{ad}"
+    );
+    let bd = b.rvsadm_ok(&["-L", "--daemon"]);
+    assert_eq!(bd.lines().count(), 1, "{bd}");
+
+    // The client reaches the VIP through A.
+    let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through A");
+    assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+    let a_mac = mac_of(&topo.lb_ns(), "lb1");
+    let b_mac = mac_of(&b_dir.ns, "l1");
+    assert_eq!(client_neigh(&topo).as_deref(), Some(a_mac.as_str()));
+
+    // A held connection, synced to B by the daemons keepalived started.
+    let mut held = Held::open(&topo);
+    let dest = wait_for(
+        "the held connection on A",
+        || a.rvsadm_ok(&["-L", "-c", "-n"]),
+        || conn_dest(&a, held.port),
+    );
+    let synced = wait_for(
+        "the held connection synced to B",
+        || b.rvsadm_ok(&["-L", "-c", "-n"]) + &b.rvsadm_ok(&["-L", "--daemon", "--json"]),
+        || conn_dest(&b, held.port),
+    );
+    assert_eq!(synced, dest, "B holds the connection to another server");
+
+    // Failover.
+    let b_garps = counter(&b, "garp_sent");
+    match how {
+        Failover::Switchover => ka.terminate(),
+        Failover::Crash => {
+            drop(ka);
+            a.kill();
+        }
+    }
+    wait_for(
+        "B to become MASTER and announce the VIP",
+        || kb.log(),
+        || {
+            (kb.log().contains("Entering MASTER STATE")
+                && on_twin(&b_dir.ns)
+                && counter(&b, "garp_sent") >= b_garps + 5)
+                .then_some(())
+        },
+    );
+    wait_for(
+        "the client's neighbour entry to move to B",
+        || format!("{:?}", client_neigh(&topo)),
+        || (client_neigh(&topo).as_deref() == Some(b_mac.as_str())).then_some(()),
+    );
+    if how == Failover::Switchover {
+        assert!(!on_twin(&topo.lb_ns()), "A kept the VIP on its twin");
+        assert!(!owned(&a), "A still owns the VIP after keepalived stopped");
+    }
+    wait_for(
+        "B's master sync daemon",
+        || b.rvsadm_ok(&["-L", "--daemon"]),
+        || {
+            b.rvsadm_ok(&["-L", "--daemon"])
+                .starts_with("master sync daemon (mcast=mgmt0, syncid=5")
+                .then_some(())
+        },
+    );
+
+    // The held connection continues through B, to the same real server.
+    let b_in = in_pkts(&b);
+    let body = held.request();
+    let want = if dest.starts_with("10.0.1.11") {
+        "rs1"
+    } else {
+        "rs2"
+    };
+    assert_eq!(
+        body,
+        want,
+        "held connection after failover; B's table:\n{}\nB's log:\n{}",
+        b.rvsadm_ok(&["-L", "-c", "-n"]),
+        b.log()
+    );
+    // B forwarded it (its service counted the packets).
+    wait_for(
+        "B's service to count the held connection's packets",
+        || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
+        || (in_pkts(&b) > b_in).then_some(()),
+    );
+    // New connections are served by B.
+    let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through B");
+    assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+    drop(held);
+    drop(kb);
+    b.stop().expect("B's rvsd stops cleanly");
+    if how == Failover::Switchover {
+        a.stop().expect("A's rvsd stops cleanly");
+    }
+    drop(b_dir);
+}
