@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::capture::Capture;
 use common::ipvs;
+use common::load::{Load, LoadSpec};
 use common::topo::{curl_from, describe, ns_exec, ns_exec_ok, Rvsd, Topology, RVSD_BIN};
 use serde_json::{json, Value};
 
@@ -41,6 +43,8 @@ const VIP: &str = "10.0.1.100";
 const A_IP: &str = "10.0.1.1";
 const B_IP: &str = "10.0.1.3";
 const BOUND: Duration = Duration::from_secs(40);
+/// The slow download's client port (found in the connection tables).
+const DOWNLOAD_PORT: u16 = 40100;
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -185,18 +189,28 @@ fn start_director(
     (rvsd, socket)
 }
 
-/// Seed article 004's keepalived.conf for one director: unicast VRRP on
-/// the twin, the VIP on the twin, `lvs_sync_daemon` on mgmt0 following
-/// VI_1, and the DR virtual server with TCP_CHECK real servers.
-fn keepalived_conf(state: &str, priority: u32, src: &str, peer: &str) -> String {
-    format!(
-        "global_defs {{\n  router_id rvs_{state}\n  lvs_sync_daemon mgmt0 VI_1 id 5\n}}\n\
-         vrrp_instance VI_1 {{\n  state {state}\n  interface rvs0\n  virtual_router_id 51\n  \
-         priority {priority}\n  advert_int 1\n  unicast_src_ip {src}\n  unicast_peer {{\n    {peer}\n  }}\n  \
-         virtual_ipaddress {{\n    {VIP}/32 dev rvs0\n  }}\n}}\n\
-         virtual_server {VIP} 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n  \
-         real_server 10.0.1.11 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 2\n    }}\n  }}\n  \
-         real_server 10.0.1.12 80 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 2\n    }}\n  }}\n}}\n"
+/// `conf/keepalived-pair/keepalived-{a,b}.conf` as shipped, its vrrp_script
+/// pointed at a wrapper that runs `conf/keepalived-pair/check_rvs.sh` with
+/// this director's preload library and IPVS socket.
+fn keepalived_conf(dir: &Path, name: &str, socket: &Path) -> String {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/keepalived-pair");
+    let wrapper = dir.join(format!("check-{name}.sh"));
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nLD_PRELOAD={} RVS_IPVS_SOCKET={} exec /bin/sh {}\n",
+            ipvs::preload_lib().display(),
+            socket.display(),
+            conf.join("check_rvs.sh").display()
+        ),
+    )
+    .unwrap();
+    let _ = Command::new("chmod").arg("755").arg(&wrapper).status();
+    let text = std::fs::read_to_string(conf.join(format!("keepalived-{name}.conf"))).unwrap();
+    assert!(text.contains("/usr/local/lib/rvs/check_rvs.sh"));
+    text.replace(
+        "/usr/local/lib/rvs/check_rvs.sh",
+        &wrapper.display().to_string(),
     )
 }
 
@@ -300,6 +314,15 @@ fn on_twin(ns: &str) -> bool {
         .contains(&format!("{VIP}/32"))
 }
 
+/// One ARP probe for the VIP from the client: its neighbour entry
+/// forgotten, then one ping (whose ARP request is the probe).
+fn probe(topo: &Topology) -> bool {
+    let _ = ns_exec(&topo.client_ns(), &["ip", "neigh", "flush", "to", VIP]);
+    ns_exec(&topo.client_ns(), &["ping", "-c", "1", "-W", "2", VIP])
+        .status
+        .success()
+}
+
 fn mac_of(ns: &str, ifc: &str) -> String {
     let out = ns_exec_ok(ns, &["cat", &format!("/sys/class/net/{ifc}/address")]);
     out.trim().to_owned()
@@ -378,14 +401,19 @@ impl Drop for Held {
     }
 }
 
-/// The VIP service's InPkts in `rvsadm -L -n --stats --exact`.
-fn in_pkts(rvsd: &Rvsd) -> u64 {
+/// Column `col` of the VIP service's line in `rvsadm -L -n --stats
+/// --exact` (2: Conns, 3: InPkts).
+fn svc_stat(rvsd: &Rvsd, col: usize) -> u64 {
     let l = rvsd.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
     l.lines()
         .find(|x| x.starts_with(&format!("TCP  {VIP}:80")))
-        .and_then(|x| x.split_whitespace().nth(3))
+        .and_then(|x| x.split_whitespace().nth(col))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+fn in_pkts(rvsd: &Rvsd) -> u64 {
+    svc_stat(rvsd, 3)
 }
 
 /// The real server of the connection from client port `port` in `rvsd`'s
@@ -399,7 +427,7 @@ fn conn_dest(rvsd: &Rvsd, port: u16) -> Option<String> {
 }
 
 /// How the MASTER goes away.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Failover {
     /// Its keepalived is stopped (SIGTERM): a priority-0 advert, the VIP
     /// removed from its twin; its rvsd keeps running.
@@ -444,12 +472,13 @@ fn pair(how: Failover) {
     let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, B_IP);
     let dir = topo.state_dir.clone();
 
-    // A first (state MASTER, priority 150): it takes the VIP.
+    // A first (state MASTER, priority 100): it takes the VIP, and its
+    // checkers fill rvsd's table, which its vrrp_script then sees.
     let mut ka = Keepalived::start(
         &dir,
         &topo.lb_ns(),
         "a",
-        &keepalived_conf("MASTER", 150, A_IP, B_IP),
+        &keepalived_conf(&dir, "a", &a_sock),
         &a_sock,
     );
     let a_garps = counter(&a, "garp_sent");
@@ -458,23 +487,24 @@ fn pair(how: Failover) {
         || ka.log(),
         || (on_twin(&topo.lb_ns()) && counter(&a, "garp_sent") >= a_garps + 5).then_some(()),
     );
-    // keepalived's checkers added the DR service with both real servers.
     wait_for(
-        "A's virtual server with two real servers",
+        "A's virtual server with two real servers and its vrrp_script passing",
         || ka.log() + &a.rvsadm_ok(&["-L", "-n"]),
         || {
             let l = a.rvsadm_ok(&["-L", "-n"]);
-            (l.matches("Route").count() == 2).then_some(())
+            (l.matches("Route").count() == 2
+                && ka.log().contains("VRRP_Script(check_lvs) succeeded"))
+            .then_some(())
         },
     );
 
-    // B (state BACKUP, priority 100).
+    // B (state BACKUP, priority 90).
     let b_exc = counter(&b, "exception_to_kernel");
     let kb = Keepalived::start(
         &dir,
         &b_dir.ns,
         "b",
-        &keepalived_conf("BACKUP", 100, B_IP, A_IP),
+        &keepalived_conf(&dir, "b", &b_sock),
         &b_sock,
     );
     wait_for(
@@ -513,35 +543,85 @@ fn pair(how: Failover) {
     let bd = b.rvsadm_ok(&["-L", "--daemon"]);
     assert_eq!(bd.lines().count(), 1, "{bd}");
 
-    // The client reaches the VIP through A.
-    let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through A");
-    assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+    // Split brain refused, on the wire: ARP probes for the VIP from the
+    // client are answered by A's port only; B refuses them (counted).
     let a_mac = mac_of(&topo.lb_ns(), "lb1");
     let b_mac = mac_of(&b_dir.ns, "l1");
+    let cap = Capture::start(&topo.client_ns(), "eth0", dir.join("probe.pcap"), "arp");
+    let b_refused = counter(&b, "vip_not_owned");
+    for _ in 0..3 {
+        assert!(probe(&topo), "the VIP did not answer");
+    }
+    wait_for(
+        "B to refuse the probes",
+        || String::new(),
+        || (counter(&b, "vip_not_owned") >= b_refused + 3).then_some(()),
+    );
+    let lines = cap.lines();
+    let replies: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(&format!("Reply {VIP} ")))
+        .collect();
+    assert!(
+        replies.len() >= 3 && replies.iter().all(|l| l.contains(&a_mac)),
+        "ARP replies for the VIP: {lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(&b_mac)),
+        "B's port spoke ARP: {lines:#?}"
+    );
     assert_eq!(client_neigh(&topo).as_deref(), Some(a_mac.as_str()));
 
-    // A held connection, synced to B by the daemons keepalived started.
+    // Traffic across the failover: a stream of new connections and two
+    // keep-alive connections (load.py), a held idle connection, and a
+    // download slowed to about 5 s.
+    let mut load = Load::start(
+        &topo,
+        &LoadSpec {
+            new: 1,
+            held: 2,
+            held_interval_ms: 200,
+            pace_ms: 20,
+            timeout_s: 10.0,
+            duration_s: 150.0,
+            vip: VIP,
+            client_ip: "10.0.1.2",
+            ..LoadSpec::default()
+        },
+    );
     let mut held = Held::open(&topo);
+    let download = Command::new("ip")
+        .args(["netns", "exec", &topo.client_ns(), "curl", "-sS"])
+        .args(["--limit-rate", "20k", "--max-time", "90", "--local-port"])
+        .arg(DOWNLOAD_PORT.to_string())
+        .args(["-o", "/dev/null", "-w", "%{size_download} %{http_code}"])
+        .arg(format!("http://{VIP}/big"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn curl");
     let dest = wait_for(
         "the held connection on A",
         || a.rvsadm_ok(&["-L", "-c", "-n"]),
         || conn_dest(&a, held.port),
     );
     let synced = wait_for(
-        "the held connection synced to B",
+        "the held connection and the download synced to B",
         || b.rvsadm_ok(&["-L", "-c", "-n"]) + &b.rvsadm_ok(&["-L", "--daemon", "--json"]),
-        || conn_dest(&b, held.port),
+        || {
+            conn_dest(&b, DOWNLOAD_PORT)?;
+            conn_dest(&b, held.port)
+        },
     );
     assert_eq!(synced, dest, "B holds the connection to another server");
 
     // Failover.
     let b_garps = counter(&b, "garp_sent");
+    let failing = load.mark();
+    let t0 = Instant::now();
     match how {
         Failover::Switchover => ka.terminate(),
-        Failover::Crash => {
-            drop(ka);
-            a.kill();
-        }
+        Failover::Crash => a.kill(),
     }
     wait_for(
         "B to become MASTER and announce the VIP",
@@ -558,6 +638,8 @@ fn pair(how: Failover) {
         || format!("{:?}", client_neigh(&topo)),
         || (client_neigh(&topo).as_deref() == Some(b_mac.as_str())).then_some(()),
     );
+    let window = t0.elapsed();
+    let after = load.mark();
     if how == Failover::Switchover {
         assert!(!on_twin(&topo.lb_ns()), "A kept the VIP on its twin");
         assert!(!owned(&a), "A still owns the VIP after keepalived stopped");
@@ -593,11 +675,77 @@ fn pair(how: Failover) {
         || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
         || (in_pkts(&b) > b_in).then_some(()),
     );
+    // The download completes, whole.
+    let out = download.wait_with_output().expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "102400 200",
+        "download across the failover: {}",
+        describe(&out)
+    );
     // New connections are served by B.
     let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through B");
     assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+
+    // Readiness for the report: load.py's new connections are reaching B
+    // (B's service schedules them), so the last phase has operations.
+    let conns = svc_stat(&b, 2);
+    wait_for(
+        "load.py's new connections through B",
+        || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
+        || (svc_stat(&b, 2) >= conns + 5).then_some(()),
+    );
+    let report = load.finish();
+    eprintln!(
+        "failover ({how:?}): B announced the VIP and the client's neighbour entry moved {:.1} s \
+         after the MASTER went; new connections started meanwhile: {} ok, {} failed; \
+         load:\n{}",
+        window.as_secs_f64(),
+        report.ok("new", failing),
+        report.failures("new", failing),
+        report.summary()
+    );
+    // Before the failover nothing failed; after the takeover nothing did;
+    // the keep-alive connections lived through it.
+    assert_eq!(report.err("new", 0), 0, "{}", report.summary());
+    assert_eq!(report.failures("new", after), 0, "{}", report.summary());
+    assert!(report.ok("new", after) > 0, "{}", report.summary());
+    assert_eq!(report.held().len(), 2, "{}", report.summary());
+    for h in report.held() {
+        let errs: u64 = h["err"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum();
+        assert_eq!(errs, 0, "{}", report.summary());
+    }
+    if how == Failover::Crash {
+        // A's rvsd comes back (empty: no state file) and its twin with
+        // it; keepalived (dynamic_interfaces) leaves FAULT for BACKUP, and
+        // with its check failing (no real server in rvsd's table) it
+        // stays BACKUP: no preemption back onto an empty director.
+        let backups = ka.log().matches("Entering BACKUP STATE").count();
+        a.start_again();
+        wait_for(
+            "A's keepalived back in BACKUP",
+            || ka.log(),
+            || (ka.log().matches("Entering BACKUP STATE").count() > backups).then_some(()),
+        );
+        let a_exc = counter(&a, "exception_to_kernel");
+        wait_for(
+            "B's adverts through A's exception path",
+            || ka.log(),
+            || (counter(&a, "exception_to_kernel") >= a_exc + 6).then_some(()),
+        );
+        assert!(!on_twin(&topo.lb_ns()) && !owned(&a), "A took the VIP back");
+        assert!(on_twin(&b_dir.ns) && owned(&b), "B lost the VIP");
+        let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through B");
+        assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+    }
     drop(held);
     drop(kb);
+    drop(ka);
     b.stop().expect("B's rvsd stops cleanly");
     if how == Failover::Switchover {
         a.stop().expect("A's rvsd stops cleanly");

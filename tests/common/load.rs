@@ -45,6 +45,9 @@ pub struct LoadSpec {
     pub timeout_s: f64,
     /// Hard bound of the run; `finish` normally ends it earlier.
     pub duration_s: f64,
+    /// The VIP and the client's address (the NAT topology's by default).
+    pub vip: &'static str,
+    pub client_ip: &'static str,
 }
 
 impl Default for LoadSpec {
@@ -62,6 +65,8 @@ impl Default for LoadSpec {
             pace_ms: 0,
             timeout_s: 3.0,
             duration_s: 120.0,
+            vip: "10.0.0.100",
+            client_ip: "10.0.0.2",
         }
     }
 }
@@ -98,7 +103,9 @@ impl Load {
             .args(["--udp-port", &spec.udp_port.to_string()])
             .args(["--pace", &spec.pace_ms.to_string()])
             .args(["--timeout", &spec.timeout_s.to_string()])
-            .args(["--duration", &spec.duration_s.to_string()]);
+            .args(["--duration", &spec.duration_s.to_string()])
+            .args(["--vip", spec.vip])
+            .args(["--client-ip", spec.client_ip]);
         if spec.fresh_ports {
             cmd.arg("--fresh-ports");
         }
