@@ -552,11 +552,9 @@ fn pair(how: Failover) {
     for _ in 0..3 {
         assert!(probe(&topo), "the VIP did not answer");
     }
-    wait_for(
-        "B to refuse the probes",
-        || String::new(),
-        || (counter(&b, "vip_not_owned") >= b_refused + 3).then_some(()),
-    );
+    wait_for("B to refuse the probes", String::new, || {
+        (counter(&b, "vip_not_owned") >= b_refused + 3).then_some(())
+    });
     let lines = cap.lines();
     let replies: Vec<&String> = lines
         .iter()
