@@ -52,6 +52,13 @@ pub const MAX_MSGS_PER_SCAN: usize = 256;
 /// The least re-send period of a connection (the kernel's sync_refresh
 /// minimum difference is 10 s).
 pub const MIN_REFRESH_MS: u64 = 10_000;
+/// A connection that had traffic since it was last sent is sent again
+/// after this long. The kernel re-sends on traffic too (`sync_threshold`
+/// 3 of every `sync_period` 50 packets); rvs has no per-connection packet
+/// count, so it uses the last packet's time, which its timer holds. This is
+/// what lets a backup that started late (a recovered director) learn the
+/// live connections before it takes over.
+pub const ACTIVE_RESEND_MS: u64 = 1_000;
 
 /// Which daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -476,7 +483,12 @@ impl Master {
             let due = match sent.get_mut(&id) {
                 Some(e) => {
                     e.2 = true;
-                    e.0 != st || now.saturating_sub(e.1) >= refresh
+                    let since = now.saturating_sub(e.1);
+                    // The timer is set to last packet + timeout.
+                    let last_packet = c.expires_ms().saturating_sub(timeout as u64 * 1000);
+                    e.0 != st
+                        || since >= refresh
+                        || (last_packet > e.1 && since >= ACTIVE_RESEND_MS)
                 }
                 None => true,
             };
@@ -759,6 +771,58 @@ mod tests {
         c.conns
             .for_each(|x| v.push(sync_conn(x, t.get(x.state())).unwrap()));
         v
+    }
+
+    /// The master re-sends an established connection only when it had
+    /// traffic since the last send and ACTIVE_RESEND_MS have passed, or
+    /// when its refresh (half its timeout) is due; an idle one is not
+    /// re-sent before.
+    #[test]
+    fn master_resends_a_connection_with_traffic_not_an_idle_one() {
+        let m = director();
+        establish(&m, 40000, "10.0.2.11");
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(rx.local_addr().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        let mut master = Master {
+            conns: m.conns.clone(),
+            counters: counters.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            sock,
+            syncid: 0,
+            maxlen: 1472,
+            sent: HashMap::new(),
+        };
+        let sent = || counters.sent_conns.load(Relaxed);
+        let mut last = 0;
+        m.conns.for_each(|c| last = c.expires_ms());
+        let t0 = last - 900 * 1000; // the last packet's time
+        master.scan(t0 + 10);
+        assert_eq!(sent(), 1, "a new connection is sent at once");
+        master.scan(t0 + 10 + ACTIVE_RESEND_MS + 500);
+        assert_eq!(sent(), 1, "idle: not sent again");
+        // A packet, then the next scan at least ACTIVE_RESEND_MS after
+        // the last send: sent again; and not again without traffic.
+        let to = m.conns.timeouts();
+        m.conns.for_each(|c| {
+            c.on_packet(Dir::In, ACK, t0 + 2_000, &to);
+        });
+        master.scan(t0 + 2_100);
+        assert_eq!(sent(), 2, "traffic since the last send: re-sent");
+        master.scan(t0 + 2_100 + ACTIVE_RESEND_MS + 10);
+        assert_eq!(sent(), 2, "no traffic since: not re-sent");
+        // Traffic, but less than ACTIVE_RESEND_MS after the last send.
+        m.conns.for_each(|c| {
+            c.on_packet(Dir::In, ACK, t0 + 2_200, &to);
+        });
+        master.scan(t0 + 2_300);
+        assert_eq!(sent(), 2, "re-sent at most every ACTIVE_RESEND_MS");
+        master.scan(t0 + 2_100 + ACTIVE_RESEND_MS);
+        assert_eq!(sent(), 3);
+        // Refresh: half the 900 s timeout after the last send.
+        master.scan(t0 + 2_100 + ACTIVE_RESEND_MS + 450_000);
+        assert_eq!(sent(), 4, "refresh due");
     }
 
     #[test]
