@@ -187,9 +187,14 @@ impl Dataplane {
         // A VIP this director does not own now (vip_ownership "kernel"):
         // never answered, or two directors would claim it.
         let unowned_vip = is_vip && !self.exc.owns(tip);
+        // Another address on this port's twin (vip_ownership "kernel"):
+        // one keepalived floats between directors, such as the NAT real
+        // servers' gateway. The director that holds it answers for it.
+        let on_twin = !is_vip && self.exc.on_twin(tip) == Some(in_port);
         let ours = tip == port.cidr.addr
             || (is_vip && !unowned_vip)
-            || cx.services.is_lip(IpAddr::V4(tip));
+            || cx.services.is_lip(IpAddr::V4(tip))
+            || on_twin;
         // Like the kernel: only requests and replies count; create an entry
         // when the ARP is addressed to us, refresh one we already have from
         // any other (gratuitous included).

@@ -64,6 +64,12 @@ impl Exception {
     pub fn has_twin(&self, port: u16) -> bool {
         self.twin.get(port as usize).copied().unwrap_or(false)
     }
+    /// The data port whose twin carries `ip` now (vip_ownership
+    /// "kernel" only): an address keepalived put there.
+    #[inline]
+    pub fn on_twin(&self, ip: Ipv4Addr) -> Option<u16> {
+        self.owned.as_ref()?.set.load().get(&ip).copied()
+    }
     /// Whether this director answers for `vip` now.
     #[inline]
     pub fn owns(&self, vip: Ipv4Addr) -> bool {

@@ -40,6 +40,7 @@ use common::topo::{curl_from, describe, ns_exec, ns_exec_ok, Rvsd, Topology, RVS
 use serde_json::{json, Value};
 
 const VIP: &str = "10.0.1.100";
+const DR_CLIENT: &str = "10.0.1.2";
 const A_IP: &str = "10.0.1.1";
 const B_IP: &str = "10.0.1.3";
 const BOUND: Duration = Duration::from_secs(40);
@@ -168,10 +169,12 @@ fn start_director(
     ns: &str,
     name: &str,
     mut cfg: Value,
-    port_ip: &str,
+    port_ips: &[&str],
 ) -> (Rvsd, PathBuf) {
-    cfg["ports"][0]["ipv4"] = json!(format!("{port_ip}/24"));
-    cfg["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+    for (i, ip) in port_ips.iter().enumerate() {
+        cfg["ports"][i]["ipv4"] = json!(format!("{ip}/24"));
+        cfg["ports"][i]["kernel_twin"] = json!({"kind": "tap", "name": format!("rvs{i}")});
+    }
     cfg["vip_ownership"] = json!("kernel");
     let socket = topo.state_dir.join(format!("ipvs-{name}.sock"));
     let wrapper = topo.state_dir.join(format!("rvsd-{name}.sh"));
@@ -189,10 +192,10 @@ fn start_director(
     (rvsd, socket)
 }
 
-/// `conf/keepalived-pair/keepalived-{a,b}.conf` as shipped, its vrrp_script
-/// pointed at a wrapper that runs `conf/keepalived-pair/check_rvs.sh` with
-/// this director's preload library and IPVS socket.
-fn keepalived_conf(dir: &Path, name: &str, socket: &Path) -> String {
+/// `conf/keepalived-pair/FILE` as shipped, its vrrp_script pointed at a
+/// wrapper that runs `conf/keepalived-pair/check_rvs.sh` with director
+/// `name`'s preload library and IPVS socket.
+fn keepalived_conf(dir: &Path, file: &str, name: &str, socket: &Path) -> String {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/keepalived-pair");
     let wrapper = dir.join(format!("check-{name}.sh"));
     std::fs::write(
@@ -206,7 +209,7 @@ fn keepalived_conf(dir: &Path, name: &str, socket: &Path) -> String {
     )
     .unwrap();
     let _ = Command::new("chmod").arg("755").arg(&wrapper).status();
-    let text = std::fs::read_to_string(conf.join(format!("keepalived-{name}.conf"))).unwrap();
+    let text = std::fs::read_to_string(conf.join(file)).unwrap();
     assert!(text.contains("/usr/local/lib/rvs/check_rvs.sh"));
     text.replace(
         "/usr/local/lib/rvs/check_rvs.sh",
@@ -303,22 +306,22 @@ fn counter(rvsd: &Rvsd, key: &str) -> u64 {
         .sum()
 }
 
-fn owned(rvsd: &Rvsd) -> bool {
+fn owned(rvsd: &Rvsd, vip: &str) -> bool {
     let t = rvsd.rvsadm_ok(&["--vip-ownership"]);
     t.lines()
-        .any(|l| l.starts_with(VIP) && l.trim_end().ends_with(" owned") && !l.contains("not"))
+        .any(|l| l.starts_with(vip) && l.trim_end().ends_with(" owned") && !l.contains("not"))
 }
 
-fn on_twin(ns: &str) -> bool {
-    ns_exec_ok(ns, &["ip", "-o", "-4", "addr", "show", "dev", "rvs0"])
-        .contains(&format!("{VIP}/32"))
+/// Whether `ip` is on twin `dev` in namespace `ns`.
+fn on_twin(ns: &str, dev: &str, ip: &str) -> bool {
+    ns_exec_ok(ns, &["ip", "-o", "-4", "addr", "show", "dev", dev]).contains(&format!(" {ip}/"))
 }
 
 /// One ARP probe for the VIP from the client: its neighbour entry
 /// forgotten, then one ping (whose ARP request is the probe).
-fn probe(topo: &Topology) -> bool {
-    let _ = ns_exec(&topo.client_ns(), &["ip", "neigh", "flush", "to", VIP]);
-    ns_exec(&topo.client_ns(), &["ping", "-c", "1", "-W", "2", VIP])
+fn probe(topo: &Topology, vip: &str) -> bool {
+    let _ = ns_exec(&topo.client_ns(), &["ip", "neigh", "flush", "to", vip]);
+    ns_exec(&topo.client_ns(), &["ping", "-c", "1", "-W", "2", vip])
         .status
         .success()
 }
@@ -329,8 +332,8 @@ fn mac_of(ns: &str, ifc: &str) -> String {
 }
 
 /// The client's neighbour entry for the VIP: its MAC, if any.
-fn client_neigh(topo: &Topology) -> Option<String> {
-    let out = ns_exec_ok(&topo.client_ns(), &["ip", "neigh", "show", VIP]);
+fn client_neigh(topo: &Topology, vip: &str) -> Option<String> {
+    let out = ns_exec_ok(&topo.client_ns(), &["ip", "neigh", "show", vip]);
     let f: Vec<&str> = out.split_whitespace().collect();
     f.iter()
         .position(|w| *w == "lladdr")
@@ -348,12 +351,12 @@ struct Held {
 }
 
 impl Held {
-    fn open(topo: &Topology) -> Held {
+    fn open(topo: &Topology, vip: &str) -> Held {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &topo.client_ns(), "python3", "-c"])
             .arg(format!(
                 "import socket,sys\n\
-                 s=socket.create_connection(('{VIP}',80),timeout=15)\n\
+                 s=socket.create_connection(('{vip}',80),timeout=15)\n\
                  print(s.getsockname()[1],flush=True)\n\
                  sys.stdin.readline()\n\
                  s.sendall(b'GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n')\n\
@@ -403,23 +406,23 @@ impl Drop for Held {
 
 /// Column `col` of the VIP service's line in `rvsadm -L -n --stats
 /// --exact` (2: Conns, 3: InPkts).
-fn svc_stat(rvsd: &Rvsd, col: usize) -> u64 {
+fn svc_stat(rvsd: &Rvsd, vip: &str, col: usize) -> u64 {
     let l = rvsd.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
     l.lines()
-        .find(|x| x.starts_with(&format!("TCP  {VIP}:80")))
+        .find(|x| x.starts_with(&format!("TCP  {vip}:80")))
         .and_then(|x| x.split_whitespace().nth(col))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
 
-fn in_pkts(rvsd: &Rvsd) -> u64 {
-    svc_stat(rvsd, 3)
+fn in_pkts(rvsd: &Rvsd, vip: &str) -> u64 {
+    svc_stat(rvsd, vip, 3)
 }
 
-/// The real server of the connection from client port `port` in `rvsd`'s
+/// The real server of the connection from `client`:`port` in `rvsd`'s
 /// `-L -c -n` (state must be ESTABLISHED).
-fn conn_dest(rvsd: &Rvsd, port: u16) -> Option<String> {
-    let want = format!("10.0.1.2:{port}");
+fn conn_dest(rvsd: &Rvsd, client: &str, port: u16) -> Option<String> {
+    let want = format!("{client}:{port}");
     let l = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
     l.lines()
         .find(|x| x.contains(&want) && x.contains("ESTABLISHED"))
@@ -470,7 +473,7 @@ fn pair(how: Failover) {
     director_sysctls(&topo.lb_ns(), "lb1");
     director_sysctls(&b_dir.ns, "l1");
 
-    let (mut a, a_sock) = start_director(&topo, &topo.lb_ns(), "a", topo.default_config(), A_IP);
+    let (mut a, a_sock) = start_director(&topo, &topo.lb_ns(), "a", topo.default_config(), &[A_IP]);
     let mut b_cfg = topo.default_config();
     let args: Vec<Value> = b_cfg["eal_args"]
         .as_array()
@@ -486,7 +489,7 @@ fn pair(how: Failover) {
         })
         .collect();
     b_cfg["eal_args"] = json!(args);
-    let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, B_IP);
+    let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &[B_IP]);
     let dir = topo.state_dir.clone();
 
     // A first (priority 100): alone, it becomes MASTER, takes the VIP, and its
@@ -495,14 +498,17 @@ fn pair(how: Failover) {
         &dir,
         &topo.lb_ns(),
         "a",
-        &keepalived_conf(&dir, "a", &a_sock),
+        &keepalived_conf(&dir, "keepalived-a.conf", "a", &a_sock),
         &a_sock,
     );
     let a_garps = counter(&a, "garp_sent");
     wait_for(
         "A to become MASTER and announce the VIP",
         || ka.log(),
-        || (on_twin(&topo.lb_ns()) && counter(&a, "garp_sent") >= a_garps + 5).then_some(()),
+        || {
+            (on_twin(&topo.lb_ns(), "rvs0", VIP) && counter(&a, "garp_sent") >= a_garps + 5)
+                .then_some(())
+        },
     );
     wait_for(
         "A's virtual server with two real servers and its vrrp_script passing",
@@ -521,7 +527,7 @@ fn pair(how: Failover) {
         &dir,
         &b_dir.ns,
         "b",
-        &keepalived_conf(&dir, "b", &b_sock),
+        &keepalived_conf(&dir, "keepalived-b.conf", "b", &b_sock),
         &b_sock,
     );
     wait_for(
@@ -548,8 +554,11 @@ fn pair(how: Failover) {
         "split brain: B became MASTER while A was:\n{}",
         kb.log()
     );
-    assert!(!on_twin(&b_dir.ns) && !owned(&b), "B claims the VIP");
-    assert!(owned(&a), "A does not own the VIP");
+    assert!(
+        !on_twin(&b_dir.ns, "rvs0", VIP) && !owned(&b, VIP),
+        "B claims the VIP"
+    );
+    assert!(owned(&a, VIP), "A does not own the VIP");
     // keepalived runs exactly one sync daemon per director (its man page:
     // master on the MASTER, backup otherwise).
     let ad = a.rvsadm_ok(&["-L", "--daemon"]);
@@ -567,7 +576,7 @@ fn pair(how: Failover) {
     let cap = Capture::start(&topo.client_ns(), "eth0", dir.join("probe.pcap"), "arp");
     let b_refused = counter(&b, "vip_not_owned");
     for _ in 0..3 {
-        assert!(probe(&topo), "the VIP did not answer");
+        assert!(probe(&topo, VIP), "the VIP did not answer");
     }
     wait_for("B to refuse the probes", String::new, || {
         (counter(&b, "vip_not_owned") >= b_refused + 3).then_some(())
@@ -585,7 +594,7 @@ fn pair(how: Failover) {
         !lines.iter().any(|l| l.contains(&b_mac)),
         "B's port spoke ARP: {lines:#?}"
     );
-    assert_eq!(client_neigh(&topo).as_deref(), Some(a_mac.as_str()));
+    assert_eq!(client_neigh(&topo, VIP).as_deref(), Some(a_mac.as_str()));
 
     // Traffic across the failover: a stream of new connections and two
     // keep-alive connections (load.py), a held idle connection, and a
@@ -600,11 +609,11 @@ fn pair(how: Failover) {
             timeout_s: 10.0,
             duration_s: 150.0,
             vip: VIP,
-            client_ip: "10.0.1.2",
+            client_ip: DR_CLIENT,
             ..LoadSpec::default()
         },
     );
-    let mut held = Held::open(&topo);
+    let mut held = Held::open(&topo, VIP);
     let download = Command::new("ip")
         .args(["netns", "exec", &topo.client_ns(), "curl", "-sS"])
         .args(["--limit-rate", "20k", "--max-time", "90", "--local-port"])
@@ -618,14 +627,14 @@ fn pair(how: Failover) {
     let dest = wait_for(
         "the held connection on A",
         || a.rvsadm_ok(&["-L", "-c", "-n"]),
-        || conn_dest(&a, held.port),
+        || conn_dest(&a, DR_CLIENT, held.port),
     );
     let synced = wait_for(
         "the held connection and the download synced to B",
         || b.rvsadm_ok(&["-L", "-c", "-n"]) + &b.rvsadm_ok(&["-L", "--daemon", "--json"]),
         || {
-            conn_dest(&b, DOWNLOAD_PORT)?;
-            conn_dest(&b, held.port)
+            conn_dest(&b, DR_CLIENT, DOWNLOAD_PORT)?;
+            conn_dest(&b, DR_CLIENT, held.port)
         },
     );
     assert_eq!(synced, dest, "B holds the connection to another server");
@@ -643,21 +652,27 @@ fn pair(how: Failover) {
         || kb.log(),
         || {
             (kb.log().contains("Entering MASTER STATE")
-                && on_twin(&b_dir.ns)
+                && on_twin(&b_dir.ns, "rvs0", VIP)
                 && counter(&b, "garp_sent") >= b_garps + 5)
                 .then_some(())
         },
     );
     wait_for(
         "the client's neighbour entry to move to B",
-        || format!("{:?}", client_neigh(&topo)),
-        || (client_neigh(&topo).as_deref() == Some(b_mac.as_str())).then_some(()),
+        || format!("{:?}", client_neigh(&topo, VIP)),
+        || (client_neigh(&topo, VIP).as_deref() == Some(b_mac.as_str())).then_some(()),
     );
     let window = t0.elapsed();
     let after = load.mark();
     if how == Failover::Switchover {
-        assert!(!on_twin(&topo.lb_ns()), "A kept the VIP on its twin");
-        assert!(!owned(&a), "A still owns the VIP after keepalived stopped");
+        assert!(
+            !on_twin(&topo.lb_ns(), "rvs0", VIP),
+            "A kept the VIP on its twin"
+        );
+        assert!(
+            !owned(&a, VIP),
+            "A still owns the VIP after keepalived stopped"
+        );
     }
     wait_for(
         "B's master sync daemon",
@@ -670,7 +685,7 @@ fn pair(how: Failover) {
     );
 
     // The held connection continues through B, to the same real server.
-    let b_in = in_pkts(&b);
+    let b_in = in_pkts(&b, VIP);
     let body = held.request();
     let want = if dest.starts_with("10.0.1.11") {
         "rs1"
@@ -688,7 +703,7 @@ fn pair(how: Failover) {
     wait_for(
         "B's service to count the held connection's packets",
         || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
-        || (in_pkts(&b) > b_in).then_some(()),
+        || (in_pkts(&b, VIP) > b_in).then_some(()),
     );
     // The download completes, whole.
     let out = download.wait_with_output().expect("curl");
@@ -705,11 +720,11 @@ fn pair(how: Failover) {
     // Readiness for the report: load.py's new connections are reaching B
     // (B's service schedules them), so the phase after the takeover has
     // operations.
-    let conns = svc_stat(&b, 2);
+    let conns = svc_stat(&b, VIP, 2);
     wait_for(
         "load.py's new connections through B",
         || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
-        || (svc_stat(&b, 2) >= conns + 5).then_some(()),
+        || (svc_stat(&b, VIP, 2) >= conns + 5).then_some(()),
     );
     let check = |report: &common::load::Report| {
         eprintln!(
@@ -756,8 +771,14 @@ fn pair(how: Failover) {
             || ka.log(),
             || (counter(&a, "exception_to_kernel") >= a_exc + 8).then_some(()),
         );
-        assert!(!on_twin(&topo.lb_ns()) && !owned(&a), "A took the VIP back");
-        assert!(on_twin(&b_dir.ns) && owned(&b), "B lost the VIP");
+        assert!(
+            !on_twin(&topo.lb_ns(), "rvs0", VIP) && !owned(&a, VIP),
+            "A took the VIP back"
+        );
+        assert!(
+            on_twin(&b_dir.ns, "rvs0", VIP) && owned(&b, VIP),
+            "B lost the VIP"
+        );
 
         // The operator restarts keepalived on A (docs/ha.md): it fills
         // rvsd's table again and starts the backup sync daemon; its check
@@ -770,7 +791,7 @@ fn pair(how: Failover) {
             &dir,
             &topo.lb_ns(),
             "a2",
-            &keepalived_conf(&dir, "a", &a_sock),
+            &keepalived_conf(&dir, "keepalived-a.conf", "a", &a_sock),
             &a_sock,
         );
         wait_for(
@@ -789,27 +810,27 @@ fn pair(how: Failover) {
             || ka.log() + &kb.log(),
             || {
                 (ka.log().contains("Entering MASTER STATE")
-                    && on_twin(&topo.lb_ns())
+                    && on_twin(&topo.lb_ns(), "rvs0", VIP)
                     && counter(&a, "garp_sent") >= 5)
                     .then_some(())
             },
         );
         wait_for(
             "the client's neighbour entry to move back to A",
-            || format!("{:?}", client_neigh(&topo)),
-            || (client_neigh(&topo).as_deref() == Some(a_mac.as_str())).then_some(()),
+            || format!("{:?}", client_neigh(&topo, VIP)),
+            || (client_neigh(&topo, VIP).as_deref() == Some(a_mac.as_str())).then_some(()),
         );
         let back = load.mark();
         wait_for(
             "B to give the VIP up",
             || kb.log(),
-            || (!on_twin(&b_dir.ns) && !owned(&b)).then_some(()),
+            || (!on_twin(&b_dir.ns, "rvs0", VIP) && !owned(&b, VIP)).then_some(()),
         );
-        let conns = svc_stat(&a, 2);
+        let conns = svc_stat(&a, VIP, 2);
         wait_for(
             "load.py's new connections through A again",
             || a.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
-            || (svc_stat(&a, 2) >= conns + 5).then_some(()),
+            || (svc_stat(&a, VIP, 2) >= conns + 5).then_some(()),
         );
         let report = load.finish();
         check(&report);
@@ -829,5 +850,263 @@ fn pair(how: Failover) {
     drop(ka);
     b.stop().expect("B's rvsd stops cleanly");
     a.stop().expect("A's rvsd stops cleanly");
+    drop(b_dir);
+}
+
+/// The LVS-NAT pair (seed 004's "NAT Mode Deployment" on two directors):
+/// the clients' segment is a bridge in the client namespace joining A's
+/// lb0 and B's l0; the real servers' gateway 10.0.1.254 floats with the
+/// VIP (keepalived puts it on the inside twin rvs1 of the MASTER, whose
+/// rvsd then answers ARP for it). The MASTER's rvsd crashes under load; B
+/// takes the VIP and the gateway, the real servers' replies follow, and
+/// the held and keep-alive connections continue.
+#[test]
+fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connection() {
+    const NAT_VIP: &str = "10.0.0.100";
+    const GW: &str = "10.0.1.254";
+    let topo = Topology::up_unique();
+    for rs in ["rs1", "rs2"] {
+        let conf = topo.state_dir.join(rs).join("nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(
+            &conf,
+            text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
+        )
+        .unwrap();
+        topo.nginx_stop(rs);
+        topo.nginx_start(rs);
+        // The real servers' gateway is the floating address.
+        ns_exec_ok(
+            &topo.ns(rs),
+            &["ip", "route", "replace", "default", "via", GW],
+        );
+    }
+    // The clients' segment: a bridge in the client namespace over eth0
+    // (to A's lb0) and eth1 (to B's l0).
+    let c = topo.client_ns();
+    let b_dir = SecondDirector::up(&topo);
+    ip(&[
+        "-n",
+        &c,
+        "link",
+        "add",
+        "cbr",
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+        "forward_delay",
+        "0",
+    ]);
+    ip(&[
+        "-n", &b_dir.ns, "link", "add", "l0", "type", "veth", "peer", "name", "eth1", "netns", &c,
+    ]);
+    for (n, i) in [(&c, "eth1"), (&b_dir.ns, "l0")] {
+        let out = ns_exec(
+            n,
+            &[
+                "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+            ],
+        );
+        if !out.status.success() {
+            ns_exec_ok(
+                n,
+                &["ethtool", "-K", i, "tx", "off", "gso", "off", "gro", "off"],
+            );
+        }
+    }
+    let _ = ns_exec(
+        &c,
+        &[
+            "ethtool", "-K", "cbr", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ],
+    );
+    ip(&["-n", &c, "addr", "flush", "dev", "eth0"]);
+    for i in ["eth0", "eth1"] {
+        ip(&["-n", &c, "link", "set", i, "master", "cbr", "up"]);
+    }
+    ip(&["-n", &c, "addr", "add", "10.0.0.2/24", "dev", "cbr"]);
+    ip(&["-n", &c, "link", "set", "cbr", "up"]);
+    ip(&["-n", &c, "route", "replace", "default", "via", "10.0.0.1"]);
+    ip(&["-n", &b_dir.ns, "link", "set", "l0", "arp", "off"]);
+    ip(&["-n", &b_dir.ns, "link", "set", "l0", "up"]);
+    for (ns, ports) in [
+        (topo.lb_ns(), ["lb0", "lb1"]),
+        (b_dir.ns.clone(), ["l0", "l1"]),
+    ] {
+        director_sysctls(&ns, ports[0]);
+        director_sysctls(&ns, ports[1]);
+    }
+
+    let (mut a, a_sock) = start_director(
+        &topo,
+        &topo.lb_ns(),
+        "a",
+        topo.default_config(),
+        &["10.0.0.1", "10.0.1.1"],
+    );
+    let mut b_cfg = topo.default_config();
+    let args: Vec<Value> = b_cfg["eal_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let s = v
+                .as_str()
+                .unwrap()
+                .replace("iface=lb0", "iface=l0")
+                .replace("iface=lb1", "iface=l1");
+            json!(if s == topo.name {
+                format!("{}b", topo.name)
+            } else {
+                s
+            })
+        })
+        .collect();
+    b_cfg["eal_args"] = json!(args);
+    let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &["10.0.0.3", "10.0.1.3"]);
+    let dir = topo.state_dir.clone();
+
+    let ka = Keepalived::start(
+        &dir,
+        &topo.lb_ns(),
+        "a",
+        &keepalived_conf(&dir, "nat-a.conf", "a", &a_sock),
+        &a_sock,
+    );
+    wait_for(
+        "A MASTER with the VIP and the gateway, its table filled, its check passing",
+        || ka.log() + &a.rvsadm_ok(&["-L", "-n"]),
+        || {
+            (on_twin(&topo.lb_ns(), "rvs0", NAT_VIP)
+                && on_twin(&topo.lb_ns(), "rvs1", GW)
+                && a.rvsadm_ok(&["-L", "-n"]).matches("Masq").count() == 2
+                && ka.log().contains("VRRP_Script(check_lvs) succeeded"))
+            .then_some(())
+        },
+    );
+    let b_exc = counter(&b, "exception_to_kernel");
+    let kb = Keepalived::start(
+        &dir,
+        &b_dir.ns,
+        "b",
+        &keepalived_conf(&dir, "nat-b.conf", "b", &b_sock),
+        &b_sock,
+    );
+    wait_for(
+        "B in BACKUP with its backup daemon, hearing A",
+        || kb.log(),
+        || {
+            (kb.log().contains("Entering BACKUP STATE")
+                && b.rvsadm_ok(&["-L", "--daemon"])
+                    .starts_with("backup sync daemon")
+                && counter(&b, "exception_to_kernel") >= b_exc + 6)
+                .then_some(())
+        },
+    );
+    assert!(
+        !kb.log().contains("Entering MASTER STATE"),
+        "split brain:\n{}",
+        kb.log()
+    );
+    assert!(!owned(&b, NAT_VIP) && !on_twin(&b_dir.ns, "rvs1", GW));
+    assert!(owned(&a, NAT_VIP));
+    let body = curl_from(&c, &format!("http://{NAT_VIP}/")).expect("VIP through A");
+    assert!(matches!(body.trim(), "rs1" | "rs2"), "{body}");
+
+    let mut load = Load::start(
+        &topo,
+        &LoadSpec {
+            new: 1,
+            held: 2,
+            held_interval_ms: 200,
+            pace_ms: 20,
+            timeout_s: 10.0,
+            duration_s: 150.0,
+            vip: NAT_VIP,
+            client_ip: "10.0.0.2",
+            ..LoadSpec::default()
+        },
+    );
+    let mut held = Held::open(&topo, NAT_VIP);
+    let dest = wait_for(
+        "the held connection on A",
+        || a.rvsadm_ok(&["-L", "-c", "-n"]),
+        || conn_dest(&a, "10.0.0.2", held.port),
+    );
+    let synced = wait_for(
+        "the held connection synced to B",
+        || b.rvsadm_ok(&["-L", "-c", "-n"]),
+        || conn_dest(&b, "10.0.0.2", held.port),
+    );
+    assert_eq!(synced, dest);
+
+    // A's rvsd crashes.
+    let b_mac = mac_of(&b_dir.ns, "l0");
+    let failing = load.mark();
+    let t0 = Instant::now();
+    a.kill();
+    wait_for(
+        "B MASTER with the VIP and the gateway, the client's entry moved",
+        || kb.log(),
+        || {
+            (kb.log().contains("Entering MASTER STATE")
+                && on_twin(&b_dir.ns, "rvs0", NAT_VIP)
+                && on_twin(&b_dir.ns, "rvs1", GW)
+                && client_neigh(&topo, NAT_VIP).as_deref() == Some(b_mac.as_str()))
+            .then_some(())
+        },
+    );
+    let window = t0.elapsed();
+    let after = load.mark();
+    // The real servers' replies now go to B's inside port (keepalived's
+    // gratuitous ARPs for the gateway), where B's synced entry translates
+    // them back: the held connection is answered by its server.
+    let b_in = svc_stat(&b, NAT_VIP, 3);
+    let body = held.request();
+    let want = if dest.starts_with("10.0.1.11") {
+        "rs1"
+    } else {
+        "rs2"
+    };
+    assert_eq!(
+        body,
+        want,
+        "held connection after failover; B:\n{}",
+        b.rvsadm_ok(&["-L", "-c", "-n"])
+    );
+    assert!(svc_stat(&b, NAT_VIP, 3) > b_in, "B did not forward it");
+    let conns = svc_stat(&b, NAT_VIP, 2);
+    wait_for(
+        "load.py's new connections through B",
+        || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
+        || (svc_stat(&b, NAT_VIP, 2) >= conns + 5).then_some(()),
+    );
+    let report = load.finish();
+    eprintln!(
+        "NAT failover (crash): B held the VIP and the gateway and the client's entry moved {:.1} s \
+         after the MASTER went; new connections started meanwhile: {} ok, {} failed; load:\n{}",
+        window.as_secs_f64(),
+        report.ok("new", failing),
+        report.failures("new", failing),
+        report.summary()
+    );
+    assert_eq!(report.err("new", 0), 0, "{}", report.summary());
+    assert_eq!(report.err("new", after), 0, "{}", report.summary());
+    assert!(report.ok("new", after) > 0, "{}", report.summary());
+    for h in report.held() {
+        let errs: u64 = h["err"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum();
+        assert_eq!(errs, 0, "{}{:?}", report.summary(), report.held());
+    }
+    drop(held);
+    drop(kb);
+    drop(ka);
+    b.stop().expect("B's rvsd stops cleanly");
+    drop(a);
     drop(b_dir);
 }

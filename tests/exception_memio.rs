@@ -172,3 +172,46 @@ fn an_unowned_vip_is_silent_and_gained_vips_are_announced() {
     assert!(r.worker.io.take_tx(0).is_empty());
     assert_eq!(r.stats().garp_sent, 5);
 }
+
+/// keepalived's NAT pair floats the real servers' gateway (here
+/// 10.0.1.254) on the inside twin: the director holding it answers ARP for
+/// it on that port only, with the port's MAC, so the real servers' replies
+/// come to rvs; without it, it stays silent.
+#[test]
+fn an_address_floated_onto_a_twin_is_answered_on_its_port() {
+    let owned = Arc::new(OwnedSet::default());
+    let mut r = rig(1000, 100, Some(owned.clone()));
+    nat_service(&r, "rr", 1, 1);
+    let gw: std::net::Ipv4Addr = "10.0.1.254".parse().unwrap();
+    let ask = |mac, ip| {
+        PacketBuilder::new()
+            .arp_request(mac, ip, gw)
+            .pad60()
+            .build()
+    };
+    r.worker.io.push(1, &ask(RS1_MAC, rs1()));
+    r.step(1);
+    assert!(
+        r.worker.io.take_tx(1).is_empty(),
+        "answered before it is held"
+    );
+    assert!(r.worker.io.take_tx(3).is_empty(), "not the kernel's");
+
+    let mut o = Owned::new();
+    o.insert(gw, 1);
+    owned.publish(o);
+    r.step(1);
+    assert_eq!(r.stats().garp_sent, 0, "rvs announces VIPs only");
+    r.worker.io.push(1, &ask(RS1_MAC, rs1()));
+    r.step(1);
+    let tx = r.worker.io.take_tx(1);
+    assert_eq!(tx.len(), 1);
+    assert_eq!(macs(&tx[0]), (RS1_MAC, DIR1_MAC));
+    let a = ArpPacket::new_checked(&tx[0][14..]).unwrap();
+    assert_eq!(a.operation(), ArpOp::REPLY);
+    assert_eq!((a.sender_hw(), a.sender_ip()), (DIR1_MAC, gw));
+    // Asked on the other port: not this port's address there.
+    r.worker.io.push(0, &ask(CLIENT_MAC, client()));
+    r.step(1);
+    assert!(r.worker.io.take_tx(0).is_empty());
+}
