@@ -400,9 +400,21 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
     };
-    if c.synproxy.is_some() {
-        return None;
-    }
+    // A proxied connection carries its adjustment (rvs's option); one whose
+    // server handshake is not done yet is not sent (the backup could not
+    // finish it: the cookie state is this director's).
+    let synproxy = match c.synproxy {
+        None => None,
+        Some(crate::conn::SynProxy::Pending { .. }) => return None,
+        Some(crate::conn::SynProxy::Proxied(bits)) => {
+            let a = crate::xmit::synproxy::SeqAdj::from_bits(bits);
+            Some(proto::SynOpt {
+                delta: a.delta,
+                c2s_shift: a.c2s_shift,
+                s2c_shift: a.s2c_shift,
+            })
+        }
+    };
     let mut f = match c.fwd {
         Forward::Nat | Forward::FullNat => flags::MASQ,
         Forward::Tun => flags::TUNNEL | flags::NOOUTPUT,
@@ -426,6 +438,7 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         daddr: v4(c.dip)?,
         seq: None,
         fnat: None,
+        synproxy,
     };
     if let Some(fn_) = &c.fnat {
         sc.fnat = Some(FnatOpt {
@@ -629,9 +642,21 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
         };
         n = n.with_fnat(IpAddr::V4(f.lip), f.lport, ca);
     }
+    if sc.synproxy.is_some() {
+        // Inserted pending, then made proxied with the master's adjustment.
+        n = n.with_synproxy(0, 0, 0);
+    }
     match conns.insert(n, now, 0) {
         Ok(c) => {
-            if let (Some(f), Some((i, _))) = (&c.fnat, sc.seq) {
+            if let Some(sp) = sc.synproxy {
+                let adj = crate::xmit::synproxy::SeqAdj {
+                    delta: sp.delta,
+                    c2s_shift: sp.c2s_shift,
+                    s2c_shift: sp.s2c_shift,
+                };
+                // The proxy's word replaces FULLNAT's ISN (see Conn::commit).
+                c.synproxy_establish(adj.to_bits());
+            } else if let (Some(f), Some((i, _))) = (&c.fnat, sc.seq) {
                 f.isn.set(i.init_seq);
                 f.delta.set(i.delta);
                 c.commit();
@@ -825,6 +850,76 @@ mod tests {
         assert_eq!(sent(), 4, "refresh due");
     }
 
+    /// A SYN-proxied connection is sent with rvs's option once both
+    /// handshakes are done (not while pending) and the backup holds the
+    /// same adjustment, so it translates the connection's sequence numbers
+    /// and windows as the master did.
+    #[test]
+    fn a_proxied_connection_carries_its_adjustment_to_the_backup() {
+        use crate::conn::SynProxy;
+        use crate::xmit::synproxy::SeqAdj;
+        let (m, b) = (director(), director());
+        let t = m.table.load();
+        let svc = t
+            .find(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80)
+            .unwrap();
+        let d = &svc.dests[0];
+        let now = crate::clock::now_ms();
+        let to = m.conns.timeouts();
+        let new = |cport| {
+            NewConn::new(
+                Proto::Tcp,
+                ("192.0.2.1".parse().unwrap(), cport),
+                ("10.0.0.100".parse().unwrap(), 80),
+                (d.ip, 8080),
+                Forward::Nat,
+                &d.state,
+                &svc.state,
+            )
+            .with_synproxy(1000, 2000, 512)
+        };
+        let pending = m.conns.insert(new(40001), now, 0).unwrap();
+        pending.on_packet(Dir::In, ACK, now, &to);
+        let proxied = m.conns.insert(new(40002), now, 0).unwrap();
+        let adj = SeqAdj {
+            delta: 0x1234_5678,
+            c2s_shift: 2,
+            s2c_shift: -3,
+        };
+        assert!(proxied.synproxy_establish(adj.to_bits()));
+        proxied.on_packet(Dir::In, ACK, now, &to);
+        let mut sent = Vec::new();
+        m.conns
+            .for_each(|c| sent.extend(sync_conn(c, to.get(c.state()))));
+        assert_eq!(sent.len(), 1, "the pending one is not sent: {sent:?}");
+        assert_eq!(sent[0].cport, 40002);
+        let mut bl = Builder::new(0, 1472);
+        assert!(bl.push(&sent[0]));
+        let msg = bl.finish();
+        // The option on the wire: type 9, length 8, delta, shifts, 0, 0.
+        let at = msg.len() - 10;
+        assert_eq!(
+            &msg[at..],
+            &[9, 8, 0x12, 0x34, 0x56, 0x78, 2, 0xfd, 0, 0],
+            "{msg:02x?}"
+        );
+        let p = proto::parse(&msg, 0).unwrap();
+        assert_eq!(
+            apply(&b.conns, &b.table.load(), &p.conns[0], now),
+            Applied::Inserted
+        );
+        let key = FlowKey::v4(
+            Proto::Tcp,
+            "192.0.2.1".parse().unwrap(),
+            40002,
+            "10.0.0.100".parse().unwrap(),
+            80,
+        );
+        let (c, _) = b.conns.lookup(&key).expect("synced connection");
+        assert_eq!(c.synproxy, Some(SynProxy::Proxied(adj.to_bits())));
+        assert_eq!(c.state(), State::Established);
+    }
+
     #[test]
     fn master_entry_to_backup_connection() {
         let (m, b) = (director(), director());
@@ -912,6 +1007,7 @@ mod tests {
             daddr: "10.0.2.99".parse().unwrap(),
             seq: None,
             fnat: None,
+            synproxy: None,
         };
         let now = crate::clock::now_ms();
         assert_eq!(apply(&b.conns, &b.table.load(), &sc, now), Applied::NoDest);
@@ -962,6 +1058,7 @@ mod tests {
                 daddr: rip.parse().unwrap(),
                 seq: None,
                 fnat: None,
+                synproxy: None,
             };
             b.conns.flush();
             assert_eq!(

@@ -5,8 +5,9 @@
 //! `struct ip_vs_sync_conn_v0`) are parsed. Parsing never panics: every
 //! malformed input is an [`Error`] the receiver counts by reason.
 //!
-//! rvs's own option, [`OPT_RVS_FNAT`], carries FULLNAT's local address and
-//! port. It is *mandatory* (the `IPVS_OPT_F_PARAM` bit is clear), so a
+//! rvs's own options, [`OPT_RVS_FNAT`] (FULLNAT's local address and port)
+//! and [`OPT_RVS_SYNPROXY`] (the SYN proxy's sequence and window
+//! adjustment), are *mandatory* (the `IPVS_OPT_F_PARAM` bit is clear), so a
 //! kernel backup skips that one connection ("Unknown mandatory param",
 //! `ip_vs_proc_sync_conn` returns 20 and the message goes on) instead of
 //! installing it as a NAT connection it cannot forward.
@@ -49,6 +50,12 @@ pub const OPT_F_PARAM: u8 = 1 << 6;
 /// Type 8 is unused by the kernel (1, 2, 3 and the 7th bit are taken).
 pub const OPT_RVS_FNAT: u8 = 8;
 pub const OPT_RVS_FNAT_LEN: usize = 8;
+/// rvs: the SYN proxy's adjustment of a proxied connection: sequence delta
+/// (4, server ISN - cookie), client-to-server window shift (1),
+/// server-to-client window shift (1, signed), two zero bytes: 8 bytes.
+/// Type 9 is unused by the kernel.
+pub const OPT_RVS_SYNPROXY: u8 = 9;
+pub const OPT_RVS_SYNPROXY_LEN: usize = 8;
 
 /// `IP_VS_CONN_F_*` (include/uapi/linux/ip_vs.h).
 pub mod flags {
@@ -88,6 +95,14 @@ pub struct FnatOpt {
     pub client_addr: u8,
 }
 
+/// rvs's SYN-proxy option (`crate::xmit::synproxy::SeqAdj`'s fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynOpt {
+    pub delta: u32,
+    pub c2s_shift: u8,
+    pub s2c_shift: i8,
+}
+
 /// One synced IPv4 connection, in host order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncConn {
@@ -108,6 +123,7 @@ pub struct SyncConn {
     /// `IPVS_OPT_SEQ_DATA`: (in_seq, out_seq).
     pub seq: Option<(Seq, Seq)>,
     pub fnat: Option<FnatOpt>,
+    pub synproxy: Option<SynOpt>,
 }
 
 /// Why a message, or one connection in it, was not taken.
@@ -260,6 +276,7 @@ pub fn parse(buf: &[u8], want_syncid: u8) -> Result<Parsed, Error> {
                 timeout: 0,
                 seq: None,
                 fnat: None,
+                synproxy: None,
             };
             at += CONN_V0_LEN;
             if c.flags & flags::SEQ_MASK != 0 {
@@ -340,6 +357,7 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
         daddr: ip(s, 32),
         seq: None,
         fnat: None,
+        synproxy: None,
     };
     let mut p = CONN_V4_LEN;
     let mut seen = 0u32;
@@ -393,6 +411,17 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
                     client_addr: d[6],
                 });
             }
+            OPT_RVS_SYNPROXY => {
+                if len != OPT_RVS_SYNPROXY_LEN {
+                    return Err(Fatal(Error::BadOption));
+                }
+                once(&mut seen, 16)?;
+                c.synproxy = Some(SynOpt {
+                    delta: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+                    c2s_shift: d[4],
+                    s2c_shift: d[5] as i8,
+                });
+            }
             _ => {
                 // "Unknown mandatory param": this entry only is dropped.
                 if ty & OPT_F_PARAM == 0 {
@@ -415,6 +444,11 @@ pub fn conn_len(c: &SyncConn) -> usize {
         + if c.seq.is_some() { 2 + SEQ_OPTS_LEN } else { 0 }
         + if c.fnat.is_some() {
             2 + OPT_RVS_FNAT_LEN
+        } else {
+            0
+        }
+        + if c.synproxy.is_some() {
+            2 + OPT_RVS_SYNPROXY_LEN
         } else {
             0
         }
@@ -485,6 +519,14 @@ impl Builder {
             b.push(f.client_addr);
             b.push(0);
         }
+        if let Some(sp) = c.synproxy {
+            b.push(OPT_RVS_SYNPROXY);
+            b.push(OPT_RVS_SYNPROXY_LEN as u8);
+            b.extend_from_slice(&sp.delta.to_be_bytes());
+            b.push(sp.c2s_shift);
+            b.push(sp.s2c_shift as u8);
+            b.extend_from_slice(&[0, 0]);
+        }
         self.buf[4] += 1;
         let size = self.buf.len() as u16;
         self.buf[2..4].copy_from_slice(&size.to_be_bytes());
@@ -519,6 +561,7 @@ mod tests {
             daddr: Ipv4Addr::new(172, 16, 0, 2),
             seq: None,
             fnat: None,
+            synproxy: None,
         }
     }
 
@@ -696,13 +739,13 @@ mod tests {
             m
         };
         // Optional (bit 0x40 set): skipped, the connection is taken.
-        assert_eq!(parse(&msg(0x40 | 9), 1).unwrap().conns.len(), 1);
+        assert_eq!(parse(&msg(0x40 | 10), 1).unwrap().conns.len(), 1);
         // Mandatory and unknown: that connection is skipped.
-        let p = parse(&msg(9), 1).unwrap();
+        let p = parse(&msg(10), 1).unwrap();
         assert!(p.conns.is_empty());
         assert_eq!(p.skipped, vec![Error::Unsupported]);
         // A zero-length option is malformed (`!plen` → -40).
-        let mut m = msg(0x49);
+        let mut m = msg(0x4a);
         m[8 + 37] = 0;
         assert_eq!(parse(&m, 1).unwrap().dropped, Some(Error::BadOption));
         // Sequence data of the wrong length (-50).
