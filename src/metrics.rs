@@ -648,7 +648,116 @@ pub fn render(list: &Value, stats: &Value) -> String {
 pub fn scrape(ctl: &Control) -> String {
     let list = ctl.handle(Request::List).unwrap_or(Value::Null);
     let stats = ctl.handle(Request::Stats).unwrap_or(Value::Null);
-    render(&list, &stats)
+    let daemon = ctl.handle(Request::Daemon).unwrap_or(Value::Null);
+    let mut out = render(&list, &stats);
+    out.push_str(&render_sync(&daemon));
+    out
+}
+
+/// Connection sync (`rvsadm -L --daemon --json`): which daemons run, and
+/// the messages and connections sent, received, taken and refused.
+pub fn render_sync(daemon: &Value) -> String {
+    let mut fams = Vec::new();
+    let mut up = Family::new(
+        "rvs_sync_daemon_up",
+        Kind::Gauge,
+        "1 for each running connection-sync daemon (master, backup).",
+    );
+    for role in ["master", "backup"] {
+        let on = arr(&daemon["daemons"]).iter().any(|d| d["state"] == role);
+        up.samples.push((
+            vec![("state", role.to_string())],
+            if on { 1.0 } else { 0.0 },
+        ));
+    }
+    fams.push(up);
+    let c = &daemon["counters"];
+    for (name, key, help) in [
+        (
+            "rvs_sync_sent_messages_total",
+            "sent_msgs",
+            "Sync messages the master sent.",
+        ),
+        (
+            "rvs_sync_sent_connections_total",
+            "sent_conns",
+            "Connection entries the master sent.",
+        ),
+        (
+            "rvs_sync_send_errors_total",
+            "send_errors",
+            "Sync messages the master could not send.",
+        ),
+        (
+            "rvs_sync_deferred_total",
+            "deferred",
+            "Entries left for a later scan (rate bound).",
+        ),
+        (
+            "rvs_sync_not_synced_total",
+            "not_synced",
+            "Connections the master does not sync (SYN proxy handshake, IPv6).",
+        ),
+        (
+            "rvs_sync_received_messages_total",
+            "recv_msgs",
+            "Sync messages the backup received.",
+        ),
+        (
+            "rvs_sync_received_connections_total",
+            "recv_conns",
+            "Connection entries the backup received.",
+        ),
+        (
+            "rvs_sync_inserted_total",
+            "inserted",
+            "Entries the backup inserted as new connections.",
+        ),
+        (
+            "rvs_sync_updated_total",
+            "updated",
+            "Entries that updated a connection the backup had.",
+        ),
+        (
+            "rvs_sync_no_dest_total",
+            "no_dest",
+            "Entries for a service or real server this director does not have.",
+        ),
+        (
+            "rvs_sync_table_full_total",
+            "table_full",
+            "Entries the connection table had no room for.",
+        ),
+        (
+            "rvs_sync_stale_total",
+            "stale",
+            "Expiry entries for a connection already replaced.",
+        ),
+    ] {
+        let mut f = Family::new(name, Kind::Counter, help);
+        f.samples
+            .push((Vec::new(), c[key].as_u64().unwrap_or(0) as f64));
+        fams.push(f);
+    }
+    let mut f = Family::new(
+        "rvs_sync_errors_total",
+        Kind::Counter,
+        "Sync messages or entries refused, by reason.",
+    );
+    if let Some(m) = c["errors"].as_object() {
+        for (reason, v) in m {
+            f.samples.push((
+                vec![("reason", reason.clone())],
+                v.as_u64().unwrap_or(0) as f64,
+            ));
+        }
+    }
+    fams.push(f);
+    let mut out = String::new();
+    for f in &fams {
+        f.render(&mut out);
+    }
+    out
 }
 
 fn response(status: &str, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
@@ -835,6 +944,26 @@ mod tests {
         assert!(render(&sample_list(), &st).contains("proto=\"tcp\"} 1\n"));
         // Without a daemon (no ownership in stats): no family.
         assert!(!render(&sample_list(), &sample_stats()).contains("vip_owned"));
+    }
+
+    #[test]
+    fn sync_daemons_and_counters_are_exported() {
+        let d = serde_json::json!({"ok": true,
+            "daemons": [{"state": "backup", "mcast_ifn": "mgmt0", "syncid": 5}],
+            "counters": {"sent_msgs": 0, "recv_msgs": 12, "inserted": 30, "updated": 4,
+                         "errors": {"foreign_syncid": 2, "bad_size": 0}}});
+        let t = render_sync(&d);
+        for line in [
+            "rvs_sync_daemon_up{state=\"master\"} 0\n",
+            "rvs_sync_daemon_up{state=\"backup\"} 1\n",
+            "# TYPE rvs_sync_received_messages_total counter\n",
+            "rvs_sync_received_messages_total 12\n",
+            "rvs_sync_inserted_total 30\n",
+            "rvs_sync_updated_total 4\n",
+            "rvs_sync_errors_total{reason=\"foreign_syncid\"} 2\n",
+        ] {
+            assert!(t.contains(line), "{line:?} not in\n{t}");
+        }
     }
 
     #[test]
