@@ -412,6 +412,20 @@ impl Dataplane {
                 return Verdict::Drop(DropReason::L4Malformed);
             }
         }
+        if conn.fwd == Forward::Local {
+            // IPVS's LOCALNODE (ip_vs_null_xmit): the director's own stack
+            // takes the packet unchanged, here through the receiving port's
+            // kernel twin (without one the worker counts local_unhandled).
+            // Its replies leave through the twin from the VIP.
+            conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
+            cx.traffic
+                .borrow_mut()
+                .count(conn.dest_id(), conn.svc_id(), false, total);
+            if one_packet {
+                self.conns.end(conn);
+            }
+            return Verdict::ToKernel(in_port);
+        }
         let next = match self.forward(cx, in_port, frame, conn, dir, total) {
             Ok(next) => next,
             Err(v) => {
@@ -585,6 +599,8 @@ impl Dataplane {
             (Forward::FullNat, Dir::In, Some(l)) => {
                 rewrite_error(ip, Some(l.0), Some(rip), Some(r), Some(l)).map(|_| rip)
             }
+            // An error about a Local connection is the local stack's.
+            (Forward::Local, Dir::In, _) => return Verdict::ToKernel(in_port),
             (Forward::Dr | Forward::Tun, Dir::In, _) => {
                 return match self.forward(cx, in_port, frame, conn, dir, total) {
                     Ok(next) => {
@@ -681,9 +697,7 @@ impl Dataplane {
         };
         let d = &svc.dests[i];
         // The configuration refuses SYN-proxy services with DR/TUN servers.
-        if !d.fwd.supported()
-            || (syn.is_some() && !matches!(d.fwd, Forward::Nat | Forward::FullNat))
-        {
+        if syn.is_some() && !matches!(d.fwd, Forward::Nat | Forward::FullNat) {
             return Err(DropReason::FwdUnsupported);
         }
         // A real server of port 0 takes the port asked for; so does every

@@ -64,9 +64,10 @@ pub struct Import {
 
 impl Import {
     /// Drop sorry servers at one of the director's own addresses (`local`)
-    /// or a loopback address, with a message each. keepalived hands such a
-    /// sorry server to IPVS, which delivers to the host itself (LOCALNODE);
-    /// rvs has no path to the host's stack yet.
+    /// or a loopback address, with a message each, for a director without
+    /// a kernel twin. keepalived hands such a sorry server to IPVS, which
+    /// delivers to the host itself (LOCALNODE); rvs does that through a
+    /// twin, and has no path to the host's stack without one.
     pub fn drop_local_sorry(&mut self, local: &[IpAddr]) {
         for s in &mut self.services {
             let Some(sorry) = &s.sorry_server else {
@@ -75,8 +76,8 @@ impl Import {
             if sorry.ip.is_loopback() || local.contains(&sorry.ip) {
                 self.unsupported.push(format!(
                     "{}: sorry_server {}:{} is {} address: IPVS would deliver it to the \
-                     director's own stack, which rvs cannot reach yet (no exception path); \
-                     the service is imported without a sorry server",
+                     director's own stack, which rvs reaches only through a kernel_twin \
+                     (none configured); the service is imported without a sorry server",
                     s.key(),
                     sorry.ip,
                     sorry.port,

@@ -302,3 +302,76 @@ fn virtio_user_twin_is_refused_clearly_without_vhost_net() {
         "{err}"
     );
 }
+
+/// Seed article 004's `sorry_server 127.0.0.1 80`: with a kernel twin the
+/// loopback sorry server is IPVS's "Local" real server — the director's
+/// own stack, here a server in the director namespace listening on the VIP
+/// (which the kernel must hold, as keepalived's `virtual_ipaddress` puts it
+/// on the twin). Imported from keepalived.conf, listed as ipvsadm lists it,
+/// and it answers the client while no real server is in service.
+#[test]
+fn a_loopback_sorry_server_is_the_director_s_own_stack() {
+    let topo = Topology::up_unique();
+    let rvsd = Rvsd::start(&topo, &twin_config(&topo, 100_000, 1024));
+    ns_exec_ok(
+        &topo.lb_ns(),
+        &["ip", "addr", "add", "10.0.0.100/32", "dev", "rvs0"],
+    );
+    let conf = topo.state_dir.join("sorry.conf");
+    std::fs::write(
+        &conf,
+        "virtual_server 10.0.0.100 80 {\n  lb_algo wlc\n  lb_kind NAT\n  protocol TCP\n  \
+         sorry_server 127.0.0.1 80\n}\n",
+    )
+    .unwrap();
+    let out = rvsd.rvsadm(&["--import-keepalived", conf.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("sorry_server"), "dropped: {err}");
+    let l = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(l.contains("-> 127.0.0.1:80") && l.contains("Local"), "{l}");
+
+    let code = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.0.100", 80))
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, a = s.accept()
+    c.recv(1024)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nsorry\n")
+    c.close()
+"#;
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.lb_ns(),
+            "/usr/bin/python3",
+            "-c",
+            code,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _srv = Server(child);
+    assert_eq!(line.trim(), "listening");
+    let before = stats(&rvsd);
+    for _ in 0..3 {
+        let body = curl_from(&topo.client_ns(), "http://10.0.0.100/").expect("sorry server");
+        assert_eq!(body.trim(), "sorry");
+    }
+    let after = stats(&rvsd);
+    let to_k = after["exception_to_kernel"].as_u64().unwrap()
+        - before["exception_to_kernel"].as_u64().unwrap();
+    assert!(to_k >= 9, "to the twin: {to_k}");
+    let c = rvsd.rvsadm_ok(&["-L", "-n", "-c"]);
+    assert!(c.contains("10.0.0.2:") && c.contains("127.0.0.1:80"), "{c}");
+}

@@ -215,3 +215,47 @@ fn an_address_floated_onto_a_twin_is_answered_on_its_port() {
     r.step(1);
     assert!(r.worker.io.take_tx(0).is_empty());
 }
+
+/// IPVS's "Local" forwarding: a real server (here the sorry server) at a
+/// loopback address is the director's own stack. With a twin, its
+/// connections' packets go to the receiving port's twin unchanged, tracked
+/// like any connection; the kernel's answers leave by the port as they
+/// are.
+#[test]
+fn a_local_real_server_is_the_twin_s_stack() {
+    let mut r = rig(1000, 100, None);
+    std::sync::Arc::get_mut(&mut r.ctl)
+        .expect("the rig's control is not shared yet")
+        .local_twin = true;
+    r.ctl(
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr",
+            "sorry_server":{"ip":"127.0.0.1","port":80}}}"#,
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&r.ctl.handle_line(r#"{"cmd":"list"}"#)).unwrap();
+    assert_eq!(
+        list["services"][0]["sorry_server"]["fwd"], "local",
+        "{list}"
+    );
+    let syn = client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC);
+    let ack = client_tcp(40000, TcpFlags::ACK, b"GET /", DIR0_MAC);
+    r.worker.io.push(0, &syn);
+    r.worker.io.push(0, &ack);
+    r.step(1);
+    let to_kernel = r.worker.io.take_tx(2);
+    assert_eq!(to_kernel, vec![syn, ack], "unchanged, in order");
+    assert!(r.worker.io.take_tx(1).is_empty());
+    assert_eq!(r.stats().conns_created, 1);
+    assert_eq!(r.stats().exception_to_kernel, 2);
+    // The kernel answers from the VIP: out of port 0 as it is.
+    let answer = PacketBuilder::new()
+        .eth(DIR0_MAC, CLIENT_MAC)
+        .ipv4(vip(), client())
+        .ttl(64)
+        .tcp(80, 40000)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .build();
+    r.worker.io.push(2, &answer);
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0), vec![answer]);
+}

@@ -486,15 +486,19 @@ fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     let mut imp = rvs::keepalived::import_file(std::path::Path::new(&path))
         .map_err(|x| Exit(2, format!("{path}: {x}")))?;
     // A sorry server at the director's own address needs the host's stack
-    // (IPVS LOCALNODE): reported and dropped, not refused.
+    // (IPVS LOCALNODE): without a kernel twin it is reported and dropped,
+    // not refused; with one rvsd delivers to the twin ("Local").
     let st = ctx.call(json!({"cmd": "stats"}))?;
+    let twin = st["local_twin"].as_bool().unwrap_or(false);
     let local: Vec<std::net::IpAddr> = st["ports"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|p| p["ipv4"].as_str()?.split('/').next()?.parse().ok())
         .collect();
-    imp.drop_local_sorry(&local);
+    if !twin {
+        imp.drop_local_sorry(&local);
+    }
     for u in &imp.unsupported {
         eprintln!("{path}: {u}: not applied");
     }

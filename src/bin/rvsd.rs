@@ -177,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         .map(|_| CachePadded::new(WorkerStats::default()))
         .collect();
     let mut ctl = Control::new(conns.clone(), workers.clone(), local_ips);
+    ctl.local_twin = cfg.ports.iter().any(|p| p.kernel_twin.is_some());
     // Services are validated before DPDK is touched: a bad file fails fast.
     ctl.load_with_rules(cfg.services.clone(), Some(cfg.fwmark_rules.clone()))
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;

@@ -148,7 +148,9 @@ fn ctl_deadline(c: u64) -> u64 {
     c & DEADLINE_MASK
 }
 
-// kind byte: proto:1 | fwd:2 | client_addr:2 | fnat:1 | template:1
+// kind byte: proto:1 | fwd:2 | client_addr:2 | fnat:1 | template:1 | synp:1
+// fwd 3 is FULLNAT with the fnat bit (a FULLNAT connection always has its
+// local address) and Local without it.
 const K_UDP: u8 = 1;
 const K_FNAT: u8 = 1 << 5;
 const K_TEMPLATE: u8 = 1 << 6;
@@ -159,7 +161,7 @@ fn fwd_bits(f: Forward) -> u8 {
         Forward::Nat => 0,
         Forward::Dr => 1,
         Forward::Tun => 2,
-        Forward::FullNat => 3,
+        Forward::FullNat | Forward::Local => 3,
     }) << 1
 }
 fn fwd_of(kind: u8) -> Forward {
@@ -167,7 +169,8 @@ fn fwd_of(kind: u8) -> Forward {
         0 => Forward::Nat,
         1 => Forward::Dr,
         2 => Forward::Tun,
-        _ => Forward::FullNat,
+        _ if kind & K_FNAT != 0 => Forward::FullNat,
+        _ => Forward::Local,
     }
 }
 fn ca_bits(c: ClientAddr) -> u8 {

@@ -334,11 +334,21 @@ pub struct Control {
     /// Where every applied change of the table is saved (rvsd
     /// `--state-file`); none: changes live only in memory.
     pub state_file: Option<crate::statefile::StateFile>,
+    /// Some port has a kernel twin: real servers at the director's own
+    /// addresses are then taken as IPVS "Local" (delivered to the twin).
+    pub local_twin: bool,
     /// Connection sync daemons (`crate::sync`).
     pub sync: crate::sync::Daemons,
 }
 
 impl Control {
+    fn locals(&self) -> Locals<'_> {
+        Locals {
+            ips: &self.local_ips,
+            twin: self.local_twin,
+        }
+    }
+
     pub fn new(
         conns: Arc<ConnTable>,
         workers: Arc<[CachePadded<WorkerStats>]>,
@@ -360,6 +370,7 @@ impl Control {
             ports: None,
             generation: AtomicU64::new(0),
             state_file: None,
+            local_twin: false,
         }
     }
 
@@ -483,7 +494,7 @@ impl Control {
             let mut errs = Vec::new();
             for s in confs {
                 let key = s.key();
-                if let Err(e) = add_service(c, s, &self.local_ips) {
+                if let Err(e) = add_service(c, s, &self.locals()) {
                     errs.push(format!("{key}: {}", e.message));
                 }
             }
@@ -499,7 +510,8 @@ impl Control {
     }
 
     fn mutate(&self, req: Request) -> Result<Value, CtlError> {
-        let local = &self.local_ips;
+        let locals = self.locals();
+        let local = &locals;
         self.apply(|c| match req {
             Request::AddService { service } => add_service(c, service, local),
             Request::EditService { mut service } => {
@@ -561,7 +573,7 @@ impl Control {
             }
             Request::AddLaddr { service, laddr } => {
                 let i = find(c, service.key())?;
-                check_laddr(c, laddr, local)?;
+                check_laddr(c, laddr, local.ips)?;
                 if c[i].laddrs.contains(&laddr) {
                     return Err(CtlError::new("exists", "Local address already exists"));
                 }
@@ -851,7 +863,7 @@ impl Control {
             .map(|p| p.vip_ownership())
             .unwrap_or_default();
         json!({"ok": true, "total": total, "workers": per, "ports": ports, "mempools": pools,
-               "vip_ownership": own,
+               "vip_ownership": own, "local_twin": self.local_twin,
                "conn_table": {"count": self.conns.len(), "capacity": self.conns.capacity()}})
     }
 
@@ -1038,7 +1050,41 @@ fn unusable(ip: IpAddr) -> bool {
         || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
 }
 
-fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> {
+/// The director's own addresses and whether it has a kernel twin.
+pub struct Locals<'a> {
+    pub ips: &'a [IpAddr],
+    pub twin: bool,
+}
+
+impl Locals<'_> {
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.ips.contains(ip)
+    }
+    /// The kernel's rule (`__ip_vs_update_dest`: an address of type
+    /// RTN_LOCAL is LOCALNODE whatever the method asked): a loopback or own
+    /// address is "Local", which needs a kernel twin here. A non-local
+    /// address cannot be "Local".
+    fn forward(&self, ip: IpAddr, fwd: Forward, what: &str) -> Result<Forward, CtlError> {
+        if ip.is_loopback() || self.contains(&ip) {
+            if !self.twin {
+                return Err(CtlError::invalid(format!(
+                    "{what}{ip} is the director's own address: IPVS would deliver to the \
+                     director's stack (Local), which needs a port with a kernel_twin \
+                     (docs/ha.md)"
+                )));
+            }
+            Ok(Forward::Local)
+        } else if fwd == Forward::Local {
+            Err(CtlError::invalid(format!(
+                "{what}{ip}: local forwarding is for the director's own addresses"
+            )))
+        } else {
+            Ok(fwd)
+        }
+    }
+}
+
+fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), CtlError> {
     if !sched::is_known(&s.sched) {
         let known: Vec<_> = sched::names().collect();
         return Err(CtlError::invalid(format!(
@@ -1097,13 +1143,10 @@ fn check_service(s: &mut ServiceConf, local: &[IpAddr]) -> Result<(), CtlError> 
         check_health(h)?;
     }
     if let Some(sorry) = &mut s.sorry_server {
-        check_sorry(sorry, s.port, s.fwmark != 0)?;
-        if local.contains(&sorry.ip) {
-            return Err(CtlError::invalid(format!(
-                "sorry server: {} is the director's own address",
-                sorry.ip
-            )));
+        if sorry.ip.is_ipv4() {
+            sorry.fwd = local.forward(sorry.ip, sorry.fwd, "sorry server: ")?;
         }
+        check_sorry(sorry, s.port, s.fwmark != 0)?;
     }
     Ok(())
 }
@@ -1127,7 +1170,7 @@ fn check_sorry(sorry: &mut SorryServer, svc_port: u16, fwmark: bool) -> Result<(
             "IPv6 sorry servers are not supported yet",
         ));
     }
-    if unusable(ip) {
+    if unusable(ip) && sorry.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
             "sorry server: {ip} is not a usable real server address"
         )));
@@ -1158,7 +1201,7 @@ fn tunnel_fields(v: &mut Value, d: &DestConf) {
     }
 }
 
-fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<DestConf, CtlError> {
+fn check_dest(s: &ServiceConf, mut d: DestConf, local: &Locals) -> Result<DestConf, CtlError> {
     if d.port == 0 {
         d.port = s.port;
     }
@@ -1168,15 +1211,10 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             "IPv6 real servers are not supported yet",
         ));
     }
-    if unusable(d.ip) {
+    d.fwd = local.forward(d.ip, d.fwd, "")?;
+    if unusable(d.ip) && d.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
             "{} is not a usable real server address",
-            d.ip
-        )));
-    }
-    if local.contains(&d.ip) {
-        return Err(CtlError::invalid(format!(
-            "{} is the director's own address",
             d.ip
         )));
     }
@@ -1196,15 +1234,6 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
             "lower threshold is above the upper threshold",
         ));
     }
-    if !d.fwd.supported() {
-        return Err(CtlError::new(
-            "unsupported",
-            format!(
-                "forwarding method {} is not supported yet (use -m, -g or -i)",
-                d.fwd.ipvsadm_name()
-            ),
-        ));
-    }
     d.check_tunnel().map_err(CtlError::invalid)?;
     // DR/TUN cannot map ports: a real server on another port is stored
     // with the service's, as ipvsadm sends it (`ce.dest.port =
@@ -1221,14 +1250,14 @@ fn check_dest(s: &ServiceConf, mut d: DestConf, local: &[IpAddr]) -> Result<Dest
 fn add_service(
     c: &mut Vec<ServiceConf>,
     mut s: ServiceConf,
-    local: &[IpAddr],
+    local: &Locals,
 ) -> Result<(), CtlError> {
     check_service(&mut s, local)?;
     if c.iter().any(|x| x.key() == s.key()) {
         return Err(CtlError::new("exists", "Service already exists"));
     }
     for z in s.laddrs.clone() {
-        check_laddr(c, z, local)?;
+        check_laddr(c, z, local.ips)?;
     }
     let dests = std::mem::take(&mut s.dests);
     for d in dests {
@@ -2259,6 +2288,11 @@ mod tests {
             (
                 r#","sorry_server":{"ip":"127.0.0.1"}"#,
                 "invalid",
+                "needs a port with a kernel_twin",
+            ),
+            (
+                r#","sorry_server":{"ip":"0.0.0.0"}"#,
+                "invalid",
                 "not a usable",
             ),
             (
@@ -2324,6 +2358,37 @@ mod tests {
         assert_eq!(
             (code.as_str(), msg.contains("also a real server")),
             ("invalid", true)
+        );
+    }
+
+    /// With a kernel twin, real servers at the director's own or a loopback
+    /// address are IPVS "Local" whatever method was asked (the kernel's
+    /// `__ip_vs_update_dest`); "local" for another address is refused.
+    #[test]
+    fn own_addresses_are_local_real_servers_with_a_twin() {
+        let mut c = ctl();
+        c.local_twin = true;
+        let ok = |line: &str| {
+            let v: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(v["ok"], true, "{line}: {v}");
+        };
+        ok(
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr",
+            "sorry_server":{"ip":"127.0.0.1","port":80,"fwd":"nat"},
+            "dests":[{"ip":"10.0.1.11","fwd":"nat"},{"ip":"127.0.0.2","fwd":"dr"}]}}"#,
+        );
+        let s = &c.services()[0];
+        assert_eq!(s.sorry_server.as_ref().unwrap().fwd, Forward::Local);
+        assert_eq!(s.dests[0].fwd, Forward::Nat);
+        assert_eq!(s.dests[1].fwd, Forward::Local);
+        let (code, msg) = err(
+            &c,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.12","fwd":"local"}}"#,
+        );
+        assert_eq!(code, "invalid", "{msg}");
+        assert!(
+            msg.contains("local forwarding is for the director's own"),
+            "{msg}"
         );
     }
 

@@ -914,10 +914,13 @@ fn dest_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
         fwd::TUNNEL => "tun",
         fwd::DROUTE => "dr",
         fwd::RVS_FULLNAT => "fullnat",
+        // The kernel takes LOCALNODE as asked, and makes any own address
+        // LOCALNODE whatever was asked (rvsd's check does the same).
+        fwd::LOCALNODE => "local",
         m => {
             return Err(Refusal::new(
                 errno::EOPNOTSUPP,
-                format!("forwarding method {m} (local node/bypass) is not supported"),
+                format!("forwarding method {m} (bypass) is not supported"),
             ))
         }
     };
@@ -1084,6 +1087,7 @@ fn fill_dest(b: &mut MsgBuilder, d: &Value, svc_af: u16) {
         Some("nat") => fwd::MASQ,
         Some("tun") => fwd::TUNNEL,
         Some("fullnat") => fwd::RVS_FULLNAT,
+        Some("local") => fwd::LOCALNODE,
         _ => fwd::DROUTE,
     };
     b.put_u32(dest_attr::FWD_METHOD, fwd);

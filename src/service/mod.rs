@@ -62,6 +62,11 @@ pub enum Forward {
     Tun,
     /// Double NAT from a local address pool, `--fullnat`, "FullNat".
     FullNat,
+    /// IPVS's LOCALNODE, "Local": the real server is the director itself
+    /// (a loopback or own address, as the kernel decides by
+    /// `inet_addr_type() == RTN_LOCAL`). Packets go unchanged to the
+    /// receiving port's kernel twin, whose stack holds the VIP.
+    Local,
 }
 
 impl Forward {
@@ -72,11 +77,8 @@ impl Forward {
             Forward::Dr => "Route",
             Forward::Tun => "Tunnel",
             Forward::FullNat => "FullNat",
+            Forward::Local => "Local",
         }
-    }
-    /// Forwarding modes this build can carry.
-    pub fn supported(self) -> bool {
-        true
     }
 }
 

@@ -419,6 +419,7 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         Forward::Nat | Forward::FullNat => flags::MASQ,
         Forward::Tun => flags::TUNNEL | flags::NOOUTPUT,
         Forward::Dr => flags::DROUTE | flags::NOOUTPUT,
+        Forward::Local => flags::LOCALNODE | flags::NOOUTPUT,
     };
     if !c.is_active() {
         f |= flags::INACTIVE;
@@ -623,6 +624,8 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
         (flags::MASQ, None) => Forward::Nat,
         (flags::TUNNEL, _) => Forward::Tun,
         (flags::DROUTE, _) => Forward::Dr,
+        // Bound to this director's own Local real server.
+        (flags::LOCALNODE, _) if d.fwd == Forward::Local => Forward::Local,
         _ => return Applied::NoDest,
     };
     let mut n = NewConn::new(
