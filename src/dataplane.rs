@@ -1020,6 +1020,17 @@ impl Dataplane {
         let Some(p) = self.router.ports.get(port as usize) else {
             return false;
         };
+        Self::broadcast_request(p, p.cidr.addr, MacAddr::ZERO, target, buf)
+    }
+
+    /// A broadcast ARP request from `port` into an empty frame `buf`.
+    fn broadcast_request<F: Frame>(
+        p: &crate::neigh::PortAddr,
+        sender: Ipv4Addr,
+        target_hw: MacAddr,
+        target: Ipv4Addr,
+        buf: &mut F,
+    ) -> bool {
         if !buf.append(EthernetFrame::<&[u8]>::MIN_LEN) {
             return false;
         }
@@ -1031,8 +1042,8 @@ impl Dataplane {
             p.mac,
             MacAddr::BROADCAST,
             p.mac,
-            p.cidr.addr,
-            MacAddr::ZERO,
+            sender,
+            target_hw,
             target,
         )
         .is_ok()
@@ -1046,21 +1057,6 @@ impl Dataplane {
         let Some(p) = self.router.ports.get(port as usize) else {
             return false;
         };
-        if !buf.append(EthernetFrame::<&[u8]>::MIN_LEN) {
-            return false;
-        }
-        let data = buf.data_mut();
-        data.fill(0);
-        crate::wire::write_arp(
-            data,
-            ArpOp::REQUEST,
-            p.mac,
-            MacAddr::BROADCAST,
-            p.mac,
-            ip,
-            MacAddr::BROADCAST,
-            ip,
-        )
-        .is_ok()
+        Self::broadcast_request(p, ip, MacAddr::BROADCAST, ip, buf)
     }
 }

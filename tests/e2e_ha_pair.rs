@@ -146,6 +146,51 @@ impl Drop for SecondDirector {
     }
 }
 
+/// nginx's default keep-alive timeout (75 s) instead of the topology's
+/// 5 s: a keep-alive request caught in the failover window reaches the
+/// server after TCP's backoff (retries at 0.2, 0.6, 1.4, 3, 6.2 s), and a
+/// 5 s idle timeout would have closed the connection by then. That would
+/// be the server's doing, not the director's.
+fn nginx_default_keepalive(topo: &Topology) {
+    for rs in ["rs1", "rs2"] {
+        let conf = topo.state_dir.join(rs).join("nginx.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(text.contains("keepalive_timeout 5s;"), "{text}");
+        std::fs::write(
+            &conf,
+            text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
+        )
+        .unwrap();
+        topo.nginx_stop(rs);
+        topo.nginx_start(rs);
+    }
+}
+
+/// Director B's rvsd configuration: the topology's, its af_packet ports on
+/// B's interfaces (`ifaces`: A's name, B's name) and its own EAL file
+/// prefix.
+fn second_config(topo: &Topology, ifaces: &[(&str, &str)]) -> Value {
+    let mut c = topo.default_config();
+    let args: Vec<Value> = c["eal_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let mut s = v.as_str().unwrap().to_owned();
+            for (a, b) in ifaces {
+                s = s.replace(&format!("iface={a}"), &format!("iface={b}"));
+            }
+            json!(if s == topo.name {
+                format!("{}b", topo.name)
+            } else {
+                s
+            })
+        })
+        .collect();
+    c["eal_args"] = json!(args);
+    c
+}
+
 /// A director's namespace settings for a pair on one segment: the kernel
 /// answers ARP only on the interface that has the address (mgmt0 shares
 /// the twin's subnet), and the af_packet veth end is not a second path
@@ -283,27 +328,6 @@ impl Drop for Keepalived {
             eprintln!("---- {} ----\n{}", self.log.display(), self.log());
         }
     }
-}
-
-/// A worker counter (or drop reason) of `rvsd`, summed over workers.
-fn counter(rvsd: &Rvsd, key: &str) -> u64 {
-    use std::os::unix::net::UnixStream;
-    let mut s = BufReader::new(UnixStream::connect(&rvsd.socket).unwrap());
-    s.get_mut().write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
-    let mut l = String::new();
-    s.read_line(&mut l).unwrap();
-    let v: Value = serde_json::from_str(&l).unwrap();
-    v["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            w.get(key)
-                .or_else(|| w["drops"].get(key))
-                .and_then(Value::as_u64)
-                .unwrap_or_else(|| panic!("no counter {key} in {w}"))
-        })
-        .sum()
 }
 
 fn owned(rvsd: &Rvsd, vip: &str) -> bool {
@@ -452,43 +476,13 @@ fn a_keepalived_pair_survives_the_master_crashing_without_losing_a_connection() 
 
 fn pair(how: Failover) {
     let topo = Topology::up_unique_mode("dr");
-    // nginx's default keep-alive timeout (75 s) instead of the topology's
-    // 5 s: a keep-alive request caught in the failover window reaches the
-    // server after TCP's backoff (retries at 0.2, 0.6, 1.4, 3, 6.2 s), and
-    // a 5 s idle timeout would have closed the connection by then. That
-    // would be the server's doing, not the director's.
-    for rs in ["rs1", "rs2"] {
-        let conf = topo.state_dir.join(rs).join("nginx.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        assert!(text.contains("keepalive_timeout 5s;"), "{text}");
-        std::fs::write(
-            &conf,
-            text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
-        )
-        .unwrap();
-        topo.nginx_stop(rs);
-        topo.nginx_start(rs);
-    }
+    nginx_default_keepalive(&topo);
     let b_dir = SecondDirector::up(&topo);
     director_sysctls(&topo.lb_ns(), "lb1");
     director_sysctls(&b_dir.ns, "l1");
 
     let (mut a, a_sock) = start_director(&topo, &topo.lb_ns(), "a", topo.default_config(), &[A_IP]);
-    let mut b_cfg = topo.default_config();
-    let args: Vec<Value> = b_cfg["eal_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let s = v.as_str().unwrap().replace("iface=lb1", "iface=l1");
-            json!(if s == topo.name {
-                format!("{}b", topo.name)
-            } else {
-                s
-            })
-        })
-        .collect();
-    b_cfg["eal_args"] = json!(args);
+    let b_cfg = second_config(&topo, &[("lb1", "l1")]);
     let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &[B_IP]);
     let dir = topo.state_dir.clone();
 
@@ -501,12 +495,12 @@ fn pair(how: Failover) {
         &keepalived_conf(&dir, "keepalived-a.conf", "a", &a_sock),
         &a_sock,
     );
-    let a_garps = counter(&a, "garp_sent");
+    let a_garps = a.counter("garp_sent");
     wait_for(
         "A to become MASTER and announce the VIP",
         || ka.log(),
         || {
-            (on_twin(&topo.lb_ns(), "rvs0", VIP) && counter(&a, "garp_sent") >= a_garps + 5)
+            (on_twin(&topo.lb_ns(), "rvs0", VIP) && a.counter("garp_sent") >= a_garps + 5)
                 .then_some(())
         },
     );
@@ -522,7 +516,7 @@ fn pair(how: Failover) {
     );
 
     // B (priority 90).
-    let b_exc = counter(&b, "exception_to_kernel");
+    let b_exc = b.counter("exception_to_kernel");
     let kb = Keepalived::start(
         &dir,
         &b_dir.ns,
@@ -547,7 +541,7 @@ fn pair(how: Failover) {
     wait_for(
         "A's adverts through B's exception path",
         || kb.log(),
-        || (counter(&b, "exception_to_kernel") >= b_exc + 6).then_some(()),
+        || (b.counter("exception_to_kernel") >= b_exc + 6).then_some(()),
     );
     assert!(
         !kb.log().contains("Entering MASTER STATE"),
@@ -574,12 +568,12 @@ fn pair(how: Failover) {
     let a_mac = mac_of(&topo.lb_ns(), "lb1");
     let b_mac = mac_of(&b_dir.ns, "l1");
     let cap = Capture::start(&topo.client_ns(), "eth0", dir.join("probe.pcap"), "arp");
-    let b_refused = counter(&b, "vip_not_owned");
+    let b_refused = b.counter("vip_not_owned");
     for _ in 0..3 {
         assert!(probe(&topo, VIP), "the VIP did not answer");
     }
     wait_for("B to refuse the probes", String::new, || {
-        (counter(&b, "vip_not_owned") >= b_refused + 3).then_some(())
+        (b.counter("vip_not_owned") >= b_refused + 3).then_some(())
     });
     let lines = cap.lines();
     let replies: Vec<&String> = lines
@@ -640,7 +634,7 @@ fn pair(how: Failover) {
     assert_eq!(synced, dest, "B holds the connection to another server");
 
     // Failover.
-    let b_garps = counter(&b, "garp_sent");
+    let b_garps = b.counter("garp_sent");
     let failing = load.mark();
     let t0 = Instant::now();
     match how {
@@ -653,7 +647,7 @@ fn pair(how: Failover) {
         || {
             (kb.log().contains("Entering MASTER STATE")
                 && on_twin(&b_dir.ns, "rvs0", VIP)
-                && counter(&b, "garp_sent") >= b_garps + 5)
+                && b.counter("garp_sent") >= b_garps + 5)
                 .then_some(())
         },
     );
@@ -765,11 +759,11 @@ fn pair(how: Failover) {
             || ka.log(),
             || (ka.log().matches("Entering BACKUP STATE").count() > backups).then_some(()),
         );
-        let a_exc = counter(&a, "exception_to_kernel");
+        let a_exc = a.counter("exception_to_kernel");
         wait_for(
             "B's adverts through A's exception path",
             || ka.log(),
-            || (counter(&a, "exception_to_kernel") >= a_exc + 8).then_some(()),
+            || (a.counter("exception_to_kernel") >= a_exc + 8).then_some(()),
         );
         assert!(
             !on_twin(&topo.lb_ns(), "rvs0", VIP) && !owned(&a, VIP),
@@ -811,7 +805,7 @@ fn pair(how: Failover) {
             || {
                 (ka.log().contains("Entering MASTER STATE")
                     && on_twin(&topo.lb_ns(), "rvs0", VIP)
-                    && counter(&a, "garp_sent") >= 5)
+                    && a.counter("garp_sent") >= 5)
                     .then_some(())
             },
         );
@@ -865,16 +859,8 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     const NAT_VIP: &str = "10.0.0.100";
     const GW: &str = "10.0.1.254";
     let topo = Topology::up_unique();
+    nginx_default_keepalive(&topo);
     for rs in ["rs1", "rs2"] {
-        let conf = topo.state_dir.join(rs).join("nginx.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        std::fs::write(
-            &conf,
-            text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
-        )
-        .unwrap();
-        topo.nginx_stop(rs);
-        topo.nginx_start(rs);
         // The real servers' gateway is the floating address.
         ns_exec_ok(
             &topo.ns(rs),
@@ -945,25 +931,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         topo.default_config(),
         &["10.0.0.1", "10.0.1.1"],
     );
-    let mut b_cfg = topo.default_config();
-    let args: Vec<Value> = b_cfg["eal_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let s = v
-                .as_str()
-                .unwrap()
-                .replace("iface=lb0", "iface=l0")
-                .replace("iface=lb1", "iface=l1");
-            json!(if s == topo.name {
-                format!("{}b", topo.name)
-            } else {
-                s
-            })
-        })
-        .collect();
-    b_cfg["eal_args"] = json!(args);
+    let b_cfg = second_config(&topo, &[("lb0", "l0"), ("lb1", "l1")]);
     let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &["10.0.0.3", "10.0.1.3"]);
     let dir = topo.state_dir.clone();
 
@@ -985,7 +953,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
             .then_some(())
         },
     );
-    let b_exc = counter(&b, "exception_to_kernel");
+    let b_exc = b.counter("exception_to_kernel");
     let kb = Keepalived::start(
         &dir,
         &b_dir.ns,
@@ -1000,7 +968,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
             (kb.log().contains("Entering BACKUP STATE")
                 && b.rvsadm_ok(&["-L", "--daemon"])
                     .starts_with("backup sync daemon")
-                && counter(&b, "exception_to_kernel") >= b_exc + 6)
+                && b.counter("exception_to_kernel") >= b_exc + 6)
                 .then_some(())
         },
     );

@@ -6,41 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::capture::Capture;
 use common::topo::{curl_from, ns_exec, ns_exec_ok, Rvsd, Topology};
-use serde_json::{json, Value};
-
-fn ctl(socket: &Path, req: &str) -> Value {
-    let mut s = BufReader::new(UnixStream::connect(socket).unwrap());
-    s.get_mut().write_all(req.as_bytes()).unwrap();
-    s.get_mut().write_all(b"\n").unwrap();
-    let mut l = String::new();
-    s.read_line(&mut l).unwrap();
-    let v: Value = serde_json::from_str(&l).unwrap();
-    assert_eq!(v["ok"], true, "{req} -> {v}");
-    v
-}
-
-/// A worker counter or drop reason, summed.
-fn counter(rvsd: &Rvsd, key: &str) -> u64 {
-    let v = ctl(&rvsd.socket, r#"{"cmd":"stats"}"#);
-    v["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            w.get(key)
-                .or_else(|| w["drops"].get(key))
-                .and_then(Value::as_u64)
-                .unwrap_or_else(|| panic!("no counter {key} in {w}"))
-        })
-        .sum()
-}
+use serde_json::json;
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(20);
@@ -88,10 +58,10 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
         topo.state_dir.join("backup.pcap"),
         "arp",
     );
-    let refused = counter(&rvsd, "vip_not_owned");
+    let refused = rvsd.counter("vip_not_owned");
     assert!(!probe(&topo), "the VIP answered while not owned");
     wait_for("the refused ARP probe", || {
-        counter(&rvsd, "vip_not_owned") > refused
+        rvsd.counter("vip_not_owned") > refused
     });
     assert!(curl_from(&topo.client_ns(), "http://10.0.0.100/").is_err());
     let table = rvsd.rvsadm_ok(&["--vip-ownership"]);
@@ -118,15 +88,13 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
         topo.state_dir.join("master.pcap"),
         "arp",
     );
-    let garps = counter(&rvsd, "garp_sent");
+    let garps = rvsd.counter("garp_sent");
     ns_exec_ok(
         &topo.lb_ns(),
         &["ip", "addr", "add", "10.0.0.100/32", "dev", "rvs0"],
     );
-    wait_for("gratuitous ARPs", || {
-        counter(&rvsd, "garp_sent") >= garps + 5
-    });
-    let own = &ctl(&rvsd.socket, r#"{"cmd":"stats"}"#)["vip_ownership"];
+    wait_for("gratuitous ARPs", || rvsd.counter("garp_sent") >= garps + 5);
+    let own = &rvsd.ctl(r#"{"cmd":"stats"}"#)["vip_ownership"];
     assert_eq!(own["mode"], "kernel", "{own}");
     assert!(
         own["on_twins"]
@@ -158,8 +126,8 @@ fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
     );
     // Readiness: a probe is refused (counted) rather than answered.
     wait_for("the VIP to be given up", || {
-        let before = counter(&rvsd, "vip_not_owned");
-        !probe(&topo) && counter(&rvsd, "vip_not_owned") > before
+        let before = rvsd.counter("vip_not_owned");
+        !probe(&topo) && rvsd.counter("vip_not_owned") > before
     });
     let cap = Capture::start(
         &topo.client_ns(),
@@ -241,9 +209,9 @@ fn keepalived_drives_ownership_through_the_twin() {
     let ka_log = || std::fs::read_to_string(dir.join("keepalived.log")).unwrap_or_default();
 
     // Readiness: keepalived put the VIP on the twin, and rvsd announced it.
-    let garps = counter(&rvsd, "garp_sent");
+    let garps = rvsd.counter("garp_sent");
     let end = Instant::now() + Duration::from_secs(30);
-    while counter(&rvsd, "garp_sent") < garps + 5 {
+    while rvsd.counter("garp_sent") < garps + 5 {
         assert!(
             Instant::now() < end,
             "no gratuitous ARPs from rvsd; keepalived log:\n{}",
@@ -263,8 +231,8 @@ fn keepalived_drives_ownership_through_the_twin() {
         .status();
     let _ = ka.0.wait();
     wait_for("the VIP to be given up", || {
-        let before = counter(&rvsd, "vip_not_owned");
-        !probe(&topo) && counter(&rvsd, "vip_not_owned") > before
+        let before = rvsd.counter("vip_not_owned");
+        !probe(&topo) && rvsd.counter("vip_not_owned") > before
     });
     let cap = Capture::start(
         &topo.client_ns(),

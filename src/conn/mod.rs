@@ -505,23 +505,30 @@ impl<'t> Conn<'t> {
                     cur = actual;
                     continue;
                 }
-                let d = self.dest();
-                match (was_inactive, now_inactive) {
-                    (true, false) => {
-                        d.inactive.fetch_sub(1, Relaxed);
-                        d.active.fetch_add(1, Relaxed);
-                    }
-                    (false, true) => {
-                        d.active.fetch_sub(1, Relaxed);
-                        d.inactive.fetch_add(1, Relaxed);
-                    }
-                    _ => {}
-                }
-                if deadline < ctl_deadline(cur) {
-                    self.table.rearm(self.slot, self.gen, deadline);
-                }
+                self.moved(was_inactive, now_inactive, deadline, cur);
             }
             return new;
+        }
+    }
+
+    /// After a successful change of the control word from `cur`: move the
+    /// connection between the real server's ActiveConn and InActConn, and
+    /// re-arm the timer if the deadline moved earlier.
+    fn moved(&self, was_inactive: bool, inactive: bool, deadline: u64, cur: u64) {
+        let d = self.dest();
+        match (was_inactive, inactive) {
+            (true, false) => {
+                d.inactive.fetch_sub(1, Relaxed);
+                d.active.fetch_add(1, Relaxed);
+            }
+            (false, true) => {
+                d.active.fetch_sub(1, Relaxed);
+                d.inactive.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+        if deadline < ctl_deadline(cur) {
+            self.table.rearm(self.slot, self.gen, deadline);
         }
     }
 
@@ -548,21 +555,7 @@ impl<'t> Conn<'t> {
                 cur = actual;
                 continue;
             }
-            let d = self.dest();
-            match (was_inactive, inactive) {
-                (true, false) => {
-                    d.inactive.fetch_sub(1, Relaxed);
-                    d.active.fetch_add(1, Relaxed);
-                }
-                (false, true) => {
-                    d.active.fetch_sub(1, Relaxed);
-                    d.inactive.fetch_add(1, Relaxed);
-                }
-                _ => {}
-            }
-            if deadline < ctl_deadline(cur) {
-                self.table.rearm(self.slot, self.gen, deadline);
-            }
+            self.moved(was_inactive, inactive, deadline, cur);
             return true;
         }
     }

@@ -560,6 +560,37 @@ impl Rvsd {
     }
 
     /// `rvsadm` that must succeed; returns its stdout.
+    /// One control-socket request; panics unless it answers `"ok": true`.
+    pub fn ctl(&self, req: &str) -> Value {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = BufReader::new(
+            std::os::unix::net::UnixStream::connect(&self.socket).expect("control socket"),
+        );
+        s.get_mut().write_all(req.as_bytes()).unwrap();
+        s.get_mut().write_all(b"\n").unwrap();
+        let mut l = String::new();
+        s.read_line(&mut l).unwrap();
+        let v: Value = serde_json::from_str(&l).unwrap_or(Value::Null);
+        assert_eq!(v["ok"], true, "{req} -> {l}");
+        v
+    }
+
+    /// A worker counter or drop reason (`stats`), summed over workers.
+    pub fn counter(&self, key: &str) -> u64 {
+        let v = self.ctl(r#"{"cmd":"stats"}"#);
+        v["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .map(|w| {
+                w.get(key)
+                    .or_else(|| w["drops"].get(key))
+                    .and_then(Value::as_u64)
+                    .unwrap_or_else(|| panic!("no counter {key} in {w}"))
+            })
+            .sum()
+    }
+
     pub fn rvsadm_ok<S: AsRef<str>>(&self, args: &[S]) -> String {
         let out = self.rvsadm(args);
         if !out.status.success() {
