@@ -206,6 +206,10 @@ impl Dataplane {
             self.neigh.learn(sip, sha);
         }
         match op {
+            // A gratuitous request (sender = target, a peer announcing an
+            // address) is not answered, as Linux does not: the peer would
+            // learn its own address at our MAC.
+            ArpOp::REQUEST if ours && sip == tip => Verdict::Consumed,
             ArpOp::REQUEST if ours => {
                 arp.set_operation(ArpOp::REPLY);
                 arp.set_target_hw(sha);

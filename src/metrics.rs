@@ -691,12 +691,12 @@ pub fn render_sync(daemon: &Value) -> String {
         (
             "rvs_sync_deferred_total",
             "deferred",
-            "Entries left for a later scan (rate bound).",
+            "Due entries left for a later scan by the rate bound (counted at every scan they wait).",
         ),
         (
             "rvs_sync_not_synced_total",
             "not_synced",
-            "Connections the master does not sync (SYN proxy handshake, IPv6).",
+            "Connections the master cannot sync (IPv6), once per connection and state.",
         ),
         (
             "rvs_sync_received_messages_total",

@@ -26,6 +26,19 @@ pub struct State {
     pub services: Vec<ServiceConf>,
     #[serde(default)]
     pub fwmark_rules: Vec<FwmarkRule>,
+    /// The connection-sync daemons running when it was written. A
+    /// restarted rvsd starts a *backup* daemon with them (a director that
+    /// has just started has nothing to offer as master, and keepalived
+    /// only restarts daemons when its VRRP state changes).
+    #[serde(default)]
+    pub sync: Vec<SavedDaemon>,
+}
+
+/// A running sync daemon, as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedDaemon {
+    pub state: crate::sync::Role,
+    pub conf: crate::sync::SyncConf,
 }
 
 /// Where the state goes.
@@ -44,10 +57,16 @@ impl StateFile {
     }
 
     /// Atomically replace the state file with this table.
-    pub fn write(&self, services: &[ServiceConf], rules: &[FwmarkRule]) -> std::io::Result<()> {
+    pub fn write(
+        &self,
+        services: &[ServiceConf],
+        rules: &[FwmarkRule],
+        sync: &[SavedDaemon],
+    ) -> std::io::Result<()> {
         let mut text = serde_json::to_vec_pretty(&serde_json::json!({
             "services": services,
             "fwmark_rules": rules,
+            "sync": sync,
         }))
         .map_err(std::io::Error::other)?;
         text.push(b'\n');
@@ -134,8 +153,8 @@ mod tests {
         let s = vec![svc(
             r#"{"proto":"tcp","vip":"10.0.0.100","port":80,"dests":[{"ip":"10.0.1.11"}]}"#,
         )];
-        sf.write(&s, &[]).unwrap();
-        sf.write(&s, &[]).unwrap();
+        sf.write(&s, &[], &[]).unwrap();
+        sf.write(&s, &[], &[]).unwrap();
         let back = sf.read().unwrap().unwrap();
         assert_eq!(back.services, s);
         assert!(back.fwmark_rules.is_empty());
@@ -168,7 +187,7 @@ mod tests {
     fn a_write_into_a_missing_directory_fails_and_leaves_nothing() {
         let d = dir("missing");
         let sf = StateFile::new(d.join("nope/state.json"));
-        assert!(sf.write(&[], &[]).is_err());
+        assert!(sf.write(&[], &[], &[]).is_err());
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -13,8 +13,9 @@
 //!   daemon on the BACKUP (`lvs_sync_daemon`, through IPVS netlink), and a
 //!   held client connection reaches the BACKUP's table;
 //! - failover, two ways: a switchover (the MASTER's keepalived stopped:
-//!   priority-0 advert, VIP removed) and a crash (the MASTER's keepalived
-//!   and rvsd SIGKILLed, so the BACKUP's master-down timer expires): the
+//!   priority-0 advert, VIP removed) and a crash (the MASTER's rvsd
+//!   SIGKILLed: its twin vanishes, its keepalived goes to FAULT and stops
+//!   advertising, so the BACKUP's master-down timer expires): the
 //!   BACKUP becomes MASTER, its rvsd takes the VIP and sends
 //!   gratuitous ARPs, the client's neighbour entry moves, the held
 //!   connection's next request is answered by the same real server through
@@ -50,6 +51,22 @@ const DOWNLOAD_PORT: u16 = 40100;
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
+}
+
+/// After B entered BACKUP: wait until B's kernel was handed at least six
+/// frames through its twin and more than B's master-down interval (3 x
+/// advert_int 1 s + skew, about 3.65 s) has passed since.
+fn hears_master_down_interval(b: &Rvsd, kb: &Keepalived) {
+    let t = Instant::now();
+    let exc = b.counter("exception_to_kernel");
+    wait_for(
+        "A's adverts through B's exception path for a master-down interval",
+        || kb.log(),
+        || {
+            (b.counter("exception_to_kernel") >= exc + 6 && t.elapsed() >= Duration::from_secs(4))
+                .then_some(())
+        },
+    );
 }
 
 /// Polls `f` until it gives Some, at most [`BOUND`]; `what` names the
@@ -223,11 +240,23 @@ fn start_director(
     cfg["vip_ownership"] = json!("kernel");
     let socket = topo.state_dir.join(format!("ipvs-{name}.sock"));
     let wrapper = topo.state_dir.join(format!("rvsd-{name}.sh"));
+    // A state file, as rvsd.service runs it, while `rvsd-NAME.args` names
+    // it (a test removes that file to restart rvsd without its state).
+    let args = topo.state_dir.join(format!("rvsd-{name}.args"));
+    std::fs::write(
+        &args,
+        format!(
+            "--state-file {}",
+            topo.state_dir.join(format!("{name}.state")).display()
+        ),
+    )
+    .unwrap();
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec {RVSD_BIN} --ipvs-socket {} \"$@\"\n",
-            socket.display()
+            "#!/bin/sh\nexec {RVSD_BIN} --ipvs-socket {} $(cat {} 2>/dev/null) \"$@\"\n",
+            socket.display(),
+            args.display()
         ),
     )
     .unwrap();
@@ -429,7 +458,7 @@ impl Drop for Held {
 }
 
 /// Column `col` of the VIP service's line in `rvsadm -L -n --stats
-/// --exact` (2: Conns, 3: InPkts).
+/// --exact` (2: Conns).
 fn svc_stat(rvsd: &Rvsd, vip: &str, col: usize) -> u64 {
     let l = rvsd.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]);
     l.lines()
@@ -437,10 +466,6 @@ fn svc_stat(rvsd: &Rvsd, vip: &str, col: usize) -> u64 {
         .and_then(|x| x.split_whitespace().nth(col))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-fn in_pkts(rvsd: &Rvsd, vip: &str) -> u64 {
-    svc_stat(rvsd, vip, 3)
 }
 
 /// The real server of the connection from `client`:`port` in `rvsd`'s
@@ -459,8 +484,9 @@ enum Failover {
     /// Its keepalived is stopped (SIGTERM): a priority-0 advert, the VIP
     /// removed from its twin; its rvsd keeps running.
     Switchover,
-    /// The director dies: keepalived and rvsd SIGKILLed, no last advert;
-    /// the BACKUP takes over after its master-down interval.
+    /// rvsd dies (SIGKILL): the twin vanishes, keepalived (left running)
+    /// goes to FAULT, no last advert; the BACKUP takes over after its
+    /// master-down interval.
     Crash,
 }
 
@@ -516,7 +542,6 @@ fn pair(how: Failover) {
     );
 
     // B (priority 90).
-    let b_exc = b.counter("exception_to_kernel");
     let kb = Keepalived::start(
         &dir,
         &b_dir.ns,
@@ -534,15 +559,13 @@ fn pair(how: Failover) {
             .then_some(())
         },
     );
-    // Readiness for "no split brain": B's kernel has been handed at least
-    // six of A's adverts through the twin (advert_int 1 s), longer than
-    // B's master-down interval (3 x 1 s + skew), so B would have claimed
-    // the VIP by now if it did not hear them.
-    wait_for(
-        "A's adverts through B's exception path",
-        || kb.log(),
-        || (b.counter("exception_to_kernel") >= b_exc + 6).then_some(()),
-    );
+    // Readiness for "no split brain": since B entered BACKUP, its kernel
+    // has been handed frames through the twin (A's adverts, one a second)
+    // for longer than B's master-down interval (3 x advert_int + skew,
+    // about 3.65 s), so B would have claimed the VIP by now if it did not
+    // hear them. The wait is that protocol interval, not a readiness
+    // guess.
+    hears_master_down_interval(&b, &kb);
     assert!(
         !kb.log().contains("Entering MASTER STATE"),
         "split brain: B became MASTER while A was:\n{}",
@@ -679,7 +702,6 @@ fn pair(how: Failover) {
     );
 
     // The held connection continues through B, to the same real server.
-    let b_in = in_pkts(&b, VIP);
     let body = held.request();
     let want = if dest.starts_with("10.0.1.11") {
         "rs1"
@@ -693,12 +715,8 @@ fn pair(how: Failover) {
         b.rvsadm_ok(&["-L", "-c", "-n"]),
         b.log()
     );
-    // B forwarded it (its service counted the packets).
-    wait_for(
-        "B's service to count the held connection's packets",
-        || b.rvsadm_ok(&["-L", "-n", "--stats", "--exact"]),
-        || (in_pkts(&b, VIP) > b_in).then_some(()),
-    );
+    // It went through B: A is dead (crash) or no longer owns the VIP and
+    // the client's neighbour entry names B's port (switchover).
     // The download completes, whole.
     let out = download.wait_with_output().expect("curl");
     assert_eq!(
@@ -730,10 +748,11 @@ fn pair(how: Failover) {
             report.failures("new", failing),
             report.summary()
         );
-        // Before the failover nothing failed; after the takeover nothing
-        // did; the keep-alive connections lived through it.
-        assert_eq!(report.err("new", 0), 0, "{}", report.summary());
-        assert_eq!(report.err("new", after), 0, "{}", report.summary());
+        // No new connection failed, before, during or after the failover
+        // (one in flight across it is carried by TCP's retransmission);
+        // the keep-alive connections lived through it.
+        let (_, failed) = report.total("new");
+        assert_eq!(failed, 0, "{}", report.summary());
         assert!(report.ok("new", after) > 0, "{}", report.summary());
         assert_eq!(report.held().len(), 2, "{}", report.summary());
         for h in report.held() {
@@ -747,11 +766,14 @@ fn pair(how: Failover) {
         }
     };
     if how == Failover::Crash {
-        // A's rvsd is restarted (as systemd would) under the running
-        // keepalived: empty, and its twin back; keepalived
-        // (dynamic_interfaces) leaves FAULT for BACKUP, and with its check
-        // failing (no real server in rvsd's table) it stays BACKUP: no
-        // preemption onto an empty director.
+        // A's rvsd is restarted under the running keepalived without its
+        // state file: empty, its twin back; keepalived (dynamic_interfaces)
+        // leaves FAULT for BACKUP, and with its check failing (no real
+        // server in rvsd's table) it stays BACKUP: no preemption onto an
+        // empty director.
+        let args_file = dir.join("rvsd-a.args");
+        let args = std::fs::read_to_string(&args_file).unwrap();
+        std::fs::remove_file(&args_file).unwrap();
         let backups = ka.log().matches("Entering BACKUP STATE").count();
         a.start_again();
         wait_for(
@@ -760,10 +782,15 @@ fn pair(how: Failover) {
             || (ka.log().matches("Entering BACKUP STATE").count() > backups).then_some(()),
         );
         let a_exc = a.counter("exception_to_kernel");
+        let t = Instant::now();
         wait_for(
-            "B's adverts through A's exception path",
+            "B's adverts through A's exception path for a master-down interval",
             || ka.log(),
-            || (a.counter("exception_to_kernel") >= a_exc + 8).then_some(()),
+            || {
+                (a.counter("exception_to_kernel") >= a_exc + 6
+                    && t.elapsed() >= Duration::from_secs(4))
+                .then_some(())
+            },
         );
         assert!(
             !on_twin(&topo.lb_ns(), "rvs0", VIP) && !owned(&a, VIP),
@@ -774,28 +801,26 @@ fn pair(how: Failover) {
             "B lost the VIP"
         );
 
-        // The operator restarts keepalived on A (docs/ha.md): it fills
-        // rvsd's table again and starts the backup sync daemon; its check
-        // passes; after preempt_delay it takes the VIP back. Meanwhile B's
-        // master daemon has re-sent the live connections (they have
-        // traffic), so the keep-alive connections continue through A.
-        ka.terminate();
+        // Crashed again and restarted as rvsd.service does, with its state
+        // file: the table is back and, as the state file recorded a sync
+        // daemon, a backup daemon runs; keepalived's check passes and after
+        // preempt_delay A takes the VIP back. Meanwhile B's master daemon
+        // has re-sent the live connections (they have traffic), so the
+        // keep-alive connections continue through A.
+        a.kill();
+        std::fs::write(&args_file, args).unwrap();
+        let backups = ka.log().matches("Entering BACKUP STATE").count();
+        let masters = ka.log().matches("Entering MASTER STATE").count();
         let recovering = load.mark();
-        ka = Keepalived::start(
-            &dir,
-            &topo.lb_ns(),
-            "a2",
-            &keepalived_conf(&dir, "keepalived-a.conf", "a", &a_sock),
-            &a_sock,
-        );
+        a.start_again();
         wait_for(
-            "A's keepalived in BACKUP with its table and backup daemon",
-            || ka.log() + &a.rvsadm_ok(&["-L", "-n"]),
+            "A back in BACKUP with its table and a backup daemon from its state file",
+            || ka.log() + &a.rvsadm_ok(&["-L", "-n"]) + &a.rvsadm_ok(&["-L", "--daemon"]),
             || {
-                (ka.log().contains("Entering BACKUP STATE")
+                (ka.log().matches("Entering BACKUP STATE").count() > backups
                     && a.rvsadm_ok(&["-L", "-n"]).matches("Route").count() == 2
                     && a.rvsadm_ok(&["-L", "--daemon"])
-                        .starts_with("backup sync daemon"))
+                        .starts_with("backup sync daemon (mcast=mgmt0, syncid=5"))
                 .then_some(())
             },
         );
@@ -803,7 +828,7 @@ fn pair(how: Failover) {
             "A to preempt and announce the VIP",
             || ka.log() + &kb.log(),
             || {
-                (ka.log().contains("Entering MASTER STATE")
+                (ka.log().matches("Entering MASTER STATE").count() > masters
                     && on_twin(&topo.lb_ns(), "rvs0", VIP)
                     && a.counter("garp_sent") >= 5)
                     .then_some(())
@@ -832,6 +857,12 @@ fn pair(how: Failover) {
             "preemption back to A: new connections started while A recovered: {} ok, {} failed; load:\n{}",
             report.ok("new", recovering),
             report.failures("new", recovering),
+            report.summary()
+        );
+        assert_eq!(
+            report.failures("new", recovering),
+            0,
+            "{}",
             report.summary()
         );
         assert_eq!(report.failures("new", back), 0, "{}", report.summary());
@@ -953,7 +984,6 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
             .then_some(())
         },
     );
-    let b_exc = b.counter("exception_to_kernel");
     let kb = Keepalived::start(
         &dir,
         &b_dir.ns,
@@ -962,16 +992,16 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         &b_sock,
     );
     wait_for(
-        "B in BACKUP with its backup daemon, hearing A",
+        "B in BACKUP with its backup daemon",
         || kb.log(),
         || {
             (kb.log().contains("Entering BACKUP STATE")
                 && b.rvsadm_ok(&["-L", "--daemon"])
-                    .starts_with("backup sync daemon")
-                && b.counter("exception_to_kernel") >= b_exc + 6)
-                .then_some(())
+                    .starts_with("backup sync daemon"))
+            .then_some(())
         },
     );
+    hears_master_down_interval(&b, &kb);
     assert!(
         !kb.log().contains("Entering MASTER STATE"),
         "split brain:\n{}",
@@ -1030,7 +1060,6 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     // The real servers' replies now go to B's inside port (keepalived's
     // gratuitous ARPs for the gateway), where B's synced entry translates
     // them back: the held connection is answered by its server.
-    let b_in = svc_stat(&b, NAT_VIP, 3);
     let body = held.request();
     let want = if dest.starts_with("10.0.1.11") {
         "rs1"
@@ -1043,7 +1072,6 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         "held connection after failover; B:\n{}",
         b.rvsadm_ok(&["-L", "-c", "-n"])
     );
-    assert!(svc_stat(&b, NAT_VIP, 3) > b_in, "B did not forward it");
     let conns = svc_stat(&b, NAT_VIP, 2);
     wait_for(
         "load.py's new connections through B",
@@ -1059,8 +1087,8 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         report.failures("new", failing),
         report.summary()
     );
-    assert_eq!(report.err("new", 0), 0, "{}", report.summary());
-    assert_eq!(report.err("new", after), 0, "{}", report.summary());
+    let (_, failed) = report.total("new");
+    assert_eq!(failed, 0, "{}", report.summary());
     assert!(report.ok("new", after) > 0, "{}", report.summary());
     for h in report.held() {
         let errs: u64 = h["err"]

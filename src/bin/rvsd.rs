@@ -203,7 +203,7 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(sf) = state_file {
         // From now on every applied change is saved; saved once here so
         // the file exists (and is writable) from the start.
-        sf.write(&ctl.services(), &ctl.fwmark_rules())
+        sf.write(&ctl.services(), &ctl.fwmark_rules(), &ctl.saved_daemons())
             .with_context(|| format!("state file {}", sf.path().display()))?;
         ctl.state_file = Some(sf);
     }
@@ -508,6 +508,33 @@ fn run(cli: Cli) -> Result<()> {
 /// A state file that cannot be used (damaged, or no longer valid with this
 /// config file) is logged loudly and set aside; rvsd then runs with the
 /// config file's services rather than not at all (`--check` only reports).
+/// Sync daemons were running before the restart: start a backup daemon
+/// with the backup's configuration if one ran, else the master's. A
+/// director that has just started has no connections to offer; as backup
+/// it learns the peer's, and keepalived makes it master again (stopping
+/// the backup) when VRRP says so.
+fn restart_sync(ctl: &Control, saved: &[rvs::statefile::SavedDaemon]) {
+    use rvs::sync::Role;
+    let Some(d) = saved
+        .iter()
+        .find(|d| d.state == Role::Backup)
+        .or_else(|| saved.first())
+    else {
+        return;
+    };
+    let mut conf = d.conf.clone();
+    // The backup's maxlen follows its interface (start_sync_thread).
+    conf.sync_maxlen = 0;
+    match ctl.start_daemon(Role::Backup, conf) {
+        Ok(c) => log::info!(
+            "state file: the sync daemon that ran before ({}) restarted as backup on {}",
+            d.state.name(),
+            c.mcast_ifn
+        ),
+        Err(e) => log::error!("state file: sync daemon not restarted: {}", e.message),
+    }
+}
+
 fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {
     let problem = match sf.read() {
         Ok(None) => {
@@ -525,6 +552,9 @@ fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {
                         "state file {}: {n} service(s) restored (they replace the config file's)",
                         sf.path().display()
                     );
+                    if !check {
+                        restart_sync(ctl, &st.sync);
+                    }
                     return;
                 }
                 Err(e) => format!("{}: not valid here: {}", sf.path().display(), e.message),

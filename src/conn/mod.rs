@@ -299,6 +299,10 @@ pub struct NewConn {
     /// SYN proxy: (client ISN, cookie, client window) of the handshake the
     /// director completed with the client.
     pub synproxy: Option<(u32, u32, u16)>,
+    /// A SYN-proxied connection whose server handshake is already done
+    /// (a sync backup's copy): the adjustment, written before the
+    /// connection is visible.
+    pub synproxy_adj: Option<u64>,
 }
 
 impl NewConn {
@@ -325,6 +329,7 @@ impl NewConn {
             template: None,
             fnat: None,
             synproxy: None,
+            synproxy_adj: None,
         }
     }
     /// Make this a FULLNAT connection from `lip:lport`.
@@ -337,6 +342,13 @@ impl NewConn {
     /// the FULLNAT sequence word).
     pub fn with_synproxy(mut self, client_isn: u32, cookie: u32, window: u16) -> NewConn {
         self.synproxy = Some((client_isn, cookie, window));
+        self
+    }
+    /// A SYN-proxied connection already proxied with `adj` (as
+    /// `SeqAdj::to_bits`): never visible as pending.
+    pub fn with_synproxy_proxied(mut self, adj: u64) -> NewConn {
+        self.synproxy = Some((0, 0, 0));
+        self.synproxy_adj = Some(adj);
         self
     }
     /// Bind to the persistence template that picked the real server.
@@ -1216,7 +1228,11 @@ impl ConnTable {
         );
         s.w[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
         s.w[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
-        s.w[W_SEQ].store((gen as u64) << 48 | isn as u64, Relaxed);
+        let seq = match n.synproxy_adj {
+            Some(adj) => SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED),
+            None => isn as u64,
+        };
+        s.w[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
         {
             let mut wh = self.wheels[wheel].lock();
             let t = wh.push(id, tick_of(deadline));

@@ -429,7 +429,7 @@ impl Control {
                 mcast_group,
                 mcast_port,
                 mcast_ttl,
-            } => match self.sync.start(
+            } => match self.start_daemon(
                 state,
                 crate::sync::SyncConf {
                     mcast_ifn,
@@ -443,7 +443,7 @@ impl Control {
                 Ok(c) => Ok(json!({"ok": true, "state": state, "sync_maxlen": c.sync_maxlen})),
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
-            Request::StopDaemon { state } => match self.sync.stop(state) {
+            Request::StopDaemon { state } => match self.stop_daemon(state) {
                 Ok(()) => Ok(json!({"ok": true})),
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
@@ -666,15 +666,52 @@ impl Control {
         self.table.store(Arc::new(table));
         self.generation.fetch_add(1, Relaxed);
         // Saved under the lock: the file always holds the latest table.
-        if let (true, Some(sf)) = (changed, &self.state_file) {
-            if let Err(e) = sf.write(&m.confs, &m.rules) {
-                log::error!(
-                    "state file {}: {e}; the change is applied but would be lost on restart",
-                    sf.path().display()
-                );
-            }
+        if changed {
+            self.save_state(m);
         }
         Ok(())
+    }
+
+    /// Write the state file (if any) with the table in `m` and the running
+    /// sync daemons.
+    fn save_state(&self, m: &Master) {
+        let Some(sf) = &self.state_file else {
+            return;
+        };
+        if let Err(e) = sf.write(&m.confs, &m.rules, &self.saved_daemons()) {
+            log::error!(
+                "state file {}: {e}; the change is applied but would be lost on restart",
+                sf.path().display()
+            );
+        }
+    }
+
+    /// Start a sync daemon (`--start-daemon`, `IPVS_CMD_NEW_DAEMON`); the
+    /// state file then records it.
+    pub fn start_daemon(
+        &self,
+        role: crate::sync::Role,
+        conf: crate::sync::SyncConf,
+    ) -> Result<crate::sync::SyncConf, crate::sync::DaemonError> {
+        let c = self.sync.start(role, conf)?;
+        self.save_state(&self.master.lock());
+        Ok(c)
+    }
+
+    /// Stop one (`--stop-daemon`, `IPVS_CMD_DEL_DAEMON`).
+    pub fn stop_daemon(&self, role: crate::sync::Role) -> Result<(), crate::sync::DaemonError> {
+        self.sync.stop(role)?;
+        self.save_state(&self.master.lock());
+        Ok(())
+    }
+
+    /// The running sync daemons, as the state file keeps them.
+    pub fn saved_daemons(&self) -> Vec<crate::statefile::SavedDaemon> {
+        self.sync
+            .status()
+            .into_iter()
+            .map(|(state, conf)| crate::statefile::SavedDaemon { state, conf })
+            .collect()
     }
 
     /// The configuration as it is now.
@@ -1472,6 +1509,21 @@ mod tests {
         assert_eq!(saved(), None);
         ok(&c, r#"{"cmd":"clear"}"#);
         assert_eq!(saved().unwrap().services, vec![]);
+        // Sync daemons started and stopped are recorded too (a restarted
+        // rvsd starts a backup daemon from them).
+        ok(
+            &c,
+            r#"{"cmd":"start_daemon","state":"master","mcast_ifn":"lo","syncid":9}"#,
+        );
+        let sync = saved().unwrap().sync;
+        assert_eq!(sync.len(), 1, "{sync:?}");
+        assert_eq!(sync[0].state, crate::sync::Role::Master);
+        assert_eq!(
+            (sync[0].conf.mcast_ifn.as_str(), sync[0].conf.syncid),
+            ("lo", 9)
+        );
+        ok(&c, r#"{"cmd":"stop_daemon","state":"master"}"#);
+        assert!(saved().unwrap().sync.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

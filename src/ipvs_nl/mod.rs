@@ -502,7 +502,7 @@ fn daemon_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
     };
     if g.cmd == cmd::DEL_DAEMON {
         let state = state.ok_or_else(|| Refusal::inval("no IPVS_DAEMON_ATTR_STATE"))?;
-        return ctl.sync.stop(role(state)?).map_err(sync_err);
+        return ctl.stop_daemon(role(state)?).map_err(sync_err);
     }
     let (Some(state), Some(ifn), Some(syncid)) = (
         state,
@@ -536,8 +536,7 @@ fn daemon_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
         mcast_port: a.u16(daemon_attr::MCAST_PORT)?.unwrap_or(0),
         mcast_ttl: a.u8(daemon_attr::MCAST_TTL)?.unwrap_or(0),
     };
-    ctl.sync
-        .start(role(state)?, conf)
+    ctl.start_daemon(role(state)?, conf)
         .map(drop)
         .map_err(sync_err)
 }

@@ -53,11 +53,11 @@ pub const MAX_MSGS_PER_SCAN: usize = 256;
 /// minimum difference is 10 s).
 pub const MIN_REFRESH_MS: u64 = 10_000;
 /// A connection that had traffic since it was last sent is sent again
-/// after this long. The kernel re-sends on traffic too (`sync_threshold`
-/// 3 of every `sync_period` 50 packets); rvs has no per-connection packet
-/// count, so it uses the last packet's time, which its timer holds. This is
-/// what lets a backup that started late (a recovered director) learn the
-/// live connections before it takes over.
+/// after this long. The kernel re-sends on traffic too (one packet in every
+/// `sync_period` 50, when `pkts % sync_period == sync_threshold`); rvs has
+/// no per-connection packet count, so it looks at the connection's timer,
+/// which every packet re-arms. This is what lets a backup that started late
+/// (a recovered director) learn the live connections before it takes over.
 pub const ACTIVE_RESEND_MS: u64 = 1_000;
 
 /// Which daemon.
@@ -133,7 +133,8 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Connections that waited for a later scan (rate bound).
     pub deferred: AtomicU64,
-    /// Connections the master does not sync (SYN proxy, IPv6).
+    /// Connections the master cannot sync (IPv6), once per connection and
+    /// state.
     pub not_synced: AtomicU64,
     pub recv_msgs: AtomicU64,
     pub recv_conns: AtomicU64,
@@ -373,9 +374,8 @@ struct Master {
     sock: UdpSocket,
     syncid: u8,
     maxlen: usize,
-    /// Per connection: (slot, generation) → (state sent, when, seen in
-    /// the current scan).
-    sent: HashMap<(u32, u16), (State, u64, bool)>,
+    /// Per connection (slot, generation): what was last sent.
+    sent: HashMap<(u32, u16), Sent>,
 }
 
 /// Whether the kernel syncs a connection in this state
@@ -453,8 +453,11 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         });
         // FULLNAT's client ISN and inserted bytes (PROXY header) as the
         // kernel's input sequence adjustment.
+        // With PROXY v2 always (the header may not be sent yet, and the
+        // backup must insert it then); otherwise only when bytes were
+        // inserted.
         let (isn, delta) = (fn_.isn.get(), fn_.delta.get());
-        if delta != 0 {
+        if delta != 0 || (fn_.client_addr == ClientAddr::ProxyV2 && c.synproxy.is_none()) {
             sc.flags |= flags::IN_SEQ;
             sc.seq = Some((
                 Seq {
@@ -479,12 +482,18 @@ impl Master {
 
     fn scan(&mut self, now: u64) {
         let t = self.conns.timeouts();
-        let mut todo: Vec<SyncConn> = Vec::new();
-        let mut keys: Vec<((u32, u16), State)> = Vec::new();
+        // Due entries by priority: 0 new or changed state, 1 refresh due,
+        // 2 had traffic since last sent. Each class holds at most what one
+        // scan can send, so a scan's cost in memory is bounded and new
+        // connections are never starved by re-sends.
+        const CLASSES: usize = 3;
+        let cap = MAX_MSGS_PER_SCAN * (self.maxlen / proto::CONN_V4_LEN).max(1);
+        let mut todo: [Vec<Due>; CLASSES] = Default::default();
+        let mut over = 0u64;
         let mut not_synced = 0u64;
         let sent = &mut self.sent;
         for v in sent.values_mut() {
-            v.2 = false;
+            v.seen = false;
         }
         self.conns.for_each(|c| {
             let st = c.state();
@@ -493,39 +502,61 @@ impl Master {
             }
             let id = c.id();
             let timeout = t.get(st);
+            let exp = c.expires_ms();
             let refresh = (timeout as u64 * 500).max(MIN_REFRESH_MS);
-            let due = match sent.get_mut(&id) {
+            let class = match sent.get_mut(&id) {
                 Some(e) => {
-                    e.2 = true;
-                    let since = now.saturating_sub(e.1);
-                    // The timer is set to last packet + timeout.
-                    let last_packet = c.expires_ms().saturating_sub(timeout as u64 * 1000);
-                    e.0 != st
-                        || since >= refresh
-                        || (last_packet > e.1 && since >= ACTIVE_RESEND_MS)
+                    e.seen = true;
+                    let since = now.saturating_sub(e.at);
+                    if e.state != st {
+                        Some(0)
+                    } else if e.at == NEVER {
+                        // Not syncable in this state: counted once.
+                        None
+                    } else if since >= refresh {
+                        Some(1)
+                    } else if exp != e.exp && since >= ACTIVE_RESEND_MS {
+                        // A packet re-armed the timer since it was sent.
+                        Some(2)
+                    } else {
+                        None
+                    }
                 }
-                None => true,
+                None => Some(0),
             };
-            if !due {
+            let Some(class) = class else {
+                return;
+            };
+            if todo[class].len() >= cap {
+                over += 1;
                 return;
             }
             match sync_conn(c, timeout) {
-                Some(sc) => {
-                    todo.push(sc);
-                    keys.push((id, st));
+                Some(sc) => todo[class].push((sc, id, st, exp)),
+                None => {
+                    not_synced += 1;
+                    sent.insert(
+                        id,
+                        Sent {
+                            state: st,
+                            at: NEVER,
+                            exp,
+                            seen: true,
+                        },
+                    );
                 }
-                None => not_synced += 1,
             }
         });
         // Forget connections that have ended.
-        sent.retain(|_, v| v.2);
+        sent.retain(|_, v| v.seen);
         self.counters.not_synced.fetch_add(not_synced, Relaxed);
+        let todo: Vec<_> = todo.into_iter().flatten().collect();
         let mut msgs = 0;
         let mut i = 0;
         while i < todo.len() && msgs < MAX_MSGS_PER_SCAN {
             let mut b = Builder::new(self.syncid, self.maxlen);
             let start = i;
-            while i < todo.len() && b.push(&todo[i]) {
+            while i < todo.len() && b.push(&todo[i].0) {
                 i += 1;
             }
             if i == start {
@@ -539,8 +570,16 @@ impl Master {
                 Ok(_) => {
                     self.counters.sent_msgs.fetch_add(1, Relaxed);
                     self.counters.sent_conns.fetch_add(n, Relaxed);
-                    for (id, st) in &keys[start..i] {
-                        self.sent.insert(*id, (*st, now, true));
+                    for (_, id, st, exp) in &todo[start..i] {
+                        self.sent.insert(
+                            *id,
+                            Sent {
+                                state: *st,
+                                at: now,
+                                exp: *exp,
+                                seen: true,
+                            },
+                        );
                     }
                 }
                 Err(_) => {
@@ -551,9 +590,25 @@ impl Master {
         }
         self.counters
             .deferred
-            .fetch_add((todo.len() - i) as u64, Relaxed);
+            .fetch_add((todo.len() - i) as u64 + over, Relaxed);
     }
 }
+
+/// A due entry: what to send, the connection's id, state and deadline.
+type Due = (SyncConn, (u32, u16), State, u64);
+
+/// What the master last sent of a connection.
+struct Sent {
+    state: State,
+    /// When ([`NEVER`]: not syncable in `state`, counted once).
+    at: u64,
+    /// Its timer's deadline then: a packet since moves it.
+    exp: u64,
+    /// Seen in the current scan.
+    seen: bool,
+}
+
+const NEVER: u64 = u64::MAX;
 
 // ---- backup ------------------------------------------------------------
 
@@ -579,6 +634,36 @@ pub enum Applied {
     Stale,
 }
 
+/// The SYN proxy's packed adjustment an entry carries.
+fn synproxy_bits(sc: &SyncConn) -> Option<u64> {
+    sc.synproxy.map(|sp| {
+        crate::xmit::synproxy::SeqAdj {
+            delta: sp.delta,
+            c2s_shift: sp.c2s_shift,
+            s2c_shift: sp.s2c_shift,
+        }
+        .to_bits()
+    })
+}
+
+/// Whether an existing connection is the one an entry describes beyond its
+/// tuple and real server: the same forwarding, FULLNAT local address and
+/// port, and SYN-proxy adjustment. If not, the master has a new connection
+/// on that tuple and the old one is replaced.
+fn same_shape(c: &crate::conn::Conn, sc: &SyncConn) -> bool {
+    let fnat = match (&c.fnat, &sc.fnat) {
+        (None, None) => true,
+        (Some(f), Some(o)) => f.lip == IpAddr::V4(o.lip) && f.lport == o.lport,
+        _ => false,
+    };
+    let proxied = match c.synproxy {
+        None => None,
+        Some(crate::conn::SynProxy::Proxied(b)) => Some(b),
+        Some(crate::conn::SynProxy::Pending { .. }) => Some(u64::MAX),
+    };
+    fnat && proxied == synproxy_bits(sc)
+}
+
 /// Insert or update one synced connection (kernel `ip_vs_proc_conn`).
 pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -> Applied {
     let Some(proto) = Proto::from_number(sc.protocol) else {
@@ -598,13 +683,23 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
     let deadline = now + timeout_s as u64 * 1000;
     let key = FlowKey::v4(proto, sc.caddr, sc.cport, sc.vaddr, sc.vport);
     if let Some((c, Dir::In)) = conns.lookup(&key) {
-        if c.dport == sc.dport && c.dip == IpAddr::V4(sc.daddr) {
+        if c.dport == sc.dport && c.dip == IpAddr::V4(sc.daddr) && same_shape(&c, sc) {
+            // ip_vs_proc_conn overwrites the sequence data on an update
+            // too: FULLNAT's client ISN and PROXY bytes may arrive later
+            // than the connection.
+            if let (Some(f), Some((i, _)), None) = (&c.fnat, sc.seq, c.synproxy) {
+                f.isn.set(i.init_seq);
+                f.delta.set(i.delta);
+                c.commit();
+            }
             c.set_synced(state, inactive, deadline);
             return Applied::Updated;
         }
         if inactive {
             return Applied::Stale;
         }
+        // Another connection on the same client tuple (the master ended
+        // and re-created it): replaced.
         conns.end(&c);
     }
     // ip_vs_find_dest: the service by <protocol, vaddr, vport>, the real
@@ -645,21 +740,14 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
         };
         n = n.with_fnat(IpAddr::V4(f.lip), f.lport, ca);
     }
-    if sc.synproxy.is_some() {
-        // Inserted pending, then made proxied with the master's adjustment.
-        n = n.with_synproxy(0, 0, 0);
+    if let Some(adj) = synproxy_bits(sc) {
+        // Inserted already proxied with the master's adjustment (never
+        // visible as pending); the proxy's word replaces FULLNAT's ISN.
+        n = n.with_synproxy_proxied(adj);
     }
     match conns.insert(n, now, 0) {
         Ok(c) => {
-            if let Some(sp) = sc.synproxy {
-                let adj = crate::xmit::synproxy::SeqAdj {
-                    delta: sp.delta,
-                    c2s_shift: sp.c2s_shift,
-                    s2c_shift: sp.s2c_shift,
-                };
-                // The proxy's word replaces FULLNAT's ISN (see Conn::commit).
-                c.synproxy_establish(adj.to_bits());
-            } else if let (Some(f), Some((i, _))) = (&c.fnat, sc.seq) {
+            if let (Some(f), Some((i, _)), None) = (&c.fnat, sc.seq, sc.synproxy) {
                 f.isn.set(i.init_seq);
                 f.delta.set(i.delta);
                 c.commit();
@@ -921,6 +1009,87 @@ mod tests {
         let (c, _) = b.conns.lookup(&key).expect("synced connection");
         assert_eq!(c.synproxy, Some(SynProxy::Proxied(adj.to_bits())));
         assert_eq!(c.state(), State::Established);
+    }
+
+    /// New connections go first: with the scan's budget full of re-sends,
+    /// connections never sent are still sent in the next scan.
+    #[test]
+    fn new_connections_are_not_starved_by_re_sends() {
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let m = Control::new(
+            Arc::new(ConnTable::new(1000, 1)),
+            workers,
+            vec!["10.0.1.1".parse().unwrap()],
+        );
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.10","port":8080,"fwd":"nat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&m.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        let n = MAX_MSGS_PER_SCAN + 44;
+        for i in 0..n {
+            establish(&m, 20000 + i as u16, "10.0.2.10");
+        }
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(rx.local_addr().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        // One entry per message: the budget is MAX_MSGS_PER_SCAN entries.
+        let mut master = Master {
+            conns: m.conns.clone(),
+            counters: counters.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            sock,
+            syncid: 0,
+            maxlen: proto::MESG_HDR_LEN + proto::CONN_V4_LEN,
+            sent: HashMap::new(),
+        };
+        let t0 = crate::clock::now_ms();
+        master.scan(t0);
+        assert_eq!(counters.sent_conns.load(Relaxed), MAX_MSGS_PER_SCAN as u64);
+        assert_eq!(counters.deferred.load(Relaxed), 44);
+        // Traffic on every connection: the sent ones are due for re-send,
+        // but the 44 never sent come first.
+        let to = m.conns.timeouts();
+        m.conns.for_each(|c| {
+            c.on_packet(Dir::In, ACK, t0 + 10, &to);
+        });
+        master.scan(t0 + ACTIVE_RESEND_MS + 20);
+        assert_eq!(master.sent.len(), n, "every connection sent once");
+    }
+
+    /// An entry for a tuple the backup holds with another SYN-proxy
+    /// adjustment is a new connection of the master's: replaced, not
+    /// updated; FULLNAT sequence data arriving later is applied.
+    #[test]
+    fn an_update_that_is_another_connection_replaces_it() {
+        use crate::conn::SynProxy;
+        let (m, b) = (director(), director());
+        establish(&m, 40000, "10.0.2.11");
+        let mut e = entries(&m).remove(0);
+        let now = crate::clock::now_ms();
+        let t = b.table.load();
+        assert_eq!(apply(&b.conns, &t, &e, now), Applied::Inserted);
+        e.synproxy = Some(proto::SynOpt {
+            delta: 7,
+            c2s_shift: 0,
+            s2c_shift: 0,
+        });
+        assert_eq!(apply(&b.conns, &t, &e, now), Applied::Inserted);
+        let key = FlowKey::v4(
+            Proto::Tcp,
+            "192.0.2.1".parse().unwrap(),
+            40000,
+            "10.0.0.100".parse().unwrap(),
+            80,
+        );
+        let (c, _) = b.conns.lookup(&key).unwrap();
+        assert!(matches!(c.synproxy, Some(SynProxy::Proxied(_))));
+        assert_eq!(b.conns.len(), 1, "the old one ended");
+        assert_eq!(apply(&b.conns, &t, &e, now), Applied::Updated);
     }
 
     #[test]

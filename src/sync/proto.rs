@@ -416,10 +416,16 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
                     return Err(Fatal(Error::BadOption));
                 }
                 once(&mut seen, 16)?;
+                // TCP window scales are 0..=14 (RFC 7323): so are the
+                // shifts between two of them.
+                let (c2s, s2c) = (d[4], d[5] as i8);
+                if c2s > 14 || !(-14..=14).contains(&s2c) {
+                    return Err(Fatal(Error::BadOption));
+                }
                 c.synproxy = Some(SynOpt {
                     delta: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
-                    c2s_shift: d[4],
-                    s2c_shift: d[5] as i8,
+                    c2s_shift: c2s,
+                    s2c_shift: s2c,
                 });
             }
             _ => {
@@ -752,6 +758,25 @@ mod tests {
         let mut m = msg(1);
         m[8 + 37] = 2;
         assert_eq!(parse(&m, 1).unwrap().dropped, Some(Error::BadOption));
+    }
+
+    /// rvs's SYN-proxy option: window shifts beyond TCP's 14 are refused.
+    #[test]
+    fn synproxy_option_round_trip_and_range() {
+        let mut c = conn();
+        c.synproxy = Some(SynOpt {
+            delta: 0xdead_beef,
+            c2s_shift: 14,
+            s2c_shift: -14,
+        });
+        let mut b = Builder::new(1, 1472);
+        assert!(b.push(&c));
+        let m = b.finish();
+        assert_eq!(parse(&m, 1).unwrap().conns[0].synproxy, c.synproxy);
+        let mut bad = m.clone();
+        let at = bad.len() - 4;
+        bad[at] = 15;
+        assert_eq!(parse(&bad, 1).unwrap().dropped, Some(Error::BadOption));
     }
 
     #[test]
