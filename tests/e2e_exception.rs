@@ -71,7 +71,9 @@ struct Server(Child);
 
 impl Server {
     fn start(ns: &str) -> Server {
-        let code = r#"
+        Server::python(
+            ns,
+            r#"
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -82,7 +84,13 @@ while True:
     c, a = s.accept()
     c.sendall(b"kernel-here %s\n" % a[0].encode())
     c.close()
-"#;
+"#,
+        )
+    }
+
+    /// Runs `code` with python3 in namespace `ns`; ready once it prints
+    /// "listening".
+    fn python(ns: &str, code: &str) -> Server {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns, "/usr/bin/python3", "-c", code])
             .stdout(Stdio::piped())
@@ -344,25 +352,7 @@ while True:
     c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nsorry\n")
     c.close()
 "#;
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &topo.lb_ns(),
-            "/usr/bin/python3",
-            "-c",
-            code,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _srv = Server(child);
-    assert_eq!(line.trim(), "listening");
+    let _srv = Server::python(&topo.lb_ns(), code);
     let before = stats(&rvsd);
     for _ in 0..3 {
         let body = curl_from(&topo.client_ns(), "http://10.0.0.100/").expect("sorry server");

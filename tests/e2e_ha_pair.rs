@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use common::capture::Capture;
 use common::ipvs;
 use common::load::{Load, LoadSpec};
-use common::topo::{curl_from, describe, ns_exec, ns_exec_ok, Rvsd, Topology, RVSD_BIN};
+use common::topo::{
+    curl_from, describe, ip, ns_exec, ns_exec_ok, offloads_off, Rvsd, SecondNs, Topology, RVSD_BIN,
+};
 use serde_json::{json, Value};
 
 const VIP: &str = "10.0.1.100";
@@ -47,11 +49,6 @@ const B_IP: &str = "10.0.1.3";
 const BOUND: Duration = Duration::from_secs(40);
 /// The slow download's client port (found in the connection tables).
 const DOWNLOAD_PORT: u16 = 40100;
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
-}
 
 /// After B entered BACKUP: wait until B's kernel was handed at least six
 /// frames through its twin and more than B's master-down interval (3 x
@@ -86,81 +83,15 @@ fn wait_for<T>(what: &str, ctx: impl Fn() -> String, mut f: impl FnMut() -> Opti
     }
 }
 
-/// Director B's namespace, NAME-lb2: port l1 (peer p-lb2 on the bridge,
-/// ARP off: DPDK owns it) and mgmt0 10.0.1.251/24 for its kernel. Removed
-/// on drop.
-struct SecondDirector {
-    ns: String,
-    sw: String,
-}
-
-impl SecondDirector {
-    fn up(topo: &Topology) -> SecondDirector {
-        let ns = topo.ns("lb2");
-        let sw = topo.sw_ns();
-        let d = SecondDirector {
-            ns: ns.clone(),
-            sw: sw.clone(),
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ns_exec_ok(
-            &ns,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-                "net.ipv4.ip_forward=0",
-            ],
-        );
-        ip(&[
-            "-n", &ns, "link", "add", "l1", "type", "veth", "peer", "name", "p-lb2", "netns", &sw,
-        ]);
-        ip(&[
-            "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns",
-            &sw,
-        ]);
-        for (n, i) in [
-            (&ns, "l1"),
-            (&ns, "mgmt0"),
-            (&sw, "p-lb2"),
-            (&sw, "p-mgmt2"),
-        ] {
-            let out = ns_exec(
-                n,
-                &[
-                    "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-                ],
-            );
-            if !out.status.success() {
-                ns_exec_ok(
-                    n,
-                    &["ethtool", "-K", i, "tx", "off", "gso", "off", "gro", "off"],
-                );
-            }
-        }
-        for p in ["p-lb2", "p-mgmt2"] {
-            ip(&["-n", &sw, "link", "set", p, "master", "br0", "up"]);
-        }
-        ip(&["-n", &ns, "link", "set", "l1", "arp", "off"]);
-        ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
-        for i in ["l1", "mgmt0"] {
-            ip(&["-n", &ns, "link", "set", i, "up"]);
-        }
-        d
-    }
-}
-
-impl Drop for SecondDirector {
-    fn drop(&mut self) {
-        for p in ["p-lb2", "p-mgmt2"] {
-            let _ = Command::new("ip")
-                .args(["-n", &self.sw, "link", "del", p])
-                .output();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
+/// Director B's namespace, NAME-lb2 (with mgmt0 10.0.1.251/24), and its
+/// port l1 on the topology's bridge (peer p-lb2; ARP off: DPDK owns it).
+fn second_director(topo: &Topology) -> SecondNs {
+    let d = SecondNs::up(topo);
+    let sw = topo.sw_ns();
+    d.veth("l1", "p-lb2", &sw);
+    ip(&["-n", &sw, "link", "set", "p-lb2", "master", "br0", "up"]);
+    ip(&["-n", &d.ns, "link", "set", "l1", "arp", "off"]);
+    d
 }
 
 /// nginx's default keep-alive timeout (75 s) instead of the topology's
@@ -181,31 +112,6 @@ fn nginx_default_keepalive(topo: &Topology) {
         topo.nginx_stop(rs);
         topo.nginx_start(rs);
     }
-}
-
-/// Director B's rvsd configuration: the topology's, its af_packet ports on
-/// B's interfaces (`ifaces`: A's name, B's name) and its own EAL file
-/// prefix.
-fn second_config(topo: &Topology, ifaces: &[(&str, &str)]) -> Value {
-    let mut c = topo.default_config();
-    let args: Vec<Value> = c["eal_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            let mut s = v.as_str().unwrap().to_owned();
-            for (a, b) in ifaces {
-                s = s.replace(&format!("iface={a}"), &format!("iface={b}"));
-            }
-            json!(if s == topo.name {
-                format!("{}b", topo.name)
-            } else {
-                s
-            })
-        })
-        .collect();
-    c["eal_args"] = json!(args);
-    c
 }
 
 /// A director's namespace settings for a pair on one segment: the kernel
@@ -503,12 +409,12 @@ fn a_keepalived_pair_survives_the_master_crashing_without_losing_a_connection() 
 fn pair(how: Failover) {
     let topo = Topology::up_unique_mode("dr");
     nginx_default_keepalive(&topo);
-    let b_dir = SecondDirector::up(&topo);
+    let b_dir = second_director(&topo);
     director_sysctls(&topo.lb_ns(), "lb1");
     director_sysctls(&b_dir.ns, "l1");
 
     let (mut a, a_sock) = start_director(&topo, &topo.lb_ns(), "a", topo.default_config(), &[A_IP]);
-    let b_cfg = second_config(&topo, &[("lb1", "l1")]);
+    let b_cfg = topo.second_config(&[("lb1", "l1")]);
     let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &[B_IP]);
     let dir = topo.state_dir.clone();
 
@@ -901,7 +807,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     // The clients' segment: a bridge in the client namespace over eth0
     // (to A's lb0) and eth1 (to B's l0).
     let c = topo.client_ns();
-    let b_dir = SecondDirector::up(&topo);
+    let b_dir = second_director(&topo);
     ip(&[
         "-n",
         &c,
@@ -915,29 +821,8 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         "forward_delay",
         "0",
     ]);
-    ip(&[
-        "-n", &b_dir.ns, "link", "add", "l0", "type", "veth", "peer", "name", "eth1", "netns", &c,
-    ]);
-    for (n, i) in [(&c, "eth1"), (&b_dir.ns, "l0")] {
-        let out = ns_exec(
-            n,
-            &[
-                "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ],
-        );
-        if !out.status.success() {
-            ns_exec_ok(
-                n,
-                &["ethtool", "-K", i, "tx", "off", "gso", "off", "gro", "off"],
-            );
-        }
-    }
-    let _ = ns_exec(
-        &c,
-        &[
-            "ethtool", "-K", "cbr", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-        ],
-    );
+    b_dir.veth("l0", "eth1", &c);
+    offloads_off(&c, "cbr");
     ip(&["-n", &c, "addr", "flush", "dev", "eth0"]);
     for i in ["eth0", "eth1"] {
         ip(&["-n", &c, "link", "set", i, "master", "cbr", "up"]);
@@ -946,7 +831,6 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     ip(&["-n", &c, "link", "set", "cbr", "up"]);
     ip(&["-n", &c, "route", "replace", "default", "via", "10.0.0.1"]);
     ip(&["-n", &b_dir.ns, "link", "set", "l0", "arp", "off"]);
-    ip(&["-n", &b_dir.ns, "link", "set", "l0", "up"]);
     for (ns, ports) in [
         (topo.lb_ns(), ["lb0", "lb1"]),
         (b_dir.ns.clone(), ["l0", "l1"]),
@@ -962,7 +846,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         topo.default_config(),
         &["10.0.0.1", "10.0.1.1"],
     );
-    let b_cfg = second_config(&topo, &[("lb0", "l0"), ("lb1", "l1")]);
+    let b_cfg = topo.second_config(&[("lb0", "l0"), ("lb1", "l1")]);
     let (b, b_sock) = start_director(&topo, &b_dir.ns, "b", b_cfg, &["10.0.0.3", "10.0.1.3"]);
     let dir = topo.state_dir.clone();
 

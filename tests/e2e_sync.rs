@@ -11,88 +11,18 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::topo::{describe, ns_exec, Rvsd, Topology};
+use common::topo::{describe, ip, ns_exec, Rvsd, SecondNs, Topology};
 use serde_json::Value;
 
-/// A second director namespace, NAME-lb2: mgmt0 10.0.1.251/24 on the
-/// topology's bridge, and two veth pairs inside it (x0/y0, x1/y1) for the
-/// backup rvsd's af_packet ports. Removed on drop.
-struct Backup {
-    ns: String,
-    sw: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
-}
-
-impl Backup {
-    fn up(topo: &Topology) -> Backup {
-        let ns = topo.ns("lb2");
-        let b = Backup {
-            ns: ns.clone(),
-            sw: topo.sw_ns(),
-        };
-        ip(&["netns", "add", &ns]);
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ns_exec(
-            &ns,
-            &[
-                "sysctl",
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        );
-        for (x, y) in [("x0", "y0"), ("x1", "y1")] {
-            ip(&[
-                "-n", &ns, "link", "add", x, "type", "veth", "peer", "name", y,
-            ]);
-            ip(&["-n", &ns, "link", "set", x, "up"]);
-            ip(&["-n", &ns, "link", "set", y, "up"]);
-        }
-        ip(&[
-            "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns",
-            &b.sw,
-        ]);
-        ip(&["-n", &b.sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
-        ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
-        ip(&["-n", &ns, "link", "set", "mgmt0", "up"]);
-        b
+/// The backup director's namespace (mgmt0 on the topology's bridge) with
+/// two veth pairs inside it (x0/y0, x1/y1) for its af_packet ports.
+fn backup(topo: &Topology) -> SecondNs {
+    let b = SecondNs::up(topo);
+    for (x, y) in [("x0", "y0"), ("x1", "y1")] {
+        b.veth(x, y, &b.ns);
+        ip(&["-n", &b.ns, "link", "set", y, "up"]);
     }
-
-    /// The topology's rvsd config on x0/x1, with its own EAL file prefix.
-    fn config(&self, topo: &Topology) -> Value {
-        let mut c = topo.default_config();
-        let args: Vec<Value> = c["eal_args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| {
-                let s = a.as_str().unwrap();
-                let s = s
-                    .replace("iface=lb0", "iface=x0")
-                    .replace("iface=lb1", "iface=x1");
-                Value::String(if s == topo.name {
-                    format!("{}b", topo.name)
-                } else {
-                    s
-                })
-            })
-            .collect();
-        c["eal_args"] = Value::Array(args);
-        c
-    }
-}
-
-impl Drop for Backup {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["-n", &self.sw, "link", "del", "p-mgmt2"])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
+    b
 }
 
 /// A client TCP connection to the VIP held open (nginx waits for the
@@ -173,8 +103,12 @@ fn held_connection_is_synced_to_the_backup_and_bad_messages_are_counted() {
     let master = Rvsd::start(&topo, &topo.default_config());
     // All new connections to rs1, so the synced real server is known.
     master.nat_service("rr", 1, 0);
-    let b = Backup::up(&topo);
-    let backup = Rvsd::start_in(&topo, &b.ns, &b.config(&topo));
+    let b = backup(&topo);
+    let backup = Rvsd::start_in(
+        &topo,
+        &b.ns,
+        &topo.second_config(&[("lb0", "x0"), ("lb1", "x1")]),
+    );
     backup.nat_service("rr", 1, 1);
 
     backup.rvsadm_ok(&[
@@ -284,64 +218,16 @@ fn held_connection_is_synced_to_the_backup_and_bad_messages_are_counted() {
     drop(b);
 }
 
-fn offloads_off(ns: &str, ifc: &str) {
-    let out = ns_exec(
-        ns,
-        &[
-            "ethtool", "-K", ifc, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-        ],
-    );
-    if !out.status.success() {
-        let out = ns_exec(
-            ns,
-            &[
-                "ethtool", "-K", ifc, "tx", "off", "gso", "off", "gro", "off",
-            ],
-        );
-        assert!(out.status.success(), "ethtool {ifc}: {}", describe(&out));
-    }
-}
-
 /// A backup director with real ports: l0 to the client (its peer eth1 in
 /// the client namespace, without an address until failover) and l1 to the
 /// bridge (its peer p-lb2 down until failover, so the two directors never
-/// answer ARP for 10.0.1.1 at the same time), plus mgmt0 as in [`Backup`].
-fn backup_with_ports(topo: &Topology) -> Backup {
-    let ns = topo.ns("lb2");
+/// answer ARP for 10.0.1.1 at the same time), plus mgmt0 as in [`backup`].
+fn backup_with_ports(topo: &Topology) -> SecondNs {
     let (c, sw) = (topo.client_ns(), topo.sw_ns());
-    let b = Backup {
-        ns: ns.clone(),
-        sw: sw.clone(),
-    };
-    ip(&["netns", "add", &ns]);
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    ns_exec(
-        &ns,
-        &[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    );
-    ip(&[
-        "-n", &ns, "link", "add", "l0", "type", "veth", "peer", "name", "eth1", "netns", &c,
-    ]);
-    ip(&[
-        "-n", &ns, "link", "add", "l1", "type", "veth", "peer", "name", "p-lb2", "netns", &sw,
-    ]);
-    ip(&[
-        "-n", &ns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "p-mgmt2", "netns", &sw,
-    ]);
-    for (n, i) in [(&ns, "l0"), (&ns, "l1"), (&c, "eth1"), (&sw, "p-lb2")] {
-        offloads_off(n, i);
-    }
+    let b = SecondNs::up(topo);
+    b.veth("l0", "eth1", &c);
+    b.veth("l1", "p-lb2", &sw);
     ip(&["-n", &sw, "link", "set", "p-lb2", "master", "br0"]);
-    ip(&["-n", &sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
-    ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
-    for i in ["l0", "l1", "mgmt0"] {
-        ip(&["-n", &ns, "link", "set", i, "up"]);
-    }
     ip(&["-n", &c, "link", "set", "eth1", "up"]);
     b
 }
@@ -366,14 +252,7 @@ fn held_connection_continues_on_the_backup_after_failover() {
     let master = Rvsd::start(&topo, &topo.default_config());
     master.nat_service("rr", 1, 0);
     let b = backup_with_ports(&topo);
-    let mut cfg = b.config(&topo);
-    let args: Vec<Value> = cfg["eal_args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| Value::String(a.as_str().unwrap().replace("iface=x", "iface=l")))
-        .collect();
-    cfg["eal_args"] = Value::Array(args);
+    let cfg = topo.second_config(&[("lb0", "l0"), ("lb1", "l1")]);
     let mut backup = Rvsd::start_in(&topo, &b.ns, &cfg);
     // The backup's real servers the other way round: a new connection there
     // would go to rs2, a synced one must stay on rs1.

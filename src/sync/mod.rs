@@ -826,10 +826,16 @@ mod tests {
     use crossbeam_utils::CachePadded;
 
     fn director() -> Control {
+        director_with(100)
+    }
+
+    /// A director with a connection table of `cap` entries, service
+    /// 10.0.0.100:80 and real servers 10.0.2.10 and 10.0.2.11.
+    fn director_with(cap: usize) -> Control {
         let workers: Arc<[CachePadded<WorkerStats>]> =
             Arc::from(vec![CachePadded::new(WorkerStats::default())]);
         let c = Control::new(
-            Arc::new(ConnTable::new(100, 1)),
+            Arc::new(ConnTable::new(cap, 1)),
             workers,
             vec!["10.0.1.1".parse().unwrap()],
         );
@@ -881,6 +887,36 @@ mod tests {
         assert_eq!(conn.on_packet(Dir::In, ACK, now, &to), State::Established);
     }
 
+    /// A master daemon on `c`'s table sending to a local socket (kept
+    /// open by the caller), and its counters.
+    fn master(c: &Control, maxlen: usize) -> (Master, Arc<Counters>, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(rx.local_addr().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        let m = Master {
+            conns: c.conns.clone(),
+            counters: counters.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            sock,
+            syncid: 0,
+            maxlen,
+            sent: HashMap::new(),
+        };
+        (m, counters, rx)
+    }
+
+    /// The client key of the test connections (192.0.2.1:`cport`).
+    fn client_key(cport: u16) -> FlowKey {
+        FlowKey::v4(
+            Proto::Tcp,
+            "192.0.2.1".parse().unwrap(),
+            cport,
+            "10.0.0.100".parse().unwrap(),
+            80,
+        )
+    }
+
     fn entries(c: &Control) -> Vec<SyncConn> {
         let mut v = Vec::new();
         let t = c.conns.timeouts();
@@ -897,19 +933,7 @@ mod tests {
     fn master_resends_a_connection_with_traffic_not_an_idle_one() {
         let m = director();
         establish(&m, 40000, "10.0.2.11");
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.connect(rx.local_addr().unwrap()).unwrap();
-        let counters = Arc::new(Counters::default());
-        let mut master = Master {
-            conns: m.conns.clone(),
-            counters: counters.clone(),
-            stop: Arc::new(AtomicBool::new(false)),
-            sock,
-            syncid: 0,
-            maxlen: 1472,
-            sent: HashMap::new(),
-        };
+        let (mut master, counters, _rx) = master(&m, 1472);
         let sent = || counters.sent_conns.load(Relaxed);
         let mut last = 0;
         m.conns.for_each(|c| last = c.expires_ms());
@@ -999,13 +1023,7 @@ mod tests {
             apply(&b.conns, &b.table.load(), &p.conns[0], now),
             Applied::Inserted
         );
-        let key = FlowKey::v4(
-            Proto::Tcp,
-            "192.0.2.1".parse().unwrap(),
-            40002,
-            "10.0.0.100".parse().unwrap(),
-            80,
-        );
+        let key = client_key(40002);
         let (c, _) = b.conns.lookup(&key).expect("synced connection");
         assert_eq!(c.synproxy, Some(SynProxy::Proxied(adj.to_bits())));
         assert_eq!(c.state(), State::Established);
@@ -1015,38 +1033,13 @@ mod tests {
     /// connections never sent are still sent in the next scan.
     #[test]
     fn new_connections_are_not_starved_by_re_sends() {
-        let workers: Arc<[CachePadded<WorkerStats>]> =
-            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
-        let m = Control::new(
-            Arc::new(ConnTable::new(1000, 1)),
-            workers,
-            vec!["10.0.1.1".parse().unwrap()],
-        );
-        for line in [
-            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
-            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.10","port":8080,"fwd":"nat"}}"#,
-        ] {
-            let r: Value = serde_json::from_str(&m.handle_line(line)).unwrap();
-            assert_eq!(r["ok"], true, "{line}: {r}");
-        }
+        let m = director_with(1000);
         let n = MAX_MSGS_PER_SCAN + 44;
         for i in 0..n {
             establish(&m, 20000 + i as u16, "10.0.2.10");
         }
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.connect(rx.local_addr().unwrap()).unwrap();
-        let counters = Arc::new(Counters::default());
         // One entry per message: the budget is MAX_MSGS_PER_SCAN entries.
-        let mut master = Master {
-            conns: m.conns.clone(),
-            counters: counters.clone(),
-            stop: Arc::new(AtomicBool::new(false)),
-            sock,
-            syncid: 0,
-            maxlen: proto::MESG_HDR_LEN + proto::CONN_V4_LEN,
-            sent: HashMap::new(),
-        };
+        let (mut master, counters, _rx) = master(&m, proto::MESG_HDR_LEN + proto::CONN_V4_LEN);
         let t0 = crate::clock::now_ms();
         master.scan(t0);
         assert_eq!(counters.sent_conns.load(Relaxed), MAX_MSGS_PER_SCAN as u64);
@@ -1079,13 +1072,7 @@ mod tests {
             s2c_shift: 0,
         });
         assert_eq!(apply(&b.conns, &t, &e, now), Applied::Inserted);
-        let key = FlowKey::v4(
-            Proto::Tcp,
-            "192.0.2.1".parse().unwrap(),
-            40000,
-            "10.0.0.100".parse().unwrap(),
-            80,
-        );
+        let key = client_key(40000);
         let (c, _) = b.conns.lookup(&key).unwrap();
         assert!(matches!(c.synproxy, Some(SynProxy::Proxied(_))));
         assert_eq!(b.conns.len(), 1, "the old one ended");
@@ -1110,13 +1097,7 @@ mod tests {
             apply(&b.conns, &b.table.load(), &p.conns[0], now),
             Applied::Inserted
         );
-        let key = FlowKey::v4(
-            Proto::Tcp,
-            "192.0.2.1".parse().unwrap(),
-            40000,
-            "10.0.0.100".parse().unwrap(),
-            80,
-        );
+        let key = client_key(40000);
         let (c, _) = b.conns.lookup(&key).expect("synced connection");
         assert_eq!(c.state(), State::Established);
         assert!(c.is_active());

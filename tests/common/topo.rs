@@ -372,6 +372,109 @@ impl Drop for Topology {
     }
 }
 
+/// `ip ARGS`, which must succeed.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", describe(&out));
+}
+
+/// Checksum and segmentation offloads off on `ifc` in `ns` (af_packet
+/// would otherwise see frames bigger than the MTU, without checksums).
+pub fn offloads_off(ns: &str, ifc: &str) {
+    let out = ns_exec(
+        ns,
+        &[
+            "ethtool", "-K", ifc, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ],
+    );
+    if !out.status.success() {
+        ns_exec_ok(
+            ns,
+            &[
+                "ethtool", "-K", ifc, "tx", "off", "gso", "off", "gro", "off",
+            ],
+        );
+    }
+}
+
+/// A second director namespace beside a topology, NAME-lb2: loopback up,
+/// no IPv6, no forwarding, and its kernel's management interface mgmt0
+/// 10.0.1.251/24 on the topology's bridge (peer p-mgmt2). Deleting the
+/// namespace on drop removes every veth with an end in it.
+pub struct SecondNs {
+    pub ns: String,
+}
+
+impl SecondNs {
+    pub fn up(topo: &Topology) -> SecondNs {
+        let ns = topo.ns("lb2");
+        let sw = topo.sw_ns();
+        ip(&["netns", "add", &ns]);
+        let d = SecondNs { ns: ns.clone() };
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns_exec_ok(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+                "net.ipv4.ip_forward=0",
+            ],
+        );
+        d.veth("mgmt0", "p-mgmt2", &sw);
+        ip(&["-n", &sw, "link", "set", "p-mgmt2", "master", "br0", "up"]);
+        ip(&["-n", &ns, "addr", "add", "10.0.1.251/24", "dev", "mgmt0"]);
+        d
+    }
+
+    /// A veth pair: `ifc` here, `peer` in namespace `peer_ns` (this one
+    /// too if it is `self.ns`), offloads off on both; `ifc` up, `peer`
+    /// left for the caller (enslave it, bring it up).
+    pub fn veth(&self, ifc: &str, peer: &str, peer_ns: &str) {
+        let ns = &self.ns;
+        ip(&[
+            "-n", ns, "link", "add", ifc, "type", "veth", "peer", "name", peer, "netns", peer_ns,
+        ]);
+        offloads_off(ns, ifc);
+        offloads_off(peer_ns, peer);
+        ip(&["-n", ns, "link", "set", ifc, "up"]);
+    }
+}
+
+impl Drop for SecondNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+impl Topology {
+    /// A second rvsd's configuration: this topology's, its af_packet ports
+    /// on other interfaces (`ifaces`: this topology's name, the other) and
+    /// its own EAL file prefix.
+    pub fn second_config(&self, ifaces: &[(&str, &str)]) -> Value {
+        let mut c = self.default_config();
+        let args: Vec<Value> = c["eal_args"]
+            .as_array()
+            .expect("eal_args")
+            .iter()
+            .map(|v| {
+                let mut s = v.as_str().unwrap_or_default().to_owned();
+                for (a, b) in ifaces {
+                    s = s.replace(&format!("iface={a}"), &format!("iface={b}"));
+                }
+                json!(if s == self.name {
+                    format!("{}b", self.name)
+                } else {
+                    s
+                })
+            })
+            .collect();
+        c["eal_args"] = json!(args);
+        c
+    }
+}
+
 /// Starts `bin` in namespace `ns` (`ip netns exec` execs it, so the child's
 /// pid is rvsd's), stdout and stderr to `log`.
 fn spawn_rvsd(
