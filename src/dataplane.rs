@@ -14,13 +14,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::flow::FlowKey;
+
 use crate::conn::{
-    Conn, ConnTable, Dir, FlowKey, InsertError, NewConn, State, SynProxy, TcpEvent, Template,
-    TemplateKey, Timeouts,
+    Conn, ConnTable, Dir, InsertError, NewConn, State, SynProxy, TcpEvent, Template, TemplateKey,
+    Timeouts,
 };
+use crate::flow::{Forward, Proto};
 use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
-use crate::service::{Forward, Proto, Service, ServiceTable};
+use crate::service::{Service, ServiceTable};
 use crate::stats::{DropReason, WorkerStats};
 use crate::wire::{
     icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::Proto;
+use crate::flow::Proto;
 
 /// At most this many rules: the classifier is a first-match scan.
 pub const MAX_RULES: usize = 4096;

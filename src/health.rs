@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::service::{DestKey, HealthCheck};
+use crate::flow::DestKey;
+
+use crate::service::HealthCheck;
 
 pub use probe::{http_request, parse_status_line};
 

@@ -1336,7 +1336,7 @@ fn checker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Forward, Proto};
+    use crate::flow::{Forward, Proto};
 
     const SEED: &str = r#"
 ! Configuration File for keepalived
@@ -1578,7 +1578,7 @@ virtual_server 192.168.1.100 80 {
     /// N csum` per virtual or real server.
     #[test]
     fn tunnel_types_of_lvs_method() {
-        use crate::service::{TunCsum, TunType};
+        use crate::flow::{TunCsum, TunType};
         let imp = import(
             "virtual_server 10.0.0.1 80 {\n lvs_method TUN type gue port 6080 csum\n\
              real_server 10.0.1.1 80 {\n }\n\

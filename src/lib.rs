@@ -16,7 +16,7 @@ pub mod control;
 pub mod dataplane;
 #[allow(unsafe_code)]
 pub mod dpdk;
-pub mod est;
+pub mod flow;
 pub mod fwmark;
 pub mod health;
 pub mod io;

@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
+use rvs::flow::Forward;
 use rvs::keepalived::import_file;
-use rvs::service::{CheckKind, Forward, OnFailure};
+use rvs::service::{CheckKind, OnFailure};
 
 fn load(name: &str) -> Result<rvs::keepalived::Import, String> {
     import_file(

@@ -20,10 +20,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
-use rvs::conn::{ConnTable, FlowKey};
+use rvs::conn::ConnTable;
 use rvs::control::Control;
+use rvs::flow::FlowKey;
+use rvs::flow::{Proto, ServiceKey};
 use rvs::health::HealthEvent;
-use rvs::service::{Proto, ServiceKey};
 use rvs::stats::WorkerStats;
 
 fn ctl() -> Control {

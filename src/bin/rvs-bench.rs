@@ -27,13 +27,15 @@ use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use rvs::conn::{ConnTable, FlowKey};
+use rvs::flow::FlowKey;
+
+use rvs::conn::ConnTable;
 use rvs::control::Control;
 use rvs::dataplane::Dataplane;
 use rvs::dpdk::{self, DpdkIo, Eal, Mbuf, MbufRing, Mempool, Port, MBUF_DEFAULT_DATA_ROOM};
+use rvs::flow::Proto;
 use rvs::io::{Frame, PortIo, BURST};
 use rvs::neigh::{NeighTable, PortAddr, Router};
-use rvs::service::Proto;
 use rvs::stats::WorkerStats;
 use rvs::wire::{checksum, MacAddr, PacketBuilder, TcpFlags};
 use rvs::worker::Worker;

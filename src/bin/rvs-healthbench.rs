@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rvs::flow::{Proto, ServiceKey};
 use rvs::health::{HealthChecker, HealthEvent, HealthSource, HealthTarget};
-use rvs::service::{CheckKind, HealthCheck, Proto, ServiceKey};
+use rvs::service::{CheckKind, HealthCheck};
 
 const PORT: u16 = 8080;
 

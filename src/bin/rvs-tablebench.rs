@@ -23,8 +23,11 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use rvs::conn::{ConnTable, Dir, FlowKey, NewConn, State, TcpEvent, Timeouts};
-use rvs::service::{DestState, Forward, Proto, ServiceState};
+use rvs::flow::FlowKey;
+
+use rvs::conn::{ConnTable, Dir, NewConn, State, TcpEvent, Timeouts};
+use rvs::flow::{Forward, Proto};
+use rvs::service::{DestState, ServiceState};
 
 #[derive(Parser)]
 #[command(about = "Benchmark the rvs connection table")]

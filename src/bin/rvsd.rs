@@ -436,7 +436,10 @@ fn run(cli: Cli) -> Result<()> {
             bail!("control socket {}: {e}", cli.socket.display());
         }
     };
-    handles.push(rvs::est::spawn(ctl.table.clone(), stop.clone())?);
+    handles.push(rvs::service::spawn_estimator(
+        ctl.table.clone(),
+        stop.clone(),
+    )?);
     // Not fatal: the JSON socket is the daemon's own interface. Stopped
     // (bounded) when dropped, before the control plane is taken apart.
     let ipvs_socket = cli.ipvs_socket.clone().unwrap_or_else(|| {

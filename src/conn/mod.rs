@@ -47,29 +47,12 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
-use crate::service::{ClientAddr, DestState, Forward, Ids, Proto, ServiceState};
+use crate::flow::{ClientAddr, FlowKey, Forward, Proto};
+
+use crate::service::state::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
-/// A flow as seen on the wire: protocol and both endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    pub proto: Proto,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub sport: u16,
-    pub dport: u16,
-}
-
 impl FlowKey {
-    pub fn v4(proto: Proto, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> FlowKey {
-        FlowKey {
-            proto,
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
-            sport,
-            dport,
-        }
-    }
     /// The key as numbers, if both addresses are IPv4 (the table is
     /// IPv4-only, like the rest of the data path).
     #[inline]

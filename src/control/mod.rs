@@ -24,13 +24,14 @@ use serde_json::{json, Value};
 
 use crate::config::TimeoutConf;
 use crate::conn::{ConnTable, State, Timeouts};
+use crate::flow::{ClientAddr, DestKey, Forward, Proto, ServiceKey, TunType};
 use crate::fwmark::{Classifier, FwmarkRule};
 use crate::health::{HealthEvent, HealthSource, HealthTarget};
 use crate::io::PortCounters;
 use crate::sched;
 use crate::service::{
-    CheckKind, ClientAddr, DestConf, DestKey, Forward, HealthCheck, OnFailure, Proto, ServiceConf,
-    ServiceKey, ServiceTable, SorryServer, StateRegistry, TunType,
+    CheckKind, DestConf, HealthCheck, OnFailure, ServiceConf, ServiceTable, SorryServer,
+    StateRegistry,
 };
 use crate::stats::{StatsSnapshot, WorkerStats};
 
@@ -1163,7 +1164,7 @@ fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), CtlError> {
     }
     // ipvsadm.c: "One-Packet Scheduling is only for UDP virtual services"
     // (the kernel itself applies the flag to UDP packets only).
-    if s.ops && !s.is_fwmark() && s.proto != crate::service::Proto::Udp {
+    if s.ops && !s.is_fwmark() && s.proto != crate::flow::Proto::Udp {
         return Err(CtlError::invalid(
             "one-packet scheduling (ops) is only for UDP virtual services",
         ));

@@ -1,5 +1,6 @@
 use super::*;
-use crate::service::{CheckKind, HttpUrl, OnFailure, Proto, ServiceKey};
+use crate::flow::{Proto, ServiceKey};
+use crate::service::{CheckKind, HttpUrl, OnFailure};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
 use std::time::Instant;

@@ -630,8 +630,8 @@ fn conn_text_has_the_kernels_header() {
 
 #[test]
 fn dest_dump_lists_what_is_in_service_as_rvsadm_does() {
+    use crate::flow::{Proto, ServiceKey};
     use crate::health::HealthEvent;
-    use crate::service::{Proto, ServiceKey};
     let ctl = control();
     // rs1 with a check that will fail (remove), rs2 with one that quiesces,
     // rs3 unchecked; a sorry server.

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::{addr_fold, hash_32, ids, kernel_order, locate, SchedFlags, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// `IP_VS_DH_TAB_BITS` (CONFIG_IP_VS_DH_TAB_BITS default 8).
 const TAB_BITS: u32 = 8;
@@ -89,7 +89,7 @@ mod tests {
 
     use super::super::testutil::dests;
     use super::*;
-    use crate::service::Proto;
+    use crate::flow::Proto;
 
     fn to(src: u8, dst: u8) -> FlowKey {
         FlowKey::v4(

@@ -6,8 +6,8 @@
 //! a failed health check moves new connections to the next one.
 
 use super::{kernel_order, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Fo;
 

@@ -30,8 +30,8 @@ use std::net::IpAddr;
 use parking_lot::Mutex;
 
 use super::{addr_fold, hash_32, kernel_order, least_weighted_in, locate, SchedFlags, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// CHECK_EXPIRE_INTERVAL, 60 s.
 pub(super) const CHECK_EXPIRE_INTERVAL_MS: u64 = 60 * 1000;
@@ -238,7 +238,7 @@ mod tests {
 
     use super::super::testutil::dests;
     use super::*;
-    use crate::service::Proto;
+    use crate::flow::Proto;
 
     fn to(dst: Ipv4Addr) -> FlowKey {
         FlowKey::v4(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 1), 40000, dst, 80)

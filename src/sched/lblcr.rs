@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 
 use super::lblc::{is_overloaded, least_loaded, Table, DEFAULT_EXPIRATION_MS, TAB_BITS};
 use super::{hash_32, least_weighted_in, SchedFlags, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// A destination's server set: server ids ([`DestState::id`], the kernel's
 /// `struct ip_vs_dest *`), most recently added first (`list_add_rcu`), and
@@ -144,7 +144,7 @@ mod tests {
 
     use super::super::testutil::dests;
     use super::*;
-    use crate::service::Proto;
+    use crate::flow::Proto;
 
     fn to(dst: Ipv4Addr) -> FlowKey {
         FlowKey::v4(Proto::Tcp, Ipv4Addr::new(192, 0, 2, 1), 40000, dst, 80)

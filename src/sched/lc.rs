@@ -4,8 +4,8 @@
 //! (the newest, see [`super::kernel_order`]) wins ties.
 
 use super::Scheduler;
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Lc;
 

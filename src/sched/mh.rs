@@ -25,8 +25,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::{addr_fold, ids, kernel_order, locate, SchedFlags, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// The kernel's table sizes, `primes[CONFIG_IP_VS_MH_TAB_INDEX - 8]`.
 const PRIMES: [usize; 10] = [
@@ -256,7 +256,7 @@ mod tests {
 
     use super::super::testutil::dests;
     use super::*;
-    use crate::service::Proto;
+    use crate::flow::Proto;
 
     fn client(i: u32) -> FlowKey {
         FlowKey::v4(

@@ -38,8 +38,8 @@ mod wrr;
 
 use std::net::IpAddr;
 
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// Picks a real server for a new flow.
 pub trait Scheduler: Send + Sync {
@@ -280,8 +280,9 @@ pub(crate) mod testutil {
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
 
-    use crate::conn::FlowKey;
-    use crate::service::{Dest, DestState, Forward, Proto};
+    use crate::flow::FlowKey;
+    use crate::flow::{Forward, Proto};
+    use crate::service::{Dest, DestState};
 
     /// Real servers 10.0.1.1.. with these weights and (active, inactive) counts.
     pub fn dests(spec: &[(u32, u32, u32)]) -> Vec<Dest> {

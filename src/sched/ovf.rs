@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{kernel_order, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Ovf;
 

@@ -13,8 +13,8 @@
 use parking_lot::Mutex;
 
 use super::{locate, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Rr {
     /// The last server picked, as (index hint, id); None = the list head.

@@ -3,8 +3,8 @@
 //! is preferred by weight: minimise (active + 1) / weight.
 
 use super::{least_weighted, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Sed;
 

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use arc_swap::ArcSwap;
 
 use super::{addr_fold, hash_32, ids, kernel_order, locate, SchedFlags, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 /// `IP_VS_SH_TAB_BITS` (CONFIG_IP_VS_SH_TAB_BITS default 8).
 const TAB_BITS: u32 = 8;
@@ -147,7 +147,7 @@ mod tests {
 
     use super::super::testutil::dests;
     use super::*;
-    use crate::service::Proto;
+    use crate::flow::Proto;
 
     fn client(src: Ipv4Addr, sport: u16) -> FlowKey {
         FlowKey::v4(Proto::Tcp, src, sport, Ipv4Addr::new(10, 0, 0, 100), 80)

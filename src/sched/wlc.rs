@@ -5,8 +5,8 @@
 //! (the newest) winning ties.
 
 use super::{least_weighted, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 pub struct Wlc;
 

@@ -16,8 +16,8 @@
 use parking_lot::Mutex;
 
 use super::{locate, Scheduler};
-use crate::conn::FlowKey;
-use crate::service::Dest;
+use crate::flow::FlowKey;
+use crate::service::state::Dest;
 
 struct Mark {
     /// Last picked server as (index hint, id); None = list head.

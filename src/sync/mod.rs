@@ -41,8 +41,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::conn::{ConnTable, Dir, FlowKey, NewConn, State};
-use crate::service::{ClientAddr, Forward, Proto, ServiceTable};
+use crate::flow::FlowKey;
+
+use crate::conn::{ConnTable, Dir, NewConn, State};
+use crate::flow::{ClientAddr, Forward, Proto};
+use crate::service::ServiceTable;
 use proto::{flags, Builder, Error, FnatOpt, Seq, SyncConn};
 
 /// How often the master scans the connection table.

@@ -26,8 +26,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::conn::{Conn, Fnat, State};
+use crate::flow::ClientAddr;
 use crate::io::Frame;
-use crate::service::ClientAddr;
 use crate::wire::{EthernetFrame, IpProtocol, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;

@@ -69,7 +69,8 @@ pub fn reply(ip: &mut [u8], c: &Conn) -> Result<(), WireError> {
 mod tests {
     use super::*;
     use crate::conn::{ConnTable, NewConn};
-    use crate::service::{DestState, Forward, Proto, ServiceState};
+    use crate::flow::{Forward, Proto};
+    use crate::service::{DestState, ServiceState};
     use crate::wire::{checksum, PacketBuilder, TcpFlags};
 
     fn conn(proto: Proto) -> Conn<'static> {

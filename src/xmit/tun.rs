@@ -29,8 +29,8 @@
 
 use std::net::Ipv4Addr;
 
+use crate::flow::{TunCsum, TunType, Tunnel};
 use crate::io::Frame;
-use crate::service::{TunCsum, TunType, Tunnel};
 use crate::wire::{checksum, EthernetFrame, IpProtocol, Ipv4Packet, WireError};
 
 /// The outer IPv4 header.

@@ -14,16 +14,11 @@
 //! (shifted left by 4). The read-out rounds to the nearest integer:
 //! `(cps + 0x1FF) >> 10`, `(bps + 0xF) >> 5` (`ip_vs_read_estimator`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-
-use crate::service::{ServiceTable, TrafficCounters, TrafficStats};
 
 /// Time between two estimator ticks (the kernel's `2 * HZ`).
 pub const INTERVAL: Duration = Duration::from_secs(2);
@@ -122,41 +117,61 @@ impl Estimator {
     }
 }
 
-/// Tick the estimator of every service and real server in `table`.
-pub fn tick_table(table: &ServiceTable) {
-    for s in table.iter() {
-        s.state.est.tick(&s.state.traffic);
-        for d in &s.dests {
-            d.state.est.tick(&d.state.traffic);
-        }
-    }
+/// Traffic counters shared by a service or real server and every snapshot
+/// and connection that refers to it.
+#[derive(Debug, Default)]
+pub struct TrafficCounters {
+    pub conns: AtomicU64,
+    pub inpkts: AtomicU64,
+    pub outpkts: AtomicU64,
+    pub inbytes: AtomicU64,
+    pub outbytes: AtomicU64,
 }
 
-/// A thread that ticks the estimators of the current snapshot every
-/// [`INTERVAL`] until `stop` is set (checked every 100 ms).
-pub fn spawn(
-    table: Arc<ArcSwap<ServiceTable>>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("rvs-est".into())
-        .spawn(move || {
-            let mut next = Instant::now() + INTERVAL;
-            while !stop.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                if now >= next {
-                    tick_table(&table.load());
-                    next += INTERVAL;
-                    // After a long stall, skip missed ticks rather than
-                    // running them back to back (the kernel's timer does too).
-                    if next <= now {
-                        next = now + INTERVAL;
-                    }
-                    continue;
-                }
-                std::thread::sleep((next - now).min(Duration::from_millis(100)));
+/// A plain copy of [`TrafficCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficStats {
+    pub conns: u64,
+    pub inpkts: u64,
+    pub outpkts: u64,
+    pub inbytes: u64,
+    pub outbytes: u64,
+}
+
+impl TrafficCounters {
+    pub fn read(&self) -> TrafficStats {
+        TrafficStats {
+            conns: self.conns.load(Relaxed),
+            inpkts: self.inpkts.load(Relaxed),
+            outpkts: self.outpkts.load(Relaxed),
+            inbytes: self.inbytes.load(Relaxed),
+            outbytes: self.outbytes.load(Relaxed),
+        }
+    }
+    pub fn clear(&self) {
+        for c in [
+            &self.conns,
+            &self.inpkts,
+            &self.outpkts,
+            &self.inbytes,
+            &self.outbytes,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+    /// Add a worker's batch of packet counts.
+    pub fn add(&self, inpkts: u64, outpkts: u64, inbytes: u64, outbytes: u64) {
+        for (c, v) in [
+            (&self.inpkts, inpkts),
+            (&self.outpkts, outpkts),
+            (&self.inbytes, inbytes),
+            (&self.outbytes, outbytes),
+        ] {
+            if v != 0 {
+                c.fetch_add(v, Relaxed);
             }
-        })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,24 +262,5 @@ mod tests {
         // Counters reset behind the estimator's back: no spike.
         e.tick(TrafficStats::default());
         assert_eq!(e.read(), Rates::default());
-    }
-
-    #[test]
-    fn tick_table_updates_services_and_dests() {
-        use crate::service::{ServiceConf, StateRegistry};
-        use std::sync::atomic::Ordering::Relaxed;
-        let conf: ServiceConf = serde_json::from_str(
-            r#"{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr",
-                "dests":[{"ip":"10.0.1.11","fwd":"nat"}]}"#,
-        )
-        .unwrap();
-        let t = ServiceTable::build(&[conf], &mut StateRegistry::default()).unwrap();
-        let s = t.iter().next().unwrap();
-        s.state.traffic.conns.store(40, Relaxed);
-        s.dests[0].state.traffic.conns.store(40, Relaxed);
-        tick_table(&t);
-        // 40 << 9 = 20480; >> 2 = 5120; (5120 + 511) >> 10 = 5.
-        assert_eq!(s.state.est.read().cps, 5);
-        assert_eq!(s.dests[0].state.est.read().cps, 5);
     }
 }
