@@ -1,0 +1,372 @@
+use super::*;
+
+const SYN: TcpEvent = TcpEvent {
+    syn: true,
+    fin: false,
+    ack: false,
+    rst: false,
+};
+const ACK: TcpEvent = TcpEvent {
+    syn: false,
+    fin: false,
+    ack: true,
+    rst: false,
+};
+const FIN: TcpEvent = TcpEvent {
+    syn: false,
+    fin: true,
+    ack: true,
+    rst: false,
+};
+const RST: TcpEvent = TcpEvent {
+    syn: false,
+    fin: false,
+    ack: false,
+    rst: true,
+};
+
+/// A table with one registered real server and service.
+pub(super) fn table(max: usize, workers: usize) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
+    let t = ConnTable::new(max, workers);
+    let d = t.ids().dests.push(|id| DestState {
+        id,
+        ..Default::default()
+    });
+    let s = t.ids().services.push(|id| ServiceState {
+        id,
+        ..Default::default()
+    });
+    (t, d.unwrap(), s.unwrap())
+}
+
+pub(super) fn new_conn(
+    cip: [u8; 4],
+    cport: u16,
+    fwd: Forward,
+    d: &DestState,
+    s: &ServiceState,
+) -> NewConn {
+    NewConn::new(
+        Proto::Tcp,
+        (IpAddr::from(cip), cport),
+        ("10.0.0.100".parse().unwrap(), 80),
+        ("10.0.1.11".parse().unwrap(), 8080),
+        fwd,
+        d,
+        s,
+    )
+}
+
+fn mk<'t>(t: &'t ConnTable, cport: u16, d: &DestState, s: &ServiceState) -> Conn<'t> {
+    t.insert(new_conn([192, 0, 2, 1], cport, Forward::Nat, d, s), 0, 0)
+        .unwrap()
+}
+
+fn counts(d: &DestState) -> (u32, u32) {
+    (d.active.load(Relaxed), d.inactive.load(Relaxed))
+}
+
+#[test]
+fn synproxy_state_is_kept_beside_fullnat_and_lost_on_slot_reuse() {
+    let (t, d, sv) = table(1, 1);
+    for fnat in [false, true] {
+        let mut n = new_conn([192, 0, 2, 1], 4000, Forward::Nat, &d, &sv).with_synproxy(
+            0xdead_beef,
+            0x1234_5678,
+            502,
+        );
+        if fnat {
+            n.fwd = Forward::FullNat;
+            n = n.with_fnat("10.0.1.200".parse().unwrap(), 5000, ClientAddr::Toa);
+        }
+        let c = t.insert(n, 0, 0).unwrap();
+        let pending = Some(SynProxy::Pending {
+            client_isn: 0xdead_beef,
+            cookie: 0x1234_5678,
+            window: 502,
+        });
+        assert_eq!(c.synproxy, pending);
+        if let Some(f) = &c.fnat {
+            assert_eq!(
+                (f.lport, f.isn.get(), f.delta.get()),
+                (5000, 0xdead_beef, 0)
+            );
+            assert_eq!(f.lip, "10.0.1.200".parse::<IpAddr>().unwrap());
+        }
+        // Negative server-to-client shift: the top bits are used.
+        let adj = 0xff07_9abc_def0_u64 & !SYNP_PROXIED;
+        assert!(c.synproxy_establish(adj));
+        assert!(!c.synproxy_establish(adj), "a stale snapshot cannot");
+        let (c2, _) = t.lookup(&c.in_key()).unwrap();
+        assert_eq!(c2.synproxy, Some(SynProxy::Proxied(adj)));
+        assert!(!c2.synproxy_establish(adj), "only once");
+        if let Some(f) = &c2.fnat {
+            assert_eq!((f.lport, f.isn.get(), f.delta.get()), (5000, 0, 0));
+            c2.commit();
+            let (c3, _) = t.lookup(&c.in_key()).unwrap();
+            assert_eq!(c3.synproxy, Some(SynProxy::Proxied(adj)), "commit keeps it");
+        }
+        t.end(&c2);
+    }
+    // A connection ended meanwhile is not established by a snapshot
+    // taken before.
+    let n = new_conn([192, 0, 2, 1], 4002, Forward::Nat, &d, &sv).with_synproxy(1, 2, 3);
+    let c = t.insert(n, 0, 0).unwrap();
+    let (stale, _) = t.lookup(&c.in_key()).unwrap();
+    t.end(&c);
+    assert!(!stale.synproxy_establish(5));
+    // The slot reused by a plain connection has no proxy state.
+    let c = mk(&t, 4001, &d, &sv);
+    assert_eq!(c.synproxy, None);
+    assert_eq!(c.id().0, 0);
+}
+
+#[test]
+fn wheel_buckets_give_back_the_room_of_a_burst() {
+    let (t, d, sv) = table(200_000, 1);
+    // 100,000 timers in a handful of buckets (a burst of new flows).
+    for i in 0..100_000u32 {
+        let n = new_conn(
+            [192, 0, 2, (i % 250) as u8],
+            1024 + (i / 250) as u16,
+            Forward::Nat,
+            &d,
+            &sv,
+        );
+        t.insert(n, 0, 0).unwrap();
+    }
+    let peak = t.wheel_capacity();
+    assert!(peak >= 100_000, "{peak}");
+    assert_eq!(t.expire_all(24 * 3600 * 1000), 100_000);
+    let after = t.wheel_capacity();
+    assert!(
+        after <= WHEEL_SLOTS * WHEEL_KEEP / 64 + 4 * WHEEL_KEEP,
+        "{after} entries of room kept after the burst (peak {peak})"
+    );
+}
+
+#[test]
+fn a_slot_is_one_cache_line() {
+    assert_eq!(std::mem::size_of::<Slot>(), 64);
+    assert_eq!(std::mem::size_of::<Bucket>(), 64);
+}
+
+#[test]
+fn both_directions_find_the_connection() {
+    let (t, d, s) = table(10, 1);
+    let c = mk(&t, 1234, &d, &s);
+    let (c1, d1) = t.lookup(&c.in_key()).unwrap();
+    assert_eq!((c1.id(), d1), (c.id(), Dir::In));
+    let rk = FlowKey::v4(
+        Proto::Tcp,
+        "10.0.1.11".parse().unwrap(),
+        8080,
+        "192.0.2.1".parse().unwrap(),
+        1234,
+    );
+    let (c2, d2) = t.lookup(&rk).unwrap();
+    assert_eq!((c2.id(), d2), (c.id(), Dir::Out));
+    assert_eq!((c2.cip, c2.cport, c2.dport), (c.cip, 1234, 8080));
+    // Neither a different port nor the reversed client key matches.
+    let mut other = c.in_key();
+    other.sport = 1235;
+    assert!(t.lookup(&other).is_none());
+    let (s_, d_) = (rk.src, rk.dst);
+    let rev = FlowKey {
+        src: d_,
+        dst: s_,
+        ..rk
+    };
+    assert!(t.lookup(&rev).is_none());
+    assert_eq!(t.len(), 1);
+    assert_eq!(counts(&d), (0, 1), "new connections start inactive");
+    assert_eq!(d.traffic.conns.load(Relaxed), 1);
+}
+
+#[test]
+fn inserting_the_same_client_flow_twice_gives_the_first() {
+    let (t, d, s) = table(10, 1);
+    let a = mk(&t, 7, &d, &s);
+    let b = mk(&t, 7, &d, &s);
+    assert_eq!(a.id(), b.id());
+    assert_eq!((t.len(), counts(&d)), (1, (0, 1)));
+}
+
+#[test]
+fn fullnat_connections_are_found_by_the_local_address() {
+    let (t, d, s) = table(10, 1);
+    let n = new_conn([192, 0, 2, 1], 5555, Forward::FullNat, &d, &s).with_fnat(
+        "10.0.1.200".parse().unwrap(),
+        40000,
+        ClientAddr::ProxyV2,
+    );
+    let c = t.insert(n, 0, 0).unwrap();
+    let ok = c.out_key().unwrap();
+    assert_eq!((ok.dst, ok.dport), ("10.0.1.200".parse().unwrap(), 40000));
+    let (r, dir) = t.lookup(&ok).unwrap();
+    assert_eq!((r.id(), dir), (c.id(), Dir::Out));
+    // The NAT-style reply key (to the client itself) is not indexed.
+    let nat_key = FlowKey {
+        dst: c.cip,
+        dport: c.cport,
+        ..ok
+    };
+    assert!(t.lookup(&nat_key).is_none());
+    // Sequence data written back through a snapshot is seen by the next.
+    let f = c.fnat.as_ref().unwrap();
+    assert_eq!(f.client_addr, ClientAddr::ProxyV2);
+    f.isn.set(0xdead_beef);
+    f.delta.set(28);
+    c.commit();
+    let (again, _) = t.lookup(&c.in_key()).unwrap();
+    let g = again.fnat.as_ref().unwrap();
+    assert_eq!((g.isn.get(), g.delta.get()), (0xdead_beef, 28));
+}
+
+#[test]
+fn active_inactive_follow_state_and_expiry() {
+    let (t, d, s) = table(10, 1);
+    let c = mk(&t, 1, &d, &s);
+    let to = Timeouts::default();
+    c.on_packet(Dir::In, SYN, 0, &to);
+    assert_eq!(counts(&d), (0, 1));
+    c.on_packet(Dir::In, ACK, 0, &to);
+    let c = t.lookup(&c.in_key()).unwrap().0;
+    assert_eq!(c.state(), State::Established);
+    assert!(c.is_active());
+    assert_eq!(counts(&d), (1, 0));
+    assert_eq!(c.expires_ms(), 900_000);
+    c.on_packet(Dir::In, FIN, 1000, &to);
+    assert_eq!(counts(&d), (0, 1));
+    assert_eq!(t.expire_all(1000 + 59_990), 0, "CLOSE_WAIT lasts 60 s");
+    assert_eq!(t.expire_all(1000 + 60_000 + 2 * 16), 1);
+    assert_eq!(counts(&d), (0, 0));
+    assert!(t.lookup(&c.in_key()).is_none() && t.lookup(&c.out_key().unwrap()).is_none());
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_rst_moves_the_timer_forward_from_fifteen_minutes_to_ten_seconds() {
+    let (t, d, s) = table(10, 1);
+    let to = Timeouts::default();
+    let c = mk(&t, 1, &d, &s);
+    c.on_packet(Dir::In, SYN, 0, &to);
+    c.on_packet(Dir::In, ACK, 0, &to);
+    // Timers are handled on the way: ESTABLISHED at 900 s.
+    assert_eq!(t.expire_all(5_000), 0);
+    c.on_packet(Dir::In, RST, 5_000, &to);
+    assert_eq!(t.expire_all(14_990), 0, "CLOSE lasts 10 s");
+    assert_eq!(t.expire_all(15_040), 1, "ended 10 s after the RST");
+    assert!(t.is_empty() && counts(&d) == (0, 0));
+}
+
+#[test]
+fn timers_beyond_one_wheel_turn_and_extended_timers_wait() {
+    let (t, d, s) = table(10, 1);
+    let mut to = Timeouts::default();
+    to.0[State::Established as usize] = 200; // > 4096 ticks of 16 ms
+    let c = mk(&t, 1, &d, &s);
+    c.on_packet(Dir::In, SYN, 0, &to);
+    c.on_packet(Dir::In, ACK, 0, &to);
+    let mut now = 0;
+    while now < 150_000 {
+        now += 997;
+        assert_eq!(t.expire_all(now), 0, "not before 200 s ({now} ms)");
+    }
+    // A packet at 150 s pushes the deadline to 350 s.
+    c.on_packet(Dir::In, ACK, 150_000, &to);
+    while now < 349_900 {
+        now += 997;
+        assert_eq!(t.expire_all(now.min(349_900)), 0, "not before 350 s");
+    }
+    assert_eq!(t.expire_all(350_100), 1);
+}
+
+#[test]
+fn expiry_work_per_call_is_bounded() {
+    let (t, d, s) = table(5000, 1);
+    let to = Timeouts::default();
+    for p in 0..4000 {
+        mk(&t, p, &d, &s).on_packet(Dir::In, SYN, 0, &to);
+    }
+    // SYN_RECV: 60 s. Every call does at most 100 units of work.
+    let mut calls = 0;
+    let mut ended = 0;
+    t.expire(0, 0, 100);
+    while ended < 4000 {
+        let n = t.expire(0, 61_000, 100);
+        assert!(n <= 100);
+        ended += n;
+        calls += 1;
+        assert!(calls < 10_000, "expiry makes progress");
+    }
+    assert!(calls >= 40, "4000 endings took {calls} calls of 100");
+    assert_eq!((t.len(), counts(&d)), (0, (0, 0)));
+}
+
+#[test]
+fn full_table_rejects_and_counts_stay_bounded() {
+    let (t, d, s) = table(2, 1);
+    mk(&t, 1, &d, &s);
+    mk(&t, 2, &d, &s);
+    let n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
+    assert_eq!(t.insert(n.clone(), 0, 0).err(), Some(InsertError::Full));
+    assert_eq!(t.len(), 2);
+    assert_eq!(counts(&d), (0, 2));
+    // Once one has ended, its slot is used again.
+    t.expire_all(3_000);
+    assert!(t.is_empty());
+    let c = t.insert(n, 3_000, 0).unwrap();
+    assert!(c.id().0 < 2);
+}
+
+#[test]
+fn ipv6_is_refused_not_tracked() {
+    let (t, d, s) = table(2, 1);
+    let mut n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
+    n.cip = "2001:db8::1".parse().unwrap();
+    assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::NotIpv4));
+    assert!(t.is_empty() && counts(&d) == (0, 0));
+}
+
+#[test]
+fn a_stale_snapshot_cannot_touch_the_connection_that_reuses_its_slot() {
+    let (t, d, s) = table(1, 1);
+    let to = Timeouts::default();
+    let old = mk(&t, 1, &d, &s);
+    t.expire_all(3_000); // NONE lasts 2 s
+    let new = mk(&t, 2, &d, &s);
+    assert_eq!(old.id().0, new.id().0, "the only slot is reused");
+    assert_ne!(old.id().1, new.id().1, "with a new generation");
+    // The old snapshot's packet changes nothing.
+    old.on_packet(Dir::In, SYN, 3_000, &to);
+    old.on_packet(Dir::In, ACK, 3_000, &to);
+    let cur = t.lookup(&new.in_key()).unwrap().0;
+    assert_eq!((cur.state(), counts(&d)), (State::None, (0, 1)));
+    assert!(t.lookup(&old.in_key()).is_none());
+}
+
+#[test]
+fn concurrent_transitions_keep_counts_exact() {
+    let (t, d, s) = table(10_000, 2);
+    let conns: Vec<_> = (0..1000).map(|i| mk(&t, i, &d, &s)).collect();
+    let keys: Vec<FlowKey> = conns.iter().map(|c| c.in_key()).collect();
+    let to = Timeouts::default();
+    std::thread::scope(|sc| {
+        for dir in [Dir::In, Dir::Out] {
+            let (keys, t) = (&keys, &t);
+            sc.spawn(move || {
+                for k in keys {
+                    for ev in [SYN, ACK, FIN] {
+                        t.lookup(k).unwrap().0.on_packet(dir, ev, 0, &to);
+                    }
+                }
+            });
+        }
+    });
+    let mut active = 0;
+    t.for_each(|c| active += c.is_active() as u32);
+    assert_eq!(counts(&d), (active, 1000 - active));
+    t.flush();
+    assert_eq!((t.len(), counts(&d)), (0, (0, 0)));
+}
