@@ -25,6 +25,7 @@ use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
 use crate::service::{Service, ServiceTable};
 use crate::stats::{DropReason, WorkerStats};
+use crate::wire::ipv4::DEFAULT_TTL;
 use crate::wire::{
     icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,
     MacAddr, TcpSegment, UdpDatagram,
@@ -1012,7 +1013,7 @@ impl Dataplane {
         let (s, d) = (ip.src_addr(), ip.dst_addr());
         ip.set_src_addr(d);
         ip.set_dst_addr(s);
-        ip.set_ttl(64);
+        ip.set_ttl(DEFAULT_TTL);
         ip.fill_checksum();
         let mut eth = EthernetFrame::new_unchecked(&mut *data);
         eth.set_dst(client_mac);

@@ -25,6 +25,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod neigh;
 pub mod ownership;
+pub mod prng;
 pub mod sched;
 pub mod sdnotify;
 pub mod service;

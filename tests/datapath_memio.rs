@@ -1218,13 +1218,8 @@ fn udp_through_dr_tun_and_fullnat() {
 /// accounted for: sent, dropped with a reason, or consumed.
 #[test]
 fn mutated_frames_never_panic_and_are_all_accounted_for() {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = rvs::prng::Rng(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || rng.next_u64();
     for (fwd, client_addr) in [
         ("nat", "none"),
         ("dr", "none"),

@@ -335,13 +335,8 @@ fn a_refusing_server_resets_the_client_and_a_pending_connection_resends_its_syn(
 #[test]
 fn a_flood_of_spoofed_syns_and_forged_acks_creates_no_state() {
     let mut r = rig("nat", "");
-    let mut x: u32 = 0x2545_f491;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        x
-    };
+    let mut rng = rvs::prng::Rng(0x2545_f491);
+    let mut rnd = move || rng.next_u32();
     let (mut answered, mut to_servers) = (0, 0);
     for i in 0..25_000u32 {
         let src = Ipv4Addr::from(0x0b00_0000 | (rnd() & 0x00ff_ffff));

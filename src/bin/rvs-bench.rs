@@ -14,6 +14,7 @@
 
 #![deny(unsafe_code)]
 
+use rvs::prng::Rng;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,21 +105,6 @@ fn client(f: usize) -> (Ipv4Addr, u16) {
     )
 }
 
-/// splitmix64: a small deterministic PRNG for shuffles and IMIX draws.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
-}
-
 /// One frame of a stream: its header, length and the RX port it enters on.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -147,7 +133,7 @@ fn client_frame(f: usize, len: usize, flags: TcpFlags) -> Vec<u8> {
     PacketBuilder::new()
         .eth(GW_MAC, DIR0_MAC)
         .ipv4(cip, vip())
-        .ttl(64)
+        .ttl(rvs::wire::ipv4::DEFAULT_TTL)
         .tcp(sport, 80)
         .flags(flags)
         .seq(1)
@@ -161,7 +147,7 @@ fn reply_frame(f: usize, rs: usize, len: usize) -> Vec<u8> {
     PacketBuilder::new()
         .eth(rs_mac(rs), DIR1_MAC)
         .ipv4(rs_ip(rs), cip)
-        .ttl(64)
+        .ttl(rvs::wire::ipv4::DEFAULT_TTL)
         .tcp(80, sport)
         .flags(TcpFlags::ACK)
         .seq(1)

@@ -836,9 +836,6 @@ impl ConnTable {
     pub fn footprint(&self) -> usize {
         std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.index)
     }
-    pub fn n_wheels(&self) -> usize {
-        self.wheels.len()
-    }
     pub fn n_template_shards(&self) -> usize {
         self.templates.len()
     }

@@ -367,14 +367,11 @@ fn malformed_files_are_errors_not_panics() {
     assert_eq!(imp.unsupported.len(), 4, "{:?}", imp.unsupported);
     assert_eq!(imp.services[0].dests[0].weight, 1);
     // Arbitrary bytes never panic.
-    let mut x = 0x9e3779b9u32;
+    let mut rng = crate::prng::Rng(0x9e37_79b9);
     for _ in 0..2000 {
         let s: String = (0..64)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                b"{}\n \"#!abvirtual_server 10.0.0.1 80real_server weight"[x as usize % 52] as char
+                b"{}\n \"#!abvirtual_server 10.0.0.1 80real_server weight"[rng.below(52)] as char
             })
             .collect();
         let _ = import(&s);

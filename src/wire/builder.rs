@@ -106,7 +106,7 @@ impl PacketBuilder {
             l3: L3::Ipv4,
             ip_src: Ipv4Addr::new(10, 0, 0, 1),
             ip_dst: Ipv4Addr::new(10, 0, 0, 2),
-            ttl: 64,
+            ttl: super::ipv4::DEFAULT_TTL,
             ident: 0,
             df: true,
             mf: false,

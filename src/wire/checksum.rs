@@ -123,7 +123,7 @@ pub fn udp_update16(csum: u16, old: u16, new: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::XorShift;
+    use crate::prng::Rng;
 
     const RFC_HDR: [u8; 20] = [
         0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
@@ -176,7 +176,7 @@ mod tests {
     /// word/dword incrementally and compare with full recomputation.
     #[test]
     fn incremental_matches_full() {
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let edge16 = [0x0000u16, 0xffff, 0x0001, 0xfffe, 0x8000, 0x7fff];
         for i in 0..20_000 {
             let mut buf = [0u8; 24];
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn l4_address_and_port_updates_match_full() {
-        let mut rng = XorShift(12345);
+        let mut rng = Rng(12345);
         for i in 0..5_000 {
             let src = Ipv4Addr::from(rng.next_u32());
             let dst = Ipv4Addr::from(rng.next_u32());

@@ -8,6 +8,11 @@ use std::net::Ipv4Addr;
 use super::checksum;
 use super::{get_u16, put_u16, WireError};
 
+/// TTL of the packets the director originates (ICMP answers and errors, SYN
+/// proxy segments, NAT's generated replies): Linux's `IPDEFTTL`, the default
+/// of `net.ipv4.ip_default_ttl`.
+pub const DEFAULT_TTL: u8 = 64;
+
 /// The IPv4 protocol field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpProtocol(pub u8);
@@ -309,7 +314,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Ipv4Packet<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::XorShift;
+    use crate::prng::Rng;
 
     const RFC_HDR: [u8; 20] = [
         0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
@@ -467,7 +472,7 @@ mod tests {
 
     #[test]
     fn incremental_updates_match_full() {
-        let mut rng = XorShift(0xdead_beef_cafe_f00d);
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
         let edges = [0u32, u32::MAX, 0xffff, 0xffff_0000, 0x0000_0001];
         for i in 0..10_000 {
             let mut v = rfc_packet();

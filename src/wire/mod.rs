@@ -60,49 +60,6 @@ pub enum WireError {
     BufferTooSmall,
 }
 
-impl WireError {
-    /// Every variant, in `index()` order (for fixed-size counter arrays).
-    pub const ALL: [WireError; 13] = [
-        WireError::EthTruncated,
-        WireError::ArpTruncated,
-        WireError::ArpUnsupported,
-        WireError::Ipv4Truncated,
-        WireError::Ipv4BadVersion,
-        WireError::Ipv4BadHeaderLen,
-        WireError::Ipv4BadTotalLen,
-        WireError::TcpTruncated,
-        WireError::TcpBadDataOffset,
-        WireError::UdpTruncated,
-        WireError::UdpBadLength,
-        WireError::IcmpTruncated,
-        WireError::BufferTooSmall,
-    ];
-
-    /// Stable short name, usable as a metrics label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WireError::EthTruncated => "eth_truncated",
-            WireError::ArpTruncated => "arp_truncated",
-            WireError::ArpUnsupported => "arp_unsupported",
-            WireError::Ipv4Truncated => "ipv4_truncated",
-            WireError::Ipv4BadVersion => "ipv4_bad_version",
-            WireError::Ipv4BadHeaderLen => "ipv4_bad_header_len",
-            WireError::Ipv4BadTotalLen => "ipv4_bad_total_len",
-            WireError::TcpTruncated => "tcp_truncated",
-            WireError::TcpBadDataOffset => "tcp_bad_data_offset",
-            WireError::UdpTruncated => "udp_truncated",
-            WireError::UdpBadLength => "udp_bad_length",
-            WireError::IcmpTruncated => "icmp_truncated",
-            WireError::BufferTooSmall => "buffer_too_small",
-        }
-    }
-
-    /// Position in [`WireError::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-}
-
 // Big-endian field access. Callers have validated the range.
 #[inline]
 pub(crate) fn get_u16(b: &[u8], at: usize) -> u16 {
@@ -124,47 +81,10 @@ pub(crate) fn put_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Deterministic xorshift for tests (no `rand` crate).
-#[cfg(test)]
-pub(crate) struct XorShift(pub u64);
-
-#[cfg(test)]
-impl XorShift {
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    pub fn next_u16(&mut self) -> u16 {
-        (self.next_u64() >> 48) as u16
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = (self.next_u64() >> 56) as u8;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_names_are_unique_and_indexed() {
-        let mut names: Vec<&str> = WireError::ALL.iter().map(|e| e.as_str()).collect();
-        for (i, e) in WireError::ALL.iter().enumerate() {
-            assert_eq!(e.index(), i);
-        }
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), WireError::ALL.len());
-    }
+    use crate::prng::Rng;
 
     /// Parse `b` with every view and touch every accessor and setter.
     fn exercise(b: &[u8]) {
@@ -355,7 +275,7 @@ mod tests {
 
     #[test]
     fn no_panic_on_prefixes_and_mutations() {
-        let mut rng = XorShift(0x1234_5678_9abc_def1);
+        let mut rng = Rng(0x1234_5678_9abc_def1);
         for f in sample_frames() {
             for n in 0..=f.len() {
                 exercise(&f[..n]);
@@ -374,7 +294,7 @@ mod tests {
 
     #[test]
     fn no_panic_on_random_bytes() {
-        let mut rng = XorShift(0xfeed_face_0bad_cafe);
+        let mut rng = Rng(0xfeed_face_0bad_cafe);
         for i in 0..5_000 {
             let len = rng.next_u32() as usize % 128;
             let mut b = vec![0u8; len];

@@ -9,6 +9,10 @@ use super::checksum;
 use super::ipv4::IpProtocol;
 use super::{get_u16, get_u32, put_u16, put_u32, WireError};
 
+/// MSS assumed when a SYN carries no MSS option (RFC 9293 3.7.1, the
+/// IPv4 default of 536), and the smallest MSS the SYN proxy encodes.
+pub const DEFAULT_MSS: u16 = 536;
+
 /// The TCP flags byte (CWR..FIN).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(pub u8);
@@ -294,7 +298,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for TcpSegment<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::XorShift;
+    use crate::prng::Rng;
 
     fn sample() -> Vec<u8> {
         // SYN from 10.0.0.1:12345 -> 10.0.0.2:80 with MSS option.
@@ -381,7 +385,7 @@ mod tests {
     fn setters_and_incremental() {
         let src = Ipv4Addr::new(10, 0, 0, 1);
         let dst = Ipv4Addr::new(10, 0, 0, 2);
-        let mut rng = XorShift(77);
+        let mut rng = Rng(77);
         let mut s = sample();
         for i in 0..5_000u32 {
             let mut t = TcpSegment::new_checked(&mut s[..]).unwrap();

@@ -138,7 +138,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for UdpDatagram<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::XorShift;
+    use crate::prng::Rng;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
     const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn incremental_matches_full() {
-        let mut rng = XorShift(4242);
+        let mut rng = Rng(4242);
         for i in 0..5_000u32 {
             let mut s = sample();
             rng.fill(&mut s[8..]);

@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 
 use crate::io::Frame;
+use crate::wire::ipv4::DEFAULT_TTL;
 use crate::wire::{icmp, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, MacAddr};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -58,7 +59,7 @@ pub fn error_in_place<F: Frame>(
     ip.set_frag_offset(0);
     ip.set_more_frags(false);
     ip.set_dont_frag(false);
-    ip.set_ttl(64);
+    ip.set_ttl(DEFAULT_TTL);
     ip.set_protocol(IpProtocol::ICMP);
     ip.set_src_addr(src);
     ip.set_dst_addr(orig_src);

@@ -125,7 +125,7 @@ mod tests {
                 true,
                 PacketBuilder::new()
                     .ipv4("192.0.2.7".parse().unwrap(), "10.0.0.100".parse().unwrap())
-                    .ttl(64)
+                    .ttl(crate::wire::ipv4::DEFAULT_TTL)
                     .tcp(40001, 80)
                     .flags(TcpFlags::SYN)
                     .seq(1000)
@@ -144,7 +144,7 @@ mod tests {
                 false,
                 PacketBuilder::new()
                     .ipv4("10.0.1.11".parse().unwrap(), "192.0.2.7".parse().unwrap())
-                    .ttl(64)
+                    .ttl(crate::wire::ipv4::DEFAULT_TTL)
                     .tcp(8080, 40001)
                     .flags(TcpFlags::ACK | TcpFlags::PSH)
                     .payload(b"HTTP/1.1 200 OK\r\n\r\nhello")

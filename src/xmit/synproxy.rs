@@ -87,6 +87,8 @@ use std::io::Read;
 use std::net::SocketAddrV4;
 
 use crate::io::Frame;
+use crate::wire::ipv4::DEFAULT_TTL;
+use crate::wire::tcp::DEFAULT_MSS;
 use crate::wire::{
     EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpSegment, WireError,
 };
@@ -96,17 +98,13 @@ use super::fullnat::{map_sack, options};
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 
 /// Client MSS values a cookie can carry (Linux's `msstab`).
-pub const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+pub const MSS_TABLE: [u16; 4] = [DEFAULT_MSS, 1300, 1440, 1460];
 /// Window scale the director announces to clients that offer scaling.
 pub const WSCALE: u8 = 7;
 /// Length of a cookie time slot.
 pub const SLOT_MS: u64 = 64_000;
-/// TTL of the packets the director writes.
-pub const TTL: u8 = 64;
 /// RFC 7323: larger shifts are treated as 14.
 const MAX_WSCALE: u8 = 14;
-/// MSS assumed when a SYN has none (RFC 9293).
-const DEFAULT_MSS: u16 = 536;
 
 /// Why a packet was not accepted or could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,7 +442,7 @@ struct Out<'a> {
 }
 
 /// Make `frame` an Ethernet frame holding exactly `s` (padded to 60 bytes):
-/// a fresh IPv4 header (no options, DF, TTL [`TTL`]) and TCP header, full
+/// a fresh IPv4 header (no options, DF, TTL [`DEFAULT_TTL`]) and TCP header, full
 /// checksums. The MAC addresses already in the frame are kept.
 fn write_segment<F: Frame>(frame: &mut F, s: &Out) -> Result<(), Reject> {
     let total = 40 + s.options.len();
@@ -466,7 +464,7 @@ fn write_segment<F: Frame>(frame: &mut F, s: &Out) -> Result<(), Reject> {
     p.set_header_len(20);
     p.set_total_len(total as u16);
     p.set_dont_frag(true);
-    p.set_ttl(TTL);
+    p.set_ttl(DEFAULT_TTL);
     p.set_protocol(IpProtocol::TCP);
     p.set_src_addr(saddr);
     p.set_dst_addr(daddr);

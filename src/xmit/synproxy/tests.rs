@@ -2,7 +2,8 @@ use std::net::Ipv4Addr;
 
 use super::*;
 use crate::io::VecFrame;
-use crate::wire::{checksum, MacAddr, PacketBuilder, XorShift};
+use crate::prng::Rng;
+use crate::wire::{checksum, MacAddr, PacketBuilder};
 
 const KEY: SynKey = SynKey::new(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
 const CMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0c]);
@@ -152,7 +153,7 @@ fn mss_table_picks_the_largest_entry_not_above_the_client_mss() {
 
 #[test]
 fn cookie_round_trip_for_many_flows_and_options() {
-    let mut rng = XorShift(0x5eed);
+    let mut rng = Rng(0x5eed);
     for i in 0..20_000u32 {
         let c = SocketAddrV4::new(Ipv4Addr::from(rng.next_u32()), rng.next_u16());
         let v = SocketAddrV4::new(Ipv4Addr::from(rng.next_u32()), rng.next_u16());
@@ -212,7 +213,7 @@ fn tampered_cookie_is_rejected() {
         wscale: Some(9),
         sack_ok: true,
     };
-    let mut rng = XorShift(99);
+    let mut rng = Rng(99);
     for _ in 0..200 {
         let isn = rng.next_u32();
         let (c, _) = make_cookie(&KEY, client(), vip(), isn, &o, NOW);
@@ -266,7 +267,10 @@ fn answer_syn_writes_a_valid_synack() {
         })
     );
     let ip = Ipv4Packet::new_checked(&f.data()[ETH..]).unwrap();
-    assert_eq!((ip.ttl(), ip.header_len(), ip.dont_frag()), (TTL, 20, true));
+    assert_eq!(
+        (ip.ttl(), ip.header_len(), ip.dont_frag()),
+        (DEFAULT_TTL, 20, true)
+    );
     assert_eq!(f.data().len(), ETH + 20 + 32);
 }
 
@@ -678,7 +682,7 @@ fn translation_matches_frames_built_from_scratch() {
 
 #[test]
 fn translation_round_trips_with_valid_checksums() {
-    let mut rng = XorShift(0xfeed);
+    let mut rng = Rng(0xfeed);
     for i in 0..5_000 {
         let adj = SeqAdj {
             delta: rng.next_u32(),
@@ -847,7 +851,7 @@ fn short_and_mangled_frames_never_panic() {
             .tcp_options(&sack(1, &[1, 2, 3, 4]))
             .build(),
     ];
-    let mut rng = XorShift(3);
+    let mut rng = Rng(3);
     for full in &frames {
         for n in 0..=full.len() {
             for mangle in [false, true] {
