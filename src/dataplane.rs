@@ -25,6 +25,7 @@ use crate::io::Frame;
 use crate::neigh::{NeighTable, Router};
 use crate::service::{Service, ServiceTable};
 use crate::stats::{DropReason, WorkerStats};
+use crate::synproxy::{self as sp, CookieInfo, Established, SeqAdj, SynKey};
 use crate::wire::ipv4::DEFAULT_TTL;
 use crate::wire::{
     icmp, ArpOp, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,
@@ -32,7 +33,6 @@ use crate::wire::{
 };
 use crate::xmit;
 use crate::xmit::fullnat::FnatError;
-use crate::xmit::synproxy::{self as sp, CookieInfo, Established, SeqAdj, SynKey};
 use crate::xmit::tun::TunError;
 
 /// What the worker does with a frame.

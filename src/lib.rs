@@ -33,6 +33,7 @@ pub mod siphash;
 pub mod statefile;
 pub mod stats;
 pub mod sync;
+pub mod synproxy;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

@@ -2,7 +2,7 @@
 //! rounds per 8-byte block and `D` finalization rounds. Two users:
 //! the Maglev scheduler needs SipHash-1-3 (the kernel's `hsiphash` on
 //! 64-bit machines, `sched::mh`), the SYN proxy's cookie MAC SipHash-2-4
-//! (`xmit::synproxy`). Both check it against reference vectors.
+//! (`synproxy`). Both check it against reference vectors.
 
 /// SipHash-`C`-`D` of `msg` under the key (`k0`, `k1`).
 pub fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {

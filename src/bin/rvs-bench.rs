@@ -357,7 +357,7 @@ fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Res
         neigh,
         table: ctl.table.clone(),
         conns,
-        syn_key: rvs::xmit::synproxy::SynKey::new(1, 2),
+        syn_key: rvs::synproxy::SynKey::new(1, 2),
         exc: Default::default(),
     });
     let (svc, mut reqs) = if fwmark_rules == 0 {

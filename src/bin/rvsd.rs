@@ -363,7 +363,7 @@ fn run(cli: Cli) -> Result<()> {
         neigh: Arc::new(NeighTable::default()),
         table: ctl.table.clone(),
         conns: conns.clone(),
-        syn_key: rvs::xmit::synproxy::SynKey::random().context("reading a SYN-cookie secret")?,
+        syn_key: rvs::synproxy::SynKey::random().context("reading a SYN-cookie secret")?,
     });
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -355,7 +355,7 @@ pub struct Fnat {
     pub delta: Cell<u32>,
 }
 
-/// The SYN proxy's part of a connection (see `crate::xmit::synproxy`).
+/// The SYN proxy's part of a connection (see `crate::synproxy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SynProxy {
     /// The client's handshake is done (the director answered its SYN with

@@ -410,7 +410,7 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         None => None,
         Some(crate::conn::SynProxy::Pending { .. }) => return None,
         Some(crate::conn::SynProxy::Proxied(bits)) => {
-            let a = crate::xmit::synproxy::SeqAdj::from_bits(bits);
+            let a = crate::synproxy::SeqAdj::from_bits(bits);
             Some(proto::SynOpt {
                 delta: a.delta,
                 c2s_shift: a.c2s_shift,
@@ -640,7 +640,7 @@ pub enum Applied {
 /// The SYN proxy's packed adjustment an entry carries.
 fn synproxy_bits(sc: &SyncConn) -> Option<u64> {
     sc.synproxy.map(|sp| {
-        crate::xmit::synproxy::SeqAdj {
+        crate::synproxy::SeqAdj {
             delta: sp.delta,
             c2s_shift: sp.c2s_shift,
             s2c_shift: sp.s2c_shift,

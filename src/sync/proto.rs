@@ -95,7 +95,7 @@ pub struct FnatOpt {
     pub client_addr: u8,
 }
 
-/// rvs's SYN-proxy option (`crate::xmit::synproxy::SeqAdj`'s fields).
+/// rvs's SYN-proxy option (`crate::synproxy::SeqAdj`'s fields).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SynOpt {
     pub delta: u32,

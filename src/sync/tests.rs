@@ -151,7 +151,7 @@ fn master_resends_a_connection_with_traffic_not_an_idle_one() {
 #[test]
 fn a_proxied_connection_carries_its_adjustment_to_the_backup() {
     use crate::conn::SynProxy;
-    use crate::xmit::synproxy::SeqAdj;
+    use crate::synproxy::SeqAdj;
     let (m, b) = (director(), director());
     let t = m.table.load();
     let svc = t

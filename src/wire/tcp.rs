@@ -101,6 +101,102 @@ impl fmt::Debug for TcpFlags {
     }
 }
 
+/// TCP option kinds (IANA "TCP Option Kind Numbers").
+pub mod opt {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WSCALE: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMP: u8 = 8;
+}
+
+/// One option of a TCP header: its kind, where it starts within the
+/// options and its whole length (kind and length bytes included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOption {
+    pub kind: u8,
+    pub at: usize,
+    pub len: usize,
+}
+
+impl TcpOption {
+    /// The option's bytes after kind and length.
+    pub fn value<'a>(&self, opts: &'a [u8]) -> &'a [u8] {
+        &opts[self.at + 2..self.at + self.len]
+    }
+}
+
+/// The options of a TCP header, in order (RFC 9293 3.1), NOPs skipped.
+/// Iteration stops at the end-of-list option, at the end of the bytes, or
+/// at the first malformed option (a length below 2 or past the end);
+/// [`TcpOptions::stop`] tells which.
+#[derive(Clone, Debug)]
+pub struct TcpOptions<'a> {
+    opts: &'a [u8],
+    i: usize,
+    done: bool,
+}
+
+/// Where a [`TcpOptions`] walk stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionsEnd {
+    /// The bytes ran out, or an end-of-list option.
+    Clean,
+    /// A malformed option at this offset.
+    Malformed(usize),
+}
+
+impl<'a> TcpOptions<'a> {
+    pub fn new(opts: &'a [u8]) -> Self {
+        TcpOptions {
+            opts,
+            i: 0,
+            done: false,
+        }
+    }
+
+    /// How the walk ended (call once the iterator returned `None`).
+    pub fn stop(&self) -> OptionsEnd {
+        match self.opts.get(self.i) {
+            None | Some(&opt::END) => OptionsEnd::Clean,
+            Some(_) => OptionsEnd::Malformed(self.i),
+        }
+    }
+}
+
+impl Iterator for TcpOptions<'_> {
+    type Item = TcpOption;
+
+    fn next(&mut self) -> Option<TcpOption> {
+        while !self.done {
+            match *self.opts.get(self.i)? {
+                opt::END => self.done = true,
+                opt::NOP => self.i += 1,
+                kind => {
+                    let len = usize::from(*self.opts.get(self.i + 1).or_else(|| {
+                        self.done = true;
+                        None
+                    })?);
+                    if len < 2 || self.i + len > self.opts.len() {
+                        self.done = true;
+                        return None;
+                    }
+                    let o = TcpOption {
+                        kind,
+                        at: self.i,
+                        len,
+                    };
+                    self.i += len;
+                    return Some(o);
+                }
+            }
+        }
+        None
+    }
+}
+
 mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
@@ -278,6 +374,55 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
         self.set_checksum(c);
     }
 
+    /// Rewrite every edge of every SACK block with `map`, updating the
+    /// checksum incrementally (a segment with a bad checksum stays bad).
+    /// Returns whether an edge changed.
+    pub fn map_sack_edges(&mut self, map: impl Fn(u32) -> u32) -> bool {
+        // Options are at most 40 bytes; walk a copy while writing the
+        // segment.
+        let mut copy = [0u8; 40];
+        let n = self.options().len().min(copy.len());
+        copy[..n].copy_from_slice(&self.options()[..n]);
+        let mut changed = false;
+        for o in TcpOptions::new(&copy[..n]) {
+            if o.kind == opt::SACK && o.len >= 10 && (o.len - 2) % 8 == 0 {
+                for e in (o.at + 2..o.at + o.len).step_by(4) {
+                    let v = u32::from_be_bytes([copy[e], copy[e + 1], copy[e + 2], copy[e + 3]]);
+                    let m = map(v);
+                    if m != v {
+                        self.put_option_u32_inc(e, m);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Write `v` at offset `at` of the options, updating the checksum over
+    /// the 16-bit words it covers (three when the value is not 16-bit
+    /// aligned; options start at the even offset 20, so alignment within
+    /// them is that of the segment).
+    fn put_option_u32_inc(&mut self, at: usize, v: u32) {
+        let (start, end) = (at & !1, (at + 5) & !1);
+        let word = |o: &[u8], w: usize| u16::from_be_bytes([o[w], o[w + 1]]);
+        let mut old = [0u16; 3];
+        let o = self.options_mut();
+        for (i, w) in (start..end).step_by(2).enumerate() {
+            old[i] = word(o, w);
+        }
+        o[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        let mut new = [0u16; 3];
+        for (i, w) in (start..end).step_by(2).enumerate() {
+            new[i] = word(o, w);
+        }
+        let mut c = self.checksum();
+        for i in 0..(end - start) / 2 {
+            c = checksum::update16(c, old[i], new[i]);
+        }
+        self.set_checksum(c);
+    }
+
     pub fn options_mut(&mut self) -> &mut [u8] {
         let hl = self.header_len();
         &mut self.buf.as_mut()[Self::MIN_HEADER_LEN..hl]
@@ -298,6 +443,27 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for TcpSegment<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_iterate_in_order_and_say_where_they_stopped() {
+        // MSS 1460, NOP, WS 7, SACK-permitted, then end of list.
+        let o = [2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 0, 0];
+        let mut it = TcpOptions::new(&o);
+        let got: Vec<(u8, usize, usize)> = it.by_ref().map(|x| (x.kind, x.at, x.len)).collect();
+        assert_eq!(got, [(2, 0, 4), (3, 5, 3), (4, 8, 2)]);
+        assert_eq!(it.stop(), OptionsEnd::Clean);
+        let mss = TcpOptions::new(&o).next().unwrap();
+        assert_eq!(mss.value(&o), [5, 0xb4]);
+        // A length of 1, and a length past the end: malformed where found.
+        for (bad, at) in [(&[1u8, 8, 1][..], 1), (&[2, 4, 5, 0xb4, 8, 10, 0][..], 4)] {
+            let mut it = TcpOptions::new(bad);
+            let n = it.by_ref().count();
+            assert_eq!(it.stop(), OptionsEnd::Malformed(at), "{bad:?} after {n}");
+        }
+        // Only NOPs, and nothing: clean and empty.
+        assert_eq!(TcpOptions::new(&[1, 1, 1]).count(), 0);
+        assert_eq!(TcpOptions::new(&[]).stop(), OptionsEnd::Clean);
+    }
     use crate::prng::Rng;
 
     fn sample() -> Vec<u8> {

@@ -28,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::conn::{Conn, Fnat, State};
 use crate::flow::ClientAddr;
 use crate::io::Frame;
+use crate::wire::tcp::{opt, TcpOptions};
 use crate::wire::{EthernetFrame, IpProtocol, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -207,79 +208,6 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     Ok(())
 }
 
-/// The options of a TCP header as (kind, offset, length), at most 16. Stops
-/// at the end-of-list option or at the first malformed option.
-pub(crate) fn options(opts: &[u8]) -> ([(u8, usize, usize); 16], usize) {
-    let mut out = [(0u8, 0usize, 0usize); 16];
-    let (mut i, mut n) = (0, 0);
-    while i < opts.len() && n < out.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = len as usize;
-                if len < 2 || i + len > opts.len() {
-                    break;
-                }
-                out[n] = (kind, i, len);
-                n += 1;
-                i += len;
-            }
-        }
-    }
-    (out, n)
-}
-
-/// Rewrite every edge of every SACK block of `t` with `map`, updating the
-/// checksum incrementally (a packet with a bad checksum stays bad). Returns
-/// whether an edge changed.
-pub(crate) fn map_sack<T: AsRef<[u8]> + AsMut<[u8]>>(
-    t: &mut TcpSegment<T>,
-    map: impl Fn(u32) -> u32,
-) -> bool {
-    let (opts, n) = options(t.options());
-    let mut changed = false;
-    for &(kind, at, len) in &opts[..n] {
-        if kind == 5 && len >= 10 && (len - 2) % 8 == 0 {
-            for e in (at + 2..at + len).step_by(4) {
-                let o = t.options();
-                let v = u32::from_be_bytes([o[e], o[e + 1], o[e + 2], o[e + 3]]);
-                let m = map(v);
-                if m != v {
-                    put_u32_inc(t, e, m);
-                    changed = true;
-                }
-            }
-        }
-    }
-    changed
-}
-
-/// Write `v` at offset `at` of the options, updating the checksum over the
-/// 16-bit words it covers (three when the option is not 16-bit aligned;
-/// options start at the even offset 20, so alignment within them is that of
-/// the segment).
-fn put_u32_inc<T: AsRef<[u8]> + AsMut<[u8]>>(t: &mut TcpSegment<T>, at: usize, v: u32) {
-    let (start, end) = (at & !1, (at + 5) & !1);
-    let word = |o: &[u8], w: usize| u16::from_be_bytes([o[w], o[w + 1]]);
-    let mut old = [0u16; 3];
-    let o = t.options_mut();
-    for (i, w) in (start..end).step_by(2).enumerate() {
-        old[i] = word(o, w);
-    }
-    o[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    let mut new = [0u16; 3];
-    for (i, w) in (start..end).step_by(2).enumerate() {
-        new[i] = word(o, w);
-    }
-    let mut c = t.checksum();
-    for i in 0..(end - start) / 2 {
-        c = crate::wire::checksum::update16(c, old[i], new[i]);
-    }
-    t.set_checksum(c);
-}
-
 /// Real server to client.
 pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
@@ -297,17 +225,17 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let first = f.isn.get().wrapping_add(1);
     let delta = f.delta.get();
     let mut options_changed = false;
-    let (opts, n) = options(t.options_mut());
     if flags.syn() && flags.ack() {
         // Leave room for the PROXY header in the client's first segment.
-        for &(kind, at, len) in &opts[..n] {
-            if kind == 2 && len == 4 {
-                let o = t.options_mut();
-                let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
-                let clamped = mss.saturating_sub(PP2_LEN as u16).max(64);
-                o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
-                options_changed = true;
-            }
+        let mss_at = TcpOptions::new(t.options())
+            .find(|x| x.kind == opt::MSS && x.len == 4)
+            .map(|x| x.at);
+        if let Some(at) = mss_at {
+            let o = t.options_mut();
+            let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
+            let clamped = mss.saturating_sub(PP2_LEN as u16).max(64);
+            o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
+            options_changed = true;
         }
     }
     if delta > 0 && flags.ack() {
@@ -327,7 +255,7 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         if map(ack) != ack {
             t.set_ack_inc(map(ack));
         }
-        map_sack(&mut t, map);
+        t.map_sack_edges(map);
     }
     if options_changed {
         t.fill_checksum(src, dst);

@@ -6,5 +6,4 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
-pub mod synproxy;
 pub mod tun;

@@ -81,7 +81,7 @@ impl<P: PortIo> Rig<P> {
             neigh: Arc::new(NeighTable::default()),
             table: ctl.table.clone(),
             conns,
-            syn_key: rvs::xmit::synproxy::SynKey::new(0x5eed, 0xc00c1e),
+            syn_key: rvs::synproxy::SynKey::new(0x5eed, 0xc00c1e),
             exc: Default::default(),
         });
         let worker = Worker::new(0, 1, io, dp.clone(), stats.clone(), Duration::ZERO);

@@ -93,7 +93,7 @@ use crate::wire::{
     EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpSegment, WireError,
 };
 
-use super::fullnat::{map_sack, options};
+use crate::wire::tcp::{opt, OptionsEnd, TcpOptions};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 
@@ -390,26 +390,24 @@ fn locate(data: &[u8]) -> Result<Located, Reject> {
 
 /// Options of a SYN, or None when malformed.
 fn syn_options(o: &[u8]) -> Option<(Option<u16>, Option<u8>, bool)> {
-    let (list, n) = options(o);
-    // `options` stops at the end-of-list option or at a malformed one: only
-    // NOPs and then the end or an end-of-list may follow what it parsed.
-    let end = list[..n].last().map_or(0, |&(_, at, len)| at + len);
-    if let Some(&b) = o[end..].iter().find(|&&b| b != 1) {
-        if b != 0 {
-            return None;
-        }
-    }
     let (mut mss, mut ws, mut sack) = (None, None, false);
-    for &(kind, at, len) in &list[..n] {
-        match (kind, len) {
-            (2, 4) => mss = Some(u16::from_be_bytes([o[at + 2], o[at + 3]])),
-            (3, 3) => ws = Some(o[at + 2].min(MAX_WSCALE)),
-            (4, 2) => sack = true,
-            (2..=4, _) => return None,
+    let mut it = TcpOptions::new(o);
+    for x in it.by_ref() {
+        let v = x.value(o);
+        match (x.kind, x.len) {
+            (opt::MSS, 4) => mss = Some(u16::from_be_bytes([v[0], v[1]])),
+            (opt::WSCALE, 3) => ws = Some(v[0].min(MAX_WSCALE)),
+            (opt::SACK_PERMITTED, 2) => sack = true,
+            (opt::MSS..=opt::SACK_PERMITTED, _) => return None,
             _ => {}
         }
     }
-    Some((mss, ws, sack))
+    // After the end-of-list option only padding may follow; a malformed
+    // option refuses the SYN.
+    match it.stop() {
+        OptionsEnd::Clean => Some((mss, ws, sack)),
+        OptionsEnd::Malformed(_) => None,
+    }
 }
 
 /// Options of a SYN or SYN-ACK: MSS, then SACK-permitted and window scale
@@ -612,11 +610,9 @@ pub fn server_synack<F: Frame>(frame: &F, info: &CookieInfo) -> Result<Establish
     if !ours {
         return Err(Reject::BadAck);
     }
-    let (list, n) = options(t.options());
-    let offered = list[..n]
-        .iter()
-        .find(|&&(kind, _, len)| kind == 3 && len == 3)
-        .map(|&(_, at, _)| t.options()[at + 2].min(MAX_WSCALE));
+    let offered = TcpOptions::new(t.options())
+        .find(|x| x.kind == opt::WSCALE && x.len == 3)
+        .map(|x| x.value(t.options())[0].min(MAX_WSCALE));
     // Scaling is on between client and director iff the client offered it
     // (the director answered with WSCALE), and between director and server
     // iff the director's SYN (which carries the client's scale) and the
@@ -747,7 +743,7 @@ pub fn to_server<F: Frame>(frame: &mut F, adj: &SeqAdj) -> Result<(), Reject> {
         t.set_window_inc(w);
     }
     if adj.delta != 0 {
-        map_sack(&mut t, |e| e.wrapping_add(adj.delta));
+        t.map_sack_edges(|e| e.wrapping_add(adj.delta));
     }
     Ok(())
 }
