@@ -5,8 +5,31 @@
 //! the inbound direction. No TTL change, as in the kernel (IPVS forwards
 //! from LOCAL_IN, not as a router).
 
-use crate::conn::Conn;
+use std::net::Ipv4Addr;
+
+use super::{ip_of, ttl_of, Egress, XmitError};
+use crate::conn::{Conn, Dir};
+use crate::flow::v4;
+use crate::io::Frame;
 use crate::wire::{Ipv4Packet, WireError};
+
+/// The mode's entry (see [`super::transmit`]): inbound only.
+pub fn xmit<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    dir: Dir,
+    _eg: &Egress,
+) -> Result<Ipv4Addr, XmitError> {
+    if dir != Dir::In {
+        return Err(XmitError::Unsupported);
+    }
+    // No TTL change, but a TTL-0 datagram is never sent.
+    if ttl_of(frame) == 0 {
+        return Err(XmitError::TtlExceeded);
+    }
+    forward(ip_of(frame)?, c)?;
+    v4(c.dip).ok_or(XmitError::NoRoute)
+}
 
 /// Client to real server: nothing to rewrite, only checked.
 pub fn forward(ip: &mut [u8], _c: &Conn) -> Result<(), WireError> {

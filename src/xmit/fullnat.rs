@@ -25,7 +25,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::conn::{Conn, Fnat, State};
+use super::{Egress, XmitError};
+use crate::conn::{Conn, Dir, Fnat, State};
 use crate::flow::ClientAddr;
 use crate::io::Frame;
 use crate::wire::tcp::{opt, TcpOptions};
@@ -206,6 +207,30 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         ClientAddr::None => {}
     }
     Ok(())
+}
+
+/// The mode's entry (see [`super::transmit`]): inbound to the real server
+/// from a local address, replies to the client from the VIP.
+pub fn xmit<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    dir: Dir,
+    _eg: &Egress,
+) -> Result<Ipv4Addr, XmitError> {
+    if super::ttl_of(frame) <= 1 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let next = match dir {
+        Dir::In => forward(frame, c).map(|_| c.dip),
+        Dir::Out => reply(frame, c).map(|_| c.cip),
+        Dir::InOnly => return Err(XmitError::Unsupported),
+    };
+    match next {
+        Ok(next) => crate::flow::v4(next).ok_or(XmitError::NoRoute),
+        Err(FnatError::NoRoom) => Err(XmitError::NoRoom),
+        Err(FnatError::Malformed(e)) => Err(XmitError::Malformed(e)),
+        Err(FnatError::NotFullNat) => Err(XmitError::Unsupported),
+    }
 }
 
 /// Real server to client.

@@ -3,17 +3,13 @@
 //! VIP:vport. Checksums are updated incrementally (RFC 1624) and the TTL is
 //! decremented as a router would, so a packet with a bad checksum stays bad.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
-use crate::conn::Conn;
+use super::{ip_of, ttl_of, Egress, XmitError};
+use crate::conn::{Conn, Dir};
+use crate::flow::v4;
+use crate::io::Frame;
 use crate::wire::{IpProtocol, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
-
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy)]
@@ -51,6 +47,32 @@ fn rewrite(ip: &mut [u8], end: End, addr: Ipv4Addr, port: u16) -> Result<(), Wir
         }
     }
     Ok(())
+}
+
+/// The mode's entry (see [`super::transmit`]): inbound to the real server,
+/// replies to the client.
+pub fn xmit<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    dir: Dir,
+    _eg: &Egress,
+) -> Result<Ipv4Addr, XmitError> {
+    // NAT routes like a router: TTL 1 cannot go on.
+    if ttl_of(frame) <= 1 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let ip = ip_of(frame)?;
+    match dir {
+        Dir::In => {
+            forward(ip, c)?;
+            v4(c.dip).ok_or(XmitError::NoRoute)
+        }
+        Dir::Out => {
+            reply(ip, c)?;
+            v4(c.cip).ok_or(XmitError::NoRoute)
+        }
+        Dir::InOnly => Err(XmitError::Unsupported),
+    }
 }
 
 /// Client to real server: destination VIP:vport -> RIP:rport, TTL - 1.

@@ -29,6 +29,8 @@
 
 use std::net::Ipv4Addr;
 
+use super::{Egress, XmitError};
+use crate::conn::{Conn, Dir};
 use crate::flow::{TunCsum, TunType, Tunnel};
 use crate::io::Frame;
 use crate::wire::{checksum, EthernetFrame, IpProtocol, Ipv4Packet, WireError};
@@ -175,6 +177,35 @@ fn sum(data: &[u8]) -> u32 {
         total = (total & 0xffff) + (total >> 16);
     }
     total
+}
+
+/// The mode's entry (see [`super::transmit`]): inbound only, wrapped
+/// towards the real server from the address of the port that reaches it.
+pub fn xmit<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    dir: Dir,
+    eg: &Egress,
+) -> Result<Ipv4Addr, XmitError> {
+    if dir != Dir::In {
+        return Err(XmitError::Unsupported);
+    }
+    // The inner TTL is copied to the outer header, as IPVS; never send 0.
+    if super::ttl_of(frame) == 0 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let rip = crate::flow::v4(c.dip).ok_or(XmitError::NoRoute)?;
+    let (port, _) = eg.router.route(rip).ok_or(XmitError::NoRoute)?;
+    let p = eg.router.ports[port as usize];
+    let ident = eg.ident.get();
+    eg.ident.set(ident.wrapping_add(1));
+    match encapsulate(frame, c.dest().tunnel(), p.cidr.addr, rip, p.mtu, ident) {
+        Ok(()) => Ok(rip),
+        Err(TunError::FragNeeded(mtu)) => Err(XmitError::FragNeeded(mtu)),
+        Err(TunError::TooBig) => Err(XmitError::TooBig),
+        Err(TunError::NoHeadroom) => Err(XmitError::NoRoom),
+        Err(TunError::Malformed(e)) => Err(XmitError::Malformed(e)),
+    }
 }
 
 /// Encapsulate the IPv4 packet of an Ethernet frame for `rip` as `tun`

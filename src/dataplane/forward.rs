@@ -1,0 +1,188 @@
+//! Step 6: forwarding. The SYN proxy's sequence translation around the
+//! mode, the mode itself (`xmit::transmit`), ICMP errors about tracked
+//! connections, and what a mode's failure becomes.
+
+use std::net::Ipv4Addr;
+
+use super::{Ctx, Dataplane, Verdict, ETH};
+use crate::conn::{Conn, Dir, SynProxy, TcpEvent};
+use crate::flow::{v4, Forward};
+use crate::io::Frame;
+use crate::stats::DropReason;
+use crate::synproxy::{self as sp, CookieInfo, SeqAdj};
+use crate::xmit::{self, Egress, XmitError};
+
+impl Dataplane {
+    /// Step 6: a packet of a connection, found or just opened: the SYN
+    /// proxy's translation, Local delivery, the mode's rewrite, then the
+    /// connection's state, the counts and the next hop.
+    pub(super) fn forward_conn<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+        total: usize,
+    ) -> Verdict {
+        let adj = match conn.synproxy {
+            None => None,
+            Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
+            Some(SynProxy::Pending {
+                client_isn,
+                cookie,
+                window,
+            }) => {
+                let info = CookieInfo::from_stored(client_isn, cookie, window);
+                return match dir {
+                    Dir::Out => self.synproxy_answer(cx, in_port, frame, conn, &info),
+                    // The client aborts before the server answered: the
+                    // server (in SYN_RECV) gets the reset too.
+                    _ if ev.rst => {
+                        let v = match self.forward(cx, in_port, frame, conn, Dir::In) {
+                            Ok(next) => self.to_next_hop(cx, frame.data_mut(), next),
+                            Err(v) => v,
+                        };
+                        self.conns.end(conn);
+                        v
+                    }
+                    // Anything else from the client (a window probe) sends
+                    // the SYN again.
+                    _ => self.synproxy_syn(cx, in_port, frame, conn, &info),
+                };
+            }
+        };
+        if let (Some(adj), Dir::In) = (&adj, dir) {
+            if sp::to_server(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
+        if conn.fwd == Forward::Local {
+            // IPVS's LOCALNODE (ip_vs_null_xmit): the director's own stack
+            // takes the packet unchanged, here through the receiving port's
+            // kernel twin (without one the worker counts local_unhandled).
+            // Its replies leave through the twin from the VIP.
+            conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
+            cx.traffic
+                .borrow_mut()
+                .count(conn.dest_id(), conn.svc_id(), false, total);
+            return Verdict::ToKernel(in_port);
+        }
+        let next = match self.forward(cx, in_port, frame, conn, dir) {
+            Ok(next) => next,
+            Err(v) => return v,
+        };
+        if let (Some(adj), Dir::Out) = (&adj, dir) {
+            if sp::to_client(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
+        let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
+            Dir::InOnly
+        } else {
+            dir
+        };
+        conn.commit();
+        self.sent(cx, frame, conn, (state_dir, ev), total, next)
+    }
+
+    /// Have the connection's forwarding mode rewrite the packet; returns the
+    /// address whose next hop gets the frame, or the verdict that replaces
+    /// forwarding (a drop, or an ICMP error sent back instead).
+    pub(super) fn forward<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        dir: Dir,
+    ) -> Result<Ipv4Addr, Verdict> {
+        let eg = Egress {
+            router: &self.router,
+            ident: cx.ident,
+        };
+        xmit::transmit(frame, conn, dir, &eg).map_err(|e| match e {
+            XmitError::Malformed(_) => Verdict::Drop(DropReason::L4Malformed),
+            XmitError::TtlExceeded => Verdict::Drop(DropReason::TtlExceeded),
+            XmitError::NoRoom => Verdict::Drop(DropReason::NoBuffer),
+            XmitError::TooBig => Verdict::Drop(DropReason::TooBig),
+            XmitError::NoRoute => Verdict::Drop(DropReason::NoRoute),
+            XmitError::Unsupported => Verdict::Drop(DropReason::FwdUnsupported),
+            // The client is told the tunnel's MTU, from the port it used.
+            XmitError::FragNeeded(mtu) => {
+                let me = self.router.ports[in_port as usize];
+                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, mtu) {
+                    cx.stats.icmp_errors_sent.inc();
+                    Verdict::Tx(in_port)
+                } else {
+                    Verdict::Drop(DropReason::NoBuffer)
+                }
+            }
+        })
+    }
+
+    /// Forward an ICMP error about a tracked connection the way its packets
+    /// go, translated as the kernel's `ip_vs_nat_icmp` does (NAT, FULLNAT),
+    /// or as the connection's own packets (DR, TUN: towards the server only).
+    pub(super) fn icmp_error<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        dir: Dir,
+        total: usize,
+    ) -> Verdict {
+        let (Some(cip), Some(vip), Some(rip)) = (v4(conn.cip), v4(conn.vip), v4(conn.dip)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let (c, v, r) = ((cip, conn.cport), (vip, conn.vport), (rip, conn.dport));
+        let local = conn.fnat.as_ref().and_then(|f| Some((v4(f.lip)?, f.lport)));
+        let ip = &mut frame.data_mut()[ETH..ETH + total];
+        if matches!(conn.fwd, Forward::Nat | Forward::FullNat) && ip[8] <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        use xmit::icmp::rewrite_error;
+        let done = match (conn.fwd, dir, local) {
+            (Forward::Nat, Dir::Out, _) => {
+                rewrite_error(ip, Some(vip), None, None, Some(v)).map(|_| cip)
+            }
+            (Forward::Nat, Dir::In, _) => {
+                rewrite_error(ip, None, Some(rip), Some(r), None).map(|_| rip)
+            }
+            (Forward::FullNat, Dir::Out, Some(_)) => {
+                rewrite_error(ip, Some(vip), Some(cip), Some(c), Some(v)).map(|_| cip)
+            }
+            (Forward::FullNat, Dir::In, Some(l)) => {
+                rewrite_error(ip, Some(l.0), Some(rip), Some(r), Some(l)).map(|_| rip)
+            }
+            // An error about a Local connection is the local stack's.
+            (Forward::Local, Dir::In, _) => return Verdict::ToKernel(in_port),
+            (Forward::Dr | Forward::Tun, Dir::In, _) => {
+                return match self.forward(cx, in_port, frame, conn, dir) {
+                    Ok(next) => {
+                        cx.stats.icmp_errors_forwarded.inc();
+                        self.to_next_hop(cx, frame.data_mut(), next)
+                    }
+                    Err(v) => v,
+                };
+            }
+            _ => return Verdict::Drop(DropReason::NotRouted),
+        };
+        // An error about a packet the SYN proxy sent the client quotes the
+        // client's sequence space; the server needs its own.
+        if let (Ok(_), Dir::In, Some(SynProxy::Proxied(bits))) = (&done, dir, conn.synproxy) {
+            let ip = &mut frame.data_mut()[ETH..ETH + total];
+            if sp::icmp_quote_to_server(ip, &SeqAdj::from_bits(bits)).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
+        match done {
+            Ok(next) => {
+                cx.stats.icmp_errors_forwarded.inc();
+                self.to_next_hop(cx, frame.data_mut(), next)
+            }
+            Err(_) => Verdict::Drop(DropReason::L4Malformed),
+        }
+    }
+}
