@@ -1,0 +1,140 @@
+//! The index: keys and their hash, the 64-byte buckets of tagged
+//! entries, and probing, insertion and removal (see the module docs).
+
+use super::*;
+
+impl FlowKey {
+    /// The key as numbers, if both addresses are IPv4 (the table is
+    /// IPv4-only, like the rest of the data path).
+    #[inline]
+    pub(super) fn k4(&self) -> Option<K4> {
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some(K4 {
+                proto: self.proto,
+                src: u32::from(s),
+                dst: u32::from(d),
+                sport: self.sport,
+                dport: self.dport,
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct K4 {
+    pub(super) proto: Proto,
+    pub(super) src: u32,
+    pub(super) dst: u32,
+    pub(super) sport: u16,
+    pub(super) dport: u16,
+}
+
+/// Seven index entries and the overflow count: one cache line.
+#[derive(bytemuck::Zeroable)]
+#[repr(C, align(64))]
+pub(super) struct Bucket {
+    pub(super) e: [AtomicU64; 7],
+    pub(super) overflow: AtomicU64,
+}
+
+pub(super) const ENTRY_OUT: u64 = 1 << 31;
+/// Buckets a probe may pass before the index counts as full.
+pub(super) const MAX_PROBE: usize = 64;
+
+#[inline]
+pub(super) fn entry(tag: u32, dir: Dir, slot: u32) -> u64 {
+    (tag as u64) << 32 | if dir == Dir::Out { ENTRY_OUT } else { 0 } | (slot as u64 + 1)
+}
+#[inline]
+pub(super) fn entry_slot(e: u64) -> u32 {
+    ((e & (ENTRY_OUT - 1)) - 1) as u32
+}
+#[inline]
+pub(super) fn entry_dir(e: u64) -> Dir {
+    if e & ENTRY_OUT != 0 {
+        Dir::Out
+    } else {
+        Dir::In
+    }
+}
+
+#[inline]
+pub(super) fn fold(a: u64, b: u64) -> u64 {
+    let p = (a as u128).wrapping_mul(b as u128);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl ConnTable {
+    #[inline]
+    pub(super) fn hash(&self, k: &K4) -> u64 {
+        let a = (k.src as u64) << 32 | k.dst as u64;
+        let b = (k.sport as u64) << 32 | (k.dport as u64) << 16 | k.proto as u64;
+        fold(
+            fold(a ^ self.seed[0], b ^ self.seed[1]),
+            self.seed[0] ^ 0x9e37_79b9_7f4a_7c15,
+        )
+    }
+
+    /// Call `f` on every entry whose tag matches `h` until it says yes.
+    #[inline]
+    pub(super) fn find<R>(&self, h: u64, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
+        let tag = (h >> 32) as u32;
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for e in &b.e {
+                let v = e.load(Acquire);
+                if v != 0 && (v >> 32) as u32 == tag {
+                    if let Some(r) = f(v) {
+                        return Some(r);
+                    }
+                }
+            }
+            if b.overflow.load(Acquire) == 0 {
+                return None;
+            }
+        }
+        None
+    }
+
+    pub(super) fn index_insert(&self, h: u64, e: u64) -> bool {
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for x in &b.e {
+                if x.load(Relaxed) == 0 && x.compare_exchange(0, e, Release, Relaxed).is_ok() {
+                    return true;
+                }
+            }
+            b.overflow.fetch_add(1, Release);
+        }
+        for i in 0..MAX_PROBE {
+            self.index[(home + i) & self.mask]
+                .overflow
+                .fetch_sub(1, Relaxed);
+        }
+        false
+    }
+
+    pub(super) fn index_remove(&self, h: u64, e: u64) -> bool {
+        let home = h as usize;
+        for i in 0..MAX_PROBE {
+            let b = &self.index[(home + i) & self.mask];
+            for x in &b.e {
+                if x.load(Relaxed) == e && x.compare_exchange(e, 0, Relaxed, Relaxed).is_ok() {
+                    for j in 0..i {
+                        self.index[(home + j) & self.mask]
+                            .overflow
+                            .fetch_sub(1, Relaxed);
+                    }
+                    return true;
+                }
+            }
+            if b.overflow.load(Relaxed) == 0 {
+                return false;
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,101 @@
+//! A connection's 64-byte slot: the word layout, the control word
+//! (generation, flags, deadline) and the kind byte.
+
+use super::*;
+
+/// gen:16 | flags:8 | deadline in ms of the table's clock:40.
+pub(super) const W_CTL: usize = 0;
+/// cip:32 | vip:32
+pub(super) const W_ADDR: usize = 1;
+/// dip:32 | cport:16 | vport:16
+pub(super) const W_DST: usize = 2;
+/// dport:16 | kind:8 | unused:8 | lport:16 | SYN-proxy client window:16
+pub(super) const W_KIND: usize = 3;
+/// lip:32 | SYN-proxy cookie:32
+pub(super) const W_LOCAL: usize = 4;
+/// dest id:32 | service id:32
+pub(super) const W_IDS: usize = 5;
+/// Live: unused:16 | owner wheel:16 | wheel tick:32. Free: next free slot+1
+/// in the top 32 bits.
+pub(super) const W_WHEEL: usize = 6;
+/// gen:16 | delta:8 | unused:8 | isn:32 (FULLNAT sequence data; for a
+/// SYN-proxied connection, isn is the client's ISN while it is pending).
+/// A SYN-proxied connection once the server has answered:
+/// gen:16 | [`SYNP_PROXIED`] | sequence adjustment:48 (bit 39 clear).
+pub(super) const W_SEQ: usize = 7;
+/// Bit 39 of W_SEQ: the SYN proxy's server handshake is done.
+pub(super) const SYNP_PROXIED: u64 = 1 << 39;
+
+pub(super) const ST_MASK: u8 = 0x0f;
+/// Counted in InActConn rather than ActiveConn (kernel IP_VS_CONN_F_INACTIVE).
+pub(super) const F_INACTIVE: u8 = 0x10;
+/// Holds a connection (set at insert, never cleared; DEAD ends it).
+pub(super) const F_LIVE: u8 = 0x20;
+/// Ended: unlinked or being unlinked; no more accounting.
+pub(super) const F_DEAD: u8 = 0x40;
+
+pub(super) const DEADLINE_MASK: u64 = (1 << 40) - 1;
+
+#[inline]
+pub(super) fn ctl(gen: u16, flags: u8, deadline: u64) -> u64 {
+    (gen as u64) << 48 | (flags as u64) << 40 | deadline.min(DEADLINE_MASK)
+}
+#[inline]
+pub(super) fn ctl_gen(c: u64) -> u16 {
+    (c >> 48) as u16
+}
+#[inline]
+pub(super) fn ctl_flags(c: u64) -> u8 {
+    (c >> 40) as u8
+}
+#[inline]
+pub(super) fn ctl_deadline(c: u64) -> u64 {
+    c & DEADLINE_MASK
+}
+
+// kind byte: proto:1 | fwd:2 | client_addr:2 | fnat:1 | template:1 | synp:1
+// fwd 3 is FULLNAT with the fnat bit (a FULLNAT connection always has its
+// local address) and Local without it.
+pub(super) const K_UDP: u8 = 1;
+pub(super) const K_FNAT: u8 = 1 << 5;
+pub(super) const K_TEMPLATE: u8 = 1 << 6;
+pub(super) const K_SYNP: u8 = 1 << 7;
+
+pub(super) fn fwd_bits(f: Forward) -> u8 {
+    (match f {
+        Forward::Nat => 0,
+        Forward::Dr => 1,
+        Forward::Tun => 2,
+        Forward::FullNat | Forward::Local => 3,
+    }) << 1
+}
+pub(super) fn fwd_of(kind: u8) -> Forward {
+    match (kind >> 1) & 3 {
+        0 => Forward::Nat,
+        1 => Forward::Dr,
+        2 => Forward::Tun,
+        _ if kind & K_FNAT != 0 => Forward::FullNat,
+        _ => Forward::Local,
+    }
+}
+pub(super) fn ca_bits(c: ClientAddr) -> u8 {
+    (match c {
+        ClientAddr::None => 0,
+        ClientAddr::Toa => 1,
+        ClientAddr::ProxyV2 => 2,
+    }) << 3
+}
+pub(super) fn ca_of(kind: u8) -> ClientAddr {
+    match (kind >> 3) & 3 {
+        1 => ClientAddr::Toa,
+        2 => ClientAddr::ProxyV2,
+        _ => ClientAddr::None,
+    }
+}
+
+/// One connection: a cache line of atomics.
+#[derive(bytemuck::Zeroable)]
+#[repr(C, align(64))]
+pub(super) struct Slot {
+    pub(super) w: [AtomicU64; 8],
+}

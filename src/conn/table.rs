@@ -1,0 +1,670 @@
+//! The table: slots, index and wheels together; insert, lookup, end,
+//! expiry.
+
+use super::*;
+
+pub(super) type TemplateShard =
+    CachePadded<RwLock<HashMap<TemplateKey, Arc<Template>, foldhash::fast::RandomState>>>;
+
+pub(super) type LinkShard = Mutex<HashMap<u32, Arc<Template>>>;
+
+pub(super) const STRIPES: usize = 1024;
+pub(super) const TEMPLATE_SHARDS: usize = 16;
+pub(super) const LINK_SHARDS: usize = 64;
+
+/// The connection table.
+pub struct ConnTable {
+    pub(super) slots: Box<[Slot]>,
+    pub(super) index: Box<[Bucket]>,
+    pub(super) mask: usize,
+    pub(super) seed: [u64; 2],
+    /// Serialise inserts of one client key (by hash), so a flow whose
+    /// first packets race on two workers is tracked once.
+    pub(super) stripes: Box<[CachePadded<Mutex<()>>]>,
+    /// Free slots: tag:32 | slot+1:32 (0 = empty).
+    pub(super) free: CachePadded<AtomicU64>,
+    /// Slots never used so far start here.
+    pub(super) fresh: CachePadded<AtomicUsize>,
+    pub(super) count: CachePadded<AtomicUsize>,
+    pub(super) max: usize,
+    /// Seconds per state; read on every poll, so atomics rather than a lock.
+    pub(super) timeouts: [AtomicU32; state::N_STATES],
+    pub(super) wheels: Box<[CachePadded<Mutex<Wheel>>]>,
+    /// Persistence templates; they count against `max` as in the kernel.
+    pub(super) templates: Box<[TemplateShard]>,
+    /// The template each persistent connection (by slot) is bound to.
+    pub(super) links: Box<[LinkShard]>,
+    pub(super) ids: Arc<Ids>,
+    /// What `dest()`/`svc()` give for an id the registry lacks (never
+    /// happens: ids come from the registry and are never removed).
+    pub(super) no_dest: DestState,
+    pub(super) no_svc: ServiceState,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len())
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl ConnTable {
+    /// A table for at most `max` connections (and persistence templates),
+    /// with one expiry wheel per worker (`workers`). All memory is taken
+    /// and touched here: `max` slots of 64 bytes and an index of about
+    /// 18 bytes per connection key.
+    pub fn new(max: usize, workers: usize) -> ConnTable {
+        Self::with_ids(max, workers, Arc::new(Ids::default()))
+    }
+
+    /// As [`ConnTable::new`], with a registry of services and real servers
+    /// to resolve the ids connections hold.
+    pub fn with_ids(max: usize, workers: usize, ids: Arc<Ids>) -> ConnTable {
+        let max = max.clamp(1, (ENTRY_OUT - 2) as usize);
+        // Two keys per connection at most; keep the index under ~70 % full.
+        let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
+        let slots: Box<[Slot]> = bytemuck::allocation::zeroed_slice_box(max);
+        let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
+        // Ask for huge pages, then fault everything in now rather than on
+        // the first packets.
+        crate::dpdk::advise_hugepages(&slots);
+        crate::dpdk::advise_hugepages(&index);
+        for s in slots.iter().step_by(64) {
+            s.w[W_SEQ].store(0, Relaxed);
+        }
+        for b in index.iter().step_by(64) {
+            b.overflow.store(0, Relaxed);
+        }
+        use std::hash::BuildHasher;
+        let rs = foldhash::fast::RandomState::default();
+        let t = Timeouts::default();
+        ConnTable {
+            slots,
+            index,
+            mask: buckets - 1,
+            seed: [rs.hash_one(1u64) | 1, rs.hash_one(2u64) | 1],
+            stripes: (0..STRIPES)
+                .map(|_| CachePadded::new(Mutex::new(())))
+                .collect(),
+            free: CachePadded::new(AtomicU64::new(0)),
+            fresh: CachePadded::new(AtomicUsize::new(0)),
+            count: CachePadded::new(AtomicUsize::new(0)),
+            max,
+            timeouts: t.0.map(AtomicU32::new),
+            wheels: (0..workers.max(1))
+                .map(|_| CachePadded::new(Mutex::new(Wheel::new())))
+                .collect(),
+            templates: (0..TEMPLATE_SHARDS)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::with_hasher(rs.clone()))))
+                .collect(),
+            links: (0..LINK_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            ids,
+            no_dest: DestState::default(),
+            no_svc: ServiceState::default(),
+        }
+    }
+
+    /// The registry of services and real servers connections refer to.
+    pub fn ids(&self) -> &Arc<Ids> {
+        &self.ids
+    }
+    pub fn len(&self) -> usize {
+        self.count.load(Relaxed)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+    /// Bytes the table took at start (slots and index).
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.index)
+    }
+    pub fn n_template_shards(&self) -> usize {
+        self.templates.len()
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts(std::array::from_fn(|i| self.timeouts[i].load(Relaxed)))
+    }
+    pub fn set_timeouts(&self, t: Timeouts) {
+        for (a, v) in self.timeouts.iter().zip(t.0) {
+            a.store(v, Relaxed);
+        }
+    }
+
+    pub(super) fn dest_state(&self, id: u32) -> &DestState {
+        self.ids.dests.get(id).map_or(&self.no_dest, |a| &**a)
+    }
+    pub(super) fn svc_state(&self, id: u32) -> &ServiceState {
+        self.ids.services.get(id).map_or(&self.no_svc, |a| &**a)
+    }
+
+    pub(super) fn alloc_slot(&self) -> Option<u32> {
+        let mut head = self.free.load(Acquire);
+        loop {
+            let top = head as u32;
+            if top == 0 {
+                break;
+            }
+            let next = self.slots[top as usize - 1].w[W_WHEEL].load(Relaxed) >> 32;
+            let new = ((head >> 32).wrapping_add(1)) << 32 | next;
+            match self.free.compare_exchange_weak(head, new, Acquire, Acquire) {
+                Ok(_) => return Some(top - 1),
+                Err(h) => head = h,
+            }
+        }
+        let id = self.fresh.fetch_add(1, Relaxed);
+        if id < self.slots.len() {
+            Some(id as u32)
+        } else {
+            self.fresh.fetch_sub(1, Relaxed);
+            None
+        }
+    }
+
+    pub(super) fn free_slot(&self, id: u32) {
+        let w = &self.slots[id as usize].w[W_WHEEL];
+        let mut head = self.free.load(Relaxed);
+        loop {
+            w.store((head & 0xffff_ffff) << 32, Relaxed);
+            let new = ((head >> 32).wrapping_add(1)) << 32 | (id as u64 + 1);
+            match self.free.compare_exchange_weak(head, new, Release, Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// A consistent snapshot of slot `id`, if it holds a live connection.
+    #[inline]
+    pub(super) fn read(&self, id: u32) -> Option<Conn<'_>> {
+        let s = self.slots.get(id as usize)?;
+        for _ in 0..4 {
+            let c0 = s.w[W_CTL].load(Acquire);
+            if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
+                return None;
+            }
+            let addr = s.w[W_ADDR].load(Relaxed);
+            let dst = s.w[W_DST].load(Relaxed);
+            let kind = s.w[W_KIND].load(Relaxed);
+            let ids = s.w[W_IDS].load(Relaxed);
+            let (local, seq) = if (kind >> 40) as u8 & (K_FNAT | K_SYNP) != 0 {
+                (s.w[W_LOCAL].load(Relaxed), s.w[W_SEQ].load(Relaxed))
+            } else {
+                (0, 0)
+            };
+            fence(Acquire);
+            let c1 = s.w[W_CTL].load(Relaxed);
+            if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
+                continue;
+            }
+            let k = (kind >> 40) as u8;
+            let v4 = |x: u64| IpAddr::V4(Ipv4Addr::from(x as u32));
+            let synproxy = (k & K_SYNP != 0).then_some(if seq & SYNP_PROXIED != 0 {
+                SynProxy::Proxied(seq & ((1 << 48) - 1) & !SYNP_PROXIED)
+            } else {
+                SynProxy::Pending {
+                    client_isn: seq as u32,
+                    cookie: local as u32,
+                    window: kind as u16,
+                }
+            });
+            // FULLNAT's sequence data is gone once the proxy's adjustment
+            // has taken the word.
+            let fseq = if seq & SYNP_PROXIED != 0 && k & K_SYNP != 0 {
+                0
+            } else {
+                seq
+            };
+            return Some(Conn {
+                table: self,
+                slot: id,
+                gen: ctl_gen(c1),
+                ctl: c1,
+                seq,
+                proto: if k & K_UDP != 0 {
+                    Proto::Udp
+                } else {
+                    Proto::Tcp
+                },
+                cip: v4(addr >> 32),
+                vip: v4(addr),
+                dip: v4(dst >> 32),
+                cport: (dst >> 16) as u16,
+                vport: dst as u16,
+                dport: (kind >> 48) as u16,
+                fwd: fwd_of(k),
+                dest: (ids >> 32) as u32,
+                svc: ids as u32,
+                persistent: k & K_TEMPLATE != 0,
+                fnat: (k & K_FNAT != 0).then(|| Fnat {
+                    lip: v4(local >> 32),
+                    lport: (kind >> 16) as u16,
+                    client_addr: ca_of(k),
+                    isn: Cell::new(fseq as u32),
+                    delta: Cell::new(((fseq >> 40) & 0xff) as u32),
+                }),
+                synproxy,
+            });
+        }
+        None
+    }
+
+    /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
+    #[inline]
+    pub(super) fn matches(c: &Conn, k: &K4, dir: Dir) -> bool {
+        let ip = |a: IpAddr| match a {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(_) => 0,
+        };
+        if c.proto != k.proto {
+            return false;
+        }
+        match dir {
+            Dir::In | Dir::InOnly => {
+                ip(c.cip) == k.src && c.cport == k.sport && ip(c.vip) == k.dst && c.vport == k.dport
+            }
+            Dir::Out => {
+                let (lip, lport) = match &c.fnat {
+                    Some(f) => (f.lip, f.lport),
+                    None => (c.cip, c.cport),
+                };
+                ip(c.dip) == k.src && c.dport == k.sport && ip(lip) == k.dst && lport == k.dport
+            }
+        }
+    }
+
+    /// The connection a packet with this key belongs to, and the direction.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(Conn<'_>, Dir)> {
+        let k = key.k4()?;
+        self.find(self.hash(&k), |e| {
+            let dir = entry_dir(e);
+            let c = self.read(entry_slot(e))?;
+            Self::matches(&c, &k, dir).then_some((c, dir))
+        })
+    }
+
+    /// Start loading the index bucket `key` hashes to (first pass over a
+    /// burst; see [`ConnTable::prefetch_conn`]).
+    #[inline]
+    pub fn prefetch_bucket(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            crate::dpdk::prefetch(&self.index[h as usize & self.mask]);
+        }
+    }
+
+    /// Start loading the slots whose index entries match `key`'s tag
+    /// (second pass, once the buckets are in cache).
+    #[inline]
+    pub fn prefetch_conn(&self, key: &FlowKey) {
+        if let Some(k) = key.k4() {
+            let h = self.hash(&k);
+            let b = &self.index[h as usize & self.mask];
+            let tag = (h >> 32) as u32;
+            for e in &b.e {
+                let v = e.load(Relaxed);
+                if v != 0 && (v >> 32) as u32 == tag {
+                    if let Some(s) = self.slots.get(entry_slot(v) as usize) {
+                        crate::dpdk::prefetch(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether any live connection is indexed under `key`.
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        self.lookup(key).is_some()
+    }
+
+    /// Add a new connection under its keys. If another worker added the same
+    /// client flow first, that connection is returned instead. `worker`'s
+    /// wheel times it.
+    ///
+    /// The timer is armed (`now_ms` + the timeout of its initial state)
+    /// before the connection becomes visible, so an expiry on another
+    /// worker can never end it before its first packet is handled.
+    pub fn insert(&self, n: NewConn, now_ms: u64, worker: usize) -> Result<Conn<'_>, InsertError> {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V4(a) => Ok(u32::from(a)),
+            IpAddr::V6(_) => Err(InsertError::NotIpv4),
+        };
+        let (cip, vip, dip) = (v4(n.cip)?, v4(n.vip)?, v4(n.dip)?);
+        let lip = match n.fnat {
+            Some((l, _, _)) => v4(l)?,
+            None => 0,
+        };
+        let kin = K4 {
+            proto: n.proto,
+            src: cip,
+            sport: n.cport,
+            dst: vip,
+            dport: n.vport,
+        };
+        let kout = match (n.fwd, n.fnat) {
+            (Forward::Nat, _) => Some(K4 {
+                proto: n.proto,
+                src: dip,
+                sport: n.dport,
+                dst: cip,
+                dport: n.cport,
+            }),
+            (Forward::FullNat, Some((_, lport, _))) => Some(K4 {
+                proto: n.proto,
+                src: dip,
+                sport: n.dport,
+                dst: lip,
+                dport: lport,
+            }),
+            _ => None,
+        };
+        let hin = self.hash(&kin);
+        let _guard = self.stripes[(hin >> 16) as usize % STRIPES].lock();
+        if let Some(c) = self.find(hin, |e| {
+            let c = self.read(entry_slot(e))?;
+            (entry_dir(e) == Dir::In && Self::matches(&c, &kin, Dir::In)).then_some(c)
+        }) {
+            return Ok(c);
+        }
+        if self.count.fetch_add(1, Relaxed) >= self.max {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(InsertError::Full);
+        }
+        let Some(id) = self.alloc_slot() else {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(InsertError::Full);
+        };
+        let st = if n.proto == Proto::Udp {
+            State::Udp
+        } else {
+            State::None
+        };
+        let deadline = now_ms + self.timeouts[st as usize].load(Relaxed) as u64 * 1000;
+        let mut kind = fwd_bits(n.fwd);
+        if n.proto == Proto::Udp {
+            kind |= K_UDP;
+        }
+        let mut lport = 0;
+        if let Some((_, lp, ca)) = n.fnat {
+            kind |= K_FNAT | ca_bits(ca);
+            lport = lp;
+        }
+        if n.template.is_some() {
+            kind |= K_TEMPLATE;
+        }
+        let (isn, cookie, window) = n.synproxy.unwrap_or_default();
+        if n.synproxy.is_some() {
+            kind |= K_SYNP;
+        }
+        let s = &self.slots[id as usize];
+        let gen = ctl_gen(s.w[W_CTL].load(Relaxed)).wrapping_add(1);
+        let wheel = worker % self.wheels.len();
+        // Readers that still hold the old generation see DEAD or a new
+        // generation from here on; the fields follow, then the live word.
+        s.w[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
+        fence(Release);
+        s.w[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
+        s.w[W_DST].store(
+            (dip as u64) << 32 | (n.cport as u64) << 16 | n.vport as u64,
+            Relaxed,
+        );
+        s.w[W_KIND].store(
+            (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16 | window as u64,
+            Relaxed,
+        );
+        s.w[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
+        s.w[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
+        let seq = match n.synproxy_adj {
+            Some(adj) => SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED),
+            None => isn as u64,
+        };
+        s.w[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
+        {
+            let mut wh = self.wheels[wheel].lock();
+            let t = wh.push(id, tick_of(deadline));
+            s.w[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
+        }
+        s.w[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
+        // Account before the connection is visible, so a reply on another
+        // worker moving it to ESTABLISHED never sees the count below zero.
+        let d = self.dest_state(n.dest);
+        d.inactive.fetch_add(1, Relaxed);
+        d.check_overload_on_bind();
+        if let Some(t) = n.template {
+            t.controlled.fetch_add(1, Relaxed);
+            self.links[id as usize % LINK_SHARDS].lock().insert(id, t);
+        }
+        let tag = |h: u64| (h >> 32) as u32;
+        let ok_in = self.index_insert(hin, entry(tag(hin), Dir::In, id));
+        let ok_out = match &kout {
+            Some(k) if ok_in => {
+                let h = self.hash(k);
+                let ok = self.index_insert(h, entry(tag(h), Dir::Out, id));
+                if !ok {
+                    self.index_remove(hin, entry(tag(hin), Dir::In, id));
+                }
+                ok
+            }
+            _ => ok_in,
+        };
+        if !ok_out {
+            // The index is overfull around these keys: undo, count as full.
+            self.kill(id, gen);
+            return Err(InsertError::Full);
+        }
+        d.traffic.conns.fetch_add(1, Relaxed);
+        self.svc_state(n.svc).traffic.conns.fetch_add(1, Relaxed);
+        self.read(id).ok_or(InsertError::Full)
+    }
+
+    /// End the connection in slot `id` if it still has generation `gen`:
+    /// mark it dead (exactly once), release the real server's count and the
+    /// template, unlink its keys and free the slot.
+    pub(super) fn kill(&self, id: u32, gen: u16) -> bool {
+        let s = &self.slots[id as usize];
+        let w = &s.w[W_CTL];
+        let mut cur = w.load(Relaxed);
+        loop {
+            let f = ctl_flags(cur);
+            if ctl_gen(cur) != gen || f & (F_LIVE | F_DEAD) != F_LIVE {
+                return false;
+            }
+            match w.compare_exchange_weak(cur, cur | (F_DEAD as u64) << 40, Acquire, Relaxed) {
+                Ok(_) => break,
+                Err(a) => cur = a,
+            }
+        }
+        // The fields are ours now: nobody reuses the slot before we free it.
+        let addr = s.w[W_ADDR].load(Relaxed);
+        let dst = s.w[W_DST].load(Relaxed);
+        let kind = s.w[W_KIND].load(Relaxed);
+        let ids = s.w[W_IDS].load(Relaxed);
+        let k = (kind >> 40) as u8;
+        let proto = if k & K_UDP != 0 {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
+        let (cip, vip, dip) = ((addr >> 32) as u32, addr as u32, (dst >> 32) as u32);
+        let (cport, vport, dport) = ((dst >> 16) as u16, dst as u16, (kind >> 48) as u16);
+        let kin = K4 {
+            proto,
+            src: cip,
+            sport: cport,
+            dst: vip,
+            dport: vport,
+        };
+        let h = self.hash(&kin);
+        self.index_remove(h, entry((h >> 32) as u32, Dir::In, id));
+        let kout = match fwd_of(k) {
+            Forward::Nat => Some((cip, cport)),
+            Forward::FullNat if k & K_FNAT != 0 => Some((
+                (s.w[W_LOCAL].load(Relaxed) >> 32) as u32,
+                (kind >> 16) as u16,
+            )),
+            _ => None,
+        };
+        if let Some((dst, dp)) = kout {
+            let h = self.hash(&K4 {
+                proto,
+                src: dip,
+                sport: dport,
+                dst,
+                dport: dp,
+            });
+            self.index_remove(h, entry((h >> 32) as u32, Dir::Out, id));
+        }
+        let d = self.dest_state((ids >> 32) as u32);
+        if ctl_flags(cur) & F_INACTIVE != 0 {
+            d.inactive.fetch_sub(1, Relaxed);
+        } else {
+            d.active.fetch_sub(1, Relaxed);
+        }
+        d.check_overload_on_unbind();
+        if k & K_TEMPLATE != 0 {
+            if let Some(t) = self.links[id as usize % LINK_SHARDS].lock().remove(&id) {
+                t.controlled.fetch_sub(1, Relaxed);
+            }
+        }
+        self.free_slot(id);
+        self.count.fetch_sub(1, Relaxed);
+        true
+    }
+
+    /// End `c` now (kernel `ip_vs_conn_expire_now`). False if it had
+    /// already ended.
+    pub fn end(&self, c: &Conn) -> bool {
+        self.kill(c.slot, c.gen)
+    }
+
+    /// Move the timer of slot `id` to the earlier `deadline` (a FIN or RST
+    /// shortened the timeout).
+    pub(super) fn rearm(&self, id: u32, gen: u16, deadline: u64) {
+        let s = &self.slots[id as usize];
+        let owner = (s.w[W_WHEEL].load(Relaxed) >> 32) as u16 as usize;
+        let Some(wheel) = self.wheels.get(owner) else {
+            return;
+        };
+        let mut wh = wheel.lock();
+        let c = s.w[W_CTL].load(Relaxed);
+        if ctl_gen(c) != gen || ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE {
+            return;
+        }
+        let ww = s.w[W_WHEEL].load(Relaxed);
+        let t = tick_of(deadline);
+        if tick_before(t, ww as u32) {
+            let t = wh.push(id, t);
+            s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+        }
+    }
+
+    /// Expiry work for `worker` at `now_ms`: process at most `budget` timer
+    /// entries (and ticks) of its wheel. Returns how many connections ended.
+    pub fn expire(&self, worker: usize, now_ms: u64, budget: usize) -> usize {
+        let wi = worker % self.wheels.len();
+        let mut wh = self.wheels[wi].lock();
+        let now = tick_of(now_ms);
+        let Some(mut cursor) = wh.cursor else {
+            wh.cursor = Some(now);
+            return 0;
+        };
+        let (mut done, mut ended) = (0, 0);
+        // Only ticks wholly in the past: every deadline in them is due.
+        while tick_before(cursor, now) && done < budget {
+            let b = cursor as usize % WHEEL_SLOTS;
+            let list = std::mem::take(&mut wh.buckets[b]);
+            let mut i = 0;
+            while i < list.len() && done < budget {
+                let e = list[i];
+                i += 1;
+                done += 1;
+                let (id, et) = ((e >> 32) as u32, e as u32);
+                if et != cursor {
+                    wh.buckets[b].push(e); // a later round
+                    continue;
+                }
+                let s = &self.slots[id as usize];
+                let c = s.w[W_CTL].load(Acquire);
+                let ww = s.w[W_WHEEL].load(Relaxed);
+                if ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE
+                    || ww as u32 != et
+                    || (ww >> 32) as u16 as usize != wi
+                {
+                    continue; // ended, or the timer moved: a stale entry
+                }
+                let dt = tick_of(ctl_deadline(c));
+                if !tick_before(cursor, dt) {
+                    if self.kill(id, ctl_gen(c)) {
+                        ended += 1;
+                    }
+                } else {
+                    let t = wh.push(id, dt);
+                    s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+                }
+            }
+            if i < list.len() {
+                wh.buckets[b].extend_from_slice(&list[i..]);
+                break;
+            }
+            if wh.buckets[b].is_empty() {
+                // Keep the allocation for the next round, but not beyond
+                // WHEEL_KEEP entries: a burst of new flows must not leave
+                // its peak in every bucket for good.
+                let mut list = list;
+                list.clear();
+                list.shrink_to(WHEEL_KEEP);
+                wh.buckets[b] = list;
+            }
+            done += 1;
+            cursor = cursor.wrapping_add(1);
+            wh.cursor = Some(cursor);
+        }
+        ended
+    }
+
+    /// Entries the timer wheels have room for (their memory / 8 bytes).
+    pub fn wheel_capacity(&self) -> usize {
+        self.wheels
+            .iter()
+            .map(|w| w.lock().buckets.iter().map(Vec::capacity).sum::<usize>())
+            .sum()
+    }
+
+    /// Run every wheel until nothing due at `now_ms` is left (tests,
+    /// shutdown). Returns how many connections ended.
+    pub fn expire_all(&self, now_ms: u64) -> usize {
+        (0..self.wheels.len())
+            .map(|w| self.expire(w, now_ms, usize::MAX))
+            .sum()
+    }
+
+    /// End every connection now, whatever its timer.
+    pub fn flush(&self) {
+        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        for id in 0..n as u32 {
+            let c = self.slots[id as usize].w[W_CTL].load(Acquire);
+            self.kill(id, ctl_gen(c));
+        }
+        for i in 0..self.templates.len() {
+            self.expire_templates(i, u64::MAX);
+        }
+    }
+
+    /// Visit every live connection. Reads slots only: workers are never
+    /// blocked, however many connections there are.
+    pub fn for_each(&self, mut f: impl FnMut(&Conn)) {
+        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        for id in 0..n as u32 {
+            if let Some(c) = self.read(id) {
+                f(&c);
+            }
+        }
+    }
+}

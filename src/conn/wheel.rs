@@ -1,0 +1,46 @@
+//! The per-worker lazy timer wheels.
+
+/// A wheel tick is 16 ms.
+pub(super) const TICK_SHIFT: u32 = 4;
+pub(super) const WHEEL_SLOTS: usize = 4096;
+/// Entries of capacity a drained wheel bucket keeps for its next round
+/// (2 KiB): more is given back, so the wheels' memory follows the current
+/// rate of new timers rather than the highest it ever was.
+pub(super) const WHEEL_KEEP: usize = 256;
+
+#[inline]
+pub(super) fn tick_of(ms: u64) -> u32 {
+    (ms >> TICK_SHIFT) as u32
+}
+/// `a` is before `b` on the wrapping tick clock.
+#[inline]
+pub(super) fn tick_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+/// One worker's timers: `buckets[tick % WHEEL_SLOTS]` holds
+/// `slot:32 | tick:32` entries. Entries are never removed early; an entry
+/// counts only while the slot's registered tick (`W_WHEEL`) equals its own,
+/// so moved timers leave harmless stale entries behind.
+pub(super) struct Wheel {
+    pub(super) buckets: Vec<Vec<u64>>,
+    /// The next tick to process; None before the first use.
+    pub(super) cursor: Option<u32>,
+}
+
+impl Wheel {
+    pub(super) fn new() -> Wheel {
+        Wheel {
+            buckets: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            cursor: None,
+        }
+    }
+    /// Queue `slot` at `tick` (or at the cursor, if that tick has already
+    /// been processed); returns the tick used.
+    pub(super) fn push(&mut self, slot: u32, tick: u32) -> u32 {
+        let cur = *self.cursor.get_or_insert(tick);
+        let t = if tick_before(tick, cur) { cur } else { tick };
+        self.buckets[t as usize % WHEEL_SLOTS].push((slot as u64) << 32 | t as u64);
+        t
+    }
+}
