@@ -646,9 +646,9 @@ pub fn render(list: &Value, stats: &Value) -> String {
 
 /// The exposition text for the daemon's current state.
 pub fn scrape(ctl: &Control) -> String {
-    let list = ctl.handle(Request::List).unwrap_or(Value::Null);
-    let stats = ctl.handle(Request::Stats).unwrap_or(Value::Null);
-    let daemon = ctl.handle(Request::Daemon).unwrap_or(Value::Null);
+    let list = ctl.handle(Request::List {}).unwrap_or(Value::Null);
+    let stats = ctl.handle(Request::Stats {}).unwrap_or(Value::Null);
+    let daemon = ctl.handle(Request::Daemon {}).unwrap_or(Value::Null);
     let mut out = render(&list, &stats);
     out.push_str(&render_sync(&daemon));
     out

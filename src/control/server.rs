@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Control, CtlError, MAX_REQUEST};
+use super::{Control, CtlError, ErrorCode, MAX_REQUEST};
 
 /// At most this many clients are served at once by default; more get `busy`.
 pub const MAX_CLIENTS: usize = 64;
@@ -179,7 +179,7 @@ impl Server {
                         // A fresh socket's buffer takes this line; the
                         // timeout only guards against the impossible.
                         let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-                        let e = CtlError::new("busy", "too many control clients");
+                        let e = CtlError::new(ErrorCode::Busy, "too many control clients");
                         let _ = writeln!(s, "{}", e.to_json());
                         continue;
                     }
@@ -266,7 +266,7 @@ pub fn serve_client_with(stream: UnixStream, ctl: &Control, timeout: Duration) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
                 let e = CtlError::new(
-                    "timeout",
+                    ErrorCode::Timeout,
                     format!("no complete request within {} ms", timeout.as_millis()),
                 );
                 let _ = writeln!(out, "{}", e.to_json());
@@ -275,7 +275,10 @@ pub fn serve_client_with(stream: UnixStream, ctl: &Control, timeout: Duration) {
             Err(_) => return,
         };
         if n > MAX_REQUEST && line.last() != Some(&b'\n') {
-            let e = CtlError::new("too_large", format!("request over {MAX_REQUEST} bytes"));
+            let e = CtlError::new(
+                ErrorCode::TooLarge,
+                format!("request over {MAX_REQUEST} bytes"),
+            );
             let _ = writeln!(out, "{}", e.to_json());
             return;
         }
@@ -283,7 +286,7 @@ pub fn serve_client_with(stream: UnixStream, ctl: &Control, timeout: Duration) {
             Ok(t) if t.trim().is_empty() => None,
             Ok(t) => Some(ctl.handle_line(t.trim())),
             Err(_) => Some(
-                CtlError::new("bad_json", "request is not UTF-8")
+                CtlError::new(ErrorCode::BadJson, "request is not UTF-8")
                     .to_json()
                     .to_string(),
             ),

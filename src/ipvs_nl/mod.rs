@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
-use crate::control::{parse_request, Control, CtlError};
+use crate::control::{parse_request, Control, CtlError, ErrorCode};
 use codec::{Attrs, GenlMsg, MsgBuilder, NlHeader};
 
 /// The family id rvs answers for "IPVS". Kernel generic-netlink ids are at
@@ -577,17 +577,19 @@ fn in_service(s: &Value) -> impl Iterator<Item = &Value> {
 fn map_ctl_error(e: CtlError) -> Refusal {
     let m = e.message.as_str();
     let errno = match e.code {
-        "exists" => errno::EEXIST,
-        "not_found" if m.contains("destination") => errno::ENOENT,
-        "not_found" => errno::ESRCH,
+        ErrorCode::Exists => errno::EEXIST,
+        ErrorCode::NotFound if m.contains("destination") => errno::ENOENT,
+        ErrorCode::NotFound => errno::ESRCH,
         // ip_vs_add_service/ip_vs_edit_service: ip_vs_scheduler_get fails.
-        "invalid" if m.starts_with("unknown scheduler") => errno::ENOENT,
+        ErrorCode::Invalid if m.starts_with("unknown scheduler") => errno::ENOENT,
         // ip_vs_add_dest/ip_vs_edit_dest: weight < 0, l_threshold > u_threshold.
-        "invalid" if m.contains("illegal weight") || m.contains("threshold") => errno::ERANGE,
-        "unsupported" => errno::EOPNOTSUPP,
+        ErrorCode::Invalid if m.contains("illegal weight") || m.contains("threshold") => {
+            errno::ERANGE
+        }
+        ErrorCode::Unsupported => errno::EOPNOTSUPP,
         // A field this build's control protocol does not have yet (a
         // contract field that has not landed): the kernel's "not supported".
-        "bad_request" if m.contains("unknown field") || m.contains("unknown variant") => {
+        ErrorCode::BadRequest if m.contains("unknown field") || m.contains("unknown variant") => {
             errno::EOPNOTSUPP
         }
         _ => errno::EINVAL,

@@ -958,7 +958,7 @@ pub fn control(data: &[u8]) {
             serde_json::from_str(&resp).unwrap_or_else(|e| panic!("{line} -> {resp}: {e}"));
         assert!(v.is_object(), "{line} -> {resp}");
         match parsed {
-            Err(e) => assert_eq!(v["error"]["code"], e.code, "{line} -> {resp}"),
+            Err(e) => assert_eq!(v["error"]["code"], e.code.as_str(), "{line} -> {resp}"),
             Ok(_) => assert!(
                 v.get("ok").is_some() != v.get("error").is_some(),
                 "{line} -> {resp}"

@@ -1,0 +1,309 @@
+//! The control protocol: one JSON object per line in, one per line out.
+//! Requests are [`Request`], parsed by [`parse_request`]; success is
+//! `{"ok": true, ...}`, failure `{"error": {"code": "...", "message":
+//! "..."}}` ([`CtlError`]). The reference is docs/configuration.md, "Control socket reference".
+
+use super::*;
+
+/// Largest request line accepted.
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// A service named by protocol, address and port
+/// (`{"proto": "tcp", "vip": "10.0.0.100", "port": 80}`), or by firewall
+/// mark (`{"fwmark": 1}`, `"af": "inet6"` for an IPv6 one).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "SvcRefRepr")]
+pub struct SvcRef(ServiceKey);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SvcRefRepr {
+    proto: Option<Proto>,
+    vip: Option<IpAddr>,
+    port: Option<u16>,
+    fwmark: Option<u32>,
+    af: Option<String>,
+}
+
+impl TryFrom<SvcRefRepr> for SvcRef {
+    type Error = String;
+    fn try_from(r: SvcRefRepr) -> Result<SvcRef, String> {
+        let inet6 = match r.af.as_deref() {
+            None | Some("inet") => false,
+            Some("inet6") => true,
+            Some(a) => return Err(format!("af must be \"inet\" or \"inet6\", not {a:?}")),
+        };
+        match r.fwmark {
+            Some(0) => Err("invalid fwmark 0: must be 1..=4294967295".into()),
+            Some(mark) => {
+                if r.proto.is_some() || r.vip.is_some() || r.port.is_some() {
+                    return Err(
+                        "a fwmark service is named by its mark alone (no proto/vip/port)".into(),
+                    );
+                }
+                Ok(SvcRef(ServiceKey::fwmark(mark, inet6)))
+            }
+            None => {
+                let (Some(proto), Some(vip), Some(port)) = (r.proto, r.vip, r.port) else {
+                    return Err("a service is named by proto, vip and port, or by fwmark".into());
+                };
+                Ok(SvcRef(ServiceKey::new(proto, vip, port)))
+            }
+        }
+    }
+}
+
+impl SvcRef {
+    pub fn key(&self) -> ServiceKey {
+        self.0
+    }
+}
+
+/// The JSON fields that name a service in `list` (and `dump`): proto, vip
+/// and port, or `fwmark` (+ `"af": "inet6"`) for a fwmark service.
+pub(super) fn key_fields(v: &mut Value, k: &ServiceKey) {
+    if k.fwmark != 0 {
+        v["fwmark"] = json!(k.fwmark);
+        if k.vip.is_ipv6() {
+            v["af"] = json!("inet6");
+        }
+    } else {
+        v["proto"] = json!(k.proto);
+        v["vip"] = json!(k.vip);
+        v["port"] = json!(k.port);
+    }
+}
+
+/// A real server named by address and port (0 = the service port).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestRef {
+    pub ip: IpAddr,
+    #[serde(default)]
+    pub port: u16,
+}
+
+/// Every request the socket accepts.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Liveness and version.
+    Ping {},
+    AddService {
+        service: ServiceConf,
+    },
+    /// Change scheduler/persistence of a service; its real servers stay.
+    EditService {
+        service: ServiceConf,
+    },
+    DelService {
+        service: SvcRef,
+    },
+    AddDest {
+        service: SvcRef,
+        dest: DestConf,
+    },
+    EditDest {
+        service: SvcRef,
+        dest: DestConf,
+    },
+    DelDest {
+        service: SvcRef,
+        dest: DestRef,
+    },
+    /// Remove every service (ipvsadm -C).
+    Clear {},
+    /// Services with real servers and counters.
+    List {},
+    /// Zero traffic counters (ipvsadm -Z), of one service or all.
+    Zero {
+        #[serde(default)]
+        service: Option<SvcRef>,
+    },
+    /// Connection entries (ipvsadm -L -c).
+    Connections {
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Per-worker and per-port counters.
+    Stats {},
+    SetTimeouts {
+        timeouts: TimeoutConf,
+    },
+    GetTimeouts {},
+    /// Replace every service with these, validated whole: all problems are
+    /// listed and nothing changes unless all is well. With `fwmark_rules`,
+    /// the classifier's rules are replaced in the same step; without, they
+    /// stay (ipvsadm -R does not touch the firewall either).
+    Load {
+        services: Vec<ServiceConf>,
+        #[serde(default)]
+        fwmark_rules: Option<Vec<FwmarkRule>>,
+    },
+    /// Replace the fwmark classifier's rules (validated whole; the services
+    /// stay).
+    SetFwmarkRules {
+        rules: Vec<FwmarkRule>,
+    },
+    /// The configuration as `load` takes it.
+    Dump {},
+    /// Add a FULLNAT local address to a service's pool.
+    AddLaddr {
+        service: SvcRef,
+        laddr: IpAddr,
+    },
+    /// Remove a FULLNAT local address (connections using it continue).
+    DelLaddr {
+        service: SvcRef,
+        laddr: IpAddr,
+    },
+    /// Start a connection sync daemon (ipvsadm --start-daemon,
+    /// `IPVS_CMD_NEW_DAEMON`).
+    StartDaemon {
+        state: crate::sync::Role,
+        mcast_ifn: String,
+        #[serde(default)]
+        syncid: u8,
+        #[serde(default)]
+        sync_maxlen: u16,
+        #[serde(default)]
+        mcast_group: Option<std::net::Ipv4Addr>,
+        #[serde(default)]
+        mcast_port: u16,
+        #[serde(default)]
+        mcast_ttl: u8,
+    },
+    /// Stop one (ipvsadm --stop-daemon, `IPVS_CMD_DEL_DAEMON`).
+    StopDaemon {
+        state: crate::sync::Role,
+    },
+    /// Running daemons and sync counters (ipvsadm -L --daemon,
+    /// `IPVS_CMD_GET_DAEMON`).
+    Daemon {},
+}
+
+/// The stable, machine-readable part of a control error (the `code` of
+/// `{"error": {"code": ..., "message": ...}}`); the message is for people
+/// (libipvs's texts where ipvsadm has one, which operators' scripts match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    TooLarge,
+    BadJson,
+    BadRequest,
+    UnknownCommand,
+    Invalid,
+    NotFound,
+    Exists,
+    Unsupported,
+    Busy,
+    Timeout,
+    NotRunning,
+    NoDevice,
+    NoAddress,
+    Io,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Exists => "exists",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::NotRunning => "not_running",
+            ErrorCode::NoDevice => "no_device",
+            ErrorCode::NoAddress => "no_address",
+            ErrorCode::Io => "io",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The control error code for a sync daemon errno.
+pub(super) fn daemon_code(errno: &str) -> ErrorCode {
+    match errno {
+        "EEXIST" => ErrorCode::Exists,
+        "ESRCH" => ErrorCode::NotRunning,
+        "ENODEV" => ErrorCode::NoDevice,
+        "EADDRNOTAVAIL" => ErrorCode::NoAddress,
+        _ => ErrorCode::Io,
+    }
+}
+
+/// A control-socket error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtlError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl CtlError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CtlError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
+    }
+    pub fn to_json(&self) -> Value {
+        json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+/// Parse a request line: bad JSON, unknown commands and unknown fields are
+/// distinct, clear errors.
+pub fn parse_request(line: &str) -> Result<Request, CtlError> {
+    if line.len() > MAX_REQUEST {
+        return Err(CtlError::new(
+            ErrorCode::TooLarge,
+            format!("request over {MAX_REQUEST} bytes"),
+        ));
+    }
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| CtlError::new(ErrorCode::BadJson, e.to_string()))?;
+    let Some(cmd) = v.get("cmd").and_then(Value::as_str) else {
+        return Err(CtlError::new(
+            ErrorCode::BadRequest,
+            "request must be an object with a string \"cmd\"",
+        ));
+    };
+    // Commands and their fields are the `Request` enum's alone: serde
+    // refuses an unknown field of any command (every variant is a struct
+    // variant, so `deny_unknown_fields` covers them all) and names an
+    // unknown command in its error, told apart from an unknown value deeper
+    // in the request by the variant list that follows it. From the text, not
+    // from `v`: a `Value` keeps only the last of duplicate keys, so
+    // `{"cmd":"ping","cmd":"clear"}` would have cleared everything;
+    // deserialising the text rejects any duplicate field.
+    serde_json::from_str(line).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with(&format!("unknown variant `{cmd}`, expected one of `ping`")) {
+            CtlError::new(
+                ErrorCode::UnknownCommand,
+                format!("unknown command {cmd:?}"),
+            )
+        } else {
+            CtlError::new(ErrorCode::BadRequest, format!("{cmd}: {e}"))
+        }
+    })
+}

@@ -1,0 +1,422 @@
+//! Validation: every check a request or a whole configuration must pass
+//! before a new table is published (ipvsadm's and the kernel's refusals,
+//! with libipvs's messages).
+
+use super::*;
+
+// Messages are libipvs's `ipvs_strerror` texts, which operators' scripts
+// match; the JSON `code` is the stable, machine-readable part.
+pub(super) fn not_found(_: ServiceKey) -> CtlError {
+    CtlError::new(ErrorCode::NotFound, "No such service")
+}
+
+pub(super) fn find(c: &[ServiceConf], k: ServiceKey) -> Result<usize, CtlError> {
+    c.iter()
+        .position(|s| s.key() == k)
+        .ok_or_else(|| not_found(k))
+}
+
+/// For real-server operations ipvsadm says "Service not defined".
+pub(super) fn find_for_dest(c: &[ServiceConf], k: ServiceKey) -> Result<usize, CtlError> {
+    c.iter()
+        .position(|s| s.key() == k)
+        .ok_or_else(|| CtlError::new(ErrorCode::NotFound, "Service not defined"))
+}
+
+pub(super) fn fmt_dest(d: &DestConf) -> String {
+    format!("{}:{}", d.ip, d.port)
+}
+
+/// Addresses no service, real server or local address can have: 0.0.0.0,
+/// multicast, loopback and the limited broadcast.
+pub(super) fn unusable(ip: IpAddr) -> bool {
+    ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST)
+}
+
+/// The director's own addresses and whether it has a kernel twin.
+pub struct Locals<'a> {
+    pub ips: &'a [IpAddr],
+    pub twin: bool,
+}
+
+impl Locals<'_> {
+    pub(super) fn contains(&self, ip: &IpAddr) -> bool {
+        self.ips.contains(ip)
+    }
+    /// The kernel's rule (`__ip_vs_update_dest`: an address of type
+    /// RTN_LOCAL is LOCALNODE whatever the method asked): a loopback or own
+    /// address is "Local", which needs a kernel twin here. A non-local
+    /// address cannot be "Local".
+    pub(super) fn forward(
+        &self,
+        ip: IpAddr,
+        fwd: Forward,
+        what: &str,
+    ) -> Result<Forward, CtlError> {
+        if ip.is_loopback() || self.contains(&ip) {
+            if !self.twin {
+                return Err(CtlError::invalid(format!(
+                    "{what}{ip} is the director's own address: IPVS would deliver to the \
+                     director's stack (Local), which needs a port with a kernel_twin \
+                     (docs/ha.md)"
+                )));
+            }
+            Ok(Forward::Local)
+        } else if fwd == Forward::Local {
+            Err(CtlError::invalid(format!(
+                "{what}{ip}: local forwarding is for the director's own addresses"
+            )))
+        } else {
+            Ok(fwd)
+        }
+    }
+}
+
+pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), CtlError> {
+    if !sched::is_known(&s.sched) {
+        let known: Vec<_> = sched::names().collect();
+        return Err(CtlError::invalid(format!(
+            "unknown scheduler {:?} (known: {})",
+            s.sched,
+            known.join(" ")
+        )));
+    }
+    if s.is_fwmark() && !s.vip.is_ipv4() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 fwmark services are not supported yet",
+        ));
+    }
+    if !s.vip.is_ipv4() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 virtual services are not supported yet",
+        ));
+    }
+    if s.is_fwmark() && (s.port != 0 || !s.vip.is_unspecified() || s.proto != Proto::Tcp) {
+        return Err(CtlError::invalid(
+            "a fwmark service has no proto, vip or port of its own",
+        ));
+    }
+    if !s.is_fwmark() && unusable(s.vip) {
+        return Err(CtlError::invalid(format!(
+            "{} is not a usable virtual address",
+            s.vip
+        )));
+    }
+    let flags = sched::SchedFlags::parse(&s.sched, &s.sched_flags).map_err(CtlError::invalid)?;
+    s.sched_flags = flags.names(&s.sched);
+    // ipvsadm: `!ce.svc.fwmark && !ce.svc.port && !persistent` fails.
+    if s.port == 0 && s.persistent.is_none() && !s.is_fwmark() {
+        return Err(CtlError::invalid(
+            "zero port specified for non-persistent service",
+        ));
+    }
+    // ipvsadm.c: "One-Packet Scheduling is only for UDP virtual services"
+    // (the kernel itself applies the flag to UDP packets only).
+    if s.ops && !s.is_fwmark() && s.proto != crate::flow::Proto::Udp {
+        return Err(CtlError::invalid(
+            "one-packet scheduling (ops) is only for UDP virtual services",
+        ));
+    }
+    if s.persistent == Some(0) {
+        return Err(CtlError::invalid(
+            "persistence timeout must be at least 1 second",
+        ));
+    }
+    // Any netmask, with or without -p: the kernel takes the one ipvsadm's
+    // parse_netmask (inet_aton) read and only uses it for persistence
+    // (ip_vs_ctl.c `ip_vs_add_service` checks IPv6 prefix lengths only).
+    if let Some(h) = &s.health {
+        check_health(h)?;
+    }
+    if let Some(sorry) = &mut s.sorry_server {
+        if sorry.ip.is_ipv4() {
+            sorry.fwd = local.forward(sorry.ip, sorry.fwd, "sorry server: ")?;
+        }
+        check_sorry(sorry, s.port, s.fwmark != 0)?;
+    }
+    Ok(())
+}
+
+pub(super) fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
+    h.validate()
+        .map_err(|e| CtlError::invalid(format!("health check: {e}")))
+}
+
+/// A sorry server is a real server that stands in: the same address rules,
+/// and DR/TUN use the service's port. Port 0 becomes the service port.
+/// A fwmark service has no port, so any port goes (as for its real servers).
+pub(super) fn check_sorry(
+    sorry: &mut SorryServer,
+    svc_port: u16,
+    fwmark: bool,
+) -> Result<(), CtlError> {
+    if sorry.port == 0 {
+        sorry.port = svc_port;
+    }
+    let ip = sorry.ip;
+    if !ip.is_ipv4() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 sorry servers are not supported yet",
+        ));
+    }
+    if unusable(ip) && sorry.fwd != Forward::Local {
+        return Err(CtlError::invalid(format!(
+            "sorry server: {ip} is not a usable real server address"
+        )));
+    }
+    // DR/TUN cannot map ports: they use the service's, as ipvsadm sets
+    // `ce.dest.port = ce.svc.port` (ipvsadm.c `process_options`), except
+    // for fwmark services ("Don't worry about this if fwmark is used").
+    if matches!(sorry.fwd, Forward::Dr | Forward::Tun) && !fwmark {
+        sorry.port = svc_port;
+    }
+    Ok(())
+}
+
+/// A TUN real server's encapsulation in `list`, defaults filled in (what
+/// `ipvsadm -S` prints): tun_type always, tun_port for gue, tun_csum for
+/// gue and gre.
+pub(super) fn tunnel_fields(v: &mut Value, d: &DestConf) {
+    if d.fwd != Forward::Tun {
+        return;
+    }
+    let t = d.tunnel();
+    v["tun_type"] = json!(t.kind);
+    if t.kind == TunType::Gue {
+        v["tun_port"] = json!(t.port);
+    }
+    if t.kind != TunType::Ipip {
+        v["tun_csum"] = json!(t.csum);
+    }
+}
+
+pub(super) fn check_dest(
+    s: &ServiceConf,
+    mut d: DestConf,
+    local: &Locals,
+) -> Result<DestConf, CtlError> {
+    if d.port == 0 {
+        d.port = s.port;
+    }
+    if !d.ip.is_ipv4() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 real servers are not supported yet",
+        ));
+    }
+    d.fwd = local.forward(d.ip, d.fwd, "")?;
+    if unusable(d.ip) && d.fwd != Forward::Local {
+        return Err(CtlError::invalid(format!(
+            "{} is not a usable real server address",
+            d.ip
+        )));
+    }
+    if let Some(h) = &d.health {
+        check_health(h)?;
+    }
+    if d.weight > 65535 {
+        return Err(CtlError::invalid(format!(
+            "illegal weight specified: {} (0..65535)",
+            d.weight
+        )));
+    }
+    // The kernel refuses l > u even without an upper threshold
+    // (ip_vs_ctl.c `ip_vs_add_dest`/`ip_vs_edit_dest`: -ERANGE).
+    if d.l_threshold > d.u_threshold {
+        return Err(CtlError::invalid(
+            "lower threshold is above the upper threshold",
+        ));
+    }
+    d.check_tunnel().map_err(CtlError::invalid)?;
+    // DR/TUN cannot map ports: a real server on another port is stored
+    // with the service's, as ipvsadm sends it (`ce.dest.port =
+    // ce.svc.port` in ipvsadm.c `process_options`), so a keepalived DR
+    // real_server on another port imports as it runs under the kernel.
+    // ipvsadm: "Don't worry about this if fwmark is used" (a fwmark
+    // service has no port; DR/TUN forward the packet's own port).
+    if matches!(d.fwd, Forward::Dr | Forward::Tun) && !s.is_fwmark() {
+        d.port = s.port;
+    }
+    Ok(d)
+}
+
+pub(super) fn add_service(
+    c: &mut Vec<ServiceConf>,
+    mut s: ServiceConf,
+    local: &Locals,
+) -> Result<(), CtlError> {
+    check_service(&mut s, local)?;
+    if c.iter().any(|x| x.key() == s.key()) {
+        return Err(CtlError::new(ErrorCode::Exists, "Service already exists"));
+    }
+    for z in s.laddrs.clone() {
+        check_laddr(c, z, local.ips)?;
+    }
+    let dests = std::mem::take(&mut s.dests);
+    for d in dests {
+        let d = check_dest(&s, d, local)?;
+        if s.dests.iter().any(|x| x.ip == d.ip && x.port == d.port) {
+            return Err(CtlError::new(
+                ErrorCode::Exists,
+                format!("destination {} listed twice", fmt_dest(&d)),
+            ));
+        }
+        s.dests.push(d);
+    }
+    c.push(s);
+    Ok(())
+}
+
+/// `t` with the non-zero values of `c` applied.
+pub fn apply_timeouts(mut t: Timeouts, c: &TimeoutConf) -> Timeouts {
+    for (v, s) in [
+        (c.tcp, State::Established),
+        (c.tcpfin, State::FinWait),
+        (c.udp, State::Udp),
+        (c.syn_recv, State::SynRecv),
+        (c.time_wait, State::TimeWait),
+        (c.close, State::Close),
+        (c.close_wait, State::CloseWait),
+        (c.last_ack, State::LastAck),
+    ] {
+        if v > 0 {
+            t.0[s as usize] = v;
+        }
+    }
+    t
+}
+
+/// A FULLNAT local address must be the director's to use: not a port
+/// address, a VIP or a real server.
+pub(super) fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), CtlError> {
+    if !ip.is_ipv4() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 local addresses are not supported yet",
+        ));
+    }
+    if unusable(ip) {
+        return Err(CtlError::invalid(format!(
+            "{ip} is not a usable local address"
+        )));
+    }
+    if local.contains(&ip) {
+        return Err(CtlError::invalid(format!(
+            "{ip} is a port address; a local address must be an extra one"
+        )));
+    }
+    if c.iter()
+        .any(|s| s.vip == ip || s.dests.iter().any(|d| d.ip == ip))
+    {
+        return Err(CtlError::invalid(format!(
+            "{ip} is a virtual or real server address"
+        )));
+    }
+    Ok(())
+}
+
+/// The fwmark rules compiled, or every problem with them in one error. A
+/// single-address rule must not be one of the director's own addresses
+/// (its traffic is never classified: see the data path).
+pub(super) fn check_rules(rules: &[FwmarkRule], local: &[IpAddr]) -> Result<Classifier, CtlError> {
+    let mut errs: Vec<String> = match Classifier::build(rules) {
+        Ok(c) => {
+            let own: Vec<String> = c
+                .hosts()
+                .filter(|(ip, _)| local.contains(&IpAddr::V4(*ip)))
+                .map(|(ip, _)| format!("fwmark_rules: {ip} is the director's own address"))
+                .collect();
+            if own.is_empty() {
+                return Ok(c);
+            }
+            own
+        }
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    errs.dedup();
+    Err(CtlError::invalid(errs.join("; ")))
+}
+
+/// Rules that span a whole service: FULLNAT servers need a local address;
+/// client-address delivery is TCP only.
+pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
+    for s in c {
+        if s.dests.iter().any(|d| d.fwd == Forward::FullNat) && s.laddrs.is_empty() {
+            return Err(CtlError::invalid(format!(
+                "{}: FULLNAT real servers need a local address (rvsadm --add-laddr -z LIP)",
+                s.key()
+            )));
+        }
+        if s.proto == Proto::Udp && s.client_addr != ClientAddr::None {
+            return Err(CtlError::invalid(
+                "TOA and the PROXY protocol are for TCP services only",
+            ));
+        }
+        if s.synproxy {
+            if s.proto != Proto::Tcp {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy is for TCP services only",
+                    s.key()
+                )));
+            }
+            if s.client_addr == ClientAddr::ProxyV2 {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy and the PROXY protocol cannot be combined",
+                    s.key()
+                )));
+            }
+            let fwds = s
+                .dests
+                .iter()
+                .map(|d| d.fwd)
+                .chain(s.sorry_server.as_ref().map(|x| x.fwd));
+            if let Some(f) = fwds
+                .into_iter()
+                .find(|f| !matches!(f, Forward::Nat | Forward::FullNat))
+            {
+                return Err(CtlError::invalid(format!(
+                    "{}: the SYN proxy needs NAT or FULLNAT real servers (it must see the replies), not {}",
+                    s.key(),
+                    f.ipvsadm_name()
+                )));
+            }
+        }
+        if let Some(d) = s
+            .dests
+            .iter()
+            .find(|d| d.port == 0 && s.check_for(d).is_some_and(|h| h.port.is_none()))
+        {
+            return Err(CtlError::invalid(format!(
+                "{}: real server {} has port 0 (all ports): its health check needs a port",
+                s.key(),
+                d.ip
+            )));
+        }
+        if let (Some(sorry), Some((ip, port))) = (&s.sorry_server, s.sorry_addr()) {
+            if s.dests.iter().any(|d| d.ip == ip && d.port == port) {
+                return Err(CtlError::invalid(format!(
+                    "{}: the sorry server {ip}:{port} is also a real server",
+                    s.key()
+                )));
+            }
+            if sorry.fwd == Forward::FullNat && s.laddrs.is_empty() {
+                return Err(CtlError::invalid(format!(
+                    "{}: a FULLNAT sorry server needs a local address",
+                    s.key()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Timeouts from the config file's form.
+pub fn timeouts_from(c: &TimeoutConf) -> Timeouts {
+    apply_timeouts(Timeouts::default(), c)
+}
