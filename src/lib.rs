@@ -22,6 +22,7 @@ pub mod health;
 pub mod io;
 pub mod ipvs_nl;
 pub mod keepalived;
+pub mod live;
 pub mod metrics;
 pub mod neigh;
 pub mod ownership;

@@ -49,7 +49,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::flow::{ClientAddr, FlowKey, Forward, Proto};
 
-use crate::service::state::{DestState, Ids, ServiceState};
+use crate::live::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 mod index;

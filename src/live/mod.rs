@@ -1,6 +1,9 @@
 //! What outlives a snapshot: each service's and real server's live state
 //! (connection counts, overload, traffic, rates), and the lock-free id maps
 //! through which the connection table refers to them without pointers.
+//! Below both the schedulers (which pick among [`Dest`]s) and the service
+//! table (which holds them), so the two never import each other in a
+//! circle.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,8 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
-use super::rates::{Estimator, TrafficCounters};
+pub mod rates;
+
 use crate::flow::{DestKey, Forward, ServiceKey, Tunnel};
+pub use rates::{Estimator, Rates, TrafficCounters, TrafficStats, INTERVAL};
 
 /// Live state of a real server that outlives snapshots: connection counts the
 /// schedulers read, the overload flag, traffic counters.

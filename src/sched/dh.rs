@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::{addr_fold, hash_32, ids, kernel_order, locate, SchedFlags, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 /// `IP_VS_DH_TAB_BITS` (CONFIG_IP_VS_DH_TAB_BITS default 8).
 const TAB_BITS: u32 = 8;

@@ -7,7 +7,7 @@
 
 use super::{kernel_order, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 pub struct Fo;
 

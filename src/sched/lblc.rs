@@ -21,7 +21,7 @@
 //! `IP_VS_DEST_F_AVAILABLE`) is rescheduled on its next use, and one to a
 //! server deleted and added back (taken back from the trash) holds again.
 //!
-//! [`DestState::id`]: crate::service::DestState::id
+//! [`DestState::id`]: crate::live::DestState::id
 //!
 //! [`Table`], [`is_overloaded`] and the constants are shared with lblcr.
 
@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 
 use super::{addr_fold, hash_32, kernel_order, least_weighted_in, locate, SchedFlags, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 /// CHECK_EXPIRE_INTERVAL, 60 s.
 pub(super) const CHECK_EXPIRE_INTERVAL_MS: u64 = 60 * 1000;

@@ -17,13 +17,13 @@ use parking_lot::Mutex;
 use super::lblc::{is_overloaded, least_loaded, Table, DEFAULT_EXPIRATION_MS, TAB_BITS};
 use super::{hash_32, least_weighted_in, SchedFlags, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 /// A destination's server set: server ids ([`DestState::id`], the kernel's
 /// `struct ip_vs_dest *`), most recently added first (`list_add_rcu`), and
 /// when it last changed.
 ///
-/// [`DestState::id`]: crate::service::DestState::id
+/// [`DestState::id`]: crate::live::DestState::id
 struct DestSet {
     list: Vec<u32>,
     lastmod: u64,

@@ -5,7 +5,7 @@
 
 use super::Scheduler;
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 pub struct Lc;
 

@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 
 use super::{addr_fold, ids, kernel_order, locate, SchedFlags, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 /// The kernel's table sizes, `primes[CONFIG_IP_VS_MH_TAB_INDEX - 8]`.
 const PRIMES: [usize; 10] = [

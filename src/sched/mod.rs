@@ -20,7 +20,7 @@
 //!
 //! Adding an algorithm = one file plus one line in [`REGISTRY`].
 //!
-//! [`DestState::id`]: crate::service::DestState::id
+//! [`DestState::id`]: crate::live::DestState::id
 
 mod dh;
 mod fo;
@@ -39,7 +39,7 @@ mod wrr;
 use std::net::IpAddr;
 
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 /// Picks a real server for a new flow.
 pub trait Scheduler: Send + Sync {
@@ -282,7 +282,7 @@ pub(crate) mod testutil {
 
     use crate::flow::FlowKey;
     use crate::flow::{Forward, Proto};
-    use crate::service::{Dest, DestState};
+    use crate::live::{Dest, DestState};
 
     /// Real servers 10.0.1.1.. with these weights and (active, inactive) counts.
     pub fn dests(spec: &[(u32, u32, u32)]) -> Vec<Dest> {

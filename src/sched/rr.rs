@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use super::{locate, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 pub struct Rr {
     /// The last server picked, as (index hint, id); None = the list head.

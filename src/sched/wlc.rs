@@ -6,7 +6,7 @@
 
 use super::{least_weighted, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 pub struct Wlc;
 

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use super::{locate, Scheduler};
 use crate::flow::FlowKey;
-use crate::service::state::Dest;
+use crate::live::Dest;
 
 struct Mark {
     /// Last picked server as (index hint, id); None = list head.

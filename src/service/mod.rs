@@ -21,12 +21,10 @@ use crate::flow::{DestKey, Proto, ServiceKey, Tunnel};
 use crate::sched::{self, Scheduler};
 
 pub mod conf;
-pub mod rates;
-pub mod state;
 
+pub use crate::live::rates::{Estimator, Rates, TrafficCounters, TrafficStats, INTERVAL};
+pub use crate::live::{Dest, DestState, IdVec, Ids, ServiceState, MAX_IDS};
 pub use conf::*;
-pub use rates::{Estimator, Rates, TrafficCounters, TrafficStats, INTERVAL};
-pub use state::{Dest, DestState, IdVec, Ids, ServiceState, MAX_IDS};
 
 /// A virtual service in a snapshot, with its scheduler (shared by every
 /// snapshot since the service got it, and kept up to date with `dests`).
