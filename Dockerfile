@@ -93,9 +93,13 @@ COPY dpdk-bindings dpdk-bindings
 # A workspace member (librvs_ipvs.so, the preload library for unmodified
 # ipvsadm/keepalived): small and rarely changed, so it joins this layer.
 COPY preload preload
+# The benchmarks' crate is a workspace member too: only its manifest is
+# needed (with stub binaries) for cargo to load the workspace.
+COPY bench/Cargo.toml bench/Cargo.toml
 RUN set -eu; \
-    mkdir -p src/bin; : > src/lib.rs; \
-    for b in rvsd rvsadm rvs-bench rvs-tablebench; do echo 'fn main() {}' > "src/bin/$b.rs"; done; \
+    mkdir -p src/bin bench/src/bin; : > src/lib.rs; \
+    for b in rvsd rvsadm; do echo 'fn main() {}' > "src/bin/$b.rs"; done; \
+    for b in rvs-bench rvs-tablebench rvs-healthbench; do echo 'fn main() {}' > "bench/src/bin/$b.rs"; done; \
     cargo build --release --locked --bin rvsd --bin rvsadm; \
     rm -rf src target/release/.fingerprint/rvs-* target/release/rvsd target/release/rvsadm
 COPY src src

@@ -24,7 +24,7 @@ source tests/lib/setup.sh >/dev/null || { echo "run.sh: setup failed" >&2; exit 
 if [ "$mode" = full ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-matplotlib </dev/null
 fi
-cargo build --release --bin rvs-bench --bin rvs-tablebench
+cargo build --release -p rvs-bench --bin rvs-bench --bin rvs-tablebench
 mkdir -p bench/out
 cmd="bench/run.sh $*"
 ./target/release/rvs-bench --out bench/out/results.json "${args[@]}" 2> >(tee bench/out/run.log >&2)
