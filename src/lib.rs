@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod dataplane;
+pub mod director;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod flow;

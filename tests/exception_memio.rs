@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::rig::*;
-use rvs::dataplane::Dataplane;
 use rvs::io::MemIo;
 use rvs::ownership::{Exception, Owned, OwnedSet};
 use rvs::wire::{ArpOp, ArpPacket, MacAddr, PacketBuilder, TcpFlags};
@@ -18,18 +17,12 @@ use rvs::worker::{TwinQueue, Worker};
 /// A rig whose ports have twins; `owned`: VIP ownership "kernel" with this
 /// set (None: "always").
 fn rig(rate: u32, burst: u32, owned: Option<Arc<OwnedSet>>) -> Rig<MemIo> {
-    let mut r = Rig::new(MemIo::new(4), [DIR0_MAC, DIR1_MAC], 1024);
-    let dp = Arc::new(Dataplane {
-        router: r.dp.router.clone(),
-        neigh: r.dp.neigh.clone(),
-        table: r.dp.table.clone(),
-        conns: r.dp.conns.clone(),
-        syn_key: r.dp.syn_key,
-        exc: Exception {
-            twin: vec![true, true],
-            owned,
-        },
-    });
+    let exc = Exception {
+        twin: vec![true, true],
+        owned,
+    };
+    let b = director([DIR0_MAC, DIR1_MAC]).max_connections(1024);
+    let mut r = Rig::with(MemIo::new(4), b.exception(exc));
     let io = std::mem::replace(&mut r.worker.io, MemIo::new(0));
     let twin = |dev_port| {
         Some(TwinQueue {
@@ -38,9 +31,8 @@ fn rig(rate: u32, burst: u32, owned: Option<Arc<OwnedSet>>) -> Rig<MemIo> {
             burst,
         })
     };
-    r.worker = Worker::new(0, 1, io, dp.clone(), r.stats.clone(), Duration::ZERO)
+    r.worker = Worker::new(0, 1, io, r.dp.clone(), r.stats.clone(), Duration::ZERO)
         .with_twins(vec![twin(2), twin(3)]);
-    r.dp = dp;
     r
 }
 

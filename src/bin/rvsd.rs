@@ -16,12 +16,10 @@ use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
 use rvs::config::{DaemonConfig, TwinKind, VipOwnership};
-use rvs::conn::ConnTable;
 use rvs::control::server::{Server, ServerOptions};
 use rvs::control::{Control, MempoolReport, PortReport, PortView};
-use rvs::dataplane::Dataplane;
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
-use rvs::neigh::{NeighTable, PortAddr, Router};
+use rvs::neigh::PortAddr;
 use rvs::stats::WorkerStats;
 use rvs::wire::MacAddr;
 use rvs::worker::Worker;
@@ -169,14 +167,15 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
 
     let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
-    let conns = Arc::new(ConnTable::new(cfg.max_connections, cfg.workers.len()));
+    let mut director = rvs::director::Builder::new()
+        .max_connections(cfg.max_connections)
+        .workers(cfg.workers.len())
+        .local_ips(local_ips);
     if let Some(t) = &cfg.timeouts {
-        conns.set_timeouts(rvs::control::timeouts_from(t));
+        director = director.timeouts(rvs::control::timeouts_from(t));
     }
-    let workers: Arc<[CachePadded<WorkerStats>]> = (0..cfg.workers.len())
-        .map(|_| CachePadded::new(WorkerStats::default()))
-        .collect();
-    let mut ctl = Control::new(conns.clone(), workers.clone(), local_ips);
+    let mut ctl = director.control();
+    let workers = ctl.workers.clone();
     ctl.local_twin = cfg.ports.iter().any(|p| p.kernel_twin.is_some());
     // Services are validated before DPDK is touched: a bad file fails fast.
     ctl.load_with_rules(cfg.services.clone(), Some(cfg.fwmark_rules.clone()))
@@ -357,14 +356,13 @@ fn run(cli: Cli) -> Result<()> {
         owned: owned.clone(),
     };
 
-    let dp = Arc::new(Dataplane {
-        exc,
-        router: Router::new(addrs),
-        neigh: Arc::new(NeighTable::default()),
-        table: ctl.table.clone(),
-        conns: conns.clone(),
-        syn_key: rvs::synproxy::SynKey::random().context("reading a SYN-cookie secret")?,
-    });
+    let dp = Arc::new(
+        director
+            .ports(addrs)
+            .exception(exc)
+            .syn_key(rvs::synproxy::SynKey::random().context("reading a SYN-cookie secret")?)
+            .dataplane(&ctl),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use rvs::conn::ConnTable;
 use rvs::control::Control;
 use rvs::dataplane::Dataplane;
+use rvs::director::Builder;
 use rvs::io::PortIo;
-use rvs::neigh::{NeighTable, PortAddr, Router};
+use rvs::neigh::PortAddr;
 use rvs::stats::{StatsSnapshot, WorkerStats};
 use rvs::wire::{checksum, Ipv4Packet, MacAddr, PacketBuilder, TcpFlags, TcpSegment, UdpDatagram};
 use rvs::worker::Worker;
@@ -44,6 +44,20 @@ pub fn rs2() -> Ipv4Addr {
     ip("10.0.1.12")
 }
 
+/// The rig's director: the two ports, one worker.
+pub fn director(macs: [MacAddr; 2]) -> Builder {
+    let port = |mac, cidr: &str| PortAddr {
+        mac,
+        cidr: cidr.parse().unwrap(),
+        gateway: None,
+        mtu: 1500,
+    };
+    Builder::new().ports(vec![
+        port(macs[0], "10.0.0.1/24"),
+        port(macs[1], "10.0.1.1/24"),
+    ])
+}
+
 pub struct Rig<P: PortIo> {
     pub ctl: Arc<Control>,
     pub worker: Worker<P>,
@@ -54,36 +68,13 @@ pub struct Rig<P: PortIo> {
 
 impl<P: PortIo> Rig<P> {
     pub fn new(io: P, macs: [MacAddr; 2], max_conns: usize) -> Rig<P> {
-        let conns = Arc::new(ConnTable::new(max_conns, 1));
-        let stats: Arc<[CachePadded<WorkerStats>]> =
-            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
-        let ctl = Arc::new(Control::new(
-            conns.clone(),
-            stats.clone(),
-            vec![dir0().into(), dir1().into()],
-        ));
-        let router = Router::new(vec![
-            PortAddr {
-                mac: macs[0],
-                cidr: "10.0.0.1/24".parse().unwrap(),
-                gateway: None,
-                mtu: 1500,
-            },
-            PortAddr {
-                mac: macs[1],
-                cidr: "10.0.1.1/24".parse().unwrap(),
-                gateway: None,
-                mtu: 1500,
-            },
-        ]);
-        let dp = Arc::new(Dataplane {
-            router,
-            neigh: Arc::new(NeighTable::default()),
-            table: ctl.table.clone(),
-            conns,
-            syn_key: rvs::synproxy::SynKey::new(0x5eed, 0xc00c1e),
-            exc: Default::default(),
-        });
+        Self::with(io, director(macs).max_connections(max_conns))
+    }
+
+    /// A rig from a director `b` (e.g. [`director`] with kernel twins).
+    pub fn with(io: P, b: Builder) -> Rig<P> {
+        let d = b.build();
+        let (ctl, dp, stats) = (d.ctl.clone(), d.dp.clone(), d.stats().clone());
         let worker = Worker::new(0, 1, io, dp.clone(), stats.clone(), Duration::ZERO);
         Rig {
             ctl,

@@ -24,20 +24,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use crossbeam::channel;
-use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use rvs::flow::FlowKey;
 
-use rvs::conn::ConnTable;
-use rvs::control::Control;
-use rvs::dataplane::Dataplane;
+use rvs::director::{Builder, Director};
 use rvs::dpdk::{self, DpdkIo, Eal, Mbuf, MbufRing, Mempool, Port, MBUF_DEFAULT_DATA_ROOM};
 use rvs::flow::Proto;
 use rvs::io::{Frame, PortIo, BURST};
-use rvs::neigh::{NeighTable, PortAddr, Router};
-use rvs::stats::WorkerStats;
+use rvs::neigh::{NeighTable, PortAddr};
 use rvs::wire::{checksum, MacAddr, PacketBuilder, TcpFlags};
 use rvs::worker::Worker;
 
@@ -305,14 +301,6 @@ impl Core {
     }
 }
 
-/// The director: the real control plane and data path pieces, as rvsd
-/// assembles them (one expiry wheel per worker, like rvsd).
-struct Director {
-    dp: Arc<Dataplane>,
-    stats: Arc<[CachePadded<WorkerStats>]>,
-    _ctl: Arc<Control>,
-}
-
 fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
     director_with(max_conns, n_workers, 0)
 }
@@ -321,45 +309,31 @@ fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
 /// service 1 selected by the last of that many classifier rules (the
 /// others name other /32s: every new flow scans them all first).
 fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Result<Director> {
-    let conns = Arc::new(ConnTable::new(max_conns, n_workers));
-    let stats: Arc<[CachePadded<WorkerStats>]> = (0..n_workers)
-        .map(|_| CachePadded::new(WorkerStats::default()))
-        .collect();
-    let ctl = Arc::new(Control::new(
-        conns.clone(),
-        stats.clone(),
-        vec![
-            Ipv4Addr::new(10, 0, 0, 1).into(),
-            Ipv4Addr::new(10, 0, 1, 1).into(),
-        ],
-    ));
-    let router = Router::new(vec![
-        PortAddr {
-            mac: DIR0_MAC,
-            cidr: "10.0.0.1/24".parse().map_err(anyhow::Error::msg)?,
-            gateway: Some(gw()),
+    let port = |mac, cidr: &str, gateway| -> Result<PortAddr> {
+        Ok(PortAddr {
+            mac,
+            cidr: cidr.parse().map_err(anyhow::Error::msg)?,
+            gateway,
             mtu: 1500,
-        },
-        PortAddr {
-            mac: DIR1_MAC,
-            cidr: "10.0.1.1/24".parse().map_err(anyhow::Error::msg)?,
-            gateway: None,
-            mtu: 1500,
-        },
-    ]);
+        })
+    };
     let neigh = Arc::new(NeighTable::default());
     neigh.learn(gw(), GW_MAC);
     for i in 0..N_RS {
         neigh.learn(rs_ip(i), rs_mac(i));
     }
-    let dp = Arc::new(Dataplane {
-        router,
-        neigh,
-        table: ctl.table.clone(),
-        conns,
-        syn_key: rvs::synproxy::SynKey::new(1, 2),
-        exc: Default::default(),
-    });
+    // As rvsd assembles it: one expiry wheel per worker.
+    let d = Builder::new()
+        .max_connections(max_conns)
+        .workers(n_workers)
+        .ports(vec![
+            port(DIR0_MAC, "10.0.0.1/24", Some(gw()))?,
+            port(DIR1_MAC, "10.0.1.1/24", None)?,
+        ])
+        .neighbours(neigh)
+        .syn_key(rvs::synproxy::SynKey::new(1, 2))
+        .build();
+    let ctl = &d.ctl;
     let (svc, mut reqs) = if fwmark_rules == 0 {
         (
             r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#,
@@ -396,11 +370,7 @@ fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Res
             bail!("{r} -> {resp}");
         }
     }
-    Ok(Director {
-        dp,
-        stats,
-        _ctl: ctl,
-    })
+    Ok(d)
 }
 
 /// The generator's rings: RX rings it fills, TX rings it recycles from.
@@ -671,7 +641,7 @@ fn ring_worker(rig: &Rig, d: &Director) -> Result<Worker<DpdkIo>> {
         1,
         io,
         d.dp.clone(),
-        d.stats.clone(),
+        d.stats().clone(),
         Duration::ZERO,
     ))
 }
@@ -754,7 +724,7 @@ fn scenario(name: &str, flows: usize, o: &RunOut, extra: Value, mean: f64) -> Va
 
 fn drops_json(d: &Director, w: &Worker<DpdkIo>) -> Value {
     let mut s = rvs::stats::StatsSnapshot::default();
-    for x in d.stats.iter() {
+    for x in d.stats().iter() {
         s.add(x);
     }
     let nz: serde_json::Map<String, Value> = s
@@ -870,7 +840,7 @@ fn preload_runs(
                     n,
                     io,
                     d.dp.clone(),
-                    d.stats.clone(),
+                    d.stats().clone(),
                     Duration::ZERO,
                 ));
             }
@@ -900,7 +870,7 @@ fn null_noop(rig: &Rig, d: &Director, secs: f64) -> Result<Value> {
         &rig.null_pool,
         &[(&rig.null_ports[0], 0, 0), (&rig.null_ports[1], 0, 0)],
     )?;
-    let w = Worker::new(0, 1, io, d.dp.clone(), d.stats.clone(), Duration::ZERO);
+    let w = Worker::new(0, 1, io, d.dp.clone(), d.stats().clone(), Duration::ZERO);
     let out = rig.cores[0]
         .run(move || {
             let mut w = w;
@@ -1132,7 +1102,7 @@ fn main() -> Result<()> {
         let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), true, 0.0, 600.0);
         // The classifier alone, on this core: the worst case (the packet
         // matches the last rule, or none) per call.
-        let table = d._ctl.table.load_full();
+        let table = d.ctl.table.load_full();
         let classify_ns = rig.cores[0]
             .run(move || {
                 let c = table.fwmark_rules();
