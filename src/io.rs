@@ -96,9 +96,11 @@ impl VecFrame {
 }
 
 impl Frame for VecFrame {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.head..self.tail]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.head..self.tail]
     }

@@ -95,3 +95,22 @@ fn rvs_tablebench_quick_produces_sane_json() {
         assert!(e["fwd_lookups"].as_u64().unwrap() > 0, "{e}");
     }
 }
+
+/// rvs-dpbench at a tiny size: it forwards (it checks that itself) and
+/// reports a positive, finite cost per packet.
+#[test]
+fn rvs_dpbench_reports_a_cost_per_packet() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvs-dpbench"))
+        .args(["--flows", "64", "--passes", "10", "--rounds", "2"])
+        .output()
+        .expect("run rvs-dpbench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let ns = v["ns_per_packet"].as_f64().unwrap_or(0.0);
+    assert!(ns > 0.0 && ns.is_finite(), "{v}");
+    assert_eq!(v["flows"], 64);
+}

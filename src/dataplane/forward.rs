@@ -16,6 +16,7 @@ impl Dataplane {
     /// Step 6: a packet of a connection, found or just opened: the SYN
     /// proxy's translation, Local delivery, the mode's rewrite, then the
     /// connection's state, the counts and the next hop.
+    #[inline(always)]
     pub(super) fn forward_conn<F: Frame>(
         &self,
         cx: &Ctx,
@@ -89,6 +90,7 @@ impl Dataplane {
     /// Have the connection's forwarding mode rewrite the packet; returns the
     /// address whose next hop gets the frame, or the verdict that replaces
     /// forwarding (a drop, or an ICMP error sent back instead).
+    #[inline(always)]
     pub(super) fn forward<F: Frame>(
         &self,
         cx: &Ctx,

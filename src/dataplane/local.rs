@@ -84,6 +84,7 @@ impl Dataplane {
     /// Step 2, ICMP: an error quoting a tracked connection goes that
     /// connection's way; an echo request to a director address or an owned
     /// VIP is answered.
+    #[inline(never)]
     pub(super) fn icmp<F: Frame>(
         &self,
         cx: &Ctx,

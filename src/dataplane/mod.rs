@@ -9,7 +9,8 @@
 //! 2. `icmp` (local.rs): echo requests to the director are answered; ICMP
 //!    errors follow the connection they quote (forward.rs).
 //! 3. `transport` (lookup.rs): the TCP/UDP header, the flow key and flags.
-//! 4. `lookup` (lookup.rs): the tracked connection, if any.
+//! 4. the connection table's lookup: the tracked connection, if any
+//!    (`reused`, lookup.rs, ends one a new SYN reuses).
 //! 5. `open` (open.rs): without one, the service schedules a real server
 //!    and a connection is created, or the SYN proxy (synproxy.rs) answers.
 //! 6. `forward_conn` (forward.rs): the connection's forwarding mode
@@ -188,12 +189,16 @@ impl Dataplane {
             return self.icmp(cx, in_port, frame, &h);
         }
         // 3. The transport header: the flow and its TCP flags.
-        let (key, ev) = match self.transport(in_port, frame.data(), &h) {
+        let (proto, sport, dport, ev) = match self.transport(in_port, frame.data(), &h) {
             Ok(x) => x,
             Err(v) => return v,
         };
+        let key = FlowKey::v4(proto, h.src, sport, h.dst, dport);
         // 4. The tracked connection, if any.
-        let hit = self.lookup(cx, &key, ev);
+        let mut hit = self.conns.lookup(&key);
+        if self.reused(cx, &hit, ev) {
+            hit = None;
+        }
         // 5. Without one, the service schedules a new connection. By
         // reference: a connection snapshot is a couple of hundred bytes, and
         // moving it cost a memcpy per packet (~10 % of the NAT path).

@@ -29,6 +29,7 @@ impl Dataplane {
     /// (never for the director's own addresses), then the VIP's; its
     /// scheduler picks a real server and the connection is created. The
     /// SYN proxy answers for its services instead.
+    #[inline(never)]
     pub(super) fn open<F: Frame>(
         &self,
         cx: &Ctx,

@@ -80,6 +80,7 @@ impl Mbuf {
 }
 
 impl Frame for Mbuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         let m = self.m();
         // SAFETY: for a single-segment mbuf, buf_addr + data_off points at
@@ -93,6 +94,7 @@ impl Frame for Mbuf {
         }
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
         let (addr, off, len) = (

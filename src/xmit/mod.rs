@@ -59,6 +59,7 @@ pub struct Egress<'a> {
 
 /// Rewrite `frame` for direction `dir` of `conn` in the connection's
 /// forwarding mode.
+#[inline(always)]
 pub fn transmit<F: Frame>(
     frame: &mut F,
     conn: &Conn,
@@ -76,6 +77,7 @@ pub fn transmit<F: Frame>(
 
 /// The IPv4 packet of an Ethernet frame, up to its total length (the
 /// frame may carry padding).
+#[inline(always)]
 pub(crate) fn ip_of<F: Frame>(frame: &mut F) -> Result<&mut [u8], XmitError> {
     let data = frame.data_mut();
     let ip = data
@@ -87,6 +89,7 @@ pub(crate) fn ip_of<F: Frame>(frame: &mut F) -> Result<&mut [u8], XmitError> {
 }
 
 /// The IPv4 TTL of a frame (0 when it has none).
+#[inline(always)]
 pub(crate) fn ttl_of<F: Frame>(frame: &F) -> u8 {
     frame.data().get(ETH + 8).copied().unwrap_or(0)
 }

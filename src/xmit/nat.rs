@@ -51,6 +51,7 @@ fn rewrite(ip: &mut [u8], end: End, addr: Ipv4Addr, port: u16) -> Result<(), Wir
 
 /// The mode's entry (see [`super::transmit`]): inbound to the real server,
 /// replies to the client.
+#[inline(always)]
 pub fn xmit<F: Frame>(
     frame: &mut F,
     c: &Conn,

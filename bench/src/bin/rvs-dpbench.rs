@@ -1,0 +1,135 @@
+//! The data path's own cost, without rings, DPDK or a generator thread:
+//! established NAT packets (client to real server) through
+//! `Dataplane::process` on one thread, `--flows` flows round robin, frames
+//! reset from a template before each pass. Prints the best of `--rounds`
+//! rounds in ns per packet, as JSON.
+//!
+//! rvs-bench's end-to-end figures move by ±5 % from run to run on a shared
+//! 2-core machine (the generator and the worker compete); this one moves by
+//! about 1 %, so it is the tool for comparing two builds of the packet path
+//! (`git worktree add`, build both, run them alternately).
+#![deny(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use rvs::dataplane::{Ctx, Verdict};
+use rvs::director::Builder;
+use rvs::io::{Frame, VecFrame};
+use rvs::neigh::PortAddr;
+use rvs::wire::{MacAddr, PacketBuilder, TcpFlags};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    /// Established flows the passes cycle over.
+    #[arg(long, default_value_t = 1000)]
+    flows: u16,
+    /// Passes over all flows per round.
+    #[arg(long, default_value_t = 2000)]
+    passes: u32,
+    /// Rounds; the best is reported.
+    #[arg(long, default_value_t = 15)]
+    rounds: u32,
+}
+
+const DIR0: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
+const DIR1: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 1]);
+const CLIENT: MacAddr = MacAddr([0x02, 0xc0, 0, 0, 0, 2]);
+const RS: MacAddr = MacAddr([0x02, 0x51, 0, 0, 0, 11]);
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let port = |mac, cidr: &str| -> Result<PortAddr> {
+        Ok(PortAddr {
+            mac,
+            cidr: cidr.parse().map_err(anyhow::Error::msg)?,
+            gateway: None,
+            mtu: 1500,
+        })
+    };
+    let d = Builder::new()
+        .max_connections(usize::from(cli.flows) * 2 + 16)
+        .ports(vec![port(DIR0, "10.0.0.1/24")?, port(DIR1, "10.0.1.1/24")?])
+        .build();
+    for req in [
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
+    ] {
+        let r = d.ctl.handle_line(req);
+        if r.contains("\"error\"") {
+            bail!("{req} -> {r}");
+        }
+    }
+    let (client, vip, rs) = (
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::new(10, 0, 0, 100),
+        Ipv4Addr::new(10, 0, 1, 11),
+    );
+    d.dp.neigh.learn(rs, RS);
+    d.dp.neigh.learn(client, CLIENT);
+    let (services, neigh, timeouts) = (
+        d.dp.table.load(),
+        d.dp.neigh.snapshot(),
+        d.dp.conns.timeouts(),
+    );
+    let (ident, lport, traffic, update) = (
+        Cell::new(0u16),
+        Cell::new(0u32),
+        RefCell::new(Default::default()),
+        Cell::new(None),
+    );
+    let cx = Ctx {
+        stats: &d.stats()[0],
+        ident: &ident,
+        lport: &lport,
+        worker: 0,
+        n_workers: 1,
+        now_ms: 1,
+        services: &services,
+        timeouts: &timeouts,
+        traffic: &traffic,
+        update: &update,
+        neigh: &neigh,
+    };
+    let pkt = |sport: u16, flags| {
+        PacketBuilder::new()
+            .eth(CLIENT, DIR0)
+            .ipv4(client, vip)
+            .ttl(64)
+            .tcp(sport, 80)
+            .flags(flags)
+            .seq(1000)
+            .build()
+    };
+    let sports = 10_000..10_000 + cli.flows;
+    for s in sports.clone() {
+        d.dp.process(&cx, 0, &mut VecFrame::from_bytes(&pkt(s, TcpFlags::SYN)));
+    }
+    let tmpl: Vec<Vec<u8>> = sports.map(|s| pkt(s, TcpFlags::ACK)).collect();
+    let mut frames: Vec<VecFrame> = tmpl.iter().map(|b| VecFrame::from_bytes(b)).collect();
+    let v = d.dp.process(&cx, 0, &mut VecFrame::from_bytes(&tmpl[0]));
+    if v != Verdict::Tx(1) {
+        bail!("an established packet was not forwarded: {v:?}");
+    }
+    let mut best = f64::MAX;
+    for _ in 0..cli.rounds {
+        let t = Instant::now();
+        for _ in 0..cli.passes {
+            for (f, b) in frames.iter_mut().zip(&tmpl) {
+                f.data_mut()[..b.len()].copy_from_slice(b);
+                std::hint::black_box(d.dp.process(&cx, 0, f));
+            }
+        }
+        let per = t.elapsed().as_nanos() as f64 / (f64::from(cli.passes) * f64::from(cli.flows));
+        best = best.min(per);
+    }
+    println!(
+        "{}",
+        json!({"scenario": "dp_nat_est_64", "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
+    );
+    Ok(())
+}
