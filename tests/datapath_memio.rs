@@ -921,6 +921,29 @@ fn fullnat_toa_goes_on_the_syn_and_the_handshake_ack_only() {
     );
 }
 
+/// Every MSS option of the server's SYN-ACK is lowered, not the first
+/// only: a client keeps the last MSS option it reads.
+#[test]
+fn fullnat_proxy_v2_lowers_every_mss_option_of_the_synack() {
+    let mut r = fullnat_rig("proxy_v2");
+    let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+    let lport = endpoints(&syn).1;
+    let synack = one(
+        &mut r,
+        1,
+        &rs_to_lip(
+            lport,
+            TcpFlags::SYN | TcpFlags::ACK,
+            5000,
+            1001,
+            &[2, 4, 0x05, 0xb4, 2, 4, 0x05, 0x78],
+        ),
+        0,
+    );
+    assert_eq!(tcp_of(&synack).3, [2, 4, 0x05, 0x98, 2, 4, 0x05, 0x5c]);
+    assert_checksums(&synack);
+}
+
 #[test]
 fn fullnat_proxy_v2_header_and_sequence_translation() {
     let mut r = fullnat_rig("proxy_v2");

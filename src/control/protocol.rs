@@ -290,14 +290,15 @@ pub fn parse_request(line: &str) -> Result<Request, CtlError> {
     // Commands and their fields are the `Request` enum's alone: serde
     // refuses an unknown field of any command (every variant is a struct
     // variant, so `deny_unknown_fields` covers them all) and names an
-    // unknown command in its error, told apart from an unknown value deeper
-    // in the request by the variant list that follows it. From the text, not
+    // unknown command in its error. From the text, not
     // from `v`: a `Value` keeps only the last of duplicate keys, so
     // `{"cmd":"ping","cmd":"clear"}` would have cleared everything;
     // deserialising the text rejects any duplicate field.
     serde_json::from_str(line).map_err(|e| {
-        let msg = e.to_string();
-        if msg.starts_with(&format!("unknown variant `{cmd}`, expected one of `ping`")) {
+        // Whether the command itself is unknown: the bare command, without
+        // its fields, fails on its tag (and not on a missing field).
+        let bare = serde_json::from_value::<Request>(serde_json::json!({ "cmd": cmd }));
+        if bare.is_err_and(|b| b.to_string().starts_with("unknown variant")) {
             CtlError::new(
                 ErrorCode::UnknownCommand,
                 format!("unknown command {cmd:?}"),

@@ -251,11 +251,15 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let delta = f.delta.get();
     let mut options_changed = false;
     if flags.syn() && flags.ack() {
-        // Leave room for the PROXY header in the client's first segment.
-        let mss_at = TcpOptions::new(t.options())
-            .find(|x| x.kind == opt::MSS && x.len == 4)
-            .map(|x| x.at);
-        if let Some(at) = mss_at {
+        // Leave room for the PROXY header in the client's first segment
+        // (every MSS option: a client keeps the last one it reads).
+        let mut copy = [0u8; 40];
+        let n = t.options().len().min(copy.len());
+        copy[..n].copy_from_slice(&t.options()[..n]);
+        for at in TcpOptions::new(&copy[..n])
+            .filter(|x| x.kind == opt::MSS && x.len == 4)
+            .map(|x| x.at)
+        {
             let o = t.options_mut();
             let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
             let clamped = mss.saturating_sub(PP2_LEN as u16).max(64);
