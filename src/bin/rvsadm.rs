@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use rvs::adm::cli::{self, Cmd, Entry, Exit, Parsed};
 use rvs::adm::{self, Format};
 use rvs::control::server::request;
+use rvs::control::{from_reply, TimeoutsReply};
 
 const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 
@@ -148,6 +149,11 @@ impl Ctx {
 }
 
 type CmdFn = fn(&Ctx, &Entry) -> Result<(), Exit>;
+
+/// A typed reply (rvs::control's reply types) from a control answer.
+fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, Exit> {
+    from_reply(v).map_err(|e| Exit(255, format!("bad response from rvsd: {}", e.message)))
+}
 
 /// One function per command, as ipvsadm's `process_options` switch.
 const COMMANDS: &[(Cmd, CmdFn)] = &[
@@ -327,10 +333,11 @@ fn set_timeouts(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
             t[k] = json!(v);
         }
     }
-    let cur = ctx.call(json!({"cmd": "get_timeouts"}))?;
-    for k in ["tcp", "tcpfin", "udp"] {
+    let cur: TimeoutsReply = typed(ctx.call(json!({"cmd": "get_timeouts"}))?)?;
+    let cur = cur.timeouts;
+    for (k, v) in [("tcp", cur.tcp), ("tcpfin", cur.tcpfin), ("udp", cur.udp)] {
         if t.get(k).is_none() {
-            t[k] = cur["timeouts"][k].clone();
+            t[k] = json!(v);
         }
     }
     ctx.call(json!({"cmd": "set_timeouts", "timeouts": t}))?;
@@ -364,11 +371,11 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
         return out(&adm::connections(&c, f));
     }
     if has(cli::optc::TIMEOUT) {
-        let t = ctx.list_call(json!({"cmd": "get_timeouts"}))?;
-        let t = &t["timeouts"];
+        let t: TimeoutsReply = typed(ctx.list_call(json!({"cmd": "get_timeouts"}))?)?;
+        let t = t.timeouts;
         return out(&format!(
             "Timeout (tcp tcpfin udp): {} {} {}\n",
-            t["tcp"], t["tcpfin"], t["udp"]
+            t.tcp, t.tcpfin, t.udp
         ));
     }
     if has(cli::optc::DAEMON) {

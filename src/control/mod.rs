@@ -187,7 +187,10 @@ impl Control {
     /// Apply a request.
     pub fn handle(&self, req: Request) -> Result<Value, CtlError> {
         match req {
-            Request::Ping {} => Ok(json!({"ok": true, "version": env!("CARGO_PKG_VERSION")})),
+            Request::Ping {} => to_reply(&PingReply {
+                ok: true,
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
             Request::List {} => Ok(self.list()),
             Request::Stats {} => Ok(self.stats()),
             Request::Connections { limit } => Ok(self.connections(limit.unwrap_or(usize::MAX))),
@@ -210,9 +213,14 @@ impl Control {
             }
             Request::GetTimeouts {} => {
                 let t = self.conns.timeouts();
-                Ok(json!({"ok": true, "timeouts": {
-                    "tcp": t.get(State::Established), "tcpfin": t.get(State::FinWait),
-                    "udp": t.get(State::Udp)}}))
+                to_reply(&TimeoutsReply {
+                    ok: true,
+                    timeouts: TimeoutsView {
+                        tcp: t.get(State::Established),
+                        tcpfin: t.get(State::FinWait),
+                        udp: t.get(State::Udp),
+                    },
+                })
             }
             Request::SetTimeouts { timeouts } => {
                 self.conns

@@ -182,6 +182,43 @@ pub enum Request {
     Daemon {},
 }
 
+/// Replies are typed where both sides share the type: the server builds
+/// it and serialises it, a client reads it back with [`from_reply`].
+/// (`list`, `stats`, `connections` and `daemon` are still built as JSON
+/// values.)
+pub fn to_reply<T: Serialize>(reply: &T) -> Result<Value, CtlError> {
+    serde_json::to_value(reply).map_err(|e| CtlError::new(ErrorCode::Io, e.to_string()))
+}
+
+/// A typed reply from the JSON the socket answered.
+pub fn from_reply<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CtlError> {
+    serde_json::from_value(v)
+        .map_err(|e| CtlError::new(ErrorCode::BadJson, format!("unexpected reply: {e}")))
+}
+
+/// The three timeouts ipvsadm shows and sets, in seconds
+/// (`ipvsadm -L --timeout`, `IPVS_CMD_GET_CONFIG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutsView {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+/// `get_timeouts`' reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutsReply {
+    pub ok: bool,
+    pub timeouts: TimeoutsView,
+}
+
+/// `ping`'s reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingReply {
+    pub ok: bool,
+    pub version: String,
+}
+
 /// The stable, machine-readable part of a control error (the `code` of
 /// `{"error": {"code": ..., "message": ...}}`); the message is for people
 /// (libipvs's texts where ipvsadm has one, which operators' scripts match).

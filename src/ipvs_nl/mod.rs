@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
-use crate::control::{parse_request, Control, CtlError, ErrorCode};
+use crate::control::{from_reply, parse_request, Control, CtlError, ErrorCode, TimeoutsReply};
 use codec::{Attrs, GenlMsg, MsgBuilder, NlHeader};
 use fill::*;
 pub use uapi::*;
@@ -235,11 +235,11 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
         }
         (cmd::GET_CONFIG, false) => {
             let t = control(ctl, json!({"cmd": "get_timeouts"}))?;
-            let get = |k: &str| t["timeouts"][k].as_u64().unwrap_or(0) as u32;
+            let t: TimeoutsReply = from_reply(t).map_err(map_ctl_error)?;
             let mut b = reply(cmd::SET_CONFIG);
-            b.put_u32(cmd_attr::TIMEOUT_TCP, get("tcp"))
-                .put_u32(cmd_attr::TIMEOUT_TCP_FIN, get("tcpfin"))
-                .put_u32(cmd_attr::TIMEOUT_UDP, get("udp"));
+            b.put_u32(cmd_attr::TIMEOUT_TCP, t.timeouts.tcp)
+                .put_u32(cmd_attr::TIMEOUT_TCP_FIN, t.timeouts.tcpfin)
+                .put_u32(cmd_attr::TIMEOUT_UDP, t.timeouts.udp);
             Ok(Reply::Doit(vec![b.finish()]))
         }
         (cmd::SET_CONFIG, false) => {
