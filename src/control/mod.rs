@@ -629,4 +629,6 @@ impl HealthSource for Control {
 }
 
 #[cfg(test)]
+mod health_tests;
+#[cfg(test)]
 mod tests;
