@@ -279,6 +279,15 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         &self.buf.as_ref()[Self::MIN_HEADER_LEN..self.header_len()]
     }
 
+    /// A copy of the options (at most 40 bytes) and their length, to walk
+    /// with [`TcpOptions`] while the segment itself is being written.
+    pub fn options_copy(&self) -> ([u8; 40], usize) {
+        let mut copy = [0u8; 40];
+        let n = self.options().len().min(copy.len());
+        copy[..n].copy_from_slice(&self.options()[..n]);
+        (copy, n)
+    }
+
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[self.header_len()..]
     }
@@ -378,11 +387,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     /// checksum incrementally (a segment with a bad checksum stays bad).
     /// Returns whether an edge changed.
     pub fn map_sack_edges(&mut self, map: impl Fn(u32) -> u32) -> bool {
-        // Options are at most 40 bytes; walk a copy while writing the
-        // segment.
-        let mut copy = [0u8; 40];
-        let n = self.options().len().min(copy.len());
-        copy[..n].copy_from_slice(&self.options()[..n]);
+        // Walk a copy while writing the segment.
+        let (copy, n) = self.options_copy();
         let mut changed = false;
         for o in TcpOptions::new(&copy[..n]) {
             if o.kind == opt::SACK && o.len >= 10 && (o.len - 2) % 8 == 0 {

@@ -253,9 +253,7 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     if flags.syn() && flags.ack() {
         // Leave room for the PROXY header in the client's first segment
         // (every MSS option: a client keeps the last one it reads).
-        let mut copy = [0u8; 40];
-        let n = t.options().len().min(copy.len());
-        copy[..n].copy_from_slice(&t.options()[..n]);
+        let (copy, n) = t.options_copy();
         for at in TcpOptions::new(&copy[..n])
             .filter(|x| x.kind == opt::MSS && x.len == 4)
             .map(|x| x.at)
