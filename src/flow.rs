@@ -39,6 +39,13 @@ impl Proto {
             _ => None,
         }
     }
+    /// The control protocol's spelling ("tcp"/"udp").
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
     /// ipvsadm's spelling ("TCP"/"UDP").
     pub fn upper(self) -> &'static str {
         match self {

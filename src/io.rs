@@ -28,7 +28,8 @@ pub trait Frame {
 }
 
 /// Counters a device keeps for one of its ports (hardware/PMD view).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PortCounters {
     pub ipackets: u64,
     pub opackets: u64,

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use rvs::config::{DaemonConfig, TwinKind, VipOwnership};
 use rvs::control::server::{Server, ServerOptions};
-use rvs::control::{Control, MempoolReport, PortReport, PortView};
+use rvs::control::{Control, MempoolReport, OwnershipView, PortReport, PortView};
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
 use rvs::neigh::PortAddr;
 use rvs::stats::WorkerStats;
@@ -94,15 +94,21 @@ impl PortView for Ports {
         }]
     }
 
-    fn vip_ownership(&self) -> serde_json::Value {
-        match &self.owned {
-            None => serde_json::json!({"mode": "always"}),
+    fn vip_ownership(&self) -> Option<OwnershipView> {
+        Some(match &self.owned {
+            None => OwnershipView {
+                mode: VipOwnership::Always,
+                on_twins: None,
+            },
             Some(o) => {
-                let mut on: Vec<_> = o.set.load().keys().copied().collect();
+                let mut on: Vec<IpAddr> = o.set.load().keys().map(|&a| IpAddr::from(a)).collect();
                 on.sort();
-                serde_json::json!({"mode": "kernel", "on_twins": on})
+                OwnershipView {
+                    mode: VipOwnership::Kernel,
+                    on_twins: Some(on),
+                }
             }
-        }
+        })
     }
 }
 

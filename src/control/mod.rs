@@ -36,10 +36,12 @@ use crate::service::{
 use crate::stats::{StatsSnapshot, WorkerStats};
 
 mod protocol;
+mod reply;
 mod validate;
 mod view;
 
 pub use protocol::*;
+pub use reply::*;
 pub use validate::*;
 
 /// What the control plane can see of the data ports.
@@ -50,9 +52,9 @@ pub trait PortView: Send + Sync {
         Vec::new()
     }
     /// VIP ownership (`{"mode": "always"|"kernel", "on_twins": [...]}`),
-    /// null without a daemon.
-    fn vip_ownership(&self) -> Value {
-        Value::Null
+    /// None (null) without a daemon.
+    fn vip_ownership(&self) -> Option<OwnershipView> {
+        None
     }
 }
 
@@ -60,7 +62,8 @@ pub trait PortView: Send + Sync {
 /// workers, device rings or in flight) and in it (per-lcore caches
 /// included). A count of `in_use` that does not come back once traffic
 /// stops is an mbuf leak.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MempoolReport {
     pub name: String,
     pub in_use: u32,
@@ -68,7 +71,8 @@ pub struct MempoolReport {
 }
 
 /// One data port as reported by `stats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PortReport {
     pub device: String,
     pub mac: String,
@@ -191,25 +195,37 @@ impl Control {
                 ok: true,
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
-            Request::List {} => Ok(self.list()),
-            Request::Stats {} => Ok(self.stats()),
-            Request::Connections { limit } => Ok(self.connections(limit.unwrap_or(usize::MAX))),
+            Request::List {} => to_reply(&self.list()),
+            Request::Stats {} => to_reply(&self.stats()),
+            Request::Connections { limit } => {
+                to_reply(&self.connections(limit.unwrap_or(usize::MAX)))
+            }
             Request::Load {
                 services,
                 fwmark_rules,
             } => {
                 let n = services.len();
                 self.load_with_rules(services, fwmark_rules)?;
-                Ok(json!({"ok": true, "services": n}))
+                to_reply(&LoadReply {
+                    ok: true,
+                    services: n,
+                })
             }
             Request::SetFwmarkRules { rules } => {
                 let n = rules.len();
                 self.set_fwmark_rules(rules)?;
-                Ok(json!({"ok": true, "fwmark_rules": n}))
+                to_reply(&FwmarkRulesReply {
+                    ok: true,
+                    fwmark_rules: n,
+                })
             }
             Request::Dump {} => {
                 let m = self.master.lock();
-                Ok(json!({"ok": true, "services": m.confs, "fwmark_rules": m.rules}))
+                to_reply(&DumpReply {
+                    ok: true,
+                    services: m.confs.clone(),
+                    fwmark_rules: m.rules.clone(),
+                })
             }
             Request::GetTimeouts {} => {
                 let t = self.conns.timeouts();
@@ -225,7 +241,7 @@ impl Control {
             Request::SetTimeouts { timeouts } => {
                 self.conns
                     .set_timeouts(apply_timeouts(self.conns.timeouts(), &timeouts));
-                Ok(json!({"ok": true}))
+                to_reply(&OkReply::OK)
             }
             Request::StartDaemon {
                 state,
@@ -246,17 +262,18 @@ impl Control {
                     mcast_ttl,
                 },
             ) {
-                Ok(c) => Ok(json!({"ok": true, "state": state, "sync_maxlen": c.sync_maxlen})),
+                Ok(c) => to_reply(&StartDaemonReply {
+                    ok: true,
+                    state,
+                    sync_maxlen: c.sync_maxlen,
+                }),
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
             Request::StopDaemon { state } => match self.stop_daemon(state) {
-                Ok(()) => Ok(json!({"ok": true})),
+                Ok(()) => to_reply(&OkReply::OK),
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
-            Request::Daemon {} => Ok(crate::sync::status_json(
-                &self.sync.status(),
-                &self.sync.counters,
-            )),
+            Request::Daemon {} => to_reply(&self.daemon()),
             Request::Zero { service } => {
                 let m = self.master.lock();
                 if let Some(s) = service {
@@ -265,7 +282,7 @@ impl Control {
                     }
                 }
                 m.registry.zero(service.map(|s| s.key()));
-                Ok(json!({"ok": true}))
+                to_reply(&OkReply::OK)
             }
             mutation => self.mutate(mutation),
         }

@@ -59,21 +59,6 @@ impl SvcRef {
     }
 }
 
-/// The JSON fields that name a service in `list` (and `dump`): proto, vip
-/// and port, or `fwmark` (+ `"af": "inet6"`) for a fwmark service.
-pub(super) fn key_fields(v: &mut Value, k: &ServiceKey) {
-    if k.fwmark != 0 {
-        v["fwmark"] = json!(k.fwmark);
-        if k.vip.is_ipv6() {
-            v["af"] = json!("inet6");
-        }
-    } else {
-        v["proto"] = json!(k.proto);
-        v["vip"] = json!(k.vip);
-        v["port"] = json!(k.port);
-    }
-}
-
 /// A real server named by address and port (0 = the service port).
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

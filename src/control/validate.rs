@@ -179,23 +179,6 @@ pub(super) fn check_sorry(
     Ok(())
 }
 
-/// A TUN real server's encapsulation in `list`, defaults filled in (what
-/// `ipvsadm -S` prints): tun_type always, tun_port for gue, tun_csum for
-/// gue and gre.
-pub(super) fn tunnel_fields(v: &mut Value, d: &DestConf) {
-    if d.fwd != Forward::Tun {
-        return;
-    }
-    let t = d.tunnel();
-    v["tun_type"] = json!(t.kind);
-    if t.kind == TunType::Gue {
-        v["tun_port"] = json!(t.port);
-    }
-    if t.kind != TunType::Ipip {
-        v["tun_csum"] = json!(t.csum);
-    }
-}
-
 pub(super) fn check_dest(
     s: &ServiceConf,
     mut d: DestConf,

@@ -1,5 +1,14 @@
 use super::*;
-use serde_json::json;
+use crate::control::from_reply;
+use serde_json::{json, Value};
+
+/// Render from `list` and `stats` answers as the socket sends them.
+fn render_json(list: &Value, stats: &Value) -> String {
+    render(
+        &from_reply(list.clone()).unwrap(),
+        &from_reply(stats.clone()).unwrap(),
+    )
+}
 
 fn sample_list() -> Value {
     json!({"ok": true, "services": [
@@ -43,27 +52,28 @@ fn families(text: &str) -> Vec<String> {
 fn vip_ownership_is_a_gauge_per_service() {
     let mut st = sample_stats();
     st["vip_ownership"] = json!({"mode": "kernel", "on_twins": ["10.0.0.1"]});
-    let t = render(&sample_list(), &st);
+    let t = render_json(&sample_list(), &st);
     assert!(
         t.contains("rvs_service_vip_owned{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\"} 0\n"),
         "{t}"
     );
     st["vip_ownership"] = json!({"mode": "kernel", "on_twins": ["10.0.0.1", "10.0.0.100"]});
-    let t = render(&sample_list(), &st);
+    let t = render_json(&sample_list(), &st);
     assert!(t.contains("rvs_service_vip_owned{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\"} 1\n"));
     st["vip_ownership"] = json!({"mode": "always"});
-    assert!(render(&sample_list(), &st).contains("proto=\"tcp\"} 1\n"));
+    assert!(render_json(&sample_list(), &st).contains("proto=\"tcp\"} 1\n"));
     // Without a daemon (no ownership in stats): no family.
-    assert!(!render(&sample_list(), &sample_stats()).contains("vip_owned"));
+    assert!(!render_json(&sample_list(), &sample_stats()).contains("vip_owned"));
 }
 
 #[test]
 fn sync_daemons_and_counters_are_exported() {
     let d = serde_json::json!({"ok": true,
-            "daemons": [{"state": "backup", "mcast_ifn": "mgmt0", "syncid": 5}],
+            "daemons": [{"state": "backup", "mcast_ifn": "mgmt0", "syncid": 5, "sync_maxlen": 1472,
+                         "mcast_group": "224.0.0.81", "mcast_port": 8848, "mcast_ttl": 1}],
             "counters": {"sent_msgs": 0, "recv_msgs": 12, "inserted": 30, "updated": 4,
                          "errors": {"foreign_syncid": 2, "bad_size": 0}}});
-    let t = render_sync(&d);
+    let t = render_sync(&from_reply(d).unwrap());
     for line in [
         "rvs_sync_daemon_up{state=\"master\"} 0\n",
         "rvs_sync_daemon_up{state=\"backup\"} 1\n",
@@ -79,7 +89,7 @@ fn sync_daemons_and_counters_are_exported() {
 
 #[test]
 fn every_family_has_help_and_type_and_the_expected_samples() {
-    let t = render(&sample_list(), &sample_stats());
+    let t = render_json(&sample_list(), &sample_stats());
     let fams = families(&t);
     let mut expected: Vec<String> = Vec::new();
     for (s, ..) in TRAFFIC {
@@ -152,7 +162,7 @@ fn health_field_becomes_rvs_dest_up() {
     let mut l = sample_list();
     l["services"][0]["dests"][0]["health"] = json!("up");
     l["services"][0]["dests"][1]["health"] = json!("down");
-    let t = render(&l, &sample_stats());
+    let t = render_json(&l, &sample_stats());
     assert!(t.contains(
             "rvs_dest_up{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\",rip=\"10.0.1.11\",rport=\"80\"} 1\n"
         ));
@@ -160,7 +170,7 @@ fn health_field_becomes_rvs_dest_up() {
             "rvs_dest_up{vip=\"10.0.0.100\",port=\"80\",proto=\"tcp\",rip=\"10.0.1.12\",rport=\"8080\"} 0\n"
         ));
     l["services"][0]["dests"][1]["health"] = json!("unchecked");
-    assert!(render(&l, &sample_stats()).contains("rport=\"8080\"} 1\n"));
+    assert!(render_json(&l, &sample_stats()).contains("rport=\"8080\"} 1\n"));
 }
 
 #[test]
@@ -171,7 +181,7 @@ fn a_fwmark_service_is_labelled_by_its_mark() {
         s.remove(k);
     }
     s.insert("fwmark".into(), json!(7));
-    let t = render(&l, &sample_stats());
+    let t = render_json(&l, &sample_stats());
     assert!(
         t.contains("rvs_service_connections_total{fwmark=\"7\"} 20\n"),
         "{t}"
@@ -190,7 +200,7 @@ fn label_values_and_help_are_escaped() {
     assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
     let mut st = sample_stats();
     st["ports"][0]["device"] = json!("0000:01:00.0,\"evil\"\\\n");
-    let t = render(&sample_list(), &st);
+    let t = render_json(&sample_list(), &st);
     assert!(
         t.contains(r#"rvs_port_rx_packets_total{port="0",device="0000:01:00.0,\"evil\"\\\n"} 150"#),
         "{t}"
@@ -213,16 +223,14 @@ fn values_are_formatted_exactly() {
 }
 
 #[test]
-fn empty_or_garbage_answers_render_families_without_samples() {
-    let t = render(
-        &Value::Null,
-        &json!({"workers": "x", "ports": [1, {"counters": null}]}),
-    );
+fn empty_answers_render_families_without_samples() {
+    let t = render(&ListReply::default(), &StatsReply::default());
     assert!(t.contains("# TYPE rvs_service_connections_total counter\n"));
-    assert!(t
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .all(|l| l.starts_with("rvs_build_info")));
+    let samples: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(samples.len(), 3, "{t}");
+    assert!(t.contains("\nrvs_conn_table_entries 0\n"));
+    // Garbage never reaches rendering: it is not a reply.
+    assert!(from_reply::<StatsReply>(json!({"workers": "x", "ports": [1]})).is_err());
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 macro_rules! reasons {
     ($($name:ident => $label:literal, $doc:literal;)*) => {
@@ -177,7 +177,8 @@ impl WorkerStats {
 }
 
 /// A plain copy of counters, for one worker or summed over all.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct StatsSnapshot {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -206,7 +207,8 @@ pub struct StatsSnapshot {
     pub garp_sent: u64,
     /// Drop counts by reason label (zero reasons included, so scripts can
     /// rely on every key being present).
-    pub drops: std::collections::BTreeMap<&'static str, u64>,
+    /// (Borrowed where rvsd counts, owned where a client reads them.)
+    pub drops: std::collections::BTreeMap<std::borrow::Cow<'static, str>, u64>,
 }
 
 impl StatsSnapshot {
@@ -237,7 +239,7 @@ impl StatsSnapshot {
         self.exception_from_kernel += w.exception_from_kernel.get();
         self.garp_sent += w.garp_sent.get();
         for r in DropReason::ALL {
-            *self.drops.entry(r.label()).or_default() += w.dropped(*r);
+            *self.drops.entry(r.label().into()).or_default() += w.dropped(*r);
         }
     }
     pub fn total_drops(&self) -> u64 {

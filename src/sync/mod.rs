@@ -39,7 +39,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::flow::FlowKey;
 
@@ -123,7 +122,7 @@ impl SyncConf {
             (mtu - HLEN) as u16
         };
     }
-    fn group(&self) -> Ipv4Addr {
+    pub fn group(&self) -> Ipv4Addr {
         self.mcast_group.unwrap_or(proto::SYNC_GROUP)
     }
 }
@@ -158,22 +157,49 @@ impl Counters {
         let i = Error::ALL.iter().position(|x| *x == e).unwrap_or(0);
         self.errors[i].fetch_add(1, Relaxed);
     }
-    pub fn to_json(&self) -> Value {
+    /// A plain copy, as the `daemon` request reports it.
+    pub fn read(&self) -> CountersView {
         let g = |a: &AtomicU64| a.load(Relaxed);
-        let mut errors = serde_json::Map::new();
-        for (i, e) in Error::ALL.iter().enumerate() {
-            errors.insert(e.name().into(), json!(g(&self.errors[i])));
+        CountersView {
+            sent_msgs: g(&self.sent_msgs),
+            sent_conns: g(&self.sent_conns),
+            send_errors: g(&self.send_errors),
+            deferred: g(&self.deferred),
+            not_synced: g(&self.not_synced),
+            recv_msgs: g(&self.recv_msgs),
+            recv_conns: g(&self.recv_conns),
+            inserted: g(&self.inserted),
+            updated: g(&self.updated),
+            no_dest: g(&self.no_dest),
+            table_full: g(&self.table_full),
+            stale: g(&self.stale),
+            errors: Error::ALL
+                .iter()
+                .zip(&self.errors)
+                .map(|(e, n)| (e.name().to_string(), g(n)))
+                .collect(),
         }
-        json!({
-            "sent_msgs": g(&self.sent_msgs), "sent_conns": g(&self.sent_conns),
-            "send_errors": g(&self.send_errors), "deferred": g(&self.deferred),
-            "not_synced": g(&self.not_synced),
-            "recv_msgs": g(&self.recv_msgs), "recv_conns": g(&self.recv_conns),
-            "inserted": g(&self.inserted), "updated": g(&self.updated),
-            "no_dest": g(&self.no_dest), "table_full": g(&self.table_full),
-            "stale": g(&self.stale), "errors": errors,
-        })
     }
+}
+
+/// [`Counters`] read at one moment (fields as there).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CountersView {
+    pub sent_msgs: u64,
+    pub sent_conns: u64,
+    pub send_errors: u64,
+    pub deferred: u64,
+    pub not_synced: u64,
+    pub recv_msgs: u64,
+    pub recv_conns: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub no_dest: u64,
+    pub table_full: u64,
+    pub stale: u64,
+    /// Rejected messages or entries by reason (every reason listed).
+    pub errors: std::collections::BTreeMap<String, u64>,
 }
 
 struct Running {
@@ -808,17 +834,5 @@ impl Backup {
 }
 
 /// `ipvsadm -L --daemon`'s lines for a `daemon` reply.
-pub fn status_json(status: &[(Role, SyncConf)], counters: &Counters) -> Value {
-    let d: Vec<Value> = status
-        .iter()
-        .map(|(r, c)| {
-            json!({"state": r.name(), "mcast_ifn": c.mcast_ifn, "syncid": c.syncid,
-                   "sync_maxlen": c.sync_maxlen, "mcast_group": c.group(),
-                   "mcast_port": c.mcast_port, "mcast_ttl": c.mcast_ttl})
-        })
-        .collect();
-    json!({"ok": true, "daemons": d, "counters": counters.to_json()})
-}
-
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@ use crate::conn::TcpEvent;
 use crate::control::Control;
 use crate::stats::WorkerStats;
 use crossbeam_utils::CachePadded;
+use serde_json::{json, Value};
 
 fn director() -> Control {
     director_with(100)
