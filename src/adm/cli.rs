@@ -148,6 +148,22 @@ impl Svc {
             Svc::Fwmark { mark, v6: true } => json!({"fwmark": mark, "af": "inet6"}),
         }
     }
+    /// The service's key; None for a protocol rvs has no handler for
+    /// (`--sctp-service`).
+    pub fn service_key(&self) -> Option<crate::flow::ServiceKey> {
+        use crate::flow::{Proto, ServiceKey};
+        match *self {
+            Svc::Addr { proto, addr, port } => {
+                let p = match proto {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    _ => return None,
+                };
+                Some(ServiceKey::new(p, addr, port.unwrap_or(0)))
+            }
+            Svc::Fwmark { mark, v6 } => Some(ServiceKey::fwmark(mark, v6)),
+        }
+    }
     pub fn port(&self) -> u16 {
         match self {
             Svc::Addr { port, .. } => port.unwrap_or(0),

@@ -2,7 +2,7 @@ use super::*;
 
 #[test]
 fn list_daemon_lines() {
-    let v: Value = serde_json::from_str(
+    let v: DaemonReply = serde_json::from_str(
         r#"{"ok":true,"daemons":[
               {"state":"backup","mcast_ifn":"mgmt0","syncid":2,"sync_maxlen":1472,
                "mcast_group":"224.0.0.81","mcast_port":8848,"mcast_ttl":1},
@@ -15,5 +15,5 @@ fn list_daemon_lines() {
             "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
              backup sync daemon (mcast=mgmt0, syncid=2, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
         );
-    assert_eq!(daemons(&serde_json::json!({"daemons": []})), "");
+    assert_eq!(daemons(&DaemonReply::default()), "");
 }

@@ -1,12 +1,17 @@
 //! ipvsadm compatibility: the listing formats operators' scripts parse,
-//! produced from the control socket's JSON. Layouts follow ipvsadm 1.31's
+//! produced from the control socket's typed replies. Layouts follow ipvsadm 1.31's
 //! `print_title`/`print_service_entry`/`print_largenum`/`print_conn`
 //! byte for byte (including its trailing spaces and its sort order).
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use serde_json::Value;
+use crate::control::{
+    ConnectionsReply, DaemonReply, DestView, HealthState, ListReply, ServiceView,
+};
+use crate::flow::{ClientAddr, Forward, Proto, ServiceKey, TunCsum, TunType};
+use crate::service::CheckKind;
+use crate::sync::Role;
 
 pub mod cli;
 pub mod names;
@@ -111,42 +116,27 @@ fn title(out: &mut String, f: Format) {
 }
 
 /// `addr:port` as ipvsadm -n prints it.
-pub fn addrport(ip: &str, port: u64) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V6(a)) => format!("[{a}]:{port}"),
-        _ => format!("{ip}:{port}"),
+pub fn addrport(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{a}:{port}"),
     }
 }
 
-/// `addrport_to_anyname` for a JSON address (numeric with `-n`).
-fn anyname(ip: &str, port: u64, proto: &str, numeric: bool) -> String {
-    match ip.parse::<IpAddr>() {
-        Ok(a) => names::addrport(a, port as u16, proto, numeric),
-        Err(_) => addrport(ip, port),
-    }
-}
-
-fn u(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
-}
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-
-fn is_v6(ip: &str) -> bool {
-    matches!(ip.parse::<IpAddr>(), Ok(IpAddr::V6(_)))
+/// `addrport_to_anyname` (numeric with `-n`).
+fn anyname(ip: IpAddr, port: u16, proto: &str, numeric: bool) -> String {
+    names::addrport(ip, port, proto, numeric)
 }
 
 /// An address as libipvs compares it: `ntohl` of each 32-bit word.
-fn addr_words(ip: &str) -> Vec<u32> {
-    match ip.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => vec![u32::from(a)],
-        Ok(IpAddr::V6(a)) => a
+fn addr_words(ip: IpAddr) -> Vec<u32> {
+    match ip {
+        IpAddr::V4(a) => vec![u32::from(a)],
+        IpAddr::V6(a) => a
             .octets()
             .chunks(4)
             .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
-        Err(_) => vec![0],
     }
 }
 
@@ -158,7 +148,7 @@ fn c_diff(a: u32, b: u32) -> i32 {
 }
 
 /// libipvs `ipvs_cmp_dests`/the address part of `ipvs_cmp_services`.
-fn cmp_addrs(a: &str, b: &str) -> i32 {
+fn cmp_addrs(a: IpAddr, b: IpAddr) -> i32 {
     let (wa, wb) = (addr_words(a), addr_words(b));
     let mut r = 0;
     for (x, y) in wa.iter().zip(wb.iter()) {
@@ -170,26 +160,9 @@ fn cmp_addrs(a: &str, b: &str) -> i32 {
     r
 }
 
-fn proto_num(p: &str) -> i32 {
-    match p {
-        "udp" => 17,
-        "sctp" => 132,
-        _ => 6,
-    }
-}
-
-/// Whether a JSON service is a firewall-mark service, and its mark.
-fn fwmark(svc: &Value) -> Option<u64> {
-    svc.get("fwmark").and_then(Value::as_u64)
-}
-
 /// The service's address family as AF_INET (2) / AF_INET6 (10).
-fn af(svc: &Value) -> i32 {
-    let v6 = match fwmark(svc) {
-        Some(_) => s(svc, "af") == "inet6",
-        None => is_v6(s(svc, "vip")),
-    };
-    if v6 {
+fn af(svc: &ServiceView) -> i32 {
+    if svc.is_inet6() {
         10
     } else {
         2
@@ -198,10 +171,9 @@ fn af(svc: &Value) -> i32 {
 
 /// libipvs.c `ipvs_cmp_services`: fwmark, af, protocol, address, port,
 /// each a C `int` difference.
-fn cmp_services(a: &Value, b: &Value) -> i32 {
-    let fa = fwmark(a).unwrap_or(0) as u32;
-    let fb = fwmark(b).unwrap_or(0) as u32;
-    let r = c_diff(fa, fb);
+fn cmp_services(a: &ServiceView, b: &ServiceView) -> i32 {
+    let (ka, kb) = (a.key(), b.key());
+    let r = c_diff(ka.fwmark, kb.fwmark);
     if r != 0 {
         return r;
     }
@@ -209,27 +181,27 @@ fn cmp_services(a: &Value, b: &Value) -> i32 {
     if r != 0 {
         return r;
     }
-    if fwmark(a).is_none() {
-        let r = proto_num(s(a, "proto")) - proto_num(s(b, "proto"));
+    if ka.fwmark == 0 {
+        let r = i32::from(ka.proto.number()) - i32::from(kb.proto.number());
         if r != 0 {
             return r;
         }
-        let r = cmp_addrs(s(a, "vip"), s(b, "vip"));
+        let r = cmp_addrs(ka.vip, kb.vip);
         if r != 0 {
             return r;
         }
-        return u(a, "port") as i32 - u(b, "port") as i32;
+        return i32::from(ka.port) - i32::from(kb.port);
     }
     0
 }
 
 /// libipvs.c `ipvs_cmp_dests`: address, then port.
-fn cmp_dests(a: &Value, b: &Value) -> i32 {
-    let r = cmp_addrs(s(a, "ip"), s(b, "ip"));
+fn cmp_dests(a: &DestView, b: &DestView) -> i32 {
+    let r = cmp_addrs(a.ip, b.ip);
     if r != 0 {
         return r;
     }
-    u(a, "port") as i32 - u(b, "port") as i32
+    i32::from(a.port) - i32::from(b.port)
 }
 
 /// glibc 2.36's `qsort` (stdlib/msort.c `msort_with_tmp`): a top-down
@@ -261,127 +233,110 @@ fn msort<T: Copy>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> i32) {
     v.copy_from_slice(&out);
 }
 
-/// Services or real servers in listing order: ipvsadm's sort, or with
-/// `--nosort` the kernel's order, newest first (the kernel adds services
-/// and real servers at the head of their lists; rvsd reports them oldest
-/// first).
-fn sorted(items: &[Value], services: bool, nosort: bool) -> Vec<&Value> {
-    let mut v: Vec<&Value> = items.iter().collect();
+/// Services or real servers in listing order: ipvsadm's sort (`cmp`), or
+/// with `--nosort` the kernel's order, newest first (the kernel adds
+/// services and real servers at the head of their lists; rvsd reports them
+/// oldest first).
+fn sorted<'a, T>(
+    items: impl IntoIterator<Item = &'a T>,
+    cmp: fn(&T, &T) -> i32,
+    nosort: bool,
+) -> Vec<&'a T> {
+    let mut v: Vec<&T> = items.into_iter().collect();
     if nosort {
         v.reverse();
-    } else if services {
-        msort(&mut v, &|a: &&Value, b: &&Value| cmp_services(a, b));
     } else {
-        msort(&mut v, &|a: &&Value, b: &&Value| cmp_dests(a, b));
+        msort(&mut v, &|a: &&T, b: &&T| cmp(a, b));
     }
     v
 }
 
-fn fwd_name(f: &str) -> &'static str {
+/// `ipvsadm -a`'s forwarding switch, as `-S` writes it.
+fn fwd_switch(f: Forward) -> &'static str {
     match f {
-        "nat" => "Masq",
-        "dr" => "Route",
-        "tun" => "Tunnel",
-        "fullnat" => "FullNat",
-        _ => "Local",
+        Forward::Nat => "-m",
+        Forward::Tun => "-i",
+        Forward::FullNat => "--fullnat",
+        Forward::Dr | Forward::Local => "-g",
     }
 }
 
-fn fwd_switch(f: &str) -> &'static str {
-    match f {
-        "nat" => "-m",
-        "tun" => "-i",
-        "fullnat" => "--fullnat",
-        _ => "-g",
-    }
-}
-
-/// ipvsadm's `tunflags` for a DestConf `tun_csum`.
-fn tun_flag(d: &Value) -> &'static str {
-    match s(d, "tun_csum") {
-        "csum" => "+c",
-        "remcsum" => "r+c",
+/// ipvsadm's `tunflags` for a real server's `tun_csum`.
+fn tun_flag(d: &DestView) -> &'static str {
+    match d.tun_csum {
+        Some(TunCsum::Csum) => "+c",
+        Some(TunCsum::Remcsum) => "r+c",
         _ => "-c",
     }
 }
 
 /// `fwd_tun_info`: the TunnelInfo column (`--tun-info`).
-fn tun_info(d: &Value) -> String {
-    if s(d, "fwd") != "tun" {
+fn tun_info(d: &DestView) -> String {
+    if d.fwd != Forward::Tun {
         return "n/a".into();
     }
-    match s(d, "tun_type") {
-        "gue" => format!("gue:{}:{}", u(d, "tun_port"), tun_flag(d)),
-        "gre" => format!("gre:{}", tun_flag(d)),
+    match d.tun_type {
+        Some(TunType::Gue) => format!("gue:{}:{}", d.tun_port.unwrap_or(0), tun_flag(d)),
+        Some(TunType::Gre) => format!("gre:{}", tun_flag(d)),
         _ => "ipip".into(),
     }
 }
 
 /// Scheduler flags, already in ipvsadm's `print_sched_flags` spelling
 /// (the control plane normalises them).
-fn sched_flags(svc: &Value) -> String {
-    svc["sched_flags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
+fn sched_flags(svc: &ServiceView) -> String {
+    svc.sched_flags.join(",")
 }
 
-fn proto_of(svc: &Value) -> &str {
-    if fwmark(svc).is_some() {
-        "tcp"
-    } else {
-        s(svc, "proto")
+/// The persistence mask as ipvsadm prints it: `mask A.B.C.D` unless /32.
+fn mask_text(svc: &ServiceView) -> Option<String> {
+    (svc.netmask != Ipv4Addr::BROADCAST).then(|| svc.netmask.to_string())
+}
+
+/// The protocol a service's addresses are named for (`getservbyport`).
+fn proto_of(svc: &ServiceView) -> &'static str {
+    match svc.key() {
+        k if k.fwmark != 0 => "tcp",
+        k => k.proto.name(),
     }
 }
 
 /// `print_service_entry`'s `svc_name` for listings.
-fn svc_name(svc: &Value, numeric: bool) -> String {
-    if let Some(m) = fwmark(svc) {
-        return if af(svc) == 10 {
-            format!("FWM  {m} IPv6")
+fn svc_name(svc: &ServiceView, numeric: bool) -> String {
+    let k = svc.key();
+    if k.fwmark != 0 {
+        return if svc.is_inet6() {
+            format!("FWM  {} IPv6", k.fwmark)
         } else {
-            format!("FWM  {m}")
+            format!("FWM  {}", k.fwmark)
         };
     }
-    let proto = match s(svc, "proto") {
-        "udp" => "UDP",
-        "sctp" => "SCTP",
-        _ => "TCP",
-    };
-    let vip = s(svc, "vip");
     let mut n = format!(
-        "{proto:<4} {}",
-        anyname(vip, u(svc, "port"), s(svc, "proto"), numeric)
+        "{:<4} {}",
+        k.proto.upper(),
+        anyname(k.vip, k.port, k.proto.name(), numeric)
     );
-    if !is_v6(vip) {
+    if !k.vip.is_ipv6() {
         truncate(&mut n, 33);
     }
     n
 }
 
 /// `print_service_entry`'s `svc_name` for `-S`.
-fn rule_name(svc: &Value, numeric: bool) -> String {
-    if let Some(m) = fwmark(svc) {
-        return if af(svc) == 10 {
-            format!("-f {m} -6")
+fn rule_name(svc: &ServiceView, numeric: bool) -> String {
+    let k = svc.key();
+    if k.fwmark != 0 {
+        return if svc.is_inet6() {
+            format!("-f {} -6", k.fwmark)
         } else {
-            format!("-f {m}")
+            format!("-f {}", k.fwmark)
         };
     }
-    let opt = match s(svc, "proto") {
-        "udp" => "-u",
-        "sctp" => "--sctp-service",
-        _ => "-t",
+    let opt = match k.proto {
+        Proto::Udp => "-u",
+        Proto::Tcp => "-t",
     };
-    format!(
-        "{opt} {}",
-        anyname(s(svc, "vip"), u(svc, "port"), s(svc, "proto"), numeric)
-    )
+    format!("{opt} {}", anyname(k.vip, k.port, k.proto.name(), numeric))
 }
 
 fn truncate(s: &mut String, n: usize) {
@@ -394,171 +349,112 @@ fn truncate(s: &mut String, n: usize) {
     }
 }
 
-/// The persistence mask as ipvsadm prints it: `mask A.B.C.D` unless /32
-/// (IPv4), `mask N` unless 128 (IPv6 fwmark).
-fn mask_text(svc: &Value) -> Option<String> {
-    match svc.get("netmask") {
-        Some(Value::Number(n)) => {
-            let n = n.as_u64().unwrap_or(128);
-            (n != 128).then(|| n.to_string())
-        }
-        Some(Value::String(m)) if !m.is_empty() && m != "255.255.255.255" => Some(m.clone()),
-        _ => None,
-    }
-}
-
-/// Whether list entry `svc` is the service `key` (a SvcRef) names.
-pub fn same_service(svc: &Value, key: &Value) -> bool {
-    match (fwmark(svc), key.get("fwmark").and_then(Value::as_u64)) {
-        (Some(a), Some(b)) => a == b && af(svc) == af(key),
-        (None, None) => {
-            svc["proto"] == key["proto"] && svc["vip"] == key["vip"] && svc["port"] == key["port"]
-        }
-        _ => false,
-    }
+/// Whether list entry `svc` is the service `key` names.
+pub fn same_service(svc: &ServiceView, key: &ServiceKey) -> bool {
+    svc.key() == *key
 }
 
 /// `ipvsadm -L [-n] [--stats|--rate|--thresholds|--persistent-conn|
 /// --tun-info]` from a `list` response.
-pub fn list(resp: &Value, f: Format, with_header: bool) -> String {
+pub fn list(resp: &ListReply, f: Format, with_header: bool) -> String {
     let mut out = String::new();
     if with_header {
-        out.push_str(&header(
-            resp["conn_table"]["capacity"].as_u64().unwrap_or(0),
-        ));
+        out.push_str(&header(resp.conn_table.capacity as u64));
     }
     title(&mut out, f);
-    let empty = Vec::new();
-    let services = resp["services"].as_array().unwrap_or(&empty);
-    for svc in sorted(services, true, f.nosort) {
+    for svc in sorted(&resp.services, cmp_services, f.nosort) {
         let name = svc_name(svc, f.numeric);
-        let st = &svc["stats"];
-        let rt = &svc["rates"];
-        if f.stats || f.rate {
+        let (st, rt) = (&svc.stats, &svc.rates);
+        if f.stats {
             let _ = write!(out, "{name:<33}");
-            let src = if f.stats { st } else { rt };
-            let keys = if f.stats {
-                ["conns", "inpkts", "outpkts", "inbytes", "outbytes"]
-            } else {
-                ["cps", "inpps", "outpps", "inbps", "outbps"]
-            };
-            for k in keys {
-                largenum(&mut out, u(src, k), f.exact);
+            for n in [st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes] {
+                largenum(&mut out, n, f.exact);
+            }
+        } else if f.rate {
+            let _ = write!(out, "{name:<33}");
+            for n in [rt.cps, rt.inpps, rt.outpps, rt.inbps, rt.outbps] {
+                largenum(&mut out, n, f.exact);
             }
         } else {
-            let _ = write!(out, "{name} {}", s(svc, "sched"));
+            let _ = write!(out, "{name} {}", svc.sched);
             let flags = sched_flags(svc);
             if !flags.is_empty() {
                 let _ = write!(out, " ({flags})");
             }
-            if let Some(p) = svc.get("persistent").and_then(Value::as_u64) {
+            if let Some(p) = svc.persistent {
                 let _ = write!(out, " persistent {p}");
                 if let Some(m) = mask_text(svc) {
                     let _ = write!(out, " mask {m}");
                 }
             }
-            if svc["ops"] == true {
+            if svc.ops {
                 out.push_str(" ops");
             }
         }
         out.push('\n');
-        let dests = in_service(svc);
+        // What kernel IPVS would hold under keepalived: a server removed by
+        // its health check is not there, the sorry server is while it
+        // stands in.
         let proto = proto_of(svc);
-        for d in sorted(&dests, false, f.nosort) {
-            let ip = s(d, "ip");
-            let mut dn = anyname(ip, u(d, "port"), proto, f.numeric);
-            if !is_v6(ip) {
+        for d in sorted(svc.serving(), cmp_dests, f.nosort) {
+            let mut dn = anyname(d.ip, d.port, proto, f.numeric);
+            if !d.ip.is_ipv6() {
                 truncate(&mut dn, 28);
             }
+            // The weight in effect (0 for a quiesced server).
+            let weight = d.effective_weight;
+            let (active, inactive) = (d.active, d.inactive);
             if f.stats {
+                let s = &d.stats;
                 let _ = write!(out, "  -> {dn:<28}");
-                for k in ["conns", "inpkts", "outpkts", "inbytes", "outbytes"] {
-                    largenum(&mut out, u(&d["stats"], k), f.exact);
+                for n in [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes] {
+                    largenum(&mut out, n, f.exact);
                 }
                 out.push('\n');
             } else if f.rate {
-                let r = &d["rates"];
+                let r = &d.rates;
                 let _ = write!(
                     out,
                     "  -> {dn:<28} {:>8} {:>8} {:>8}",
-                    u(r, "cps"),
-                    u(r, "inpps"),
-                    u(r, "outpps")
+                    r.cps, r.inpps, r.outpps
                 );
-                largenum(&mut out, u(r, "inbps"), f.exact);
-                largenum(&mut out, u(r, "outbps"), f.exact);
+                largenum(&mut out, r.inbps, f.exact);
+                largenum(&mut out, r.outbps, f.exact);
                 out.push('\n');
             } else if f.thresholds {
                 let _ = writeln!(
                     out,
-                    "  -> {dn:<28} {:<10} {:<10} {:<10} {:<10}",
-                    u(d, "u_threshold"),
-                    u(d, "l_threshold"),
-                    u(d, "active"),
-                    u(d, "inactive")
+                    "  -> {dn:<28} {:<10} {:<10} {active:<10} {inactive:<10}",
+                    d.u_threshold, d.l_threshold,
                 );
             } else if f.persistent_conn {
                 let _ = writeln!(
                     out,
-                    "  -> {dn:<28} {:<9} {:<11} {:<10} {:<10}",
-                    weight(d),
-                    u(d, "persist"),
-                    u(d, "active"),
-                    u(d, "inactive")
+                    "  -> {dn:<28} {weight:<9} {:<11} {active:<10} {inactive:<10}",
+                    d.persist,
                 );
             } else if f.tun_info {
                 let _ = writeln!(
                     out,
-                    "  -> {dn:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
-                    fwd_name(s(d, "fwd")),
+                    "  -> {dn:<28} {:<7} {:<13} {weight:<6} {active:<10} {inactive:<10}",
+                    d.fwd.ipvsadm_name(),
                     tun_info(d),
-                    weight(d),
-                    u(d, "active"),
-                    u(d, "inactive")
                 );
             } else {
                 let _ = writeln!(
                     out,
-                    "  -> {dn:<28} {:<7} {:<6} {:<10} {:<10}",
-                    fwd_name(s(d, "fwd")),
-                    weight(d),
-                    u(d, "active"),
-                    u(d, "inactive")
+                    "  -> {dn:<28} {:<7} {weight:<6} {active:<10} {inactive:<10}",
+                    d.fwd.ipvsadm_name(),
                 );
             }
         }
     }
     out
 }
-/// The real servers a service forwards to now, as kernel IPVS would hold
-/// them under keepalived: a server removed by its health check is not
-/// there, and the sorry server is while it stands in.
-fn in_service(svc: &Value) -> Vec<Value> {
-    let mut v: Vec<Value> = svc["dests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d.get("in_service").and_then(Value::as_bool) != Some(false))
-        .cloned()
-        .collect();
-    if let Some(sorry) = svc.get("sorry_server") {
-        if sorry.get("in_service").and_then(Value::as_bool) == Some(true) {
-            v.push(sorry.clone());
-        }
-    }
-    v
-}
-
-/// The weight in effect (0 for a quiesced server), else the configured one.
-fn weight(d: &Value) -> u64 {
-    d.get("effective_weight")
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| u(d, "weight"))
-}
 
 /// `rvsadm -L -n --health` (rvs extension): each real server's check and
 /// state, and each service's sorry server.
-pub fn health(resp: &Value, f: Format) -> String {
+pub fn health(resp: &ListReply, f: Format) -> String {
     let mut out = format!(
         "{:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}\n",
         "Prot LocalAddress:Port",
@@ -570,36 +466,38 @@ pub fn health(resp: &Value, f: Format) -> String {
         "Trans",
         "LastError"
     );
-    let empty = Vec::new();
-    for svc in sorted(
-        resp["services"].as_array().unwrap_or(&empty),
-        true,
-        f.nosort,
-    ) {
+    for svc in sorted(&resp.services, cmp_services, f.nosort) {
         let name = svc_name(svc, f.numeric);
         let proto = proto_of(svc);
-        for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, f.nosort) {
-            let c = &d["health_counters"];
-            let state = s(d, "health");
+        for d in sorted(&svc.dests, cmp_dests, f.nosort) {
+            let c = d.health_counters.unwrap_or_default();
+            let state = match d.health {
+                Some(HealthState::Up) => "up",
+                Some(HealthState::Down) => "down",
+                Some(HealthState::Unchecked) => "unchecked",
+                None => "",
+            };
             let _ = writeln!(
                 out,
-                "{name:<33} {:<28} {:<5} {:<9} {:>8} {:>8} {:>5}  {}",
-                anyname(s(d, "ip"), u(d, "port"), proto, f.numeric),
-                d.get("check").and_then(Value::as_str).unwrap_or("-"),
-                state,
-                u(c, "checks"),
-                u(c, "failures"),
-                u(c, "transitions"),
-                d.get("last_error").and_then(Value::as_str).unwrap_or("-")
+                "{name:<33} {:<28} {:<5} {state:<9} {:>8} {:>8} {:>5}  {}",
+                anyname(d.ip, d.port, proto, f.numeric),
+                d.check.map_or("-", CheckKind::name),
+                c.checks,
+                c.failures,
+                c.transitions,
+                d.last_error.as_deref().unwrap_or("-")
             );
         }
-        if let Some(sorry) = svc.get("sorry_server") {
-            let on = sorry.get("in_service").and_then(Value::as_bool) == Some(true);
+        if let Some(sorry) = &svc.sorry_server {
             let _ = writeln!(
                 out,
                 "{name:<33} {:<28} sorry {:<9} {:>8} {:>8} {:>5}  -",
-                anyname(s(sorry, "ip"), u(sorry, "port"), proto, f.numeric),
-                if on { "serving" } else { "standby" },
+                anyname(sorry.ip, sorry.port, proto, f.numeric),
+                if sorry.in_service {
+                    "serving"
+                } else {
+                    "standby"
+                },
                 "-",
                 "-",
                 "-",
@@ -611,63 +509,57 @@ pub fn health(resp: &Value, f: Format) -> String {
 
 /// `ipvsadm -S [-n]`: rules that `-R` replays (`print_service_entry` and
 /// `print_tunnel_rule` with FMT_RULE), plus rvs's own options.
-pub fn save(resp: &Value, numeric: bool) -> String {
+pub fn save(resp: &ListReply, numeric: bool) -> String {
     let mut out = String::new();
-    let empty = Vec::new();
-    for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, false) {
+    for svc in sorted(&resp.services, cmp_services, false) {
         let name = rule_name(svc, numeric);
-        let _ = write!(out, "-A {name} -s {}", s(svc, "sched"));
-        if let Some(p) = svc.get("persistent").and_then(Value::as_u64) {
+        let _ = write!(out, "-A {name} -s {}", svc.sched);
+        if let Some(p) = svc.persistent {
             let _ = write!(out, " -p {p}");
             if let Some(m) = mask_text(svc) {
                 let _ = write!(out, " -M {m}");
             }
         }
-        if svc["ops"] == true {
+        if svc.ops {
             out.push_str(" -o");
         }
         let flags = sched_flags(svc);
         if !flags.is_empty() {
             let _ = write!(out, " -b {flags}");
         }
-        match s(svc, "client_addr") {
-            "toa" => out.push_str(" --toa"),
-            "proxy_v2" => out.push_str(" --proxy-protocol"),
-            _ => {}
+        match svc.client_addr {
+            ClientAddr::Toa => out.push_str(" --toa"),
+            ClientAddr::ProxyV2 => out.push_str(" --proxy-protocol"),
+            ClientAddr::None => {}
         }
-        if svc["synproxy"] == true {
+        if svc.synproxy {
             out.push_str(" --synproxy");
         }
         out.push('\n');
         // Local addresses before real servers: FULLNAT servers need one.
-        for z in svc["laddrs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
+        for z in &svc.laddrs {
             let _ = writeln!(out, "-P {name} -z {z}");
         }
         let proto = proto_of(svc);
-        for d in sorted(svc["dests"].as_array().unwrap_or(&empty), false, false) {
+        for d in sorted(&svc.dests, cmp_dests, false) {
             let _ = write!(
                 out,
                 "-a {name} -r {} {} -w {}",
-                anyname(s(d, "ip"), u(d, "port"), proto, numeric),
-                fwd_switch(s(d, "fwd")),
-                u(d, "weight")
+                anyname(d.ip, d.port, proto, numeric),
+                fwd_switch(d.fwd),
+                d.weight
             );
-            if s(d, "fwd") == "tun" {
-                match s(d, "tun_type") {
-                    "gue" => {
+            if d.fwd == Forward::Tun {
+                match d.tun_type {
+                    Some(TunType::Gue) => {
                         let _ = write!(
                             out,
                             " --tun-type gue --tun-port {} {}",
-                            u(d, "tun_port"),
+                            d.tun_port.unwrap_or(0),
                             tun_csum_opt(d)
                         );
                     }
-                    "gre" => {
+                    Some(TunType::Gre) => {
                         let _ = write!(out, " --tun-type gre {}", tun_csum_opt(d));
                     }
                     _ => out.push_str(" --tun-type ipip"),
@@ -675,11 +567,11 @@ pub fn save(resp: &Value, numeric: bool) -> String {
             }
             // Thresholds are not in ipvsadm's -S; rvs adds them so that
             // -S | -R recreates the whole configuration.
-            if u(d, "u_threshold") > 0 {
-                let _ = write!(out, " -x {}", u(d, "u_threshold"));
+            if d.u_threshold > 0 {
+                let _ = write!(out, " -x {}", d.u_threshold);
             }
-            if u(d, "l_threshold") > 0 {
-                let _ = write!(out, " -y {}", u(d, "l_threshold"));
+            if d.l_threshold > 0 {
+                let _ = write!(out, " -y {}", d.l_threshold);
             }
             out.push('\n');
         }
@@ -688,41 +580,33 @@ pub fn save(resp: &Value, numeric: bool) -> String {
 }
 
 /// ipvsadm's `tun_flags_opts`.
-fn tun_csum_opt(d: &Value) -> &'static str {
-    match s(d, "tun_csum") {
-        "csum" => "--tun-csum",
-        "remcsum" => "--tun-remcsum",
+fn tun_csum_opt(d: &DestView) -> &'static str {
+    match d.tun_csum {
+        Some(TunCsum::Csum) => "--tun-csum",
+        Some(TunCsum::Remcsum) => "--tun-remcsum",
         _ => "--tun-nocsum",
     }
 }
 
 /// `rvsadm -G`: each service's FULLNAT local addresses (DPVS's layout, less
 /// its per-address conflict counters).
-pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
+pub fn laddrs(resp: &ListReply, only: Option<&ServiceKey>) -> String {
     let mut out = format!("{:<20} {:<8} {:<20}\n", "VIP:VPORT", "TOTAL", "SNAT_IP");
-    let empty = Vec::new();
-    for svc in sorted(resp["services"].as_array().unwrap_or(&empty), true, false) {
-        if let Some(k) = only {
-            if !same_service(svc, k) {
-                continue;
-            }
-        }
-        let z: Vec<&str> = svc["laddrs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        if z.is_empty() && only.is_none() {
+    for svc in sorted(&resp.services, cmp_services, false) {
+        if only.is_some_and(|k| !same_service(svc, k)) {
             continue;
         }
+        if svc.laddrs.is_empty() && only.is_none() {
+            continue;
+        }
+        let k = svc.key();
         let _ = writeln!(
             out,
             "{:<20} {:<8}",
-            addrport(s(svc, "vip"), u(svc, "port")),
-            z.len()
+            addrport(k.vip, k.port),
+            svc.laddrs.len()
         );
-        for a in z {
+        for a in &svc.laddrs {
             let _ = writeln!(out, "{:<20} {:<8} {a:<20}", "", "");
         }
     }
@@ -731,7 +615,7 @@ pub fn laddrs(resp: &Value, only: Option<&Value>) -> String {
 
 /// `ipvsadm -L -c [-n] [--persistent-conn]` (`list_conn`/`print_conn`)
 /// from a `connections` response.
-pub fn connections(resp: &Value, f: Format) -> String {
+pub fn connections(resp: &ConnectionsReply, f: Format) -> String {
     let mut out = String::from("IPVS connection entries\n");
     if f.persistent_conn {
         let _ = writeln!(
@@ -746,14 +630,13 @@ pub fn connections(resp: &Value, f: Format) -> String {
             "state", "source", "virtual"
         );
     }
-    let empty = Vec::new();
-    for c in resp["connections"].as_array().unwrap_or(&empty) {
+    for c in &resp.connections {
         // The kernel's /proc/net/ip_vs_conn prints (expires - jiffies) / HZ:
         // whole seconds left, rounded down (ip_vs_conn.c
         // `ip_vs_conn_seq_show`), so 899.5 s is 14:59.
-        let secs = u(c, "expires_ms") / 1000;
+        let secs = c.expires_ms / 1000;
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
-        let p = s(c, "proto");
+        let p = c.proto.as_str();
         // /proc/net/ip_vs_conn prints ip_vs_proto_name(): a fwmark
         // service's persistence template is IPPROTO_IP, "IP".
         let proto = match p {
@@ -766,10 +649,10 @@ pub fn connections(resp: &Value, f: Format) -> String {
         let _ = writeln!(
             out,
             "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
-            s(c, "state"),
-            anyname(s(c, "cip"), u(c, "cport"), p, f.numeric),
-            anyname(s(c, "vip"), u(c, "vport"), p, f.numeric),
-            anyname(s(c, "dip"), u(c, "dport"), p, f.numeric)
+            c.state,
+            anyname(c.cip, c.cport, p, f.numeric),
+            anyname(c.vip, c.vport, p, f.numeric),
+            anyname(c.dip, c.dport, p, f.numeric)
         );
     }
     out
@@ -780,28 +663,23 @@ mod tests;
 
 /// `ipvsadm -L --daemon` (ipvsadm.c `list_daemon`): one line per running
 /// daemon, master first, with the options the kernel reports.
-pub fn daemons(v: &Value) -> String {
+pub fn daemons(v: &DaemonReply) -> String {
     let mut out = String::new();
-    for state in ["master", "backup"] {
-        let Some(d) = v["daemons"]
-            .as_array()
-            .and_then(|a| a.iter().find(|d| d["state"] == state))
-        else {
+    for state in [Role::Master, Role::Backup] {
+        let Some(d) = v.daemons.iter().find(|d| d.state == state) else {
             continue;
         };
-        let s = |k: &str| match &d[k] {
-            Value::String(s) => s.clone(),
-            x => x.to_string(),
-        };
-        out.push_str(&format!(
-            "{state} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})\n",
-            s("mcast_ifn"),
-            s("syncid"),
-            s("sync_maxlen"),
-            s("mcast_group"),
-            s("mcast_port"),
-            s("mcast_ttl"),
-        ));
+        let _ = writeln!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})",
+            state.name(),
+            d.mcast_ifn,
+            d.syncid,
+            d.sync_maxlen,
+            d.mcast_group,
+            d.mcast_port,
+            d.mcast_ttl,
+        );
     }
     out
 }

@@ -1,7 +1,36 @@
 use super::*;
-use serde_json::json;
+use crate::control::from_reply;
+use serde_json::{json, Value};
 
-fn sample() -> Value {
+/// A `list` reply from a fixture that, as an older rvsd's would, leaves
+/// out what a plain serving server has: `in_service` (true) and
+/// `effective_weight` (its weight).
+fn listed(mut v: Value) -> ListReply {
+    for svc in v["services"].as_array_mut().into_iter().flatten() {
+        let sorry = svc.get_mut("sorry_server").cloned();
+        let dests = svc["dests"].as_array_mut().cloned().unwrap_or_default();
+        let fill = |mut d: Value| {
+            if d.get("in_service").is_none() {
+                d["in_service"] = json!(true);
+            }
+            if d.get("effective_weight").is_none() {
+                d["effective_weight"] = d.get("weight").cloned().unwrap_or(json!(1));
+            }
+            d
+        };
+        svc["dests"] = json!(dests.into_iter().map(fill).collect::<Vec<_>>());
+        if let Some(z) = sorry {
+            svc["sorry_server"] = fill(z);
+        }
+    }
+    from_reply(v).unwrap()
+}
+
+fn sample() -> ListReply {
+    listed(sample_json())
+}
+
+fn sample_json() -> Value {
     json!({"ok": true, "conn_table": {"count": 0, "capacity": 4096}, "services": [
         {"proto":"udp","vip":"10.0.0.100","port":53,"sched":"wlc","persistent":null,"netmask":"255.255.255.255",
          "stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"dests":[]},
@@ -22,7 +51,7 @@ fn sample() -> Value {
 /// the configured weights; `--health` shows every server.
 #[test]
 fn health_shapes_the_listing_not_the_saved_rules() {
-    let l = serde_json::json!({"conn_table": {"capacity": 16}, "services": [
+    let l = listed(json!({"conn_table": {"capacity": 16}, "services": [
             {"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr","netmask":"255.255.255.255",
              "dests":[
                 {"ip":"10.0.1.11","port":80,"fwd":"nat","weight":2,"effective_weight":0,"in_service":false,
@@ -32,7 +61,7 @@ fn health_shapes_the_listing_not_the_saved_rules() {
                  "active":1,"health":"down","check":"tcp",
                  "health_counters":{"checks":4,"failures":2,"transitions":1}}],
              "sorry_server":{"ip":"10.0.1.13","port":8081,"fwd":"nat","in_service":true,
-                 "weight":1,"effective_weight":1,"active":0,"inactive":3}}]});
+                 "weight":1,"effective_weight":1,"active":0,"inactive":3}}]}));
     assert_eq!(
         list(
             &l,
@@ -201,8 +230,9 @@ fn save_format() {
 
 #[test]
 fn connection_listing() {
-    let r = json!({"connections":[{"proto":"tcp","state":"ESTABLISHED","expires_ms":899_500,
-            "cip":"10.0.0.2","cport":41234,"vip":"10.0.0.100","vport":80,"dip":"10.0.1.11","dport":80}]});
+    let r = from_reply(json!({"connections":[{"proto":"tcp","state":"ESTABLISHED","expires_ms":899_500,
+            "cip":"10.0.0.2","cport":41234,"vip":"10.0.0.100","vport":80,"dip":"10.0.1.11","dport":80}]}))
+    .unwrap();
     let got = connections(
         &r,
         Format {
@@ -218,8 +248,11 @@ TCP 14:59  ESTABLISHED 10.0.0.2:41234     10.0.0.100:80      10.0.1.11:80\n"
     );
     // A fwmark service's template (IPPROTO_IP) prints as the kernel's
     // ip_vs_proto_name() names it.
-    let r = json!({"connections":[{"proto":"ip","state":"NONE","expires_ms":300_000,
-            "cip":"10.0.0.2","cport":0,"vip":"0.0.0.1","vport":0,"dip":"10.0.1.11","dport":0}]});
+    let r = from_reply(
+        json!({"connections":[{"proto":"ip","state":"NONE","expires_ms":300_000,
+            "cip":"10.0.0.2","cport":0,"vip":"0.0.0.1","vport":0,"dip":"10.0.1.11","dport":0}]}),
+    )
+    .unwrap();
     let f = Format {
         numeric: true,
         ..Default::default()
@@ -264,16 +297,20 @@ fn sort_matches_glibc_qsort_with_libipvs_comparator() {
         ];
     for v in vectors {
         let (input, want) = v.split_once(" => ").unwrap();
-        let dests: Vec<Value> = input
+        let dests: Vec<DestView> = input
             .split(' ')
             .map(|x| {
                 let (ip, port) = x.rsplit_once(':').unwrap();
-                json!({"ip": ip, "port": port.parse::<u64>().unwrap()})
+                DestView {
+                    ip: ip.parse().unwrap(),
+                    port: port.parse().unwrap(),
+                    ..Default::default()
+                }
             })
             .collect();
-        let got: Vec<String> = sorted(&dests, false, false)
+        let got: Vec<String> = sorted(&dests, cmp_dests, false)
             .iter()
-            .map(|d| format!("{}:{}", s(d, "ip"), u(d, "port")))
+            .map(|d| format!("{}:{}", d.ip, d.port))
             .collect();
         assert_eq!(got.join(" "), want, "{input}");
     }
@@ -285,11 +322,14 @@ fn sort_matches_glibc_qsort_with_libipvs_comparator() {
 /// fwd_tun_info print them.
 #[test]
 fn fwmark_ops_and_tunnels_as_ipvsadm_prints_them() {
-    let l = json!({"conn_table": {"capacity": 4096}, "services": [
+    // (An IPv6 fwmark service's persistence mask is a prefix length, which
+    // ipvsadm prints as "mask 64"; rvsd takes IPv4 masks only until IPv6
+    // services land.)
+    let l = listed(json!({"conn_table": {"capacity": 4096}, "services": [
         {"fwmark": 1, "sched": "rr", "persistent": 300, "netmask": "255.255.255.255",
          "dests": [{"ip": "10.0.1.11", "port": 80, "fwd": "dr", "weight": 1},
                    {"ip": "10.0.1.12", "port": 0, "fwd": "tun", "weight": 2}]},
-        {"fwmark": 2, "af": "inet6", "sched": "wlc", "persistent": 60, "netmask": 64, "dests": []},
+        {"fwmark": 2, "af": "inet6", "sched": "wlc", "persistent": 60, "dests": []},
         {"proto": "udp", "vip": "10.0.0.100", "port": 53, "sched": "rr", "ops": true,
          "netmask": "255.255.255.255", "dests": [
             {"ip": "10.0.1.13", "port": 53, "fwd": "tun", "weight": 1, "tun_type": "gue",
@@ -298,7 +338,7 @@ fn fwmark_ops_and_tunnels_as_ipvsadm_prints_them() {
              "tun_csum": "csum"},
             {"ip": "10.0.1.15", "port": 53, "fwd": "tun", "weight": 1},
             {"ip": "10.0.1.16", "port": 53, "fwd": "nat", "weight": 1}]}
-    ]});
+    ]}));
     let n = Format {
         numeric: true,
         ..Default::default()
@@ -315,7 +355,7 @@ UDP  10.0.0.100:53 rr ops\n\
 FWM  1 rr persistent 300\n\
 \x20 -> 10.0.1.11:80                 Route   1      0          0         \n\
 \x20 -> 10.0.1.12:0                  Tunnel  2      0          0         \n\
-FWM  2 IPv6 wlc persistent 60 mask 64\n"
+FWM  2 IPv6 wlc persistent 60\n"
     );
     assert_eq!(
         save(&l, true),
@@ -327,7 +367,7 @@ FWM  2 IPv6 wlc persistent 60 mask 64\n"
 -A -f 1 -s rr -p 300\n\
 -a -f 1 -r 10.0.1.11:80 -g -w 1\n\
 -a -f 1 -r 10.0.1.12:0 -i -w 2 --tun-type ipip\n\
--A -f 2 -6 -s wlc -p 60 -M 64\n"
+-A -f 2 -6 -s wlc -p 60\n"
     );
     let t = list(
         &l,
@@ -378,7 +418,7 @@ fn nosort_and_persistent_conn_header() {
         ]
     );
     let c = connections(
-        &json!({"connections": []}),
+        &ConnectionsReply::default(),
         Format {
             persistent_conn: true,
             ..f

@@ -21,7 +21,11 @@ use serde_json::{json, Value};
 use rvs::adm::cli::{self, Cmd, Entry, Exit, Parsed};
 use rvs::adm::{self, Format};
 use rvs::control::server::request;
-use rvs::control::{from_reply, TimeoutsReply};
+use rvs::control::{
+    from_reply, ConnectionsReply, DaemonReply, DumpReply, ListReply, LoadReply, OwnershipView,
+    Request, ServiceView, StatsReply, TimeoutsReply,
+};
+use rvs::service::SorryServer;
 
 const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 
@@ -142,8 +146,14 @@ impl Ctx {
             .map_err(|Exit(c, m)| Exit(if c == 2 { 2 } else { 1 }, m))
     }
 
+    /// A read request and its typed reply; a refusal exits 1.
+    fn get<T: serde::de::DeserializeOwned>(&self, req: &Request) -> Result<T, Exit> {
+        let v = serde_json::to_value(req).map_err(|e| Exit(2, e.to_string()))?;
+        typed(self.list_call(v)?)
+    }
+
     fn list_all(&self, f: Format) -> Result<(), Exit> {
-        let l = self.list_call(json!({"cmd": "list"}))?;
+        let l: ListReply = self.get(&Request::List {})?;
         out(&adm::list(&l, f, true))
     }
 }
@@ -232,12 +242,12 @@ fn svc_key(e: &Entry) -> Value {
 }
 
 /// The service `e` names as `list` reports it (None if there is none).
-fn current_service(ctx: &Ctx, e: &Entry) -> Result<Option<Value>, Exit> {
-    let l = ctx.call(json!({"cmd": "list"}))?;
-    let k = svc_key(e);
-    Ok(l["services"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| adm::same_service(x, &k)).cloned()))
+fn current_service(ctx: &Ctx, e: &Entry) -> Result<Option<ServiceView>, Exit> {
+    let l: ListReply = typed(ctx.call(json!({"cmd": "list"}))?)?;
+    let Some(k) = e.svc.as_ref().and_then(cli::Svc::service_key) else {
+        return Ok(None);
+    };
+    Ok(l.services.into_iter().find(|x| adm::same_service(x, &k)))
 }
 
 /// The kernel's refusal of an unknown scheduler (ip_vs_ctl.c
@@ -266,11 +276,15 @@ fn edit_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     known_scheduler(e)?;
     let mut s = e.service_conf();
     if let Some(cur) = current_service(ctx, e)? {
-        if let Some(h) = cur.get("health_check") {
-            s["health"] = h.clone();
+        if let Some(h) = cur.health_check {
+            s["health"] = json!(h);
         }
-        if let Some(z) = cur.get("sorry_server") {
-            s["sorry_server"] = json!({"ip": z["ip"], "port": z["port"], "fwd": z["fwd"]});
+        if let Some(z) = cur.sorry_server {
+            s["sorry_server"] = json!(SorryServer {
+                ip: z.ip,
+                port: z.port,
+                fwd: z.fwd
+            });
         }
     }
     ctx.call(json!({"cmd": "edit_service", "service": s}))?;
@@ -283,7 +297,7 @@ fn del_service(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 }
 
 fn flush(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
-    ctx.call(json!({"cmd": "clear"}))?;
+    ctx.call(json!(Request::Clear {}))?;
     Ok(())
 }
 
@@ -305,14 +319,14 @@ fn edit_dest(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     }
     let mut dest = e.dest_conf();
     let cur = current_service(ctx, e)?;
-    let own = cur.as_ref().and_then(|c| {
-        c["dests"]
-            .as_array()?
-            .iter()
-            .find(|d| d["ip"] == dest["ip"] && d["port"] == dest["port"])
+    let own = cur.and_then(|c| {
+        c.dests.into_iter().find(|d| {
+            e.dest
+                .is_some_and(|(ip, port)| d.ip == ip && d.port == port)
+        })
     });
-    if let Some(h) = own.and_then(|d| d.get("health_check")) {
-        dest["health"] = h.clone();
+    if let Some(h) = own.and_then(|d| d.health_check) {
+        dest["health"] = json!(h);
     }
     ctx.call(json!({"cmd": "edit_dest", "service": svc_key(e), "dest": dest}))?;
     Ok(())
@@ -333,7 +347,7 @@ fn set_timeouts(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
             t[k] = json!(v);
         }
     }
-    let cur: TimeoutsReply = typed(ctx.call(json!({"cmd": "get_timeouts"}))?)?;
+    let cur: TimeoutsReply = typed(ctx.call(json!(Request::GetTimeouts {}))?)?;
     let cur = cur.timeouts;
     for (k, v) in [("tcp", cur.tcp), ("tcpfin", cur.tcpfin), ("udp", cur.udp)] {
         if t.get(k).is_none() {
@@ -354,7 +368,7 @@ fn zero(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 }
 
 fn save(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
-    let l = ctx.list_call(json!({"cmd": "list"}))?;
+    let l: ListReply = ctx.get(&Request::List {})?;
     out(&adm::save(&l, e.fmt.numeric))
 }
 
@@ -364,14 +378,14 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     let f = Format::from(e.fmt);
     let has = |c: usize| e.options & (1 << c) != 0;
     if has(cli::optc::CONNECTION) {
-        let c = ctx.list_call(json!({"cmd": "connections"}))?;
+        let c: ConnectionsReply = ctx.get(&Request::Connections { limit: None })?;
         if e.json {
-            return out(&format!("{}\n", c["connections"]));
+            return out(&format!("{}\n", json!(c.connections)));
         }
         return out(&adm::connections(&c, f));
     }
     if has(cli::optc::TIMEOUT) {
-        let t: TimeoutsReply = typed(ctx.list_call(json!({"cmd": "get_timeouts"}))?)?;
+        let t: TimeoutsReply = ctx.get(&Request::GetTimeouts {})?;
         let t = t.timeouts;
         return out(&format!(
             "Timeout (tcp tcpfin udp): {} {} {}\n",
@@ -379,26 +393,25 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
         ));
     }
     if has(cli::optc::DAEMON) {
-        let d = ctx.list_call(json!({"cmd": "daemon"}))?;
+        let d: DaemonReply = ctx.get(&Request::Daemon {})?;
         if e.json {
-            return out(&format!("{d}\n"));
+            return out(&format!("{}\n", json!(d)));
         }
         return out(&adm::daemons(&d));
     }
-    let mut l = ctx.list_call(json!({"cmd": "list"}))?;
+    let mut l: ListReply = ctx.get(&Request::List {})?;
     let mut header = true;
     if let Some(s) = &e.svc {
-        let k = s.key();
-        let mut services = l["services"].as_array().cloned().unwrap_or_default();
-        services.retain(|x| adm::same_service(x, &k));
-        if services.is_empty() {
+        let k = s.service_key();
+        l.services
+            .retain(|x| k.is_some_and(|k| adm::same_service(x, &k)));
+        if l.services.is_empty() {
             return Err(Exit(1, "No such service".into()));
         }
-        l["services"] = json!(services);
         header = false;
     }
     if e.json {
-        return out(&format!("{}\n", l["services"]));
+        return out(&format!("{}\n", json!(l.services)));
     }
     if e.health {
         return out(&adm::health(&l, f));
@@ -409,30 +422,28 @@ fn list(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 /// `--vip-ownership` (rvs): whether this director serves each VIP now
 /// (`vip_ownership` "kernel": while the address is on a kernel twin).
 fn vip_ownership(ctx: &Ctx) -> Result<(), Exit> {
-    let l = ctx.list_call(json!({"cmd": "list"}))?;
-    let s = ctx.list_call(json!({"cmd": "stats"}))?;
-    out(&ownership_table(&l, &s["vip_ownership"]))
+    let l: ListReply = ctx.get(&Request::List {})?;
+    let s: StatsReply = ctx.get(&Request::Stats {})?;
+    out(&ownership_table(&l, s.vip_ownership.as_ref()))
 }
 
-fn ownership_table(list: &Value, own: &Value) -> String {
-    let mode = own["mode"].as_str().unwrap_or("always");
-    let on: Vec<&str> = own["on_twins"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let mut vips: Vec<String> = list["services"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["vip"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+fn ownership_table(list: &ListReply, own: Option<&OwnershipView>) -> String {
+    let always = OwnershipView {
+        mode: rvs::config::VipOwnership::Always,
+        on_twins: None,
+    };
+    let own = own.unwrap_or(&always);
+    let mode = match own.mode {
+        rvs::config::VipOwnership::Always => "always",
+        rvs::config::VipOwnership::Kernel => "kernel",
+    };
+    let mut vips: Vec<std::net::IpAddr> = list.services.iter().filter_map(|s| s.vip).collect();
     vips.sort();
     vips.dedup();
     let mut t = format!("VIP ownership: {mode}\nVIP              State\n");
     for v in vips {
-        let owned = mode == "always" || on.contains(&v.as_str());
+        let owned = own.owns(v);
+        let v = v.to_string();
         t.push_str(&format!(
             "{v:<16} {}\n",
             if owned { "owned" } else { "not owned" }
@@ -455,8 +466,8 @@ fn del_laddr(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
 }
 
 fn get_laddr(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
-    let l = ctx.list_call(json!({"cmd": "list"}))?;
-    let k = e.svc.as_ref().map(cli::Svc::key);
+    let l: ListReply = ctx.get(&Request::List {})?;
+    let k = e.svc.as_ref().and_then(cli::Svc::service_key);
     out(&adm::laddrs(&l, k.as_ref()))
 }
 
@@ -474,14 +485,14 @@ fn load(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
         .get("services")
         .cloned()
         .ok_or_else(|| Exit(2, format!("{path}: no \"services\"")))?;
-    let r = ctx.call(json!({"cmd": "load", "services": services}))?;
-    eprintln!("loaded {} service(s)", r["services"]);
+    let r: LoadReply = typed(ctx.call(json!({"cmd": "load", "services": services}))?)?;
+    eprintln!("loaded {} service(s)", r.services);
     Ok(())
 }
 
 fn dump(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
-    let r = ctx.list_call(json!({"cmd": "dump"}))?;
-    let o = json!({"services": r["services"]});
+    let r: DumpReply = ctx.get(&Request::Dump {})?;
+    let o = json!({"services": r.services});
     out(&format!(
         "{}\n",
         serde_json::to_string_pretty(&o).unwrap_or_default()
@@ -495,15 +506,13 @@ fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     // A sorry server at the director's own address needs the host's stack
     // (IPVS LOCALNODE): without a kernel twin it is reported and dropped,
     // not refused; with one rvsd delivers to the twin ("Local").
-    let st = ctx.call(json!({"cmd": "stats"}))?;
-    let twin = st["local_twin"].as_bool().unwrap_or(false);
-    let local: Vec<std::net::IpAddr> = st["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["ipv4"].as_str()?.split('/').next()?.parse().ok())
+    let st: StatsReply = typed(ctx.call(json!(Request::Stats {}))?)?;
+    let local: Vec<std::net::IpAddr> = st
+        .ports
+        .iter()
+        .filter_map(|p| p.ipv4.split('/').next()?.parse().ok())
         .collect();
-    if !twin {
+    if !st.local_twin {
         imp.drop_local_sorry(&local);
     }
     for u in &imp.unsupported {
@@ -680,21 +689,19 @@ mod tests {
 
     #[test]
     fn ownership_table_lists_each_vip_once() {
-        let l = json!({"services": [{"vip": "10.0.0.100", "port": 80},
+        let l: ListReply = typed(json!({"services": [{"vip": "10.0.0.100", "port": 80},
             {"vip": "10.0.0.100", "port": 443}, {"vip": "10.0.0.101", "port": 80},
-            {"fwmark": 1}]});
-        let t = ownership_table(
-            &l,
-            &json!({"mode": "kernel", "on_twins": ["10.0.0.1", "10.0.0.100"]}),
-        );
+            {"fwmark": 1}]}))
+        .unwrap();
+        let own: OwnershipView =
+            typed(json!({"mode": "kernel", "on_twins": ["10.0.0.1", "10.0.0.100"]})).unwrap();
+        let t = ownership_table(&l, Some(&own));
         assert_eq!(
             t,
             "VIP ownership: kernel\nVIP              State\n\
              10.0.0.100       owned\n10.0.0.101       not owned\n"
         );
-        assert!(
-            ownership_table(&l, &json!({"mode": "always"})).ends_with("10.0.0.101       owned\n")
-        );
+        assert!(ownership_table(&l, None).ends_with("10.0.0.101       owned\n"));
     }
 
     #[test]

@@ -11,18 +11,46 @@ pub const MAX_REQUEST: usize = 1 << 20;
 /// A service named by protocol, address and port
 /// (`{"proto": "tcp", "vip": "10.0.0.100", "port": 80}`), or by firewall
 /// mark (`{"fwmark": 1}`, `"af": "inet6"` for an IPv6 one).
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(try_from = "SvcRefRepr")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SvcRefRepr", into = "SvcRefRepr")]
 pub struct SvcRef(ServiceKey);
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SvcRefRepr {
+    #[serde(skip_serializing_if = "Option::is_none")]
     proto: Option<Proto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     vip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     fwmark: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     af: Option<String>,
+}
+
+impl From<SvcRef> for SvcRefRepr {
+    fn from(r: SvcRef) -> SvcRefRepr {
+        let k = r.0;
+        if k.fwmark != 0 {
+            SvcRefRepr {
+                proto: None,
+                vip: None,
+                port: None,
+                fwmark: Some(k.fwmark),
+                af: k.vip.is_ipv6().then(|| "inet6".to_string()),
+            }
+        } else {
+            SvcRefRepr {
+                proto: Some(k.proto),
+                vip: Some(k.vip),
+                port: Some(k.port),
+                fwmark: None,
+                af: None,
+            }
+        }
+    }
 }
 
 impl TryFrom<SvcRefRepr> for SvcRef {
@@ -53,6 +81,12 @@ impl TryFrom<SvcRefRepr> for SvcRef {
     }
 }
 
+impl From<ServiceKey> for SvcRef {
+    fn from(k: ServiceKey) -> SvcRef {
+        SvcRef(k)
+    }
+}
+
 impl SvcRef {
     pub fn key(&self) -> ServiceKey {
         self.0
@@ -60,7 +94,7 @@ impl SvcRef {
 }
 
 /// A real server named by address and port (0 = the service port).
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestRef {
     pub ip: IpAddr,
@@ -68,8 +102,11 @@ pub struct DestRef {
     pub port: u16,
 }
 
-/// Every request the socket accepts.
-#[derive(Debug, Deserialize)]
+/// Every request the socket accepts. Clients written in Rust send these
+/// (serialised, they are the JSON lines the socket reads); rvsadm sends
+/// what the operator typed as JSON instead where rvsd's refusal of it is
+/// the message to show.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Liveness and version.

@@ -51,6 +51,7 @@ pub struct DumpReply {
 
 /// The connection table's fill (`list` and `stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConnTableView {
     pub count: usize,
     pub capacity: usize,
@@ -77,6 +78,7 @@ pub enum HealthState {
 
 /// A checked real server's probe history.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HealthCounters {
     pub checks: u64,
     pub failures: u64,

@@ -2,6 +2,9 @@
 //! attributes, and the connection listing's text (`/proc/net/ip_vs_conn`).
 
 use super::*;
+use crate::control::DestView;
+use crate::flow::{Forward, TunCsum, TunType};
+use crate::live::{Rates, TrafficStats};
 
 pub(super) fn put_addr(b: &mut MsgBuilder, ty: u16, ip: IpAddr) {
     // nla_put(.., sizeof(union nf_inet_addr), ..): always 16 bytes.
@@ -13,141 +16,107 @@ pub(super) fn put_addr(b: &mut MsgBuilder, ty: u16, ip: IpAddr) {
     b.put(ty, &a);
 }
 
-pub(super) fn ip_of(v: &Value) -> IpAddr {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-pub(super) fn u64_of(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
-}
-
 /// `ip_vs_genl_fill_stats` (u32 counters, u64 bytes, u32 rates) then
 /// `ip_vs_genl_fill_stats64` (all u64).
 pub(super) fn fill_stats(
     b: &mut MsgBuilder,
     stats_ty: u16,
     stats64_ty: u16,
-    st: &Value,
-    rt: &Value,
+    st: &TrafficStats,
+    rt: &Rates,
 ) {
-    let c = |k: &str| u64_of(&st[k]);
-    let r = |k: &str| u64_of(&rt[k]);
     let n = b.nest_start(stats_ty);
-    b.put_u32(stats_attr::CONNS, c("conns") as u32)
-        .put_u32(stats_attr::INPKTS, c("inpkts") as u32)
-        .put_u32(stats_attr::OUTPKTS, c("outpkts") as u32)
-        .put_u64(stats_attr::INBYTES, c("inbytes"))
-        .put_u64(stats_attr::OUTBYTES, c("outbytes"))
-        .put_u32(stats_attr::CPS, r("cps") as u32)
-        .put_u32(stats_attr::INPPS, r("inpps") as u32)
-        .put_u32(stats_attr::OUTPPS, r("outpps") as u32)
-        .put_u32(stats_attr::INBPS, r("inbps") as u32)
-        .put_u32(stats_attr::OUTBPS, r("outbps") as u32);
+    b.put_u32(stats_attr::CONNS, st.conns as u32)
+        .put_u32(stats_attr::INPKTS, st.inpkts as u32)
+        .put_u32(stats_attr::OUTPKTS, st.outpkts as u32)
+        .put_u64(stats_attr::INBYTES, st.inbytes)
+        .put_u64(stats_attr::OUTBYTES, st.outbytes)
+        .put_u32(stats_attr::CPS, rt.cps as u32)
+        .put_u32(stats_attr::INPPS, rt.inpps as u32)
+        .put_u32(stats_attr::OUTPPS, rt.outpps as u32)
+        .put_u32(stats_attr::INBPS, rt.inbps as u32)
+        .put_u32(stats_attr::OUTBPS, rt.outbps as u32);
     b.nest_end(n);
     let n = b.nest_start(stats64_ty);
-    b.put_u64(stats_attr::CONNS, c("conns"))
-        .put_u64(stats_attr::INPKTS, c("inpkts"))
-        .put_u64(stats_attr::OUTPKTS, c("outpkts"))
-        .put_u64(stats_attr::INBYTES, c("inbytes"))
-        .put_u64(stats_attr::OUTBYTES, c("outbytes"))
-        .put_u64(stats_attr::CPS, r("cps"))
-        .put_u64(stats_attr::INPPS, r("inpps"))
-        .put_u64(stats_attr::OUTPPS, r("outpps"))
-        .put_u64(stats_attr::INBPS, r("inbps"))
-        .put_u64(stats_attr::OUTBPS, r("outbps"));
+    b.put_u64(stats_attr::CONNS, st.conns)
+        .put_u64(stats_attr::INPKTS, st.inpkts)
+        .put_u64(stats_attr::OUTPKTS, st.outpkts)
+        .put_u64(stats_attr::INBYTES, st.inbytes)
+        .put_u64(stats_attr::OUTBYTES, st.outbytes)
+        .put_u64(stats_attr::CPS, rt.cps)
+        .put_u64(stats_attr::INPPS, rt.inpps)
+        .put_u64(stats_attr::OUTPPS, rt.outpps)
+        .put_u64(stats_attr::INBPS, rt.inbps)
+        .put_u64(stats_attr::OUTBPS, rt.outbps);
     b.nest_end(n);
 }
 
 /// `ip_vs_genl_fill_service` from a `list` entry.
-pub(super) fn fill_service(b: &mut MsgBuilder, s: &Value) {
+pub(super) fn fill_service(b: &mut MsgBuilder, s: &ServiceView) {
     let n = b.nest_start(cmd_attr::SERVICE);
     b.put_u16(svc_attr::AF, svc_af(s));
-    if let Some(mark) = s["fwmark"].as_u64() {
-        b.put_u32(svc_attr::FWMARK, mark as u32);
-    } else {
-        let proto = match s["proto"].as_str() {
-            Some("udp") => 17,
-            Some("sctp") => 132,
-            _ => 6,
-        };
-        b.put_u16(svc_attr::PROTOCOL, proto);
-        put_addr(b, svc_attr::ADDR, ip_of(&s["vip"]));
-        b.put_be16(svc_attr::PORT, u64_of(&s["port"]) as u16);
+    match s.key() {
+        k if k.fwmark != 0 => {
+            b.put_u32(svc_attr::FWMARK, k.fwmark);
+        }
+        k => {
+            b.put_u16(svc_attr::PROTOCOL, u16::from(k.proto.number()));
+            put_addr(b, svc_attr::ADDR, k.vip);
+            b.put_be16(svc_attr::PORT, k.port);
+        }
     }
-    b.put_str(svc_attr::SCHED_NAME, s["sched"].as_str().unwrap_or("wlc"));
+    b.put_str(svc_attr::SCHED_NAME, &s.sched);
     let mut flags = [0u8; 8];
-    flags[..4].copy_from_slice(&conf_flags(s).to_ne_bytes());
+    let f = conf_flags(s.persistent.is_some(), s.ops, &s.sched_flags);
+    flags[..4].copy_from_slice(&f.to_ne_bytes());
     flags[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
     b.put(svc_attr::FLAGS, &flags);
-    b.put_u32(svc_attr::TIMEOUT, u64_of(&s["persistent"]) as u32);
-    let mask: Ipv4Addr = s["netmask"]
-        .as_str()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(Ipv4Addr::BROADCAST);
-    b.put(svc_attr::NETMASK, &mask.octets());
-    fill_stats(
-        b,
-        svc_attr::STATS,
-        svc_attr::STATS64,
-        &s["stats"],
-        &s["rates"],
-    );
+    b.put_u32(svc_attr::TIMEOUT, s.persistent.unwrap_or(0));
+    b.put(svc_attr::NETMASK, &s.netmask.octets());
+    fill_stats(b, svc_attr::STATS, svc_attr::STATS64, &s.stats, &s.rates);
     b.nest_end(n);
 }
 
 /// `ip_vs_genl_fill_dest` from a `list` entry. The weight is the one in
 /// force (`effective_weight`: 0 while rvsd's own health check quiesces the
 /// server), as the kernel's `dest->weight` is what keepalived last set.
-pub(super) fn fill_dest(b: &mut MsgBuilder, d: &Value, svc_af: u16) {
+pub(super) fn fill_dest(b: &mut MsgBuilder, d: &DestView, svc_af: u16) {
     let n = b.nest_start(cmd_attr::DEST);
-    let ip = ip_of(&d["ip"]);
-    put_addr(b, dest_attr::ADDR, ip);
-    b.put_be16(dest_attr::PORT, u64_of(&d["port"]) as u16);
-    let fwd = match d["fwd"].as_str() {
-        Some("nat") => fwd::MASQ,
-        Some("tun") => fwd::TUNNEL,
-        Some("fullnat") => fwd::RVS_FULLNAT,
-        Some("local") => fwd::LOCALNODE,
-        _ => fwd::DROUTE,
+    put_addr(b, dest_attr::ADDR, d.ip);
+    b.put_be16(dest_attr::PORT, d.port);
+    let fwd = match d.fwd {
+        Forward::Nat => fwd::MASQ,
+        Forward::Tun => fwd::TUNNEL,
+        Forward::FullNat => fwd::RVS_FULLNAT,
+        Forward::Local => fwd::LOCALNODE,
+        Forward::Dr => fwd::DROUTE,
     };
     b.put_u32(dest_attr::FWD_METHOD, fwd);
-    let weight = d
-        .get("effective_weight")
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| u64_of(&d["weight"]));
-    b.put_u32(dest_attr::WEIGHT, weight as u32);
-    let tun_type = match d["tun_type"].as_str() {
-        Some("gue") => 1,
-        Some("gre") => 2,
+    b.put_u32(dest_attr::WEIGHT, d.effective_weight);
+    let tun_type = match d.tun_type {
+        Some(TunType::Gue) => 1,
+        Some(TunType::Gre) => 2,
         _ => 0,
     };
-    let tun_flags = match d["tun_csum"].as_str() {
-        Some("csum") => 1,
-        Some("remcsum") => 2,
+    let tun_flags = match d.tun_csum {
+        Some(TunCsum::Csum) => 1,
+        Some(TunCsum::Remcsum) => 2,
         _ => 0,
     };
     b.put_u8(dest_attr::TUN_TYPE, tun_type)
-        .put_be16(dest_attr::TUN_PORT, u64_of(&d["tun_port"]) as u16)
+        .put_be16(dest_attr::TUN_PORT, d.tun_port.unwrap_or(0))
         .put_u16(dest_attr::TUN_FLAGS, tun_flags)
-        .put_u32(dest_attr::U_THRESH, u64_of(&d["u_threshold"]) as u32)
-        .put_u32(dest_attr::L_THRESH, u64_of(&d["l_threshold"]) as u32)
-        .put_u32(dest_attr::ACTIVE_CONNS, u64_of(&d["active"]) as u32)
-        .put_u32(dest_attr::INACT_CONNS, u64_of(&d["inactive"]) as u32)
-        .put_u32(dest_attr::PERSIST_CONNS, u64_of(&d["persist"]) as u32);
-    let af = match ip {
+        .put_u32(dest_attr::U_THRESH, d.u_threshold)
+        .put_u32(dest_attr::L_THRESH, d.l_threshold)
+        .put_u32(dest_attr::ACTIVE_CONNS, d.active)
+        .put_u32(dest_attr::INACT_CONNS, d.inactive)
+        .put_u32(dest_attr::PERSIST_CONNS, d.persist);
+    let af = match d.ip {
         IpAddr::V4(_) => AF_INET,
         IpAddr::V6(_) => AF_INET6,
     };
     b.put_u16(dest_attr::ADDR_FAMILY, if af == 0 { svc_af } else { af });
-    fill_stats(
-        b,
-        dest_attr::STATS,
-        dest_attr::STATS64,
-        &d["stats"],
-        &d["rates"],
-    );
+    fill_stats(b, dest_attr::STATS, dest_attr::STATS64, &d.stats, &d.rates);
     b.nest_end(n);
 }
 
@@ -161,11 +130,8 @@ pub fn conn_text(ctl: &Control) -> String {
     let mut out = String::from(
         "Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Expires PEName PEData\n",
     );
-    let Ok(v) = control(ctl, json!({"cmd": "connections"})) else {
-        return out;
-    };
-    let hex = |v: &Value| -> String {
-        match ip_of(v) {
+    let hex = |ip: IpAddr| -> String {
+        match ip {
             IpAddr::V4(a) => format!("{:08X}", u32::from(a)),
             IpAddr::V6(a) => {
                 let s = a.segments();
@@ -176,20 +142,19 @@ pub fn conn_text(ctl: &Control) -> String {
             }
         }
     };
-    for c in v["connections"].as_array().into_iter().flatten() {
-        let proto = c["proto"].as_str().unwrap_or("tcp").to_ascii_uppercase();
+    for c in ctl.connections(usize::MAX).connections {
         let _ = writeln!(
             out,
             "{:<3} {} {:04X} {} {:04X} {} {:04X} {:<11} {:>7}",
-            proto,
-            hex(&c["cip"]),
-            u64_of(&c["cport"]),
-            hex(&c["vip"]),
-            u64_of(&c["vport"]),
-            hex(&c["dip"]),
-            u64_of(&c["dport"]),
-            c["state"].as_str().unwrap_or("NONE"),
-            u64_of(&c["expires_ms"]) / 1000,
+            c.proto.to_ascii_uppercase(),
+            hex(c.cip),
+            c.cport,
+            hex(c.vip),
+            c.vport,
+            hex(c.dip),
+            c.dport,
+            c.state,
+            c.expires_ms / 1000,
         );
     }
     out

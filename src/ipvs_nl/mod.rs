@@ -24,7 +24,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{json, Value};
 
-use crate::control::{from_reply, parse_request, Control, CtlError, ErrorCode, TimeoutsReply};
+use crate::control::{
+    from_reply, parse_request, Control, CtlError, ErrorCode, ListReply, ServiceView, TimeoutsReply,
+};
+use crate::flow::{Proto, ServiceKey};
 use codec::{Attrs, GenlMsg, MsgBuilder, NlHeader};
 use fill::*;
 pub use uapi::*;
@@ -172,8 +175,10 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
     let multi = |cmd: u8| MsgBuilder::genl(IPVS_FAMILY_ID, codec::NLM_F_MULTI, seq, portid, cmd, 1);
     match (g.cmd, dump) {
         (cmd::GET_SERVICE, true) => {
-            let list = list(ctl)?;
-            let msgs = services(&list)
+            let msgs = ctl
+                .list()
+                .services
+                .iter()
                 .map(|s| {
                     let mut b = multi(cmd::NEW_SERVICE);
                     fill_service(&mut b, s);
@@ -184,10 +189,9 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
         }
         (cmd::GET_SERVICE, false) => {
             let id = parse_svc_id(&g.attrs)?;
-            let list = list(ctl)?;
-            let s = services(&list)
-                .find(|s| id.matches(s))
-                .ok_or_else(|| Refusal::new(errno::ESRCH, "no such service"))?;
+            let list = ctl.list();
+            let s =
+                find(&list, &id).ok_or_else(|| Refusal::new(errno::ESRCH, "no such service"))?;
             let mut b = reply(cmd::NEW_SERVICE);
             fill_service(&mut b, s);
             Ok(Reply::Doit(vec![b.finish()]))
@@ -198,11 +202,14 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
             let Ok(id) = parse_svc_id(&g.attrs) else {
                 return Ok(Reply::Dump(Vec::new()));
             };
-            let list = list(ctl)?;
-            let msgs = services(&list)
-                .find(|s| id.matches(s))
+            let list = ctl.list();
+            let msgs = find(&list, &id)
                 .map(|s| {
-                    in_service(s)
+                    // What the kernel's table holds when keepalived manages
+                    // it, as `rvsadm -L` lists it: a real server rvsd's own
+                    // check removed is absent, the sorry server is there
+                    // while it stands in.
+                    s.serving()
                         .map(|d| {
                             let mut b = multi(cmd::NEW_DEST);
                             fill_dest(&mut b, d, svc_af(s));
@@ -226,8 +233,7 @@ fn ipvs_request(ctl: &Control, g: &GenlMsg, portid: u32) -> Result<Reply, Refusa
                 .collect(),
         )),
         (cmd::GET_INFO, false) => {
-            let list = list(ctl)?;
-            let size = list["conn_table"]["capacity"].as_u64().unwrap_or(0);
+            let size = ctl.list().conn_table.capacity as u64;
             let mut b = reply(cmd::SET_INFO);
             b.put_u32(info_attr::VERSION, IP_VS_VERSION_CODE)
                 .put_u32(info_attr::CONN_TAB_SIZE, size.min(u32::MAX as u64) as u32);
@@ -386,28 +392,10 @@ fn control(ctl: &Control, req: Value) -> Result<Value, Refusal> {
     ctl.handle(req).map_err(map_ctl_error)
 }
 
-fn list(ctl: &Control) -> Result<Value, Refusal> {
-    control(ctl, json!({"cmd": "list"}))
-}
-
-fn services(list: &Value) -> impl Iterator<Item = &Value> {
-    list["services"].as_array().into_iter().flatten()
-}
-
-/// The real servers a service forwards to now, as the kernel's table holds
-/// them when keepalived manages it — and as `rvsadm -L` lists them: a
-/// server rvsd's own health check removed is absent, the sorry server is
-/// there while it stands in (`list`'s `in_service`).
-fn in_service(s: &Value) -> impl Iterator<Item = &Value> {
-    let dests = s["dests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d["in_service"].as_bool() != Some(false));
-    let sorry = s
-        .get("sorry_server")
-        .filter(|x| x["in_service"].as_bool() == Some(true));
-    dests.chain(sorry)
+/// The listed service `id` names.
+fn find<'a>(list: &'a ListReply, id: &SvcId) -> Option<&'a ServiceView> {
+    let key = id.key()?;
+    list.services.iter().find(|s| s.key() == key)
 }
 
 /// The errno the kernel returns for what the control plane refused, by the
@@ -477,20 +465,17 @@ impl SvcId {
         }
     }
 
-    /// Whether a `list` entry is this service.
-    fn matches(&self, s: &Value) -> bool {
-        match self {
+    /// The service's key; None for a protocol rvs has no handler for.
+    fn key(&self) -> Option<ServiceKey> {
+        match *self {
             SvcId::Addr {
                 proto, addr, port, ..
-            } => {
-                s.get("fwmark").is_none()
-                    && s["proto"].as_str() == Some(proto_name(*proto))
-                    && s["vip"].as_str().and_then(|v| v.parse::<IpAddr>().ok()) == Some(*addr)
-                    && s["port"].as_u64() == Some(u64::from(*port))
-            }
-            SvcId::Fwmark { af, mark } => {
-                s["fwmark"].as_u64() == Some(u64::from(*mark)) && svc_af(s) == *af
-            }
+            } => Some(ServiceKey::new(
+                Proto::from_number(u8::try_from(proto).ok()?)?,
+                addr,
+                port,
+            )),
+            SvcId::Fwmark { af, mark } => Some(ServiceKey::fwmark(mark, af == AF_INET6)),
         }
     }
 }
@@ -507,13 +492,8 @@ fn proto_name(p: u16) -> &'static str {
     }
 }
 
-fn svc_af(s: &Value) -> u16 {
-    let v6 = s["af"].as_str() == Some("inet6")
-        || s["vip"]
-            .as_str()
-            .and_then(|v| v.parse::<IpAddr>().ok())
-            .is_some_and(|a| a.is_ipv6());
-    if v6 {
+fn svc_af(s: &ServiceView) -> u16 {
+    if s.is_inet6() {
         AF_INET6
     } else {
         AF_INET
@@ -613,11 +593,13 @@ fn service_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
     let existing = ctl
         .services()
         .into_iter()
-        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-        .find(|c| id.matches(c));
+        .find(|c| Some(c.key()) == id.key());
     // "prefill flags from service if it already exists", then apply the
     // masked new ones.
-    let old = existing.as_ref().map_or(0, conf_flags);
+    let old = existing.as_ref().map_or(0, |c| {
+        conf_flags(c.persistent.is_some(), c.ops, &c.sched_flags)
+    });
+    let existing = existing.map(|c| serde_json::to_value(c).unwrap_or(Value::Null));
     let flags = (old & !f_mask) | (f_new & f_mask);
     let mut conf = match (&existing, g.cmd) {
         (Some(_), cmd::NEW_SERVICE) => {
@@ -676,16 +658,16 @@ fn service_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
 }
 
 /// The `IP_VS_SVC_F_*` flags of a configured or listed service.
-fn conf_flags(s: &Value) -> u32 {
+fn conf_flags(persistent: bool, ops: bool, sched_flags: &[String]) -> u32 {
     let mut f = svc_flags::HASHED;
-    if s.get("persistent").is_some_and(|p| !p.is_null()) {
+    if persistent {
         f |= svc_flags::PERSISTENT;
     }
-    if s["ops"].as_bool() == Some(true) {
+    if ops {
         f |= svc_flags::ONEPACKET;
     }
-    for n in s["sched_flags"].as_array().into_iter().flatten() {
-        match n.as_str().unwrap_or("") {
+    for n in sched_flags {
+        match n.as_str() {
             "sh-fallback" | "mh-fallback" | "flag-1" => f |= svc_flags::SCHED1,
             "sh-port" | "mh-port" | "flag-2" => f |= svc_flags::SCHED2,
             "flag-3" => f |= svc_flags::SCHED3,
@@ -699,12 +681,11 @@ fn conf_flags(s: &Value) -> u32 {
 /// `ip_vs_genl_parse_dest`).
 fn dest_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
     let id = parse_svc_id(&g.attrs)?;
-    let confs: Vec<Value> = ctl
+    let Some(svc) = ctl
         .services()
         .into_iter()
-        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-        .collect();
-    let Some(svc) = confs.iter().find(|c| id.matches(c)) else {
+        .find(|c| Some(c.key()) == id.key())
+    else {
         return Err(Refusal::new(errno::ESRCH, "service not defined"));
     };
     let d = g
@@ -764,13 +745,10 @@ fn dest_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
             ))
         }
     };
-    let existing = svc["dests"].as_array().into_iter().flatten().find(|x| {
-        x["ip"].as_str().and_then(|v| v.parse::<IpAddr>().ok()) == Some(ip)
-            && x["port"].as_u64() == Some(u64::from(port))
-    });
+    let existing = svc.dests.iter().find(|x| x.ip == ip && x.port == port);
     let mut dest = match existing {
         // An edit keeps what the IPVS message cannot say (a health check).
-        Some(x) if g.cmd == cmd::SET_DEST => x.clone(),
+        Some(x) if g.cmd == cmd::SET_DEST => serde_json::to_value(x).unwrap_or_else(|_| json!({})),
         _ => json!({}),
     };
     dest["ip"] = json!(ip);

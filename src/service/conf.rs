@@ -46,6 +46,15 @@ pub enum CheckKind {
 }
 
 impl CheckKind {
+    /// The control protocol's name ("tcp", "http", "misc", "udp").
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Tcp => "tcp",
+            CheckKind::Http => "http",
+            CheckKind::Misc => "misc",
+            CheckKind::Udp => "udp",
+        }
+    }
     /// keepalived's name of the checker.
     pub fn keepalived_name(self) -> &'static str {
         match self {

@@ -94,3 +94,14 @@ fn ownership_says_which_vips_are_served() {
     let always: OwnershipView = round_trip(&serde_json::json!({"mode": "always"}));
     assert!(always.owns("10.0.0.2".parse().unwrap()));
 }
+
+#[test]
+fn names_used_by_the_formatters_are_the_protocol_names() {
+    use crate::service::CheckKind;
+    for k in [CheckKind::Tcp, CheckKind::Http, CheckKind::Misc, CheckKind::Udp] {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+    }
+    for p in [Proto::Tcp, Proto::Udp] {
+        assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+    }
+}
