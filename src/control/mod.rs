@@ -36,12 +36,10 @@ use crate::service::{
 use crate::stats::{StatsSnapshot, WorkerStats};
 
 mod protocol;
-mod reply;
 mod validate;
 mod view;
 
 pub use protocol::*;
-pub use reply::*;
 pub use validate::*;
 
 /// What the control plane can see of the data ports.

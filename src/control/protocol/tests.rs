@@ -98,7 +98,12 @@ fn ownership_says_which_vips_are_served() {
 #[test]
 fn names_used_by_the_formatters_are_the_protocol_names() {
     use crate::service::CheckKind;
-    for k in [CheckKind::Tcp, CheckKind::Http, CheckKind::Misc, CheckKind::Udp] {
+    for k in [
+        CheckKind::Tcp,
+        CheckKind::Http,
+        CheckKind::Misc,
+        CheckKind::Udp,
+    ] {
         assert_eq!(serde_json::to_value(k).unwrap(), k.name());
     }
     for p in [Proto::Tcp, Proto::Udp] {
