@@ -229,16 +229,6 @@ impl fmt::Display for ServiceKey {
 /// A real server of a service: service key, address, real-server port.
 pub type DestKey = (ServiceKey, IpAddr, u16);
 
-/// The IPv4 address of `a`, if it is one (the IPv4 data path's guard until
-/// IPv6 has its own types).
-#[inline]
-pub fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    }
-}
-
 /// A flow as seen on the wire: protocol and both endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {

@@ -674,7 +674,7 @@ const SYNC: &[Row<CountersView>] = &[
     (
         "rvs_sync_not_synced_total",
         Kind::Counter,
-        "Connections the master cannot sync (IPv6), once per connection and state.",
+        "Connections the master cannot sync (SYN proxy: server handshake not done), once per connection and state.",
         field!(not_synced),
     ),
     (

@@ -86,7 +86,7 @@ impl NewConn {
 /// may be changed by the forwarding code; [`Conn::commit`] writes them back.
 #[derive(Debug)]
 pub struct Fnat {
-    pub lip: IpAddr,
+    pub lip: Ipv4Addr,
     pub lport: u16,
     pub client_addr: ClientAddr,
     /// Client's initial sequence number (from its SYN).
@@ -122,12 +122,14 @@ pub struct Conn<'t> {
     pub(super) ctl: u64,
     pub(super) seq: u64,
     pub proto: Proto,
-    pub cip: IpAddr,
+    /// The table holds IPv4 connections: its addresses say so (IPv6 will
+    /// have its own table and snapshot type).
+    pub cip: Ipv4Addr,
     pub cport: u16,
-    pub vip: IpAddr,
+    pub vip: Ipv4Addr,
     pub vport: u16,
     /// Real server address and port.
-    pub dip: IpAddr,
+    pub dip: Ipv4Addr,
     pub dport: u16,
     pub fwd: Forward,
     pub(super) dest: u32,
@@ -144,32 +146,19 @@ pub struct Conn<'t> {
 impl<'t> Conn<'t> {
     /// The client's key: cip:cport -> vip:vport.
     pub fn in_key(&self) -> FlowKey {
-        FlowKey {
-            proto: self.proto,
-            src: self.cip,
-            sport: self.cport,
-            dst: self.vip,
-            dport: self.vport,
-        }
+        FlowKey::v4(self.proto, self.cip, self.cport, self.vip, self.vport)
     }
 
     /// The reply key where replies pass the director.
     pub fn out_key(&self) -> Option<FlowKey> {
         match self.fwd {
-            Forward::Nat => Some(FlowKey {
-                proto: self.proto,
-                src: self.dip,
-                sport: self.dport,
-                dst: self.cip,
-                dport: self.cport,
-            }),
-            Forward::FullNat => self.fnat.as_ref().map(|f| FlowKey {
-                proto: self.proto,
-                src: self.dip,
-                sport: self.dport,
-                dst: f.lip,
-                dport: f.lport,
-            }),
+            Forward::Nat => Some(FlowKey::v4(
+                self.proto, self.dip, self.dport, self.cip, self.cport,
+            )),
+            Forward::FullNat => self
+                .fnat
+                .as_ref()
+                .map(|f| FlowKey::v4(self.proto, self.dip, self.dport, f.lip, f.lport)),
             _ => None,
         }
     }

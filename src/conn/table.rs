@@ -204,7 +204,7 @@ impl ConnTable {
                 continue;
             }
             let k = (kind >> 40) as u8;
-            let v4 = |x: u64| IpAddr::V4(Ipv4Addr::from(x as u32));
+            let v4 = |x: u64| Ipv4Addr::from(x as u32);
             let synproxy = (k & K_SYNP != 0).then_some(if seq & SYNP_PROXIED != 0 {
                 SynProxy::Proxied(seq & ((1 << 48) - 1) & !SYNP_PROXIED)
             } else {
@@ -258,23 +258,25 @@ impl ConnTable {
     /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
     #[inline]
     pub(super) fn matches(c: &Conn, k: &K4, dir: Dir) -> bool {
-        let ip = |a: IpAddr| match a {
-            IpAddr::V4(a) => u32::from(a),
-            IpAddr::V6(_) => 0,
-        };
         if c.proto != k.proto {
             return false;
         }
         match dir {
             Dir::In | Dir::InOnly => {
-                ip(c.cip) == k.src && c.cport == k.sport && ip(c.vip) == k.dst && c.vport == k.dport
+                u32::from(c.cip) == k.src
+                    && c.cport == k.sport
+                    && u32::from(c.vip) == k.dst
+                    && c.vport == k.dport
             }
             Dir::Out => {
                 let (lip, lport) = match &c.fnat {
                     Some(f) => (f.lip, f.lport),
                     None => (c.cip, c.cport),
                 };
-                ip(c.dip) == k.src && c.dport == k.sport && ip(lip) == k.dst && lport == k.dport
+                u32::from(c.dip) == k.src
+                    && c.dport == k.sport
+                    && u32::from(lip) == k.dst
+                    && lport == k.dport
             }
         }
     }

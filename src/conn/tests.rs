@@ -207,7 +207,7 @@ fn fullnat_connections_are_found_by_the_local_address() {
     assert_eq!((r.id(), dir), (c.id(), Dir::Out));
     // The NAT-style reply key (to the client itself) is not indexed.
     let nat_key = FlowKey {
-        dst: c.cip,
+        dst: c.cip.into(),
         dport: c.cport,
         ..ok
     };

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::{Ctx, Dataplane, Verdict, ETH};
 use crate::conn::{Conn, Dir, SynProxy, TcpEvent};
-use crate::flow::{v4, Forward};
+use crate::flow::Forward;
 use crate::io::Frame;
 use crate::stats::DropReason;
 use crate::synproxy::{self as sp, CookieInfo, SeqAdj};
@@ -135,11 +135,9 @@ impl Dataplane {
         dir: Dir,
         total: usize,
     ) -> Verdict {
-        let (Some(cip), Some(vip), Some(rip)) = (v4(conn.cip), v4(conn.vip), v4(conn.dip)) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
+        let (cip, vip, rip) = (conn.cip, conn.vip, conn.dip);
         let (c, v, r) = ((cip, conn.cport), (vip, conn.vport), (rip, conn.dport));
-        let local = conn.fnat.as_ref().and_then(|f| Some((v4(f.lip)?, f.lport)));
+        let local = conn.fnat.as_ref().map(|f| (f.lip, f.lport));
         let ip = &mut frame.data_mut()[ETH..ETH + total];
         if matches!(conn.fwd, Forward::Nat | Forward::FullNat) && ip[8] <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);

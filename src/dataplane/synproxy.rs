@@ -122,11 +122,8 @@ impl Dataplane {
         conn: &Conn,
         info: &CookieInfo,
     ) -> Verdict {
-        let (IpAddr::V4(cip), IpAddr::V4(vip)) = (conn.cip, conn.vip) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let client = SocketAddrV4::new(cip, conn.cport);
-        let vip = SocketAddrV4::new(vip, conn.vport);
+        let client = SocketAddrV4::new(conn.cip, conn.cport);
+        let vip = SocketAddrV4::new(conn.vip, conn.vport);
         match sp::server_synack(frame, info) {
             Ok(est) => {
                 if !conn.synproxy_establish(est.adj.to_bits()) {
@@ -170,7 +167,7 @@ impl Dataplane {
                 if sp::write_client_rst(frame, client, vip, info).is_err() {
                     return Verdict::Drop(DropReason::NoBuffer);
                 }
-                self.to_next_hop(cx, frame.data_mut(), cip)
+                self.to_next_hop(cx, frame.data_mut(), conn.cip)
             }
             Err(_) => Verdict::Drop(DropReason::SynproxyBadSynAck),
         }

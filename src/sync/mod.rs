@@ -135,7 +135,8 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Connections that waited for a later scan (rate bound).
     pub deferred: AtomicU64,
-    /// Connections the master cannot sync (IPv6), once per connection and
+    /// Connections the master cannot sync (a SYN-proxied one whose server
+    /// handshake is not done), once per connection and
     /// state.
     pub not_synced: AtomicU64,
     pub recv_msgs: AtomicU64,
@@ -422,13 +423,9 @@ pub fn state_synced(s: State) -> bool {
 }
 
 /// The sync entry of a connection (`ip_vs_sync_conn`'s copy of `cp`).
-/// None for what the protocol cannot carry (IPv6 here, SYN-proxied
-/// connections whose sequence adjustment the backup cannot apply).
+/// None for what the protocol cannot carry (SYN-proxied connections whose
+/// sequence adjustment the backup cannot apply).
 pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
-    let v4 = |a: IpAddr| match a {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    };
     // A proxied connection carries its adjustment (rvs's option); one whose
     // server handshake is not done yet is not sent (the backup could not
     // finish it: the cookie state is this director's).
@@ -463,16 +460,16 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         dport: c.dport,
         fwmark: 0,
         timeout: timeout_s,
-        caddr: v4(c.cip)?,
-        vaddr: v4(c.vip)?,
-        daddr: v4(c.dip)?,
+        caddr: c.cip,
+        vaddr: c.vip,
+        daddr: c.dip,
         seq: None,
         fnat: None,
         synproxy,
     };
     if let Some(fn_) = &c.fnat {
         sc.fnat = Some(FnatOpt {
-            lip: v4(fn_.lip)?,
+            lip: fn_.lip,
             lport: fn_.lport,
             client_addr: match fn_.client_addr {
                 ClientAddr::None => 0,

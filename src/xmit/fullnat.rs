@@ -23,7 +23,7 @@
 //! SACK edge changes; a full TCP recomputation when bytes are inserted or
 //! the MSS rewritten (only the handful of packets around the handshake).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use super::{Egress, XmitError};
 use crate::conn::{Conn, Dir, Fnat, State};
@@ -56,13 +56,6 @@ pub enum FnatError {
 impl From<WireError> for FnatError {
     fn from(e: WireError) -> Self {
         FnatError::Malformed(e)
-    }
-}
-
-fn v4(a: IpAddr) -> Result<Ipv4Addr, FnatError> {
-    match a {
-        IpAddr::V4(a) => Ok(a),
-        IpAddr::V6(_) => Err(FnatError::NotFullNat),
     }
 }
 
@@ -158,8 +151,8 @@ pub fn pp2_header(cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> [u8; 
 /// Client to real server.
 pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
-    let (cip, vip) = (v4(c.cip)?, v4(c.vip)?);
-    let (proto, ihl, total) = rewrite_ends(frame, (v4(f.lip)?, f.lport), (v4(c.dip)?, c.dport))?;
+    let (cip, vip) = (c.cip, c.vip);
+    let (proto, ihl, total) = rewrite_ends(frame, (f.lip, f.lport), (c.dip, c.dport))?;
     if proto != IpProtocol::TCP || f.client_addr == ClientAddr::None {
         return Ok(());
     }
@@ -226,7 +219,7 @@ pub fn xmit<F: Frame>(
         Dir::InOnly => return Err(XmitError::Unsupported),
     };
     match next {
-        Ok(next) => crate::flow::v4(next).ok_or(XmitError::NoRoute),
+        Ok(next) => Ok(next),
         Err(FnatError::NoRoom) => Err(XmitError::NoRoom),
         Err(FnatError::Malformed(e)) => Err(XmitError::Malformed(e)),
         Err(FnatError::NotFullNat) => Err(XmitError::Unsupported),
@@ -236,7 +229,7 @@ pub fn xmit<F: Frame>(
 /// Real server to client.
 pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
-    let (proto, ihl, total) = rewrite_ends(frame, (v4(c.vip)?, c.vport), (v4(c.cip)?, c.cport))?;
+    let (proto, ihl, total) = rewrite_ends(frame, (c.vip, c.vport), (c.cip, c.cport))?;
     if proto != IpProtocol::TCP || f.client_addr != ClientAddr::ProxyV2 {
         return Ok(());
     }

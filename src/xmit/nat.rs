@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 
 use super::{ip_of, ttl_of, Egress, XmitError};
 use crate::conn::{Conn, Dir};
-use crate::flow::v4;
 use crate::io::Frame;
 use crate::wire::{IpProtocol, Ipv4Packet, TcpSegment, UdpDatagram, WireError};
 
@@ -66,11 +65,11 @@ pub fn xmit<F: Frame>(
     match dir {
         Dir::In => {
             forward(ip, c)?;
-            v4(c.dip).ok_or(XmitError::NoRoute)
+            Ok(c.dip)
         }
         Dir::Out => {
             reply(ip, c)?;
-            v4(c.cip).ok_or(XmitError::NoRoute)
+            Ok(c.cip)
         }
         Dir::InOnly => Err(XmitError::Unsupported),
     }
@@ -78,14 +77,12 @@ pub fn xmit<F: Frame>(
 
 /// Client to real server: destination VIP:vport -> RIP:rport, TTL - 1.
 pub fn forward(ip: &mut [u8], c: &Conn) -> Result<(), WireError> {
-    let rip = v4(c.dip).ok_or(WireError::Ipv4BadVersion)?;
-    rewrite(ip, End::Dst, rip, c.dport)
+    rewrite(ip, End::Dst, c.dip, c.dport)
 }
 
 /// Real server to client: source RIP:rport -> VIP:vport, TTL - 1.
 pub fn reply(ip: &mut [u8], c: &Conn) -> Result<(), WireError> {
-    let vip = v4(c.vip).ok_or(WireError::Ipv4BadVersion)?;
-    rewrite(ip, End::Src, vip, c.vport)
+    rewrite(ip, End::Src, c.vip, c.vport)
 }
 
 #[cfg(test)]

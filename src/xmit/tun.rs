@@ -194,7 +194,7 @@ pub fn xmit<F: Frame>(
     if super::ttl_of(frame) == 0 {
         return Err(XmitError::TtlExceeded);
     }
-    let rip = crate::flow::v4(c.dip).ok_or(XmitError::NoRoute)?;
+    let rip = c.dip;
     let (port, _) = eg.router.route(rip).ok_or(XmitError::NoRoute)?;
     let p = eg.router.ports[port as usize];
     let ident = eg.ident.get();

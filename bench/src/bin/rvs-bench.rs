@@ -15,7 +15,7 @@
 #![deny(unsafe_code)]
 
 use rvs::prng::Rng;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -1055,11 +1055,7 @@ fn main() -> Result<()> {
                 let (cip, sport) = client(f);
                 d.dp.conns
                     .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
-                    .and_then(|(c, _)| match c.dip {
-                        IpAddr::V4(ip) => Some(ip.octets()[3] as usize - 11),
-                        _ => None,
-                    })
-                    .unwrap_or(0) as u8
+                    .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
             })
             .collect();
         let setup_secs = t0.elapsed().as_secs_f64();
@@ -1137,11 +1133,7 @@ fn main() -> Result<()> {
                 let (cip, sport) = client(f);
                 d.dp.conns
                     .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
-                    .and_then(|(c, _)| match c.dip {
-                        IpAddr::V4(ip) => Some(ip.octets()[3] as usize - 11),
-                        _ => None,
-                    })
-                    .unwrap_or(0) as u8
+                    .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
             })
             .collect();
         let stream = Arc::new(established_stream(&t, &rs_of, false, 7 + flows as u64));
