@@ -36,6 +36,8 @@ pub mod statefile;
 pub mod stats;
 pub mod sync;
 pub mod synproxy;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod wire;
 pub mod worker;
 pub mod xmit;

@@ -54,6 +54,20 @@ fn sync_corpus() {
 }
 
 #[test]
+fn region_corpus() {
+    assert!(
+        replay("region", |d| {
+            let _ = harness::region(d);
+        }) >= 3
+    );
+    // The seed cut from a real table file: both connections taken over.
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/seeds/region/two-nat-established");
+    let r = harness::region(&std::fs::read(seed).unwrap());
+    assert_eq!((r.adopted, r.no_dest, r.unreadable), (2, 0, 0), "{r:?}");
+}
+
+#[test]
 fn control_corpus() {
     assert!(replay("control", harness::control) >= 5);
 }

@@ -53,6 +53,7 @@ use crate::live::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 mod index;
+mod persist;
 mod slot;
 mod snapshot;
 mod table;
@@ -60,6 +61,8 @@ mod templates;
 mod wheel;
 
 use index::*;
+use persist::clamp_max;
+pub use persist::{PersistError, Previous, Takeover, LAYOUT};
 use slot::*;
 pub use snapshot::*;
 pub use table::*;

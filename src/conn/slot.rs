@@ -93,9 +93,6 @@ pub(super) fn ca_of(kind: u8) -> ClientAddr {
     }
 }
 
-/// One connection: a cache line of atomics.
-#[derive(bytemuck::Zeroable)]
-#[repr(C, align(64))]
-pub(super) struct Slot {
-    pub(super) w: [AtomicU64; 8],
-}
+/// One connection: a cache line of atomics (64-byte aligned in its region:
+/// the slots start a page after the region's start).
+pub(super) type Slot = [AtomicU64; 8];

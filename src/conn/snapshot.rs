@@ -199,7 +199,7 @@ impl<'t> Conn<'t> {
     /// the timer and keep ActiveConn/InActConn of the real server exact.
     /// Returns the new state (the old one if the connection has ended).
     pub fn on_packet(&self, dir: Dir, ev: TcpEvent, now_ms: u64, t: &Timeouts) -> State {
-        let w = &self.table.slots[self.slot as usize].w[W_CTL];
+        let w = &self.table.slots()[self.slot as usize][W_CTL];
         let mut cur = w.load(Relaxed);
         loop {
             let flags = ctl_flags(cur);
@@ -263,7 +263,7 @@ impl<'t> Conn<'t> {
     /// timeout). The deadline may move either way. False if the
     /// connection has ended.
     pub fn set_synced(&self, new: State, inactive: bool, deadline: u64) -> bool {
-        let w = &self.table.slots[self.slot as usize].w[W_CTL];
+        let w = &self.table.slots()[self.slot as usize][W_CTL];
         let mut cur = w.load(Relaxed);
         loop {
             let flags = ctl_flags(cur);
@@ -295,15 +295,15 @@ impl<'t> Conn<'t> {
         }
         debug_assert!(adj < 1 << 48 && adj & SYNP_PROXIED == 0);
         let next = (self.gen as u64) << 48 | SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED);
-        let s = &self.table.slots[self.slot as usize];
+        let s = &self.table.slots()[self.slot as usize];
         let live = || {
-            let c = s.w[W_CTL].load(Acquire);
+            let c = s[W_CTL].load(Acquire);
             ctl_gen(c) == self.gen && ctl_flags(c) & (F_LIVE | F_DEAD) == F_LIVE
         };
         // Not for a connection ended meanwhile (a client reset, expiry on
         // another worker): W_SEQ alone does not show that.
         live()
-            && s.w[W_SEQ]
+            && s[W_SEQ]
                 .compare_exchange(self.seq, next, Relaxed, Relaxed)
                 .is_ok()
             && live()
@@ -320,7 +320,7 @@ impl<'t> Conn<'t> {
         let next =
             (self.gen as u64) << 48 | ((f.delta.get() as u64) & 0xff) << 40 | f.isn.get() as u64;
         if next != self.seq {
-            let w = &self.table.slots[self.slot as usize].w[W_SEQ];
+            let w = &self.table.slots()[self.slot as usize][W_SEQ];
             // Only if the slot still holds this connection (same generation).
             let _ = w.compare_exchange(self.seq, next, Relaxed, Relaxed);
         }

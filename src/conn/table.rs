@@ -14,7 +14,9 @@ pub(super) const LINK_SHARDS: usize = 64;
 
 /// The connection table.
 pub struct ConnTable {
-    pub(super) slots: Box<[Slot]>,
+    /// The header and the slots ([`persist`]): anonymous memory, or a
+    /// shared file that outlives the process.
+    pub(super) region: crate::sys::Region,
     pub(super) index: Box<[Bucket]>,
     pub(super) mask: usize,
     pub(super) seed: [u64; 2],
@@ -62,17 +64,30 @@ impl ConnTable {
     /// As [`ConnTable::new`], with a registry of services and real servers
     /// to resolve the ids connections hold.
     pub fn with_ids(max: usize, workers: usize, ids: Arc<Ids>) -> ConnTable {
-        let max = max.clamp(1, (ENTRY_OUT - 2) as usize);
+        let max = clamp_max(max);
+        let region = crate::sys::Region::anonymous(persist::region_len(max))
+            .unwrap_or_else(|e| panic!("connection table of {max} entries: {e}"));
+        Self::on_region(region, max, workers, ids)
+    }
+
+    /// A table of `max` entries over `region` (zeroed, or a previous
+    /// table's file once its connections have been read out).
+    pub(super) fn on_region(
+        region: crate::sys::Region,
+        max: usize,
+        workers: usize,
+        ids: Arc<Ids>,
+    ) -> ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
-        let slots: Box<[Slot]> = bytemuck::allocation::zeroed_slice_box(max);
         let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
+        persist::write_header(&region, max);
         // Ask for huge pages, then fault everything in now rather than on
         // the first packets.
-        crate::dpdk::advise_hugepages(&slots);
+        crate::dpdk::advise_hugepages(region.words());
         crate::dpdk::advise_hugepages(&index);
-        for s in slots.iter().step_by(64) {
-            s.w[W_SEQ].store(0, Relaxed);
+        for w in region.words().iter().step_by(512) {
+            w.fetch_or(0, Relaxed);
         }
         for b in index.iter().step_by(64) {
             b.overflow.store(0, Relaxed);
@@ -81,7 +96,7 @@ impl ConnTable {
         let rs = foldhash::fast::RandomState::default();
         let t = Timeouts::default();
         ConnTable {
-            slots,
+            region,
             index,
             mask: buckets - 1,
             seed: [rs.hash_one(1u64) | 1, rs.hash_one(2u64) | 1],
@@ -123,7 +138,15 @@ impl ConnTable {
     }
     /// Bytes the table took at start (slots and index).
     pub fn footprint(&self) -> usize {
-        std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.index)
+        self.region.len() + std::mem::size_of_val(&*self.index)
+    }
+
+    /// The slots, after the region's header.
+    #[inline(always)]
+    pub(super) fn slots(&self) -> &[Slot] {
+        self.region.words()[persist::HEADER_WORDS..]
+            .as_chunks::<8>()
+            .0
     }
     pub fn n_template_shards(&self) -> usize {
         self.templates.len()
@@ -151,7 +174,7 @@ impl ConnTable {
             if top == 0 {
                 break;
             }
-            let next = self.slots[top as usize - 1].w[W_WHEEL].load(Relaxed) >> 32;
+            let next = self.slots()[top as usize - 1][W_WHEEL].load(Relaxed) >> 32;
             let new = ((head >> 32).wrapping_add(1)) << 32 | next;
             match self.free.compare_exchange_weak(head, new, Acquire, Acquire) {
                 Ok(_) => return Some(top - 1),
@@ -159,7 +182,7 @@ impl ConnTable {
             }
         }
         let id = self.fresh.fetch_add(1, Relaxed);
-        if id < self.slots.len() {
+        if id < self.slots().len() {
             Some(id as u32)
         } else {
             self.fresh.fetch_sub(1, Relaxed);
@@ -168,7 +191,7 @@ impl ConnTable {
     }
 
     pub(super) fn free_slot(&self, id: u32) {
-        let w = &self.slots[id as usize].w[W_WHEEL];
+        let w = &self.slots()[id as usize][W_WHEEL];
         let mut head = self.free.load(Relaxed);
         loop {
             w.store((head & 0xffff_ffff) << 32, Relaxed);
@@ -183,23 +206,23 @@ impl ConnTable {
     /// A consistent snapshot of slot `id`, if it holds a live connection.
     #[inline]
     pub(super) fn read(&self, id: u32) -> Option<Conn<'_>> {
-        let s = self.slots.get(id as usize)?;
+        let s = self.slots().get(id as usize)?;
         for _ in 0..4 {
-            let c0 = s.w[W_CTL].load(Acquire);
+            let c0 = s[W_CTL].load(Acquire);
             if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
                 return None;
             }
-            let addr = s.w[W_ADDR].load(Relaxed);
-            let dst = s.w[W_DST].load(Relaxed);
-            let kind = s.w[W_KIND].load(Relaxed);
-            let ids = s.w[W_IDS].load(Relaxed);
+            let addr = s[W_ADDR].load(Relaxed);
+            let dst = s[W_DST].load(Relaxed);
+            let kind = s[W_KIND].load(Relaxed);
+            let ids = s[W_IDS].load(Relaxed);
             let (local, seq) = if (kind >> 40) as u8 & (K_FNAT | K_SYNP) != 0 {
-                (s.w[W_LOCAL].load(Relaxed), s.w[W_SEQ].load(Relaxed))
+                (s[W_LOCAL].load(Relaxed), s[W_SEQ].load(Relaxed))
             } else {
                 (0, 0)
             };
             fence(Acquire);
-            let c1 = s.w[W_CTL].load(Relaxed);
+            let c1 = s[W_CTL].load(Relaxed);
             if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
                 continue;
             }
@@ -313,7 +336,7 @@ impl ConnTable {
             for e in &b.e {
                 let v = e.load(Relaxed);
                 if v != 0 && (v >> 32) as u32 == tag {
-                    if let Some(s) = self.slots.get(entry_slot(v) as usize) {
+                    if let Some(s) = self.slots().get(entry_slot(v) as usize) {
                         crate::dpdk::prefetch(s);
                     }
                 }
@@ -405,35 +428,35 @@ impl ConnTable {
         if n.synproxy.is_some() {
             kind |= K_SYNP;
         }
-        let s = &self.slots[id as usize];
-        let gen = ctl_gen(s.w[W_CTL].load(Relaxed)).wrapping_add(1);
+        let s = &self.slots()[id as usize];
+        let gen = ctl_gen(s[W_CTL].load(Relaxed)).wrapping_add(1);
         let wheel = worker % self.wheels.len();
         // Readers that still hold the old generation see DEAD or a new
         // generation from here on; the fields follow, then the live word.
-        s.w[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
+        s[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
         fence(Release);
-        s.w[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
-        s.w[W_DST].store(
+        s[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
+        s[W_DST].store(
             (dip as u64) << 32 | (n.cport as u64) << 16 | n.vport as u64,
             Relaxed,
         );
-        s.w[W_KIND].store(
+        s[W_KIND].store(
             (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16 | window as u64,
             Relaxed,
         );
-        s.w[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
-        s.w[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
+        s[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
+        s[W_IDS].store((n.dest as u64) << 32 | n.svc as u64, Relaxed);
         let seq = match n.synproxy_adj {
             Some(adj) => SYNP_PROXIED | (adj & ((1 << 48) - 1) & !SYNP_PROXIED),
             None => isn as u64,
         };
-        s.w[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
+        s[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
         {
             let mut wh = self.wheels[wheel].lock();
             let t = wh.push(id, tick_of(deadline));
-            s.w[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
+            s[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
         }
-        s.w[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
+        s[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
         // Account before the connection is visible, so a reply on another
         // worker moving it to ESTABLISHED never sees the count below zero.
         let d = self.dest_state(n.dest);
@@ -470,8 +493,8 @@ impl ConnTable {
     /// mark it dead (exactly once), release the real server's count and the
     /// template, unlink its keys and free the slot.
     pub(super) fn kill(&self, id: u32, gen: u16) -> bool {
-        let s = &self.slots[id as usize];
-        let w = &s.w[W_CTL];
+        let s = &self.slots()[id as usize];
+        let w = &s[W_CTL];
         let mut cur = w.load(Relaxed);
         loop {
             let f = ctl_flags(cur);
@@ -484,10 +507,10 @@ impl ConnTable {
             }
         }
         // The fields are ours now: nobody reuses the slot before we free it.
-        let addr = s.w[W_ADDR].load(Relaxed);
-        let dst = s.w[W_DST].load(Relaxed);
-        let kind = s.w[W_KIND].load(Relaxed);
-        let ids = s.w[W_IDS].load(Relaxed);
+        let addr = s[W_ADDR].load(Relaxed);
+        let dst = s[W_DST].load(Relaxed);
+        let kind = s[W_KIND].load(Relaxed);
+        let ids = s[W_IDS].load(Relaxed);
         let k = (kind >> 40) as u8;
         let proto = if k & K_UDP != 0 {
             Proto::Udp
@@ -507,10 +530,9 @@ impl ConnTable {
         self.index_remove(h, entry((h >> 32) as u32, Dir::In, id));
         let kout = match fwd_of(k) {
             Forward::Nat => Some((cip, cport)),
-            Forward::FullNat if k & K_FNAT != 0 => Some((
-                (s.w[W_LOCAL].load(Relaxed) >> 32) as u32,
-                (kind >> 16) as u16,
-            )),
+            Forward::FullNat if k & K_FNAT != 0 => {
+                Some(((s[W_LOCAL].load(Relaxed) >> 32) as u32, (kind >> 16) as u16))
+            }
             _ => None,
         };
         if let Some((dst, dp)) = kout {
@@ -549,21 +571,21 @@ impl ConnTable {
     /// Move the timer of slot `id` to the earlier `deadline` (a FIN or RST
     /// shortened the timeout).
     pub(super) fn rearm(&self, id: u32, gen: u16, deadline: u64) {
-        let s = &self.slots[id as usize];
-        let owner = (s.w[W_WHEEL].load(Relaxed) >> 32) as u16 as usize;
+        let s = &self.slots()[id as usize];
+        let owner = (s[W_WHEEL].load(Relaxed) >> 32) as u16 as usize;
         let Some(wheel) = self.wheels.get(owner) else {
             return;
         };
         let mut wh = wheel.lock();
-        let c = s.w[W_CTL].load(Relaxed);
+        let c = s[W_CTL].load(Relaxed);
         if ctl_gen(c) != gen || ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE {
             return;
         }
-        let ww = s.w[W_WHEEL].load(Relaxed);
+        let ww = s[W_WHEEL].load(Relaxed);
         let t = tick_of(deadline);
         if tick_before(t, ww as u32) {
             let t = wh.push(id, t);
-            s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+            s[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
         }
     }
 
@@ -592,9 +614,9 @@ impl ConnTable {
                     wh.buckets[b].push(e); // a later round
                     continue;
                 }
-                let s = &self.slots[id as usize];
-                let c = s.w[W_CTL].load(Acquire);
-                let ww = s.w[W_WHEEL].load(Relaxed);
+                let s = &self.slots()[id as usize];
+                let c = s[W_CTL].load(Acquire);
+                let ww = s[W_WHEEL].load(Relaxed);
                 if ctl_flags(c) & (F_LIVE | F_DEAD) != F_LIVE
                     || ww as u32 != et
                     || (ww >> 32) as u16 as usize != wi
@@ -608,7 +630,7 @@ impl ConnTable {
                     }
                 } else {
                     let t = wh.push(id, dt);
-                    s.w[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
+                    s[W_WHEEL].store(ww & !0xffff_ffff | t as u64, Relaxed);
                 }
             }
             if i < list.len() {
@@ -649,9 +671,9 @@ impl ConnTable {
 
     /// End every connection now, whatever its timer.
     pub fn flush(&self) {
-        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        let n = self.fresh.load(Relaxed).min(self.slots().len());
         for id in 0..n as u32 {
-            let c = self.slots[id as usize].w[W_CTL].load(Acquire);
+            let c = self.slots()[id as usize][W_CTL].load(Acquire);
             self.kill(id, ctl_gen(c));
         }
         for i in 0..self.templates.len() {
@@ -662,7 +684,7 @@ impl ConnTable {
     /// Visit every live connection. Reads slots only: workers are never
     /// blocked, however many connections there are.
     pub fn for_each(&self, mut f: impl FnMut(&Conn)) {
-        let n = self.fresh.load(Relaxed).min(self.slots.len());
+        let n = self.fresh.load(Relaxed).min(self.slots().len());
         for id in 0..n as u32 {
             if let Some(c) = self.read(id) {
                 f(&c);

@@ -139,6 +139,8 @@ pub struct Control {
     pub local_twin: bool,
     /// Connection sync daemons (`crate::sync`).
     pub sync: crate::sync::Daemons,
+    /// What adopting a previous rvsd's connections did, if it did.
+    adopted: Mutex<Option<crate::sync::Adopted>>,
 }
 
 impl Control {
@@ -157,6 +159,7 @@ impl Control {
         let table = Arc::new(ArcSwap::from_pointee(ServiceTable::default()));
         Control {
             sync: crate::sync::Daemons::new(conns.clone(), table.clone()),
+            adopted: Mutex::new(None),
             master: Mutex::new(Master {
                 confs: Vec::new(),
                 rules: Vec::new(),
@@ -284,6 +287,15 @@ impl Control {
             }
             mutation => self.mutate(mutation),
         }
+    }
+
+    /// Take the connections a previous rvsd left (`conn_table_file`) into
+    /// the table, against the configuration loaded now. Reported in
+    /// `stats` (`conn_table.adopted`).
+    pub fn adopt(&self, prev: &crate::conn::Previous) -> crate::sync::Adopted {
+        let r = crate::sync::adopt(prev, &self.conns, &self.table.load());
+        *self.adopted.lock() = Some(r);
+        r
     }
 
     /// Replace the whole service set (config load). Validated whole.

@@ -293,6 +293,10 @@ pub struct DumpReply {
 pub struct ConnTableView {
     pub count: usize,
     pub capacity: usize,
+    /// What was taken over from the previous rvsd's table file at start
+    /// (`conn_table_file`); absent when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<crate::sync::Adopted>,
 }
 
 /// `list`: services in configuration order, with live state.

@@ -108,6 +108,7 @@ impl Control {
         ConnTableView {
             count: self.conns.len(),
             capacity: self.conns.capacity(),
+            adopted: *self.adopted.lock(),
         }
     }
 

@@ -785,6 +785,56 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
     }
 }
 
+/// What adopting a previous rvsd's connections did (`conn::persist`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Adopted {
+    /// Taken into the new table.
+    pub adopted: u64,
+    /// Their time ran out while no rvsd ran.
+    pub expired: u64,
+    /// No such service or real server in the new configuration.
+    pub no_dest: u64,
+    /// SYN-proxied connections whose server handshake was not done (the
+    /// cookie state went with the old process).
+    pub unfinished: u64,
+    /// No room in the new table.
+    pub full: u64,
+    /// Slots that held a connection but failed their checks.
+    pub unreadable: u64,
+}
+
+/// Take a previous table's connections into `conns`, each as a backup
+/// director takes a synced one (kernel `ip_vs_proc_conn`): the service and
+/// real server found by address in `table`, the time left kept, but never
+/// more than a fresh connection in that state would get.
+pub fn adopt(prev: &crate::conn::Previous, conns: &ConnTable, table: &ServiceTable) -> Adopted {
+    let now = crate::clock::now_ms();
+    let timeouts = conns.timeouts();
+    let mut r = Adopted {
+        unreadable: prev.torn,
+        ..Adopted::default()
+    };
+    prev.for_each(|c, left_ms| {
+        if left_ms == 0 {
+            r.expired += 1;
+            return;
+        }
+        let cap = u64::from(timeouts.get(c.state()).max(1)) * 1000;
+        let left_s = left_ms.min(cap).div_ceil(1000) as u32;
+        let Some(sc) = sync_conn(c, left_s) else {
+            r.unfinished += 1;
+            return;
+        };
+        match apply(conns, table, &sc, now) {
+            Applied::Inserted | Applied::Updated => r.adopted += 1,
+            Applied::NoDest | Applied::Stale => r.no_dest += 1,
+            Applied::Full => r.full += 1,
+        }
+    });
+    r
+}
+
 impl Backup {
     fn run(self) {
         let mut buf = vec![0u8; self.maxlen.max(proto::MESG_HDR_LEN)];

@@ -464,3 +464,67 @@ fn daemon_requests_errors() {
     assert_eq!(r["daemons"], json!([]));
     assert_eq!(r["counters"]["errors"]["foreign_syncid"], 0);
 }
+
+/// rvsd restarted on its table file: the connections a previous process
+/// left are taken over against the new configuration, as a backup takes
+/// synced ones, and answer in both directions at once.
+#[test]
+fn a_restarted_director_takes_over_the_connections_in_its_table_file() {
+    let dir = std::env::temp_dir().join(format!("rvs-takeover-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conns");
+    let on_file = |lines: &[&str]| {
+        let (t, k) = ConnTable::open_file(&path, 100, 1, Default::default(), false).unwrap();
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let c = Control::new(Arc::new(t), workers, vec!["10.0.1.1".parse().unwrap()]);
+        for line in lines {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        (c, k)
+    };
+    let svc = r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#;
+    let rs = |ip: &str| {
+        format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"10.0.0.100","port":80}},"dest":{{"ip":"{ip}","port":8080,"fwd":"nat"}}}}"#
+        )
+    };
+    let (a, mut k) = on_file(&[svc, &rs("10.0.2.10"), &rs("10.0.2.11")]);
+    k.commit().unwrap();
+    for (port, rip) in [
+        (1000, "10.0.2.10"),
+        (1001, "10.0.2.11"),
+        (1002, "10.0.2.10"),
+    ] {
+        establish(&a, port, rip);
+    }
+    assert_eq!(a.conns.len(), 3);
+    drop(a);
+
+    // The new configuration has lost 10.0.2.11.
+    let (b, mut k) = on_file(&[svc, &rs("10.0.2.10")]);
+    let prev = k.previous.take().unwrap();
+    let r = b.adopt(&prev);
+    k.commit().unwrap();
+    assert_eq!(
+        (r.adopted, r.no_dest, r.expired, r.unreadable),
+        (2, 1, 0, 0),
+        "{r:?}"
+    );
+    let (c, dir_in) = b.conns.lookup(&client_key(1000)).unwrap();
+    assert_eq!((dir_in, c.state()), (Dir::In, State::Established));
+    assert_eq!(
+        (c.dip, c.dport, c.fwd),
+        ("10.0.2.10".parse().unwrap(), 8080, Forward::Nat)
+    );
+    let (_, dir_out) = b.conns.lookup(&c.out_key().unwrap()).unwrap();
+    assert_eq!(dir_out, Dir::Out);
+    assert!(b.conns.lookup(&client_key(1001)).is_none());
+    // The real server's counters follow (ActiveConn as ipvsadm shows it).
+    let l = b.list();
+    assert_eq!(l.services[0].dests[0].active, 2);
+    assert_eq!(l.conn_table.adopted, Some(r));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,7 +8,8 @@
 # Targets (tests/fuzz/fuzz_targets/, logic in tests/fuzz/src/harness.rs):
 # wire (packet parsers), datapath (the whole per-packet path in every
 # forwarding mode), control (the control socket's request parser/handler),
-# sync (the IPVS connection-sync message parser and backup insertion).
+# sync (the IPVS connection-sync message parser and backup insertion),
+# region (a previous rvsd's connection table file taken over).
 #
 # `-s none`: no sanitizer. AddressSanitizer needs nightly's -Zsanitizer, and
 # the code under test is safe Rust; the coverage instrumentation cargo-fuzz
@@ -33,22 +34,23 @@ fi
 
 # Seconds per target when FUZZ_TIME is not set: the datapath target is the
 # slowest per input and has the most to explore.
-declare -A default_time=([wire]=10 [control]=15 [datapath]=30 [sync]=5)
+declare -A default_time=([wire]=10 [control]=15 [datapath]=30 [sync]=5 [region]=5)
 # libFuzzer options per target.
 declare -A target_args=(
     [wire]="-max_len=2048"
     [control]="-max_len=4096 -dict=$fuzz_dir/control.dict"
     [datapath]="-max_len=8192"
     [sync]="-max_len=2048"
+    [region]="-max_len=4096"
 )
 targets=("$@")
-[ "${#targets[@]}" -eq 0 ] && targets=(wire control datapath sync)
+[ "${#targets[@]}" -eq 0 ] && targets=(wire control datapath sync region)
 
 echo "fuzz: building ${targets[*]} ($(cargo fuzz --version))"
 t0=$SECONDS
 for t in "${targets[@]}"; do
     if [ -z "${default_time[$t]:-}" ]; then
-        echo "fuzz: unknown target $t (wire, control, datapath, sync)" >&2
+        echo "fuzz: unknown target $t (wire, control, datapath, sync, region)" >&2
         exit 1
     fi
     cargo fuzz build --fuzz-dir "$fuzz_dir" -s none "$t" || exit 1

@@ -1162,3 +1162,40 @@ pub fn sync(data: &[u8]) {
     }
     assert!(ctl.conns.len() <= ctl.conns.capacity());
 }
+
+/// A previous rvsd's connection table file (`conn::persist`) whose slots
+/// are arbitrary bytes, under a valid header: reading it must never panic,
+/// and taking it over into a small director must account for every slot it
+/// reads (taken, expired, without a real server, unfinished, no room) and
+/// never overfill the table. (Header checks: unit tests in conn::persist.)
+pub fn region(data: &[u8]) -> rvs::sync::Adopted {
+    let prev = rvs::conn::Previous::from_slot_bytes(data);
+    let mut read = 0u64;
+    prev.for_each(|c, left| {
+        read += 1;
+        let _ = (c.in_key(), c.out_key(), c.state(), left);
+    });
+    assert!(read as usize <= prev.capacity());
+    let workers = std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
+        rvs::stats::WorkerStats::default(),
+    )]);
+    let ctl = rvs::control::Control::new(
+        std::sync::Arc::new(rvs::conn::ConnTable::new(8, 1)),
+        workers,
+        vec![],
+    );
+    for line in [
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
+    ] {
+        let _ = ctl.handle_line(line);
+    }
+    let r = ctl.adopt(&prev);
+    assert_eq!(
+        r.adopted + r.expired + r.no_dest + r.unfinished + r.full,
+        read,
+        "{r:?}"
+    );
+    assert!(ctl.conns.len() <= 8 && ctl.conns.len() as u64 <= r.adopted);
+    r
+}

@@ -1,0 +1,252 @@
+//! The table outlives the process. Its slots live in a region (src/sys.rs)
+//! that is either anonymous memory or, with `conn_table_file`, a shared
+//! mapping of a file (on tmpfs or hugetlbfs: memory, not disk). A killed or
+//! stopped rvsd leaves the file behind with every connection's slot as it
+//! was; the next rvsd opens it and reads them out before it starts afresh.
+//!
+//! Nothing in the file is trusted: the header must name this layout, the
+//! slot count must fit the file, and each slot is read as the live table
+//! reads one (a torn or half-written slot fails its generation check and
+//! is skipped). What survives is re-inserted by the connection-sync code
+//! (`sync::adopt`), which resolves the service and real server by address
+//! in the new configuration, exactly as a backup director takes a synced
+//! connection — so ids, indexes and timer wheels are rebuilt, never read.
+//!
+//! Header (the region's first 4 KiB, 64-bit words): magic, layout version,
+//! slot count, and the Unix time in ms of the writing process's clock zero
+//! (deadlines in slots are in that clock).
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// Words before the first slot (one page: slots stay 64-byte aligned).
+pub(in crate::conn) const HEADER_WORDS: usize = 512;
+const H_MAGIC: usize = 0;
+const H_LAYOUT: usize = 1;
+const H_SLOTS: usize = 2;
+const H_EPOCH: usize = 3;
+const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
+/// The slot layout (slot.rs) and header version; bumped on any change to
+/// either, so a file written by another layout is refused, never misread.
+pub const LAYOUT: u64 = 1;
+/// Regions are whole 2 MiB pages, so a file on hugetlbfs can be sized.
+const ROUND: usize = 2 << 20;
+
+pub(super) fn region_len(max: usize) -> usize {
+    ((HEADER_WORDS + 8 * max) * 8).div_ceil(ROUND) * ROUND
+}
+
+/// Unix time in ms of this process's `clock::now_ms()` zero.
+fn epoch_unix_ms() -> u64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    unix.saturating_sub(crate::clock::now_ms())
+}
+
+pub(super) fn write_header(region: &crate::sys::Region, max: usize) {
+    let h = region.words();
+    h[H_LAYOUT].store(LAYOUT, Relaxed);
+    h[H_SLOTS].store(max as u64, Relaxed);
+    h[H_EPOCH].store(epoch_unix_ms(), Relaxed);
+    h[H_MAGIC].store(MAGIC, Release);
+}
+
+/// Why a table file was not adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistError {
+    /// Not a connection table of this layout; `--discard-conn-table`
+    /// (config `conn_table_discard`) replaces it.
+    Incompatible(String),
+    Io(String),
+}
+
+impl std::fmt::Display for PersistError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PersistError::Incompatible(m) => write!(
+                f,
+                "{m}; start with --discard-conn-table to replace it (its connections are lost)"
+            ),
+            PersistError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The connections a previous rvsd left in the table file, read out into
+/// memory of their own, to be adopted once the configuration is loaded.
+pub struct Previous {
+    table: ConnTable,
+    epoch_unix_ms: u64,
+    /// Slots that held a connection but failed their checks.
+    pub torn: u64,
+}
+
+impl Previous {
+    /// Every connection read out, with the milliseconds it has left (0:
+    /// expired while no rvsd ran).
+    pub fn for_each(&self, mut f: impl FnMut(&Conn, u64)) {
+        let now = epoch_unix_ms() + crate::clock::now_ms();
+        self.table.for_each(|c| {
+            let due = self.epoch_unix_ms.saturating_add(c.expires_ms());
+            f(c, due.saturating_sub(now));
+        });
+    }
+    /// How many slots the previous table had.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+}
+
+/// What a previous rvsd left in the table file, and the new table's file
+/// until it takes the name.
+pub struct Takeover {
+    pub previous: Option<Previous>,
+    /// Where the new table is built until the previous connections are in;
+    /// [`Takeover::commit`] renames it over the file.
+    building: Option<(PathBuf, PathBuf)>,
+}
+
+impl Takeover {
+    /// The new table takes the file's name: from now on a restart adopts
+    /// from it (until then, from the previous one, still in place).
+    pub fn commit(&mut self) -> std::io::Result<()> {
+        if let Some((tmp, path)) = self.building.take() {
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConnTable {
+    /// Open the table file at `path` for a table of `max` entries: the
+    /// connections of a previous table found there are read out (see
+    /// [`Takeover`]), and the new table is built beside it. A file that is
+    /// not a table of this layout is refused, unless `discard`.
+    pub fn open_file(
+        path: &Path,
+        max: usize,
+        workers: usize,
+        ids: Arc<Ids>,
+        discard: bool,
+    ) -> Result<(ConnTable, Takeover), PersistError> {
+        let max = clamp_max(max);
+        let io = |e: std::io::Error| PersistError::Io(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let previous = if path.exists() {
+            match read_previous(path) {
+                Ok(p) => Some(p),
+                Err(PersistError::Incompatible(m)) if discard => {
+                    log::warn!("{}: {m}: discarded", path.display());
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let (region, _) = crate::sys::Region::file(&tmp, region_len(max)).map_err(io)?;
+        let table = ConnTable::on_region(region, max, workers, ids);
+        Ok((
+            table,
+            Takeover {
+                previous,
+                building: Some((tmp, path.to_owned())),
+            },
+        ))
+    }
+}
+
+pub(in crate::conn) fn clamp_max(max: usize) -> usize {
+    max.clamp(1, (ENTRY_OUT - 2) as usize)
+}
+
+/// The previous table in `path`, copied out of the file (which stays as it
+/// is until the new table replaces it).
+fn read_previous(path: &Path) -> Result<Previous, PersistError> {
+    let (file, _) = crate::sys::Region::file(path, 8).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => PersistError::Incompatible(e.to_string()),
+        _ => PersistError::Io(format!("{}: {e}", path.display())),
+    })?;
+    read_region(file.words()).map_err(|e| match e {
+        PersistError::Incompatible(m) => {
+            PersistError::Incompatible(format!("{}: {m}", path.display()))
+        }
+        e => e,
+    })
+}
+
+/// The previous table in a region's words, checked as hostile input and
+/// copied out.
+fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
+    let bad = PersistError::Incompatible;
+    if w.len() < HEADER_WORDS {
+        return Err(bad(format!("{} bytes, shorter than a header", w.len() * 8)));
+    }
+    if w[H_MAGIC].load(Acquire) != MAGIC {
+        return Err(bad("not an rvs connection table".into()));
+    }
+    let layout = w[H_LAYOUT].load(Relaxed);
+    if layout != LAYOUT {
+        return Err(bad(format!(
+            "written by layout {layout}, this rvsd reads layout {LAYOUT}"
+        )));
+    }
+    let n = w[H_SLOTS].load(Relaxed);
+    let room = ((w.len() - HEADER_WORDS) / 8) as u64;
+    if n == 0 || n > room || n > ENTRY_OUT - 2 {
+        return Err(bad(format!("{n} slots in a file with room for {room}")));
+    }
+    let n = n as usize;
+    let copy = crate::sys::Region::anonymous(region_len(n))
+        .map_err(|e| PersistError::Io(format!("reading the table: {e}")))?;
+    for (a, b) in copy.words()[HEADER_WORDS..]
+        .iter()
+        .zip(&w[HEADER_WORDS..HEADER_WORDS + 8 * n])
+    {
+        a.store(b.load(Relaxed), Relaxed);
+    }
+    let epoch_unix_ms = w[H_EPOCH].load(Relaxed);
+    let table = ConnTable::on_region(copy, n, 1, Arc::new(Ids::default()));
+    table.fresh.store(n, Relaxed);
+    let torn = table.slots()[..n]
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            ctl_flags(s[W_CTL].load(Relaxed)) & (F_LIVE | F_DEAD) == F_LIVE
+                && table.read(*i as u32).is_none()
+        })
+        .count() as u64;
+    Ok(Previous {
+        table,
+        epoch_unix_ms,
+        torn,
+    })
+}
+
+impl Previous {
+    /// A previous table whose slots are `bytes` (64 per slot, the last
+    /// padded with zeros) under a valid header written now: for the fuzz
+    /// target and tests that feed the take-over arbitrary slots.
+    pub fn from_slot_bytes(bytes: &[u8]) -> Previous {
+        let n = bytes.len().div_ceil(64).max(1);
+        let r = crate::sys::Region::anonymous(region_len(n)).expect("memory for a small table");
+        write_header(&r, n);
+        for (w, c) in r.words()[HEADER_WORDS..].iter().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            w.store(u64::from_ne_bytes(b), Relaxed);
+        }
+        read_region(r.words()).expect("a header written here is valid")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+use super::super::tests::new_conn;
+use super::*;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rvs-persist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A table on `path` with one registered real server and service, as
+/// `conn::tests::table` makes one in memory.
+fn on_file(path: &Path, max: usize) -> (ConnTable, Takeover, Arc<DestState>, Arc<ServiceState>) {
+    let (t, k) = ConnTable::open_file(path, max, 1, Arc::new(Ids::default()), false).unwrap();
+    let d = t.ids().dests.push(|id| DestState {
+        id,
+        ..Default::default()
+    });
+    let s = t.ids().services.push(|id| ServiceState {
+        id,
+        ..Default::default()
+    });
+    (t, k, d.unwrap(), s.unwrap())
+}
+
+#[test]
+fn connections_outlive_the_table_that_held_them() {
+    let d = dir("outlive");
+    let path = d.join("conns");
+    let (t, mut k, ds, ss) = on_file(&path, 100);
+    assert!(k.previous.is_none(), "no file, nothing to take over");
+    k.commit().unwrap();
+    let now = crate::clock::now_ms();
+    for port in 1000..1010 {
+        t.insert(
+            new_conn([192, 0, 2, 1], port, Forward::Nat, &ds, &ss),
+            now,
+            0,
+        )
+        .unwrap();
+    }
+    let fnat = new_conn([192, 0, 2, 2], 2000, Forward::FullNat, &ds, &ss).with_fnat(
+        "10.0.1.1".parse().unwrap(),
+        5000,
+        ClientAddr::Toa,
+    );
+    t.insert(fnat, now, 0).unwrap();
+    // One that has ended is not taken over.
+    let gone = t
+        .insert(
+            new_conn([192, 0, 2, 3], 3000, Forward::Nat, &ds, &ss),
+            now,
+            0,
+        )
+        .unwrap();
+    t.end(&gone);
+    // The process dies: no clean-up, the mapping goes, the file stays.
+    drop(t);
+
+    let (t2, mut k2, ..) = on_file(&path, 50);
+    let prev = k2.previous.take().expect("the previous table is found");
+    assert_eq!((prev.capacity(), prev.torn), (100, 0));
+    let mut seen = Vec::new();
+    prev.for_each(|c, left| {
+        assert!(
+            left > 0 && left <= 60_000,
+            "{left} ms left of a SYN_RECV entry"
+        );
+        seen.push((c.cip, c.cport, c.vip, c.vport, c.dip, c.dport, c.fwd));
+        if c.cport == 2000 {
+            let f = c.fnat.as_ref().unwrap();
+            assert_eq!(
+                (f.lip, f.lport, f.client_addr),
+                ("10.0.1.1".parse().unwrap(), 5000, ClientAddr::Toa)
+            );
+        }
+    });
+    seen.sort_by_key(|s| (s.1, s.0));
+    assert_eq!(seen.len(), 11, "{seen:?}");
+    assert_eq!(seen[0].1, 1000);
+    assert_eq!(seen[10].6, Forward::FullNat);
+    // Until the new table takes the name, a crash would find the old one.
+    assert!(path.exists() && t2.is_empty());
+    k2.commit().unwrap();
+    drop(t2);
+    let (_, k3, ..) = on_file(&path, 50);
+    let prev = k3.previous.expect("the committed table is found");
+    let mut n = 0;
+    prev.for_each(|_, _| n += 1);
+    assert_eq!((prev.capacity(), n), (50, 0));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_file_of_another_layout_is_refused_unless_discarded() {
+    let d = dir("refuse");
+    let path = d.join("conns");
+    let table_file = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        ConnTable::open_file(&path, 10, 1, Arc::new(Ids::default()), false).map(|_| ())
+    };
+    let header = |magic: u64, layout: u64, slots: u64, len: usize| {
+        let mut b = vec![0u8; len];
+        b[0..8].copy_from_slice(&magic.to_ne_bytes());
+        b[8..16].copy_from_slice(&layout.to_ne_bytes());
+        b[16..24].copy_from_slice(&slots.to_ne_bytes());
+        b
+    };
+    let page = HEADER_WORDS * 8;
+    for (what, bytes, says) in [
+        (
+            "not a table",
+            vec![7u8; 8192],
+            "not an rvs connection table",
+        ),
+        ("too short", vec![0u8; 64], "shorter than a header"),
+        ("odd size", vec![0u8; 4100], "not a table's"),
+        (
+            "other layout",
+            header(MAGIC, LAYOUT + 1, 1, page + 64),
+            "layout",
+        ),
+        (
+            "slots beyond the file",
+            header(MAGIC, LAYOUT, 3, page + 128),
+            "room for 2",
+        ),
+        ("no slots", header(MAGIC, LAYOUT, 0, page + 64), "0 slots"),
+    ] {
+        match table_file(&bytes) {
+            Err(PersistError::Incompatible(m)) => assert!(m.contains(says), "{what}: {m}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        // Asked to, rvsd replaces it and starts with an empty table.
+        let (t, k) = ConnTable::open_file(&path, 10, 1, Arc::new(Ids::default()), true).unwrap();
+        assert!(k.previous.is_none() && t.is_empty(), "{what}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn hostile_slots_never_panic_and_are_read_as_the_table_reads_them() {
+    let d = dir("hostile");
+    let path = d.join("conns");
+    let mut rng = crate::prng::Rng(7);
+    for round in 0..20 {
+        let n = 64;
+        let mut bytes = vec![0u8; region_len(n)];
+        for b in bytes[HEADER_WORDS * 8..].iter_mut() {
+            *b = rng.next_u64() as u8;
+        }
+        // Every other round, the live bit set on every slot.
+        if round % 2 == 1 {
+            for s in 0..n {
+                let at = HEADER_WORDS * 8 + s * 64 + 5;
+                bytes[at] = (bytes[at] | F_LIVE) & !F_DEAD;
+            }
+        }
+        bytes[0..8].copy_from_slice(&MAGIC.to_ne_bytes());
+        bytes[8..16].copy_from_slice(&LAYOUT.to_ne_bytes());
+        bytes[16..24].copy_from_slice(&(n as u64).to_ne_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (_, k) = ConnTable::open_file(&path, 10, 1, Arc::new(Ids::default()), false).unwrap();
+        let prev = k.previous.unwrap();
+        let mut live = 0;
+        prev.for_each(|c, _| {
+            live += 1;
+            let _ = (c.state(), c.in_key(), c.out_key(), c.synproxy, c.fwd);
+        });
+        assert!(live <= n);
+        if round % 2 == 1 {
+            assert!(live > 0, "round {round}: live slots are read");
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
