@@ -201,6 +201,11 @@ pub struct DaemonConfig {
     /// Connection table capacity; new flows beyond it are dropped and counted.
     #[serde(default = "d_max_conns")]
     pub max_connections: usize,
+    /// Keep the connection table in this file (on tmpfs or hugetlbfs), so
+    /// that a restarted, upgraded or crashed rvsd takes its connections
+    /// over (`conn::persist`). None: the table lives and dies with rvsd.
+    #[serde(default)]
+    pub conn_table_file: Option<std::path::PathBuf>,
     #[serde(default)]
     pub timeouts: Option<TimeoutConf>,
     /// Allow `dpdk-dumpcap` to capture the ports. DPDK's multi-process

@@ -54,6 +54,7 @@ impl Director {
 /// a random one), no kernel twins, every VIP owned.
 pub struct Builder {
     max_connections: usize,
+    conns: Option<Arc<ConnTable>>,
     workers: usize,
     timeouts: Option<Timeouts>,
     local_ips: Option<Vec<IpAddr>>,
@@ -67,6 +68,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             max_connections: 1 << 20,
+            conns: None,
             workers: 1,
             timeouts: None,
             local_ips: None,
@@ -81,6 +83,12 @@ impl Default for Builder {
 impl Builder {
     pub fn new() -> Builder {
         Builder::default()
+    }
+    /// Use this connection table (e.g. one on a file, `ConnTable::open_file`)
+    /// instead of a new one of `max_connections`.
+    pub fn conn_table(mut self, t: Arc<ConnTable>) -> Self {
+        self.conns = Some(t);
+        self
     }
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
@@ -124,7 +132,10 @@ impl Builder {
     /// not yet shared: rvsd sets its state file, sync daemons and port
     /// view before the data path is made.
     pub fn control(&self) -> Control {
-        let conns = Arc::new(ConnTable::new(self.max_connections, self.workers));
+        let conns = match &self.conns {
+            Some(t) => t.clone(),
+            None => Arc::new(ConnTable::new(self.max_connections, self.workers)),
+        };
         if let Some(t) = self.timeouts {
             conns.set_timeouts(t);
         }

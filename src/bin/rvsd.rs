@@ -50,6 +50,11 @@ struct Cli {
     /// Validate the configuration file and exit.
     #[arg(long)]
     check: bool,
+    /// Replace a `conn_table_file` that is not a connection table of this
+    /// rvsd's layout (its connections are lost) instead of refusing to
+    /// start.
+    #[arg(long)]
+    discard_conn_table: bool,
     /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics (overrides
     /// the file's `metrics_listen`).
     #[arg(long, value_name = "ADDRESS:PORT")]
@@ -177,6 +182,21 @@ fn run(cli: Cli) -> Result<()> {
         .max_connections(cfg.max_connections)
         .workers(cfg.workers.len())
         .local_ips(local_ips);
+    // The table on its file, and what a previous rvsd left there (taken
+    // over below, once the services are known).
+    let mut takeover = None;
+    if let (Some(path), false) = (&cfg.conn_table_file, cli.check) {
+        let (table, t) = rvs::conn::ConnTable::open_file(
+            path,
+            cfg.max_connections,
+            cfg.workers.len(),
+            Default::default(),
+            cli.discard_conn_table,
+        )
+        .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?;
+        director = director.conn_table(std::sync::Arc::new(table));
+        takeover = Some(t);
+    }
     if let Some(t) = &cfg.timeouts {
         director = director.timeouts(rvs::control::timeouts_from(t));
     }
@@ -211,6 +231,9 @@ fn run(cli: Cli) -> Result<()> {
         sf.write(&ctl.services(), &ctl.fwmark_rules(), &ctl.saved_daemons())
             .with_context(|| format!("state file {}", sf.path().display()))?;
         ctl.state_file = Some(sf);
+    }
+    if let (Some(t), Some(path)) = (takeover, &cfg.conn_table_file) {
+        take_over(&ctl, t, path)?;
     }
     let notify = rvs::sdnotify::Notifier::from_env();
 
@@ -540,6 +563,30 @@ fn restart_sync(ctl: &Control, saved: &[rvs::statefile::SavedDaemon]) {
         ),
         Err(e) => log::error!("state file: sync daemon not restarted: {}", e.message),
     }
+}
+
+/// Take over the connections a previous rvsd left in the table file, then
+/// give the new table the file's name.
+fn take_over(ctl: &Control, mut t: rvs::conn::Takeover, path: &std::path::Path) -> Result<()> {
+    if let Some(prev) = &t.previous {
+        let started = std::time::Instant::now();
+        let r = ctl.adopt(prev);
+        log::info!(
+            "conn_table_file {}: {} connection(s) taken over in {} ms ({} expired, {} without \
+             their service or real server, {} SYN-proxy handshakes unfinished, {} without room, \
+             {} unreadable)",
+            path.display(),
+            r.adopted,
+            started.elapsed().as_millis(),
+            r.expired,
+            r.no_dest,
+            r.unfinished,
+            r.full,
+            r.unreadable
+        );
+    }
+    t.commit()
+        .with_context(|| format!("conn_table_file {}", path.display()))
 }
 
 fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {

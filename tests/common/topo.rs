@@ -591,6 +591,13 @@ impl Rvsd {
         self.respawn();
     }
 
+    /// [`Rvsd::start_again`] with another binary (an upgrade).
+    pub fn start_again_bin(&mut self, bin: &Path) {
+        assert!(!self.is_running(), "start_again_bin while rvsd runs");
+        self.bin = bin.to_owned();
+        self.respawn();
+    }
+
     fn respawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .append(true)

@@ -1,0 +1,186 @@
+//! End to end: established connections survive rvsd being stopped and
+//! started again (SIGTERM), being replaced by another binary (an upgrade:
+//! SIGTERM, then a copy of rvsd started), and being killed (SIGKILL) and
+//! started again, when the connection table lives in `conn_table_file`: a keep-alive HTTP
+//! connection held open across the restart answers its next request on the
+//! same TCP connection, and a rate-limited download running through the
+//! restart completes whole. NAT, so every packet of both directions needs
+//! the connection entry. Real namespaces, nginx, kernel TCP clients.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use common::topo::{Rvsd, Topology};
+use serde_json::json;
+
+/// A keep-alive HTTP client in the client namespace: one request now, the
+/// next when told, on the same connection (its local port says so).
+struct Held {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+const HELD: &str = r#"
+import http.client, sys
+c = http.client.HTTPConnection("10.0.0.100", 80, timeout=30)
+for i in range(2):
+    if i:
+        sys.stdin.readline()
+    c.request("GET", "/")
+    r = c.getresponse()
+    r.read()
+    print(r.status, c.sock.getsockname()[1], flush=True)
+"#;
+
+impl Held {
+    fn open(topo: &Topology) -> Held {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &topo.client_ns(), "python3", "-c", HELD])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 in the client namespace");
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Held { child, stdin, out }
+    }
+    /// (HTTP status, local port) of the next answer.
+    fn answer(&mut self) -> (u16, u16) {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let mut f = line
+            .split_whitespace()
+            .map(|x| x.parse::<u16>().unwrap_or(0));
+        (f.next().unwrap_or(0), f.next().unwrap_or(0))
+    }
+    fn again(&mut self) -> (u16, u16) {
+        writeln!(self.stdin).unwrap();
+        self.answer()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl` fetching /slow: 100 KiB that nginx sends at 20 KB/s, so about
+/// five seconds on the wire on one connection.
+fn slow_download(topo: &Topology) -> Child {
+    let client = topo.client_ns();
+    Command::new("ip")
+        .args(["netns", "exec", &client, "curl", "-s", "-o", "/dev/null"])
+        .args(["--max-time", "60", "-w"])
+        .arg("%{http_code} %{size_download} %{time_total}")
+        .arg("http://10.0.0.100/slow")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl in the client namespace")
+}
+
+/// The client address:port of every entry `rvsadm -L -n -c` lists.
+fn sources(rvsd: &Rvsd) -> BTreeSet<String> {
+    let out = rvsd.rvsadm_ok(&["-L", "-n", "-c"]);
+    out.lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(3).map(String::from))
+        .collect()
+}
+
+#[test]
+fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
+    let topo = Topology::up_unique();
+    let mut cfg = topo.default_config();
+    let file = topo.state_dir.join("conns");
+    cfg["conn_table_file"] = json!(file);
+    cfg["services"] = json!([{"proto": "tcp", "vip": "10.0.0.100", "port": 80, "sched": "rr",
+        "dests": [{"ip": "10.0.1.11", "fwd": "nat"}, {"ip": "10.0.1.12", "fwd": "nat"}]}]);
+    let mut rvsd = Rvsd::start(&topo, &cfg);
+    assert!(file.exists(), "the table file is made at start");
+
+    // The "new version": another file with rvsd's code.
+    let upgrade = topo.state_dir.join("rvsd-upgraded");
+    std::fs::copy(env!("CARGO_BIN_EXE_rvsd"), &upgrade).unwrap();
+    for (how, crash, bin) in [
+        ("SIGTERM", false, None),
+        ("upgrade", false, Some(upgrade.as_path())),
+        ("SIGKILL", true, None),
+    ] {
+        let before = sources(&rvsd).len();
+        let mut held = Held::open(&topo);
+        let (status, port) = held.answer();
+        assert_eq!(status, 200, "{how}: first request");
+        let dl_start = Instant::now();
+        let download = slow_download(&topo);
+        // Both connections are in the table before rvsd goes.
+        let t0 = Instant::now();
+        let listed = loop {
+            let now = sources(&rvsd);
+            if now.len() >= before + 2 {
+                break now;
+            }
+            assert!(t0.elapsed().as_secs() < 10, "{how}: connections not seen");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(listed.contains(&format!("10.0.0.2:{port}")), "{listed:?}");
+        let stopped = Instant::now();
+        if crash {
+            rvsd.kill();
+        } else {
+            let st = rvsd.terminate().expect("rvsd stops on SIGTERM");
+            assert!(st.success(), "{how}: rvsd exited with {st}");
+        }
+        match bin {
+            Some(b) => rvsd.start_again_bin(b),
+            None => rvsd.start_again(),
+        }
+        let gap = stopped.elapsed();
+        let ready = Instant::now();
+        // Every entry is in the new table before a packet of it arrives.
+        assert_eq!(sources(&rvsd), listed, "{how}: the table after");
+        // The held connection answers on the same TCP connection.
+        let (status2, port2) = held.again();
+        assert_eq!(
+            (status2, port2),
+            (200, port),
+            "{how}: same connection, answered"
+        );
+        // The download ran through the restart and completed whole.
+        let out = download.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{how}: curl failed: {text}");
+        let f: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(f[..2], ["200", "102400"], "{how}: download");
+        // It was still on the wire when rvsd stopped: it ended after the
+        // new rvsd was ready.
+        let took = std::time::Duration::from_secs_f64(f[2].parse().unwrap());
+        assert!(
+            dl_start + took > ready,
+            "{how}: the download ended before the restart: {text}"
+        );
+        let log = rvsd.log();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains("taken over"))
+            .unwrap_or_else(|| panic!("{how}: no take-over logged:\n{log}"));
+        let n: usize = line
+            .split(" connection(s) taken over")
+            .next()
+            .and_then(|x| x.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
+        assert!(n >= 2, "{how}: both connections taken over: {line}");
+        eprintln!(
+            "{how}: stop to ready {} ms, download {:.1} s; {line}",
+            gap.as_millis(),
+            took.as_secs_f64()
+        );
+    }
+}
