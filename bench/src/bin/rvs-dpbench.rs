@@ -25,8 +25,10 @@ use serde_json::json;
 
 #[derive(Parser)]
 struct Cli {
-    /// Established flows the passes cycle over.
-    #[arg(long, default_value_t = 1000)]
+    /// Established flows the passes cycle over (client ports 10000 up, so
+    /// at most 55535).
+    #[arg(long, default_value_t = 1000,
+          value_parser = clap::value_parser!(u16).range(1..=55535))]
     flows: u16,
     /// Passes over all flows per round.
     #[arg(long, default_value_t = 2000)]
