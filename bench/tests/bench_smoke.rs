@@ -42,6 +42,10 @@ fn rvs_bench_quick_produces_sane_json() {
         "ring_noop_64",
         "null_noop_dpdkio",
         "preload_nat_est_64",
+        "dr_est_64",
+        "tun_est_64",
+        "fullnat_est_64",
+        "synproxy_syn_64",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
@@ -49,9 +53,19 @@ fn rvs_bench_quick_produces_sane_json() {
         assert!(names.iter().any(|n| n == "testpmd_5tswap"), "{names:?}");
     }
     for s in v["scenarios"].as_array().unwrap() {
-        if s["name"].as_str().unwrap().starts_with("nat_") {
+        let name = s["name"].as_str().unwrap();
+        if name.ends_with("_est_64") || name.starts_with("nat_") || name.starts_with("synproxy_") {
+            // Every frame forwarded (or, for the SYN proxy, answered).
             assert_eq!(s["drops"], serde_json::json!({}), "no drops: {s}");
+            assert_eq!(s["tx_dropped"], 0, "{s}");
             assert!(s["latency"]["p50_ns"].as_u64().unwrap() > 0, "{s}");
+        }
+        if name == "synproxy_syn_64" {
+            assert!(
+                s["syn_answered"].as_u64().unwrap() >= s["frames"].as_u64().unwrap(),
+                "{s}"
+            );
+            assert_eq!(s["conns"], 0, "cookies keep no state: {s}");
         }
     }
 }

@@ -138,6 +138,23 @@ fn client_frame(f: usize, len: usize, flags: TcpFlags) -> Vec<u8> {
         .build()
 }
 
+/// A SYN as clients send it: no TCP payload, the 60-byte minimum frame
+/// reached with Ethernet padding (the IP length says 40). A SYN with data
+/// is refused by the SYN proxy.
+fn syn_frame(f: usize) -> Vec<u8> {
+    let (cip, sport) = client(f);
+    let mut b = PacketBuilder::new()
+        .eth(GW_MAC, DIR0_MAC)
+        .ipv4(cip, vip())
+        .ttl(rvs::wire::ipv4::DEFAULT_TTL)
+        .tcp(sport, 80)
+        .flags(TcpFlags::SYN)
+        .seq(1)
+        .build();
+    b.resize(60, 0);
+    b
+}
+
 fn reply_frame(f: usize, rs: usize, len: usize) -> Vec<u8> {
     let (cip, sport) = client(f);
     PacketBuilder::new()
@@ -159,7 +176,7 @@ impl Templates {
                 .iter()
                 .map(|&(l, _)| hdr_of(&client_frame(0, l, TcpFlags::ACK)))
                 .collect(),
-            syn: hdr_of(&client_frame(0, 60, TcpFlags::SYN)),
+            syn: hdr_of(&syn_frame(0)),
             reply: (0..N_RS)
                 .map(|rs| {
                     IMIX.iter()
@@ -223,7 +240,7 @@ impl Templates {
                 );
                 assert_eq!(self.reply(f, 2, s).hdr, hdr_of(&reply_frame(f, 2, l)));
             }
-            assert_eq!(self.syn(f).hdr, hdr_of(&client_frame(f, 60, TcpFlags::SYN)));
+            assert_eq!(self.syn(f).hdr, hdr_of(&syn_frame(f)));
         }
     }
 }
@@ -301,6 +318,19 @@ impl Core {
     }
 }
 
+/// How the benchmark's service forwards: `fwd` for its real servers, a
+/// FULLNAT local address, the SYN proxy.
+#[derive(Clone, Copy)]
+struct Setup {
+    fwd: &'static str,
+    synproxy: bool,
+}
+
+const NAT: Setup = Setup {
+    fwd: "nat",
+    synproxy: false,
+};
+
 fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
     director_with(max_conns, n_workers, 0)
 }
@@ -309,6 +339,15 @@ fn director(max_conns: usize, n_workers: usize) -> Result<Director> {
 /// service 1 selected by the last of that many classifier rules (the
 /// others name other /32s: every new flow scans them all first).
 fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Result<Director> {
+    director_setup(max_conns, n_workers, fwmark_rules, NAT)
+}
+
+fn director_setup(
+    max_conns: usize,
+    n_workers: usize,
+    fwmark_rules: usize,
+    setup: Setup,
+) -> Result<Director> {
     let port = |mac, cidr: &str, gateway| -> Result<PortAddr> {
         Ok(PortAddr {
             mac,
@@ -338,8 +377,10 @@ fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Res
         (
             r#"{"proto":"tcp","vip":"10.0.0.100","port":80}"#,
             vec![
-                r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#
-                    .to_string(),
+                json!({"cmd": "add_service", "service": {"proto": "tcp", "vip": "10.0.0.100",
+                    "port": 80, "sched": "rr", "synproxy": setup.synproxy,
+                    "laddrs": if setup.fwd == "fullnat" { json!(["10.0.1.200"]) } else { json!([]) }}})
+                .to_string(),
             ],
         )
     } else {
@@ -360,8 +401,9 @@ fn director_with(max_conns: usize, n_workers: usize, fwmark_rules: usize) -> Res
     };
     for i in 0..N_RS {
         reqs.push(format!(
-            r#"{{"cmd":"add_dest","service":{svc},"dest":{{"ip":"{}","port":80,"weight":1,"fwd":"nat"}}}}"#,
-            rs_ip(i)
+            r#"{{"cmd":"add_dest","service":{svc},"dest":{{"ip":"{}","port":80,"weight":1,"fwd":"{}"}}}}"#,
+            rs_ip(i),
+            setup.fwd
         ));
     }
     for r in reqs {
@@ -384,6 +426,14 @@ struct GenRings {
 /// `fresh` and nobody writes payloads).
 #[inline]
 fn load(m: &mut Mbuf, p: &Pkt) {
+    // A recycled mbuf may carry an encapsulation (TUN prepends an outer
+    // header): give it back the headroom the pool gave it, or every round
+    // trip would eat 20 bytes of it until the worker runs out.
+    let h = m.headroom();
+    if h < dpdk::MBUF_HEADROOM {
+        let k = (dpdk::MBUF_HEADROOM - h).min(m.data().len());
+        m.adj(k);
+    }
     let cur = m.data().len();
     let want = p.len as usize;
     if want < cur {
@@ -1087,6 +1137,75 @@ fn main() -> Result<()> {
         drop(w);
         drop(rs_of);
         drop(d);
+    }
+    // The other forwarding modes and the SYN proxy, at the first flow
+    // count, in the same run as NAT: client-to-server traffic of
+    // established flows (DR and TUN have no other direction through the
+    // director; FULLNAT's replies would need each flow's local port), and
+    // SYNs answered with cookies.
+    {
+        let flows = flow_list[0];
+        for (name, setup) in [
+            (
+                "dr_est_64",
+                Setup {
+                    fwd: "dr",
+                    synproxy: false,
+                },
+            ),
+            (
+                "tun_est_64",
+                Setup {
+                    fwd: "tun",
+                    synproxy: false,
+                },
+            ),
+            (
+                "fullnat_est_64",
+                Setup {
+                    fwd: "fullnat",
+                    synproxy: false,
+                },
+            ),
+        ] {
+            eprintln!("{name}, {flows} flows:");
+            let d = director_setup(flows + 16, 2, 0, setup)?;
+            let syns: Vec<Pkt> = (0..flows).map(|f| t.syn(f)).collect();
+            let w = ring_worker(&rig, &d)?;
+            let (w, _, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), true, 0.0, 600.0);
+            let stream: Vec<Pkt> = (0..(262_144 / flows).max(1))
+                .flat_map(|_| (0..flows).map(|f| t.client(f, 0)))
+                .collect();
+            let mean = mean_len(&stream);
+            let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(stream), false, warm, secs);
+            let mut extra = drops_json(&d, &w);
+            extra["direction"] = json!("client to real server");
+            scen.push(scenario(name, flows, &out, extra, mean));
+        }
+        eprintln!("synproxy_syn_64, {flows} clients:");
+        let d = director_setup(
+            flows + 16,
+            2,
+            0,
+            Setup {
+                fwd: "nat",
+                synproxy: true,
+            },
+        )?;
+        let syns: Vec<Pkt> = (0..(262_144 / flows).max(1))
+            .flat_map(|_| (0..flows).map(|f| t.syn(f)))
+            .collect();
+        let mean = mean_len(&syns);
+        let w = ring_worker(&rig, &d)?;
+        let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), false, warm, secs);
+        let mut extra = drops_json(&d, &w);
+        let answered: u64 = d
+            .stats()
+            .iter()
+            .map(|s| s.synproxy_syn_answered.get())
+            .sum();
+        extra["syn_answered"] = json!(answered);
+        scen.push(scenario("synproxy_syn_64", flows, &out, extra, mean));
     }
     for &n in args.fwmark_rules.as_deref().unwrap_or_default() {
         let flows = if quick { 10_000 } else { args.fwmark_flows };
