@@ -30,11 +30,20 @@ const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
 /// The slot layout (slot.rs) and header version; bumped on any change to
 /// either, so a file written by another layout is refused, never misread.
 pub const LAYOUT: u64 = 1;
-/// Regions are whole 2 MiB pages, so a file on hugetlbfs can be sized.
-const ROUND: usize = 2 << 20;
+/// Table files are whole 2 MiB pages, so one on hugetlbfs can be sized;
+/// anonymous regions whole 4 KiB pages (small tables stay small: tests and
+/// the fuzz harness make thousands).
+const FILE_ROUND: usize = 2 << 20;
+const PAGE: usize = 4096;
 
+/// Bytes of an anonymous region for `max` slots.
 pub(super) fn region_len(max: usize) -> usize {
-    ((HEADER_WORDS + 8 * max) * 8).div_ceil(ROUND) * ROUND
+    ((HEADER_WORDS + 8 * max) * 8).div_ceil(PAGE) * PAGE
+}
+
+/// Bytes of a table file for `max` slots.
+fn file_len(max: usize) -> usize {
+    region_len(max).div_ceil(FILE_ROUND) * FILE_ROUND
 }
 
 /// Unix time in ms of this process's `clock::now_ms()` zero.
@@ -152,7 +161,7 @@ impl ConnTable {
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let (region, _) = crate::sys::Region::file(&tmp, region_len(max)).map_err(io)?;
+        let (region, _) = crate::sys::Region::file(&tmp, file_len(max)).map_err(io)?;
         let table = ConnTable::on_region(region, max, workers, ids);
         Ok((
             table,
