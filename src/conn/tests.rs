@@ -27,7 +27,11 @@ const RST: TcpEvent = TcpEvent {
 
 /// A table with one registered real server and service.
 pub(super) fn table(max: usize, workers: usize) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
-    let t = ConnTable::new(max, workers);
+    registered(ConnTable::new(max, workers))
+}
+
+/// `t` with one real server and one service registered.
+pub(super) fn registered(t: ConnTable) -> (ConnTable, Arc<DestState>, Arc<ServiceState>) {
     let d = t.ids().dests.push(|id| DestState {
         id,
         ..Default::default()

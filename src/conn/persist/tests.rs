@@ -1,4 +1,4 @@
-use super::super::tests::new_conn;
+use super::super::tests::{new_conn, registered};
 use super::*;
 
 fn dir(name: &str) -> PathBuf {
@@ -12,15 +12,8 @@ fn dir(name: &str) -> PathBuf {
 /// `conn::tests::table` makes one in memory.
 fn on_file(path: &Path, max: usize) -> (ConnTable, Takeover, Arc<DestState>, Arc<ServiceState>) {
     let (t, k) = ConnTable::open_file(path, max, 1, Arc::new(Ids::default()), false).unwrap();
-    let d = t.ids().dests.push(|id| DestState {
-        id,
-        ..Default::default()
-    });
-    let s = t.ids().services.push(|id| ServiceState {
-        id,
-        ..Default::default()
-    });
-    (t, k, d.unwrap(), s.unwrap())
+    let (t, d, s) = registered(t);
+    (t, k, d, s)
 }
 
 #[test]

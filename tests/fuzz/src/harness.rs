@@ -1139,23 +1139,7 @@ pub fn sync(data: &[u8]) {
         }
     }
     static DIRECTOR: OnceLock<rvs::control::Control> = OnceLock::new();
-    let ctl = DIRECTOR.get_or_init(|| {
-        let workers = std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
-            rvs::stats::WorkerStats::default(),
-        )]);
-        let c = rvs::control::Control::new(
-            std::sync::Arc::new(rvs::conn::ConnTable::new(64, 1)),
-            workers,
-            vec![],
-        );
-        for line in [
-            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
-            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
-        ] {
-            let _ = c.handle_line(line);
-        }
-        c
-    });
+    let ctl = DIRECTOR.get_or_init(|| small_director(64));
     let table = ctl.table.load();
     for c in &p.conns {
         let _ = rvs::sync::apply(&ctl.conns, &table, c, 1_000);
@@ -1176,20 +1160,7 @@ pub fn region(data: &[u8]) -> rvs::sync::Adopted {
         let _ = (c.in_key(), c.out_key(), c.state(), left);
     });
     assert!(read as usize <= prev.capacity());
-    let workers = std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
-        rvs::stats::WorkerStats::default(),
-    )]);
-    let ctl = rvs::control::Control::new(
-        std::sync::Arc::new(rvs::conn::ConnTable::new(8, 1)),
-        workers,
-        vec![],
-    );
-    for line in [
-        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
-        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
-    ] {
-        let _ = ctl.handle_line(line);
-    }
+    let ctl = small_director(8);
     let r = ctl.adopt(&prev);
     assert_eq!(
         r.adopted + r.expired + r.no_dest + r.unfinished + r.full,
@@ -1198,4 +1169,24 @@ pub fn region(data: &[u8]) -> rvs::sync::Adopted {
     );
     assert!(ctl.conns.len() <= 8 && ctl.conns.len() as u64 <= r.adopted);
     r
+}
+
+/// A control plane with a table of `cap` entries and one NAT service,
+/// TCP 10.0.0.100:80 -> 10.0.1.11:80 (the sync and region targets).
+fn small_director(cap: usize) -> rvs::control::Control {
+    let workers = std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
+        rvs::stats::WorkerStats::default(),
+    )]);
+    let c = rvs::control::Control::new(
+        std::sync::Arc::new(rvs::conn::ConnTable::new(cap, 1)),
+        workers,
+        vec![],
+    );
+    for line in [
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
+    ] {
+        let _ = c.handle_line(line);
+    }
+    c
 }
