@@ -12,6 +12,9 @@ mod rig;
 #[path = "fuzz/src/harness.rs"]
 mod harness;
 
+#[path = "fuzz/src/tables.rs"]
+mod tables;
+
 use std::path::Path;
 
 /// Run `f` on every file of tests/fuzz/{seeds,regressions}/<target>/;
@@ -50,20 +53,20 @@ fn datapath_corpus() {
 
 #[test]
 fn sync_corpus() {
-    assert!(replay("sync", harness::sync) >= 4);
+    assert!(replay("sync", tables::sync) >= 4);
 }
 
 #[test]
 fn region_corpus() {
     assert!(
         replay("region", |d| {
-            let _ = harness::region(d);
+            let _ = tables::region(d);
         }) >= 3
     );
     // The seed cut from a real table file: both connections taken over.
     let seed =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/seeds/region/two-nat-established");
-    let r = harness::region(&std::fs::read(seed).unwrap());
+    let r = tables::region(&std::fs::read(seed).unwrap());
     assert_eq!((r.adopted, r.no_dest, r.unreadable), (2, 0, 0), "{r:?}");
 }
 

@@ -5,7 +5,7 @@
 #   FUZZ_TIME=3600 bash tests/fuzz/run.sh datapath   # one target, an hour
 #   FUZZ_ARGS="-jobs=2 -workers=2" FUZZ_TIME=600 bash tests/fuzz/run.sh datapath
 #
-# Targets (tests/fuzz/fuzz_targets/, logic in tests/fuzz/src/harness.rs):
+# Targets (tests/fuzz/fuzz_targets/, logic in tests/fuzz/src/harness.rs and, for sync and region, tables.rs):
 # wire (packet parsers), datapath (the whole per-packet path in every
 # forwarding mode), control (the control socket's request parser/handler),
 # sync (the IPVS connection-sync message parser and backup insertion),

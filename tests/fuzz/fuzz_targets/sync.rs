@@ -1,6 +1,6 @@
-//! Fuzz target `sync`: see `rvs_fuzz::harness::sync` for what it runs and checks.
+//! Fuzz target `sync`: see `rvs_fuzz::tables::sync` for what it runs and checks.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    rvs_fuzz::harness::sync(data);
+    rvs_fuzz::tables::sync(data);
 });
