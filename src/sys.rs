@@ -2,9 +2,9 @@
 //! the C library itself. A [`Region`] is anonymous memory (zeroed, faulted
 //! in lazily) or a shared mapping of a file, seen as 64-bit atomic words,
 //! so that the connection table can live in a file that outlives the
-//! process (see `conn::persist`). Whatever another process wrote there is
-//! only ever read through atomics: any bit pattern is a valid `AtomicU64`,
-//! and the table validates every word it decodes.
+//! process (see `conn::persist`). Whatever a previous process left there
+//! is read through a private mapping, as atomics (any bit pattern is a
+//! valid `AtomicU64`), and checked before it is used.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,35 +34,48 @@ impl Region {
         Self::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, None)
     }
 
-    /// Map file `path` whole and shared, creating it (mode 0600) at `len`
-    /// bytes of zeros if it does not exist. Returns the region and whether
-    /// the file existed; an existing file keeps its size (the caller checks
-    /// it).
-    pub fn file(path: &Path, len: usize) -> io::Result<(Region, bool)> {
-        let existed = path.exists();
+    /// A new file `path` (mode 0600; refused if anything is there, a
+    /// symlink included) of `len` bytes of zeros, its blocks allocated now
+    /// (so a full tmpfs is an error here, not a SIGBUS later), mapped
+    /// shared: what is stored in the region is in the file.
+    pub fn create(path: &Path, len: usize) -> io::Result<Region> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        let size = file.metadata()?.len() as usize;
-        let len = if existed && size > 0 {
-            size
-        } else {
-            file.set_len(len as u64)?;
-            len
-        };
+        file.set_len(len as u64)?;
+        // SAFETY: a plain system call on a file descriptor we own; the
+        // result is checked.
+        let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+        if r != 0 {
+            let e = io::Error::from_raw_os_error(r);
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        let fd = file.as_raw_fd();
+        Self::map(len, libc::MAP_SHARED, fd, Some(file))
+    }
+
+    /// File `path` whole, read-only on disk and mapped private (writes
+    /// stay in this process): for reading what another process left.
+    pub fn open_private(path: &Path) -> io::Result<Region> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        let len = file.metadata()?.len() as usize;
         if len == 0 || !len.is_multiple_of(8) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}: size {len} is not a table's", path.display()),
+                format!("size {len} is not a table's"),
             ));
         }
         let fd = file.as_raw_fd();
-        let r = Self::map(len, libc::MAP_SHARED, fd, Some(file))?;
-        Ok((r, existed && size > 0))
+        Self::map(len, libc::MAP_PRIVATE, fd, Some(file))
     }
 
     fn map(len: usize, flags: i32, fd: i32, file: Option<File>) -> io::Result<Region> {
@@ -99,8 +112,10 @@ impl Region {
         // SAFETY: `ptr` is a live mapping of `len` bytes, page-aligned (so
         // aligned for u64), readable and writable, until `self` is dropped,
         // which the returned borrow prevents. AtomicU64 has no invalid bit
-        // patterns, and all access (also by other processes mapping the
-        // same file) is atomic, so no data race is possible.
+        // patterns. A shared file mapping is only ever this rvsd's: the file
+        // is created 0600 by `create`, and rvsd holds the table's lock
+        // (`lock`) for as long as it runs, so no other process writes or
+        // truncates it meanwhile; a private mapping is this process's alone.
         unsafe { std::slice::from_raw_parts(self.ptr as *const AtomicU64, self.len / 8) }
     }
 
@@ -111,6 +126,43 @@ impl Region {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// An exclusive lock on file `path` (created 0600 if missing), held until
+/// the returned file is dropped or the process ends; an error if another
+/// process holds it.
+pub fn lock(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    // SAFETY: a plain system call on a file descriptor we own; the result
+    // is checked.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Milliseconds on CLOCK_BOOTTIME: one clock for every process of this
+/// boot, unmoved by changes to the wall clock, counting suspended time.
+pub fn boottime_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a
+    // live local; the result is checked.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if r != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 impl Drop for Region {
@@ -134,19 +186,31 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("r");
         let _ = std::fs::remove_file(&path);
-        let (r, existed) = Region::file(&path, 4096).unwrap();
-        assert!(!existed);
+        let r = Region::create(&path, 4096).unwrap();
         assert!(r.words().iter().all(|w| w.load(Relaxed) == 0));
         r.words()[7].store(42, Relaxed);
+        assert!(Region::create(&path, 4096).is_err(), "never over a file");
         drop(r);
-        let (r, existed) = Region::file(&path, 8192).unwrap();
-        assert!(existed);
-        assert_eq!(r.len(), 4096, "an existing file keeps its size");
-        assert_eq!(r.words()[7].load(Relaxed), 42);
+        let p = Region::open_private(&path).unwrap();
+        assert_eq!((p.len(), p.words()[7].load(Relaxed)), (4096, 42));
+        p.words()[7].store(1, Relaxed);
+        drop(p);
+        let p = Region::open_private(&path).unwrap();
+        assert_eq!(
+            p.words()[7].load(Relaxed),
+            42,
+            "private writes stay private"
+        );
         std::fs::write(&path, [1u8; 12]).unwrap();
-        assert!(Region::file(&path, 4096).is_err(), "not whole words");
+        assert!(Region::open_private(&path).is_err(), "not whole words");
         let a = Region::anonymous(1 << 20).unwrap();
         assert_eq!(a.words().len(), 1 << 17);
+        // The lock is exclusive, also between two opens in one process.
+        let l = lock(&dir.join("l")).unwrap();
+        assert!(lock(&dir.join("l")).is_err());
+        drop(l);
+        assert!(lock(&dir.join("l")).is_ok());
+        assert!(boottime_ms() > 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -104,6 +104,20 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
         "dests": [{"ip": "10.0.1.11", "fwd": "nat"}, {"ip": "10.0.1.12", "fwd": "nat"}]}]);
     let mut rvsd = Rvsd::start(&topo, &cfg);
     assert!(file.exists(), "the table file is made at start");
+    // A second rvsd on the same file stops at once, before touching it.
+    let second = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--config")
+        .arg(&rvsd.config_path)
+        .arg("--socket")
+        .arg(topo.state_dir.join("second.sock"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("in use by another rvsd"),
+        "{}: {err}",
+        second.status
+    );
 
     // The "new version": another file with rvsd's code.
     let upgrade = topo.state_dir.join("rvsd-upgraded");

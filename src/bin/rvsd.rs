@@ -232,7 +232,8 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("state file {}", sf.path().display()))?;
         ctl.state_file = Some(sf);
     }
-    if let (Some(t), Some(path)) = (takeover, &cfg.conn_table_file) {
+    // `takeover` lives as long as `run`: it holds the table file's lock.
+    if let (Some(t), Some(path)) = (takeover.as_mut(), &cfg.conn_table_file) {
         take_over(&ctl, t, path)?;
     }
     let notify = rvs::sdnotify::Notifier::from_env();
@@ -567,22 +568,20 @@ fn restart_sync(ctl: &Control, saved: &[rvs::statefile::SavedDaemon]) {
 
 /// Take over the connections a previous rvsd left in the table file, then
 /// give the new table the file's name.
-fn take_over(ctl: &Control, mut t: rvs::conn::Takeover, path: &std::path::Path) -> Result<()> {
+fn take_over(ctl: &Control, t: &mut rvs::conn::Takeover, path: &std::path::Path) -> Result<()> {
     if let Some(prev) = &t.previous {
         let started = std::time::Instant::now();
         let r = ctl.adopt(prev);
         log::info!(
             "conn_table_file {}: {} connection(s) taken over in {} ms ({} expired, {} without \
-             their service or real server, {} SYN-proxy handshakes unfinished, {} without room, \
-             {} unreadable)",
+             their service or real server, {} SYN-proxy handshakes unfinished, {} without room)",
             path.display(),
             r.adopted,
             started.elapsed().as_millis(),
             r.expired,
             r.no_dest,
             r.unfinished,
-            r.full,
-            r.unreadable
+            r.full
         );
     }
     t.commit()

@@ -4,17 +4,21 @@
 //! stopped rvsd leaves the file behind with every connection's slot as it
 //! was; the next rvsd opens it and reads them out before it starts afresh.
 //!
-//! Nothing in the file is trusted: the header must name this layout, the
-//! slot count must fit the file, and each slot is read as the live table
-//! reads one (a torn or half-written slot fails its generation check and
-//! is skipped). What survives is re-inserted by the connection-sync code
+//! One rvsd at a time uses a table file: it holds `FILE.lock` while it
+//! runs. Nothing in the file is trusted: the header must name this layout,
+//! the slot count must fit the file, and each slot is decoded as the live
+//! table decodes one (a slot whose insert had not finished when its
+//! process died is not yet marked live, and is skipped). What survives is
+//! re-inserted by the connection-sync code
 //! (`sync::adopt`), which resolves the service and real server by address
 //! in the new configuration, exactly as a backup director takes a synced
 //! connection — so ids, indexes and timer wheels are rebuilt, never read.
 //!
 //! Header (the region's first 4 KiB, 64-bit words): magic, layout version,
-//! slot count, and the Unix time in ms of the writing process's clock zero
-//! (deadlines in slots are in that clock).
+//! slot count, and CLOCK_BOOTTIME in ms at the writing process's clock
+//! zero (deadlines in slots are in that clock; CLOCK_BOOTTIME is shared by
+//! the processes of one boot and unmoved by wall-clock changes, and a
+//! reboot empties tmpfs and hugetlbfs anyway).
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +33,7 @@ const H_EPOCH: usize = 3;
 const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
 /// The slot layout (slot.rs) and header version; bumped on any change to
 /// either, so a file written by another layout is refused, never misread.
-pub const LAYOUT: u64 = 1;
+pub const LAYOUT: u64 = 2;
 /// Table files are whole 2 MiB pages, so one on hugetlbfs can be sized;
 /// anonymous regions whole 4 KiB pages (small tables stay small: tests and
 /// the fuzz harness make thousands).
@@ -46,28 +50,27 @@ fn file_len(max: usize) -> usize {
     region_len(max).div_ceil(FILE_ROUND) * FILE_ROUND
 }
 
-/// Unix time in ms of this process's `clock::now_ms()` zero.
-fn epoch_unix_ms() -> u64 {
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    unix.saturating_sub(crate::clock::now_ms())
+/// CLOCK_BOOTTIME in ms at this process's `clock::now_ms()` zero.
+fn epoch_ms() -> u64 {
+    crate::sys::boottime_ms().saturating_sub(crate::clock::now_ms())
 }
 
 pub(super) fn write_header(region: &crate::sys::Region, max: usize) {
     let h = region.words();
     h[H_LAYOUT].store(LAYOUT, Relaxed);
     h[H_SLOTS].store(max as u64, Relaxed);
-    h[H_EPOCH].store(epoch_unix_ms(), Relaxed);
+    h[H_EPOCH].store(epoch_ms(), Relaxed);
     h[H_MAGIC].store(MAGIC, Release);
 }
 
 /// Why a table file was not adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersistError {
-    /// Not a connection table of this layout; `--discard-conn-table`
-    /// (config `conn_table_discard`) replaces it.
+    /// Not a connection table of this layout; rvsd's
+    /// `--discard-conn-table` replaces it.
     Incompatible(String),
+    /// Another rvsd holds the table's lock.
+    InUse(String),
     Io(String),
 }
 
@@ -78,7 +81,7 @@ impl std::fmt::Display for PersistError {
                 f,
                 "{m}; start with --discard-conn-table to replace it (its connections are lost)"
             ),
-            PersistError::Io(m) => f.write_str(m),
+            PersistError::Io(m) | PersistError::InUse(m) => f.write_str(m),
         }
     }
 }
@@ -87,18 +90,16 @@ impl std::fmt::Display for PersistError {
 /// memory of their own, to be adopted once the configuration is loaded.
 pub struct Previous {
     table: ConnTable,
-    epoch_unix_ms: u64,
-    /// Slots that held a connection but failed their checks.
-    pub torn: u64,
+    epoch_ms: u64,
 }
 
 impl Previous {
     /// Every connection read out, with the milliseconds it has left (0:
     /// expired while no rvsd ran).
     pub fn for_each(&self, mut f: impl FnMut(&Conn, u64)) {
-        let now = epoch_unix_ms() + crate::clock::now_ms();
+        let now = epoch_ms() + crate::clock::now_ms();
         self.table.for_each(|c| {
-            let due = self.epoch_unix_ms.saturating_add(c.expires_ms());
+            let due = self.epoch_ms.saturating_add(c.expires_ms());
             f(c, due.saturating_sub(now));
         });
     }
@@ -112,6 +113,9 @@ impl Previous {
 /// until it takes the name.
 pub struct Takeover {
     pub previous: Option<Previous>,
+    /// `FILE.lock`, held for as long as this value lives (rvsd keeps it
+    /// until it exits).
+    _lock: std::fs::File,
     /// Where the new table is built until the previous connections are in;
     /// [`Takeover::commit`] renames it over the file.
     building: Option<(PathBuf, PathBuf)>,
@@ -145,6 +149,18 @@ impl ConnTable {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        let with = |ext: &str| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(ext);
+            PathBuf::from(p)
+        };
+        let lock = crate::sys::lock(&with(".lock")).map_err(|e| {
+            PersistError::InUse(format!(
+                "{}: in use by another rvsd ({}.lock: {e})",
+                path.display(),
+                path.display()
+            ))
+        })?;
         let previous = if path.exists() {
             match read_previous(path) {
                 Ok(p) => Some(p),
@@ -157,16 +173,21 @@ impl ConnTable {
         } else {
             None
         };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
+        let tmp = with(".new");
+        // A `.new` left by a process that died before taking the name.
         let _ = std::fs::remove_file(&tmp);
-        let (region, _) = crate::sys::Region::file(&tmp, file_len(max)).map_err(io)?;
+        let region = crate::sys::Region::create(&tmp, file_len(max)).map_err(|e| {
+            PersistError::Io(format!(
+                "{}: {e} (the directory needs room for two tables while one is taken over)",
+                tmp.display()
+            ))
+        })?;
         let table = ConnTable::on_region(region, max, workers, ids);
         Ok((
             table,
             Takeover {
                 previous,
+                _lock: lock,
                 building: Some((tmp, path.to_owned())),
             },
         ))
@@ -180,7 +201,7 @@ pub(in crate::conn) fn clamp_max(max: usize) -> usize {
 /// The previous table in `path`, copied out of the file (which stays as it
 /// is until the new table replaces it).
 fn read_previous(path: &Path) -> Result<Previous, PersistError> {
-    let (file, _) = crate::sys::Region::file(path, 8).map_err(|e| match e.kind() {
+    let file = crate::sys::Region::open_private(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => PersistError::Incompatible(e.to_string()),
         _ => PersistError::Io(format!("{}: {e}", path.display())),
     })?;
@@ -222,22 +243,10 @@ fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
     {
         a.store(b.load(Relaxed), Relaxed);
     }
-    let epoch_unix_ms = w[H_EPOCH].load(Relaxed);
+    let epoch_ms = w[H_EPOCH].load(Relaxed);
     let table = ConnTable::on_region(copy, n, 1, Arc::new(Ids::default()));
     table.fresh.store(n, Relaxed);
-    let torn = table.slots()[..n]
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| {
-            ctl_flags(s[W_CTL].load(Relaxed)) & (F_LIVE | F_DEAD) == F_LIVE
-                && table.read(*i as u32).is_none()
-        })
-        .count() as u64;
-    Ok(Previous {
-        table,
-        epoch_unix_ms,
-        torn,
-    })
+    Ok(Previous { table, epoch_ms })
 }
 
 impl Previous {

@@ -453,6 +453,11 @@ impl ConnTable {
         s[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
         {
             let mut wh = self.wheels[wheel].lock();
+            // A wheel no worker has run yet (connections taken over or
+            // synced before the workers start) begins at now, not at the
+            // first deadline it is given: later, earlier deadlines would
+            // otherwise wait for that one.
+            wh.cursor.get_or_insert(tick_of(now_ms));
             let t = wh.push(id, tick_of(deadline));
             s[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
         }

@@ -374,3 +374,31 @@ fn concurrent_transitions_keep_counts_exact() {
     t.flush();
     assert_eq!((t.len(), counts(&d)), (0, (0, 0)));
 }
+
+/// A wheel no worker has run yet starts at the first insert's time, not at
+/// its deadline: a long timer inserted first must not hold back a shorter
+/// one inserted after it (connections taken over at start are inserted
+/// before any worker polls).
+#[test]
+fn an_unrun_wheel_does_not_hold_short_timers_behind_a_long_first_one() {
+    let (t, d, s) = table(10, 1);
+    let mut udp = new_conn([192, 0, 2, 1], 1000, Forward::Nat, &d, &s);
+    udp.proto = Proto::Udp;
+    t.insert(udp, 1_000, 0).unwrap(); // UDP: 300 s
+    t.insert(
+        new_conn([192, 0, 2, 1], 1001, Forward::Nat, &d, &s),
+        1_000,
+        0,
+    )
+    .unwrap(); // TCP NONE: 2 s
+    assert_eq!(t.len(), 2);
+    let mut ended = 0;
+    for ms in (1_000..=4_000).step_by(16) {
+        ended += t.expire(0, ms, 1_000);
+    }
+    assert_eq!(
+        (ended, t.len()),
+        (1, 1),
+        "the 2 s one ended, the 300 s one stays"
+    );
+}

@@ -800,8 +800,6 @@ pub struct Adopted {
     pub unfinished: u64,
     /// No room in the new table.
     pub full: u64,
-    /// Slots that held a connection but failed their checks.
-    pub unreadable: u64,
 }
 
 /// Take a previous table's connections into `conns`, each as a backup
@@ -811,10 +809,7 @@ pub struct Adopted {
 pub fn adopt(prev: &crate::conn::Previous, conns: &ConnTable, table: &ServiceTable) -> Adopted {
     let now = crate::clock::now_ms();
     let timeouts = conns.timeouts();
-    let mut r = Adopted {
-        unreadable: prev.torn,
-        ..Adopted::default()
-    };
+    let mut r = Adopted::default();
     prev.for_each(|c, left_ms| {
         if left_ms == 0 {
             r.expired += 1;

@@ -501,18 +501,14 @@ fn a_restarted_director_takes_over_the_connections_in_its_table_file() {
         establish(&a, port, rip);
     }
     assert_eq!(a.conns.len(), 3);
-    drop(a);
+    drop((a, k));
 
     // The new configuration has lost 10.0.2.11.
     let (b, mut k) = on_file(&[svc, &rs("10.0.2.10")]);
     let prev = k.previous.take().unwrap();
     let r = b.adopt(&prev);
     k.commit().unwrap();
-    assert_eq!(
-        (r.adopted, r.no_dest, r.expired, r.unreadable),
-        (2, 1, 0, 0),
-        "{r:?}"
-    );
+    assert_eq!((r.adopted, r.no_dest, r.expired), (2, 1, 0), "{r:?}");
     let (c, dir_in) = b.conns.lookup(&client_key(1000)).unwrap();
     assert_eq!((dir_in, c.state()), (Dir::In, State::Established));
     assert_eq!(
