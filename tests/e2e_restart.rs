@@ -118,6 +118,20 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
         "{}: {err}",
         second.status
     );
+    // `rvsd --check` reads the file (without the lock) and says what a
+    // start would take over.
+    let check = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&rvsd.config_path)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && out.contains("connection(s) to take over"),
+        "{}: {out}",
+        check.status
+    );
 
     // The "new version": another file with rvsd's code.
     let upgrade = topo.state_dir.join("rvsd-upgraded");

@@ -222,6 +222,20 @@ fn run(cli: Cli) -> Result<()> {
         ..ServerOptions::default()
     };
     if cli.check {
+        // The table file as the start would find it (read, not changed).
+        if let Some(path) = &cfg.conn_table_file {
+            match rvs::conn::check_file(path) {
+                Ok(None) => println!("conn_table_file {}: none yet", path.display()),
+                Ok(Some(n)) => println!(
+                    "conn_table_file {}: {n} connection(s) to take over",
+                    path.display()
+                ),
+                Err(e) if cli.discard_conn_table => {
+                    println!("conn_table_file: {e} (to be discarded)")
+                }
+                Err(e) => bail!("conn_table_file: {e}"),
+            }
+        }
         println!("{}: OK", cli.config.display());
         return Ok(());
     }

@@ -132,6 +132,20 @@ impl Takeover {
     }
 }
 
+/// What `rvsd --check` says of a table file: how many connections a start
+/// would find in it (None: no file yet), or why the start would refuse it.
+/// Reads through a private mapping and takes no lock, so it may run beside
+/// a live rvsd.
+pub fn check_file(path: &Path) -> Result<Option<usize>, PersistError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let prev = read_previous(path)?;
+    let mut n = 0;
+    prev.for_each(|_, left| n += usize::from(left > 0));
+    Ok(Some(n))
+}
+
 impl ConnTable {
     /// Open the table file at `path` for a table of `max` entries: the
     /// connections of a previous table found there are read out (see

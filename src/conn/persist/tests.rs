@@ -59,6 +59,8 @@ fn connections_outlive_the_table_that_held_them() {
     t.end(&gone);
     // The process dies: no clean-up, the mapping goes, the file stays.
     drop((t, k));
+    // What `rvsd --check` reports before a start: the 11 still live.
+    assert_eq!(check_file(&path).unwrap(), Some(11));
 
     let (t2, mut k2, ..) = on_file(&path, 50);
     let prev = k2.previous.take().expect("the previous table is found");
@@ -107,6 +109,7 @@ fn a_file_of_another_layout_is_refused_unless_discarded() {
         b
     };
     let page = HEADER_WORDS * 8;
+    assert_eq!(check_file(&path).unwrap(), None, "no file yet");
     for (what, bytes, says) in [
         (
             "not a table",
@@ -131,6 +134,12 @@ fn a_file_of_another_layout_is_refused_unless_discarded() {
             Err(PersistError::Incompatible(m)) => assert!(m.contains(says), "{what}: {m}"),
             other => panic!("{what}: {other:?}"),
         }
+        // `rvsd --check` says the same, and leaves the file as it was.
+        assert!(
+            matches!(check_file(&path), Err(PersistError::Incompatible(_))),
+            "{what}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}");
         // Asked to, rvsd replaces it and starts with an empty table.
         let (t, k) = ConnTable::open_file(&path, 10, 1, Arc::new(Ids::default()), true).unwrap();
         assert!(k.previous.is_none() && t.is_empty(), "{what}");
