@@ -679,7 +679,7 @@ fn synproxy_bits(sc: &SyncConn) -> Option<u64> {
 fn same_shape(c: &crate::conn::Conn, sc: &SyncConn) -> bool {
     let fnat = match (&c.fnat, &sc.fnat) {
         (None, None) => true,
-        (Some(f), Some(o)) => f.lip == IpAddr::V4(o.lip) && f.lport == o.lport,
+        (Some(f), Some(o)) => f.lip == o.lip && f.lport == o.lport,
         _ => false,
     };
     let proxied = match c.synproxy {
@@ -709,7 +709,7 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
     let deadline = now + timeout_s as u64 * 1000;
     let key = FlowKey::v4(proto, sc.caddr, sc.cport, sc.vaddr, sc.vport);
     if let Some((c, Dir::In)) = conns.lookup(&key) {
-        if c.dport == sc.dport && c.dip == IpAddr::V4(sc.daddr) && same_shape(&c, sc) {
+        if c.dport == sc.dport && c.dip == sc.daddr && same_shape(&c, sc) {
             // ip_vs_proc_conn overwrites the sequence data on an update
             // too: FULLNAT's client ISN and PROXY bytes may arrive later
             // than the connection.

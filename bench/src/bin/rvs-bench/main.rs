@@ -284,16 +284,7 @@ fn main() -> Result<()> {
         if conns < flows {
             notes.push(format!("{flows} flows: only {conns} connections created"));
         }
-        // Which real server each flow went to (rr), as a test harness learns
-        // it from the wire.
-        let rs_of: Vec<u8> = (0..flows)
-            .map(|f| {
-                let (cip, sport) = client(f);
-                d.dp.conns
-                    .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
-                    .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
-            })
-            .collect();
+        let rs_of = servers_of(&d, flows);
         let setup_secs = t0.elapsed().as_secs_f64();
         let mut w = w;
         for imix in [false, true] {
@@ -433,14 +424,7 @@ fn main() -> Result<()> {
             extra(&w),
             60.0,
         ));
-        let rs_of: Vec<u8> = (0..flows)
-            .map(|f| {
-                let (cip, sport) = client(f);
-                d.dp.conns
-                    .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
-                    .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
-            })
-            .collect();
+        let rs_of = servers_of(&d, flows);
         let stream = Arc::new(established_stream(&t, &rs_of, false, 7 + flows as u64));
         let mean = mean_len(&stream);
         let (w, out, _) = gen_run(&rig, w, Mode::Rvs, stream, false, warm, secs);
@@ -483,4 +467,17 @@ fn rss_mb() -> u64 {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
         / 1024
+}
+
+/// Which real server each of the first `flows` flows went to (rr), as a
+/// test harness learns it from the wire.
+fn servers_of(d: &Director, flows: usize) -> Vec<u8> {
+    (0..flows)
+        .map(|f| {
+            let (cip, sport) = client(f);
+            d.dp.conns
+                .lookup(&FlowKey::v4(Proto::Tcp, cip, sport, vip(), 80))
+                .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
+        })
+        .collect()
 }
