@@ -402,3 +402,45 @@ fn an_unrun_wheel_does_not_hold_short_timers_behind_a_long_first_one() {
         "the 2 s one ended, the 300 s one stays"
     );
 }
+
+#[test]
+fn a_reset_table_is_empty_and_fills_as_a_new_one() {
+    let (mut t, d, s) = table(2, 1);
+    t.set_timeouts(Timeouts([1; state::N_STATES]));
+    let key = mk(&t, 1, &d, &s).in_key();
+    mk(&t, 2, &d, &s);
+    let n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
+    assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::Full));
+    drop((d, s));
+    t.reset();
+    assert!(t.is_empty());
+    assert_eq!(t.timeouts(), Timeouts::default());
+    assert!(t.ids().dests.is_empty() && t.ids().services.is_empty());
+    assert!(t.lookup(&key).is_none(), "no key survives in the index");
+    let (t, d, s) = registered(t);
+    assert_eq!((d.id, s.id), (0, 0), "ids start at 0 again");
+    let c = mk(&t, 1, &d, &s);
+    assert_eq!(c.id().0, 0, "slots are handed out from the first again");
+    assert_eq!(t.expire(0, 1_000, 100), 0, "no timer survives the reset");
+    mk(&t, 2, &d, &s);
+    assert_eq!(t.len(), 2, "the whole capacity is free");
+}
+
+#[test]
+fn an_empty_wheel_catches_up_with_the_clock_at_once() {
+    let (t, d, s) = table(10, 1);
+    let tcp = |port| new_conn([192, 0, 2, 1], port, Forward::Nat, &d, &s);
+    t.insert(tcp(1000), 0, 0).unwrap(); // TCP NONE: 2 s
+    assert_eq!(t.expire(0, 3_000, 1_000), 1);
+    // Ten hours later (2.25 M ticks), with nothing queued, a budget of 10
+    // would walk 10 ticks a call; the cursor moves to the present instead,
+    // so a new 2 s timer ends on time with the same small budget.
+    let later = 10 * 3_600_000;
+    assert_eq!(t.expire(0, later, 10), 0);
+    t.insert(tcp(1001), later, 0).unwrap();
+    let mut ended = 0;
+    for ms in (later..=later + 3_000).step_by(16) {
+        ended += t.expire(0, ms, 10);
+    }
+    assert_eq!((ended, t.len()), (1, 0));
+}

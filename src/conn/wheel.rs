@@ -26,6 +26,9 @@ pub(super) struct Wheel {
     pub(super) buckets: Vec<Vec<u64>>,
     /// The next tick to process; None before the first use.
     pub(super) cursor: Option<u32>,
+    /// Entries in all buckets, stale ones included: at 0 the cursor may
+    /// jump to the present instead of walking the ticks between.
+    pub(super) len: usize,
 }
 
 impl Wheel {
@@ -33,7 +36,14 @@ impl Wheel {
         Wheel {
             buckets: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             cursor: None,
+            len: 0,
         }
+    }
+    /// As new, keeping the buckets' memory.
+    pub(super) fn clear(&mut self) {
+        self.buckets.iter_mut().for_each(Vec::clear);
+        self.cursor = None;
+        self.len = 0;
     }
     /// Queue `slot` at `tick` (or at the cursor, if that tick has already
     /// been processed); returns the tick used.
@@ -41,6 +51,7 @@ impl Wheel {
         let cur = *self.cursor.get_or_insert(tick);
         let t = if tick_before(tick, cur) { cur } else { tick };
         self.buckets[t as usize % WHEEL_SLOTS].push((slot as u64) << 32 | t as u64);
+        self.len += 1;
         t
     }
 }

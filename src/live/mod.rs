@@ -187,6 +187,21 @@ impl<T> IdVec<T> {
     pub fn len(&self) -> usize {
         *self.next.lock() as usize
     }
+    /// Forget every entry, keeping the chunks allocated; ids start at 0
+    /// again.
+    pub fn reset(&mut self) {
+        let next = *self.next.get_mut() as usize;
+        for (i, chunk) in self.chunks[..next.div_ceil(ID_CHUNK)]
+            .iter_mut()
+            .enumerate()
+        {
+            if let Some(slots) = chunk.get_mut() {
+                let set = (next - i * ID_CHUNK).min(ID_CHUNK);
+                slots[..set].iter_mut().for_each(|s| drop(s.take()));
+            }
+        }
+        *self.next.get_mut() = 0;
+    }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -211,6 +226,14 @@ pub struct Ids {
 }
 
 impl Ids {
+    /// Forget every service and real server (see [`IdVec::reset`]).
+    pub fn reset(&mut self) {
+        self.dests.reset();
+        self.services.reset();
+        let m = self.by_key.get_mut();
+        m.0.clear();
+        m.1.clear();
+    }
     pub(super) fn service(&self, key: ServiceKey) -> Option<(Arc<ServiceState>, bool)> {
         let mut m = self.by_key.lock();
         if let Some(&id) = m.0.get(&key) {

@@ -191,9 +191,13 @@ fn order_like(prev: &[Dest], mut dests: Vec<Dest>) -> Vec<Dest> {
 impl StateRegistry {
     /// A registry handing out ids from `ids` (the connection table's).
     pub fn new(ids: Arc<Ids>) -> Self {
+        // Not `..Default::default()`: that would build (and drop) a second
+        // registry of ids, two 1024-entry chunk tables.
         StateRegistry {
             ids,
-            ..Default::default()
+            services: HashMap::new(),
+            dests: HashMap::new(),
+            scheds: HashMap::new(),
         }
     }
     fn service(&mut self, key: ServiceKey) -> Result<Arc<ServiceState>, String> {

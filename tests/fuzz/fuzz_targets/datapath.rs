@@ -2,5 +2,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = rvs_fuzz::harness::datapath(data);
+    if let Some(s) = rvs_fuzz::harness::datapath(data) {
+        s.recycle();
+    }
 });

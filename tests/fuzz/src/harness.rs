@@ -17,9 +17,11 @@
 //! JSON, `Worker::poll_once` over `MemIo`, the wire views), so the harness
 //! does not depend on how the data path is built inside.
 
+use std::cell::RefCell;
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use rvs::conn::ConnTable;
 use rvs::control::parse_request;
 use rvs::io::MemIo;
 use rvs::service::ServiceConf;
@@ -632,10 +634,35 @@ pub struct Session {
     sent: u64,
 }
 
+thread_local! {
+    /// Connection tables of finished sessions, emptied, by size (4, 1000):
+    /// allocating, faulting in and dropping a table (and its registry of
+    /// services) was most of a fresh director's cost, and a fresh director
+    /// most of a run's. [`ConnTable::reset`] leaves one as new; the test
+    /// `tests/fuzz_corpus.rs` checks that a session on a reused table sends
+    /// exactly what one on a new table sends.
+    static SPARE_TABLES: RefCell<[Option<ConnTable>; 2]> = const { RefCell::new([None, None]) };
+}
+
 impl Session {
+    /// A session on a new director; its connection table is a reset one of
+    /// an earlier [`Session::recycle`] when there is one.
     pub fn new(config: Config) -> Session {
-        let max = if config.small_table() { 4 } else { 1000 };
-        let rig = Rig::new(MemIo::new(2), PORT_MACS, max);
+        let (max, spare) = if config.small_table() {
+            (4, 0)
+        } else {
+            (1000, 1)
+        };
+        let table = SPARE_TABLES
+            .with_borrow_mut(|t| t[spare].take())
+            .unwrap_or_else(|| ConnTable::new(max, 1));
+        Self::on_table(config, table)
+    }
+
+    /// A session on a director built around `table` (empty, 1 worker).
+    pub fn on_table(config: Config, table: ConnTable) -> Session {
+        let b = director(PORT_MACS).conn_table(Arc::new(table));
+        let rig = Rig::with(MemIo::new(2), b);
         rig.ctl
             .load(initial_confs(config))
             .expect("initial configuration");
@@ -745,14 +772,16 @@ impl Session {
     /// Let every queued and held frame resolve or time out, then check that
     /// each frame received was sent, dropped with a reason or consumed, and
     /// that every frame on the wire is accounted for.
-    pub fn finish(&mut self) {
+    /// Returns what was sent meanwhile.
+    pub fn finish(&mut self) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
         // Drain what is still queued (32 frames per port per poll).
         while self.rig.worker.io.rx.iter().any(|q| !q.is_empty()) {
-            self.poll(1);
+            out.extend(self.poll(1));
         }
-        self.poll(5_000);
-        self.poll(5_000);
-        self.poll(1);
+        for ms in [5_000, 5_000, 1] {
+            out.extend(self.poll(ms));
+        }
         assert_eq!(self.rig.worker.held(), 0, "frames still held after 10 s");
         let s = self.rig.stats();
         assert_eq!(
@@ -765,31 +794,61 @@ impl Session {
             s.tx_packets + s.arp_requests_sent + s.synproxy_updates_sent,
             "frames on the wire = forwarded/answered + ARP requests: {s:?}"
         );
+        out
     }
 }
 
-/// The datapath target: decode, run every record through a fresh director,
-/// finish. Returns the session for callers that want to look further.
+impl Session {
+    /// End the session and keep its connection table, reset, for the next
+    /// [`Session::new`] of the same table size. `None` if something still
+    /// held the table (it is then dropped).
+    pub fn into_table(self) -> Option<ConnTable> {
+        let Session { rig, .. } = self;
+        let conns = rig.ctl.conns.clone();
+        drop(rig);
+        let mut t = Arc::into_inner(conns)?;
+        t.reset();
+        Some(t)
+    }
+
+    /// [`Session::into_table`], the table kept for the next session.
+    pub fn recycle(self) {
+        let spare = usize::from(!self.input.config.small_table());
+        if let Some(t) = self.into_table() {
+            SPARE_TABLES.with_borrow_mut(|s| s[spare] = Some(t));
+        }
+    }
+}
+
+/// The datapath target: decode, run every record through a director (on a
+/// reused connection table, see [`Session::new`]), finish. Returns the
+/// session for callers that want to look further; `recycle` it after.
 pub fn datapath(data: &[u8]) -> Option<Session> {
     let input = DatapathInput::decode(data)?;
     let mut s = Session::new(input.config);
-    for r in input.records {
-        match r {
-            Record::Frame {
-                port,
-                fix,
-                adv,
-                bytes,
-            } => {
-                s.frame(port, fix, adv, &bytes);
-            }
-            Record::Control { index, adv } => {
-                s.control(index, adv);
-            }
-        }
-    }
-    s.finish();
+    s.run(input.records);
     Some(s)
+}
+
+impl Session {
+    /// Every record, then [`Session::finish`]; returns every frame sent, in
+    /// order.
+    pub fn run(&mut self, records: Vec<Record>) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        for r in records {
+            out.extend(match r {
+                Record::Frame {
+                    port,
+                    fix,
+                    adv,
+                    bytes,
+                } => self.frame(port, fix, adv, &bytes),
+                Record::Control { index, adv } => self.control(index, adv),
+            });
+        }
+        out.extend(self.finish());
+        out
+    }
 }
 
 /// Recompute the IPv4 header checksum and the TCP/UDP/ICMP checksum of an
