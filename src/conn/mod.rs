@@ -62,7 +62,7 @@ mod wheel;
 
 use index::*;
 use persist::clamp_max;
-pub use persist::{check_file, PersistError, Previous, Takeover, LAYOUT};
+pub use persist::{check_file, PersistError, Prepared, Previous, Takeover, LAYOUT};
 use slot::*;
 pub use snapshot::*;
 pub use table::*;

@@ -30,6 +30,11 @@ const H_MAGIC: usize = 0;
 const H_LAYOUT: usize = 1;
 const H_SLOTS: usize = 2;
 const H_EPOCH: usize = 3;
+/// Slots ever handed out, rounded up to [`HIGH_STEP`] (0 in files of older
+/// rvsd builds: all slots are read). A take-over copies and reads only
+/// these, not a whole mostly empty table.
+const H_HIGH: usize = 4;
+pub(in crate::conn) const HIGH_STEP: usize = 1024;
 const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
 /// The slot layout (slot.rs) and header version; bumped on any change to
 /// either, so a file written by another layout is refused, never misread.
@@ -60,7 +65,18 @@ pub(super) fn write_header(region: &crate::sys::Region, max: usize) {
     h[H_LAYOUT].store(LAYOUT, Relaxed);
     h[H_SLOTS].store(max as u64, Relaxed);
     h[H_EPOCH].store(epoch_ms(), Relaxed);
+    h[H_HIGH].store(0, Relaxed);
     h[H_MAGIC].store(MAGIC, Release);
+}
+
+/// Slot `id` is about to be used for the first time: every
+/// [`HIGH_STEP`]th raises the header's high-water mark, before the slot
+/// holds anything.
+#[inline]
+pub(super) fn note_first_use(region: &crate::sys::Region, id: usize, slots: usize) {
+    if id.is_multiple_of(HIGH_STEP) {
+        region.words()[H_HIGH].fetch_max((id + HIGH_STEP).min(slots) as u64, Relaxed);
+    }
 }
 
 /// Why a table file was not adopted.
@@ -103,7 +119,7 @@ impl Previous {
             f(c, due.saturating_sub(now));
         });
     }
-    /// How many slots the previous table had.
+    /// How many slots of the previous table were read (those it ever used).
     pub fn capacity(&self) -> usize {
         self.table.capacity()
     }
@@ -158,25 +174,69 @@ impl ConnTable {
         ids: Arc<Ids>,
         discard: bool,
     ) -> Result<(ConnTable, Takeover), PersistError> {
+        Prepared::new(path, max, workers, ids)?.take_over(discard)
+    }
+}
+
+/// A new table on its own file beside the table file (`FILE.new.PID-N`),
+/// made — space allocated, pages faulted in — before the file's lock is
+/// taken: `rvsd --handover` makes it while the running rvsd still holds
+/// the lock, so the gap in forwarding does not include it.
+pub struct Prepared {
+    table: Option<ConnTable>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+fn with_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(ext);
+    PathBuf::from(p)
+}
+
+impl Prepared {
+    pub fn new(
+        path: &Path,
+        max: usize,
+        workers: usize,
+        ids: Arc<Ids>,
+    ) -> Result<Prepared, PersistError> {
         let max = clamp_max(max);
         let io = |e: std::io::Error| PersistError::Io(format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let with = |ext: &str| {
-            let mut p = path.as_os_str().to_owned();
-            p.push(ext);
-            PathBuf::from(p)
-        };
-        let lock = crate::sys::lock(&with(".lock")).map_err(|e| {
+        // Unique in this process too (tests open several).
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, Relaxed);
+        let tmp = with_ext(path, &format!(".new.{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let region = crate::sys::Region::create(&tmp, file_len(max)).map_err(|e| {
+            PersistError::Io(format!(
+                "{}: {e} (the directory needs room for two tables while one is taken over)",
+                tmp.display()
+            ))
+        })?;
+        Ok(Prepared {
+            table: Some(ConnTable::on_region(region, max, workers, ids)),
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Take the file's lock and read out the previous table's connections.
+    pub fn take_over(mut self, discard: bool) -> Result<(ConnTable, Takeover), PersistError> {
+        let path = self.path.clone();
+        let lock = crate::sys::lock(&with_ext(&path, ".lock")).map_err(|e| {
             PersistError::InUse(format!(
                 "{}: in use by another rvsd ({}.lock: {e})",
                 path.display(),
                 path.display()
             ))
         })?;
+        remove_stale_builds(&path);
         let previous = if path.exists() {
-            match read_previous(path) {
+            match read_previous(&path) {
                 Ok(p) => Some(p),
                 Err(PersistError::Incompatible(m)) if discard => {
                     log::warn!("{}: {m}: discarded", path.display());
@@ -187,24 +247,63 @@ impl ConnTable {
         } else {
             None
         };
-        let tmp = with(".new");
-        // A `.new` left by a process that died before taking the name.
-        let _ = std::fs::remove_file(&tmp);
-        let region = crate::sys::Region::create(&tmp, file_len(max)).map_err(|e| {
-            PersistError::Io(format!(
-                "{}: {e} (the directory needs room for two tables while one is taken over)",
-                tmp.display()
-            ))
-        })?;
-        let table = ConnTable::on_region(region, max, workers, ids);
+        let table = self.table.take().expect("a prepared table is taken once");
+        let tmp = std::mem::take(&mut self.tmp);
         Ok((
             table,
             Takeover {
                 previous,
                 _lock: lock,
-                building: Some((tmp, path.to_owned())),
+                building: Some((tmp, path)),
             },
         ))
+    }
+}
+
+impl Drop for Prepared {
+    /// Not taken over (the lock was refused, the old file was): the new
+    /// table's file goes.
+    fn drop(&mut self) {
+        if self.table.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Under the lock: `FILE.new.PID-N` files of processes that died before
+/// their table took the name (and a `FILE.new` of an older rvsd).
+fn remove_stale_builds(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.new", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = n.strip_prefix(&prefix) else {
+            continue;
+        };
+        let stale = match rest.strip_prefix('.') {
+            None => rest.is_empty(),
+            Some(id) => id
+                .split('-')
+                .next()
+                .unwrap_or("")
+                .parse::<u32>()
+                .is_ok_and(|pid| {
+                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+                }),
+        };
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -248,7 +347,11 @@ fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
     if n == 0 || n > room || n > ENTRY_OUT - 2 {
         return Err(bad(format!("{n} slots in a file with room for {room}")));
     }
-    let n = n as usize;
+    // Only the slots ever used (the mark is a hint: never beyond the file).
+    let n = match w[H_HIGH].load(Relaxed) {
+        0 => n,
+        h => h.min(n),
+    } as usize;
     let copy = crate::sys::Region::anonymous(region_len(n))
         .map_err(|e| PersistError::Io(format!("reading the table: {e}")))?;
     for (a, b) in copy.words()[HEADER_WORDS..]

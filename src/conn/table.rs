@@ -139,6 +139,7 @@ impl ConnTable {
                 e.store(0, Relaxed);
             }
         }
+        persist::write_header(&self.region, self.max);
         *self.free.get_mut() = 0;
         *self.fresh.get_mut() = 0;
         *self.count.get_mut() = 0;
@@ -218,6 +219,7 @@ impl ConnTable {
         }
         let id = self.fresh.fetch_add(1, Relaxed);
         if id < self.slots().len() {
+            persist::note_first_use(&self.region, id, self.slots().len());
             Some(id as u32)
         } else {
             self.fresh.fetch_sub(1, Relaxed);

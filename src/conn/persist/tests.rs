@@ -183,3 +183,85 @@ fn hostile_slots_never_panic_and_are_read_as_the_table_reads_them() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_table_prepared_before_the_lock_waits_for_it_and_stale_builds_go() {
+    let d = dir("prepared");
+    let path = d.join("conns");
+    let (running, mut k) =
+        ConnTable::open_file(&path, 10, 1, Arc::new(Ids::default()), false).unwrap();
+    k.commit().unwrap();
+    // Left by processes that died while building (pid 4294967 is beyond
+    // any pid_max), and by an older rvsd.
+    let stale = [d.join("conns.new.4294967-0"), d.join("conns.new")];
+    for f in &stale {
+        std::fs::write(f, b"x").unwrap();
+    }
+    // A successor prepares its table while the running one holds the lock.
+    let p = Prepared::new(&path, 10, 1, Arc::new(Ids::default())).unwrap();
+    let built: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("conns.new.{}-", std::process::id()))
+                .then_some(n)
+        })
+        .collect();
+    assert_eq!(built.len(), 1, "its file exists before the lock is taken");
+    let refused = Prepared::new(&path, 10, 1, Arc::new(Ids::default())).unwrap();
+    assert!(matches!(
+        refused.take_over(false),
+        Err(PersistError::InUse(_))
+    ));
+    // (Its file is removed with it: nothing is left below.)
+    drop((running, k));
+    let (_t, mut k) = p.take_over(false).unwrap();
+    assert!(stale.iter().all(|f| !f.exists()), "stale builds removed");
+    k.commit().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("conns.new"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing but the table and its lock: {left:?}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn only_slots_ever_used_are_read_back() {
+    let d = dir("high");
+    let path = d.join("conns");
+    let (t, mut k, ds, ss) = on_file(&path, 5000);
+    k.commit().unwrap();
+    let mut to = Timeouts::default();
+    to.0[State::None as usize] = 60;
+    t.set_timeouts(to);
+    for port in 1..=3 {
+        let n = new_conn([192, 0, 2, 1], port, Forward::Nat, &ds, &ss);
+        t.insert(n, crate::clock::now_ms(), 0).unwrap();
+    }
+    drop((t, k));
+    let (_, mut k2, ..) = on_file(&path, 5000);
+    let prev = k2.previous.take().expect("found");
+    let mut n = 0;
+    prev.for_each(|_, _| n += 1);
+    assert_eq!(
+        (prev.capacity(), n),
+        (HIGH_STEP, 3),
+        "one step of slots read"
+    );
+    drop(k2);
+    // A mark beyond the file (damaged, or hostile) is held to it.
+    let r = crate::sys::Region::create(&d.join("copy"), file_len(5000)).unwrap();
+    let src = crate::sys::Region::open_private(&path).unwrap();
+    for (a, b) in r.words().iter().zip(src.words()) {
+        a.store(b.load(Relaxed), Relaxed);
+    }
+    r.words()[H_HIGH].store(u64::MAX, Relaxed);
+    let prev = read_region(r.words()).unwrap();
+    assert_eq!(prev.capacity(), 5000);
+    let _ = std::fs::remove_dir_all(&d);
+}
