@@ -75,6 +75,7 @@ fn main() {
         .allowlist_function("rte_thread_(register|unregister)")
         .allowlist_function("rte_(lcore_count|socket_id|get_main_lcore)")
         .allowlist_function("rte_strerror")
+        .allowlist_function("rte_dev_probe")
         // Ring-backed ethdev ports for the benchmark's packet generator.
         .allowlist_function("rte_ring_(create|free)|rte_eth_from_rings")
         // Packet capture by dpdk-dumpcap/dpdk-pdump from a secondary process.

@@ -85,6 +85,37 @@ fn slow_download(topo: &Topology) -> Child {
         .expect("curl in the client namespace")
 }
 
+/// `ping` from the client namespace to the VIP, 2500 echo requests 2 ms
+/// apart (5 s), quiet: its summary says how many were answered.
+struct Pings(Child);
+
+impl Pings {
+    fn start(topo: &Topology) -> Pings {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &topo.client_ns(), "ping", "-q", "-n"])
+            .args(["-c", "2500", "-i", "0.002", "-W", "1", "10.0.0.100"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ping in the client namespace");
+        Pings(child)
+    }
+    /// (sent, answered), from "N packets transmitted, M received".
+    fn finish(self) -> (u64, u64) {
+        let out = self.0.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_else(|| panic!("ping said: {text}"));
+        let n: Vec<u64> = line
+            .split(',')
+            .filter_map(|f| f.split_whitespace().next()?.parse().ok())
+            .collect();
+        (n[0], n[1])
+    }
+}
+
 /// The client address:port of every entry `rvsadm -L -n -c` lists.
 fn sources(rvsd: &Rvsd) -> BTreeSet<String> {
     let out = rvsd.rvsadm_ok(&["-L", "-n", "-c"]);
@@ -135,11 +166,14 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
 
     // The "new version": another file with rvsd's code.
     let upgrade = topo.state_dir.join("rvsd-upgraded");
+    let mut successor = None;
     std::fs::copy(env!("CARGO_BIN_EXE_rvsd"), &upgrade).unwrap();
     for (how, crash, bin) in [
         ("SIGTERM", false, None),
         ("upgrade", false, Some(upgrade.as_path())),
+        ("handover", false, Some(upgrade.as_path())),
         ("SIGKILL", true, None),
+        ("SIGUSR2", false, None),
     ] {
         let before = sources(&rvsd).len();
         let mut held = Held::open(&topo);
@@ -158,16 +192,28 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
         assert!(listed.contains(&format!("10.0.0.2:{port}")), "{listed:?}");
+        // Pings to the VIP, answered by the director itself, every 2 ms
+        // through the change: the ones lost measure the gap.
+        let pings = Pings::start(&topo);
         let stopped = Instant::now();
-        if crash {
-            rvsd.kill();
+        if how == "handover" {
+            let st = rvsd.hand_over_to(bin.unwrap());
+            assert!(st.success(), "{how}: the old rvsd exited with {st}");
+        } else if how == "SIGUSR2" {
+            let (st, pid) = rvsd.hand_over_by_signal();
+            assert!(st.success(), "{how}: the old rvsd exited with {st}");
+            successor = Some(pid);
         } else {
-            let st = rvsd.terminate().expect("rvsd stops on SIGTERM");
-            assert!(st.success(), "{how}: rvsd exited with {st}");
-        }
-        match bin {
-            Some(b) => rvsd.start_again_bin(b),
-            None => rvsd.start_again(),
+            if crash {
+                rvsd.kill();
+            } else {
+                let st = rvsd.terminate().expect("rvsd stops on SIGTERM");
+                assert!(st.success(), "{how}: rvsd exited with {st}");
+            }
+            match bin {
+                Some(b) => rvsd.start_again_bin(b),
+                None => rvsd.start_again(),
+            }
         }
         let gap = stopped.elapsed();
         let ready = Instant::now();
@@ -205,10 +251,26 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
             .and_then(|x| x.parse().ok())
             .unwrap_or(0);
         assert!(n >= 2, "{how}: both connections taken over: {line}");
+        let (sent, answered) = pings.finish();
+        assert!(answered > 0, "{how}: no ping answered at all");
+        if how == "handover" || how == "SIGUSR2" {
+            let gap_line = log
+                .lines()
+                .rfind(|l| l.contains("forwarding again"))
+                .unwrap_or_else(|| panic!("handover not logged:\n{log}"));
+            eprintln!("{how}: {gap_line}");
+        }
         eprintln!(
-            "{how}: stop to ready {} ms, download {:.1} s; {line}",
+            "{how}: stop to ready {} ms, {} of {sent} pings (2 ms apart) lost, download {:.1} s; {line}",
             gap.as_millis(),
+            sent - answered,
             took.as_secs_f64()
         );
     }
+    // The one SIGUSR2 started is no child of the test.
+    let pid = successor.expect("the SIGUSR2 case ran");
+    assert!(
+        common::topo::stop_pid(pid),
+        "the successor stops on SIGTERM"
+    );
 }

@@ -1,6 +1,7 @@
 //! rvsd: the rvs daemon. Brings up DPDK ports from the configuration file,
 //! starts one pinned polling worker per configured core, and serves the
-//! control socket on the main thread until SIGINT/SIGTERM.
+//! control socket on the main thread until SIGINT/SIGTERM (or until a
+//! successor has taken its place: `--handover`, SIGUSR2).
 
 #![deny(unsafe_code)]
 
@@ -15,7 +16,7 @@ use clap::Parser;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 
-use rvs::config::{DaemonConfig, TwinKind, VipOwnership};
+use rvs::config::{DaemonConfig, PortConf, TwinKind, VipOwnership};
 use rvs::control::server::{Server, ServerOptions};
 use rvs::control::{Control, MempoolReport, OwnershipView, PortReport, PortView};
 use rvs::dpdk::{self, DpdkIo, Eal, Mempool, Port};
@@ -23,6 +24,9 @@ use rvs::neigh::PortAddr;
 use rvs::stats::WorkerStats;
 use rvs::wire::MacAddr;
 use rvs::worker::Worker;
+
+#[path = "rvsd/handover.rs"]
+mod handover;
 
 /// Rust Virtual Server daemon: a DPDK layer-4 load balancer.
 #[derive(Parser, Debug)]
@@ -50,6 +54,13 @@ struct Cli {
     /// Validate the configuration file and exit.
     #[arg(long)]
     check: bool,
+    /// Take the place of the rvsd serving `--socket` (same configuration,
+    /// possibly a newer binary): it stops forwarding only once this one is
+    /// ready to start, hands over its ports and connection table file, and
+    /// exits. Data ports must be virtual devices. SIGUSR2 to a running
+    /// rvsd starts its successor this way.
+    #[arg(long)]
+    handover: bool,
     /// Replace a `conn_table_file` that is not a connection table of this
     /// rvsd's layout (its connections are lost) instead of refusing to
     /// start.
@@ -68,13 +79,29 @@ struct Cli {
     ipvs_socket: Option<PathBuf>,
 }
 
-/// The data ports as the control plane reports them.
+/// The data ports as the control plane reports them, and what a handover
+/// stops and gives up.
 struct Ports {
     ports: Mutex<Vec<Port>>,
     info: Vec<(String, MacAddr, String)>,
     pool: Mempool,
     owned: Option<Arc<rvs::ownership::OwnedSet>>,
+    twins: Mutex<Vec<Port>>,
+    /// The packet workers, and what stops them (alone).
+    workers: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    workers_stop: Arc<AtomicBool>,
+    /// Stops the daemon.
+    stop: Arc<AtomicBool>,
+    /// Holds the connection table file's lock.
+    takeover: Mutex<Option<rvs::conn::Takeover>>,
+    /// Set when the successor did not confirm in time: the exit is then a
+    /// failure (systemd's Restart=on-failure starts rvsd again, which takes
+    /// the table file over).
+    handover_failed: Arc<AtomicBool>,
 }
+
+/// How long a successor has between `handover` and `handover_done`.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(60);
 
 impl PortView for Ports {
     fn ports(&self) -> Vec<PortReport> {
@@ -97,6 +124,60 @@ impl PortView for Ports {
             in_use: self.pool.in_use(),
             available: self.pool.available(),
         }]
+    }
+
+    fn hand_over(&self) -> std::result::Result<u64, String> {
+        let t0 = rvs::sys::boottime_ms();
+        self.workers_stop.store(true, Ordering::Relaxed);
+        for h in self.workers.lock().drain(..) {
+            let _ = h.join();
+        }
+        let stopped = rvs::sys::boottime_ms();
+        // af_packet ports stay open until this process exits: the
+        // successor's sockets on the same interfaces already receive.
+        for p in self
+            .ports
+            .lock()
+            .iter_mut()
+            .chain(self.twins.lock().iter_mut())
+        {
+            if p.info().is_ok_and(|i| i.driver == "net_af_packet") {
+                continue;
+            }
+            if let Err(e) = p.close() {
+                log::warn!("handover: closing port {}: {e}", p.id());
+            }
+        }
+        let closed = rvs::sys::boottime_ms();
+        drop(self.takeover.lock().take());
+        log::info!(
+            "handover: workers stopped ({} ms), ports closed ({} ms), connection table file released",
+            stopped - t0,
+            closed - stopped
+        );
+        let (stop, failed) = (self.stop.clone(), self.handover_failed.clone());
+        std::thread::Builder::new()
+            .name("rvs-handover".into())
+            .spawn(move || {
+                let until = std::time::Instant::now() + HANDOVER_LIMIT;
+                while !stop.load(Ordering::Relaxed) {
+                    if std::time::Instant::now() >= until {
+                        log::error!(
+                            "handover: no handover_done from the successor in {HANDOVER_LIMIT:?}"
+                        );
+                        failed.store(true, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(stopped)
+    }
+
+    fn hand_over_done(&self) {
+        log::info!("handover: the successor runs; exiting");
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     fn vip_ownership(&self) -> Option<OwnershipView> {
@@ -177,6 +258,12 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = DaemonConfig::from_json(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", cli.config.display()))?;
 
+    // --handover: the slow part of a start (EAL, packet pool) first; then
+    // the running rvsd stops forwarding and lets go of what we take next.
+    let mut early = match cli.handover && !cli.check {
+        true => Some(handover::prepare(&cfg, &cli)?),
+        false => None,
+    };
     let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
     let mut director = rvs::director::Builder::new()
         .max_connections(cfg.max_connections)
@@ -186,14 +273,19 @@ fn run(cli: Cli) -> Result<()> {
     // over below, once the services are known).
     let mut takeover = None;
     if let (Some(path), false) = (&cfg.conn_table_file, cli.check) {
-        let (table, t) = rvs::conn::ConnTable::open_file(
-            path,
-            cfg.max_connections,
-            cfg.workers.len(),
-            Default::default(),
-            cli.discard_conn_table,
-        )
-        .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?;
+        let prepared = match early.as_mut().and_then(|e| e.table.take()) {
+            Some(p) => p,
+            None => rvs::conn::Prepared::new(
+                path,
+                cfg.max_connections,
+                cfg.workers.len(),
+                Default::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?,
+        };
+        let (table, t) = prepared
+            .take_over(cli.discard_conn_table)
+            .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?;
         director = director.conn_table(std::sync::Arc::new(table));
         takeover = Some(t);
     }
@@ -252,8 +344,10 @@ fn run(cli: Cli) -> Result<()> {
     }
     let notify = rvs::sdnotify::Notifier::from_env();
 
-    // Bound before DPDK starts, so a taken port fails fast.
-    let metrics = match cli.metrics_listen.or(cfg.metrics_listen) {
+    // Bound before DPDK starts, so a taken port fails fast; after a
+    // handover, once the predecessor has gone.
+    let metrics_addr = cli.metrics_listen.or(cfg.metrics_listen);
+    let metrics = match metrics_addr.filter(|_| early.is_none()) {
         Some(a) => {
             Some(std::net::TcpListener::bind(a).with_context(|| format!("metrics_listen {a}"))?)
         }
@@ -265,6 +359,7 @@ fn run(cli: Cli) -> Result<()> {
     // Kernel twins are virtual devices rvsd adds itself.
     let mut eal_args = cfg.eal_args.clone();
     let mut twin_devs = Vec::new();
+    let mut twin_args = Vec::new();
     for (i, pc) in cfg.ports.iter().enumerate() {
         let Some(t) = &pc.kernel_twin else { continue };
         let (dev, arg) = match t.kind {
@@ -290,13 +385,24 @@ fn run(cli: Cli) -> Result<()> {
             }
         };
         eal_args.push(format!("--vdev={arg}"));
+        twin_args.push(arg);
         twin_devs.push((i, dev, t.clone()));
     }
-    let problems = dpdk::preflight::check(&eal_args, &dpdk::preflight::Host::probe());
-    if !problems.is_empty() {
-        bail!("{}", dpdk::preflight::report(&problems));
-    }
-    let eal = Eal::init(&eal_args).context("EAL initialisation")?;
+    let (eal, early_pool, predecessor, mut pre_opened) = match early {
+        Some(e) => {
+            // The predecessor has closed what cannot be shared: ports that
+            // are not af_packet, and the twins.
+            for d in e.hotplug.iter().chain(&twin_args) {
+                dpdk::hotplug(d).with_context(|| format!("--handover: probing {d}"))?;
+            }
+            (e.eal, Some(e.pool), Some(e.predecessor), e.ports)
+        }
+        None => {
+            handover::preflight(&eal_args)?;
+            let eal = Eal::init(&eal_args).context("EAL initialisation")?;
+            (eal, None, None, Vec::new())
+        }
+    };
     // Live capture (dpdk-dumpcap) needs multi-process support, which
     // registering worker threads as lcores would switch off.
     if cfg.live_capture {
@@ -304,50 +410,23 @@ fn run(cli: Cli) -> Result<()> {
         log::info!("live capture on: dpdk-dumpcap --file-prefix=PREFIX -i PORT can attach");
     }
     let nq = cfg.workers.len() as u16;
-    let pool = Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM)
-        .context("mbuf pool")?;
+    let pool = match early_pool {
+        Some(p) => p,
+        None => handover::packet_pool(&cfg)?,
+    };
     let mut ports = Vec::new();
     let mut addrs = Vec::new();
     let mut info = Vec::new();
-    for pc in &cfg.ports {
-        let id = Port::by_name(&pc.device).with_context(|| {
-            format!(
-                "port {}: its driver did not create it (see the EAL log above; \
-                 permissions a container must grant: docs/containers.md)",
-                pc.device
-            )
-        })?;
-        let mut port = Port::configure(id, nq, nq, cfg.rx_descriptors, cfg.tx_descriptors, &pool)
-            .with_context(|| format!("configuring {} with {nq} queue(s)", pc.device))?;
-        port.start()
-            .with_context(|| format!("starting {}", pc.device))?;
-        if let Err(e) = port.set_promiscuous(true) {
-            log::warn!("{}: promiscuous mode: {e}", pc.device);
-        }
-        let mac = MacAddr(port.mac()?);
-        let pi = port.info()?;
-        log::info!(
-            "port {} ({}, driver {}) mac {mac} address {} rss={}",
-            pc.device,
-            id,
-            pi.driver,
-            pc.ipv4,
-            port.rss_enabled()
-        );
-        if nq > 1 && !port.rss_enabled() {
-            log::warn!(
-                "{}: {nq} queues without RSS; flows are spread only if the device does it itself",
-                pc.device
-            );
-        }
-        let mtu = port.mtu().unwrap_or(1500);
-        addrs.push(PortAddr {
-            mac,
-            cidr: pc.ipv4,
-            gateway: pc.gateway,
-            mtu,
-        });
-        info.push((pc.device.clone(), mac, pc.ipv4.to_string()));
+    for (i, pc) in cfg.ports.iter().enumerate() {
+        let (port, addr) = match pre_opened.iter().position(|(j, ..)| *j == i) {
+            Some(k) => {
+                let (_, p, a) = pre_opened.remove(k);
+                (p, a)
+            }
+            None => open_port(pc, &cfg, &pool)?,
+        };
+        info.push((pc.device.clone(), addr.mac, pc.ipv4.to_string()));
+        addrs.push(addr);
         ports.push(port);
     }
 
@@ -412,6 +491,9 @@ fn run(cli: Cli) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    handover::spawn_on_sigusr2()?;
+    let workers_stop = Arc::new(AtomicBool::new(false));
+    let worker_handles = Arc::new(Mutex::new(Vec::new()));
 
     let mut handles = Vec::new();
     if let Some(o) = &owned {
@@ -438,7 +520,7 @@ fn run(cli: Cli) -> Result<()> {
         if !twin_ports.is_empty() {
             w = w.with_twins(twin_of.clone());
         }
-        let stop = stop.clone();
+        let stop = workers_stop.clone();
         let live_capture = cfg.live_capture;
         let h = std::thread::Builder::new()
             .name(format!("rvs-worker{i}"))
@@ -458,26 +540,59 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 w.run(&stop);
             })?;
-        handles.push(h);
+        worker_handles.lock().push(h);
+    }
+    if let Some(p) = &predecessor {
+        log::info!(
+            "handover: forwarding again {} ms after pid {} stopped",
+            rvs::sys::boottime_ms().saturating_sub(p.reply.stopped_ms),
+            p.reply.pid
+        );
     }
 
+    let handover_failed = Arc::new(AtomicBool::new(false));
     ctl.ports = Some(Box::new(Ports {
         ports: Mutex::new(ports),
         info,
         pool: pool.clone(),
         owned: owned.clone(),
+        twins: Mutex::new(twin_ports),
+        workers: worker_handles.clone(),
+        workers_stop: workers_stop.clone(),
+        stop: stop.clone(),
+        takeover: Mutex::new(takeover),
+        handover_failed: handover_failed.clone(),
     }));
     let ctl = Arc::new(ctl);
-    let server = match Server::bind_with(&cli.socket, ctl_opts.clone()) {
+    let bound = match predecessor {
+        Some(_) => Server::bind_replacing(&cli.socket, ctl_opts.clone()),
+        None => Server::bind_with(&cli.socket, ctl_opts.clone()),
+    };
+    let server = match bound {
         Ok(s) => s,
         Err(e) => {
             stop.store(true, Ordering::Relaxed);
-            for h in handles {
+            workers_stop.store(true, Ordering::Relaxed);
+            for h in handles.into_iter().chain(worker_handles.lock().drain(..)) {
                 let _ = h.join();
             }
             bail!("control socket {}: {e}", cli.socket.display());
         }
     };
+    // The predecessor exits now; its IPVS socket and metrics port are ours
+    // once it has gone.
+    let mut metrics = metrics;
+    if let Some(p) = predecessor {
+        // systemd follows the successor (NotifyAccess=all in the unit)
+        // before the process it knows exits.
+        notify.notify(&format!("MAINPID={}", std::process::id()));
+        p.done().context("--handover: handover_done")?;
+        if let Some(a) = metrics_addr {
+            metrics = Some(
+                std::net::TcpListener::bind(a).with_context(|| format!("metrics_listen {a}"))?,
+            );
+        }
+    }
     handles.push(rvs::service::spawn_estimator(
         ctl.table.clone(),
         stop.clone(),
@@ -532,7 +647,9 @@ fn run(cli: Cli) -> Result<()> {
     rvs::sdnotify::Notifier::from_env().stopping();
     health.stop();
     drop(ipvs);
-    for h in handles {
+    workers_stop.store(true, Ordering::Relaxed);
+    let workers_left: Vec<_> = worker_handles.lock().drain(..).collect();
+    for h in handles.into_iter().chain(workers_left) {
         let _ = h.join();
     }
     drop(server);
@@ -542,10 +659,12 @@ fn run(cli: Cli) -> Result<()> {
         drop(ctl);
     }
     drop(dp);
-    drop(twin_ports);
     drop(pool);
     drop(eal);
     log::info!("stopped");
+    if handover_failed.load(Ordering::Relaxed) {
+        bail!("handover: the successor did not confirm; stopped (restart to take the table over)");
+    }
     Ok(())
 }
 
@@ -677,4 +796,47 @@ fn spawn_watchdog(
                 }
             }
         })?)
+}
+
+/// Probe-time port `pc`: configured with a queue pair per worker, started,
+/// promiscuous; its address as the data path sees it.
+fn open_port(pc: &PortConf, cfg: &DaemonConfig, pool: &Mempool) -> Result<(Port, PortAddr)> {
+    let nq = cfg.workers.len() as u16;
+    let id = Port::by_name(&pc.device).with_context(|| {
+        format!(
+            "port {}: its driver did not create it (see the EAL log above; \
+             permissions a container must grant: docs/containers.md)",
+            pc.device
+        )
+    })?;
+    let mut port = Port::configure(id, nq, nq, cfg.rx_descriptors, cfg.tx_descriptors, pool)
+        .with_context(|| format!("configuring {} with {nq} queue(s)", pc.device))?;
+    port.start()
+        .with_context(|| format!("starting {}", pc.device))?;
+    if let Err(e) = port.set_promiscuous(true) {
+        log::warn!("{}: promiscuous mode: {e}", pc.device);
+    }
+    let mac = MacAddr(port.mac()?);
+    let pi = port.info()?;
+    log::info!(
+        "port {} ({}, driver {}) mac {mac} address {} rss={}",
+        pc.device,
+        id,
+        pi.driver,
+        pc.ipv4,
+        port.rss_enabled()
+    );
+    if nq > 1 && !port.rss_enabled() {
+        log::warn!(
+            "{}: {nq} queues without RSS; flows are spread only if the device does it itself",
+            pc.device
+        );
+    }
+    let addr = PortAddr {
+        mac,
+        cidr: pc.ipv4,
+        gateway: pc.gateway,
+        mtu: port.mtu().unwrap_or(1500),
+    };
+    Ok((port, addr))
 }

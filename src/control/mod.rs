@@ -54,6 +54,14 @@ pub trait PortView: Send + Sync {
     fn vip_ownership(&self) -> Option<OwnershipView> {
         None
     }
+    /// Stop the packet workers, close the ports and let go of the
+    /// connection table file, for a successor (`handover`); returns when
+    /// the workers stopped (CLOCK_BOOTTIME ms).
+    fn hand_over(&self) -> Result<u64, String> {
+        Err("this director has no data ports to hand over".into())
+    }
+    /// The successor runs (`handover_done`): exit.
+    fn hand_over_done(&self) {}
 }
 
 /// One packet mempool as reported by `stats`: mbufs out of the pool (held by
@@ -141,6 +149,8 @@ pub struct Control {
     pub sync: crate::sync::Daemons,
     /// What adopting a previous rvsd's connections did, if it did.
     adopted: Mutex<Option<crate::sync::Adopted>>,
+    /// Handing over to a successor: configuration changes are refused.
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -160,6 +170,7 @@ impl Control {
         Control {
             sync: crate::sync::Daemons::new(conns.clone(), table.clone()),
             adopted: Mutex::new(None),
+            handing_over: Default::default(),
             master: Mutex::new(Master {
                 confs: Vec::new(),
                 rules: Vec::new(),
@@ -191,6 +202,12 @@ impl Control {
 
     /// Apply a request.
     pub fn handle(&self, req: Request) -> Result<Value, CtlError> {
+        if req.changes_config() && self.handing_over.load(Relaxed) {
+            return Err(CtlError::new(
+                ErrorCode::Busy,
+                "this rvsd is handing over to a new one; send changes to that one",
+            ));
+        }
         match req {
             Request::Ping {} => to_reply(&PingReply {
                 ok: true,
@@ -275,6 +292,16 @@ impl Control {
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
             Request::Daemon {} => to_reply(&self.daemon()),
+            Request::Handover {} => to_reply(&self.hand_over()?),
+            Request::HandoverDone {} => {
+                if !self.handing_over.load(Relaxed) {
+                    return Err(CtlError::invalid("handover_done: no handover under way"));
+                }
+                if let Some(p) = &self.ports {
+                    p.hand_over_done();
+                }
+                to_reply(&OkReply::OK)
+            }
             Request::Zero { service } => {
                 let m = self.master.lock();
                 if let Some(s) = service {
@@ -287,6 +314,38 @@ impl Control {
             }
             mutation => self.mutate(mutation),
         }
+    }
+
+    /// `handover`: freeze the configuration (the state file holds the last
+    /// of it), stop the sync daemons (the successor starts them again from
+    /// the state file), then the data path.
+    fn hand_over(&self) -> Result<HandoverReply, CtlError> {
+        let ports = self.ports.as_ref().ok_or_else(|| {
+            CtlError::new(
+                ErrorCode::NotRunning,
+                "this director has no data ports to hand over",
+            )
+        })?;
+        {
+            // Under the lock, so no change is half applied.
+            let _m = self.master.lock();
+            if self.handing_over.swap(true, Relaxed) {
+                return Err(CtlError::new(ErrorCode::Busy, "a handover is under way"));
+            }
+        }
+        for (role, _) in self.sync.status() {
+            let _ = self.sync.stop(role);
+        }
+        let stopped_ms = ports
+            .hand_over()
+            .map_err(|e| CtlError::new(ErrorCode::Io, format!("handover failed: {e}")))?;
+        let rx_packets = self.workers.iter().map(|w| w.snapshot().rx_packets).sum();
+        Ok(HandoverReply {
+            ok: true,
+            pid: std::process::id(),
+            stopped_ms,
+            rx_packets,
+        })
     }
 
     /// Take the connections a previous rvsd left (`conn_table_file`) into

@@ -216,6 +216,32 @@ pub enum Request {
     /// Running daemons and sync counters (ipvsadm -L --daemon,
     /// `IPVS_CMD_GET_DAEMON`).
     Daemon {},
+    /// A new rvsd (`rvsd --handover`) asks this one for its place: this
+    /// one stops changing (configuration requests are refused from now
+    /// on), stops its sync daemons and packet workers, closes its ports
+    /// and lets go of the connection table file, then answers.
+    Handover {},
+    /// The new rvsd forwards and serves the control socket: this one exits.
+    HandoverDone {},
+}
+
+impl Request {
+    /// Reads and counter resets: still answered while handing over.
+    pub fn changes_config(&self) -> bool {
+        !matches!(
+            self,
+            Request::Ping {}
+                | Request::List {}
+                | Request::Stats {}
+                | Request::Connections { .. }
+                | Request::Dump {}
+                | Request::GetTimeouts {}
+                | Request::Daemon {}
+                | Request::Zero { .. }
+                | Request::Handover {}
+                | Request::HandoverDone {}
+        )
+    }
 }
 
 /// A reply as the socket sends it.
@@ -560,6 +586,21 @@ pub struct StatsReply {
     pub vip_ownership: Option<OwnershipView>,
     pub local_twin: bool,
     pub conn_table: ConnTableView,
+}
+
+/// `handover`: this rvsd has stopped forwarding and let go of its ports
+/// and connection table file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HandoverReply {
+    pub ok: bool,
+    /// The process handing over (it exits after `handover_done`).
+    pub pid: u32,
+    /// CLOCK_BOOTTIME, in ms, when its last packet worker stopped: the
+    /// start of the gap in forwarding.
+    pub stopped_ms: u64,
+    /// Frames its workers received, over its life.
+    pub rx_packets: u64,
 }
 
 /// `start_daemon`: the sync message size in use.

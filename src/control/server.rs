@@ -86,8 +86,93 @@ fn resolve_group_in(group: &str, file: &Path) -> Result<u32, String> {
 /// A bound control socket. Dropping it removes the socket file.
 pub struct Server {
     listener: UnixListener,
-    path: PathBuf,
+    path: SocketPath,
     opts: ServerOptions,
+}
+
+/// A socket's path, removed when dropped unless another daemon has bound
+/// the path since (a successor after a handover): told apart by inode.
+#[derive(Debug)]
+pub struct SocketPath {
+    path: PathBuf,
+    ino: u64,
+}
+
+impl std::ops::Deref for SocketPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Bind a Unix socket at `path` for a server of rvsd (the JSON control
+/// socket, the IPVS netlink one): its directory created, mode 0600 (0660
+/// and `opts.group` with a group) set before the socket appears at `path`
+/// (bound under a temporary name, then renamed over it, which also
+/// replaces a stale socket a killed daemon left). A socket a live daemon
+/// answers on is refused unless `replace`.
+pub fn bind_socket(
+    path: &Path,
+    opts: &ServerOptions,
+    replace: bool,
+) -> std::io::Result<(UnixListener, SocketPath)> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    if !replace && path.exists() && UnixStream::connect(path).is_ok() {
+        return Err(std::io::Error::new(
+            ErrorKind::AddrInUse,
+            format!("{} is served by a running rvsd", path.display()),
+        ));
+    }
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{}: not a file path", path.display()),
+        )
+    })?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = (|| {
+        let mode = if opts.group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        if let Some(gid) = opts.group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        let ino = std::fs::symlink_metadata(&tmp)?.ino();
+        std::fs::rename(&tmp, path)?;
+        Ok(ino)
+    })();
+    match placed {
+        Ok(ino) => Ok((
+            listener,
+            SocketPath {
+                path: path.to_path_buf(),
+                ino,
+            },
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 impl Server {
@@ -101,47 +186,23 @@ impl Server {
     /// live daemon is serving, replacing a stale one. The socket gets its
     /// mode and group before it appears at `path`.
     pub fn bind_with(path: &Path, opts: ServerOptions) -> std::io::Result<Server> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        if path.exists() && UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                ErrorKind::AddrInUse,
-                format!("{} is served by a running rvsd", path.display()),
-            ));
-        }
-        let name = path.file_name().ok_or_else(|| {
-            std::io::Error::new(
-                ErrorKind::InvalidInput,
-                format!("{}: not a file path", path.display()),
-            )
-        })?;
-        let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp)?;
-        let placed = (|| {
-            let mode = if opts.group.is_some() { 0o660 } else { 0o600 };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-            if let Some(gid) = opts.group {
-                std::os::unix::fs::chown(&tmp, None, Some(gid))?;
-            }
-            // Atomically replaces a stale socket left by a killed daemon.
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        Self::bind_as(path, opts, false)
+    }
+
+    /// As [`Server::bind_with`], taking `path` over from the live daemon
+    /// that serves it (`rvsd --handover`): new clients reach this server
+    /// from now on; the old one's open connections stay with it, and it
+    /// leaves the path alone when it goes ([`SocketPath`]).
+    pub fn bind_replacing(path: &Path, opts: ServerOptions) -> std::io::Result<Server> {
+        Self::bind_as(path, opts, true)
+    }
+
+    fn bind_as(path: &Path, opts: ServerOptions, replace: bool) -> std::io::Result<Server> {
+        let (listener, path) = bind_socket(path, &opts, replace)?;
         listener.set_nonblocking(true)?;
         Ok(Server {
             listener,
-            path: path.to_path_buf(),
+            path,
             opts,
         })
     }
@@ -208,12 +269,6 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -444,6 +499,26 @@ mod tests {
         assert!(resp.contains("too_large") && closed, "{resp}");
         drop(r);
         assert!(!path.exists(), "socket removed on shutdown");
+    }
+
+    #[test]
+    fn a_successor_takes_the_path_and_the_old_server_leaves_it_alone() {
+        let dir = std::env::temp_dir().join(format!("rvs-sock-handover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let old = Server::bind(&path).unwrap();
+        let e = Server::bind(&path).err().expect("a live socket is refused");
+        assert_eq!(e.kind(), ErrorKind::AddrInUse);
+        let new = Server::bind_replacing(&path, ServerOptions::default()).unwrap();
+        // New clients reach the successor's listener.
+        let _c = UnixStream::connect(&path).unwrap();
+        assert!(new.listener.accept().is_ok());
+        drop(old);
+        assert!(path.exists(), "the old server left the successor's path");
+        drop(new);
+        assert!(!path.exists(), "the successor removes its own");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

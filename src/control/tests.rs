@@ -647,3 +647,56 @@ fn set_timeouts_zero_keeps_value() {
     let t = ok(&c, r#"{"cmd":"get_timeouts"}"#);
     assert_eq!(t["timeouts"], json!({"tcp":60,"tcpfin":120,"udp":5}));
 }
+
+/// A daemon's ports as a handover sees them: counts the calls.
+#[derive(Default)]
+struct HandOverPorts {
+    handed: std::sync::atomic::AtomicU32,
+    done: std::sync::atomic::AtomicU32,
+}
+
+impl PortView for Arc<HandOverPorts> {
+    fn ports(&self) -> Vec<PortReport> {
+        Vec::new()
+    }
+    fn hand_over(&self) -> Result<u64, String> {
+        self.handed.fetch_add(1, Relaxed);
+        Ok(42)
+    }
+    fn hand_over_done(&self) {
+        self.done.fetch_add(1, Relaxed);
+    }
+}
+
+#[test]
+fn a_handover_freezes_the_configuration_and_stops_the_data_path_once() {
+    let add = r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#;
+    let mut c = ctl();
+    // Without ports (a library user, the tests) there is nothing to hand over.
+    let r = c.handle_line(r#"{"cmd":"handover"}"#);
+    assert!(r.contains("not_running"), "{r}");
+    ok(&c, add);
+    let p = Arc::new(HandOverPorts::default());
+    c.ports = Some(Box::new(p.clone()));
+    let done = c.handle_line(r#"{"cmd":"handover_done"}"#);
+    assert!(done.contains("no handover under way"), "{done}");
+    let r = ok(&c, r#"{"cmd":"handover"}"#);
+    let reply: HandoverReply = from_reply(r).unwrap();
+    assert_eq!((reply.pid, reply.stopped_ms), (std::process::id(), 42));
+    // Changes are refused from now on (the successor has read the state
+    // file); reads are answered.
+    for change in [
+        r#"{"cmd":"clear"}"#,
+        r#"{"cmd":"del_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#,
+        r#"{"cmd":"set_timeouts","timeouts":{"tcp":5}}"#,
+    ] {
+        let r = c.handle_line(change);
+        assert!(r.contains("handing over"), "{change} -> {r}");
+    }
+    assert_eq!(c.services().len(), 1);
+    ok(&c, r#"{"cmd":"list"}"#);
+    // A second successor is turned away; the first one's done is passed on.
+    assert!(c.handle_line(r#"{"cmd":"handover"}"#).contains("under way"));
+    ok(&c, r#"{"cmd":"handover_done"}"#);
+    assert_eq!((p.handed.load(Relaxed), p.done.load(Relaxed)), (1, 1));
+}

@@ -220,6 +220,24 @@ pub fn enable_pdump() -> Result<(), DpdkError> {
     Ok(())
 }
 
+/// Probe a device after the EAL has started (hot-plug): `devargs` as in
+/// `--vdev` (`net_af_packet0,iface=lb0`) or a PCI address. rvsd's
+/// `--handover` starts its EAL without the data ports, which the running
+/// rvsd still holds, and adds them this way once that one has let go.
+pub fn hotplug(devargs: &str) -> Result<(), DpdkError> {
+    let _g = running()?;
+    let c = std::ffi::CString::new(devargs)
+        .map_err(|_| DpdkError::InvalidArgument(format!("device {devargs:?} contains NUL")))?;
+    // SAFETY: the EAL is running (checked under the registry lock, which
+    // keeps cleanup from starting meanwhile); c is a valid C string that
+    // DPDK copies.
+    let ret = unsafe { sys::rte_dev_probe(c.as_ptr()) };
+    if ret < 0 {
+        return Err(DpdkError::rte("rte_dev_probe", -ret));
+    }
+    Ok(())
+}
+
 /// Register the calling (non-EAL) thread with DPDK so it gets an lcore id and
 /// with it a per-lcore mempool cache. Returns the lcore id; calling it again
 /// on a thread that already has one returns that id.

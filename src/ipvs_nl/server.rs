@@ -18,15 +18,14 @@
 //! [`MAX_CLIENTS`]), and a client that stalls mid-request for
 //! [`ServerOptions::idle_timeout`] is dropped.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::server::ServerOptions;
+use crate::control::server::{ServerOptions, SocketPath};
 use crate::control::Control;
 
 pub const KIND_NETLINK: u32 = 1;
@@ -39,51 +38,20 @@ pub const MAX_CLIENTS: usize = 64;
 /// A bound IPVS netlink socket; dropping it removes the socket file.
 pub struct IpvsServer {
     listener: UnixListener,
-    path: PathBuf,
+    path: SocketPath,
     opts: ServerOptions,
 }
 
 impl IpvsServer {
-    /// Bind `path` as the control socket is bound: refuses a socket a live
+    /// Bind `path` as the control socket is bound
+    /// ([`crate::control::server::bind_socket`]): refuses a socket a live
     /// daemon serves, replaces a stale one, mode and group set before the
     /// socket appears at `path`.
     pub fn bind(path: &Path, opts: ServerOptions) -> std::io::Result<IpvsServer> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        if path.exists() && UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                ErrorKind::AddrInUse,
-                format!("{} is served by a running rvsd", path.display()),
-            ));
-        }
-        let name = path
-            .file_name()
-            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidInput, "not a file path"))?;
-        let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp)?;
-        let placed = (|| {
-            let mode = if opts.group.is_some() { 0o660 } else { 0o600 };
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-            if let Some(gid) = opts.group {
-                std::os::unix::fs::chown(&tmp, None, Some(gid))?;
-            }
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        let (listener, path) = crate::control::server::bind_socket(path, &opts, false)?;
         Ok(IpvsServer {
             listener,
-            path: path.to_path_buf(),
+            path,
             opts,
         })
     }
@@ -103,7 +71,7 @@ impl IpvsServer {
         }
         let clients = Arc::new(AtomicUsize::new(0));
         std::thread::scope(|scope| {
-            let path = self.path.clone();
+            let path = self.path.to_path_buf();
             let waker = std::thread::Builder::new()
                 .name("rvs-ipvs-stop".into())
                 .spawn_scoped(scope, move || {
@@ -195,12 +163,6 @@ impl Drop for Running {
         } else {
             log::warn!("ipvs netlink: its thread did not stop (socket path gone?); not waiting");
         }
-    }
-}
-
-impl Drop for IpvsServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

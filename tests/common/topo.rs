@@ -502,6 +502,27 @@ fn spawn_rvsd(
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
 }
 
+/// SIGTERM to `pid` (an rvsd that is no child of the test, e.g. one a
+/// SIGUSR2 started), then SIGKILL after [`STOP_TIMEOUT`]; true if it
+/// exited on SIGTERM.
+pub fn stop_pid(pid: u32) -> bool {
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while alive() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    if alive() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        return false;
+    }
+    true
+}
+
 /// rvsd running in a topology's `NAME-lb` namespace; stopped on drop (SIGTERM,
 /// then SIGKILL after [`STOP_TIMEOUT`]). Its log is printed if the test panics.
 pub struct Rvsd {
@@ -596,6 +617,83 @@ impl Rvsd {
         assert!(!self.is_running(), "start_again_bin while rvsd runs");
         self.bin = bin.to_owned();
         self.respawn();
+    }
+
+    /// An upgrade without a stop: start `bin` with `--handover` beside the
+    /// running rvsd, wait until the running one has exited and the new one
+    /// answers. Returns the old one's exit status.
+    pub fn hand_over_to(&mut self, bin: &Path) -> ExitStatus {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("reopen rvsd log");
+        self.bin = bin.to_owned();
+        let mut args = self.args.clone();
+        args.push("--handover".into());
+        let new = spawn_rvsd(
+            &self.bin,
+            &self.ns,
+            &self.config_path,
+            &self.socket,
+            &args,
+            log,
+        );
+        let mut old = std::mem::replace(&mut self.child, new);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let status = loop {
+            if let Some(st) = old.try_wait().expect("try_wait old rvsd") {
+                break st;
+            }
+            if let Some(st) = self.child.try_wait().expect("try_wait new rvsd") {
+                let _ = old.kill();
+                panic!("the successor exited ({st}); log:\n{}", self.log());
+            }
+            if Instant::now() >= deadline {
+                let _ = old.kill();
+                panic!("no handover in {READY_TIMEOUT:?}; log:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        self.wait_ready();
+        status
+    }
+
+    /// The upgrade as systemd's `reload` does it: SIGUSR2 makes the running
+    /// rvsd start its successor (its own program, `--handover`). Waits until
+    /// the old one has exited and the successor answers; returns the old
+    /// one's exit status and the successor's pid. The successor is no child
+    /// of the test: stop it with [`stop_pid`].
+    pub fn hand_over_by_signal(&mut self) -> (ExitStatus, u32) {
+        let _ = Command::new("kill")
+            .args(["-USR2", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait rvsd") {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no handover after SIGUSR2; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        };
+        let log = self.log();
+        let pid: u32 = log
+            .lines()
+            .rfind(|l| l.contains("SIGUSR2: started"))
+            .and_then(|l| l.split("(pid ").nth(1)?.split(')').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no successor logged:\n{log}"));
+        while !rvsadm(&self.socket, &["-L", "-n"]).status.success() {
+            assert!(
+                Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists(),
+                "the successor {pid} does not answer; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        (status, pid)
     }
 
     fn respawn(&mut self) {
