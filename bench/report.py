@@ -129,7 +129,9 @@ def main():
         w(f"| {name} | {meas} | {'yes' if v >= goal else '**no**'} |")
     w("")
     if a.table and os.path.exists(a.table):
-        table_section(json.load(open(a.table)), w)
+        t = json.load(open(a.table))
+        table_section(t, w)
+        takeover_section(t, w)
     if r.get("notes"):
         w("Notes from the run: " + "; ".join(r["notes"]) + "\n")
     if a.charts:
@@ -176,6 +178,24 @@ def table_section(t, w):
           f"was preempted by the scheduler {e['fwd_preempted']} times in the run (a shared 2-vCPU VM; there were "
           "more preemptions than stalls over 1 ms, and the table work per iteration is bounded — 64 timer "
           "entries — so we read the millisecond stalls as the scheduler's, not the table's).\n")
+
+
+def takeover_section(t, w):
+    """A restart's or handover's take-over of a table file (rvs-tablebench takeover; issue 20)."""
+    rows = t.get("takeover")
+    if not rows:
+        return
+    w("\n**Take-over of a `conn_table_file`** (a restart or a handover of rvsd; tmpfs, `/dev/shm`): N "
+      "established NAT connections left in a table file of `max` slots, then the next rvsd's steps. "
+      "*prepare* builds the new table's file (a handover does it before the old rvsd stops, so it is not "
+      "in the gap), *read* takes the lock and copies the slots the old table ever used, *adopt* inserts "
+      "each connection into the new table against the configuration. Read + adopt is the handover's gap "
+      "in forwarding (plus about a millisecond).\n")
+    w("| connections | max | prepare ms | read ms | adopt ms | gap ms (read + adopt) | taken over |")
+    w("|---:|---:|---:|---:|---:|---:|---:|")
+    for o in rows:
+        w(f"| {o['connections']:,} | {o['max']:,} | {o['prepare_ms']:.1f} | {o['read_ms']:.1f} | "
+          f"{o['adopt_ms']:.1f} | **{o['gap_ms']:.1f}** | {o['adopted']:,} |")
 
 
 def charts(r, d, tp5):

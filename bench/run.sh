@@ -35,18 +35,21 @@ if [ "$mode" = full ]; then
     ops=$($tb ops); mem=$($tb memory --n 10000000)
     exp1=$($tb expiry --n 10000000 --timeout 5 --owner creator)
     exp2=$($tb expiry --n 10000000 --timeout 5 --owner fwd)
-    tcmd="rvs-tablebench ops; memory --n 10000000; expiry --n 10000000 --timeout 5 --owner creator|fwd"
+    tko=$($tb takeover)
+    tcmd="rvs-tablebench ops; memory --n 10000000; expiry --n 10000000 --timeout 5 --owner creator|fwd; takeover"
 else
     ops=$($tb ops --sizes 1000,10000 --lookups 100000); mem=$($tb memory --n 100000)
     exp1=$($tb expiry --n 100000 --timeout 1 --owner creator)
     exp2=$($tb expiry --n 100000 --timeout 1 --owner fwd)
+    tko=$($tb takeover --sizes 10000,100000 --max 200000)
     tcmd="rvs-tablebench (quick sizes)"
 fi
-/usr/bin/python3 - "$tcmd" "$ops" "$mem" "$exp1" "$exp2" > bench/out/table.json <<'PY'
+/usr/bin/python3 - "$tcmd" "$ops" "$mem" "$exp1" "$exp2" "$tko" > bench/out/table.json <<'PY'
 import json, sys
-cmd, ops, mem, e1, e2 = sys.argv[1:]
+cmd, ops, mem, e1, e2, tko = sys.argv[1:]
 print(json.dumps({"cmd": cmd, **json.loads(ops), **json.loads(mem),
-                  "expiry": [json.loads(e1)["expiry"], json.loads(e2)["expiry"]]}))
+                  "expiry": [json.loads(e1)["expiry"], json.loads(e2)["expiry"]],
+                  **json.loads(tko)}))
 PY
 if [ "$mode" = full ]; then
     /usr/bin/python3 bench/report.py bench/out/results.json --cmd "$cmd" --table bench/out/table.json --md bench/RESULTS.md --charts bench

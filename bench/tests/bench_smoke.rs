@@ -108,6 +108,25 @@ fn rvs_tablebench_quick_produces_sane_json() {
         );
         assert!(e["fwd_lookups"].as_u64().unwrap() > 0, "{e}");
     }
+    let dir = std::env::temp_dir();
+    let t = run(&[
+        "takeover",
+        "--sizes",
+        "1000,3000",
+        "--max",
+        "5000",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let rows = t["takeover"].as_array().expect("takeover rows");
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(
+            r["adopted"], r["connections"],
+            "every connection taken over: {r}"
+        );
+        assert!(r["gap_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
 }
 
 /// rvs-dpbench at a tiny size: it forwards (it checks that itself) and

@@ -8,6 +8,10 @@
 //!   established flows and does its share of expiry; reports the loop's
 //!   iteration-time histogram (its worst stall) and how late the last
 //!   connection ended.
+//! - `takeover`: what a restart or a handover of rvsd spends on a
+//!   `conn_table_file` holding N established connections: building the new
+//!   table file (before the lock; a handover does it before the old rvsd
+//!   stops), reading the old one, and taking its connections over.
 //!
 //! Writes one JSON object to stdout. bench/run.sh runs it and
 //! bench/report.py puts the figures in RESULTS.md.
@@ -71,6 +75,17 @@ enum Cmd {
         /// forwarding loop's (the worst case: it must end all of them).
         #[arg(long, default_value = "creator")]
         owner: String,
+    },
+    /// Restart / handover take-over of a table file with N connections.
+    Takeover {
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        /// Capacity of the tables (`max_connections`).
+        #[arg(long, default_value_t = 1 << 20)]
+        max: usize,
+        /// Directory of the table file (tmpfs, as /run is).
+        #[arg(long, default_value = "/dev/shm")]
+        dir: std::path::PathBuf,
     },
 }
 
@@ -363,6 +378,133 @@ fn expiry(n: usize, timeout: u32, flows: usize, owner: &str) -> Value {
     json!({"expiry": r})
 }
 
+/// One table file with `n` established NAT connections, left as a killed
+/// rvsd leaves it; then the successor's three steps, timed.
+fn takeover(sizes: &[usize], max: usize, dir: &std::path::Path) -> Value {
+    use rvs::control::Control;
+    use rvs::stats::WorkerStats;
+    let path = dir.join(format!("rvs-tablebench-takeover-{}", std::process::id()));
+    let director = |t: ConnTable| {
+        let workers: std::sync::Arc<[crossbeam_utils::CachePadded<WorkerStats>]> =
+            std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
+                WorkerStats::default(),
+            )]);
+        let c = Control::new(
+            std::sync::Arc::new(t),
+            workers,
+            vec!["10.0.1.1".parse().unwrap()],
+        );
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.10","fwd":"nat"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.11","fwd":"nat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        c
+    };
+    let mut out = Vec::new();
+    for &n in sizes {
+        let n = n.min(max);
+        let (t, mut k) =
+            ConnTable::open_file(&path, max, 1, Default::default(), true).expect("table file");
+        k.commit().expect("commit");
+        let a = director(t);
+        {
+            let snap = a.table.load();
+            let svc = snap
+                .find(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80)
+                .unwrap();
+            let to = a.conns.timeouts();
+            let now = rvs::clock::now_ms();
+            for i in 0..n {
+                let d = &svc.dests[i % 2];
+                let c = a
+                    .conns
+                    .insert(
+                        NewConn::new(
+                            Proto::Tcp,
+                            client(i),
+                            ("10.0.0.100".parse().unwrap(), 80),
+                            (d.ip, 80),
+                            Forward::Nat,
+                            &d.state,
+                            &svc.state,
+                        ),
+                        now,
+                        0,
+                    )
+                    .expect("room");
+                c.on_packet(
+                    Dir::In,
+                    TcpEvent {
+                        syn: true,
+                        fin: false,
+                        ack: false,
+                        rst: false,
+                    },
+                    now,
+                    &to,
+                );
+                c.on_packet(
+                    Dir::Out,
+                    TcpEvent {
+                        syn: true,
+                        fin: false,
+                        ack: true,
+                        rst: false,
+                    },
+                    now,
+                    &to,
+                );
+                c.on_packet(
+                    Dir::In,
+                    TcpEvent {
+                        syn: false,
+                        fin: false,
+                        ack: true,
+                        rst: false,
+                    },
+                    now,
+                    &to,
+                );
+            }
+        }
+        drop((a, k));
+        let t0 = Instant::now();
+        let prepared =
+            rvs::conn::Prepared::new(&path, max, 1, Default::default()).expect("prepare");
+        let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+        let (t, mut k) = prepared.take_over(false).expect("take over");
+        let read_ms = t1.elapsed().as_secs_f64() * 1e3;
+        let b = director(t);
+        let t2 = Instant::now();
+        let r = b.adopt(k.previous.as_ref().expect("previous table"));
+        let adopt_ms = t2.elapsed().as_secs_f64() * 1e3;
+        k.commit().expect("commit");
+        let row = json!({
+            "connections": n,
+            "max": max,
+            "prepare_ms": prepare_ms,
+            "read_ms": read_ms,
+            "adopt_ms": adopt_ms,
+            "adopted": r.adopted,
+            "gap_ms": read_ms + adopt_ms,
+        });
+        eprintln!("{row}");
+        out.push(row);
+        drop((b, k));
+    }
+    for ext in ["", ".lock"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        let _ = std::fs::remove_file(p);
+    }
+    json!({ "takeover": out })
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let v = match args.cmd {
@@ -374,6 +516,7 @@ fn main() -> Result<()> {
             flows,
             owner,
         } => expiry(n, timeout, flows, &owner),
+        Cmd::Takeover { sizes, max, dir } => takeover(&sizes, max, &dir),
     };
     println!("{v}");
     Ok(())
