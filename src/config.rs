@@ -238,6 +238,19 @@ pub struct DaemonConfig {
     /// `"always"` (default) or `"kernel"`: see [`VipOwnership`].
     #[serde(default)]
     pub vip_ownership: VipOwnership,
+    /// A TCP packet other than a SYN (and not a RST) that has no
+    /// connection opens one, as the kernel's `net.ipv4.vs.sloppy_tcp`
+    /// allows — but only in services whose scheduler gives every director
+    /// the same answer (`mh`, `sh`), not SYN-proxied, to a real server that
+    /// is not FULLNAT: directors behind ECMP then carry on each other's
+    /// flows when the router moves them. Off by default (as the kernel).
+    #[serde(default)]
+    pub sloppy_tcp: bool,
+    /// The SYN proxy's cookie secret, 32 hex digits; the same on every
+    /// director behind ECMP, so any of them accepts the others' cookies.
+    /// None: a random one per start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synproxy_secret: Option<String>,
 }
 
 impl DaemonConfig {
@@ -253,6 +266,13 @@ impl DaemonConfig {
         let mut errs = Vec::new();
         if self.ports.is_empty() {
             errs.push("ports: at least one port is required".to_string());
+        }
+        if let Some(Err(e)) = self
+            .synproxy_secret
+            .as_deref()
+            .map(crate::synproxy::SynKey::from_hex)
+        {
+            errs.push(e);
         }
         for (i, p) in self.ports.iter().enumerate() {
             if self.ports[..i].iter().any(|q| q.device == p.device) {
@@ -366,6 +386,21 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("fwmark_rules[1]: mark"), "{e}");
+    }
+
+    #[test]
+    fn scale_out_settings_default_off_and_a_bad_secret_is_refused() {
+        let base = r#""eal_args":[],"ports":[{"device":"net_null0","ipv4":"10.0.0.1/24"}]"#;
+        let c = DaemonConfig::from_json(&format!("{{{base}}}")).unwrap();
+        assert!(!c.sloppy_tcp && c.synproxy_secret.is_none());
+        let c = DaemonConfig::from_json(&format!(
+            r#"{{{base},"sloppy_tcp":true,"synproxy_secret":"00112233445566778899aabbccddeeff"}}"#
+        ))
+        .unwrap();
+        assert!(c.sloppy_tcp);
+        let e = DaemonConfig::from_json(&format!(r#"{{{base},"synproxy_secret":"0011"}}"#))
+            .unwrap_err();
+        assert!(e.contains("synproxy_secret: 32 hex digits"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct Builder {
     neigh: Arc<NeighTable>,
     syn_key: SynKey,
     exc: Exception,
+    sloppy_tcp: bool,
 }
 
 impl Default for Builder {
@@ -76,6 +77,7 @@ impl Default for Builder {
             neigh: Arc::new(NeighTable::default()),
             syn_key: SynKey::new(0x5eed, 0xc00c1e),
             exc: Exception::default(),
+            sloppy_tcp: false,
         }
     }
 }
@@ -122,6 +124,12 @@ impl Builder {
         self.syn_key = k;
         self
     }
+    /// A TCP non-SYN without a connection opens one in `mh`/`sh` services
+    /// (see `DaemonConfig::sloppy_tcp`).
+    pub fn sloppy_tcp(mut self, on: bool) -> Self {
+        self.sloppy_tcp = on;
+        self
+    }
     /// Kernel twins and VIP ownership.
     pub fn exception(mut self, e: Exception) -> Self {
         self.exc = e;
@@ -158,6 +166,7 @@ impl Builder {
             conns: ctl.conns.clone(),
             syn_key: self.syn_key,
             exc: self.exc,
+            sloppy_tcp: self.sloppy_tcp,
         }
     }
 

@@ -177,6 +177,16 @@ impl SynKey {
     }
 
     /// A fresh secret from the kernel's random source.
+    /// A key from 32 hex digits (rvsd's `synproxy_secret`).
+    pub fn from_hex(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("synproxy_secret: 32 hex digits (16 bytes)".into());
+        }
+        let word = |h: &str| u64::from_str_radix(h, 16).map_err(|e| e.to_string());
+        Ok(SynKey::new(word(&s[..16])?, word(&s[16..])?))
+    }
+
     pub fn random() -> std::io::Result<Self> {
         let mut b = [0u8; 16];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;

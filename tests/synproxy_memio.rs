@@ -14,7 +14,23 @@ use std::net::Ipv4Addr;
 /// A director with a SYN-proxy service (see `service`) that knows the
 /// client's and rs1's MACs.
 fn rig(fwd: &str, extra: &str) -> Rig<MemIo> {
-    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    rig_on(
+        Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000),
+        fwd,
+        extra,
+    )
+}
+
+/// [`rig`] with this SYN-cookie secret (rvsd's `synproxy_secret`).
+fn rig_keyed(fwd: &str, secret: &str) -> Rig<MemIo> {
+    let key = rvs::synproxy::SynKey::from_hex(secret).unwrap();
+    let b = director([DIR0_MAC, DIR1_MAC])
+        .max_connections(1000)
+        .syn_key(key);
+    rig_on(Rig::with(MemIo::new(2), b), fwd, "")
+}
+
+fn rig_on(mut r: Rig<MemIo>, fwd: &str, extra: &str) -> Rig<MemIo> {
     service(&r, fwd, extra);
     // The client and the server ARP for the director, which learns them.
     r.worker.io.push(
@@ -394,6 +410,28 @@ fn a_cookie_is_bound_to_its_flow_and_expires() {
     assert!(s.is_empty());
     assert_eq!(r.drops("synproxy_bad_cookie"), 4);
     assert!(conns(&r).is_empty());
+}
+
+/// Directors behind ECMP share `synproxy_secret`: the client's ACK may
+/// reach another director than the one that sent the SYN-ACK (issue #19).
+#[test]
+fn a_cookie_is_taken_by_any_director_with_the_same_secret() {
+    let shared = "000102030405060708090a0b0c0d0e0f";
+    let mut a = rig_keyed("nat", shared);
+    let cookie = client_handshake(&mut a, 40010, 500);
+    let ack = from_client(client(), 40010, TcpFlags::ACK, 501, cookie.wrapping_add(1)).build();
+    let mut b = rig_keyed("nat", shared);
+    let [_, to_server] = send(&mut b, 0, &ack);
+    assert_eq!(to_server.len(), 1, "B opens the server side");
+    assert_eq!(tcp(&to_server[0]).2, TcpFlags::SYN);
+    assert_eq!(conns(&b).len(), 1);
+    let mut c = rig_keyed("nat", "f0e0d0c0b0a090807060504030201000");
+    let [_, to_server] = send(&mut c, 0, &ack);
+    assert!(to_server.is_empty(), "another secret refuses it");
+    assert_eq!(c.drops("synproxy_bad_cookie"), 1);
+    for bad in ["", "0011", "zz0102030405060708090a0b0c0d0e0f"] {
+        assert!(rvs::synproxy::SynKey::from_hex(bad).is_err(), "{bad:?}");
+    }
 }
 
 #[test]

@@ -483,7 +483,11 @@ fn run(cli: Cli) -> Result<()> {
         director
             .ports(addrs)
             .exception(exc)
-            .syn_key(rvs::synproxy::SynKey::random().context("reading a SYN-cookie secret")?)
+            .syn_key(match &cfg.synproxy_secret {
+                Some(s) => rvs::synproxy::SynKey::from_hex(s).map_err(anyhow::Error::msg)?,
+                None => rvs::synproxy::SynKey::random().context("reading a SYN-cookie secret")?,
+            })
+            .sloppy_tcp(cfg.sloppy_tcp)
             .dataplane(&ctl),
     );
 

@@ -71,6 +71,9 @@ pub struct Dataplane {
     /// Kernel twins and VIP ownership (empty: no exception path, every VIP
     /// owned).
     pub exc: crate::ownership::Exception,
+    /// `sloppy_tcp` (rvsd's config): a TCP non-SYN opens a connection in
+    /// `mh`/`sh` services.
+    pub sloppy_tcp: bool,
 }
 
 /// A second frame a decision asks the worker to originate: the SYN proxy's

@@ -79,8 +79,13 @@ impl Dataplane {
         syn: Option<&CookieInfo>,
     ) -> Result<Conn<'_>, DropReason> {
         // As the kernel's tcp_conn_schedule: only a SYN (without RST) opens
-        // a connection; SYN+ACK is allowed (active FTP).
-        if key.proto == Proto::Tcp && syn.is_none() && (ev.rst || !ev.syn) {
+        // a connection; SYN+ACK is allowed (active FTP). With sloppy_tcp
+        // any packet but a RST does (`(th->syn || sysctl_sloppy_tcp(ipvs))
+        // && !th->rst`), here only where every director would pick the
+        // same real server; the state machine then goes on from NONE with
+        // this packet (an ACK: ESTABLISHED, as the kernel's tables say).
+        let sloppy = self.sloppy_tcp && matches!(svc.conf.sched.as_str(), "mh" | "sh");
+        if key.proto == Proto::Tcp && syn.is_none() && (ev.rst || !(ev.syn || sloppy)) {
             return Err(DropReason::NoConnNotSyn);
         }
         let (i, template) = match svc.conf.persistent {
@@ -97,6 +102,11 @@ impl Dataplane {
             }
         };
         let d = &svc.dests[i];
+        // Another director's FULLNAT connection had its own local address
+        // and port: the real server would not know this one.
+        if key.proto == Proto::Tcp && syn.is_none() && !ev.syn && d.fwd == Forward::FullNat {
+            return Err(DropReason::NoConnNotSyn);
+        }
         // The configuration refuses SYN-proxy services with DR/TUN servers.
         if syn.is_some() && !matches!(d.fwd, Forward::Nat | Forward::FullNat) {
             return Err(DropReason::FwdUnsupported);
