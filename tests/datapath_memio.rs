@@ -21,32 +21,6 @@ fn arp_reply_from_rs(rs_mac: MacAddr, rs: std::net::Ipv4Addr) -> Vec<u8> {
         .build()
 }
 
-/// Teach the director both real servers' and the client's MACs the way a
-/// network would: they ARP for the director.
-fn learn_neighbours(r: &mut Rig<MemIo>) {
-    r.worker.io.push(
-        0,
-        &PacketBuilder::new()
-            .arp_request(CLIENT_MAC, client(), vip())
-            .build(),
-    );
-    r.worker.io.push(
-        1,
-        &PacketBuilder::new()
-            .arp_request(RS1_MAC, rs1(), dir1())
-            .build(),
-    );
-    r.worker.io.push(
-        1,
-        &PacketBuilder::new()
-            .arp_request(RS2_MAC, rs2(), dir1())
-            .build(),
-    );
-    r.step(1);
-    assert_eq!(r.worker.io.take_tx(0).len(), 1);
-    assert_eq!(r.worker.io.take_tx(1).len(), 2);
-}
-
 #[test]
 fn arp_is_answered_for_own_addresses_and_vips_only() {
     let mut r = rig();
@@ -228,7 +202,7 @@ fn picks(r: &mut Rig<MemIo>, base: u16, n: u16) -> Vec<u8> {
 fn rr_and_wrr_through_the_data_path() {
     let mut r = rig();
     nat_service(&r, "rr", 1, 1);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     // rr starts with the newest server (the kernel's list head).
     assert_eq!(picks(&mut r, 41000, 6), [2, 1, 2, 1, 2, 1]);
     r.ctl(r#"{"cmd":"edit_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"wrr"}}"#);
@@ -257,7 +231,7 @@ fn rr_and_wrr_through_the_data_path() {
 fn malformed_and_unwanted_frames_are_dropped_with_their_reason() {
     let mut r = rig();
     nat_service(&r, "rr", 1, 1);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let base = || {
         PacketBuilder::new()
             .eth(CLIENT_MAC, DIR0_MAC)
@@ -433,7 +407,7 @@ fn malformed_and_unwanted_frames_are_dropped_with_their_reason() {
 fn no_available_server_and_full_table_are_counted() {
     let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 2);
     nat_service(&r, "wrr", 0, 0);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     r.worker
         .io
         .push(0, &client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC));
@@ -503,7 +477,7 @@ fn persistence_keeps_a_client_network_on_its_server_until_the_template_expires()
             r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
         ));
     }
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     // rr would alternate; persistence pins every connection of 10.0.0.2.
     let first = pick_from(&mut r, client(), 50000);
     for sport in 50001..50006 {
@@ -565,7 +539,7 @@ fn persistence_survives_quiescing_but_not_deletion_of_the_server() {
             r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
         ));
     }
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     // rr's first pick is the newest server, rs2.
     assert_eq!(pick_from(&mut r, client(), 50000), 2);
     r.ctl(&format!(r#"{{"cmd":"edit_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","weight":0,"fwd":"nat"}}}}"#));
@@ -589,7 +563,7 @@ fn port_zero_persistent_service_takes_every_port() {
     let mut r = rig();
     r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":0,"sched":"rr","persistent":60}}"#);
     r.ctl(r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":0},"dest":{"ip":"10.0.1.12","fwd":"nat"}}"#);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     for dport in [22u16, 443, 8080] {
         let f = PacketBuilder::new()
             .eth(CLIENT_MAC, DIR0_MAC)
@@ -619,7 +593,7 @@ fn upper_threshold_overloads_and_lower_threshold_restores() {
     r.ctl(&format!(
         r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.12","fwd":"nat","weight":1}}}}"#
     ));
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     // fo picks rs1 (weight 100) until its 2nd connection overloads it.
     assert_eq!(pick_from(&mut r, client(), 1), 1);
     assert_eq!(pick_from(&mut r, client(), 2), 1);
@@ -668,7 +642,7 @@ fn mode_service(r: &Rig<MemIo>, fwd: &str) {
 fn dr_changes_only_the_destination_mac() {
     let mut r = rig();
     mode_service(&r, "dr");
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     for (flags, payload) in [(TcpFlags::SYN, &b""[..]), (TcpFlags::ACK, &b"GET /"[..])] {
         let inp = client_tcp(40000, flags, payload, DIR0_MAC);
         r.worker.io.push(0, &inp);
@@ -699,7 +673,7 @@ fn dr_changes_only_the_destination_mac() {
 fn tun_encapsulates_and_refuses_df_packets_over_the_mtu_with_icmp() {
     let mut r = rig();
     mode_service(&r, "tun");
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let inp = client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC);
     r.worker.io.push(0, &inp);
     r.step(1);
@@ -761,7 +735,7 @@ fn every_scheduler_carries_flows_through_the_data_path() {
     ] {
         let mut r = rig();
         nat_service(&r, sched, 1, 1);
-        learn_neighbours(&mut r);
+        r.learn_neighbours();
         let mut seen = [0u32; 3];
         let mut order = Vec::new();
         for sport in 0..40u16 {
@@ -800,7 +774,7 @@ fn fullnat_rig(client_addr: &str) -> Rig<MemIo> {
     r.ctl(&format!(
         r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"10.0.1.11","fwd":"fullnat"}}}}"#
     ));
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     r
 }
 
@@ -1089,7 +1063,7 @@ fn icmp_errors_about_connections_are_translated_both_ways() {
     let mut r = rig();
     r.ctl(r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"rr"}}"#);
     r.ctl(r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.100","port":53},"dest":{"ip":"10.0.1.11","port":5353,"fwd":"nat"}}"#);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let q = PacketBuilder::new()
         .eth(CLIENT_MAC, DIR0_MAC)
         .ipv4(client(), vip())
@@ -1204,7 +1178,7 @@ fn udp_through_dr_tun_and_fullnat() {
         r.ctl(&format!(
             r#"{{"cmd":"add_dest","service":{{"proto":"udp","vip":"10.0.0.100","port":53}},"dest":{{"ip":"10.0.1.11","fwd":"{fwd}"}}}}"#
         ));
-        learn_neighbours(&mut r);
+        r.learn_neighbours();
         let q = PacketBuilder::new()
             .eth(CLIENT_MAC, DIR0_MAC)
             .ipv4(client(), vip())
@@ -1263,7 +1237,7 @@ fn mutated_frames_never_panic_and_are_all_accounted_for() {
                 r#"{{"cmd":"add_dest","service":{svc},"dest":{{"ip":"10.0.1.11","fwd":"{fwd}"}}}}"#
             ));
         }
-        learn_neighbours(&mut r);
+        r.learn_neighbours();
         let seeds: Vec<(u16, Vec<u8>)> = vec![
             (0, client_seg(TcpFlags::SYN, 1000, 0, b"")),
             (
@@ -1378,7 +1352,7 @@ fn mutated_frames_never_panic_and_are_all_accounted_for() {
 fn a_syn_reusing_a_closed_tuple_is_scheduled_afresh() {
     let mut r = rig();
     nat_service(&r, "rr", 1, 1);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let send = |r: &mut Rig<MemIo>, sport: u16, flags: TcpFlags| {
         r.worker
             .io

@@ -35,25 +35,6 @@ fn dns_service(r: &Rig<MemIo>, ops: bool) {
     }
 }
 
-/// The real servers' MACs, learnt the way a network teaches them.
-fn learn_neighbours(r: &mut Rig<MemIo>) {
-    for (mac, ip) in [(RS1_MAC, rs1()), (RS2_MAC, rs2())] {
-        r.worker.io.push(
-            1,
-            &PacketBuilder::new().arp_request(mac, ip, dir1()).build(),
-        );
-    }
-    r.worker.io.push(
-        0,
-        &PacketBuilder::new()
-            .arp_request(CLIENT_MAC, client(), vip())
-            .build(),
-    );
-    r.step(1);
-    r.worker.io.take_tx(0);
-    r.worker.io.take_tx(1);
-}
-
 /// Send `n` queries from the same client port; the real server each went to.
 fn queries(r: &mut Rig<MemIo>, n: usize) -> Vec<String> {
     (0..n)
@@ -94,7 +75,7 @@ fn counts(r: &Rig<MemIo>) -> (u64, u64, usize) {
 fn ops_schedules_every_datagram_and_keeps_no_entry() {
     let mut r = rig();
     dns_service(&r, true);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let l = r.ctl(r#"{"cmd":"list"}"#);
     assert_eq!(l["services"][0]["ops"], true);
     let d = r.ctl(r#"{"cmd":"dump"}"#);
@@ -124,7 +105,7 @@ fn ops_schedules_every_datagram_and_keeps_no_entry() {
 fn nat_replies_of_ops_datagrams_have_no_entry_and_persistence_still_holds() {
     let mut r = rig();
     dns_service(&r, true);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     assert_eq!(queries(&mut r, 1), ["10.0.1.12"]);
     // The real server's answer finds no entry to be translated by.
     let reply = PacketBuilder::new()
@@ -149,7 +130,7 @@ fn nat_replies_of_ops_datagrams_have_no_entry_and_persistence_still_holds() {
             r#"{{"cmd":"add_dest","service":{DNS},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
         ));
     }
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     assert_eq!(queries(&mut r, 3), ["10.0.1.12", "10.0.1.12", "10.0.1.12"]);
     let conns = r.ctl(r#"{"cmd":"connections"}"#);
     let listed = conns["connections"].as_array().unwrap();
@@ -162,7 +143,7 @@ fn nat_replies_of_ops_datagrams_have_no_entry_and_persistence_still_holds() {
 fn without_ops_the_flow_keeps_its_server_and_entry() {
     let mut r = rig();
     dns_service(&r, false);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     let l = r.ctl(r#"{"cmd":"list"}"#);
     assert!(l["services"][0].get("ops").is_none());
     assert_eq!(queries(&mut r, 3), ["10.0.1.12", "10.0.1.12", "10.0.1.12"]);
@@ -173,7 +154,7 @@ fn without_ops_the_flow_keeps_its_server_and_entry() {
 fn ops_can_be_switched_on_and_is_refused_for_tcp() {
     let mut r = rig();
     dns_service(&r, false);
-    learn_neighbours(&mut r);
+    r.learn_neighbours();
     assert_eq!(queries(&mut r, 1), ["10.0.1.12"]);
     // -E -o: the entry made before stays until it expires (the kernel only
     // flags new connections); new flows are scheduled per datagram.

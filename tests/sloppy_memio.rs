@@ -15,28 +15,16 @@ use std::net::Ipv4Addr;
 
 use common::rig::*;
 use rvs::io::MemIo;
-use rvs::wire::{PacketBuilder, TcpFlags};
+use rvs::wire::TcpFlags;
 
-fn director(sloppy: bool) -> Rig<MemIo> {
+/// A director with the TCP service of [`service`], neighbours learnt.
+fn director(sloppy: bool, sched: &str, fwd: &str) -> Rig<MemIo> {
     let b = common::rig::director([DIR0_MAC, DIR1_MAC])
         .max_connections(1000)
         .sloppy_tcp(sloppy);
     let mut r = Rig::with(MemIo::new(2), b);
-    for (mac, ip) in [(RS1_MAC, rs1()), (RS2_MAC, rs2())] {
-        r.worker.io.push(
-            1,
-            &PacketBuilder::new().arp_request(mac, ip, dir1()).build(),
-        );
-    }
-    r.worker.io.push(
-        0,
-        &PacketBuilder::new()
-            .arp_request(CLIENT_MAC, client(), vip())
-            .build(),
-    );
-    r.step(1);
-    r.worker.io.take_tx(0);
-    r.worker.io.take_tx(1);
+    service(&r, sched, fwd);
+    r.learn_neighbours();
     r
 }
 
@@ -90,8 +78,7 @@ fn mid_flow_packets_of_mh_and_sh_services_reach_the_server_a_syn_would() {
     for sched in ["mh", "sh"] {
         // Director A saw the handshakes; the router then moved the flows to
         // B, which has never seen them.
-        let mut a = director(true);
-        service(&a, sched, "nat");
+        let mut a = director(true, sched, "nat");
         let ports: Vec<u16> = (40000..40040).collect();
         let picked: Vec<_> = ports
             .iter()
@@ -101,8 +88,7 @@ fn mid_flow_packets_of_mh_and_sh_services_reach_the_server_a_syn_would() {
             picked.contains(&rs1()) && picked.contains(&rs2()),
             "{sched}: both servers used: {picked:?}"
         );
-        let mut b = director(true);
-        service(&b, sched, "nat");
+        let mut b = director(true, sched, "nat");
         for (&p, &rs) in ports.iter().zip(&picked) {
             assert_eq!(send(&mut b, p, PSH_ACK), Some(rs), "{sched}: port {p}");
         }
@@ -115,8 +101,7 @@ fn mid_flow_packets_of_mh_and_sh_services_reach_the_server_a_syn_would() {
         // A RST never opens one.
         assert_eq!(send(&mut b, 41000, TcpFlags::RST), None);
         // Without sloppy_tcp (the default), B drops them, as the kernel.
-        let mut c = director(false);
-        service(&c, sched, "nat");
+        let mut c = director(false, sched, "nat");
         for &p in &ports {
             assert_eq!(send(&mut c, p, PSH_ACK), None);
         }
@@ -128,14 +113,12 @@ fn mid_flow_packets_of_mh_and_sh_services_reach_the_server_a_syn_would() {
 #[test]
 fn sloppy_stays_out_of_other_schedulers_and_fullnat() {
     // rr would send a moved flow to any server.
-    let mut r = director(true);
-    service(&r, "rr", "nat");
+    let mut r = director(true, "rr", "nat");
     assert_eq!(send(&mut r, 40000, PSH_ACK), None);
     assert_eq!(r.drops("no_conn_not_syn"), 1);
     assert!(send(&mut r, 40001, TcpFlags::SYN).is_some());
     // FULLNAT: the real server knew the flow by another local address.
-    let mut f = director(true);
-    service(&f, "mh", "fullnat");
+    let mut f = director(true, "mh", "fullnat");
     assert_eq!(send(&mut f, 40000, PSH_ACK), None);
     assert_eq!(f.drops("no_conn_not_syn"), 1);
     assert!(states(&f).is_empty());

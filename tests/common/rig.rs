@@ -108,6 +108,37 @@ impl<P: PortIo> Rig<P> {
     }
 }
 
+impl Rig<rvs::io::MemIo> {
+    /// Teach the director the client's and both real servers' MACs the way
+    /// a network would: they ARP for it. Checks that each was answered.
+    pub fn learn_neighbours(&mut self) {
+        let io = &mut self.worker.io;
+        io.push(
+            0,
+            &PacketBuilder::new()
+                .arp_request(CLIENT_MAC, client(), vip())
+                .build(),
+        );
+        for (mac, ip) in [(RS1_MAC, rs1()), (RS2_MAC, rs2())] {
+            io.push(
+                1,
+                &PacketBuilder::new().arp_request(mac, ip, dir1()).build(),
+            );
+        }
+        self.step(1);
+        assert_eq!(
+            self.worker.io.take_tx(0).len(),
+            1,
+            "ARP reply to the client"
+        );
+        assert_eq!(
+            self.worker.io.take_tx(1).len(),
+            2,
+            "ARP replies to the servers"
+        );
+    }
+}
+
 /// A TCP frame from the client to the VIP.
 pub fn client_tcp(sport: u16, flags: TcpFlags, payload: &[u8], dst_mac: MacAddr) -> Vec<u8> {
     PacketBuilder::new()
