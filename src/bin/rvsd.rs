@@ -98,6 +98,8 @@ struct Ports {
     /// failure (systemd's Restart=on-failure starts rvsd again, which takes
     /// the table file over).
     handover_failed: Arc<AtomicBool>,
+    /// Set by `handover_done`: the successor runs (no STOPPING=1 then).
+    handed_over: Arc<AtomicBool>,
 }
 
 /// How long a successor has between `handover` and `handover_done`.
@@ -126,7 +128,42 @@ impl PortView for Ports {
         }]
     }
 
-    fn hand_over(&self) -> std::result::Result<u64, String> {
+    fn check_successor(&self, successor: u32) -> std::result::Result<(), String> {
+        handover::check_successor(successor)
+    }
+
+    fn hand_over(&self, successor: u32) -> std::result::Result<u64, String> {
+        // The guard first: if it cannot run, nothing has stopped. It ends
+        // this process (as a failure, so systemd's Restart=on-failure
+        // starts rvsd again, which takes the table file over) if the
+        // successor dies or does not confirm in time.
+        let (stop, failed, done) = (
+            self.stop.clone(),
+            self.handover_failed.clone(),
+            self.handed_over.clone(),
+        );
+        std::thread::Builder::new()
+            .name("rvs-handover".into())
+            .spawn(move || {
+                let until = std::time::Instant::now() + HANDOVER_LIMIT;
+                let alive = || successor == 0 || handover::alive(successor);
+                while !stop.load(Ordering::Relaxed) {
+                    let why = if !alive() && !done.load(Ordering::Relaxed) {
+                        Some(format!("the successor (pid {successor}) died"))
+                    } else if std::time::Instant::now() >= until {
+                        Some(format!("no handover_done in {HANDOVER_LIMIT:?}"))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        log::error!("handover failed: {why}; exiting");
+                        failed.store(true, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+            .map_err(|e| e.to_string())?;
         let t0 = rvs::sys::boottime_ms();
         self.workers_stop.store(true, Ordering::Relaxed);
         for h in self.workers.lock().drain(..) {
@@ -151,32 +188,17 @@ impl PortView for Ports {
         let closed = rvs::sys::boottime_ms();
         drop(self.takeover.lock().take());
         log::info!(
-            "handover: workers stopped ({} ms), ports closed ({} ms), connection table file released",
+            "handover to pid {successor}: workers stopped ({} ms), ports closed ({} ms), \
+             connection table file released",
             stopped - t0,
             closed - stopped
         );
-        let (stop, failed) = (self.stop.clone(), self.handover_failed.clone());
-        std::thread::Builder::new()
-            .name("rvs-handover".into())
-            .spawn(move || {
-                let until = std::time::Instant::now() + HANDOVER_LIMIT;
-                while !stop.load(Ordering::Relaxed) {
-                    if std::time::Instant::now() >= until {
-                        log::error!(
-                            "handover: no handover_done from the successor in {HANDOVER_LIMIT:?}"
-                        );
-                        failed.store(true, Ordering::Relaxed);
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-            .map_err(|e| e.to_string())?;
         Ok(stopped)
     }
 
     fn hand_over_done(&self) {
         log::info!("handover: the successor runs; exiting");
+        self.handed_over.store(true, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
     }
 
@@ -300,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
     let state_file = cli.state_file.as_ref().map(rvs::statefile::StateFile::new);
     if let Some(sf) = &state_file {
-        load_state(&ctl, sf, cli.check);
+        load_state(&ctl, sf, cli.check, early.is_some());
     }
     let ctl_opts = ServerOptions {
         group: match &cfg.control_group {
@@ -555,6 +577,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     let handover_failed = Arc::new(AtomicBool::new(false));
+    let handed_over = Arc::new(AtomicBool::new(false));
     ctl.ports = Some(Box::new(Ports {
         ports: Mutex::new(ports),
         info,
@@ -566,6 +589,7 @@ fn run(cli: Cli) -> Result<()> {
         stop: stop.clone(),
         takeover: Mutex::new(takeover),
         handover_failed: handover_failed.clone(),
+        handed_over: handed_over.clone(),
     }));
     let ctl = Arc::new(ctl);
     let bound = match predecessor {
@@ -586,15 +610,19 @@ fn run(cli: Cli) -> Result<()> {
     // The predecessor exits now; its IPVS socket and metrics port are ours
     // once it has gone.
     let mut metrics = metrics;
+    let handed_to_us = predecessor.is_some();
     if let Some(p) = predecessor {
         // systemd follows the successor (NotifyAccess=all in the unit)
         // before the process it knows exits.
         notify.notify(&format!("MAINPID={}", std::process::id()));
-        p.done().context("--handover: handover_done")?;
+        let old = p.pid();
+        p.done();
+        if !handover::wait_gone(old, Duration::from_secs(10)) {
+            log::warn!("handover: pid {old} still runs after 10 s");
+        }
+        // Not fatal: forwarding and the control socket are ours already.
         if let Some(a) = metrics_addr {
-            metrics = Some(
-                std::net::TcpListener::bind(a).with_context(|| format!("metrics_listen {a}"))?,
-            );
+            metrics = handover::bind_metrics(a);
         }
     }
     handles.push(rvs::service::spawn_estimator(
@@ -610,7 +638,13 @@ fn run(cli: Cli) -> Result<()> {
             .join("ipvs.sock")
     });
     let ipvs = match ipvs_socket.as_os_str() != "none" {
-        true => match rvs::ipvs_nl::server::IpvsServer::bind(&ipvs_socket, ctl_opts.clone()) {
+        true => match match handed_to_us {
+            // The old rvsd leaves the path alone if it is still there.
+            true => {
+                rvs::ipvs_nl::server::IpvsServer::bind_replacing(&ipvs_socket, ctl_opts.clone())
+            }
+            false => rvs::ipvs_nl::server::IpvsServer::bind(&ipvs_socket, ctl_opts.clone()),
+        } {
             Ok(s) => Some(s.start(ctl.clone(), stop.clone())?),
             Err(e) => {
                 log::warn!("ipvs netlink socket {}: {e}", ipvs_socket.display());
@@ -642,13 +676,17 @@ fn run(cli: Cli) -> Result<()> {
                 notify,
                 period,
                 workers.clone(),
+                workers_stop.clone(),
                 stop.clone(),
             )?);
         }
     }
     server.run(ctl.clone(), &stop);
     log::info!("stopping");
-    rvs::sdnotify::Notifier::from_env().stopping();
+    // After a handover systemd's service goes on in the successor.
+    if !handed_over.load(Ordering::Relaxed) {
+        rvs::sdnotify::Notifier::from_env().stopping();
+    }
     health.stop();
     drop(ipvs);
     workers_stop.store(true, Ordering::Relaxed);
@@ -681,8 +719,27 @@ fn run(cli: Cli) -> Result<()> {
 /// director that has just started has no connections to offer; as backup
 /// it learns the peer's, and keepalived makes it master again (stopping
 /// the backup) when VRRP says so.
-fn restart_sync(ctl: &Control, saved: &[rvs::statefile::SavedDaemon]) {
+fn restart_sync(ctl: &Control, saved: &[rvs::statefile::SavedDaemon], handover: bool) {
     use rvs::sync::Role;
+    if handover {
+        // A handover is no restart: the director keeps its VRRP state, so
+        // its daemons run on as they ran (a master goes on sending).
+        for d in saved {
+            match ctl.start_daemon(d.state, d.conf.clone()) {
+                Ok(c) => log::info!(
+                    "handover: sync daemon {} restarted on {}",
+                    d.state.name(),
+                    c.mcast_ifn
+                ),
+                Err(e) => log::error!(
+                    "handover: sync daemon {} not restarted: {}",
+                    d.state.name(),
+                    e.message
+                ),
+            }
+        }
+        return;
+    }
     let Some(d) = saved
         .iter()
         .find(|d| d.state == Role::Backup)
@@ -725,7 +782,7 @@ fn take_over(ctl: &Control, t: &mut rvs::conn::Takeover, path: &std::path::Path)
         .with_context(|| format!("conn_table_file {}", path.display()))
 }
 
-fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {
+fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool, handover: bool) {
     let problem = match sf.read() {
         Ok(None) => {
             log::info!(
@@ -743,7 +800,7 @@ fn load_state(ctl: &Control, sf: &rvs::statefile::StateFile, check: bool) {
                         sf.path().display()
                     );
                     if !check {
-                        restart_sync(ctl, &st.sync);
+                        restart_sync(ctl, &st.sync, handover);
                     }
                     return;
                 }
@@ -776,6 +833,7 @@ fn spawn_watchdog(
     notify: rvs::sdnotify::Notifier,
     period: Duration,
     workers: Arc<[CachePadded<WorkerStats>]>,
+    workers_stopped: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let half = period / 2;
@@ -792,6 +850,12 @@ fn spawn_watchdog(
                     continue;
                 }
                 next += half;
+                // Workers stopped on purpose (a handover under way): the
+                // process is alive and guarded by the handover's own limit.
+                if workers_stopped.load(Ordering::Relaxed) {
+                    notify.notify("WATCHDOG=1");
+                    continue;
+                }
                 match wd.check(&loops()) {
                     Ok(()) => notify.notify("WATCHDOG=1"),
                     Err(stuck) => log::error!(

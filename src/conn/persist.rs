@@ -30,10 +30,11 @@ const H_MAGIC: usize = 0;
 const H_LAYOUT: usize = 1;
 const H_SLOTS: usize = 2;
 const H_EPOCH: usize = 3;
-/// Slots ever handed out, rounded up to [`HIGH_STEP`] (0 in files of older
-/// rvsd builds: all slots are read). A take-over copies and reads only
-/// these, not a whole mostly empty table.
+/// Slots ever handed out, rounded up to [`HIGH_STEP`], with [`HIGH_SET`]
+/// (files of older rvsd builds have 0 here: all slots are read). A
+/// take-over copies and reads only these, not a whole mostly empty table.
 const H_HIGH: usize = 4;
+const HIGH_SET: u64 = 1 << 63;
 pub(in crate::conn) const HIGH_STEP: usize = 1024;
 const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
 /// The slot layout (slot.rs) and header version; bumped on any change to
@@ -65,17 +66,19 @@ pub(super) fn write_header(region: &crate::sys::Region, max: usize) {
     h[H_LAYOUT].store(LAYOUT, Relaxed);
     h[H_SLOTS].store(max as u64, Relaxed);
     h[H_EPOCH].store(epoch_ms(), Relaxed);
-    h[H_HIGH].store(0, Relaxed);
+    h[H_HIGH].store(HIGH_SET, Relaxed);
     h[H_MAGIC].store(MAGIC, Release);
 }
 
 /// Slot `id` is about to be used for the first time: every
 /// [`HIGH_STEP`]th raises the header's high-water mark, before the slot
-/// holds anything.
+/// holds anything, and a step ahead: another worker may take the next
+/// slots before this one's store lands.
 #[inline]
 pub(super) fn note_first_use(region: &crate::sys::Region, id: usize, slots: usize) {
     if id.is_multiple_of(HIGH_STEP) {
-        region.words()[H_HIGH].fetch_max((id + HIGH_STEP).min(slots) as u64, Relaxed);
+        let mark = (id + 2 * HIGH_STEP).min(slots) as u64;
+        region.words()[H_HIGH].fetch_max(HIGH_SET | mark, Relaxed);
     }
 }
 
@@ -348,9 +351,10 @@ fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
         return Err(bad(format!("{n} slots in a file with room for {room}")));
     }
     // Only the slots ever used (the mark is a hint: never beyond the file).
-    let n = match w[H_HIGH].load(Relaxed) {
+    let high = w[H_HIGH].load(Relaxed);
+    let n = match high & HIGH_SET {
         0 => n,
-        h => h.min(n),
+        _ => (high & !HIGH_SET).clamp(1, n),
     } as usize;
     let copy = crate::sys::Region::anonymous(region_len(n))
         .map_err(|e| PersistError::Io(format!("reading the table: {e}")))?;

@@ -55,10 +55,17 @@ pub trait PortView: Send + Sync {
         None
     }
     /// Stop the packet workers, close the ports and let go of the
-    /// connection table file, for a successor (`handover`); returns when
-    /// the workers stopped (CLOCK_BOOTTIME ms).
-    fn hand_over(&self) -> Result<u64, String> {
+    /// connection table file, for a successor (`handover`, from process
+    /// `successor`); returns when the workers stopped (CLOCK_BOOTTIME ms).
+    fn hand_over(&self, successor: u32) -> Result<u64, String> {
+        let _ = successor;
         Err("this director has no data ports to hand over".into())
+    }
+    /// May process `successor` take this rvsd's place? Asked before
+    /// anything is frozen or stopped.
+    fn check_successor(&self, successor: u32) -> Result<(), String> {
+        let _ = successor;
+        Ok(())
     }
     /// The successor runs (`handover_done`): exit.
     fn hand_over_done(&self) {}
@@ -203,10 +210,7 @@ impl Control {
     /// Apply a request.
     pub fn handle(&self, req: Request) -> Result<Value, CtlError> {
         if req.changes_config() && self.handing_over.load(Relaxed) {
-            return Err(CtlError::new(
-                ErrorCode::Busy,
-                "this rvsd is handing over to a new one; send changes to that one",
-            ));
+            return Err(handing_over_error());
         }
         match req {
             Request::Ping {} => to_reply(&PingReply {
@@ -292,7 +296,7 @@ impl Control {
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
             Request::Daemon {} => to_reply(&self.daemon()),
-            Request::Handover {} => to_reply(&self.hand_over()?),
+            Request::Handover { pid } => to_reply(&self.hand_over(pid)?),
             Request::HandoverDone {} => {
                 if !self.handing_over.load(Relaxed) {
                     return Err(CtlError::invalid("handover_done: no handover under way"));
@@ -316,16 +320,32 @@ impl Control {
         }
     }
 
+    /// Sync daemons are part of the configuration the successor takes
+    /// from the state file: not started or stopped meanwhile (keepalived
+    /// through the IPVS socket gets EBUSY).
+    fn refuse_while_handing_over(&self) -> Result<(), crate::sync::DaemonError> {
+        match self.handing_over.load(Relaxed) {
+            true => Err(crate::sync::DaemonError {
+                errno: "EBUSY",
+                message: handing_over_error().message,
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// `handover`: freeze the configuration (the state file holds the last
     /// of it), stop the sync daemons (the successor starts them again from
     /// the state file), then the data path.
-    fn hand_over(&self) -> Result<HandoverReply, CtlError> {
+    fn hand_over(&self, successor: u32) -> Result<HandoverReply, CtlError> {
         let ports = self.ports.as_ref().ok_or_else(|| {
             CtlError::new(
                 ErrorCode::NotRunning,
                 "this director has no data ports to hand over",
             )
         })?;
+        ports
+            .check_successor(successor)
+            .map_err(|e| CtlError::new(ErrorCode::Invalid, e))?;
         {
             // Under the lock, so no change is half applied.
             let _m = self.master.lock();
@@ -337,7 +357,7 @@ impl Control {
             let _ = self.sync.stop(role);
         }
         let stopped_ms = ports
-            .hand_over()
+            .hand_over(successor)
             .map_err(|e| CtlError::new(ErrorCode::Io, format!("handover failed: {e}")))?;
         let rx_packets = self.workers.iter().map(|w| w.snapshot().rx_packets).sum();
         Ok(HandoverReply {
@@ -519,6 +539,11 @@ impl Control {
         rules: Option<Vec<FwmarkRule>>,
         f: impl FnOnce(&mut Vec<ServiceConf>) -> Result<(), CtlError>,
     ) -> Result<(), CtlError> {
+        // Again under the lock `hand_over` sets the flag under: a change
+        // that passed `handle`'s check just before cannot land after.
+        if self.handing_over.load(Relaxed) {
+            return Err(handing_over_error());
+        }
         let mut next = m.confs.clone();
         f(&mut next)?;
         check_whole(&next)?;
@@ -591,6 +616,7 @@ impl Control {
         role: crate::sync::Role,
         conf: crate::sync::SyncConf,
     ) -> Result<crate::sync::SyncConf, crate::sync::DaemonError> {
+        self.refuse_while_handing_over()?;
         let c = self.sync.start(role, conf)?;
         self.save_state(&self.master.lock());
         Ok(c)
@@ -598,6 +624,7 @@ impl Control {
 
     /// Stop one (`--stop-daemon`, `IPVS_CMD_DEL_DAEMON`).
     pub fn stop_daemon(&self, role: crate::sync::Role) -> Result<(), crate::sync::DaemonError> {
+        self.refuse_while_handing_over()?;
         self.sync.stop(role)?;
         self.save_state(&self.master.lock());
         Ok(())
@@ -718,3 +745,10 @@ impl HealthSource for Control {
 mod health_tests;
 #[cfg(test)]
 mod tests;
+
+fn handing_over_error() -> CtlError {
+    CtlError::new(
+        ErrorCode::Busy,
+        "this rvsd is handing over to a new one; send changes to that one",
+    )
+}

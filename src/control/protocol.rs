@@ -219,8 +219,13 @@ pub enum Request {
     /// A new rvsd (`rvsd --handover`) asks this one for its place: this
     /// one stops changing (configuration requests are refused from now
     /// on), stops its sync daemons and packet workers, closes its ports
-    /// and lets go of the connection table file, then answers.
-    Handover {},
+    /// and lets go of the connection table file, then answers. `pid`: the
+    /// new process, watched: if it dies before `handover_done`, this one
+    /// exits at once (with a failure, so systemd restarts rvsd).
+    Handover {
+        #[serde(default)]
+        pid: u32,
+    },
     /// The new rvsd forwards and serves the control socket: this one exits.
     HandoverDone {},
 }
@@ -238,7 +243,7 @@ impl Request {
                 | Request::GetTimeouts {}
                 | Request::Daemon {}
                 | Request::Zero { .. }
-                | Request::Handover {}
+                | Request::Handover { .. }
                 | Request::HandoverDone {}
         )
     }
@@ -696,6 +701,7 @@ pub(super) fn daemon_code(errno: &str) -> ErrorCode {
         "ESRCH" => ErrorCode::NotRunning,
         "ENODEV" => ErrorCode::NoDevice,
         "EADDRNOTAVAIL" => ErrorCode::NoAddress,
+        "EBUSY" => ErrorCode::Busy,
         _ => ErrorCode::Io,
     }
 }

@@ -659,7 +659,8 @@ impl PortView for Arc<HandOverPorts> {
     fn ports(&self) -> Vec<PortReport> {
         Vec::new()
     }
-    fn hand_over(&self) -> Result<u64, String> {
+    fn hand_over(&self, successor: u32) -> Result<u64, String> {
+        assert_eq!(successor, 77, "the successor pid is passed on");
         self.handed.fetch_add(1, Relaxed);
         Ok(42)
     }
@@ -680,7 +681,7 @@ fn a_handover_freezes_the_configuration_and_stops_the_data_path_once() {
     c.ports = Some(Box::new(p.clone()));
     let done = c.handle_line(r#"{"cmd":"handover_done"}"#);
     assert!(done.contains("no handover under way"), "{done}");
-    let r = ok(&c, r#"{"cmd":"handover"}"#);
+    let r = ok(&c, r#"{"cmd":"handover","pid":77}"#);
     let reply: HandoverReply = from_reply(r).unwrap();
     assert_eq!((reply.pid, reply.stopped_ms), (std::process::id(), 42));
     // Changes are refused from now on (the successor has read the state
@@ -693,6 +694,22 @@ fn a_handover_freezes_the_configuration_and_stops_the_data_path_once() {
         let r = c.handle_line(change);
         assert!(r.contains("handing over"), "{change} -> {r}");
     }
+    // Sync daemons too (keepalived reaches them through the IPVS socket,
+    // not `handle`).
+    let e = c
+        .start_daemon(
+            crate::sync::Role::Master,
+            crate::sync::SyncConf {
+                mcast_ifn: "lo".into(),
+                syncid: 0,
+                sync_maxlen: 0,
+                mcast_group: None,
+                mcast_port: 0,
+                mcast_ttl: 0,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.errno, "EBUSY", "{}", e.message);
     assert_eq!(c.services().len(), 1);
     ok(&c, r#"{"cmd":"list"}"#);
     // A second successor is turned away; the first one's done is passed on.

@@ -341,6 +341,7 @@ fn daemon_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
             "ENODEV" => errno::ENODEV,
             "EADDRNOTAVAIL" => errno::EADDRNOTAVAIL,
             "EINVAL" => errno::EINVAL,
+            "EBUSY" => errno::EBUSY,
             _ => errno::EIO,
         };
         Refusal::new(n, e.message)
@@ -414,6 +415,8 @@ fn map_ctl_error(e: CtlError) -> Refusal {
             errno::ERANGE
         }
         ErrorCode::Unsupported => errno::EOPNOTSUPP,
+        // Refused while rvsd hands over to a new process: try again there.
+        ErrorCode::Busy => errno::EBUSY,
         // A field this build's control protocol does not have yet (a
         // contract field that has not landed): the kernel's "not supported".
         ErrorCode::BadRequest if m.contains("unknown field") || m.contains("unknown variant") => {

@@ -48,7 +48,17 @@ impl IpvsServer {
     /// daemon serves, replaces a stale one, mode and group set before the
     /// socket appears at `path`.
     pub fn bind(path: &Path, opts: ServerOptions) -> std::io::Result<IpvsServer> {
-        let (listener, path) = crate::control::server::bind_socket(path, &opts, false)?;
+        Self::bind_as(path, opts, false)
+    }
+
+    /// As [`IpvsServer::bind`], taking the path over from a live daemon
+    /// (`rvsd --handover`, if the old rvsd has not gone yet).
+    pub fn bind_replacing(path: &Path, opts: ServerOptions) -> std::io::Result<IpvsServer> {
+        Self::bind_as(path, opts, true)
+    }
+
+    fn bind_as(path: &Path, opts: ServerOptions, replace: bool) -> std::io::Result<IpvsServer> {
+        let (listener, path) = crate::control::server::bind_socket(path, &opts, replace)?;
         Ok(IpvsServer {
             listener,
             path,

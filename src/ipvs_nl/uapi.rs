@@ -144,6 +144,7 @@ pub mod errno {
     pub const ENOENT: i32 = 2;
     pub const ESRCH: i32 = 3;
     pub const EIO: i32 = 5;
+    pub const EBUSY: i32 = 16;
     pub const ENOMEM: i32 = 12;
     pub const ENODEV: i32 = 19;
     pub const ENOSYS: i32 = 38;

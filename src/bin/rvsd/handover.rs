@@ -146,27 +146,90 @@ impl Predecessor {
 
     /// Ask it to stop forwarding and let go of its ports and table file.
     pub fn ask(&mut self) -> Result<()> {
-        let v = send(&mut self.stream, &mut self.reader, &Request::Handover {})
+        let req = Request::Handover {
+            pid: std::process::id(),
+        };
+        let v = send(&mut self.stream, &mut self.reader, &req)
             .context("--handover: the running rvsd refused")?;
         self.reply = from_reply(v).map_err(|e| anyhow::anyhow!(e.message))?;
         Ok(())
     }
 
     /// We forward and serve the control socket: the predecessor may go.
-    /// Waits (bounded) until its process has gone, so the sockets and
-    /// the port it held are free.
-    pub fn done(mut self) -> Result<()> {
-        send(
+    /// Its answer may be lost (it stops as it answers): we run either way.
+    pub fn done(mut self) {
+        if let Err(e) = send(
             &mut self.stream,
             &mut self.reader,
             &Request::HandoverDone {},
-        )?;
-        let pid = self.reply.pid;
-        let until = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
+        ) {
+            log::warn!("handover: handover_done not answered ({e:#}); the old rvsd exits anyway");
         }
-        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.reply.pid
+    }
+}
+
+/// Is process `pid` there (and not a zombie)?
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(st) => st
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Wait (at most `limit`) until process `pid` has gone.
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// The metrics port the old rvsd held: retried for a few seconds (its
+/// listener may close a little after it answered), then given up with an
+/// error in the log rather than stopping a director that forwards.
+pub fn bind_metrics(a: std::net::SocketAddr) -> Option<std::net::TcpListener> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::net::TcpListener::bind(a) {
+            Ok(l) => return Some(l),
+            Err(e) if Instant::now() >= until => {
+                log::error!("metrics_listen {a}: {e}; no metrics until restarted");
+                return None;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Under systemd (NOTIFY_SOCKET set) only a process of the same service
+/// (cgroup) may take over: systemd follows it as the main process once it
+/// says MAINPID=. One started by hand, outside the unit, would be left
+/// running when the unit stops, and /run/rvs (its sockets and table file)
+/// removed under it.
+pub fn check_successor(pid: u32) -> Result<(), String> {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() || pid == 0 {
+        return Ok(());
+    }
+    let cgroup = |p: &str| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok();
+    match (cgroup("self"), cgroup(&pid.to_string())) {
+        (Some(a), Some(b)) if a == b => Ok(()),
+        _ => Err(format!(
+            "rvsd runs under systemd and process {pid} is not part of its service: \
+             upgrade with `systemctl reload rvsd` (SIGUSR2), which starts the successor \
+             inside the unit"
+        )),
     }
 }
 
@@ -195,6 +258,29 @@ pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
     let devices: Vec<String> = cfg.ports.iter().map(|p| p.device.clone()).collect();
     let (init, hotplug) = split_eal_args(&cfg.eal_args, &devices)?;
     preflight(&cfg.eal_args)?;
+    if let Some(g) = &cfg.control_group {
+        rvs::control::server::resolve_group(g)
+            .map_err(|e| anyhow::anyhow!("control_group: {e}"))?;
+    }
+    // A table file this build cannot read would be found only after the
+    // running rvsd stopped (an upgrade that changed the layout): refuse now.
+    if let (Some(path), false) = (&cfg.conn_table_file, cli.discard_conn_table) {
+        rvs::conn::check_file(path).map_err(|e| {
+            anyhow::anyhow!("--handover: conn_table_file: {e} (restart with --discard-conn-table)")
+        })?;
+    }
+    // So would a state file it refuses (its services set aside).
+    if let Some(path) = &cli.state_file {
+        if let Ok(Some(saved)) = rvs::statefile::StateFile::new(path).read() {
+            rvs::director::Builder::new()
+                .max_connections(16)
+                .control()
+                .load_with_rules(saved.services, Some(saved.fwmark_rules))
+                .map_err(|e| {
+                    anyhow::anyhow!("--handover: state file {}: {}", path.display(), e.message)
+                })?;
+        }
+    }
     let mut predecessor = Predecessor::connect(&cli.socket)?;
     let eal = Eal::init(&init).context("EAL initialisation")?;
     let pool = packet_pool(cfg)?;
@@ -281,19 +367,35 @@ pub fn spawn_on_sigusr2() -> Result<()> {
     std::thread::Builder::new()
         .name("rvs-sigusr2".into())
         .spawn(move || {
+            let mut child: Option<std::process::Child> = None;
             for _ in signals.forever() {
+                // One successor at a time (each takes hugepages and a
+                // table file before it asks); reaped once it is done.
+                if let Some(c) = child.as_mut() {
+                    if matches!(c.try_wait(), Ok(None)) {
+                        log::warn!("SIGUSR2: successor pid {} still starting; ignored", c.id());
+                        continue;
+                    }
+                }
                 let mut args = std::env::args_os();
                 let Some(prog) = args.next() else { continue };
                 let mut rest: Vec<_> = args.collect();
                 if !rest.iter().any(|a| a == "--handover") {
                     rest.push("--handover".into());
                 }
-                match std::process::Command::new(&prog).args(&rest).spawn() {
-                    Ok(c) => log::info!(
-                        "SIGUSR2: started {} (pid {}) to take over",
-                        prog.to_string_lossy(),
-                        c.id()
-                    ),
+                let mut cmd = std::process::Command::new(&prog);
+                // The watchdog is the successor's once it is the main
+                // process (sd_watchdog_enabled refuses another pid's).
+                cmd.args(&rest).env_remove("WATCHDOG_PID");
+                match rvs::sys::spawn_without_inherited_fds(&mut cmd) {
+                    Ok(c) => {
+                        log::info!(
+                            "SIGUSR2: started {} (pid {}) to take over",
+                            prog.to_string_lossy(),
+                            c.id()
+                        );
+                        child = Some(c);
+                    }
                     Err(e) => log::error!("SIGUSR2: starting {}: {e}", prog.to_string_lossy()),
                 }
             }

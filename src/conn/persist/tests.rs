@@ -89,7 +89,8 @@ fn connections_outlive_the_table_that_held_them() {
     let prev = k3.previous.expect("the committed table is found");
     let mut n = 0;
     prev.for_each(|_, _| n += 1);
-    assert_eq!((prev.capacity(), n), (50, 0));
+    // A table that never held a connection: (at most) one slot is read.
+    assert_eq!((prev.capacity(), n), (1, 0));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -250,8 +251,8 @@ fn only_slots_ever_used_are_read_back() {
     prev.for_each(|_, _| n += 1);
     assert_eq!(
         (prev.capacity(), n),
-        (HIGH_STEP, 3),
-        "one step of slots read"
+        (2 * HIGH_STEP, 3),
+        "two steps of slots read (the mark runs a step ahead)"
     );
     drop(k2);
     // A mark beyond the file (damaged, or hostile) is held to it.
@@ -263,5 +264,8 @@ fn only_slots_ever_used_are_read_back() {
     r.words()[H_HIGH].store(u64::MAX, Relaxed);
     let prev = read_region(r.words()).unwrap();
     assert_eq!(prev.capacity(), 5000);
+    // A file of an older build (no mark) is read whole.
+    r.words()[H_HIGH].store(0, Relaxed);
+    assert_eq!(read_region(r.words()).unwrap().capacity(), 5000);
     let _ = std::fs::remove_dir_all(&d);
 }
