@@ -115,9 +115,15 @@ pub struct Previous {
 impl Previous {
     /// Every connection read out, with the milliseconds it has left (0:
     /// expired while no rvsd ran).
-    pub fn for_each(&self, mut f: impl FnMut(&Conn, u64)) {
+    pub fn for_each(&self, f: impl FnMut(&Conn, u64)) {
+        self.for_each_in(0..usize::MAX, f);
+    }
+
+    /// [`Previous::for_each`] over the slots in `range` (of
+    /// [`Previous::capacity`]): parts to take over side by side.
+    pub fn for_each_in(&self, range: std::ops::Range<usize>, mut f: impl FnMut(&Conn, u64)) {
         let now = epoch_ms() + crate::clock::now_ms();
-        self.table.for_each(|c| {
+        self.table.for_each_in(range, |c| {
             let due = self.epoch_ms.saturating_add(c.expires_ms());
             f(c, due.saturating_sub(now));
         });

@@ -741,10 +741,15 @@ impl ConnTable {
 
     /// Visit every live connection. Reads slots only: workers are never
     /// blocked, however many connections there are.
-    pub fn for_each(&self, mut f: impl FnMut(&Conn)) {
+    pub fn for_each(&self, f: impl FnMut(&Conn)) {
+        self.for_each_in(0..usize::MAX, f);
+    }
+
+    /// [`ConnTable::for_each`] over the slots in `range` only.
+    pub(super) fn for_each_in(&self, range: std::ops::Range<usize>, mut f: impl FnMut(&Conn)) {
         let n = self.fresh.load(Relaxed).min(self.slots().len());
-        for id in 0..n as u32 {
-            if let Some(c) = self.read(id) {
+        for id in range.start.min(n)..range.end.min(n) {
+            if let Some(c) = self.read(id as u32) {
                 f(&c);
             }
         }

@@ -692,6 +692,17 @@ fn same_shape(c: &crate::conn::Conn, sc: &SyncConn) -> bool {
 
 /// Insert or update one synced connection (kernel `ip_vs_proc_conn`).
 pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -> Applied {
+    apply_on(conns, table, sc, now, 0)
+}
+
+/// [`apply`], a new connection's timer on worker `wheel`'s wheel.
+fn apply_on(
+    conns: &ConnTable,
+    table: &ServiceTable,
+    sc: &SyncConn,
+    now: u64,
+    wheel: usize,
+) -> Applied {
     let Some(proto) = Proto::from_number(sc.protocol) else {
         return Applied::NoDest;
     };
@@ -771,7 +782,7 @@ pub fn apply(conns: &ConnTable, table: &ServiceTable, sc: &SyncConn, now: u64) -
         // visible as pending); the proxy's word replaces FULLNAT's ISN.
         n = n.with_synproxy_proxied(adj);
     }
-    match conns.insert(n, now, 0) {
+    match conns.insert(n, now, wheel) {
         Ok(c) => {
             if let (Some(f), Some((i, _)), None) = (&c.fnat, sc.seq, sc.synproxy) {
                 f.isn.set(i.init_seq);
@@ -807,10 +818,51 @@ pub struct Adopted {
 /// real server found by address in `table`, the time left kept, but never
 /// more than a fresh connection in that state would get.
 pub fn adopt(prev: &crate::conn::Previous, conns: &ConnTable, table: &ServiceTable) -> Adopted {
+    // Big tables are taken over by several threads, each over a part of
+    // the slots (inserts into the table are safe side by side, as the
+    // workers' are): a handover's gap is this time.
+    let n = prev.capacity();
+    let threads = match n >= ADOPT_PARALLEL_FROM {
+        true => std::thread::available_parallelism().map_or(1, |t| t.get().min(8)),
+        false => 1,
+    };
+    if threads == 1 {
+        return adopt_part(prev, 0..n, conns, table, 0);
+    }
+    let part = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = (0..threads)
+            .map(|i| s.spawn(move || adopt_part(prev, i * part..(i + 1) * part, conns, table, i)))
+            .collect();
+        parts.into_iter().fold(Adopted::default(), |a, p| {
+            let b = p.join().unwrap_or_default();
+            Adopted {
+                adopted: a.adopted + b.adopted,
+                expired: a.expired + b.expired,
+                no_dest: a.no_dest + b.no_dest,
+                unfinished: a.unfinished + b.unfinished,
+                full: a.full + b.full,
+            }
+        })
+    })
+}
+
+/// Below this many slots one thread takes a table over.
+const ADOPT_PARALLEL_FROM: usize = 1 << 16;
+
+/// The connections of `range`, their timers on wheel `wheel` (taken
+/// modulo the workers: a big table's timers are spread over them).
+fn adopt_part(
+    prev: &crate::conn::Previous,
+    range: std::ops::Range<usize>,
+    conns: &ConnTable,
+    table: &ServiceTable,
+    wheel: usize,
+) -> Adopted {
     let now = crate::clock::now_ms();
     let timeouts = conns.timeouts();
     let mut r = Adopted::default();
-    prev.for_each(|c, left_ms| {
+    prev.for_each_in(range, |c, left_ms| {
         if left_ms == 0 {
             r.expired += 1;
             return;
@@ -821,7 +873,7 @@ pub fn adopt(prev: &crate::conn::Previous, conns: &ConnTable, table: &ServiceTab
             r.unfinished += 1;
             return;
         };
-        match apply(conns, table, &sc, now) {
+        match apply_on(conns, table, &sc, now, wheel) {
             Applied::Inserted | Applied::Updated => r.adopted += 1,
             Applied::NoDest | Applied::Stale => r.no_dest += 1,
             Applied::Full => r.full += 1,

@@ -524,3 +524,102 @@ fn a_restarted_director_takes_over_the_connections_in_its_table_file() {
     assert_eq!(l.conn_table.adopted, Some(r));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_big_table_is_taken_over_in_parts_and_whole() {
+    let dir = std::env::temp_dir().join(format!("rvs-takeover-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conns");
+    let n = ADOPT_PARALLEL_FROM + 5000;
+    let on_file = || {
+        let (t, k) = ConnTable::open_file(&path, n + 100, 2, Default::default(), false).unwrap();
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let c = Control::new(Arc::new(t), workers, vec!["10.0.1.1".parse().unwrap()]);
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.2.10","port":8080,"fwd":"nat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        (c, k)
+    };
+    let client = |i: usize| -> (IpAddr, u16) {
+        (
+            IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + (i / 50_000) as u32)),
+            (1024 + i % 50_000) as u16,
+        )
+    };
+    let (a, mut k) = on_file();
+    k.commit().unwrap();
+    {
+        let t = a.table.load();
+        let svc = t
+            .find(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80)
+            .unwrap();
+        let d = &svc.dests[0];
+        let now = crate::clock::now_ms();
+        let to = a.conns.timeouts();
+        for i in 0..n {
+            let c = a
+                .conns
+                .insert(
+                    NewConn::new(
+                        Proto::Tcp,
+                        client(i),
+                        ("10.0.0.100".parse().unwrap(), 80),
+                        (d.ip, 8080),
+                        Forward::Nat,
+                        &d.state,
+                        &svc.state,
+                    ),
+                    now,
+                    0,
+                )
+                .unwrap();
+            c.on_packet(Dir::In, SYN, now, &to);
+            c.on_packet(Dir::In, ACK, now, &to);
+        }
+    }
+    drop((a, k));
+    let (b, mut k) = on_file();
+    let prev = k.previous.take().unwrap();
+    assert!(
+        prev.capacity() >= ADOPT_PARALLEL_FROM,
+        "the parallel path runs"
+    );
+    let r = b.adopt(&prev);
+    assert_eq!(
+        (r.adopted, r.no_dest, r.expired, r.full),
+        (n as u64, 0, 0, 0)
+    );
+    assert_eq!(b.conns.len(), n);
+    for i in [0, n / 2, n - 1] {
+        let (ip, port) = client(i);
+        let key = FlowKey::v4(
+            Proto::Tcp,
+            match ip {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => unreachable!(),
+            },
+            port,
+            "10.0.0.100".parse().unwrap(),
+            80,
+        );
+        assert!(b.conns.lookup(&key).is_some(), "client {i} taken over");
+    }
+    // With two threads or more, the timers went to both workers' wheels:
+    // each ends its share.
+    let later = crate::clock::now_ms() + 16 * 60 * 1000;
+    let (w0, w1) = (
+        b.conns.expire(0, later, usize::MAX),
+        b.conns.expire(1, later, usize::MAX),
+    );
+    assert_eq!(w0 + w1, n);
+    if std::thread::available_parallelism().map_or(1, |t| t.get()) > 1 {
+        assert!(w0 > 0 && w1 > 0, "{w0} + {w1}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
