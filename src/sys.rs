@@ -189,18 +189,34 @@ pub fn spawn_without_inherited_fds(
     cmd: &mut std::process::Command,
 ) -> io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: then every descriptor
+    // up to the limit is marked one by one (the limit read here, before
+    // the fork).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which we own.
+    let max_fd = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 => lim.rlim_cur.min(1 << 20) as libc::c_int,
+        _ => 65536,
+    };
     // SAFETY: the closure runs in the forked child before exec and makes
-    // one raw system call (async-signal-safe: no allocation, no lock); it
-    // touches no memory of the parent. A kernel without close_range
-    // (ENOSYS) leaves the descriptors as they are.
+    // raw system calls only (async-signal-safe: no allocation, no lock);
+    // it touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::syscall(
+        cmd.pre_exec(move || {
+            let r = libc::syscall(
                 libc::SYS_close_range,
                 3 as libc::c_uint,
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
+            if r != 0 {
+                for fd in 3..max_fd {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
             Ok(())
         });
     }

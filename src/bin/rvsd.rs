@@ -104,6 +104,8 @@ struct Ports {
 
 /// How long a successor has between `handover` and `handover_done`.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(60);
+/// After a handover, how long the old process's orderly exit may take.
+const HANDOVER_EXIT_GRACE: Duration = Duration::from_secs(15);
 
 impl PortView for Ports {
     fn ports(&self) -> Vec<PortReport> {
@@ -148,7 +150,9 @@ impl PortView for Ports {
                 let until = std::time::Instant::now() + HANDOVER_LIMIT;
                 let alive = || successor == 0 || handover::alive(successor);
                 while !stop.load(Ordering::Relaxed) {
-                    let why = if !alive() && !done.load(Ordering::Relaxed) {
+                    let why = if done.load(Ordering::Relaxed) {
+                        None
+                    } else if !alive() {
                         Some(format!("the successor (pid {successor}) died"))
                     } else if std::time::Instant::now() >= until {
                         Some(format!("no handover_done in {HANDOVER_LIMIT:?}"))
@@ -162,11 +166,18 @@ impl PortView for Ports {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                // The orderly exit has a while; then this process goes
+                // anyway (a worker that never stopped must not keep a
+                // director that forwards nothing alive).
+                std::thread::sleep(HANDOVER_EXIT_GRACE);
+                log::error!("handover: no orderly exit in {HANDOVER_EXIT_GRACE:?}; exiting now");
+                std::process::exit(1);
             })
             .map_err(|e| e.to_string())?;
         let t0 = rvs::sys::boottime_ms();
         self.workers_stop.store(true, Ordering::Relaxed);
-        for h in self.workers.lock().drain(..) {
+        let workers: Vec<_> = self.workers.lock().drain(..).collect();
+        for h in workers {
             let _ = h.join();
         }
         let stopped = rvs::sys::boottime_ms();
@@ -614,7 +625,8 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(p) = predecessor {
         // systemd follows the successor (NotifyAccess=all in the unit)
         // before the process it knows exits.
-        notify.notify(&format!("MAINPID={}", std::process::id()));
+        // One datagram: the watchdog's clock restarts with the new pid.
+        notify.notify(&format!("MAINPID={}\nWATCHDOG=1", std::process::id()));
         let old = p.pid();
         p.done();
         if !handover::wait_gone(old, Duration::from_secs(10)) {
@@ -683,8 +695,10 @@ fn run(cli: Cli) -> Result<()> {
     }
     server.run(ctl.clone(), &stop);
     log::info!("stopping");
-    // After a handover systemd's service goes on in the successor.
-    if !handed_over.load(Ordering::Relaxed) {
+    // After a handover systemd's service goes on in the successor; a
+    // failed one ends with an error exit, which is what restarts rvsd
+    // (STOPPING=1 from this process could stop a successor that runs).
+    if !handed_over.load(Ordering::Relaxed) && !ctl.is_handing_over() {
         rvs::sdnotify::Notifier::from_env().stopping();
     }
     health.stop();
@@ -843,6 +857,9 @@ fn spawn_watchdog(
         .name("rvs-watchdog".into())
         .spawn(move || {
             let mut wd = rvs::sdnotify::Watchdog::new(&loops());
+            // At once: after a handover the previous process's last ping
+            // may be most of a period old.
+            notify.notify("WATCHDOG=1");
             let mut next = std::time::Instant::now() + half;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50).min(half));
@@ -851,7 +868,8 @@ fn spawn_watchdog(
                 }
                 next += half;
                 // Workers stopped on purpose (a handover under way): the
-                // process is alive and guarded by the handover's own limit.
+                // process is alive and guarded by the handover's own limit
+                // (not once it stops: a hung exit must not be hidden).
                 if workers_stopped.load(Ordering::Relaxed) {
                     notify.notify("WATCHDOG=1");
                     continue;

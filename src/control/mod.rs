@@ -353,12 +353,24 @@ impl Control {
                 return Err(CtlError::new(ErrorCode::Busy, "a handover is under way"));
             }
         }
-        for (role, _) in self.sync.status() {
-            let _ = self.sync.stop(role);
+        let running = self.sync.status();
+        for (role, _) in &running {
+            let _ = self.sync.stop(*role);
         }
-        let stopped_ms = ports
-            .hand_over(successor)
-            .map_err(|e| CtlError::new(ErrorCode::Io, format!("handover failed: {e}")))?;
+        let stopped_ms = match ports.hand_over(successor) {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing was stopped (the guard comes first): go on as before.
+                for (role, conf) in running {
+                    let _ = self.sync.start(role, conf);
+                }
+                self.handing_over.store(false, Relaxed);
+                return Err(CtlError::new(
+                    ErrorCode::Io,
+                    format!("handover failed: {e}"),
+                ));
+            }
+        };
         let rx_packets = self.workers.iter().map(|w| w.snapshot().rx_packets).sum();
         Ok(HandoverReply {
             ok: true,
@@ -366,6 +378,11 @@ impl Control {
             stopped_ms,
             rx_packets,
         })
+    }
+
+    /// A handover is under way (configuration frozen).
+    pub fn is_handing_over(&self) -> bool {
+        self.handing_over.load(Relaxed)
     }
 
     /// Take the connections a previous rvsd left (`conn_table_file`) into
@@ -616,17 +633,20 @@ impl Control {
         role: crate::sync::Role,
         conf: crate::sync::SyncConf,
     ) -> Result<crate::sync::SyncConf, crate::sync::DaemonError> {
+        let m = self.master.lock();
         self.refuse_while_handing_over()?;
         let c = self.sync.start(role, conf)?;
-        self.save_state(&self.master.lock());
+        self.save_state(&m);
         Ok(c)
     }
 
     /// Stop one (`--stop-daemon`, `IPVS_CMD_DEL_DAEMON`).
     pub fn stop_daemon(&self, role: crate::sync::Role) -> Result<(), crate::sync::DaemonError> {
+        // Under the lock `hand_over` freezes under.
+        let m = self.master.lock();
         self.refuse_while_handing_over()?;
         self.sync.stop(role)?;
-        self.save_state(&self.master.lock());
+        self.save_state(&m);
         Ok(())
     }
 

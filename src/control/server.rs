@@ -354,7 +354,13 @@ pub fn serve_client_with(stream: UnixStream, ctl: &Control, timeout: Duration) {
             return;
         }
         // The next request has its own full deadline.
-        reader.get_mut().until = Instant::now() + timeout;
+        // The successor of a handover takes its time between `handover`
+        // and `handover_done` (taking the table over, probing ports).
+        let left = match ctl.is_handing_over() {
+            true => timeout.max(Duration::from_secs(120)),
+            false => timeout,
+        };
+        reader.get_mut().until = Instant::now() + left;
     }
 }
 

@@ -163,7 +163,10 @@ impl Predecessor {
             &mut self.reader,
             &Request::HandoverDone {},
         ) {
-            log::warn!("handover: handover_done not answered ({e:#}); the old rvsd exits anyway");
+            log::warn!(
+                "handover: handover_done not answered ({e:#}); the old rvsd exits on its \
+                 own (its guard: the successor's pid, 60 s)"
+            );
         }
     }
 
@@ -174,12 +177,14 @@ impl Predecessor {
 
 /// Is process `pid` there (and not a zombie)?
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')' (comm may hold
+        // any bytes, even ')').
         Ok(st) => st
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| st[i + 1..].iter().find(|b| !b.is_ascii_whitespace()))
+            .is_some_and(|&state| state != b'Z' && state != b'X'),
         Err(_) => false,
     }
 }
@@ -219,8 +224,21 @@ pub fn bind_metrics(a: std::net::SocketAddr) -> Option<std::net::TcpListener> {
 /// running when the unit stops, and /run/rvs (its sockets and table file)
 /// removed under it.
 pub fn check_successor(pid: u32) -> Result<(), String> {
-    if std::env::var_os("NOTIFY_SOCKET").is_none() || pid == 0 {
+    // The first process of a PID namespace (a container's entrypoint):
+    // when it exits, the kernel kills every other process there.
+    if std::process::id() == 1 {
+        return Err(
+            "rvsd is process 1 of its PID namespace (a container without an \
+                    init): its successor would die with it; run the container with an \
+                    init (docker/podman --init) to hand over"
+                .into(),
+        );
+    }
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return Ok(());
+    }
+    if pid == 0 {
+        return Err("under systemd the successor must say its pid".into());
     }
     let cgroup = |p: &str| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok();
     match (cgroup("self"), cgroup(&pid.to_string())) {
@@ -231,6 +249,26 @@ pub fn check_successor(pid: u32) -> Result<(), String> {
              inside the unit"
         )),
     }
+}
+
+/// Services (the config file's or the state file's) as `run` would load
+/// them: the same local addresses and kernel twins.
+fn check_services(
+    cfg: &DaemonConfig,
+    services: Vec<rvs::service::ServiceConf>,
+    rules: Vec<rvs::fwmark::FwmarkRule>,
+) -> std::result::Result<(), rvs::control::CtlError> {
+    let local_ips = cfg
+        .ports
+        .iter()
+        .map(|p| std::net::IpAddr::V4(p.ipv4.addr))
+        .collect();
+    let mut c = rvs::director::Builder::new()
+        .max_connections(16)
+        .local_ips(local_ips)
+        .control();
+    c.local_twin = cfg.ports.iter().any(|p| p.kernel_twin.is_some());
+    c.load_with_rules(services, Some(rules))
 }
 
 /// What `--handover` prepared before the predecessor stopped forwarding.
@@ -250,10 +288,7 @@ pub struct Early {
 /// arguments, the EAL itself, the packet pool, the table file, the
 /// af_packet ports.
 pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
-    rvs::director::Builder::new()
-        .max_connections(16)
-        .control()
-        .load_with_rules(cfg.services.clone(), Some(cfg.fwmark_rules.clone()))
+    check_services(cfg, cfg.services.clone(), cfg.fwmark_rules.clone())
         .map_err(|e| anyhow::anyhow!("services: {}", e.message))?;
     let devices: Vec<String> = cfg.ports.iter().map(|p| p.device.clone()).collect();
     let (init, hotplug) = split_eal_args(&cfg.eal_args, &devices)?;
@@ -272,16 +307,14 @@ pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
     // So would a state file it refuses (its services set aside).
     if let Some(path) = &cli.state_file {
         if let Ok(Some(saved)) = rvs::statefile::StateFile::new(path).read() {
-            rvs::director::Builder::new()
-                .max_connections(16)
-                .control()
-                .load_with_rules(saved.services, Some(saved.fwmark_rules))
-                .map_err(|e| {
-                    anyhow::anyhow!("--handover: state file {}: {}", path.display(), e.message)
-                })?;
+            check_services(cfg, saved.services, saved.fwmark_rules).map_err(|e| {
+                anyhow::anyhow!("--handover: state file {}: {}", path.display(), e.message)
+            })?;
         }
     }
-    let mut predecessor = Predecessor::connect(&cli.socket)?;
+    // Is there an rvsd to take over from? (A connection of its own for
+    // the handover, later: this one could idle out meanwhile.)
+    drop(Predecessor::connect(&cli.socket)?);
     let eal = Eal::init(&init).context("EAL initialisation")?;
     let pool = packet_pool(cfg)?;
     let table = match &cfg.conn_table_file {
@@ -304,6 +337,7 @@ pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
         }
     }
     let started = Instant::now();
+    let mut predecessor = Predecessor::connect(&cli.socket)?;
     predecessor.ask()?;
     let stale = discard_rx(&pool, &ports, cfg.workers.len() as u16)?;
     log::info!(
@@ -367,15 +401,14 @@ pub fn spawn_on_sigusr2() -> Result<()> {
     std::thread::Builder::new()
         .name("rvs-sigusr2".into())
         .spawn(move || {
-            let mut child: Option<std::process::Child> = None;
+            // One successor at a time (each takes hugepages and a table
+            // file before it asks); a waiter reaps each and logs how it
+            // ended.
+            let starting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             for _ in signals.forever() {
-                // One successor at a time (each takes hugepages and a
-                // table file before it asks); reaped once it is done.
-                if let Some(c) = child.as_mut() {
-                    if matches!(c.try_wait(), Ok(None)) {
-                        log::warn!("SIGUSR2: successor pid {} still starting; ignored", c.id());
-                        continue;
-                    }
+                if starting.load(std::sync::atomic::Ordering::Relaxed) {
+                    log::warn!("SIGUSR2: a successor is still starting; ignored");
+                    continue;
                 }
                 let mut args = std::env::args_os();
                 let Some(prog) = args.next() else { continue };
@@ -388,13 +421,21 @@ pub fn spawn_on_sigusr2() -> Result<()> {
                 // process (sd_watchdog_enabled refuses another pid's).
                 cmd.args(&rest).env_remove("WATCHDOG_PID");
                 match rvs::sys::spawn_without_inherited_fds(&mut cmd) {
-                    Ok(c) => {
+                    Ok(mut c) => {
+                        let pid = c.id();
                         log::info!(
-                            "SIGUSR2: started {} (pid {}) to take over",
-                            prog.to_string_lossy(),
-                            c.id()
+                            "SIGUSR2: started {} (pid {pid}) to take over",
+                            prog.to_string_lossy()
                         );
-                        child = Some(c);
+                        starting.store(true, std::sync::atomic::Ordering::Relaxed);
+                        let starting = starting.clone();
+                        let _ = std::thread::Builder::new()
+                            .name("rvs-successor".into())
+                            .spawn(move || {
+                                let st = c.wait();
+                                starting.store(false, std::sync::atomic::Ordering::Relaxed);
+                                log::info!("SIGUSR2: successor pid {pid} ended: {st:?}");
+                            });
                     }
                     Err(e) => log::error!("SIGUSR2: starting {}: {e}", prog.to_string_lossy()),
                 }
