@@ -174,6 +174,7 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
         ("handover", false, Some(upgrade.as_path())),
         ("SIGKILL", true, None),
         ("SIGUSR2", false, None),
+        ("rvsadm --handover", false, None),
     ] {
         let before = sources(&rvsd).len();
         let mut held = Held::open(&topo);
@@ -199,9 +200,12 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
         if how == "handover" {
             let st = rvsd.hand_over_to(bin.unwrap());
             assert!(st.success(), "{how}: the old rvsd exited with {st}");
-        } else if how == "SIGUSR2" {
-            let (st, pid) = rvsd.hand_over_by_signal();
-            assert!(st.success(), "{how}: the old rvsd exited with {st}");
+        } else if how == "SIGUSR2" || how == "rvsadm --handover" {
+            // The SIGUSR2 one is succeeded in turn by rvsadm's.
+            let (st, pid) = rvsd.hand_over_to_successor(how == "SIGUSR2", successor);
+            if let Some(st) = st {
+                assert!(st.success(), "{how}: the old rvsd exited with {st}");
+            }
             successor = Some(pid);
         } else {
             if crash {
@@ -253,7 +257,7 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
         assert!(n >= 2, "{how}: both connections taken over: {line}");
         let (sent, answered) = pings.finish();
         assert!(answered > 0, "{how}: no ping answered at all");
-        if how == "handover" || how == "SIGUSR2" {
+        if how != "SIGTERM" && how != "upgrade" && how != "SIGKILL" {
             let gap_line = log
                 .lines()
                 .rfind(|l| l.contains("forwarding again"))
@@ -267,8 +271,8 @@ fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
             took.as_secs_f64()
         );
     }
-    // The one SIGUSR2 started is no child of the test.
-    let pid = successor.expect("the SIGUSR2 case ran");
+    // The last successor is no child of the test.
+    let pid = successor.expect("the successor cases ran");
     assert!(
         common::topo::stop_pid(pid),
         "the successor stops on SIGTERM"

@@ -57,6 +57,7 @@ pub enum Cmd {
     Load,
     Dump,
     ImportKeepalived,
+    Handover,
 }
 
 impl Cmd {

@@ -23,7 +23,7 @@ use rvs::adm::{self, Format};
 use rvs::control::server::request;
 use rvs::control::{
     from_reply, ConnectionsReply, DaemonReply, DumpReply, ListReply, LoadReply, OwnershipView,
-    Request, ServiceView, StatsReply, TimeoutsReply,
+    Request, ServiceView, StartSuccessorReply, StatsReply, TimeoutsReply,
 };
 use rvs::service::SorryServer;
 
@@ -184,6 +184,7 @@ const COMMANDS: &[(Cmd, CmdFn)] = &[
     (Cmd::Load, load),
     (Cmd::Dump, dump),
     (Cmd::ImportKeepalived, import_keepalived),
+    (Cmd::Handover, handover),
     (Cmd::StartDaemon, start_daemon),
     (Cmd::StopDaemon, stop_daemon),
 ];
@@ -499,6 +500,17 @@ fn dump(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
     ))
 }
 
+/// `--handover`: rvsd starts its successor (the binary now at its path,
+/// `--handover`), which takes its place; as SIGUSR2 does. What
+/// `systemctl reload rvsd` runs.
+fn handover(ctx: &Ctx, _: &Entry) -> Result<(), Exit> {
+    let r: StartSuccessorReply = ctx.get(&Request::StartSuccessor {})?;
+    out(&format!(
+        "rvsd started its successor (pid {}); it takes over once it is ready\n",
+        r.pid
+    ))
+}
+
 fn import_keepalived(ctx: &Ctx, e: &Entry) -> Result<(), Exit> {
     let path = e.file.clone().unwrap_or_default();
     let mut imp = rvs::keepalived::import_file(std::path::Path::new(&path))
@@ -615,6 +627,7 @@ Either long or short options are allowed.
   --load FILE                 replace the configuration with FILE (rvs JSON), atomically
   --dump                      print the configuration as rvs JSON
   --import-keepalived FILE    replace the configuration with keepalived.conf's virtual servers
+  --handover                  rvsd starts its successor, which takes its place without a gap
   --help            -h        display this help message
 
 virtual-service:

@@ -100,6 +100,7 @@ struct Ports {
     handover_failed: Arc<AtomicBool>,
     /// Set by `handover_done`: the successor runs (no STOPPING=1 then).
     handed_over: Arc<AtomicBool>,
+    successors: Arc<handover::Successors>,
 }
 
 /// How long a successor has between `handover` and `handover_done`.
@@ -128,6 +129,10 @@ impl PortView for Ports {
             in_use: self.pool.in_use(),
             available: self.pool.available(),
         }]
+    }
+
+    fn start_successor(&self) -> std::result::Result<u32, String> {
+        self.successors.start()
     }
 
     fn check_successor(&self, successor: u32) -> std::result::Result<(), String> {
@@ -528,7 +533,8 @@ fn run(cli: Cli) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    handover::spawn_on_sigusr2()?;
+    let successors = Arc::new(handover::Successors::default());
+    handover::spawn_on_sigusr2(successors.clone())?;
     let workers_stop = Arc::new(AtomicBool::new(false));
     let worker_handles = Arc::new(Mutex::new(Vec::new()));
 
@@ -601,6 +607,7 @@ fn run(cli: Cli) -> Result<()> {
         takeover: Mutex::new(takeover),
         handover_failed: handover_failed.clone(),
         handed_over: handed_over.clone(),
+        successors,
     }));
     let ctl = Arc::new(ctl);
     let bound = match predecessor {

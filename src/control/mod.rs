@@ -69,6 +69,10 @@ pub trait PortView: Send + Sync {
     }
     /// The successor runs (`handover_done`): exit.
     fn hand_over_done(&self) {}
+    /// Start the successor (`start_successor`); its pid.
+    fn start_successor(&self) -> Result<u32, String> {
+        Err("this director cannot start a successor".into())
+    }
 }
 
 /// One packet mempool as reported by `stats`: mbufs out of the pool (held by
@@ -297,6 +301,16 @@ impl Control {
             },
             Request::Daemon {} => to_reply(&self.daemon()),
             Request::Handover { pid } => to_reply(&self.hand_over(pid)?),
+            Request::StartSuccessor {} => {
+                let ports = self
+                    .ports
+                    .as_ref()
+                    .ok_or_else(|| CtlError::new(ErrorCode::NotRunning, "no daemon to succeed"))?;
+                let pid = ports
+                    .start_successor()
+                    .map_err(|e| CtlError::new(ErrorCode::Busy, e))?;
+                to_reply(&StartSuccessorReply { ok: true, pid })
+            }
             Request::HandoverDone {} => {
                 if !self.handing_over.load(Relaxed) {
                     return Err(CtlError::invalid("handover_done: no handover under way"));

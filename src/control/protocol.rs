@@ -228,6 +228,9 @@ pub enum Request {
     },
     /// The new rvsd forwards and serves the control socket: this one exits.
     HandoverDone {},
+    /// Start this rvsd's successor (its program, `--handover`): an
+    /// upgrade or reload without a gap (`rvsadm --handover`, SIGUSR2).
+    StartSuccessor {},
 }
 
 impl Request {
@@ -245,6 +248,7 @@ impl Request {
                 | Request::Zero { .. }
                 | Request::Handover { .. }
                 | Request::HandoverDone {}
+                | Request::StartSuccessor {}
         )
     }
 }
@@ -606,6 +610,14 @@ pub struct HandoverReply {
     pub stopped_ms: u64,
     /// Frames its workers received, over its life.
     pub rx_packets: u64,
+}
+
+/// `start_successor`: the successor's pid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartSuccessorReply {
+    pub ok: bool,
+    pub pid: u32,
 }
 
 /// `start_daemon`: the sync message size in use.

@@ -502,11 +502,21 @@ fn spawn_rvsd(
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
 }
 
+/// Is process `pid` there (and not a zombie)?
+pub fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| st[i + 1..].iter().find(|b| !b.is_ascii_whitespace()))
+            .is_some_and(|&state| state != b'Z' && state != b'X')
+    })
+}
+
 /// SIGTERM to `pid` (an rvsd that is no child of the test, e.g. one a
 /// SIGUSR2 started), then SIGKILL after [`STOP_TIMEOUT`]; true if it
 /// exited on SIGTERM.
 pub fn stop_pid(pid: u32) -> bool {
-    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let alive = || alive(pid);
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -658,23 +668,43 @@ impl Rvsd {
         status
     }
 
-    /// The upgrade as systemd's `reload` does it: SIGUSR2 makes the running
-    /// rvsd start its successor (its own program, `--handover`). Waits until
-    /// the old one has exited and the successor answers; returns the old
-    /// one's exit status and the successor's pid. The successor is no child
-    /// of the test: stop it with [`stop_pid`].
-    pub fn hand_over_by_signal(&mut self) -> (ExitStatus, u32) {
-        let _ = Command::new("kill")
-            .args(["-USR2", &self.child.id().to_string()])
-            .status();
+    /// The upgrade as systemd's `reload` does it (`rvsadm --handover`), or
+    /// with SIGUSR2 (`by_signal`): the running rvsd — this handle's child,
+    /// or `current`, a successor started earlier — starts its successor
+    /// (its own program, `--handover`). Waits until the running one has
+    /// gone and the successor answers; returns the old one's exit status
+    /// (None for a `current`: no child of the test) and the successor's
+    /// pid. Stop the last successor with [`stop_pid`].
+    pub fn hand_over_to_successor(
+        &mut self,
+        by_signal: bool,
+        current: Option<u32>,
+    ) -> (Option<ExitStatus>, u32) {
+        let running = current.unwrap_or_else(|| self.child.id());
+        if by_signal {
+            let _ = Command::new("kill")
+                .args(["-USR2", &running.to_string()])
+                .status();
+        } else {
+            let out = rvsadm(&self.socket, &["--handover"]);
+            assert!(
+                out.status.success(),
+                "rvsadm --handover: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let deadline = Instant::now() + READY_TIMEOUT;
         let status = loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait rvsd") {
+            let gone = match current {
+                Some(pid) => (!alive(pid)).then_some(None),
+                None => self.child.try_wait().expect("try_wait rvsd").map(Some),
+            };
+            if let Some(st) = gone {
                 break st;
             }
             assert!(
                 Instant::now() < deadline,
-                "no handover after SIGUSR2; log:\n{}",
+                "no handover by the successor; log:\n{}",
                 self.log()
             );
             thread::sleep(Duration::from_millis(10));
@@ -682,12 +712,13 @@ impl Rvsd {
         let log = self.log();
         let pid: u32 = log
             .lines()
-            .rfind(|l| l.contains("SIGUSR2: started"))
+            .rfind(|l| l.contains("to take over"))
             .and_then(|l| l.split("(pid ").nth(1)?.split(')').next()?.parse().ok())
             .unwrap_or_else(|| panic!("no successor logged:\n{log}"));
+        assert_ne!(pid, running, "a new successor");
         while !rvsadm(&self.socket, &["-L", "-n"]).status.success() {
             assert!(
-                Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists(),
+                Instant::now() < deadline && alive(pid),
                 "the successor {pid} does not answer; log:\n{}",
                 self.log()
             );

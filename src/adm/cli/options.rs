@@ -56,7 +56,7 @@ pub(super) const OPTNAMES: [&str; 40] = [
 ///                 -n -c svc -s -p -M -r fwd -w -x -y mc tot dmn st rt thr pc srt sid ex ops pe -b grp port ttl size tinf type tprt nocs csum remc | -z toa pp syn json hlth
 /// ```
 #[rustfmt::skip]
-pub(super) const CMD_TABLE: [(&str, &str); 20] = [
+pub(super) const CMD_TABLE: [(&str, &str); 21] = [
     //                      -n -c svc -s -p -M -r fwd -w -x -y ... (columns as OPTNAMES)
     ("add-service",       "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx"),
     ("edit-service",      "xx+   xxxxxxxxxxxxxxx   xxxxxxxxxxx   xx"),
@@ -78,6 +78,7 @@ pub(super) const CMD_TABLE: [(&str, &str); 20] = [
     ("load",              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     ("dump",              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     ("import-keepalived", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+    ("handover",          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
 ];
 
 /// ipvsadm.c `tunnel_types_v_options` (tun-port nocsum csum remcsum).
@@ -246,4 +247,5 @@ pub(super) const OPTIONS: &[(&str, Option<char>, Arg, Tag)] = &[
         Arg::Required,
         Tag::Cmd(Cmd::ImportKeepalived),
     ),
+    ("handover", None, Arg::None, Tag::Cmd(Cmd::Handover)),
 ];

@@ -391,53 +391,71 @@ pub fn packet_pool(cfg: &DaemonConfig) -> Result<Mempool> {
     Mempool::new("rvs_pkts", cfg.mbufs, 256, dpdk::MBUF_DEFAULT_DATA_ROOM).context("mbuf pool")
 }
 
-/// SIGUSR2: start this rvsd's successor, the program at the path it was
-/// started from (after an upgrade, the new binary) with the same
-/// arguments plus `--handover`. It inherits stdout and stderr (the
-/// journal, under systemd). Errors are logged: the running rvsd goes on.
-pub fn spawn_on_sigusr2() -> Result<()> {
+/// Starts this rvsd's successor: the program at the path it was started
+/// from (after an upgrade, the new binary) with the same arguments plus
+/// `--handover`, on SIGUSR2 or `rvsadm --handover`. It inherits stdout
+/// and stderr (the journal, under systemd) but no other descriptor. One
+/// at a time (each takes hugepages and a table file before it asks); a
+/// waiter thread reaps each and logs how it ended.
+#[derive(Default)]
+pub struct Successors {
+    starting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Successors {
+    pub fn start(&self) -> std::result::Result<u32, String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.starting.swap(true, Relaxed) {
+            return Err("a successor is already starting".into());
+        }
+        let mut args = std::env::args_os();
+        let prog = args.next().unwrap_or_default();
+        let mut rest: Vec<_> = args.collect();
+        if !rest.iter().any(|a| a == "--handover") {
+            rest.push("--handover".into());
+        }
+        let mut cmd = std::process::Command::new(&prog);
+        // The watchdog is the successor's once it is the main process
+        // (sd_watchdog_enabled refuses another pid's).
+        cmd.args(&rest).env_remove("WATCHDOG_PID");
+        let mut c = match rvs::sys::spawn_without_inherited_fds(&mut cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                self.starting.store(false, Relaxed);
+                return Err(format!("starting {}: {e}", prog.to_string_lossy()));
+            }
+        };
+        let pid = c.id();
+        log::info!(
+            "started {} (pid {pid}) to take over",
+            prog.to_string_lossy()
+        );
+        let starting = self.starting.clone();
+        let waiter = std::thread::Builder::new()
+            .name("rvs-successor".into())
+            .spawn(move || {
+                let st = c.wait();
+                starting.store(false, Relaxed);
+                log::info!("successor pid {pid} ended: {st:?}");
+            });
+        if let Err(e) = waiter {
+            log::warn!("successor pid {pid}: no waiter ({e}); it is reaped when rvsd exits");
+        }
+        Ok(pid)
+    }
+}
+
+/// SIGUSR2: start the successor (errors are logged; the running rvsd goes
+/// on).
+pub fn spawn_on_sigusr2(successors: std::sync::Arc<Successors>) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])
         .context("installing the SIGUSR2 handler")?;
     std::thread::Builder::new()
         .name("rvs-sigusr2".into())
         .spawn(move || {
-            // One successor at a time (each takes hugepages and a table
-            // file before it asks); a waiter reaps each and logs how it
-            // ended.
-            let starting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             for _ in signals.forever() {
-                if starting.load(std::sync::atomic::Ordering::Relaxed) {
-                    log::warn!("SIGUSR2: a successor is still starting; ignored");
-                    continue;
-                }
-                let mut args = std::env::args_os();
-                let Some(prog) = args.next() else { continue };
-                let mut rest: Vec<_> = args.collect();
-                if !rest.iter().any(|a| a == "--handover") {
-                    rest.push("--handover".into());
-                }
-                let mut cmd = std::process::Command::new(&prog);
-                // The watchdog is the successor's once it is the main
-                // process (sd_watchdog_enabled refuses another pid's).
-                cmd.args(&rest).env_remove("WATCHDOG_PID");
-                match rvs::sys::spawn_without_inherited_fds(&mut cmd) {
-                    Ok(mut c) => {
-                        let pid = c.id();
-                        log::info!(
-                            "SIGUSR2: started {} (pid {pid}) to take over",
-                            prog.to_string_lossy()
-                        );
-                        starting.store(true, std::sync::atomic::Ordering::Relaxed);
-                        let starting = starting.clone();
-                        let _ = std::thread::Builder::new()
-                            .name("rvs-successor".into())
-                            .spawn(move || {
-                                let st = c.wait();
-                                starting.store(false, std::sync::atomic::Ordering::Relaxed);
-                                log::info!("SIGUSR2: successor pid {pid} ended: {st:?}");
-                            });
-                    }
-                    Err(e) => log::error!("SIGUSR2: starting {}: {e}", prog.to_string_lossy()),
+                if let Err(e) = successors.start() {
+                    log::warn!("SIGUSR2: {e}");
                 }
             }
         })?;
