@@ -220,6 +220,7 @@ impl Control {
             Request::Ping {} => to_reply(&PingReply {
                 ok: true,
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                pid: std::process::id(),
             }),
             Request::List {} => to_reply(&self.list()),
             Request::Stats {} => to_reply(&self.stats()),

@@ -285,6 +285,9 @@ pub struct TimeoutsReply {
 pub struct PingReply {
     pub ok: bool,
     pub version: String,
+    /// The daemon's process id (0 from an rvsd too old to say).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 // ---- replies ---------------------------------------------------------

@@ -135,12 +135,16 @@ impl Predecessor {
         // the bound only keeps a wedged predecessor from hanging us.
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut reader = BufReader::new(stream.try_clone()?);
-        send(&mut stream, &mut reader, &Request::Ping {})
+        let ping = send(&mut stream, &mut reader, &Request::Ping {})
             .context("--handover: the running rvsd does not answer")?;
+        let pid = ping.get("pid").and_then(|p| p.as_u64()).unwrap_or(0) as u32;
         Ok(Predecessor {
             stream,
             reader,
-            reply: HandoverReply::default(),
+            reply: HandoverReply {
+                pid,
+                ..HandoverReply::default()
+            },
         })
     }
 
@@ -314,7 +318,17 @@ pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
     }
     // Is there an rvsd to take over from? (A connection of its own for
     // the handover, later: this one could idle out meanwhile.)
-    drop(Predecessor::connect(&cli.socket)?);
+    let old = Predecessor::connect(&cli.socket)?.pid();
+    // DPDK's af_packet sockets join the fanout group (pid ^ ifindex) &
+    // 0xffff: with the same low 16 bits of the pid, ours would join the old
+    // process's group and take half its frames until the handover.
+    let own = std::process::id();
+    if old != 0 && old & 0xffff == own & 0xffff && hotplug.len() < cfg.ports.len() {
+        bail!(
+            "--handover: this process (pid {own}) would share its af_packet fanout group \
+             with the running rvsd (pid {old}); start it again (another pid)"
+        );
+    }
     let eal = Eal::init(&init).context("EAL initialisation")?;
     let pool = packet_pool(cfg)?;
     let table = match &cfg.conn_table_file {
