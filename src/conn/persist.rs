@@ -384,6 +384,8 @@ impl Previous {
         let n = bytes.len().div_ceil(64).max(1);
         let r = crate::sys::Region::anonymous(region_len(n)).expect("memory for a small table");
         write_header(&r, n);
+        // Every slot was in use: the take-over reads them all.
+        r.words()[H_HIGH].store(HIGH_SET | n as u64, Relaxed);
         for (w, c) in r.words()[HEADER_WORDS..].iter().zip(bytes.chunks(8)) {
             let mut b = [0u8; 8];
             b[..c.len()].copy_from_slice(c);
