@@ -189,13 +189,15 @@ def takeover_section(t, w):
       "established NAT connections left in a table file of `max` slots, then the next rvsd's steps. "
       "*prepare* builds the new table's file (a handover does it before the old rvsd stops, so it is not "
       "in the gap), *read* takes the lock and copies the slots the old table ever used, *adopt* inserts "
-      "each connection into the new table against the configuration. Read + adopt is the handover's gap "
-      "in forwarding (plus about a millisecond).\n")
+      "each connection into the new table against the configuration (a table of 64 Ki slots or more is "
+      "adopted by one thread per CPU, at most 8, each over a part of the slots). Read + adopt is the "
+      "handover's gap in forwarding (plus about a millisecond).\n")
     w("| connections | max | prepare ms | read ms | adopt ms | gap ms (read + adopt) | taken over |")
     w("|---:|---:|---:|---:|---:|---:|---:|")
     for o in rows:
         w(f"| {o['connections']:,} | {o['max']:,} | {o['prepare_ms']:.1f} | {o['read_ms']:.1f} | "
           f"{o['adopt_ms']:.1f} | **{o['gap_ms']:.1f}** | {o['adopted']:,} |")
+    w("")
 
 
 def charts(r, d, tp5):
