@@ -251,6 +251,10 @@ pub struct DaemonConfig {
     /// None: a random one per start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synproxy_secret: Option<String>,
+    /// Route announcements for BGP/ECMP (a fleet of directors): see
+    /// [`crate::announce`]. None: nothing is announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<crate::announce::AnnounceConf>,
 }
 
 impl DaemonConfig {
@@ -338,6 +342,14 @@ impl DaemonConfig {
             && !self.ports.iter().any(|p| p.kernel_twin.is_some())
         {
             errs.push("vip_ownership \"kernel\": needs a port with a kernel_twin".into());
+        }
+        if let Some(a) = &self.announce {
+            let twins: Vec<&str> = self
+                .ports
+                .iter()
+                .filter_map(|p| p.kernel_twin.as_ref().map(|t| t.name.as_str()))
+                .collect();
+            errs.extend(a.check(&twins));
         }
         if let Err(e) = Classifier::build(&self.fwmark_rules) {
             errs.extend(e.iter().map(ToString::to_string));

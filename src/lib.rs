@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod adm;
+pub mod announce;
 pub mod clock;
 pub mod config;
 pub mod conn;

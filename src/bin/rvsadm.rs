@@ -60,6 +60,13 @@ fn main() {
             let ctx = Ctx { socket };
             if args.len() == 2 && args[1] == "--vip-ownership" {
                 finish(vip_ownership(&ctx))
+            } else if args.len() == 2 && args[1] == "--announce" {
+                finish(announce(&ctx))
+            } else if args.len() == 2 && (args[1] == "--drain" || args[1] == "--undrain") {
+                finish(
+                    ctx.call(json!({"cmd": "drain", "on": args[1] == "--drain"}))
+                        .map(|_| ()),
+                )
             } else if args.len() == 1 {
                 // "list the table if there is no other argument"
                 finish(ctx.list_all(Format::default()))
@@ -428,6 +435,33 @@ fn vip_ownership(ctx: &Ctx) -> Result<(), Exit> {
     out(&ownership_table(&l, s.vip_ownership.as_ref()))
 }
 
+/// `--announce` (rvs): the routes this director announces for BGP/ECMP.
+fn announce(ctx: &Ctx) -> Result<(), Exit> {
+    let a: rvs::announce::AnnounceView = ctx.get(&Request::Announce {})?;
+    out(&announce_table(&a))
+}
+
+fn announce_table(a: &rvs::announce::AnnounceView) -> String {
+    let mut t = format!(
+        "Announce: table {} dev {}{}\nVIP              State\n",
+        a.table,
+        a.dev,
+        if a.draining { " (draining)" } else { "" }
+    );
+    for v in &a.vips {
+        let mut state = v.state.text().to_string();
+        if (v.state == rvs::announce::Reason::Announced) != v.installed {
+            state.push_str(if v.installed {
+                ", route still installed"
+            } else {
+                ", route not installed yet"
+            });
+        }
+        t.push_str(&format!("{:<16} {state}\n", v.vip.to_string()));
+    }
+    t
+}
+
 fn ownership_table(list: &ListReply, own: Option<&OwnershipView>) -> String {
     let always = OwnershipView {
         mode: rvs::config::VipOwnership::Always,
@@ -677,6 +711,9 @@ Options:
   --health                            health check state of each real server (rvs)
   --vip-ownership                     whether this director serves each VIP now (rvs;
                                       alone)
+  --announce                          the VIP routes announced for BGP/ECMP (rvs; alone)
+  --drain, --undrain                  withdraw every VIP route, forwarding on; and back
+                                      (rvs; alone)
   --socket PATH                       rvsd's control socket (default {DEFAULT_SOCKET},
                                       or $RVS_SOCKET)
 

@@ -101,6 +101,7 @@ struct Ports {
     /// Set by `handover_done`: the successor runs (no STOPPING=1 then).
     handed_over: Arc<AtomicBool>,
     successors: Arc<handover::Successors>,
+    announcer: Option<Arc<rvs::announce::Announcer>>,
 }
 
 /// How long a successor has between `handover` and `handover_done`.
@@ -137,6 +138,19 @@ impl PortView for Ports {
 
     fn check_successor(&self, successor: u32) -> std::result::Result<(), String> {
         handover::check_successor(successor)
+    }
+
+    fn announce(&self) -> Option<rvs::announce::AnnounceView> {
+        self.announcer.as_ref().map(|a| a.view())
+    }
+
+    fn drain(&self, on: bool) -> std::result::Result<(), String> {
+        let a = self
+            .announcer
+            .as_ref()
+            .ok_or("no route announcements configured (\"announce\" in the configuration)")?;
+        a.set_draining(on);
+        Ok(())
     }
 
     fn hand_over(&self, successor: u32) -> std::result::Result<u64, String> {
@@ -179,6 +193,9 @@ impl PortView for Ports {
                 std::process::exit(1);
             })
             .map_err(|e| e.to_string())?;
+        if let Some(a) = &self.announcer {
+            a.suspend();
+        }
         let t0 = rvs::sys::boottime_ms();
         self.workers_stop.store(true, Ordering::Relaxed);
         let workers: Vec<_> = self.workers.lock().drain(..).collect();
@@ -593,6 +610,11 @@ fn run(cli: Cli) -> Result<()> {
         );
     }
 
+    let announcer = cfg.announce.as_ref().map(|a| {
+        let dev = (a.dev.clone()).or_else(|| twin_names.first().map(|t| t.0.clone()));
+        let dev = dev.unwrap_or_default();
+        Arc::new(rvs::announce::Announcer::new(a.table, &dev))
+    });
     let handover_failed = Arc::new(AtomicBool::new(false));
     let handed_over = Arc::new(AtomicBool::new(false));
     ctl.ports = Some(Box::new(Ports {
@@ -608,8 +630,21 @@ fn run(cli: Cli) -> Result<()> {
         handover_failed: handover_failed.clone(),
         handed_over: handed_over.clone(),
         successors,
+        announcer: announcer.clone(),
     }));
     let ctl = Arc::new(ctl);
+    if let Some(a) = &announcer {
+        let (c, o) = (ctl.clone(), owned.clone());
+        handles.push(
+            rvs::announce::spawn(
+                a.clone(),
+                move || c.serving_vips(),
+                move |vip| o.as_ref().is_none_or(|o| o.set.load().contains_key(&vip)),
+                stop.clone(),
+            )
+            .context("announce: starting")?,
+        );
+    }
     let bound = match predecessor {
         Some(_) => Server::bind_replacing(&cli.socket, ctl_opts.clone()),
         None => Server::bind_with(&cli.socket, ctl_opts.clone()),
@@ -707,6 +742,18 @@ fn run(cli: Cli) -> Result<()> {
     // (STOPPING=1 from this process could stop a successor that runs).
     if !handed_over.load(Ordering::Relaxed) && !ctl.is_handing_over() {
         rvs::sdnotify::Notifier::from_env().stopping();
+    }
+    // A fleet director withdraws its routes first and forwards on for the
+    // grace period: the router moves new flows away, established ones
+    // finish here or move (sloppy_tcp on the others).
+    if let (Some(a), Some(conf)) = (&announcer, &cfg.announce) {
+        if !handed_over.load(Ordering::Relaxed) && !ctl.is_handing_over() {
+            a.withdraw_all();
+            if conf.drain_grace_s > 0 {
+                log::info!("draining: forwarding {} s more", conf.drain_grace_s);
+                std::thread::sleep(Duration::from_secs(conf.drain_grace_s.into()));
+            }
+        }
     }
     health.stop();
     drop(ipvs);

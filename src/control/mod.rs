@@ -73,6 +73,15 @@ pub trait PortView: Send + Sync {
     fn start_successor(&self) -> Result<u32, String> {
         Err("this director cannot start a successor".into())
     }
+    /// Route announcements (`announce`), None when not configured.
+    fn announce(&self) -> Option<crate::announce::AnnounceView> {
+        None
+    }
+    /// Start or end draining (`drain`): withdraw every announcement.
+    fn drain(&self, on: bool) -> Result<(), String> {
+        let _ = on;
+        Err("no route announcements configured (\"announce\" in the configuration)".into())
+    }
 }
 
 /// One packet mempool as reported by `stats`: mbufs out of the pool (held by
@@ -301,6 +310,21 @@ impl Control {
                 Err(e) => Err(CtlError::new(daemon_code(e.errno), e.message)),
             },
             Request::Daemon {} => to_reply(&self.daemon()),
+            Request::Announce {} => match self.ports.as_ref().and_then(|p| p.announce()) {
+                Some(v) => to_reply(&v),
+                None => Err(CtlError::new(
+                    ErrorCode::NotFound,
+                    "no route announcements configured (\"announce\" in the configuration)",
+                )),
+            },
+            Request::Drain { on } => match &self.ports {
+                Some(p) => {
+                    p.drain(on)
+                        .map_err(|e| CtlError::new(ErrorCode::NotFound, e))?;
+                    to_reply(&OkReply::OK)
+                }
+                None => Err(CtlError::new(ErrorCode::NotRunning, "no daemon to drain")),
+            },
             Request::Handover { pid } => to_reply(&self.hand_over(pid)?),
             Request::StartSuccessor {} => {
                 let ports = self

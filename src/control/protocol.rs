@@ -231,6 +231,20 @@ pub enum Request {
     /// Start this rvsd's successor (its program, `--handover`): an
     /// upgrade or reload without a gap (`rvsadm --handover`, SIGUSR2).
     StartSuccessor {},
+    /// Route announcements for BGP/ECMP (`announce` in the configuration):
+    /// each VIP, announced or why not (`rvsadm --announce`).
+    Announce {},
+    /// Start (`on`, default) or end draining: every VIP's route is
+    /// withdrawn while forwarding goes on (`rvsadm --drain`,
+    /// `--undrain`).
+    Drain {
+        #[serde(default = "yes")]
+        on: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Request {
@@ -249,6 +263,8 @@ impl Request {
                 | Request::Handover { .. }
                 | Request::HandoverDone {}
                 | Request::StartSuccessor {}
+                | Request::Announce {}
+                | Request::Drain { .. }
         )
     }
 }

@@ -221,3 +221,23 @@ fn live_counters(m: &Master, v: &mut DestView, key: ServiceKey) {
         v.rates = st.est.read();
     }
 }
+
+impl Control {
+    /// Every IPv4 VIP of a service, with whether some service on it has a
+    /// real server the scheduler may pick (weight above 0 in the snapshot;
+    /// a sorry server standing in does not count): what
+    /// [`crate::announce`] announces.
+    pub fn serving_vips(&self) -> std::collections::BTreeMap<std::net::Ipv4Addr, bool> {
+        let mut out = std::collections::BTreeMap::new();
+        for s in self.table.load().iter() {
+            let key = s.conf.key();
+            let IpAddr::V4(vip) = key.vip else { continue };
+            if key.fwmark != 0 {
+                continue;
+            }
+            let usable = !s.sorry_in_service() && s.dests.iter().any(|d| d.weight > 0);
+            *out.entry(vip).or_insert(false) |= usable;
+        }
+        out
+    }
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod bird;
 pub mod capture;
 pub mod ipvs;
 pub mod load;
