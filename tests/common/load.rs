@@ -48,6 +48,8 @@ pub struct LoadSpec {
     /// The VIP and the client's address (the NAT topology's by default).
     pub vip: &'static str,
     pub client_ip: &'static str,
+    /// The namespace to run in; the topology's client namespace if None.
+    pub ns: Option<String>,
 }
 
 impl Default for LoadSpec {
@@ -67,6 +69,7 @@ impl Default for LoadSpec {
             duration_s: 120.0,
             vip: "10.0.0.100",
             client_ip: "10.0.0.2",
+            ns: None,
         }
     }
 }
@@ -92,7 +95,8 @@ impl Load {
                 .as_nanos()
         ));
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &topo.client_ns(), "python3"])
+        let ns = spec.ns.clone().unwrap_or_else(|| topo.client_ns());
+        cmd.args(["netns", "exec", &ns, "python3"])
             .arg(load_script())
             .args(["--new", &spec.new.to_string()])
             .args(["--big", &spec.big.to_string()])
