@@ -21,7 +21,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::bird::{director_conf, route, router_conf, wait_until, Bird};
+use common::bird::{route, wait_until, Bird};
 use common::load::{Load, LoadSpec};
 use common::topo::{ip, ns_exec_ok, offloads_off, Rvsd, Topology};
 use serde_json::{json, Value};
@@ -106,8 +106,17 @@ fn live_on(ds: &[&Rvsd]) -> BTreeSet<u64> {
     ds.iter().flat_map(|d| live(d)).collect()
 }
 
+/// A file of conf/fleet/: the BIRD configurations a user starts from
+/// are the ones under test (their addresses are this topology's).
+fn shipped(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("conf/fleet")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 fn director_config(topo: &Topology, k: usize) -> Value {
-    let mut c = topo.default_config();
+    let c = topo.default_config();
     let eal: Vec<Value> = c["eal_args"]
         .as_array()
         .unwrap()
@@ -118,27 +127,32 @@ fn director_config(topo: &Topology, k: usize) -> Value {
             _ => a.clone(),
         })
         .collect();
-    c["eal_args"] = json!(eal);
-    c["ports"] = json!([{
-        "device": "net_af_packet0",
-        "ipv4": format!("{}/24", DIRECTORS[k]),
-        "kernel_twin": {"kind": "tap", "name": "rvs0"},
-    }]);
-    c["sloppy_tcp"] = json!(true);
-    c["announce"] = json!({"table": TABLE, "drain_grace_s": 1});
-    c["services"] = json!([{
-        "proto": "tcp", "vip": VIP, "port": 80, "sched": "mh", "sched_flags": ["mh-port"],
-        "dests": [
-            {"ip": "10.0.1.11", "port": 80, "fwd": "dr"},
-            {"ip": "10.0.1.12", "port": 80, "fwd": "dr"},
-        ],
-    }]);
-    c
+    // conf/fleet/rvsd-director.json with this topology's interface and
+    // this director's address; a short drain.
+    let mut d: Value = serde_json::from_str(&shipped("rvsd-director.json")).unwrap();
+    d["eal_args"] = json!(eal);
+    d["idle_sleep_us"] = c["idle_sleep_us"].clone();
+    d["ports"][0]["ipv4"] = json!(format!("{}/24", DIRECTORS[k]));
+    d["announce"]["drain_grace_s"] = json!(1);
+    assert_eq!(d["announce"]["table"], TABLE);
+    for dest in d["services"][0]["dests"].as_array_mut().unwrap() {
+        dest["fwd"] = json!(topo.mode());
+    }
+    d
 }
 
 #[test]
-fn flows_survive_a_director_s_death_return_and_drain() {
-    let topo = Topology::up_unique_mode("dr");
+fn dr_flows_survive_a_director_s_death_return_and_drain() {
+    fleet("dr");
+}
+
+#[test]
+fn tun_flows_survive_a_director_s_death_return_and_drain() {
+    fleet("tun");
+}
+
+fn fleet(mode: &str) {
+    let topo = Topology::up_unique_mode(mode);
     let sw = topo.sw_ns();
     // The router: one leg on the segment, one to the client.
     let router = Ns::new(topo.ns("r"), true);
@@ -244,14 +258,16 @@ fn flows_survive_a_director_s_death_return_and_drain() {
             ns,
             &topo.state_dir,
             &format!("d{k}"),
-            &director_conf(DIRECTORS[k], ROUTER, TABLE),
+            &shipped("bird-director.conf")
+                .replace("id 10.0.1.1;", &format!("id {};", DIRECTORS[k]))
+                .replace("local 10.0.1.1 ", &format!("local {} ", DIRECTORS[k])),
         ));
     }
     let _router_bird = Bird::start(
         &router.0,
         &topo.state_dir,
         "router",
-        &router_conf(ROUTER, &DIRECTORS),
+        &shipped("bird-router.conf"),
     );
     let t = wait_until(
         "three next hops at the router",
