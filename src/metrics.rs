@@ -562,6 +562,34 @@ pub fn render(list: &ListReply, stats: &StatsReply) -> String {
         fams.push(f);
     }
 
+    // Route announcements for BGP/ECMP (docs/scale-out.md).
+    if let Some(a) = &stats.announce {
+        let mut f = Family::new(
+            "rvs_vip_announced",
+            Kind::Gauge,
+            "1 while this director's route to the VIP is in its announce table.",
+        );
+        for v in &a.vips {
+            f.samples
+                .push((vec![("vip", v.vip.to_string())], v.installed.f()));
+        }
+        fams.push(f);
+        let mut f = Family::new(
+            "rvs_announce_draining",
+            Kind::Gauge,
+            "1 while draining (rvsadm --drain, or stopping): every route withdrawn.",
+        );
+        f.samples.push((vec![], a.draining.f()));
+        fams.push(f);
+        let mut f = Family::new(
+            "rvs_announce_route_errors_total",
+            Kind::Counter,
+            "ip route commands of the announcer that failed (retried).",
+        );
+        f.samples.push((vec![], a.route_errors as f64));
+        fams.push(f);
+    }
+
     let workers = stats.workers.iter().enumerate();
     families(
         &mut fams,

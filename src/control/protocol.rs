@@ -612,6 +612,10 @@ pub struct StatsReply {
     pub mempools: Vec<MempoolReport>,
     /// None without data ports (a control plane alone).
     pub vip_ownership: Option<OwnershipView>,
+    /// Route announcements (`announce` configured), as the `announce`
+    /// request answers them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce: Option<crate::announce::AnnounceView>,
     pub local_twin: bool,
     pub conn_table: ConnTableView,
 }

@@ -126,6 +126,7 @@ impl Control {
             ports: ports.map(|p| p.ports()).unwrap_or_default(),
             mempools: ports.map(|p| p.mempools()).unwrap_or_default(),
             vip_ownership: ports.and_then(|p| p.vip_ownership()),
+            announce: ports.and_then(|p| p.announce()),
             local_twin: self.local_twin,
             conn_table: self.conn_table(),
         }

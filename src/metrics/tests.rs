@@ -49,6 +49,28 @@ fn families(text: &str) -> Vec<String> {
 }
 
 #[test]
+fn announcements_are_a_gauge_per_vip_with_drain_and_errors() {
+    let mut st = sample_stats();
+    st["announce"] = json!({"ok": true, "table": 4242, "dev": "rvs0", "draining": false,
+        "vips": [{"vip": "10.0.0.100", "state": "announced", "installed": true},
+                 {"vip": "10.0.0.101", "state": "no_real_server", "installed": false}],
+        "route_errors": 2});
+    let t = render_json(&sample_list(), &st);
+    for line in [
+        "rvs_vip_announced{vip=\"10.0.0.100\"} 1\n",
+        "rvs_vip_announced{vip=\"10.0.0.101\"} 0\n",
+        "rvs_announce_draining 0\n",
+        "rvs_announce_route_errors_total 2\n",
+    ] {
+        assert!(t.contains(line), "{line} not in {t}");
+    }
+    st["announce"]["draining"] = json!(true);
+    assert!(render_json(&sample_list(), &st).contains("rvs_announce_draining 1\n"));
+    // Not configured: no family.
+    assert!(!render_json(&sample_list(), &sample_stats()).contains("announce"));
+}
+
+#[test]
 fn vip_ownership_is_a_gauge_per_service() {
     let mut st = sample_stats();
     st["vip_ownership"] = json!({"mode": "kernel", "on_twins": ["10.0.0.1"]});
