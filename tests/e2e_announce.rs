@@ -53,13 +53,7 @@ fn set_weights(rvsd: &Rvsd, w: u32) {
 #[test]
 fn the_router_learns_a_vip_only_while_rvsd_can_serve_it() {
     let topo = Topology::up_unique();
-    // As in e2e_exception: the kernel must not answer on the af_packet end.
-    ns_exec_ok(
-        &topo.lb_ns(),
-        &["sysctl", "-qw", "net.ipv4.conf.lb0.rp_filter=1"],
-    );
-    let mut c = topo.default_config();
-    c["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+    let mut c = topo.twin_config();
     c["announce"] = json!({"table": TABLE, "drain_grace_s": GRACE_S});
     let mut rvsd = Rvsd::start(&topo, &c);
 

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::load::{Load, LoadSpec};
+use common::load::{Load, LoadSpec, Report};
 use common::topo::{self, Rvsd, Topology};
 use serde_json::{json, Value};
 
@@ -205,12 +205,7 @@ fn a_crashed_real_server_costs_no_request_once_the_health_check_removes_it() {
     let on = |s: &str| held.iter().filter(|h| h["server"] == s).count();
     assert_eq!((on("rs1"), on("rs2")), (3, 3), "{}", held_summary(&report));
     for h in held {
-        let errs: u64 = h["err"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_u64().unwrap())
-            .sum();
+        let errs = Report::held_errors(h);
         if h["server"] == "rs2" {
             assert_eq!(errs, 0, "a connection held to rs2 failed: {h}");
             for p in [0, p_detect, p_after] {
@@ -315,12 +310,7 @@ fn servers_added_removed_and_reweighted_under_load_leave_established_connections
     for h in held {
         assert_eq!(h["server"], "rs1", "{h}");
         assert_eq!(h["switched"], false, "{h}");
-        let errs: u64 = h["err"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_u64().unwrap())
-            .sum();
+        let errs = Report::held_errors(h);
         assert_eq!(
             errs, 0,
             "a connection held to rs1 failed during the churn: {h}"

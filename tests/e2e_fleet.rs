@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::bird::{route, wait_until, Bird};
-use common::load::{Load, LoadSpec};
+use common::load::{Load, LoadSpec, Report};
 use common::topo::{ip, ns_exec_ok, offloads_off, Rvsd, Topology};
 use serde_json::{json, Value};
 
@@ -395,12 +395,7 @@ fn fleet(mode: &str) {
     // server (mh: every director picks the same one).
     assert_eq!(report.held().len(), HELD, "{}", report.summary());
     for h in report.held() {
-        let errs: u64 = h["err"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_u64)
-            .sum();
+        let errs = Report::held_errors(h);
         assert_eq!(errs, 0, "{}\n{h}", report.summary());
         assert_eq!(h["switched"], false, "a flow changed real server: {h}");
     }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use common::capture::Capture;
 use common::ipvs;
-use common::load::{Load, LoadSpec};
+use common::load::{Load, LoadSpec, Report};
 use common::topo::{
     curl_from, describe, ip, ns_exec, ns_exec_ok, offloads_off, Rvsd, SecondNs, Topology, RVSD_BIN,
 };
@@ -664,12 +664,7 @@ fn pair(how: Failover) {
         assert!(report.ok("new", after) > 0, "{}", report.summary());
         assert_eq!(report.held().len(), 2, "{}", report.summary());
         for h in report.held() {
-            let errs: u64 = h["err"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(Value::as_u64)
-                .sum();
+            let errs = Report::held_errors(h);
             assert_eq!(errs, 0, "{}{:?}", report.summary(), report.held());
         }
     };
@@ -983,12 +978,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     assert_eq!(failed, 0, "{}", report.summary());
     assert!(report.ok("new", after) > 0, "{}", report.summary());
     for h in report.held() {
-        let errs: u64 = h["err"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_u64)
-            .sum();
+        let errs = Report::held_errors(h);
         assert_eq!(errs, 0, "{}{:?}", report.summary(), report.held());
     }
     drop(held);

@@ -38,14 +38,7 @@ fn probe(topo: &Topology) -> bool {
 #[test]
 fn the_vip_is_served_only_while_it_is_on_the_kernel_twin() {
     let topo = Topology::up_unique();
-    // See e2e_exception: the director namespace's kernel must not answer
-    // on the af_packet veth end.
-    ns_exec_ok(
-        &topo.lb_ns(),
-        &["sysctl", "-qw", "net.ipv4.conf.lb0.rp_filter=1"],
-    );
-    let mut c = topo.default_config();
-    c["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+    let mut c = topo.twin_config();
     c["vip_ownership"] = json!("kernel");
     let rvsd = Rvsd::start(&topo, &c);
     rvsd.nat_service("rr", 1, 1);

@@ -253,6 +253,16 @@ impl Report {
     pub fn held(&self) -> &[Value] {
         self.0["held"].as_array().map(Vec::as_slice).unwrap_or(&[])
     }
+    /// Failed requests of one held connection (an entry of [`Report::held`]),
+    /// over every phase.
+    pub fn held_errors(h: &Value) -> u64 {
+        h["err"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .sum()
+    }
     /// One line per kind: ok/err per phase, and the held connections'.
     pub fn summary(&self) -> String {
         let mut out = String::new();

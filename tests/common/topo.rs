@@ -337,6 +337,20 @@ impl Topology {
         })
     }
 
+    /// [`Topology::default_config`] with a kernel twin `rvs0` on port 0,
+    /// and the director namespace's kernel kept from answering on the
+    /// af_packet end lb0 (see e2e_exception: with the port address on the
+    /// twin, strict reverse-path filtering on lb0).
+    pub fn twin_config(&self) -> Value {
+        ns_exec_ok(
+            &self.lb_ns(),
+            &["sysctl", "-qw", "net.ipv4.conf.lb0.rp_filter=1"],
+        );
+        let mut c = self.default_config();
+        c["ports"][0]["kernel_twin"] = json!({"kind": "tap", "name": "rvs0"});
+        c
+    }
+
     /// Stops nginx on "rs1" or "rs2" and waits until it no longer listens.
     pub fn nginx_stop(&self, rs: &str) {
         self.topo_cmd(&["nginx-stop", &self.name, rs]);
