@@ -11,6 +11,8 @@
 //! (`fib_multipath_hash_policy` 3, see below). Replies go from the real servers through the router to the
 //! client (DR).
 //!
+//! BGP sessions run with BFD (conf/fleet/, 3 x 100 ms).
+//!
 //! Under keep-alive connections and a paced new-connection loop: one
 //! director is killed (SIGKILL), started again, and another drained. The
 //! flows the router moves land on a director that never saw their SYN;
@@ -305,7 +307,8 @@ fn fleet(mode: &str) {
         "ECMP left a director idle: {counts:?}"
     );
 
-    // SIGKILL director 1: the router's hold timer withdraws it, and its
+    // SIGKILL director 1: the router's BFD session with it fails (the
+    // kernel twin went with rvsd), BIRD withdraws it, and its
     // flows go on through the other two.
     let p_kill = load.mark();
     let t0 = Instant::now();
@@ -315,7 +318,7 @@ fn fleet(mode: &str) {
         Duration::from_secs(20),
         || next_hops(&router.0).len() == 2,
     );
-    eprintln!("SIGKILL: next hop withdrawn after {detect:?} (hold time 3 s)");
+    eprintln!("SIGKILL: next hop withdrawn after {detect:?} (BFD, 3 x 100 ms)");
     let t = wait_until(
         "every held flow on the survivors",
         Duration::from_secs(30),
