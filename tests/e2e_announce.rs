@@ -157,6 +157,28 @@ fn the_router_learns_a_vip_only_while_rvsd_can_serve_it() {
     });
     eprintln!("restart: announced again {t:?} after ready");
 
+    // Handover (an upgrade): the old rvsd leaves the table alone, its twin
+    // and routes go with it; the successor (services from the config
+    // file now) announces anew.
+    let mut c2 = c.clone();
+    c2["services"] = json!([{"proto": "tcp", "vip": VIP, "port": 80, "sched": "rr",
+        "dests": [{"ip": "10.0.1.11", "port": 80, "fwd": "nat"},
+                  {"ip": "10.0.1.12", "port": 80, "fwd": "nat"}]}]);
+    std::fs::write(&rvsd.config_path, serde_json::to_vec_pretty(&c2).unwrap()).unwrap();
+    let t0 = std::time::Instant::now();
+    let status = rvsd.hand_over_to(std::path::Path::new(common::topo::RVSD_BIN));
+    assert!(status.success(), "{status:?}\n{}", rvsd.log());
+    let t = wait_until(
+        "the route after a handover",
+        Duration::from_secs(30),
+        || announced(&topo) && state(&rvsd).ends_with(" announced"),
+    );
+    eprintln!(
+        "handover: announced by the successor {t:?} after it answered ({:?} in all)",
+        t0.elapsed()
+    );
+    curl_from(&topo.client_ns(), "http://10.0.0.100/").expect("the successor serves");
+
     // SIGKILL: the twin goes with the process, its routes with the twin;
     // the router notices the dead session by its hold timer (3 s).
     rvsd.kill();
