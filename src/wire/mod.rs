@@ -1,4 +1,5 @@
-//! Zero-copy views over packet bytes: Ethernet, ARP, IPv4, TCP, UDP, ICMPv4,
+//! Zero-copy views over packet bytes: Ethernet, ARP, IPv4, IPv6 (with its
+//! extension-header walk), TCP, UDP, ICMPv4,
 //! plus Internet checksums (full and RFC 1624 incremental) and a packet
 //! builder for tests and the benchmark generator.
 //!
@@ -17,6 +18,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 
@@ -25,6 +27,7 @@ pub use builder::PacketBuilder;
 pub use ethernet::{EtherType, EthernetFrame, MacAddr, MacParseError};
 pub use icmp::Icmpv4Packet;
 pub use ipv4::{IpProtocol, Ipv4Packet};
+pub use ipv6::Ipv6Packet;
 pub use tcp::{TcpFlags, TcpSegment};
 pub use udp::UdpDatagram;
 
@@ -46,6 +49,18 @@ pub enum WireError {
     Ipv4BadHeaderLen,
     #[error("IPv4 total length invalid")]
     Ipv4BadTotalLen,
+    #[error("IPv6 packet shorter than its header")]
+    Ipv6Truncated,
+    #[error("IPv6 version is not 6")]
+    Ipv6BadVersion,
+    #[error("IPv6 payload length invalid (0, a jumbogram, or beyond the frame)")]
+    Ipv6BadPayloadLen,
+    #[error("IPv6 extension header beyond the payload")]
+    Ipv6ExtTruncated,
+    #[error("IPv6 extension-header chain too long")]
+    Ipv6ExtChainTooLong,
+    #[error("IPv6 Hop-by-Hop header not first")]
+    Ipv6HopByHopNotFirst,
     #[error("TCP segment shorter than its header")]
     TcpTruncated,
     #[error("TCP data offset invalid")]

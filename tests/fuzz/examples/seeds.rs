@@ -553,7 +553,21 @@ fn wire_seeds() -> usize {
         write("wire", &format!("eth-{name}"), &f);
         write("wire", &format!("ip-{name}"), &f[14..]);
     }
-    2 * n
+    // IPv6 packets the Linux kernel sent (captured on a veth, checksum
+    // offload off): a Neighbor Solicitation, and an MLDv2 report behind a
+    // Hop-by-Hop header.
+    let v6 = [
+        ("neighbor-solicitation", "6000000000203aff20010db8000000000000000000000001ff0200000000000000000001ff000002870055030000000020010db800000000000000000000000201017679c08a9220"),
+        ("mld-report-hop-by-hop", "600000000038000100000000000000000000000000000000ff0200000000000000000000000000163a000502000001008f00dac40000000204000000ff0200000000000000000001ff8a922004000000ff0200000000000000000001ff000001"),
+    ];
+    for (name, hex) in v6 {
+        let b: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        write("wire", &format!("ipv6-kernel-{name}"), &b);
+    }
+    2 * n + v6.len()
 }
 
 fn control_seeds() -> usize {

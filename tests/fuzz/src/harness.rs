@@ -68,9 +68,47 @@ pub fn wire(data: &[u8]) {
         wire_l3(e.payload(), vals);
     }
     wire_l3(data, vals);
+    wire_ipv6(data);
     wire_l4(data, Ipv4Addr::from(vals[0]), Ipv4Addr::from(vals[1]), vals);
     wire_checksum_sums(data);
     wire_builder(data);
+}
+
+/// IPv6: the header view and the extension-header walk stay inside the
+/// packet; setters read back; an upper-layer checksum computed over the
+/// walk's result verifies.
+fn wire_ipv6(b: &[u8]) {
+    use rvs::wire::ipv6::{l4_checksum_v6, Ipv6Packet};
+    let Ok(ip) = Ipv6Packet::new_checked(b) else {
+        return;
+    };
+    let n = ip.packet().len();
+    assert_eq!(n, 40 + usize::from(ip.payload_len()));
+    assert!(n <= b.len());
+    let _ = (ip.traffic_class(), ip.flow_label(), ip.hop_limit());
+    if let Ok(u) = ip.upper_layer() {
+        assert!(u.offset >= 40 && u.offset <= n, "{u:?} in {n} bytes");
+        assert!(u.ext_headers <= rvs::wire::ipv6::MAX_EXT_HEADERS);
+        // Fill in a checksum at the upper layer's first two bytes and
+        // verify the segment.
+        let mut seg = ip.packet()[u.offset..].to_vec();
+        if seg.len() >= 2 {
+            seg[..2].copy_from_slice(&[0, 0]);
+            let c = l4_checksum_v6(ip.src(), ip.dst(), u.proto.0, &seg);
+            seg[..2].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(l4_checksum_v6(ip.src(), ip.dst(), u.proto.0, &seg), 0);
+        }
+    }
+    let mut m = b.to_vec();
+    let mut w = Ipv6Packet::new_checked(&mut m[..]).unwrap();
+    let (s, d) = (ip.dst(), ip.src());
+    w.set_src(s);
+    w.set_dst(d);
+    w.set_hop_limit(ip.hop_limit().wrapping_sub(1));
+    assert_eq!(
+        (w.src(), w.dst(), w.hop_limit()),
+        (s, d, ip.hop_limit().wrapping_sub(1))
+    );
 }
 
 fn wire_l3(b: &[u8], vals: [u32; 4]) {
