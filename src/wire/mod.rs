@@ -1,5 +1,5 @@
 //! Zero-copy views over packet bytes: Ethernet, ARP, IPv4, IPv6 (with its
-//! extension-header walk), TCP, UDP, ICMPv4,
+//! extension-header walk), TCP, UDP, ICMPv4, ICMPv6 with Neighbor Discovery,
 //! plus Internet checksums (full and RFC 1624 incremental) and a packet
 //! builder for tests and the benchmark generator.
 //!
@@ -17,6 +17,7 @@ pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;

@@ -98,6 +98,17 @@ fn wire_ipv6(b: &[u8]) {
             seg[..2].copy_from_slice(&c.to_be_bytes());
             assert_eq!(l4_checksum_v6(ip.src(), ip.dst(), u.proto.0, &seg), 0);
         }
+        // Neighbor Discovery: what passes the receive checks has a valid
+        // checksum and a unicast target.
+        if u.proto.0 == 58 {
+            use rvs::wire::icmpv6::{Icmpv6, NdMessage};
+            let msg = &ip.packet()[u.offset..];
+            if let Ok(m) = NdMessage::parse(msg, ip.src(), ip.dst(), ip.hop_limit()) {
+                assert!(Icmpv6::new(msg).unwrap().verify(ip.src(), ip.dst()));
+                let (NdMessage::Solicit { target, .. } | NdMessage::Advert { target, .. }) = m;
+                assert!(!target.is_multicast());
+            }
+        }
     }
     let mut m = b.to_vec();
     let mut w = Ipv6Packet::new_checked(&mut m[..]).unwrap();
