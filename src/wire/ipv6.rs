@@ -257,5 +257,21 @@ pub fn l4_checksum_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, segment: &[u8]) -
     checksum::fold(pseudo_header_v6(src, dst, proto, len) + checksum::sum(segment))
 }
 
+/// An upper-layer checksum after a 128-bit address of the pseudo-header
+/// (or of the covered data) changed from `old` to `new`: RFC 1624 eqn. 3
+/// word by word, as for IPv4 (never turns a valid checksum into -0). A
+/// UDP checksum must then still be sent as 0xFFFF if it came out 0.
+pub fn l4_update_addr_v6(csum: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let (o, n) = (old.octets(), new.octets());
+    (0..8).fold(csum, |c, w| {
+        let i = 2 * w;
+        checksum::update16(
+            c,
+            u16::from_be_bytes([o[i], o[i + 1]]),
+            u16::from_be_bytes([n[i], n[i + 1]]),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests;

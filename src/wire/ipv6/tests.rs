@@ -214,3 +214,22 @@ fn a_tcp_checksum_over_ipv6_matches_an_independent_sum() {
     seg[16..18].copy_from_slice(&c.to_be_bytes());
     assert_eq!(l4_checksum_v6(src, dst, 6, &seg), 0);
 }
+
+#[test]
+fn an_incremental_address_update_keeps_the_checksum_valid() {
+    let mut rng = crate::prng::Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..2000 {
+        let mut addr =
+            || Ipv6Addr::from((u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()));
+        let (src, dst, new) = (addr(), addr(), addr());
+        let mut seg = vec![0u8; 20 + rng.below(40)];
+        rng.fill(&mut seg);
+        seg[16..18].copy_from_slice(&[0, 0]);
+        let c = l4_checksum_v6(src, dst, 6, &seg);
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        // The destination rewritten (NAT to a real server).
+        let inc = l4_update_addr_v6(c, dst, new);
+        seg[16..18].copy_from_slice(&inc.to_be_bytes());
+        assert_eq!(l4_checksum_v6(src, new, 6, &seg), 0, "round {round}");
+    }
+}
