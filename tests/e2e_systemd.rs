@@ -4,7 +4,8 @@
 //! `$WATCHDOG_USEC` and `$JOURNAL_STREAM` set (a wrapper script sets them
 //! and execs rvsd, so the pid is rvsd's): it must send `READY=1` once it
 //! answers on its control socket, `WATCHDOG=1` again and again while its
-//! worker polls, `STOPPING=1` on SIGTERM, and log journald-style lines.
+//! worker polls, `STOPPING=1` on SIGTERM (then, with `announce`, more
+//! pings through its drain grace period), and log journald-style lines.
 //! And `--log-format json` writes one JSON object per line.
 
 mod common;
@@ -45,7 +46,11 @@ fn rvsd_notifies_ready_pings_the_watchdog_and_logs_for_journald() {
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let mut rvsd = Rvsd::start_bin(&wrapper, &topo, &topo.default_config());
+    // With route announcements and a drain grace period: after SIGTERM
+    // rvsd forwards on for 2 s, and must keep the watchdog fed meanwhile.
+    let mut c = topo.twin_config();
+    c["announce"] = serde_json::json!({"table": 4243, "drain_grace_s": 2});
+    let mut rvsd = Rvsd::start_bin(&wrapper, &topo, &c);
     // Rvsd::start_bin returned: the control socket answers. READY=1 came
     // before that (it is sent after the socket is bound).
     let first = recv(&notify);
@@ -70,7 +75,18 @@ fn rvsd_notifies_ready_pings_the_watchdog_and_logs_for_journald() {
     } {
         rest.push(String::from_utf8_lossy(&m).into_owned());
     }
-    assert!(rest.iter().any(|m| m.starts_with("STOPPING=1")), "{rest:?}");
+    let stopping = rest
+        .iter()
+        .position(|m| m.starts_with("STOPPING=1"))
+        .unwrap_or_else(|| panic!("no STOPPING=1: {rest:?}"));
+    let pings = rest[stopping..]
+        .iter()
+        .filter(|m| *m == "WATCHDOG=1")
+        .count();
+    assert!(
+        pings >= 3,
+        "{pings} watchdog pings in the 2 s drain: {rest:?}"
+    );
 
     // journald adds the time itself and reads the <N> priority prefix.
     let log = rvsd.log();

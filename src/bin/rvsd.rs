@@ -580,7 +580,26 @@ fn run(cli: Cli) -> Result<()> {
             a.withdraw_all();
             if conf.drain_grace_s > 0 {
                 log::info!("draining: forwarding {} s more", conf.drain_grace_s);
-                std::thread::sleep(Duration::from_secs(conf.drain_grace_s.into()));
+                // The watchdog thread has stopped with the rest: ping
+                // systemd here (a SIGTERM from outside systemd leaves the
+                // unit running, its watchdog armed).
+                let n = rvs::sdnotify::Notifier::from_env();
+                let watchdog = rvs::sdnotify::watchdog_interval();
+                let step = watchdog.map_or(Duration::from_secs(1), |p| {
+                    (p / 2).min(Duration::from_secs(1))
+                });
+                let end =
+                    std::time::Instant::now() + Duration::from_secs(conf.drain_grace_s.into());
+                loop {
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if watchdog.is_some() {
+                        n.notify("WATCHDOG=1");
+                    }
+                    std::thread::sleep(left.min(step));
+                }
             }
         }
     }
