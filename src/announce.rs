@@ -150,6 +150,8 @@ pub struct Announcer {
     /// Handing over: the successor announces from now on.
     suspended: AtomicBool,
     errors: AtomicU64,
+    /// The last failure logged (see `ip`).
+    last_error: Mutex<Option<String>>,
     /// The last decision and what is in the kernel table.
     state: Mutex<(
         BTreeMap<Ipv4Addr, Reason>,
@@ -171,6 +173,7 @@ impl Announcer {
             draining: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             errors: AtomicU64::new(0),
+            last_error: Mutex::default(),
             state: Mutex::default(),
         }
     }
@@ -220,31 +223,40 @@ impl Announcer {
         }
     }
 
+    /// Run `ip ARGS`. A failure is counted each time but logged once until
+    /// the message changes or a command succeeds (the thread retries every
+    /// [`PERIOD`]: a missing twin must not flood the log).
     fn ip(&self, args: &[&str]) -> bool {
-        let ok = Command::new("ip")
+        let failure = match Command::new("ip")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
-            .map(|o| {
-                if !o.status.success() {
-                    log::warn!(
-                        "announce: ip {}: {}",
-                        args.join(" "),
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    );
+        {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Some(format!("running ip: {e}")),
+        };
+        let mut last = self.last_error.lock();
+        match failure {
+            None => {
+                *last = None;
+                true
+            }
+            Some(msg) => {
+                self.errors.fetch_add(1, Relaxed);
+                if last.as_deref() != Some(msg.as_str()) {
+                    log::warn!("announce: {msg} (retried every {PERIOD:?}; logged once)");
+                    *last = Some(msg);
                 }
-                o.status.success()
-            })
-            .unwrap_or_else(|e| {
-                log::warn!("announce: running ip: {e}");
                 false
-            });
-        if !ok {
-            self.errors.fetch_add(1, Relaxed);
+            }
         }
-        ok
     }
 
     /// The /32 routes in the table now.
@@ -418,6 +430,24 @@ mod tests {
             r.into_iter().collect::<Vec<_>>(),
             [ip("10.0.0.100"), ip("10.0.0.101")]
         );
+    }
+
+    #[test]
+    fn a_failing_route_command_is_counted_each_time_and_retried() {
+        // A device that does not exist: `ip route replace` fails (as root
+        // or not), nothing is installed, the next round tries again.
+        let a = Announcer::new(4244, "rvs-no-such-dev");
+        let want = BTreeMap::from([(ip("10.255.0.1"), Reason::Announced)]);
+        a.apply(want.clone(), false);
+        a.apply(want, false);
+        let v = a.view();
+        assert_eq!(v.route_errors, 2);
+        assert!(!v.vips[0].installed);
+        assert!(a
+            .last_error
+            .lock()
+            .as_deref()
+            .is_some_and(|m| m.contains("rvs-no-such-dev")));
     }
 
     #[test]
