@@ -150,8 +150,8 @@ pub struct Announcer {
     /// Handing over: the successor announces from now on.
     suspended: AtomicBool,
     errors: AtomicU64,
-    /// The last failure logged (see `ip`).
-    last_error: Mutex<Option<String>>,
+    /// The commands failing now, each logged once (see `ip`).
+    failing: Mutex<std::collections::HashSet<String>>,
     /// The last decision and what is in the kernel table.
     state: Mutex<(
         BTreeMap<Ipv4Addr, Reason>,
@@ -173,7 +173,7 @@ impl Announcer {
             draining: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             errors: AtomicU64::new(0),
-            last_error: Mutex::default(),
+            failing: Mutex::default(),
             state: Mutex::default(),
         }
     }
@@ -223,10 +223,13 @@ impl Announcer {
         }
     }
 
-    /// Run `ip ARGS`. A failure is counted each time but logged once until
-    /// the message changes or a command succeeds (the thread retries every
-    /// [`PERIOD`]: a missing twin must not flood the log).
+    /// Run `ip ARGS`. A failure is counted each time but logged once per
+    /// command until that command succeeds (the thread retries every
+    /// [`PERIOD`]: a missing twin must not flood the log). Deleting a
+    /// route that is already gone (the kernel removes routes with their
+    /// device) is a success.
     fn ip(&self, args: &[&str]) -> bool {
+        let cmd = args.join(" ");
         let failure = match Command::new("ip")
             .args(args)
             .stdin(Stdio::null())
@@ -235,24 +238,25 @@ impl Announcer {
             .output()
         {
             Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                match args.get(1) == Some(&"del") && err.contains("No such process") {
+                    true => None,
+                    false => Some(format!("ip {cmd}: {err}")),
+                }
+            }
             Err(e) => Some(format!("running ip: {e}")),
         };
-        let mut last = self.last_error.lock();
+        let mut failing = self.failing.lock();
         match failure {
             None => {
-                *last = None;
+                failing.remove(&cmd);
                 true
             }
             Some(msg) => {
                 self.errors.fetch_add(1, Relaxed);
-                if last.as_deref() != Some(msg.as_str()) {
+                if failing.insert(cmd) {
                     log::warn!("announce: {msg} (retried every {PERIOD:?}; logged once)");
-                    *last = Some(msg);
                 }
                 false
             }
@@ -273,9 +277,21 @@ impl Announcer {
     }
 
     /// Make the table hold exactly the announced VIPs of `want`.
-    pub fn apply(&self, want: BTreeMap<Ipv4Addr, Reason>, resync: bool) {
+    pub fn apply(&self, mut want: BTreeMap<Ipv4Addr, Reason>, resync: bool) {
         let t = self.table.to_string();
         let mut s = self.state.lock();
+        // Decided before a drain or a handover began (the thread, racing
+        // withdraw_all or suspend): what holds now wins.
+        if self.suspended.load(Relaxed) {
+            return;
+        }
+        if self.draining() {
+            for r in want.values_mut() {
+                if *r == Reason::Announced {
+                    *r = Reason::Draining;
+                }
+            }
+        }
         if resync {
             if let Some(now) = self.read_table() {
                 s.1 = now;
@@ -437,17 +453,43 @@ mod tests {
         // A device that does not exist: `ip route replace` fails (as root
         // or not), nothing is installed, the next round tries again.
         let a = Announcer::new(4244, "rvs-no-such-dev");
-        let want = BTreeMap::from([(ip("10.255.0.1"), Reason::Announced)]);
+        let want = BTreeMap::from([
+            (ip("10.255.0.1"), Reason::Announced),
+            (ip("10.255.0.3"), Reason::Announced),
+        ]);
         a.apply(want.clone(), false);
         a.apply(want, false);
         let v = a.view();
-        assert_eq!(v.route_errors, 2);
-        assert!(!v.vips[0].installed);
-        assert!(a
-            .last_error
-            .lock()
-            .as_deref()
-            .is_some_and(|m| m.contains("rvs-no-such-dev")));
+        assert_eq!(v.route_errors, 4);
+        assert!(v.vips.iter().all(|v| !v.installed));
+        // Logged once per command, not once per attempt.
+        assert_eq!(a.failing.lock().len(), 2);
+    }
+
+    #[test]
+    fn a_decision_made_before_a_drain_does_not_announce_after_it() {
+        // The thread decided "announce" just before withdraw_all set
+        // draining: applying it now must not install the route.
+        let a = Announcer::new(4245, "rvs-no-such-dev");
+        a.set_draining(true);
+        a.apply(
+            BTreeMap::from([(ip("10.255.0.2"), Reason::Announced)]),
+            false,
+        );
+        let v = a.view();
+        assert_eq!(v.vips[0].state, Reason::Draining);
+        assert_eq!(v.route_errors, 0, "no route command was tried");
+        a.suspend();
+        a.set_draining(false);
+        a.apply(
+            BTreeMap::from([(ip("10.255.0.2"), Reason::Announced)]),
+            false,
+        );
+        assert_eq!(
+            a.view().route_errors,
+            0,
+            "suspended: the table is left alone"
+        );
     }
 
     #[test]

@@ -459,6 +459,9 @@ fn announce_table(a: &rvs::announce::AnnounceView) -> String {
         }
         t.push_str(&format!("{:<16} {state}\n", v.vip.to_string()));
     }
+    if a.route_errors > 0 {
+        t.push_str(&format!("ip route failures: {}\n", a.route_errors));
+    }
     t
 }
 

@@ -580,12 +580,13 @@ fn run(cli: Cli) -> Result<()> {
             a.withdraw_all();
             if conf.drain_grace_s > 0 {
                 log::info!("draining: forwarding {} s more", conf.drain_grace_s);
-                // The watchdog thread has stopped with the rest: ping
-                // systemd here (a SIGTERM from outside systemd leaves the
-                // unit running, its watchdog armed).
+                // STOPPING=1 is sent: systemd now allows the unit's
+                // TimeoutStopSec (30 s in rvsd.service) for the exit. Each
+                // step asks for two steps more (EXTEND_TIMEOUT_USEC), so a
+                // longer grace is not cut short by SIGKILL; the watchdog
+                // is pinged too, for a supervisor that still counts it.
                 let n = rvs::sdnotify::Notifier::from_env();
-                let watchdog = rvs::sdnotify::watchdog_interval();
-                let step = watchdog.map_or(Duration::from_secs(1), |p| {
+                let step = rvs::sdnotify::watchdog_interval().map_or(Duration::from_secs(1), |p| {
                     (p / 2).min(Duration::from_secs(1))
                 });
                 let end =
@@ -595,9 +596,10 @@ fn run(cli: Cli) -> Result<()> {
                     if left.is_zero() {
                         break;
                     }
-                    if watchdog.is_some() {
-                        n.notify("WATCHDOG=1");
-                    }
+                    n.notify(&format!(
+                        "EXTEND_TIMEOUT_USEC={}\nWATCHDOG=1",
+                        2 * step.as_micros()
+                    ));
                     std::thread::sleep(left.min(step));
                 }
             }
