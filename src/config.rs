@@ -3,7 +3,7 @@
 //! changed live over the control socket.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -69,6 +69,60 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
     }
 }
 
+/// An IPv6 address with its prefix length, written "2001:db8::1/64".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Cidr {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected ADDRESS/PREFIX"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| format!("{s:?}: bad IPv6 address"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+        if prefix > 128 {
+            return Err(format!("{s:?}: prefix length over 128"));
+        }
+        // The director's own unicast address: an NS for it is answered and
+        // echo requests to it are, so nothing that is not one host's.
+        if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() {
+            return Err(format!("{s:?}: not a unicast address"));
+        }
+        if addr.segments()[0] & 0xffc0 == 0xfe80 {
+            return Err(format!(
+                "{s:?}: link-local; every port has one already (fe80:: and its MAC, EUI-64)"
+            ));
+        }
+        if addr.to_ipv4_mapped().is_some() {
+            return Err(format!("{s:?}: an IPv4-mapped address"));
+        }
+        Ok(Ipv6Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Ipv6Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv6Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One data port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +131,12 @@ pub struct PortConf {
     pub device: String,
     /// The director's address on this port.
     pub ipv4: Ipv4Cidr,
+    /// The director's IPv6 address on this port. It answers Neighbor
+    /// Solicitations and echo requests for it and for the port's
+    /// link-local address (fe80:: with the MAC as EUI-64); rvs does not
+    /// forward IPv6 yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Cidr>,
     /// Next hop for destinations not on any port's subnet. At most one port
     /// may have one (it is the default route).
     #[serde(default)]
@@ -282,6 +342,14 @@ impl DaemonConfig {
             if self.ports[..i].iter().any(|q| q.device == p.device) {
                 errs.push(format!("ports[{i}]: device {:?} listed twice", p.device));
             }
+            if let Some(a) = p.ipv6 {
+                if self.ports[..i]
+                    .iter()
+                    .any(|q| q.ipv6.is_some_and(|b| b.addr == a.addr))
+                {
+                    errs.push(format!("ports[{i}]: ipv6 {} on two ports", a.addr));
+                }
+            }
             if let Some(t) = &p.kernel_twin {
                 if t.name.is_empty()
                     || t.name.len() > 15
@@ -377,6 +445,49 @@ mod tests {
         assert!("10.0.1/8".parse::<Ipv4Cidr>().is_err());
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
+    }
+
+    #[test]
+    fn ipv6_port_addresses() {
+        let c: Ipv6Cidr = "2001:db8::1/64".parse().unwrap();
+        assert_eq!((c.addr, c.prefix), ("2001:db8::1".parse().unwrap(), 64));
+        assert_eq!(c.to_string(), "2001:db8::1/64");
+        for bad in [
+            "2001:db8::1",
+            "2001:db8::1/129",
+            "10.0.0.1/24",
+            "::/0",
+            "::1/128",
+            "ff02::1/128",
+            "fe80::1/64",
+            "::ffff:10.0.0.1/128",
+        ] {
+            assert!(bad.parse::<Ipv6Cidr>().is_err(), "{bad}");
+        }
+        let port =
+            |d: &str, a: &str| format!(r#"{{"device":"{d}","ipv4":"10.0.0.1/24","ipv6":"{a}"}}"#);
+        let c = DaemonConfig::from_json(&format!(
+            r#"{{"eal_args":[],"ports":[{}]}}"#,
+            port("net_null0", "2001:db8::1/64")
+        ))
+        .unwrap();
+        assert_eq!(c.ports[0].ipv6, Some("2001:db8::1/64".parse().unwrap()));
+        let e = DaemonConfig::from_json(&format!(
+            r#"{{"eal_args":[],"ports":[{},{}]}}"#,
+            port("net_null0", "2001:db8::1/64"),
+            port("net_null1", "2001:db8::1/64")
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ipv6 2001:db8::1 on two ports"),
+            "{e}"
+        );
+        let e = DaemonConfig::from_json(&format!(
+            r#"{{"eal_args":[],"ports":[{}]}}"#,
+            port("net_null0", "fe80::1/64")
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("link-local"), "{e}");
     }
 
     #[test]

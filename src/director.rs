@@ -12,6 +12,7 @@
 //!     cidr: cidr.parse().unwrap(),
 //!     gateway: None,
 //!     mtu: 1500,
+//!     ipv6: None,
 //! };
 //! let d = Builder::new()
 //!     .max_connections(1000)

@@ -269,6 +269,18 @@ const WORKER: &[Row<StatsSnapshot>] = &[
         field!(icmp_echo_replies),
     ),
     (
+        "rvs_worker_icmpv6_echo_replies_total",
+        Kind::Counter,
+        "ICMPv6 echo replies sent (to the director's IPv6 addresses).",
+        field!(icmpv6_echo_replies),
+    ),
+    (
+        "rvs_worker_nd_adverts_sent_total",
+        Kind::Counter,
+        "IPv6 Neighbor Advertisements sent for the director's addresses.",
+        field!(nd_adverts_sent),
+    ),
+    (
         "rvs_worker_icmp_errors_sent_total",
         Kind::Counter,
         "ICMP errors generated.",

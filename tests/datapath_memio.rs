@@ -255,11 +255,31 @@ fn malformed_and_unwanted_frames_are_dropped_with_their_reason() {
         ),
         ("VLAN tag", vlan, "vlan"),
         (
-            "IPv6",
+            "IPv6 with a payload length beyond the frame",
             base()
                 .ethertype(EtherType::IPV6)
                 .no_l3()
                 .payload(&[0x60; 40])
+                .build(),
+            "ipv6_malformed",
+        ),
+        (
+            "IPv6 to another host",
+            base()
+                .ethertype(EtherType::IPV6)
+                .no_l3()
+                .payload(&{
+                    let mut h = [0u8; 48];
+                    h[0] = 0x60;
+                    h[5] = 8; // payload length
+                    h[6] = 59; // no next header
+                    h[7] = 64;
+                    h[8..24]
+                        .copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+                    h[24..40]
+                        .copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+                    h
+                })
                 .build(),
             "ipv6",
         ),

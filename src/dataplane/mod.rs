@@ -23,6 +23,7 @@
 //! time.
 
 mod forward;
+mod ipv6;
 mod local;
 mod lookup;
 mod open;
@@ -137,7 +138,11 @@ impl Dataplane {
             if twin && dst.0[0] & 1 == 1 && self.sane_peer_mac(eth.src()) {
                 return Verdict::ToKernel(in_port);
             }
-            return Verdict::Drop(DropReason::NotForUs);
+            // Without a twin, rvs answers Neighbor Discovery itself.
+            let nd = !twin && eth.ethertype() == EtherType::IPV6 && self.v6_group_mac(in_port, dst);
+            if !nd {
+                return Verdict::Drop(DropReason::NotForUs);
+            }
         }
         // Nothing legitimate comes from these, and the director answers
         // pings and ICMP errors to the frame's source: never answer a zero,
@@ -149,7 +154,7 @@ impl Dataplane {
             EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
             EtherType::IPV6 if twin => Verdict::ToKernel(in_port),
-            EtherType::IPV6 => Verdict::Drop(DropReason::Ipv6),
+            EtherType::IPV6 => self.ipv6(cx, in_port, frame),
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
             _ => Verdict::Drop(DropReason::UnknownEtherType),
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 /// Looked up for every forwarded packet: foldhash rather than SipHash.
 /// The neighbour map as workers read it (one snapshot per poll).
 pub type NeighMap = HashMap<Ipv4Addr, MacAddr, foldhash::fast::FixedState>;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +28,40 @@ pub struct PortAddr {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU of the port (TUN checks encapsulated sizes against it).
     pub mtu: u16,
+    /// The port's configured IPv6 address, if any.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl PortAddr {
+    /// The port's link-local address, as the kernel forms it by default
+    /// (`addr_gen_mode` 0, RFC 4291 appendix A): fe80::/64 and the MAC as a
+    /// modified EUI-64 (universal/local bit flipped, ff:fe in the middle).
+    pub fn link_local(&self) -> Ipv6Addr {
+        let m = self.mac.0;
+        Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ])
+    }
+
+    /// Whether `a` is one of the port's own IPv6 addresses.
+    pub fn owns_v6(&self, a: Ipv6Addr) -> bool {
+        self.ipv6 == Some(a) || a == self.link_local()
+    }
 }
 
 /// Connected routes of every port plus one default route.
@@ -150,12 +184,14 @@ mod tests {
                 cidr: "10.0.0.1/24".parse().unwrap(),
                 gateway: None,
                 mtu: 1500,
+                ipv6: None,
             },
             PortAddr {
                 mac,
                 cidr: "10.0.1.1/24".parse().unwrap(),
                 gateway: Some("10.0.1.254".parse().unwrap()),
                 mtu: 1500,
+                ipv6: None,
             },
         ])
     }

@@ -30,7 +30,11 @@ reasons! {
     EthTruncated => "eth_truncated", "Shorter than an Ethernet header.";
     NotForUs => "not_for_us", "Destination MAC is neither ours nor broadcast.";
     Vlan => "vlan", "802.1Q/802.1ad tagged (not supported).";
-    Ipv6 => "ipv6", "IPv6 (not supported yet).";
+    Ipv6 => "ipv6", "IPv6 not for the director itself (IPv6 is not forwarded yet).";
+    Ipv6Malformed => "ipv6_malformed", "Bad IPv6 version, payload length or extension-header chain.";
+    Ipv6Fragment => "ipv6_fragment", "IPv6 fragment to the director (not reassembled).";
+    NdInvalid => "nd_invalid", "Neighbor Discovery that fails RFC 4861's checks (hop limit, code, checksum, options).";
+    NdNotForUs => "nd_not_for_us", "Neighbor Solicitation for an address the director does not own.";
     UnknownEtherType => "unknown_ethertype", "Neither IPv4 nor ARP.";
     ArpMalformed => "arp_malformed", "ARP that is not Ethernet/IPv4 or is truncated.";
     ArpNotForUs => "arp_not_for_us", "ARP request for an address we do not own.";
@@ -122,6 +126,10 @@ pub struct WorkerStats {
     /// Frames for the director that need no answer (ARP replies).
     pub consumed: Counter,
     pub icmp_echo_replies: Counter,
+    /// ICMPv6 echo replies to the director's IPv6 addresses.
+    pub icmpv6_echo_replies: Counter,
+    /// Neighbor Advertisements answering solicitations for its addresses.
+    pub nd_adverts_sent: Counter,
     pub icmp_errors_sent: Counter,
     /// ICMP errors about tracked connections, translated and passed on.
     pub icmp_errors_forwarded: Counter,
@@ -190,6 +198,8 @@ pub struct StatsSnapshot {
     pub arp_requests_sent: u64,
     pub consumed: u64,
     pub icmp_echo_replies: u64,
+    pub icmpv6_echo_replies: u64,
+    pub nd_adverts_sent: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_forwarded: u64,
     pub conns_created: u64,
@@ -223,6 +233,8 @@ impl StatsSnapshot {
         self.arp_requests_sent += w.arp_requests_sent.get();
         self.consumed += w.consumed.get();
         self.icmp_echo_replies += w.icmp_echo_replies.get();
+        self.icmpv6_echo_replies += w.icmpv6_echo_replies.get();
+        self.nd_adverts_sent += w.nd_adverts_sent.get();
         self.icmp_errors_sent += w.icmp_errors_sent.get();
         self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
         self.conns_created += w.conns_created.get();

@@ -44,17 +44,24 @@ pub fn rs2() -> Ipv4Addr {
     ip("10.0.1.12")
 }
 
+/// The director's configured IPv6 address on port 0 (port 1 has only its
+/// link-local one).
+pub fn dir0_v6() -> std::net::Ipv6Addr {
+    "2001:db8::1".parse().unwrap()
+}
+
 /// The rig's director: the two ports, one worker.
 pub fn director(macs: [MacAddr; 2]) -> Builder {
-    let port = |mac, cidr: &str| PortAddr {
+    let port = |mac, cidr: &str, ipv6| PortAddr {
         mac,
         cidr: cidr.parse().unwrap(),
         gateway: None,
         mtu: 1500,
+        ipv6,
     };
     Builder::new().ports(vec![
-        port(macs[0], "10.0.0.1/24"),
-        port(macs[1], "10.0.1.1/24"),
+        port(macs[0], "10.0.0.1/24", Some(dir0_v6())),
+        port(macs[1], "10.0.1.1/24", None),
     ])
 }
 

@@ -51,6 +51,7 @@ fn main() -> Result<()> {
             cidr: cidr.parse().map_err(anyhow::Error::msg)?,
             gateway: None,
             mtu: 1500,
+            ipv6: None,
         })
     };
     let d = Builder::new()

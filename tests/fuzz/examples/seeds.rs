@@ -432,6 +432,64 @@ fn malformed() -> Vec<u8> {
     s.input.encode()
 }
 
+/// IPv6 to the director: a Neighbor Solicitation for its address on port
+/// 0, a DAD probe, an echo request and one to another host.
+fn ipv6_director() -> Vec<u8> {
+    use rvs::wire::icmpv6::{self, fill_checksum, multicast_mac, solicited_node};
+    use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet};
+    use std::net::Ipv6Addr;
+    let frame = |dst_mac, src: Ipv6Addr, dst: Ipv6Addr, hops, upper: &[u8]| {
+        let mut f = vec![0u8; 54 + upper.len()];
+        let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+        e.set_dst(dst_mac);
+        e.set_src(CLIENT_MAC);
+        e.set_ethertype(EtherType::IPV6);
+        let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
+        ip.fill_header(0, upper.len() as u16, 58, hops);
+        ip.set_src(src);
+        ip.set_dst(dst);
+        f[54..].copy_from_slice(upper);
+        f
+    };
+    let me = dir0_v6();
+    let client: Ipv6Addr = "fe80::c0:ff:fe00:2".parse().unwrap();
+    let group = solicited_node(me);
+    let mut ns = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut ns, client, me, CLIENT_MAC);
+    let mut dad = [0u8; 24];
+    dad[0] = icmpv6::NEIGHBOR_SOLICIT;
+    dad[8..24].copy_from_slice(&me.octets());
+    fill_checksum(&mut dad, Ipv6Addr::UNSPECIFIED, group);
+    let echo = |dst: Ipv6Addr| {
+        let mut m = vec![icmpv6::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1, b'x'];
+        fill_checksum(&mut m, client, dst);
+        m
+    };
+    let v = [
+        frame(multicast_mac(group), client, group, 255, &ns[..]),
+        frame(
+            multicast_mac(group),
+            Ipv6Addr::UNSPECIFIED,
+            group,
+            255,
+            &dad[..],
+        ),
+        frame(DIR0_MAC, client, me, 64, &echo(me)),
+        frame(
+            DIR0_MAC,
+            client,
+            "2001:db8::9".parse().unwrap(),
+            64,
+            &echo(me),
+        ),
+    ];
+    let mut s = Session::new(Config::new(0, 0, true, false, false));
+    for (i, f) in v.iter().enumerate() {
+        s.frame(0, i + 1 == v.len(), STEP, f);
+    }
+    s.input.encode()
+}
+
 fn datapath_seeds() -> usize {
     let mut n = 0;
     let mut put = |name: String, bytes: Vec<u8>| {
@@ -468,6 +526,7 @@ fn datapath_seeds() -> usize {
         conversation(5, true),
     );
     put("too-big-tun".into(), too_big(2));
+    put("ipv6-director".into(), ipv6_director());
     put("malformed".into(), malformed());
     n
 }

@@ -26,8 +26,8 @@ use rvs::control::parse_request;
 use rvs::io::MemIo;
 use rvs::service::ServiceConf;
 use rvs::wire::{
-    checksum, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, MacAddr,
-    PacketBuilder, TcpFlags, TcpSegment, UdpDatagram,
+    checksum, ArpPacket, EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet,
+    Ipv6Packet, MacAddr, PacketBuilder, TcpFlags, TcpSegment, UdpDatagram,
 };
 use serde_json::{json, Value};
 
@@ -995,7 +995,10 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
     );
     let dst = eth.dst();
     let arp_request = eth.ethertype() == EtherType::ARP && dst.is_broadcast();
-    if !arp_request {
+    // The one IPv6 group the director sends to: all-nodes, for the NA that
+    // answers a DAD probe.
+    let all_nodes = eth.ethertype() == EtherType::IPV6 && dst == MacAddr([0x33, 0x33, 0, 0, 0, 1]);
+    if !arp_request && !all_nodes {
         assert!(sane_mac(dst), "destination MAC of {}", ctx());
     }
     match eth.ethertype() {
@@ -1005,8 +1008,53 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
             assert_eq!(a.sender_hw(), eth.src(), "ARP sender of {}", ctx());
         }
         EtherType::IPV4 => check_sent_ipv4(eth.payload(), strict, &ctx),
+        EtherType::IPV6 => check_sent_ipv6(port, eth.payload(), all_nodes, &ctx),
         t => panic!("ethertype {t:?} in {}", ctx()),
     }
+}
+
+/// What the director sends over IPv6 (it forwards none yet): a Neighbor
+/// Advertisement or an echo reply from one of the port's own addresses, a
+/// complete packet with no extension header and a valid ICMPv6 checksum
+/// (always: it builds them itself), to ff02::1 only when the frame says so.
+fn check_sent_ipv6(port: u16, b: &[u8], all_nodes: bool, ctx: &dyn Fn() -> String) {
+    use rvs::wire::icmpv6::{self, Icmpv6};
+    let ip = Ipv6Packet::new_checked(b).unwrap_or_else(|e| panic!("IPv6 {e:?}: {}", ctx()));
+    let mac = PORT_MACS[usize::from(port)];
+    let ll = std::net::Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac.0[0] ^ 2,
+        mac.0[1],
+        mac.0[2],
+        0xff,
+        0xfe,
+        mac.0[3],
+        mac.0[4],
+        mac.0[5],
+    ]);
+    let own = ip.src() == ll || (port == 0 && ip.src() == dir0_v6());
+    assert!(own, "IPv6 source of {}", ctx());
+    assert_eq!(ip.next_header(), 58, "IPv6 next header of {}", ctx());
+    assert_eq!(
+        ip.dst() == "ff02::1".parse::<std::net::Ipv6Addr>().unwrap(),
+        all_nodes,
+        "IPv6 destination of {}",
+        ctx()
+    );
+    let m = Icmpv6::new(ip.payload()).unwrap_or_else(|| panic!("ICMPv6 in {}", ctx()));
+    assert!(
+        matches!(m.msg_type(), icmpv6::NEIGHBOR_ADVERT | icmpv6::ECHO_REPLY),
+        "ICMPv6 type of {}",
+        ctx()
+    );
+    assert!(m.verify(ip.src(), ip.dst()), "ICMPv6 checksum of {}", ctx());
 }
 
 fn check_sent_ipv4(b: &[u8], strict: Strict, ctx: &dyn Fn() -> String) {

@@ -78,6 +78,7 @@ pub(crate) fn director_setup(
             cidr: cidr.parse().map_err(anyhow::Error::msg)?,
             gateway,
             mtu: 1500,
+            ipv6: None,
         })
     };
     let neigh = Arc::new(NeighTable::default());

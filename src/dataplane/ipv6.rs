@@ -1,0 +1,159 @@
+//! IPv6 to the director itself: Neighbor Discovery for its addresses and
+//! ICMPv6 echo. rvs does not forward IPv6 yet (no IPv6 services); what is
+//! not for the director is dropped as `ipv6`.
+//!
+//! A port's IPv6 addresses are its link-local one (fe80:: and its MAC,
+//! [`crate::neigh::PortAddr::link_local`]) and the configured one
+//! (`ports[].ipv6`). As the kernel's `ndisc_recv_ns`/`ndisc_send_na`
+//! (net/ipv6/ndisc.c) do:
+//! - an NS that passes RFC 4861 7.1.1's checks and names one of them is
+//!   answered with a solicited NA (Override set, Router clear) to its
+//!   source, at the MAC of its Source Link-Layer option or else the frame's
+//!   source; an NS from the unspecified address (Duplicate Address
+//!   Detection) gets an unsolicited NA to all-nodes (ff02::1);
+//! - an NA is consumed (nothing is learnt until IPv6 is forwarded);
+//! - an echo request to one of them is answered from that address.
+
+use std::net::Ipv6Addr;
+
+use super::{Ctx, Dataplane, Verdict, ETH};
+use crate::stats::DropReason;
+use crate::wire::icmpv6::{
+    self, multicast_mac, solicited_node, write_neighbor_advert, Icmpv6, NdMessage,
+};
+use crate::wire::ipv6::{next_header, Ipv6Packet};
+use crate::wire::{EthernetFrame, MacAddr};
+
+/// ff02::1, all nodes on the link.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// An NA with its Target Link-Layer option: IPv6 header and 32 bytes.
+const NA_FRAME: usize = ETH + 40 + 32;
+
+impl Dataplane {
+    /// Whether an IPv6 multicast frame to `dst` is for port `in_port`: the
+    /// solicited-node group of one of its addresses or all-nodes.
+    pub(super) fn v6_group_mac(&self, in_port: u16, dst: MacAddr) -> bool {
+        let Some(p) = self.router.ports.get(in_port as usize) else {
+            return false;
+        };
+        dst == multicast_mac(ALL_NODES)
+            || dst == multicast_mac(solicited_node(p.link_local()))
+            || p.ipv6
+                .is_some_and(|a| dst == multicast_mac(solicited_node(a)))
+    }
+
+    /// An IPv6 frame on a port without a kernel twin.
+    pub(super) fn ipv6<F: crate::io::Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+    ) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        let data = frame.data_mut();
+        let Ok(ip) = Ipv6Packet::new_checked(&data[ETH..]) else {
+            return Verdict::Drop(DropReason::Ipv6Malformed);
+        };
+        let (src, dst, hops) = (ip.src(), ip.dst(), ip.hop_limit());
+        let group = dst == ALL_NODES
+            || dst == solicited_node(port.link_local())
+            || port.ipv6.is_some_and(|a| dst == solicited_node(a));
+        if !port.owns_v6(dst) && !group {
+            return Verdict::Drop(DropReason::Ipv6);
+        }
+        if src.is_multicast() || src.is_loopback() || port.owns_v6(src) {
+            return Verdict::Drop(DropReason::BadSource);
+        }
+        let Ok(ul) = ip.upper_layer() else {
+            return Verdict::Drop(DropReason::Ipv6Malformed);
+        };
+        if ul.fragment.is_some() {
+            return Verdict::Drop(DropReason::Ipv6Fragment);
+        }
+        if ul.proto.0 != next_header::ICMPV6 {
+            return Verdict::Drop(DropReason::LocalUnhandled);
+        }
+        let end = ETH + ip.packet().len();
+        let at = ETH + ul.offset;
+        let Some(icmp) = Icmpv6::new(&data[at..end]) else {
+            return Verdict::Drop(DropReason::L4Malformed);
+        };
+        match icmp.msg_type() {
+            icmpv6::NEIGHBOR_SOLICIT | icmpv6::NEIGHBOR_ADVERT => {
+                match NdMessage::parse(&data[at..end], src, dst, hops) {
+                    Ok(NdMessage::Solicit { target, source_ll }) if port.owns_v6(target) => {
+                        let peer = EthernetFrame::new_unchecked(&*data).src();
+                        self.neighbor_advert(cx, in_port, frame, src, target, source_ll, peer)
+                    }
+                    Ok(NdMessage::Solicit { .. }) => Verdict::Drop(DropReason::NdNotForUs),
+                    Ok(NdMessage::Advert { .. }) => Verdict::Consumed,
+                    Err(_) => Verdict::Drop(DropReason::NdInvalid),
+                }
+            }
+            icmpv6::ECHO_REQUEST if !group => {
+                if icmp.code() != 0 || !icmp.verify(src, dst) {
+                    return Verdict::Drop(DropReason::L4Malformed);
+                }
+                // Only the upper layer goes back: extension headers of the
+                // request (a routing header, options) are not reflected.
+                let len = end - at;
+                data.copy_within(at..end, ETH + 40);
+                let peer = EthernetFrame::new_unchecked(&*data).src();
+                let msg = &mut data[ETH + 40..ETH + 40 + len];
+                msg[0] = icmpv6::ECHO_REPLY;
+                icmpv6::fill_checksum(msg, dst, src);
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH..]);
+                ip.fill_header(0, len as u16, next_header::ICMPV6, 64);
+                ip.set_src(dst);
+                ip.set_dst(src);
+                frame.truncate(ETH + 40 + len);
+                let mut eth = EthernetFrame::new_unchecked(frame.data_mut());
+                eth.set_dst(peer);
+                eth.set_src(port.mac);
+                cx.stats.icmpv6_echo_replies.inc();
+                Verdict::Tx(in_port)
+            }
+            _ => Verdict::Drop(DropReason::IcmpUnhandled),
+        }
+    }
+
+    /// Rewrite the NS in `frame` into the NA for `target` (see the module
+    /// documentation for where it goes).
+    #[allow(clippy::too_many_arguments)]
+    fn neighbor_advert<F: crate::io::Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        from: Ipv6Addr,
+        target: Ipv6Addr,
+        source_ll: Option<MacAddr>,
+        peer: MacAddr,
+    ) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        let dad = from.is_unspecified();
+        let (to, mac) = if dad {
+            (ALL_NODES, multicast_mac(ALL_NODES))
+        } else {
+            (from, source_ll.unwrap_or(peer))
+        };
+        let len = frame.data().len();
+        if len < NA_FRAME && !frame.append(NA_FRAME - len) {
+            return Verdict::Drop(DropReason::NoBuffer);
+        }
+        frame.truncate(NA_FRAME);
+        let data = frame.data_mut();
+        let mut msg = [0u8; 32];
+        write_neighbor_advert(&mut msg, target, to, target, port.mac, !dad);
+        data[ETH + 40..NA_FRAME].copy_from_slice(&msg);
+        let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH..]);
+        ip.fill_header(0, 32, next_header::ICMPV6, 255);
+        ip.set_src(target);
+        ip.set_dst(to);
+        let mut eth = EthernetFrame::new_unchecked(&mut *data);
+        eth.set_dst(mac);
+        eth.set_src(port.mac);
+        cx.stats.nd_adverts_sent.inc();
+        Verdict::Tx(in_port)
+    }
+}
