@@ -76,6 +76,16 @@ pub struct Ipv6Cidr {
     pub prefix: u8,
 }
 
+impl Ipv6Cidr {
+    /// Whether `ip` is on this prefix.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0);
+        (u128::from(ip) ^ u128::from(self.addr)) & mask == 0
+    }
+}
+
 impl FromStr for Ipv6Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

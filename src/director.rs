@@ -163,6 +163,7 @@ impl Builder {
         Dataplane {
             router: Router::new(self.ports),
             neigh: self.neigh,
+            neigh6: Arc::new(NeighTable::default()),
             table: ctl.table.clone(),
             conns: ctl.conns.clone(),
             syn_key: self.syn_key,

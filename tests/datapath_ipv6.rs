@@ -299,3 +299,54 @@ fn a_port_without_a_configured_address_still_has_its_link_local() {
     r.step(1);
     assert!(r.worker.io.take_tx(1).is_empty());
 }
+
+fn na(target: Ipv6Addr, dst: Ipv6Addr, mac: MacAddr, solicited: bool, override_: bool) -> Vec<u8> {
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_advert(&mut m, target, dst, target, mac, solicited);
+    if !override_ {
+        // write_neighbor_advert sets Override; clear it and re-checksum.
+        m[4] &= !0x20;
+        fill_checksum(&mut m, target, dst);
+    }
+    frame(DIR0_MAC, target, dst, 255, 58, &m)
+}
+
+#[test]
+fn neighbours_are_learnt_as_the_kernel_learns_them() {
+    let mut r = rig();
+    let client = v6(CLIENT_LL);
+    // The source of an NS for our address, at its Source Link-Layer option.
+    one(&mut r, &ns(client, dir0_v6(), 255));
+    assert_eq!(r.dp.neigh6.lookup(client), Some(CLIENT_MAC));
+    // Not from a DAD probe, nor from an NS for someone else.
+    one(&mut r, &dad(dir0_v6()));
+    one(&mut r, &ns(v6("2001:db8::5"), v6("2001:db8:1::1"), 255));
+    assert_eq!(r.dp.neigh6.lookup(v6("2001:db8::5")), None);
+    // An unsolicited NA for an unknown target teaches nothing; a solicited
+    // one to our unicast address does.
+    let rs = v6("2001:db8::11");
+    let rs_mac = MacAddr([2, 0x51, 0, 0, 0, 11]);
+    one(&mut r, &na(rs, v6("ff02::1"), rs_mac, false, true));
+    assert_eq!(r.dp.neigh6.lookup(rs), None);
+    one(&mut r, &na(rs, dir0_v6(), rs_mac, true, true));
+    assert_eq!(r.dp.neigh6.lookup(rs), Some(rs_mac));
+    // A known MAC changes only with the Override flag (RFC 4861 7.2.5).
+    let other = MacAddr([2, 0x51, 0, 0, 0, 99]);
+    one(&mut r, &na(rs, dir0_v6(), other, true, false));
+    assert_eq!(r.dp.neigh6.lookup(rs), Some(rs_mac));
+    one(&mut r, &na(rs, v6("ff02::1"), other, false, true));
+    assert_eq!(r.dp.neigh6.lookup(rs), Some(other));
+    // Off-link targets and group or own MACs are never learnt.
+    one(
+        &mut r,
+        &na(v6("2001:db9::1"), dir0_v6(), rs_mac, true, true),
+    );
+    assert_eq!(r.dp.neigh6.lookup(v6("2001:db9::1")), None);
+    let before = r.drops("nd_bad_link_addr");
+    one(
+        &mut r,
+        &na(v6("2001:db8::12"), dir0_v6(), DIR1_MAC, true, true),
+    );
+    assert_eq!(r.drops("nd_bad_link_addr"), before + 1);
+    assert_eq!(r.dp.neigh6.lookup(v6("2001:db8::12")), None);
+}

@@ -827,7 +827,7 @@ fn open_port(pc: &PortConf, cfg: &DaemonConfig, pool: &Mempool) -> Result<(Port,
         cidr: pc.ipv4,
         gateway: pc.gateway,
         mtu: port.mtu().unwrap_or(1500),
-        ipv6: pc.ipv6.map(|c| c.addr),
+        ipv6: pc.ipv6,
     };
     Ok((port, addr))
 }

@@ -11,8 +11,17 @@
 //!   source, at the MAC of its Source Link-Layer option or else the frame's
 //!   source; an NS from the unspecified address (Duplicate Address
 //!   Detection) gets an unsolicited NA to all-nodes (ff02::1);
-//! - an NA is consumed (nothing is learnt until IPv6 is forwarded);
 //! - an echo request to one of them is answered from that address.
+//!
+//! Neighbours are learnt as `ndisc_recv_ns`/`ndisc_recv_na` learn them
+//! ([`Dataplane::neigh6`]): the source of an NS for one of the port's
+//! addresses, at its Source Link-Layer option (not from DAD probes); the
+//! target of an NA at its Target Link-Layer option, when the target is
+//! known already or the NA is a solicited answer to one of the port's
+//! unicast addresses, and with the Override flag to replace a known MAC
+//! (RFC 4861 7.2.5). Only on-link addresses (link-local, or on the port's
+//! prefix) are learnt, and never a zero, group or own MAC. NAs are then
+//! consumed.
 
 use std::net::Ipv6Addr;
 
@@ -39,7 +48,7 @@ impl Dataplane {
         dst == multicast_mac(ALL_NODES)
             || dst == multicast_mac(solicited_node(p.link_local()))
             || p.ipv6
-                .is_some_and(|a| dst == multicast_mac(solicited_node(a)))
+                .is_some_and(|c| dst == multicast_mac(solicited_node(c.addr)))
     }
 
     /// An IPv6 frame on a port without a kernel twin.
@@ -57,7 +66,7 @@ impl Dataplane {
         let (src, dst, hops) = (ip.src(), ip.dst(), ip.hop_limit());
         let group = dst == ALL_NODES
             || dst == solicited_node(port.link_local())
-            || port.ipv6.is_some_and(|a| dst == solicited_node(a));
+            || port.ipv6.is_some_and(|c| dst == solicited_node(c.addr));
         if !port.owns_v6(dst) && !group {
             return Verdict::Drop(DropReason::Ipv6);
         }
@@ -80,14 +89,47 @@ impl Dataplane {
         };
         match icmp.msg_type() {
             icmpv6::NEIGHBOR_SOLICIT | icmpv6::NEIGHBOR_ADVERT => {
-                match NdMessage::parse(&data[at..end], src, dst, hops) {
-                    Ok(NdMessage::Solicit { target, source_ll }) if port.owns_v6(target) => {
+                let nd = match NdMessage::parse(&data[at..end], src, dst, hops) {
+                    Ok(nd) => nd,
+                    Err(_) => return Verdict::Drop(DropReason::NdInvalid),
+                };
+                let ll = match nd {
+                    NdMessage::Solicit { source_ll, .. } => source_ll,
+                    NdMessage::Advert { target_ll, .. } => target_ll,
+                };
+                if ll.is_some_and(|m| !self.sane_peer_mac(m)) {
+                    return Verdict::Drop(DropReason::NdBadLinkAddr);
+                }
+                match nd {
+                    NdMessage::Solicit { target, source_ll } if port.owns_v6(target) => {
+                        if let Some(m) = source_ll {
+                            if port.on_link_v6(src) {
+                                self.neigh6.learn(src, m);
+                            }
+                        }
                         let peer = EthernetFrame::new_unchecked(&*data).src();
                         self.neighbor_advert(cx, in_port, frame, src, target, source_ll, peer)
                     }
-                    Ok(NdMessage::Solicit { .. }) => Verdict::Drop(DropReason::NdNotForUs),
-                    Ok(NdMessage::Advert { .. }) => Verdict::Consumed,
-                    Err(_) => Verdict::Drop(DropReason::NdInvalid),
+                    NdMessage::Solicit { .. } => Verdict::Drop(DropReason::NdNotForUs),
+                    NdMessage::Advert {
+                        target,
+                        solicited,
+                        override_,
+                        target_ll: Some(m),
+                        ..
+                    } => {
+                        let known = self.neigh6.lookup(target);
+                        let answer = solicited && port.owns_v6(dst);
+                        let may = match known {
+                            Some(old) => old == m || override_,
+                            None => answer,
+                        };
+                        if may && port.on_link_v6(target) && !port.owns_v6(target) {
+                            self.neigh6.learn(target, m);
+                        }
+                        Verdict::Consumed
+                    }
+                    NdMessage::Advert { .. } => Verdict::Consumed,
                 }
             }
             icmpv6::ECHO_REQUEST if !group => {

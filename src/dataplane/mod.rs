@@ -65,6 +65,8 @@ pub enum Verdict {
 pub struct Dataplane {
     pub router: Router,
     pub neigh: Arc<NeighTable>,
+    /// IPv6 neighbours, learnt from Neighbor Discovery.
+    pub neigh6: Arc<NeighTable<std::net::Ipv6Addr>>,
     pub table: Arc<ArcSwap<ServiceTable>>,
     pub conns: Arc<ConnTable>,
     /// The SYN proxy's cookie secret (one per process).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 /// Looked up for every forwarded packet: foldhash rather than SipHash.
 /// The neighbour map as workers read it (one snapshot per poll).
-pub type NeighMap = HashMap<Ipv4Addr, MacAddr, foldhash::fast::FixedState>;
+pub type NeighMap<A = Ipv4Addr> = HashMap<A, MacAddr, foldhash::fast::FixedState>;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::config::Ipv4Cidr;
+use crate::config::{Ipv4Cidr, Ipv6Cidr};
 use crate::wire::MacAddr;
 
 /// One data port's addresses.
@@ -28,8 +28,8 @@ pub struct PortAddr {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU of the port (TUN checks encapsulated sizes against it).
     pub mtu: u16,
-    /// The port's configured IPv6 address, if any.
-    pub ipv6: Option<Ipv6Addr>,
+    /// The port's configured IPv6 address and prefix, if any.
+    pub ipv6: Option<Ipv6Cidr>,
 }
 
 impl PortAddr {
@@ -60,7 +60,12 @@ impl PortAddr {
 
     /// Whether `a` is one of the port's own IPv6 addresses.
     pub fn owns_v6(&self, a: Ipv6Addr) -> bool {
-        self.ipv6 == Some(a) || a == self.link_local()
+        self.ipv6.is_some_and(|c| c.addr == a) || a == self.link_local()
+    }
+
+    /// Whether `a` is on the port's link: link-local, or on its prefix.
+    pub fn on_link_v6(&self, a: Ipv6Addr) -> bool {
+        a.segments()[0] & 0xffc0 == 0xfe80 || self.ipv6.is_some_and(|c| c.contains(a))
     }
 }
 
@@ -107,15 +112,25 @@ impl Router {
     }
 }
 
-/// IPv4 neighbours' MAC addresses.
-#[derive(Default)]
-pub struct NeighTable {
-    map: ArcSwap<NeighMap>,
+/// Neighbours' MAC addresses: IPv4 ones (learnt from ARP), or IPv6 ones
+/// (`NeighTable<Ipv6Addr>`, learnt from Neighbor Discovery).
+pub struct NeighTable<A = Ipv4Addr> {
+    map: ArcSwap<NeighMap<A>>,
     write: Mutex<()>,
     generation: AtomicU64,
 }
 
-impl std::fmt::Debug for NeighTable {
+impl<A> Default for NeighTable<A> {
+    fn default() -> Self {
+        NeighTable {
+            map: ArcSwap::from_pointee(HashMap::default()),
+            write: Mutex::new(()),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for NeighTable<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NeighTable")
             .field("entries", &self.map.load().len())
@@ -127,24 +142,24 @@ impl std::fmt::Debug for NeighTable {
 /// of ARP from spoofed addresses must not grow memory without bound).
 pub const MAX_NEIGHBOURS: usize = 65536;
 
-impl NeighTable {
+impl<A: Copy + Eq + Ord + std::hash::Hash> NeighTable<A> {
     /// The current map, for a worker to read a whole poll from (one
     /// `ArcSwap` load per poll instead of one per packet).
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<NeighMap>> {
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<NeighMap<A>>> {
         self.map.load()
     }
 
     #[inline]
-    pub fn lookup(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn lookup(&self, ip: A) -> Option<MacAddr> {
         self.map.load().get(&ip).copied()
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+    pub fn contains(&self, ip: A) -> bool {
         self.map.load().contains_key(&ip)
     }
 
     /// Record `ip` at `mac`. Cheap when nothing changes (the common case).
-    pub fn learn(&self, ip: Ipv4Addr, mac: MacAddr) {
+    pub fn learn(&self, ip: A, mac: MacAddr) {
         if self.lookup(ip) == Some(mac) {
             return;
         }
@@ -165,7 +180,7 @@ impl NeighTable {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn entries(&self) -> Vec<(Ipv4Addr, MacAddr)> {
+    pub fn entries(&self) -> Vec<(A, MacAddr)> {
         let mut v: Vec<_> = self.map.load().iter().map(|(a, m)| (*a, *m)).collect();
         v.sort();
         v
@@ -220,7 +235,7 @@ mod tests {
     #[test]
     fn learning_bumps_generation_only_on_change() {
         let n = NeighTable::default();
-        let ip = "10.0.0.2".parse().unwrap();
+        let ip: Ipv4Addr = "10.0.0.2".parse().unwrap();
         let g0 = n.generation();
         n.learn(ip, MacAddr([2, 0, 0, 0, 0, 2]));
         n.learn(ip, MacAddr([2, 0, 0, 0, 0, 2]));

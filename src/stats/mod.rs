@@ -35,6 +35,7 @@ reasons! {
     Ipv6Fragment => "ipv6_fragment", "IPv6 fragment to the director (not reassembled).";
     NdInvalid => "nd_invalid", "Neighbor Discovery that fails RFC 4861's checks (hop limit, code, checksum, options).";
     NdNotForUs => "nd_not_for_us", "Neighbor Solicitation for an address the director does not own.";
+    NdBadLinkAddr => "nd_bad_link_addr", "Neighbor Discovery link-layer address option zero, multicast or the director's own.";
     UnknownEtherType => "unknown_ethertype", "Neither IPv4 nor ARP.";
     ArpMalformed => "arp_malformed", "ARP that is not Ethernet/IPv4 or is truncated.";
     ArpNotForUs => "arp_not_for_us", "ARP request for an address we do not own.";

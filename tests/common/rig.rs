@@ -60,7 +60,11 @@ pub fn director(macs: [MacAddr; 2]) -> Builder {
         ipv6,
     };
     Builder::new().ports(vec![
-        port(macs[0], "10.0.0.1/24", Some(dir0_v6())),
+        port(
+            macs[0],
+            "10.0.0.1/24",
+            Some("2001:db8::1/64".parse().unwrap()),
+        ),
         port(macs[1], "10.0.1.1/24", None),
     ])
 }
