@@ -210,7 +210,8 @@ fn memory_and_mbufs_stay_flat_under_mixed_traffic_with_connection_churn() {
         "proto_unsupported",
         "arp_not_for_us",
         "unknown_ethertype",
-        "ipv6",
+        // load.py's IPv6 junk is random bytes: a bad version or length.
+        "ipv6_malformed",
     ] {
         assert!(
             drops[reason].as_u64().unwrap_or(0) > 0,
