@@ -4,8 +4,7 @@
 use super::*;
 
 impl FlowKey {
-    /// The key as numbers, if both addresses are IPv4 (the table is
-    /// IPv4-only, like the rest of the data path).
+    /// The key as numbers, if both addresses are IPv4 (the hot path).
     #[inline]
     pub(super) fn k4(&self) -> Option<K4> {
         match (self.src, self.dst) {
@@ -19,6 +18,53 @@ impl FlowKey {
             _ => None,
         }
     }
+}
+
+impl FlowKey {
+    /// The key as numbers, if both addresses are IPv6.
+    #[inline]
+    pub(super) fn k6(&self) -> Option<K6> {
+        match (self.src, self.dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some(K6 {
+                proto: self.proto,
+                src: u128::from(s),
+                dst: u128::from(d),
+                sport: self.sport,
+                dport: self.dport,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An IPv6 connection key. IPv6 connections share the index and the slots
+/// with IPv4 ones; their addresses live in the slot's extension line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct K6 {
+    pub(super) proto: Proto,
+    pub(super) src: u128,
+    pub(super) dst: u128,
+    pub(super) sport: u16,
+    pub(super) dport: u16,
+}
+
+/// A new connection's addresses as numbers.
+pub(super) enum Addrs {
+    V4 {
+        cip: u32,
+        vip: u32,
+        dip: u32,
+        lip: u32,
+    },
+    /// Client, VIP, real server, local address.
+    V6([u128; 4]),
+}
+
+/// A key of either family.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AnyKey {
+    V4(K4),
+    V6(K6),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,6 +120,33 @@ impl ConnTable {
             fold(a ^ self.seed[0], b ^ self.seed[1]),
             self.seed[0] ^ 0x9e37_79b9_7f4a_7c15,
         )
+    }
+
+    /// The hash of an IPv6 key: each address folded to 64 bits first, with
+    /// the table's seeds, so IPv6 flows spread over the same index.
+    #[inline]
+    pub(super) fn hash6(&self, k: &K6) -> u64 {
+        let s = fold(
+            (k.src >> 64) as u64 ^ self.seed[0],
+            k.src as u64 ^ self.seed[1],
+        );
+        let d = fold(
+            (k.dst >> 64) as u64 ^ self.seed[1],
+            k.dst as u64 ^ self.seed[0],
+        );
+        let b = (k.sport as u64) << 32 | (k.dport as u64) << 16 | k.proto as u64 | 1 << 8;
+        fold(
+            fold(s ^ b, d ^ self.seed[1]),
+            self.seed[0] ^ 0x9e37_79b9_7f4a_7c15,
+        )
+    }
+
+    #[inline]
+    pub(super) fn hash_any(&self, k: &AnyKey) -> u64 {
+        match k {
+            AnyKey::V4(k) => self.hash(k),
+            AnyKey::V6(k) => self.hash6(k),
+        }
     }
 
     /// Call `f` on every entry whose tag matches `h` until it says yes.

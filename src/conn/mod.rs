@@ -37,7 +37,7 @@ pub mod state;
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{
     fence, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
@@ -74,8 +74,10 @@ use wheel::*;
 pub enum InsertError {
     #[error("connection table full")]
     Full,
-    #[error("the connection table holds IPv4 connections only")]
-    NotIpv4,
+    /// A connection's addresses must all be of one family (NAT64 is not
+    /// there yet).
+    #[error("a connection's addresses are of mixed families")]
+    MixedFamily,
 }
 
 #[cfg(test)]

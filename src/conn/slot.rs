@@ -9,8 +9,13 @@ pub(super) const W_CTL: usize = 0;
 pub(super) const W_ADDR: usize = 1;
 /// dip:32 | cport:16 | vport:16
 pub(super) const W_DST: usize = 2;
-/// dport:16 | kind:8 | unused:8 | lport:16 | SYN-proxy client window:16
+/// dport:16 | kind:8 | flags2:8 | lport:16 | SYN-proxy client window:16
+/// (flags2: [`K2_V6`]).
 pub(super) const W_KIND: usize = 3;
+/// Bit 32 of W_KIND: an IPv6 connection. Its addresses are in the slot's
+/// extension line ([`Ext6`]); W_ADDR, W_DST's and W_LOCAL's address halves
+/// are zero.
+pub(super) const K2_V6: u64 = 1 << 32;
 /// lip:32 | SYN-proxy cookie:32
 pub(super) const W_LOCAL: usize = 4;
 /// dest id:32 | service id:32
@@ -96,3 +101,30 @@ pub(super) fn ca_of(kind: u8) -> ClientAddr {
 /// One connection: a cache line of atomics (64-byte aligned in its region:
 /// the slots start a page after the region's start).
 pub(super) type Slot = [AtomicU64; 8];
+
+/// The second line of an IPv6 connection, beside its slot (same index):
+/// client, virtual, real-server and local address, two words each (high,
+/// low). Written before the slot's control word makes the connection live
+/// and never changed while it is, so the slot's seqlock covers it.
+#[derive(bytemuck::Zeroable)]
+#[repr(C, align(64))]
+pub(super) struct Ext6 {
+    pub(super) w: [AtomicU64; 8],
+}
+
+pub(super) const X_CIP: usize = 0;
+pub(super) const X_VIP: usize = 2;
+pub(super) const X_DIP: usize = 4;
+pub(super) const X_LIP: usize = 6;
+
+impl Ext6 {
+    #[inline]
+    pub(super) fn get(&self, at: usize) -> u128 {
+        (self.w[at].load(Relaxed) as u128) << 64 | self.w[at + 1].load(Relaxed) as u128
+    }
+    #[inline]
+    pub(super) fn set(&self, at: usize, v: u128) {
+        self.w[at].store((v >> 64) as u64, Relaxed);
+        self.w[at + 1].store(v as u64, Relaxed);
+    }
+}

@@ -122,8 +122,9 @@ pub struct Conn<'t> {
     pub(super) ctl: u64,
     pub(super) seq: u64,
     pub proto: Proto,
-    /// The table holds IPv4 connections: its addresses say so (IPv6 will
-    /// have its own table and snapshot type).
+    /// The IPv4 addresses (the hot path reads them directly); all four
+    /// are 0.0.0.0 for an IPv6 connection, whose addresses are in `v6`.
+    /// [`Conn::client`], [`Conn::virt`], [`Conn::real`] give either family.
     pub cip: Ipv4Addr,
     pub cport: u16,
     pub vip: Ipv4Addr,
@@ -141,26 +142,67 @@ pub struct Conn<'t> {
     pub fnat: Option<Fnat>,
     /// SYN-proxied connections only.
     pub synproxy: Option<SynProxy>,
+    /// An IPv6 connection's addresses.
+    pub v6: Option<Addrs6>,
+}
+
+/// The addresses of an IPv6 connection (its slot's extension line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addrs6 {
+    pub cip: Ipv6Addr,
+    pub vip: Ipv6Addr,
+    pub dip: Ipv6Addr,
+    /// FULLNAT's local address (:: otherwise).
+    pub lip: Ipv6Addr,
 }
 
 impl<'t> Conn<'t> {
+    /// The client's address, of either family.
+    pub fn client(&self) -> IpAddr {
+        self.v6.map_or(IpAddr::V4(self.cip), |a| IpAddr::V6(a.cip))
+    }
+    /// The virtual address, of either family.
+    pub fn virt(&self) -> IpAddr {
+        self.v6.map_or(IpAddr::V4(self.vip), |a| IpAddr::V6(a.vip))
+    }
+    /// The real server's address, of either family.
+    pub fn real(&self) -> IpAddr {
+        self.v6.map_or(IpAddr::V4(self.dip), |a| IpAddr::V6(a.dip))
+    }
+    /// FULLNAT's local address and port, of either family.
+    pub fn local(&self) -> Option<(IpAddr, u16)> {
+        let f = self.fnat.as_ref()?;
+        Some(match self.v6 {
+            Some(a) => (IpAddr::V6(a.lip), f.lport),
+            None => (IpAddr::V4(f.lip), f.lport),
+        })
+    }
+
     /// The client's key: cip:cport -> vip:vport.
     pub fn in_key(&self) -> FlowKey {
-        FlowKey::v4(self.proto, self.cip, self.cport, self.vip, self.vport)
+        FlowKey {
+            proto: self.proto,
+            src: self.client(),
+            sport: self.cport,
+            dst: self.virt(),
+            dport: self.vport,
+        }
     }
 
     /// The reply key where replies pass the director.
     pub fn out_key(&self) -> Option<FlowKey> {
-        match self.fwd {
-            Forward::Nat => Some(FlowKey::v4(
-                self.proto, self.dip, self.dport, self.cip, self.cport,
-            )),
-            Forward::FullNat => self
-                .fnat
-                .as_ref()
-                .map(|f| FlowKey::v4(self.proto, self.dip, self.dport, f.lip, f.lport)),
-            _ => None,
-        }
+        let (dst, dport) = match self.fwd {
+            Forward::Nat => (self.client(), self.cport),
+            Forward::FullNat => self.local()?,
+            _ => return None,
+        };
+        Some(FlowKey {
+            proto: self.proto,
+            src: self.real(),
+            sport: self.dport,
+            dst,
+            dport,
+        })
     }
 
     /// State when the snapshot was taken.

@@ -18,6 +18,11 @@ pub struct ConnTable {
     /// shared file that outlives the process.
     pub(super) region: crate::sys::Region,
     pub(super) index: Box<[Bucket]>,
+    /// IPv6 connections' addresses, one line per slot ([`Ext6`]): reserved
+    /// for every slot, faulted in only where IPv6 connections use it (an
+    /// IPv4 connection never touches its line). Empty for a previous
+    /// table read out for a take-over: IPv6 connections are not carried.
+    pub(super) ext: Box<[Ext6]>,
     pub(super) mask: usize,
     pub(super) seed: [u64; 2],
     /// Serialise inserts of one client key (by hash), so a flow whose
@@ -81,6 +86,8 @@ impl ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
         let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
+        // Zeroed pages from the kernel, not touched here.
+        let ext: Box<[Ext6]> = bytemuck::allocation::zeroed_slice_box(max);
         persist::write_header(&region, max);
         // Ask for huge pages, then fault everything in now rather than on
         // the first packets.
@@ -98,6 +105,7 @@ impl ConnTable {
         ConnTable {
             region,
             index,
+            ext,
             mask: buckets - 1,
             seed: [rs.hash_one(1u64) | 1, rs.hash_one(2u64) | 1],
             stripes: (0..STRIPES)
@@ -258,6 +266,20 @@ impl ConnTable {
             } else {
                 (0, 0)
             };
+            let v6 = if kind & K2_V6 != 0 {
+                // A previous table read for a take-over has no lines: its
+                // IPv6 connections are not carried.
+                let x = self.ext.get(id as usize)?;
+                let a = |at| Ipv6Addr::from(x.get(at));
+                Some(Addrs6 {
+                    cip: a(X_CIP),
+                    vip: a(X_VIP),
+                    dip: a(X_DIP),
+                    lip: a(X_LIP),
+                })
+            } else {
+                None
+            };
             fence(Acquire);
             let c1 = s[W_CTL].load(Relaxed);
             if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
@@ -310,6 +332,7 @@ impl ConnTable {
                     delta: Cell::new(((fseq >> 40) & 0xff) as u32),
                 }),
                 synproxy,
+                v6,
             });
         }
         None
@@ -318,7 +341,7 @@ impl ConnTable {
     /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
     #[inline]
     pub(super) fn matches(c: &Conn, k: &K4, dir: Dir) -> bool {
-        if c.proto != k.proto {
+        if c.proto != k.proto || c.v6.is_some() {
             return false;
         }
         match dir {
@@ -341,14 +364,59 @@ impl ConnTable {
         }
     }
 
+    /// Whether snapshot `c` is the IPv6 connection indexed under `k`.
+    pub(super) fn matches6(c: &Conn, k: &K6, dir: Dir) -> bool {
+        let Some(a) = &c.v6 else { return false };
+        if c.proto != k.proto {
+            return false;
+        }
+        match dir {
+            Dir::In | Dir::InOnly => {
+                u128::from(a.cip) == k.src
+                    && c.cport == k.sport
+                    && u128::from(a.vip) == k.dst
+                    && c.vport == k.dport
+            }
+            Dir::Out => {
+                let (lip, lport) = match &c.fnat {
+                    Some(f) => (a.lip, f.lport),
+                    None => (a.cip, c.cport),
+                };
+                u128::from(a.dip) == k.src
+                    && c.dport == k.sport
+                    && u128::from(lip) == k.dst
+                    && lport == k.dport
+            }
+        }
+    }
+
+    pub(super) fn matches_any(c: &Conn, k: &AnyKey, dir: Dir) -> bool {
+        match k {
+            AnyKey::V4(k) => c.v6.is_none() && Self::matches(c, k, dir),
+            AnyKey::V6(k) => Self::matches6(c, k, dir),
+        }
+    }
+
     /// The connection a packet with this key belongs to, and the direction.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(Conn<'_>, Dir)> {
-        let k = key.k4()?;
+        let Some(k) = key.k4() else {
+            return self.lookup6(key);
+        };
         self.find(self.hash(&k), |e| {
             let dir = entry_dir(e);
             let c = self.read(entry_slot(e))?;
             Self::matches(&c, &k, dir).then_some((c, dir))
+        })
+    }
+
+    #[inline(never)]
+    fn lookup6(&self, key: &FlowKey) -> Option<(Conn<'_>, Dir)> {
+        let k = key.k6()?;
+        self.find(self.hash6(&k), |e| {
+            let dir = entry_dir(e);
+            let c = self.read(entry_slot(e))?;
+            Self::matches6(&c, &k, dir).then_some((c, dir))
         })
     }
 
@@ -394,44 +462,12 @@ impl ConnTable {
     /// before the connection becomes visible, so an expiry on another
     /// worker can never end it before its first packet is handled.
     pub fn insert(&self, n: NewConn, now_ms: u64, worker: usize) -> Result<Conn<'_>, InsertError> {
-        let v4 = |a: IpAddr| match a {
-            IpAddr::V4(a) => Ok(u32::from(a)),
-            IpAddr::V6(_) => Err(InsertError::NotIpv4),
-        };
-        let (cip, vip, dip) = (v4(n.cip)?, v4(n.vip)?, v4(n.dip)?);
-        let lip = match n.fnat {
-            Some((l, _, _)) => v4(l)?,
-            None => 0,
-        };
-        let kin = K4 {
-            proto: n.proto,
-            src: cip,
-            sport: n.cport,
-            dst: vip,
-            dport: n.vport,
-        };
-        let kout = match (n.fwd, n.fnat) {
-            (Forward::Nat, _) => Some(K4 {
-                proto: n.proto,
-                src: dip,
-                sport: n.dport,
-                dst: cip,
-                dport: n.cport,
-            }),
-            (Forward::FullNat, Some((_, lport, _))) => Some(K4 {
-                proto: n.proto,
-                src: dip,
-                sport: n.dport,
-                dst: lip,
-                dport: lport,
-            }),
-            _ => None,
-        };
-        let hin = self.hash(&kin);
+        let (kin, kout, a) = Self::keys_of(&n)?;
+        let hin = self.hash_any(&kin);
         let _guard = self.stripes[(hin >> 16) as usize % STRIPES].lock();
         if let Some(c) = self.find(hin, |e| {
             let c = self.read(entry_slot(e))?;
-            (entry_dir(e) == Dir::In && Self::matches(&c, &kin, Dir::In)).then_some(c)
+            (entry_dir(e) == Dir::In && Self::matches_any(&c, &kin, Dir::In)).then_some(c)
         }) {
             return Ok(c);
         }
@@ -472,13 +508,27 @@ impl ConnTable {
         // generation from here on; the fields follow, then the live word.
         s[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
         fence(Release);
+        let (cip, vip, dip, lip, v6) = match a {
+            Addrs::V4 { cip, vip, dip, lip } => (cip, vip, dip, lip, 0),
+            Addrs::V6(x) => {
+                let e = &self.ext[id as usize];
+                for (at, v) in [(X_CIP, x[0]), (X_VIP, x[1]), (X_DIP, x[2]), (X_LIP, x[3])] {
+                    e.set(at, v);
+                }
+                (0, 0, 0, 0, K2_V6)
+            }
+        };
         s[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
         s[W_DST].store(
             (dip as u64) << 32 | (n.cport as u64) << 16 | n.vport as u64,
             Relaxed,
         );
         s[W_KIND].store(
-            (n.dport as u64) << 48 | (kind as u64) << 40 | (lport as u64) << 16 | window as u64,
+            (n.dport as u64) << 48
+                | (kind as u64) << 40
+                | v6
+                | (lport as u64) << 16
+                | window as u64,
             Relaxed,
         );
         s[W_LOCAL].store((lip as u64) << 32 | cookie as u64, Relaxed);
@@ -512,7 +562,7 @@ impl ConnTable {
         let ok_in = self.index_insert(hin, entry(tag(hin), Dir::In, id));
         let ok_out = match &kout {
             Some(k) if ok_in => {
-                let h = self.hash(k);
+                let h = self.hash_any(k);
                 let ok = self.index_insert(h, entry(tag(h), Dir::Out, id));
                 if !ok {
                     self.index_remove(hin, entry(tag(hin), Dir::In, id));
@@ -549,42 +599,14 @@ impl ConnTable {
             }
         }
         // The fields are ours now: nobody reuses the slot before we free it.
-        let addr = s[W_ADDR].load(Relaxed);
-        let dst = s[W_DST].load(Relaxed);
         let kind = s[W_KIND].load(Relaxed);
         let ids = s[W_IDS].load(Relaxed);
         let k = (kind >> 40) as u8;
-        let proto = if k & K_UDP != 0 {
-            Proto::Udp
-        } else {
-            Proto::Tcp
-        };
-        let (cip, vip, dip) = ((addr >> 32) as u32, addr as u32, (dst >> 32) as u32);
-        let (cport, vport, dport) = ((dst >> 16) as u16, dst as u16, (kind >> 48) as u16);
-        let kin = K4 {
-            proto,
-            src: cip,
-            sport: cport,
-            dst: vip,
-            dport: vport,
-        };
-        let h = self.hash(&kin);
+        let (kin, kout) = self.slot_keys(id);
+        let h = self.hash_any(&kin);
         self.index_remove(h, entry((h >> 32) as u32, Dir::In, id));
-        let kout = match fwd_of(k) {
-            Forward::Nat => Some((cip, cport)),
-            Forward::FullNat if k & K_FNAT != 0 => {
-                Some(((s[W_LOCAL].load(Relaxed) >> 32) as u32, (kind >> 16) as u16))
-            }
-            _ => None,
-        };
-        if let Some((dst, dp)) = kout {
-            let h = self.hash(&K4 {
-                proto,
-                src: dip,
-                sport: dport,
-                dst,
-                dport: dp,
-            });
+        if let Some(ko) = kout {
+            let h = self.hash_any(&ko);
             self.index_remove(h, entry((h >> 32) as u32, Dir::Out, id));
         }
         let d = self.dest_state((ids >> 32) as u32);
@@ -602,6 +624,124 @@ impl ConnTable {
         self.free_slot(id);
         self.count.fetch_sub(1, Relaxed);
         true
+    }
+
+    /// A new connection's keys (client's, and the reply's where replies
+    /// pass the director) and its addresses as numbers. Both families, but
+    /// one per connection: the client, VIP, real server and local address
+    /// of a connection are all IPv4 or all IPv6.
+    pub(super) fn keys_of(n: &NewConn) -> Result<(AnyKey, Option<AnyKey>, Addrs), InsertError> {
+        let lip = n.fnat.map(|(l, _, _)| l);
+        fn reply<A>(n: &NewConn, dip: A, lip: A, cip: A) -> Option<(A, u16, A, u16)> {
+            match (n.fwd, n.fnat) {
+                (Forward::Nat, _) => Some((dip, n.dport, cip, n.cport)),
+                (Forward::FullNat, Some((_, lport, _))) => Some((dip, n.dport, lip, lport)),
+                _ => None,
+            }
+        }
+        match (n.cip, n.vip, n.dip, lip) {
+            (IpAddr::V4(c), IpAddr::V4(v), IpAddr::V4(d), None | Some(IpAddr::V4(_))) => {
+                let (c, v, d) = (u32::from(c), u32::from(v), u32::from(d));
+                let l = match lip {
+                    Some(IpAddr::V4(l)) => u32::from(l),
+                    _ => 0,
+                };
+                let k = |src, sport, dst, dport| K4 {
+                    proto: n.proto,
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                };
+                Ok((
+                    AnyKey::V4(k(c, n.cport, v, n.vport)),
+                    reply(n, d, l, c).map(|(a, b, x, y)| AnyKey::V4(k(a, b, x, y))),
+                    Addrs::V4 {
+                        cip: c,
+                        vip: v,
+                        dip: d,
+                        lip: l,
+                    },
+                ))
+            }
+            (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V6(d), None | Some(IpAddr::V6(_))) => {
+                let (c, v, d) = (u128::from(c), u128::from(v), u128::from(d));
+                let l = match lip {
+                    Some(IpAddr::V6(l)) => u128::from(l),
+                    _ => 0,
+                };
+                let k = |src, sport, dst, dport| K6 {
+                    proto: n.proto,
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                };
+                Ok((
+                    AnyKey::V6(k(c, n.cport, v, n.vport)),
+                    reply(n, d, l, c).map(|(a, b, x, y)| AnyKey::V6(k(a, b, x, y))),
+                    Addrs::V6([c, v, d, l]),
+                ))
+            }
+            _ => Err(InsertError::MixedFamily),
+        }
+    }
+
+    /// The keys slot `id` is indexed under, from its words (and its
+    /// extension line for an IPv6 connection).
+    pub(super) fn slot_keys(&self, id: u32) -> (AnyKey, Option<AnyKey>) {
+        let s = &self.slots()[id as usize];
+        let addr = s[W_ADDR].load(Relaxed);
+        let dst = s[W_DST].load(Relaxed);
+        let kind = s[W_KIND].load(Relaxed);
+        let k = (kind >> 40) as u8;
+        let proto = if k & K_UDP != 0 {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        };
+        let (cport, vport, dport) = ((dst >> 16) as u16, dst as u16, (kind >> 48) as u16);
+        let lport = (kind >> 16) as u16;
+        let fwd = fwd_of(k);
+        let has_out = fwd == Forward::Nat || (fwd == Forward::FullNat && k & K_FNAT != 0);
+        let fnat = fwd == Forward::FullNat;
+        match self.ext.get(id as usize).filter(|_| kind & K2_V6 != 0) {
+            None => {
+                let (cip, vip, dip) = ((addr >> 32) as u32, addr as u32, (dst >> 32) as u32);
+                let lip = (s[W_LOCAL].load(Relaxed) >> 32) as u32;
+                let k = |src, sport, dst, dport| {
+                    AnyKey::V4(K4 {
+                        proto,
+                        src,
+                        sport,
+                        dst,
+                        dport,
+                    })
+                };
+                let out = has_out.then(|| {
+                    let (l, lp) = if fnat { (lip, lport) } else { (cip, cport) };
+                    k(dip, dport, l, lp)
+                });
+                (k(cip, cport, vip, vport), out)
+            }
+            Some(x) => {
+                let k = |src, sport, dst, dport| {
+                    AnyKey::V6(K6 {
+                        proto,
+                        src,
+                        sport,
+                        dst,
+                        dport,
+                    })
+                };
+                let (cip, vip, dip, lip) = (x.get(X_CIP), x.get(X_VIP), x.get(X_DIP), x.get(X_LIP));
+                let out = has_out.then(|| {
+                    let (l, lp) = if fnat { (lip, lport) } else { (cip, cport) };
+                    k(dip, dport, l, lp)
+                });
+                (k(cip, cport, vip, vport), out)
+            }
+        }
     }
 
     /// End `c` now (kernel `ip_vs_conn_expire_now`). False if it had

@@ -324,13 +324,129 @@ fn full_table_rejects_and_counts_stay_bounded() {
     assert!(c.id().0 < 2);
 }
 
+/// An IPv6 NAT connection: client 2001:db8::c:cport -> [2001:db8::100]:80,
+/// real server [2001:db8:1::11]:8080.
+fn new_conn6(cport: u16, fwd: Forward, d: &DestState, s: &ServiceState) -> NewConn {
+    NewConn::new(
+        Proto::Tcp,
+        ("2001:db8::c".parse().unwrap(), cport),
+        ("2001:db8::100".parse().unwrap(), 80),
+        ("2001:db8:1::11".parse().unwrap(), 8080),
+        fwd,
+        d,
+        s,
+    )
+}
+
 #[test]
-fn ipv6_is_refused_not_tracked() {
+fn ipv6_connections_are_found_in_both_directions_and_end_cleanly() {
+    let (t, d, s) = table(8, 1);
+    let c = t
+        .insert(new_conn6(1234, Forward::Nat, &d, &s), 0, 0)
+        .unwrap();
+    assert_eq!(c.client(), "2001:db8::c".parse::<IpAddr>().unwrap());
+    assert_eq!(c.virt(), "2001:db8::100".parse::<IpAddr>().unwrap());
+    assert_eq!(c.real(), "2001:db8:1::11".parse::<IpAddr>().unwrap());
+    // The IPv4 fields say nothing of an IPv6 connection.
+    assert_eq!(c.cip, Ipv4Addr::UNSPECIFIED);
+    let kin = c.in_key();
+    let kout = c.out_key().unwrap();
+    assert_eq!(kout.src, c.real());
+    assert_eq!((kout.dst, kout.dport), (c.client(), 1234));
+    let (hit, dir) = t.lookup(&kin).unwrap();
+    assert_eq!((hit.id(), dir), (c.id(), Dir::In));
+    let (hit, dir) = t.lookup(&kout).unwrap();
+    assert_eq!((hit.id(), dir), (c.id(), Dir::Out));
+    // Another client port, or the same numbers as IPv4, is another flow.
+    let mut other = kin;
+    other.sport = 1235;
+    assert!(t.lookup(&other).is_none());
+    assert!(t
+        .lookup(&FlowKey::v4(
+            Proto::Tcp,
+            Ipv4Addr::UNSPECIFIED,
+            1234,
+            Ipv4Addr::UNSPECIFIED,
+            80
+        ))
+        .is_none());
+    // The same client flow inserted again is the same connection.
+    let again = t
+        .insert(new_conn6(1234, Forward::Nat, &d, &s), 0, 0)
+        .unwrap();
+    assert_eq!(again.id(), c.id());
+    assert_eq!(t.len(), 1);
+    assert_eq!(counts(&d), (0, 1));
+    assert!(t.end(&c));
+    assert!(t.lookup(&kin).is_none() && t.lookup(&kout).is_none());
+    assert!(t.is_empty() && counts(&d) == (0, 0));
+}
+
+#[test]
+fn ipv4_and_ipv6_connections_share_the_slots_and_the_index() {
+    let (t, d, s) = table(64, 2);
+    let to = Timeouts::default();
+    for i in 0..20u16 {
+        let c4 = t.insert(
+            new_conn([192, 0, 2, 1], 1000 + i, Forward::Nat, &d, &s),
+            0,
+            0,
+        );
+        let c6 = t.insert(new_conn6(1000 + i, Forward::Dr, &d, &s), 0, 1);
+        c4.unwrap().on_packet(Dir::In, SYN, 0, &to);
+        c6.unwrap().on_packet(Dir::InOnly, SYN, 0, &to);
+    }
+    assert_eq!(t.len(), 40);
+    let mut v6 = 0;
+    t.for_each(|c| {
+        let (hit, _) = t.lookup(&c.in_key()).unwrap();
+        assert_eq!(hit.id(), c.id());
+        assert_eq!(hit.client().is_ipv6(), c.v6.is_some());
+        v6 += usize::from(c.v6.is_some());
+    });
+    assert_eq!(v6, 20);
+    // DR: no reply key.
+    t.for_each(|c| assert_eq!(c.out_key().is_some(), c.v6.is_none()));
+    // Expiry ends both families and unlinks every key.
+    assert_eq!(t.expire_all(1_000_000), 40);
+    assert!(t.is_empty() && counts(&d) == (0, 0));
+    for i in 0..20u16 {
+        let k = new_conn6(1000 + i, Forward::Dr, &d, &s);
+        let key = FlowKey {
+            proto: Proto::Tcp,
+            src: k.cip,
+            sport: k.cport,
+            dst: k.vip,
+            dport: k.vport,
+        };
+        assert!(t.lookup(&key).is_none());
+    }
+}
+
+#[test]
+fn a_connection_of_mixed_families_is_refused_not_tracked() {
     let (t, d, s) = table(2, 1);
     let mut n = new_conn([192, 0, 2, 9], 9, Forward::Nat, &d, &s);
     n.cip = "2001:db8::1".parse().unwrap();
-    assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::NotIpv4));
+    assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::MixedFamily));
+    let mut n = new_conn6(9, Forward::FullNat, &d, &s);
+    n.fnat = Some(("10.0.0.5".parse().unwrap(), 5000, ClientAddr::None));
+    assert_eq!(t.insert(n, 0, 0).err(), Some(InsertError::MixedFamily));
     assert!(t.is_empty() && counts(&d) == (0, 0));
+}
+
+#[test]
+fn an_ipv6_fullnat_connection_is_found_by_its_local_address() {
+    let (t, d, s) = table(4, 1);
+    let lip: IpAddr = "2001:db8:1::5".parse().unwrap();
+    let n = new_conn6(4000, Forward::FullNat, &d, &s).with_fnat(lip, 5000, ClientAddr::None);
+    let c = t.insert(n, 0, 0).unwrap();
+    assert_eq!(c.local(), Some((lip, 5000)));
+    let out = c.out_key().unwrap();
+    assert_eq!((out.dst, out.dport), (lip, 5000));
+    assert_eq!(t.lookup(&out).unwrap().1, Dir::Out);
+    assert!(t.end(&c));
+    assert!(t.lookup(&out).is_none());
 }
 
 #[test]

@@ -147,7 +147,7 @@ impl Dataplane {
             .insert(c, cx.now_ms, cx.worker as usize)
             .map_err(|e| match e {
                 InsertError::Full => DropReason::ConnTableFull,
-                InsertError::NotIpv4 => DropReason::ProtoUnsupported,
+                InsertError::MixedFamily => DropReason::ProtoUnsupported,
             })?;
         cx.stats.conns_created.inc();
         Ok(c)

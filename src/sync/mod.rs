@@ -424,8 +424,13 @@ pub fn state_synced(s: State) -> bool {
 
 /// The sync entry of a connection (`ip_vs_sync_conn`'s copy of `cp`).
 /// None for what the protocol cannot carry (SYN-proxied connections whose
-/// sequence adjustment the backup cannot apply).
+/// sequence adjustment the backup cannot apply, IPv6 connections).
 pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
+    // IPv6 connections are not synced yet (the v1 format's IPv6 entries
+    // are not written): counted as not synced.
+    if c.v6.is_some() {
+        return None;
+    }
     // A proxied connection carries its adjustment (rvs's option); one whose
     // server handshake is not done yet is not sent (the backup could not
     // finish it: the cookie state is this director's).

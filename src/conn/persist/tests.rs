@@ -48,6 +48,22 @@ fn connections_outlive_the_table_that_held_them() {
         ClientAddr::Toa,
     );
     t.insert(fnat, now, 0).unwrap();
+    // An IPv6 connection's addresses are not in the file: it is not
+    // carried (and never read back with zero addresses).
+    t.insert(
+        NewConn::new(
+            Proto::Tcp,
+            ("2001:db8::c".parse().unwrap(), 4000),
+            ("2001:db8::100".parse().unwrap(), 80),
+            ("2001:db8::11".parse().unwrap(), 80),
+            Forward::Dr,
+            &ds,
+            &ss,
+        ),
+        now,
+        0,
+    )
+    .unwrap();
     // One that has ended is not taken over.
     let gone = t
         .insert(
@@ -68,6 +84,7 @@ fn connections_outlive_the_table_that_held_them() {
     let mut seen = Vec::new();
     prev.for_each(|c, left| {
         assert!(left > 0 && left <= 60_000, "{left} ms left of a 60 s entry");
+        assert!(c.v6.is_none());
         seen.push((c.cip, c.cport, c.vip, c.vport, c.dip, c.dport, c.fwd));
         if c.cport == 2000 {
             let f = c.fnat.as_ref().unwrap();
