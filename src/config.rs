@@ -143,10 +143,14 @@ pub struct PortConf {
     pub ipv4: Ipv4Cidr,
     /// The director's IPv6 address on this port. It answers Neighbor
     /// Solicitations and echo requests for it and for the port's
-    /// link-local address (fe80:: with the MAC as EUI-64); rvs does not
-    /// forward IPv6 yet.
+    /// link-local address (fe80:: with the MAC as EUI-64); IPv6 real
+    /// servers and clients on its prefix are reached directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Cidr>,
+    /// IPv6 next hop for destinations on no port's prefix: on this port's
+    /// prefix or link-local. At most one port may have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
     /// Next hop for destinations not on any port's subnet. At most one port
     /// may have one (it is the default route).
     #[serde(default)]
@@ -390,6 +394,21 @@ impl DaemonConfig {
         }
         if self.ports.iter().filter(|p| p.gateway.is_some()).count() > 1 {
             errs.push("ports: at most one port may have a gateway (the default route)".into());
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(gw) = p.gateway6 {
+                let link_local = gw.segments()[0] & 0xffc0 == 0xfe80;
+                if !link_local && !p.ipv6.is_some_and(|c| c.contains(gw) && c.addr != gw) {
+                    errs.push(format!(
+                        "ports[{i}]: gateway6 {gw} is neither link-local nor on the port's ipv6 prefix"
+                    ));
+                }
+            }
+        }
+        if self.ports.iter().filter(|p| p.gateway6.is_some()).count() > 1 {
+            errs.push(
+                "ports: at most one port may have a gateway6 (the IPv6 default route)".into(),
+            );
         }
         if self.workers.is_empty() {
             errs.push("workers: at least one worker core is required".into());

@@ -13,6 +13,7 @@
 //!     gateway: None,
 //!     mtu: 1500,
 //!     ipv6: None,
+//!     gateway6: None,
 //! };
 //! let d = Builder::new()
 //!     .max_connections(1000)

@@ -281,6 +281,12 @@ const WORKER: &[Row<StatsSnapshot>] = &[
         field!(nd_adverts_sent),
     ),
     (
+        "rvs_worker_nd_solicits_sent_total",
+        Kind::Counter,
+        "IPv6 Neighbor Solicitations sent for next hops.",
+        field!(nd_solicits_sent),
+    ),
+    (
         "rvs_worker_icmp_errors_sent_total",
         Kind::Counter,
         "ICMP errors generated.",

@@ -6,7 +6,7 @@
 //! and on the in-memory device in tests.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub const EXPIRE_BUDGET_IDLE: usize = 1024;
 struct Held<F> {
     frame: F,
     port: u16,
-    nexthop: Ipv4Addr,
+    nexthop: IpAddr,
     since: u64,
     /// A frame the director originated (a SYN-proxy window update), counted
     /// apart from forwarded ones.
@@ -46,7 +46,8 @@ pub struct Worker<P: PortIo> {
     rx: Vec<P::Frame>,
     held: VecDeque<Held<P::Frame>>,
     held_gen: u64,
-    arp_sent: HashMap<Ipv4Addr, u64>,
+    /// Next hops an ARP request or Neighbor Solicitation went to, and when.
+    arp_sent: HashMap<IpAddr, u64>,
     expire_next: usize,
     last_chores: u64,
     idle_sleep: Duration,
@@ -322,13 +323,13 @@ impl<P: PortIo> Worker<P> {
         &mut self,
         mut frame: P::Frame,
         port: u16,
-        nexthop: Ipv4Addr,
+        nexthop: IpAddr,
         now: u64,
         originated: bool,
     ) {
         // The poll reads a snapshot of the neighbour map: the next hop may
         // have been learnt since (an ARP earlier in the same burst).
-        if let Some(mac) = self.dp.neigh.lookup(nexthop) {
+        if let Some(mac) = self.dp.neighbour(nexthop) {
             frame.data_mut()[0..6].copy_from_slice(&mac.0);
             let st = &self.stats[self.id];
             if originated {
@@ -376,8 +377,9 @@ impl<P: PortIo> Worker<P> {
         }
     }
 
-    /// Send an ARP request unless one went out recently.
-    fn solicit(&mut self, port: u16, target: Ipv4Addr, now: u64) {
+    /// Send an ARP request (IPv4) or a Neighbor Solicitation (IPv6) unless
+    /// one went out recently.
+    fn solicit(&mut self, port: u16, target: IpAddr, now: u64) {
         if self
             .arp_sent
             .get(&target)
@@ -389,9 +391,16 @@ impl<P: PortIo> Worker<P> {
             self.stats().drop(DropReason::NoBuffer);
             return;
         };
-        if self.dp.arp_request(port, target, &mut f) {
+        let sent = match target {
+            IpAddr::V4(t) => self.dp.arp_request(port, t, &mut f),
+            IpAddr::V6(t) => self.dp.neighbor_solicit(port, t, &mut f),
+        };
+        if sent {
             self.arp_sent.insert(target, now);
-            self.stats().arp_requests_sent.inc();
+            match target {
+                IpAddr::V4(_) => self.stats().arp_requests_sent.inc(),
+                IpAddr::V6(_) => self.stats().nd_solicits_sent.inc(),
+            }
             self.io.tx(port, f);
             self.io.flush();
         }
@@ -420,13 +429,14 @@ impl<P: PortIo> Worker<P> {
             }
             return;
         }
-        let gen = self.dp.neigh.generation();
+        // Both tables only ever count up: their sum changes when either does.
+        let gen = self.dp.neigh.generation() + self.dp.neigh6.generation();
         let changed = gen != self.held_gen;
         self.held_gen = gen;
         let mut keep = VecDeque::with_capacity(self.held.len());
         while let Some(mut h) = self.held.pop_front() {
             if changed {
-                if let Some(mac) = self.dp.neigh.lookup(h.nexthop) {
+                if let Some(mac) = self.dp.neighbour(h.nexthop) {
                     let data = h.frame.data_mut();
                     data[0..6].copy_from_slice(&mac.0);
                     let len = h.frame.data().len() as u64;
@@ -452,7 +462,7 @@ impl<P: PortIo> Worker<P> {
             keep.push_back(h);
         }
         self.io.flush();
-        let targets: Vec<(u16, Ipv4Addr)> = keep.iter().map(|h| (h.port, h.nexthop)).collect();
+        let targets: Vec<(u16, IpAddr)> = keep.iter().map(|h| (h.port, h.nexthop)).collect();
         self.held = keep;
         for (port, ip) in targets {
             self.solicit(port, ip, now);

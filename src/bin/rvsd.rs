@@ -828,6 +828,7 @@ fn open_port(pc: &PortConf, cfg: &DaemonConfig, pool: &Mempool) -> Result<(Port,
         gateway: pc.gateway,
         mtu: port.mtu().unwrap_or(1500),
         ipv6: pc.ipv6,
+        gateway6: pc.gateway6,
     };
     Ok((port, addr))
 }

@@ -90,11 +90,25 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
             "IPv6 fwmark services are not supported yet",
         ));
     }
-    if !s.vip.is_ipv4() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 virtual services are not supported yet",
-        ));
+    if s.vip.is_ipv6() {
+        let no = |what: &str| {
+            Err(CtlError::new(
+                ErrorCode::Unsupported,
+                format!("{what} is not supported for IPv6 services yet"),
+            ))
+        };
+        if s.synproxy {
+            return no("the SYN proxy");
+        }
+        if s.client_addr != ClientAddr::None {
+            return no("client-address delivery (TOA, PROXY v2)");
+        }
+        // ipvsadm sends an IPv6 service's -M as a prefix length; the
+        // configuration holds IPv4 masks only so far: IPv6 clients
+        // persist per address (/128, ipvsadm's default for IPv6).
+        if s.persistent.is_some() && s.netmask != std::net::Ipv4Addr::BROADCAST {
+            return no("a persistence granularity (-M)");
+        }
     }
     if s.is_fwmark() && (s.port != 0 || !s.vip.is_unspecified() || s.proto != Proto::Tcp) {
         return Err(CtlError::invalid(
@@ -133,11 +147,48 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     if let Some(h) = &s.health {
         check_health(h)?;
     }
+    if let Some((ip, fwd)) = s.sorry_server.as_ref().map(|x| (x.ip, x.fwd)) {
+        check_family(s, ip, fwd, "sorry server ")?;
+    }
     if let Some(sorry) = &mut s.sorry_server {
         if sorry.ip.is_ipv4() {
             sorry.fwd = local.forward(sorry.ip, sorry.fwd, "sorry server: ")?;
         }
         check_sorry(sorry, s.port, s.fwmark != 0)?;
+    }
+    Ok(())
+}
+
+/// A real server (or sorry server) of an IPv6 service: IPv6 too, and not
+/// tunnelled yet. The kernel allows a real server of the other family
+/// only with tunnelling (`ip_vs_add_dest`: "Mixed address family is only
+/// supported for tunnelling"), which rvs does not do across families yet.
+pub(super) fn check_family(
+    s: &ServiceConf,
+    ip: IpAddr,
+    fwd: Forward,
+    what: &str,
+) -> Result<(), CtlError> {
+    if s.is_fwmark() && ip.is_ipv6() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            "IPv6 real servers of fwmark services are not supported yet",
+        ));
+    }
+    if !s.is_fwmark() && ip.is_ipv6() != s.vip.is_ipv6() {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "{what}{ip}: a real server of the other address family needs tunnelling \
+                 (as in the kernel), which rvs does not do across families yet"
+            ),
+        ));
+    }
+    if ip.is_ipv6() && fwd == Forward::Tun {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            format!("{what}{ip}: IPv6 tunnelling (ip6ip6) is not supported yet"),
+        ));
     }
     Ok(())
 }
@@ -159,12 +210,6 @@ pub(super) fn check_sorry(
         sorry.port = svc_port;
     }
     let ip = sorry.ip;
-    if !ip.is_ipv4() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 sorry servers are not supported yet",
-        ));
-    }
     if unusable(ip) && sorry.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
             "sorry server: {ip} is not a usable real server address"
@@ -187,12 +232,7 @@ pub(super) fn check_dest(
     if d.port == 0 {
         d.port = s.port;
     }
-    if !d.ip.is_ipv4() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 real servers are not supported yet",
-        ));
-    }
+    check_family(s, d.ip, d.fwd, "real server ")?;
     d.fwd = local.forward(d.ip, d.fwd, "")?;
     if unusable(d.ip) && d.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
@@ -278,12 +318,6 @@ pub fn apply_timeouts(mut t: Timeouts, c: &TimeoutConf) -> Timeouts {
 /// A FULLNAT local address must be the director's to use: not a port
 /// address, a VIP or a real server.
 pub(super) fn check_laddr(c: &[ServiceConf], ip: IpAddr, local: &[IpAddr]) -> Result<(), CtlError> {
-    if !ip.is_ipv4() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 local addresses are not supported yet",
-        ));
-    }
     if unusable(ip) {
         return Err(CtlError::invalid(format!(
             "{ip} is not a usable local address"
@@ -330,6 +364,15 @@ pub(super) fn check_rules(rules: &[FwmarkRule], local: &[IpAddr]) -> Result<Clas
 /// client-address delivery is TCP only.
 pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
     for s in c {
+        if let Some(l) = s.laddrs.iter().find(|l| l.is_ipv6() != s.vip.is_ipv6()) {
+            return Err(CtlError::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "{}: local address {l} is of the other address family (NAT64 is not supported yet)",
+                    s.key()
+                ),
+            ));
+        }
         if s.dests.iter().any(|d| d.fwd == Forward::FullNat) && s.laddrs.is_empty() {
             return Err(CtlError::invalid(format!(
                 "{}: FULLNAT real servers need a local address (rvsadm --add-laddr -z LIP)",

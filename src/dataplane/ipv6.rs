@@ -23,8 +23,9 @@
 //! prefix) are learnt, and never a zero, group or own MAC. NAs are then
 //! consumed.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
+use super::service6::Ipv6Head;
 use super::{Ctx, Dataplane, Verdict, ETH};
 use crate::stats::DropReason;
 use crate::wire::icmpv6::{
@@ -32,6 +33,12 @@ use crate::wire::icmpv6::{
 };
 use crate::wire::ipv6::{next_header, Ipv6Packet};
 use crate::wire::{EthernetFrame, MacAddr};
+
+/// A solicited-node multicast address, ff02::1:ffXX:XXXX (RFC 4291 2.7.1).
+fn is_solicited_group(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    s[..5] == [0xff02, 0, 0, 0, 0] && s[5] == 1 && s[6] >> 8 == 0xff
+}
 
 /// ff02::1, all nodes on the link.
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
@@ -45,10 +52,16 @@ impl Dataplane {
         let Some(p) = self.router.ports.get(in_port as usize) else {
             return false;
         };
-        dst == multicast_mac(ALL_NODES)
-            || dst == multicast_mac(solicited_node(p.link_local()))
-            || p.ipv6
-                .is_some_and(|c| dst == multicast_mac(solicited_node(c.addr)))
+        let _ = p;
+        // Any solicited-node group: the port's addresses', and its VIPs'
+        // and local addresses' (the NS's target is checked once parsed).
+        dst == multicast_mac(ALL_NODES) || dst.0[..3] == [0x33, 0x33, 0xff]
+    }
+
+    /// A virtual (service) or FULLNAT local IPv6 address: the director
+    /// answers Neighbor Solicitations and echo requests for it.
+    fn virtual_v6(&self, cx: &Ctx, a: Ipv6Addr) -> bool {
+        cx.services.is_vip(IpAddr::V6(a)) || cx.services.is_lip(IpAddr::V6(a))
     }
 
     /// An IPv6 frame on a port without a kernel twin.
@@ -64,25 +77,41 @@ impl Dataplane {
             return Verdict::Drop(DropReason::Ipv6Malformed);
         };
         let (src, dst, hops) = (ip.src(), ip.dst(), ip.hop_limit());
-        let group = dst == ALL_NODES
-            || dst == solicited_node(port.link_local())
-            || port.ipv6.is_some_and(|c| dst == solicited_node(c.addr));
-        if !port.owns_v6(dst) && !group {
-            return Verdict::Drop(DropReason::Ipv6);
+        // A group frame's MAC is its IPv6 group's (RFC 2464 7): the MAC
+        // filter let any solicited-node group in; only the one the packet
+        // is addressed to counts.
+        let eth_dst = EthernetFrame::new_unchecked(&data[..ETH]).dst();
+        if eth_dst.0[0] & 1 == 1 && eth_dst != multicast_mac(dst) {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let group = dst == ALL_NODES || is_solicited_group(dst);
+        let Ok(ul) = ip.upper_layer() else {
+            return Verdict::Drop(DropReason::Ipv6Malformed);
+        };
+        let end = ETH + ip.packet().len();
+        // ICMPv6 to a virtual or local address is the director's (echo);
+        // everything else to one goes through (service6.rs).
+        let echo_to_virtual = ul.proto.0 == next_header::ICMPV6 && self.virtual_v6(cx, dst);
+        let for_us = port.owns_v6(dst) || group || echo_to_virtual;
+        if !for_us {
+            let h = Ipv6Head {
+                src,
+                dst,
+                ul,
+                end,
+                vip: cx.services.is_vip(IpAddr::V6(dst)),
+            };
+            return self.service6(cx, in_port, frame, &h);
         }
         if src.is_multicast() || src.is_loopback() || port.owns_v6(src) {
             return Verdict::Drop(DropReason::BadSource);
         }
-        let Ok(ul) = ip.upper_layer() else {
-            return Verdict::Drop(DropReason::Ipv6Malformed);
-        };
         if ul.fragment.is_some() {
             return Verdict::Drop(DropReason::Ipv6Fragment);
         }
         if ul.proto.0 != next_header::ICMPV6 {
             return Verdict::Drop(DropReason::LocalUnhandled);
         }
-        let end = ETH + ip.packet().len();
         let at = ETH + ul.offset;
         let Some(icmp) = Icmpv6::new(&data[at..end]) else {
             return Verdict::Drop(DropReason::L4Malformed);
@@ -101,7 +130,9 @@ impl Dataplane {
                     return Verdict::Drop(DropReason::NdBadLinkAddr);
                 }
                 match nd {
-                    NdMessage::Solicit { target, source_ll } if port.owns_v6(target) => {
+                    NdMessage::Solicit { target, source_ll }
+                        if port.owns_v6(target) || self.virtual_v6(cx, target) =>
+                    {
                         if let Some(m) = source_ll {
                             if port.on_link_v6(src) {
                                 self.neigh6.learn(src, m);
@@ -157,6 +188,42 @@ impl Dataplane {
             }
             _ => Verdict::Drop(DropReason::IcmpUnhandled),
         }
+    }
+
+    /// A Neighbor Solicitation for `target` from `port` into an empty frame
+    /// `buf`, to its solicited-node group, from the port's address on the
+    /// target's prefix, else its link-local one (the kernel's
+    /// `ndisc_solicit` picks the source address the same way).
+    pub fn neighbor_solicit<F: crate::io::Frame>(
+        &self,
+        port: u16,
+        target: Ipv6Addr,
+        buf: &mut F,
+    ) -> bool {
+        let Some(p) = self.router.ports.get(port as usize) else {
+            return false;
+        };
+        let src = match p.ipv6 {
+            Some(c) if c.contains(target) => c.addr,
+            _ => p.link_local(),
+        };
+        if !buf.append(NA_FRAME) {
+            return false;
+        }
+        let data = buf.data_mut();
+        let mut msg = [0u8; 32];
+        icmpv6::write_neighbor_solicit(&mut msg, src, target, p.mac);
+        data[ETH + 40..NA_FRAME].copy_from_slice(&msg);
+        let group = solicited_node(target);
+        let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH..]);
+        ip.fill_header(0, 32, next_header::ICMPV6, 255);
+        ip.set_src(src);
+        ip.set_dst(group);
+        let mut eth = EthernetFrame::new_unchecked(&mut *data);
+        eth.set_dst(multicast_mac(group));
+        eth.set_src(p.mac);
+        eth.set_ethertype(crate::wire::EtherType::IPV6);
+        true
     }
 
     /// Rewrite the NS in `frame` into the NA for `target` (see the module

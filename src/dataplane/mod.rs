@@ -27,10 +27,11 @@ mod ipv6;
 mod local;
 mod lookup;
 mod open;
+mod service6;
 mod synproxy;
 
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -51,8 +52,9 @@ pub enum Verdict {
     /// Send it on this port (rewritten, Ethernet header complete).
     Tx(u16),
     /// Rewritten, but the next hop's MAC is unknown: hold it until ARP
-    /// resolves `nexthop`, then send on `port`.
-    Hold { port: u16, nexthop: Ipv4Addr },
+    /// (IPv4) or Neighbor Discovery (IPv6) resolves `nexthop`, then send
+    /// on `port`.
+    Hold { port: u16, nexthop: IpAddr },
     /// Free it and count the reason.
     Drop(DropReason),
     /// Free it; it was for the director and needs no answer (an ARP reply).
@@ -268,7 +270,18 @@ impl Dataplane {
                 eth.set_dst(mac);
                 Verdict::Tx(port)
             }
-            None => Verdict::Hold { port, nexthop },
+            None => Verdict::Hold {
+                port,
+                nexthop: IpAddr::V4(nexthop),
+            },
+        }
+    }
+
+    /// The MAC of a neighbour of either family, as learnt now.
+    pub fn neighbour(&self, ip: IpAddr) -> Option<crate::wire::MacAddr> {
+        match ip {
+            IpAddr::V4(a) => self.neigh.lookup(a),
+            IpAddr::V6(a) => self.neigh6.lookup(a),
         }
     }
 }

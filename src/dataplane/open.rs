@@ -166,10 +166,14 @@ impl Dataplane {
         key: &FlowKey,
         timeout: u32,
     ) -> Result<(usize, Arc<Template>), DropReason> {
-        let (IpAddr::V4(cip), IpAddr::V4(mask)) = (key.src, IpAddr::V4(svc.conf.netmask)) else {
-            return Err(DropReason::ProtoUnsupported);
+        // An IPv6 client persists per address (/128: the configuration
+        // refuses another granularity for IPv6 services so far).
+        let cnet = match key.src {
+            IpAddr::V4(cip) => {
+                IpAddr::V4(Ipv4Addr::from(u32::from(cip) & u32::from(svc.conf.netmask)))
+            }
+            v6 => v6,
         };
-        let cnet = IpAddr::V4(Ipv4Addr::from(u32::from(cip) & u32::from(mask)));
         // <proto, cnet, 0, vip, vport>; vport 0 for port-zero services; a
         // fwmark service's is <IPPROTO_IP, cnet, 0, fwmark, 0>, one for all
         // the client's ports and protocols (ip_vs_sched_persist).

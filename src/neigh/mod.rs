@@ -30,6 +30,8 @@ pub struct PortAddr {
     pub mtu: u16,
     /// The port's configured IPv6 address and prefix, if any.
     pub ipv6: Option<Ipv6Cidr>,
+    /// The IPv6 default route's next hop, on this port.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl PortAddr {
@@ -91,6 +93,32 @@ impl Router {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.gateway.map(|gw| (i as u16, gw)))
+    }
+
+    /// Port and next hop for an IPv6 `dst`: the port whose prefix holds
+    /// it, else the port with the IPv6 gateway. A link-local destination
+    /// is on the link of `in_port` (the port it came from).
+    #[inline]
+    pub fn route6(&self, dst: Ipv6Addr, in_port: u16) -> Option<(u16, Ipv6Addr)> {
+        if dst.segments()[0] & 0xffc0 == 0xfe80 {
+            return Some((in_port, dst));
+        }
+        if let Some(i) = self
+            .ports
+            .iter()
+            .position(|p| p.ipv6.is_some_and(|c| c.contains(dst)))
+        {
+            return Some((i as u16, dst));
+        }
+        self.ports
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.gateway6.map(|gw| (i as u16, gw)))
+    }
+
+    /// Whether `a` is one of any port's own IPv6 addresses.
+    pub fn owns_v6(&self, a: Ipv6Addr) -> bool {
+        self.ports.iter().any(|p| p.owns_v6(a))
     }
 
     /// The port that owns `ip` as its own address.
@@ -200,6 +228,7 @@ mod tests {
                 gateway: None,
                 mtu: 1500,
                 ipv6: None,
+                gateway6: None,
             },
             PortAddr {
                 mac,
@@ -207,6 +236,7 @@ mod tests {
                 gateway: Some("10.0.1.254".parse().unwrap()),
                 mtu: 1500,
                 ipv6: None,
+                gateway6: None,
             },
         ])
     }

@@ -131,6 +131,8 @@ pub struct WorkerStats {
     pub icmpv6_echo_replies: Counter,
     /// Neighbor Advertisements answering solicitations for its addresses.
     pub nd_adverts_sent: Counter,
+    /// Neighbor Solicitations for IPv6 next hops (the hold queue's).
+    pub nd_solicits_sent: Counter,
     pub icmp_errors_sent: Counter,
     /// ICMP errors about tracked connections, translated and passed on.
     pub icmp_errors_forwarded: Counter,
@@ -201,6 +203,7 @@ pub struct StatsSnapshot {
     pub icmp_echo_replies: u64,
     pub icmpv6_echo_replies: u64,
     pub nd_adverts_sent: u64,
+    pub nd_solicits_sent: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_forwarded: u64,
     pub conns_created: u64,
@@ -236,6 +239,7 @@ impl StatsSnapshot {
         self.icmp_echo_replies += w.icmp_echo_replies.get();
         self.icmpv6_echo_replies += w.icmpv6_echo_replies.get();
         self.nd_adverts_sent += w.nd_adverts_sent.get();
+        self.nd_solicits_sent += w.nd_solicits_sent.get();
         self.icmp_errors_sent += w.icmp_errors_sent.get();
         self.icmp_errors_forwarded += w.icmp_errors_forwarded.get();
         self.conns_created += w.conns_created.get();

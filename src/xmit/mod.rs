@@ -19,6 +19,7 @@ pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod tun;
+pub mod v6;
 
 /// Why a forwarding mode did not send a packet on. The data path turns
 /// each into a drop reason, or (`FragNeeded`) into an ICMP answer.

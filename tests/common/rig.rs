@@ -58,6 +58,7 @@ pub fn director(macs: [MacAddr; 2]) -> Builder {
         gateway: None,
         mtu: 1500,
         ipv6,
+        gateway6: None,
     };
     Builder::new().ports(vec![
         port(
@@ -65,7 +66,11 @@ pub fn director(macs: [MacAddr; 2]) -> Builder {
             "10.0.0.1/24",
             Some("2001:db8::1/64".parse().unwrap()),
         ),
-        port(macs[1], "10.0.1.1/24", None),
+        port(
+            macs[1],
+            "10.0.1.1/24",
+            Some("2001:db8:1::1/64".parse().unwrap()),
+        ),
     ])
 }
 

@@ -52,6 +52,7 @@ fn main() -> Result<()> {
             gateway: None,
             mtu: 1500,
             ipv6: None,
+            gateway6: None,
         })
     };
     let d = Builder::new()

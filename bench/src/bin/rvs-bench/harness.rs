@@ -79,6 +79,7 @@ pub(crate) fn director_setup(
             gateway,
             mtu: 1500,
             ipv6: None,
+            gateway6: None,
         })
     };
     let neigh = Arc::new(NeighTable::default());

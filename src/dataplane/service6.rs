@@ -1,0 +1,166 @@
+//! IPv6 through the director: the steps of an IPv4 packet (see the module
+//! documentation of `dataplane`) for an IPv6 one that is not for the
+//! director's own addresses. The upper-layer header is found past the
+//! extension headers (`Ipv6Packet::upper_layer`); its TCP/UDP ports and
+//! flags make the key; the connection table holds IPv6 connections beside
+//! IPv4 ones; a packet to a VIP without a connection is scheduled by the
+//! service's scheduler (the same code as for IPv4: schedulers hash IPv6
+//! addresses as the kernel folds them); the connection's mode rewrites it
+//! (`xmit::v6`) and the next hop comes from Neighbor Discovery, frames
+//! waiting in the worker's hold queue while it resolves.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::{Ctx, Dataplane, Verdict, ETH};
+use crate::conn::{Dir, TcpEvent};
+use crate::flow::{FlowKey, Forward, Proto};
+use crate::io::Frame;
+use crate::stats::DropReason;
+use crate::wire::ipv6::{next_header, UpperLayer};
+use crate::wire::{EthernetFrame, TcpSegment, UdpDatagram};
+use crate::xmit::{self, XmitError};
+
+/// What the IPv6 header said of a packet on its way through.
+pub(super) struct Ipv6Head {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    /// The upper layer, past the extension headers.
+    pub ul: UpperLayer,
+    /// The end of the IPv6 packet in the frame.
+    pub end: usize,
+    /// To a virtual address.
+    pub vip: bool,
+}
+
+impl Dataplane {
+    /// An IPv6 packet that is not for the director itself.
+    pub(super) fn service6<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        h: &Ipv6Head,
+    ) -> Verdict {
+        if h.src.is_unspecified()
+            || h.src.is_multicast()
+            || h.src.is_loopback()
+            || self.router.owns_v6(h.src)
+        {
+            return Verdict::Drop(DropReason::BadSource);
+        }
+        if h.dst.is_multicast() {
+            return Verdict::Drop(DropReason::Ipv6);
+        }
+        if h.ul.fragment.is_some() {
+            return Verdict::Drop(DropReason::Ipv6Fragment);
+        }
+        let proto = match h.ul.proto.0 {
+            next_header::TCP => Proto::Tcp,
+            next_header::UDP => Proto::Udp,
+            _ if h.vip => return Verdict::Drop(DropReason::ProtoUnsupported),
+            _ => return Verdict::Drop(DropReason::Ipv6),
+        };
+        let at = ETH + h.ul.offset;
+        let l4 = &frame.data()[at..h.end];
+        let (sport, dport, ev) = match proto {
+            Proto::Tcp => match TcpSegment::new_checked(l4) {
+                Ok(t) => {
+                    let f = t.flags();
+                    let ev = TcpEvent {
+                        syn: f.syn(),
+                        fin: f.fin(),
+                        ack: f.ack(),
+                        rst: f.rst(),
+                    };
+                    (t.src_port(), t.dst_port(), ev)
+                }
+                Err(_) => return Verdict::Drop(DropReason::L4Malformed),
+            },
+            Proto::Udp => match UdpDatagram::new_checked(l4) {
+                // A UDP checksum is mandatory over IPv6 (RFC 8200 8.1):
+                // the kernel drops a zero one, and an incremental update
+                // of it would send garbage.
+                Ok(u) if u.checksum() != 0 => (u.src_port(), u.dst_port(), TcpEvent::default()),
+                _ => return Verdict::Drop(DropReason::L4Malformed),
+            },
+        };
+        let key = FlowKey {
+            proto,
+            src: IpAddr::V6(h.src),
+            sport,
+            dst: IpAddr::V6(h.dst),
+            dport,
+        };
+        let mut hit = self.conns.lookup(&key);
+        if self.reused(cx, &hit, ev) {
+            hit = None;
+        }
+        let created;
+        let (conn, dir, one_packet) = match &hit {
+            Some((c, d)) => (c, *d, false),
+            None => {
+                if !h.vip {
+                    return Verdict::Drop(DropReason::Ipv6);
+                }
+                let Some(svc) = cx.services.find(proto, IpAddr::V6(h.dst), dport) else {
+                    return Verdict::Drop(DropReason::NoService);
+                };
+                let one_packet = svc.conf.ops && proto == Proto::Udp;
+                match self.new_conn(cx, svc, &key, ev, None) {
+                    Ok(c) => {
+                        created = c;
+                        (&created, Dir::In, one_packet)
+                    }
+                    Err(r) => return Verdict::Drop(r),
+                }
+            }
+        };
+        let total = h.end - ETH;
+        let ip = &mut frame.data_mut()[ETH..h.end];
+        let next = match xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir) {
+            Ok(n) => n,
+            Err(e) => {
+                return Verdict::Drop(match e {
+                    XmitError::TtlExceeded => DropReason::TtlExceeded,
+                    XmitError::NoRoute => DropReason::NoRoute,
+                    XmitError::Unsupported => DropReason::FwdUnsupported,
+                    _ => DropReason::L4Malformed,
+                })
+            }
+        };
+        let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
+            Dir::InOnly
+        } else {
+            dir
+        };
+        conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
+        let v = self.to_next_hop6(frame.data_mut(), in_port, next);
+        if one_packet {
+            self.conns.end(conn);
+        }
+        v
+    }
+
+    /// Fill in the Ethernet header towards `dst`'s IPv6 next hop.
+    pub(super) fn to_next_hop6(&self, data: &mut [u8], in_port: u16, dst: Ipv6Addr) -> Verdict {
+        let Some((port, nexthop)) = self.router.route6(dst, in_port) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let src_mac = self.router.ports[port as usize].mac;
+        let mut eth = EthernetFrame::new_unchecked(data);
+        eth.set_src(src_mac);
+        match self.neigh6.lookup(nexthop) {
+            Some(mac) => {
+                eth.set_dst(mac);
+                Verdict::Tx(port)
+            }
+            None => Verdict::Hold {
+                port,
+                nexthop: IpAddr::V6(nexthop),
+            },
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! IPv6 services on the in-memory device: NAT, DR and FULLNAT rewrites,
+//! Neighbor Discovery for next hops (the hold queue), Neighbor
+//! Solicitations and echo requests for a VIP, and the refusals. Every
+//! forwarded frame's checksum is summed again here from scratch.
+
+mod common;
+
+use std::net::Ipv6Addr;
+
+use common::rig::*;
+use rvs::io::MemIo;
+use rvs::wire::icmpv6::{self, fill_checksum, multicast_mac, solicited_node, NdMessage};
+use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet, MacAddr};
+
+const VIP: &str = "2001:db8::100";
+const CLIENT: &str = "2001:db8::2";
+const RS1: &str = "2001:db8:1::11";
+const RS2: &str = "2001:db8:1::12";
+const LIP: &str = "2001:db8:1::5";
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn rig() -> Rig<MemIo> {
+    Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000)
+}
+
+fn service(r: &Rig<MemIo>, fwd: &str, extra: &str) {
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"{extra}}}}}"#
+    ));
+    for ip in [RS1, RS2] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"{ip}","port":8080,"fwd":"{fwd}"}}}}"#
+        ));
+    }
+}
+
+/// The 16-bit one's complement sum, written out here so that the check
+/// does not share code with the rewrite it checks.
+fn ones_sum(parts: &[&[u8]]) -> u16 {
+    let mut acc: u64 = 0;
+    for p in parts {
+        for c in p.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// A TCP or UDP segment over IPv6 sums to 0xffff with its pseudo-header
+/// (RFC 8200 8.1).
+fn assert_l4_checksum(f: &[u8]) {
+    let ip = &f[14..];
+    let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let l4 = &ip[40..40 + plen];
+    let pseudo = [
+        &ip[8..40],
+        &(plen as u32).to_be_bytes()[..],
+        &[0, 0, 0, ip[6]][..],
+    ]
+    .concat();
+    assert_eq!(ones_sum(&[&pseudo, l4]), 0xffff, "upper-layer checksum");
+}
+
+/// An IPv6 TCP frame with a valid checksum.
+#[allow(clippy::too_many_arguments)]
+fn tcp6(
+    macs: (MacAddr, MacAddr),
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+    hops: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    t.extend_from_slice(payload);
+    let len = t.len() as u32;
+    let pseudo = [
+        &src.octets()[..],
+        &dst.octets()[..],
+        &len.to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let c = !ones_sum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    frame(macs, src, dst, hops, 6, &t)
+}
+
+fn frame(
+    (dst_mac, src_mac): (MacAddr, MacAddr),
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hops: u8,
+    next: u8,
+    upper: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40 + upper.len()];
+    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+    e.set_dst(dst_mac);
+    e.set_src(src_mac);
+    e.set_ethertype(EtherType::IPV6);
+    let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
+    ip.fill_header(0, upper.len() as u16, next, hops);
+    ip.set_src(src);
+    ip.set_dst(dst);
+    f[54..].copy_from_slice(upper);
+    f
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// (src, sport, dst, dport, hop limit) of an IPv6 TCP frame.
+fn ends(f: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16, u8) {
+    let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
+    let l4 = &f[54..];
+    (
+        ip.src(),
+        u16::from_be_bytes([l4[0], l4[1]]),
+        ip.dst(),
+        u16::from_be_bytes([l4[2], l4[3]]),
+        ip.hop_limit(),
+    )
+}
+
+/// A real server's solicited NA to the director's port 1 address.
+fn rs_na(rs: Ipv6Addr, mac: MacAddr) -> Vec<u8> {
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_advert(&mut m, rs, v6("2001:db8:1::1"), rs, mac, true);
+    frame((DIR1_MAC, mac), rs, v6("2001:db8:1::1"), 255, 58, &m)
+}
+
+/// The client's NS for a target on port 0, answered; returns the NA.
+fn client_ns(r: &mut Rig<MemIo>, target: Ipv6Addr) -> Vec<Vec<u8>> {
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), target, CLIENT_MAC);
+    let g = solicited_node(target);
+    r.worker.io.push(
+        0,
+        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    );
+    r.step(1);
+    r.worker.io.take_tx(0)
+}
+
+/// Resolve both real servers the way the network would: the first packet
+/// towards each waits while the director solicits it.
+fn resolve_servers(r: &mut Rig<MemIo>) {
+    for (ip, mac) in [(RS1, RS1_MAC), (RS2, RS2_MAC)] {
+        r.worker.io.push(1, &rs_na(v6(ip), mac));
+    }
+    r.step(1);
+}
+
+#[test]
+fn nat_forwards_both_ways_after_resolving_the_server() {
+    let mut r = rig();
+    service(&r, "nat", "");
+    // The client learns the VIP's MAC from the director (and the director
+    // the client's, from the NS).
+    let na = client_ns(&mut r, v6(VIP));
+    assert_eq!(na.len(), 1);
+    let ip = Ipv6Packet::new_checked(&na[0][14..]).unwrap();
+    let adv = NdMessage::parse(ip.payload(), ip.src(), ip.dst(), ip.hop_limit()).unwrap();
+    assert!(
+        matches!(adv, NdMessage::Advert { target, target_ll: Some(m), solicited: true, .. } if target == v6(VIP) && m == DIR0_MAC)
+    );
+
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        40000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    // The server's MAC is unknown: the SYN waits and an NS goes out.
+    let ns = r.worker.io.take_tx(1);
+    assert_eq!(ns.len(), 1, "one solicitation");
+    let ip = Ipv6Packet::new_checked(&ns[0][14..]).unwrap();
+    // Whichever server rr picked first; the next client gets the other.
+    let NdMessage::Solicit { target: first, .. } =
+        NdMessage::parse(ip.payload(), ip.src(), ip.dst(), ip.hop_limit()).unwrap()
+    else {
+        panic!("not an NS")
+    };
+    let (rs, rs_mac, other) = if first == v6(RS1) {
+        (v6(RS1), RS1_MAC, v6(RS2))
+    } else {
+        (v6(RS2), RS2_MAC, v6(RS1))
+    };
+    let group = solicited_node(rs);
+    assert_eq!(ip.dst(), group);
+    assert_eq!(macs(&ns[0]), (multicast_mac(group), DIR1_MAC));
+    assert_eq!(
+        ip.src(),
+        v6("2001:db8:1::1"),
+        "from the port's address on the prefix"
+    );
+    let sol = NdMessage::parse(ip.payload(), ip.src(), ip.dst(), ip.hop_limit()).unwrap();
+    assert_eq!(
+        sol,
+        NdMessage::Solicit {
+            target: rs,
+            source_ll: Some(DIR1_MAC)
+        }
+    );
+    assert_eq!(r.stats().nd_solicits_sent, 1);
+    // The answer releases it, rewritten for the server.
+    r.worker.io.push(1, &rs_na(rs, rs_mac));
+    r.step(1);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "the held SYN");
+    assert_eq!(macs(&out[0]), (rs_mac, DIR1_MAC));
+    assert_eq!(ends(&out[0]), (v6(CLIENT), 40000, rs, 8080, 63));
+    assert_l4_checksum(&out[0]);
+
+    // The reply goes back from the VIP (the client is known from its NS).
+    let reply = tcp6(
+        (DIR1_MAC, rs_mac),
+        rs,
+        8080,
+        v6(CLIENT),
+        40000,
+        SYN | ACK,
+        64,
+        b"",
+    );
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    assert_eq!(macs(&back[0]), (CLIENT_MAC, DIR0_MAC));
+    assert_eq!(ends(&back[0]), (v6(VIP), 80, v6(CLIENT), 40000, 63));
+    assert_l4_checksum(&back[0]);
+
+    // The connection is listed with its IPv6 addresses, established once
+    // the client's ACK passes.
+    let ack = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        40000,
+        v6(VIP),
+        80,
+        ACK,
+        64,
+        b"GET /",
+    );
+    r.worker.io.push(0, &ack);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_l4_checksum(&out[0]);
+    let conns = r.ctl(r#"{"cmd":"connections"}"#);
+    let c = &conns["connections"][0];
+    assert_eq!(c["cip"], CLIENT);
+    assert_eq!(c["vip"], VIP);
+    assert_eq!(c["dip"], rs.to_string());
+    assert_eq!(c["state"], "ESTABLISHED");
+    // The next client goes to the other server (rr).
+    resolve_servers(&mut r);
+    let syn2 = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        40001,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn2);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(ends(&out[0]).2, other);
+}
+
+#[test]
+fn dr_changes_only_the_mac_and_fullnat_both_ends() {
+    let mut r = rig();
+    service(&r, "dr", "");
+    resolve_servers(&mut r);
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        41000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(macs(&out[0]).1, DIR1_MAC);
+    assert!([RS1_MAC, RS2_MAC].contains(&macs(&out[0]).0));
+    // Not a byte of the IPv6 packet changed (not even the hop limit), and
+    // DR servers take the service's port.
+    assert_eq!(out[0][14..], syn[14..]);
+
+    let mut r = rig();
+    service(&r, "fullnat", &format!(r#","laddrs":["{LIP}"]"#));
+    resolve_servers(&mut r);
+    client_ns(&mut r, v6(VIP));
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    let (src, lport, dst, dport, hops) = ends(&out[0]);
+    assert_eq!((src, dport, hops), (v6(LIP), 8080, 63));
+    assert!([v6(RS1), v6(RS2)].contains(&dst));
+    assert_l4_checksum(&out[0]);
+    // The server answers the local address; the client gets it from the VIP.
+    let mac = macs(&out[0]).0;
+    let reply = tcp6(
+        (DIR1_MAC, mac),
+        dst,
+        8080,
+        v6(LIP),
+        lport,
+        SYN | ACK,
+        64,
+        b"",
+    );
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    assert_eq!(ends(&back[0]), (v6(VIP), 80, v6(CLIENT), 41000, 63));
+    assert_l4_checksum(&back[0]);
+    // The director answers for its local address too.
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(RS1), v6(LIP), RS1_MAC);
+    let g = solicited_node(v6(LIP));
+    r.worker.io.push(
+        1,
+        &frame((multicast_mac(g), RS1_MAC), v6(RS1), g, 255, 58, &m),
+    );
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(1).len(), 1, "NA for the local address");
+}
+
+#[test]
+fn the_vip_answers_echo_and_what_cannot_go_through_is_counted() {
+    let mut r = rig();
+    service(&r, "nat", "");
+    client_ns(&mut r, v6(VIP));
+    let mut m = vec![icmpv6::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1, b'h', b'i'];
+    fill_checksum(&mut m, v6(CLIENT), v6(VIP));
+    r.worker.io.push(
+        0,
+        &frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 58, &m),
+    );
+    r.step(1);
+    let out = r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv6Packet::new_checked(&out[0][14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (v6(VIP), v6(CLIENT)));
+    assert_eq!(ip.payload()[0], icmpv6::ECHO_REPLY);
+
+    let syn = |sport, hops| {
+        tcp6(
+            (DIR0_MAC, CLIENT_MAC),
+            v6(CLIENT),
+            sport,
+            v6(VIP),
+            80,
+            SYN,
+            hops,
+            b"",
+        )
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("hop limit 1 through NAT", syn(1, 1), "ttl_exceeded"),
+        (
+            "another port of the VIP",
+            tcp6(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                2,
+                v6(VIP),
+                81,
+                SYN,
+                64,
+                b"",
+            ),
+            "no_service",
+        ),
+        (
+            "not a SYN",
+            tcp6(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                3,
+                v6(VIP),
+                80,
+                ACK,
+                64,
+                b"",
+            ),
+            "no_conn_not_syn",
+        ),
+        (
+            "UDP without a checksum",
+            {
+                let mut u = vec![0u8; 8];
+                u[0..2].copy_from_slice(&5u16.to_be_bytes());
+                u[2..4].copy_from_slice(&80u16.to_be_bytes());
+                u[4..6].copy_from_slice(&8u16.to_be_bytes());
+                frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 17, &u)
+            },
+            "l4_malformed",
+        ),
+        (
+            "a truncated TCP header",
+            frame(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                v6(VIP),
+                64,
+                6,
+                &[0u8; 12],
+            ),
+            "l4_malformed",
+        ),
+        (
+            "a fragment to the VIP",
+            frame(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                v6(VIP),
+                64,
+                44,
+                &[6, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0],
+            ),
+            "ipv6_fragment",
+        ),
+        (
+            "GRE to the VIP",
+            frame(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                v6(VIP),
+                64,
+                47,
+                &[0u8; 8],
+            ),
+            "proto_unsupported",
+        ),
+        (
+            "TCP to an address that is not a VIP",
+            tcp6(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(CLIENT),
+                4,
+                v6("2001:db8::77"),
+                80,
+                SYN,
+                64,
+                b"",
+            ),
+            "ipv6",
+        ),
+        (
+            "from a multicast source",
+            tcp6(
+                (DIR0_MAC, CLIENT_MAC),
+                v6("ff02::5"),
+                4,
+                v6(VIP),
+                80,
+                SYN,
+                64,
+                b"",
+            ),
+            "bad_source",
+        ),
+    ];
+    for (what, f, reason) in cases {
+        let before = r.drops(reason);
+        r.worker.io.push(0, &f);
+        r.step(1);
+        assert!(r.worker.io.take_tx(0).is_empty(), "{what}: answered");
+        assert!(r.worker.io.take_tx(1).is_empty(), "{what}: forwarded");
+        assert_eq!(
+            r.drops(reason),
+            before + 1,
+            "{what}: not counted as {reason}"
+        );
+    }
+    // Only the SYN whose hop limit ran out was scheduled (as the kernel
+    // schedules before it transmits).
+    assert_eq!(r.dp.conns.len(), 1);
+}
+
+#[test]
+fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
+    let r = rig();
+    let refused = |req: String, want: &str| {
+        let v: serde_json::Value = serde_json::from_str(&r.ctl.handle_line(&req)).unwrap();
+        let e = v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{req}: accepted"));
+        assert!(e.contains(want), "{req}: {e}");
+    };
+    let svc = |extra: &str| {
+        format!(
+            r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"{extra}}}}}"#
+        )
+    };
+    refused(svc(r#","synproxy":true"#), "SYN proxy");
+    refused(
+        svc(r#","persistent":300,"netmask":"255.255.255.0""#),
+        "granularity",
+    );
+    r.ctl(&svc(""));
+    let dest = |ip: &str, fwd: &str| {
+        format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"{ip}","port":80,"fwd":"{fwd}"}}}}"#
+        )
+    };
+    refused(dest("10.0.1.11", "nat"), "other address family");
+    refused(dest(RS1, "tun"), "ip6ip6");
+    // An IPv4 service takes no IPv6 real server either.
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#);
+    refused(
+        format!(
+            r#"{{"cmd":"add_dest","service":{SVC},"dest":{{"ip":"{RS1}","port":80,"fwd":"nat"}}}}"#
+        ),
+        "other address family",
+    );
+    // The configuration is intact: one IPv6 service, one IPv4, no servers.
+    let list = r.ctl(r#"{"cmd":"list"}"#);
+    assert_eq!(list["services"].as_array().unwrap().len(), 2, "{list}");
+}
