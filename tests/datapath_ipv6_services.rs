@@ -542,7 +542,12 @@ fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
         )
     };
     refused(dest("10.0.1.11", "nat"), "other address family");
-    refused(dest(RS1, "tun"), "ip6ip6");
+    refused(
+        format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"{RS1}","port":80,"fwd":"tun","tun_type":"gre"}}}}"#
+        ),
+        "ipip",
+    );
     // An IPv4 service takes no IPv6 real server either.
     r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80}}"#);
     refused(
@@ -554,4 +559,82 @@ fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
     // The configuration is intact: one IPv6 service, one IPv4, no servers.
     let list = r.ctl(r#"{"cmd":"list"}"#);
     assert_eq!(list["services"].as_array().unwrap().len(), 2, "{list}");
+}
+
+#[test]
+fn tun_wraps_ipv6_in_ipv6_and_too_big_packets_get_packet_too_big() {
+    let mut r = rig();
+    service(&r, "tun", "");
+    resolve_servers(&mut r);
+    client_ns(&mut r, v6(VIP));
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        42000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    let outer = Ipv6Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!(
+        outer.src(),
+        v6("2001:db8:1::1"),
+        "from the egress port's address"
+    );
+    assert!([v6(RS1), v6(RS2)].contains(&outer.dst()));
+    assert_eq!(outer.next_header(), 41, "IPv6 in IPv6");
+    assert_eq!(outer.hop_limit(), 64, "the inner hop limit, copied");
+    assert_eq!(outer.flow_label(), 0);
+    // The inner packet is the client's, byte for byte (DR/TUN servers take
+    // the service's port).
+    assert_eq!(outer.payload(), &syn[14..]);
+    assert_eq!(f.len(), syn.len() + 40);
+
+    // 1500 bytes of IPv6 do not fit a 1500-byte link once wrapped: the
+    // client is told 1460, from the VIP, with its packet quoted.
+    let big = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        42000,
+        v6(VIP),
+        80,
+        ACK,
+        64,
+        &[7u8; 1440],
+    );
+    assert_eq!(big.len(), 14 + 1500);
+    let sent = r.stats().icmp_errors_sent;
+    r.worker.io.push(0, &big);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty(), "not forwarded");
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    assert_eq!(r.stats().icmp_errors_sent, sent + 1);
+    let f = &back[0];
+    assert_eq!(macs(f), (CLIENT_MAC, DIR0_MAC));
+    let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!(
+        (ip.src(), ip.dst(), ip.next_header()),
+        (v6(VIP), v6(CLIENT), 58)
+    );
+    // RFC 4443 2.4 (c): the whole error fits the minimum MTU.
+    assert_eq!(f.len() - 14, 1280);
+    let msg = ip.payload();
+    assert_eq!((msg[0], msg[1]), (icmpv6::PACKET_TOO_BIG, 0));
+    assert_eq!(u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]), 1460);
+    assert_eq!(&msg[8..], &big[14..14 + 1280 - 48], "the packet quoted");
+    let pseudo = [
+        &f[14 + 8..14 + 40],
+        &(msg.len() as u32).to_be_bytes()[..],
+        &[0, 0, 0, 58][..],
+    ]
+    .concat();
+    assert_eq!(ones_sum(&[&pseudo, msg]), 0xffff, "ICMPv6 checksum");
 }

@@ -147,8 +147,8 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     if let Some(h) = &s.health {
         check_health(h)?;
     }
-    if let Some((ip, fwd)) = s.sorry_server.as_ref().map(|x| (x.ip, x.fwd)) {
-        check_family(s, ip, fwd, "sorry server ")?;
+    if let Some(ip) = s.sorry_server.as_ref().map(|x| x.ip) {
+        check_family(s, ip, "sorry server ")?;
     }
     if let Some(sorry) = &mut s.sorry_server {
         if sorry.ip.is_ipv4() {
@@ -159,16 +159,10 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     Ok(())
 }
 
-/// A real server (or sorry server) of an IPv6 service: IPv6 too, and not
-/// tunnelled yet. The kernel allows a real server of the other family
+/// A real server (or sorry server) of an IPv6 service: IPv6 too. The kernel allows a real server of the other family
 /// only with tunnelling (`ip_vs_add_dest`: "Mixed address family is only
 /// supported for tunnelling"), which rvs does not do across families yet.
-pub(super) fn check_family(
-    s: &ServiceConf,
-    ip: IpAddr,
-    fwd: Forward,
-    what: &str,
-) -> Result<(), CtlError> {
+pub(super) fn check_family(s: &ServiceConf, ip: IpAddr, what: &str) -> Result<(), CtlError> {
     if s.is_fwmark() && ip.is_ipv6() {
         return Err(CtlError::new(
             ErrorCode::Unsupported,
@@ -182,12 +176,6 @@ pub(super) fn check_family(
                 "{what}{ip}: a real server of the other address family needs tunnelling \
                  (as in the kernel), which rvs does not do across families yet"
             ),
-        ));
-    }
-    if ip.is_ipv6() && fwd == Forward::Tun {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            format!("{what}{ip}: IPv6 tunnelling (ip6ip6) is not supported yet"),
         ));
     }
     Ok(())
@@ -232,7 +220,7 @@ pub(super) fn check_dest(
     if d.port == 0 {
         d.port = s.port;
     }
-    check_family(s, d.ip, d.fwd, "real server ")?;
+    check_family(s, d.ip, "real server ")?;
     d.fwd = local.forward(d.ip, d.fwd, "")?;
     if unusable(d.ip) && d.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
@@ -257,6 +245,15 @@ pub(super) fn check_dest(
         ));
     }
     d.check_tunnel().map_err(CtlError::invalid)?;
+    if d.ip.is_ipv6() && d.fwd == Forward::Tun && d.tunnel().kind != TunType::Ipip {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "{}: an IPv6 real server takes --tun-type ipip (IPv6 in IPv6) only so far",
+                d.ip
+            ),
+        ));
+    }
     // DR/TUN cannot map ports: a real server on another port is stored
     // with the service's, as ipvsadm sends it (`ce.dest.port =
     // ce.svc.port` in ipvsadm.c `process_options`), so a keepalived DR

@@ -116,14 +116,32 @@ impl Dataplane {
             }
         };
         let total = h.end - ETH;
-        let ip = &mut frame.data_mut()[ETH..h.end];
-        let next = match xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir) {
+        let sent = if conn.fwd == Forward::Tun && dir == Dir::In {
+            self.tunnel6(in_port, frame, total, conn)
+        } else {
+            let ip = &mut frame.data_mut()[ETH..h.end];
+            xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir)
+        };
+        let next = match sent {
             Ok(n) => n,
+            Err(XmitError::FragNeeded(mtu)) => {
+                // IPv6 is never fragmented on the way: the client learns
+                // the tunnel's MTU from the VIP it sent to.
+                let me = self.router.ports[in_port as usize].mac;
+                return if xmit::v6::packet_too_big(frame, h.dst, me, u32::from(mtu)) {
+                    cx.stats.icmp_errors_sent.inc();
+                    Verdict::Tx(in_port)
+                } else {
+                    Verdict::Drop(DropReason::NoBuffer)
+                };
+            }
             Err(e) => {
                 return Verdict::Drop(match e {
                     XmitError::TtlExceeded => DropReason::TtlExceeded,
                     XmitError::NoRoute => DropReason::NoRoute,
                     XmitError::Unsupported => DropReason::FwdUnsupported,
+                    XmitError::TooBig => DropReason::TooBig,
+                    XmitError::NoRoom => DropReason::NoBuffer,
                     _ => DropReason::L4Malformed,
                 })
             }
@@ -142,6 +160,25 @@ impl Dataplane {
             self.conns.end(conn);
         }
         v
+    }
+
+    /// TUN: wrap the packet towards the real server, from the director's
+    /// IPv6 address on the port that reaches it.
+    fn tunnel6<F: Frame>(
+        &self,
+        in_port: u16,
+        frame: &mut F,
+        total: usize,
+        conn: &crate::conn::Conn,
+    ) -> Result<Ipv6Addr, XmitError> {
+        let rip = conn.v6.ok_or(XmitError::NoRoute)?.dip;
+        let (port, _) = self.router.route6(rip, in_port).ok_or(XmitError::NoRoute)?;
+        let p = self.router.ports[port as usize];
+        // A tunnel's source must be routable: the port's configured
+        // address, not its link-local one.
+        let src = p.ipv6.ok_or(XmitError::NoRoute)?.addr;
+        xmit::v6::encapsulate(frame, total, src, rip, p.mtu)?;
+        Ok(rip)
     }
 
     /// Fill in the Ethernet header towards `dst`'s IPv6 next hop.

@@ -173,6 +173,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 
     /// Write a fixed header: version 6, traffic class 0, `flow_label`.
+    /// The 8-bit traffic class (DSCP and ECN), between the version and the
+    /// flow label.
+    pub fn set_traffic_class(&mut self, tc: u8) {
+        let b = self.buf.as_mut();
+        let w = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let w = (w & 0xf00f_ffff) | u32::from(tc) << 20;
+        b[..4].copy_from_slice(&w.to_be_bytes());
+    }
+
     pub fn fill_header(&mut self, flow_label: u32, payload_len: u16, next: u8, hop_limit: u8) {
         let b = self.buf.as_mut();
         b[..4].copy_from_slice(&((6u32 << 28) | (flow_label & 0x000f_ffff)).to_be_bytes());

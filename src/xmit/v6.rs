@@ -13,16 +13,32 @@
 //! - FULLNAT: both ends, as for IPv4 (local address and port towards the
 //!   real server). Without client-address delivery for IPv6 yet.
 //!
-//! TUN (IPv6 in IPv6) is not here yet: [`XmitError::Unsupported`].
+//! - TUN: IPv6 in IPv6 ([`encapsulate`]), as the kernel's
+//!   `ip_vs_tunnel_xmit_v6` builds it: an outer header from the director's
+//!   address on the egress port, Next Header 41, the inner hop limit and
+//!   traffic class (ECN as `INET_ECN_encapsulate`: CE inside is ECT(0)
+//!   outside), flow label 0. IPv6 routers never fragment: a packet that
+//!   would exceed the egress MTU once wrapped gets a Packet Too Big with
+//!   the MTU left inside the tunnel ([`packet_too_big`]).
 
 use std::net::Ipv6Addr;
 
 use super::XmitError;
 use crate::conn::{Conn, Dir};
 use crate::flow::Forward;
+use crate::io::Frame;
 use crate::wire::checksum::update16;
-use crate::wire::ipv6::{l4_update_addr_v6, next_header};
-use crate::wire::WireError;
+use crate::wire::icmpv6;
+use crate::wire::ipv6::{l4_update_addr_v6, next_header, Ipv6Packet};
+use crate::wire::{EthernetFrame, MacAddr, WireError};
+
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+/// The IPv6 header: what IPv6-in-IPv6 adds, and what an ICMPv6 error adds
+/// with its own 8-byte header.
+const IP6: usize = 40;
+/// The minimum IPv6 MTU (RFC 8200 5): no link, and no tunnel, is smaller;
+/// an ICMPv6 error is at most this long (RFC 4443 2.4 (c)).
+pub const MIN_MTU: usize = 1280;
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy)]
@@ -78,6 +94,7 @@ pub fn transmit(
             ip[7] -= 1;
             Ok(a.cip)
         }
+        // TUN needs room in the buffer: `encapsulate`, from the data path.
         _ => Err(XmitError::Unsupported),
     }
 }
@@ -118,4 +135,97 @@ fn rewrite(
     ip[p_at..p_at + 2].copy_from_slice(&port.to_be_bytes());
     ip[c_at..c_at + 2].copy_from_slice(&csum.to_be_bytes());
     Ok(())
+}
+
+/// Wrap the IPv6 packet of `frame` (`inner_len` bytes after the Ethernet
+/// header) in an outer IPv6 header from `src` to the real server `rip`.
+/// `mtu` is the egress port's. On error the frame is untouched.
+pub fn encapsulate<F: Frame>(
+    frame: &mut F,
+    inner_len: usize,
+    src: Ipv6Addr,
+    rip: Ipv6Addr,
+    mtu: u16,
+) -> Result<(), XmitError> {
+    let (tc, hops) = {
+        let ip = Ipv6Packet::new_checked(&frame.data()[ETH..])?;
+        (ip.traffic_class(), ip.hop_limit())
+    };
+    // The inner hop limit goes outside; a datagram of 0 is never sent.
+    if hops == 0 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let room = usize::from(mtu).saturating_sub(IP6);
+    // `__ip_vs_get_out_rt_v6`: a tunnel MTU under IPv6's minimum is an
+    // error, not a Packet Too Big.
+    if room < MIN_MTU {
+        return Err(XmitError::TooBig);
+    }
+    if inner_len > room {
+        return Err(XmitError::FragNeeded(room as u16));
+    }
+    frame.truncate(ETH + inner_len);
+    if !frame.prepend(IP6) {
+        return Err(XmitError::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(IP6..IP6 + ETH, 0);
+    let mut outer = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6 + inner_len]);
+    outer.fill_header(0, inner_len as u16, next_header::IPV6, hops);
+    outer.set_traffic_class(outer_tc(tc));
+    outer.set_src(src);
+    outer.set_dst(rip);
+    Ok(())
+}
+
+/// The outer traffic class: DSCP and ECN copied, except that Congestion
+/// Experienced is not propagated outward (ECT(0) instead), as
+/// `INET_ECN_encapsulate` and rvs's IPv4 tunnels do.
+fn outer_tc(inner: u8) -> u8 {
+    if inner & 0b11 == 0b11 {
+        (inner & !0b11) | 0b10
+    } else {
+        inner
+    }
+}
+
+/// Turn the frame (an IPv6 packet from the client) into an ICMPv6 Packet
+/// Too Big with `mtu`, from `src` back to the packet's source at the
+/// frame's source MAC, from `port_mac`: as much of the packet as fits in
+/// 1280 bytes is quoted (RFC 4443 2.4 (c), 3.2). False if the frame is not
+/// an IPv6 packet or the buffer has no headroom.
+pub fn packet_too_big<F: Frame>(frame: &mut F, src: Ipv6Addr, port_mac: MacAddr, mtu: u32) -> bool {
+    let (peer, to, len) = {
+        let d = frame.data();
+        let Ok(eth) = EthernetFrame::new_checked(d) else {
+            return false;
+        };
+        let Ok(ip) = Ipv6Packet::new_checked(&d[ETH..]) else {
+            return false;
+        };
+        (eth.src(), ip.src(), ip.packet().len())
+    };
+    let added = IP6 + 8;
+    let quoted = len.min(MIN_MTU - added);
+    frame.truncate(ETH + quoted);
+    if !frame.prepend(added) {
+        return false;
+    }
+    let data = frame.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut data[..ETH]);
+    eth.set_dst(peer);
+    eth.set_src(port_mac);
+    eth.set_ethertype(crate::wire::EtherType::IPV6);
+    let msg_len = 8 + quoted;
+    let msg = &mut data[ETH + IP6..ETH + IP6 + msg_len];
+    msg[0] = icmpv6::PACKET_TOO_BIG;
+    msg[1] = 0;
+    msg[2..4].fill(0);
+    msg[4..8].copy_from_slice(&mtu.to_be_bytes());
+    icmpv6::fill_checksum(msg, src, to);
+    let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6]);
+    ip.fill_header(0, msg_len as u16, next_header::ICMPV6, 64);
+    ip.set_src(src);
+    ip.set_dst(to);
+    true
 }

@@ -1,0 +1,266 @@
+//! End to end, IPv6 services: kernel clients with `curl -6` through rvsd
+//! (af_packet ports) to nginx real servers listening on IPv6, in NAT, DR
+//! and FULLNAT. The topologies are the IPv4 ones (tests/lib/topo.sh) with
+//! IPv6 turned on where these tests need it: the client's and the real
+//! servers' links get 2001:db8::/64 and 2001:db8:1::/64, without Duplicate
+//! Address Detection so the addresses are usable at once.
+
+mod common;
+
+use common::capture::Capture;
+use common::topo::{curl_from, ns_exec, ns_exec_ok, Rvsd, Topology};
+
+/// Turn IPv6 on for `ifc` in `ns` and give it `addr` (CIDR).
+fn v6_addr(ns: &str, ifc: &str, addr: &str) {
+    for s in [
+        format!("net.ipv6.conf.{ifc}.accept_dad=0"),
+        format!("net.ipv6.conf.{ifc}.disable_ipv6=0"),
+    ] {
+        ns_exec_ok(ns, &["sysctl", "-qw", &s]);
+    }
+    ns_exec_ok(ns, &["ip", "addr", "add", addr, "dev", ifc, "nodad"]);
+}
+
+/// A second nginx in the real server's namespace, on [::]:80 only, serving
+/// the topology's pages (`/` says "rsN"); returns once it listens.
+fn nginx6(topo: &Topology, rs: &str) {
+    let ns = topo.ns(rs);
+    let dir = topo.state_dir.join(format!("{rs}-v6"));
+    let www = topo.state_dir.join(rs).join("www");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let conf = format!(
+        "user root;\nworker_processes 1;\ndaemon on;\npid {d}/nginx.pid;\n\
+         error_log {d}/logs/error.log warn;\nevents {{ worker_connections 256; }}\n\
+         http {{\n  default_type text/plain;\n  access_log {d}/logs/access.log;\n\
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n\
+         server {{\n    listen [::]:80 ipv6only=on;\n    root {w};\n\
+         location = / {{ try_files /index.html =404; }}\n  }}\n}}\n",
+        d = dir.display(),
+        w = www.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    let d = dir.to_string_lossy().into_owned();
+    ns_exec_ok(&ns, &["nginx", "-q", "-c", &p, "-p", &d]);
+    // Readiness: the socket is listening (bounded).
+    for _ in 0..200 {
+        let out = ns_exec(&ns, &["ss", "-Hltn6", "sport = :80"]);
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nginx on [::]:80 in {ns} is not listening");
+}
+
+/// `n` requests from the client: how many each server answered.
+fn split(topo: &Topology, url: &str, n: usize) -> (usize, usize) {
+    let (mut a, mut b) = (0, 0);
+    for i in 0..n {
+        match curl_from(&topo.client_ns(), url)
+            .unwrap_or_else(|e| panic!("request {i}: {e}"))
+            .trim()
+        {
+            "rs1" => a += 1,
+            "rs2" => b += 1,
+            o => panic!("unexpected {o:?}"),
+        }
+    }
+    (a, b)
+}
+
+/// NAT and FULLNAT: the client on port 0's link, the servers on port 1's.
+fn two_links(mode: &str) -> (Topology, Rvsd) {
+    let topo = Topology::up_unique_mode(mode);
+    let c = topo.client_ns();
+    v6_addr(&c, "eth0", "2001:db8::2/64");
+    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
+        v6_addr(&topo.ns(rs), "eth0", a);
+        if mode == "nat" {
+            // NAT: replies must come back through the director.
+            ns_exec_ok(
+                &topo.ns(rs),
+                &[
+                    "ip",
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    "2001:db8:1::1",
+                ],
+            );
+        }
+        nginx6(&topo, rs);
+    }
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
+    config["ports"][1]["ipv6"] = "2001:db8:1::1/64".into();
+    let rvsd = Rvsd::start(&topo, &config);
+    (topo, rvsd)
+}
+
+#[test]
+fn nat_serves_an_ipv6_vip_from_ipv6_servers() {
+    let (topo, rvsd) = two_links("nat");
+    let vs = "[2001:db8::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-m"]);
+    }
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(list.contains("TCP  [2001:db8::100]:80 rr"), "{list}");
+    assert!(list.contains("  -> [2001:db8:1::11]:80"), "{list}");
+
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 10), (5, 5));
+    // The servers saw the client's own address (NAT keeps it).
+    let log = std::fs::read_to_string(topo.state_dir.join("rs1-v6/logs/access.log")).unwrap();
+    assert!(log.starts_with("2001:db8::2 "), "{log}");
+    // The connections are listed with their IPv6 addresses.
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(conns.contains("[2001:db8::2]:"), "{conns}");
+    // The client pings the VIP; the director answered its solicitations
+    // and solicited the servers itself.
+    let ping = ns_exec(
+        &topo.client_ns(),
+        &[
+            "ping",
+            "-6",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "2001:db8::100",
+        ],
+    );
+    assert!(ping.status.success(), "{ping:?}");
+    assert!(rvsd.counter("nd_solicits_sent") >= 2);
+    assert!(rvsd.counter("nd_adverts_sent") >= 1);
+    let log = rvsd.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn fullnat_serves_an_ipv6_vip_through_an_ipv6_local_address() {
+    let (topo, rvsd) = two_links("fullnat");
+    let vs = "[2001:db8::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    rvsd.rvsadm_ok(&["-P", "-t", vs, "-z", "2001:db8:1::5"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "--fullnat"]);
+    }
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 6), (3, 3));
+    // The servers (no route back) saw the director's local address.
+    let log = std::fs::read_to_string(topo.state_dir.join("rs2-v6/logs/access.log")).unwrap();
+    assert!(log.starts_with("2001:db8:1::5 "), "{log}");
+}
+
+#[test]
+fn dr_serves_an_ipv6_vip_and_replies_bypass_the_director() {
+    let topo = Topology::up_unique_mode("dr");
+    let c = topo.client_ns();
+    v6_addr(&c, "eth0", "2001:db8:1::2/64");
+    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
+        let ns = topo.ns(rs);
+        v6_addr(&ns, "eth0", a);
+        // The VIP on lo: the kernel answers Neighbor Solicitations only for
+        // addresses of the receiving interface, so it never claims it.
+        v6_addr(&ns, "lo", "2001:db8:1::100/128");
+        nginx6(&topo, rs);
+    }
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8:1::1/64".into();
+    let rvsd = Rvsd::start(&topo, &config);
+    let vs = "[2001:db8:1::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-g"]);
+    }
+    let cap = Capture::start(
+        &topo.lb_ns(),
+        "lb1",
+        topo.state_dir.join("lb1-v6.pcap"),
+        "ip6 and tcp port 80",
+    );
+    let before = rvsd.counter("tx_packets");
+    assert_eq!(split(&topo, "http://[2001:db8:1::100]/", 10), (5, 5));
+    // Every request's packets (at least SYN, ACK, GET, FIN) went through
+    // the director; no reply did.
+    let sent = rvsd.counter("tx_packets") - before;
+    assert!(sent >= 10 * 4, "{sent} packets forwarded");
+    let pkts = cap.lines();
+    let replies: Vec<_> = pkts
+        .iter()
+        .filter(|l| l.contains(" IP6 2001:db8:1::100.80 >"))
+        .collect();
+    assert!(
+        pkts.iter().any(|l| l.contains("> 2001:db8:1::100.80:")),
+        "the capture saw the requests: {pkts:?}"
+    );
+    assert!(
+        replies.is_empty(),
+        "replies went through the director: {replies:?}"
+    );
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(list.contains("  -> [2001:db8:1::11]:80"), "{list}");
+    assert!(list.contains("Route"), "{list}");
+}
+
+#[test]
+fn tun_carries_ipv6_in_ipv6_and_packet_too_big_shrinks_the_client_path_mtu() {
+    let topo = Topology::up_unique_mode("tun");
+    let c = topo.client_ns();
+    v6_addr(&c, "eth0", "2001:db8:1::2/64");
+    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
+        let ns = topo.ns(rs);
+        v6_addr(&ns, "eth0", a);
+        // The VIP on the device the user-space decapsulator feeds
+        // (tests/lib/ipip_decap.py: this kernel has no ip6_tunnel).
+        v6_addr(&ns, "tun0", "2001:db8:1::100/128");
+        nginx6(&topo, rs);
+    }
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8:1::1/64".into();
+    let rvsd = Rvsd::start(&topo, &config);
+    let vs = "[2001:db8:1::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-i"]);
+    }
+    assert!(rvsd.rvsadm_ok(&["-L", "-n"]).contains("Tunnel"));
+    assert_eq!(split(&topo, "http://[2001:db8:1::100]/", 6), (3, 3));
+
+    // A request body in full-size segments: 1500-byte packets do not fit
+    // the 1500-byte link once wrapped. The director answers Packet Too Big
+    // (1460); the client's kernel lowers its path MTU to the VIP and sends
+    // again, smaller.
+    let body = topo.state_dir.join("body");
+    std::fs::write(&body, vec![b'x'; 20_000]).unwrap();
+    let out = ns_exec(
+        &c,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &format!("@{}", body.display()),
+            "http://[2001:db8:1::100]/",
+        ],
+    );
+    let code = String::from_utf8_lossy(&out.stdout).into_owned();
+    // nginx answers a POST to a static page 405, after reading the body.
+    assert!(out.status.success() && code == "405", "{out:?}");
+    assert!(rvsd.counter("icmp_errors_sent") >= 1);
+    let route = ns_exec_ok(&c, &["ip", "-6", "route", "get", "2001:db8:1::100"]);
+    assert!(route.contains("mtu 1460"), "{route}");
+}
