@@ -638,3 +638,138 @@ fn tun_wraps_ipv6_in_ipv6_and_too_big_packets_get_packet_too_big() {
     .concat();
     assert_eq!(ones_sum(&[&pseudo, msg]), 0xffff, "ICMPv6 checksum");
 }
+
+/// An ICMPv6 error of `ty` from `src` to `dst` quoting `quoted` (an IPv6
+/// packet, Ethernet header excluded), with a valid checksum.
+fn icmp6_error(
+    macs: (MacAddr, MacAddr),
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    ty: u8,
+    rest: u32,
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![ty, 0, 0, 0];
+    m.extend_from_slice(&rest.to_be_bytes());
+    m.extend_from_slice(quoted);
+    fill_checksum(&mut m, src, dst);
+    frame(macs, src, dst, 64, 58, &m)
+}
+
+fn assert_icmp6_checksum(f: &[u8]) {
+    let ip = &f[14..];
+    let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let pseudo = [
+        &ip[8..40],
+        &(plen as u32).to_be_bytes()[..],
+        &[0, 0, 0, 58][..],
+    ]
+    .concat();
+    assert_eq!(
+        ones_sum(&[&pseudo, &ip[40..40 + plen]]),
+        0xffff,
+        "ICMPv6 checksum"
+    );
+}
+
+#[test]
+fn icmpv6_errors_about_nat_connections_are_translated_both_ways() {
+    let mut r = rig();
+    service(&r, "nat", "");
+    resolve_servers(&mut r);
+    client_ns(&mut r, v6(VIP));
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        43000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let fwd = r.worker.io.take_tx(1).remove(0);
+    let (_, _, rs, _, _) = ends(&fwd);
+    let rs_mac = macs(&fwd).0;
+
+    // The server's side says the forwarded SYN's port is unreachable: the
+    // client gets it from the VIP, about the packet it sent to the VIP.
+    let unreach = icmp6_error((DIR1_MAC, rs_mac), rs, v6(CLIENT), 1, 0, &fwd[14..]);
+    r.worker.io.push(1, &unreach);
+    r.step(1);
+    let out = r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1, "forwarded to the client");
+    let f = &out[0];
+    assert_eq!(macs(f), (CLIENT_MAC, DIR0_MAC));
+    let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!(
+        (ip.src(), ip.dst(), ip.hop_limit()),
+        (v6(VIP), v6(CLIENT), 63)
+    );
+    let q = &ip.payload()[8..];
+    assert_eq!(&q[8..24], &v6(CLIENT).octets(), "quoted source kept");
+    assert_eq!(&q[24..40], &v6(VIP).octets(), "quoted destination: the VIP");
+    assert_eq!(u16::from_be_bytes([q[42], q[43]]), 80, "and its port");
+    assert_icmp6_checksum(f);
+
+    // The client says a reply was too big: the server gets it, about the
+    // packet it sent.
+    let reply = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(VIP),
+        80,
+        v6(CLIENT),
+        43000,
+        SYN | ACK,
+        63,
+        b"",
+    );
+    let ptb = icmp6_error(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        v6(VIP),
+        2,
+        1280,
+        &reply[14..],
+    );
+    let fwd_before = r.stats().icmp_errors_forwarded;
+    r.worker.io.push(0, &ptb);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "forwarded to the server");
+    let f = &out[0];
+    assert_eq!(macs(f).0, rs_mac);
+    let ip = Ipv6Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst()), (v6(CLIENT), rs));
+    let msg = ip.payload();
+    assert_eq!(msg[0], 2);
+    assert_eq!(
+        u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]),
+        1280,
+        "MTU kept"
+    );
+    let q = &msg[8..];
+    assert_eq!(&q[8..24], &rs.octets(), "quoted source: the server");
+    assert_eq!(u16::from_be_bytes([q[40], q[41]]), 8080);
+    assert_icmp6_checksum(f);
+    assert_eq!(r.stats().icmp_errors_forwarded, fwd_before + 1);
+
+    // An error about no connection of ours is counted.
+    let mut other = reply.clone();
+    other[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&1u16.to_be_bytes());
+    let stray = icmp6_error(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        v6(VIP),
+        2,
+        1280,
+        &other[14..],
+    );
+    let before = r.drops("icmp_unhandled");
+    r.worker.io.push(0, &stray);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    assert_eq!(r.drops("icmp_unhandled"), before + 1);
+}

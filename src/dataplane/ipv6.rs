@@ -186,6 +186,17 @@ impl Dataplane {
                 cx.stats.icmpv6_echo_replies.inc();
                 Verdict::Tx(in_port)
             }
+            // An error about a connection through a VIP or local address.
+            1..=4 if !group && !port.owns_v6(dst) => {
+                let h = Ipv6Head {
+                    src,
+                    dst,
+                    ul,
+                    end,
+                    vip: cx.services.is_vip(IpAddr::V6(dst)),
+                };
+                self.icmp6_error(cx, in_port, frame, &h)
+            }
             _ => Verdict::Drop(DropReason::IcmpUnhandled),
         }
     }

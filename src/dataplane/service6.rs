@@ -57,6 +57,7 @@ impl Dataplane {
         let proto = match h.ul.proto.0 {
             next_header::TCP => Proto::Tcp,
             next_header::UDP => Proto::Udp,
+            next_header::ICMPV6 => return self.icmp6_error(cx, in_port, frame, h),
             _ if h.vip => return Verdict::Drop(DropReason::ProtoUnsupported),
             _ => return Verdict::Drop(DropReason::Ipv6),
         };
@@ -160,6 +161,94 @@ impl Dataplane {
             self.conns.end(conn);
         }
         v
+    }
+
+    /// An ICMPv6 error about a tracked connection follows it, translated as
+    /// the kernel's `ip_vs_nat_icmp_v6` does (NAT, FULLNAT), or as the
+    /// connection's own packets (DR, TUN: towards the server only), as for
+    /// IPv4 (forward.rs). Anything else ICMPv6 that is not for the director
+    /// is counted.
+    pub(super) fn icmp6_error<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        h: &Ipv6Head,
+    ) -> Verdict {
+        let at = ETH + h.ul.offset;
+        let msg = &frame.data()[at..h.end];
+        if !crate::wire::icmpv6::Icmpv6::new(msg).is_some_and(|m| m.verify(h.src, h.dst)) {
+            return Verdict::Drop(DropReason::L4Malformed);
+        }
+        let Some((p, src, sport, dst, dport)) = xmit::v6::quoted_flow(msg) else {
+            return Verdict::Drop(if h.vip {
+                DropReason::IcmpUnhandled
+            } else {
+                DropReason::Ipv6
+            });
+        };
+        let key = FlowKey {
+            proto: if p == next_header::TCP {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            },
+            src: IpAddr::V6(src),
+            sport,
+            dst: IpAddr::V6(dst),
+            dport,
+        };
+        let unrelated = if h.vip {
+            DropReason::IcmpUnhandled
+        } else {
+            DropReason::Ipv6
+        };
+        let Some((conn, dir)) = self.conns.lookup(&key) else {
+            return Verdict::Drop(unrelated);
+        };
+        let Some(a) = conn.v6 else {
+            return Verdict::Drop(unrelated);
+        };
+        let (c, v, r) = (
+            (a.cip, conn.cport),
+            (a.vip, conn.vport),
+            (a.dip, conn.dport),
+        );
+        let local = conn.local().and_then(|(l, p)| match l {
+            IpAddr::V6(l) => Some((l, p)),
+            IpAddr::V4(_) => None,
+        });
+        let off = h.ul.offset;
+        let total = h.end - ETH;
+        let ip = &mut frame.data_mut()[ETH..h.end];
+        use xmit::v6::rewrite_error;
+        let done = match (conn.fwd, dir, local) {
+            (Forward::Nat, Dir::Out, _) => {
+                rewrite_error(ip, off, Some(a.vip), None, None, Some(v)).map(|_| a.cip)
+            }
+            (Forward::Nat, Dir::In, _) => {
+                rewrite_error(ip, off, None, Some(a.dip), Some(r), None).map(|_| a.dip)
+            }
+            (Forward::FullNat, Dir::Out, Some(_)) => {
+                rewrite_error(ip, off, Some(a.vip), Some(a.cip), Some(c), Some(v)).map(|_| a.cip)
+            }
+            (Forward::FullNat, Dir::In, Some(l)) => {
+                rewrite_error(ip, off, Some(l.0), Some(a.dip), Some(r), Some(l)).map(|_| a.dip)
+            }
+            (Forward::Dr, Dir::In, _) if ip[7] > 0 => Ok(a.dip),
+            (Forward::Tun, Dir::In, _) => match self.tunnel6(in_port, frame, total, &conn) {
+                Ok(n) => Ok(n),
+                Err(_) => return Verdict::Drop(DropReason::TooBig),
+            },
+            _ => return Verdict::Drop(DropReason::NotRouted),
+        };
+        match done {
+            Ok(next) => {
+                cx.stats.icmp_errors_forwarded.inc();
+                self.to_next_hop6(frame.data_mut(), in_port, next)
+            }
+            Err(_) => Verdict::Drop(DropReason::TtlExceeded),
+        }
     }
 
     /// TUN: wrap the packet towards the real server, from the director's

@@ -229,3 +229,72 @@ pub fn packet_too_big<F: Frame>(frame: &mut F, src: Ipv6Addr, port_mac: MacAddr,
     ip.set_dst(to);
     true
 }
+
+/// The flow an ICMPv6 error at `msg` (the ICMPv6 message) is about, seen
+/// from the error's direction: the quoted packet's endpoints reversed (it
+/// travelled the other way). `None` unless the message is an error (types
+/// 1 to 4) quoting a TCP or UDP header right after the quoted IPv6 header
+/// (a quoted extension header chain is not walked).
+pub fn quoted_flow(msg: &[u8]) -> Option<(u8, Ipv6Addr, u16, Ipv6Addr, u16)> {
+    if !matches!(msg.first()?, 1..=4) {
+        return None;
+    }
+    let q = msg.get(8..)?;
+    if q.len() < IP6 + 4 || q[0] >> 4 != 6 {
+        return None;
+    }
+    let proto = q[6];
+    if proto != next_header::TCP && proto != next_header::UDP {
+        return None;
+    }
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&q[at..at + 16]);
+        Ipv6Addr::from(a)
+    };
+    let port = |at: usize| u16::from_be_bytes([q[at], q[at + 1]]);
+    Some((proto, addr(24), port(IP6 + 2), addr(8), port(IP6)))
+}
+
+/// Rewrite an ICMPv6 error in place, as the kernel's `ip_vs_nat_icmp_v6`:
+/// the outer source and/or destination and the quoted packet's addresses
+/// and ports, each `Some` replacing what is there; the hop limit drops by
+/// one (NAT and FULLNAT route it). `msg` is the ICMPv6 message's offset in
+/// `ip`. The ICMPv6 checksum is computed again over the message (at most
+/// 1280 bytes); the quoted upper-layer checksum is left as it was, as the
+/// kernel leaves it.
+pub fn rewrite_error(
+    ip: &mut [u8],
+    msg: usize,
+    outer_src: Option<Ipv6Addr>,
+    outer_dst: Option<Ipv6Addr>,
+    quoted_src: Option<(Ipv6Addr, u16)>,
+    quoted_dst: Option<(Ipv6Addr, u16)>,
+) -> Result<(), WireError> {
+    if ip.len() < msg + 8 + IP6 + 4 || ip[7] <= 1 {
+        return Err(WireError::Ipv6Truncated);
+    }
+    ip[7] -= 1;
+    if let Some(a) = outer_src {
+        ip[8..24].copy_from_slice(&a.octets());
+    }
+    if let Some(a) = outer_dst {
+        ip[24..40].copy_from_slice(&a.octets());
+    }
+    let q = msg + 8;
+    if let Some((a, p)) = quoted_src {
+        ip[q + 8..q + 24].copy_from_slice(&a.octets());
+        ip[q + IP6..q + IP6 + 2].copy_from_slice(&p.to_be_bytes());
+    }
+    if let Some((a, p)) = quoted_dst {
+        ip[q + 24..q + 40].copy_from_slice(&a.octets());
+        ip[q + IP6 + 2..q + IP6 + 4].copy_from_slice(&p.to_be_bytes());
+    }
+    let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+    s.copy_from_slice(&ip[8..24]);
+    d.copy_from_slice(&ip[24..40]);
+    let m = &mut ip[msg..];
+    m[2..4].fill(0);
+    icmpv6::fill_checksum(m, Ipv6Addr::from(s), Ipv6Addr::from(d));
+    Ok(())
+}

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rvs::wire::{Ipv4Packet, MacAddr, PacketBuilder, TcpFlags, TcpSegment};
 use rvs_fuzz::harness::{
-    control_menu, datapath, lip, Config, DatapathInput, Session, MAX_CONTROLS, MODES,
+    control_menu, datapath, lip, Config, DatapathInput, Session, MAX_CONTROLS, MODES, VIP6,
 };
 use rvs_fuzz::rig::*;
 
@@ -490,6 +490,93 @@ fn ipv6_director() -> Vec<u8> {
     s.input.encode()
 }
 
+/// An IPv6 conversation through the IPv6 service in `mode`: the client
+/// resolves the VIP, opens a connection (the server is solicited), the
+/// servers answer the solicitations, data and a reply pass, then an ICMPv6
+/// error about the connection.
+fn ipv6_services(mode: usize) -> Vec<u8> {
+    use rvs::wire::icmpv6::{self, fill_checksum, multicast_mac, solicited_node};
+    use rvs::wire::ipv6::l4_checksum_v6;
+    use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet, MacAddr};
+    use std::net::Ipv6Addr;
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let frame = |macs: (MacAddr, MacAddr), src: Ipv6Addr, dst: Ipv6Addr, next, upper: &[u8]| {
+        let mut f = vec![0u8; 54 + upper.len()];
+        let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+        e.set_dst(macs.0);
+        e.set_src(macs.1);
+        e.set_ethertype(EtherType::IPV6);
+        let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
+        // Neighbor Discovery must come with 255 (it never crossed a router).
+        let hops = if next == 58 && matches!(upper[0], 135 | 136) {
+            255
+        } else {
+            64
+        };
+        ip.fill_header(0, upper.len() as u16, next, hops);
+        ip.set_src(src);
+        ip.set_dst(dst);
+        f[54..].copy_from_slice(upper);
+        f
+    };
+    let tcp = |macs, src, sport: u16, dst, dport: u16, flags: u8, data: &[u8]| {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        t[14] = 0x20;
+        t.extend_from_slice(data);
+        let c = l4_checksum_v6(src, dst, 6, &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        frame(macs, src, dst, 6, &t)
+    };
+    let (client, vip) = (v6("2001:db8::2"), v6(VIP6));
+    let (rs1, rs2) = (v6("2001:db8:1::11"), v6("2001:db8:1::12"));
+    let mut ns = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut ns, client, vip, CLIENT_MAC);
+    let g = solicited_node(vip);
+    let na = |rs: Ipv6Addr, mac| {
+        let mut m = [0u8; 32];
+        icmpv6::write_neighbor_advert(&mut m, rs, v6("2001:db8:1::1"), rs, mac, true);
+        frame((DIR1_MAC, mac), rs, v6("2001:db8:1::1"), 58, &m)
+    };
+    let syn = tcp((DIR0_MAC, CLIENT_MAC), client, 40000, vip, 80, 0x02, b"");
+    // The client's error about a reply it got from the VIP.
+    let reply = tcp((CLIENT_MAC, DIR0_MAC), vip, 80, client, 40000, 0x12, b"");
+    let mut err = vec![icmpv6::PACKET_TOO_BIG, 0, 0, 0, 0, 0, 5, 0];
+    err.extend_from_slice(&reply[14..]);
+    fill_checksum(&mut err, client, vip);
+    let v: Vec<(u16, Vec<u8>)> = vec![
+        (0, frame((multicast_mac(g), CLIENT_MAC), client, g, 58, &ns)),
+        (0, syn.clone()),
+        (1, na(rs1, RS1_MAC)),
+        (1, na(rs2, RS2_MAC)),
+        (
+            0,
+            tcp(
+                (DIR0_MAC, CLIENT_MAC),
+                client,
+                40000,
+                vip,
+                80,
+                0x18,
+                b"GET /",
+            ),
+        ),
+        (
+            1,
+            tcp((DIR1_MAC, RS1_MAC), rs1, 80, client, 40000, 0x12, b""),
+        ),
+        (0, frame((DIR0_MAC, CLIENT_MAC), client, vip, 58, &err)),
+    ];
+    let mut s = Session::new(Config::new(mode, 0, false, false, false));
+    for (i, (port, f)) in v.iter().enumerate() {
+        s.frame(*port, i + 1 == v.len(), STEP, f);
+    }
+    s.input.encode()
+}
+
 fn datapath_seeds() -> usize {
     let mut n = 0;
     let mut put = |name: String, bytes: Vec<u8>| {
@@ -527,6 +614,9 @@ fn datapath_seeds() -> usize {
     );
     put("too-big-tun".into(), too_big(2));
     put("ipv6-director".into(), ipv6_director());
+    for (mode, name) in [(0, "nat"), (1, "dr"), (2, "tun"), (3, "fullnat")] {
+        put(format!("ipv6-services-{name}"), ipv6_services(mode));
+    }
     put("malformed".into(), malformed());
     n
 }

@@ -583,12 +583,35 @@ pub fn initial_services(cfg: Config) -> String {
     let m = cfg.mode();
     let dests = format!(r#""dests":[{},{}]}}"#, dest(0, m.fwd[0]), dest(1, m.fwd[1]));
     let tcp = tcp_service(cfg, cfg.sched());
+    // Where IPv6 can run the mode (no client-address delivery for IPv6
+    // yet): the same TCP service on an IPv6 VIP with IPv6 servers.
+    let v6 = if m.client_addr == "none" {
+        let d = |ip: &str, n: usize, fwd: &str| {
+            format!(r#"{{"ip":"{ip}","weight":{},"fwd":"{fwd}"}}"#, n + 1)
+        };
+        format!(
+            r#",{{"proto":"tcp","vip":"{VIP6}","port":80,"sched":"{}","laddrs":["2001:db8:1::5"]{},"dests":[{},{}]}}"#,
+            cfg.sched(),
+            if cfg.persistent() {
+                r#","persistent":60"#
+            } else {
+                ""
+            },
+            d("2001:db8:1::11", 0, m.fwd[0]),
+            d("2001:db8:1::12", 1, m.fwd[1]),
+        )
+    } else {
+        String::new()
+    };
     format!(
-        r#"[{},{{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"{}","laddrs":["10.0.1.200"],{dests}]"#,
+        r#"[{},{{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"{}","laddrs":["10.0.1.200"],{dests}{v6}]"#,
         tcp.strip_suffix('}').unwrap().to_string() + "," + &dests,
         cfg.sched()
     )
 }
+
+/// The IPv6 service's VIP (TCP port 80), where the mode has one.
+pub const VIP6: &str = "2001:db8::100";
 
 /// `initial_services` of every config, parsed once: a run then starts with
 /// `Control::load`, skipping the JSON (most of a short run's time).
@@ -828,8 +851,8 @@ impl Session {
         );
         assert_eq!(
             self.sent,
-            s.tx_packets + s.arp_requests_sent + s.synproxy_updates_sent,
-            "frames on the wire = forwarded/answered + ARP requests: {s:?}"
+            s.tx_packets + s.arp_requests_sent + s.nd_solicits_sent + s.synproxy_updates_sent,
+            "frames on the wire = forwarded/answered + ARP requests and NSs: {s:?}"
         );
         out
     }
@@ -998,7 +1021,9 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
     // The one IPv6 group the director sends to: all-nodes, for the NA that
     // answers a DAD probe.
     let all_nodes = eth.ethertype() == EtherType::IPV6 && dst == MacAddr([0x33, 0x33, 0, 0, 0, 1]);
-    if !arp_request && !all_nodes {
+    // Neighbor Solicitations for next hops go to solicited-node groups.
+    let solicit = eth.ethertype() == EtherType::IPV6 && dst.0[..3] == [0x33, 0x33, 0xff];
+    if !arp_request && !all_nodes && !solicit {
         assert!(sane_mac(dst), "destination MAC of {}", ctx());
     }
     match eth.ethertype() {
@@ -1008,53 +1033,82 @@ pub fn check_sent(port: u16, frame: &[u8], strict: Strict) {
             assert_eq!(a.sender_hw(), eth.src(), "ARP sender of {}", ctx());
         }
         EtherType::IPV4 => check_sent_ipv4(eth.payload(), strict, &ctx),
-        EtherType::IPV6 => check_sent_ipv6(port, eth.payload(), all_nodes, &ctx),
+        EtherType::IPV6 => check_sent_ipv6(port, eth.payload(), all_nodes, strict, &ctx),
         t => panic!("ethertype {t:?} in {}", ctx()),
     }
 }
 
-/// What the director sends over IPv6 (it forwards none yet): a Neighbor
-/// Advertisement or an echo reply from one of the port's own addresses, a
-/// complete packet with no extension header and a valid ICMPv6 checksum
-/// (always: it builds them itself), to ff02::1 only when the frame says so.
-fn check_sent_ipv6(port: u16, b: &[u8], all_nodes: bool, ctx: &dyn Fn() -> String) {
+/// What the director sends over IPv6: its own Neighbor Advertisements,
+/// Solicitations and echo replies (from one of the port's own addresses,
+/// or a VIP or local address it answers for), ICMPv6 errors it makes or
+/// passes on (checksum valid: it computes them afresh), and forwarded
+/// TCP/UDP (and IPv6-in-IPv6) packets with a hop limit above 0, whose
+/// checksums verify when everything that went in was valid. To ff02::1
+/// only when the frame says so.
+fn check_sent_ipv6(port: u16, b: &[u8], all_nodes: bool, strict: Strict, ctx: &dyn Fn() -> String) {
     use rvs::wire::icmpv6::{self, Icmpv6};
     let ip = Ipv6Packet::new_checked(b).unwrap_or_else(|e| panic!("IPv6 {e:?}: {}", ctx()));
-    let mac = PORT_MACS[usize::from(port)];
-    let ll = std::net::Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac.0[0] ^ 2,
-        mac.0[1],
-        mac.0[2],
-        0xff,
-        0xfe,
-        mac.0[3],
-        mac.0[4],
-        mac.0[5],
-    ]);
-    let own = ip.src() == ll || (port == 0 && ip.src() == dir0_v6());
-    assert!(own, "IPv6 source of {}", ctx());
-    assert_eq!(ip.next_header(), 58, "IPv6 next header of {}", ctx());
+    assert!(ip.hop_limit() > 0, "hop limit 0 in {}", ctx());
     assert_eq!(
         ip.dst() == "ff02::1".parse::<std::net::Ipv6Addr>().unwrap(),
         all_nodes,
         "IPv6 destination of {}",
         ctx()
     );
-    let m = Icmpv6::new(ip.payload()).unwrap_or_else(|| panic!("ICMPv6 in {}", ctx()));
-    assert!(
-        matches!(m.msg_type(), icmpv6::NEIGHBOR_ADVERT | icmpv6::ECHO_REPLY),
-        "ICMPv6 type of {}",
-        ctx()
-    );
-    assert!(m.verify(ip.src(), ip.dst()), "ICMPv6 checksum of {}", ctx());
+    let ul = ip
+        .upper_layer()
+        .unwrap_or_else(|e| panic!("IPv6 chain {e:?}: {}", ctx()));
+    let l4 = &ip.packet()[ul.offset..];
+    match ul.proto.0 {
+        58 => {
+            let m = Icmpv6::new(l4).unwrap_or_else(|| panic!("ICMPv6 in {}", ctx()));
+            assert!(m.verify(ip.src(), ip.dst()), "ICMPv6 checksum of {}", ctx());
+            match m.msg_type() {
+                icmpv6::NEIGHBOR_ADVERT | icmpv6::NEIGHBOR_SOLICIT | icmpv6::ECHO_REPLY => {
+                    let mac = PORT_MACS[usize::from(port)];
+                    let ll = std::net::Ipv6Addr::from([
+                        0xfe,
+                        0x80,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        mac.0[0] ^ 2,
+                        mac.0[1],
+                        mac.0[2],
+                        0xff,
+                        0xfe,
+                        mac.0[3],
+                        mac.0[4],
+                        mac.0[5],
+                    ]);
+                    let own = [ll, dir0_v6(), "2001:db8:1::1".parse().unwrap()].contains(&ip.src())
+                        || [VIP6, "2001:db8:1::5"]
+                            .iter()
+                            .any(|a| ip.src() == a.parse::<std::net::Ipv6Addr>().unwrap());
+                    assert!(own, "IPv6 source of {}", ctx());
+                }
+                1..=4 => {}
+                t => panic!("ICMPv6 type {t} in {}", ctx()),
+            }
+        }
+        6 | 17 => {
+            let ok = if ul.proto.0 == 6 {
+                TcpSegment::new_checked(l4).is_ok()
+            } else {
+                UdpDatagram::new_checked(l4).is_ok()
+            };
+            assert!(ok, "upper layer does not parse in {}", ctx());
+            if strict.checksums {
+                let c = rvs::wire::ipv6::l4_checksum_v6(ip.src(), ip.dst(), ul.proto.0, l4);
+                assert_eq!(c, 0, "upper-layer checksum of {}", ctx());
+            }
+        }
+        41 => check_sent_ipv6(port, l4, false, strict, ctx),
+        p => panic!("next header {p} in {}", ctx()),
+    }
 }
 
 fn check_sent_ipv4(b: &[u8], strict: Strict, ctx: &dyn Fn() -> String) {
