@@ -773,3 +773,77 @@ fn icmpv6_errors_about_nat_connections_are_translated_both_ways() {
     assert!(r.worker.io.take_tx(1).is_empty());
     assert_eq!(r.drops("icmp_unhandled"), before + 1);
 }
+
+#[test]
+fn nat64_serves_an_ipv6_vip_from_ipv4_servers_through_an_ipv4_local_address() {
+    let mut r = rig();
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr","laddrs":["10.0.1.200"]}}}}"#
+    ));
+    for ip in ["10.0.1.11", "10.0.1.12"] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"{ip}","port":80,"fwd":"fullnat"}}}}"#
+        ));
+    }
+    // The IPv4 servers are known (as if they had ARPed for the director).
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    r.dp.neigh.learn(rs2(), RS2_MAC);
+    client_ns(&mut r, v6(VIP));
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        44000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"hello",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(&f[12..14], &[0x08, 0x00], "an IPv4 frame");
+    // RFC 7915 5.1: TTL = hop limit - 1, DF clear for a small packet;
+    // every checksum summed again from scratch.
+    assert_checksums(f);
+    let (src, lport, dst, dport, ttl) = endpoints(f);
+    assert_eq!(src, ip("10.0.1.200"));
+    assert!([rs1(), rs2()].contains(&dst));
+    assert_eq!((dport, ttl), (80, 63));
+    let ip4 = rvs::wire::Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert!(!ip4.dont_frag());
+    assert_eq!(ip4.total_len() as usize, 20 + 20 + 5);
+    assert_eq!(&f[14 + 40..], b"hello", "the payload carried");
+
+    // The server's reply comes back IPv6, from the VIP.
+    let mac = macs(f).0;
+    let reply = rvs::wire::PacketBuilder::new()
+        .eth(mac, DIR1_MAC)
+        .ipv4(dst, ip("10.0.1.200"))
+        .ttl(64)
+        .tcp(80, lport)
+        .flags(rvs::wire::TcpFlags::SYN | rvs::wire::TcpFlags::ACK)
+        .seq(5000)
+        .ack(1001)
+        .payload(b"hi")
+        .build();
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    let b = &back[0];
+    assert_eq!(&b[12..14], &[0x86, 0xdd], "an IPv6 frame");
+    assert_eq!(macs(b), (CLIENT_MAC, DIR0_MAC));
+    assert_eq!(ends(b), (v6(VIP), 80, v6(CLIENT), 44000, 63));
+    assert_l4_checksum(b);
+    assert_eq!(&b[14 + 40 + 20..], b"hi");
+    // Listed with its IPv6 client and IPv4 server.
+    let conns = r.ctl(r#"{"cmd":"connections"}"#);
+    let c = &conns["connections"][0];
+    assert_eq!(
+        (c["cip"].as_str(), c["dip"].as_str()),
+        (Some(CLIENT), Some(dst.to_string().as_str()))
+    );
+}

@@ -264,3 +264,47 @@ fn tun_carries_ipv6_in_ipv6_and_packet_too_big_shrinks_the_client_path_mtu() {
     let route = ns_exec_ok(&c, &["ip", "-6", "route", "get", "2001:db8:1::100"]);
     assert!(route.contains("mtu 1460"), "{route}");
 }
+
+#[test]
+fn nat64_serves_an_ipv6_only_client_from_ipv4_only_nginx() {
+    // The FULLNAT topology as built: the real servers have IPv4 only (the
+    // topology's nginx on 10.0.1.1x:80) and no route back. Only the
+    // client's link gets IPv6.
+    let topo = Topology::up_unique_mode("fullnat");
+    let c = topo.client_ns();
+    v6_addr(&c, "eth0", "2001:db8::2/64");
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
+    let rvsd = Rvsd::start(&topo, &config);
+    let vs = "[2001:db8::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    rvsd.rvsadm_ok(&["-P", "-t", vs, "-z", "10.0.1.200"]);
+    for rip in ["10.0.1.11:80", "10.0.1.12:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "--fullnat"]);
+    }
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 6), (3, 3));
+    // A 100 kB answer arrives whole, translated segment by segment.
+    let out = ns_exec(
+        &c,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "http://[2001:db8::100]/big",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "102400", "{out:?}");
+    // The IPv4 servers saw the director's IPv4 local address.
+    let log = std::fs::read_to_string(topo.state_dir.join("rs1/logs/access.log")).unwrap();
+    assert!(log.starts_with("10.0.1.200 "), "{log}");
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(
+        conns.contains("[2001:db8::2]:") && conns.contains("10.0.1.1"),
+        "{conns}"
+    );
+}

@@ -703,7 +703,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, Exit> {
                 }
                 e.dest = Some((addr, s.port()));
             }
-            if addr.is_ipv6() != s.is_v6() && e.fwd != "tun" {
+            // ipvsadm's rule, and rvs's FULLNAT extension: an IPv6 service
+            // may reach IPv4 servers through IPv4 local addresses (NAT64).
+            let nat64 = s.is_v6() && !addr.is_ipv6() && e.fwd == "fullnat";
+            if addr.is_ipv6() != s.is_v6() && e.fwd != "tun" && !nat64 {
                 return fail(
                     2,
                     "Different address family is allowed only for tunneling servers",

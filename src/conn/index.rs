@@ -58,6 +58,13 @@ pub(super) enum Addrs {
     },
     /// Client, VIP, real server, local address.
     V6([u128; 4]),
+    /// NAT64: IPv6 client and VIP, IPv4 real server and local address.
+    Nat64 {
+        cip: u128,
+        vip: u128,
+        dip: u32,
+        lip: u32,
+    },
 }
 
 /// A key of either family.

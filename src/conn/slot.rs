@@ -16,6 +16,10 @@ pub(super) const W_KIND: usize = 3;
 /// extension line ([`Ext6`]); W_ADDR, W_DST's and W_LOCAL's address halves
 /// are zero.
 pub(super) const K2_V6: u64 = 1 << 32;
+/// Bit 33 of W_KIND, with [`K2_V6`]: NAT64, an IPv6 client and VIP (in the
+/// extension line) served by an IPv4 real server through an IPv4 local
+/// address (in W_DST and W_LOCAL, as for an IPv4 connection).
+pub(super) const K2_64: u64 = 1 << 33;
 /// lip:32 | SYN-proxy cookie:32
 pub(super) const W_LOCAL: usize = 4;
 /// dest id:32 | service id:32

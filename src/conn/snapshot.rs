@@ -154,6 +154,9 @@ pub struct Addrs6 {
     pub dip: Ipv6Addr,
     /// FULLNAT's local address (:: otherwise).
     pub lip: Ipv6Addr,
+    /// NAT64: the real server and local address are IPv4 ([`Conn::dip`]
+    /// and the FULLNAT data's `lip`); `dip` and `lip` here are ::.
+    pub nat64: bool,
 }
 
 impl<'t> Conn<'t> {
@@ -167,15 +170,22 @@ impl<'t> Conn<'t> {
     }
     /// The real server's address, of either family.
     pub fn real(&self) -> IpAddr {
-        self.v6.map_or(IpAddr::V4(self.dip), |a| IpAddr::V6(a.dip))
+        match self.v6 {
+            Some(a) if !a.nat64 => IpAddr::V6(a.dip),
+            _ => IpAddr::V4(self.dip),
+        }
     }
     /// FULLNAT's local address and port, of either family.
     pub fn local(&self) -> Option<(IpAddr, u16)> {
         let f = self.fnat.as_ref()?;
         Some(match self.v6 {
-            Some(a) => (IpAddr::V6(a.lip), f.lport),
-            None => (IpAddr::V4(f.lip), f.lport),
+            Some(a) if !a.nat64 => (IpAddr::V6(a.lip), f.lport),
+            _ => (IpAddr::V4(f.lip), f.lport),
         })
+    }
+    /// A NAT64 connection: IPv6 client side, IPv4 server side.
+    pub fn is_nat64(&self) -> bool {
+        self.v6.is_some_and(|a| a.nat64)
     }
 
     /// The client's key: cip:cport -> vip:vport.

@@ -276,6 +276,7 @@ impl ConnTable {
                     vip: a(X_VIP),
                     dip: a(X_DIP),
                     lip: a(X_LIP),
+                    nat64: kind & K2_64 != 0,
                 })
             } else {
                 None
@@ -341,12 +342,13 @@ impl ConnTable {
     /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
     #[inline]
     pub(super) fn matches(c: &Conn, k: &K4, dir: Dir) -> bool {
-        if c.proto != k.proto || c.v6.is_some() {
+        if c.proto != k.proto {
             return false;
         }
         match dir {
             Dir::In | Dir::InOnly => {
-                u32::from(c.cip) == k.src
+                c.v6.is_none()
+                    && u32::from(c.cip) == k.src
                     && c.cport == k.sport
                     && u32::from(c.vip) == k.dst
                     && c.vport == k.dport
@@ -356,7 +358,9 @@ impl ConnTable {
                     Some(f) => (f.lip, f.lport),
                     None => (c.cip, c.cport),
                 };
-                u32::from(c.dip) == k.src
+                // An IPv6 connection's reply key is IPv4 only for NAT64.
+                c.v6.is_none_or(|a| a.nat64)
+                    && u32::from(c.dip) == k.src
                     && c.dport == k.sport
                     && u32::from(lip) == k.dst
                     && lport == k.dport
@@ -367,7 +371,7 @@ impl ConnTable {
     /// Whether snapshot `c` is the IPv6 connection indexed under `k`.
     pub(super) fn matches6(c: &Conn, k: &K6, dir: Dir) -> bool {
         let Some(a) = &c.v6 else { return false };
-        if c.proto != k.proto {
+        if c.proto != k.proto || (a.nat64 && dir == Dir::Out) {
             return false;
         }
         match dir {
@@ -516,6 +520,13 @@ impl ConnTable {
                     e.set(at, v);
                 }
                 (0, 0, 0, 0, K2_V6)
+            }
+            Addrs::Nat64 { cip, vip, dip, lip } => {
+                let e = &self.ext[id as usize];
+                for (at, v) in [(X_CIP, cip), (X_VIP, vip), (X_DIP, 0), (X_LIP, 0)] {
+                    e.set(at, v);
+                }
+                (0, 0, dip, lip, K2_V6 | K2_64)
             }
         };
         s[W_ADDR].store((cip as u64) << 32 | vip as u64, Relaxed);
@@ -683,6 +694,36 @@ impl ConnTable {
                     Addrs::V6([c, v, d, l]),
                 ))
             }
+            // NAT64: FULLNAT from an IPv6 client to an IPv4 real server
+            // through an IPv4 local address (DPVS's NAT64).
+            (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V4(d), Some(IpAddr::V4(l)))
+                if n.fwd == Forward::FullNat =>
+            {
+                let (c, v, d, l) = (u128::from(c), u128::from(v), u32::from(d), u32::from(l));
+                let lport = n.fnat.map_or(0, |(_, p, _)| p);
+                Ok((
+                    AnyKey::V6(K6 {
+                        proto: n.proto,
+                        src: c,
+                        sport: n.cport,
+                        dst: v,
+                        dport: n.vport,
+                    }),
+                    Some(AnyKey::V4(K4 {
+                        proto: n.proto,
+                        src: d,
+                        sport: n.dport,
+                        dst: l,
+                        dport: lport,
+                    })),
+                    Addrs::Nat64 {
+                        cip: c,
+                        vip: v,
+                        dip: d,
+                        lip: l,
+                    },
+                ))
+            }
             _ => Err(InsertError::MixedFamily),
         }
     }
@@ -723,6 +764,25 @@ impl ConnTable {
                     k(dip, dport, l, lp)
                 });
                 (k(cip, cport, vip, vport), out)
+            }
+            Some(x) if kind & K2_64 != 0 => {
+                let dip = (dst >> 32) as u32;
+                let lip = (s[W_LOCAL].load(Relaxed) >> 32) as u32;
+                let kin = AnyKey::V6(K6 {
+                    proto,
+                    src: x.get(X_CIP),
+                    sport: cport,
+                    dst: x.get(X_VIP),
+                    dport: vport,
+                });
+                let out = AnyKey::V4(K4 {
+                    proto,
+                    src: dip,
+                    sport: dport,
+                    dst: lip,
+                    dport: lport,
+                });
+                (kin, Some(out))
             }
             Some(x) => {
                 let k = |src, sport, dst, dport| {

@@ -560,3 +560,57 @@ fn an_empty_wheel_catches_up_with_the_clock_at_once() {
     }
     assert_eq!((ended, t.len()), (1, 0));
 }
+
+#[test]
+fn a_nat64_connection_is_found_by_its_ipv6_client_key_and_ipv4_reply_key() {
+    let (t, d, s) = table(4, 1);
+    let n = NewConn::new(
+        Proto::Tcp,
+        ("2001:db8::c".parse().unwrap(), 4000),
+        ("2001:db8::100".parse().unwrap(), 80),
+        ("10.0.1.11".parse().unwrap(), 80),
+        Forward::FullNat,
+        &d,
+        &s,
+    )
+    .with_fnat("10.0.1.200".parse().unwrap(), 5000, ClientAddr::None);
+    let c = t.insert(n, 0, 0).unwrap();
+    assert!(c.is_nat64());
+    assert_eq!(c.client(), "2001:db8::c".parse::<IpAddr>().unwrap());
+    assert_eq!(c.real(), "10.0.1.11".parse::<IpAddr>().unwrap());
+    assert_eq!(c.local(), Some(("10.0.1.200".parse().unwrap(), 5000)));
+    let kin = c.in_key();
+    let kout = c.out_key().unwrap();
+    assert_eq!(
+        kout,
+        FlowKey::v4(
+            Proto::Tcp,
+            "10.0.1.11".parse().unwrap(),
+            80,
+            "10.0.1.200".parse().unwrap(),
+            5000
+        )
+    );
+    assert_eq!(
+        t.lookup(&kin).map(|(h, d)| (h.id(), d)),
+        Some((c.id(), Dir::In))
+    );
+    assert_eq!(
+        t.lookup(&kout).map(|(h, d)| (h.id(), d)),
+        Some((c.id(), Dir::Out))
+    );
+    // A NAT64 connection needs its IPv4 local address.
+    let bad = NewConn::new(
+        Proto::Tcp,
+        ("2001:db8::c".parse().unwrap(), 4001),
+        ("2001:db8::100".parse().unwrap(), 80),
+        ("10.0.1.11".parse().unwrap(), 80),
+        Forward::Nat,
+        &d,
+        &s,
+    );
+    assert_eq!(t.insert(bad, 0, 0).err(), Some(InsertError::MixedFamily));
+    assert!(t.end(&c));
+    assert!(t.lookup(&kin).is_none() && t.lookup(&kout).is_none());
+    assert!(t.is_empty());
+}

@@ -147,8 +147,8 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     if let Some(h) = &s.health {
         check_health(h)?;
     }
-    if let Some(ip) = s.sorry_server.as_ref().map(|x| x.ip) {
-        check_family(s, ip, "sorry server ")?;
+    if let Some((ip, fwd)) = s.sorry_server.as_ref().map(|x| (x.ip, x.fwd)) {
+        check_family(s, ip, fwd, "sorry server ")?;
     }
     if let Some(sorry) = &mut s.sorry_server {
         if sorry.ip.is_ipv4() {
@@ -159,26 +159,37 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     Ok(())
 }
 
-/// A real server (or sorry server) of an IPv6 service: IPv6 too. The kernel allows a real server of the other family
-/// only with tunnelling (`ip_vs_add_dest`: "Mixed address family is only
-/// supported for tunnelling"), which rvs does not do across families yet.
-pub(super) fn check_family(s: &ServiceConf, ip: IpAddr, what: &str) -> Result<(), CtlError> {
+/// A real server (or sorry server) of the service's family, or an IPv4
+/// one of an IPv6 service through FULLNAT: NAT64, as DPVS does it. The
+/// kernel allows the other family only with tunnelling (`ip_vs_add_dest`:
+/// "Mixed address family is only supported for tunnelling"), which rvs
+/// does not do across families yet.
+pub(super) fn check_family(
+    s: &ServiceConf,
+    ip: IpAddr,
+    fwd: Forward,
+    what: &str,
+) -> Result<(), CtlError> {
     if s.is_fwmark() && ip.is_ipv6() {
         return Err(CtlError::new(
             ErrorCode::Unsupported,
             "IPv6 real servers of fwmark services are not supported yet",
         ));
     }
-    if !s.is_fwmark() && ip.is_ipv6() != s.vip.is_ipv6() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            format!(
-                "{what}{ip}: a real server of the other address family needs tunnelling \
-                 (as in the kernel), which rvs does not do across families yet"
-            ),
-        ));
+    if s.is_fwmark() || ip.is_ipv6() == s.vip.is_ipv6() {
+        return Ok(());
     }
-    Ok(())
+    if s.vip.is_ipv6() && fwd == Forward::FullNat {
+        return Ok(());
+    }
+    Err(CtlError::new(
+        ErrorCode::Unsupported,
+        format!(
+            "{what}{ip}: a real server of the other address family needs NAT64 (an IPv6 \
+             service, IPv4 servers, --fullnat) or tunnelling, which rvs does not do across \
+             families yet"
+        ),
+    ))
 }
 
 pub(super) fn check_health(h: &HealthCheck) -> Result<(), CtlError> {
@@ -220,7 +231,7 @@ pub(super) fn check_dest(
     if d.port == 0 {
         d.port = s.port;
     }
-    check_family(s, d.ip, "real server ")?;
+    check_family(s, d.ip, d.fwd, "real server ")?;
     d.fwd = local.forward(d.ip, d.fwd, "")?;
     if unusable(d.ip) && d.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
@@ -361,19 +372,25 @@ pub(super) fn check_rules(rules: &[FwmarkRule], local: &[IpAddr]) -> Result<Clas
 /// client-address delivery is TCP only.
 pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
     for s in c {
-        if let Some(l) = s.laddrs.iter().find(|l| l.is_ipv6() != s.vip.is_ipv6()) {
+        // An IPv6 service may have IPv4 local addresses (NAT64); an IPv4
+        // one no IPv6 local address.
+        if let Some(l) = s.laddrs.iter().find(|l| l.is_ipv6() && s.vip.is_ipv4()) {
             return Err(CtlError::new(
                 ErrorCode::Unsupported,
                 format!(
-                    "{}: local address {l} is of the other address family (NAT64 is not supported yet)",
+                    "{}: local address {l} is IPv6 (an IPv4 service reaches IPv4 servers only)",
                     s.key()
                 ),
             ));
         }
-        if s.dests.iter().any(|d| d.fwd == Forward::FullNat) && s.laddrs.is_empty() {
+        if let Some(d) = s.dests.iter().find(|d| {
+            d.fwd == Forward::FullNat && !s.laddrs.iter().any(|l| l.is_ipv6() == d.ip.is_ipv6())
+        }) {
             return Err(CtlError::invalid(format!(
-                "{}: FULLNAT real servers need a local address (rvsadm --add-laddr -z LIP)",
-                s.key()
+                "{}: FULLNAT real servers need a local address of their family ({} has none: \
+                 rvsadm --add-laddr -z LIP)",
+                s.key(),
+                d.ip
             )));
         }
         if s.proto == Proto::Udp && s.client_addr != ClientAddr::None {

@@ -225,8 +225,13 @@ impl Dataplane {
                 Opened::Done(v) => return v,
             },
         };
-        // 6. The connection's forwarding mode, state, counts, next hop.
-        let v = self.forward_conn(cx, in_port, frame, conn, (dir, ev), h.total);
+        // 6. The connection's forwarding mode, state, counts, next hop
+        // (an IPv6 connection found by an IPv4 key is NAT64's reply).
+        let v = if conn.v6.is_some() {
+            self.nat64_out(cx, in_port, frame, conn, (dir, ev))
+        } else {
+            self.forward_conn(cx, in_port, frame, conn, (dir, ev), h.total)
+        };
         // One-packet scheduling (kernel IP_VS_CONN_F_ONE_PACKET): the entry
         // made for this datagram is never looked up again; the kernel does
         // not hash it and expires it when the packet has gone

@@ -226,8 +226,16 @@ impl Dataplane {
         rip: IpAddr,
         rport: u16,
     ) -> Option<(IpAddr, u16)> {
-        let laddrs = &svc.conf.laddrs;
-        if laddrs.is_empty() {
+        // The real server's family: an IPv6 service's IPv4 servers (NAT64)
+        // take its IPv4 local addresses.
+        let laddrs = || {
+            svc.conf
+                .laddrs
+                .iter()
+                .filter(move |l| l.is_ipv4() == rip.is_ipv4())
+        };
+        let len = laddrs().count() as u32;
+        if len == 0 {
             return None;
         }
         let n = cx.n_workers.max(1) as u32;
@@ -235,8 +243,8 @@ impl Dataplane {
         for _ in 0..64 {
             let k = cx.lport.get();
             cx.lport.set(k.wrapping_add(1));
-            let lip = laddrs[(k % laddrs.len() as u32) as usize];
-            let slot = (k / laddrs.len() as u32) % per_worker;
+            let lip = *laddrs().nth((k % len) as usize)?;
+            let slot = (k / len) % per_worker;
             let lport = (1024 + slot * n + cx.worker as u32) as u16;
             let key = FlowKey {
                 proto,

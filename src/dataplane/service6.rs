@@ -117,6 +117,13 @@ impl Dataplane {
             }
         };
         let total = h.end - ETH;
+        if conn.is_nat64() {
+            let v = self.nat64_in(cx, frame, h, conn, (dir, ev));
+            if one_packet {
+                self.conns.end(conn);
+            }
+            return v;
+        }
         let sent = if conn.fwd == Forward::Tun && dir == Dir::In {
             self.tunnel6(in_port, frame, total, conn)
         } else {
@@ -136,16 +143,7 @@ impl Dataplane {
                     Verdict::Drop(DropReason::NoBuffer)
                 };
             }
-            Err(e) => {
-                return Verdict::Drop(match e {
-                    XmitError::TtlExceeded => DropReason::TtlExceeded,
-                    XmitError::NoRoute => DropReason::NoRoute,
-                    XmitError::Unsupported => DropReason::FwdUnsupported,
-                    XmitError::TooBig => DropReason::TooBig,
-                    XmitError::NoRoom => DropReason::NoBuffer,
-                    _ => DropReason::L4Malformed,
-                })
-            }
+            Err(e) => return Verdict::Drop(xmit_drop(e)),
         };
         let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
             Dir::InOnly
@@ -206,8 +204,9 @@ impl Dataplane {
         let Some((conn, dir)) = self.conns.lookup(&key) else {
             return Verdict::Drop(unrelated);
         };
-        let Some(a) = conn.v6 else {
-            return Verdict::Drop(unrelated);
+        let Some(a) = conn.v6.filter(|a| !a.nat64) else {
+            // Errors are not translated across families (NAT64) yet.
+            return Verdict::Drop(DropReason::IcmpUnhandled);
         };
         let (c, v, r) = (
             (a.cip, conn.cport),
@@ -251,6 +250,59 @@ impl Dataplane {
         }
     }
 
+    /// NAT64, client to server: the IPv6 packet becomes IPv4 from the
+    /// connection's local address (xmit/nat64.rs) and takes the IPv4 way.
+    fn nat64_in<F: Frame>(
+        &self,
+        cx: &Ctx,
+        frame: &mut F,
+        h: &Ipv6Head,
+        conn: &crate::conn::Conn,
+        (dir, ev): (Dir, TcpEvent),
+    ) -> Verdict {
+        if dir != Dir::In {
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        let ident = cx.ident.get();
+        cx.ident.set(ident.wrapping_add(1));
+        match xmit::nat64::to_v4(frame, h.ul.offset, h.ul.proto.0, h.end, conn, ident) {
+            Ok(rip) => {
+                let total = frame.data().len() - ETH;
+                conn.on_packet(Dir::In, ev, cx.now_ms, cx.timeouts);
+                cx.traffic
+                    .borrow_mut()
+                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.to_next_hop(cx, frame.data_mut(), rip)
+            }
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
+    /// NAT64, server to client: the IPv4 reply becomes IPv6 from the VIP.
+    pub(super) fn nat64_out<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &crate::conn::Conn,
+        (dir, ev): (Dir, TcpEvent),
+    ) -> Verdict {
+        if dir != Dir::Out {
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        match xmit::nat64::to_v6(frame, conn) {
+            Ok(cip) => {
+                let total = frame.data().len() - ETH;
+                conn.on_packet(Dir::Out, ev, cx.now_ms, cx.timeouts);
+                cx.traffic
+                    .borrow_mut()
+                    .count(conn.dest_id(), conn.svc_id(), true, total);
+                self.to_next_hop6(frame.data_mut(), in_port, cip)
+            }
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
     /// TUN: wrap the packet towards the real server, from the director's
     /// IPv6 address on the port that reaches it.
     fn tunnel6<F: Frame>(
@@ -288,5 +340,17 @@ impl Dataplane {
                 nexthop: IpAddr::V6(nexthop),
             },
         }
+    }
+}
+
+/// The drop reason of a mode's refusal (what is not answered instead).
+fn xmit_drop(e: XmitError) -> DropReason {
+    match e {
+        XmitError::TtlExceeded => DropReason::TtlExceeded,
+        XmitError::NoRoute => DropReason::NoRoute,
+        XmitError::Unsupported => DropReason::FwdUnsupported,
+        XmitError::TooBig | XmitError::FragNeeded(_) => DropReason::TooBig,
+        XmitError::NoRoom => DropReason::NoBuffer,
+        XmitError::Malformed(_) => DropReason::L4Malformed,
     }
 }

@@ -18,6 +18,7 @@ pub mod dr;
 pub mod fullnat;
 pub mod icmp;
 pub mod nat;
+pub mod nat64;
 pub mod tun;
 pub mod v6;
 

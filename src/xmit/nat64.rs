@@ -1,0 +1,194 @@
+//! NAT64 through FULLNAT (as DPVS serves an IPv6 VIP from IPv4 real
+//! servers): the client's IPv6 packet becomes an IPv4 one from the
+//! connection's IPv4 local address to the real server, and the server's
+//! replies become IPv6 again from the VIP to the client. The header
+//! translation is RFC 7915's (stateful, sections 4.1 and 5.1) for TCP and
+//! UDP:
+//!
+//! - IPv6 to IPv4: version 4, IHL 5, Type of Service = Traffic Class, Total
+//!   Length = 20 + the upper layer, Identification from the worker's
+//!   counter, DF set when the IPv4 packet exceeds 1260 bytes (clear below,
+//!   so IPv4 routers may still fragment small ones), TTL = hop limit - 1,
+//!   Protocol = the upper layer's (extension headers are not carried).
+//! - IPv4 to IPv6: Traffic Class = Type of Service, flow label 0, Payload
+//!   Length = Total Length - IHL, Next Header = Protocol, hop limit = TTL -
+//!   1 (options are not carried).
+//!
+//! The TCP/UDP checksum follows the pseudo-header from one family to the
+//! other incrementally (RFC 1624: the old addresses out, the new ones in,
+//! then the ports); an IPv4 UDP datagram without a checksum gets one
+//! computed, since IPv6 requires it. ICMP is not translated yet.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::XmitError;
+use crate::conn::Conn;
+use crate::io::Frame;
+use crate::wire::checksum::{update16, update32};
+use crate::wire::ipv6::{l4_checksum_v6, l4_update_addr_v6, next_header, Ipv6Packet};
+use crate::wire::{EtherType, EthernetFrame, Ipv4Packet, WireError};
+
+const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IP4: usize = 20;
+const IP6: usize = 40;
+/// RFC 7915 5.1: DF is set on translated packets above this size.
+const DF_ABOVE: usize = 1260;
+
+/// Where the checksum of a TCP or UDP header is.
+fn csum_at(proto: u8) -> Result<usize, XmitError> {
+    match proto {
+        next_header::TCP => Ok(16),
+        next_header::UDP => Ok(6),
+        _ => Err(XmitError::Unsupported),
+    }
+}
+
+/// Client to real server: the IPv6 packet of `frame` (its upper layer at
+/// `l4_off` of the IPv6 header, `proto` TCP or UDP, `end` its end in the
+/// frame) becomes IPv4 from the local address to the real server.
+pub fn to_v4<F: Frame>(
+    frame: &mut F,
+    l4_off: usize,
+    proto: u8,
+    end: usize,
+    c: &Conn,
+    ident: u16,
+) -> Result<Ipv4Addr, XmitError> {
+    let a = c.v6.ok_or(XmitError::NoRoute)?;
+    let f = c.fnat.as_ref().ok_or(XmitError::Unsupported)?;
+    let (lip, lport, rip, rport) = (f.lip, f.lport, c.dip, c.dport);
+    let c_at = csum_at(proto)?;
+    let data = frame.data();
+    let l4 = ETH + l4_off;
+    if l4_off < IP6 || end > data.len() || l4 + c_at + 2 > end {
+        return Err(XmitError::Malformed(WireError::Ipv6Truncated));
+    }
+    let (tc, hops) = {
+        let ip = Ipv6Packet::new_unchecked(&data[ETH..end]);
+        (ip.traffic_class(), ip.hop_limit())
+    };
+    if hops <= 1 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let l4_len = end - l4;
+    let total = IP4 + l4_len;
+    if total > usize::from(u16::MAX) {
+        return Err(XmitError::TooBig);
+    }
+    frame.truncate(end);
+    let data = frame.data_mut();
+    let seg = &mut data[l4..end];
+    let (cport, vport) = (
+        u16::from_be_bytes([seg[0], seg[1]]),
+        u16::from_be_bytes([seg[2], seg[3]]),
+    );
+    let old = u16::from_be_bytes([seg[c_at], seg[c_at + 1]]);
+    let mut sum = l4_update_addr_v6(old, a.cip, Ipv6Addr::UNSPECIFIED);
+    sum = l4_update_addr_v6(sum, a.vip, Ipv6Addr::UNSPECIFIED);
+    sum = update32(sum, 0, u32::from(lip));
+    sum = update32(sum, 0, u32::from(rip));
+    sum = update16(update16(sum, cport, lport), vport, rport);
+    if proto == next_header::UDP && sum == 0 {
+        sum = 0xffff;
+    }
+    seg[0..2].copy_from_slice(&lport.to_be_bytes());
+    seg[2..4].copy_from_slice(&rport.to_be_bytes());
+    seg[c_at..c_at + 2].copy_from_slice(&sum.to_be_bytes());
+    // [eth][IPv6 + extension headers][l4] -> [eth][IPv4][l4], in place.
+    let shift = l4_off - IP4;
+    data.copy_within(0..ETH, shift);
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[shift + ETH..shift + ETH + total]);
+        ip.set_header_len(IP4);
+        ip.set_dscp_ecn(tc);
+        ip.set_total_len(total as u16);
+        ip.set_ident(ident);
+        ip.set_frag_offset(0);
+        ip.set_more_frags(false);
+        ip.set_dont_frag(total > DF_ABOVE);
+        ip.set_ttl(hops - 1);
+        ip.set_protocol(crate::wire::IpProtocol(proto));
+        ip.set_src_addr(lip);
+        ip.set_dst_addr(rip);
+        ip.fill_checksum();
+    }
+    EthernetFrame::new_unchecked(&mut data[shift..shift + ETH]).set_ethertype(EtherType::IPV4);
+    if !frame.adj(shift) {
+        return Err(XmitError::NoRoom);
+    }
+    Ok(rip)
+}
+
+/// Real server to client: the IPv4 packet of `frame` (TCP or UDP, not a
+/// fragment) becomes IPv6 from the VIP to the client.
+pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn) -> Result<Ipv6Addr, XmitError> {
+    let a = c.v6.ok_or(XmitError::NoRoute)?;
+    let (ihl, total, tos, ttl, proto, rip, lip) = {
+        let ip = Ipv4Packet::new_checked(&frame.data()[ETH..])?;
+        (
+            ip.header_len(),
+            ip.total_len() as usize,
+            ip.dscp_ecn(),
+            ip.ttl(),
+            ip.protocol().0,
+            ip.src_addr(),
+            ip.dst_addr(),
+        )
+    };
+    if ttl <= 1 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let c_at = csum_at(proto)?;
+    if total < ihl + c_at + 2 {
+        return Err(XmitError::Malformed(WireError::Ipv4Truncated));
+    }
+    let l4_len = total - ihl;
+    frame.truncate(ETH + total);
+    // [eth][IPv4 + options][l4] -> [eth][IPv6][l4].
+    if ihl < IP6 {
+        if !frame.prepend(IP6 - ihl) {
+            return Err(XmitError::NoRoom);
+        }
+        let data = frame.data_mut();
+        data.copy_within(IP6 - ihl..IP6 - ihl + ETH, 0);
+    } else {
+        let data = frame.data_mut();
+        data.copy_within(0..ETH, ihl - IP6);
+        if !frame.adj(ihl - IP6) {
+            return Err(XmitError::NoRoom);
+        }
+    }
+    let data = frame.data_mut();
+    let seg = &mut data[ETH + IP6..ETH + IP6 + l4_len];
+    let old = u16::from_be_bytes([seg[c_at], seg[c_at + 1]]);
+    let (sport, dport) = (
+        u16::from_be_bytes([seg[0], seg[1]]),
+        u16::from_be_bytes([seg[2], seg[3]]),
+    );
+    seg[0..2].copy_from_slice(&c.vport.to_be_bytes());
+    seg[2..4].copy_from_slice(&c.cport.to_be_bytes());
+    let sum = if proto == next_header::UDP && old == 0 {
+        // No checksum over IPv4: IPv6 needs one, computed whole.
+        seg[c_at..c_at + 2].fill(0);
+        l4_checksum_v6(a.vip, a.cip, proto, seg)
+    } else {
+        let mut s = update32(old, u32::from(rip), 0);
+        s = update32(s, u32::from(lip), 0);
+        s = l4_update_addr_v6(s, Ipv6Addr::UNSPECIFIED, a.vip);
+        s = l4_update_addr_v6(s, Ipv6Addr::UNSPECIFIED, a.cip);
+        update16(update16(s, sport, c.vport), dport, c.cport)
+    };
+    let sum = if proto == next_header::UDP && sum == 0 {
+        0xffff
+    } else {
+        sum
+    };
+    seg[c_at..c_at + 2].copy_from_slice(&sum.to_be_bytes());
+    let mut ip = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6]);
+    ip.fill_header(0, l4_len as u16, proto, ttl - 1);
+    ip.set_traffic_class(tos);
+    ip.set_src(a.vip);
+    ip.set_dst(a.cip);
+    EthernetFrame::new_unchecked(&mut data[..ETH]).set_ethertype(EtherType::IPV6);
+    Ok(a.cip)
+}
