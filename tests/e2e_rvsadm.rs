@@ -583,3 +583,98 @@ fn fwmark_ops_and_tunnels_through_rvsd() {
     rvsd.rvsadm_ok(&["-D", "-f", "1"]);
     assert!(!rvsd.rvsadm_ok(&["-L", "-n"]).contains("FWM"));
 }
+
+/// IPv6 virtual services through rvsadm against a real rvsd: ipvsadm's
+/// command lines with bracketed addresses, and the listings and rules as
+/// ipvsadm 1.31 prints them (ipvsadm.c `addrport_to_anyname`: "[%s]:%u"
+/// for AF_INET6; `print_service_entry`: no cut at 33/28 bytes for IPv6,
+/// `"  -> %-28s %-7s %-6d %-10u %-10u\n"`; libipvs `ipvs_cmp_services`:
+/// AF_INET before AF_INET6, then the addresses word by word as C ints, so
+/// 2001:db8:ffff::1 before 2001:db8::100).
+#[test]
+fn ipv6_services_through_rvsd() {
+    let topo = Topology::up_unique();
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = json!("2001:db8::1/64");
+    config["ports"][1]["ipv6"] = json!("2001:db8:1::1/64");
+    let rvsd = Rvsd::start(&topo, &config);
+    let dir = bin_dir(&topo);
+    for line in [
+        "ipvsadm -A -t [2001:db8::100]:80 -s rr",
+        "ipvsadm -a -t [2001:db8::100]:80 -r [2001:db8:1::11]:8080 -m",
+        "ipvsadm -a -t [2001:db8::100]:80 -r [2001:db8:1::12]:80 -g -w 2",
+        "ipvsadm -A -u [2001:db8::100]:53 -s wlc",
+        "ipvsadm -A -t 10.0.0.100:80 -s wlc",
+        "ipvsadm -A -t [2001:db8:ffff::1]:443 -s rr -p 300",
+        "ipvsadm -A -t [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 -s rr",
+        // A bare IPv6 real server takes the service's port (parse_service
+        // sets no SERVICE_PORT: ce->dest.port = ce->svc.port).
+        "ipvsadm -a -t [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 -r 2001:db8:1:2:3:4:5:16 -m",
+        "rvsadm -P -t [2001:db8::100]:80 -z 2001:db8:1::5",
+        "rvsadm -a -t [2001:db8::100]:80 -r [2001:db8:1::13]:80 --fullnat",
+    ] {
+        let o = sh(&dir, &rvsd.socket, line, "");
+        assert!(o.status.success(), "{line}: {}", describe(&o));
+    }
+    // "[addr]" without ":port": parse_service returns SERVICE_NONE.
+    let o = sh(
+        &dir,
+        &rvsd.socket,
+        "ipvsadm -a -t [2001:db8::100]:80 -r [2001:db8:1::14] -m",
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert_eq!(
+        stderr(&o),
+        "illegal real server address[:port] specified\n",
+        "{}",
+        describe(&o)
+    );
+    let l = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert_eq!(
+        body(&l),
+        "Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+TCP  10.0.0.100:80 wlc\n\
+TCP  [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 rr\n\
+\x20 -> [2001:db8:1:2:3:4:5:16]:65535 Masq    1      0          0         \n\
+TCP  [2001:db8:ffff::1]:443 rr persistent 300\n\
+TCP  [2001:db8::100]:80 rr\n\
+\x20 -> [2001:db8:1::11]:8080        Masq    1      0          0         \n\
+\x20 -> [2001:db8:1::12]:80          Route   2      0          0         \n\
+\x20 -> [2001:db8:1::13]:80          FullNat 1      0          0         \n\
+UDP  [2001:db8::100]:53 wlc\n"
+    );
+    // list_service: the title and the one service, no version line.
+    assert_eq!(
+        rvsd.rvsadm_ok(&["-L", "-n", "-u", "[2001:db8::100]:53", "--stats"]),
+        "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n\
+\x20 -> RemoteAddress:Port\n\
+UDP  [2001:db8::100]:53                  0        0        0        0        0\n"
+    );
+    // print_conn's header only: no connection yet.
+    assert_eq!(
+        rvsd.rvsadm_ok(&["-L", "-n", "-c"]),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination\n"
+    );
+    let saved = rvsd.rvsadm_ok(&["-S", "-n"]);
+    assert_eq!(
+        saved,
+        "-A -t 10.0.0.100:80 -s wlc\n\
+-A -t [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 -s rr\n\
+-a -t [2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535 -r [2001:db8:1:2:3:4:5:16]:65535 -m -w 1\n\
+-A -t [2001:db8:ffff::1]:443 -s rr -p 300\n\
+-A -t [2001:db8::100]:80 -s rr\n\
+-P -t [2001:db8::100]:80 -z 2001:db8:1::5\n\
+-a -t [2001:db8::100]:80 -r [2001:db8:1::11]:8080 -m -w 1\n\
+-a -t [2001:db8::100]:80 -r [2001:db8:1::12]:80 -g -w 2\n\
+-a -t [2001:db8::100]:80 -r [2001:db8:1::13]:80 --fullnat -w 1\n\
+-A -u [2001:db8::100]:53 -s wlc\n"
+    );
+    // -S | -R recreates it.
+    rvsd.rvsadm_ok(&["-C"]);
+    let r = sh(&dir, &rvsd.socket, "rvsadm -R", &saved);
+    assert!(r.status.success(), "{}", describe(&r));
+    assert_eq!(rvsd.rvsadm_ok(&["-S", "-n"]), saved);
+}

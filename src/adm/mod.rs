@@ -117,10 +117,7 @@ fn title(out: &mut String, f: Format) {
 
 /// `addr:port` as ipvsadm -n prints it.
 pub fn addrport(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-        IpAddr::V4(a) => format!("{a}:{port}"),
-    }
+    names::addrport(ip, port, "", true)
 }
 
 /// `addrport_to_anyname` (numeric with `-n`).
@@ -128,15 +125,18 @@ fn anyname(ip: IpAddr, port: u16, proto: &str, numeric: bool) -> String {
     names::addrport(ip, port, proto, numeric)
 }
 
-/// An address as libipvs compares it: `ntohl` of each 32-bit word.
-fn addr_words(ip: IpAddr) -> Vec<u32> {
+/// An address as libipvs holds it, `union nf_inet_addr`, read as
+/// `ntohl` of each 32-bit word: an IPv4 address is the first word, the
+/// other three zero (the kernel's zeroed `dest->addr`, copied whole).
+fn addr_words(ip: IpAddr) -> [u32; 4] {
     match ip {
-        IpAddr::V4(a) => vec![u32::from(a)],
-        IpAddr::V6(a) => a
-            .octets()
-            .chunks(4)
-            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        IpAddr::V4(a) => [u32::from(a), 0, 0, 0],
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            std::array::from_fn(|i| {
+                u32::from_be_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
     }
 }
 
@@ -147,12 +147,17 @@ fn c_diff(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
-/// libipvs `ipvs_cmp_dests`/the address part of `ipvs_cmp_services`.
+/// libipvs `ipvs_cmp_dests`/the address part of `ipvs_cmp_services`:
+/// `if (d1->af == AF_INET6) for (i = 0; !r && (i < 4); i++) r =
+/// ntohl(d1->addr.in6.s6_addr32[i]) - ntohl(d2->...); else r =
+/// ntohl(d1->addr.ip) - ntohl(d2->addr.ip);` — the first address's
+/// family decides how many words count.
 fn cmp_addrs(a: IpAddr, b: IpAddr) -> i32 {
     let (wa, wb) = (addr_words(a), addr_words(b));
+    let n = if a.is_ipv6() { 4 } else { 1 };
     let mut r = 0;
-    for (x, y) in wa.iter().zip(wb.iter()) {
-        r = c_diff(*x, *y);
+    for i in 0..n {
+        r = c_diff(wa[i], wb[i]);
         if r != 0 {
             break;
         }
@@ -288,9 +293,31 @@ fn sched_flags(svc: &ServiceView) -> String {
     svc.sched_flags.join(",")
 }
 
-/// The persistence mask as ipvsadm prints it: `mask A.B.C.D` unless /32.
+/// The persistence mask as ipvsadm prints it (`" mask %s"` in listings,
+/// `" -M %s"` in rules): for IPv4 `inet_ntoa` of the mask unless
+/// 255.255.255.255; for IPv6 the prefix length (`" mask %i"`, `" -M %i"`)
+/// unless 128.
 fn mask_text(svc: &ServiceView) -> Option<String> {
-    (svc.netmask != Ipv4Addr::BROADCAST).then(|| svc.netmask.to_string())
+    if svc.is_inet6() {
+        let p = v6_prefix(svc);
+        (p != 128).then(|| p.to_string())
+    } else {
+        (svc.netmask != Ipv4Addr::BROADCAST).then(|| svc.netmask.to_string())
+    }
+}
+
+/// An IPv6 service's persistence granularity as a prefix length. The
+/// kernel keeps it in the same 32-bit `netmask` field that holds an IPv4
+/// service's mask (ipvsadm.c: `ce->svc.netmask = atoi(optarg)` for
+/// AF_INET6, 128 by default); read the list reply's `netmask` the same
+/// way, with rvs's default 255.255.255.255 (no `-M`) meaning /128. (rvsd
+/// refuses `-M` for IPv6 persistent services so far: every IPv6 service
+/// lists as /128.)
+fn v6_prefix(svc: &ServiceView) -> u32 {
+    match u32::from(svc.netmask) {
+        u32::MAX => 128,
+        p => p,
+    }
 }
 
 /// The protocol a service's addresses are named for (`getservbyport`).
@@ -538,7 +565,7 @@ pub fn save(resp: &ListReply, numeric: bool) -> String {
         out.push('\n');
         // Local addresses before real servers: FULLNAT servers need one.
         for z in &svc.laddrs {
-            let _ = writeln!(out, "-P {name} -z {z}");
+            let _ = writeln!(out, "-P {name} -z {}", names::inet_ntop(*z));
         }
         let proto = proto_of(svc);
         for d in sorted(&svc.dests, cmp_dests, false) {
@@ -607,7 +634,7 @@ pub fn laddrs(resp: &ListReply, only: Option<&ServiceKey>) -> String {
             svc.laddrs.len()
         );
         for a in &svc.laddrs {
-            let _ = writeln!(out, "{:<20} {:<8} {a:<20}", "", "");
+            let _ = writeln!(out, "{:<20} {:<8} {:<20}", "", "", names::inet_ntop(*a));
         }
     }
     out
@@ -660,6 +687,9 @@ pub fn connections(resp: &ConnectionsReply, f: Format) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ipv6_tests;
 
 /// `ipvsadm -L --daemon` (ipvsadm.c `list_daemon`): one line per running
 /// daemon, master first, with the options the kernel reports.
