@@ -531,10 +531,12 @@ fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
         )
     };
     refused(svc(r#","synproxy":true"#), "SYN proxy");
+    // An IPv6 service's granularity is a prefix length (ipvsadm -M 64).
     refused(
         svc(r#","persistent":300,"netmask":"255.255.255.0""#),
-        "granularity",
+        "illegal ipv6 netmask",
     );
+    refused(svc(r#","persistent":300,"netmask":129"#), "1..128");
     r.ctl(&svc(""));
     let dest = |ip: &str, fwd: &str| {
         format!(
@@ -846,4 +848,62 @@ fn nat64_serves_an_ipv6_vip_from_ipv4_servers_through_an_ipv4_local_address() {
         (c["cip"].as_str(), c["dip"].as_str()),
         (Some(CLIENT), Some(dst.to_string().as_str()))
     );
+}
+
+#[test]
+fn ipv6_clients_of_one_prefix_persist_to_one_server() {
+    let mut r = rig();
+    service(&r, "dr", r#","persistent":300,"netmask":64"#);
+    // Listed as ipvsadm gives it: a prefix length.
+    let list = r.ctl(r#"{"cmd":"dump"}"#);
+    let text = list.to_string();
+    assert!(text.contains(r#""netmask":64"#), "{text}");
+    resolve_servers(&mut r);
+    let mut picked = Vec::new();
+    // Four clients of 2001:db8::/64, several connections each: rr alone
+    // would alternate; the template keeps them on one server.
+    for (i, c) in [
+        "2001:db8::2",
+        "2001:db8::3",
+        "2001:db8::2:1",
+        "2001:db8::ffff",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for port in 0..2u16 {
+            let syn = tcp6(
+                (DIR0_MAC, CLIENT_MAC),
+                v6(c),
+                45000 + 10 * i as u16 + port,
+                v6(VIP),
+                80,
+                SYN,
+                64,
+                b"",
+            );
+            r.worker.io.push(0, &syn);
+            r.step(1);
+            let out = r.worker.io.take_tx(1);
+            assert_eq!(out.len(), 1);
+            picked.push(macs(&out[0]).0);
+        }
+    }
+    assert!(picked.iter().all(|m| *m == picked[0]), "{picked:?}");
+    // Another /64 may go elsewhere: the next rr pick is the other server.
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6("2001:db8:0:1::2"),
+        46000,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_ne!(macs(&out[0]).0, picked[0]);
 }

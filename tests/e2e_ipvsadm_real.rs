@@ -421,3 +421,42 @@ fn without_rvsd_the_library_leaves_ipvsadm_to_the_kernel() {
     assert_eq!(out.status.code(), plain.status.code());
     assert_eq!(out.stdout, plain.stdout);
 }
+
+#[test]
+fn ipv6_services_and_their_persistence_through_real_ipvsadm() {
+    // ipvsadm sends an IPv6 service's netmask as a prefix length (128 by
+    // default, `-M 64`), a host-order u32 (ipvsadm.c parse_options,
+    // libipvs.c ipvs_nl_fill_service_attr); the kernel checks 1..128 and
+    // lists it back the same way.
+    let t = Topology::up_unique();
+    let rvsd = ipvs::start_rvsd(&t, &t.default_config());
+    for c in [
+        "-A -t [2001:db8::100]:80 -s rr",
+        "-a -t [2001:db8::100]:80 -r [2001:db8:1::11]:80 -m",
+        "-A -t [2001:db8::100]:443 -s wlc -p 300",
+        "-A -u [2001:db8::100]:53 -s rr -p 60 -M 64",
+        "-a -u [2001:db8::100]:53 -r [2001:db8:1::12]:53 -g",
+    ] {
+        ipvsadm_ok(&t, &split(c));
+    }
+    let list = same_listing(&t, &rvsd, &["-L", "-n"]);
+    assert!(
+        list.contains("TCP  [2001:db8::100]:443 wlc persistent 300\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("UDP  [2001:db8::100]:53 rr persistent 60 mask 64\n"),
+        "{list}"
+    );
+    let save = same_listing(&t, &rvsd, &["-S", "-n"]);
+    assert!(
+        save.contains("-A -u [2001:db8::100]:53 -s rr -p 60 -M 64\n"),
+        "{save}"
+    );
+    // rvsd holds the prefix as rvsadm and the control socket show it.
+    let dump = rvsd.ctl(r#"{"cmd":"dump"}"#).to_string();
+    assert!(dump.contains(r#""netmask":64"#), "{dump}");
+    // A prefix the kernel refuses (EINVAL) is refused the same way.
+    let bad = ipvsadm(&t, &split("-E -u [2001:db8::100]:53 -s rr -p 60 -M 0"));
+    assert!(!bad.status.success());
+}

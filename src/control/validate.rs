@@ -103,11 +103,15 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
         if s.client_addr != ClientAddr::None {
             return no("client-address delivery (TOA, PROXY v2)");
         }
-        // ipvsadm sends an IPv6 service's -M as a prefix length; the
-        // configuration holds IPv4 masks only so far: IPv6 clients
-        // persist per address (/128, ipvsadm's default for IPv6).
-        if s.persistent.is_some() && s.netmask != std::net::Ipv4Addr::BROADCAST {
-            return no("a persistence granularity (-M)");
+        // A prefix length, held as the kernel holds it (the number in the
+        // u32; 255.255.255.255 is /128): ip_vs_add_service refuses one
+        // outside 1..128 for IPv6 (EINVAL).
+        let m = u32::from(s.netmask);
+        if s.netmask != std::net::Ipv4Addr::BROADCAST && !(1..=127).contains(&m) {
+            return Err(CtlError::invalid(format!(
+                "illegal ipv6 netmask {}: a prefix length 1..128",
+                s.netmask
+            )));
         }
     }
     if s.is_fwmark() && (s.port != 0 || !s.vip.is_unspecified() || s.proto != Proto::Tcp) {

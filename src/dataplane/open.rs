@@ -166,13 +166,21 @@ impl Dataplane {
         key: &FlowKey,
         timeout: u32,
     ) -> Result<(usize, Arc<Template>), DropReason> {
-        // An IPv6 client persists per address (/128: the configuration
-        // refuses another granularity for IPv6 services so far).
+        // IPv4: the mask; IPv6: a prefix length (the u32 of `netmask`,
+        // 255.255.255.255 for /128), as ip_vs_sched_persist's
+        // ipv6_addr_prefix.
         let cnet = match key.src {
             IpAddr::V4(cip) => {
                 IpAddr::V4(Ipv4Addr::from(u32::from(cip) & u32::from(svc.conf.netmask)))
             }
-            v6 => v6,
+            IpAddr::V6(cip) => {
+                let plen = match u32::from(svc.conf.netmask) {
+                    p @ 1..=127 => p,
+                    _ => 128,
+                };
+                let keep = u128::MAX.checked_shl(128 - plen).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(cip) & keep))
+            }
         };
         // <proto, cnet, 0, vip, vport>; vport 0 for port-zero services; a
         // fwmark service's is <IPPROTO_IP, cnet, 0, fwmark, 0>, one for all

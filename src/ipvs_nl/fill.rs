@@ -72,7 +72,17 @@ pub(super) fn fill_service(b: &mut MsgBuilder, s: &ServiceView) {
     flags[4..].copy_from_slice(&u32::MAX.to_ne_bytes());
     b.put(svc_attr::FLAGS, &flags);
     b.put_u32(svc_attr::TIMEOUT, s.persistent.unwrap_or(0));
-    b.put(svc_attr::NETMASK, &s.netmask.octets());
+    // IPv6: the prefix length, host order (128 for "whole address").
+    if s.key().vip.is_ipv6() {
+        let plen = if s.netmask == std::net::Ipv4Addr::BROADCAST {
+            128
+        } else {
+            u32::from(s.netmask)
+        };
+        b.put(svc_attr::NETMASK, &plen.to_ne_bytes());
+    } else {
+        b.put(svc_attr::NETMASK, &s.netmask.octets());
+    }
     fill_stats(b, svc_attr::STATS, svc_attr::STATS64, &s.stats, &s.rates);
     b.nest_end(n);
 }

@@ -629,7 +629,22 @@ fn service_cmd(ctl: &Control, g: &GenlMsg) -> Result<(), Refusal> {
     } else if let Some(o) = conf.as_object_mut() {
         o.remove("persistent");
     }
-    conf["netmask"] = json!(Ipv4Addr::from(netmask).to_string());
+    // An IPv6 service's NETMASK is a prefix length, a host-order u32, as
+    // ipvsadm sends it (128 by default) and ip_vs_add_service checks it
+    // (1..=128); an IPv4 service's is the mask in network order.
+    let v6 = conf["af"] == "inet6"
+        || conf["vip"]
+            .as_str()
+            .is_some_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok());
+    if v6 {
+        match u32::from_ne_bytes(netmask) {
+            128 => conf["netmask"] = json!(Ipv4Addr::BROADCAST.to_string()),
+            p @ 1..=127 => conf["netmask"] = json!(p),
+            _ => return Err(Refusal::inval("IPv6 netmask must be 1..128")),
+        }
+    } else {
+        conf["netmask"] = json!(Ipv4Addr::from(netmask).to_string());
+    }
     let mut sf = Vec::new();
     let (n1, n2) = match sched.as_str() {
         "sh" | "mh" => (format!("{sched}-fallback"), format!("{sched}-port")),

@@ -454,17 +454,25 @@ pub struct ServiceConf {
 impl Serialize for ServiceConf {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error;
-        if self.fwmark == 0 {
+        let v6_mask = self.vip.is_ipv6() && self.netmask != Ipv4Addr::BROADCAST;
+        if self.fwmark == 0 && !v6_mask {
             return ServiceConf::serialize(self, s);
         }
         let mut v = ServiceConf::serialize(self, serde_json::value::Serializer)
             .map_err(S::Error::custom)?;
         if let Some(o) = v.as_object_mut() {
-            for k in ["proto", "vip", "port"] {
-                o.remove(k);
+            if self.fwmark != 0 {
+                for k in ["proto", "vip", "port"] {
+                    o.remove(k);
+                }
+                if self.vip.is_ipv6() {
+                    o.insert("af".into(), "inet6".into());
+                }
             }
-            if self.vip.is_ipv6() {
-                o.insert("af".into(), "inet6".into());
+            // An IPv6 service's persistence granularity is a prefix length
+            // (held as the kernel holds it, a u32 in `netmask`).
+            if v6_mask {
+                o.insert("netmask".into(), u32::from(self.netmask).into());
             }
         }
         v.serialize(s)
@@ -514,6 +522,30 @@ impl<'de> Deserialize<'de> for ServiceConf {
                     if inet6 { "inet6" } else { "inet" }
                 )));
             }
+        }
+        // `"netmask": N` is an IPv6 service's prefix length (ipvsadm's
+        // `-M 64` for IPv6); 128 is the whole address. Held as the kernel
+        // holds it: the number in the u32, 255.255.255.255 for 128.
+        if let Some(n) = m.get("netmask").and_then(Value::as_u64) {
+            let v6 = af == Some(true)
+                || m.get("vip")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok());
+            if !v6 {
+                return Err(D::Error::custom(
+                    "an IPv4 service's netmask is a dotted quad (255.255.255.0)",
+                ));
+            }
+            let mask = match n {
+                128 => Ipv4Addr::BROADCAST,
+                1..=127 => Ipv4Addr::from(n as u32),
+                _ => {
+                    return Err(D::Error::custom(format!(
+                        "illegal ipv6 netmask {n}: a prefix length 1..128"
+                    )))
+                }
+            };
+            m.insert("netmask".into(), mask.to_string().into());
         }
         ServiceConf::deserialize(Value::Object(m)).map_err(D::Error::custom)
     }
