@@ -2,7 +2,10 @@
 # Benchmark the rvs data path on DPDK virtual devices (see RESULTS.md).
 #   bench/run.sh           full run (~5 min): results.json, RESULTS.md, charts
 #   bench/run.sh --quick   a few seconds, tiny flow counts, no thresholds (CI)
-# Extra arguments go to rvs-bench (e.g. --flows 1000,100000 --secs 5).
+# Extra arguments go to rvs-bench (e.g. --flows 1000,100000 --secs 5;
+# --only nat6 runs only the scenarios whose names start so, --flows6 the
+# IPv6 ones' flow counts: see rvs-bench --help). A full run with --only
+# rewrites RESULTS.md with those rows alone.
 # Needs root for hugepages; without them rvs-bench falls back to --no-huge.
 set -euo pipefail
 cd "$(dirname "$0")/.."

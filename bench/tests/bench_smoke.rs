@@ -46,6 +46,9 @@ fn rvs_bench_quick_produces_sane_json() {
         "tun_est_64",
         "fullnat_est_64",
         "synproxy_syn_64",
+        "nat6_new_conn_syn",
+        "nat6_est_64",
+        "ring_noop6_64",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
@@ -54,11 +57,16 @@ fn rvs_bench_quick_produces_sane_json() {
     }
     for s in v["scenarios"].as_array().unwrap() {
         let name = s["name"].as_str().unwrap();
-        if name.ends_with("_est_64") || name.starts_with("nat_") || name.starts_with("synproxy_") {
+        if name.ends_with("_est_64") || name.starts_with("nat") || name.starts_with("synproxy_") {
             // Every frame forwarded (or, for the SYN proxy, answered).
             assert_eq!(s["drops"], serde_json::json!({}), "no drops: {s}");
             assert_eq!(s["tx_dropped"], 0, "{s}");
             assert!(s["latency"]["p50_ns"].as_u64().unwrap() > 0, "{s}");
+        }
+        if name.starts_with("nat6_") {
+            // The smallest IPv6 TCP frame: 14 + 40 + 20 bytes.
+            assert_eq!(s["mean_frame_bytes"], 74.0, "{s}");
+            assert_eq!(s["conns"], 1000, "{s}");
         }
         if name == "synproxy_syn_64" {
             assert!(

@@ -132,12 +132,69 @@ pub(crate) fn director_setup(
             setup.fwd
         ));
     }
+    control(ctl, &reqs)?;
+    Ok(d)
+}
+
+/// Send control requests (JSON lines, as rvsadm does); any error fails.
+fn control(ctl: &rvs::control::Control, reqs: &[String]) -> Result<()> {
     for r in reqs {
-        let resp: Value = serde_json::from_str(&ctl.handle_line(&r))?;
+        let resp: Value = serde_json::from_str(&ctl.handle_line(r))?;
         if resp.get("error").is_some() {
             bail!("{r} -> {resp}");
         }
     }
+    Ok(())
+}
+
+/// The director of the IPv6 scenarios, as [`director`] for an IPv6 VIP:
+/// the ports also have IPv6 addresses (2001:db8::1/64 with the default
+/// route's gateway 2001:db8::2 on the client side, 2001:db8:1::1/64 on the
+/// real servers'), the service is tcp [2001:db8::100]:80 rr with 4 IPv6
+/// NAT real servers, and the IPv6 neighbours (gateway, real servers) are
+/// pre-learned (no Neighbor Discovery).
+pub(crate) fn director6(max_conns: usize, n_workers: usize) -> Result<Director> {
+    let port = |mac, cidr: &str, gateway, cidr6: &str, gateway6| -> Result<PortAddr> {
+        Ok(PortAddr {
+            mac,
+            cidr: cidr.parse().map_err(anyhow::Error::msg)?,
+            gateway,
+            mtu: 1500,
+            ipv6: Some(cidr6.parse().map_err(anyhow::Error::msg)?),
+            gateway6,
+        })
+    };
+    let d = Builder::new()
+        .max_connections(max_conns)
+        .workers(n_workers)
+        .ports(vec![
+            port(
+                DIR0_MAC,
+                "10.0.0.1/24",
+                Some(gw()),
+                "2001:db8::1/64",
+                Some(gw6()),
+            )?,
+            port(DIR1_MAC, "10.0.1.1/24", None, "2001:db8:1::1/64", None)?,
+        ])
+        .syn_key(rvs::synproxy::SynKey::new(1, 2))
+        .build();
+    d.dp.neigh6.learn(gw6(), GW_MAC);
+    for i in 0..N_RS {
+        d.dp.neigh6.learn(rs6_ip(i), rs_mac(i));
+    }
+    let svc = json!({"proto": "tcp", "vip": vip6().to_string(), "port": 80});
+    let mut reqs = vec![json!({"cmd": "add_service", "service": {"proto": "tcp",
+        "vip": vip6().to_string(), "port": 80, "sched": "rr"}})
+    .to_string()];
+    for i in 0..N_RS {
+        reqs.push(
+            json!({"cmd": "add_dest", "service": svc, "dest": {"ip": rs6_ip(i).to_string(),
+                "port": 80, "weight": 1, "fwd": "nat"}})
+            .to_string(),
+        );
+    }
+    control(&d.ctl, &reqs)?;
     Ok(d)
 }
 
@@ -151,7 +208,7 @@ pub(crate) struct GenRings {
 /// Write `p` into `m` (header only: the rest of the buffer is zero since
 /// `fresh` and nobody writes payloads).
 #[inline]
-pub(crate) fn load(m: &mut Mbuf, p: &Pkt) {
+pub(crate) fn load<const H: usize>(m: &mut Mbuf, p: &Pkt<H>) {
     // A recycled mbuf may carry an encapsulation (TUN prepends an outer
     // header): give it back the headroom the pool gave it, or every round
     // trip would eat 20 bytes of it until the worker runs out.
@@ -167,7 +224,7 @@ pub(crate) fn load(m: &mut Mbuf, p: &Pkt) {
     } else if want > cur && !m.append(want - cur) {
         return;
     }
-    m.data_mut()[..HDR].copy_from_slice(&p.hdr);
+    m.data_mut()[..H].copy_from_slice(&p.hdr);
 }
 
 /// A zeroed, empty mbuf from `pool`.
@@ -182,8 +239,8 @@ pub(crate) fn fresh(pool: &Mempool) -> Option<Mbuf> {
 }
 
 /// Feed `stream` (cyclically, or once) into the RX rings until `stop`.
-pub(crate) fn generate(
-    stream: Arc<Vec<Pkt>>,
+pub(crate) fn generate<const H: usize>(
+    stream: Arc<Vec<Pkt<H>>>,
     once: bool,
     rings: GenRings,
     pool: Mempool,
@@ -423,11 +480,11 @@ pub(crate) fn ring_worker(rig: &Rig, d: &Director) -> Result<Worker<DpdkIo>> {
 }
 
 /// One generator-fed run on core 0 with the generator on core 1.
-pub(crate) fn gen_run(
+pub(crate) fn gen_run<const H: usize>(
     rig: &Rig,
     w: Worker<DpdkIo>,
     mode: Mode,
-    stream: Arc<Vec<Pkt>>,
+    stream: Arc<Vec<Pkt<H>>>,
     once: bool,
     warm: f64,
     secs: f64,

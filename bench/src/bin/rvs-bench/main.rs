@@ -5,7 +5,8 @@
 //! and server side. A generator thread pinned to core 1 turns mbufs coming
 //! back from the worker's TX rings (or fresh ones) into the next frames of a
 //! pre-computed, shuffled stream (it rewrites the 54-byte headers only;
-//! payloads are zero and checksums stay valid) and enqueues them on the RX
+//! payloads are zero and checksums stay valid; 74-byte Ethernet/IPv6/TCP
+//! ones for the IPv6 scenarios, `nat6_*`) and enqueues them on the RX
 //! rings. The worker runs on core 0. The harness ceiling is the same worker
 //! loop with the decision replaced by "send back out of the other port".
 //! Multi-worker runs use pre-filled rings instead (no generator; see
@@ -15,7 +16,7 @@
 #![deny(unsafe_code)]
 
 use rvs::prng::Rng;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -66,7 +67,39 @@ struct Args {
     /// Flows of the fwmark scenarios (one SYN each).
     #[arg(long, default_value_t = 1_000_000)]
     fwmark_flows: usize,
+    /// Concurrent flow counts of the IPv6 NAT scenarios (nat6_*); default:
+    /// those of --flows (in --quick mode the first of them only).
+    #[arg(long, value_delimiter = ',')]
+    flows6: Option<Vec<usize>>,
+    /// Run only the scenarios whose names start with one of these, e.g.
+    /// `nat6` or `nat6,testpmd` (the ceilings too are scenarios here).
+    /// Scenarios that share a setup run together: `nat_est_64` brings
+    /// the rest of the IPv4 NAT group, `nat6_est_64` the IPv6 one.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
 }
+
+impl Args {
+    /// Whether any of `names` passes `--only`.
+    fn wants(&self, names: &[&str]) -> bool {
+        self.only.as_ref().is_none_or(|only| {
+            names
+                .iter()
+                .any(|n| only.iter().any(|p| n.starts_with(p.as_str())))
+        })
+    }
+}
+
+/// The scenarios of each group (one setup each), for `--only`.
+const NAT_GROUP: [&str; 6] = [
+    "nat_new_conn_syn",
+    "nat_est_64",
+    "ring_noop_64",
+    "nat_est_imix",
+    "preload_noop",
+    "preload_nat_est_64",
+];
+const NAT6_GROUP: [&str; 3] = ["nat6_new_conn_syn", "nat6_est_64", "ring_noop6_64"];
 
 mod frames;
 mod harness;
@@ -84,7 +117,7 @@ fn mpps(o: &RunOut) -> f64 {
 
 /// Frames in a stream, by bytes: mean length for Gbit/s (wire: +24 bytes of
 /// FCS, preamble and gap).
-fn mean_len(s: &[Pkt]) -> f64 {
+fn mean_len<const H: usize>(s: &[Pkt<H>]) -> f64 {
     s.iter().map(|p| p.len as f64).sum::<f64>() / s.len().max(1) as f64
 }
 
@@ -112,18 +145,21 @@ fn scenario(name: &str, flows: usize, o: &RunOut, extra: Value, mean: f64) -> Va
     v
 }
 
-fn drops_json(d: &Director, w: &Worker<DpdkIo>) -> Value {
+/// The director's non-zero drop counters, by reason.
+fn drops_of(d: &Director) -> serde_json::Map<String, Value> {
     let mut s = rvs::stats::StatsSnapshot::default();
     for x in d.stats().iter() {
         s.add(x);
     }
-    let nz: serde_json::Map<String, Value> = s
-        .drops
+    s.drops
         .iter()
         .filter(|(_, &v)| v > 0)
         .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({"drops": nz, "tx_dropped": w.io.tx_dropped(), "conns": d.dp.conns.len()})
+        .collect()
+}
+
+fn drops_json(d: &Director, w: &Worker<DpdkIo>) -> Value {
+    json!({"drops": drops_of(d), "tx_dropped": w.io.tx_dropped(), "conns": d.dp.conns.len()})
 }
 
 /// Run testpmd on a net_null pair, forwarding on core 0; median of the
@@ -238,6 +274,8 @@ fn main() -> Result<()> {
     let rig = setup(quick)?;
     let t = Templates::new();
     t.self_check();
+    let t6 = Templates6::new();
+    t6.self_check();
 
     let mut scen = Vec::new();
     let mut multi = Vec::new();
@@ -247,73 +285,95 @@ fn main() -> Result<()> {
     let mut ceil = Vec::new();
     if !args.testpmd.is_empty() {
         for m in ["5tswap", "io"] {
+            if !args.wants(&[&format!("testpmd_{m}")]) {
+                continue;
+            }
             match testpmd(&args.testpmd, m, tp_secs, no_huge) {
                 Ok(v) => ceil.push(v),
                 Err(e) => notes.push(format!("testpmd {m}: {e:#}")),
             }
         }
     }
-    {
+    if args.wants(&["null_noop_dpdkio"]) {
         let d = director(16, 1)?;
         ceil.push(null_noop(&rig, &d, secs)?);
     }
     let preload_flows = if quick { 1_000 } else { 100_000 };
-    for &flows in &flow_list {
-        eprintln!("{flows} flows:");
-        let t0 = Instant::now();
-        let d = match std::panic::catch_unwind(|| director(flows + 16, 2)) {
-            Ok(d) => d?,
-            Err(_) => bail!("director"),
-        };
-        // SYN phase: every flow opened once, in random order. This is the
-        // new-connection figure (schedule + insert into a growing table).
-        let mut syns: Vec<Pkt> = (0..flows).map(|f| t.syn(f)).collect();
-        shuffle(&mut syns, &mut Rng(flows as u64));
-        let syns = Arc::new(syns);
-        let w = ring_worker(&rig, &d)?;
-        let (w, out, _) = gen_run(&rig, w, Mode::Rvs, syns.clone(), true, 0.0, 600.0);
-        drop(syns);
-        let conns = d.dp.conns.len();
-        scen.push(scenario(
-            "nat_new_conn_syn",
-            flows,
-            &out,
-            drops_json(&d, &w),
-            60.0,
-        ));
-        if conns < flows {
-            notes.push(format!("{flows} flows: only {conns} connections created"));
+    // IPv6 NAT at its own flow counts, each right after IPv4 NAT at the
+    // same count (the VM's speed drifts: neighbours in time compare best).
+    let flows6_list = args.flows6.clone().unwrap_or_else(|| {
+        if quick {
+            flow_list[..1].to_vec()
+        } else {
+            flow_list.clone()
         }
-        let rs_of = servers_of(&d, flows);
-        let setup_secs = t0.elapsed().as_secs_f64();
-        let mut w = w;
-        for imix in [false, true] {
-            let stream = Arc::new(established_stream(&t, &rs_of, imix, 7 + flows as u64));
-            let mean = mean_len(&stream);
-            let name = if imix { "nat_est_imix" } else { "nat_est_64" };
-            let (w2, out, _) = gen_run(&rig, w, Mode::Rvs, stream.clone(), false, warm, secs);
-            w = w2;
-            scen.push(scenario(name, flows, &out, drops_json(&d, &w), mean));
-            if !imix && flows == flow_list[0] {
-                let (w2, out, _) = gen_run(&rig, w, Mode::Noop, stream.clone(), false, warm, secs);
+    });
+    let (want4, want6) = (args.wants(&NAT_GROUP), args.wants(&NAT6_GROUP));
+    let mut counts = flow_list.clone();
+    counts.extend(flows6_list.iter().filter(|f| !flow_list.contains(f)));
+    for &flows in &counts {
+        if want4 && flow_list.contains(&flows) {
+            eprintln!("{flows} flows:");
+            let t0 = Instant::now();
+            let d = match std::panic::catch_unwind(|| director(flows + 16, 2)) {
+                Ok(d) => d?,
+                Err(_) => bail!("director"),
+            };
+            // SYN phase: every flow opened once, in random order. This is the
+            // new-connection figure (schedule + insert into a growing table).
+            let mut syns: Vec<Pkt> = (0..flows).map(|f| t.syn(f)).collect();
+            shuffle(&mut syns, &mut Rng(flows as u64));
+            let syns = Arc::new(syns);
+            let w = ring_worker(&rig, &d)?;
+            let (w, out, _) = gen_run(&rig, w, Mode::Rvs, syns.clone(), true, 0.0, 600.0);
+            drop(syns);
+            let conns = d.dp.conns.len();
+            scen.push(scenario(
+                "nat_new_conn_syn",
+                flows,
+                &out,
+                drops_json(&d, &w),
+                60.0,
+            ));
+            if conns < flows {
+                notes.push(format!("{flows} flows: only {conns} connections created"));
+            }
+            let rs_of = servers_of(&d, flows);
+            let setup_secs = t0.elapsed().as_secs_f64();
+            let mut w = w;
+            for imix in [false, true] {
+                let stream = Arc::new(established_stream(&t, &rs_of, imix, 7 + flows as u64));
+                let mean = mean_len(&stream);
+                let name = if imix { "nat_est_imix" } else { "nat_est_64" };
+                let (w2, out, _) = gen_run(&rig, w, Mode::Rvs, stream.clone(), false, warm, secs);
                 w = w2;
-                scen.push(scenario("ring_noop_64", flows, &out, json!({}), mean));
+                scen.push(scenario(name, flows, &out, drops_json(&d, &w), mean));
+                if !imix && flows == flow_list[0] {
+                    let (w2, out, _) =
+                        gen_run(&rig, w, Mode::Noop, stream.clone(), false, warm, secs);
+                    w = w2;
+                    scen.push(scenario("ring_noop_64", flows, &out, json!({}), mean));
+                }
+                if !imix && flows == preload_flows {
+                    drop(w);
+                    let rounds = if quick { 2 } else { 12 };
+                    multi = preload_runs(&rig, &d, &stream, rounds, flows)?;
+                    w = ring_worker(&rig, &d)?;
+                }
             }
-            if !imix && flows == preload_flows {
-                drop(w);
-                let rounds = if quick { 2 } else { 12 };
-                multi = preload_runs(&rig, &d, &stream, rounds, flows)?;
-                w = ring_worker(&rig, &d)?;
-            }
+            eprintln!(
+                "  (setup {setup_secs:.1}s, scenario {:.1}s, rss {} MB)",
+                t0.elapsed().as_secs_f64(),
+                rss_mb()
+            );
+            drop(w);
+            drop(rs_of);
+            drop(d);
         }
-        eprintln!(
-            "  (setup {setup_secs:.1}s, scenario {:.1}s, rss {} MB)",
-            t0.elapsed().as_secs_f64(),
-            rss_mb()
-        );
-        drop(w);
-        drop(rs_of);
-        drop(d);
+        if want6 && flows6_list.contains(&flows) {
+            let noop = flows == flows6_list[0];
+            nat6_runs(&rig, &t6, flows, (warm, secs), noop, &mut scen, &mut notes)?;
+        }
     }
     // The other forwarding modes and the SYN proxy, at the first flow
     // count, in the same run as NAT: client-to-server traffic of
@@ -345,6 +405,9 @@ fn main() -> Result<()> {
                 },
             ),
         ] {
+            if !args.wants(&[name]) {
+                continue;
+            }
             eprintln!("{name}, {flows} flows:");
             let d = director_setup(flows + 16, 2, 0, setup)?;
             let syns: Vec<Pkt> = (0..flows).map(|f| t.syn(f)).collect();
@@ -359,30 +422,32 @@ fn main() -> Result<()> {
             extra["direction"] = json!("client to real server");
             scen.push(scenario(name, flows, &out, extra, mean));
         }
-        eprintln!("synproxy_syn_64, {flows} clients:");
-        let d = director_setup(
-            flows + 16,
-            2,
-            0,
-            Setup {
-                fwd: "nat",
-                synproxy: true,
-            },
-        )?;
-        let syns: Vec<Pkt> = (0..(262_144 / flows).max(1))
-            .flat_map(|_| (0..flows).map(|f| t.syn(f)))
-            .collect();
-        let mean = mean_len(&syns);
-        let w = ring_worker(&rig, &d)?;
-        let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), false, warm, secs);
-        let mut extra = drops_json(&d, &w);
-        let answered: u64 = d
-            .stats()
-            .iter()
-            .map(|s| s.synproxy_syn_answered.get())
-            .sum();
-        extra["syn_answered"] = json!(answered);
-        scen.push(scenario("synproxy_syn_64", flows, &out, extra, mean));
+        if args.wants(&["synproxy_syn_64"]) {
+            eprintln!("synproxy_syn_64, {flows} clients:");
+            let d = director_setup(
+                flows + 16,
+                2,
+                0,
+                Setup {
+                    fwd: "nat",
+                    synproxy: true,
+                },
+            )?;
+            let syns: Vec<Pkt> = (0..(262_144 / flows).max(1))
+                .flat_map(|_| (0..flows).map(|f| t.syn(f)))
+                .collect();
+            let mean = mean_len(&syns);
+            let w = ring_worker(&rig, &d)?;
+            let (w, out, _) = gen_run(&rig, w, Mode::Rvs, Arc::new(syns), false, warm, secs);
+            let mut extra = drops_json(&d, &w);
+            let answered: u64 = d
+                .stats()
+                .iter()
+                .map(|s| s.synproxy_syn_answered.get())
+                .sum();
+            extra["syn_answered"] = json!(answered);
+            scen.push(scenario("synproxy_syn_64", flows, &out, extra, mean));
+        }
     }
     for &n in args.fwmark_rules.as_deref().unwrap_or_default() {
         let flows = if quick { 10_000 } else { args.fwmark_flows };
@@ -480,4 +545,87 @@ fn servers_of(d: &Director, flows: usize) -> Vec<u8> {
                 .map_or(0, |(c, _)| c.dip.octets()[3] as usize - 11) as u8
         })
         .collect()
+}
+
+/// [`servers_of`] for the IPv6 flows.
+fn servers6_of(d: &Director, flows: usize) -> Vec<u8> {
+    (0..flows)
+        .map(|f| {
+            let (cip, sport) = client6(f);
+            let key = FlowKey {
+                proto: Proto::Tcp,
+                src: IpAddr::V6(cip),
+                sport,
+                dst: IpAddr::V6(vip6()),
+                dport: 80,
+            };
+            d.dp.conns
+                .lookup(&key)
+                .and_then(|(c, _)| c.v6)
+                .map_or(0, |a| a.dip.segments()[7] as usize - 0x11) as u8
+        })
+        .collect()
+}
+
+/// The IPv6 NAT scenarios at `flows` flows, as the IPv4 ones: every flow
+/// opened by a SYN (`nat6_new_conn_syn`), then established traffic, client
+/// ACKs and real-server replies in random order (`nat6_est_64`), in the
+/// smallest IPv6 TCP frames (74 bytes, 78 on the wire). With `noop`, also
+/// the harness's no-op on the same stream (`ring_noop6_64`: IPv6 stream
+/// records are two cache lines, IPv4 ones one).
+fn nat6_runs(
+    rig: &Rig,
+    t6: &Templates6,
+    flows: usize,
+    (warm, secs): (f64, f64),
+    noop: bool,
+    scen: &mut Vec<Value>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    eprintln!(
+        "{flows} flows, IPv6 ({HDR6}-byte frames, {} on the wire):",
+        HDR6 + 4
+    );
+    let t0 = Instant::now();
+    let d = director6(flows + 16, 2)?;
+    let extra = |d: &Director, w: &Worker<DpdkIo>| {
+        let mut v = drops_json(d, w);
+        v["ip"] = json!(6);
+        v["frame_bytes_wire"] = json!(HDR6 + 4);
+        v
+    };
+    let mut syns: Vec<Pkt6> = (0..flows).map(|f| t6.syn(f)).collect();
+    shuffle(&mut syns, &mut Rng(flows as u64));
+    let w = ring_worker(rig, &d)?;
+    let (w, out, _) = gen_run(rig, w, Mode::Rvs, Arc::new(syns), true, 0.0, 600.0);
+    let conns = d.dp.conns.len();
+    scen.push(scenario(
+        "nat6_new_conn_syn",
+        flows,
+        &out,
+        extra(&d, &w),
+        HDR6 as f64,
+    ));
+    if conns < flows {
+        notes.push(format!(
+            "{flows} IPv6 flows: only {conns} connections created"
+        ));
+    }
+    let rs_of = servers6_of(&d, flows);
+    let stream = Arc::new(established_stream6(t6, &rs_of, 7 + flows as u64));
+    let mean = mean_len(&stream);
+    let (w, out, _) = gen_run(rig, w, Mode::Rvs, stream.clone(), false, warm, secs);
+    scen.push(scenario("nat6_est_64", flows, &out, extra(&d, &w), mean));
+    if noop {
+        let (_, out, _) = gen_run(rig, w, Mode::Noop, stream, false, warm, secs);
+        let mut v = json!({"ip": 6, "frame_bytes_wire": HDR6 + 4});
+        v["note"] = json!("harness no-op on the IPv6 stream");
+        scen.push(scenario("ring_noop6_64", flows, &out, v, mean));
+    }
+    eprintln!(
+        "  (IPv6, {:.1}s, rss {} MB)",
+        t0.elapsed().as_secs_f64(),
+        rss_mb()
+    );
+    Ok(())
 }
