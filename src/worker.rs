@@ -203,6 +203,7 @@ impl<P: PortIo> Worker<P> {
         let stats = self.stats.clone();
         let services = dp.table.load();
         let neigh = dp.neigh.snapshot();
+        let neigh6 = dp.neigh6.snapshot();
         let timeouts = dp.conns.timeouts();
         let mut rx = std::mem::take(&mut self.rx);
         let ident = std::cell::Cell::new(self.ident);
@@ -229,6 +230,7 @@ impl<P: PortIo> Worker<P> {
                 traffic: &traffic,
                 update: &update,
                 neigh: &neigh,
+                neigh6: &neigh6,
             };
             // Bring the burst's connection-table lines in before they are
             // needed: index buckets first, then the slots they point to.

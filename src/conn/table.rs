@@ -428,9 +428,17 @@ impl ConnTable {
     /// burst; see [`ConnTable::prefetch_conn`]).
     #[inline]
     pub fn prefetch_bucket(&self, key: &FlowKey) {
-        if let Some(k) = key.k4() {
-            let h = self.hash(&k);
+        if let Some(h) = self.key_hash(key) {
             crate::dpdk::prefetch(&self.index[h as usize & self.mask]);
+        }
+    }
+
+    /// The hash of a key of either family.
+    #[inline]
+    fn key_hash(&self, key: &FlowKey) -> Option<u64> {
+        match key.k4() {
+            Some(k) => Some(self.hash(&k)),
+            None => key.k6().map(|k| self.hash6(&k)),
         }
     }
 
@@ -438,8 +446,7 @@ impl ConnTable {
     /// (second pass, once the buckets are in cache).
     #[inline]
     pub fn prefetch_conn(&self, key: &FlowKey) {
-        if let Some(k) = key.k4() {
-            let h = self.hash(&k);
+        if let Some(h) = self.key_hash(key) {
             let b = &self.index[h as usize & self.mask];
             let tag = (h >> 32) as u32;
             for e in &b.e {
@@ -447,6 +454,12 @@ impl ConnTable {
                 if v != 0 && (v >> 32) as u32 == tag {
                     if let Some(s) = self.slots().get(entry_slot(v) as usize) {
                         crate::dpdk::prefetch(s);
+                    }
+                    // An IPv6 key's connection has its addresses beside.
+                    if key.src.is_ipv6() {
+                        if let Some(x) = self.ext.get(entry_slot(v) as usize) {
+                            crate::dpdk::prefetch(x);
+                        }
                     }
                 }
             }

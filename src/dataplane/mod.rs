@@ -109,6 +109,8 @@ pub struct Ctx<'a> {
     pub traffic: &'a std::cell::RefCell<crate::stats::TrafficAcc>,
     /// The neighbour map, loaded once per poll.
     pub neigh: &'a crate::neigh::NeighMap,
+    /// The IPv6 neighbour map, loaded once per poll.
+    pub neigh6: &'a crate::neigh::NeighMap<std::net::Ipv6Addr>,
     /// Set by [`Dataplane::process`] when the worker must also send a
     /// [`ClientUpdate`] (written with [`Dataplane::client_update`]).
     pub update: &'a Cell<Option<ClientUpdate>>,
@@ -169,6 +171,9 @@ impl Dataplane {
     /// for a burst; [`Dataplane::process`] does the real parsing.
     #[inline]
     pub fn peek_key(data: &[u8]) -> Option<FlowKey> {
+        if data.get(12..14)? == [0x86, 0xdd] {
+            return Self::peek_key6(data);
+        }
         let ip = data.get(ETH..ETH + 20)?;
         if data[12..14] != [0x08, 0x00] || ip[0] != 0x45 {
             return None;
@@ -187,6 +192,30 @@ impl Dataplane {
             a(16),
             u16::from_be_bytes([l4[2], l4[3]]),
         ))
+    }
+
+    /// [`Dataplane::peek_key`] of an IPv6 TCP/UDP frame without extension
+    /// headers.
+    #[inline]
+    fn peek_key6(data: &[u8]) -> Option<FlowKey> {
+        let ip = data.get(ETH..ETH + 44)?;
+        let proto = match ip[6] {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            _ => return None,
+        };
+        let a = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&ip[o..o + 16]);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(b))
+        };
+        Some(FlowKey {
+            proto,
+            src: a(8),
+            sport: u16::from_be_bytes([ip[40], ip[41]]),
+            dst: a(24),
+            dport: u16::from_be_bytes([ip[42], ip[43]]),
+        })
     }
 
     /// The six steps of an IPv4 packet (see the module documentation).

@@ -154,7 +154,7 @@ impl Dataplane {
         cx.traffic
             .borrow_mut()
             .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
-        let v = self.to_next_hop6(frame.data_mut(), in_port, next);
+        let v = self.to_next_hop6(cx, frame.data_mut(), in_port, next);
         if one_packet {
             self.conns.end(conn);
         }
@@ -244,7 +244,7 @@ impl Dataplane {
         match done {
             Ok(next) => {
                 cx.stats.icmp_errors_forwarded.inc();
-                self.to_next_hop6(frame.data_mut(), in_port, next)
+                self.to_next_hop6(cx, frame.data_mut(), in_port, next)
             }
             Err(_) => Verdict::Drop(DropReason::TtlExceeded),
         }
@@ -297,7 +297,7 @@ impl Dataplane {
                 cx.traffic
                     .borrow_mut()
                     .count(conn.dest_id(), conn.svc_id(), true, total);
-                self.to_next_hop6(frame.data_mut(), in_port, cip)
+                self.to_next_hop6(cx, frame.data_mut(), in_port, cip)
             }
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }
@@ -323,14 +323,20 @@ impl Dataplane {
     }
 
     /// Fill in the Ethernet header towards `dst`'s IPv6 next hop.
-    pub(super) fn to_next_hop6(&self, data: &mut [u8], in_port: u16, dst: Ipv6Addr) -> Verdict {
+    pub(super) fn to_next_hop6(
+        &self,
+        cx: &Ctx,
+        data: &mut [u8],
+        in_port: u16,
+        dst: Ipv6Addr,
+    ) -> Verdict {
         let Some((port, nexthop)) = self.router.route6(dst, in_port) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         let src_mac = self.router.ports[port as usize].mac;
         let mut eth = EthernetFrame::new_unchecked(data);
         eth.set_src(src_mac);
-        match self.neigh6.lookup(nexthop) {
+        match cx.neigh6.get(&nexthop).copied() {
             Some(mac) => {
                 eth.set_dst(mac);
                 Verdict::Tx(port)

@@ -80,6 +80,7 @@ fn main() -> Result<()> {
         d.dp.neigh.snapshot(),
         d.dp.conns.timeouts(),
     );
+    let neigh6 = d.dp.neigh6.snapshot();
     let (ident, lport, traffic, update) = (
         Cell::new(0u16),
         Cell::new(0u32),
@@ -98,6 +99,7 @@ fn main() -> Result<()> {
         traffic: &traffic,
         update: &update,
         neigh: &neigh,
+        neigh6: &neigh6,
     };
     let pkt = |sport: u16, flags| {
         PacketBuilder::new()
