@@ -956,6 +956,20 @@ pub fn checksums_valid(frame: &[u8]) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return true;
     };
+    if eth.ethertype() == EtherType::IPV6 {
+        // TCP, UDP and ICMPv6 over IPv6 (the director updates checksums
+        // incrementally: a bad one stays bad, as over IPv4).
+        let Ok(ip) = Ipv6Packet::new_checked(eth.payload()) else {
+            return true;
+        };
+        let Ok(ul) = ip.upper_layer() else {
+            return true;
+        };
+        let l4 = &ip.packet()[ul.offset..];
+        return !matches!(ul.proto.0, 6 | 17 | 58)
+            || l4.len() < 8
+            || rvs::wire::ipv6::l4_checksum_v6(ip.src(), ip.dst(), ul.proto.0, l4) == 0;
+    }
     if eth.ethertype() != EtherType::IPV4 {
         return true;
     }
