@@ -308,3 +308,66 @@ fn nat64_serves_an_ipv6_only_client_from_ipv4_only_nginx() {
         "{conns}"
     );
 }
+
+#[test]
+fn health_checks_reach_ipv6_servers_and_a_failed_one_leaves_the_rotation() {
+    let topo = Topology::up_unique_mode("nat");
+    let c = topo.client_ns();
+    v6_addr(&c, "eth0", "2001:db8::2/64");
+    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
+        v6_addr(&topo.ns(rs), "eth0", a);
+        ns_exec_ok(
+            &topo.ns(rs),
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "2001:db8:1::1",
+            ],
+        );
+        nginx6(&topo, rs);
+    }
+    // rvsd's checks leave through the director's kernel (mgmt0, on the
+    // servers' link), over IPv6 like the traffic.
+    v6_addr(&topo.lb_ns(), "mgmt0", "2001:db8:1::250/64");
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
+    config["ports"][1]["ipv6"] = "2001:db8:1::1/64".into();
+    config["services"] = serde_json::json!([{
+        "proto": "tcp", "vip": "2001:db8::100", "port": 80, "sched": "rr",
+        "health": {"type": "tcp", "interval_ms": 300, "timeout_ms": 200, "retries": 1,
+                   "retry_delay_ms": 100},
+        "dests": [{"ip": "2001:db8:1::11", "fwd": "nat"}, {"ip": "2001:db8:1::12", "fwd": "nat"}]
+    }]);
+    let rvsd = Rvsd::start(&topo, &config);
+    let state = |d: &str| {
+        let out = rvsd.rvsadm_ok(&["-L", "-n", "--health"]);
+        out.lines()
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .find(|f| f.get(2).map(String::as_str) == Some(d))
+            .and_then(|f| f.get(4).cloned())
+            .unwrap_or_default()
+    };
+    let (r1, r2) = ("[2001:db8:1::11]:80", "[2001:db8:1::12]:80");
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        for _ in 0..300 {
+            if cond() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    };
+    wait("both checked up", &|| {
+        state(r1) == "up" && state(r2) == "up"
+    });
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 4), (2, 2));
+    // rs1's IPv6 nginx stops: its check fails and it leaves the rotation.
+    let pid = std::fs::read_to_string(topo.state_dir.join("rs1-v6/nginx.pid")).unwrap();
+    ns_exec_ok(&topo.ns("rs1"), &["kill", pid.trim()]);
+    wait("rs1 checked down", &|| state(r1) == "down");
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 4), (0, 4));
+}
