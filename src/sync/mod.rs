@@ -426,9 +426,9 @@ pub fn state_synced(s: State) -> bool {
 /// None for what the protocol cannot carry (SYN-proxied connections whose
 /// sequence adjustment the backup cannot apply, IPv6 connections).
 pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
-    // IPv6 connections are not synced yet (the v1 format's IPv6 entries
-    // are not written): counted as not synced.
-    if c.v6.is_some() {
+    // NAT64 has no entry in the format (one family per entry): counted
+    // as not synced.
+    if c.is_nat64() {
         return None;
     }
     // A proxied connection carries its adjustment (rvs's option); one whose
@@ -465,16 +465,16 @@ pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
         dport: c.dport,
         fwmark: 0,
         timeout: timeout_s,
-        caddr: c.cip,
-        vaddr: c.vip,
-        daddr: c.dip,
+        caddr: c.client(),
+        vaddr: c.virt(),
+        daddr: c.real(),
         seq: None,
         fnat: None,
         synproxy,
     };
     if let Some(fn_) = &c.fnat {
         sc.fnat = Some(FnatOpt {
-            lip: fn_.lip,
+            lip: c.local().map_or(IpAddr::V4(fn_.lip), |l| l.0),
             lport: fn_.lport,
             client_addr: match fn_.client_addr {
                 ClientAddr::None => 0,
@@ -684,7 +684,7 @@ fn synproxy_bits(sc: &SyncConn) -> Option<u64> {
 fn same_shape(c: &crate::conn::Conn, sc: &SyncConn) -> bool {
     let fnat = match (&c.fnat, &sc.fnat) {
         (None, None) => true,
-        (Some(f), Some(o)) => f.lip == o.lip && f.lport == o.lport,
+        (Some(_), Some(o)) => c.local() == Some((o.lip, o.lport)),
         _ => false,
     };
     let proxied = match c.synproxy {
@@ -723,9 +723,15 @@ fn apply_on(
         conns.timeouts().get(state)
     };
     let deadline = now + timeout_s as u64 * 1000;
-    let key = FlowKey::v4(proto, sc.caddr, sc.cport, sc.vaddr, sc.vport);
+    let key = FlowKey {
+        proto,
+        src: sc.caddr,
+        sport: sc.cport,
+        dst: sc.vaddr,
+        dport: sc.vport,
+    };
     if let Some((c, Dir::In)) = conns.lookup(&key) {
-        if c.dport == sc.dport && c.dip == sc.daddr && same_shape(&c, sc) {
+        if c.dport == sc.dport && c.real() == sc.daddr && same_shape(&c, sc) {
             // ip_vs_proc_conn overwrites the sequence data on an update
             // too: FULLNAT's client ISN and PROXY bytes may arrive later
             // than the connection.
@@ -746,13 +752,13 @@ fn apply_on(
     }
     // ip_vs_find_dest: the service by <protocol, vaddr, vport>, the real
     // server by <daddr, dport>.
-    let Some(svc) = table.find(proto, IpAddr::V4(sc.vaddr), sc.vport) else {
+    let Some(svc) = table.find(proto, sc.vaddr, sc.vport) else {
         return Applied::NoDest;
     };
     let Some(d) = svc
         .dests
         .iter()
-        .find(|d| d.ip == IpAddr::V4(sc.daddr) && d.port == sc.dport)
+        .find(|d| d.ip == sc.daddr && d.port == sc.dport)
     else {
         return Applied::NoDest;
     };
@@ -767,9 +773,9 @@ fn apply_on(
     };
     let mut n = NewConn::new(
         proto,
-        (IpAddr::V4(sc.caddr), sc.cport),
-        (IpAddr::V4(sc.vaddr), sc.vport),
-        (IpAddr::V4(sc.daddr), sc.dport),
+        (sc.caddr, sc.cport),
+        (sc.vaddr, sc.vport),
+        (sc.daddr, sc.dport),
         fwd,
         &d.state,
         &svc.state,
@@ -780,7 +786,7 @@ fn apply_on(
             3 => ClientAddr::ProxyV2,
             _ => ClientAddr::None,
         };
-        n = n.with_fnat(IpAddr::V4(f.lip), f.lport, ca);
+        n = n.with_fnat(f.lip, f.lport, ca);
     }
     if let Some(adj) = synproxy_bits(sc) {
         // Inserted already proxied with the master's adjustment (never

@@ -1,7 +1,7 @@
 //! The kernel's IPVS connection-sync wire format (`net/netfilter/ipvs/
 //! ip_vs_sync.c`): version 1 messages (`struct ip_vs_sync_mesg` and
-//! `struct ip_vs_sync_v4` entries with type/length options) are built and
-//! parsed; version 0 messages (`struct ip_vs_sync_mesg_v0`,
+//! `struct ip_vs_sync_v4` or, with `STYPE_F_INET6`, `struct ip_vs_sync_v6`
+//! entries with type/length options) are built and parsed; version 0 messages (`struct ip_vs_sync_mesg_v0`,
 //! `struct ip_vs_sync_conn_v0`) are parsed. Parsing never panics: every
 //! malformed input is an [`Error`] the receiver counts by reason.
 //!
@@ -12,7 +12,7 @@
 //! `ip_vs_proc_sync_conn` returns 20 and the message goes on) instead of
 //! installing it as a NAT connection it cannot forward.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `IP_VS_SYNC_GROUP`: 224.0.0.81.
 pub const SYNC_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
@@ -50,6 +50,8 @@ pub const OPT_F_PARAM: u8 = 1 << 6;
 /// Type 8 is unused by the kernel (1, 2, 3 and the 7th bit are taken).
 pub const OPT_RVS_FNAT: u8 = 8;
 pub const OPT_RVS_FNAT_LEN: usize = 8;
+/// The same option in an IPv6 entry: a 16-byte local address, 20 bytes.
+pub const OPT_RVS_FNAT6_LEN: usize = 20;
 /// rvs: the SYN proxy's adjustment of a proxied connection: sequence delta
 /// (4, server ISN - cookie), client-to-server window shift (1),
 /// server-to-client window shift (1, signed), two zero bytes: 8 bytes.
@@ -90,7 +92,7 @@ pub struct Seq {
 /// rvs's FULLNAT option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FnatOpt {
-    pub lip: Ipv4Addr,
+    pub lip: IpAddr,
     pub lport: u16,
     pub client_addr: u8,
 }
@@ -103,7 +105,8 @@ pub struct SynOpt {
     pub s2c_shift: i8,
 }
 
-/// One synced IPv4 connection, in host order.
+/// One synced connection (IPv4, or IPv6 with every address IPv6), in host
+/// order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncConn {
     pub protocol: u8,
@@ -117,9 +120,9 @@ pub struct SyncConn {
     pub fwmark: u32,
     /// Seconds; 0 in version 0 messages (the backup uses its own table).
     pub timeout: u32,
-    pub caddr: Ipv4Addr,
-    pub vaddr: Ipv4Addr,
-    pub daddr: Ipv4Addr,
+    pub caddr: IpAddr,
+    pub vaddr: IpAddr,
+    pub daddr: IpAddr,
     /// `IPVS_OPT_SEQ_DATA`: (in_seq, out_seq).
     pub seq: Option<(Seq, Seq)>,
     pub fnat: Option<FnatOpt>,
@@ -141,7 +144,7 @@ pub enum Error {
     BadConnVersion,
     /// An option's header or length is wrong, or an option is repeated.
     BadOption,
-    /// An unknown mandatory option, an IPv6 entry, an unknown entry type:
+    /// An unknown mandatory option, an unknown entry type:
     /// that connection is skipped, the rest of the message is taken.
     Unsupported,
     /// Not TCP/UDP, or a state number past the protocol's last.
@@ -184,8 +187,13 @@ fn be16(b: &[u8], at: usize) -> u16 {
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
-fn ip(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::from(be32(b, at))
+fn ip(b: &[u8], at: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(be32(b, at)))
+}
+fn ip6(b: &[u8], at: usize) -> IpAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    IpAddr::V6(Ipv6Addr::from(a))
 }
 
 /// The result of parsing one datagram.
@@ -333,16 +341,19 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
     if s.len() < CONN_V4_LEN {
         return Err(Fatal(Error::Truncated));
     }
-    if s[0] & STYPE_F_INET6 != 0 {
-        // Parse the length as the kernel would; an IPv4-only backup skips it.
-        if s.len() < CONN_V6_LEN {
-            return Err(Fatal(Error::Truncated));
-        }
-        return Err(Skip(Error::Unsupported));
-    }
-    if s[0] != 0 {
+    // struct ip_vs_sync_v6: the v4 layout with 16-byte addresses.
+    let v6 = s[0] == STYPE_F_INET6;
+    if s[0] & !STYPE_F_INET6 != 0 {
         return Err(Fatal(Error::Unsupported));
     }
+    if v6 && s.len() < CONN_V6_LEN {
+        return Err(Fatal(Error::Truncated));
+    }
+    let (caddr, vaddr, daddr) = if v6 {
+        (ip6(s, 24), ip6(s, 40), ip6(s, 56))
+    } else {
+        (ip(s, 24), ip(s, 28), ip(s, 32))
+    };
     let mut c = SyncConn {
         protocol: s[1],
         flags: (be32(s, 4) & flags::BACKUP_MASK) | flags::SYNC,
@@ -352,14 +363,14 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
         dport: be16(s, 14),
         fwmark: be32(s, 16),
         timeout: be32(s, 20),
-        caddr: ip(s, 24),
-        vaddr: ip(s, 28),
-        daddr: ip(s, 32),
+        caddr,
+        vaddr,
+        daddr,
         seq: None,
         fnat: None,
         synproxy: None,
     };
-    let mut p = CONN_V4_LEN;
+    let mut p = if v6 { CONN_V6_LEN } else { CONN_V4_LEN };
     let mut seen = 0u32;
     let mut skip = None;
     while p < s.len() {
@@ -401,14 +412,21 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
                 once(&mut seen, 4)?;
             }
             OPT_RVS_FNAT => {
-                if len != OPT_RVS_FNAT_LEN {
+                if len
+                    != if v6 {
+                        OPT_RVS_FNAT6_LEN
+                    } else {
+                        OPT_RVS_FNAT_LEN
+                    }
+                {
                     return Err(Fatal(Error::BadOption));
                 }
                 once(&mut seen, 8)?;
+                let (lip, at) = if v6 { (ip6(d, 0), 16) } else { (ip(d, 0), 4) };
                 c.fnat = Some(FnatOpt {
-                    lip: ip(d, 0),
-                    lport: be16(d, 4),
-                    client_addr: d[6],
+                    lip,
+                    lport: be16(d, at),
+                    client_addr: d[at + 2],
                 });
             }
             OPT_RVS_SYNPROXY => {
@@ -446,12 +464,13 @@ fn parse_conn_v1(s: &[u8]) -> Result<SyncConn, ConnErr> {
 
 /// Bytes `c` takes in a version 1 message (without alignment padding).
 pub fn conn_len(c: &SyncConn) -> usize {
-    CONN_V4_LEN
+    let v6 = c.caddr.is_ipv6();
+    (if v6 { CONN_V6_LEN } else { CONN_V4_LEN })
         + if c.seq.is_some() { 2 + SEQ_OPTS_LEN } else { 0 }
-        + if c.fnat.is_some() {
-            2 + OPT_RVS_FNAT_LEN
-        } else {
-            0
+        + match (c.fnat.is_some(), v6) {
+            (false, _) => 0,
+            (true, false) => 2 + OPT_RVS_FNAT_LEN,
+            (true, true) => 2 + OPT_RVS_FNAT6_LEN,
         }
         + if c.synproxy.is_some() {
             2 + OPT_RVS_SYNPROXY_LEN
@@ -485,17 +504,23 @@ impl Builder {
     pub fn is_empty(&self) -> bool {
         self.count() == 0
     }
-    /// Append `c`; false (nothing appended) when it does not fit or the
-    /// message already holds 255 connections.
+    /// Append `c`; false (nothing appended) when it does not fit, the
+    /// message already holds 255 connections, or its addresses are of
+    /// mixed families (the format has one family per entry).
     pub fn push(&mut self, c: &SyncConn) -> bool {
         let pad = (4 - self.buf.len() % 4) % 4;
         let len = conn_len(c);
-        if self.buf.len() + pad + len > self.maxlen || self.count() == 255 {
+        let v6 = c.caddr.is_ipv6();
+        let one_family = [c.vaddr, c.daddr]
+            .into_iter()
+            .chain(c.fnat.map(|f| f.lip))
+            .all(|a| a.is_ipv6() == v6);
+        if !one_family || self.buf.len() + pad + len > self.maxlen || self.count() == 255 {
             return false;
         }
         self.buf.resize(self.buf.len() + pad, 0);
         let b = &mut self.buf;
-        b.push(0); // type: IPv4
+        b.push(if v6 { STYPE_F_INET6 } else { 0 });
         b.push(c.protocol);
         b.extend_from_slice(&((len as u16) & SVER_MASK).to_be_bytes());
         b.extend_from_slice(&(c.flags & !flags::HASHED).to_be_bytes());
@@ -505,9 +530,9 @@ impl Builder {
         b.extend_from_slice(&c.dport.to_be_bytes());
         b.extend_from_slice(&c.fwmark.to_be_bytes());
         b.extend_from_slice(&c.timeout.to_be_bytes());
-        b.extend_from_slice(&c.caddr.octets());
-        b.extend_from_slice(&c.vaddr.octets());
-        b.extend_from_slice(&c.daddr.octets());
+        for a in [c.caddr, c.vaddr, c.daddr] {
+            put_ip(b, a);
+        }
         if let Some((i, o)) = c.seq {
             b.push(OPT_SEQ_DATA);
             b.push(SEQ_OPTS_LEN as u8);
@@ -520,7 +545,13 @@ impl Builder {
         if let Some(f) = c.fnat {
             b.push(OPT_RVS_FNAT);
             b.push(OPT_RVS_FNAT_LEN as u8);
-            b.extend_from_slice(&f.lip.octets());
+            b.pop();
+            b.push(if v6 {
+                OPT_RVS_FNAT6_LEN
+            } else {
+                OPT_RVS_FNAT_LEN
+            } as u8);
+            put_ip(b, f.lip);
             b.extend_from_slice(&f.lport.to_be_bytes());
             b.push(f.client_addr);
             b.push(0);
@@ -541,6 +572,13 @@ impl Builder {
     /// The finished message (its size field is its length).
     pub fn finish(self) -> Vec<u8> {
         self.buf
+    }
+}
+
+fn put_ip(b: &mut Vec<u8>, a: IpAddr) {
+    match a {
+        IpAddr::V4(a) => b.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => b.extend_from_slice(&a.octets()),
     }
 }
 

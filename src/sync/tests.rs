@@ -398,13 +398,13 @@ fn dr_and_tun_entries_as_the_kernel_sends_them() {
             apply(&b.conns, &b.table.load(), &sc, now),
             Applied::Inserted
         );
-        let key = FlowKey::v4(
-            Proto::Udp,
-            sc.caddr,
-            5353,
-            "10.0.0.101".parse().unwrap(),
-            53,
-        );
+        let key = FlowKey {
+            proto: Proto::Udp,
+            src: sc.caddr,
+            sport: 5353,
+            dst: "10.0.0.101".parse().unwrap(),
+            dport: 53,
+        };
         let (c, _) = b.conns.lookup(&key).unwrap();
         assert_eq!((c.fwd, c.state()), (fwd, State::Udp));
         // No reply key: replies bypass the director.
@@ -622,4 +622,53 @@ fn a_big_table_is_taken_over_in_parts_and_whole() {
         assert!(w0 > 0 && w1 > 0, "{w0} + {w1}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_ipv6_connection_is_synced_to_the_backup() {
+    let (m, b) = (director(), director());
+    for c in [&m, &b] {
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"2001:db8::100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"2001:db8::100","port":80},"dest":{"ip":"2001:db8:1::11","port":80,"fwd":"nat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+    }
+    let t = m.table.load();
+    let svc = t
+        .find(Proto::Tcp, "2001:db8::100".parse().unwrap(), 80)
+        .unwrap();
+    let d = &svc.dests[0];
+    let n = NewConn::new(
+        Proto::Tcp,
+        ("2001:db8::2".parse().unwrap(), 41000),
+        ("2001:db8::100".parse().unwrap(), 80),
+        (d.ip, 80),
+        Forward::Nat,
+        &d.state,
+        &svc.state,
+    );
+    let now = crate::clock::now_ms();
+    let conn = m.conns.insert(n, now, 0).unwrap();
+    let to = m.conns.timeouts();
+    conn.on_packet(Dir::In, SYN, now, &to);
+    conn.on_packet(Dir::Out, SYN, now, &to);
+    conn.on_packet(Dir::In, ACK, now, &to);
+    let e = entries(&m);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].caddr, "2001:db8::2".parse::<IpAddr>().unwrap());
+    let mut bl = Builder::new(1, 1472);
+    assert!(bl.push(&e[0]));
+    let p = proto::parse(&bl.finish(), 1).unwrap();
+    assert_eq!(
+        apply(&b.conns, &b.table.load(), &p.conns[0], now),
+        Applied::Inserted
+    );
+    let (c, _) = b.conns.lookup(&conn.in_key()).expect("synced");
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.real(), d.ip);
+    // The reply key is there too.
+    assert!(b.conns.lookup(&conn.out_key().unwrap()).is_some());
 }

@@ -14,9 +14,9 @@ fn conn() -> SyncConn {
         dport: 8080,
         fwmark: 0,
         timeout: 900,
-        caddr: Ipv4Addr::new(10, 0, 0, 1),
-        vaddr: Ipv4Addr::new(192, 168, 1, 1),
-        daddr: Ipv4Addr::new(172, 16, 0, 2),
+        caddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        vaddr: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+        daddr: IpAddr::V4(Ipv4Addr::new(172, 16, 0, 2)),
         seq: None,
         fnat: None,
         synproxy: None,
@@ -74,7 +74,7 @@ fn v1_message_field_by_field() {
         (4, 0x1234, 80, 8080)
     );
     assert_eq!(got.timeout, 900);
-    assert_eq!(got.daddr, Ipv4Addr::new(172, 16, 0, 2));
+    assert_eq!(got.daddr, IpAddr::V4(Ipv4Addr::new(172, 16, 0, 2)));
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn v1_options_and_padding() {
     let mut c2 = conn();
     c2.cport = 2;
     c2.fnat = Some(FnatOpt {
-        lip: Ipv4Addr::new(10, 9, 9, 9),
+        lip: IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)),
         lport: 5000,
         client_addr: 1,
     });
@@ -148,8 +148,8 @@ fn v0_message_field_by_field() {
     assert_eq!(p.conns.len(), 2);
     let a = &p.conns[0];
     assert_eq!((a.protocol, a.cport, a.vport, a.dport), (17, 53, 53, 54));
-    assert_eq!(a.caddr, Ipv4Addr::new(1, 1, 1, 1));
-    assert_eq!(a.daddr, Ipv4Addr::new(3, 3, 3, 3));
+    assert_eq!(a.caddr, IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1)));
+    assert_eq!(a.daddr, IpAddr::V4(Ipv4Addr::new(3, 3, 3, 3)));
     assert_eq!(a.flags, flags::SYNC, "HASHED cleared, SYNC set");
     let b = &p.conns[1];
     assert_eq!(b.flags, 0x0202 | flags::SYNC);
@@ -244,7 +244,7 @@ fn never_panics_on_prefixes_and_flips() {
     let mut b = Builder::new(1, 1472);
     let mut c = conn();
     c.fnat = Some(FnatOpt {
-        lip: Ipv4Addr::new(1, 2, 3, 4),
+        lip: IpAddr::V4(Ipv4Addr::new(1, 2, 3, 4)),
         lport: 1,
         client_addr: 0,
     });
@@ -259,4 +259,54 @@ fn never_panics_on_prefixes_and_flips() {
             let _ = parse(&x, 0);
         }
     }
+}
+
+#[test]
+fn v6_entry_is_struct_ip_vs_sync_v6_with_its_options() {
+    // struct ip_vs_sync_v6: as ip_vs_sync_v4 with struct in6_addr caddr,
+    // vaddr, daddr: 1+1+2+4+2+2*3+4*2+16*3 = 72; type STYPE_F_INET6 (1).
+    assert_eq!(CONN_V6_LEN, 1 + 1 + 2 + 4 + 2 + 2 * 3 + 4 * 2 + 16 * 3);
+    let a = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mut c = conn();
+    c.caddr = a("2001:db8::2");
+    c.vaddr = a("2001:db8::100");
+    c.daddr = a("2001:db8:1::11");
+    c.fnat = Some(FnatOpt {
+        lip: a("2001:db8:1::5"),
+        lport: 5000,
+        client_addr: 0,
+    });
+    let mut b = Builder::new(1, 1472);
+    assert!(b.push(&c));
+    let m = b.finish();
+    let e = &m[MESG_HDR_LEN..];
+    // type 1, protocol 6, ver_size 72 + the option (2 + 20)
+    assert_eq!(&e[0..4], &[1, 6, 0, 94]);
+    let o = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    assert_eq!(&e[24..40], &o("2001:db8::2"));
+    assert_eq!(&e[40..56], &o("2001:db8::100"));
+    assert_eq!(&e[56..72], &o("2001:db8:1::11"));
+    // rvs's FULLNAT option, its IPv6 form: 16-byte address, port, delivery.
+    assert_eq!(&e[72..74], &[OPT_RVS_FNAT, 20]);
+    assert_eq!(&e[74..90], &o("2001:db8:1::5"));
+    assert_eq!(&e[90..94], &[0x13, 0x88, 0, 0]);
+    let p = parse(&m, 1).unwrap();
+    assert!(p.skipped.is_empty() && p.dropped.is_none(), "{p:?}");
+    let mut want = c.clone();
+    want.flags |= flags::SYNC;
+    assert_eq!(p.conns, vec![want]);
+    // An IPv4-sized FULLNAT option in an IPv6 entry is malformed.
+    let mut bad = m.clone();
+    bad[MESG_HDR_LEN + 73] = 8;
+    assert_eq!(parse(&bad, 1).unwrap().dropped, Some(Error::BadOption));
+    // A truncated IPv6 entry drops the rest of the message.
+    let mut short = m[..MESG_HDR_LEN + 40].to_vec();
+    let n = short.len() as u16;
+    short[2..4].copy_from_slice(&n.to_be_bytes());
+    short[MESG_HDR_LEN + 2..MESG_HDR_LEN + 4].copy_from_slice(&40u16.to_be_bytes());
+    assert!(parse(&short, 1).unwrap().dropped.is_some());
+    // One family per entry: NAT64 cannot be written.
+    let mut mixed = c.clone();
+    mixed.daddr = a("10.0.1.11");
+    assert!(!Builder::new(1, 1472).push(&mixed));
 }
