@@ -1,14 +1,21 @@
 //! `--import-keepalived` on keepalived's own doc/samples (tests/keepalived/,
-//! see its README) and on seed article 004's keepalived.conf: each file
+//! see its README), on seed article 004's keepalived.conf and on rvs's own
+//! IPv6 director file (rvs-ipv6-director.conf): each file
 //! imports the services keepalived would build, or reports exactly which
 //! blocks it skipped (keepalived/check/check_parser.c is the reference for
 //! what each keyword means).
 
 use std::path::Path;
+use std::sync::Arc;
 
+use crossbeam_utils::CachePadded;
+use rvs::conn::ConnTable;
+use rvs::control::Control;
 use rvs::flow::Forward;
 use rvs::keepalived::import_file;
 use rvs::service::{CheckKind, OnFailure};
+use rvs::stats::WorkerStats;
+use serde_json::{json, Value};
 
 fn load(name: &str) -> Result<rvs::keepalived::Import, String> {
     import_file(
@@ -134,6 +141,36 @@ const CASES: &[Case] = &[
             "line 95: SMTP_CHECK host",
             "line 101: SMTP_CHECK host",
             "line 107: SMTP_CHECK host",
+        ],
+    ),
+    // keepalived's IPv6 sample: `virtual_server ae00::1 80` (its
+    // virtual_server_group is not used: the `group` line is commented out).
+    (
+        "keepalived.conf.IPv6",
+        &[("TCP [ae00::1]:80", 1)],
+        &[
+            "line 3: global_defs",
+            "line 24: SMTP_CHECK",
+            "line 27: SMTP_CHECK helo_name",
+        ],
+    ),
+    // rvs's own IPv6 director file: NAT, DR (UDP), FULLNAT, NAT64 and a
+    // /64 persistence granularity import; an IPv4 real server under NAT and
+    // an IPv6 fwmark service are reported.
+    (
+        "rvs-ipv6-director.conf",
+        &[
+            ("TCP [2001:db8::100]:80", 2),
+            ("UDP [2001:db8::53]:53", 2),
+            ("TCP [2001:db8::100]:443", 1),
+            ("TCP [2001:db8::100]:8080", 1),
+            ("TCP [2001:db8::100]:8443", 1),
+        ],
+        &[
+            "line 4: global_defs",
+            "line 8: vrrp_instance",
+            "line 51: real_server 10.0.1.13",
+            "line 127: virtual_server fwmark 100",
         ],
     ),
     (
@@ -278,13 +315,22 @@ fn virtual_server_groups_expand_into_services_with_the_same_real_servers() {
     );
 }
 
+/// keepalived.conf.IPv6 (doc/samples): an IPv6 NAT service whose real
+/// server has an SMTP_CHECK (connect_timeout 3, retry 3).
 #[test]
-fn ipv6_files_report_why_nothing_imports_fwmark_imports() {
-    let e = load("keepalived.conf.IPv6").unwrap_err();
-    assert!(e.contains("IPv6: rvs has no IPv6 services yet"), "{e}");
-    assert!(
-        e.contains("the running configuration is left as it is"),
-        "{e}"
+fn ipv6_sample_imports_fwmark_imports() {
+    let imp = load("keepalived.conf.IPv6").unwrap();
+    let s = &imp.services[0];
+    assert_eq!((s.sched.as_str(), s.persistent), ("rr", Some(50)));
+    let d = &s.dests[0];
+    assert_eq!(
+        (d.ip.to_string(), d.port, d.fwd),
+        ("ae00::10".to_string(), 25, Forward::Nat)
+    );
+    let h = d.health.as_ref().unwrap();
+    assert_eq!(
+        (h.kind, h.port, h.timeout_ms, h.retries),
+        (CheckKind::Tcp, Some(25), 3000, 4)
     );
     // A fwmark service imports, with a note that rvs's own rules mark.
     let imp = load("keepalived.conf.fwmark").unwrap();
@@ -297,6 +343,187 @@ fn ipv6_files_report_why_nothing_imports_fwmark_imports() {
         "{:?}",
         imp.unsupported
     );
+}
+
+/// rvs-ipv6-director.conf in detail: what each imported block became, and
+/// why the others were not.
+#[test]
+fn ipv6_director_file() {
+    let imp = load("rvs-ipv6-director.conf").unwrap();
+    let web = &imp.services[0];
+    // persistence_granularity 128 is IPv6's only granularity rvs keeps: the
+    // service persists per client address (the default mask).
+    assert_eq!(
+        (web.sched.as_str(), web.persistent, web.netmask),
+        ("wrr", Some(300), std::net::Ipv4Addr::BROADCAST)
+    );
+    let sorry = web.sorry_server.as_ref().unwrap();
+    assert_eq!(
+        (sorry.ip.to_string(), sorry.port, sorry.fwd),
+        ("2001:db8:1::200".to_string(), 8080, Forward::Nat)
+    );
+    let h = web.dests[0].health.as_ref().unwrap();
+    assert_eq!(
+        (h.kind, h.path.as_deref(), h.status, h.retries, h.on_failure),
+        (
+            CheckKind::Http,
+            Some("/healthz"),
+            Some(200),
+            3,
+            OnFailure::Quiesce
+        )
+    );
+    let dns = &imp.services[1];
+    assert!(dns.dests.iter().all(|d| d.fwd == Forward::Dr));
+    assert_eq!(dns.dests[0].health.as_ref().unwrap().kind, CheckKind::Udp);
+    // The group's addresses of both families: IPv6 ones for IPv6 real
+    // servers, the IPv4 one for NAT64.
+    let laddrs = ["2001:db8:2::10", "2001:db8:2::11", "192.168.88.240"];
+    let fnat = &imp.services[2];
+    assert_eq!(
+        fnat.laddrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>(),
+        laddrs
+    );
+    assert_eq!(fnat.dests[0].fwd, Forward::FullNat);
+    let nat64 = &imp.services[3];
+    assert_eq!(
+        (nat64.dests[0].ip.to_string(), nat64.dests[0].fwd),
+        ("10.0.1.21".to_string(), Forward::FullNat)
+    );
+    assert_eq!(nat64.laddrs.len(), 3);
+    // persistence_granularity 64: a prefix length.
+    let p64 = &imp.services[4];
+    assert_eq!((p64.persistent, u32::from(p64.netmask)), (Some(600), 64));
+    let u = imp.unsupported.join("\n");
+    for want in [
+        "keepalived skips it too, check_parser.c rs_end_handler",
+        "(an IPv6 fwmark service, by line 128: ip_family inet6: IPv6 fwmark services are not \
+         supported by rvs yet; skipped)",
+    ] {
+        assert!(u.contains(want), "{want}\nmissing from:\n{u}");
+    }
+}
+
+fn control() -> Control {
+    let workers: Arc<[CachePadded<WorkerStats>]> =
+        Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+    Control::new(
+        Arc::new(ConnTable::new(1000, 1)),
+        workers,
+        vec!["10.0.1.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+    )
+}
+
+fn load_into(c: &Control, services: &Value) -> Value {
+    let line = json!({"cmd": "load", "services": services}).to_string();
+    serde_json::from_str(&c.handle_line(&line)).unwrap()
+}
+
+/// What the importer builds from the IPv6 files, rvsd's control plane
+/// takes as one `load` (as `rvsadm --import-keepalived` sends it).
+#[test]
+fn imported_ipv6_services_load_into_the_control_plane() {
+    for file in ["keepalived.conf.IPv6", "rvs-ipv6-director.conf"] {
+        let imp = load(file).unwrap();
+        let c = control();
+        let services = serde_json::to_value(&imp.services).unwrap();
+        let r = load_into(&c, &services);
+        assert_eq!(r["ok"], true, "{file}: {r}");
+        let d: Value = serde_json::from_str(&c.handle_line(r#"{"cmd":"dump"}"#)).unwrap();
+        assert_eq!(
+            d["services"].as_array().map(Vec::len),
+            Some(imp.services.len()),
+            "{file}: {d}"
+        );
+        if file == "rvs-ipv6-director.conf" {
+            // The /64 granularity as the control plane keeps it.
+            let p64 = d["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["port"] == 8443)
+                .unwrap();
+            assert_eq!(p64["netmask"], 64, "{p64}");
+        }
+    }
+}
+
+/// What the importer reports for IPv6 instead of importing is what the
+/// control plane (control/validate.rs) refuses: the same services built
+/// by hand are refused, each with its reason. Should the control plane
+/// come to accept one of them, this fails and the importer can follow.
+#[test]
+fn what_the_importer_skips_for_ipv6_the_control_plane_refuses() {
+    let v6 = |extra: Value, dest: Value| {
+        let mut s = json!({"proto": "tcp", "vip": "2001:db8::100", "port": 80,
+                           "dests": [dest]});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    };
+    let nat6 = json!({"ip": "2001:db8:1::11", "port": 80, "fwd": "nat"});
+    for (what, svc, why) in [
+        (
+            "fwmark service with ip_family inet6",
+            json!({"fwmark": 100, "af": "inet6", "dests": [nat6]}),
+            "IPv6 fwmark services are not supported yet",
+        ),
+        (
+            "syn_proxy",
+            v6(json!({"synproxy": true}), nat6.clone()),
+            "the SYN proxy is not supported for IPv6 services yet",
+        ),
+        (
+            "IPv6 FULLNAT real server of an IPv4 service",
+            json!({"proto": "tcp", "vip": "10.0.0.100", "port": 80, "laddrs": ["10.0.9.1"],
+                   "dests": [{"ip": "2001:db8:1::11", "port": 80, "fwd": "fullnat"}]}),
+            "a real server of the other address family needs",
+        ),
+        (
+            "IPv4 real server, tunnelled",
+            v6(
+                json!({}),
+                json!({"ip": "10.0.1.13", "port": 80, "fwd": "tun"}),
+            ),
+            "a real server of the other address family needs",
+        ),
+        (
+            "GUE tunnel to an IPv6 real server",
+            v6(
+                json!({}),
+                json!({"ip": "2001:db8:1::14", "port": 80, "fwd": "tun",
+                       "tun_type": "gue", "tun_port": 6080}),
+            ),
+            "takes --tun-type ipip (IPv6 in IPv6) only",
+        ),
+        (
+            // The importer drops the IPv4 local address and, with no IPv6
+            // one left, skips the block: refused either way.
+            "FULLNAT with only an IPv4 local address",
+            v6(
+                json!({"laddrs": ["192.168.88.240"]}),
+                json!({"ip": "2001:db8:1::11", "port": 80, "fwd": "fullnat"}),
+            ),
+            "",
+        ),
+        (
+            "IPv6 loopback sorry server",
+            v6(
+                json!({"sorry_server": {"ip": "::1", "port": 80, "fwd": "nat"}}),
+                nat6.clone(),
+            ),
+            "::1 is not a usable real server address",
+        ),
+    ] {
+        let r = load_into(&control(), &json!([svc]));
+        assert!(r["error"].is_object(), "{what}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(why), "{what}: {msg}");
+    }
 }
 
 #[test]

@@ -25,9 +25,22 @@
 //! - HTTP_GET without `status_code` accepts any 2xx (check_http.c url_check,
 //!   HTTP_DEFAULT_STATUS_CODE_MIN..MAX = 200..299); every `url` must pass.
 //! - Several checkers on one real server: it is up only while all pass.
+//!
+//! IPv6 (see family.rs for how keepalived decides a virtual server's
+//! family): an IPv6 `virtual_server` with IPv6 real servers imports as the
+//! same service and real-server objects as an IPv4 one, NAT, DR, TUN (ipip,
+//! IPv6 in IPv6) or FULLNAT (DPVS local addresses of the same family). What
+//! keepalived would run but rvs's control plane refuses for IPv6
+//! (control/validate.rs) is reported with its line: an IPv6 fwmark service
+//! or `syn_proxy` skip the block; a real server of the other family (tunnelled, or FNAT from an
+//! IPv4 virtual server) or a GUE/GRE tunnel to an IPv6 real server skips
+//! that real server (the block too if none is left); such a sorry server,
+//! or an IPv6 loopback one, is dropped. DPVS's NAT64 (an IPv6 virtual
+//! server, IPv4 FNAT real servers, IPv4 local addresses) imports, and an
+//! IPv6 `persistence_granularity` is a prefix length (`"netmask": 64`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -35,9 +48,11 @@ use serde_json::{json, Map, Value};
 use crate::service::{split_command, CheckKind, HealthCheck, HttpUrl, OnFailure, ServiceConf};
 
 mod checkers;
+mod family;
 mod parser;
 
 use checkers::*;
+use family::*;
 use parser::*;
 
 /// How deep `include`s may nest (keepalived has no limit but detects
@@ -47,6 +62,8 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// (KEEPALIVED_DEFAULT_DELAY), connect_timeout 5 s.
 const KA_DELAY_LOOP_MS: u32 = 60_000;
 const KA_CONNECT_TIMEOUT_MS: u32 = 5_000;
+/// keepalived's LVS_MAX_TIMEOUT (global_data.h): 31 days.
+const KA_MAX_TIMEOUT_S: u32 = 86_400 * 31;
 
 /// What an import produced.
 #[derive(Debug, Default)]
@@ -126,11 +143,14 @@ fn import_from(text: &str, file: Option<&str>, dir: Option<&Path>) -> Result<Imp
             "local_address_group" => {
                 let name = n.args.first().cloned().unwrap_or_default();
                 let mut addrs = Vec::new();
+                // DPVS: `ADDR[-END] IFNAME` (check_data.c alloc_laddr_entry,
+                // inet_stor ranges); IPv4 or IPv6, each virtual server
+                // uses those of its own family.
                 for c in &n.children {
-                    match c.key.parse::<Ipv4Addr>() {
-                        Ok(a) => addrs.push(IpAddr::V4(a)),
-                        Err(_) => imp.unsupported.push(format!(
-                            "{}: {} (not an IPv4 local address; skipped)",
+                    match group_range(&c.key) {
+                        Some(r) => addrs.extend(r),
+                        None => imp.unsupported.push(format!(
+                            "{}: {} (not a local address or range; skipped)",
                             c.loc, c.key
                         )),
                     }
@@ -312,13 +332,24 @@ fn method(c: &Node) -> Result<Method, String> {
 
 /// The service addresses a `virtual_server` line names: `IP PORT`,
 /// `group NAME` (expanded: keepalived's virtual_server_group entries
-/// `IP PORT`, `IP-LAST PORT` ranges within the last octet) or `fwmark N`.
+/// `IP PORT`, `IP-LAST PORT` ranges, `fwmark N [inet|inet6]`) or
+/// `fwmark N`.
 enum Addrs {
     Ip(Vec<(IpAddr, u16)>),
-    Fwmark(Vec<u32>),
+    /// Marks, each with the family a group entry gave it (`fwmark 1
+    /// inet6`), None = the virtual server's.
+    Fwmark(Vec<(u32, Option<Af>)>),
 }
 
-fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, String), String> {
+struct VsAddrs {
+    addrs: Addrs,
+    /// "2001:db8::100 80", "group web", "fwmark 7" (for messages).
+    what: String,
+    /// A `virtual_server group NAME`.
+    group: bool,
+}
+
+fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<VsAddrs, String> {
     match n.args.first().map(String::as_str) {
         Some("fwmark") => {
             let m: u32 = n
@@ -327,7 +358,11 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
                 .and_then(|a| a.parse().ok())
                 .filter(|m| *m > 0)
                 .ok_or_else(|| format!("{}: virtual_server fwmark needs a mark 1..", n.loc))?;
-            Ok((Addrs::Fwmark(vec![m]), format!("fwmark {m}")))
+            Ok(VsAddrs {
+                addrs: Addrs::Fwmark(vec![(m, None)]),
+                what: format!("fwmark {m}"),
+                group: false,
+            })
         }
         Some("group") => {
             let name = n.args.get(1).cloned().unwrap_or_default();
@@ -341,8 +376,19 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
             let mut marks = Vec::new();
             for e in &g.children {
                 if e.key == "fwmark" {
-                    match e.args.first().and_then(|a| a.parse::<u32>().ok()) {
-                        Some(m) if m > 0 => marks.push(m),
+                    // check_data.c alloc_vsg_entry: `fwmark N [inet|inet6]`.
+                    let fam = match e.args.get(1).map(String::as_str) {
+                        None => Ok(None),
+                        Some("inet") => Ok(Some(Af::Inet)),
+                        Some("inet6") => Ok(Some(Af::Inet6)),
+                        Some(f) => Err(f),
+                    };
+                    match (e.args.first().and_then(|a| a.parse::<u32>().ok()), fam) {
+                        (Some(m), Ok(f)) if m > 0 => marks.push((m, f)),
+                        (_, Err(f)) => notes.push(format!(
+                            "{}: fwmark family {f:?} (inet or inet6; skipped)",
+                            e.loc
+                        )),
                         _ => notes.push(format!("{}: fwmark needs a mark (skipped)", e.loc)),
                     }
                     continue;
@@ -358,12 +404,13 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
                 match group_range(&e.key) {
                     Some(r) => ips.extend(r.into_iter().map(|a| (a, port))),
                     None => notes.push(format!(
-                        "{}: virtual_server_group {name} entry {} (not an IPv4 address or \
-                         IPv4 range a.b.c.d-e; skipped)",
+                        "{}: virtual_server_group {name} entry {} (not an address or a range \
+                         a.b.c.d-e / x:y::z-ffff; skipped)",
                         e.loc, e.key
                     )),
                 }
             }
+            let what = format!("group {name}");
             if !marks.is_empty() {
                 if !ips.is_empty() {
                     notes.push(format!(
@@ -372,7 +419,11 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
                         g.loc
                     ));
                 } else {
-                    return Ok((Addrs::Fwmark(marks), format!("group {name}")));
+                    return Ok(VsAddrs {
+                        addrs: Addrs::Fwmark(marks),
+                        what,
+                        group: true,
+                    });
                 }
             }
             if ips.is_empty() {
@@ -381,7 +432,11 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
                     n.loc
                 ));
             }
-            Ok((Addrs::Ip(ips), format!("group {name}")))
+            Ok(VsAddrs {
+                addrs: Addrs::Ip(ips),
+                what,
+                group: true,
+            })
         }
         _ => {
             let ip = ip_arg(n, 0)?;
@@ -389,38 +444,30 @@ fn vs_addrs(n: &Node, ctx: &Ctx, notes: &mut Vec<String>) -> Result<(Addrs, Stri
                 Some(_) => port_arg(n, 1)?,
                 None => 0,
             };
-            Ok((
-                Addrs::Ip(vec![(ip, port)]),
-                format!("{} {}", n.args[0], port),
-            ))
+            Ok(VsAddrs {
+                addrs: Addrs::Ip(vec![(ip, port)]),
+                what: format!("{} {}", n.args[0], port),
+                group: false,
+            })
         }
     }
 }
 
-/// `a.b.c.d` or `a.b.c.d-e` (keepalived: the range is in the last octet).
-fn group_range(s: &str) -> Option<Vec<IpAddr>> {
-    if let Ok(a) = s.parse::<IpAddr>() {
-        return Some(vec![a]);
-    }
-    let (base, last) = s.split_once('-')?;
-    let a: Ipv4Addr = base.parse().ok()?;
-    let end: u8 = last.parse().ok()?;
-    let o = a.octets();
-    if end < o[3] {
-        return None;
-    }
-    Some(
-        (o[3]..=end)
-            .map(|x| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], x)))
-            .collect(),
-    )
+/// The `lvs_method` a real server block sets itself, if any (the last one
+/// that parses, as keepalived's handler overwrites).
+fn own_method(r: &Node) -> Option<Method> {
+    r.children
+        .iter()
+        .rev()
+        .filter(|k| k.key == "lvs_method")
+        .find_map(|k| method(k).ok())
 }
 
 /// Import one `virtual_server` block into `imp` (several services for a
 /// group), or skip it with a message.
 fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
     let notes = &mut imp.unsupported;
-    let (addrs, what) = match vs_addrs(n, ctx, notes) {
+    let VsAddrs { addrs, what, group } = match vs_addrs(n, ctx, notes) {
         Ok(a) => a,
         Err(e) => {
             notes.push(format!("{e}; virtual_server skipped"));
@@ -433,16 +480,32 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
         fwd: "nat", // keepalived's default when none is set (check_data.c)
         tun: Map::new(),
     };
+    // Whether lb_kind/lvs_method came yet (keepalived's
+    // IP_VS_CONN_F_FWD_MASK "not set": a real server allocated before it
+    // is not tunnelled when rs_end_handler compares families).
+    let mut method_vs_set = false;
     let mut inherit = Inherit::default();
     let mut vs_weight: Option<u32> = None;
     let mut vhost: Option<String> = None;
-    let mut reals = Vec::new();
-    let mut sorry: Option<(IpAddr, u16)> = None;
+    // Each real server block, and whether keepalived sees it tunnelled
+    // when its block ends (rs_end_handler).
+    let mut reals: Vec<(&Node, bool)> = Vec::new();
+    let mut sorry: Option<(IpAddr, u16, String)> = None;
     let mut sorry_method: Option<Method> = None;
     let mut sched_flags: Vec<String> = Vec::new();
     let mut ops = false;
-    let mut inet6 = false;
     let mut bad_proto: Option<String> = None;
+    // keepalived's vs->af: from the address (alloc_vs), else set by
+    // ip_family, an IPv6 persistence_granularity or a real server.
+    let mut af: Family = match &addrs {
+        Addrs::Ip(v) if !group => Some((Af::of(v[0].0), format!("its address {}", v[0].0))),
+        _ => None,
+    };
+    // An IPv6 granularity (a prefix length).
+    let mut granularity6: Option<u8> = None;
+    let mut granularity_set = false;
+    let mut synproxy: Option<String> = None;
+    let mut laddrs: Option<(String, Vec<IpAddr>, String)> = None;
     let loc = &n.loc;
     for c in &n.children {
         if inherit.take(c, notes) {
@@ -462,7 +525,10 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
                         ));
                     }
                 }
-                "lb_kind" | "lvs_method" => method_vs = method(c)?,
+                "lb_kind" | "lvs_method" => {
+                    method_vs = method(c)?;
+                    method_vs_set = true;
+                }
                 "protocol" => {
                     proto = match c.args.first().map(|s| s.to_ascii_uppercase()).as_deref() {
                         Some("TCP") => "tcp",
@@ -473,23 +539,94 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
                         }
                     }
                 }
-                "ip_family" => inet6 = c.args.first().map(String::as_str) == Some("inet6"),
+                // check_parser.c ip_family_handler: inet or inet6; one that
+                // conflicts with the family already set is ignored.
+                "ip_family" => {
+                    let arg = c.args.first().map(String::as_str).unwrap_or("");
+                    let want = match arg {
+                        "inet" => Af::Inet,
+                        "inet6" => Af::Inet6,
+                        _ => {
+                            return Err(format!(
+                                "{}: ip_family {arg:?} (unknown address family: inet or inet6; \
+                                 ignored)",
+                                c.loc
+                            ))
+                        }
+                    };
+                    match &af {
+                        None => af = Some((want, format!("{}: ip_family {arg}", c.loc))),
+                        Some((have, from)) if *have != want => {
+                            return Err(format!(
+                                "{}: ip_family {arg} (conflicts with {from}; ignored, as \
+                                 keepalived does)",
+                                c.loc
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                // check_parser.c pto_handler: 1..LVS_MAX_TIMEOUT (31 days),
+                // else "persistence_timeout invalid" and ignored.
                 "persistence_timeout" => {
                     let t = if c.args.is_empty() {
                         crate::service::DEFAULT_PERSISTENT_TIMEOUT
                     } else {
-                        num(c)?
+                        num(c)
+                            .ok()
+                            .filter(|t| (1..=KA_MAX_TIMEOUT_S).contains(t))
+                            .ok_or_else(|| {
+                                format!(
+                                    "{}: persistence_timeout {} (keepalived takes 1..{} \
+                                     seconds; ignored, as keepalived does)",
+                                    c.loc, c.args[0], KA_MAX_TIMEOUT_S
+                                )
+                            })?
                     };
                     svc.insert("persistent".into(), json!(t));
                 }
+                // check_parser.c pgr_handler: for an IPv6 virtual server
+                // (or, with no family yet, an argument without a '.') a
+                // prefix length 1..128, else an IPv4 netmask; it fixes the
+                // family if none is set and makes the service persistent.
                 "persistence_granularity" => {
-                    let m: Ipv4Addr =
-                        c.args.first().and_then(|a| a.parse().ok()).ok_or_else(|| {
-                            format!("{}: persistence_granularity needs a netmask", c.loc)
-                        })?;
-                    svc.insert("netmask".into(), json!(m));
+                    let arg = c.args.first().cloned().unwrap_or_default();
+                    let fam = match &af {
+                        Some((f, _)) => *f,
+                        None if arg.contains('.') => Af::Inet,
+                        None => Af::Inet6,
+                    };
+                    match fam {
+                        Af::Inet6 => {
+                            let p: u8 = arg
+                                .parse()
+                                .ok()
+                                .filter(|p| (1..=128).contains(p))
+                                .ok_or_else(|| {
+                                    format!(
+                                        "{}: persistence_granularity {arg:?} (an IPv6 virtual \
+                                         server's granularity is a prefix length 1..128; \
+                                         ignored, as keepalived does)",
+                                        c.loc
+                                    )
+                                })?;
+                            granularity6 = Some(p);
+                        }
+                        Af::Inet => {
+                            let m: Ipv4Addr = arg.parse().map_err(|_| {
+                                format!("{}: persistence_granularity needs a netmask", c.loc)
+                            })?;
+                            svc.insert("netmask".into(), json!(m));
+                        }
+                    }
+                    if af.is_none() {
+                        af = Some((fam, format!("{}: persistence_granularity {arg}", c.loc)));
+                    }
+                    granularity_set = true;
                 }
-                "sorry_server" => sorry = Some((ip_arg(c, 0)?, port_arg(c, 1).unwrap_or(0))),
+                "sorry_server" => {
+                    sorry = Some((ip_arg(c, 0)?, port_arg(c, 1).unwrap_or(0), c.loc.clone()))
+                }
                 "sorry_server_lvs_method" => sorry_method = Some(method(c)?),
                 "weight" => vs_weight = Some(num(c)?),
                 "virtualhost" => vhost = c.args.first().cloned(),
@@ -503,6 +640,7 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
                 // DPVS's keepalived keywords.
                 "syn_proxy" => {
                     svc.insert("synproxy".into(), json!(true));
+                    synproxy = Some(c.loc.clone());
                 }
                 "laddr_group_name" => {
                     let name = c.args.first().cloned().unwrap_or_default();
@@ -510,9 +648,21 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
                         .laddr_groups
                         .get(&name)
                         .ok_or_else(|| format!("{}: no local_address_group {name:?}", c.loc))?;
-                    svc.insert("laddrs".into(), json!(g));
+                    laddrs = Some((name, g.clone(), c.loc.clone()));
                 }
-                "real_server" => reals.push(c),
+                "real_server" => {
+                    // rs_end_handler: a real server that is not tunnelled
+                    // gives a family-less virtual server its family. DPVS's
+                    // FNAT real servers may be IPv4 under an IPv6 virtual
+                    // server (its NAT64): they do not decide it either.
+                    let m = own_method(c).or_else(|| method_vs_set.then(|| method_vs.clone()));
+                    let fwd = m.as_ref().map_or("", |m| m.fwd);
+                    let tunnel = fwd == "tun";
+                    if let (Ok(ip), false, None) = (ip_arg(c, 0), tunnel || fwd == "fullnat", &af) {
+                        af = Some((Af::of(ip), format!("{}: real_server {ip}", c.loc)));
+                    }
+                    reals.push((c, tunnel))
+                }
                 "alpha"
                 | "omega"
                 | "quorum"
@@ -546,11 +696,121 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
         ));
         return;
     }
-    if inet6 || matches!(&addrs, Addrs::Ip(v) if v.iter().any(|(a, _)| a.is_ipv6())) {
-        notes.push(format!(
-            "{loc}: virtual_server {what} (IPv6: rvs has no IPv6 services yet; skipped)"
-        ));
-        return;
+    let sorry_m = sorry_method.unwrap_or_else(|| method_vs.clone());
+    // vs_end_handler: a sorry server that is not tunnelled gives the
+    // virtual server its family, or is dropped if its family differs (a
+    // DPVS FNAT one may be IPv4 under an IPv6 virtual server: NAT64).
+    if let Some((ip, _, sloc)) = &sorry {
+        if !matches!(sorry_m.fwd, "tun" | "fullnat") {
+            match &af {
+                None => af = Some((Af::of(*ip), format!("{sloc}: sorry_server {ip}"))),
+                Some((f, from)) if *f != Af::of(*ip) => {
+                    notes.push(format!(
+                        "{sloc}: sorry_server {ip} ({} sorry server of a virtual server that is \
+                         {} by {from}: keepalived skips it too, check_parser.c vs_end_handler; \
+                         ignored)",
+                        Af::of(*ip).name(),
+                        f.name()
+                    ));
+                    sorry = None;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    // ipwrapper.c link_vsg_to_vs: a group's entries must match the
+    // virtual server's family; a group of one family gives it to a
+    // virtual server that has none.
+    if group {
+        let fams: Vec<Af> = match &addrs {
+            Addrs::Ip(v) => v.iter().map(|(ip, _)| Af::of(*ip)).collect(),
+            Addrs::Fwmark(m) => m.iter().filter_map(|(_, f)| *f).collect(),
+        };
+        let v4 = fams.contains(&Af::Inet);
+        let v6 = fams.contains(&Af::Inet6);
+        match &af {
+            Some((f, from)) if (v4 && *f == Af::Inet6) || (v6 && *f == Af::Inet) => {
+                notes.push(format!(
+                    "{loc}: virtual_server {what} (its group has {} entries but {from} makes \
+                     the virtual server {}: keepalived ignores it, ipwrapper.c \
+                     link_vsg_to_vs; skipped)",
+                    if v4 && v6 {
+                        "IPv4 and IPv6"
+                    } else if v4 {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    },
+                    f.name()
+                ));
+                return;
+            }
+            None if v4 && v6 => {
+                notes.push(format!(
+                    "{loc}: virtual_server {what} (its group mixes IPv4 and IPv6 entries, \
+                     which keepalived serves only with every real server tunnelled across \
+                     families: rvs does not tunnel across families yet; skipped)"
+                ));
+                return;
+            }
+            None if v4 || v6 => {
+                let f = if v4 { Af::Inet } else { Af::Inet6 };
+                af = Some((
+                    f,
+                    format!("its virtual_server_group's {} entries", f.name()),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let (af, af_from) = af.unwrap_or_else(|| {
+        let rips: Vec<IpAddr> = reals
+            .iter()
+            .filter_map(|(r, _)| ip_arg(r, 0).ok())
+            .collect();
+        fallback_family(sorry.as_ref().map(|s| s.0), &rips)
+    });
+    // What rvs's control plane refuses for IPv6 services (control/
+    // validate.rs check_service): the whole service, so the whole block.
+    if let Addrs::Fwmark(marks) = &addrs {
+        // A group's `fwmark N inet6` is IPv6 whatever the virtual server's
+        // family (ipvswrapper.c ipvs_group_cmd: fwm_family first).
+        let v6 = marks.iter().find_map(|(m, f)| match f {
+            Some(Af::Inet6) => Some(format!("its group entry fwmark {m} inet6")),
+            None if af == Af::Inet6 => Some(af_from.clone()),
+            _ => None,
+        });
+        if let Some(from) = v6 {
+            notes.push(format!(
+                "{loc}: virtual_server {what} (an IPv6 fwmark service, by {from}: IPv6 fwmark \
+                 services are not supported by rvs yet; skipped)"
+            ));
+            return;
+        }
+    }
+    if af == Af::Inet6 {
+        // ipvswrapper.c ipvs_set_srule: the granularity goes to IPVS as the
+        // service's netmask, for IPv6 a prefix length (the control
+        // protocol's `"netmask": 64`; 128, the whole address, is the
+        // default).
+        if let Some(p) = granularity6.filter(|p| *p != 128) {
+            svc.insert("netmask".into(), json!(p));
+        }
+        if let Some(sloc) = &synproxy {
+            notes.push(format!(
+                "{sloc}: syn_proxy on IPv6 virtual_server {what} (the SYN proxy is not \
+                 supported for IPv6 services yet; virtual_server skipped)"
+            ));
+            return;
+        }
+    }
+    // pgr_handler: a granularity without persistence_timeout makes the
+    // service persistent (IPVS_SVC_PERSISTENT_TIMEOUT).
+    if granularity_set && !svc.contains_key("persistent") {
+        svc.insert(
+            "persistent".into(),
+            json!(crate::service::DEFAULT_PERSISTENT_TIMEOUT),
+        );
     }
     let vs_inherit = Inherit {
         retry: inherit.retry,
@@ -562,28 +822,131 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
     };
     let vs_delay_loop = vs_inherit.delay_loop.unwrap_or(KA_DELAY_LOOP_MS);
     let mut dests = Vec::new();
-    for r in reals {
-        if let Some(d) = real_server(
-            r,
-            &method_vs,
-            vs_inherit,
-            vs_weight,
-            vhost.as_deref(),
-            vs_delay_loop,
-            notes,
-        ) {
-            dests.push(d);
+    let mut family_skips = 0usize;
+    for (r, ka_tunnel) in &reals {
+        let vs = VsFor {
+            method: &method_vs,
+            af,
+            af_from: &af_from,
+            inherit: vs_inherit,
+            weight: vs_weight,
+            vhost: vhost.as_deref(),
+            delay_loop: vs_delay_loop,
+        };
+        match real_server(r, &vs, *ka_tunnel, notes) {
+            Rs::Dest(d) => dests.push(d),
+            Rs::Family => family_skips += 1,
+            Rs::Skipped => {}
+        }
+    }
+    if dests.is_empty() && family_skips > 0 {
+        notes.push(format!(
+            "{loc}: virtual_server {what} (none of its real servers is of a family and \
+             method rvs can forward to, see above; skipped)"
+        ));
+        return;
+    }
+    // DPVS's local addresses: an IPv6 virtual server uses both families
+    // (IPv4 ones for its IPv4 FNAT real servers, NAT64), an IPv4 one its
+    // IPv4 ones only.
+    let mut lips: Vec<IpAddr> = Vec::new();
+    if let Some((name, all, lloc)) = &laddrs {
+        for ip in all {
+            if af == Af::Inet6 || ip.is_ipv4() {
+                lips.push(*ip);
+            } else {
+                notes.push(format!(
+                    "{lloc}: laddr_group_name {name}: local address {ip} (IPv6 local address \
+                     of an IPv4 virtual server, whose FULLNAT reaches IPv4 real servers only; \
+                     not used)"
+                ));
+            }
+        }
+        if !lips.is_empty() {
+            svc.insert("laddrs".into(), json!(lips));
+        }
+    }
+    // The sorry server rvs cannot use: dropped, the service imports.
+    if let Some((ip, _, sloc)) = &sorry {
+        let nat64 = af == Af::Inet6 && ip.is_ipv4() && sorry_m.fwd == "fullnat";
+        let why = if Af::of(*ip) != af && !nat64 {
+            Some(format!(
+                "{} sorry server of an {} virtual server, tunnelled across families: rvs does \
+                 not tunnel across families yet",
+                Af::of(*ip).name(),
+                af.name()
+            ))
+        } else if ip.is_ipv6() && ip.is_loopback() {
+            Some(
+                "IPVS would deliver it to the director's own stack (LOCALNODE), which rvs \
+                 does not do for IPv6 yet"
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            notes.push(format!(
+                "{sloc}: sorry_server {ip} ({why}; the service is imported without a sorry \
+                 server)"
+            ));
+            sorry = None;
+        }
+    }
+    // control/validate.rs check_whole: a FULLNAT real (or sorry) server
+    // needs a local address of its own family.
+    let fnat_ips = dests
+        .iter()
+        .filter(|d| d["fwd"] == "fullnat")
+        .filter_map(|d| d["ip"].as_str()?.parse::<IpAddr>().ok())
+        .chain(
+            sorry
+                .iter()
+                .filter(|_| sorry_m.fwd == "fullnat")
+                .map(|s| s.0),
+        );
+    for f in [Af::Inet, Af::Inet6] {
+        if let Some(ip) = fnat_ips.clone().find(|ip| Af::of(*ip) == f) {
+            if !lips.iter().any(|l| Af::of(*l) == f) {
+                notes.push(format!(
+                    "{loc}: virtual_server {what} (FULLNAT to {ip} needs an {} local \
+                     address: DPVS's laddr_group_name naming a local_address_group with \
+                     one; skipped)",
+                    f.name()
+                ));
+                return;
+            }
         }
     }
     svc.insert("dests".into(), Value::Array(dests));
     if !sched_flags.is_empty() {
         svc.insert("sched_flags".into(), json!(sched_flags));
     }
-    if let Some((ip, port)) = sorry {
-        let m = sorry_method.unwrap_or_else(|| method_vs.clone());
+    if let Some((ip, port, _)) = sorry {
         svc.insert(
             "sorry_server".into(),
-            json!({"ip": ip, "port": port, "fwd": m.fwd}),
+            json!({"ip": ip, "port": port, "fwd": sorry_m.fwd}),
+        );
+    }
+    // check_data.c validate_check_config: "zero port only valid for
+    // persistent services - setting" (a group: any entry without a port).
+    if matches!(&addrs, Addrs::Ip(v) if v.iter().any(|(_, p)| *p == 0))
+        && !svc.contains_key("persistent")
+    {
+        let hint = if af == Af::Inet6 && !group && n.args.len() < 2 {
+            " (an IPv6 address and its port are two words: `virtual_server 2001:db8::100 80`)"
+        } else {
+            ""
+        };
+        notes.push(format!(
+            "{loc}: virtual_server {what} (no port: keepalived makes a port-0 service \
+             persistent, check_data.c validate_check_config; imported with persistence {} \
+             s){hint}",
+            crate::service::DEFAULT_PERSISTENT_TIMEOUT
+        ));
+        svc.insert(
+            "persistent".into(),
+            json!(crate::service::DEFAULT_PERSISTENT_TIMEOUT),
         );
     }
     let targets: Vec<Map<String, Value>> = match &addrs {
@@ -599,7 +962,7 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
             .collect(),
         Addrs::Fwmark(marks) => marks
             .iter()
-            .map(|mark| {
+            .map(|(mark, _)| {
                 let mut m = svc.clone();
                 m.insert("fwmark".into(), json!(mark));
                 m
@@ -672,35 +1035,93 @@ fn build_service(
     serde_json::from_value::<ServiceConf>(Value::Object(v)).map_err(|e| e.to_string())
 }
 
-fn real_server(
-    r: &Node,
-    vs_method: &Method,
-    vs_inherit: Inherit,
-    vs_weight: Option<u32>,
-    vhost: Option<&str>,
-    vs_delay_loop: u32,
-    notes: &mut Vec<String>,
-) -> Option<Value> {
+/// What a real server takes from its virtual server.
+struct VsFor<'a> {
+    method: &'a Method,
+    af: Af,
+    /// What set the virtual server's family (for messages).
+    af_from: &'a str,
+    inherit: Inherit,
+    weight: Option<u32>,
+    vhost: Option<&'a str>,
+    delay_loop: u32,
+}
+
+/// A real server block's outcome.
+enum Rs {
+    Dest(Value),
+    /// Not imported for its address family or an IPv6 tunnel type rvs lacks.
+    Family,
+    /// Not imported for another reason (bad address or port).
+    Skipped,
+}
+
+/// One `real_server` block as a DestConf (JSON), or a note why not.
+/// `ka_tunnel`: keepalived saw it tunnelled when its block ended (its
+/// family may then differ from the virtual server's).
+fn real_server(r: &Node, vs: &VsFor, ka_tunnel: bool, notes: &mut Vec<String>) -> Rs {
     let rip = match ip_arg(r, 0) {
         Ok(ip) => ip,
         Err(e) => {
             notes.push(format!("{e}; real_server skipped"));
-            return None;
+            return Rs::Skipped;
         }
     };
-    if rip.is_ipv6() {
+    let m0 = own_method(r).unwrap_or_else(|| vs.method.clone());
+    let fam = Af::of(rip);
+    // DPVS's NAT64: an IPv4 FNAT real server of an IPv6 virtual server
+    // (control/validate.rs check_family takes it).
+    let nat64 = vs.af == Af::Inet6 && fam == Af::Inet && m0.fwd == "fullnat";
+    if fam != vs.af && !nat64 {
+        // check_parser.c rs_end_handler: "Address family of virtual server
+        // and real server %s don't match - skipping real server", unless
+        // tunnelled (IPVS tunnels across families; rvs does not yet).
+        let why = if m0.fwd == "fullnat" {
+            "FULLNAT from an IPv4 virtual server reaches IPv4 real servers only (NAT64 is \
+             IPv6 to IPv4)"
+                .to_string()
+        } else if ka_tunnel || m0.fwd == "tun" {
+            "keepalived has IPVS tunnel to a real server of the other family (IPv4 in IPv6 or \
+             IPv6 in IPv4), which rvs does not do yet"
+                .to_string()
+        } else {
+            format!(
+                "the families of a virtual server ({}, set by {}) and its real server must \
+                 match unless tunnelled: keepalived skips it too, check_parser.c \
+                 rs_end_handler",
+                vs.af.name(),
+                vs.af_from
+            )
+        };
         notes.push(format!(
-            "{}: real_server {rip} (IPv6: not supported yet; skipped)",
+            "{}: real_server {rip} ({} real server of an {} virtual server: {why}; skipped)",
+            r.loc,
+            fam.name(),
+            vs.af.name()
+        ));
+        return Rs::Family;
+    }
+    // IPv6 in IPv6 is rvs's only tunnel to an IPv6 real server so far
+    // (control/validate.rs check_dest).
+    if let Some(t) = m0
+        .tun
+        .get("tun_type")
+        .and_then(Value::as_str)
+        .filter(|t| fam == Af::Inet6 && m0.fwd == "tun" && *t != "ipip")
+    {
+        notes.push(format!(
+            "{}: real_server {rip} (lvs_method TUN type {t} to an IPv6 real server: rvs \
+             tunnels to IPv6 real servers with ipip (IPv6 in IPv6) only so far; skipped)",
             r.loc
         ));
-        return None;
+        return Rs::Family;
     }
     let rport = match r.args.get(1) {
         Some(_) => match port_arg(r, 1) {
             Ok(p) => p,
             Err(e) => {
                 notes.push(format!("{e}; real_server skipped"));
-                return None;
+                return Rs::Skipped;
             }
         },
         None => 0,
@@ -710,11 +1131,11 @@ fn real_server(
     d.insert("port".into(), json!(rport));
     // keepalived: a real server without weight takes the virtual server's
     // `weight` (default 1).
-    d.insert("weight".into(), json!(vs_weight.unwrap_or(1)));
-    let mut m = vs_method.clone();
+    d.insert("weight".into(), json!(vs.weight.unwrap_or(1)));
+    let mut m = vs.method.clone();
     let mut inherit = Inherit::default();
     let mut checks = Vec::new();
-    let mut rs_vhost = vhost.map(str::to_string);
+    let mut rs_vhost = vs.vhost.map(str::to_string);
     for c in &r.children {
         if inherit.take(c, notes) {
             continue;
@@ -754,10 +1175,10 @@ fn real_server(
     }
     d.insert("fwd".into(), json!(m.fwd));
     d.extend(m.tun);
-    let rs = inherit.under(vs_inherit);
+    let rs = inherit.under(vs.inherit);
     let mut built: Vec<HealthCheck> = Vec::new();
     for c in checks {
-        if let Some(h) = checker(c, rs, rs_vhost.as_deref(), vs_delay_loop, notes) {
+        if let Some(h) = checker(c, rs, rs_vhost.as_deref(), vs.delay_loop, notes) {
             built.push(h);
         }
     }
@@ -771,7 +1192,7 @@ fn real_server(
         };
         d.insert("health".into(), json!(first));
     }
-    Some(Value::Object(d))
+    Rs::Dest(Value::Object(d))
 }
 
 #[cfg(test)]

@@ -338,11 +338,23 @@ pub(super) fn num(n: &Node) -> Result<u32, String> {
         .ok_or_else(|| format!("{}: {} needs a number", n.loc, n.key))
 }
 
+/// An address as keepalived reads it: `inet_pton`, IPv6 if it has a `:`
+/// (lib/utils.c inet_stosockaddr), so no `[v6]:port` form and no `%zone`.
 pub(super) fn ip_arg(n: &Node, i: usize) -> Result<IpAddr, String> {
-    n.args
-        .get(i)
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("{}: {} needs an IP address", n.loc, n.key))
+    match n.args.get(i) {
+        Some(a) => a.parse().map_err(|_| {
+            if a.starts_with('[') || a.contains('%') {
+                format!(
+                    "{}: {} {a} (keepalived reads a plain address, no [brackets] or \
+                     %zone; an IPv6 address and its port are two words: `{} 2001:db8::1 80`)",
+                    n.loc, n.key, n.key
+                )
+            } else {
+                format!("{}: {} {a} is not an IP address", n.loc, n.key)
+            }
+        }),
+        None => Err(format!("{}: {} needs an IP address", n.loc, n.key)),
+    }
 }
 
 pub(super) fn port_arg(n: &Node, i: usize) -> Result<u16, String> {
