@@ -31,7 +31,7 @@ use crate::flow::DestKey;
 
 use crate::service::HealthCheck;
 
-pub use probe::{http_request, parse_status_line};
+pub use probe::{host_of, http_request, parse_status_line};
 
 /// The event loop looks at the configuration and the stop flag at least
 /// this often.

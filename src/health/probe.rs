@@ -25,6 +25,16 @@ pub fn http_request(path: &str, host: &str) -> String {
     format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")
 }
 
+/// The Host header for a check without `virtualhost`: the address, an
+/// IPv6 one in brackets (RFC 3986 3.2.2's IP-literal, as keepalived's
+/// check_http writes it).
+pub fn host_of(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    }
+}
+
 /// The status code of an HTTP response's first line
 /// (`HTTP/1.x SSS reason`); anything else is an error that says what came.
 pub fn parse_status_line(buf: &[u8]) -> Result<u16, String> {
@@ -305,7 +315,7 @@ impl Probes {
                         .check
                         .host
                         .clone()
-                        .unwrap_or_else(|| job.addr.ip().to_string()),
+                        .unwrap_or_else(|| host_of(job.addr.ip())),
                     phase: Phase::Connecting,
                     req: Vec::new(),
                     off: 0,

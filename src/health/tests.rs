@@ -74,9 +74,11 @@ fn status_lines_parse_strictly() {
 #[test]
 fn the_request_is_http_1_0_with_host_and_close() {
     assert_eq!(
-        http_request("/health?x=1", "10.0.1.11"),
+        http_request("/health?x=1", &host_of("10.0.1.11".parse().unwrap())),
         "GET /health?x=1 HTTP/1.0\r\nHost: 10.0.1.11\r\nConnection: close\r\n\r\n"
     );
+    // An IPv6 address is an IP-literal in brackets (RFC 3986 3.2.2).
+    assert_eq!(host_of("2001:db8::12".parse().unwrap()), "[2001:db8::12]");
 }
 
 /// keepalived check_tcp.c tcp_epilog: a healthy checker that fails is
