@@ -156,9 +156,11 @@ def main():
         charts(r, a.charts, tp5)
         w("![Mpps vs flows](mpps_vs_flows.png)\n")
         w("![Latency CDF](latency_cdf.png)\n")
-    hs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "HOTSPOTS.md")
-    if os.path.exists(hs):
-        w(open(hs).read())
+    here = os.path.dirname(os.path.abspath(__file__))
+    for extra in ("COMPARISONS.md", "HOTSPOTS.md"):
+        path = os.path.join(here, extra)
+        if os.path.exists(path):
+            w(open(path).read())
     if a.md:
         open(a.md, "w").write("\n".join(L) + "\n")
 
