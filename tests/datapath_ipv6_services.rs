@@ -122,6 +122,20 @@ fn frame(
 }
 
 const SYN: u8 = 0x02;
+
+/// A client's SYN to the VIP's port 80, hop limit 64.
+fn client_syn(src: Ipv6Addr, sport: u16) -> Vec<u8> {
+    tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        src,
+        sport,
+        v6(VIP),
+        80,
+        SYN,
+        64,
+        b"",
+    )
+}
 const ACK: u8 = 0x10;
 
 /// (src, sport, dst, dport, hop limit) of an IPv6 TCP frame.
@@ -180,16 +194,7 @@ fn nat_forwards_both_ways_after_resolving_the_server() {
         matches!(adv, NdMessage::Advert { target, target_ll: Some(m), solicited: true, .. } if target == v6(VIP) && m == DIR0_MAC)
     );
 
-    let syn = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        40000,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn = client_syn(v6(CLIENT), 40000);
     r.worker.io.push(0, &syn);
     r.step(1);
     // The server's MAC is unknown: the SYN waits and an NS goes out.
@@ -278,16 +283,7 @@ fn nat_forwards_both_ways_after_resolving_the_server() {
     assert_eq!(c["state"], "ESTABLISHED");
     // The next client goes to the other server (rr).
     resolve_servers(&mut r);
-    let syn2 = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        40001,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn2 = client_syn(v6(CLIENT), 40001);
     r.worker.io.push(0, &syn2);
     r.step(1);
     let out = r.worker.io.take_tx(1);
@@ -300,16 +296,7 @@ fn dr_changes_only_the_mac_and_fullnat_both_ends() {
     let mut r = rig();
     service(&r, "dr", "");
     resolve_servers(&mut r);
-    let syn = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        41000,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn = client_syn(v6(CLIENT), 41000);
     r.worker.io.push(0, &syn);
     r.step(1);
     let out = r.worker.io.take_tx(1);
@@ -485,16 +472,7 @@ fn the_vip_answers_echo_and_what_cannot_go_through_is_counted() {
         ),
         (
             "from a multicast source",
-            tcp6(
-                (DIR0_MAC, CLIENT_MAC),
-                v6("ff02::5"),
-                4,
-                v6(VIP),
-                80,
-                SYN,
-                64,
-                b"",
-            ),
+            client_syn(v6("ff02::5"), 4),
             "bad_source",
         ),
     ];
@@ -569,16 +547,7 @@ fn tun_wraps_ipv6_in_ipv6_and_too_big_packets_get_packet_too_big() {
     service(&r, "tun", "");
     resolve_servers(&mut r);
     client_ns(&mut r, v6(VIP));
-    let syn = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        42000,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn = client_syn(v6(CLIENT), 42000);
     r.worker.io.push(0, &syn);
     r.step(1);
     let out = r.worker.io.take_tx(1);
@@ -680,16 +649,7 @@ fn icmpv6_errors_about_nat_connections_are_translated_both_ways() {
     service(&r, "nat", "");
     resolve_servers(&mut r);
     client_ns(&mut r, v6(VIP));
-    let syn = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        43000,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn = client_syn(v6(CLIENT), 43000);
     r.worker.io.push(0, &syn);
     r.step(1);
     let fwd = r.worker.io.take_tx(1).remove(0);
@@ -872,16 +832,7 @@ fn ipv6_clients_of_one_prefix_persist_to_one_server() {
     .enumerate()
     {
         for port in 0..2u16 {
-            let syn = tcp6(
-                (DIR0_MAC, CLIENT_MAC),
-                v6(c),
-                45000 + 10 * i as u16 + port,
-                v6(VIP),
-                80,
-                SYN,
-                64,
-                b"",
-            );
+            let syn = client_syn(v6(c), 45000 + 10 * i as u16 + port);
             r.worker.io.push(0, &syn);
             r.step(1);
             let out = r.worker.io.take_tx(1);
@@ -891,16 +842,7 @@ fn ipv6_clients_of_one_prefix_persist_to_one_server() {
     }
     assert!(picked.iter().all(|m| *m == picked[0]), "{picked:?}");
     // Another /64 may go elsewhere: the next rr pick is the other server.
-    let syn = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6("2001:db8:0:1::2"),
-        46000,
-        v6(VIP),
-        80,
-        SYN,
-        64,
-        b"",
-    );
+    let syn = client_syn(v6("2001:db8:0:1::2"), 46000);
     r.worker.io.push(0, &syn);
     r.step(1);
     let out = r.worker.io.take_tx(1);

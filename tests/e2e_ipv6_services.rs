@@ -103,6 +103,29 @@ fn two_links(mode: &str) -> (Topology, Rvsd) {
     (topo, rvsd)
 }
 
+/// DR and TUN: client, director and servers on one link (2001:db8:1::/64),
+/// the VIP 2001:db8:1::100 on each server's `vip_dev`, and the service with
+/// both servers in the mode (`flag`, -g or -i).
+fn one_link(mode: &str, vip_dev: &str, flag: &str) -> (Topology, Rvsd) {
+    let topo = Topology::up_unique_mode(mode);
+    v6_addr(&topo.client_ns(), "eth0", "2001:db8:1::2/64");
+    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
+        let ns = topo.ns(rs);
+        v6_addr(&ns, "eth0", a);
+        v6_addr(&ns, vip_dev, "2001:db8:1::100/128");
+        nginx6(&topo, rs);
+    }
+    let mut config = topo.default_config();
+    config["ports"][0]["ipv6"] = "2001:db8:1::1/64".into();
+    let rvsd = Rvsd::start(&topo, &config);
+    let vs = "[2001:db8:1::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, flag]);
+    }
+    (topo, rvsd)
+}
+
 #[test]
 fn nat_serves_an_ipv6_vip_from_ipv6_servers() {
     let (topo, rvsd) = two_links("nat");
@@ -162,25 +185,9 @@ fn fullnat_serves_an_ipv6_vip_through_an_ipv6_local_address() {
 
 #[test]
 fn dr_serves_an_ipv6_vip_and_replies_bypass_the_director() {
-    let topo = Topology::up_unique_mode("dr");
-    let c = topo.client_ns();
-    v6_addr(&c, "eth0", "2001:db8:1::2/64");
-    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
-        let ns = topo.ns(rs);
-        v6_addr(&ns, "eth0", a);
-        // The VIP on lo: the kernel answers Neighbor Solicitations only for
-        // addresses of the receiving interface, so it never claims it.
-        v6_addr(&ns, "lo", "2001:db8:1::100/128");
-        nginx6(&topo, rs);
-    }
-    let mut config = topo.default_config();
-    config["ports"][0]["ipv6"] = "2001:db8:1::1/64".into();
-    let rvsd = Rvsd::start(&topo, &config);
-    let vs = "[2001:db8:1::100]:80";
-    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
-    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
-        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-g"]);
-    }
+    // The VIP on lo: the kernel answers Neighbor Solicitations only for
+    // addresses of the receiving interface, so it never claims it.
+    let (topo, rvsd) = one_link("dr", "lo", "-g");
     let cap = Capture::start(
         &topo.lb_ns(),
         "lb1",
@@ -213,25 +220,10 @@ fn dr_serves_an_ipv6_vip_and_replies_bypass_the_director() {
 
 #[test]
 fn tun_carries_ipv6_in_ipv6_and_packet_too_big_shrinks_the_client_path_mtu() {
-    let topo = Topology::up_unique_mode("tun");
+    // The VIP on the device the user-space decapsulator feeds
+    // (tests/lib/ipip_decap.py: this kernel has no ip6_tunnel).
+    let (topo, rvsd) = one_link("tun", "tun0", "-i");
     let c = topo.client_ns();
-    v6_addr(&c, "eth0", "2001:db8:1::2/64");
-    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
-        let ns = topo.ns(rs);
-        v6_addr(&ns, "eth0", a);
-        // The VIP on the device the user-space decapsulator feeds
-        // (tests/lib/ipip_decap.py: this kernel has no ip6_tunnel).
-        v6_addr(&ns, "tun0", "2001:db8:1::100/128");
-        nginx6(&topo, rs);
-    }
-    let mut config = topo.default_config();
-    config["ports"][0]["ipv6"] = "2001:db8:1::1/64".into();
-    let rvsd = Rvsd::start(&topo, &config);
-    let vs = "[2001:db8:1::100]:80";
-    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
-    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
-        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-i"]);
-    }
     assert!(rvsd.rvsadm_ok(&["-L", "-n"]).contains("Tunnel"));
     assert_eq!(split(&topo, "http://[2001:db8:1::100]/", 6), (3, 3));
 
