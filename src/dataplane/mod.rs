@@ -17,7 +17,11 @@
 //!    rewrites the packet (`xmit::transmit`, one signature for every
 //!    mode), then state, counts and the Ethernet header for the next hop.
 //!
-//! ARP and the director's own ICMP duties are in local.rs. Nothing here
+//! ARP and the director's own ICMP duties are in local.rs. IPv6: ipv6.rs
+//! answers for the director's own addresses, VIPs and local addresses
+//! (Neighbor Discovery, echo); service6.rs takes an IPv6 packet through
+//! the same steps (its connections share the table), and NAT64's
+//! translation both ways. Nothing here
 //! frees, queues or transmits: the worker acts on the [`Verdict`]. The clock
 //! is an argument, so tests drive it with an in-memory device and a fake
 //! time.
