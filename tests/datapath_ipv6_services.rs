@@ -522,6 +522,9 @@ fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
         )
     };
     refused(dest("10.0.1.11", "nat"), "other address family");
+    // Loopback is the director's own address (local delivery, which
+    // needs a kernel twin; for IPv6 services not supported at all yet).
+    refused(dest("::1", "nat"), "own address");
     refused(
         format!(
             r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"{RS1}","port":80,"fwd":"tun","tun_type":"gre"}}}}"#
@@ -776,6 +779,8 @@ fn nat64_serves_an_ipv6_vip_from_ipv4_servers_through_an_ipv4_local_address() {
     assert_eq!((dport, ttl), (80, 63));
     let ip4 = rvs::wire::Ipv4Packet::new_checked(&f[14..]).unwrap();
     assert!(!ip4.dont_frag());
+    // Flags and fragment offset: all zero (the reserved bit too).
+    assert_eq!(&f[14 + 6..14 + 8], &[0, 0]);
     assert_eq!(ip4.total_len() as usize, 20 + 20 + 5);
     assert_eq!(&f[14 + 40..], b"hello", "the payload carried");
 
@@ -801,6 +806,29 @@ fn nat64_serves_an_ipv6_vip_from_ipv4_servers_through_an_ipv4_local_address() {
     assert_eq!(ends(b), (v6(VIP), 80, v6(CLIENT), 44000, 63));
     assert_l4_checksum(b);
     assert_eq!(&b[14 + 40 + 20..], b"hi");
+    // A full-size IPv4 reply with DF does not fit the client's 1500-byte
+    // link once it is IPv6 (20 bytes more): the server is told 1480, as
+    // RFC 7915 answers with Fragmentation Needed.
+    let big = rvs::wire::PacketBuilder::new()
+        .eth(mac, DIR1_MAC)
+        .ipv4(dst, ip("10.0.1.200"))
+        .ttl(64)
+        .dont_frag(true)
+        .tcp(80, lport)
+        .flags(rvs::wire::TcpFlags::ACK)
+        .seq(5001)
+        .ack(1001)
+        .payload(&[9u8; 1460])
+        .build();
+    assert_eq!(big.len(), 14 + 1500);
+    r.worker.io.push(1, &big);
+    r.step(1);
+    assert!(r.worker.io.take_tx(0).is_empty(), "not sent on");
+    let back = r.worker.io.take_tx(1);
+    assert_eq!(back.len(), 1);
+    let icmp = &back[0][14 + 20..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1480);
     // Listed with its IPv6 client and IPv4 server.
     let conns = r.ctl(r#"{"cmd":"connections"}"#);
     let c = &conns["connections"][0];
@@ -848,4 +876,61 @@ fn ipv6_clients_of_one_prefix_persist_to_one_server() {
     let out = r.worker.io.take_tx(1);
     assert_eq!(out.len(), 1);
     assert_ne!(macs(&out[0]).0, picked[0]);
+}
+
+#[test]
+fn nat64_headers_carry_nothing_of_the_ipv6_header_they_replace() {
+    // A VIP whose second group has its top bit set (2400:cb00::, ...): the
+    // IPv4 header is written over those bytes, the reserved flag must not
+    // inherit one of them.
+    let mut r = rig();
+    let vip = "2400:cb00::100";
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{vip}","port":80,"sched":"rr","laddrs":["10.0.1.200"]}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{vip}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}}}"#
+    ));
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    let syn = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        47000,
+        v6(vip),
+        80,
+        SYN,
+        64,
+        b"",
+    );
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        &out[0][14 + 6..14 + 8],
+        &[0, 0],
+        "flags and fragment offset"
+    );
+    assert_checksums(&out[0]);
+}
+
+#[test]
+fn a_routing_header_with_segments_left_is_not_taken_for_the_vip() {
+    let mut r = rig();
+    service(&r, "nat", "");
+    resolve_servers(&mut r);
+    // Routing header type 4 (segment routing), Segments Left 1, one more
+    // address after the VIP; then the client's SYN.
+    let syn = client_syn(v6(CLIENT), 48000);
+    let mut rh = vec![6u8, 2, 4, 1, 0, 0, 0, 0];
+    rh.extend_from_slice(&v6("2001:db8:9::9").octets());
+    let mut upper = rh;
+    upper.extend_from_slice(&syn[54..]);
+    let f = frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 43, &upper);
+    let before = r.drops("ipv6_malformed");
+    r.worker.io.push(0, &f);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    assert_eq!(r.drops("ipv6_malformed"), before + 1);
+    assert_eq!(r.dp.conns.len(), 0);
 }

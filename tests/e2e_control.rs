@@ -334,7 +334,7 @@ fn a_storm_of_2000_clients_and_hostile_requests_leave_the_daemon_serving_unchang
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"persistent":4294967296}}"#.into(), "bad_request"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"persistent":0}}"#.into(), "invalid"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"255.255.255.255","port":80}}"#.into(), "invalid"),
-        (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"::1","port":80}}"#.into(), "unsupported"),
+        (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"::1","port":80}}"#.into(), "invalid"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"health":{"type":"http","timeout_ms":0}}}"#.into(), "invalid"),
         (r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"health":{"type":"ping"}}}"#.into(), "bad_request"),
         (format!(r#"{{"cmd":"add_dest","service":{svc80},"dest":{{"ip":"10.0.1.13","fwd":"nat","u_threshold":-1}}}}"#), "bad_request"),

@@ -86,8 +86,10 @@ impl ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
         let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
-        // Zeroed pages from the kernel, not touched here.
-        let ext: Box<[Ext6]> = bytemuck::allocation::zeroed_slice_box(max);
+        // Zeroed pages from the kernel, not touched here; one line per
+        // slot the region holds (a file-backed region has more than `max`).
+        let n_slots = (region.words().len().saturating_sub(persist::HEADER_WORDS)) / 8;
+        let ext: Box<[Ext6]> = bytemuck::allocation::zeroed_slice_box(n_slots.max(max));
         persist::write_header(&region, max);
         // Ask for huge pages, then fault everything in now rather than on
         // the first packets.

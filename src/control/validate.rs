@@ -151,13 +151,16 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
     if let Some(h) = &s.health {
         check_health(h)?;
     }
-    if let Some((ip, fwd)) = s.sorry_server.as_ref().map(|x| (x.ip, x.fwd)) {
-        check_family(s, ip, fwd, "sorry server ")?;
-    }
     if let Some(sorry) = &mut s.sorry_server {
         if sorry.ip.is_ipv4() {
             sorry.fwd = local.forward(sorry.ip, sorry.fwd, "sorry server: ")?;
         }
+    }
+    // After local.forward: the method the address really gets.
+    if let Some((ip, fwd)) = s.sorry_server.as_ref().map(|x| (x.ip, x.fwd)) {
+        check_family(s, ip, fwd, "sorry server ")?;
+    }
+    if let Some(sorry) = &mut s.sorry_server {
         check_sorry(sorry, s.port, s.fwmark != 0)?;
     }
     Ok(())
@@ -178,6 +181,14 @@ pub(super) fn check_family(
         return Err(CtlError::new(
             ErrorCode::Unsupported,
             "IPv6 real servers of fwmark services are not supported yet",
+        ));
+    }
+    // Local delivery (the kernel twin) is IPv4's: the exception path
+    // carries no IPv6 service traffic yet.
+    if fwd == Forward::Local && (ip.is_ipv6() || s.vip.is_ipv6()) {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            format!("{what}{ip}: local delivery is not supported for IPv6 services yet"),
         ));
     }
     if s.is_fwmark() || ip.is_ipv6() == s.vip.is_ipv6() {
@@ -235,8 +246,8 @@ pub(super) fn check_dest(
     if d.port == 0 {
         d.port = s.port;
     }
-    check_family(s, d.ip, d.fwd, "real server ")?;
     d.fwd = local.forward(d.ip, d.fwd, "")?;
+    check_family(s, d.ip, d.fwd, "real server ")?;
     if unusable(d.ip) && d.fwd != Forward::Local {
         return Err(CtlError::invalid(format!(
             "{} is not a usable real server address",
@@ -449,9 +460,11 @@ pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
                     s.key()
                 )));
             }
-            if sorry.fwd == Forward::FullNat && s.laddrs.is_empty() {
+            if sorry.fwd == Forward::FullNat
+                && !s.laddrs.iter().any(|l| l.is_ipv6() == sorry.ip.is_ipv6())
+            {
                 return Err(CtlError::invalid(format!(
-                    "{}: a FULLNAT sorry server needs a local address",
+                    "{}: a FULLNAT sorry server needs a local address of its family",
                     s.key()
                 )));
             }

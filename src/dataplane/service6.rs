@@ -54,6 +54,12 @@ impl Dataplane {
         if h.ul.fragment.is_some() {
             return Verdict::Drop(DropReason::Ipv6Fragment);
         }
+        // A Routing header with segments left: the VIP is a waypoint, not
+        // the destination (the kernel would route it on, never deliver it
+        // to IPVS), and the upper-layer checksum covers another address.
+        if h.ul.routed {
+            return Verdict::Drop(DropReason::Ipv6Malformed);
+        }
         let proto = match h.ul.proto.0 {
             next_header::TCP => Proto::Tcp,
             next_header::UDP => Proto::Udp,
@@ -237,7 +243,7 @@ impl Dataplane {
             (Forward::Dr, Dir::In, _) if ip[7] > 0 => Ok(a.dip),
             (Forward::Tun, Dir::In, _) => match self.tunnel6(in_port, frame, total, &conn) {
                 Ok(n) => Ok(n),
-                Err(_) => return Verdict::Drop(DropReason::TooBig),
+                Err(e) => return Verdict::Drop(xmit_drop(e)),
             },
             _ => return Verdict::Drop(DropReason::NotRouted),
         };
@@ -290,7 +296,12 @@ impl Dataplane {
         if dir != Dir::Out {
             return Verdict::Drop(DropReason::NotRouted);
         }
-        match xmit::nat64::to_v6(frame, conn) {
+        let cip = conn.v6.map_or(Ipv6Addr::UNSPECIFIED, |a| a.cip);
+        let Some((out, _)) = self.router.route6(cip, in_port) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let mtu = self.router.ports[out as usize].mtu;
+        match xmit::nat64::to_v6(frame, conn, mtu) {
             Ok(cip) => {
                 let total = frame.data().len() - ETH;
                 conn.on_packet(Dir::Out, ev, cx.now_ms, cx.timeouts);
@@ -298,6 +309,16 @@ impl Dataplane {
                     .borrow_mut()
                     .count(conn.dest_id(), conn.svc_id(), true, total);
                 self.to_next_hop6(cx, frame.data_mut(), in_port, cip)
+            }
+            // The server learns the IPv4 MTU that fits once translated.
+            Err(XmitError::FragNeeded(m)) => {
+                let me = self.router.ports[in_port as usize];
+                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, m) {
+                    cx.stats.icmp_errors_sent.inc();
+                    Verdict::Tx(in_port)
+                } else {
+                    Verdict::Drop(DropReason::NoBuffer)
+                }
             }
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }

@@ -77,6 +77,9 @@ pub struct UpperLayer {
     pub fragment: Option<Fragment>,
     /// Extension headers walked.
     pub ext_headers: usize,
+    /// A Routing header with Segments Left above 0 was on the way: the
+    /// Destination field is not the packet's final destination.
+    pub routed: bool,
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
@@ -203,6 +206,7 @@ fn walk(packet: &[u8], first: u8) -> Result<UpperLayer, WireError> {
     let mut next = first;
     let mut at = Ipv6Packet::<&[u8]>::HEADER_LEN;
     let mut fragment = None;
+    let mut routed = false;
     let mut n = 0;
     loop {
         let len = match next {
@@ -226,6 +230,11 @@ fn walk(packet: &[u8], first: u8) -> Result<UpperLayer, WireError> {
                     }
                     // AH counts its length in 4-byte units, less 2.
                     nh::AH => (usize::from(h[1]) + 2) * 4,
+                    nh::ROUTING => {
+                        // Segments Left (RFC 8200 4.4).
+                        routed |= h[3] != 0;
+                        (usize::from(h[1]) + 1) * 8
+                    }
                     _ => (usize::from(h[1]) + 1) * 8,
                 }
             }
@@ -235,6 +244,7 @@ fn walk(packet: &[u8], first: u8) -> Result<UpperLayer, WireError> {
                     offset: at,
                     fragment,
                     ext_headers: n,
+                    routed,
                 })
             }
         };

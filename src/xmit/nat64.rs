@@ -97,6 +97,9 @@ pub fn to_v4<F: Frame>(
     // [eth][IPv6 + extension headers][l4] -> [eth][IPv4][l4], in place.
     let shift = l4_off - IP4;
     data.copy_within(0..ETH, shift);
+    // The header is written over what was there: no stale bit (the
+    // reserved flag) may stay.
+    data[shift + ETH..shift + ETH + IP4].fill(0);
     {
         let mut ip = Ipv4Packet::new_unchecked(&mut data[shift + ETH..shift + ETH + total]);
         ip.set_header_len(IP4);
@@ -120,10 +123,14 @@ pub fn to_v4<F: Frame>(
 }
 
 /// Real server to client: the IPv4 packet of `frame` (TCP or UDP, not a
-/// fragment) becomes IPv6 from the VIP to the client.
-pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn) -> Result<Ipv6Addr, XmitError> {
+/// fragment) becomes IPv6 from the VIP to the client. `mtu` is the IPv6
+/// egress port's: the packet grows by 20 bytes (or more, less its IPv4
+/// options), and one that no longer fits is refused with the IPv4 MTU the
+/// server must use (`FragNeeded`, with DF) or dropped (`TooBig`), as RFC
+/// 7915 5.1 sends "Fragmentation Needed" back.
+pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn, mtu: u16) -> Result<Ipv6Addr, XmitError> {
     let a = c.v6.ok_or(XmitError::NoRoute)?;
-    let (ihl, total, tos, ttl, proto, rip, lip) = {
+    let (ihl, total, tos, ttl, proto, rip, lip, df) = {
         let ip = Ipv4Packet::new_checked(&frame.data()[ETH..])?;
         (
             ip.header_len(),
@@ -133,6 +140,7 @@ pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn) -> Result<Ipv6Addr, XmitError> {
             ip.protocol().0,
             ip.src_addr(),
             ip.dst_addr(),
+            ip.dont_frag(),
         )
     };
     if ttl <= 1 {
@@ -143,6 +151,14 @@ pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn) -> Result<Ipv6Addr, XmitError> {
         return Err(XmitError::Malformed(WireError::Ipv4Truncated));
     }
     let l4_len = total - ihl;
+    if IP6 + l4_len > usize::from(mtu) {
+        let room = usize::from(mtu).saturating_sub(IP6 - IP4);
+        return Err(if df && room >= 68 {
+            XmitError::FragNeeded(room as u16)
+        } else {
+            XmitError::TooBig
+        });
+    }
     frame.truncate(ETH + total);
     // [eth][IPv4 + options][l4] -> [eth][IPv6][l4].
     if ihl < IP6 {

@@ -35,7 +35,8 @@ fn the_kernel_s_mld_report_walks_its_hop_by_hop_header_and_verifies() {
             proto: IpProtocol(58),
             offset: 48,
             fragment: None,
-            ext_headers: 1
+            ext_headers: 1,
+            routed: false,
         }
     );
     let icmp = &p.packet()[u.offset..];
