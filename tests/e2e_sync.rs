@@ -336,3 +336,69 @@ fn held_connection_continues_on_the_backup_after_failover() {
     );
     let _ = backup.terminate();
 }
+
+#[test]
+fn a_kernel_format_ipv6_entry_is_taken_by_the_backup() {
+    // The backup has the IPv6 service; the entry is written here byte by
+    // byte from the kernel's struct ip_vs_sync_v6 (ip_vs_sync.c), not by
+    // rvs's builder, and sent from the master's namespace.
+    let topo = Topology::up_unique();
+    let b = backup(&topo);
+    let mut config = topo.second_config(&[("lb0", "x0"), ("lb1", "x1")]);
+    config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
+    config["ports"][1]["ipv6"] = "2001:db8:1::1/64".into();
+    let backup = Rvsd::start_in(&topo, &b.ns, &config);
+    backup.rvsadm_ok(&["-A", "-t", "[2001:db8::100]:80", "-s", "rr"]);
+    backup.rvsadm_ok(&[
+        "-a",
+        "-t",
+        "[2001:db8::100]:80",
+        "-r",
+        "[2001:db8:1::11]:80",
+        "-m",
+    ]);
+    backup.rvsadm_ok(&[
+        "--start-daemon",
+        "backup",
+        "--mcast-interface",
+        "mgmt0",
+        "--syncid",
+        "5",
+    ]);
+    // Entry: type STYPE_F_INET6 (1), TCP, ver_size 72, flags 0 (MASQ),
+    // state 1 (ESTABLISHED), cport 1, vport 80, dport 80, fwmark 0,
+    // timeout 900, then caddr 2001:db8::9:9, vaddr 2001:db8::100, daddr
+    // 2001:db8:1::11, 16 bytes each.
+    let entry = concat!(
+        "01060048",
+        "00000000",
+        "0001",
+        "0001",
+        "0050",
+        "0050",
+        "00000000",
+        "00000384",
+        "20010db8000000000000000000090009",
+        "20010db8000000000000000000000100",
+        "20010db8000100000000000000000011",
+    );
+    // Header: reserved 0, syncid 5, size 8 + 72 = 80, one entry, version 1.
+    send_raw(&topo.lb_ns(), &format!("0005005001010000{entry}"));
+    let taken = wait_for(10, || {
+        let l = backup.rvsadm_ok(&["-L", "-c", "-n"]);
+        l.lines()
+            .find(|x| x.contains("[2001:db8::9:9]:1"))
+            .map(str::to_owned)
+    });
+    let taken = taken.unwrap_or_else(|| panic!("IPv6 entry not taken: {}", daemon_json(&backup)));
+    assert!(
+        taken.contains("ESTABLISHED")
+            && taken.contains("[2001:db8::100]:80")
+            && taken.contains("[2001:db8:1::11]:80"),
+        "{taken}"
+    );
+    let d = daemon_json(&backup);
+    assert!(d["counters"]["inserted"].as_u64().unwrap() >= 1, "{d}");
+    drop(backup);
+    drop(b);
+}
