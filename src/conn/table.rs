@@ -437,7 +437,7 @@ impl ConnTable {
 
     /// The hash of a key of either family.
     #[inline]
-    fn key_hash(&self, key: &FlowKey) -> Option<u64> {
+    pub(super) fn key_hash(&self, key: &FlowKey) -> Option<u64> {
         match key.k4() {
             Some(k) => Some(self.hash(&k)),
             None => key.k6().map(|k| self.hash6(&k)),

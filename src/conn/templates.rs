@@ -34,7 +34,8 @@ impl TemplateKey {
     pub fn proto_name(&self) -> &'static str {
         self.proto.map_or("IP", Proto::upper)
     }
-    pub(super) fn k4(&self) -> Option<K4> {
+    /// The key as a flow key, to pick its shard with the table's hash.
+    pub(super) fn flow_key(&self) -> FlowKey {
         FlowKey {
             proto: self.proto.unwrap_or(Proto::Tcp),
             src: self.cnet,
@@ -44,7 +45,6 @@ impl TemplateKey {
             sport: self.proto.is_none() as u16,
             dport: self.vport,
         }
-        .k4()
     }
 }
 
@@ -117,8 +117,10 @@ impl ConnTable {
     }
 
     pub(super) fn template_shard(&self, key: &TemplateKey) -> usize {
-        match key.k4() {
-            Some(k) => (self.hash(&k) >> 20) as usize % self.templates.len(),
+        // IPv6 templates spread over the shards too (an IPv4-only hash
+        // put them all in shard 0, behind one lock).
+        match self.key_hash(&key.flow_key()) {
+            Some(h) => (h >> 20) as usize % self.templates.len(),
             None => 0,
         }
     }
