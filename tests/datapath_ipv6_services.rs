@@ -934,3 +934,181 @@ fn a_routing_header_with_segments_left_is_not_taken_for_the_vip() {
     assert_eq!(r.drops("ipv6_malformed"), before + 1);
     assert_eq!(r.dp.conns.len(), 0);
 }
+
+/// A TCP segment with an MSS option (SYN-ACK from a server).
+#[allow(clippy::too_many_arguments)]
+fn tcp6_mss(
+    macs: (MacAddr, MacAddr),
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    mss: u16,
+) -> Vec<u8> {
+    let mut t = vec![0u8; 24];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 6 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+    let len = t.len() as u32;
+    let pseudo = [
+        &src.octets()[..],
+        &dst.octets()[..],
+        &len.to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let c = !ones_sum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    frame(macs, src, dst, 64, 6, &t)
+}
+
+/// A client segment with sequence and acknowledgement numbers.
+fn client_seg(sport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+    let mut f = tcp6(
+        (DIR0_MAC, CLIENT_MAC),
+        v6(CLIENT),
+        sport,
+        v6(VIP),
+        80,
+        flags,
+        64,
+        data,
+    );
+    let l4 = &mut f[54..];
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&ack.to_be_bytes());
+    l4[16..18].fill(0);
+    let pseudo = [
+        &v6(CLIENT).octets()[..],
+        &v6(VIP).octets()[..],
+        &(l4.len() as u32).to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let c = !ones_sum(&[&pseudo, l4]);
+    l4[16..18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn fullnat_delivers_the_ipv6_client_address_by_proxy_v2_and_toa() {
+    // PROXY v2: the header (AF_INET6, 52 bytes) before the first data,
+    // the server's MSS lowered by 52, its acknowledgements moved back.
+    let mut r = rig();
+    service(
+        &r,
+        "fullnat",
+        &format!(r#","laddrs":["{LIP}"],"client_addr":"proxy_v2""#),
+    );
+    resolve_servers(&mut r);
+    client_ns(&mut r, v6(VIP));
+    r.worker.io.push(0, &client_seg(49000, SYN, 1000, 0, b""));
+    r.step(1);
+    let syn = r.worker.io.take_tx(1).remove(0);
+    let (lip, lport, rs, _, _) = ends(&syn);
+    assert_eq!(lip, v6(LIP));
+    let rs_mac = macs(&syn).0;
+    let synack = tcp6_mss(
+        (DIR1_MAC, rs_mac),
+        rs,
+        8080,
+        lip,
+        lport,
+        SYN | ACK,
+        7000,
+        1001,
+        1440,
+    );
+    r.worker.io.push(1, &synack);
+    r.step(1);
+    let back = r.worker.io.take_tx(0).remove(0);
+    assert_l4_checksum(&back);
+    assert_eq!(
+        &back[54 + 20..54 + 24],
+        &[2, 4, 0x05, 0x6c],
+        "MSS 1440 - 52 = 1388"
+    );
+    r.worker
+        .io
+        .push(0, &client_seg(49000, ACK, 1001, 7001, b""));
+    r.worker
+        .io
+        .push(0, &client_seg(49000, ACK | 0x08, 1001, 7001, b"GET /"));
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 2);
+    let data = &out[1];
+    assert_l4_checksum(data);
+    let payload = &data[54 + 20..];
+    assert_eq!(payload.len(), 52 + 5);
+    assert_eq!(&payload[..12], &rvs::xmit::fullnat::PP2_SIG);
+    assert_eq!(
+        &payload[12..16],
+        &[0x21, 0x21, 0, 36],
+        "v2 PROXY, TCP over IPv6, 36 bytes"
+    );
+    assert_eq!(&payload[16..32], &v6(CLIENT).octets());
+    assert_eq!(&payload[32..48], &v6(VIP).octets());
+    assert_eq!(
+        &payload[48..52],
+        &[0xbf, 0x68, 0, 80],
+        "client port 49000, VIP port 80"
+    );
+    assert_eq!(&payload[52..], b"GET /");
+    assert_eq!(
+        u16::from_be_bytes([data[18], data[19]]) as usize,
+        20 + 57,
+        "payload length"
+    );
+    // The server acknowledges header and request; the client hears of its
+    // request only.
+    let ack = tcp6_mss(
+        (DIR1_MAC, rs_mac),
+        rs,
+        8080,
+        lip,
+        lport,
+        ACK,
+        7001,
+        1001 + 57,
+        1440,
+    );
+    r.worker.io.push(1, &ack);
+    r.step(1);
+    let back = r.worker.io.take_tx(0).remove(0);
+    assert_l4_checksum(&back);
+    assert_eq!(
+        u32::from_be_bytes(back[54 + 8..54 + 12].try_into().unwrap()),
+        1006
+    );
+
+    // TOA: the IPv6 form (kind 254, length 20) on the SYN.
+    let mut r = rig();
+    service(
+        &r,
+        "fullnat",
+        &format!(r#","laddrs":["{LIP}"],"client_addr":"toa""#),
+    );
+    resolve_servers(&mut r);
+    client_ns(&mut r, v6(VIP));
+    r.worker.io.push(0, &client_seg(49001, SYN, 2000, 0, b""));
+    r.step(1);
+    let syn = r.worker.io.take_tx(1).remove(0);
+    assert_l4_checksum(&syn);
+    let l4 = &syn[54..];
+    assert_eq!(l4[12] >> 4, 10, "a 40-byte TCP header");
+    assert_eq!(
+        &l4[20..24],
+        &[254, 20, 0xbf, 0x69],
+        "TOA, client port 49001"
+    );
+    assert_eq!(&l4[24..40], &v6(CLIENT).octets());
+}

@@ -36,7 +36,9 @@ fn nginx6(topo: &Topology, rs: &str) {
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
          scgi_temp_path {d}/scgi;\n\
          server {{\n    listen [::]:80 ipv6only=on;\n    root {w};\n\
-         location = / {{ try_files /index.html =404; }}\n  }}\n}}\n",
+         location = / {{ try_files /index.html =404; }}\n  }}\n\
+         server {{\n    listen [::]:8080 ipv6only=on proxy_protocol;\n\
+         location / {{ return 200 \"{rs} $proxy_protocol_addr:$proxy_protocol_port\\n\"; }}\n  }}\n}}\n",
         d = dir.display(),
         w = www.display()
     );
@@ -181,6 +183,28 @@ fn fullnat_serves_an_ipv6_vip_through_an_ipv6_local_address() {
     // The servers (no route back) saw the director's local address.
     let log = std::fs::read_to_string(topo.state_dir.join("rs2-v6/logs/access.log")).unwrap();
     assert!(log.starts_with("2001:db8:1::5 "), "{log}");
+
+    // With PROXY v2 the servers learn the client's IPv6 address and port:
+    // nginx answers with what the header (AF_INET6) announced.
+    let pp = "[2001:db8::100]:8080";
+    rvsd.rvsadm_ok(&["-A", "-t", pp, "-s", "rr", "--proxy-protocol"]);
+    rvsd.rvsadm_ok(&["-P", "-t", pp, "-z", "2001:db8:1::5"]);
+    for rip in ["[2001:db8:1::11]:8080", "[2001:db8:1::12]:8080"] {
+        rvsd.rvsadm_ok(&["-a", "-t", pp, "-r", rip, "--fullnat"]);
+    }
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let body = curl_from(&topo.client_ns(), "http://[2001:db8::100]:8080/")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let (rs, addr) = body.trim().split_once(' ').expect("rsN ADDR:PORT");
+        let (ip, port) = addr.rsplit_once(':').expect("ADDR:PORT");
+        assert_eq!(ip, "2001:db8::2", "{body}");
+        assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{body}");
+        seen.push(rs.to_string());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["rs1", "rs2"]);
 }
 
 #[test]

@@ -100,9 +100,7 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
         if s.synproxy {
             return no("the SYN proxy");
         }
-        if s.client_addr != ClientAddr::None {
-            return no("client-address delivery (TOA, PROXY v2)");
-        }
+
         // A prefix length, held as the kernel holds it (the number in the
         // u32; 255.255.255.255 is /128): ip_vs_add_service refuses one
         // outside 1..128 for IPv6 (EINVAL).
@@ -394,6 +392,20 @@ pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
                 ErrorCode::Unsupported,
                 format!(
                     "{}: local address {l} is IPv6 (an IPv4 service reaches IPv4 servers only)",
+                    s.key()
+                ),
+            ));
+        }
+        // NAT64 carries no client address yet (its translator does not
+        // insert TOA or PROXY v2).
+        if s.client_addr != ClientAddr::None
+            && s.vip.is_ipv6()
+            && s.dests.iter().any(|d| d.ip.is_ipv4())
+        {
+            return Err(CtlError::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "{}: TOA and PROXY v2 are not supported through NAT64 (IPv4 real servers of an IPv6 service) yet",
                     s.key()
                 ),
             ));

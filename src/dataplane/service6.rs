@@ -134,7 +134,22 @@ impl Dataplane {
             self.tunnel6(in_port, frame, total, conn)
         } else {
             let ip = &mut frame.data_mut()[ETH..h.end];
-            xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir)
+            let sent = xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir);
+            // FULLNAT's client-address delivery (TOA, PROXY v2) and its
+            // sequence data, written back to the connection.
+            match (sent, conn.fwd, proto) {
+                (Ok(next), Forward::FullNat, Proto::Tcp) => {
+                    let l4 = ETH + h.ul.offset;
+                    let done = if dir == Dir::In {
+                        xmit::v6::fnat_client_to_server(frame, l4, h.end, conn)
+                    } else {
+                        xmit::v6::fnat_server_to_client(frame, l4, h.end, conn)
+                    };
+                    conn.commit();
+                    done.map(|_| next)
+                }
+                (sent, ..) => sent,
+            }
         };
         let next = match sent {
             Ok(n) => n,

@@ -298,3 +298,204 @@ pub fn rewrite_error(
     icmpv6::fill_checksum(m, Ipv6Addr::from(s), Ipv6Addr::from(d));
     Ok(())
 }
+
+/// TOA's IPv6 form, as DPVS's toa module reads it (kmod/toa/toa.h:
+/// `struct toa_ip6_data`, TCPOPT_TOA 254, TCPOLEN_IP6_TOA 20): kind,
+/// length, client port, client IPv6 address.
+pub const TOA6_LEN: usize = 20;
+/// PROXY protocol v2 for TCP over IPv6: 16 fixed + 36 address bytes.
+pub const PP2_V6_LEN: usize = 52;
+
+fn toa6_option(cip: Ipv6Addr, cport: u16) -> [u8; TOA6_LEN] {
+    let mut o = [0u8; TOA6_LEN];
+    o[0] = super::fullnat::TOA_KIND;
+    o[1] = TOA6_LEN as u8;
+    o[2..4].copy_from_slice(&cport.to_be_bytes());
+    o[4..20].copy_from_slice(&cip.octets());
+    o
+}
+
+/// The PROXY v2 header announcing [cip]:cport -> [vip]:vport over TCP/IPv6.
+pub fn pp2_header_v6(cip: Ipv6Addr, cport: u16, vip: Ipv6Addr, vport: u16) -> [u8; PP2_V6_LEN] {
+    let mut h = [0u8; PP2_V6_LEN];
+    h[..12].copy_from_slice(&super::fullnat::PP2_SIG);
+    h[12] = 0x21; // version 2, PROXY
+    h[13] = 0x21; // AF_INET6, STREAM
+    h[14..16].copy_from_slice(&36u16.to_be_bytes());
+    h[16..32].copy_from_slice(&cip.octets());
+    h[32..48].copy_from_slice(&vip.octets());
+    h[48..50].copy_from_slice(&cport.to_be_bytes());
+    h[50..52].copy_from_slice(&vport.to_be_bytes());
+    h
+}
+
+/// The TCP checksum of the segment at `l4..end` of the frame, computed
+/// whole over the IPv6 pseudo-header.
+fn tcp_checksum_v6(data: &mut [u8], l4: usize, end: usize) {
+    let (mut s, mut d) = ([0u8; 16], [0u8; 16]);
+    s.copy_from_slice(&data[ETH + 8..ETH + 24]);
+    d.copy_from_slice(&data[ETH + 24..ETH + 40]);
+    data[l4 + 16..l4 + 18].fill(0);
+    let c = crate::wire::ipv6::l4_checksum_v6(
+        Ipv6Addr::from(s),
+        Ipv6Addr::from(d),
+        next_header::TCP,
+        &data[l4..end],
+    );
+    data[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Insert `bytes` into the TCP segment (at `l4` in the frame, the IPv6
+/// packet ending at `end`) at offset `at` from its header; `grow_header`
+/// also grows the data offset (an option). Payload length and checksum
+/// follow. Returns the packet's new end.
+fn insert6<F: Frame>(
+    frame: &mut F,
+    l4: usize,
+    end: usize,
+    at: usize,
+    bytes: &[u8],
+    grow_header: bool,
+) -> Result<usize, XmitError> {
+    let n = bytes.len();
+    frame.truncate(end);
+    if !frame.append(n) {
+        return Err(XmitError::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(l4 + at..end, l4 + at + n);
+    data[l4 + at..l4 + at + n].copy_from_slice(bytes);
+    let plen = u16::from_be_bytes([data[ETH + 4], data[ETH + 5]]) as usize + n;
+    data[ETH + 4..ETH + 6].copy_from_slice(&(plen as u16).to_be_bytes());
+    if grow_header {
+        let mut t = crate::wire::TcpSegment::new_unchecked(&mut data[l4..end + n]);
+        let hl = t.header_len();
+        t.set_header_len(hl + n);
+    }
+    tcp_checksum_v6(data, l4, end + n);
+    Ok(end + n)
+}
+
+/// FULLNAT's client-address delivery for an IPv6 connection, client to
+/// server, after the ends are rewritten: TOA (IPv6 form) on the SYN and on
+/// the ACK completing the handshake, or the PROXY v2 header (IPv6) before
+/// the first data and the sequence shift after it, as fullnat.rs does for
+/// IPv4. `l4` is the TCP header's offset in the frame, `end` the packet's
+/// end.
+pub fn fnat_client_to_server<F: Frame>(
+    frame: &mut F,
+    l4: usize,
+    end: usize,
+    c: &Conn,
+) -> Result<(), XmitError> {
+    use crate::flow::ClientAddr;
+    let (Some(f), Some(a)) = (c.fnat.as_ref(), c.v6) else {
+        return Ok(());
+    };
+    if f.client_addr == ClientAddr::None {
+        return Ok(());
+    }
+    let (flags, seq, hl, payload) = {
+        let t = crate::wire::TcpSegment::new_checked(&frame.data()[l4..end])?;
+        (t.flags(), t.seq(), t.header_len(), t.payload().len())
+    };
+    let toa_fits = hl + TOA6_LEN <= 60;
+    if flags.syn() && !flags.ack() {
+        f.isn.set(seq);
+        if f.client_addr == ClientAddr::Toa && toa_fits {
+            insert6(frame, l4, end, 20, &toa6_option(a.cip, c.cport), true)?;
+        }
+        return Ok(());
+    }
+    let first = f.isn.get().wrapping_add(1);
+    let after = |x: u32, y: u32| (x.wrapping_sub(y) as i32) > 0;
+    match f.client_addr {
+        ClientAddr::Toa => {
+            if flags.ack()
+                && !flags.rst()
+                && !flags.fin()
+                && seq == first
+                && payload == 0
+                && c.state() == crate::conn::State::SynRecv
+                && toa_fits
+            {
+                insert6(frame, l4, end, 20, &toa6_option(a.cip, c.cport), true)?;
+            }
+        }
+        ClientAddr::ProxyV2 => {
+            if seq == first && payload > 0 {
+                let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);
+                insert6(frame, l4, end, hl, &h, false)?;
+                f.delta.set(PP2_V6_LEN as u32);
+            } else {
+                let delta = f.delta.get();
+                if delta > 0 && after(seq, first) {
+                    let data = frame.data_mut();
+                    let mut t = crate::wire::TcpSegment::new_unchecked(&mut data[l4..end]);
+                    t.set_seq_inc(seq.wrapping_add(delta));
+                }
+            }
+        }
+        ClientAddr::None => {}
+    }
+    Ok(())
+}
+
+/// FULLNAT with PROXY v2, server to client, after the ends are rewritten:
+/// the server's MSS lowered by the header's 52 bytes in its SYN-ACK, and
+/// its acknowledgements and SACK edges moved back over the header.
+pub fn fnat_server_to_client<F: Frame>(
+    frame: &mut F,
+    l4: usize,
+    end: usize,
+    c: &Conn,
+) -> Result<(), XmitError> {
+    use crate::wire::tcp::{opt, TcpOptions};
+    let Some(f) = c.fnat.as_ref() else {
+        return Ok(());
+    };
+    if f.client_addr != crate::flow::ClientAddr::ProxyV2 {
+        return Ok(());
+    }
+    let data = frame.data_mut();
+    let mut t = crate::wire::TcpSegment::new_checked(&mut data[l4..end])?;
+    let flags = t.flags();
+    let first = f.isn.get().wrapping_add(1);
+    let delta = f.delta.get();
+    let after = |x: u32, y: u32| (x.wrapping_sub(y) as i32) > 0;
+    let mut options_changed = false;
+    if flags.syn() && flags.ack() {
+        let (copy, n) = t.options_copy();
+        for at in TcpOptions::new(&copy[..n])
+            .filter(|x| x.kind == opt::MSS && x.len == 4)
+            .map(|x| x.at)
+        {
+            let o = t.options_mut();
+            let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
+            let clamped = mss.saturating_sub(PP2_V6_LEN as u16).max(64);
+            o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
+            options_changed = true;
+        }
+    }
+    if delta > 0 && flags.ack() {
+        let hdr_end = first.wrapping_add(delta);
+        let map = |x: u32| {
+            if x == hdr_end || after(x, hdr_end) {
+                x.wrapping_sub(delta)
+            } else if after(x, first) {
+                first
+            } else {
+                x
+            }
+        };
+        let ack = t.ack();
+        if map(ack) != ack {
+            t.set_ack_inc(map(ack));
+        }
+        t.map_sack_edges(map);
+    }
+    if options_changed {
+        tcp_checksum_v6(data, l4, end);
+    }
+    Ok(())
+}

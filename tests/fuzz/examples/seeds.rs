@@ -614,7 +614,14 @@ fn datapath_seeds() -> usize {
     );
     put("too-big-tun".into(), too_big(2));
     put("ipv6-director".into(), ipv6_director());
-    for (mode, name) in [(0, "nat"), (1, "dr"), (2, "tun"), (3, "fullnat")] {
+    for (mode, name) in [
+        (0, "nat"),
+        (1, "dr"),
+        (2, "tun"),
+        (3, "fullnat"),
+        (4, "fullnat-toa"),
+        (5, "fullnat-proxy_v2"),
+    ] {
         put(format!("ipv6-services-{name}"), ipv6_services(mode));
     }
     put("malformed".into(), malformed());

@@ -583,26 +583,23 @@ pub fn initial_services(cfg: Config) -> String {
     let m = cfg.mode();
     let dests = format!(r#""dests":[{},{}]}}"#, dest(0, m.fwd[0]), dest(1, m.fwd[1]));
     let tcp = tcp_service(cfg, cfg.sched());
-    // Where IPv6 can run the mode (no client-address delivery for IPv6
-    // yet): the same TCP service on an IPv6 VIP with IPv6 servers.
-    let v6 = if m.client_addr == "none" {
-        let d = |ip: &str, n: usize, fwd: &str| {
-            format!(r#"{{"ip":"{ip}","weight":{},"fwd":"{fwd}"}}"#, n + 1)
-        };
-        format!(
-            r#",{{"proto":"tcp","vip":"{VIP6}","port":80,"sched":"{}","laddrs":["2001:db8:1::5"]{},"dests":[{},{}]}}"#,
-            cfg.sched(),
-            if cfg.persistent() {
-                r#","persistent":60"#
-            } else {
-                ""
-            },
-            d("2001:db8:1::11", 0, m.fwd[0]),
-            d("2001:db8:1::12", 1, m.fwd[1]),
-        )
-    } else {
-        String::new()
+    // The same TCP service on an IPv6 VIP with IPv6 servers, in every
+    // mode (client-address delivery included).
+    let d = |ip: &str, n: usize, fwd: &str| {
+        format!(r#"{{"ip":"{ip}","weight":{},"fwd":"{fwd}"}}"#, n + 1)
     };
+    let v6 = format!(
+        r#",{{"proto":"tcp","vip":"{VIP6}","port":80,"sched":"{}","laddrs":["2001:db8:1::5"],"client_addr":"{}"{},"dests":[{},{}]}}"#,
+        cfg.sched(),
+        m.client_addr,
+        if cfg.persistent() {
+            r#","persistent":60"#
+        } else {
+            ""
+        },
+        d("2001:db8:1::11", 0, m.fwd[0]),
+        d("2001:db8:1::12", 1, m.fwd[1]),
+    );
     format!(
         r#"[{},{{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"{}","laddrs":["10.0.1.200"],{dests}{v6}]"#,
         tcp.strip_suffix('}').unwrap().to_string() + "," + &dests,
