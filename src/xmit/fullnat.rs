@@ -148,6 +148,109 @@ pub fn pp2_header(cip: Ipv4Addr, cport: u16, vip: Ipv4Addr, vport: u16) -> [u8; 
     h
 }
 
+/// What client-address delivery does to a client segment (either family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Nothing,
+    /// Insert the TOA option after the fixed TCP header.
+    Toa,
+    /// Insert the PROXY header before the payload.
+    ProxyHeader,
+    /// Move the sequence number up over the inserted header.
+    Seq(u32),
+}
+
+/// The delivery step for a client segment of a FULLNAT connection: its
+/// flags, sequence number, TCP header length and payload length, and how
+/// long a TOA option is (IPv4's 8, IPv6's 20). A SYN records the client's
+/// ISN. TOA goes on the SYN and on the ACK completing the handshake (the
+/// state is still SYN_RECV then: the state machine sees the packet after
+/// the rewrite), when the header has room; PROXY v2 before the first data.
+pub(crate) fn delivery(
+    c: &Conn,
+    f: &Fnat,
+    (flags, seq, hl, payload): (crate::wire::TcpFlags, u32, usize, usize),
+    toa_len: usize,
+) -> Delivery {
+    let toa_fits = hl + toa_len <= 60;
+    if flags.syn() && !flags.ack() {
+        f.isn.set(seq);
+        return if f.client_addr == ClientAddr::Toa && toa_fits {
+            Delivery::Toa
+        } else {
+            Delivery::Nothing
+        };
+    }
+    let first = f.isn.get().wrapping_add(1);
+    match f.client_addr {
+        ClientAddr::Toa
+            if flags.ack()
+                && !flags.rst()
+                && !flags.fin()
+                && seq == first
+                && payload == 0
+                && c.state() == State::SynRecv
+                && toa_fits =>
+        {
+            Delivery::Toa
+        }
+        ClientAddr::ProxyV2 if seq == first && payload > 0 => Delivery::ProxyHeader,
+        ClientAddr::ProxyV2 if f.delta.get() > 0 && after(seq, first) => {
+            Delivery::Seq(seq.wrapping_add(f.delta.get()))
+        }
+        _ => Delivery::Nothing,
+    }
+}
+
+/// PROXY v2, server to client: a SYN-ACK's MSS options lowered by the
+/// header's length `hdr` (the client's first segment grows by it), and the
+/// server's acknowledgement and SACK edges moved back over the header the
+/// client never sent (edges inside it map to where it began). True if the
+/// options changed (the caller then recomputes the checksum; the rest is
+/// incremental).
+pub(crate) fn to_client<T: AsRef<[u8]> + AsMut<[u8]>>(
+    t: &mut TcpSegment<T>,
+    f: &Fnat,
+    hdr: usize,
+) -> bool {
+    let flags = t.flags();
+    let first = f.isn.get().wrapping_add(1);
+    let delta = f.delta.get();
+    let mut options_changed = false;
+    if flags.syn() && flags.ack() {
+        // Every MSS option: a client keeps the last one it reads.
+        let (copy, n) = t.options_copy();
+        for at in TcpOptions::new(&copy[..n])
+            .filter(|x| x.kind == opt::MSS && x.len == 4)
+            .map(|x| x.at)
+        {
+            let o = t.options_mut();
+            let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
+            let clamped = mss.saturating_sub(hdr as u16).max(64);
+            o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
+            options_changed = true;
+        }
+    }
+    if delta > 0 && flags.ack() {
+        let end = first.wrapping_add(delta);
+        let map = |a: u32| {
+            if a == end || after(a, end) {
+                a.wrapping_sub(delta)
+            } else if after(a, first) {
+                first
+            } else {
+                a
+            }
+        };
+        let ack = t.ack();
+        if map(ack) != ack {
+            t.set_ack_inc(map(ack));
+        }
+        t.map_sack_edges(map);
+    }
+    options_changed
+}
+
 /// Client to real server.
 pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
@@ -156,48 +259,22 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
     if proto != IpProtocol::TCP || f.client_addr == ClientAddr::None {
         return Ok(());
     }
-    let (flags, seq, hl, payload) = {
+    let seg = {
         let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
-    if flags.syn() && !flags.ack() {
-        f.isn.set(seq);
-        if f.client_addr == ClientAddr::Toa && hl + TOA_LEN <= 60 {
-            insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
+    match delivery(c, f, seg, TOA_LEN) {
+        Delivery::Toa => insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?,
+        Delivery::ProxyHeader => {
+            let h = pp2_header(cip, c.cport, vip, c.vport);
+            insert(frame, ihl, total, seg.2, &h, false)?;
+            f.delta.set(PP2_LEN as u32);
         }
-        return Ok(());
-    }
-    let first = f.isn.get().wrapping_add(1);
-    match f.client_addr {
-        ClientAddr::Toa => {
-            // The ACK completing the handshake (the state is still SYN_RECV
-            // here: the state machine sees the packet after the rewrite).
-            if flags.ack()
-                && !flags.rst()
-                && !flags.fin()
-                && seq == first
-                && payload == 0
-                && c.state() == State::SynRecv
-                && hl + TOA_LEN <= 60
-            {
-                insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?;
-            }
+        Delivery::Seq(s) => {
+            let data = frame.data_mut();
+            TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]).set_seq_inc(s);
         }
-        ClientAddr::ProxyV2 => {
-            if seq == first && payload > 0 {
-                let h = pp2_header(cip, c.cport, vip, c.vport);
-                insert(frame, ihl, total, hl, &h, false)?;
-                f.delta.set(PP2_LEN as u32);
-            } else {
-                let delta = f.delta.get();
-                if delta > 0 && after(seq, first) {
-                    let data = frame.data_mut();
-                    let mut t = TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]);
-                    t.set_seq_inc(seq.wrapping_add(delta));
-                }
-            }
-        }
-        ClientAddr::None => {}
+        Delivery::Nothing => {}
     }
     Ok(())
 }
@@ -239,44 +316,7 @@ pub fn reply<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         (p.src_addr(), p.dst_addr())
     };
     let mut t = TcpSegment::new_checked(&mut data[ETH + ihl..ETH + total])?;
-    let flags = t.flags();
-    let first = f.isn.get().wrapping_add(1);
-    let delta = f.delta.get();
-    let mut options_changed = false;
-    if flags.syn() && flags.ack() {
-        // Leave room for the PROXY header in the client's first segment
-        // (every MSS option: a client keeps the last one it reads).
-        let (copy, n) = t.options_copy();
-        for at in TcpOptions::new(&copy[..n])
-            .filter(|x| x.kind == opt::MSS && x.len == 4)
-            .map(|x| x.at)
-        {
-            let o = t.options_mut();
-            let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
-            let clamped = mss.saturating_sub(PP2_LEN as u16).max(64);
-            o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
-            options_changed = true;
-        }
-    }
-    if delta > 0 && flags.ack() {
-        // Server acknowledgements count the inserted header; the client's
-        // do not. Edges inside the header map to where it began.
-        let end = first.wrapping_add(delta);
-        let map = |a: u32| {
-            if a == end || after(a, end) {
-                a.wrapping_sub(delta)
-            } else if after(a, first) {
-                first
-            } else {
-                a
-            }
-        };
-        let ack = t.ack();
-        if map(ack) != ack {
-            t.set_ack_inc(map(ack));
-        }
-        t.map_sack_edges(map);
-    }
+    let options_changed = to_client(&mut t, f, PP2_LEN);
     if options_changed {
         t.fill_checksum(src, dst);
     }

@@ -395,48 +395,25 @@ pub fn fnat_client_to_server<F: Frame>(
     if f.client_addr == ClientAddr::None {
         return Ok(());
     }
-    let (flags, seq, hl, payload) = {
+    let seg = {
         let t = crate::wire::TcpSegment::new_checked(&frame.data()[l4..end])?;
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
-    let toa_fits = hl + TOA6_LEN <= 60;
-    if flags.syn() && !flags.ack() {
-        f.isn.set(seq);
-        if f.client_addr == ClientAddr::Toa && toa_fits {
+    use super::fullnat::{delivery, Delivery};
+    match delivery(c, f, seg, TOA6_LEN) {
+        Delivery::Toa => {
             insert6(frame, l4, end, 20, &toa6_option(a.cip, c.cport), true)?;
         }
-        return Ok(());
-    }
-    let first = f.isn.get().wrapping_add(1);
-    let after = |x: u32, y: u32| (x.wrapping_sub(y) as i32) > 0;
-    match f.client_addr {
-        ClientAddr::Toa => {
-            if flags.ack()
-                && !flags.rst()
-                && !flags.fin()
-                && seq == first
-                && payload == 0
-                && c.state() == crate::conn::State::SynRecv
-                && toa_fits
-            {
-                insert6(frame, l4, end, 20, &toa6_option(a.cip, c.cport), true)?;
-            }
+        Delivery::ProxyHeader => {
+            let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);
+            insert6(frame, l4, end, seg.2, &h, false)?;
+            f.delta.set(PP2_V6_LEN as u32);
         }
-        ClientAddr::ProxyV2 => {
-            if seq == first && payload > 0 {
-                let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);
-                insert6(frame, l4, end, hl, &h, false)?;
-                f.delta.set(PP2_V6_LEN as u32);
-            } else {
-                let delta = f.delta.get();
-                if delta > 0 && after(seq, first) {
-                    let data = frame.data_mut();
-                    let mut t = crate::wire::TcpSegment::new_unchecked(&mut data[l4..end]);
-                    t.set_seq_inc(seq.wrapping_add(delta));
-                }
-            }
+        Delivery::Seq(s) => {
+            let data = frame.data_mut();
+            crate::wire::TcpSegment::new_unchecked(&mut data[l4..end]).set_seq_inc(s);
         }
-        ClientAddr::None => {}
+        Delivery::Nothing => {}
     }
     Ok(())
 }
@@ -450,7 +427,6 @@ pub fn fnat_server_to_client<F: Frame>(
     end: usize,
     c: &Conn,
 ) -> Result<(), XmitError> {
-    use crate::wire::tcp::{opt, TcpOptions};
     let Some(f) = c.fnat.as_ref() else {
         return Ok(());
     };
@@ -459,41 +435,7 @@ pub fn fnat_server_to_client<F: Frame>(
     }
     let data = frame.data_mut();
     let mut t = crate::wire::TcpSegment::new_checked(&mut data[l4..end])?;
-    let flags = t.flags();
-    let first = f.isn.get().wrapping_add(1);
-    let delta = f.delta.get();
-    let after = |x: u32, y: u32| (x.wrapping_sub(y) as i32) > 0;
-    let mut options_changed = false;
-    if flags.syn() && flags.ack() {
-        let (copy, n) = t.options_copy();
-        for at in TcpOptions::new(&copy[..n])
-            .filter(|x| x.kind == opt::MSS && x.len == 4)
-            .map(|x| x.at)
-        {
-            let o = t.options_mut();
-            let mss = u16::from_be_bytes([o[at + 2], o[at + 3]]);
-            let clamped = mss.saturating_sub(PP2_V6_LEN as u16).max(64);
-            o[at + 2..at + 4].copy_from_slice(&clamped.to_be_bytes());
-            options_changed = true;
-        }
-    }
-    if delta > 0 && flags.ack() {
-        let hdr_end = first.wrapping_add(delta);
-        let map = |x: u32| {
-            if x == hdr_end || after(x, hdr_end) {
-                x.wrapping_sub(delta)
-            } else if after(x, first) {
-                first
-            } else {
-                x
-            }
-        };
-        let ack = t.ack();
-        if map(ack) != ack {
-            t.set_ack_inc(map(ack));
-        }
-        t.map_sack_edges(map);
-    }
+    let options_changed = super::fullnat::to_client(&mut t, f, PP2_V6_LEN);
     if options_changed {
         tcp_checksum_v6(data, l4, end);
     }
