@@ -998,18 +998,25 @@ fn client_seg(sport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8>
     f
 }
 
-#[test]
-fn fullnat_delivers_the_ipv6_client_address_by_proxy_v2_and_toa() {
-    // PROXY v2: the header (AF_INET6, 52 bytes) before the first data,
-    // the server's MSS lowered by 52, its acknowledgements moved back.
+/// A rig with the FULLNAT service delivering client addresses by
+/// `client_addr`, its servers and the client resolved.
+fn fullnat_delivering(client_addr: &str) -> Rig<MemIo> {
     let mut r = rig();
     service(
         &r,
         "fullnat",
-        &format!(r#","laddrs":["{LIP}"],"client_addr":"proxy_v2""#),
+        &format!(r#","laddrs":["{LIP}"],"client_addr":"{client_addr}""#),
     );
     resolve_servers(&mut r);
     client_ns(&mut r, v6(VIP));
+    r
+}
+
+#[test]
+fn fullnat_delivers_the_ipv6_client_address_by_proxy_v2_and_toa() {
+    // PROXY v2: the header (AF_INET6, 52 bytes) before the first data,
+    // the server's MSS lowered by 52, its acknowledgements moved back.
+    let mut r = fullnat_delivering("proxy_v2");
     r.worker.io.push(0, &client_seg(49000, SYN, 1000, 0, b""));
     r.step(1);
     let syn = r.worker.io.take_tx(1).remove(0);
@@ -1091,14 +1098,7 @@ fn fullnat_delivers_the_ipv6_client_address_by_proxy_v2_and_toa() {
     );
 
     // TOA: the IPv6 form (kind 254, length 20) on the SYN.
-    let mut r = rig();
-    service(
-        &r,
-        "fullnat",
-        &format!(r#","laddrs":["{LIP}"],"client_addr":"toa""#),
-    );
-    resolve_servers(&mut r);
-    client_ns(&mut r, v6(VIP));
+    let mut r = fullnat_delivering("toa");
     r.worker.io.push(0, &client_seg(49001, SYN, 2000, 0, b""));
     r.step(1);
     let syn = r.worker.io.take_tx(1).remove(0);

@@ -327,38 +327,17 @@ fn nat64_serves_an_ipv6_only_client_from_ipv4_only_nginx() {
 
 #[test]
 fn health_checks_reach_ipv6_servers_and_a_failed_one_leaves_the_rotation() {
-    let topo = Topology::up_unique_mode("nat");
-    let c = topo.client_ns();
-    v6_addr(&c, "eth0", "2001:db8::2/64");
-    for (rs, a) in [("rs1", "2001:db8:1::11/64"), ("rs2", "2001:db8:1::12/64")] {
-        v6_addr(&topo.ns(rs), "eth0", a);
-        ns_exec_ok(
-            &topo.ns(rs),
-            &[
-                "ip",
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                "2001:db8:1::1",
-            ],
-        );
-        nginx6(&topo, rs);
-    }
+    let (topo, rvsd) = two_links("nat");
     // rvsd's checks leave through the director's kernel (mgmt0, on the
     // servers' link), over IPv6 like the traffic.
     v6_addr(&topo.lb_ns(), "mgmt0", "2001:db8:1::250/64");
-    let mut config = topo.default_config();
-    config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
-    config["ports"][1]["ipv6"] = "2001:db8:1::1/64".into();
-    config["services"] = serde_json::json!([{
+    let svc = serde_json::json!({"cmd": "add_service", "service": {
         "proto": "tcp", "vip": "2001:db8::100", "port": 80, "sched": "rr",
         "health": {"type": "tcp", "interval_ms": 300, "timeout_ms": 200, "retries": 1,
                    "retry_delay_ms": 100},
         "dests": [{"ip": "2001:db8:1::11", "fwd": "nat"}, {"ip": "2001:db8:1::12", "fwd": "nat"}]
-    }]);
-    let rvsd = Rvsd::start(&topo, &config);
+    }});
+    rvsd.ctl(&svc.to_string());
     let state = |d: &str| {
         let out = rvsd.rvsadm_ok(&["-L", "-n", "--health"]);
         out.lines()
