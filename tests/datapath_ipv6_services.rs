@@ -79,13 +79,29 @@ fn tcp6(
     hops: u8,
     payload: &[u8],
 ) -> Vec<u8> {
+    let t = segment((src, sport), (dst, dport), flags, (1000, 0), &[], payload);
+    frame(macs, src, dst, hops, 6, &t)
+}
+
+/// A TCP segment (header, `options`, `payload`) with its checksum over the
+/// IPv6 pseudo-header, summed here.
+fn segment(
+    (src, sport): (Ipv6Addr, u16),
+    (dst, dport): (Ipv6Addr, u16),
+    flags: u8,
+    (seq, ack): (u32, u32),
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut t = vec![0u8; 20];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[12] = 5 << 4;
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = (((20 + options.len()) / 4) << 4) as u8;
     t[13] = flags;
     t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    t.extend_from_slice(options);
     t.extend_from_slice(payload);
     let len = t.len() as u32;
     let pseudo = [
@@ -97,7 +113,7 @@ fn tcp6(
     .concat();
     let c = !ones_sum(&[&pseudo, &t]);
     t[16..18].copy_from_slice(&c.to_be_bytes());
-    frame(macs, src, dst, hops, 6, &t)
+    t
 }
 
 fn frame(
@@ -948,54 +964,16 @@ fn tcp6_mss(
     ack: u32,
     mss: u16,
 ) -> Vec<u8> {
-    let mut t = vec![0u8; 24];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 6 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
-    let len = t.len() as u32;
-    let pseudo = [
-        &src.octets()[..],
-        &dst.octets()[..],
-        &len.to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mss_opt = [2, 4, (mss >> 8) as u8, mss as u8];
+    let t = segment((src, sport), (dst, dport), flags, (seq, ack), &mss_opt, &[]);
     frame(macs, src, dst, 64, 6, &t)
 }
 
 /// A client segment with sequence and acknowledgement numbers.
 fn client_seg(sport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
-    let mut f = tcp6(
-        (DIR0_MAC, CLIENT_MAC),
-        v6(CLIENT),
-        sport,
-        v6(VIP),
-        80,
-        flags,
-        64,
-        data,
-    );
-    let l4 = &mut f[54..];
-    l4[4..8].copy_from_slice(&seq.to_be_bytes());
-    l4[8..12].copy_from_slice(&ack.to_be_bytes());
-    l4[16..18].fill(0);
-    let pseudo = [
-        &v6(CLIENT).octets()[..],
-        &v6(VIP).octets()[..],
-        &(l4.len() as u32).to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, l4]);
-    l4[16..18].copy_from_slice(&c.to_be_bytes());
-    f
+    let (c, v) = (v6(CLIENT), v6(VIP));
+    let t = segment((c, sport), (v, 80), flags, (seq, ack), &[], data);
+    frame((DIR0_MAC, CLIENT_MAC), c, v, 64, 6, &t)
 }
 
 /// A rig with the FULLNAT service delivering client addresses by
