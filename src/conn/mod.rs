@@ -53,6 +53,7 @@ use crate::live::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 mod index;
+mod keys;
 mod persist;
 mod slot;
 mod snapshot;
