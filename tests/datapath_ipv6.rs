@@ -11,7 +11,7 @@ use rvs::io::MemIo;
 use rvs::wire::icmpv6::{
     self, fill_checksum, multicast_mac, solicited_node, write_neighbor_solicit, Icmpv6, NdMessage,
 };
-use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet, MacAddr};
+use rvs::wire::{Ipv6Packet, MacAddr};
 
 fn rig() -> Rig<MemIo> {
     Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000)
@@ -29,8 +29,7 @@ fn dir0_ll() -> Ipv6Addr {
 
 const CLIENT_LL: &str = "fe80::c0:ff:fe00:2";
 
-/// An Ethernet frame carrying an IPv6 packet with `upper` after the fixed
-/// header (`next` says what it is).
+/// A frame from the client (see [`ipv6_frame`]).
 fn frame(
     dst_mac: MacAddr,
     src: Ipv6Addr,
@@ -39,17 +38,7 @@ fn frame(
     next: u8,
     upper: &[u8],
 ) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 40 + upper.len()];
-    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
-    e.set_dst(dst_mac);
-    e.set_src(CLIENT_MAC);
-    e.set_ethertype(EtherType::IPV6);
-    let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
-    ip.fill_header(0, upper.len() as u16, next, hops);
-    ip.set_src(src);
-    ip.set_dst(dst);
-    f[54..].copy_from_slice(upper);
-    f
+    ipv6_frame((dst_mac, CLIENT_MAC), src, dst, hops, next, upper)
 }
 
 fn ns(src: Ipv6Addr, target: Ipv6Addr, hops: u8) -> Vec<u8> {

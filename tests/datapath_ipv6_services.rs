@@ -7,10 +7,11 @@ mod common;
 
 use std::net::Ipv6Addr;
 
+use common::rig::ipv6_frame as frame;
 use common::rig::*;
 use rvs::io::MemIo;
 use rvs::wire::icmpv6::{self, fill_checksum, multicast_mac, solicited_node, NdMessage};
-use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet, MacAddr};
+use rvs::wire::{Ipv6Packet, MacAddr};
 
 const VIP: &str = "2001:db8::100";
 const CLIENT: &str = "2001:db8::2";
@@ -114,27 +115,6 @@ fn segment(
     let c = !ones_sum(&[&pseudo, &t]);
     t[16..18].copy_from_slice(&c.to_be_bytes());
     t
-}
-
-fn frame(
-    (dst_mac, src_mac): (MacAddr, MacAddr),
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    hops: u8,
-    next: u8,
-    upper: &[u8],
-) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 40 + upper.len()];
-    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
-    e.set_dst(dst_mac);
-    e.set_src(src_mac);
-    e.set_ethertype(EtherType::IPV6);
-    let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
-    ip.fill_header(0, upper.len() as u16, next, hops);
-    ip.set_src(src);
-    ip.set_dst(dst);
-    f[54..].copy_from_slice(upper);
-    f
 }
 
 const SYN: u8 = 0x02;

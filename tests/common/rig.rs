@@ -249,3 +249,27 @@ pub fn nat_service<P: PortIo>(rig: &Rig<P>, sched: &str, w1: u32, w2: u32) {
         ));
     }
 }
+
+/// An Ethernet frame `(dst_mac, src_mac)` carrying an IPv6 packet with
+/// `upper` right after the fixed header (`next` says what it is).
+pub fn ipv6_frame(
+    (dst_mac, src_mac): (MacAddr, MacAddr),
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    hops: u8,
+    next: u8,
+    upper: &[u8],
+) -> Vec<u8> {
+    use rvs::wire::{EtherType, EthernetFrame, Ipv6Packet};
+    let mut f = vec![0u8; 14 + 40 + upper.len()];
+    let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+    e.set_dst(dst_mac);
+    e.set_src(src_mac);
+    e.set_ethertype(EtherType::IPV6);
+    let mut ip = Ipv6Packet::new_unchecked(&mut f[14..]);
+    ip.fill_header(0, upper.len() as u16, next, hops);
+    ip.set_src(src);
+    ip.set_dst(dst);
+    f[54..].copy_from_slice(upper);
+    f
+}
