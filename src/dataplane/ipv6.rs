@@ -93,7 +93,8 @@ impl Dataplane {
         // everything else to one goes through (service6.rs).
         let echo_to_virtual = ul.proto.0 == next_header::ICMPV6 && self.virtual_v6(cx, dst);
         let for_us = port.owns_v6(dst) || group || echo_to_virtual;
-        let through = Ipv6Head {
+        // The record of a packet on its way through (read only when it is).
+        let through = || Ipv6Head {
             src,
             dst,
             ul,
@@ -101,7 +102,7 @@ impl Dataplane {
             vip: cx.services.is_vip(IpAddr::V6(dst)),
         };
         if !for_us {
-            return self.service6(cx, in_port, frame, &through);
+            return self.service6(cx, in_port, frame, &through());
         }
         if src.is_multicast() || src.is_loopback() || port.owns_v6(src) {
             return Verdict::Drop(DropReason::BadSource);
@@ -187,7 +188,9 @@ impl Dataplane {
                 Verdict::Tx(in_port)
             }
             // An error about a connection through a VIP or local address.
-            1..=4 if !group && !port.owns_v6(dst) => self.icmp6_error(cx, in_port, frame, &through),
+            1..=4 if !group && !port.owns_v6(dst) => {
+                self.icmp6_error(cx, in_port, frame, &through())
+            }
             _ => Verdict::Drop(DropReason::IcmpUnhandled),
         }
     }

@@ -312,18 +312,19 @@ impl Dataplane {
             return Verdict::Drop(DropReason::NotRouted);
         }
         let cip = conn.v6.map_or(Ipv6Addr::UNSPECIFIED, |a| a.cip);
-        let Some((out, _)) = self.router.route6(cip, in_port) else {
+        // Routed once: the egress port's MTU bounds the translation.
+        let Some(hop) = self.router.route6(cip, in_port) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let mtu = self.router.ports[out as usize].mtu;
+        let mtu = self.router.ports[hop.0 as usize].mtu;
         match xmit::nat64::to_v6(frame, conn, mtu) {
-            Ok(cip) => {
+            Ok(_) => {
                 let total = frame.data().len() - ETH;
                 conn.on_packet(Dir::Out, ev, cx.now_ms, cx.timeouts);
                 cx.traffic
                     .borrow_mut()
                     .count(conn.dest_id(), conn.svc_id(), true, total);
-                self.to_next_hop6(cx, frame.data_mut(), in_port, cip)
+                self.via6(cx, frame.data_mut(), hop)
             }
             // The server learns the IPv4 MTU that fits once translated.
             Err(XmitError::FragNeeded(m)) => {
@@ -366,9 +367,20 @@ impl Dataplane {
         in_port: u16,
         dst: Ipv6Addr,
     ) -> Verdict {
-        let Some((port, nexthop)) = self.router.route6(dst, in_port) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
+        match self.router.route6(dst, in_port) {
+            Some(hop) => self.via6(cx, data, hop),
+            None => Verdict::Drop(DropReason::NoRoute),
+        }
+    }
+
+    /// Fill in the Ethernet header towards an IPv6 next hop already routed
+    /// (`port`, `nexthop`).
+    pub(super) fn via6(
+        &self,
+        cx: &Ctx,
+        data: &mut [u8],
+        (port, nexthop): (u16, Ipv6Addr),
+    ) -> Verdict {
         let src_mac = self.router.ports[port as usize].mac;
         let mut eth = EthernetFrame::new_unchecked(data);
         eth.set_src(src_mac);
