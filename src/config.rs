@@ -332,6 +332,17 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// The director's own addresses, every port's IPv4 and IPv6 one: no
+    /// fwmark rule, local address or forwarded real server may be one.
+    pub fn own_addrs(&self) -> Vec<std::net::IpAddr> {
+        self.ports
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(std::net::IpAddr::V4(p.ipv4.addr))
+                    .chain(p.ipv6.map(|c| std::net::IpAddr::V6(c.addr)))
+            })
+            .collect()
+    }
     pub fn from_json(text: &str) -> Result<DaemonConfig, String> {
         let c: DaemonConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
         c.validate()?;

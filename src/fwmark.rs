@@ -16,7 +16,8 @@
 //! service-table snapshot carries. It knows nothing of services.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::BitAnd;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,26 +58,42 @@ fn proto_bit(p: Proto) -> u8 {
     }
 }
 
-/// A rule compiled for matching: everything in plain integers.
+/// An address as the plain integer rules match on: u32 for IPv4, u128
+/// for IPv6 (each family has its own rule list, in configuration order).
+trait Bits: Copy + Eq + BitAnd<Output = Self> {}
+impl Bits for u32 {}
+impl Bits for u128 {}
+
+/// A rule compiled for matching, apart from its prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Compiled {
-    net: u32,
-    mask: u32,
     protos: u8,
     /// Its port ranges are `ranges[first..first + n]`; n = 0: every port.
     first: u32,
     n: u32,
     mark: u32,
+    /// Its index in the configured list (for messages).
+    index: u32,
+}
+
+/// The rules of one family, in configuration order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Rules<A> {
+    /// (network, mask) of every rule, apart from the rest so that the scan
+    /// reads only these (4096 IPv4 rules fit in L1).
+    nets: Vec<(A, A)>,
+    rules: Vec<Compiled>,
 }
 
 /// The compiled rule list workers match against; immutable, part of the
-/// service-table snapshot.
+/// service-table snapshot. An IPv4 rule marks IPv4 packets and an IPv6
+/// rule IPv6 ones (iptables and ip6tables), and a mark selects the fwmark
+/// service of the packet's family, as the kernel's
+/// `__ip_vs_svc_fwm_find(ipvs, af, mark)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classifier {
-    /// (network, mask) of every rule, apart from the rest so that the scan
-    /// reads 8 bytes a rule (4096 rules fit in L1).
-    nets: Vec<(u32, u32)>,
-    rules: Vec<Compiled>,
+    v4: Rules<u32>,
+    v6: Rules<u128>,
     /// Sorted, merged, inclusive port ranges of every rule.
     ranges: Vec<(u16, u16)>,
 }
@@ -94,44 +111,60 @@ impl fmt::Display for RuleError {
     }
 }
 
-/// Parse "A.B.C.D/LEN" or "A.B.C.D" into (network, mask). Host bits set
-/// ("10.0.0.1/24") are refused: the rule would not say what it means.
-pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), String> {
+/// A destination prefix as rules match it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefix {
+    V4 { net: u32, mask: u32 },
+    V6 { net: u128, mask: u128 },
+}
+
+/// Parse "ADDRESS/LEN" or "ADDRESS" (a /32 or /128), IPv4 or IPv6. Host
+/// bits set ("10.0.0.1/24") are refused: the rule would not say what it
+/// means.
+pub fn parse_prefix(s: &str) -> Result<Prefix, String> {
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => {
             let len: u8 = l
                 .parse()
                 .map_err(|_| format!("dst {s:?}: bad prefix length"))?;
-            (a, len)
+            (a, Some(len))
         }
-        None => (s, 32),
+        None => (s, None),
     };
     let addr: IpAddr = a
         .parse()
         .map_err(|_| format!("dst {s:?}: not an address or ADDRESS/LEN"))?;
-    let IpAddr::V4(addr) = addr else {
-        return Err(format!(
-            "dst {s:?}: IPv6 rules are not supported yet (the data path is IPv4)"
-        ));
-    };
-    if len > 32 {
-        return Err(format!("dst {s:?}: prefix length over 32"));
-    }
-    let mask = mask_of(len);
-    if u32::from(addr) & !mask != 0 {
-        return Err(format!(
-            "dst {s:?}: host bits set (did you mean {}/{len}?)",
-            Ipv4Addr::from(u32::from(addr) & mask)
-        ));
-    }
-    Ok((addr, len))
-}
-
-fn mask_of(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len as u32)
+    match addr {
+        IpAddr::V4(addr) => {
+            let len = len.unwrap_or(32);
+            if len > 32 {
+                return Err(format!("dst {s:?}: prefix length over 32"));
+            }
+            let mask = u32::MAX.checked_shl(32 - len as u32).unwrap_or(0);
+            let net = u32::from(addr);
+            if net & !mask != 0 {
+                return Err(format!(
+                    "dst {s:?}: host bits set (did you mean {}/{len}?)",
+                    Ipv4Addr::from(net & mask)
+                ));
+            }
+            Ok(Prefix::V4 { net, mask })
+        }
+        IpAddr::V6(addr) => {
+            let len = len.unwrap_or(128);
+            if len > 128 {
+                return Err(format!("dst {s:?}: prefix length over 128"));
+            }
+            let mask = u128::MAX.checked_shl(128 - len as u32).unwrap_or(0);
+            let net = u128::from(addr);
+            if net & !mask != 0 {
+                return Err(format!(
+                    "dst {s:?}: host bits set (did you mean {}/{len}?)",
+                    Ipv6Addr::from(net & mask)
+                ));
+            }
+            Ok(Prefix::V6 { net, mask })
+        }
     }
 }
 
@@ -205,11 +238,115 @@ fn union(a: &[(u16, u16)], b: &[(u16, u16)]) -> Vec<(u16, u16)> {
 
 const ALL_PORTS: [(u16, u16); 1] = [(0, 65535)];
 
+impl<A: Bits> Rules<A> {
+    /// Whether the rules so far match every packet one with prefix
+    /// `(net, mask)`, protocols `protos` and ports `ranges` would: for
+    /// each of its protocols, the rules whose prefix contains its prefix
+    /// together cover its ports. Returns the indexes of those rules.
+    /// (Coverage by several narrower prefixes together, two /25s before a
+    /// /24, is not detected; such a rule is kept and simply never matches.)
+    fn shadowed(
+        &self,
+        (net, mask): (A, A),
+        protos: u8,
+        ranges: &[(u16, u16)],
+        all: &[(u16, u16)],
+    ) -> Option<String> {
+        let want: &[(u16, u16)] = if ranges.is_empty() {
+            &ALL_PORTS
+        } else {
+            ranges
+        };
+        let mut used = Vec::new();
+        for bit in [TCP, UDP] {
+            if protos & bit == 0 {
+                continue;
+            }
+            let mut have: Vec<(u16, u16)> = Vec::new();
+            let mut by = Vec::new();
+            for (e, &(enet, emask)) in self.rules.iter().zip(&self.nets) {
+                // e's prefix contains r's: e is no longer and agrees on it.
+                if e.protos & bit == 0 || emask & mask != emask || net & emask != enet {
+                    continue;
+                }
+                let theirs: &[(u16, u16)] = if e.n == 0 {
+                    &ALL_PORTS
+                } else {
+                    &all[e.first as usize..(e.first + e.n) as usize]
+                };
+                if !want
+                    .iter()
+                    .any(|&(lo, hi)| theirs.iter().any(|&(a, b)| a <= hi && lo <= b))
+                {
+                    continue;
+                }
+                have = union(&have, theirs);
+                by.push(e);
+                if covers(&have, want) {
+                    break;
+                }
+            }
+            if !covers(&have, want) {
+                return None;
+            }
+            used.extend(by.iter().map(|e| (e.index, e.mark)));
+        }
+        used.sort_unstable();
+        used.dedup();
+        let names: Vec<String> = used
+            .iter()
+            .map(|(i, mark)| format!("fwmark_rules[{i}], mark {mark}"))
+            .collect();
+        Some(names.join("; "))
+    }
+
+    /// The mark of the first rule matching `d:dport` over protocol `bit`.
+    #[inline]
+    fn classify(&self, all: &[(u16, u16)], bit: u8, d: A, dport: u16) -> u32 {
+        for (i, &(net, mask)) in self.nets.iter().enumerate() {
+            if d & mask != net {
+                continue;
+            }
+            let r = &self.rules[i];
+            if r.protos & bit == 0 {
+                continue;
+            }
+            if r.n == 0 {
+                return r.mark;
+            }
+            let rs = &all[r.first as usize..(r.first + r.n) as usize];
+            if rs.iter().any(|&(lo, hi)| lo <= dport && dport <= hi) {
+                return r.mark;
+            }
+        }
+        0
+    }
+
+    /// Add a rule unless the ones before it shadow it.
+    fn push(
+        &mut self,
+        prefix: (A, A),
+        rule: Compiled,
+        ranges: &mut Vec<(u16, u16)>,
+        own: &[(u16, u16)],
+    ) -> Result<(), String> {
+        if let Some(m) = self.shadowed(prefix, rule.protos, own, ranges) {
+            return Err(format!(
+                "can never match: the rules before it ({m}) already match every packet it would"
+            ));
+        }
+        ranges.extend_from_slice(own);
+        self.nets.push(prefix);
+        self.rules.push(rule);
+        Ok(())
+    }
+}
+
 impl Classifier {
     /// Compile and validate `rules`. Every problem is listed (with the
     /// rule's index); nothing is built unless all is well:
-    /// - a mark of 0, a bad or IPv6 prefix, a prefix with host bits set,
-    ///   port 0, an empty range;
+    /// - a mark of 0, a bad prefix, a prefix with host bits set, port 0,
+    ///   an empty range;
     /// - a rule that can never match because the rules before it (whose
     ///   prefixes contain its prefix) already match all of its packets:
     ///   first match wins, so it would be dead (a shadowed rule is the usual
@@ -224,8 +361,6 @@ impl Classifier {
             return Err(errs);
         }
         let mut c = Classifier::default();
-        // Per compiled rule, its own merged ranges (for the shadow check).
-        let mut own: Vec<Vec<(u16, u16)>> = Vec::with_capacity(rules.len());
         for (index, r) in rules.iter().enumerate() {
             let mut err = |message: String| errs.push(RuleError { index, message });
             if r.mark == 0 {
@@ -233,14 +368,14 @@ impl Classifier {
             }
             let prefix = parse_prefix(&r.dst);
             let ports = r.ports.as_deref().map(parse_ports).transpose();
-            let (net, len) = match prefix {
+            let prefix = match prefix {
                 Ok(p) => p,
                 Err(e) => {
                     err(e);
                     continue;
                 }
             };
-            let ranges = match ports {
+            let own = match ports {
                 Ok(p) => p.unwrap_or_default(),
                 Err(e) => {
                     err(e);
@@ -248,22 +383,19 @@ impl Classifier {
                 }
             };
             let rule = Compiled {
-                net: u32::from(net),
-                mask: mask_of(len),
                 protos: r.proto.map_or(TCP | UDP, proto_bit),
                 first: c.ranges.len() as u32,
-                n: ranges.len() as u32,
+                n: own.len() as u32,
                 mark: r.mark,
+                index: index as u32,
             };
-            if let Some(m) = c.shadowed(&rule, &ranges, &own) {
-                err(format!(
-                    "can never match: the rules before it ({m}) already match every packet it would"
-                ));
+            let pushed = match prefix {
+                Prefix::V4 { net, mask } => c.v4.push((net, mask), rule, &mut c.ranges, &own),
+                Prefix::V6 { net, mask } => c.v6.push((net, mask), rule, &mut c.ranges, &own),
+            };
+            if let Err(e) = pushed {
+                err(e);
             }
-            c.ranges.extend_from_slice(&ranges);
-            c.nets.push((rule.net, rule.mask));
-            c.rules.push(rule);
-            own.push(ranges);
         }
         if errs.is_empty() {
             Ok(c)
@@ -272,110 +404,64 @@ impl Classifier {
         }
     }
 
-    /// Whether the compiled rules so far match every packet `r` would:
-    /// for each of its protocols, the rules whose prefix contains its
-    /// prefix together cover its ports. Returns the indexes of those rules.
-    /// (Coverage by several narrower prefixes together, two /25s before a
-    /// /24, is not detected; such a rule is kept and simply never matches.)
-    fn shadowed(
-        &self,
-        r: &Compiled,
-        ranges: &[(u16, u16)],
-        own: &[Vec<(u16, u16)>],
-    ) -> Option<String> {
-        let want: &[(u16, u16)] = if ranges.is_empty() {
-            &ALL_PORTS
-        } else {
-            ranges
-        };
-        let mut used = Vec::new();
-        for bit in [TCP, UDP] {
-            if r.protos & bit == 0 {
-                continue;
-            }
-            let mut have: Vec<(u16, u16)> = Vec::new();
-            let mut by = Vec::new();
-            for (i, e) in self.rules.iter().enumerate() {
-                // e's prefix contains r's: e is no longer and agrees on it.
-                if e.protos & bit == 0 || e.mask & r.mask != e.mask || r.net & e.mask != e.net {
-                    continue;
-                }
-                let theirs: &[(u16, u16)] = if e.n == 0 { &ALL_PORTS } else { &own[i] };
-                if !want
-                    .iter()
-                    .any(|&(lo, hi)| theirs.iter().any(|&(a, b)| a <= hi && lo <= b))
-                {
-                    continue;
-                }
-                have = union(&have, theirs);
-                by.push(i);
-                if covers(&have, want) {
-                    break;
-                }
-            }
-            if !covers(&have, want) {
-                return None;
-            }
-            used.extend(by);
-        }
-        used.sort_unstable();
-        used.dedup();
-        let names: Vec<String> = used
-            .iter()
-            .map(|i| format!("fwmark_rules[{i}], mark {}", self.rules[*i].mark))
-            .collect();
-        Some(names.join("; "))
-    }
-
     /// No rules: every packet keeps mark 0.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.v4.rules.is_empty() && self.v6.rules.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.v4.rules.len() + self.v6.rules.len()
     }
 
-    /// The mark of the first rule matching a packet to `dst:dport` over
-    /// `proto`; 0 if none does.
+    /// Whether there is an IPv6 rule (IPv6 packets pay for the classifier
+    /// only then).
+    #[inline]
+    pub fn has_v6(&self) -> bool {
+        !self.v6.rules.is_empty()
+    }
+
+    /// The mark of the first IPv4 rule matching a packet to `dst:dport`
+    /// over `proto`; 0 if none does.
     #[inline]
     pub fn classify(&self, proto: Proto, dst: Ipv4Addr, dport: u16) -> u32 {
-        let d = u32::from(dst);
-        let bit = proto_bit(proto);
-        for (i, &(net, mask)) in self.nets.iter().enumerate() {
-            if d & mask != net {
-                continue;
-            }
-            let r = &self.rules[i];
-            if r.protos & bit == 0 {
-                continue;
-            }
-            if r.n == 0 {
-                return r.mark;
-            }
-            let rs = &self.ranges[r.first as usize..(r.first + r.n) as usize];
-            if rs.iter().any(|&(lo, hi)| lo <= dport && dport <= hi) {
-                return r.mark;
-            }
-        }
-        0
+        self.v4
+            .classify(&self.ranges, proto_bit(proto), u32::from(dst), dport)
     }
 
-    /// The single addresses (/32 rules) and their marks, in rule order:
-    /// the director answers ARP and pings for those whose mark has a
-    /// fwmark service, as for a VIP.
-    pub fn hosts(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
-        self.rules
-            .iter()
-            .filter(|r| r.mask == u32::MAX)
-            .map(|r| (Ipv4Addr::from(r.net), r.mark))
+    /// [`Self::classify`] for an IPv6 packet: the IPv6 rules.
+    #[inline]
+    pub fn classify6(&self, proto: Proto, dst: Ipv6Addr, dport: u16) -> u32 {
+        self.v6
+            .classify(&self.ranges, proto_bit(proto), u128::from(dst), dport)
+    }
+
+    /// The single addresses (/32 and /128 rules) and their marks, in rule
+    /// order: the director answers ARP, NS and pings for those whose mark
+    /// has a fwmark service of their family, as for a VIP.
+    pub fn hosts(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
+        let v4 = self.v4.nets.iter().zip(&self.v4.rules);
+        let v6 = self.v6.nets.iter().zip(&self.v6.rules);
+        v4.filter(|((_, m), _)| *m == u32::MAX)
+            .map(|((n, _), r)| (IpAddr::V4(Ipv4Addr::from(*n)), r.mark))
+            .chain(
+                v6.filter(|((_, m), _)| *m == u128::MAX)
+                    .map(|((n, _), r)| (IpAddr::V6(Ipv6Addr::from(*n)), r.mark)),
+            )
     }
 
     /// Whether `ip` lies in any rule's destination prefix.
-    pub fn covers_addr(&self, ip: Ipv4Addr) -> bool {
-        let d = u32::from(ip);
-        self.rules.iter().any(|r| d & r.mask == r.net)
+    pub fn covers_addr(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let d = u32::from(a);
+                self.v4.nets.iter().any(|&(n, m)| d & m == n)
+            }
+            IpAddr::V6(a) => {
+                let d = u128::from(a);
+                self.v6.nets.iter().any(|&(n, m)| d & m == n)
+            }
+        }
     }
 }
 
@@ -404,7 +490,10 @@ mod tests {
         assert_eq!(c.classify(Proto::Tcp, ip("10.0.0.100"), 8080), 0);
         assert_eq!(c.classify(Proto::Udp, ip("10.0.0.100"), 443), 0);
         assert_eq!(c.classify(Proto::Tcp, ip("10.0.0.101"), 80), 0);
-        assert_eq!(c.hosts().collect::<Vec<_>>(), vec![(ip("10.0.0.100"), 1)]);
+        assert_eq!(
+            c.hosts().collect::<Vec<_>>(),
+            vec![(IpAddr::V4(ip("10.0.0.100")), 1)]
+        );
     }
 
     #[test]
@@ -429,9 +518,12 @@ mod tests {
         // No prefix length: a /32, all ports, both protocols.
         assert_eq!(c.classify(Proto::Udp, ip("10.2.0.0"), 53), 8);
         assert_eq!(c.classify(Proto::Udp, ip("10.2.0.1"), 53), 0);
-        assert_eq!(c.hosts().collect::<Vec<_>>(), vec![(ip("10.2.0.0"), 8)]);
-        assert!(c.covers_addr(ip("10.1.9.9")));
-        assert!(!c.covers_addr(ip("10.9.9.9")));
+        assert_eq!(
+            c.hosts().collect::<Vec<_>>(),
+            vec![(IpAddr::V4(ip("10.2.0.0")), 8)]
+        );
+        assert!(c.covers_addr(IpAddr::V4(ip("10.1.9.9"))));
+        assert!(!c.covers_addr(IpAddr::V4(ip("10.9.9.9"))));
     }
 
     #[test]
@@ -487,7 +579,7 @@ mod tests {
             rule(0, "10.0.0.1", None, None),
             rule(1, "10.0.0.1/24", None, None),
             rule(1, "10.0.0.0/33", None, None),
-            rule(1, "2001:db8::/64", None, None),
+            rule(1, "2001:db8::1/64", None, None),
             rule(1, "10.0.5.1", None, Some("2000-1000")),
             rule(1, "10.0.5.2", None, Some("0")),
             rule(1, "10.0.5.3", None, Some("80,,443")),
@@ -499,7 +591,7 @@ mod tests {
         assert_eq!(idx, vec![0, 1, 2, 3, 4, 5, 6, 7, 8], "{e:?}");
         assert!(e[1].message.contains("host bits set"), "{}", e[1]);
         assert!(e[1].message.contains("10.0.0.0/24"), "{}", e[1]);
-        assert!(e[3].message.contains("IPv6"), "{}", e[3]);
+        assert!(e[3].message.contains("2001:db8::/64"), "{}", e[3]);
         assert!(e[4].message.contains("empty"), "{}", e[4]);
     }
 
@@ -528,6 +620,56 @@ mod tests {
             r#"{"mark":1,"dst":"10.0.0.1","proto":"icmp"}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn ipv6_rules_mark_ipv6_packets_only() {
+        // ip6tables marks IPv6 packets, iptables IPv4 ones: each family's
+        // rules keep their own first-match order, and the same mark in both
+        // selects the fwmark service of the packet's family.
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let c = Classifier::build(&[
+            rule(1, "2001:db8::100", Some(Proto::Tcp), Some("80,443")),
+            rule(1, "10.0.0.100", Some(Proto::Tcp), Some("80,443")),
+            rule(2, "2001:db8:1::/48", None, Some("1000-2000")),
+            rule(3, "::/0", Some(Proto::Udp), None),
+        ])
+        .unwrap();
+        assert_eq!(c.len(), 4);
+        assert!(c.has_v6());
+        assert_eq!(c.classify6(Proto::Tcp, v6("2001:db8::100"), 443), 1);
+        assert_eq!(c.classify6(Proto::Tcp, v6("2001:db8::100"), 8080), 0);
+        assert_eq!(c.classify6(Proto::Tcp, v6("2001:db8::101"), 80), 0);
+        assert_eq!(c.classify6(Proto::Tcp, v6("2001:db8:1:ff::9"), 1500), 2);
+        assert_eq!(c.classify6(Proto::Tcp, v6("2001:db8:2::9"), 1500), 0);
+        assert_eq!(c.classify6(Proto::Udp, v6("2001:db8:1::9"), 1500), 2);
+        assert_eq!(c.classify6(Proto::Udp, v6("fd00::1"), 53), 3);
+        // The IPv4 rules see none of it, nor the IPv6 ones IPv4 packets.
+        assert_eq!(c.classify(Proto::Udp, ip("10.9.9.9"), 53), 0);
+        assert_eq!(c.classify(Proto::Tcp, ip("10.0.0.100"), 80), 1);
+        assert_eq!(
+            c.hosts().collect::<Vec<_>>(),
+            vec![
+                (IpAddr::V4(ip("10.0.0.100")), 1),
+                (IpAddr::V6(v6("2001:db8::100")), 1)
+            ]
+        );
+        assert!(c.covers_addr(IpAddr::V6(v6("2001:db8:1::1"))));
+        assert!(!c.covers_addr(IpAddr::V4(ip("10.0.0.1"))));
+        // Shadowing is within a family, and messages name the configured
+        // index, whatever the other family's rules in between.
+        let e = Classifier::build(&[
+            rule(5, "2001:db8::/32", None, None),
+            rule(6, "10.0.0.0/8", None, None),
+            rule(7, "2001:db8:1::/48", Some(Proto::Tcp), Some("80")),
+            rule(8, "10.1.0.0/16", Some(Proto::Udp), None),
+        ])
+        .unwrap_err();
+        let idx: Vec<usize> = e.iter().map(|x| x.index).collect();
+        assert_eq!(idx, vec![2, 3], "{e:?}");
+        assert!(e[0].message.contains("fwmark_rules[0], mark 5"), "{}", e[0]);
+        assert!(e[1].message.contains("fwmark_rules[1], mark 6"), "{}", e[1]);
+        assert!(Classifier::build(&[rule(1, "2001:db8::/129", None, None)]).is_err());
     }
 
     #[test]

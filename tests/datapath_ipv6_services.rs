@@ -1070,3 +1070,104 @@ fn fullnat_delivers_the_ipv6_client_address_by_proxy_v2_and_toa() {
     );
     assert_eq!(&l4[24..40], &v6(CLIENT).octets());
 }
+
+#[test]
+fn an_ipv6_fwmark_service_takes_what_the_ipv6_rules_mark() {
+    let mut r = rig();
+    // ipvsadm -A -f 7 -6 -p 300 -M 128, two NAT servers keeping the
+    // packet's port; the same mark over IPv4 is another service.
+    r.ctl(
+        r#"{"cmd":"add_service","service":{"fwmark":7,"af":"inet6","sched":"rr","persistent":300,"netmask":128}}"#,
+    );
+    for ip in [RS1, RS2] {
+        r.ctl(&format!(
+            r#"{{"cmd":"add_dest","service":{{"fwmark":7,"af":"inet6"}},"dest":{{"ip":"{ip}","fwd":"nat"}}}}"#
+        ));
+    }
+    r.ctl(r#"{"cmd":"add_service","service":{"fwmark":7,"sched":"rr"}}"#);
+    r.ctl(&format!(
+        r#"{{"cmd":"set_fwmark_rules","rules":[{{"mark":7,"dst":"{VIP}","proto":"tcp","ports":"80,443"}},{{"mark":7,"dst":"2001:db8:7::/48"}},{{"mark":7,"dst":"10.0.0.100"}}]}}"#
+    ));
+    // The /128 rule's address is answered for, as a VIP's.
+    let na = client_ns(&mut r, v6(VIP));
+    assert_eq!(na.len(), 1, "NS for the marked address answered");
+    resolve_servers(&mut r);
+    let send = |r: &mut Rig<MemIo>, src: &str, sport: u16, dst: &str, dport: u16| {
+        let syn = tcp6(
+            (DIR0_MAC, CLIENT_MAC),
+            v6(src),
+            sport,
+            v6(dst),
+            dport,
+            SYN,
+            64,
+            b"",
+        );
+        r.worker.io.push(0, &syn);
+        r.step(1);
+        r.worker.io.take_tx(1)
+    };
+    // Ports 80 and 443 of one client: one fwmark template (<IPPROTO_IP,
+    // cnet, 0, fwmark, 0>), so one server, though rr alone alternates.
+    let a = send(&mut r, CLIENT, 42000, VIP, 80);
+    let b = send(&mut r, CLIENT, 42001, VIP, 443);
+    assert_eq!((a.len(), b.len()), (1, 1));
+    let (_, _, rs, dport, _) = ends(&a[0]);
+    assert_eq!(dport, 80, "port 0 real servers keep the packet's port");
+    assert_eq!(ends(&b[0]).2, rs, "one template for both ports");
+    assert_eq!(ends(&b[0]).3, 443);
+    assert_l4_checksum(&b[0]);
+    // A routed prefix (no VIP, no NS) is marked too; another client is
+    // scheduled afresh: the other server.
+    let c = send(&mut r, "2001:db8::3", 42002, "2001:db8:7:1::9", 5000);
+    assert_eq!(c.len(), 1, "{:?}", r.stats());
+    let (src, _, other, dport, _) = ends(&c[0]);
+    assert_eq!((src, dport), (v6("2001:db8::3"), 5000));
+    assert_ne!(other, rs);
+    // The reply leaves from the marked address the client spoke to (once
+    // the director has resolved that client: it solicits it first).
+    let mut m = [0u8; 32];
+    let c3 = v6("2001:db8::3");
+    icmpv6::write_neighbor_advert(&mut m, c3, v6("2001:db8::1"), c3, CLIENT_MAC, true);
+    r.worker.io.push(
+        0,
+        &frame((DIR0_MAC, CLIENT_MAC), c3, v6("2001:db8::1"), 255, 58, &m),
+    );
+    r.step(1);
+    let mac = if other == v6(RS1) { RS1_MAC } else { RS2_MAC };
+    let reply = tcp6(
+        (DIR1_MAC, mac),
+        other,
+        5000,
+        v6("2001:db8::3"),
+        42002,
+        SYN | ACK,
+        64,
+        b"",
+    );
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    assert_eq!(ends(&back[0]).0, v6("2001:db8:7:1::9"));
+    assert_l4_checksum(&back[0]);
+    // Unmarked: another port of the /128 address (no service of its
+    // own) and an address outside every rule.
+    let no_svc = r.drops("no_service");
+    assert!(send(&mut r, CLIENT, 42003, VIP, 8080).is_empty());
+    assert_eq!(r.drops("no_service"), no_svc + 1);
+    let not_ours = r.drops("ipv6");
+    assert!(send(&mut r, CLIENT, 42004, "2001:db8:8::1", 80).is_empty());
+    assert_eq!(r.drops("ipv6"), not_ours + 1);
+    // Listed as ipvsadm lists it, three connections on the IPv6 service.
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    let svc = &l["services"][0];
+    assert_eq!(svc["af"], "inet6", "{l}");
+    let conns: u64 = svc["dests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["stats"]["conns"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(conns, 3, "{l}");
+}

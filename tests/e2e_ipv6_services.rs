@@ -366,3 +366,51 @@ fn health_checks_reach_ipv6_servers_and_a_failed_one_leaves_the_rotation() {
     wait("rs1 checked down", &|| state(r1) == "down");
     assert_eq!(split(&topo, "http://[2001:db8::100]/", 4), (0, 4));
 }
+
+#[test]
+fn an_ipv6_fwmark_service_serves_a_marked_address_and_a_routed_prefix() {
+    // ipvsadm -A -f 7 -6: the rules mark the VIP's port 80 (a /128: the
+    // director answers NS for it) and a whole /48 routed to the director.
+    let (topo, rvsd) = two_links("nat");
+    let rules = r#"{"cmd":"set_fwmark_rules","rules":[{"mark":7,"dst":"2001:db8::100","proto":"tcp","ports":"80"},{"mark":7,"dst":"2001:db8:7::/48","proto":"tcp"}]}"#;
+    assert_eq!(rvsd.ctl(rules)["ok"], true);
+    rvsd.rvsadm_ok(&["-A", "-f", "7", "-6", "-s", "rr"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-f", "7", "-6", "-r", rip, "-m"]);
+    }
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(list.contains("FWM  7 IPv6 rr\n"), "{list}");
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 10), (5, 5));
+    // The /48 is reached through a route, as an operator would set one.
+    ns_exec_ok(
+        &topo.client_ns(),
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:7::/48",
+            "via",
+            "2001:db8::1",
+        ],
+    );
+    assert_eq!(split(&topo, "http://[2001:db8:7::9]/", 4), (2, 2));
+    // Unmarked: port 8081 of the VIP has no service of its own.
+    let before = rvsd.counter("no_service");
+    let out = ns_exec(
+        &topo.client_ns(),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "1",
+            "http://[2001:db8::100]:8081/",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(rvsd.counter("no_service") > before);
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(conns.contains("[2001:db8:7::9]:80"), "{conns}");
+    let log = rvsd.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

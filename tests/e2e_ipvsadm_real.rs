@@ -436,9 +436,18 @@ fn ipv6_services_and_their_persistence_through_real_ipvsadm() {
         "-A -t [2001:db8::100]:443 -s wlc -p 300",
         "-A -u [2001:db8::100]:53 -s rr -p 60 -M 64",
         "-a -u [2001:db8::100]:53 -r [2001:db8:1::12]:53 -g",
+        // An IPv6 fwmark service (the kernel keys it on af and mark): its
+        // own family, its real servers IPv6.
+        "-A -f 7 -6 -s sh -p 60 -M 64",
+        "-a -f 7 -6 -r [2001:db8:1::11]:0 -m",
+        "-A -f 7 -s rr",
     ] {
         ipvsadm_ok(&t, &split(c));
     }
+    // An IPv4 real server under the IPv6 mark is the other family.
+    assert!(!ipvsadm(&t, &split("-a -f 7 -6 -r 10.0.1.11:0 -m"))
+        .status
+        .success());
     let list = same_listing(&t, &rvsd, &["-L", "-n"]);
     assert!(
         list.contains("TCP  [2001:db8::100]:443 wlc persistent 300\n"),
@@ -448,14 +457,27 @@ fn ipv6_services_and_their_persistence_through_real_ipvsadm() {
         list.contains("UDP  [2001:db8::100]:53 rr persistent 60 mask 64\n"),
         "{list}"
     );
+    assert!(
+        list.contains("FWM  7 IPv6 sh persistent 60 mask 64\n"),
+        "{list}"
+    );
+    assert!(list.contains("FWM  7 rr\n"), "{list}");
     let save = same_listing(&t, &rvsd, &["-S", "-n"]);
     assert!(
         save.contains("-A -u [2001:db8::100]:53 -s rr -p 60 -M 64\n"),
         "{save}"
     );
     // rvsd holds the prefix as rvsadm and the control socket show it.
-    let dump = rvsd.ctl(r#"{"cmd":"dump"}"#).to_string();
+    let d = rvsd.ctl(r#"{"cmd":"dump"}"#);
+    let dump = d.to_string();
     assert!(dump.contains(r#""netmask":64"#), "{dump}");
+    let fwm = d["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["af"] == "inet6" && s["fwmark"] == 7)
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert_eq!((&fwm["sched"], &fwm["netmask"]), (&"sh".into(), &64.into()));
     // A prefix the kernel refuses (EINVAL) is refused the same way.
     let bad = ipvsadm(&t, &split("-E -u [2001:db8::100]:53 -s rr -p 60 -M 0"));
     assert!(!bad.status.success());

@@ -154,9 +154,9 @@ const CASES: &[Case] = &[
             "line 27: SMTP_CHECK helo_name",
         ],
     ),
-    // rvs's own IPv6 director file: NAT, DR (UDP), FULLNAT, NAT64 and a
-    // /64 persistence granularity import; an IPv4 real server under NAT and
-    // an IPv6 fwmark service are reported.
+    // rvs's own IPv6 director file: NAT, DR (UDP), FULLNAT, NAT64, a /64
+    // persistence granularity and an IPv6 fwmark service import; an IPv4
+    // real server under NAT is reported.
     (
         "rvs-ipv6-director.conf",
         &[
@@ -165,12 +165,14 @@ const CASES: &[Case] = &[
             ("TCP [2001:db8::100]:443", 1),
             ("TCP [2001:db8::100]:8080", 1),
             ("TCP [2001:db8::100]:8443", 1),
+            ("FWM 100 IPv6", 1),
         ],
         &[
             "line 4: global_defs",
             "line 8: vrrp_instance",
             "line 51: real_server 10.0.1.13",
-            "line 127: virtual_server fwmark 100",
+            "line 127: virtual_server fwmark 100: imported; packets reach it once rvs's \
+             fwmark rules mark them",
         ],
     ),
     (
@@ -398,13 +400,8 @@ fn ipv6_director_file() {
     let p64 = &imp.services[4];
     assert_eq!((p64.persistent, u32::from(p64.netmask)), (Some(600), 64));
     let u = imp.unsupported.join("\n");
-    for want in [
-        "keepalived skips it too, check_parser.c rs_end_handler",
-        "(an IPv6 fwmark service, by line 128: ip_family inet6: IPv6 fwmark services are not \
-         supported by rvs yet; skipped)",
-    ] {
-        assert!(u.contains(want), "{want}\nmissing from:\n{u}");
-    }
+    let want = "keepalived skips it too, check_parser.c rs_end_handler";
+    assert!(u.contains(want), "{want}\nmissing from:\n{u}");
 }
 
 fn control() -> Control {
@@ -468,9 +465,10 @@ fn what_the_importer_skips_for_ipv6_the_control_plane_refuses() {
     let nat6 = json!({"ip": "2001:db8:1::11", "port": 80, "fwd": "nat"});
     for (what, svc, why) in [
         (
-            "fwmark service with ip_family inet6",
-            json!({"fwmark": 100, "af": "inet6", "dests": [nat6]}),
-            "IPv6 fwmark services are not supported yet",
+            "IPv4 real server of a fwmark service with ip_family inet6",
+            json!({"fwmark": 100, "af": "inet6",
+                   "dests": [{"ip": "10.0.1.13", "port": 80, "fwd": "nat"}]}),
+            "a real server of the other address family needs",
         ),
         (
             "syn_proxy",

@@ -148,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
         true => Some(handover::prepare(&cfg, &cli)?),
         false => None,
     };
-    let local_ips: Vec<IpAddr> = cfg.ports.iter().map(|p| IpAddr::V4(p.ipv4.addr)).collect();
+    let local_ips: Vec<IpAddr> = cfg.own_addrs();
     let mut director = rvs::director::Builder::new()
         .max_connections(cfg.max_connections)
         .workers(cfg.workers.len())

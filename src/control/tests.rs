@@ -227,6 +227,78 @@ fn fwmark_service_round_trip() {
 }
 
 #[test]
+fn ipv6_fwmark_services_are_their_own_family() {
+    // ipvsadm -A -f 1 -6: mark 1 of IPv6 is another service than mark 1 of
+    // IPv4 (the kernel's __ip_vs_svc_fwm_find keys on af and mark), its
+    // real servers are IPv6 (or IPv4 through FULLNAT: NAT64), and the
+    // IPv6 rules' marks select it.
+    let c = ctl();
+    ok(
+        &c,
+        r#"{"cmd":"add_service","service":{"fwmark":1,"sched":"rr","dests":[{"ip":"10.0.1.11","fwd":"nat"}]}}"#,
+    );
+    ok(
+        &c,
+        r#"{"cmd":"add_service","service":{"fwmark":1,"af":"inet6","sched":"sh","persistent":60,"netmask":64,"dests":[{"ip":"2001:db8:1::11","fwd":"nat"}]}}"#,
+    );
+    ok(
+        &c,
+        r#"{"cmd":"add_dest","service":{"fwmark":1,"af":"inet6"},"dest":{"ip":"2001:db8:1::12","port":8443,"fwd":"dr"}}"#,
+    );
+    let (code, msg) = err(
+        &c,
+        r#"{"cmd":"add_dest","service":{"fwmark":1,"af":"inet6"},"dest":{"ip":"10.0.1.13","fwd":"nat"}}"#,
+    );
+    assert_eq!(code, "unsupported", "{msg}");
+    let (code, msg) = err(
+        &c,
+        r#"{"cmd":"add_dest","service":{"fwmark":1},"dest":{"ip":"2001:db8:1::13","fwd":"nat"}}"#,
+    );
+    assert_eq!(code, "unsupported", "{msg}");
+    ok(
+        &c,
+        r#"{"cmd":"set_fwmark_rules","rules":[{"mark":1,"dst":"2001:db8::100","proto":"tcp","ports":"80,443"},{"mark":1,"dst":"10.0.0.100","proto":"tcp","ports":"80,443"},{"mark":2,"dst":"2001:db8:5::/48"}]}"#,
+    );
+    let d = ok(&c, r#"{"cmd":"dump"}"#);
+    assert_eq!(d["services"][1]["af"], "inet6", "{d}");
+    assert_eq!(d["services"][1]["netmask"], 64, "{d}");
+    assert_eq!(d["services"][1]["dests"][1]["port"], 8443, "{d}");
+    // What dump gives, load takes.
+    let c2 = ctl();
+    ok(
+        &c2,
+        &json!({"cmd": "load", "services": d["services"], "fwmark_rules": d["fwmark_rules"]})
+            .to_string(),
+    );
+    assert_eq!(ok(&c2, r#"{"cmd":"dump"}"#), d);
+    let t = c2.table.load();
+    // The /128 rule's address is a VIP (NS, echo); the /48 is routed.
+    assert!(t.is_vip("2001:db8::100".parse().unwrap()));
+    assert!(t.is_vip("10.0.0.100".parse().unwrap()));
+    assert!(!t.is_vip("2001:db8:5::1".parse().unwrap()));
+    let v6 = t
+        .find_new6(Proto::Tcp, "2001:db8::100".parse().unwrap(), 443, true)
+        .unwrap();
+    assert_eq!(v6.conf.key(), ServiceKey::fwmark(1, true));
+    let v4 = t
+        .find_new(Proto::Tcp, "10.0.0.100".parse().unwrap(), 443, true)
+        .unwrap();
+    assert_eq!(v4.conf.key(), ServiceKey::fwmark(1, false));
+    // Mark 2 has no IPv6 service: nothing, as in the kernel.
+    assert!(t
+        .find_new6(Proto::Udp, "2001:db8:5::9".parse().unwrap(), 53, false)
+        .is_none());
+    // del_service by mark and family leaves the other family's alone.
+    ok(
+        &c,
+        r#"{"cmd":"del_service","service":{"fwmark":1,"af":"inet6"}}"#,
+    );
+    let l = ok(&c, r#"{"cmd":"list"}"#);
+    assert_eq!(l["services"].as_array().unwrap().len(), 1, "{l}");
+    assert!(l["services"][0].get("af").is_none(), "{l}");
+}
+
+#[test]
 fn fwmark_bad_input_is_refused_and_changes_nothing() {
     let c = ctl();
     ok(
@@ -255,9 +327,9 @@ fn fwmark_bad_input_is_refused_and_changes_nothing() {
             "duplicate field",
         ),
         (
-            r#"{"cmd":"add_service","service":{"fwmark":3,"af":"inet6"}}"#,
+            r#"{"cmd":"add_service","service":{"fwmark":3,"af":"inet6","dests":[{"ip":"10.0.1.12","fwd":"nat"}]}}"#,
             "unsupported",
-            "IPv6 fwmark",
+            "other address family",
         ),
         (
             r#"{"cmd":"add_service","service":{"fwmark":1}}"#,

@@ -84,12 +84,6 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
             known.join(" ")
         )));
     }
-    if s.is_fwmark() && !s.vip.is_ipv4() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 fwmark services are not supported yet",
-        ));
-    }
     if s.vip.is_ipv6() {
         let no = |what: &str| {
             Err(CtlError::new(
@@ -175,12 +169,6 @@ pub(super) fn check_family(
     fwd: Forward,
     what: &str,
 ) -> Result<(), CtlError> {
-    if s.is_fwmark() && ip.is_ipv6() {
-        return Err(CtlError::new(
-            ErrorCode::Unsupported,
-            "IPv6 real servers of fwmark services are not supported yet",
-        ));
-    }
     // Local delivery (the kernel twin) is IPv4's: the exception path
     // carries no IPv6 service traffic yet.
     if fwd == Forward::Local && (ip.is_ipv6() || s.vip.is_ipv6()) {
@@ -189,7 +177,10 @@ pub(super) fn check_family(
             format!("{what}{ip}: local delivery is not supported for IPv6 services yet"),
         ));
     }
-    if s.is_fwmark() || ip.is_ipv6() == s.vip.is_ipv6() {
+    // A fwmark service's family is its placeholder address's (`-6`), and
+    // its real servers follow the same rule (ip_vs_add_dest checks
+    // `svc->af` against the dest's, marks or not).
+    if ip.is_ipv6() == s.vip.is_ipv6() {
         return Ok(());
     }
     if s.vip.is_ipv6() && fwd == Forward::FullNat {
@@ -367,7 +358,7 @@ pub(super) fn check_rules(rules: &[FwmarkRule], local: &[IpAddr]) -> Result<Clas
         Ok(c) => {
             let own: Vec<String> = c
                 .hosts()
-                .filter(|(ip, _)| local.contains(&IpAddr::V4(*ip)))
+                .filter(|(ip, _)| local.contains(ip))
                 .map(|(ip, _)| format!("fwmark_rules: {ip} is the director's own address"))
                 .collect();
             if own.is_empty() {

@@ -106,11 +106,15 @@ impl Dataplane {
         let (conn, dir, one_packet) = match &hit {
             Some((c, d)) => (c, *d, false),
             None => {
-                if !h.vip {
-                    return Verdict::Drop(DropReason::Ipv6);
-                }
-                let Some(svc) = cx.services.find(proto, IpAddr::V6(h.dst), dport) else {
-                    return Verdict::Drop(DropReason::NoService);
+                // The fwmark service of the packet's mark first, then
+                // the VIP's (ip_vs_service_find); an address that is
+                // neither is not the director's business.
+                let Some(svc) = cx.services.find_new6(proto, h.dst, dport, h.vip) else {
+                    return Verdict::Drop(if h.vip {
+                        DropReason::NoService
+                    } else {
+                        DropReason::Ipv6
+                    });
                 };
                 let one_packet = svc.conf.ops && proto == Proto::Udp;
                 match self.new_conn(cx, svc, &key, ev, None) {

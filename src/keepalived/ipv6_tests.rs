@@ -282,41 +282,64 @@ fn fullnat_local_addresses_by_family() {
     );
 }
 
-/// IPv6 fwmark services (ip_family inet6, an untunnelled IPv6 real server,
-/// a group's `fwmark N inet6`) are refused by rvs; a fwmark service whose
-/// real servers are all tunnelled takes their family if they agree, else
-/// IPv4 (vs_end_handler).
+/// IPv6 fwmark services, by ip_family inet6, an untunnelled IPv6 real
+/// server or a group's `fwmark N inet6`, import as `-f N -6`; a fwmark
+/// service whose real servers are all tunnelled takes their family if
+/// they agree, else IPv4 (vs_end_handler). A group with entries of the
+/// other family is ignored, as keepalived ignores it.
 #[test]
-fn ipv6_fwmark_services_are_refused() {
+fn ipv6_fwmark_services_import_in_their_family() {
     let imp = import(
         "virtual_server fwmark 5 {\n ip_family inet6\n real_server 2001:db8::11 80 {\n }\n}\n\
-         virtual_server fwmark 6 {\n real_server 2001:db8::11 {\n }\n}\n\
+         virtual_server fwmark 6 {\n persistence_timeout 60\n persistence_granularity 64\n real_server 2001:db8::11 {\n }\n}\n\
          virtual_server fwmark 7 {\n lb_kind TUN\n real_server 2001:db8::11 {\n }\n}\n\
-         virtual_server_group g6 {\n fwmark 8 inet6\n}\n\
+         virtual_server_group g6 {\n fwmark 8 inet6\n fwmark 10 inet\n}\n\
          virtual_server group g6 {\n real_server 2001:db8::11 80 {\n }\n}\n\
-         virtual_server fwmark 9 {\n lb_kind TUN\n real_server 2001:db8::11 {\n }\n real_server 10.0.1.1 {\n }\n}\n",
+         virtual_server fwmark 9 {\n lb_kind TUN\n real_server 2001:db8::11 {\n }\n real_server 10.0.1.1 {\n }\n}\n\
+         virtual_server_group g7 {\n fwmark 11 inet6\n}\n\
+         virtual_server group g7 {\n lb_kind DR\n}\n",
     )
     .unwrap();
     let u = imp.unsupported.join("\n");
     for want in [
-        "line 1: virtual_server fwmark 5 (an IPv6 fwmark service, by line 2: ip_family inet6: \
-         IPv6 fwmark services are not supported by rvs yet; skipped)",
-        "line 6: virtual_server fwmark 6 (an IPv6 fwmark service, by line 7: real_server \
-         2001:db8::11",
-        "line 10: virtual_server fwmark 7 (an IPv6 fwmark service, by its (tunnelled) real \
-         servers, all IPv6",
-        "line 18: virtual_server group g6 (an IPv6 fwmark service, by its group entry fwmark 8 \
-         inet6",
+        // A group of both families under IPv6 real servers: keepalived
+        // ignores it (link_vsg_to_vs).
+        "line 21: virtual_server group g6 (its group has IPv4 and IPv6 entries but line 22: \
+         real_server 2001:db8::11",
         // Mixed tunnelled real servers: IPv4; the IPv6 one cannot be
         // tunnelled across families by rvs.
-        "line 24: real_server 2001:db8::11 (IPv6 real server of an IPv4 virtual server: \
+        "line 27: real_server 2001:db8::11 (IPv6 real server of an IPv4 virtual server: \
          keepalived has IPVS tunnel",
     ] {
         assert!(u.contains(want), "{want}\nmissing from:\n{u}");
     }
     let keys: Vec<String> = imp.services.iter().map(|s| s.key().to_string()).collect();
-    assert_eq!(keys, ["FWM 9"]);
-    assert_eq!(imp.services[0].dests[0].ip.to_string(), "10.0.1.1");
+    assert_eq!(
+        keys,
+        [
+            "FWM 5 IPv6",
+            "FWM 6 IPv6",
+            "FWM 7 IPv6",
+            "FWM 9",
+            "FWM 11 IPv6"
+        ]
+    );
+    // An IPv6 granularity is the prefix length, as IPVS holds it.
+    assert_eq!(u32::from(imp.services[1].netmask), 64);
+    assert_eq!(imp.services[1].persistent, Some(60));
+    assert_eq!(imp.services[0].dests[0].ip.to_string(), "2001:db8::11");
+    assert_eq!(imp.services[3].dests[0].ip.to_string(), "10.0.1.1");
+    // Each is one rvsd takes: the control plane's own validation.
+    let c = crate::control::Control::new(
+        std::sync::Arc::new(crate::conn::ConnTable::new(16, 1)),
+        std::sync::Arc::from(vec![crossbeam_utils::CachePadded::new(
+            crate::stats::WorkerStats::default(),
+        )]),
+        vec![],
+    );
+    let load = serde_json::json!({"cmd": "load", "services": imp.services});
+    let r: serde_json::Value = serde_json::from_str(&c.handle_line(&load.to_string())).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
 }
 
 /// ip_family_handler: a family that conflicts with the address is ignored.

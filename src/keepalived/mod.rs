@@ -29,10 +29,10 @@
 //! IPv6 (see family.rs for how keepalived decides a virtual server's
 //! family): an IPv6 `virtual_server` with IPv6 real servers imports as the
 //! same service and real-server objects as an IPv4 one, NAT, DR, TUN (ipip,
-//! IPv6 in IPv6) or FULLNAT (DPVS local addresses of the same family). What
-//! keepalived would run but rvs's control plane refuses for IPv6
-//! (control/validate.rs) is reported with its line: an IPv6 fwmark service
-//! or `syn_proxy` skip the block; a real server of the other family (tunnelled, or FNAT from an
+//! IPv6 in IPv6) or FULLNAT (DPVS local addresses of the same family), and
+//! an IPv6 fwmark one as `-f N -6`. What keepalived would run but rvs's
+//! control plane refuses for IPv6 (control/validate.rs) is reported with
+//! its line: `syn_proxy` skips the block; a real server of the other family (tunnelled, or FNAT from an
 //! IPv4 virtual server) or a GUE/GRE tunnel to an IPv6 real server skips
 //! that real server (the block too if none is left); such a sorry server,
 //! or an IPv6 loopback one, is dropped. DPVS's NAT64 (an IPv6 virtual
@@ -583,24 +583,8 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
             .collect();
         fallback_family(sorry.as_ref().map(|s| s.0), &rips)
     });
-    // What rvs's control plane refuses for IPv6 services (control/
-    // validate.rs check_service): the whole service, so the whole block.
-    if let Addrs::Fwmark(marks) = &addrs {
-        // A group's `fwmark N inet6` is IPv6 whatever the virtual server's
-        // family (ipvswrapper.c ipvs_group_cmd: fwm_family first).
-        let v6 = marks.iter().find_map(|(m, f)| match f {
-            Some(Af::Inet6) => Some(format!("its group entry fwmark {m} inet6")),
-            None if af == Af::Inet6 => Some(af_from.clone()),
-            _ => None,
-        });
-        if let Some(from) = v6 {
-            notes.push(format!(
-                "{loc}: virtual_server {what} (an IPv6 fwmark service, by {from}: IPv6 fwmark \
-                 services are not supported by rvs yet; skipped)"
-            ));
-            return;
-        }
-    }
+    // A fwmark entry's family is the virtual server's: link_vsg_to_vs
+    // (above) left no group entry of the other family.
     if af == Af::Inet6 {
         // ipvswrapper.c ipvs_set_srule: the granularity goes to IPVS as the
         // service's netmask, for IPv6 a prefix length (the control
@@ -778,6 +762,9 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
             .map(|(mark, _)| {
                 let mut m = svc.clone();
                 m.insert("fwmark".into(), json!(mark));
+                if af == Af::Inet6 {
+                    m.insert("af".into(), json!("inet6"));
+                }
                 m
             })
             .collect(),

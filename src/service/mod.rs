@@ -461,13 +461,17 @@ impl ServiceTable {
         self.services.get(key)
     }
     /// Attach the fwmark classifier. The single addresses of its rules
-    /// (/32) whose mark has an IPv4 fwmark service become VIPs: the
-    /// director answers ARP and pings for them. Wider prefixes must be
-    /// routed to the director (it answers no ARP for a whole range).
+    /// (/32, /128) whose mark has a fwmark service of their family become
+    /// VIPs: the director answers ARP, NS and pings for them. Wider
+    /// prefixes must be routed to the director (it answers no ARP or NS
+    /// for a whole range).
     pub fn set_fwmark(&mut self, c: crate::fwmark::Classifier) {
         for (ip, mark) in c.hosts() {
-            if self.services.contains_key(&ServiceKey::fwmark(mark, false)) {
-                self.vips.insert(IpAddr::V4(ip));
+            if self
+                .services
+                .contains_key(&ServiceKey::fwmark(mark, ip.is_ipv6()))
+            {
+                self.vips.insert(ip);
             }
         }
         self.fwmark = c;
@@ -494,6 +498,30 @@ impl ServiceTable {
         }
         if vip {
             self.find(proto, IpAddr::V4(dst), dport)
+        } else {
+            None
+        }
+    }
+    /// [`Self::find_new`] for an IPv6 flow: the IPv6 rules' mark selects
+    /// an IPv6 fwmark service (`ipvsadm -A -f N -6`).
+    #[inline]
+    pub fn find_new6(
+        &self,
+        proto: Proto,
+        dst: std::net::Ipv6Addr,
+        dport: u16,
+        vip: bool,
+    ) -> Option<&Service> {
+        if self.fwmark.has_v6() {
+            let mark = self.fwmark.classify6(proto, dst, dport);
+            if mark != 0 {
+                if let Some(s) = self.services.get(&ServiceKey::fwmark(mark, true)) {
+                    return Some(s);
+                }
+            }
+        }
+        if vip {
+            self.find(proto, IpAddr::V6(dst), dport)
         } else {
             None
         }

@@ -4,6 +4,7 @@
 //! through the live table, resolving service and real server by address.
 
 use super::*;
+use crate::flow::ServiceKey;
 
 /// What [`apply`] did with one synced connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,16 +103,37 @@ pub(super) fn apply_on(
         // and re-created it): replaced.
         conns.end(&c);
     }
-    // ip_vs_find_dest: the service by <protocol, vaddr, vport>, the real
-    // server by <daddr, dport>.
-    let Some(svc) = table.find(proto, sc.vaddr, sc.vport) else {
+    // ip_vs_find_dest: the service as ip_vs_service_find finds it, the
+    // real server by <daddr, dport>. A kernel master sends a fwmark
+    // service's mark (`s->fwmark = htonl(cp->fwmark)`); rvs's connections
+    // do not keep theirs, so without one the backup classifies the entry
+    // with its own fwmark rules (the pair runs the same configuration),
+    // then tries <protocol, vaddr, vport>.
+    let marked = (sc.fwmark != 0)
+        .then(|| table.get(&ServiceKey::fwmark(sc.fwmark, sc.vaddr.is_ipv6())))
+        .flatten();
+    let vip = table.is_vip(sc.vaddr);
+    let found = marked.or_else(|| match sc.vaddr {
+        IpAddr::V4(a) => table.find_new(proto, a, sc.vport, vip),
+        IpAddr::V6(a) => table.find_new6(proto, a, sc.vport, vip),
+    });
+    let Some(svc) = found else {
         return Applied::NoDest;
     };
-    let Some(d) = svc
-        .dests
-        .iter()
-        .find(|d| d.ip == sc.daddr && d.port == sc.dport)
-    else {
+    // ip_vs_find_dest's ports: the entry's, then 0 (a port-0 real server
+    // of a fwmark service takes the packet's port); for a fwmark service
+    // not in MASQ, 0 first.
+    let first = if svc.conf.is_fwmark() && sc.flags & flags::FWD_MASK != flags::MASQ {
+        0
+    } else {
+        sc.dport
+    };
+    let dest = |port: u16| {
+        svc.dests
+            .iter()
+            .find(|d| d.ip == sc.daddr && d.port == port)
+    };
+    let Some(d) = dest(first).or_else(|| dest(first ^ sc.dport)) else {
         return Applied::NoDest;
     };
     let fwd = match (sc.flags & flags::FWD_MASK, sc.fnat) {

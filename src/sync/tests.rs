@@ -672,3 +672,78 @@ fn an_ipv6_connection_is_synced_to_the_backup() {
     // The reply key is there too.
     assert!(b.conns.lookup(&conn.out_key().unwrap()).is_some());
 }
+
+#[test]
+fn a_fwmark_services_connections_are_found_by_mark_or_by_the_rules() {
+    // The kernel's ip_vs_proc_conn finds the service as
+    // ip_vs_service_find does: by the entry's fwmark when it has one (a
+    // kernel master's), else by <protocol, vaddr, vport>; an rvs master
+    // sends no mark, so the backup classifies the address with its rules.
+    let b = director();
+    for line in [
+        r#"{"cmd":"add_service","service":{"fwmark":7,"af":"inet6","sched":"rr"}}"#,
+        r#"{"cmd":"add_dest","service":{"fwmark":7,"af":"inet6"},"dest":{"ip":"2001:db8:1::11","fwd":"nat"}}"#,
+        r#"{"cmd":"add_service","service":{"fwmark":7,"sched":"rr"}}"#,
+        r#"{"cmd":"add_dest","service":{"fwmark":7},"dest":{"ip":"10.0.2.10","fwd":"nat"}}"#,
+        r#"{"cmd":"set_fwmark_rules","rules":[{"mark":7,"dst":"2001:db8:7::/48"},{"mark":7,"dst":"10.0.7.0/24"}]}"#,
+    ] {
+        let r: Value = serde_json::from_str(&b.handle_line(line)).unwrap();
+        assert_eq!(r["ok"], true, "{line}: {r}");
+    }
+    let now = crate::clock::now_ms();
+    let entry = |c: &str, v: &str, d: &str, mark: u32| SyncConn {
+        protocol: 6,
+        flags: flags::MASQ,
+        state: 1,
+        cport: 40000,
+        vport: 443,
+        dport: 443,
+        fwmark: mark,
+        timeout: 900,
+        caddr: c.parse().unwrap(),
+        vaddr: v.parse().unwrap(),
+        daddr: d.parse().unwrap(),
+        seq: None,
+        fnat: None,
+        synproxy: None,
+    };
+    let t = b.table.load();
+    for (sc, want) in [
+        // By the rules (an rvs master), each family its own service.
+        (
+            entry("2001:db8::2", "2001:db8:7:1::9", "2001:db8:1::11", 0),
+            Applied::Inserted,
+        ),
+        (
+            entry("192.0.2.9", "10.0.7.9", "10.0.2.10", 0),
+            Applied::Inserted,
+        ),
+        // By the mark (a kernel master), whatever the address.
+        (
+            entry("2001:db8::3", "2001:db8:9::1", "2001:db8:1::11", 7),
+            Applied::Inserted,
+        ),
+        // Neither: no service here.
+        (
+            entry("2001:db8::4", "2001:db8:9::1", "2001:db8:1::11", 0),
+            Applied::NoDest,
+        ),
+        // The mark of the other family's service only.
+        (
+            entry("2001:db8::5", "2001:db8:9::1", "2001:db8:1::11", 8),
+            Applied::NoDest,
+        ),
+    ] {
+        assert_eq!(apply(&b.conns, &t, &sc, now), want, "{sc:?}");
+    }
+    assert_eq!(b.conns.len(), 3);
+    let key = FlowKey {
+        proto: Proto::Tcp,
+        src: "2001:db8::2".parse().unwrap(),
+        sport: 40000,
+        dst: "2001:db8:7:1::9".parse().unwrap(),
+        dport: 443,
+    };
+    let (c, _) = b.conns.lookup(&key).unwrap();
+    assert_eq!(c.real().to_string(), "2001:db8:1::11");
+}

@@ -262,11 +262,7 @@ fn check_services(
     services: Vec<rvs::service::ServiceConf>,
     rules: Vec<rvs::fwmark::FwmarkRule>,
 ) -> std::result::Result<(), rvs::control::CtlError> {
-    let local_ips = cfg
-        .ports
-        .iter()
-        .map(|p| std::net::IpAddr::V4(p.ipv4.addr))
-        .collect();
+    let local_ips = cfg.own_addrs();
     let mut c = rvs::director::Builder::new()
         .max_connections(16)
         .local_ips(local_ips)
