@@ -323,6 +323,30 @@ fn nat64_serves_an_ipv6_only_client_from_ipv4_only_nginx() {
         conns.contains("[2001:db8::2]:") && conns.contains("10.0.1.1"),
         "{conns}"
     );
+    // ICMP crosses too: a UDP service whose IPv4 server has nothing on the
+    // port. The server's kernel answers Port Unreachable to the local
+    // address; the client's kernel must take the ICMPv6 translation as
+    // about its own socket (quoted packet, checksum) to report it.
+    let us = "[2001:db8::100]:5353";
+    rvsd.rvsadm_ok(&["-A", "-u", us, "-s", "rr"]);
+    rvsd.rvsadm_ok(&["-P", "-u", us, "-z", "10.0.1.200"]);
+    rvsd.rvsadm_ok(&["-a", "-u", us, "-r", "10.0.1.11:5353", "--fullnat"]);
+    let before = rvsd.counter("icmp_errors_forwarded");
+    let py = "import socket\n\
+              s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+              s.settimeout(3)\n\
+              s.connect(('2001:db8::100', 5353))\n\
+              s.send(b'x')\n\
+              try:\n    s.recv(100); print('data')\n\
+              except ConnectionRefusedError:\n    print('refused')\n\
+              except socket.timeout:\n    print('timeout')\n";
+    let out = ns_exec(&c, &["python3", "-c", py]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{out:?}"
+    );
+    assert!(rvsd.counter("icmp_errors_forwarded") > before);
 }
 
 #[test]

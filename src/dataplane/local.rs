@@ -97,7 +97,10 @@ impl Dataplane {
         if let Some((p, s, sp, d, dp)) = xmit::icmp::quoted_flow(&data[ETH..ETH + h.total]) {
             let key = FlowKey::v4(Proto::from_number(p).unwrap_or(Proto::Tcp), s, sp, d, dp);
             return match self.conns.lookup(&key) {
-                // Not translated across families (NAT64) yet.
+                // NAT64: the error crosses to the client as ICMPv6.
+                Some((conn, dir)) if conn.is_nat64() => {
+                    self.nat64_error_out(cx, in_port, frame, &conn, dir)
+                }
                 Some((conn, _)) if conn.v6.is_some() => Verdict::Drop(DropReason::IcmpUnhandled),
                 Some((conn, dir)) => self.icmp_error(cx, in_port, frame, &conn, dir, h.total),
                 // Errors about the kernel's own connections.

@@ -229,8 +229,10 @@ impl Dataplane {
         let Some((conn, dir)) = self.conns.lookup(&key) else {
             return Verdict::Drop(unrelated);
         };
-        let Some(a) = conn.v6.filter(|a| !a.nat64) else {
-            // Errors are not translated across families (NAT64) yet.
+        if conn.is_nat64() {
+            return self.nat64_error_in(cx, frame, h, &conn, dir);
+        }
+        let Some(a) = conn.v6 else {
             return Verdict::Drop(DropReason::IcmpUnhandled);
         };
         let (c, v, r) = (
@@ -340,6 +342,59 @@ impl Dataplane {
                     Verdict::Drop(DropReason::NoBuffer)
                 }
             }
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
+    /// NAT64: a client's ICMPv6 error about the VIP's reply becomes an
+    /// ICMPv4 error to the real server (xmit/nat64_icmp.rs).
+    fn nat64_error_in<F: Frame>(
+        &self,
+        cx: &Ctx,
+        frame: &mut F,
+        h: &Ipv6Head,
+        conn: &crate::conn::Conn,
+        dir: Dir,
+    ) -> Verdict {
+        if dir != Dir::In {
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        let ident = cx.ident.get();
+        cx.ident.set(ident.wrapping_add(1));
+        match xmit::nat64_icmp::error_to_v4(frame, h.ul.offset, h.end, conn, ident) {
+            Ok(rip) => {
+                cx.stats.icmp_errors_forwarded.inc();
+                self.to_next_hop(cx, frame.data_mut(), rip)
+            }
+            Err(XmitError::Unsupported) => Verdict::Drop(DropReason::IcmpUnhandled),
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
+    /// NAT64: a server-side ICMPv4 error about the connection becomes an
+    /// ICMPv6 error from the VIP to the client (xmit/nat64_icmp.rs).
+    pub(super) fn nat64_error_out<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &crate::conn::Conn,
+        dir: Dir,
+    ) -> Verdict {
+        if dir != Dir::Out {
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        let cip = conn.v6.map_or(Ipv6Addr::UNSPECIFIED, |a| a.cip);
+        let Some(hop) = self.router.route6(cip, in_port) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let mtu = self.router.ports[hop.0 as usize].mtu;
+        match xmit::nat64_icmp::error_to_v6(frame, conn, mtu) {
+            Ok(_) => {
+                cx.stats.icmp_errors_forwarded.inc();
+                self.via6(cx, frame.data_mut(), hop)
+            }
+            Err(XmitError::Unsupported) => Verdict::Drop(DropReason::IcmpUnhandled),
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }
     }

@@ -19,6 +19,7 @@ pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod nat64;
+pub mod nat64_icmp;
 pub mod tun;
 pub mod v6;
 

@@ -17,7 +17,7 @@
 //! The TCP/UDP checksum follows the pseudo-header from one family to the
 //! other incrementally (RFC 1624: the old addresses out, the new ones in,
 //! then the ports); an IPv4 UDP datagram without a checksum gets one
-//! computed, since IPv6 requires it. ICMP is not translated yet.
+//! computed, since IPv6 requires it. ICMP errors: nat64_icmp.rs.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -1,0 +1,295 @@
+//! NAT64's ICMP errors on the in-memory device (RFC 7915 4.2, 5.2): a
+//! server-side ICMPv4 error reaches the IPv6 client as ICMPv6, and a
+//! client's ICMPv6 error reaches the IPv4 server as ICMPv4, each quoting
+//! the packet its receiver sent, byte for byte. Every checksum is summed
+//! again here from scratch.
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use common::rig::ipv6_frame as frame;
+use common::rig::*;
+use rvs::io::MemIo;
+use rvs::wire::icmpv6::{self, multicast_mac, solicited_node};
+use rvs::wire::{PacketBuilder, TcpFlags};
+
+const VIP: &str = "2001:db8::100";
+const CLIENT: &str = "2001:db8::2";
+const LIP: &str = "10.0.1.200";
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// The 16-bit one's complement sum, written out here.
+fn ones_sum(parts: &[&[u8]]) -> u16 {
+    let mut acc: u64 = 0;
+    for p in parts {
+        for c in p.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// An ICMPv6 message (or TCP segment: `proto`) over IPv6 sums to 0xffff
+/// with its pseudo-header.
+fn assert_v6_sum(f: &[u8], proto: u8) {
+    let ip = &f[14..];
+    let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let pseudo = [
+        &ip[8..40],
+        &(plen as u32).to_be_bytes()[..],
+        &[0, 0, 0, proto][..],
+    ]
+    .concat();
+    assert_eq!(ones_sum(&[&pseudo, &ip[40..40 + plen]]), 0xffff);
+}
+
+/// The client's TCP segment (SYN with a payload) with its checksum.
+fn client_segment() -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&44000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    t.extend_from_slice(b"hello");
+    let pseudo = [
+        &v6(CLIENT).octets()[..],
+        &v6(VIP).octets()[..],
+        &(t.len() as u32).to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let c = !ones_sum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+struct Nat64 {
+    r: Rig<MemIo>,
+    /// The client's segment as it sent it.
+    seg: Vec<u8>,
+    /// The director's IPv4 SYN to the server, as sent.
+    syn4: Vec<u8>,
+    rip: Ipv4Addr,
+    lport: u16,
+    rs_mac: rvs::wire::MacAddr,
+}
+
+/// A NAT64 service (an IPv6 VIP, IPv4 FULLNAT servers, an IPv4 local
+/// address) and one client connection through it.
+fn nat64() -> Nat64 {
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr","laddrs":["{LIP}"]}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}}}"#
+    ));
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    // The client's NS for the VIP: the director learns its MAC.
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
+    let g = solicited_node(v6(VIP));
+    r.worker.io.push(
+        0,
+        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    );
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0).len(), 1, "NA");
+    let seg = client_segment();
+    r.worker.io.push(
+        0,
+        &frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 6, &seg),
+    );
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    let (src, lport, rip, _, _) = endpoints(&out[0]);
+    assert_eq!((src, rip), (ip(LIP), rs1()));
+    Nat64 {
+        r,
+        seg,
+        syn4: out[0].clone(),
+        rip,
+        lport,
+        rs_mac: RS1_MAC,
+    }
+}
+
+/// What `n`'s server side sends the director: an ICMPv4 error quoting
+/// `quote` bytes of the director's SYN.
+fn icmp4_error(n: &Nat64, ty: u8, code: u8, rest: u32, quote: usize) -> Vec<u8> {
+    let q = &n.syn4[14..14 + quote];
+    PacketBuilder::new()
+        .eth(n.rs_mac, DIR1_MAC)
+        .ipv4(n.rip, ip(LIP))
+        .ttl(64)
+        .icmp(ty, code, rest)
+        .payload(q)
+        .build()
+}
+
+#[test]
+fn server_side_icmpv4_errors_reach_the_ipv6_client_as_icmpv6() {
+    let mut n = nat64();
+    // Fragmentation Needed, MTU 1400, quoting the whole SYN: a Packet Too
+    // Big of 1420 from the VIP, quoting the client's packet as it sent it.
+    let e = icmp4_error(&n, 3, 4, 1400, 20 + 25);
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    let out = n.r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1, "{:?}", n.r.stats());
+    let f = &out[0];
+    assert_eq!(&f[12..14], &[0x86, 0xdd]);
+    assert_eq!(macs(f), (CLIENT_MAC, DIR0_MAC));
+    let ip6 = &f[14..];
+    assert_eq!(ip6[6], 58);
+    assert_eq!(ip6[7], 63, "hop limit: the error's TTL less one");
+    assert_eq!(&ip6[8..24], &v6(VIP).octets());
+    assert_eq!(&ip6[24..40], &v6(CLIENT).octets());
+    let m = &ip6[40..];
+    assert_eq!((m[0], m[1]), (2, 0), "Packet Too Big");
+    assert_eq!(u32::from_be_bytes([m[4], m[5], m[6], m[7]]), 1420);
+    assert_v6_sum(f, 58);
+    let q = &m[8..];
+    assert_eq!(q[0] >> 4, 6);
+    assert_eq!(u16::from_be_bytes([q[4], q[5]]), 25, "payload length");
+    assert_eq!(q[6], 6);
+    assert_eq!(&q[8..24], &v6(CLIENT).octets());
+    assert_eq!(&q[24..40], &v6(VIP).octets());
+    assert_eq!(
+        &q[40..],
+        &n.seg[..],
+        "the client's own segment, checksum too"
+    );
+
+    // Port Unreachable quoting 8 bytes: Destination Unreachable, code 4.
+    let e = icmp4_error(&n, 3, 3, 0, 20 + 8);
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    let out = n.r.worker.io.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let m = &out[0][14 + 40..];
+    assert_eq!((m[0], m[1]), (1, 4));
+    assert_eq!(&m[8 + 40..], &n.seg[..8]);
+    assert_v6_sum(&out[0], 58);
+
+    // An old router's Fragmentation Needed without an MTU: the plateau
+    // below the quoted size, never under IPv6's 1280.
+    let e = icmp4_error(&n, 3, 4, 0, 20 + 25);
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    let out = n.r.worker.io.take_tx(0);
+    let m = &out[0][14 + 40..];
+    assert_eq!(u32::from_be_bytes([m[4], m[5], m[6], m[7]]), 1280);
+
+    // Time Exceeded keeps its code.
+    let e = icmp4_error(&n, 11, 1, 0, 20 + 8);
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    let out = n.r.worker.io.take_tx(0);
+    let m = &out[0][14 + 40..];
+    assert_eq!((m[0], m[1]), (3, 1));
+
+    // What RFC 7915 drops (precedence cutoff, code 15 is mapped, 14 is
+    // not) is counted.
+    let before = n.r.drops("icmp_unhandled");
+    let e = icmp4_error(&n, 3, 14, 0, 20 + 8);
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    assert!(n.r.worker.io.take_tx(0).is_empty());
+    assert_eq!(n.r.drops("icmp_unhandled"), before + 1);
+    // An error about no connection is not translated.
+    let mut other = n.syn4.clone();
+    other[14 + 20 + 1] ^= 1; // another local port
+    let e = PacketBuilder::new()
+        .eth(n.rs_mac, DIR1_MAC)
+        .ipv4(n.rip, ip(LIP))
+        .icmp(3, 3, 0)
+        .payload(&other[14..14 + 28])
+        .build();
+    n.r.worker.io.push(1, &e);
+    n.r.step(1);
+    assert!(n.r.worker.io.take_tx(0).is_empty());
+}
+
+#[test]
+fn a_clients_icmpv6_errors_reach_the_ipv4_server_as_icmpv4() {
+    let mut n = nat64();
+    // The server's SYN-ACK, translated to the client.
+    let reply = PacketBuilder::new()
+        .eth(n.rs_mac, DIR1_MAC)
+        .ipv4(n.rip, ip(LIP))
+        .ttl(64)
+        .tcp(80, n.lport)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .seq(5000)
+        .ack(1001)
+        .payload(b"hi")
+        .build();
+    n.r.worker.io.push(1, &reply);
+    n.r.step(1);
+    let back = n.r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    let quoted6 = back[0][14..].to_vec();
+    let send = |n: &mut Nat64, ty: u8, code: u8, rest: u32| {
+        let mut m = vec![ty, code, 0, 0];
+        m.extend_from_slice(&rest.to_be_bytes());
+        m.extend_from_slice(&quoted6);
+        icmpv6::fill_checksum(&mut m, v6(CLIENT), v6(VIP));
+        n.r.worker.io.push(
+            0,
+            &frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 58, &m),
+        );
+        n.r.step(1);
+        n.r.worker.io.take_tx(1)
+    };
+    // Packet Too Big, 1300: Fragmentation Needed, 1280, from the local
+    // address to the server, quoting the server's reply as it sent it.
+    let out = send(&mut n, 2, 0, 1300);
+    assert_eq!(out.len(), 1, "{:?}", n.r.stats());
+    let f = &out[0];
+    assert_eq!(&f[12..14], &[0x08, 0x00]);
+    assert_eq!(macs(f), (n.rs_mac, DIR1_MAC));
+    assert_checksums(f);
+    let ip4 = &f[14..];
+    assert_eq!(ip4[9], 1);
+    assert_eq!(ip4[8], 63);
+    assert_eq!(&ip4[12..16], &ip(LIP).octets());
+    assert_eq!(&ip4[16..20], &n.rip.octets());
+    let total = u16::from_be_bytes([ip4[2], ip4[3]]) as usize;
+    assert_eq!(total, ip4.len());
+    let m = &ip4[20..];
+    assert_eq!(ones_sum(&[m]), 0xffff, "ICMP checksum");
+    assert_eq!((m[0], m[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([m[6], m[7]]), 1280);
+    let inner = &m[8..28];
+    assert_eq!(ones_sum(&[inner]), 0xffff, "quoted header checksum");
+    assert_eq!(inner[9], 6);
+    assert_eq!(&inner[12..16], &n.rip.octets());
+    assert_eq!(&inner[16..20], &ip(LIP).octets());
+    assert_eq!(u16::from_be_bytes([inner[2], inner[3]]), 20 + 20 + 2);
+    assert_eq!(
+        &m[28..],
+        &reply[14 + 20..],
+        "the server's own segment, checksum too"
+    );
+    // Port unreachable and an unrecognized next header.
+    let out = send(&mut n, 1, 4, 0);
+    assert_eq!((out[0][14 + 20], out[0][14 + 21]), (3, 3));
+    let out = send(&mut n, 4, 1, 6);
+    assert_eq!((out[0][14 + 20], out[0][14 + 21]), (3, 2));
+    // What RFC 7915 drops (source address failed ingress policy) is
+    // counted.
+    let before = n.r.drops("icmp_unhandled");
+    assert!(send(&mut n, 1, 5, 0).is_empty());
+    assert_eq!(n.r.drops("icmp_unhandled"), before + 1);
+}
