@@ -60,7 +60,9 @@
 //!
 //! # Limits
 //!
-//! - IPv4 only.
+//! - IPv4 and IPv6 (the cookie's MAC covers either family's addresses;
+//!   one MSS table serves both, so an IPv6 client's 1220 or 1420 reaches
+//!   the server as 536 or 1300). Not across families (NAT64).
 //! - Timestamps (RFC 7323) are not offered to either side, so connections run
 //!   without PAWS and timestamp RTT samples. ECN is not negotiated. A SYN
 //!   carrying data (TCP Fast Open with a cookie from before the proxy) is
@@ -84,10 +86,11 @@
 //!   fail.
 
 use std::io::Read;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::io::Frame;
 use crate::wire::ipv4::DEFAULT_TTL;
+use crate::wire::ipv6::{l4_checksum_v6, next_header, Ipv6Packet};
 use crate::wire::tcp::DEFAULT_MSS;
 use crate::wire::{
     EtherType, EthernetFrame, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpFlags, TcpSegment, WireError,
@@ -110,7 +113,7 @@ const MAX_WSCALE: u8 = 14;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
     Malformed(WireError),
-    /// Not an IPv4 TCP packet.
+    /// Not a TCP packet (IPv4 or IPv6, not a fragment).
     NotTcp,
     /// `answer_syn`: not a SYN without ACK, RST and FIN.
     NotSyn,
@@ -250,36 +253,42 @@ fn slot(now_ms: u64) -> u32 {
     (now_ms / SLOT_MS) as u32
 }
 
-/// The 24-bit MAC of a cookie.
-fn mac(
-    key: &SynKey,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
-    isn: u32,
-    slot: u32,
-    bits: u32,
-) -> u32 {
-    let mut m = [0u8; 21];
-    m[0..4].copy_from_slice(&client.ip().octets());
-    m[4..8].copy_from_slice(&vip.ip().octets());
-    m[8..10].copy_from_slice(&client.port().to_be_bytes());
-    m[10..12].copy_from_slice(&vip.port().to_be_bytes());
-    m[12..16].copy_from_slice(&isn.to_be_bytes());
-    m[16..20].copy_from_slice(&slot.to_be_bytes());
-    m[20] = bits as u8;
-    (siphash24(key.k0, key.k1, &m) >> 40) as u32
+/// The 24-bit MAC of a cookie: over the addresses (4 bytes each for IPv4,
+/// 16 for IPv6), the ports, the client's ISN, the slot and the option bits.
+fn mac(key: &SynKey, client: SocketAddr, vip: SocketAddr, isn: u32, slot: u32, bits: u32) -> u32 {
+    let mut m = [0u8; 45];
+    let mut n = 0;
+    for a in [client.ip(), vip.ip()] {
+        match a {
+            IpAddr::V4(a) => {
+                m[n..n + 4].copy_from_slice(&a.octets());
+                n += 4;
+            }
+            IpAddr::V6(a) => {
+                m[n..n + 16].copy_from_slice(&a.octets());
+                n += 16;
+            }
+        }
+    }
+    m[n..n + 2].copy_from_slice(&client.port().to_be_bytes());
+    m[n + 2..n + 4].copy_from_slice(&vip.port().to_be_bytes());
+    m[n + 4..n + 8].copy_from_slice(&isn.to_be_bytes());
+    m[n + 8..n + 12].copy_from_slice(&slot.to_be_bytes());
+    m[n + 12] = bits as u8;
+    (siphash24(key.k0, key.k1, &m[..n + 13]) >> 40) as u32
 }
 
 /// The cookie (the director's ISN) for a client SYN `client -> vip` with
 /// sequence number `client_isn`, and the options as the cookie encodes them.
 pub fn make_cookie(
     key: &SynKey,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
+    client: impl Into<SocketAddr>,
+    vip: impl Into<SocketAddr>,
     client_isn: u32,
     opts: &CookieOpts,
     now_ms: u64,
 ) -> (u32, CookieOpts) {
+    let (client, vip) = (client.into(), vip.into());
     let (bits, enc) = opts.encode();
     let s = slot(now_ms);
     let low = ((s & 1) << 7) | bits;
@@ -290,12 +299,13 @@ pub fn make_cookie(
 /// in the current time slot or the previous one.
 pub fn check_cookie(
     key: &SynKey,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
+    client: impl Into<SocketAddr>,
+    vip: impl Into<SocketAddr>,
     client_isn: u32,
     cookie: u32,
     now_ms: u64,
 ) -> Option<CookieOpts> {
+    let (client, vip) = (client.into(), vip.into());
     let now = slot(now_ms);
     let low = cookie & 0xff;
     let s = if low >> 7 == now & 1 {
@@ -376,24 +386,39 @@ pub struct Established {
     pub adj: SeqAdj,
 }
 
-/// Addresses and ports of the Ethernet frame's IPv4 TCP packet, and where
-/// its TCP segment lies in the frame.
+/// Addresses and ports of the Ethernet frame's TCP packet (IPv4, or IPv6
+/// after its extension headers), and where its TCP segment lies.
 struct Located {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     tcp: std::ops::Range<usize>,
 }
 
 fn locate(data: &[u8]) -> Result<Located, Reject> {
-    let ip = Ipv4Packet::new_checked(data.get(ETH..).ok_or(WireError::EthTruncated)?)?;
+    let l3 = data.get(ETH..).ok_or(WireError::EthTruncated)?;
+    if EthernetFrame::new_unchecked(&data[..ETH]).ethertype() == EtherType::IPV6 {
+        let ip = Ipv6Packet::new_checked(l3)?;
+        let ul = ip.upper_layer()?;
+        if ul.proto.0 != next_header::TCP || ul.fragment.is_some() {
+            return Err(Reject::NotTcp);
+        }
+        let tcp = ETH + ul.offset..ETH + ip.packet().len();
+        let t = TcpSegment::new_checked(&data[tcp.clone()])?;
+        return Ok(Located {
+            src: SocketAddr::new(IpAddr::V6(ip.src()), t.src_port()),
+            dst: SocketAddr::new(IpAddr::V6(ip.dst()), t.dst_port()),
+            tcp,
+        });
+    }
+    let ip = Ipv4Packet::new_checked(l3)?;
     if ip.protocol() != IpProtocol::TCP {
         return Err(Reject::NotTcp);
     }
     let (ihl, total) = (ip.header_len(), usize::from(ip.total_len()));
     let t = TcpSegment::new_checked(ip.payload())?;
     Ok(Located {
-        src: SocketAddrV4::new(ip.src_addr(), t.src_port()),
-        dst: SocketAddrV4::new(ip.dst_addr(), t.dst_port()),
+        src: SocketAddr::new(IpAddr::V4(ip.src_addr()), t.src_port()),
+        dst: SocketAddr::new(IpAddr::V4(ip.dst_addr()), t.dst_port()),
         tcp: ETH + ihl..ETH + total,
     })
 }
@@ -440,8 +465,8 @@ fn handshake_options(mss: u16, wscale: Option<u8>, sack: bool) -> ([u8; 12], usi
 
 /// A TCP segment the director writes.
 struct Out<'a> {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     seq: u32,
     ack: u32,
     flags: TcpFlags,
@@ -450,10 +475,14 @@ struct Out<'a> {
 }
 
 /// Make `frame` an Ethernet frame holding exactly `s` (padded to 60 bytes):
-/// a fresh IPv4 header (no options, DF, TTL [`DEFAULT_TTL`]) and TCP header, full
-/// checksums. The MAC addresses already in the frame are kept.
+/// a fresh IPv4 header (no options, DF, TTL [`DEFAULT_TTL`]) or IPv6 one
+/// (hop limit [`DEFAULT_TTL`], no extension headers), by `s`'s family, and
+/// TCP header, full checksums. The MAC addresses already in the frame are
+/// kept.
 fn write_segment<F: Frame>(frame: &mut F, s: &Out) -> Result<(), Reject> {
-    let total = 40 + s.options.len();
+    let ip_len = if s.src.is_ipv6() { 40 } else { 20 };
+    let tcp_len = 20 + s.options.len();
+    let total = ip_len + tcp_len;
     let len = (ETH + total).max(EthernetFrame::<&[u8]>::MIN_LEN);
     let have = frame.data().len();
     if have < len {
@@ -464,29 +493,44 @@ fn write_segment<F: Frame>(frame: &mut F, s: &Out) -> Result<(), Reject> {
         frame.truncate(len);
     }
     let data = frame.data_mut();
-    EthernetFrame::new_unchecked(&mut data[..ETH]).set_ethertype(EtherType::IPV4);
     data[ETH..].fill(0);
-    let (ip, tcp) = data[ETH..ETH + total].split_at_mut(20);
-    let (saddr, daddr) = (*s.src.ip(), *s.dst.ip());
-    let mut p = Ipv4Packet::new_unchecked(ip);
-    p.set_header_len(20);
-    p.set_total_len(total as u16);
-    p.set_dont_frag(true);
-    p.set_ttl(DEFAULT_TTL);
-    p.set_protocol(IpProtocol::TCP);
-    p.set_src_addr(saddr);
-    p.set_dst_addr(daddr);
-    p.fill_checksum();
+    let (eth, rest) = data.split_at_mut(ETH);
+    let (ip, tcp) = rest[..total].split_at_mut(ip_len);
     tcp[20..].copy_from_slice(s.options);
-    let mut t = TcpSegment::new_unchecked(tcp);
+    let mut t = TcpSegment::new_unchecked(&mut *tcp);
     t.set_src_port(s.src.port());
     t.set_dst_port(s.dst.port());
     t.set_seq(s.seq);
     t.set_ack(s.ack);
-    t.set_header_len(20 + s.options.len());
+    t.set_header_len(tcp_len);
     t.set_flags(s.flags);
     t.set_window(s.window);
-    t.fill_checksum(saddr, daddr);
+    match (s.src.ip(), s.dst.ip()) {
+        (IpAddr::V4(saddr), IpAddr::V4(daddr)) => {
+            EthernetFrame::new_unchecked(eth).set_ethertype(EtherType::IPV4);
+            let mut p = Ipv4Packet::new_unchecked(ip);
+            p.set_header_len(20);
+            p.set_total_len(total as u16);
+            p.set_dont_frag(true);
+            p.set_ttl(DEFAULT_TTL);
+            p.set_protocol(IpProtocol::TCP);
+            p.set_src_addr(saddr);
+            p.set_dst_addr(daddr);
+            p.fill_checksum();
+            t.fill_checksum(saddr, daddr);
+        }
+        (IpAddr::V6(saddr), IpAddr::V6(daddr)) => {
+            EthernetFrame::new_unchecked(eth).set_ethertype(EtherType::IPV6);
+            let mut p = Ipv6Packet::new_unchecked(ip);
+            p.fill_header(0, tcp_len as u16, next_header::TCP, DEFAULT_TTL);
+            p.set_src(saddr);
+            p.set_dst(daddr);
+            let sum = l4_checksum_v6(saddr, daddr, next_header::TCP, tcp);
+            TcpSegment::new_unchecked(tcp).set_checksum(sum);
+        }
+        // Both ends of a segment are of one family.
+        _ => return Err(Reject::NotTcp),
+    }
     Ok(())
 }
 
@@ -652,16 +696,16 @@ pub fn server_synack<F: Frame>(frame: &F, info: &CookieInfo) -> Result<Establish
 /// adds TOA for FULLNAT), not for `to_server`.
 pub fn write_server_ack<F: Frame>(
     frame: &mut F,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
+    client: impl Into<SocketAddr>,
+    vip: impl Into<SocketAddr>,
     info: &CookieInfo,
     est: &Established,
 ) -> Result<(), Reject> {
     write_segment(
         frame,
         &Out {
-            src: client,
-            dst: vip,
+            src: client.into(),
+            dst: vip.into(),
             seq: info.client_isn.wrapping_add(1),
             ack: est.server_isn.wrapping_add(1),
             flags: TcpFlags::ACK,
@@ -677,8 +721,8 @@ pub fn write_server_ack<F: Frame>(
 /// Ready to route to the client (the MAC addresses are left to the caller).
 pub fn write_client_update<F: Frame>(
     frame: &mut F,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
+    client: impl Into<SocketAddr>,
+    vip: impl Into<SocketAddr>,
     info: &CookieInfo,
     est: &Established,
 ) -> Result<(), Reject> {
@@ -690,8 +734,8 @@ pub fn write_client_update<F: Frame>(
     write_segment(
         frame,
         &Out {
-            src: vip,
-            dst: client,
+            src: vip.into(),
+            dst: client.into(),
             seq: info.cookie.wrapping_add(1),
             ack: info.client_isn.wrapping_add(1),
             flags: TcpFlags::ACK,
@@ -710,15 +754,15 @@ pub fn write_client_update<F: Frame>(
 /// the client's ACK.
 pub fn write_client_rst<F: Frame>(
     frame: &mut F,
-    client: SocketAddrV4,
-    vip: SocketAddrV4,
+    client: impl Into<SocketAddr>,
+    vip: impl Into<SocketAddr>,
     info: &CookieInfo,
 ) -> Result<(), Reject> {
     write_segment(
         frame,
         &Out {
-            src: vip,
-            dst: client,
+            src: vip.into(),
+            dst: client.into(),
             seq: info.cookie.wrapping_add(1),
             ack: 0,
             flags: TcpFlags::RST,
@@ -799,6 +843,25 @@ pub fn icmp_quote_to_server(ip: &mut [u8], adj: &SeqAdj) -> Result<(), Reject> {
         l4[4..8].copy_from_slice(&seq.to_be_bytes());
     }
     ic.fill_checksum();
+    Ok(())
+}
+
+/// [`icmp_quote_to_server`] for an ICMPv6 error: `msg` is the ICMPv6
+/// message, quoting the director's IPv6 packet to the client (no extension
+/// headers: the director writes none). The caller computes the ICMPv6
+/// checksum again (`xmit::v6::rewrite_error` does).
+pub fn icmp6_quote_to_server(msg: &mut [u8], adj: &SeqAdj) -> Result<(), Reject> {
+    let q = msg
+        .get_mut(8..)
+        .ok_or(Reject::Malformed(WireError::Ipv6Truncated))?;
+    if q.len() < 40 + 8 {
+        return Err(Reject::Malformed(WireError::TcpTruncated));
+    }
+    if q[6] != next_header::TCP {
+        return Err(Reject::NotTcp);
+    }
+    let seq = u32::from_be_bytes([q[44], q[45], q[46], q[47]]).wrapping_add(adj.delta);
+    q[44..48].copy_from_slice(&seq.to_be_bytes());
     Ok(())
 }
 

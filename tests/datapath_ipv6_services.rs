@@ -504,7 +504,13 @@ fn ipv6_configurations_rvs_cannot_run_are_refused_with_reasons() {
             r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"{extra}}}}}"#
         )
     };
-    refused(svc(r#","synproxy":true"#), "SYN proxy");
+    // The SYN proxy runs on IPv6 (synproxy_ipv6.rs), not through NAT64.
+    refused(
+        svc(
+            r#","synproxy":true,"laddrs":["10.0.1.200"],"dests":[{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}]"#,
+        ),
+        "SYN proxy is not supported through NAT64",
+    );
     // An IPv6 service's granularity is a prefix length (ipvsadm -M 64).
     refused(
         svc(r#","persistent":300,"netmask":"255.255.255.0""#),

@@ -171,6 +171,34 @@ fn nat_serves_an_ipv6_vip_from_ipv6_servers() {
 }
 
 #[test]
+fn the_syn_proxy_answers_ipv6_clients_and_opens_the_server_side() {
+    // The kernel client's handshake is with the director (a cookie); the
+    // server's starts on the client's ACK; the client's kernel must take
+    // the window update and the translated sequence numbers for the pages
+    // to arrive.
+    let (topo, rvsd) = two_links("nat");
+    let vs = "[2001:db8::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr", "--synproxy"]);
+    for rip in ["[2001:db8:1::11]:80", "[2001:db8:1::12]:80"] {
+        rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "-m"]);
+    }
+    let save = rvsd.rvsadm_ok(&["-S", "-n"]);
+    assert!(
+        save.contains("-A -t [2001:db8::100]:80 -s rr --synproxy\n"),
+        "{save}"
+    );
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 6), (3, 3));
+    assert!(rvsd.counter("synproxy_syn_answered") >= 6);
+    assert_eq!(rvsd.counter("synproxy_established"), 6);
+    assert_eq!(rvsd.counter("synproxy_updates_sent"), 6);
+    // The servers saw the client's own address (NAT).
+    let log = std::fs::read_to_string(topo.state_dir.join("rs1-v6/logs/access.log")).unwrap();
+    assert!(log.starts_with("2001:db8::2 "), "{log}");
+    let log = rvsd.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
 fn fullnat_serves_an_ipv6_vip_through_an_ipv6_local_address() {
     let (topo, rvsd) = two_links("fullnat");
     let vs = "[2001:db8::100]:80";

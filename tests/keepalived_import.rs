@@ -471,9 +471,12 @@ fn what_the_importer_skips_for_ipv6_the_control_plane_refuses() {
             "a real server of the other address family needs",
         ),
         (
-            "syn_proxy",
-            v6(json!({"synproxy": true}), nat6.clone()),
-            "the SYN proxy is not supported for IPv6 services yet",
+            "syn_proxy through NAT64",
+            v6(
+                json!({"synproxy": true, "laddrs": ["10.0.1.200"]}),
+                json!({"ip": "10.0.1.11", "port": 80, "fwd": "fullnat"}),
+            ),
+            "the SYN proxy is not supported through NAT64",
         ),
         (
             "IPv6 FULLNAT real server of an IPv4 service",

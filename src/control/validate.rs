@@ -85,16 +85,6 @@ pub(super) fn check_service(s: &mut ServiceConf, local: &Locals) -> Result<(), C
         )));
     }
     if s.vip.is_ipv6() {
-        let no = |what: &str| {
-            Err(CtlError::new(
-                ErrorCode::Unsupported,
-                format!("{what} is not supported for IPv6 services yet"),
-            ))
-        };
-        if s.synproxy {
-            return no("the SYN proxy");
-        }
-
         // A prefix length, held as the kernel holds it (the number in the
         // u32; 255.255.255.255 is /128): ip_vs_add_service refuses one
         // outside 1..128 for IPv6 (EINVAL).
@@ -428,6 +418,22 @@ pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
                     "{}: the SYN proxy and the PROXY protocol cannot be combined",
                     s.key()
                 )));
+            }
+            // NAT64: the proxy writes its segments in the client's family
+            // and the translation would have to follow them.
+            let ips = s
+                .dests
+                .iter()
+                .map(|d| d.ip)
+                .chain(s.sorry_server.as_ref().map(|x| x.ip));
+            if let Some(ip) = ips.into_iter().find(|ip| ip.is_ipv6() != s.vip.is_ipv6()) {
+                return Err(CtlError::new(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "{}: the SYN proxy is not supported through NAT64 ({ip}) yet",
+                        s.key()
+                    ),
+                ));
             }
             let fwds = s
                 .dests

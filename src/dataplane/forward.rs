@@ -9,7 +9,7 @@ use crate::conn::{Conn, Dir, SynProxy, TcpEvent};
 use crate::flow::Forward;
 use crate::io::Frame;
 use crate::stats::DropReason;
-use crate::synproxy::{self as sp, CookieInfo, SeqAdj};
+use crate::synproxy::{self as sp, SeqAdj};
 use crate::xmit::{self, Egress, XmitError};
 
 impl Dataplane {
@@ -29,28 +29,8 @@ impl Dataplane {
         let adj = match conn.synproxy {
             None => None,
             Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
-            Some(SynProxy::Pending {
-                client_isn,
-                cookie,
-                window,
-            }) => {
-                let info = CookieInfo::from_stored(client_isn, cookie, window);
-                return match dir {
-                    Dir::Out => self.synproxy_answer(cx, in_port, frame, conn, &info),
-                    // The client aborts before the server answered: the
-                    // server (in SYN_RECV) gets the reset too.
-                    _ if ev.rst => {
-                        let v = match self.forward(cx, in_port, frame, conn, Dir::In) {
-                            Ok(next) => self.to_next_hop(cx, frame.data_mut(), next),
-                            Err(v) => v,
-                        };
-                        self.conns.end(conn);
-                        v
-                    }
-                    // Anything else from the client (a window probe) sends
-                    // the SYN again.
-                    _ => self.synproxy_syn(cx, in_port, frame, conn, &info),
-                };
+            Some(SynProxy::Pending { .. }) => {
+                return self.synproxy_pending(cx, in_port, frame, conn, (dir, ev));
             }
         };
         if let (Some(adj), Dir::In) = (&adj, dir) {

@@ -35,7 +35,7 @@ mod service6;
 mod synproxy;
 
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -89,8 +89,8 @@ pub struct Dataplane {
 /// window update to the client once the real server has answered.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientUpdate {
-    pub client: SocketAddrV4,
-    pub vip: SocketAddrV4,
+    pub client: SocketAddr,
+    pub vip: SocketAddr,
     pub info: CookieInfo,
     pub est: Established,
 }
@@ -121,11 +121,6 @@ pub struct Ctx<'a> {
 }
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
-
-/// The Ethernet frame's IPv4 total length (the frame must hold one).
-fn ip_total(data: &[u8]) -> usize {
-    u16::from_be_bytes([data[ETH + 2], data[ETH + 3]]) as usize
-}
 
 fn bad_source(ip: Ipv4Addr) -> bool {
     ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() || ip.is_unspecified()

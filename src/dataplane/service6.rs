@@ -12,10 +12,11 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::{Ctx, Dataplane, Verdict, ETH};
-use crate::conn::{Dir, TcpEvent};
+use crate::conn::{Dir, SynProxy, TcpEvent};
 use crate::flow::{FlowKey, Forward, Proto};
 use crate::io::Frame;
 use crate::stats::DropReason;
+use crate::synproxy::{self as sp, SeqAdj};
 use crate::wire::ipv6::{next_header, UpperLayer};
 use crate::wire::{EthernetFrame, TcpSegment, UdpDatagram};
 use crate::xmit::{self, XmitError};
@@ -116,6 +117,9 @@ impl Dataplane {
                         DropReason::Ipv6
                     });
                 };
+                if svc.conf.synproxy && proto == Proto::Tcp {
+                    return self.synproxy_new(cx, in_port, frame, svc, &key, ev);
+                }
                 let one_packet = svc.conf.ops && proto == Proto::Udp;
                 match self.new_conn(cx, svc, &key, ev, None) {
                     Ok(c) => {
@@ -134,42 +138,30 @@ impl Dataplane {
             }
             return v;
         }
-        let sent = if conn.fwd == Forward::Tun && dir == Dir::In {
-            self.tunnel6(in_port, frame, total, conn)
-        } else {
-            let ip = &mut frame.data_mut()[ETH..h.end];
-            let sent = xmit::v6::transmit(ip, h.ul.offset, h.ul.proto.0, conn, dir);
-            // FULLNAT's client-address delivery (TOA, PROXY v2) and its
-            // sequence data, written back to the connection.
-            match (sent, conn.fwd, proto) {
-                (Ok(next), Forward::FullNat, Proto::Tcp) => {
-                    let l4 = ETH + h.ul.offset;
-                    let done = if dir == Dir::In {
-                        xmit::v6::fnat_client_to_server(frame, l4, h.end, conn)
-                    } else {
-                        xmit::v6::fnat_server_to_client(frame, l4, h.end, conn)
-                    };
-                    conn.commit();
-                    done.map(|_| next)
-                }
-                (sent, ..) => sent,
+        // The SYN proxy's handshake with the server, and its sequence
+        // translation around the mode (forward.rs does the same for IPv4).
+        let adj = match conn.synproxy {
+            None => None,
+            Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
+            Some(SynProxy::Pending { .. }) => {
+                return self.synproxy_pending(cx, in_port, frame, conn, (dir, ev))
             }
         };
-        let next = match sent {
+        if let (Some(adj), Dir::In) = (&adj, dir) {
+            if sp::to_server(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
+        let span = (h.ul.offset, h.ul.proto.0, h.end);
+        let next = match self.forward6(cx, in_port, frame, conn, dir, span) {
             Ok(n) => n,
-            Err(XmitError::FragNeeded(mtu)) => {
-                // IPv6 is never fragmented on the way: the client learns
-                // the tunnel's MTU from the VIP it sent to.
-                let me = self.router.ports[in_port as usize].mac;
-                return if xmit::v6::packet_too_big(frame, h.dst, me, u32::from(mtu)) {
-                    cx.stats.icmp_errors_sent.inc();
-                    Verdict::Tx(in_port)
-                } else {
-                    Verdict::Drop(DropReason::NoBuffer)
-                };
-            }
-            Err(e) => return Verdict::Drop(xmit_drop(e)),
+            Err(v) => return v,
         };
+        if let (Some(adj), Dir::Out) = (&adj, dir) {
+            if sp::to_client(frame, adj).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
         let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
             Dir::InOnly
         } else {
@@ -184,6 +176,64 @@ impl Dataplane {
             self.conns.end(conn);
         }
         v
+    }
+
+    /// Have the connection's mode rewrite an IPv6 packet whose upper layer
+    /// is `(offset in the IPv6 packet, protocol, end in the frame)`: TUN's
+    /// encapsulation, the other modes' rewrite and FULLNAT's client-address
+    /// delivery. Returns the address whose next hop gets the frame, or the
+    /// verdict that replaces forwarding (a drop, or a Packet Too Big sent
+    /// back instead).
+    pub(super) fn forward6<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &crate::conn::Conn,
+        dir: Dir,
+        (off, proto, end): (usize, u8, usize),
+    ) -> Result<Ipv6Addr, Verdict> {
+        let sent = if conn.fwd == Forward::Tun && dir == Dir::In {
+            self.tunnel6(in_port, frame, end - ETH, conn)
+        } else {
+            let ip = &mut frame.data_mut()[ETH..end];
+            let sent = xmit::v6::transmit(ip, off, proto, conn, dir);
+            // FULLNAT's client-address delivery (TOA, PROXY v2) and its
+            // sequence data, written back to the connection.
+            match (sent, conn.fwd, proto) {
+                (Ok(next), Forward::FullNat, next_header::TCP) => {
+                    let l4 = ETH + off;
+                    let done = if dir == Dir::In {
+                        xmit::v6::fnat_client_to_server(frame, l4, end, conn)
+                    } else {
+                        xmit::v6::fnat_server_to_client(frame, l4, end, conn)
+                    };
+                    conn.commit();
+                    done.map(|_| next)
+                }
+                (sent, ..) => sent,
+            }
+        };
+        match sent {
+            Ok(n) => Ok(n),
+            Err(XmitError::FragNeeded(mtu)) => {
+                // IPv6 is never fragmented on the way: the client learns
+                // the tunnel's MTU from the VIP it sent to.
+                let me = self.router.ports[in_port as usize].mac;
+                let IpAddr::V6(vip) = conn.virt() else {
+                    return Err(Verdict::Drop(DropReason::NotRouted));
+                };
+                Err(
+                    if xmit::v6::packet_too_big(frame, vip, me, u32::from(mtu)) {
+                        cx.stats.icmp_errors_sent.inc();
+                        Verdict::Tx(in_port)
+                    } else {
+                        Verdict::Drop(DropReason::NoBuffer)
+                    },
+                )
+            }
+            Err(e) => Err(Verdict::Drop(xmit_drop(e))),
+        }
     }
 
     /// An ICMPv6 error about a tracked connection follows it, translated as
@@ -247,6 +297,14 @@ impl Dataplane {
         let off = h.ul.offset;
         let total = h.end - ETH;
         let ip = &mut frame.data_mut()[ETH..h.end];
+        // An error about a packet the SYN proxy sent the client quotes the
+        // client's sequence space; the server needs its own (the ICMPv6
+        // checksum is summed again below).
+        if let (Dir::In, Some(SynProxy::Proxied(bits))) = (dir, conn.synproxy) {
+            if sp::icmp6_quote_to_server(&mut ip[off..], &SeqAdj::from_bits(bits)).is_err() {
+                return Verdict::Drop(DropReason::L4Malformed);
+            }
+        }
         use xmit::v6::rewrite_error;
         let done = match (conn.fwd, dir, local) {
             (Forward::Nat, Dir::Out, _) => {

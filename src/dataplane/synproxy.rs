@@ -1,11 +1,13 @@
 //! The SYN proxy's steps in the data path: a SYN answered with a cookie,
 //! a cookie ACK that opens the connection and becomes the server's SYN, the
 //! server's SYN-ACK that completes it, and the client's window update. The
-//! cookie and segment logic is `crate::synproxy`.
+//! cookie and segment logic is `crate::synproxy`. Both families: the
+//! segments are written in the connection's family and go through its mode
+//! (`forward` for IPv4, `forward6` for IPv6).
 
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
-use super::{ip_total, ClientUpdate, Ctx, Dataplane, Verdict};
+use super::{ClientUpdate, Ctx, Dataplane, Verdict, ETH};
 use crate::conn::{Conn, Dir, SynProxy, TcpEvent};
 use crate::flow::FlowKey;
 use crate::io::Frame;
@@ -30,8 +32,10 @@ impl Dataplane {
     ) -> Verdict {
         let port = self.router.ports[in_port as usize];
         if ev.syn && !ev.ack && !ev.rst && !ev.fin {
-            // Answer with the MSS the client's side of the director takes.
-            let mss = port.mtu.saturating_sub(40).max(DEFAULT_MSS);
+            // Answer with the MSS the client's side of the director takes
+            // (less IPv6's longer header).
+            let headers = if key.src.is_ipv6() { 60 } else { 40 };
+            let mss = port.mtu.saturating_sub(headers).max(DEFAULT_MSS);
             return match sp::answer_syn(frame, &self.syn_key, mss, cx.now_ms) {
                 Ok(()) => {
                     // The SYN may have come to the broadcast MAC.
@@ -52,15 +56,12 @@ impl Dataplane {
         };
         let conn = match self.new_conn(cx, svc, key, ev, Some(&info)) {
             Ok(c) => c,
-            Err(r) => {
+            Err(_) => {
                 // The client believes it is connected (with a closed
                 // window) and would wait for ever: tell it.
                 cx.stats.synproxy_open_failed.inc();
-                let (IpAddr::V4(cip), IpAddr::V4(vip)) = (key.src, key.dst) else {
-                    return Verdict::Drop(r);
-                };
-                let client = SocketAddrV4::new(cip, key.sport);
-                let vip = SocketAddrV4::new(vip, key.dport);
+                let client = SocketAddr::new(key.src, key.sport);
+                let vip = SocketAddr::new(key.dst, key.dport);
                 if sp::write_client_rst(frame, client, vip, &info).is_err() {
                     return Verdict::Drop(DropReason::NoBuffer);
                 }
@@ -85,6 +86,41 @@ impl Dataplane {
         self.synproxy_syn(cx, in_port, frame, &conn, &info)
     }
 
+    /// A packet of a connection whose server has not answered the SYN
+    /// proxy's SYN yet: the server's answer completes it; a client's reset
+    /// goes to the server (in SYN_RECV) and ends it; anything else from the
+    /// client (a window probe) sends the SYN again.
+    pub(super) fn synproxy_pending<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+    ) -> Verdict {
+        let Some(SynProxy::Pending {
+            client_isn,
+            cookie,
+            window,
+        }) = conn.synproxy
+        else {
+            return Verdict::Drop(DropReason::NotRouted);
+        };
+        let info = CookieInfo::from_stored(client_isn, cookie, window);
+        match dir {
+            Dir::Out => self.synproxy_answer(cx, in_port, frame, conn, &info),
+            _ if ev.rst => {
+                let v = match self.forward_any(cx, in_port, frame, conn, Dir::In) {
+                    Ok(next) => self.next_hop_any(cx, frame.data_mut(), in_port, next),
+                    Err(v) => v,
+                };
+                self.conns.end(conn);
+                v
+            }
+            _ => self.synproxy_syn(cx, in_port, frame, conn, &info),
+        }
+    }
+
     /// Turn a client's packet of a pending SYN-proxied connection into the
     /// SYN for the real server and forward it.
     pub(super) fn synproxy_syn<F: Frame>(
@@ -98,8 +134,8 @@ impl Dataplane {
         if sp::syn_to_server(frame, info).is_err() {
             return Verdict::Drop(DropReason::NoBuffer);
         }
-        let total = ip_total(frame.data());
-        let next = match self.forward(cx, in_port, frame, conn, Dir::In) {
+        let total = ip_len(frame.data());
+        let next = match self.forward_any(cx, in_port, frame, conn, Dir::In) {
             Ok(next) => next,
             Err(v) => return v,
         };
@@ -108,7 +144,7 @@ impl Dataplane {
             syn: true,
             ..TcpEvent::default()
         };
-        self.sent(cx, frame, conn, (Dir::In, syn), total, next)
+        self.sent_any(cx, in_port, frame, conn, (Dir::In, syn), total, next)
     }
 
     /// The real server's answer to the SYN proxy's SYN: a SYN-ACK becomes
@@ -122,8 +158,8 @@ impl Dataplane {
         conn: &Conn,
         info: &CookieInfo,
     ) -> Verdict {
-        let client = SocketAddrV4::new(conn.cip, conn.cport);
-        let vip = SocketAddrV4::new(conn.vip, conn.vport);
+        let client = SocketAddr::new(conn.client(), conn.cport);
+        let vip = SocketAddr::new(conn.virt(), conn.vport);
         match sp::server_synack(frame, info) {
             Ok(est) => {
                 if !conn.synproxy_establish(est.adj.to_bits()) {
@@ -142,8 +178,8 @@ impl Dataplane {
                 }
                 // The snapshot still sees the connection opening, so
                 // FULLNAT puts TOA on this ACK as on any handshake's last.
-                let total = ip_total(frame.data());
-                let next = match self.forward(cx, in_port, frame, conn, Dir::In) {
+                let total = ip_len(frame.data());
+                let next = match self.forward_any(cx, in_port, frame, conn, Dir::In) {
                     Ok(next) => next,
                     Err(v) => return v,
                 };
@@ -159,7 +195,7 @@ impl Dataplane {
                     ack: true,
                     ..TcpEvent::default()
                 };
-                self.sent(cx, frame, conn, (Dir::In, ack), total, next)
+                self.sent_any(cx, in_port, frame, conn, (Dir::In, ack), total, next)
             }
             Err(sp::Reject::Refused) => {
                 cx.stats.synproxy_refused.inc();
@@ -167,7 +203,7 @@ impl Dataplane {
                 if sp::write_client_rst(frame, client, vip, info).is_err() {
                     return Verdict::Drop(DropReason::NoBuffer);
                 }
-                self.to_next_hop(cx, frame.data_mut(), conn.cip)
+                self.next_hop_any(cx, frame.data_mut(), in_port, conn.client())
             }
             Err(_) => Verdict::Drop(DropReason::SynproxyBadSynAck),
         }
@@ -179,6 +215,62 @@ impl Dataplane {
         if sp::write_client_update(buf, u.client, u.vip, &u.info, &u.est).is_err() {
             return Verdict::Drop(DropReason::NoBuffer);
         }
-        self.to_next_hop(cx, buf.data_mut(), *u.client.ip())
+        self.next_hop_any(cx, buf.data_mut(), 0, u.client.ip())
+    }
+
+    /// The connection's mode for a frame the SYN proxy wrote (IPv4, or
+    /// IPv6 without extension headers).
+    fn forward_any<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        dir: Dir,
+    ) -> Result<IpAddr, Verdict> {
+        if conn.v6.is_none() {
+            return self.forward(cx, in_port, frame, conn, dir).map(IpAddr::V4);
+        }
+        let end = ETH + ip_len(frame.data());
+        let span = (40, crate::wire::ipv6::next_header::TCP, end);
+        self.forward6(cx, in_port, frame, conn, dir, span)
+            .map(IpAddr::V6)
+    }
+
+    /// The Ethernet header towards `dst`'s next hop, of either family.
+    fn next_hop_any(&self, cx: &Ctx, data: &mut [u8], in_port: u16, dst: IpAddr) -> Verdict {
+        match dst {
+            IpAddr::V4(a) => self.to_next_hop(cx, data, a),
+            IpAddr::V6(a) => self.to_next_hop6(cx, data, in_port, a),
+        }
+    }
+
+    /// [`Dataplane::sent`] for either family.
+    #[allow(clippy::too_many_arguments)]
+    fn sent_any<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+        total: usize,
+        next: IpAddr,
+    ) -> Verdict {
+        conn.on_packet(dir, ev, cx.now_ms, cx.timeouts);
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
+        self.next_hop_any(cx, frame.data_mut(), in_port, next)
+    }
+}
+
+/// The IP packet's length (IPv4 total length, or IPv6's header and
+/// payload) of a frame the SYN proxy handles.
+fn ip_len(data: &[u8]) -> usize {
+    if data[ETH] >> 4 == 6 {
+        40 + u16::from_be_bytes([data[ETH + 4], data[ETH + 5]]) as usize
+    } else {
+        u16::from_be_bytes([data[ETH + 2], data[ETH + 3]]) as usize
     }
 }

@@ -450,19 +450,23 @@ fn ipv6_sorry_servers_rvs_cannot_use_are_dropped() {
 
 /// DPVS's syn_proxy on an IPv6 service: refused by rvs, the block skipped.
 #[test]
-fn ipv6_syn_proxy_is_refused() {
+fn ipv6_syn_proxy_imports_but_not_through_nat64() {
     let imp = import(
         "virtual_server 2001:db8::100 80 {\n lb_kind NAT\n syn_proxy\n real_server 2001:db8::11 80 {\n }\n}\n\
-         virtual_server 10.0.0.100 80 {\n syn_proxy\n real_server 10.0.1.11 80 {\n }\n}\n",
+         virtual_server 10.0.0.100 80 {\n syn_proxy\n real_server 10.0.1.11 80 {\n }\n}\n\
+         virtual_server 2001:db8::100 443 {\n lb_kind FNAT\n syn_proxy\n laddr_group_name l4\n \
+         real_server 10.0.1.11 443 {\n }\n}\n\
+         local_address_group l4 {\n 10.0.1.200\n}\n",
     )
     .unwrap();
-    assert_eq!(imp.services.len(), 1);
-    assert!(imp.services[0].synproxy);
+    assert_eq!(imp.services.len(), 2);
+    assert!(imp.services.iter().all(|s| s.synproxy));
+    assert_eq!(imp.services[0].key().to_string(), "TCP [2001:db8::100]:80");
     assert_eq!(
         imp.unsupported,
         [
-            "line 3: syn_proxy on IPv6 virtual_server 2001:db8::100 80 (the SYN proxy is not \
-          supported for IPv6 services yet; virtual_server skipped)"
+            "line 14: syn_proxy on IPv6 virtual_server 2001:db8::100 443 with IPv4 real server \
+             10.0.1.11 (the SYN proxy is not supported through NAT64 yet; virtual_server skipped)"
         ]
     );
 }

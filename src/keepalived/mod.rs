@@ -32,7 +32,7 @@
 //! IPv6 in IPv6) or FULLNAT (DPVS local addresses of the same family), and
 //! an IPv6 fwmark one as `-f N -6`. What keepalived would run but rvs's
 //! control plane refuses for IPv6 (control/validate.rs) is reported with
-//! its line: `syn_proxy` skips the block; a real server of the other family (tunnelled, or FNAT from an
+//! its line: `syn_proxy` through NAT64 skips the block; a real server of the other family (tunnelled, or FNAT from an
 //! IPv4 virtual server) or a GUE/GRE tunnel to an IPv6 real server skips
 //! that real server (the block too if none is left); such a sorry server,
 //! or an IPv6 loopback one, is dropped. DPVS's NAT64 (an IPv6 virtual
@@ -593,10 +593,17 @@ fn virtual_server(n: &Node, ctx: &Ctx, imp: &mut Import) {
         if let Some(p) = granularity6.filter(|p| *p != 128) {
             svc.insert("netmask".into(), json!(p));
         }
-        if let Some(sloc) = &synproxy {
+        // DPVS's NAT64 (IPv4 real servers) with the SYN proxy: the
+        // control plane refuses it (its segments would have to cross
+        // families too).
+        let nat64 = reals
+            .iter()
+            .filter_map(|(r, _)| ip_arg(r, 0).ok())
+            .find(|ip| ip.is_ipv4());
+        if let (Some(sloc), Some(ip)) = (&synproxy, nat64) {
             notes.push(format!(
-                "{sloc}: syn_proxy on IPv6 virtual_server {what} (the SYN proxy is not \
-                 supported for IPv6 services yet; virtual_server skipped)"
+                "{sloc}: syn_proxy on IPv6 virtual_server {what} with IPv4 real server {ip} \
+                 (the SYN proxy is not supported through NAT64 yet; virtual_server skipped)"
             ));
             return;
         }

@@ -1,4 +1,4 @@
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::*;
 use crate::io::VecFrame;
@@ -870,4 +870,30 @@ fn short_and_mangled_frames_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn an_ipv6_cookie_is_bound_to_its_flow() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let c = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), 41000, 0, 0);
+    let v = SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100), 80, 0, 0);
+    let opts = CookieOpts {
+        mss: 1440,
+        wscale: Some(7),
+        sack_ok: true,
+    };
+    let (ck, enc) = make_cookie(&KEY, c, v, ISN, &opts, NOW);
+    assert_eq!(check_cookie(&KEY, c, v, ISN, ck, NOW), Some(enc));
+    // Every part of the flow is covered: the upper address bits too.
+    let mut far = c;
+    far.set_ip(Ipv6Addr::new(0x2001, 0xdb9, 0, 0, 0, 0, 0, 2));
+    assert_eq!(check_cookie(&KEY, far, v, ISN, ck, NOW), None);
+    let mut port = c;
+    port.set_port(41001);
+    assert_eq!(check_cookie(&KEY, port, v, ISN, ck, NOW), None);
+    assert_eq!(check_cookie(&KEY, c, v, ISN + 1, ck, NOW), None);
+    // Not the IPv4 flow whose addresses are the IPv6 ones' last bytes.
+    let c4 = SocketAddrV4::new(Ipv4Addr::new(0, 0, 0, 2), 41000);
+    let v4 = SocketAddrV4::new(Ipv4Addr::new(0, 0, 1, 0), 80);
+    assert_eq!(check_cookie(&KEY, c4, v4, ISN, ck, NOW), None);
 }

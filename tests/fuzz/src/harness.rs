@@ -682,6 +682,11 @@ pub fn control_menu(cfg: Config) -> Vec<Vec<String>> {
             r#"{{"cmd":"edit_service","service":{}}}"#,
             tcp_service(cfg, "rr").replacen('{', r#"{"synproxy":true,"#, 1)
         )),
+        // The same on the IPv6 service.
+        one(format!(
+            r#"{{"cmd":"edit_service","service":{{"proto":"tcp","vip":"{VIP6}","port":80,"sched":"rr","laddrs":["2001:db8:1::5"],"client_addr":"{}","synproxy":true}}}}"#,
+            m.client_addr
+        )),
     ]
 }
 
