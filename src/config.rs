@@ -280,6 +280,11 @@ pub struct DaemonConfig {
     /// over (`conn::persist`). None: the table lives and dies with rvsd.
     #[serde(default)]
     pub conn_table_file: Option<std::path::PathBuf>,
+    /// The table file also holds IPv6 connections' addresses (one more
+    /// 64-byte line per slot: the file is twice the size), so IPv6
+    /// connections are carried across a restart too. Off: they are not.
+    #[serde(default)]
+    pub conn_table_ipv6: bool,
     #[serde(default)]
     pub timeouts: Option<TimeoutConf>,
     /// Allow `dpdk-dumpcap` to capture the ports. DPDK's multi-process
@@ -362,6 +367,13 @@ impl DaemonConfig {
             .map(crate::synproxy::SynKey::from_hex)
         {
             errs.push(e);
+        }
+        if self.conn_table_ipv6 && self.conn_table_file.is_none() {
+            errs.push(
+                "conn_table_ipv6 needs conn_table_file (it puts IPv6 connections' addresses \
+                 in that file)"
+                    .to_string(),
+            );
         }
         for (i, p) in self.ports.iter().enumerate() {
             if self.ports[..i].iter().any(|q| q.device == p.device) {

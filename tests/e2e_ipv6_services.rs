@@ -76,6 +76,14 @@ fn split(topo: &Topology, url: &str, n: usize) -> (usize, usize) {
 
 /// NAT and FULLNAT: the client on port 0's link, the servers on port 1's.
 fn two_links(mode: &str) -> (Topology, Rvsd) {
+    two_links_with(mode, |_, _| {})
+}
+
+/// [`two_links`], `edit` changing rvsd's configuration first.
+fn two_links_with(
+    mode: &str,
+    edit: impl FnOnce(&Topology, &mut serde_json::Value),
+) -> (Topology, Rvsd) {
     let topo = Topology::up_unique_mode(mode);
     let c = topo.client_ns();
     v6_addr(&c, "eth0", "2001:db8::2/64");
@@ -101,6 +109,7 @@ fn two_links(mode: &str) -> (Topology, Rvsd) {
     let mut config = topo.default_config();
     config["ports"][0]["ipv6"] = "2001:db8::1/64".into();
     config["ports"][1]["ipv6"] = "2001:db8:1::1/64".into();
+    edit(&topo, &mut config);
     let rvsd = Rvsd::start(&topo, &config);
     (topo, rvsd)
 }
@@ -465,4 +474,62 @@ fn an_ipv6_fwmark_service_serves_a_marked_address_and_a_routed_prefix() {
     assert!(conns.contains("[2001:db8:7::9]:80"), "{conns}");
     let log = rvsd.log();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A keep-alive HTTP client over IPv6: one request now, the next when a
+/// line comes on its stdin, on the same connection (it prints its port).
+const HELD6: &str = r#"
+import http.client, sys
+c = http.client.HTTPConnection("2001:db8::100", 80, timeout=30)
+for i in range(2):
+    if i:
+        sys.stdin.readline()
+    c.request("GET", "/")
+    r = c.getresponse()
+    body = r.read().decode().strip()
+    print(r.status, c.sock.getsockname()[1], body, flush=True)
+"#;
+
+#[test]
+fn with_conn_table_ipv6_ipv6_connections_survive_a_crash() {
+    use std::io::{BufRead, BufReader, Write};
+    let (topo, mut rvsd) = two_links_with("nat", |topo, cfg| {
+        cfg["conn_table_file"] = serde_json::json!(topo.state_dir.join("conns"));
+        cfg["conn_table_ipv6"] = true.into();
+        // In the configuration: the new rvsd has the service too.
+        cfg["services"] = serde_json::json!([{"proto": "tcp", "vip": "2001:db8::100",
+            "port": 80, "sched": "rr", "dests": [
+                {"ip": "2001:db8:1::11", "port": 80, "fwd": "nat"},
+                {"ip": "2001:db8:1::12", "port": 80, "fwd": "nat"}]}]);
+    });
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.client_ns(), "python3", "-c", HELD6])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let first: Vec<String> = line.split_whitespace().map(String::from).collect();
+    assert_eq!(first[0], "200", "{line}");
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    let entry = format!("[2001:db8::2]:{}", first[1]);
+    assert!(conns.contains(&entry), "{conns}");
+    // The process dies; the new one takes the IPv6 entry over (NAT: both
+    // directions need it), and the same TCP connection answers again.
+    rvsd.kill();
+    rvsd.start_again();
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(conns.contains(&entry), "taken over: {conns}");
+    writeln!(stdin).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let second: Vec<String> = line.split_whitespace().map(String::from).collect();
+    assert_eq!(second, first, "same connection, same server, answered");
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = rvsd.log();
+    assert!(log.contains("connection(s) taken over"), "{log}");
 }

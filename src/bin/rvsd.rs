@@ -164,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.max_connections,
                 cfg.workers.len(),
                 Default::default(),
+                cfg.conn_table_ipv6,
             )
             .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?,
         };

@@ -114,7 +114,7 @@ impl ConnTable {
         let (fwd, fnat) = (fwd_of(k), k & K_FNAT != 0);
         // IPv4 real server and local address (IPv4 and NAT64 connections).
         let (dip, lip) = ((dst >> 32) as u32, (s[W_LOCAL].load(Relaxed) >> 32) as u32);
-        match self.ext.get(id as usize).filter(|_| kind & K2_V6 != 0) {
+        match self.ext(id as usize).filter(|_| kind & K2_V6 != 0) {
             None => {
                 let (cip, vip) = ((addr >> 32) as u32, addr as u32);
                 let out = reply_to(fwd, fnat, (cip, cport), (lip, lport));
@@ -124,15 +124,15 @@ impl ConnTable {
                 )
             }
             Some(x) if kind & K2_64 != 0 => (
-                AnyKey::v6(p, (x.get(X_CIP), cport), (x.get(X_VIP), vport)),
+                AnyKey::v6(p, (x.addr(X_CIP), cport), (x.addr(X_VIP), vport)),
                 Some(AnyKey::v4(p, (dip, dport), (lip, lport))),
             ),
             Some(x) => {
-                let (cip, vip) = (x.get(X_CIP), x.get(X_VIP));
-                let out = reply_to(fwd, fnat, (cip, cport), (x.get(X_LIP), lport));
+                let (cip, vip) = (x.addr(X_CIP), x.addr(X_VIP));
+                let out = reply_to(fwd, fnat, (cip, cport), (x.addr(X_LIP), lport));
                 (
                     AnyKey::v6(p, (cip, cport), (vip, vport)),
-                    out.map(|to| AnyKey::v6(p, (x.get(X_DIP), dport), to)),
+                    out.map(|to| AnyKey::v6(p, (x.addr(X_DIP), dport), to)),
                 )
             }
         }

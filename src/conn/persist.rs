@@ -14,6 +14,11 @@
 //! in the new configuration, exactly as a backup director takes a synced
 //! connection — so ids, indexes and timer wheels are rebuilt, never read.
 //!
+//! With `conn_table_ipv6` the file also holds, after the slots, one line
+//! per slot for IPv6 connections' addresses (the header says where), so
+//! IPv6 connections are carried too; without it (and in files of rvsd
+//! builds before it) they are skipped.
+//!
 //! Header (the region's first 4 KiB, 64-bit words): magic, layout version,
 //! slot count, and CLOCK_BOOTTIME in ms at the writing process's clock
 //! zero (deadlines in slots are in that clock; CLOCK_BOOTTIME is shared by
@@ -35,6 +40,11 @@ const H_EPOCH: usize = 3;
 /// take-over copies and reads only these, not a whole mostly empty table.
 const H_HIGH: usize = 4;
 const HIGH_SET: u64 = 1 << 63;
+/// Where the IPv6 lines start (a word index), with [`EXT_SET`]; 0: none.
+/// Older builds never read this word: they read the slots and skip IPv6
+/// connections, as before.
+const H_EXT: usize = 5;
+const EXT_SET: u64 = 1 << 62;
 pub(in crate::conn) const HIGH_STEP: usize = 1024;
 const MAGIC: u64 = u64::from_be_bytes(*b"RVSCONN\0");
 /// The slot layout (slot.rs) and header version; bumped on any change to
@@ -51,9 +61,10 @@ pub(super) fn region_len(max: usize) -> usize {
     ((HEADER_WORDS + 8 * max) * 8).div_ceil(PAGE) * PAGE
 }
 
-/// Bytes of a table file for `max` slots.
-fn file_len(max: usize) -> usize {
-    region_len(max).div_ceil(FILE_ROUND) * FILE_ROUND
+/// Bytes of a table file for `max` slots (and as many IPv6 lines).
+fn file_len(max: usize, ipv6: bool) -> usize {
+    let lines = if ipv6 { 2 * max } else { max };
+    region_len(lines).div_ceil(FILE_ROUND) * FILE_ROUND
 }
 
 /// CLOCK_BOOTTIME in ms at this process's `clock::now_ms()` zero.
@@ -61,12 +72,20 @@ fn epoch_ms() -> u64 {
     crate::sys::boottime_ms().saturating_sub(crate::clock::now_ms())
 }
 
-pub(super) fn write_header(region: &crate::sys::Region, max: usize) {
+pub(super) fn write_header(region: &crate::sys::Region, max: usize, ext_at: usize) {
     let h = region.words();
     h[H_LAYOUT].store(LAYOUT, Relaxed);
     h[H_SLOTS].store(max as u64, Relaxed);
     h[H_EPOCH].store(epoch_ms(), Relaxed);
     h[H_HIGH].store(HIGH_SET, Relaxed);
+    h[H_EXT].store(
+        if ext_at == 0 {
+            0
+        } else {
+            EXT_SET | ext_at as u64
+        },
+        Relaxed,
+    );
     h[H_MAGIC].store(MAGIC, Release);
 }
 
@@ -183,7 +202,7 @@ impl ConnTable {
         ids: Arc<Ids>,
         discard: bool,
     ) -> Result<(ConnTable, Takeover), PersistError> {
-        Prepared::new(path, max, workers, ids)?.take_over(discard)
+        Prepared::new(path, max, workers, ids, false)?.take_over(discard)
     }
 }
 
@@ -204,11 +223,14 @@ fn with_ext(path: &Path, ext: &str) -> PathBuf {
 }
 
 impl Prepared {
+    /// `ipv6`: the file holds IPv6 connections' addresses too (twice the
+    /// size), so they are carried across a restart.
     pub fn new(
         path: &Path,
         max: usize,
         workers: usize,
         ids: Arc<Ids>,
+        ipv6: bool,
     ) -> Result<Prepared, PersistError> {
         let max = clamp_max(max);
         let io = |e: std::io::Error| PersistError::Io(format!("{}: {e}", path.display()));
@@ -220,14 +242,14 @@ impl Prepared {
         let n = N.fetch_add(1, Relaxed);
         let tmp = with_ext(path, &format!(".new.{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        let region = crate::sys::Region::create(&tmp, file_len(max)).map_err(|e| {
+        let region = crate::sys::Region::create(&tmp, file_len(max, ipv6)).map_err(|e| {
             PersistError::Io(format!(
                 "{}: {e} (the directory needs room for two tables while one is taken over)",
                 tmp.display()
             ))
         })?;
         Ok(Prepared {
-            table: Some(ConnTable::on_region(region, max, workers, ids)),
+            table: Some(ConnTable::on_region(region, max, workers, ids, ipv6)),
             tmp,
             path: path.to_owned(),
         })
@@ -370,11 +392,28 @@ fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
     {
         a.store(b.load(Relaxed), Relaxed);
     }
+    // The IPv6 lines, if the file has them: after every slot it has room
+    // for, whole within the file (else they are ignored, as a file without
+    // them).
+    let ext = w[H_EXT].load(Relaxed);
+    let lines = match (ext & EXT_SET != 0).then_some((ext & !(EXT_SET | HIGH_SET)) as usize) {
+        Some(at) if at >= HEADER_WORDS + 8 * n && at.saturating_add(8 * n) <= w.len() => Some(at),
+        _ => None,
+    };
     let epoch_ms = w[H_EPOCH].load(Relaxed);
-    let mut table = ConnTable::on_region(copy, n, 1, Arc::new(Ids::default()));
-    // IPv6 connections' addresses are not in the file: they are not
-    // carried (read() skips a slot marked IPv6 without its line).
-    table.ext = Box::new([]);
+    let mut table = ConnTable::on_region(copy, n, 1, Arc::new(Ids::default()), false);
+    match lines {
+        Some(at) => {
+            for (line, from) in table.ext.iter().zip(w[at..at + 8 * n].chunks_exact(8)) {
+                for (a, b) in line.w.iter().zip(from) {
+                    a.store(b.load(Relaxed), Relaxed);
+                }
+            }
+        }
+        // No lines: IPv6 connections are not carried (read() skips a
+        // slot marked IPv6 without its line).
+        None => table.ext = Box::new([]),
+    }
     table.fresh.store(n, Relaxed);
     Ok(Previous { table, epoch_ms })
 }
@@ -386,7 +425,7 @@ impl Previous {
     pub fn from_slot_bytes(bytes: &[u8]) -> Previous {
         let n = bytes.len().div_ceil(64).max(1);
         let r = crate::sys::Region::anonymous(region_len(n)).expect("memory for a small table");
-        write_header(&r, n);
+        write_header(&r, n, 0);
         // Every slot was in use: the take-over reads them all.
         r.words()[H_HIGH].store(HIGH_SET | n as u64, Relaxed);
         for (w, c) in r.words()[HEADER_WORDS..].iter().zip(bytes.chunks(8)) {

@@ -121,14 +121,21 @@ pub(super) const X_VIP: usize = 2;
 pub(super) const X_DIP: usize = 4;
 pub(super) const X_LIP: usize = 6;
 
-impl Ext6 {
+/// The addresses of an IPv6 connection's line, wherever the line lives
+/// (the table's own memory, or its file: [`ConnTable::ext`]).
+pub(super) trait Ext6Line {
+    fn addr(&self, at: usize) -> u128;
+    fn set_addr(&self, at: usize, v: u128);
+}
+
+impl Ext6Line for [AtomicU64; 8] {
     #[inline]
-    pub(super) fn get(&self, at: usize) -> u128 {
-        (self.w[at].load(Relaxed) as u128) << 64 | self.w[at + 1].load(Relaxed) as u128
+    fn addr(&self, at: usize) -> u128 {
+        (self[at].load(Relaxed) as u128) << 64 | self[at + 1].load(Relaxed) as u128
     }
     #[inline]
-    pub(super) fn set(&self, at: usize, v: u128) {
-        self.w[at].store((v >> 64) as u64, Relaxed);
-        self.w[at + 1].store(v as u64, Relaxed);
+    fn set_addr(&self, at: usize, v: u128) {
+        self[at].store((v >> 64) as u64, Relaxed);
+        self[at + 1].store(v as u64, Relaxed);
     }
 }

@@ -20,9 +20,16 @@ pub struct ConnTable {
     pub(super) index: Box<[Bucket]>,
     /// IPv6 connections' addresses, one line per slot ([`Ext6`]): reserved
     /// for every slot, faulted in only where IPv6 connections use it (an
-    /// IPv4 connection never touches its line). Empty for a previous
-    /// table read out for a take-over: IPv6 connections are not carried.
+    /// IPv4 connection never touches its line). Empty when the lines are
+    /// in the region (`ext_at`), and for a previous table read out of a
+    /// file without them: its IPv6 connections are not carried.
     pub(super) ext: Box<[Ext6]>,
+    /// The word of the region where the slots' IPv6 lines start, after
+    /// the slots (a table file with `conn_table_ipv6`: they outlive the
+    /// process with the slots); 0: they are `ext`.
+    pub(super) ext_at: usize,
+    /// Slots in the region.
+    pub(super) n_slots: usize,
     pub(super) mask: usize,
     pub(super) seed: [u64; 2],
     /// Serialise inserts of one client key (by hash), so a flow whose
@@ -72,25 +79,37 @@ impl ConnTable {
         let max = clamp_max(max);
         let region = crate::sys::Region::anonymous(persist::region_len(max))
             .unwrap_or_else(|e| panic!("connection table of {max} entries: {e}"));
-        Self::on_region(region, max, workers, ids)
+        Self::on_region(region, max, workers, ids, false)
     }
 
     /// A table of `max` entries over `region` (zeroed, or a previous
     /// table's file once its connections have been read out).
+    /// `ext_in_region`: the region holds, after its slots, as many lines
+    /// for IPv6 connections' addresses.
     pub(super) fn on_region(
         region: crate::sys::Region,
         max: usize,
         workers: usize,
         ids: Arc<Ids>,
+        ext_in_region: bool,
     ) -> ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
         let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
         // Zeroed pages from the kernel, not touched here; one line per
         // slot the region holds (a file-backed region has more than `max`).
-        let n_slots = (region.words().len().saturating_sub(persist::HEADER_WORDS)) / 8;
-        let ext: Box<[Ext6]> = bytemuck::allocation::zeroed_slice_box(n_slots.max(max));
-        persist::write_header(&region, max);
+        let room = region.words().len().saturating_sub(persist::HEADER_WORDS) / 8;
+        let (n_slots, ext_at, ext): (usize, usize, Box<[Ext6]>) = if ext_in_region {
+            let n = room / 2;
+            (n, persist::HEADER_WORDS + 8 * n, Box::new([]))
+        } else {
+            (
+                room,
+                0,
+                bytemuck::allocation::zeroed_slice_box(room.max(max)),
+            )
+        };
+        persist::write_header(&region, max, ext_at);
         // Ask for huge pages, then fault everything in now rather than on
         // the first packets.
         crate::dpdk::advise_hugepages(region.words());
@@ -108,6 +127,8 @@ impl ConnTable {
             region,
             index,
             ext,
+            ext_at,
+            n_slots,
             mask: buckets - 1,
             seed: [rs.hash_one(1u64) | 1, rs.hash_one(2u64) | 1],
             stripes: (0..STRIPES)
@@ -149,7 +170,7 @@ impl ConnTable {
                 e.store(0, Relaxed);
             }
         }
-        persist::write_header(&self.region, self.max);
+        persist::write_header(&self.region, self.max, self.ext_at);
         *self.free.get_mut() = 0;
         *self.fresh.get_mut() = 0;
         *self.count.get_mut() = 0;
@@ -190,9 +211,21 @@ impl ConnTable {
     /// The slots, after the region's header.
     #[inline(always)]
     pub(super) fn slots(&self) -> &[Slot] {
-        self.region.words()[persist::HEADER_WORDS..]
+        let w = self.region.words();
+        w[persist::HEADER_WORDS..(persist::HEADER_WORDS + 8 * self.n_slots).min(w.len())]
             .as_chunks::<8>()
             .0
+    }
+
+    /// Slot `id`'s IPv6 line (None beyond the lines there are: a previous
+    /// table read out of a file without them).
+    #[inline]
+    pub(super) fn ext(&self, id: usize) -> Option<&[AtomicU64; 8]> {
+        if self.ext_at == 0 {
+            return self.ext.get(id).map(|e| &e.w);
+        }
+        let at = self.ext_at + 8 * id;
+        self.region.words().get(at..at + 8)?.try_into().ok()
     }
     pub fn n_template_shards(&self) -> usize {
         self.templates.len()
@@ -271,8 +304,8 @@ impl ConnTable {
             let v6 = if kind & K2_V6 != 0 {
                 // A previous table read for a take-over has no lines: its
                 // IPv6 connections are not carried.
-                let x = self.ext.get(id as usize)?;
-                let a = |at| Ipv6Addr::from(x.get(at));
+                let x = self.ext(id as usize)?;
+                let a = |at| Ipv6Addr::from(x.addr(at));
                 Some(Addrs6 {
                     cip: a(X_CIP),
                     vip: a(X_VIP),
@@ -459,7 +492,7 @@ impl ConnTable {
                     }
                     // An IPv6 key's connection has its addresses beside.
                     if key.src.is_ipv6() {
-                        if let Some(x) = self.ext.get(entry_slot(v) as usize) {
+                        if let Some(x) = self.ext(entry_slot(v) as usize) {
                             crate::dpdk::prefetch(x);
                         }
                     }
@@ -530,16 +563,20 @@ impl ConnTable {
         let (cip, vip, dip, lip, v6) = match a {
             Addrs::V4 { cip, vip, dip, lip } => (cip, vip, dip, lip, 0),
             Addrs::V6(x) => {
-                let e = &self.ext[id as usize];
+                let Some(e) = self.ext(id as usize) else {
+                    return Err(InsertError::MixedFamily);
+                };
                 for (at, v) in [(X_CIP, x[0]), (X_VIP, x[1]), (X_DIP, x[2]), (X_LIP, x[3])] {
-                    e.set(at, v);
+                    e.set_addr(at, v);
                 }
                 (0, 0, 0, 0, K2_V6)
             }
             Addrs::Nat64 { cip, vip, dip, lip } => {
-                let e = &self.ext[id as usize];
+                let Some(e) = self.ext(id as usize) else {
+                    return Err(InsertError::MixedFamily);
+                };
                 for (at, v) in [(X_CIP, cip), (X_VIP, vip), (X_DIP, 0), (X_LIP, 0)] {
-                    e.set(at, v);
+                    e.set_addr(at, v);
                 }
                 (0, 0, dip, lip, K2_V6 | K2_64)
             }

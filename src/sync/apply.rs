@@ -254,7 +254,7 @@ pub(super) fn adopt_part(
         }
         let cap = u64::from(timeouts.get(c.state()).max(1)) * 1000;
         let left_s = left_ms.min(cap).div_ceil(1000) as u32;
-        let Some(sc) = sync_conn(c, left_s) else {
+        let Some(sc) = super::entry(c, left_s) else {
             r.unfinished += 1;
             return;
         };

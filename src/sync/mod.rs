@@ -424,13 +424,20 @@ pub fn state_synced(s: State) -> bool {
 
 /// The sync entry of a connection (`ip_vs_sync_conn`'s copy of `cp`).
 /// None for what the protocol cannot carry (SYN-proxied connections whose
-/// sequence adjustment the backup cannot apply, IPv6 connections).
+/// sequence adjustment the backup cannot apply, NAT64 connections).
 pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
     // NAT64 has no entry in the format (one family per entry): counted
     // as not synced.
     if c.is_nat64() {
         return None;
     }
+    entry(c, timeout_s)
+}
+
+/// [`sync_conn`] without the wire format's limits: a NAT64 connection's
+/// entry mixes families, which a successor taking over a table file
+/// applies as it applies any entry.
+pub(crate) fn entry(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
     // A proxied connection carries its adjustment (rvs's option); one whose
     // server handshake is not done yet is not sent (the backup could not
     // finish it: the cookie state is this director's).

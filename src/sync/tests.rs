@@ -747,3 +747,96 @@ fn a_fwmark_services_connections_are_found_by_mark_or_by_the_rules() {
     let (c, _) = b.conns.lookup(&key).unwrap();
     assert_eq!(c.real().to_string(), "2001:db8:1::11");
 }
+
+#[test]
+fn with_conn_table_ipv6_a_restart_takes_over_ipv6_and_nat64_connections() {
+    let dir = std::env::temp_dir().join(format!("rvs-takeover6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conns");
+    let on_file = || {
+        let (t, k) = crate::conn::Prepared::new(&path, 100, 1, Default::default(), true)
+            .unwrap()
+            .take_over(false)
+            .unwrap();
+        let workers: Arc<[CachePadded<WorkerStats>]> =
+            Arc::from(vec![CachePadded::new(WorkerStats::default())]);
+        let c = Control::new(Arc::new(t), workers, vec!["10.0.1.1".parse().unwrap()]);
+        for line in [
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"2001:db8::100","port":80,"sched":"rr"}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"2001:db8::100","port":80},"dest":{"ip":"2001:db8:1::11","port":80,"fwd":"nat"}}"#,
+            r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"2001:db8::100","port":443,"sched":"rr","laddrs":["10.0.1.200"]}}"#,
+            r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"2001:db8::100","port":443},"dest":{"ip":"10.0.1.21","port":443,"fwd":"fullnat"}}"#,
+        ] {
+            let r: Value = serde_json::from_str(&c.handle_line(line)).unwrap();
+            assert_eq!(r["ok"], true, "{line}: {r}");
+        }
+        (c, k)
+    };
+    let entry = |cport: u16, vport: u16, daddr: &str, fnat: Option<&str>| SyncConn {
+        protocol: 6,
+        flags: flags::MASQ,
+        state: State::Established as u16,
+        cport,
+        vport,
+        dport: vport,
+        fwmark: 0,
+        timeout: 900,
+        caddr: "2001:db8::2".parse().unwrap(),
+        vaddr: "2001:db8::100".parse().unwrap(),
+        daddr: daddr.parse().unwrap(),
+        seq: None,
+        fnat: fnat.map(|l| FnatOpt {
+            lip: l.parse().unwrap(),
+            lport: 7000,
+            client_addr: 0,
+        }),
+        synproxy: None,
+    };
+    let (a, mut k) = on_file();
+    k.commit().unwrap();
+    let now = crate::clock::now_ms();
+    let t = a.table.load();
+    assert_eq!(
+        apply(&a.conns, &t, &entry(41000, 80, "2001:db8:1::11", None), now),
+        Applied::Inserted
+    );
+    assert_eq!(
+        apply(
+            &a.conns,
+            &t,
+            &entry(41001, 443, "10.0.1.21", Some("10.0.1.200")),
+            now
+        ),
+        Applied::Inserted
+    );
+    drop(t);
+    drop((a, k));
+
+    let (b, mut k) = on_file();
+    let prev = k.previous.take().unwrap();
+    let r = b.adopt(&prev);
+    k.commit().unwrap();
+    assert_eq!((r.adopted, r.no_dest, r.unfinished), (2, 0, 0), "{r:?}");
+    let key = |dport: u16| FlowKey {
+        proto: Proto::Tcp,
+        src: "2001:db8::2".parse().unwrap(),
+        sport: 41000 + u16::from(dport == 443),
+        dst: "2001:db8::100".parse().unwrap(),
+        dport,
+    };
+    let (c, d) = b.conns.lookup(&key(80)).unwrap();
+    assert_eq!(
+        (d, c.real().to_string()),
+        (Dir::In, "2001:db8:1::11".into())
+    );
+    let (_, d) = b.conns.lookup(&c.out_key().unwrap()).unwrap();
+    assert_eq!(d, Dir::Out);
+    // NAT64: the IPv6 client's key, and the IPv4 reply's.
+    let (c, _) = b.conns.lookup(&key(443)).unwrap();
+    assert!(c.is_nat64());
+    let out = c.out_key().unwrap();
+    assert_eq!(out.src.to_string(), "10.0.1.21");
+    assert_eq!(b.conns.lookup(&out).unwrap().1, Dir::Out);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -474,7 +474,7 @@ fn takeover(sizes: &[usize], max: usize, dir: &std::path::Path) -> Value {
         drop((a, k));
         let t0 = Instant::now();
         let prepared =
-            rvs::conn::Prepared::new(&path, max, 1, Default::default()).expect("prepare");
+            rvs::conn::Prepared::new(&path, max, 1, Default::default(), false).expect("prepare");
         let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let (t, mut k) = prepared.take_over(false).expect("take over");

@@ -334,6 +334,7 @@ pub fn prepare(cfg: &DaemonConfig, cli: &super::Cli) -> Result<Early> {
                 cfg.max_connections,
                 cfg.workers.len(),
                 Default::default(),
+                cfg.conn_table_ipv6,
             )
             .map_err(|e| anyhow::anyhow!("conn_table_file: {e}"))?,
         ),

@@ -216,7 +216,7 @@ fn a_table_prepared_before_the_lock_waits_for_it_and_stale_builds_go() {
         std::fs::write(f, b"x").unwrap();
     }
     // A successor prepares its table while the running one holds the lock.
-    let p = Prepared::new(&path, 10, 1, Arc::new(Ids::default())).unwrap();
+    let p = Prepared::new(&path, 10, 1, Arc::new(Ids::default()), false).unwrap();
     let built: Vec<_> = std::fs::read_dir(&d)
         .unwrap()
         .filter_map(|e| {
@@ -226,7 +226,7 @@ fn a_table_prepared_before_the_lock_waits_for_it_and_stale_builds_go() {
         })
         .collect();
     assert_eq!(built.len(), 1, "its file exists before the lock is taken");
-    let refused = Prepared::new(&path, 10, 1, Arc::new(Ids::default())).unwrap();
+    let refused = Prepared::new(&path, 10, 1, Arc::new(Ids::default()), false).unwrap();
     assert!(matches!(
         refused.take_over(false),
         Err(PersistError::InUse(_))
@@ -273,7 +273,7 @@ fn only_slots_ever_used_are_read_back() {
     );
     drop(k2);
     // A mark beyond the file (damaged, or hostile) is held to it.
-    let r = crate::sys::Region::create(&d.join("copy"), file_len(5000)).unwrap();
+    let r = crate::sys::Region::create(&d.join("copy"), file_len(5000, false)).unwrap();
     let src = crate::sys::Region::open_private(&path).unwrap();
     for (a, b) in r.words().iter().zip(src.words()) {
         a.store(b.load(Relaxed), Relaxed);
@@ -285,4 +285,159 @@ fn only_slots_ever_used_are_read_back() {
     r.words()[H_HIGH].store(0, Relaxed);
     assert_eq!(read_region(r.words()).unwrap().capacity(), 5000);
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn with_conn_table_ipv6_ipv6_connections_are_carried_too() {
+    let d = dir("ipv6");
+    let path = d.join("conns");
+    let open = |max: usize, ipv6: bool| {
+        let (t, k) = Prepared::new(&path, max, 1, Arc::new(Ids::default()), ipv6)
+            .unwrap()
+            .take_over(false)
+            .unwrap();
+        let (t, ds, ss) = registered(t);
+        (t, k, ds, ss)
+    };
+    let (t, mut k, ds, ss) = open(100, true);
+    k.commit().unwrap();
+    let mut to = Timeouts::default();
+    to.0[State::None as usize] = 60;
+    t.set_timeouts(to);
+    let now = crate::clock::now_ms();
+    let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // IPv6 NAT, IPv6 FULLNAT (an IPv6 local address), NAT64 and IPv4.
+    t.insert(
+        NewConn::new(
+            Proto::Tcp,
+            (v6("2001:db8::c"), 4000),
+            (v6("2001:db8::100"), 80),
+            (v6("2001:db8:1::11"), 8080),
+            Forward::Nat,
+            &ds,
+            &ss,
+        ),
+        now,
+        0,
+    )
+    .unwrap();
+    t.insert(
+        NewConn::new(
+            Proto::Tcp,
+            (v6("2001:db8::d"), 4001),
+            (v6("2001:db8::100"), 80),
+            (v6("2001:db8:1::12"), 80),
+            Forward::FullNat,
+            &ds,
+            &ss,
+        )
+        .with_fnat(v6("2001:db8:1::5"), 6000, ClientAddr::None),
+        now,
+        0,
+    )
+    .unwrap();
+    t.insert(
+        NewConn::new(
+            Proto::Tcp,
+            (v6("2001:db8::e"), 4002),
+            (v6("2001:db8::100"), 80),
+            (v6("10.0.1.11"), 80),
+            Forward::FullNat,
+            &ds,
+            &ss,
+        )
+        .with_fnat(v6("10.0.1.200"), 6001, ClientAddr::None),
+        now,
+        0,
+    )
+    .unwrap();
+    t.insert(
+        new_conn([192, 0, 2, 1], 1000, Forward::Nat, &ds, &ss),
+        now,
+        0,
+    )
+    .unwrap();
+    // The file is twice a plain table's, rounded to 2 MiB pages.
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert_eq!(len, file_len(100, true));
+    drop((t, k));
+    assert_eq!(check_file(&path).unwrap(), Some(4));
+    // A successor without the option still reads them (the file has the
+    // lines); its own file will not carry IPv6 connections.
+    let (t2, mut k2, ds2, ss2) = open(50, false);
+    let prev = k2.previous.take().unwrap();
+    let mut seen = Vec::new();
+    prev.for_each(|c, _| {
+        seen.push((
+            c.client().to_string(),
+            c.real().to_string(),
+            c.local().map(|l| l.0.to_string()),
+            c.is_nat64(),
+        ))
+    });
+    seen.sort();
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        seen,
+        vec![
+            (s("192.0.2.1"), s("10.0.1.11"), None, false),
+            (s("2001:db8::c"), s("2001:db8:1::11"), None, false),
+            (
+                s("2001:db8::d"),
+                s("2001:db8:1::12"),
+                Some(s("2001:db8:1::5")),
+                false
+            ),
+            (
+                s("2001:db8::e"),
+                s("10.0.1.11"),
+                Some(s("10.0.1.200")),
+                true
+            ),
+        ]
+    );
+    // Its own IPv6 connections are not carried on.
+    t2.insert(
+        NewConn::new(
+            Proto::Tcp,
+            (v6("2001:db8::f"), 4003),
+            (v6("2001:db8::100"), 80),
+            (v6("2001:db8:1::11"), 80),
+            Forward::Nat,
+            &ds2,
+            &ss2,
+        ),
+        now,
+        0,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    k2.commit().unwrap();
+    drop((t2, k2));
+    assert_eq!(check_file(&path).unwrap(), Some(0));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn an_ipv6_lines_offset_out_of_the_file_is_ignored() {
+    // A hostile header: lines said to start beyond the file, or over the
+    // slots. The slots are read; IPv6 ones are skipped, nothing panics.
+    let mut slot = [0u8; 64];
+    slot[0] = 1;
+    for at in [
+        u64::MAX,
+        EXT_SET | 1,
+        EXT_SET | (HEADER_WORDS as u64),
+        EXT_SET | (1 << 40),
+    ] {
+        let r = crate::sys::Region::anonymous(region_len(2)).unwrap();
+        write_header(&r, 2, 0);
+        r.words()[H_HIGH].store(HIGH_SET | 2, Relaxed);
+        r.words()[H_EXT].store(at, Relaxed);
+        for (w, c) in r.words()[HEADER_WORDS..].iter().zip(slot.chunks(8)) {
+            w.store(u64::from_ne_bytes(c.try_into().unwrap()), Relaxed);
+        }
+        let p = read_region(r.words()).unwrap();
+        assert!(p.table.ext.is_empty(), "{at:#x}");
+        p.for_each(|_, _| {});
+    }
 }
