@@ -293,3 +293,131 @@ fn a_clients_icmpv6_errors_reach_the_ipv4_server_as_icmpv4() {
     assert!(send(&mut n, 1, 5, 0).is_empty());
     assert_eq!(n.r.drops("icmp_unhandled"), before + 1);
 }
+
+/// A NAT64 service delivering the client's address (`client_addr`), and
+/// the client's SYN through it: (rig, the IPv4 SYN, its local port).
+fn delivering(client_addr: &str) -> (Rig<MemIo>, Vec<u8>, u16) {
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr","laddrs":["{LIP}"],"client_addr":"{client_addr}"}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}}}"#
+    ));
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
+    let g = solicited_node(v6(VIP));
+    r.worker.io.push(
+        0,
+        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    );
+    r.step(1);
+    r.worker.io.take_tx(0);
+    let syn = client_tcp6(0x02, 1000, 0, b"");
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    let lport = endpoints(&out[0]).1;
+    (r, out[0].clone(), lport)
+}
+
+/// The client's TCP segment to the VIP's port 80 from port 44000.
+fn client_tcp6(flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&44000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    t.extend_from_slice(data);
+    let pseudo = [
+        &v6(CLIENT).octets()[..],
+        &v6(VIP).octets()[..],
+        &(t.len() as u32).to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let c = !ones_sum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 6, &t)
+}
+
+#[test]
+fn toa_carries_the_ipv6_client_to_an_ipv4_server() {
+    // DPVS's toa module reads kind 254, length 20 (port, IPv6 address) on
+    // an IPv4 connection from its NAT64.
+    let (_r, syn, _) = delivering("toa");
+    let tcp = &syn[14 + 20..];
+    let hl = usize::from(tcp[12] >> 4) * 4;
+    assert_eq!(hl, 40, "the option grew the header");
+    let o = &tcp[20..40];
+    assert_eq!((o[0], o[1]), (254, 20));
+    assert_eq!(u16::from_be_bytes([o[2], o[3]]), 44000);
+    assert_eq!(&o[4..20], &v6(CLIENT).octets());
+}
+
+#[test]
+fn proxy_v2_announces_the_ipv6_client_to_an_ipv4_server() {
+    let (mut r, _, lport) = delivering("proxy_v2");
+    // The server's SYN-ACK: its MSS lowered by the 52-byte header.
+    let synack = PacketBuilder::new()
+        .eth(RS1_MAC, DIR1_MAC)
+        .ipv4(rs1(), ip(LIP))
+        .tcp(80, lport)
+        .flags(TcpFlags::SYN | TcpFlags::ACK)
+        .seq(5000)
+        .ack(1001)
+        .tcp_options(&[2, 4, 0x05, 0xb4])
+        .build();
+    r.worker.io.push(1, &synack);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    let t = &back[0][14 + 40..];
+    assert_eq!(&t[20..24], &[2, 4, 0x05, 0x80], "MSS 1460 - 52");
+    assert_v6_sum(&back[0], 6);
+    r.worker.io.push(0, &client_tcp6(0x10, 1001, 5001, b""));
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(1).len(), 1);
+    // The first data: the header before it, sequence numbers after it.
+    r.worker
+        .io
+        .push(0, &client_tcp6(0x18, 1001, 5001, b"GET /"));
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    let p = &out[0][14 + 20 + 20..];
+    assert_eq!(&p[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!((p[12], p[13]), (0x21, 0x21), "v2 PROXY, AF_INET6 over TCP");
+    assert_eq!(u16::from_be_bytes([p[14], p[15]]), 36);
+    assert_eq!(&p[16..32], &v6(CLIENT).octets());
+    assert_eq!(&p[32..48], &v6(VIP).octets());
+    assert_eq!(u16::from_be_bytes([p[48], p[49]]), 44000);
+    assert_eq!(&p[52..], b"GET /");
+    r.worker.io.push(0, &client_tcp6(0x18, 1006, 5001, b"more"));
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    let t = &out[0][14 + 20..];
+    assert_eq!(u32::from_be_bytes([t[4], t[5], t[6], t[7]]), 1006 + 52);
+    // The server acknowledges header and data; the client hears of its own.
+    let ack = PacketBuilder::new()
+        .eth(RS1_MAC, DIR1_MAC)
+        .ipv4(rs1(), ip(LIP))
+        .tcp(80, lport)
+        .flags(TcpFlags::ACK)
+        .seq(5001)
+        .ack(1001 + 52 + 5 + 4)
+        .build();
+    r.worker.io.push(1, &ack);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    let t = &back[0][14 + 40..];
+    assert_eq!(u32::from_be_bytes([t[8], t[9], t[10], t[11]]), 1010);
+    assert_v6_sum(&back[0], 6);
+}

@@ -360,6 +360,14 @@ fn nat64_serves_an_ipv6_only_client_from_ipv4_only_nginx() {
         conns.contains("[2001:db8::2]:") && conns.contains("10.0.1.1"),
         "{conns}"
     );
+    // The IPv6 client's address reaches IPv4 nginx in a PROXY v2 header
+    // (AF_INET6), which it answers with.
+    let pv = "[2001:db8::100]:8080";
+    rvsd.rvsadm_ok(&["-A", "-t", pv, "-s", "rr", "--proxy-protocol"]);
+    rvsd.rvsadm_ok(&["-P", "-t", pv, "-z", "10.0.1.200"]);
+    rvsd.rvsadm_ok(&["-a", "-t", pv, "-r", "10.0.1.11:8080", "--fullnat"]);
+    let body = curl_from(&c, "http://[2001:db8::100]:8080/").unwrap();
+    assert!(body.starts_with("rs1 2001:db8::2:"), "{body}");
     // ICMP crosses too: a UDP service whose IPv4 server has nothing on the
     // port. The server's kernel answers Port Unreachable to the local
     // address; the client's kernel must take the ICMPv6 translation as

@@ -377,20 +377,6 @@ pub(super) fn check_whole(c: &[ServiceConf]) -> Result<(), CtlError> {
                 ),
             ));
         }
-        // NAT64 carries no client address yet (its translator does not
-        // insert TOA or PROXY v2).
-        if s.client_addr != ClientAddr::None
-            && s.vip.is_ipv6()
-            && s.dests.iter().any(|d| d.ip.is_ipv4())
-        {
-            return Err(CtlError::new(
-                ErrorCode::Unsupported,
-                format!(
-                    "{}: TOA and PROXY v2 are not supported through NAT64 (IPv4 real servers of an IPv6 service) yet",
-                    s.key()
-                ),
-            ));
-        }
         if let Some(d) = s.dests.iter().find(|d| {
             d.fwd == Forward::FullNat && !s.laddrs.iter().any(|l| l.is_ipv6() == d.ip.is_ipv6())
         }) {

@@ -352,6 +352,9 @@ impl Dataplane {
         cx.ident.set(ident.wrapping_add(1));
         match xmit::nat64::to_v4(frame, h.ul.offset, h.ul.proto.0, h.end, conn, ident) {
             Ok(rip) => {
+                // The client-address delivery's sequence data (TOA, PROXY
+                // v2), written back to the connection.
+                conn.commit();
                 let total = frame.data().len() - ETH;
                 conn.on_packet(Dir::In, ev, cx.now_ms, cx.timeouts);
                 cx.traffic

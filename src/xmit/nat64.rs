@@ -17,7 +17,9 @@
 //! The TCP/UDP checksum follows the pseudo-header from one family to the
 //! other incrementally (RFC 1624: the old addresses out, the new ones in,
 //! then the ports); an IPv4 UDP datagram without a checksum gets one
-//! computed, since IPv6 requires it. ICMP errors: nat64_icmp.rs.
+//! computed, since IPv6 requires it. ICMP errors: nat64_icmp.rs. The
+//! client's IPv6 address reaches the server as FULLNAT's does (TOA's IPv6
+//! form, PROXY v2 as `AF_INET6`: fullnat.rs `deliver_nat64`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -119,6 +121,14 @@ pub fn to_v4<F: Frame>(
     if !frame.adj(shift) {
         return Err(XmitError::NoRoom);
     }
+    // The IPv6 client's address for the server (TOA, PROXY v2).
+    if proto == next_header::TCP {
+        super::fullnat::deliver_nat64(frame, c, (IP4, total)).map_err(|e| match e {
+            super::fullnat::FnatError::NoRoom => XmitError::NoRoom,
+            super::fullnat::FnatError::Malformed(w) => XmitError::Malformed(w),
+            super::fullnat::FnatError::NotFullNat => XmitError::Unsupported,
+        })?;
+    }
     Ok(rip)
 }
 
@@ -206,5 +216,10 @@ pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn, mtu: u16) -> Result<Ipv6Addr, Xm
     ip.set_src(a.vip);
     ip.set_dst(a.cip);
     EthernetFrame::new_unchecked(&mut data[..ETH]).set_ethertype(EtherType::IPV6);
+    // PROXY v2: the server's acknowledgements moved back over the header
+    // the client never sent, its SYN-ACK's MSS lowered by it.
+    if proto == next_header::TCP {
+        super::v6::fnat_server_to_client(frame, ETH + IP6, ETH + IP6 + l4_len, c)?;
+    }
     Ok(a.cip)
 }

@@ -306,7 +306,7 @@ pub const TOA6_LEN: usize = 20;
 /// PROXY protocol v2 for TCP over IPv6: 16 fixed + 36 address bytes.
 pub const PP2_V6_LEN: usize = 52;
 
-fn toa6_option(cip: Ipv6Addr, cport: u16) -> [u8; TOA6_LEN] {
+pub(crate) fn toa6_option(cip: Ipv6Addr, cport: u16) -> [u8; TOA6_LEN] {
     let mut o = [0u8; TOA6_LEN];
     o[0] = super::fullnat::TOA_KIND;
     o[1] = TOA6_LEN as u8;
