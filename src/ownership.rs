@@ -2,21 +2,22 @@
 //!
 //! [`Exception`] tells the data path which ports have a kernel twin and,
 //! with `vip_ownership: "kernel"`, which VIPs this director owns now: the
-//! IPv4 addresses configured on the twins. keepalived's VRRP adds its
+//! IPv4 and IPv6 addresses configured on the twins. keepalived's VRRP adds its
 //! `virtual_ipaddress` to the interface of its `vrrp_instance` on MASTER
 //! and removes it on BACKUP/FAULT, so an unmodified keepalived with the
 //! twin as its interface drives rvs.
 //!
 //! [`watch`] learns the addresses from rtnetlink through iproute2: it runs
-//! `ip -o -4 monitor address` (a subscription to RTNLGRP_IPV4_IFADDR) and,
-//! on every event, reads the twins' addresses again with `ip -o -4 addr
-//! show` (so a missed or reordered event cannot leave a stale set). Using
+//! `ip -o monitor address` (a subscription to RTNLGRP_IPV4_IFADDR and
+//! RTNLGRP_IPV6_IFADDR) and, on every event, reads the twins' addresses
+//! again with `ip -o addr show` (so a missed or reordered event cannot
+//! leave a stale set). Using
 //! the `ip` program keeps `unsafe` netlink socket code out of the daemon;
 //! the price is one short-lived process per address change.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,10 +25,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 /// Owned addresses and the data port whose twin carries each.
-pub type Owned = HashMap<Ipv4Addr, u16>;
+pub type Owned = HashMap<IpAddr, u16>;
 
-/// Gratuitous ARPs sent on gaining a VIP (keepalived's
-/// `vrrp_garp_master_repeat` default is 5).
+/// Gratuitous ARPs sent on gaining an IPv4 VIP (keepalived's
+/// `vrrp_garp_master_repeat` default is 5). An IPv6 VIP's unsolicited
+/// Neighbor Advertisements are keepalived's, through the twin.
 pub const GARP_REPEAT: u32 = 5;
 
 /// What the data path reads about the exception path.
@@ -67,12 +69,12 @@ impl Exception {
     /// The data port whose twin carries `ip` now (vip_ownership
     /// "kernel" only): an address keepalived put there.
     #[inline]
-    pub fn on_twin(&self, ip: Ipv4Addr) -> Option<u16> {
+    pub fn on_twin(&self, ip: IpAddr) -> Option<u16> {
         self.owned.as_ref()?.set.load().get(&ip).copied()
     }
     /// Whether this director answers for `vip` now.
     #[inline]
-    pub fn owns(&self, vip: Ipv4Addr) -> bool {
+    pub fn owns(&self, vip: IpAddr) -> bool {
         match &self.owned {
             None => true,
             Some(o) => o.set.load().contains_key(&vip),
@@ -80,14 +82,14 @@ impl Exception {
     }
 }
 
-/// Parse `ip -o -4 addr show` output: the IPv4 addresses of the interfaces
-/// named in `twins` (name, data port).
+/// Parse `ip -o addr show` output: the IPv4 and IPv6 addresses of the
+/// interfaces named in `twins` (name, data port).
 pub fn parse_addrs(text: &str, twins: &[(String, u16)]) -> Owned {
     let mut out = Owned::new();
     for line in text.lines() {
         // "7: rvs0    inet 10.0.0.100/32 scope global rvs0\       valid_lft ..."
         let mut words = line.split_whitespace();
-        let (Some(_idx), Some(ifname), Some("inet"), Some(addr)) =
+        let (Some(_idx), Some(ifname), Some("inet" | "inet6"), Some(addr)) =
             (words.next(), words.next(), words.next(), words.next())
         else {
             continue;
@@ -98,8 +100,14 @@ pub fn parse_addrs(text: &str, twins: &[(String, u16)]) -> Owned {
             continue;
         };
         let ip = addr.split('/').next().unwrap_or(addr);
-        if let Ok(ip) = ip.parse::<Ipv4Addr>() {
-            out.insert(ip, port);
+        // A link-local address is the twin's own (from its MAC), never a
+        // VIP or a floating address.
+        match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) if a.segments()[0] & 0xffc0 == 0xfe80 => {}
+            Ok(ip) => {
+                out.insert(ip, port);
+            }
+            Err(_) => {}
         }
     }
     out
@@ -108,11 +116,11 @@ pub fn parse_addrs(text: &str, twins: &[(String, u16)]) -> Owned {
 /// Read the twins' addresses now.
 pub fn read_addrs(twins: &[(String, u16)]) -> std::io::Result<Owned> {
     let o = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
+        .args(["-o", "addr", "show"])
         .stderr(Stdio::null())
         .output()?;
     if !o.status.success() {
-        return Err(std::io::Error::other("ip -o -4 addr show failed"));
+        return Err(std::io::Error::other("ip -o addr show failed"));
     }
     Ok(parse_addrs(&String::from_utf8_lossy(&o.stdout), twins))
 }
@@ -126,7 +134,7 @@ pub fn watch(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut child = Command::new("ip")
-        .args(["-o", "-4", "monitor", "address"])
+        .args(["-o", "monitor", "address"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -186,10 +194,15 @@ mod tests {
             7: rvs0    inet 10.0.0.1/24 scope global rvs0\\       valid_lft forever\n\
             7: rvs0    inet 10.0.0.100/32 scope global rvs0\\       valid_lft forever\n\
             9: eth0@if3    inet 10.0.0.100/24 scope global eth0\n\
-            8: rvs1    inet 10.0.1.1/24 scope global rvs1\n";
+            8: rvs1    inet 10.0.1.1/24 scope global rvs1\n\
+            7: rvs0    inet6 2001:db8::100/128 scope global nodad \\       valid_lft forever\n\
+            9: eth0@if3    inet6 2001:db8::200/64 scope global\n\
+            7: rvs0    inet6 fe80::1/64 scope link \\       valid_lft forever\n";
         let twins = vec![("rvs0".to_string(), 0), ("rvs1".to_string(), 1)];
         let o = parse_addrs(text, &twins);
-        assert_eq!(o.len(), 3);
+        assert_eq!(o.len(), 4);
+        assert_eq!(o[&"2001:db8::100".parse().unwrap()], 0);
+        assert!(!o.contains_key(&"2001:db8::200".parse().unwrap()));
         assert_eq!(o[&"10.0.0.100".parse().unwrap()], 0);
         assert_eq!(o[&"10.0.1.1".parse().unwrap()], 1);
         assert!(!o.contains_key(&"127.0.0.1".parse().unwrap()));
@@ -199,7 +212,7 @@ mod tests {
     fn generation_moves_only_on_change() {
         let s = OwnedSet::default();
         let mut o = Owned::new();
-        o.insert(Ipv4Addr::new(10, 0, 0, 100), 0);
+        o.insert(IpAddr::from([10, 0, 0, 100]), 0);
         s.publish(o.clone());
         s.publish(o);
         assert_eq!(s.generation.load(Ordering::Relaxed), 1);
@@ -207,8 +220,8 @@ mod tests {
             twin: vec![true],
             owned: Some(Arc::new(s)),
         };
-        assert!(e.owns(Ipv4Addr::new(10, 0, 0, 100)));
-        assert!(!e.owns(Ipv4Addr::new(10, 0, 0, 101)));
-        assert!(Exception::default().owns(Ipv4Addr::new(10, 0, 0, 101)));
+        assert!(e.owns(IpAddr::from([10, 0, 0, 100])));
+        assert!(!e.owns(IpAddr::from([10, 0, 0, 101])));
+        assert!(Exception::default().owns(IpAddr::from([10, 0, 0, 101])));
     }
 }

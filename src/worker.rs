@@ -484,11 +484,17 @@ impl<P: PortIo> Worker<P> {
         self.twins.garp_gen = gen;
         let now = o.set.load_full();
         let services = self.dp.table.load();
+        // IPv4 VIPs: gratuitous ARPs. An IPv6 VIP's unsolicited Neighbor
+        // Advertisements are keepalived's (and the kernel's, with
+        // ndisc_notify), sent through the twin.
         let gained: Vec<(Ipv4Addr, u16)> = now
             .iter()
             .filter(|(ip, _)| !self.twins.garp_seen.contains_key(ip))
-            .filter(|(ip, _)| services.is_vip(std::net::IpAddr::V4(**ip)))
-            .map(|(ip, p)| (*ip, *p))
+            .filter(|(ip, _)| services.is_vip(**ip))
+            .filter_map(|(ip, p)| match ip {
+                std::net::IpAddr::V4(a) => Some((*a, *p)),
+                std::net::IpAddr::V6(_) => None,
+            })
             .collect();
         self.twins.garp_seen = (*now).clone();
         for (ip, port) in gained {

@@ -541,3 +541,83 @@ fn with_conn_table_ipv6_ipv6_connections_survive_a_crash() {
     let log = rvsd.log();
     assert!(log.contains("connection(s) taken over"), "{log}");
 }
+
+#[test]
+fn on_a_kernel_twin_an_ipv6_vip_is_served_while_it_is_on_the_twin() {
+    // vip_ownership "kernel" with the client's port twinned: the kernel
+    // answers for the port's IPv6 address (Neighbor Discovery, ping) and
+    // for the VIP once an address keepalived would add is on the twin;
+    // rvsd serves the VIP only then.
+    let (topo, rvsd) = two_links_with("nat", |topo, cfg| {
+        ns_exec_ok(
+            &topo.lb_ns(),
+            &["sysctl", "-qw", "net.ipv4.conf.lb0.rp_filter=1"],
+        );
+        cfg["ports"][0]["kernel_twin"] = serde_json::json!({"kind": "tap", "name": "rvs0"});
+        cfg["vip_ownership"] = "kernel".into();
+        cfg["services"] = serde_json::json!([{"proto": "tcp", "vip": "2001:db8::100",
+            "port": 80, "sched": "rr", "dests": [
+                {"ip": "2001:db8:1::11", "port": 80, "fwd": "nat"},
+                {"ip": "2001:db8:1::12", "port": 80, "fwd": "nat"}]}]);
+    });
+    let c = topo.client_ns();
+    let ping = |to: &str| {
+        ns_exec(&c, &["ping", "-6", "-c", "1", "-W", "2", to])
+            .status
+            .success()
+    };
+    // The twin's kernel has the port's address: it answers.
+    assert!(ping("2001:db8::1"), "the port address through the twin");
+    // Not owned: nobody answers for the VIP.
+    let quick = |url: &str| ns_exec(&c, &["curl", "-sS", "--max-time", "2", url]);
+    assert!(!quick("http://[2001:db8::100]/").status.success());
+    // keepalived's MASTER would add it to the twin.
+    ns_exec_ok(
+        &topo.lb_ns(),
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8::100/128",
+            "dev",
+            "rvs0",
+            "nodad",
+        ],
+    );
+    let t0 = std::time::Instant::now();
+    while !rvsd
+        .rvsadm_ok(&["--vip-ownership"])
+        .contains("2001:db8::100")
+    {
+        assert!(t0.elapsed().as_secs() < 20, "ownership not seen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = ns_exec(&c, &["ip", "-6", "neigh", "flush", "to", "2001:db8::100"]);
+    assert_eq!(split(&topo, "http://[2001:db8::100]/", 4), (2, 2));
+    // BACKUP again: removed, no new connection is served.
+    ns_exec_ok(
+        &topo.lb_ns(),
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "del",
+            "2001:db8::100/128",
+            "dev",
+            "rvs0",
+        ],
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        let before = rvsd.counter("vip_not_owned");
+        if !quick("http://[2001:db8::100]/").status.success()
+            && rvsd.counter("vip_not_owned") > before
+        {
+            break;
+        }
+        assert!(t0.elapsed().as_secs() < 20, "still served after removal");
+    }
+    let log = rvsd.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

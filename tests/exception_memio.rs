@@ -141,7 +141,7 @@ fn an_unowned_vip_is_silent_and_gained_vips_are_announced() {
 
     // The VIP appears on twin 0: five gratuitous ARPs on port 0.
     let mut o = Owned::new();
-    o.insert(vip(), 0);
+    o.insert(vip().into(), 0);
     owned.publish(o);
     r.step(1);
     let garps = r.worker.io.take_tx(0);
@@ -158,7 +158,7 @@ fn an_unowned_vip_is_silent_and_gained_vips_are_announced() {
     assert_eq!(r.worker.io.take_tx(0).len(), 1, "answered once owned");
     // Published again unchanged: no new announcement.
     let mut o = Owned::new();
-    o.insert(vip(), 0);
+    o.insert(vip().into(), 0);
     owned.publish(o);
     r.step(1);
     assert!(r.worker.io.take_tx(0).is_empty());
@@ -190,7 +190,7 @@ fn an_address_floated_onto_a_twin_is_answered_on_its_port() {
     assert!(r.worker.io.take_tx(3).is_empty(), "not the kernel's");
 
     let mut o = Owned::new();
-    o.insert(gw, 1);
+    o.insert(gw.into(), 1);
     owned.publish(o);
     r.step(1);
     assert_eq!(r.stats().garp_sent, 0, "rvs announces VIPs only");
@@ -250,4 +250,126 @@ fn a_local_real_server_is_the_twin_s_stack() {
     r.worker.io.push(2, &answer);
     r.step(1);
     assert_eq!(r.worker.io.take_tx(0), vec![answer]);
+}
+
+/// An IPv6 frame of a director address's TCP port 22 (the kernel's).
+fn frame6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, next: u8, upper: &[u8]) -> Vec<u8> {
+    ipv6_frame((DIR0_MAC, CLIENT_MAC), src, dst, 64, next, upper)
+}
+
+/// A TCP segment over IPv6 with its checksum.
+fn tcp6(
+    src: std::net::Ipv6Addr,
+    sport: u16,
+    dst: std::net::Ipv6Addr,
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
+    let pseudo = [
+        &src.octets()[..],
+        &dst.octets()[..],
+        &(t.len() as u32).to_be_bytes()[..],
+        &[0, 0, 0, 6][..],
+    ]
+    .concat();
+    let mut acc: u64 = 0;
+    for p in [&pseudo[..], &t[..]] {
+        for c in p.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    t[16..18].copy_from_slice(&(!(acc as u16)).to_be_bytes());
+    t
+}
+
+/// With a kernel twin, IPv6 splits as IPv4 does: Neighbor Discovery and
+/// the port's own addresses are the kernel's (rvs learns the neighbours on
+/// the way), IPv6 service traffic is rvs's, and only while it owns the VIP
+/// (vip_ownership "kernel": the address keepalived put on the twin).
+#[test]
+fn ipv6_on_a_twin_port_splits_between_the_kernel_and_the_services() {
+    use rvs::wire::icmpv6::{self, multicast_mac, solicited_node};
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+    let (client6, vip6, rs6) = (v6("2001:db8::2"), v6("2001:db8::100"), v6("2001:db8:1::11"));
+    let owned = Arc::new(OwnedSet::default());
+    let mut r = rig(1000, 100, Some(owned.clone()));
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"2001:db8::100","port":80,"sched":"rr"}}"#);
+    r.ctl(r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"2001:db8::100","port":80},"dest":{"ip":"2001:db8:1::11","port":80,"fwd":"nat"}}"#);
+    // The client's NS for the port address (a group frame): the kernel's,
+    // and rvs learns the client on the way.
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, client6, dir0_v6(), CLIENT_MAC);
+    let g = solicited_node(dir0_v6());
+    r.worker.io.push(
+        0,
+        &ipv6_frame((multicast_mac(g), CLIENT_MAC), client6, g, 255, 58, &m),
+    );
+    // The real server's NA to the inside port's address: the same.
+    let mut m = [0u8; 32];
+    let me1 = v6("2001:db8:1::1");
+    icmpv6::write_neighbor_advert(&mut m, rs6, me1, rs6, RS1_MAC, true);
+    r.worker
+        .io
+        .push(1, &ipv6_frame((DIR1_MAC, RS1_MAC), rs6, me1, 255, 58, &m));
+    // SSH to the port's address: the kernel's, unchanged.
+    let ssh = frame6(
+        client6,
+        dir0_v6(),
+        6,
+        &tcp6(client6, 40000, dir0_v6(), 22, 0x02),
+    );
+    r.worker.io.push(0, &ssh);
+    r.step(1);
+    let k0 = r.worker.io.take_tx(2);
+    assert_eq!(k0.len(), 2, "NS and SSH to twin 0");
+    assert_eq!(k0[1], ssh);
+    assert_eq!(r.worker.io.take_tx(3).len(), 1, "NA to twin 1");
+    assert_eq!(r.dp.neigh6.lookup(client6), Some(CLIENT_MAC));
+    assert_eq!(r.dp.neigh6.lookup(rs6), Some(RS1_MAC));
+    assert!(r.worker.io.take_tx(0).is_empty(), "rvs answered nothing");
+
+    // Not owned: the VIP takes no flow, and nothing goes to the kernel.
+    let syn = frame6(client6, vip6, 6, &tcp6(client6, 41000, vip6, 80, 0x02));
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    assert!(r.worker.io.take_tx(2).is_empty());
+    assert_eq!(r.drops("vip_not_owned"), 1);
+    // keepalived puts it on twin 0: the SYN goes to the real server, its
+    // answer back to the client, no GARP (keepalived sends the NAs).
+    let mut o = Owned::new();
+    o.insert(vip6.into(), 0);
+    owned.publish(o);
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "{:?}", r.stats());
+    assert_eq!(macs(&out[0]), (RS1_MAC, DIR1_MAC));
+    assert_eq!(&out[0][14 + 24..14 + 40], &rs6.octets());
+    let reply = ipv6_frame(
+        (DIR1_MAC, RS1_MAC),
+        rs6,
+        client6,
+        64,
+        6,
+        &tcp6(rs6, 80, client6, 41000, 0x12),
+    );
+    r.worker.io.push(1, &reply);
+    r.step(1);
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    assert_eq!(macs(&back[0]), (CLIENT_MAC, DIR0_MAC));
+    assert_eq!(&back[0][14 + 8..14 + 24], &vip6.octets());
+    assert!(r.worker.io.take_tx(2).is_empty() && r.worker.io.take_tx(3).is_empty());
+    assert_eq!(r.stats().garp_sent, 0);
 }

@@ -328,12 +328,24 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("starting kernel twin {}", t.name))?;
         let mac = addrs[*i].mac.to_string();
         let cidr = cfg.ports[*i].ipv4.to_string();
-        for args in [
+        // The port's IPv6 address too: the kernel answers Neighbor
+        // Discovery for it (and for the VIPs keepalived puts there).
+        let cidr6 = cfg.ports[*i].ipv6.map(|c| c.to_string());
+        let mut steps = vec![
             vec!["link", "set", "dev", &t.name, "down"],
             vec!["link", "set", "dev", &t.name, "address", &mac],
             vec!["addr", "replace", &cidr, "dev", &t.name],
-            vec!["link", "set", "dev", &t.name, "up"],
-        ] {
+        ];
+        if let Some(c6) = &cidr6 {
+            // A namespace or host may default to IPv6 off for new devices.
+            let knob = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", t.name);
+            if let Err(e) = std::fs::write(&knob, "0") {
+                bail!("kernel twin {}: turning IPv6 on ({knob}): {e}", t.name);
+            }
+            steps.push(vec!["-6", "addr", "replace", c6, "dev", &t.name, "nodad"]);
+        }
+        steps.push(vec!["link", "set", "dev", &t.name, "up"]);
+        for args in steps {
             let st = std::process::Command::new("ip")
                 .args(&args)
                 .status()
@@ -469,7 +481,10 @@ fn run(cli: Cli) -> Result<()> {
             rvs::announce::spawn(
                 a.clone(),
                 move || c.serving_vips(),
-                move |vip| o.as_ref().is_none_or(|o| o.set.load().contains_key(&vip)),
+                move |vip| {
+                    o.as_ref()
+                        .is_none_or(|o| o.set.load().contains_key(&IpAddr::V4(vip)))
+                },
                 stop.clone(),
             )
             .context("announce: starting")?,

@@ -1,6 +1,11 @@
 //! IPv6 to the director itself: Neighbor Discovery for its addresses and
-//! ICMPv6 echo. rvs does not forward IPv6 yet (no IPv6 services); what is
-//! not for the director is dropped as `ipv6`.
+//! ICMPv6 echo; everything else goes through (service6.rs).
+//!
+//! On a port with a kernel twin the kernel keeps what is its own: frames
+//! to a group, to the port's addresses and to other addresses on the twin
+//! (Neighbor Discovery, VRRP, SSH); rvs learns neighbours from the ND
+//! messages it hands over ([`Dataplane::ipv6_twin`]) and takes the rest:
+//! service traffic and its replies.
 //!
 //! A port's IPv6 addresses are its link-local one (fe80:: and its MAC,
 //! [`crate::neigh::PortAddr::link_local`]) and the configured one
@@ -58,10 +63,93 @@ impl Dataplane {
         dst == multicast_mac(ALL_NODES) || dst.0[..3] == [0x33, 0x33, 0xff]
     }
 
-    /// A virtual (service) or FULLNAT local IPv6 address: the director
-    /// answers Neighbor Solicitations and echo requests for it.
+    /// A virtual (service) address this director owns now, or a FULLNAT
+    /// local IPv6 address: the director answers Neighbor Solicitations and
+    /// echo requests for it.
     fn virtual_v6(&self, cx: &Ctx, a: Ipv6Addr) -> bool {
-        cx.services.is_vip(IpAddr::V6(a)) || cx.services.is_lip(IpAddr::V6(a))
+        let a = IpAddr::V6(a);
+        (cx.services.is_vip(a) && self.exc.owns(a)) || cx.services.is_lip(a)
+    }
+
+    /// An IPv6 frame on a port with a kernel twin: group frames and those
+    /// for the port's addresses or another address on the twin (one
+    /// keepalived floats, not a VIP) are the kernel's, once rvs has learnt
+    /// from their Neighbor Discovery; the rest is [`Dataplane::ipv6`]'s.
+    pub(super) fn ipv6_twin<F: crate::io::Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+    ) -> Verdict {
+        let port = self.router.ports[in_port as usize];
+        let data = frame.data();
+        let Ok(ip) = Ipv6Packet::new_checked(&data[ETH..]) else {
+            return Verdict::Drop(DropReason::Ipv6Malformed);
+        };
+        let dst = ip.dst();
+        let kernels = dst.is_multicast()
+            || port.owns_v6(dst)
+            || (!cx.services.is_vip(IpAddr::V6(dst))
+                && self.exc.on_twin(IpAddr::V6(dst)) == Some(in_port));
+        if !kernels {
+            return self.ipv6(cx, in_port, frame);
+        }
+        if let Ok(ul) = ip.upper_layer() {
+            let at = ETH + ul.offset;
+            let end = ETH + ip.packet().len();
+            let nd = (ul.proto.0 == next_header::ICMPV6 && ul.fragment.is_none())
+                .then(|| NdMessage::parse(&data[at..end], ip.src(), dst, ip.hop_limit()).ok())
+                .flatten();
+            if let Some(nd) = nd {
+                self.nd_learn(cx, &port, &nd, ip.src(), dst);
+            }
+        }
+        Verdict::ToKernel(in_port)
+    }
+
+    /// Learn a neighbour from an ND message as `ndisc_recv_ns` and
+    /// `ndisc_recv_na` do (see the module documentation).
+    fn nd_learn(
+        &self,
+        cx: &Ctx,
+        port: &crate::neigh::PortAddr,
+        nd: &NdMessage,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+    ) {
+        let ll = match *nd {
+            NdMessage::Solicit { source_ll, .. } => source_ll,
+            NdMessage::Advert { target_ll, .. } => target_ll,
+        };
+        if ll.is_some_and(|m| !self.sane_peer_mac(m)) {
+            return;
+        }
+        match *nd {
+            NdMessage::Solicit {
+                target,
+                source_ll: Some(m),
+            } if (port.owns_v6(target) || self.virtual_v6(cx, target)) && port.on_link_v6(src) => {
+                self.neigh6.learn(src, m);
+            }
+            NdMessage::Advert {
+                target,
+                solicited,
+                override_,
+                target_ll: Some(m),
+                ..
+            } => {
+                let known = self.neigh6.lookup(target);
+                let answer = solicited && port.owns_v6(dst);
+                let may = match known {
+                    Some(old) => old == m || override_,
+                    None => answer,
+                };
+                if may && port.on_link_v6(target) && !port.owns_v6(target) {
+                    self.neigh6.learn(target, m);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// An IPv6 frame on a port without a kernel twin.
@@ -130,37 +218,15 @@ impl Dataplane {
                 if ll.is_some_and(|m| !self.sane_peer_mac(m)) {
                     return Verdict::Drop(DropReason::NdBadLinkAddr);
                 }
+                self.nd_learn(cx, &port, &nd, src, dst);
                 match nd {
                     NdMessage::Solicit { target, source_ll }
                         if port.owns_v6(target) || self.virtual_v6(cx, target) =>
                     {
-                        if let Some(m) = source_ll {
-                            if port.on_link_v6(src) {
-                                self.neigh6.learn(src, m);
-                            }
-                        }
                         let peer = EthernetFrame::new_unchecked(&*data).src();
                         self.neighbor_advert(cx, in_port, frame, src, target, source_ll, peer)
                     }
                     NdMessage::Solicit { .. } => Verdict::Drop(DropReason::NdNotForUs),
-                    NdMessage::Advert {
-                        target,
-                        solicited,
-                        override_,
-                        target_ll: Some(m),
-                        ..
-                    } => {
-                        let known = self.neigh6.lookup(target);
-                        let answer = solicited && port.owns_v6(dst);
-                        let may = match known {
-                            Some(old) => old == m || override_,
-                            None => answer,
-                        };
-                        if may && port.on_link_v6(target) && !port.owns_v6(target) {
-                            self.neigh6.learn(target, m);
-                        }
-                        Verdict::Consumed
-                    }
                     NdMessage::Advert { .. } => Verdict::Consumed,
                 }
             }

@@ -36,11 +36,11 @@ impl Dataplane {
         let is_vip = cx.services.is_vip(IpAddr::V4(tip));
         // A VIP this director does not own now (vip_ownership "kernel"):
         // never answered, or two directors would claim it.
-        let unowned_vip = is_vip && !self.exc.owns(tip);
+        let unowned_vip = is_vip && !self.exc.owns(IpAddr::V4(tip));
         // Another address on this port's twin (vip_ownership "kernel"):
         // one keepalived floats between directors, such as the NAT real
         // servers' gateway. The director that holds it answers for it.
-        let on_twin = !is_vip && self.exc.on_twin(tip) == Some(in_port);
+        let on_twin = !is_vip && self.exc.on_twin(IpAddr::V4(tip)) == Some(in_port);
         let ours = tip == port.cidr.addr
             || (is_vip && !unowned_vip)
             || cx.services.is_lip(IpAddr::V4(tip))

@@ -49,7 +49,7 @@ impl Dataplane {
             return Err(Verdict::Drop(DropReason::BadSource));
         }
         let vip = cx.services.is_vip(IpAddr::V4(dst));
-        let unowned_vip = vip && !self.exc.owns(dst);
+        let unowned_vip = vip && !self.exc.owns(std::net::IpAddr::V4(dst));
         Ok(Ipv4Head {
             src,
             dst,

@@ -139,8 +139,12 @@ impl Dataplane {
         let dst = eth.dst();
         let twin = self.exc.has_twin(in_port);
         if dst != port.mac && !dst.is_broadcast() {
-            // Multicast (VRRP, routing protocols) is the kernel's business.
+            // Multicast (VRRP, routing protocols, Neighbor Discovery) is
+            // the kernel's business; rvs learns neighbours from the last.
             if twin && dst.0[0] & 1 == 1 && self.sane_peer_mac(eth.src()) {
+                if eth.ethertype() == EtherType::IPV6 {
+                    return self.ipv6_twin(cx, in_port, frame);
+                }
                 return Verdict::ToKernel(in_port);
             }
             // Without a twin, rvs answers Neighbor Discovery itself.
@@ -158,7 +162,7 @@ impl Dataplane {
         match eth.ethertype() {
             EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
-            EtherType::IPV6 if twin => Verdict::ToKernel(in_port),
+            EtherType::IPV6 if twin => self.ipv6_twin(cx, in_port, frame),
             EtherType::IPV6 => self.ipv6(cx, in_port, frame),
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
             _ => Verdict::Drop(DropReason::UnknownEtherType),

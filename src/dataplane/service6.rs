@@ -107,6 +107,11 @@ impl Dataplane {
         let (conn, dir, one_packet) = match &hit {
             Some((c, d)) => (c, *d, false),
             None => {
+                // A VIP this director does not own now (vip_ownership
+                // "kernel": not on a kernel twin) takes no new flows.
+                if h.vip && !self.exc.owns(IpAddr::V6(h.dst)) {
+                    return Verdict::Drop(DropReason::VipNotOwned);
+                }
                 // The fwmark service of the packet's mark first, then
                 // the VIP's (ip_vs_service_find); an address that is
                 // neither is not the director's business.

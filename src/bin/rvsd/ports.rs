@@ -179,7 +179,7 @@ impl PortView for Ports {
                 on_twins: None,
             },
             Some(o) => {
-                let mut on: Vec<IpAddr> = o.set.load().keys().map(|&a| IpAddr::from(a)).collect();
+                let mut on: Vec<IpAddr> = o.set.load().keys().copied().collect();
                 on.sort();
                 OwnershipView {
                     mode: VipOwnership::Kernel,
