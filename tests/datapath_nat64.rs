@@ -421,3 +421,62 @@ fn proxy_v2_announces_the_ipv6_client_to_an_ipv4_server() {
     assert_eq!(u32::from_be_bytes([t[8], t[9], t[10], t[11]]), 1010);
     assert_v6_sum(&back[0], 6);
 }
+
+#[test]
+fn an_ipv6_service_tunnels_to_an_ipv4_real_server_ipv6_in_ipv4() {
+    // ip_vs_tunnel_xmit with an IPv6 packet: protocol 41, TTL the hop
+    // limit, DF clear, from the egress port's address; the client's packet
+    // inside, unchanged.
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"tun"}}}}"#
+    ));
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
+    let g = solicited_node(v6(VIP));
+    r.worker.io.push(
+        0,
+        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    );
+    r.step(1);
+    r.worker.io.take_tx(0);
+    let syn = client_tcp6(0x02, 1000, 0, b"");
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "{:?}", r.stats());
+    let f = &out[0];
+    assert_eq!(&f[12..14], &[0x08, 0x00]);
+    assert_eq!(macs(f), (RS1_MAC, DIR1_MAC));
+    let ip4 = rvs::wire::Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!(ip4.protocol().0, 41);
+    assert_eq!((ip4.src_addr(), ip4.dst_addr()), (ip("10.0.1.1"), rs1()));
+    assert_eq!(ip4.ttl(), 64, "the inner hop limit");
+    assert!(!ip4.dont_frag());
+    assert_eq!(ones_sum(&[&f[14..34]]), 0xffff, "header checksum");
+    assert_eq!(&f[14 + 20..], &syn[14..], "the client's packet, unchanged");
+    let conns = r.ctl(r#"{"cmd":"connections"}"#);
+    let c = &conns["connections"][0];
+    assert_eq!(
+        (c["cip"].as_str(), c["dip"].as_str()),
+        (Some(CLIENT), Some("10.0.1.11"))
+    );
+    // A full-size IPv6 packet does not fit with 20 more bytes: the client
+    // is told 1480 by a Packet Too Big from the VIP.
+    let big = client_tcp6(0x10, 1001, 1, &[7u8; 1440]);
+    assert_eq!(big.len(), 14 + 1500);
+    r.worker.io.push(0, &big);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    let m = &back[0][14 + 40..];
+    assert_eq!((m[0], m[1]), (2, 0));
+    assert_eq!(u32::from_be_bytes([m[4], m[5], m[6], m[7]]), 1480);
+    assert_eq!(&back[0][14 + 8..14 + 24], &v6(VIP).octets());
+    assert_v6_sum(&back[0], 58);
+}

@@ -621,3 +621,41 @@ fn on_a_kernel_twin_an_ipv6_vip_is_served_while_it_is_on_the_twin() {
     let log = rvsd.log();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn an_ipv4_tunnel_real_server_gets_the_ipv6_client_packet_in_ipv4() {
+    // IPv6 in IPv4 (protocol 41), as IPVS tunnels an IPv6 service to an
+    // IPv4 real server. This machine has no sit module to decapsulate, so
+    // the real server's link is captured: the client kernel's own SYN,
+    // inside an IPv4 header from the director.
+    let (topo, rvsd) = two_links("nat");
+    let vs = "[2001:db8::100]:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", "10.0.1.11:80", "-i"]);
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(
+        list.contains("  -> 10.0.1.11:80                 Tunnel"),
+        "{list}"
+    );
+    let cap = Capture::start(
+        &topo.ns("rs1"),
+        "eth0",
+        topo.state_dir.join("rs1-sit.pcap"),
+        "ip proto 41",
+    );
+    let out = ns_exec(
+        &topo.client_ns(),
+        &["curl", "-sS", "--max-time", "2", "http://[2001:db8::100]/"],
+    );
+    assert!(!out.status.success(), "nothing decapsulates here");
+    let lines = cap.lines();
+    assert!(
+        lines.iter().any(|l| l.contains("10.0.1.1 > 10.0.1.11")
+            && l.contains("2001:db8::2.")
+            && l.contains("2001:db8::100.80")
+            && l.contains("Flags [S]")),
+        "{lines:#?}"
+    );
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(conns.contains("10.0.1.11:80"), "{conns}");
+}

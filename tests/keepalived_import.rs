@@ -485,12 +485,18 @@ fn what_the_importer_skips_for_ipv6_the_control_plane_refuses() {
             "a real server of the other address family needs",
         ),
         (
-            "IPv4 real server, tunnelled",
+            "IPv6 real server of an IPv4 service, tunnelled (IPv4 in IPv6)",
+            json!({"proto": "tcp", "vip": "10.0.0.100", "port": 80,
+                   "dests": [{"ip": "2001:db8:1::13", "port": 80, "fwd": "tun"}]}),
+            "IPv4 in IPv6 is not done yet",
+        ),
+        (
+            "GRE tunnel to an IPv4 real server of an IPv6 service",
             v6(
                 json!({}),
-                json!({"ip": "10.0.1.13", "port": 80, "fwd": "tun"}),
+                json!({"ip": "10.0.1.13", "port": 80, "fwd": "tun", "tun_type": "gre"}),
             ),
-            "a real server of the other address family needs",
+            "takes --tun-type ipip (IPv6 in IPv4) only",
         ),
         (
             "GUE tunnel to an IPv6 real server",

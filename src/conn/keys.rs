@@ -77,6 +77,21 @@ impl ConnTable {
                     Addrs::V6([c, v, d, l]),
                 ))
             }
+            // An IPv6 service's IPv4 tunnel real server (IPv6 in IPv4):
+            // the NAT64 layout, without a reply key (replies bypass us).
+            (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V4(d), None) if n.fwd == Forward::Tun => {
+                let (c, v, d) = (u128::from(c), u128::from(v), u32::from(d));
+                Ok((
+                    AnyKey::v6(p, (c, n.cport), (v, n.vport)),
+                    None,
+                    Addrs::Nat64 {
+                        cip: c,
+                        vip: v,
+                        dip: d,
+                        lip: 0,
+                    },
+                ))
+            }
             (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V4(d), Some(IpAddr::V4(l)))
                 if n.fwd == Forward::FullNat =>
             {
@@ -125,7 +140,7 @@ impl ConnTable {
             }
             Some(x) if kind & K2_64 != 0 => (
                 AnyKey::v6(p, (x.addr(X_CIP), cport), (x.addr(X_VIP), vport)),
-                Some(AnyKey::v4(p, (dip, dport), (lip, lport))),
+                (fwd == Forward::FullNat).then(|| AnyKey::v4(p, (dip, dport), (lip, lport))),
             ),
             Some(x) => {
                 let (cip, vip) = (x.addr(X_CIP), x.addr(X_VIP));

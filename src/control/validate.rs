@@ -173,15 +173,17 @@ pub(super) fn check_family(
     if ip.is_ipv6() == s.vip.is_ipv6() {
         return Ok(());
     }
-    if s.vip.is_ipv6() && fwd == Forward::FullNat {
+    // NAT64, and IPv6 in IPv4 (the kernel's "Mixed address family is
+    // only supported for tunnelling", ip_vs_add_dest).
+    if s.vip.is_ipv6() && matches!(fwd, Forward::FullNat | Forward::Tun) {
         return Ok(());
     }
     Err(CtlError::new(
         ErrorCode::Unsupported,
         format!(
             "{what}{ip}: a real server of the other address family needs NAT64 (an IPv6 \
-             service, IPv4 servers, --fullnat) or tunnelling, which rvs does not do across \
-             families yet"
+             service, IPv4 servers, --fullnat) or an IPv6 service's tunnel (IPv6 in IPv4); \
+             IPv4 in IPv6 is not done yet"
         ),
     ))
 }
@@ -250,6 +252,20 @@ pub(super) fn check_dest(
         ));
     }
     d.check_tunnel().map_err(CtlError::invalid)?;
+    if d.ip.is_ipv4()
+        && s.vip.is_ipv6()
+        && d.fwd == Forward::Tun
+        && d.tunnel().kind != TunType::Ipip
+    {
+        return Err(CtlError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "{}: an IPv4 real server of an IPv6 service takes --tun-type ipip (IPv6 in \
+                 IPv4) only",
+                d.ip
+            ),
+        ));
+    }
     if d.ip.is_ipv6() && d.fwd == Forward::Tun && d.tunnel().kind != TunType::Ipip {
         return Err(CtlError::new(
             ErrorCode::Unsupported,

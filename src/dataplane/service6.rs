@@ -137,7 +137,11 @@ impl Dataplane {
         };
         let total = h.end - ETH;
         if conn.is_nat64() {
-            let v = self.nat64_in(cx, frame, h, conn, (dir, ev));
+            let v = if conn.fwd == Forward::Tun {
+                self.tunnel6_in_v4(cx, in_port, frame, h, conn, ev)
+            } else {
+                self.nat64_in(cx, frame, h, conn, (dir, ev))
+            };
             if one_packet {
                 self.conns.end(conn);
             }
@@ -402,6 +406,47 @@ impl Dataplane {
             Err(XmitError::FragNeeded(m)) => {
                 let me = self.router.ports[in_port as usize];
                 if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, m) {
+                    cx.stats.icmp_errors_sent.inc();
+                    Verdict::Tx(in_port)
+                } else {
+                    Verdict::Drop(DropReason::NoBuffer)
+                }
+            }
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
+    /// TUN to an IPv4 real server of an IPv6 service: the client's packet
+    /// in an IPv4 header from the egress port's address (`ip_vs_tunnel_xmit`
+    /// with an IPv6 packet); replies go to the client directly.
+    fn tunnel6_in_v4<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        h: &Ipv6Head,
+        conn: &crate::conn::Conn,
+        ev: TcpEvent,
+    ) -> Verdict {
+        let rip = conn.dip;
+        let Some((port, _)) = self.router.route(rip) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let p = self.router.ports[port as usize];
+        let ident = cx.ident.get();
+        cx.ident.set(ident.wrapping_add(1));
+        let total = h.end - ETH;
+        match xmit::v6::encapsulate_in_v4(frame, total, (p.cidr.addr, rip), p.mtu, ident) {
+            Ok(()) => {
+                conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
+                cx.traffic
+                    .borrow_mut()
+                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.to_next_hop(cx, frame.data_mut(), rip)
+            }
+            Err(XmitError::FragNeeded(mtu)) => {
+                let me = self.router.ports[in_port as usize].mac;
+                if xmit::v6::packet_too_big(frame, h.dst, me, u32::from(mtu)) {
                     cx.stats.icmp_errors_sent.inc();
                     Verdict::Tx(in_port)
                 } else {

@@ -148,8 +148,9 @@ fn ipv6_persistence_granularity_is_a_prefix_length() {
 }
 
 /// rs_end_handler: a real server of the other family is skipped unless
-/// tunnelled; rvs does not tunnel across families yet, nor with GUE/GRE to
-/// IPv6 real servers (ipip, IPv6 in IPv6, only).
+/// tunnelled; rvs tunnels IPv6 in IPv4 (an IPv6 virtual server's IPv4
+/// real server), not IPv4 in IPv6 yet, and not with GUE/GRE to IPv6 real
+/// servers (ipip, IPv6 in IPv6, only).
 #[test]
 fn mixed_family_and_ipv6_tunnel_real_servers_are_skipped() {
     let imp = import(
@@ -160,18 +161,24 @@ fn mixed_family_and_ipv6_tunnel_real_servers_are_skipped() {
            real_server 10.0.1.13 80 {\n lvs_method TUN\n }\n\
            real_server 2001:db8::14 80 {\n lvs_method TUN type gue port 6080\n }\n\
            real_server 2001:db8::16 80 {\n lvs_method TUN\n }\n\
+           real_server 10.0.1.17 80 {\n lvs_method TUN type gre\n }\n\
          }\n",
     )
     .unwrap();
     let s = &imp.services[0];
-    assert_eq!(s.dests.len(), 2, "{:?}", imp.unsupported);
+    assert_eq!(s.dests.len(), 3, "{:?}", imp.unsupported);
     assert_eq!(
         (s.dests[0].ip.to_string(), s.dests[0].fwd),
         ("2001:db8::11".into(), Forward::Nat)
     );
-    // IPv6 in IPv6 (ipip, keepalived's default tunnel type).
+    // IPv6 in IPv4 to the IPv4 tunnel real server.
     assert_eq!(
         (s.dests[1].ip.to_string(), s.dests[1].fwd),
+        ("10.0.1.13".into(), Forward::Tun)
+    );
+    // IPv6 in IPv6 (ipip, keepalived's default tunnel type).
+    assert_eq!(
+        (s.dests[2].ip.to_string(), s.dests[2].fwd),
         ("2001:db8::16".into(), Forward::Tun)
     );
     let u = imp.unsupported.join("\n");
@@ -179,10 +186,10 @@ fn mixed_family_and_ipv6_tunnel_real_servers_are_skipped() {
         "line 5: real_server 10.0.1.12 (IPv4 real server of an IPv6 virtual server: the \
          families of a virtual server (IPv6, set by its address 2001:db8::100)",
         "keepalived skips it too, check_parser.c rs_end_handler; skipped)",
-        "line 9: real_server 10.0.1.13 (IPv4 real server of an IPv6 virtual server: \
-         keepalived has IPVS tunnel",
         "line 12: real_server 2001:db8::14 (lvs_method TUN type gue to an IPv6 real server: \
-         rvs tunnels to IPv6 real servers with ipip (IPv6 in IPv6) only so far; skipped)",
+         rvs tunnels there with ipip (IPv6 in IPv6) only so far; skipped)",
+        "line 18: real_server 10.0.1.17 (lvs_method TUN type gre to an IPv4 real server of \
+         an IPv6 virtual server: rvs tunnels there with ipip (IPv6 in IPv4) only so far",
     ] {
         assert!(u.contains(want), "{want}\nmissing from:\n{u}");
     }

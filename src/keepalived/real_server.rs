@@ -108,7 +108,10 @@ pub(super) fn real_server(r: &Node, vs: &VsFor, ka_tunnel: bool, notes: &mut Vec
     // DPVS's NAT64: an IPv4 FNAT real server of an IPv6 virtual server
     // (control/validate.rs check_family takes it).
     let nat64 = vs.af == Af::Inet6 && fam == Af::Inet && m0.fwd == "fullnat";
-    if fam != vs.af && !nat64 {
+    // An IPv4 tunnel real server of an IPv6 virtual server: IPv6 in IPv4,
+    // as IPVS tunnels it.
+    let six_in_four = vs.af == Af::Inet6 && fam == Af::Inet && (ka_tunnel || m0.fwd == "tun");
+    if fam != vs.af && !nat64 && !six_in_four {
         // check_parser.c rs_end_handler: "Address family of virtual server
         // and real server %s don't match - skipping real server", unless
         // tunnelled (IPVS tunnels across families; rvs does not yet).
@@ -117,8 +120,8 @@ pub(super) fn real_server(r: &Node, vs: &VsFor, ka_tunnel: bool, notes: &mut Vec
              IPv6 to IPv4)"
                 .to_string()
         } else if ka_tunnel || m0.fwd == "tun" {
-            "keepalived has IPVS tunnel to a real server of the other family (IPv4 in IPv6 or \
-             IPv6 in IPv4), which rvs does not do yet"
+            "keepalived has IPVS tunnel to a real server of the other family (IPv4 in IPv6), \
+             which rvs does not do yet"
                 .to_string()
         } else {
             format!(
@@ -137,17 +140,26 @@ pub(super) fn real_server(r: &Node, vs: &VsFor, ka_tunnel: bool, notes: &mut Vec
         ));
         return Rs::Family;
     }
-    // IPv6 in IPv6 is rvs's only tunnel to an IPv6 real server so far
-    // (control/validate.rs check_dest).
+    // IPv6 in IPv6 is rvs's only tunnel to an IPv6 real server so far,
+    // and IPv6 in IPv4 to an IPv6 service's IPv4 one (control/validate.rs
+    // check_dest).
     if let Some(t) = m0
         .tun
         .get("tun_type")
         .and_then(Value::as_str)
-        .filter(|t| fam == Af::Inet6 && m0.fwd == "tun" && *t != "ipip")
+        .filter(|t| (fam == Af::Inet6 || six_in_four) && m0.fwd == "tun" && *t != "ipip")
     {
+        let (to, how) = if six_in_four {
+            (
+                "an IPv4 real server of an IPv6 virtual server",
+                "IPv6 in IPv4",
+            )
+        } else {
+            ("an IPv6 real server", "IPv6 in IPv6")
+        };
         notes.push(format!(
-            "{}: real_server {rip} (lvs_method TUN type {t} to an IPv6 real server: rvs \
-             tunnels to IPv6 real servers with ipip (IPv6 in IPv6) only so far; skipped)",
+            "{}: real_server {rip} (lvs_method TUN type {t} to {to}: rvs tunnels there with \
+             ipip ({how}) only so far; skipped)",
             r.loc
         ));
         return Rs::Family;

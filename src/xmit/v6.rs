@@ -178,6 +178,56 @@ pub fn encapsulate<F: Frame>(
     Ok(())
 }
 
+/// Wrap the IPv6 packet of `frame` (`inner_len` bytes) in an IPv4 header
+/// from `src` to the IPv4 real server `rip` (protocol 41), as the
+/// kernel's `ip_vs_tunnel_xmit` does for an IPv6 packet (a mixed-family
+/// tunnel): DSCP/ECN from the traffic class, TTL = the hop limit, DF
+/// clear. One that no longer fits `mtu` is refused with the IPv6 MTU the
+/// client must use (`FragNeeded`: a Packet Too Big, at least 1280).
+pub fn encapsulate_in_v4<F: Frame>(
+    frame: &mut F,
+    inner_len: usize,
+    (src, rip): (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    mtu: u16,
+    ident: u16,
+) -> Result<(), XmitError> {
+    const IP4: usize = 20;
+    let (tc, hops) = {
+        let ip = Ipv6Packet::new_checked(&frame.data()[ETH..])?;
+        (ip.traffic_class(), ip.hop_limit())
+    };
+    if hops == 0 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let room = usize::from(mtu).saturating_sub(IP4);
+    if room < MIN_MTU {
+        return Err(XmitError::TooBig);
+    }
+    if inner_len > room {
+        return Err(XmitError::FragNeeded(room as u16));
+    }
+    frame.truncate(ETH + inner_len);
+    if !frame.prepend(IP4) {
+        return Err(XmitError::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(IP4..IP4 + ETH, 0);
+    data[ETH..ETH + IP4].fill(0);
+    let mut outer = crate::wire::Ipv4Packet::new_unchecked(&mut data[ETH..ETH + IP4 + inner_len]);
+    outer.set_header_len(IP4);
+    outer.set_dscp_ecn(outer_tc(tc));
+    outer.set_total_len((IP4 + inner_len) as u16);
+    outer.set_ident(ident);
+    outer.set_ttl(hops);
+    outer.set_protocol(crate::wire::IpProtocol(41));
+    outer.set_src_addr(src);
+    outer.set_dst_addr(rip);
+    outer.fill_checksum();
+    crate::wire::EthernetFrame::new_unchecked(&mut data[..ETH])
+        .set_ethertype(crate::wire::EtherType::IPV4);
+    Ok(())
+}
+
 /// The outer traffic class: DSCP and ECN copied, except that Congestion
 /// Experienced is not propagated outward (ECT(0) instead), as
 /// `INET_ECN_encapsulate` and rvs's IPv4 tunnels do.
