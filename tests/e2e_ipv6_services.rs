@@ -74,6 +74,23 @@ fn split(topo: &Topology, url: &str, n: usize) -> (usize, usize) {
     (a, b)
 }
 
+/// `wrk` from the client for 2 s (4 connections, keep-alive): it must
+/// complete requests without a socket error or a non-2xx answer.
+fn wrk_ok(topo: &Topology, url: &str) {
+    let out = ns_exec(&topo.client_ns(), &["wrk", "-t1", "-c4", "-d2s", url]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let n: u64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(out.status.success() && n > 0, "wrk {url}: {text}");
+    assert!(
+        !text.contains("Socket errors") && !text.contains("Non-2xx"),
+        "wrk {url}: {text}"
+    );
+}
+
 /// NAT and FULLNAT: the client on port 0's link, the servers on port 1's.
 fn two_links(mode: &str) -> (Topology, Rvsd) {
     two_links_with(mode, |_, _| {})
@@ -150,6 +167,7 @@ fn nat_serves_an_ipv6_vip_from_ipv6_servers() {
     assert!(list.contains("  -> [2001:db8:1::11]:80"), "{list}");
 
     assert_eq!(split(&topo, "http://[2001:db8::100]/", 10), (5, 5));
+    wrk_ok(&topo, "http://[2001:db8::100]/");
     // The servers saw the client's own address (NAT keeps it).
     let log = std::fs::read_to_string(topo.state_dir.join("rs1-v6/logs/access.log")).unwrap();
     assert!(log.starts_with("2001:db8::2 "), "{log}");
@@ -217,6 +235,7 @@ fn fullnat_serves_an_ipv6_vip_through_an_ipv6_local_address() {
         rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", rip, "--fullnat"]);
     }
     assert_eq!(split(&topo, "http://[2001:db8::100]/", 6), (3, 3));
+    wrk_ok(&topo, "http://[2001:db8::100]/");
     // The servers (no route back) saw the director's local address.
     let log = std::fs::read_to_string(topo.state_dir.join("rs2-v6/logs/access.log")).unwrap();
     assert!(log.starts_with("2001:db8:1::5 "), "{log}");
@@ -277,6 +296,7 @@ fn dr_serves_an_ipv6_vip_and_replies_bypass_the_director() {
     let list = rvsd.rvsadm_ok(&["-L", "-n"]);
     assert!(list.contains("  -> [2001:db8:1::11]:80"), "{list}");
     assert!(list.contains("Route"), "{list}");
+    wrk_ok(&topo, "http://[2001:db8:1::100]/");
 }
 
 #[test]
@@ -287,6 +307,7 @@ fn tun_carries_ipv6_in_ipv6_and_packet_too_big_shrinks_the_client_path_mtu() {
     let c = topo.client_ns();
     assert!(rvsd.rvsadm_ok(&["-L", "-n"]).contains("Tunnel"));
     assert_eq!(split(&topo, "http://[2001:db8:1::100]/", 6), (3, 3));
+    wrk_ok(&topo, "http://[2001:db8:1::100]/");
 
     // A request body in full-size segments: 1500-byte packets do not fit
     // the 1500-byte link once wrapped. The director answers Packet Too Big

@@ -16,7 +16,7 @@ rvs_setup_log() { printf 'setup: %s\n' "$*" >&2; }
 
 rvs_setup_packages() {
     local pkgs=(dpdk-dev pkg-config build-essential libclang-dev iproute2 ethtool
-                nginx curl iputils-ping tcpdump procps python3
+                nginx curl wrk iputils-ping tcpdump procps python3
                 ipvsadm keepalived bird2
                 systemd)  # systemd-analyze verify (tests/deb_package.sh)
     local missing=() p
