@@ -38,21 +38,6 @@ fn service(r: &Rig<MemIo>, fwd: &str, extra: &str) {
     }
 }
 
-/// The 16-bit one's complement sum, written out here so that the check
-/// does not share code with the rewrite it checks.
-fn ones_sum(parts: &[&[u8]]) -> u16 {
-    let mut acc: u64 = 0;
-    for p in parts {
-        for c in p.chunks(2) {
-            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// A TCP or UDP segment over IPv6 sums to 0xffff with its pseudo-header
 /// (RFC 8200 8.1).
 fn assert_l4_checksum(f: &[u8]) {

@@ -22,20 +22,6 @@ fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-/// The 16-bit one's complement sum, written out here.
-fn ones_sum(parts: &[&[u8]]) -> u16 {
-    let mut acc: u64 = 0;
-    for p in parts {
-        for c in p.chunks(2) {
-            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// An ICMPv6 message (or TCP segment: `proto`) over IPv6 sums to 0xffff
 /// with its pseudo-header.
 fn assert_v6_sum(f: &[u8], proto: u8) {
@@ -72,6 +58,30 @@ fn client_segment() -> Vec<u8> {
     t
 }
 
+/// A director with a TCP service on [VIP]:80 (`extra` JSON fields) and
+/// IPv4 real server 10.0.1.11:80 (`fwd`), both neighbours known (the
+/// client from its NS for the VIP).
+fn rig(extra: &str, fwd: &str) -> Rig<MemIo> {
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    r.ctl(&format!(
+        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"{extra}}}}}"#
+    ));
+    r.ctl(&format!(
+        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"{fwd}"}}}}"#
+    ));
+    r.dp.neigh.learn(rs1(), RS1_MAC);
+    let mut m = [0u8; 32];
+    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
+    let g = solicited_node(v6(VIP));
+    r.worker.io.push(
+        0,
+        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    );
+    r.step(1);
+    assert_eq!(r.worker.io.take_tx(0).len(), 1, "NA");
+    r
+}
+
 struct Nat64 {
     r: Rig<MemIo>,
     /// The client's segment as it sent it.
@@ -86,24 +96,7 @@ struct Nat64 {
 /// A NAT64 service (an IPv6 VIP, IPv4 FULLNAT servers, an IPv4 local
 /// address) and one client connection through it.
 fn nat64() -> Nat64 {
-    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
-    r.ctl(&format!(
-        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr","laddrs":["{LIP}"]}}}}"#
-    ));
-    r.ctl(&format!(
-        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}}}"#
-    ));
-    r.dp.neigh.learn(rs1(), RS1_MAC);
-    // The client's NS for the VIP: the director learns its MAC.
-    let mut m = [0u8; 32];
-    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
-    let g = solicited_node(v6(VIP));
-    r.worker.io.push(
-        0,
-        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
-    );
-    r.step(1);
-    assert_eq!(r.worker.io.take_tx(0).len(), 1, "NA");
+    let mut r = rig(&format!(r#","laddrs":["{LIP}"]"#), "fullnat");
     let seg = client_segment();
     r.worker.io.push(
         0,
@@ -297,23 +290,10 @@ fn a_clients_icmpv6_errors_reach_the_ipv4_server_as_icmpv4() {
 /// A NAT64 service delivering the client's address (`client_addr`), and
 /// the client's SYN through it: (rig, the IPv4 SYN, its local port).
 fn delivering(client_addr: &str) -> (Rig<MemIo>, Vec<u8>, u16) {
-    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
-    r.ctl(&format!(
-        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr","laddrs":["{LIP}"],"client_addr":"{client_addr}"}}}}"#
-    ));
-    r.ctl(&format!(
-        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}}}"#
-    ));
-    r.dp.neigh.learn(rs1(), RS1_MAC);
-    let mut m = [0u8; 32];
-    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
-    let g = solicited_node(v6(VIP));
-    r.worker.io.push(
-        0,
-        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
+    let mut r = rig(
+        &format!(r#","laddrs":["{LIP}"],"client_addr":"{client_addr}""#),
+        "fullnat",
     );
-    r.step(1);
-    r.worker.io.take_tx(0);
     let syn = client_tcp6(0x02, 1000, 0, b"");
     r.worker.io.push(0, &syn);
     r.step(1);
@@ -427,23 +407,7 @@ fn an_ipv6_service_tunnels_to_an_ipv4_real_server_ipv6_in_ipv4() {
     // ip_vs_tunnel_xmit with an IPv6 packet: protocol 41, TTL the hop
     // limit, DF clear, from the egress port's address; the client's packet
     // inside, unchanged.
-    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
-    r.ctl(&format!(
-        r#"{{"cmd":"add_service","service":{{"proto":"tcp","vip":"{VIP}","port":80,"sched":"rr"}}}}"#
-    ));
-    r.ctl(&format!(
-        r#"{{"cmd":"add_dest","service":{{"proto":"tcp","vip":"{VIP}","port":80}},"dest":{{"ip":"10.0.1.11","port":80,"fwd":"tun"}}}}"#
-    ));
-    r.dp.neigh.learn(rs1(), RS1_MAC);
-    let mut m = [0u8; 32];
-    icmpv6::write_neighbor_solicit(&mut m, v6(CLIENT), v6(VIP), CLIENT_MAC);
-    let g = solicited_node(v6(VIP));
-    r.worker.io.push(
-        0,
-        &frame((multicast_mac(g), CLIENT_MAC), v6(CLIENT), g, 255, 58, &m),
-    );
-    r.step(1);
-    r.worker.io.take_tx(0);
+    let mut r = rig("", "tun");
     let syn = client_tcp6(0x02, 1000, 0, b"");
     r.worker.io.push(0, &syn);
     r.step(1);

@@ -279,16 +279,8 @@ fn tcp6(
         &[0, 0, 0, 6][..],
     ]
     .concat();
-    let mut acc: u64 = 0;
-    for p in [&pseudo[..], &t[..]] {
-        for c in p.chunks(2) {
-            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    t[16..18].copy_from_slice(&(!(acc as u16)).to_be_bytes());
+    let c = !ones_sum(&[&pseudo, &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
     t
 }
 

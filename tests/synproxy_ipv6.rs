@@ -26,19 +26,6 @@ fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-fn ones_sum(parts: &[&[u8]]) -> u16 {
-    let mut acc: u64 = 0;
-    for p in parts {
-        for c in p.chunks(2) {
-            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    }
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
 /// A TCP segment over IPv6 with its checksum.
 #[allow(clippy::too_many_arguments)]
 fn seg6(

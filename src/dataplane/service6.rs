@@ -226,20 +226,10 @@ impl Dataplane {
         match sent {
             Ok(n) => Ok(n),
             Err(XmitError::FragNeeded(mtu)) => {
-                // IPv6 is never fragmented on the way: the client learns
-                // the tunnel's MTU from the VIP it sent to.
-                let me = self.router.ports[in_port as usize].mac;
                 let IpAddr::V6(vip) = conn.virt() else {
                     return Err(Verdict::Drop(DropReason::NotRouted));
                 };
-                Err(
-                    if xmit::v6::packet_too_big(frame, vip, me, u32::from(mtu)) {
-                        cx.stats.icmp_errors_sent.inc();
-                        Verdict::Tx(in_port)
-                    } else {
-                        Verdict::Drop(DropReason::NoBuffer)
-                    },
-                )
+                Err(self.too_big6(cx, in_port, frame, vip, mtu))
             }
             Err(e) => Err(Verdict::Drop(xmit_drop(e))),
         }
@@ -416,6 +406,26 @@ impl Dataplane {
         }
     }
 
+    /// IPv6 is never fragmented on the way: the client learns a tunnel's
+    /// MTU from a Packet Too Big from the VIP it sent to, back out of the
+    /// port the packet came in on.
+    fn too_big6<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        vip: Ipv6Addr,
+        mtu: u16,
+    ) -> Verdict {
+        let me = self.router.ports[in_port as usize].mac;
+        if xmit::v6::packet_too_big(frame, vip, me, u32::from(mtu)) {
+            cx.stats.icmp_errors_sent.inc();
+            Verdict::Tx(in_port)
+        } else {
+            Verdict::Drop(DropReason::NoBuffer)
+        }
+    }
+
     /// TUN to an IPv4 real server of an IPv6 service: the client's packet
     /// in an IPv4 header from the egress port's address (`ip_vs_tunnel_xmit`
     /// with an IPv6 packet); replies go to the client directly.
@@ -444,15 +454,7 @@ impl Dataplane {
                     .count(conn.dest_id(), conn.svc_id(), false, total);
                 self.to_next_hop(cx, frame.data_mut(), rip)
             }
-            Err(XmitError::FragNeeded(mtu)) => {
-                let me = self.router.ports[in_port as usize].mac;
-                if xmit::v6::packet_too_big(frame, h.dst, me, u32::from(mtu)) {
-                    cx.stats.icmp_errors_sent.inc();
-                    Verdict::Tx(in_port)
-                } else {
-                    Verdict::Drop(DropReason::NoBuffer)
-                }
-            }
+            Err(XmitError::FragNeeded(mtu)) => self.too_big6(cx, in_port, frame, h.dst, mtu),
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }
     }

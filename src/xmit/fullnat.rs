@@ -98,7 +98,7 @@ fn rewrite_ends(
 /// Insert `bytes` into the TCP segment at offset `at` (from the TCP header
 /// start), growing the IP packet; `grow_header` also grows the TCP data
 /// offset (for an option). Recomputes the TCP checksum.
-fn insert(
+pub(super) fn insert(
     frame: &mut impl Frame,
     ihl: usize,
     total: usize,
@@ -269,43 +269,6 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
             let h = pp2_header(cip, c.cport, vip, c.vport);
             insert(frame, ihl, total, seg.2, &h, false)?;
             f.delta.set(PP2_LEN as u32);
-        }
-        Delivery::Seq(s) => {
-            let data = frame.data_mut();
-            TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]).set_seq_inc(s);
-        }
-        Delivery::Nothing => {}
-    }
-    Ok(())
-}
-
-/// NAT64's client-address delivery, client to server, on the packet
-/// already translated to IPv4 (`ihl`, `total`): the IPv6 client in TOA's
-/// IPv6 form (kind 254, length 20, as DPVS's toa module reads it on an
-/// IPv4 connection from its NAT64) or a PROXY v2 header announcing the
-/// client as `AF_INET6`, with the same steps as [`forward`]'s.
-pub(crate) fn deliver_nat64<F: Frame>(
-    frame: &mut F,
-    c: &Conn,
-    (ihl, total): (usize, usize),
-) -> Result<(), FnatError> {
-    use super::v6::{pp2_header_v6, toa6_option, PP2_V6_LEN, TOA6_LEN};
-    let (Some(f), Some(a)) = (c.fnat.as_ref(), c.v6) else {
-        return Ok(());
-    };
-    if f.client_addr == ClientAddr::None {
-        return Ok(());
-    }
-    let seg = {
-        let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
-        (t.flags(), t.seq(), t.header_len(), t.payload().len())
-    };
-    match delivery(c, f, seg, TOA6_LEN) {
-        Delivery::Toa => insert(frame, ihl, total, 20, &toa6_option(a.cip, c.cport), true)?,
-        Delivery::ProxyHeader => {
-            let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);
-            insert(frame, ihl, total, seg.2, &h, false)?;
-            f.delta.set(PP2_V6_LEN as u32);
         }
         Delivery::Seq(s) => {
             let data = frame.data_mut();

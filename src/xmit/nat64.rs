@@ -19,7 +19,7 @@
 //! then the ports); an IPv4 UDP datagram without a checksum gets one
 //! computed, since IPv6 requires it. ICMP errors: nat64_icmp.rs. The
 //! client's IPv6 address reaches the server as FULLNAT's does (TOA's IPv6
-//! form, PROXY v2 as `AF_INET6`: fullnat.rs `deliver_nat64`).
+//! form, PROXY v2 as `AF_INET6`: [`deliver_nat64`], FULLNAT's steps).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -37,7 +37,7 @@ const IP6: usize = 40;
 const DF_ABOVE: usize = 1260;
 
 /// Where the checksum of a TCP or UDP header is.
-fn csum_at(proto: u8) -> Result<usize, XmitError> {
+pub(super) fn csum_at(proto: u8) -> Result<usize, XmitError> {
     match proto {
         next_header::TCP => Ok(16),
         next_header::UDP => Ok(6),
@@ -123,7 +123,7 @@ pub fn to_v4<F: Frame>(
     }
     // The IPv6 client's address for the server (TOA, PROXY v2).
     if proto == next_header::TCP {
-        super::fullnat::deliver_nat64(frame, c, (IP4, total)).map_err(|e| match e {
+        deliver_nat64(frame, c, (IP4, total)).map_err(|e| match e {
             super::fullnat::FnatError::NoRoom => XmitError::NoRoom,
             super::fullnat::FnatError::Malformed(w) => XmitError::Malformed(w),
             super::fullnat::FnatError::NotFullNat => XmitError::Unsupported,
@@ -222,4 +222,44 @@ pub fn to_v6<F: Frame>(frame: &mut F, c: &Conn, mtu: u16) -> Result<Ipv6Addr, Xm
         super::v6::fnat_server_to_client(frame, ETH + IP6, ETH + IP6 + l4_len, c)?;
     }
     Ok(a.cip)
+}
+
+/// NAT64's client-address delivery, client to server, on the packet
+/// already translated to IPv4 (`ihl`, `total`): the IPv6 client in TOA's
+/// IPv6 form (kind 254, length 20, as DPVS's toa module reads it on an
+/// IPv4 connection from its NAT64) or a PROXY v2 header announcing the
+/// client as `AF_INET6`, with the same steps as fullnat.rs `forward`'s.
+pub(super) fn deliver_nat64<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    (ihl, total): (usize, usize),
+) -> Result<(), super::fullnat::FnatError> {
+    use super::fullnat::{delivery, insert, Delivery};
+    use super::v6::{pp2_header_v6, toa6_option, PP2_V6_LEN, TOA6_LEN};
+    use crate::flow::ClientAddr;
+    use crate::wire::TcpSegment;
+    let (Some(f), Some(a)) = (c.fnat.as_ref(), c.v6) else {
+        return Ok(());
+    };
+    if f.client_addr == ClientAddr::None {
+        return Ok(());
+    }
+    let seg = {
+        let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
+        (t.flags(), t.seq(), t.header_len(), t.payload().len())
+    };
+    match delivery(c, f, seg, TOA6_LEN) {
+        Delivery::Toa => insert(frame, ihl, total, 20, &toa6_option(a.cip, c.cport), true)?,
+        Delivery::ProxyHeader => {
+            let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);
+            insert(frame, ihl, total, seg.2, &h, false)?;
+            f.delta.set(PP2_V6_LEN as u32);
+        }
+        Delivery::Seq(s) => {
+            let data = frame.data_mut();
+            TcpSegment::new_unchecked(&mut data[ETH + ihl..ETH + total]).set_seq_inc(s);
+        }
+        Delivery::Nothing => {}
+    }
+    Ok(())
 }

@@ -133,15 +133,6 @@ pub fn map_to_v4((t, code, rest): (u8, u8, [u8; 4])) -> Option<(u8, u8, [u8; 4])
     }
 }
 
-/// Where a TCP or UDP checksum is in its header.
-fn csum_at(proto: u8) -> Option<usize> {
-    match proto {
-        next_header::TCP => Some(16),
-        next_header::UDP => Some(6),
-        _ => None,
-    }
-}
-
 /// Replace the IP part of `frame` (after Ethernet) with `ip`, as `ethertype`.
 fn put<F: Frame>(frame: &mut F, ip: &[u8], ethertype: EtherType) -> Result<(), XmitError> {
     let want = ETH + ip.len();
@@ -177,7 +168,7 @@ pub fn error_to_v6<F: Frame>(frame: &mut F, c: &Conn, mtu6: u16) -> Result<Ipv6A
         }
         let inner = Ipv4Packet::new_checked_truncated(&msg[8..])?;
         let proto = inner.protocol().0;
-        let at = csum_at(proto).ok_or(XmitError::Unsupported)?;
+        let at = super::nat64::csum_at(proto)?;
         let rest = [msg[4], msg[5], msg[6], msg[7]];
         let (t, code, word) = map_to_v6((msg[0], msg[1], rest), inner.total_len(), mtu6)
             .ok_or(XmitError::Unsupported)?;
@@ -265,7 +256,7 @@ pub fn error_to_v4<F: Frame>(
         // The quoted packet is the director's own reply: no extension
         // headers between it and its upper layer.
         let proto = q[6];
-        let at = csum_at(proto).ok_or(XmitError::Unsupported)?;
+        let at = super::nat64::csum_at(proto)?;
         let (t, code, word) = map_to_v4((msg[0], msg[1], [msg[4], msg[5], msg[6], msg[7]]))
             .ok_or(XmitError::Unsupported)?;
         let l4 = &q[IP6..];

@@ -273,3 +273,18 @@ pub fn ipv6_frame(
     f[54..].copy_from_slice(upper);
     f
 }
+
+/// The 16-bit one's complement sum of `parts`, written out here so that
+/// the checks do not share code with the rewrites they check.
+pub fn ones_sum(parts: &[&[u8]]) -> u16 {
+    let mut acc: u64 = 0;
+    for p in parts {
+        for c in p.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    }
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
