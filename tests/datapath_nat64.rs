@@ -444,3 +444,57 @@ fn an_ipv6_service_tunnels_to_an_ipv4_real_server_ipv6_in_ipv4() {
     assert_eq!(&back[0][14 + 8..14 + 24], &v6(VIP).octets());
     assert_v6_sum(&back[0], 58);
 }
+
+#[test]
+fn an_ipv4_service_tunnels_to_an_ipv6_real_server_ipv4_in_ipv6() {
+    // ip_vs_tunnel_xmit_v6 with an IPv4 packet: next header 4, hop limit
+    // the TTL, from the egress port's IPv6 address; the client's packet
+    // inside, unchanged.
+    let mut r = Rig::new(MemIo::new(2), [DIR0_MAC, DIR1_MAC], 1000);
+    r.ctl(r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#);
+    r.ctl(r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"2001:db8:1::11","port":80,"fwd":"tun"}}"#);
+    let rs6 = v6("2001:db8:1::11");
+    r.dp.neigh6.learn(rs6, RS1_MAC);
+    let syn = client_tcp(40000, TcpFlags::SYN, b"", DIR0_MAC);
+    r.worker.io.push(0, &syn);
+    r.step(1);
+    let out = r.worker.io.take_tx(1);
+    assert_eq!(out.len(), 1, "{:?}", r.stats());
+    let f = &out[0];
+    assert_eq!(&f[12..14], &[0x86, 0xdd]);
+    assert_eq!(macs(f), (RS1_MAC, DIR1_MAC));
+    let ip6 = &f[14..];
+    assert_eq!((ip6[6], ip6[7]), (4, 64), "IPIP, the inner TTL");
+    assert_eq!(&ip6[8..24], &v6("2001:db8:1::1").octets());
+    assert_eq!(&ip6[24..40], &rs6.octets());
+    assert_eq!(
+        u16::from_be_bytes([ip6[4], ip6[5]]) as usize,
+        syn.len() - 14
+    );
+    assert_eq!(&ip6[40..], &syn[14..], "the client's packet, unchanged");
+    let conns = r.ctl(r#"{"cmd":"connections"}"#);
+    let c = &conns["connections"][0];
+    assert_eq!(
+        (c["cip"].as_str(), c["dip"].as_str()),
+        (Some("10.0.0.2"), Some("2001:db8:1::11"))
+    );
+    // A full-size packet with DF no longer fits with 40 more bytes: the
+    // client is told 1460.
+    let big = PacketBuilder::new()
+        .eth(CLIENT_MAC, DIR0_MAC)
+        .ipv4(client(), vip())
+        .dont_frag(true)
+        .tcp(40000, 80)
+        .flags(TcpFlags::ACK)
+        .seq(1001)
+        .payload(&[7u8; 1460])
+        .build();
+    r.worker.io.push(0, &big);
+    r.step(1);
+    assert!(r.worker.io.take_tx(1).is_empty());
+    let back = r.worker.io.take_tx(0);
+    assert_eq!(back.len(), 1);
+    let icmp = &back[0][14 + 20..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1460);
+}

@@ -680,3 +680,39 @@ fn an_ipv4_tunnel_real_server_gets_the_ipv6_client_packet_in_ipv4() {
     let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
     assert!(conns.contains("10.0.1.11:80"), "{conns}");
 }
+
+#[test]
+fn an_ipv6_tunnel_real_server_gets_the_ipv4_client_packet_in_ipv6() {
+    // IPv4 in IPv6 (next header 4), as IPVS tunnels an IPv4 service to an
+    // IPv6 real server; captured on the real server's link (no
+    // ip6_tunnel module here to decapsulate).
+    let (topo, rvsd) = two_links("nat");
+    let vs = "10.0.0.100:80";
+    rvsd.rvsadm_ok(&["-A", "-t", vs, "-s", "rr"]);
+    rvsd.rvsadm_ok(&["-a", "-t", vs, "-r", "[2001:db8:1::11]:80", "-i"]);
+    let list = rvsd.rvsadm_ok(&["-L", "-n"]);
+    assert!(list.contains("  -> [2001:db8:1::11]:80"), "{list}");
+    let cap = Capture::start(
+        &topo.ns("rs1"),
+        "eth0",
+        topo.state_dir.join("rs1-ip4in6.pcap"),
+        "ip6 proto 4",
+    );
+    let out = ns_exec(
+        &topo.client_ns(),
+        &["curl", "-sS", "--max-time", "2", "http://10.0.0.100/"],
+    );
+    assert!(!out.status.success(), "nothing decapsulates here");
+    let lines = cap.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("2001:db8:1::1 > 2001:db8:1::11")
+                && l.contains("10.0.0.2.")
+                && l.contains("10.0.0.100.80")
+                && l.contains("Flags [S]")),
+        "{lines:#?}"
+    );
+    let conns = rvsd.rvsadm_ok(&["-L", "-c", "-n"]);
+    assert!(conns.contains("[2001:db8:1::11]:80"), "{conns}");
+}

@@ -485,10 +485,11 @@ fn what_the_importer_skips_for_ipv6_the_control_plane_refuses() {
             "a real server of the other address family needs",
         ),
         (
-            "IPv6 real server of an IPv4 service, tunnelled (IPv4 in IPv6)",
+            "GUE tunnel from an IPv4 service to an IPv6 real server",
             json!({"proto": "tcp", "vip": "10.0.0.100", "port": 80,
-                   "dests": [{"ip": "2001:db8:1::13", "port": 80, "fwd": "tun"}]}),
-            "IPv4 in IPv6 is not done yet",
+                   "dests": [{"ip": "2001:db8:1::13", "port": 80, "fwd": "tun",
+                              "tun_type": "gue", "tun_port": 6080}]}),
+            "takes --tun-type ipip",
         ),
         (
             "GRE tunnel to an IPv4 real server of an IPv6 service",

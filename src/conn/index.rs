@@ -65,6 +65,8 @@ pub(super) enum Addrs {
         dip: u32,
         lip: u32,
     },
+    /// IPv4 in IPv6: IPv4 client and VIP, an IPv6 TUN real server.
+    V4in6 { cip: u32, vip: u32, dip: u128 },
 }
 
 /// A key of either family.

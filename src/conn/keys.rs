@@ -77,6 +77,20 @@ impl ConnTable {
                     Addrs::V6([c, v, d, l]),
                 ))
             }
+            // An IPv4 service's IPv6 tunnel real server (IPv4 in IPv6):
+            // the client's key only, replies bypass us.
+            (IpAddr::V4(c), IpAddr::V4(v), IpAddr::V6(d), None) if n.fwd == Forward::Tun => {
+                let (c, v) = (u32::from(c), u32::from(v));
+                Ok((
+                    AnyKey::v4(p, (c, n.cport), (v, n.vport)),
+                    None,
+                    Addrs::V4in6 {
+                        cip: c,
+                        vip: v,
+                        dip: u128::from(d),
+                    },
+                ))
+            }
             // An IPv6 service's IPv4 tunnel real server (IPv6 in IPv4):
             // the NAT64 layout, without a reply key (replies bypass us).
             (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V4(d), None) if n.fwd == Forward::Tun => {

@@ -20,6 +20,10 @@ pub(super) const K2_V6: u64 = 1 << 32;
 /// extension line) served by an IPv4 real server through an IPv4 local
 /// address (in W_DST and W_LOCAL, as for an IPv4 connection).
 pub(super) const K2_64: u64 = 1 << 33;
+/// Bit 34 of W_KIND, without [`K2_V6`]: an IPv4 connection whose real
+/// server is IPv6 (TUN, IPv4 in IPv6): its address in the extension line's
+/// real-server words, everything else as for an IPv4 connection.
+pub(super) const K2_46: u64 = 1 << 34;
 /// lip:32 | SYN-proxy cookie:32
 pub(super) const W_LOCAL: usize = 4;
 /// dest id:32 | service id:32

@@ -144,6 +144,9 @@ pub struct Conn<'t> {
     pub synproxy: Option<SynProxy>,
     /// An IPv6 connection's addresses.
     pub v6: Option<Addrs6>,
+    /// An IPv4 connection's IPv6 TUN real server (IPv4 in IPv6; `dip` is
+    /// then 0.0.0.0).
+    pub dip6: Option<Ipv6Addr>,
 }
 
 /// The addresses of an IPv6 connection (its slot's extension line).
@@ -170,6 +173,9 @@ impl<'t> Conn<'t> {
     }
     /// The real server's address, of either family.
     pub fn real(&self) -> IpAddr {
+        if let Some(d) = self.dip6 {
+            return IpAddr::V6(d);
+        }
         match self.v6 {
             Some(a) if !a.nat64 => IpAddr::V6(a.dip),
             _ => IpAddr::V4(self.dip),

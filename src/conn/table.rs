@@ -316,6 +316,11 @@ impl ConnTable {
             } else {
                 None
             };
+            let dip6 = if kind & K2_46 != 0 {
+                Some(Ipv6Addr::from(self.ext(id as usize)?.addr(X_DIP)))
+            } else {
+                None
+            };
             fence(Acquire);
             let c1 = s[W_CTL].load(Relaxed);
             if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
@@ -369,6 +374,7 @@ impl ConnTable {
                 }),
                 synproxy,
                 v6,
+                dip6,
             });
         }
         None
@@ -570,6 +576,15 @@ impl ConnTable {
                     e.set_addr(at, v);
                 }
                 (0, 0, 0, 0, K2_V6)
+            }
+            Addrs::V4in6 { cip, vip, dip } => {
+                let Some(e) = self.ext(id as usize) else {
+                    return Err(InsertError::MixedFamily);
+                };
+                for (at, v) in [(X_CIP, 0), (X_VIP, 0), (X_DIP, dip), (X_LIP, 0)] {
+                    e.set_addr(at, v);
+                }
+                (cip, vip, 0, 0, K2_46)
             }
             Addrs::Nat64 { cip, vip, dip, lip } => {
                 let Some(e) = self.ext(id as usize) else {

@@ -173,17 +173,16 @@ pub(super) fn check_family(
     if ip.is_ipv6() == s.vip.is_ipv6() {
         return Ok(());
     }
-    // NAT64, and IPv6 in IPv4 (the kernel's "Mixed address family is
-    // only supported for tunnelling", ip_vs_add_dest).
-    if s.vip.is_ipv6() && matches!(fwd, Forward::FullNat | Forward::Tun) {
+    // NAT64, and tunnels either way (the kernel's "Mixed address family
+    // is only supported for tunnelling", ip_vs_add_dest).
+    if fwd == Forward::Tun || (s.vip.is_ipv6() && fwd == Forward::FullNat) {
         return Ok(());
     }
     Err(CtlError::new(
         ErrorCode::Unsupported,
         format!(
             "{what}{ip}: a real server of the other address family needs NAT64 (an IPv6 \
-             service, IPv4 servers, --fullnat) or an IPv6 service's tunnel (IPv6 in IPv4); \
-             IPv4 in IPv6 is not done yet"
+             service, IPv4 servers, --fullnat) or a tunnel (-i)"
         ),
     ))
 }

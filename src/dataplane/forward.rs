@@ -26,6 +26,10 @@ impl Dataplane {
         (dir, ev): (Dir, TcpEvent),
         total: usize,
     ) -> Verdict {
+        // IPv4 in IPv6: an IPv6 TUN real server (service6.rs).
+        if let Some(rip6) = conn.dip6 {
+            return self.tunnel4_in_v6(cx, in_port, frame, conn, (dir, ev), (total, rip6));
+        }
         let adj = match conn.synproxy {
             None => None,
             Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),

@@ -101,7 +101,9 @@ impl Dataplane {
                 Some((conn, dir)) if conn.is_nat64() => {
                     self.nat64_error_out(cx, in_port, frame, &conn, dir)
                 }
-                Some((conn, _)) if conn.v6.is_some() => Verdict::Drop(DropReason::IcmpUnhandled),
+                Some((conn, _)) if conn.v6.is_some() || conn.dip6.is_some() => {
+                    Verdict::Drop(DropReason::IcmpUnhandled)
+                }
                 Some((conn, dir)) => self.icmp_error(cx, in_port, frame, &conn, dir, h.total),
                 // Errors about the kernel's own connections.
                 None if h.twin && own => Verdict::ToKernel(in_port),

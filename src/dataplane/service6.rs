@@ -406,6 +406,51 @@ impl Dataplane {
         }
     }
 
+    /// TUN to an IPv6 real server of an IPv4 service: the client's IPv4
+    /// packet in an IPv6 header from the egress port's IPv6 address
+    /// (`ip_vs_tunnel_xmit_v6` with an IPv4 packet); replies go to the
+    /// client directly.
+    pub(super) fn tunnel4_in_v6<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &crate::conn::Conn,
+        (dir, ev): (Dir, TcpEvent),
+        (total, rip): (usize, Ipv6Addr),
+    ) -> Verdict {
+        if dir != Dir::In {
+            return Verdict::Drop(DropReason::NotRouted);
+        }
+        let Some(hop) = self.router.route6(rip, in_port) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let p = self.router.ports[hop.0 as usize];
+        let Some(src) = p.ipv6.map(|c| c.addr) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        match xmit::v6::encapsulate_v4_in_v6(frame, total, (src, rip), p.mtu) {
+            Ok(()) => {
+                conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
+                cx.traffic
+                    .borrow_mut()
+                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.via6(cx, frame.data_mut(), hop)
+            }
+            // The client learns the tunnel's MTU from the port it used.
+            Err(XmitError::FragNeeded(m)) => {
+                let me = self.router.ports[in_port as usize];
+                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, m) {
+                    cx.stats.icmp_errors_sent.inc();
+                    Verdict::Tx(in_port)
+                } else {
+                    Verdict::Drop(DropReason::NoBuffer)
+                }
+            }
+            Err(e) => Verdict::Drop(xmit_drop(e)),
+        }
+    }
+
     /// IPv6 is never fragmented on the way: the client learns a tunnel's
     /// MTU from a Packet Too Big from the VIP it sent to, back out of the
     /// port the packet came in on.

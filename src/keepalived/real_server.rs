@@ -108,20 +108,17 @@ pub(super) fn real_server(r: &Node, vs: &VsFor, ka_tunnel: bool, notes: &mut Vec
     // DPVS's NAT64: an IPv4 FNAT real server of an IPv6 virtual server
     // (control/validate.rs check_family takes it).
     let nat64 = vs.af == Af::Inet6 && fam == Af::Inet && m0.fwd == "fullnat";
-    // An IPv4 tunnel real server of an IPv6 virtual server: IPv6 in IPv4,
-    // as IPVS tunnels it.
-    let six_in_four = vs.af == Af::Inet6 && fam == Af::Inet && (ka_tunnel || m0.fwd == "tun");
-    if fam != vs.af && !nat64 && !six_in_four {
+    // A tunnel real server of the other family: IPv6 in IPv4 or IPv4 in
+    // IPv6, as IPVS tunnels them.
+    let across = fam != vs.af && (ka_tunnel || m0.fwd == "tun");
+    let six_in_four = across && fam == Af::Inet;
+    if fam != vs.af && !nat64 && !across {
         // check_parser.c rs_end_handler: "Address family of virtual server
         // and real server %s don't match - skipping real server", unless
         // tunnelled (IPVS tunnels across families; rvs does not yet).
         let why = if m0.fwd == "fullnat" {
             "FULLNAT from an IPv4 virtual server reaches IPv4 real servers only (NAT64 is \
              IPv6 to IPv4)"
-                .to_string()
-        } else if ka_tunnel || m0.fwd == "tun" {
-            "keepalived has IPVS tunnel to a real server of the other family (IPv4 in IPv6), \
-             which rvs does not do yet"
                 .to_string()
         } else {
             format!(

@@ -426,9 +426,9 @@ pub fn state_synced(s: State) -> bool {
 /// None for what the protocol cannot carry (SYN-proxied connections whose
 /// sequence adjustment the backup cannot apply, NAT64 connections).
 pub fn sync_conn(c: &crate::conn::Conn, timeout_s: u32) -> Option<SyncConn> {
-    // NAT64 has no entry in the format (one family per entry): counted
-    // as not synced.
-    if c.is_nat64() {
+    // NAT64 and IPv4 in IPv6 have no entry in the format (one family per
+    // entry): counted as not synced.
+    if c.is_nat64() || c.dip6.is_some() {
         return None;
     }
     entry(c, timeout_s)

@@ -228,6 +228,49 @@ pub fn encapsulate_in_v4<F: Frame>(
     Ok(())
 }
 
+/// Wrap the IPv4 packet of `frame` (`inner_len` bytes) in an IPv6 header
+/// from `src` to the IPv6 real server `rip` (next header 4), as the
+/// kernel's `ip_vs_tunnel_xmit_v6` does for an IPv4 packet: traffic class
+/// from the TOS, hop limit = the TTL. One that no longer fits `mtu` is
+/// refused with the IPv4 MTU the client must use (`FragNeeded`) if it has
+/// DF, else dropped (`TooBig`: rvs does not fragment).
+pub fn encapsulate_v4_in_v6<F: Frame>(
+    frame: &mut F,
+    inner_len: usize,
+    (src, rip): (Ipv6Addr, Ipv6Addr),
+    mtu: u16,
+) -> Result<(), XmitError> {
+    let (tos, ttl, df) = {
+        let ip = crate::wire::Ipv4Packet::new_checked(&frame.data()[ETH..])?;
+        (ip.dscp_ecn(), ip.ttl(), ip.dont_frag())
+    };
+    if ttl == 0 {
+        return Err(XmitError::TtlExceeded);
+    }
+    let room = usize::from(mtu).saturating_sub(IP6);
+    if inner_len > room {
+        return Err(if df && room >= 68 {
+            XmitError::FragNeeded(room as u16)
+        } else {
+            XmitError::TooBig
+        });
+    }
+    frame.truncate(ETH + inner_len);
+    if !frame.prepend(IP6) {
+        return Err(XmitError::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(IP6..IP6 + ETH, 0);
+    let mut outer = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6 + inner_len]);
+    outer.fill_header(0, inner_len as u16, 4, ttl);
+    outer.set_traffic_class(outer_tc(tos));
+    outer.set_src(src);
+    outer.set_dst(rip);
+    crate::wire::EthernetFrame::new_unchecked(&mut data[..ETH])
+        .set_ethertype(crate::wire::EtherType::IPV6);
+    Ok(())
+}
+
 /// The outer traffic class: DSCP and ECN copied, except that Congestion
 /// Experienced is not propagated outward (ECT(0) instead), as
 /// `INET_ECN_encapsulate` and rvs's IPv4 tunnels do.
