@@ -79,27 +79,14 @@ fn segment(
     options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = (((20 + options.len()) / 4) << 4) as u8;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    t.extend_from_slice(options);
-    t.extend_from_slice(payload);
-    let len = t.len() as u32;
-    let pseudo = [
-        &src.octets()[..],
-        &dst.octets()[..],
-        &len.to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    t
+    tcp6_segment(
+        (src, sport),
+        (dst, dport),
+        flags,
+        (seq, ack),
+        8192,
+        (options, payload),
+    )
 }
 
 const SYN: u8 = 0x02;

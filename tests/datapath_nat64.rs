@@ -38,24 +38,14 @@ fn assert_v6_sum(f: &[u8], proto: u8) {
 
 /// The client's TCP segment (SYN with a payload) with its checksum.
 fn client_segment() -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&44000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = 0x02;
-    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    t.extend_from_slice(b"hello");
-    let pseudo = [
-        &v6(CLIENT).octets()[..],
-        &v6(VIP).octets()[..],
-        &(t.len() as u32).to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    t
+    tcp6_segment(
+        (v6(CLIENT), 44000),
+        (v6(VIP), 80),
+        0x02,
+        (1000, 0),
+        8192,
+        (&[], b"hello"),
+    )
 }
 
 /// A director with a TCP service on [VIP]:80 (`extra` JSON fields) and
@@ -306,24 +296,14 @@ fn delivering(client_addr: &str) -> (Rig<MemIo>, Vec<u8>, u16) {
 
 /// The client's TCP segment to the VIP's port 80 from port 44000.
 fn client_tcp6(flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&44000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    t.extend_from_slice(data);
-    let pseudo = [
-        &v6(CLIENT).octets()[..],
-        &v6(VIP).octets()[..],
-        &(t.len() as u32).to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let t = tcp6_segment(
+        (v6(CLIENT), 44000),
+        (v6(VIP), 80),
+        flags,
+        (seq, ack),
+        8192,
+        (&[], data),
+    );
     frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 6, &t)
 }
 

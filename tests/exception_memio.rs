@@ -265,23 +265,14 @@ fn tcp6(
     dport: u16,
     flags: u8,
 ) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&8192u16.to_be_bytes());
-    let pseudo = [
-        &src.octets()[..],
-        &dst.octets()[..],
-        &(t.len() as u32).to_be_bytes()[..],
-        &[0, 0, 0, 6][..],
-    ]
-    .concat();
-    let c = !ones_sum(&[&pseudo, &t]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    t
+    tcp6_segment(
+        (src, sport),
+        (dst, dport),
+        flags,
+        (1000, 0),
+        8192,
+        (&[], &[]),
+    )
 }
 
 /// With a kernel twin, IPv6 splits as IPv4 does: Neighbor Discovery and

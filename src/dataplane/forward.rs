@@ -47,10 +47,7 @@ impl Dataplane {
             // takes the packet unchanged, here through the receiving port's
             // kernel twin (without one the worker counts local_unhandled).
             // Its replies leave through the twin from the VIP.
-            conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
-            cx.traffic
-                .borrow_mut()
-                .count(conn.dest_id(), conn.svc_id(), false, total);
+            self.account(cx, conn, (Dir::InOnly, ev), false, total);
             return Verdict::ToKernel(in_port);
         }
         let next = match self.forward(cx, in_port, frame, conn, dir) {
@@ -94,17 +91,43 @@ impl Dataplane {
             XmitError::TooBig => Verdict::Drop(DropReason::TooBig),
             XmitError::NoRoute => Verdict::Drop(DropReason::NoRoute),
             XmitError::Unsupported => Verdict::Drop(DropReason::FwdUnsupported),
-            // The client is told the tunnel's MTU, from the port it used.
-            XmitError::FragNeeded(mtu) => {
-                let me = self.router.ports[in_port as usize];
-                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, mtu) {
-                    cx.stats.icmp_errors_sent.inc();
-                    Verdict::Tx(in_port)
-                } else {
-                    Verdict::Drop(DropReason::NoBuffer)
-                }
-            }
+            XmitError::FragNeeded(mtu) => self.frag_needed(cx, in_port, frame, mtu),
         })
+    }
+
+    /// An IPv4 packet that no longer fits once rewritten: its sender is
+    /// told `mtu` by a Fragmentation Needed from the port it used.
+    pub(super) fn frag_needed<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        mtu: u16,
+    ) -> Verdict {
+        let me = self.router.ports[in_port as usize];
+        if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, mtu) {
+            cx.stats.icmp_errors_sent.inc();
+            Verdict::Tx(in_port)
+        } else {
+            Verdict::Drop(DropReason::NoBuffer)
+        }
+    }
+
+    /// A packet of `conn` sent on: its state moves (`state_dir`, `ev`) and
+    /// its bytes count for its real server and service.
+    #[inline(always)]
+    pub(super) fn account(
+        &self,
+        cx: &Ctx,
+        conn: &Conn,
+        (state_dir, ev): (Dir, TcpEvent),
+        out: bool,
+        total: usize,
+    ) {
+        conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
+        cx.traffic
+            .borrow_mut()
+            .count(conn.dest_id(), conn.svc_id(), out, total);
     }
 
     /// Forward an ICMP error about a tracked connection the way its packets

@@ -4,7 +4,7 @@
 //! On a port with a kernel twin the kernel keeps what is its own: frames
 //! to a group, to the port's addresses and to other addresses on the twin
 //! (Neighbor Discovery, VRRP, SSH); rvs learns neighbours from the ND
-//! messages it hands over ([`Dataplane::ipv6_twin`]) and takes the rest:
+//! messages it hands over ([`Dataplane::kernels_v6`]) and takes the rest:
 //! service traffic and its replies.
 //!
 //! A port's IPv6 addresses are its link-local one (fe80:: and its MAC,
@@ -71,40 +71,15 @@ impl Dataplane {
         (cx.services.is_vip(a) && self.exc.owns(a)) || cx.services.is_lip(a)
     }
 
-    /// An IPv6 frame on a port with a kernel twin: group frames and those
-    /// for the port's addresses or another address on the twin (one
-    /// keepalived floats, not a VIP) are the kernel's, once rvs has learnt
-    /// from their Neighbor Discovery; the rest is [`Dataplane::ipv6`]'s.
-    pub(super) fn ipv6_twin<F: crate::io::Frame>(
-        &self,
-        cx: &Ctx,
-        in_port: u16,
-        frame: &mut F,
-    ) -> Verdict {
-        let port = self.router.ports[in_port as usize];
-        let data = frame.data();
-        let Ok(ip) = Ipv6Packet::new_checked(&data[ETH..]) else {
-            return Verdict::Drop(DropReason::Ipv6Malformed);
-        };
-        let dst = ip.dst();
-        let kernels = dst.is_multicast()
+    /// On a port with a kernel twin: whether a frame to `dst` is the
+    /// kernel's (a group, the port's addresses, another address on the twin
+    /// that is not a VIP: one keepalived floats).
+    fn kernels_v6(&self, cx: &Ctx, in_port: u16, dst: Ipv6Addr) -> bool {
+        let port = &self.router.ports[in_port as usize];
+        dst.is_multicast()
             || port.owns_v6(dst)
             || (!cx.services.is_vip(IpAddr::V6(dst))
-                && self.exc.on_twin(IpAddr::V6(dst)) == Some(in_port));
-        if !kernels {
-            return self.ipv6(cx, in_port, frame);
-        }
-        if let Ok(ul) = ip.upper_layer() {
-            let at = ETH + ul.offset;
-            let end = ETH + ip.packet().len();
-            let nd = (ul.proto.0 == next_header::ICMPV6 && ul.fragment.is_none())
-                .then(|| NdMessage::parse(&data[at..end], ip.src(), dst, ip.hop_limit()).ok())
-                .flatten();
-            if let Some(nd) = nd {
-                self.nd_learn(cx, &port, &nd, ip.src(), dst);
-            }
-        }
-        Verdict::ToKernel(in_port)
+                && self.exc.on_twin(IpAddr::V6(dst)) == Some(in_port))
     }
 
     /// Learn a neighbour from an ND message as `ndisc_recv_ns` and
@@ -152,12 +127,15 @@ impl Dataplane {
         }
     }
 
-    /// An IPv6 frame on a port without a kernel twin.
+    /// An IPv6 frame. On a port with a kernel twin (`twin`) what is the
+    /// kernel's ([`Dataplane::kernels_v6`]) goes there, once rvs has learnt
+    /// from its Neighbor Discovery.
     pub(super) fn ipv6<F: crate::io::Frame>(
         &self,
         cx: &Ctx,
         in_port: u16,
         frame: &mut F,
+        twin: bool,
     ) -> Verdict {
         let port = self.router.ports[in_port as usize];
         let data = frame.data_mut();
@@ -165,6 +143,18 @@ impl Dataplane {
             return Verdict::Drop(DropReason::Ipv6Malformed);
         };
         let (src, dst, hops) = (ip.src(), ip.dst(), ip.hop_limit());
+        if twin && self.kernels_v6(cx, in_port, dst) {
+            if let Ok(ul) = ip.upper_layer() {
+                let (at, end) = (ETH + ul.offset, ETH + ip.packet().len());
+                let nd = (ul.proto.0 == next_header::ICMPV6 && ul.fragment.is_none())
+                    .then(|| NdMessage::parse(&data[at..end], src, dst, hops).ok())
+                    .flatten();
+                if let Some(nd) = nd {
+                    self.nd_learn(cx, &port, &nd, src, dst);
+                }
+            }
+            return Verdict::ToKernel(in_port);
+        }
         // A group frame's MAC is its IPv6 group's (RFC 2464 7): the MAC
         // filter let any solicited-node group in; only the one the packet
         // is addressed to counts.

@@ -143,7 +143,7 @@ impl Dataplane {
             // the kernel's business; rvs learns neighbours from the last.
             if twin && dst.0[0] & 1 == 1 && self.sane_peer_mac(eth.src()) {
                 if eth.ethertype() == EtherType::IPV6 {
-                    return self.ipv6_twin(cx, in_port, frame);
+                    return self.ipv6(cx, in_port, frame, true);
                 }
                 return Verdict::ToKernel(in_port);
             }
@@ -162,8 +162,7 @@ impl Dataplane {
         match eth.ethertype() {
             EtherType::IPV4 => self.ipv4(cx, in_port, frame),
             EtherType::ARP => self.arp(cx, in_port, data),
-            EtherType::IPV6 if twin => self.ipv6_twin(cx, in_port, frame),
-            EtherType::IPV6 => self.ipv6(cx, in_port, frame),
+            EtherType::IPV6 => self.ipv6(cx, in_port, frame, twin),
             EtherType::VLAN | EtherType::QINQ => Verdict::Drop(DropReason::Vlan),
             _ => Verdict::Drop(DropReason::UnknownEtherType),
         }
@@ -287,10 +286,7 @@ impl Dataplane {
         total: usize,
         next: Ipv4Addr,
     ) -> Verdict {
-        conn.on_packet(dir, ev, cx.now_ms, cx.timeouts);
-        cx.traffic
-            .borrow_mut()
-            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
+        self.account(cx, conn, (dir, ev), dir == Dir::Out, total);
         self.to_next_hop(cx, frame.data_mut(), next)
     }
 

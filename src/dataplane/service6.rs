@@ -176,10 +176,7 @@ impl Dataplane {
         } else {
             dir
         };
-        conn.on_packet(state_dir, ev, cx.now_ms, cx.timeouts);
-        cx.traffic
-            .borrow_mut()
-            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
+        self.account(cx, conn, (state_dir, ev), dir == Dir::Out, total);
         let v = self.to_next_hop6(cx, frame.data_mut(), in_port, next);
         if one_packet {
             self.conns.end(conn);
@@ -355,10 +352,7 @@ impl Dataplane {
                 // v2), written back to the connection.
                 conn.commit();
                 let total = frame.data().len() - ETH;
-                conn.on_packet(Dir::In, ev, cx.now_ms, cx.timeouts);
-                cx.traffic
-                    .borrow_mut()
-                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.account(cx, conn, (Dir::In, ev), false, total);
                 self.to_next_hop(cx, frame.data_mut(), rip)
             }
             Err(e) => Verdict::Drop(xmit_drop(e)),
@@ -386,22 +380,11 @@ impl Dataplane {
         match xmit::nat64::to_v6(frame, conn, mtu) {
             Ok(_) => {
                 let total = frame.data().len() - ETH;
-                conn.on_packet(Dir::Out, ev, cx.now_ms, cx.timeouts);
-                cx.traffic
-                    .borrow_mut()
-                    .count(conn.dest_id(), conn.svc_id(), true, total);
+                self.account(cx, conn, (Dir::Out, ev), true, total);
                 self.via6(cx, frame.data_mut(), hop)
             }
             // The server learns the IPv4 MTU that fits once translated.
-            Err(XmitError::FragNeeded(m)) => {
-                let me = self.router.ports[in_port as usize];
-                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, m) {
-                    cx.stats.icmp_errors_sent.inc();
-                    Verdict::Tx(in_port)
-                } else {
-                    Verdict::Drop(DropReason::NoBuffer)
-                }
-            }
+            Err(XmitError::FragNeeded(m)) => self.frag_needed(cx, in_port, frame, m),
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }
     }
@@ -431,22 +414,11 @@ impl Dataplane {
         };
         match xmit::v6::encapsulate_v4_in_v6(frame, total, (src, rip), p.mtu) {
             Ok(()) => {
-                conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
-                cx.traffic
-                    .borrow_mut()
-                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.account(cx, conn, (Dir::InOnly, ev), false, total);
                 self.via6(cx, frame.data_mut(), hop)
             }
             // The client learns the tunnel's MTU from the port it used.
-            Err(XmitError::FragNeeded(m)) => {
-                let me = self.router.ports[in_port as usize];
-                if xmit::icmp::frag_needed(frame, me.cidr.addr, me.mac, m) {
-                    cx.stats.icmp_errors_sent.inc();
-                    Verdict::Tx(in_port)
-                } else {
-                    Verdict::Drop(DropReason::NoBuffer)
-                }
-            }
+            Err(XmitError::FragNeeded(m)) => self.frag_needed(cx, in_port, frame, m),
             Err(e) => Verdict::Drop(xmit_drop(e)),
         }
     }
@@ -493,10 +465,7 @@ impl Dataplane {
         let total = h.end - ETH;
         match xmit::v6::encapsulate_in_v4(frame, total, (p.cidr.addr, rip), p.mtu, ident) {
             Ok(()) => {
-                conn.on_packet(Dir::InOnly, ev, cx.now_ms, cx.timeouts);
-                cx.traffic
-                    .borrow_mut()
-                    .count(conn.dest_id(), conn.svc_id(), false, total);
+                self.account(cx, conn, (Dir::InOnly, ev), false, total);
                 self.to_next_hop(cx, frame.data_mut(), rip)
             }
             Err(XmitError::FragNeeded(mtu)) => self.too_big6(cx, in_port, frame, h.dst, mtu),

@@ -257,10 +257,7 @@ impl Dataplane {
         total: usize,
         next: IpAddr,
     ) -> Verdict {
-        conn.on_packet(dir, ev, cx.now_ms, cx.timeouts);
-        cx.traffic
-            .borrow_mut()
-            .count(conn.dest_id(), conn.svc_id(), dir == Dir::Out, total);
+        self.account(cx, conn, (dir, ev), dir == Dir::Out, total);
         self.next_hop_any(cx, frame.data_mut(), in_port, next)
     }
 }

@@ -164,12 +164,7 @@ pub fn encapsulate<F: Frame>(
     if inner_len > room {
         return Err(XmitError::FragNeeded(room as u16));
     }
-    frame.truncate(ETH + inner_len);
-    if !frame.prepend(IP6) {
-        return Err(XmitError::NoRoom);
-    }
-    let data = frame.data_mut();
-    data.copy_within(IP6..IP6 + ETH, 0);
+    let data = outer_room(frame, inner_len, IP6)?;
     let mut outer = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6 + inner_len]);
     outer.fill_header(0, inner_len as u16, next_header::IPV6, hops);
     outer.set_traffic_class(outer_tc(tc));
@@ -206,12 +201,7 @@ pub fn encapsulate_in_v4<F: Frame>(
     if inner_len > room {
         return Err(XmitError::FragNeeded(room as u16));
     }
-    frame.truncate(ETH + inner_len);
-    if !frame.prepend(IP4) {
-        return Err(XmitError::NoRoom);
-    }
-    let data = frame.data_mut();
-    data.copy_within(IP4..IP4 + ETH, 0);
+    let data = outer_room(frame, inner_len, IP4)?;
     data[ETH..ETH + IP4].fill(0);
     let mut outer = crate::wire::Ipv4Packet::new_unchecked(&mut data[ETH..ETH + IP4 + inner_len]);
     outer.set_header_len(IP4);
@@ -255,12 +245,7 @@ pub fn encapsulate_v4_in_v6<F: Frame>(
             XmitError::TooBig
         });
     }
-    frame.truncate(ETH + inner_len);
-    if !frame.prepend(IP6) {
-        return Err(XmitError::NoRoom);
-    }
-    let data = frame.data_mut();
-    data.copy_within(IP6..IP6 + ETH, 0);
+    let data = outer_room(frame, inner_len, IP6)?;
     let mut outer = Ipv6Packet::new_unchecked(&mut data[ETH..ETH + IP6 + inner_len]);
     outer.fill_header(0, inner_len as u16, 4, ttl);
     outer.set_traffic_class(outer_tc(tos));
@@ -269,6 +254,18 @@ pub fn encapsulate_v4_in_v6<F: Frame>(
     crate::wire::EthernetFrame::new_unchecked(&mut data[..ETH])
         .set_ethertype(crate::wire::EtherType::IPV6);
     Ok(())
+}
+
+/// Room for an `n`-byte outer header before the `inner_len`-byte packet of
+/// `frame`, its Ethernet header moved ahead: the frame's bytes.
+fn outer_room<F: Frame>(frame: &mut F, inner_len: usize, n: usize) -> Result<&mut [u8], XmitError> {
+    frame.truncate(ETH + inner_len);
+    if !frame.prepend(n) {
+        return Err(XmitError::NoRoom);
+    }
+    let data = frame.data_mut();
+    data.copy_within(n..n + ETH, 0);
+    Ok(data)
 }
 
 /// The outer traffic class: DSCP and ECN copied, except that Congestion
