@@ -48,7 +48,11 @@ const A_IP: &str = "10.0.1.1";
 const B_IP: &str = "10.0.1.3";
 const BOUND: Duration = Duration::from_secs(40);
 /// The slow download's client port (found in the connection tables).
-const DOWNLOAD_PORT: u16 = 40100;
+/// Below both the kernel's ephemeral range (32768-60999), which the load's
+/// connections draw from, and load.py's fresh range (10000-32767): a load
+/// connection holding the port (or its TIME_WAIT) made curl's bind fail,
+/// and the download never started.
+const DOWNLOAD_PORT: u16 = 9100;
 
 /// After B entered BACKUP: wait until B's kernel was handed at least six
 /// frames through its twin and more than B's master-down interval (3 x
