@@ -54,6 +54,8 @@ pub struct Worker<P: PortIo> {
     ident: u16,
     lport: u32,
     traffic: crate::stats::TrafficAcc,
+    /// The burst's per-frame records (dataplane/burst.rs), reused.
+    stages: Box<crate::dataplane::Stages>,
     twins: Twins,
 }
 
@@ -149,6 +151,7 @@ impl<P: PortIo> Worker<P> {
             ident: (id as u16).wrapping_mul(0x3f1d),
             lport: 0,
             traffic: Default::default(),
+            stages: Box::default(),
             twins: Twins::default(),
         }
     }
@@ -232,31 +235,18 @@ impl<P: PortIo> Worker<P> {
                 neigh: &neigh,
                 neigh6: &neigh6,
             };
-            // Bring the burst's connection-table lines in before they are
-            // needed: index buckets first, then the slots they point to.
-            // The frames' first lines were written by another core (the
-            // NIC or a ring producer): start every miss of the burst at
-            // once rather than one by one in the loop below.
-            for f in rx.iter() {
-                if let Some(b) = f.data().first() {
-                    crate::dpdk::prefetch(b);
-                }
-            }
-            let mut keys = [None; crate::io::BURST];
-            for (k, f) in keys.iter_mut().zip(rx.iter()) {
-                *k = Dataplane::peek_key(f.data());
-                if let Some(k) = k {
-                    dp.conns.prefetch_bucket(k);
-                }
-            }
-            for k in keys.iter().take(n).flatten() {
-                dp.conns.prefetch_conn(k);
-            }
-            for mut f in rx.drain(..) {
+            // The burst's stages (dataplane/burst.rs): every frame's
+            // headers read once and the connection-table lines of its flow
+            // brought in (index buckets, then slots), then each frame
+            // decided in order.
+            dp.classify(port, &rx, &mut self.stages);
+            dp.prefetch_conns(n, &self.stages);
+            for (i, mut f) in rx.drain(..).enumerate() {
                 let st = cx.stats;
                 st.rx_packets.inc();
                 st.rx_bytes.add(f.data().len() as u64);
-                match dp.process(&cx, port, &mut f) {
+                let r = self.stages.recs.get(i).copied().unwrap_or_default();
+                match dp.decide(&cx, port, &mut f, &r) {
                     Verdict::Tx(out) => {
                         st.tx_packets.inc();
                         st.tx_bytes.add(f.data().len() as u64);

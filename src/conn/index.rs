@@ -121,7 +121,7 @@ pub(super) fn fold(a: u64, b: u64) -> u64 {
 }
 
 impl ConnTable {
-    #[inline]
+    #[inline(always)]
     pub(super) fn hash(&self, k: &K4) -> u64 {
         let a = (k.src as u64) << 32 | k.dst as u64;
         let b = (k.sport as u64) << 32 | (k.dport as u64) << 16 | k.proto as u64;

@@ -52,6 +52,7 @@ use crate::flow::{ClientAddr, FlowKey, Forward, Proto};
 use crate::live::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
+mod fast;
 mod index;
 mod keys;
 mod persist;
@@ -61,6 +62,7 @@ mod table;
 mod templates;
 mod wheel;
 
+pub use fast::{Lookup, Plain};
 use index::*;
 use persist::clamp_max;
 pub use persist::{check_file, PersistError, Prepared, Previous, Takeover, LAYOUT};

@@ -1,0 +1,196 @@
+//! The established fast path's view of the table: a plain connection read
+//! straight out of its slot's words, and its timer moved, without building
+//! a [`Conn`] snapshot (about two hundred bytes, most of them for FULLNAT,
+//! the SYN proxy and IPv6, which a plain NAT or DR packet never reads).
+//!
+//! "Plain" is what [`ConnTable::lookup_plain`] returns: a live IPv4
+//! connection forwarded by NAT or DR, no FULLNAT local address, no SYN
+//! proxy, no persistence template, no address of the other family. Any
+//! other connection under the key makes the lookup answer
+//! [`Lookup::Other`], and the caller takes the frame through the full
+//! path, which finds the same connection again.
+
+use super::*;
+
+/// A plain connection, as its established packets need it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plain {
+    slot: u32,
+    gen: u16,
+    /// The control word as read (state, flags, deadline).
+    ctl: u64,
+    /// The direction the key was found in.
+    pub dir: Dir,
+    pub fwd: Forward,
+    pub proto: Proto,
+    pub cip: u32,
+    pub cport: u16,
+    pub vip: u32,
+    pub vport: u16,
+    pub dip: u32,
+    pub dport: u16,
+    /// Real server and service ids ([`Conn::dest_id`], [`Conn::svc_id`]).
+    pub dest: u32,
+    pub svc: u32,
+}
+
+/// What a fast lookup found under a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing: no connection under the key.
+    Miss,
+    /// A connection that is not plain: the full path must take it.
+    Other,
+    Plain(Plain),
+}
+
+impl Plain {
+    /// The connection's state when it was read.
+    pub fn state(&self) -> State {
+        State::from_u8(ctl_flags(self.ctl) & ST_MASK)
+    }
+}
+
+impl ConnTable {
+    /// The hash of an IPv4 flow key given as numbers (what
+    /// [`ConnTable::lookup`] computes from a [`FlowKey`]).
+    #[inline(always)]
+    pub fn hash4(&self, proto: Proto, src: u32, sport: u16, dst: u32, dport: u16) -> u64 {
+        self.hash(&K4 {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        })
+    }
+
+    /// Start loading the index bucket of hash `h` (first stage of a
+    /// burst's lookups).
+    #[inline(always)]
+    pub fn prefetch_hashed(&self, h: u64) {
+        crate::dpdk::prefetch(&self.index[h as usize & self.mask]);
+    }
+
+    /// Start loading the slots whose index entries carry `h`'s tag (second
+    /// stage, once the buckets are in cache).
+    #[inline(always)]
+    pub fn prefetch_slots_hashed(&self, h: u64) {
+        let b = &self.index[h as usize & self.mask];
+        let tag = (h >> 32) as u32;
+        for e in &b.e {
+            let v = e.load(Relaxed);
+            if v != 0 && (v >> 32) as u32 == tag {
+                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
+                    crate::dpdk::prefetch(s);
+                }
+            }
+        }
+    }
+
+    /// The connection indexed under the IPv4 key, `h` its
+    /// [`ConnTable::hash4`], read from the slot's words (seqlock, as
+    /// [`ConnTable::lookup`] reads).
+    #[inline(always)]
+    pub fn lookup_plain(
+        &self,
+        h: u64,
+        proto: Proto,
+        (src, sport): (u32, u16),
+        (dst, dport): (u32, u16),
+    ) -> Lookup {
+        let found = self.find(h, |e| {
+            let dir = entry_dir(e);
+            let s = self.slots().get(entry_slot(e) as usize)?;
+            for _ in 0..4 {
+                let c0 = s[W_CTL].load(Acquire);
+                if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
+                    return None;
+                }
+                let addr = s[W_ADDR].load(Relaxed);
+                let dstw = s[W_DST].load(Relaxed);
+                let kind = s[W_KIND].load(Relaxed);
+                let ids = s[W_IDS].load(Relaxed);
+                fence(Acquire);
+                let c1 = s[W_CTL].load(Relaxed);
+                if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
+                    continue;
+                }
+                let k = (kind >> 40) as u8;
+                let p = Plain {
+                    slot: entry_slot(e),
+                    gen: ctl_gen(c1),
+                    ctl: c1,
+                    dir,
+                    fwd: fwd_of(k),
+                    proto: if k & K_UDP != 0 {
+                        Proto::Udp
+                    } else {
+                        Proto::Tcp
+                    },
+                    cip: (addr >> 32) as u32,
+                    vip: addr as u32,
+                    dip: (dstw >> 32) as u32,
+                    cport: (dstw >> 16) as u16,
+                    vport: dstw as u16,
+                    dport: (kind >> 48) as u16,
+                    dest: (ids >> 32) as u32,
+                    svc: ids as u32,
+                };
+                let plain = k & (K_FNAT | K_SYNP | K_TEMPLATE) == 0
+                    && kind & (K2_V6 | K2_64 | K2_46) == 0
+                    && matches!(p.fwd, Forward::Nat | Forward::Dr);
+                // The key's match, as `ConnTable::matches` decides it for
+                // the connections it can be (a connection of another kind
+                // is matched by the full path's own lookup).
+                let hit = p.proto == proto
+                    && match dir {
+                        Dir::Out => (p.dip, p.dport, p.cip, p.cport) == (src, sport, dst, dport),
+                        _ => (p.cip, p.cport, p.vip, p.vport) == (src, sport, dst, dport),
+                    };
+                return match (hit || !plain, plain) {
+                    (false, _) => None,
+                    (true, true) => Some(Lookup::Plain(p)),
+                    (true, false) => Some(Lookup::Other),
+                };
+            }
+            None
+        });
+        found.unwrap_or(Lookup::Miss)
+    }
+
+    /// A packet of plain connection `p` that leaves its state as it is
+    /// (an established TCP packet without SYN, FIN or RST; any UDP one):
+    /// the timer is re-armed from `now_ms`, as [`Conn::on_packet`] does.
+    /// False, with nothing written, if the packet would change the state or
+    /// the connection has ended since it was read: the full path decides.
+    #[inline(always)]
+    pub fn touch(&self, p: &Plain, dir: Dir, ev: TcpEvent, now_ms: u64, t: &Timeouts) -> bool {
+        let old = p.state();
+        if p.proto == Proto::Tcp && state::tcp_next(old, dir, ev) != old {
+            return false;
+        }
+        let w = &self.slots()[p.slot as usize][W_CTL];
+        let deadline = now_ms + t.get(old) as u64 * 1000;
+        let next = ctl(p.gen, ctl_flags(p.ctl), deadline);
+        let mut cur = p.ctl;
+        loop {
+            if ctl_gen(cur) != p.gen || ctl_flags(cur) != ctl_flags(p.ctl) {
+                return false;
+            }
+            if next == cur {
+                return true;
+            }
+            match w.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        // The timeout was shortened since (`ipvsadm --set`): the wheel
+        // must see the earlier deadline (as `Conn::moved` does).
+        if deadline < ctl_deadline(cur) {
+            self.rearm(p.slot, p.gen, deadline);
+        }
+        true
+    }
+}
