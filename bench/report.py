@@ -4,6 +4,46 @@ import argparse
 import os, json, subprocess, datetime
 
 
+def targets17(r, sc, noop, mw, w):
+    """Issue 17's targets, as ns added per frame beyond the no-op (same run)."""
+    if not noop:
+        return
+    def ns(name, pick=min):
+        rows = [s for s in sc if s["name"] == name and s["mpps"]]
+        if not rows:
+            return None, None
+        f = pick(x["flows"] for x in rows)
+        x = next(x for x in rows if x["flows"] == f)
+        return 1e3 / x["mpps"] - 1e3 / noop, x
+    rows = []
+    for label, name, pick, goal in (
+            ("nat_est_64, fewest flows", "nat_est_64", min, 25),
+            ("nat_est_64, most flows", "nat_est_64", max, 40),
+            ("dr_est_64", "dr_est_64", min, 15),
+            ("nat_new_conn_syn, most flows", "nat_new_conn_syn", max, 100),
+            ("synproxy_syn_64 (cookie answers)", "synproxy_syn_64", min, 40)):
+        v, x = ns(name, pick)
+        if v is not None:
+            rows.append((f"{label} ({x['flows']:,})", f"{v:.0f} ns added", f"<= {goal} ns", v <= goal))
+    v, x = ns("nat_est_64", min)
+    if x is not None:
+        p = x["latency"]["p999_ns"]
+        rows.append((f"p99.9 service time, nat_est_64 ({x['flows']:,})", f"{p} ns", "<= 150 ns", p <= 150))
+    if ("preload_nat_est_64", 2) in mw and ("preload_noop", 2) in mw:
+        nat = mw[("preload_nat_est_64", 2)] / mw[("preload_nat_est_64", 1)]
+        nop = mw[("preload_noop", 2)] / mw[("preload_noop", 1)]
+        rows.append(("2 workers vs 1: NAT's ratio >= 0.9 x the no-op's", f"{nat:.2f}x vs {nop:.2f}x",
+                     f">= {0.9 * nop:.2f}x", nat >= 0.9 * nop))
+    if not rows:
+        return
+    w("## Targets (issue 17)\n")
+    w("| target | measured | goal | met |")
+    w("|---|---:|---:|---|")
+    for name, meas, goal, ok in rows:
+        w(f"| {name} | {meas} | {goal} | {'yes' if ok else '**no**'} |")
+    w("")
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -146,6 +186,7 @@ def main():
         meas = f"{v:.2f}x" if goal > 1 else f"{v:.0%}"
         w(f"| {name} | {meas} | {'yes' if v >= goal else '**no**'} |")
     w("")
+    targets17(r, sc, noop, mw, w)
     if a.table and os.path.exists(a.table):
         t = json.load(open(a.table))
         table_section(t, w)

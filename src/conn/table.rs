@@ -522,6 +522,13 @@ impl ConnTable {
     pub fn insert(&self, n: NewConn, now_ms: u64, worker: usize) -> Result<Conn<'_>, InsertError> {
         let (kin, kout, a) = Self::keys_of(&n)?;
         let hin = self.hash_any(&kin);
+        // The reply key's bucket is known only now (the scheduler chose the
+        // real server): start its miss here, behind the work below, rather
+        // than when the entry goes in (it was most of an insert's time).
+        let hout = kout.as_ref().map(|k| self.hash_any(k));
+        if let Some(h) = hout {
+            self.prefetch_hashed(h);
+        }
         let _guard = self.stripes[(hin >> 16) as usize % STRIPES].lock();
         if let Some(c) = self.find(hin, |e| {
             let c = self.read(entry_slot(e))?;
@@ -638,9 +645,8 @@ impl ConnTable {
         }
         let tag = |h: u64| (h >> 32) as u32;
         let ok_in = self.index_insert(hin, entry(tag(hin), Dir::In, id));
-        let ok_out = match &kout {
-            Some(k) if ok_in => {
-                let h = self.hash_any(k);
+        let ok_out = match hout {
+            Some(h) if ok_in => {
                 let ok = self.index_insert(h, entry(tag(h), Dir::Out, id));
                 if !ok {
                     self.index_remove(hin, entry(tag(hin), Dir::In, id));

@@ -43,6 +43,10 @@ struct Cli {
     /// decision.
     #[arg(long, default_value = "burst", value_parser = ["burst", "process"])]
     path: String,
+    /// Measure new connections instead: each round ends every connection,
+    /// then sends one SYN per flow (schedule, insert, forward).
+    #[arg(long)]
+    syn: bool,
 }
 
 const DIR0: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
@@ -129,6 +133,46 @@ fn main() -> Result<()> {
         bail!("an established packet was not forwarded: {v:?}");
     }
     let mut stages = Box::<Stages>::default();
+    if cli.syn {
+        let syns: Vec<Vec<u8>> = (10_000..10_000 + cli.flows)
+            .map(|s| pkt(s, TcpFlags::SYN))
+            .collect();
+        let mut frames: Vec<VecFrame> = syns.iter().map(|b| VecFrame::from_bytes(b)).collect();
+        let (mut best, mut sent) = (f64::MAX, 0u64);
+        for round in 0..cli.rounds {
+            d.dp.conns.flush();
+            if !d.dp.conns.is_empty() {
+                bail!("round {round}: {} connections left", d.dp.conns.len());
+            }
+            for (f, b) in frames.iter_mut().zip(&syns) {
+                f.data_mut()[..b.len()].copy_from_slice(b);
+            }
+            let t = Instant::now();
+            for fs in frames.chunks_mut(BURST) {
+                if cli.path == "process" {
+                    for f in fs.iter_mut() {
+                        sent += u64::from(d.dp.process(&cx, 0, f) == Verdict::Tx(1));
+                    }
+                    continue;
+                }
+                d.dp.classify(0, fs, &mut stages);
+                d.dp.prefetch_conns(fs.len(), &stages);
+                for (f, r) in fs.iter_mut().zip(&stages.recs) {
+                    sent += u64::from(d.dp.decide(&cx, 0, f, r) == Verdict::Tx(1));
+                }
+            }
+            best = best.min(t.elapsed().as_nanos() as f64 / f64::from(cli.flows));
+        }
+        let want = u64::from(cli.rounds) * u64::from(cli.flows);
+        if sent != want {
+            bail!("{} of {want} SYNs were not forwarded", want - sent);
+        }
+        println!(
+            "{}",
+            json!({"scenario": "dp_nat_new_conn_syn", "path": cli.path, "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
+        );
+        return Ok(());
+    }
     let mut best = f64::MAX;
     let mut sent = 0u64;
     for _ in 0..cli.rounds {
