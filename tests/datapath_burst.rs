@@ -1,7 +1,8 @@
 //! The burst's stages (classify, prefetch, the established fast path)
 //! against the full per-packet decision, differentially: two directors
 //! built alike receive the same random stream of frames (new
-//! connections, established traffic both ways, FIN, RST, UDP, DR, and
+//! connections, established traffic both ways, FIN, RST, UDP, DR,
+//! FULLNAT and TUN (not plain: handed to their modes' code), and
 //! frames the full path drops or treats specially: TTL 1 and 0, bad IP
 //! checksums, fragments, IP options, short TCP headers, foreign MACs,
 //! broadcast sources). Director A decides every frame with
@@ -34,6 +35,10 @@ fn build() -> Director {
         r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.100","port":53},"dest":{"ip":"10.0.1.11","port":5353,"fwd":"nat"}}"#,
         r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"sched":"rr"}}"#,
         r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.101","port":80},"dest":{"ip":"10.0.1.12","port":80,"fwd":"dr"}}"#,
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.102","port":80,"sched":"rr","laddrs":["10.0.1.200"]}}"#,
+        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.102","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"fullnat"}}"#,
+        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.103","port":80,"sched":"rr"}}"#,
+        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.103","port":80},"dest":{"ip":"10.0.1.12","port":80,"fwd":"tun"}}"#,
     ] {
         let r = d.ctl.handle_line(req);
         assert!(!r.contains("\"error\""), "{req} -> {r}");
@@ -53,12 +58,16 @@ fn frame(rng: &mut Rng, flows: u16) -> Input {
     let i = (rng.next_u64() % u64::from(flows)) as u16;
     let sport = 20_000 + i;
     let client = ip("10.0.0.2");
-    // Flow kinds: TCP NAT (two real servers, rr), UDP NAT, TCP DR.
-    let kind = i % 4;
+    // Flow kinds: TCP NAT (two real servers, rr), UDP NAT, TCP DR, TCP
+    // FULLNAT and TCP TUN (the last two are not plain: the fast path hands
+    // them to their modes' code).
+    let kind = i % 6;
     let (vip, vport) = match kind {
         0 | 1 => (ip("10.0.0.100"), 80),
         2 => (ip("10.0.0.100"), 53),
-        _ => (ip("10.0.0.101"), 80),
+        3 => (ip("10.0.0.101"), 80),
+        4 => (ip("10.0.0.102"), 80),
+        _ => (ip("10.0.0.103"), 80),
     };
     let flags = match rng.next_u64() % 16 {
         0..=2 => TcpFlags::SYN,
@@ -70,10 +79,20 @@ fn frame(rng: &mut Rng, flows: u16) -> Input {
         _ => TcpFlags::ACK,
     };
     // Replies from either real server (the one rr picked, or not).
-    let reply = kind != 3 && rng.next_u64().is_multiple_of(3);
+    let reply = kind != 3 && kind != 5 && rng.next_u64().is_multiple_of(3);
     let mut b = PacketBuilder::new();
     let port;
-    if reply {
+    if reply && kind == 4 {
+        // To the FULLNAT local address: one worker, one address, so the
+        // director's local ports go up from 1024 (some of these are in use).
+        let lport = 1024 + (rng.next_u64() % 16) as u16;
+        b = b
+            .eth(RS1_MAC, DIR1_MAC)
+            .ipv4(ip("10.0.1.11"), ip("10.0.1.200"))
+            .tcp(80, lport)
+            .flags(flags);
+        port = 1;
+    } else if reply {
         let (mac, rs, rport) = match rng.next_u64() % 3 {
             0 => (
                 RS1_MAC,
@@ -256,6 +275,21 @@ fn the_burst_stages_decide_every_frame_as_the_full_path_does() {
         assert!(
             tx > 1000 && dropped > 100,
             "seed {seed}: tx {tx}, dropped {dropped}"
+        );
+        // FULLNAT both ways and TUN were forwarded too.
+        let sent = |f: &dyn Fn(&[u8]) -> bool| {
+            staged
+                .verdicts
+                .iter()
+                .filter(|(v, b)| matches!(v, Verdict::Tx(_)) && b.len() > 34 && f(b))
+                .count()
+        };
+        let fnat_in = sent(&|b| b[26..30] == [10, 0, 1, 200]);
+        let fnat_out = sent(&|b| b[26..30] == [10, 0, 0, 102]);
+        let tun = sent(&|b| b[23] == 4);
+        assert!(
+            fnat_in > 20 && fnat_out > 0 && tun > 20,
+            "seed {seed}: FULLNAT {fnat_in} in, {fnat_out} out; TUN {tun}"
         );
         assert!(!staged.conns.is_empty());
     }

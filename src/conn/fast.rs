@@ -7,8 +7,8 @@
 //! connection forwarded by NAT or DR, no FULLNAT local address, no SYN
 //! proxy, no persistence template, no address of the other family. Any
 //! other connection under the key makes the lookup answer
-//! [`Lookup::Other`], and the caller takes the frame through the full
-//! path, which finds the same connection again.
+//! [`Lookup::Other`] with its slot, which [`ConnTable::read_found`] reads
+//! whole (a [`Conn`]) for the modes' own code.
 
 use super::*;
 
@@ -39,8 +39,9 @@ pub struct Plain {
 pub enum Lookup {
     /// Nothing: no connection under the key.
     Miss,
-    /// A connection that is not plain: the full path must take it.
-    Other,
+    /// A connection that is not plain, in this slot, found in this
+    /// direction (see [`ConnTable::read_found`]).
+    Other(u32, Dir),
     Plain(Plain),
 }
 
@@ -151,12 +152,22 @@ impl ConnTable {
                 return match (hit || !plain, plain) {
                     (false, _) => None,
                     (true, true) => Some(Lookup::Plain(p)),
-                    (true, false) => Some(Lookup::Other),
+                    (true, false) => Some(Lookup::Other(entry_slot(e), dir)),
                 };
             }
             None
         });
         found.unwrap_or(Lookup::Miss)
+    }
+
+    /// The connection a fast lookup of `key` answered [`Lookup::Other`]
+    /// for, read whole, if slot `slot` still holds it (what
+    /// [`ConnTable::lookup`] would return, without searching the index
+    /// again).
+    #[inline]
+    pub fn read_found(&self, (slot, dir): (u32, Dir), key: &FlowKey) -> Option<(Conn<'_>, Dir)> {
+        let c = self.read(slot)?;
+        Self::matches(&c, &key.k4()?, dir).then_some((c, dir))
     }
 
     /// A packet of plain connection `p` that leaves its state as it is

@@ -15,10 +15,12 @@
 //!    plain connection (IPv4 NAT or DR, see [`crate::conn::Plain`]) whose
 //!    packet leaves the connection's state as it is (no SYN, FIN or RST)
 //!    is rewritten from the slot's words, its timer moved and its bytes
-//!    counted; everything else (new connections, state changes, ICMP, ARP,
-//!    IPv6, FULLNAT, TUN, the SYN proxy, a packet the checks would drop)
-//!    goes through [`Dataplane::process`], which decides it exactly as
-//!    before. Frames are decided in arrival order, so an earlier frame's
+//!    counted. A qualifying frame of a connection that is not plain
+//!    (FULLNAT, TUN, the SYN proxy, NAT64's replies) goes on to step 6 with
+//!    the connection read whole (`found_other`). Everything else (new
+//!    connections, state changes, ICMP, ARP, IPv6, a packet the checks
+//!    would drop) goes through [`Dataplane::process`], which decides it
+//!    exactly as before. Frames are decided in arrival order, so an earlier frame's
 //!    effect (a connection ended, a state changed) is seen by the later
 //!    ones: the fast path re-checks the slot's generation and state when
 //!    it moves the timer and falls back to the full path if either moved.
@@ -107,7 +109,7 @@ impl Dataplane {
     #[inline]
     pub fn decide<F: Frame>(&self, cx: &Ctx, in_port: u16, frame: &mut F, r: &Rec) -> Verdict {
         if r.fast {
-            if let Some(v) = self.established(cx, frame, r) {
+            if let Some(v) = self.established(cx, in_port, frame, r) {
                 return v;
             }
         }
@@ -188,16 +190,30 @@ impl Dataplane {
     /// The fast path for a qualifying frame; None: the full path decides
     /// (nothing has been written to the frame or the table).
     #[inline(always)]
-    fn established<F: Frame>(&self, cx: &Ctx, frame: &mut F, r: &Rec) -> Option<Verdict> {
+    fn established<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        r: &Rec,
+    ) -> Option<Verdict> {
         if r.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
             return None;
         }
         let proto = if r.udp { Proto::Udp } else { Proto::Tcp };
-        let Lookup::Plain(p) =
-            self.conns
-                .lookup_plain(r.hash, proto, (r.src, r.sport), (r.dst, r.dport))
-        else {
-            return None;
+        let ev = TcpEvent {
+            ack: r.flags & TCP_ACK != 0,
+            ..TcpEvent::default()
+        };
+        let p = match self
+            .conns
+            .lookup_plain(r.hash, proto, (r.src, r.sport), (r.dst, r.dport))
+        {
+            Lookup::Plain(p) => p,
+            Lookup::Other(slot, dir) => {
+                return self.found_other(cx, in_port, frame, r, (slot, dir))
+            }
+            Lookup::Miss => return None,
         };
         let data = frame.data_mut();
         let ttl = data[ETH + 8];
@@ -208,10 +224,6 @@ impl Dataplane {
             (Forward::Nat, Dir::Out) if ttl > 1 => (Dir::Out, p.cip),
             (Forward::Dr, Dir::In) if ttl > 0 => (Dir::InOnly, p.dip),
             _ => return None,
-        };
-        let ev = TcpEvent {
-            ack: r.flags & TCP_ACK != 0,
-            ..TcpEvent::default()
         };
         if !self.conns.touch(&p, state_dir, ev, cx.now_ms, cx.timeouts) {
             return None;
@@ -224,6 +236,35 @@ impl Dataplane {
             .borrow_mut()
             .count(p.dest, p.svc, p.dir == Dir::Out, total);
         Some(self.next_hop_inline(cx, data, Ipv4Addr::from(next)))
+    }
+}
+
+impl Dataplane {
+    /// A qualifying frame of a connection that is not plain (FULLNAT, TUN,
+    /// the SYN proxy, NAT64's replies...): the full path's steps 1 to 4
+    /// would find exactly what the stages already know (a valid IPv4
+    /// TCP/UDP packet, no SYN, FIN or RST, so no `conn_reuse_mode` end, and
+    /// this connection), so it goes straight on to step 6 with the
+    /// connection read whole. None (the full path decides) if the slot no
+    /// longer holds it.
+    #[inline(never)]
+    fn found_other<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        r: &Rec,
+        found: (u32, Dir),
+    ) -> Option<Verdict> {
+        let proto = if r.udp { Proto::Udp } else { Proto::Tcp };
+        let (a, b) = (Ipv4Addr::from(r.src), Ipv4Addr::from(r.dst));
+        let key = FlowKey::v4(proto, a, r.sport, b, r.dport);
+        let (conn, dir) = self.conns.read_found(found, &key)?;
+        let ev = TcpEvent {
+            ack: r.flags & TCP_ACK != 0,
+            ..TcpEvent::default()
+        };
+        Some(self.step6(cx, in_port, frame, &conn, (dir, ev), usize::from(r.total)))
     }
 }
 

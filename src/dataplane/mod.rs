@@ -258,13 +258,8 @@ impl Dataplane {
                 Opened::Done(v) => return v,
             },
         };
-        // 6. The connection's forwarding mode, state, counts, next hop
-        // (an IPv6 connection found by an IPv4 key is NAT64's reply).
-        let v = if conn.v6.is_some() {
-            self.nat64_out(cx, in_port, frame, conn, (dir, ev))
-        } else {
-            self.forward_conn(cx, in_port, frame, conn, (dir, ev), h.total)
-        };
+        // 6. The connection's forwarding mode, state, counts, next hop.
+        let v = self.step6(cx, in_port, frame, conn, (dir, ev), h.total);
         // One-packet scheduling (kernel IP_VS_CONN_F_ONE_PACKET): the entry
         // made for this datagram is never looked up again; the kernel does
         // not hash it and expires it when the packet has gone
@@ -274,6 +269,25 @@ impl Dataplane {
             self.conns.end(conn);
         }
         v
+    }
+
+    /// Step 6 for an IPv4 packet of `conn` (an IPv6 connection found by
+    /// an IPv4 key is NAT64's reply).
+    #[inline(always)]
+    pub(super) fn step6<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+        total: usize,
+    ) -> Verdict {
+        if conn.v6.is_some() {
+            self.nat64_out(cx, in_port, frame, conn, (dir, ev))
+        } else {
+            self.forward_conn(cx, in_port, frame, conn, (dir, ev), total)
+        }
     }
 
     /// The end of every forwarded packet: the connection's state and timer

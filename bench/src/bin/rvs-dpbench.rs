@@ -5,7 +5,8 @@
 //! `prefetch_conns`, `decide`: the established fast path), or with
 //! `--path process` one by one through the full decision
 //! (`Dataplane::process`, the path every packet took before the fast
-//! path). Prints the best of `--rounds` rounds in ns per packet, as JSON.
+//! path). `--fwd` picks the real server's method (NAT, DR or FULLNAT).
+//! Prints the best of `--rounds` rounds in ns per packet, as JSON.
 //!
 //! rvs-bench's end-to-end figures move by ±5 % from run to run on a shared
 //! 2-core machine (the generator and the worker compete); this one moves by
@@ -47,6 +48,10 @@ struct Cli {
     /// then sends one SYN per flow (schedule, insert, forward).
     #[arg(long)]
     syn: bool,
+    /// The real server's forwarding method (`fullnat` adds the local
+    /// address 10.0.1.200 to the service).
+    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "fullnat"])]
+    fwd: String,
 }
 
 const DIR0: MacAddr = MacAddr([0x02, 0xd0, 0, 0, 0, 0]);
@@ -70,11 +75,19 @@ fn main() -> Result<()> {
         .max_connections(usize::from(cli.flows) * 2 + 16)
         .ports(vec![port(DIR0, "10.0.0.1/24")?, port(DIR1, "10.0.1.1/24")?])
         .build();
+    let laddrs = if cli.fwd == "fullnat" {
+        json!(["10.0.1.200"])
+    } else {
+        json!([])
+    };
     for req in [
-        r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.100","port":80,"sched":"rr"}}"#,
-        r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.11","port":80,"fwd":"nat"}}"#,
+        json!({"cmd": "add_service", "service": {"proto": "tcp", "vip": "10.0.0.100", "port": 80,
+               "sched": "rr", "laddrs": laddrs}}),
+        json!({"cmd": "add_dest", "service": {"proto": "tcp", "vip": "10.0.0.100", "port": 80},
+               "dest": {"ip": "10.0.1.11", "port": 80, "fwd": cli.fwd}}),
     ] {
-        let r = d.ctl.handle_line(req);
+        let req = req.to_string();
+        let r = d.ctl.handle_line(&req);
         if r.contains("\"error\"") {
             bail!("{req} -> {r}");
         }
@@ -169,7 +182,7 @@ fn main() -> Result<()> {
         }
         println!(
             "{}",
-            json!({"scenario": "dp_nat_new_conn_syn", "path": cli.path, "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
+            json!({"scenario": format!("dp_{}_new_conn_syn", cli.fwd), "path": cli.path, "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
         );
         return Ok(());
     }
@@ -205,7 +218,7 @@ fn main() -> Result<()> {
     }
     println!(
         "{}",
-        json!({"scenario": "dp_nat_est_64", "path": cli.path, "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
+        json!({"scenario": format!("dp_{}_est_64", cli.fwd), "path": cli.path, "flows": cli.flows, "ns_per_packet": (best * 10.0).round() / 10.0})
     );
     Ok(())
 }
