@@ -7,8 +7,10 @@
 //!    hash). A frame qualifies for the fast path when it is a plain IPv4
 //!    TCP or UDP packet to this port's MAC that the full path's own checks
 //!    (steps 1 and 3 of the module documentation: header and checksum,
-//!    fragments, sources, the transport header's bounds) would accept. The
-//!    index bucket of each qualifying flow is prefetched.
+//!    fragments, sources, the transport header's bounds) would accept; the
+//!    checksum and source checks wait for stage 3 and the frames it may
+//!    take (a SYN goes the full way, which makes them itself). The index
+//!    bucket of each flow of that shape is prefetched.
 //! 2. [`Dataplane::prefetch_conns`]: with the buckets in cache, the slots
 //!    whose entries carry each flow's tag are prefetched.
 //! 3. [`Dataplane::decide`], per frame in order: a qualifying frame of a
@@ -36,7 +38,9 @@ use crate::wire::checksum;
 /// One frame's headers, as the burst's later stages need them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rec {
-    /// Qualifies for the fast path (the fields below are set).
+    /// Has the fast path's shape (the fields below are set): a plain IPv4
+    /// TCP or UDP packet to the port's MAC, whole. The checksum and the
+    /// source are checked in stage 3, for the frames it may take.
     pub fast: bool,
     pub udp: bool,
     pub src: u32,
@@ -116,9 +120,10 @@ impl Dataplane {
         self.process(cx, in_port, frame)
     }
 
-    /// A frame's record; `fast` only if every check of the full path's
-    /// steps 1 and 3 passes (so the fast path never forwards what the
-    /// full path would drop).
+    /// A frame's record; `fast` only if the frame has the fast path's
+    /// shape. With [`Dataplane::sound`], every check of the full path's
+    /// steps 1 and 3 (so the fast path never forwards what the full path
+    /// would drop).
     #[inline(always)]
     fn record(&self, in_port: u16, d: &[u8]) -> Rec {
         let mut r = Rec::default();
@@ -159,21 +164,7 @@ impl Dataplane {
             }
             l4[13]
         };
-        let Ok(head) = <&[u8; 20]>::try_from(ip) else {
-            return r;
-        };
-        if !checksum::ipv4_header_valid(head) {
-            return r;
-        }
         let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-        let sip = Ipv4Addr::from(src);
-        if bad_source(sip) || self.router.is_broadcast(sip) {
-            return r;
-        }
-        let mac = crate::wire::MacAddr([d[6], d[7], d[8], d[9], d[10], d[11]]);
-        if !self.sane_peer_mac(mac) {
-            return r;
-        }
         r.src = src;
         r.dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         r.sport = u16::from_be_bytes([l4[0], l4[1]]);
@@ -187,6 +178,27 @@ impl Dataplane {
         r
     }
 
+    /// The rest of the full path's checks of steps 1 and 3 for a frame of
+    /// the fast path's shape: the IPv4 header checksum, a sane source
+    /// address and MAC. Made only for frames the fast path may take (not
+    /// SYN, FIN or RST): the others go through the full path, which makes
+    /// them itself.
+    #[inline(always)]
+    fn sound(&self, d: &[u8]) -> bool {
+        let Some(head) = d
+            .get(ETH..ETH + 20)
+            .and_then(|h| <&[u8; 20]>::try_from(h).ok())
+        else {
+            return false;
+        };
+        let sip = Ipv4Addr::new(head[12], head[13], head[14], head[15]);
+        let mac = crate::wire::MacAddr([d[6], d[7], d[8], d[9], d[10], d[11]]);
+        checksum::ipv4_header_valid(head)
+            && !bad_source(sip)
+            && !self.router.is_broadcast(sip)
+            && self.sane_peer_mac(mac)
+    }
+
     /// The fast path for a qualifying frame; None: the full path decides
     /// (nothing has been written to the frame or the table).
     #[inline(always)]
@@ -197,7 +209,7 @@ impl Dataplane {
         frame: &mut F,
         r: &Rec,
     ) -> Option<Verdict> {
-        if r.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 {
+        if r.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || !self.sound(frame.data()) {
             return None;
         }
         let proto = if r.udp { Proto::Udp } else { Proto::Tcp };
