@@ -33,6 +33,8 @@ fn build() -> Director {
         r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.100","port":80},"dest":{"ip":"10.0.1.12","port":80,"fwd":"nat"}}"#,
         r#"{"cmd":"add_service","service":{"proto":"udp","vip":"10.0.0.100","port":53,"sched":"rr"}}"#,
         r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.100","port":53},"dest":{"ip":"10.0.1.11","port":5353,"fwd":"nat"}}"#,
+        // A real server whose MAC is never learnt: its frames are held.
+        r#"{"cmd":"add_dest","service":{"proto":"udp","vip":"10.0.0.100","port":53},"dest":{"ip":"10.0.1.13","port":5353,"fwd":"nat"}}"#,
         r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.101","port":80,"sched":"rr"}}"#,
         r#"{"cmd":"add_dest","service":{"proto":"tcp","vip":"10.0.0.101","port":80},"dest":{"ip":"10.0.1.12","port":80,"fwd":"dr"}}"#,
         r#"{"cmd":"add_service","service":{"proto":"tcp","vip":"10.0.0.102","port":80,"sched":"rr","laddrs":["10.0.1.200"]}}"#,
@@ -276,6 +278,12 @@ fn the_burst_stages_decide_every_frame_as_the_full_path_does() {
             tx > 1000 && dropped > 100,
             "seed {seed}: tx {tx}, dropped {dropped}"
         );
+        let held = staged
+            .verdicts
+            .iter()
+            .filter(|(v, _)| matches!(v, Verdict::Hold { .. }))
+            .count();
+        assert!(held > 10, "seed {seed}: {held} frames held for ARP");
         // FULLNAT both ways and TUN were forwarded too.
         let sent = |f: &dyn Fn(&[u8]) -> bool| {
             staged
