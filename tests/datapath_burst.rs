@@ -14,15 +14,13 @@
 
 mod common;
 
-use std::cell::{Cell, RefCell};
 use std::net::Ipv4Addr;
 
 use common::rig::{director, ip, CLIENT_MAC, DIR0_MAC, DIR1_MAC, RS1_MAC, RS2_MAC};
-use rvs::dataplane::{Ctx, Rec, Stages, Verdict};
+use rvs::dataplane::{Rec, Solo, Stages, Verdict};
 use rvs::director::Director;
 use rvs::io::{Frame, VecFrame, BURST};
 use rvs::prng::Rng;
-use rvs::stats::TrafficAcc;
 use rvs::wire::{MacAddr, PacketBuilder, TcpFlags};
 
 fn build() -> Director {
@@ -163,31 +161,11 @@ struct Outcome {
 fn run(stream: &[Input], staged: bool, times: &[u64]) -> Outcome {
     let d = build();
     let dp = &d.dp;
-    let (ident, lport, update) = (Cell::new(0u16), Cell::new(0u32), Cell::new(None));
-    let traffic = RefCell::new(TrafficAcc::default());
+    let solo = Solo::new(dp);
     let mut stages = Box::<Stages>::default();
     let mut verdicts = Vec::new();
     for (chunk, &now_ms) in stream.chunks(BURST).zip(times.iter().cycle()) {
-        let services = dp.table.load();
-        let (neigh, neigh6, timeouts) = (
-            dp.neigh.snapshot(),
-            dp.neigh6.snapshot(),
-            dp.conns.timeouts(),
-        );
-        let cx = Ctx {
-            stats: &d.stats()[0],
-            ident: &ident,
-            lport: &lport,
-            worker: 0,
-            n_workers: 1,
-            now_ms,
-            services: &services,
-            timeouts: &timeouts,
-            traffic: &traffic,
-            update: &update,
-            neigh: &neigh,
-            neigh6: &neigh6,
-        };
+        let cx = solo.cx(&d.stats()[0], now_ms);
         // The worker takes one port's burst at a time.
         for port in [0u16, 1] {
             let mut frames: Vec<VecFrame> = chunk
@@ -209,7 +187,7 @@ fn run(stream: &[Input], staged: bool, times: &[u64]) -> Outcome {
                 verdicts.push((v, f.data().to_vec()));
             }
         }
-        traffic.borrow_mut().flush(dp.conns.ids());
+        solo.traffic.borrow_mut().flush(dp.conns.ids());
         dp.conns.expire(0, now_ms, usize::MAX);
     }
     let mut conns = Vec::new();
@@ -311,28 +289,8 @@ fn the_burst_stages_decide_every_frame_as_the_full_path_does() {
 fn established_frames_take_the_fast_path_and_state_changes_do_not() {
     let d = build();
     let dp = &d.dp;
-    let (ident, lport, update) = (Cell::new(0u16), Cell::new(0u32), Cell::new(None));
-    let traffic = RefCell::new(TrafficAcc::default());
-    let (services, neigh, neigh6, timeouts) = (
-        dp.table.load(),
-        dp.neigh.snapshot(),
-        dp.neigh6.snapshot(),
-        dp.conns.timeouts(),
-    );
-    let cx = |now_ms| Ctx {
-        stats: &d.stats()[0],
-        ident: &ident,
-        lport: &lport,
-        worker: 0,
-        n_workers: 1,
-        now_ms,
-        services: &services,
-        timeouts: &timeouts,
-        traffic: &traffic,
-        update: &update,
-        neigh: &neigh,
-        neigh6: &neigh6,
-    };
+    let solo = Solo::new(dp);
+    let cx = |now_ms| solo.cx(&d.stats()[0], now_ms);
     let pkt = |flags| {
         PacketBuilder::new()
             .eth(CLIENT_MAC, DIR0_MAC)

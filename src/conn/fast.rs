@@ -77,16 +77,7 @@ impl ConnTable {
     /// stage, once the buckets are in cache).
     #[inline(always)]
     pub fn prefetch_slots_hashed(&self, h: u64) {
-        let b = &self.index[h as usize & self.mask];
-        let tag = (h >> 32) as u32;
-        for e in &b.e {
-            let v = e.load(Relaxed);
-            if v != 0 && (v >> 32) as u32 == tag {
-                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
-                    crate::dpdk::prefetch(s);
-                }
-            }
-        }
+        self.prefetch_tagged(h, false);
     }
 
     /// The connection indexed under the IPv4 key, `h` its
@@ -102,60 +93,51 @@ impl ConnTable {
     ) -> Lookup {
         let found = self.find(h, |e| {
             let dir = entry_dir(e);
-            let s = self.slots().get(entry_slot(e) as usize)?;
-            for _ in 0..4 {
-                let c0 = s[W_CTL].load(Acquire);
-                if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
-                    return None;
-                }
-                let addr = s[W_ADDR].load(Relaxed);
-                let dstw = s[W_DST].load(Relaxed);
-                let kind = s[W_KIND].load(Relaxed);
-                let ids = s[W_IDS].load(Relaxed);
-                fence(Acquire);
-                let c1 = s[W_CTL].load(Relaxed);
-                if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
-                    continue;
-                }
-                let k = (kind >> 40) as u8;
-                let p = Plain {
-                    slot: entry_slot(e),
-                    gen: ctl_gen(c1),
-                    ctl: c1,
-                    dir,
-                    fwd: fwd_of(k),
-                    proto: if k & K_UDP != 0 {
-                        Proto::Udp
-                    } else {
-                        Proto::Tcp
-                    },
-                    cip: (addr >> 32) as u32,
-                    vip: addr as u32,
-                    dip: (dstw >> 32) as u32,
-                    cport: (dstw >> 16) as u16,
-                    vport: dstw as u16,
-                    dport: (kind >> 48) as u16,
-                    dest: (ids >> 32) as u32,
-                    svc: ids as u32,
+            let (c1, (addr, dstw, kind, ids)) = self.seq_read(entry_slot(e), |s| {
+                Some((
+                    s[W_ADDR].load(Relaxed),
+                    s[W_DST].load(Relaxed),
+                    s[W_KIND].load(Relaxed),
+                    s[W_IDS].load(Relaxed),
+                ))
+            })?;
+            let k = (kind >> 40) as u8;
+            let p = Plain {
+                slot: entry_slot(e),
+                gen: ctl_gen(c1),
+                ctl: c1,
+                dir,
+                fwd: fwd_of(k),
+                proto: if k & K_UDP != 0 {
+                    Proto::Udp
+                } else {
+                    Proto::Tcp
+                },
+                cip: (addr >> 32) as u32,
+                vip: addr as u32,
+                dip: (dstw >> 32) as u32,
+                cport: (dstw >> 16) as u16,
+                vport: dstw as u16,
+                dport: (kind >> 48) as u16,
+                dest: (ids >> 32) as u32,
+                svc: ids as u32,
+            };
+            let plain = k & (K_FNAT | K_SYNP | K_TEMPLATE) == 0
+                && kind & (K2_V6 | K2_64 | K2_46) == 0
+                && matches!(p.fwd, Forward::Nat | Forward::Dr);
+            // The key's match, as `ConnTable::matches` decides it for
+            // the connections it can be (a connection of another kind
+            // is matched by the full path's own lookup).
+            let hit = p.proto == proto
+                && match dir {
+                    Dir::Out => (p.dip, p.dport, p.cip, p.cport) == (src, sport, dst, dport),
+                    _ => (p.cip, p.cport, p.vip, p.vport) == (src, sport, dst, dport),
                 };
-                let plain = k & (K_FNAT | K_SYNP | K_TEMPLATE) == 0
-                    && kind & (K2_V6 | K2_64 | K2_46) == 0
-                    && matches!(p.fwd, Forward::Nat | Forward::Dr);
-                // The key's match, as `ConnTable::matches` decides it for
-                // the connections it can be (a connection of another kind
-                // is matched by the full path's own lookup).
-                let hit = p.proto == proto
-                    && match dir {
-                        Dir::Out => (p.dip, p.dport, p.cip, p.cport) == (src, sport, dst, dport),
-                        _ => (p.cip, p.cport, p.vip, p.vport) == (src, sport, dst, dport),
-                    };
-                return match (hit || !plain, plain) {
-                    (false, _) => None,
-                    (true, true) => Some(Lookup::Plain(p)),
-                    (true, false) => Some(Lookup::Other(entry_slot(e), dir)),
-                };
+            match (hit || !plain, plain) {
+                (false, _) => None,
+                (true, true) => Some(Lookup::Plain(p)),
+                (true, false) => Some(Lookup::Other(entry_slot(e), dir)),
             }
-            None
         });
         found.unwrap_or(Lookup::Miss)
     }

@@ -283,15 +283,37 @@ impl ConnTable {
         }
     }
 
-    /// A consistent snapshot of slot `id`, if it holds a live connection.
-    #[inline]
-    pub(super) fn read(&self, id: u32) -> Option<Conn<'_>> {
+    /// Slot `id`'s fields as `f` reads them, between two reads of its
+    /// control word (the seqlock): retried while the slot is being reused,
+    /// None if it holds no live connection (or `f` finds nothing). Returns
+    /// the control word the read is consistent with, and `f`'s result.
+    #[inline(always)]
+    pub(super) fn seq_read<R>(
+        &self,
+        id: u32,
+        mut f: impl FnMut(&Slot) -> Option<R>,
+    ) -> Option<(u64, R)> {
         let s = self.slots().get(id as usize)?;
         for _ in 0..4 {
             let c0 = s[W_CTL].load(Acquire);
             if ctl_flags(c0) & (F_LIVE | F_DEAD) != F_LIVE {
                 return None;
             }
+            let r = f(s)?;
+            fence(Acquire);
+            let c1 = s[W_CTL].load(Relaxed);
+            if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
+                continue;
+            }
+            return Some((c1, r));
+        }
+        None
+    }
+
+    /// A consistent snapshot of slot `id`, if it holds a live connection.
+    #[inline]
+    pub(super) fn read(&self, id: u32) -> Option<Conn<'_>> {
+        let (c1, (addr, dst, kind, ids, local, seq, v6, dip6)) = self.seq_read(id, |s| {
             let addr = s[W_ADDR].load(Relaxed);
             let dst = s[W_DST].load(Relaxed);
             let kind = s[W_KIND].load(Relaxed);
@@ -321,63 +343,58 @@ impl ConnTable {
             } else {
                 None
             };
-            fence(Acquire);
-            let c1 = s[W_CTL].load(Relaxed);
-            if ctl_gen(c1) != ctl_gen(c0) || ctl_flags(c1) & F_DEAD != 0 {
-                continue;
+            Some((addr, dst, kind, ids, local, seq, v6, dip6))
+        })?;
+        let k = (kind >> 40) as u8;
+        let v4 = |x: u64| Ipv4Addr::from(x as u32);
+        let synproxy = (k & K_SYNP != 0).then_some(if seq & SYNP_PROXIED != 0 {
+            SynProxy::Proxied(seq & ((1 << 48) - 1) & !SYNP_PROXIED)
+        } else {
+            SynProxy::Pending {
+                client_isn: seq as u32,
+                cookie: local as u32,
+                window: kind as u16,
             }
-            let k = (kind >> 40) as u8;
-            let v4 = |x: u64| Ipv4Addr::from(x as u32);
-            let synproxy = (k & K_SYNP != 0).then_some(if seq & SYNP_PROXIED != 0 {
-                SynProxy::Proxied(seq & ((1 << 48) - 1) & !SYNP_PROXIED)
+        });
+        // FULLNAT's sequence data is gone once the proxy's adjustment
+        // has taken the word.
+        let fseq = if seq & SYNP_PROXIED != 0 && k & K_SYNP != 0 {
+            0
+        } else {
+            seq
+        };
+        Some(Conn {
+            table: self,
+            slot: id,
+            gen: ctl_gen(c1),
+            ctl: c1,
+            seq,
+            proto: if k & K_UDP != 0 {
+                Proto::Udp
             } else {
-                SynProxy::Pending {
-                    client_isn: seq as u32,
-                    cookie: local as u32,
-                    window: kind as u16,
-                }
-            });
-            // FULLNAT's sequence data is gone once the proxy's adjustment
-            // has taken the word.
-            let fseq = if seq & SYNP_PROXIED != 0 && k & K_SYNP != 0 {
-                0
-            } else {
-                seq
-            };
-            return Some(Conn {
-                table: self,
-                slot: id,
-                gen: ctl_gen(c1),
-                ctl: c1,
-                seq,
-                proto: if k & K_UDP != 0 {
-                    Proto::Udp
-                } else {
-                    Proto::Tcp
-                },
-                cip: v4(addr >> 32),
-                vip: v4(addr),
-                dip: v4(dst >> 32),
-                cport: (dst >> 16) as u16,
-                vport: dst as u16,
-                dport: (kind >> 48) as u16,
-                fwd: fwd_of(k),
-                dest: (ids >> 32) as u32,
-                svc: ids as u32,
-                persistent: k & K_TEMPLATE != 0,
-                fnat: (k & K_FNAT != 0).then(|| Fnat {
-                    lip: v4(local >> 32),
-                    lport: (kind >> 16) as u16,
-                    client_addr: ca_of(k),
-                    isn: Cell::new(fseq as u32),
-                    delta: Cell::new(((fseq >> 40) & 0xff) as u32),
-                }),
-                synproxy,
-                v6,
-                dip6,
-            });
-        }
-        None
+                Proto::Tcp
+            },
+            cip: v4(addr >> 32),
+            vip: v4(addr),
+            dip: v4(dst >> 32),
+            cport: (dst >> 16) as u16,
+            vport: dst as u16,
+            dport: (kind >> 48) as u16,
+            fwd: fwd_of(k),
+            dest: (ids >> 32) as u32,
+            svc: ids as u32,
+            persistent: k & K_TEMPLATE != 0,
+            fnat: (k & K_FNAT != 0).then(|| Fnat {
+                lip: v4(local >> 32),
+                lport: (kind >> 16) as u16,
+                client_addr: ca_of(k),
+                isn: Cell::new(fseq as u32),
+                delta: Cell::new(((fseq >> 40) & 0xff) as u32),
+            }),
+            synproxy,
+            v6,
+            dip6,
+        })
     }
 
     /// Whether snapshot `c` is the connection indexed under `k` as `dir`.
@@ -488,19 +505,26 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_conn(&self, key: &FlowKey) {
         if let Some(h) = self.key_hash(key) {
-            let b = &self.index[h as usize & self.mask];
-            let tag = (h >> 32) as u32;
-            for e in &b.e {
-                let v = e.load(Relaxed);
-                if v != 0 && (v >> 32) as u32 == tag {
-                    if let Some(s) = self.slots().get(entry_slot(v) as usize) {
-                        crate::dpdk::prefetch(s);
-                    }
-                    // An IPv6 key's connection has its addresses beside.
-                    if key.src.is_ipv6() {
-                        if let Some(x) = self.ext(entry_slot(v) as usize) {
-                            crate::dpdk::prefetch(x);
-                        }
+            self.prefetch_tagged(h, key.src.is_ipv6());
+        }
+    }
+
+    /// Start loading the slots (and, `ext`, their IPv6 lines) of the
+    /// entries of hash `h`'s bucket that carry its tag.
+    #[inline(always)]
+    pub(super) fn prefetch_tagged(&self, h: u64, ext: bool) {
+        let b = &self.index[h as usize & self.mask];
+        let tag = (h >> 32) as u32;
+        for e in &b.e {
+            let v = e.load(Relaxed);
+            if v != 0 && (v >> 32) as u32 == tag {
+                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
+                    crate::dpdk::prefetch(s);
+                }
+                // An IPv6 key's connection has its addresses beside.
+                if ext {
+                    if let Some(x) = self.ext(entry_slot(v) as usize) {
+                        crate::dpdk::prefetch(x);
                     }
                 }
             }

@@ -33,6 +33,7 @@ mod local;
 mod lookup;
 mod open;
 mod service6;
+mod solo;
 mod synproxy;
 
 use std::cell::Cell;
@@ -51,6 +52,7 @@ use crate::synproxy::{CookieInfo, Established, SynKey};
 use crate::wire::{EtherType, EthernetFrame, IpProtocol};
 pub use burst::{Rec, Stages};
 use open::Opened;
+pub use solo::Solo;
 
 /// What the worker does with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

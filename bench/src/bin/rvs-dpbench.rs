@@ -14,13 +14,12 @@
 //! (`git worktree add`, build both, run them alternately).
 #![deny(unsafe_code)]
 
-use std::cell::{Cell, RefCell};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use rvs::dataplane::{Ctx, Stages, Verdict};
+use rvs::dataplane::{Solo, Stages, Verdict};
 use rvs::director::Builder;
 use rvs::io::{Frame, VecFrame, BURST};
 use rvs::neigh::PortAddr;
@@ -99,32 +98,8 @@ fn main() -> Result<()> {
     );
     d.dp.neigh.learn(rs, RS);
     d.dp.neigh.learn(client, CLIENT);
-    let (services, neigh, timeouts) = (
-        d.dp.table.load(),
-        d.dp.neigh.snapshot(),
-        d.dp.conns.timeouts(),
-    );
-    let neigh6 = d.dp.neigh6.snapshot();
-    let (ident, lport, traffic, update) = (
-        Cell::new(0u16),
-        Cell::new(0u32),
-        RefCell::new(Default::default()),
-        Cell::new(None),
-    );
-    let cx = Ctx {
-        stats: &d.stats()[0],
-        ident: &ident,
-        lport: &lport,
-        worker: 0,
-        n_workers: 1,
-        now_ms: 1,
-        services: &services,
-        timeouts: &timeouts,
-        traffic: &traffic,
-        update: &update,
-        neigh: &neigh,
-        neigh6: &neigh6,
-    };
+    let solo = Solo::new(&d.dp);
+    let cx = solo.cx(&d.stats()[0], 1);
     let pkt = |sport: u16, flags| {
         PacketBuilder::new()
             .eth(CLIENT, DIR0)
