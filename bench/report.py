@@ -87,7 +87,7 @@ def main():
     w(f"Machine: {m['cpu']}, {m['cpus']} CPUs ({m['threads_per_core']} thread/core), L2 {m['l2']}, L3 {m['l3']}, "
       f"{m['mem']} RAM, {m['kernel']}, DPDK {m['dpdk']}, {m['rustc']}. No physical NIC: virtual devices only.\n")
     w("## How it is measured\n")
-    w("- **Data path**: the real `Worker::poll_once` (rx burst on both ports, `Dataplane::process`, tx, flush, the "
+    w("- **Data path**: the real `Worker::poll_once` (rx burst on both ports, the burst's stages: classify, prefetch, the established fast path or `Dataplane::process`; tx, flush, the "
       "bounded timer-wheel expiry of each poll, the 1-ms chores) over `DpdkIo`, on core 0, clock from "
       "`rvs::clock::now_ms()` as in rvsd. Director assembled as rvsd does: `ConnTable` with one expiry wheel per worker, "
       "`Control` JSON (`add_service` tcp 10.0.0.100:80 rr, 4 NAT real servers), neighbours pre-learned (no ARP).")
