@@ -378,6 +378,8 @@ fn established_frames_take_the_fast_path_and_state_changes_do_not() {
     let (v, r, _) = go(0, &pkt(TcpFlags::FIN | TcpFlags::ACK), 6_000);
     assert!(r.fast, "it qualifies by shape");
     assert_eq!(v, Verdict::Tx(1));
-    // A client FIN in ESTABLISHED: the kernel's input table gives CLOSE_WAIT.
+    // A client FIN in ESTABLISHED: the kernel's tcp_states (ip_vs_proto_tcp.c,
+    // INPUT, fin row, sES column) gives sCW, CLOSE_WAIT, whose timeout in
+    // tcp_timeouts is 60 s.
     assert_eq!(conn(), (rvs::conn::State::CloseWait, 6_000 + 60_000));
 }

@@ -65,28 +65,15 @@ fn tcp6(
     hops: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let t = segment((src, sport), (dst, dport), flags, (1000, 0), &[], payload);
-    frame(macs, src, dst, hops, 6, &t)
-}
-
-/// A TCP segment (header, `options`, `payload`) with its checksum over the
-/// IPv6 pseudo-header, summed here.
-fn segment(
-    (src, sport): (Ipv6Addr, u16),
-    (dst, dport): (Ipv6Addr, u16),
-    flags: u8,
-    (seq, ack): (u32, u32),
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    tcp6_segment(
+    let t = tcp6_segment(
         (src, sport),
         (dst, dport),
         flags,
-        (seq, ack),
+        (1000, 0),
         8192,
-        (options, payload),
-    )
+        (&[], payload),
+    );
+    frame(macs, src, dst, hops, 6, &t)
 }
 
 const SYN: u8 = 0x02;
@@ -923,14 +910,21 @@ fn tcp6_mss(
     mss: u16,
 ) -> Vec<u8> {
     let mss_opt = [2, 4, (mss >> 8) as u8, mss as u8];
-    let t = segment((src, sport), (dst, dport), flags, (seq, ack), &mss_opt, &[]);
+    let t = tcp6_segment(
+        (src, sport),
+        (dst, dport),
+        flags,
+        (seq, ack),
+        8192,
+        (&mss_opt, &[]),
+    );
     frame(macs, src, dst, 64, 6, &t)
 }
 
 /// A client segment with sequence and acknowledgement numbers.
 fn client_seg(sport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
     let (c, v) = (v6(CLIENT), v6(VIP));
-    let t = segment((c, sport), (v, 80), flags, (seq, ack), &[], data);
+    let t = tcp6_segment((c, sport), (v, 80), flags, (seq, ack), 8192, (&[], data));
     frame((DIR0_MAC, CLIENT_MAC), c, v, 64, 6, &t)
 }
 

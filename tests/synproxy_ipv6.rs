@@ -27,26 +27,6 @@ fn v6(s: &str) -> Ipv6Addr {
 }
 
 /// A TCP segment over IPv6 with its checksum.
-#[allow(clippy::too_many_arguments)]
-fn seg6(
-    (src, sport): (Ipv6Addr, u16),
-    (dst, dport): (Ipv6Addr, u16),
-    flags: u8,
-    (seq, ack): (u32, u32),
-    window: u16,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    tcp6_segment(
-        (src, sport),
-        (dst, dport),
-        flags,
-        (seq, ack),
-        window,
-        (options, payload),
-    )
-}
-
 /// A TCP segment of a frame, checked: (src, sport, dst, dport, seq, ack,
 /// flags, window, options, payload).
 struct Seg {
@@ -132,14 +112,13 @@ fn rig(fwd: &str) -> Rig<MemIo> {
 }
 
 fn from_client(flags: u8, (seq, ack): (u32, u32), opts: &[u8], data: &[u8]) -> Vec<u8> {
-    let t = seg6(
+    let t = tcp6_segment(
         (v6(CLIENT), 41000),
         (v6(VIP), 80),
         flags,
         (seq, ack),
         1000,
-        opts,
-        data,
+        (opts, data),
     );
     frame((DIR0_MAC, CLIENT_MAC), v6(CLIENT), v6(VIP), 64, 6, &t)
 }
@@ -152,14 +131,13 @@ fn from_server(
     opts: &[u8],
     data: &[u8],
 ) -> Vec<u8> {
-    let t = seg6(
+    let t = tcp6_segment(
         (v6(RS1), 8080),
         (src_of_client, dport),
         flags,
         (seq, ack),
         2000,
-        opts,
-        data,
+        (opts, data),
     );
     frame((DIR1_MAC, RS1_MAC), v6(RS1), src_of_client, 64, 6, &t)
 }

@@ -2,7 +2,7 @@
 //! mode, the mode itself (`xmit::transmit`), ICMP errors about tracked
 //! connections, and what a mode's failure becomes.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::{Ctx, Dataplane, Verdict, ETH};
 use crate::conn::{Conn, Dir, SynProxy, TcpEvent};
@@ -30,18 +30,10 @@ impl Dataplane {
         if let Some(rip6) = conn.dip6 {
             return self.tunnel4_in_v6(cx, in_port, frame, conn, (dir, ev), (total, rip6));
         }
-        let adj = match conn.synproxy {
-            None => None,
-            Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
-            Some(SynProxy::Pending { .. }) => {
-                return self.synproxy_pending(cx, in_port, frame, conn, (dir, ev));
-            }
+        let adj = match self.synproxy_before(cx, in_port, frame, conn, (dir, ev)) {
+            Ok(adj) => adj,
+            Err(v) => return v,
         };
-        if let (Some(adj), Dir::In) = (&adj, dir) {
-            if sp::to_server(frame, adj).is_err() {
-                return Verdict::Drop(DropReason::L4Malformed);
-            }
-        }
         if conn.fwd == Forward::Local {
             // IPVS's LOCALNODE (ip_vs_null_xmit): the director's own stack
             // takes the packet unchanged, here through the receiving port's
@@ -54,18 +46,38 @@ impl Dataplane {
             Ok(next) => next,
             Err(v) => return v,
         };
-        if let (Some(adj), Dir::Out) = (&adj, dir) {
-            if sp::to_client(frame, adj).is_err() {
-                return Verdict::Drop(DropReason::L4Malformed);
-            }
+        if let Err(v) = synproxy_after(frame, &adj, dir) {
+            return v;
         }
-        let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
-            Dir::InOnly
-        } else {
-            dir
-        };
         conn.commit();
-        self.sent(cx, frame, conn, (state_dir, ev), total, next)
+        let state = (state_dir(conn, dir), ev);
+        self.sent(cx, in_port, frame, conn, state, total, IpAddr::V4(next))
+    }
+
+    /// The SYN proxy's part before a connection's mode: while its
+    /// handshake with the server is pending the proxy decides (`Err`);
+    /// afterwards a client's packet is moved into the server's sequence
+    /// space and the adjustment returned for [`synproxy_after`].
+    #[inline(always)]
+    pub(super) fn synproxy_before<F: Frame>(
+        &self,
+        cx: &Ctx,
+        in_port: u16,
+        frame: &mut F,
+        conn: &Conn,
+        (dir, ev): (Dir, TcpEvent),
+    ) -> Result<Option<SeqAdj>, Verdict> {
+        let adj = match conn.synproxy {
+            None => return Ok(None),
+            Some(SynProxy::Proxied(bits)) => SeqAdj::from_bits(bits),
+            Some(SynProxy::Pending { .. }) => {
+                return Err(self.synproxy_pending(cx, in_port, frame, conn, (dir, ev)));
+            }
+        };
+        if dir == Dir::In && sp::to_server(frame, &adj).is_err() {
+            return Err(Verdict::Drop(DropReason::L4Malformed));
+        }
+        Ok(Some(adj))
     }
 
     /// Have the connection's forwarding mode rewrite the packet; returns the
@@ -191,5 +203,32 @@ impl Dataplane {
             }
             Err(_) => Verdict::Drop(DropReason::L4Malformed),
         }
+    }
+}
+
+/// The SYN proxy's part after the mode: a server's packet (`dir` Out) is
+/// moved into the client's sequence space.
+#[inline(always)]
+pub(super) fn synproxy_after<F: Frame>(
+    frame: &mut F,
+    adj: &Option<SeqAdj>,
+    dir: Dir,
+) -> Result<(), Verdict> {
+    match (adj, dir) {
+        (Some(adj), Dir::Out) if sp::to_client(frame, adj).is_err() => {
+            Err(Verdict::Drop(DropReason::L4Malformed))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The direction a packet moves its connection's state by: DR and TUN
+/// see only the client's half of the flow (the kernel's input-only table).
+#[inline(always)]
+pub(super) fn state_dir(conn: &Conn, dir: Dir) -> Dir {
+    if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
+        Dir::InOnly
+    } else {
+        dir
     }
 }

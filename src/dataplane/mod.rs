@@ -292,20 +292,37 @@ impl Dataplane {
         }
     }
 
-    /// The end of every forwarded packet: the connection's state and timer
-    /// (`dir`, `ev`), the real server's and service's counts, and the
-    /// Ethernet header towards `next`.
+    /// The end of every forwarded packet, of either family: the
+    /// connection's state and timer (`dir`, `ev`), the real server's and
+    /// service's counts, and the Ethernet header towards `next`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub(super) fn sent<F: Frame>(
         &self,
         cx: &Ctx,
+        in_port: u16,
         frame: &mut F,
         conn: &Conn,
         (dir, ev): (Dir, TcpEvent),
         total: usize,
-        next: Ipv4Addr,
+        next: IpAddr,
     ) -> Verdict {
         self.account(cx, conn, (dir, ev), dir == Dir::Out, total);
-        self.to_next_hop(cx, frame.data_mut(), next)
+        self.next_hop_any(cx, frame.data_mut(), in_port, next)
+    }
+
+    /// The Ethernet header towards `dst`'s next hop, of either family.
+    pub(super) fn next_hop_any(
+        &self,
+        cx: &Ctx,
+        data: &mut [u8],
+        in_port: u16,
+        dst: IpAddr,
+    ) -> Verdict {
+        match dst {
+            IpAddr::V4(a) => self.to_next_hop(cx, data, a),
+            IpAddr::V6(a) => self.to_next_hop6(cx, data, in_port, a),
+        }
     }
 
     /// Fill in the Ethernet header towards `dst`'s next hop.

@@ -148,36 +148,21 @@ impl Dataplane {
             return v;
         }
         // The SYN proxy's handshake with the server, and its sequence
-        // translation around the mode (forward.rs does the same for IPv4).
-        let adj = match conn.synproxy {
-            None => None,
-            Some(SynProxy::Proxied(bits)) => Some(SeqAdj::from_bits(bits)),
-            Some(SynProxy::Pending { .. }) => {
-                return self.synproxy_pending(cx, in_port, frame, conn, (dir, ev))
-            }
+        // translation around the mode (as for IPv4, forward.rs).
+        let adj = match self.synproxy_before(cx, in_port, frame, conn, (dir, ev)) {
+            Ok(adj) => adj,
+            Err(v) => return v,
         };
-        if let (Some(adj), Dir::In) = (&adj, dir) {
-            if sp::to_server(frame, adj).is_err() {
-                return Verdict::Drop(DropReason::L4Malformed);
-            }
-        }
         let span = (h.ul.offset, h.ul.proto.0, h.end);
         let next = match self.forward6(cx, in_port, frame, conn, dir, span) {
             Ok(n) => n,
             Err(v) => return v,
         };
-        if let (Some(adj), Dir::Out) = (&adj, dir) {
-            if sp::to_client(frame, adj).is_err() {
-                return Verdict::Drop(DropReason::L4Malformed);
-            }
+        if let Err(v) = super::forward::synproxy_after(frame, &adj, dir) {
+            return v;
         }
-        let state_dir = if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
-            Dir::InOnly
-        } else {
-            dir
-        };
-        self.account(cx, conn, (state_dir, ev), dir == Dir::Out, total);
-        let v = self.to_next_hop6(cx, frame.data_mut(), in_port, next);
+        let state = (super::forward::state_dir(conn, dir), ev);
+        let v = self.sent(cx, in_port, frame, conn, state, total, IpAddr::V6(next));
         if one_packet {
             self.conns.end(conn);
         }

@@ -144,7 +144,7 @@ impl Dataplane {
             syn: true,
             ..TcpEvent::default()
         };
-        self.sent_any(cx, in_port, frame, conn, (Dir::In, syn), total, next)
+        self.sent(cx, in_port, frame, conn, (Dir::In, syn), total, next)
     }
 
     /// The real server's answer to the SYN proxy's SYN: a SYN-ACK becomes
@@ -195,7 +195,7 @@ impl Dataplane {
                     ack: true,
                     ..TcpEvent::default()
                 };
-                self.sent_any(cx, in_port, frame, conn, (Dir::In, ack), total, next)
+                self.sent(cx, in_port, frame, conn, (Dir::In, ack), total, next)
             }
             Err(sp::Reject::Refused) => {
                 cx.stats.synproxy_refused.inc();
@@ -235,30 +235,6 @@ impl Dataplane {
         let span = (40, crate::wire::ipv6::next_header::TCP, end);
         self.forward6(cx, in_port, frame, conn, dir, span)
             .map(IpAddr::V6)
-    }
-
-    /// The Ethernet header towards `dst`'s next hop, of either family.
-    fn next_hop_any(&self, cx: &Ctx, data: &mut [u8], in_port: u16, dst: IpAddr) -> Verdict {
-        match dst {
-            IpAddr::V4(a) => self.to_next_hop(cx, data, a),
-            IpAddr::V6(a) => self.to_next_hop6(cx, data, in_port, a),
-        }
-    }
-
-    /// [`Dataplane::sent`] for either family.
-    #[allow(clippy::too_many_arguments)]
-    fn sent_any<F: Frame>(
-        &self,
-        cx: &Ctx,
-        in_port: u16,
-        frame: &mut F,
-        conn: &Conn,
-        (dir, ev): (Dir, TcpEvent),
-        total: usize,
-        next: IpAddr,
-    ) -> Verdict {
-        self.account(cx, conn, (dir, ev), dir == Dir::Out, total);
-        self.next_hop_any(cx, frame.data_mut(), in_port, next)
     }
 }
 
