@@ -56,6 +56,9 @@ pub struct Worker<P: PortIo> {
     traffic: crate::stats::TrafficAcc,
     /// The burst's per-frame records (dataplane/burst.rs), reused.
     stages: Box<crate::dataplane::Stages>,
+    /// Next hops learnt from the router and the neighbour map.
+    /// (Taken out for the length of a poll, like the other cells.)
+    hops: Option<Box<crate::neigh::HopCache>>,
     twins: Twins,
 }
 
@@ -152,6 +155,7 @@ impl<P: PortIo> Worker<P> {
             lport: 0,
             traffic: Default::default(),
             stages: Box::default(),
+            hops: Some(Box::default()),
             twins: Twins::default(),
         }
     }
@@ -205,6 +209,10 @@ impl<P: PortIo> Worker<P> {
         let dp = self.dp.clone();
         let stats = self.stats.clone();
         let services = dp.table.load();
+        // The generation before the snapshot: a change in between only
+        // empties the cache again at the next poll.
+        let hops = self.hops.take().unwrap_or_default();
+        hops.sync(dp.neigh.generation());
         let neigh = dp.neigh.snapshot();
         let neigh6 = dp.neigh6.snapshot();
         let timeouts = dp.conns.timeouts();
@@ -234,6 +242,7 @@ impl<P: PortIo> Worker<P> {
                 update: &update,
                 neigh: &neigh,
                 neigh6: &neigh6,
+                hops: &hops,
             };
             // The burst's stages (dataplane/burst.rs): every frame's
             // headers read once and the connection-table lines of its flow
@@ -286,6 +295,7 @@ impl<P: PortIo> Worker<P> {
             }
         }
         self.rx = rx;
+        self.hops = Some(hops);
         self.traffic = traffic.into_inner();
         if !self.traffic.is_empty() {
             self.traffic.flush(dp.conns.ids());

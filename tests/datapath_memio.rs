@@ -450,6 +450,43 @@ fn no_available_server_and_full_table_are_counted() {
     assert_eq!(r.worker.io.take_tx(1).len(), 1);
 }
 
+/// The worker keeps each destination's next hop (port and MACs) between
+/// packets; a neighbour that answers ARP from a new MAC (a replaced NIC, a
+/// failover) must get the very next packet there, on the fast path and on
+/// the full one alike.
+#[test]
+fn a_real_server_that_moves_to_a_new_mac_gets_the_next_packet_there() {
+    let mut r = rig();
+    nat_service(&r, "rr", 1, 0);
+    r.learn_neighbours();
+    let moved = MacAddr([0x02, 0x51, 0, 0, 0, 0x99]);
+    let send = |r: &mut Rig<MemIo>, flags, sport| {
+        r.worker
+            .io
+            .push(0, &client_tcp(sport, flags, b"x", DIR0_MAC));
+        r.step(1);
+        let out = r.worker.io.take_tx(1);
+        assert_eq!(out.len(), 1, "forwarded to rs1");
+        assert_eq!(endpoints(&out[0]).2, rs1());
+        macs(&out[0]).0
+    };
+    assert_eq!(send(&mut r, TcpFlags::SYN, 40000), RS1_MAC);
+    // Established: the burst's fast path, twice (the second from the
+    // worker's cache of next hops).
+    for _ in 0..2 {
+        assert_eq!(send(&mut r, TcpFlags::ACK, 40000), RS1_MAC);
+    }
+    r.worker.io.push(1, &arp_reply_from_rs(moved, rs1()));
+    r.step(1);
+    assert_eq!(r.dp.neigh.lookup(rs1()), Some(moved));
+    assert_eq!(send(&mut r, TcpFlags::ACK, 40000), moved, "fast path");
+    assert_eq!(send(&mut r, TcpFlags::SYN, 40001), moved, "new connection");
+    // And back: the cache follows every change, not only the first.
+    r.worker.io.push(1, &arp_reply_from_rs(RS1_MAC, rs1()));
+    r.step(1);
+    assert_eq!(send(&mut r, TcpFlags::ACK, 40001), RS1_MAC);
+}
+
 #[test]
 fn unresolved_next_hop_retries_then_drops() {
     let mut r = rig();

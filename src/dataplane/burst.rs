@@ -252,10 +252,7 @@ impl Dataplane {
         // The next hop first: without a route or a known neighbour the full
         // path decides (a drop, or a frame held for ARP), and nothing may
         // have been written by then.
-        let Some((port, nexthop)) = self.router.route(Ipv4Addr::from(next)) else {
-            return Fast::No;
-        };
-        let Some(&dst_mac) = cx.neigh.get(&nexthop) else {
+        let Some((port, head)) = self.hop(cx, Ipv4Addr::from(next)) else {
             return Fast::No;
         };
         if !self.conns.touch(&p, state_dir, ev, cx.now_ms, cx.timeouts) {
@@ -268,8 +265,7 @@ impl Dataplane {
         cx.traffic
             .borrow_mut()
             .count(p.dest, p.svc, p.dir == Dir::Out, total);
-        data[0..6].copy_from_slice(&dst_mac.0);
-        data[6..12].copy_from_slice(&self.router.ports[port as usize].mac.0);
+        data[..12].copy_from_slice(&head);
         Fast::Tx(port)
     }
 }

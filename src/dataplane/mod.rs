@@ -119,6 +119,8 @@ pub struct Ctx<'a> {
     pub neigh: &'a crate::neigh::NeighMap,
     /// The IPv6 neighbour map, loaded once per poll.
     pub neigh6: &'a crate::neigh::NeighMap<std::net::Ipv6Addr>,
+    /// The worker's next hops, learnt from the router and `neigh`.
+    pub hops: &'a crate::neigh::HopCache,
     /// Set by [`Dataplane::process`] when the worker must also send a
     /// [`ClientUpdate`] (written with [`Dataplane::client_update`]).
     pub update: &'a Cell<Option<ClientUpdate>>,
@@ -335,22 +337,36 @@ impl Dataplane {
     /// stall per packet there.
     #[inline(always)]
     pub(super) fn next_hop_inline(&self, cx: &Ctx, data: &mut [u8], dst: Ipv4Addr) -> Verdict {
+        if let Some((port, head)) = self.hop(cx, dst) {
+            data[..12].copy_from_slice(&head);
+            return Verdict::Tx(port);
+        }
+        // No route, or a neighbour not known yet.
         let Some((port, nexthop)) = self.router.route(dst) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let src_mac = self.router.ports[port as usize].mac;
-        let mut eth = EthernetFrame::new_unchecked(data);
-        eth.set_src(src_mac);
-        match cx.neigh.get(&nexthop) {
-            Some(&mac) => {
-                eth.set_dst(mac);
-                Verdict::Tx(port)
-            }
-            None => Verdict::Hold {
-                port,
-                nexthop: IpAddr::V4(nexthop),
-            },
+        EthernetFrame::new_unchecked(data).set_src(self.router.ports[port as usize].mac);
+        Verdict::Hold {
+            port,
+            nexthop: IpAddr::V4(nexthop),
         }
+    }
+
+    /// The port and Ethernet header (destination, then source MAC) towards
+    /// `dst`: from the worker's cache, or routed and looked up and then
+    /// cached. None: no route, or the next hop's MAC is not known yet.
+    #[inline(always)]
+    pub(super) fn hop(&self, cx: &Ctx, dst: Ipv4Addr) -> Option<(u16, [u8; 12])> {
+        if let Some(h) = cx.hops.get(dst) {
+            return Some(h);
+        }
+        let (port, nexthop) = self.router.route(dst)?;
+        let mac = cx.neigh.get(&nexthop)?;
+        let mut head = [0; 12];
+        head[..6].copy_from_slice(&mac.0);
+        head[6..].copy_from_slice(&self.router.ports[port as usize].mac.0);
+        cx.hops.put(dst, port, head);
+        Some((port, head))
     }
 
     /// The MAC of a neighbour of either family, as learnt now.

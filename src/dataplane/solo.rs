@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{ClientUpdate, Ctx, Dataplane};
 use crate::conn::Timeouts;
-use crate::neigh::NeighMap;
+use crate::neigh::{HopCache, NeighMap};
 use crate::service::ServiceTable;
 use crate::stats::{TrafficAcc, WorkerStats};
 
@@ -18,6 +18,7 @@ pub struct Solo {
     pub lport: Cell<u32>,
     pub traffic: RefCell<TrafficAcc>,
     pub update: Cell<Option<ClientUpdate>>,
+    pub hops: HopCache,
     services: Arc<ServiceTable>,
     neigh: Arc<NeighMap>,
     neigh6: Arc<NeighMap<Ipv6Addr>>,
@@ -31,6 +32,7 @@ impl Solo {
             lport: Cell::new(0),
             traffic: RefCell::new(TrafficAcc::default()),
             update: Cell::new(None),
+            hops: HopCache::default(),
             services: dp.table.load_full(),
             neigh: Arc::clone(&dp.neigh.snapshot()),
             neigh6: Arc::clone(&dp.neigh6.snapshot()),
@@ -53,6 +55,7 @@ impl Solo {
             update: &self.update,
             neigh: &self.neigh,
             neigh6: &self.neigh6,
+            hops: &self.hops,
         }
     }
 }

@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 
+mod hops;
+pub use hops::HopCache;
+
 /// Looked up for every forwarded packet: foldhash rather than SipHash.
 /// The neighbour map as workers read it (one snapshot per poll).
 pub type NeighMap<A = Ipv4Addr> = HashMap<A, MacAddr, foldhash::fast::FixedState>;
