@@ -28,7 +28,11 @@ def targets17(r, sc, noop, mw, w):
     v, x = ns("nat_est_64", min)
     if x is not None:
         p = x["latency"]["p999_ns"]
-        rows.append((f"p99.9 service time, nat_est_64 ({x['flows']:,})", f"{p} ns", "<= 150 ns", p <= 150))
+        meas = f"{p} ns"
+        if "noop_p999_same_time_ns" in x:
+            # The machine's own tail: see "p99.9 and the machine" below.
+            meas += f" (the no-op's, same share of time: {x['noop_p999_same_time_ns']} ns)"
+        rows.append((f"p99.9 service time, nat_est_64 ({x['flows']:,})", meas, "<= 150 ns", p <= 150))
     if ("preload_nat_est_64", 2) in mw and ("preload_noop", 2) in mw:
         nat = mw[("preload_nat_est_64", 2)] / mw[("preload_nat_est_64", 1)]
         nop = mw[("preload_noop", 2)] / mw[("preload_noop", 1)]
@@ -42,6 +46,20 @@ def targets17(r, sc, noop, mw, w):
     for name, meas, goal, ok in rows:
         w(f"| {name} | {meas} | {goal} | {'yes' if ok else '**no**'} |")
     w("")
+    v, x = ns("nat_est_64", min)
+    if x is not None and "noop_p999_same_time_ns" in x:
+        irq = x.get("worker_timer_irqs_per_s")
+        w("**p99.9 and the machine.** A sample is one poll's time divided by its frames, so "
+          "anything that stops the worker (a timer interrupt, the hypervisor) delays every frame "
+          "of the poll it falls into. At a fixed rate of such stops, the share of frames they "
+          "delay is inversely proportional to the frame rate: the no-op, "
+          f"{noop / x['mpps']:.1f}x faster, shows them only beyond its p"
+          f"{100 * x['noop_p999_same_time_q']:.3f}, which is "
+          f"{x['noop_p999_same_time_ns']} ns a frame. That is the tail this machine puts in any "
+          f"scenario at nat_est_64's rate, before rvs does anything"
+          + (f" (the worker's core took {irq:.0f} local timer interrupts a second during the run)" if irq else "")
+          + ". Meeting the target needs a core without the tick (`nohz_full`, `isolcpus`), "
+          "which this VM does not have.\n")
 
 
 def sh(cmd):

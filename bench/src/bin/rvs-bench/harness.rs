@@ -320,6 +320,32 @@ pub(crate) fn noop_poll(io: &mut DpdkIo, buf: &mut Vec<Mbuf>) -> usize {
     total
 }
 
+/// Local timer interrupts taken so far by `cpu` (the `LOC` row of
+/// /proc/interrupts), if the kernel shows them. Each one stops the worker
+/// for as long as the machine takes to handle it: on a VM, a trip to the
+/// hypervisor.
+pub(crate) fn timer_irqs(cpu: usize) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/interrupts").ok()?;
+    let row = text.lines().find(|l| l.trim_start().starts_with("LOC:"))?;
+    row.split_whitespace().nth(1 + cpu)?.parse().ok()
+}
+
+/// The no-op's service time at the quantile that leaves out the same share
+/// of *time* as `q` leaves out of a scenario that ran at `mpps`: an
+/// interruption of the worker (a timer interrupt, the hypervisor) delays
+/// every frame of the poll it falls into, so at a fixed rate of
+/// interruptions the share of frames it delays is inversely proportional
+/// to the frame rate. What the machine alone puts in the scenario's tail.
+pub(crate) fn same_share_of_time(
+    noop: &Histogram<u64>,
+    noop_mpps: f64,
+    mpps: f64,
+    q: f64,
+) -> (f64, u64) {
+    let qn = 1.0 - (1.0 - q) * (mpps / noop_mpps).min(1.0);
+    (qn, noop.value_at_quantile(qn))
+}
+
 pub(crate) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram")
 }

@@ -345,13 +345,28 @@ fn main() -> Result<()> {
                 let stream = Arc::new(established_stream(&t, &rs_of, imix, 7 + flows as u64));
                 let mean = mean_len(&stream);
                 let name = if imix { "nat_est_imix" } else { "nat_est_64" };
+                let irqs = timer_irqs(WORKER_CORE);
                 let (w2, out, _) = gen_run(&rig, w, Mode::Rvs, stream.clone(), false, warm, secs);
                 w = w2;
-                scen.push(scenario(name, flows, &out, drops_json(&d, &w), mean));
+                let mut extra = drops_json(&d, &w);
+                if let (Some(a), Some(b), Value::Object(m)) =
+                    (irqs, timer_irqs(WORKER_CORE), &mut extra)
+                {
+                    // Over the warm-up and the measured seconds.
+                    let per_s = (b - a) as f64 / (warm + secs).max(1e-3);
+                    m.insert("worker_timer_irqs_per_s".into(), json!(per_s.round()));
+                }
+                scen.push(scenario(name, flows, &out, extra, mean));
                 if !imix && flows == flow_list[0] {
+                    let nat_mpps = mpps(&out);
                     let (w2, out, _) =
                         gen_run(&rig, w, Mode::Noop, stream.clone(), false, warm, secs);
                     w = w2;
+                    let (q, ns) = same_share_of_time(&out.hist, mpps(&out), nat_mpps, 0.999);
+                    if let Some(Value::Object(m)) = scen.last_mut() {
+                        m.insert("noop_p999_same_time_ns".into(), json!(ns));
+                        m.insert("noop_p999_same_time_q".into(), json!(q));
+                    }
                     scen.push(scenario("ring_noop_64", flows, &out, json!({}), mean));
                 }
                 if !imix && flows == preload_flows {
