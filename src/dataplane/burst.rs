@@ -300,8 +300,7 @@ impl Dataplane {
 }
 
 /// NAT's rewrite of a checked IPv4 packet without options (`xmit::nat`'s,
-/// in the same order of incremental checksum updates, so the bytes are
-/// the same): TTL - 1, then inbound the destination becomes the real
+/// with each checksum updated in one step, which gives the same bytes): TTL - 1, then inbound the destination becomes the real
 /// server, outbound the source becomes the VIP.
 #[inline(always)]
 fn nat_rewrite(ip: &mut [u8], udp: bool, p: &Plain) {
@@ -310,28 +309,27 @@ fn nat_rewrite(ip: &mut [u8], udp: bool, p: &Plain) {
         _ => (16, 2, p.vip, p.dip, p.vport, p.dport),
     };
     let get16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-    let mut c = get16(ip, 10);
+    // Each checksum in one fold (checksum::update32_16: the same bytes as
+    // the full path's update after update).
     let ttl = ip[8];
-    c = checksum::update16(
-        c,
+    let c = checksum::update32_16(
+        get16(ip, 10),
+        old,
+        new,
         u16::from_be_bytes([ttl, ip[9]]),
         u16::from_be_bytes([ttl - 1, ip[9]]),
     );
     ip[8] = ttl - 1;
-    c = checksum::update32(c, old, new);
     ip[addr_at..addr_at + 4].copy_from_slice(&new.to_be_bytes());
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let l4 = &mut ip[20..];
-    let (a, b) = (Ipv4Addr::from(old), Ipv4Addr::from(new));
     let at = if udp { 6 } else { 16 };
-    let mut c = get16(l4, at);
-    if udp {
-        c = checksum::udp_update_addr(c, a, b);
-        c = checksum::udp_update_port(c, old_port, new_port);
+    let c = get16(l4, at);
+    let c = if udp {
+        checksum::udp_update32_16(c, old, new, old_port, new_port)
     } else {
-        c = checksum::l4_update_addr(c, a, b);
-        c = checksum::l4_update_port(c, old_port, new_port);
-    }
+        checksum::update32_16(c, old, new, old_port, new_port)
+    };
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
     l4[port_at..port_at + 2].copy_from_slice(&new_port.to_be_bytes());
 }

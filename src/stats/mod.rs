@@ -301,19 +301,24 @@ pub struct TrafficAcc {
 }
 
 impl TrafficAcc {
-    #[inline]
+    #[inline(always)]
     fn bump(v: &mut Vec<[u64; 4]>, touched: &mut Vec<u32>, id: u32, out: bool, bytes: u64) {
         let i = id as usize;
         if i >= v.len() {
-            v.resize(i + 1, [0; 4]);
+            Self::grow(v, i);
         }
         let e = &mut v[i];
-        if *e == [0; 4] {
+        // Untouched since the last flush: no packet either way.
+        if e[0] | e[1] == 0 {
             touched.push(id);
         }
         let o = out as usize;
         e[o] += 1;
         e[2 + o] += bytes;
+    }
+    #[cold]
+    fn grow(v: &mut Vec<[u64; 4]>, i: usize) {
+        v.resize(i + 1, [0; 4]);
     }
     /// One packet of `bytes` for real server `dest` and service `svc`,
     /// inbound (client to server) or `out`.
