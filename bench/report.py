@@ -125,7 +125,8 @@ def main():
     w("- **Latency** (hdrhistogram): wall time (`Instant`) of one `poll_once` divided by the frames it "
       "received, recorded once per frame: the per-packet service time on the worker at saturation, "
       "amortised over its burst. It excludes time waiting in the RX ring (under saturation that is only ring "
-      "depth / rate), and includes the per-poll fixed costs and, once per ms, the chores (the tail).")
+      "depth / rate), and includes the per-poll fixed costs, once per ms the chores, and whatever stops the "
+      "worker's core (its timer interrupts: on this VM, most of the p99.9; see the targets of issue 17).")
     w("- **Ceilings, same core (core 0), same vdevs**: testpmd `5tswap` and `io` on a net_null pair "
       "(forwarding lcore 0, median of per-second Tx-pps of both ports), and `null_noop_dpdkio` (our `DpdkIo` "
       "rx -> tx between the same net_null pair, in process).")

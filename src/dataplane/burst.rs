@@ -300,8 +300,9 @@ impl Dataplane {
 }
 
 /// NAT's rewrite of a checked IPv4 packet without options (`xmit::nat`'s,
-/// with each checksum updated in one step, which gives the same bytes): TTL - 1, then inbound the destination becomes the real
-/// server, outbound the source becomes the VIP.
+/// with each checksum updated in one step, which gives the same bytes):
+/// TTL - 1, then inbound the destination becomes the real server,
+/// outbound the source becomes the VIP.
 #[inline(always)]
 fn nat_rewrite(ip: &mut [u8], udp: bool, p: &Plain) {
     let (addr_at, port_at, old, new, old_port, new_port) = match p.dir {
