@@ -952,6 +952,43 @@ fn fullnat_toa_goes_on_the_syn_and_the_handshake_ack_only() {
     );
 }
 
+/// The handshake's pure ACK lost before the director: the client's first
+/// data segment completes the handshake at the real server, so it carries
+/// TOA (as DPVS puts TOA on the first data packet), unless the 8 bytes
+/// would take the packet over the port's MTU. Only the first: a later
+/// segment is unchanged.
+#[test]
+fn fullnat_toa_rides_the_first_data_segment_when_the_handshake_ack_is_lost() {
+    let toa = [254u8, 8, 0x9c, 0x40, 10, 0, 0, 2]; // port 40000, 10.0.0.2
+    let get = b"GET / HTTP/1.0\r\n\r\n";
+    // The port's MTU is 1500: a 1460-byte payload fills it (20 + 20 +
+    // 1460), so 8 more bytes do not fit.
+    for (payload, fits) in [(get.to_vec(), true), (vec![b'x'; 1460], false)] {
+        let mut r = fullnat_rig("toa");
+        let syn = one(&mut r, 0, &client_seg(TcpFlags::SYN, 1000, 0, b""), 1);
+        let lport = endpoints(&syn).1;
+        one(
+            &mut r,
+            1,
+            &rs_to_lip(lport, TcpFlags::SYN | TcpFlags::ACK, 5000, 1001, &[]),
+            0,
+        );
+        let seg = |p: &[u8]| client_seg(TcpFlags::ACK | TcpFlags::PSH, 1001, 5001, p);
+        let data = one(&mut r, 0, &seg(&payload), 1);
+        let (seq, _, _, opts, got) = tcp_of(&data);
+        assert_eq!((seq, got.as_slice()), (1001, payload.as_slice()));
+        assert_checksums(&data);
+        if fits {
+            assert_eq!(opts, toa, "the first data segment carries TOA");
+        } else {
+            assert!(opts.is_empty(), "no TOA past the MTU");
+            assert_eq!(data.len(), 14 + 20 + 20 + 1460);
+        }
+        let again = one(&mut r, 0, &seg(&payload), 1);
+        assert!(tcp_of(&again).3.is_empty(), "only the first");
+    }
+}
+
 /// Every MSS option of the server's SYN-ACK is lowered, not the first
 /// only: a client keeps the last MSS option it reads.
 #[test]

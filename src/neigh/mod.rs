@@ -98,6 +98,19 @@ impl Router {
             .find_map(|(i, p)| p.gateway.map(|gw| (i as u16, gw)))
     }
 
+    /// The IP MTU of the port packets to `dst` leave on (0 without a route:
+    /// nothing may grow).
+    pub fn mtu_to(&self, dst: Ipv4Addr) -> usize {
+        self.route(dst)
+            .map_or(0, |(p, _)| usize::from(self.ports[p as usize].mtu))
+    }
+
+    /// As [`Router::mtu_to`], for an IPv6 `dst` reached from `in_port`.
+    pub fn mtu_to6(&self, dst: Ipv6Addr, in_port: u16) -> usize {
+        self.route6(dst, in_port)
+            .map_or(0, |(p, _)| usize::from(self.ports[p as usize].mtu))
+    }
+
     /// Port and next hop for an IPv6 `dst`: the port whose prefix holds
     /// it, else the port with the IPv6 gateway. A link-local destination
     /// is on the link of `in_port` (the port it came from).

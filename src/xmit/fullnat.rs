@@ -166,11 +166,16 @@ pub(crate) enum Delivery {
 /// ISN. TOA goes on the SYN and on the ACK completing the handshake (the
 /// state is still SYN_RECV then: the state machine sees the packet after
 /// the rewrite), when the header has room; PROXY v2 before the first data.
+/// If the handshake's pure ACK never reached the director, the client's
+/// first data segment completes the handshake at the server instead: it
+/// carries TOA when the packet may grow by `room` bytes (the egress port's
+/// MTU less the packet's length) without exceeding the MTU, as DPVS puts
+/// TOA on the first data packet.
 pub(crate) fn delivery(
     c: &Conn,
     f: &Fnat,
     (flags, seq, hl, payload): (crate::wire::TcpFlags, u32, usize, usize),
-    toa_len: usize,
+    (toa_len, room): (usize, usize),
 ) -> Delivery {
     let toa_fits = hl + toa_len <= 60;
     if flags.syn() && !flags.ack() {
@@ -188,7 +193,7 @@ pub(crate) fn delivery(
                 && !flags.rst()
                 && !flags.fin()
                 && seq == first
-                && payload == 0
+                && (payload == 0 || toa_len <= room)
                 && c.state() == State::SynRecv
                 && toa_fits =>
         {
@@ -251,8 +256,8 @@ pub(crate) fn to_client<T: AsRef<[u8]> + AsMut<[u8]>>(
     options_changed
 }
 
-/// Client to real server.
-pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
+/// Client to real server; `mtu`: the egress port's (see [`delivery`]).
+pub fn forward<F: Frame>(frame: &mut F, c: &Conn, mtu: usize) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
     let (cip, vip) = (c.cip, c.vip);
     let (proto, ihl, total) = rewrite_ends(frame, (f.lip, f.lport), (c.dip, c.dport))?;
@@ -263,7 +268,7 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn) -> Result<(), FnatError> {
         let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
-    match delivery(c, f, seg, TOA_LEN) {
+    match delivery(c, f, seg, (TOA_LEN, mtu.saturating_sub(total))) {
         Delivery::Toa => insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?,
         Delivery::ProxyHeader => {
             let h = pp2_header(cip, c.cport, vip, c.vport);
@@ -285,13 +290,13 @@ pub fn xmit<F: Frame>(
     frame: &mut F,
     c: &Conn,
     dir: Dir,
-    _eg: &Egress,
+    eg: &Egress,
 ) -> Result<Ipv4Addr, XmitError> {
     if super::ttl_of(frame) <= 1 {
         return Err(XmitError::TtlExceeded);
     }
     let next = match dir {
-        Dir::In => forward(frame, c).map(|_| c.dip),
+        Dir::In => forward(frame, c, eg.router.mtu_to(c.dip)).map(|_| c.dip),
         Dir::Out => reply(frame, c).map(|_| c.cip),
         Dir::InOnly => return Err(XmitError::Unsupported),
     };
