@@ -22,9 +22,9 @@
 //!    the connection read whole (`found_other`). Everything else (new
 //!    connections, state changes, ICMP, ARP, IPv6, a packet the checks
 //!    would drop) goes through [`Dataplane::process`], which decides it
-//!    exactly as before. Frames are decided in arrival order, so an earlier frame's
-//!    effect (a connection ended, a state changed) is seen by the later
-//!    ones: the fast path re-checks the slot's generation and state when
+//!    exactly as before. Frames are decided in arrival order, so an
+//!    earlier frame's effect (a connection ended, a state changed) is seen
+//!    by the later ones: the fast path re-checks the slot's generation and state when
 //!    it moves the timer and falls back to the full path if either moved.
 
 use std::net::Ipv4Addr;
@@ -77,6 +77,24 @@ impl Default for Stages {
         Stages {
             recs: [Rec::default(); BURST],
             keys: [None; BURST],
+        }
+    }
+}
+
+impl Rec {
+    fn proto(&self) -> Proto {
+        if self.udp {
+            Proto::Udp
+        } else {
+            Proto::Tcp
+        }
+    }
+    /// The packet as the state machine sees it: a stage-3 frame has no
+    /// SYN, FIN or RST.
+    fn event(&self) -> TcpEvent {
+        TcpEvent {
+            ack: self.flags & TCP_ACK != 0,
+            ..TcpEvent::default()
         }
     }
 }
@@ -226,14 +244,9 @@ impl Dataplane {
         if r.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || !self.sound(frame.data()) {
             return Fast::No;
         }
-        let proto = if r.udp { Proto::Udp } else { Proto::Tcp };
-        let ev = TcpEvent {
-            ack: r.flags & TCP_ACK != 0,
-            ..TcpEvent::default()
-        };
         let p = match self
             .conns
-            .lookup_plain(r.hash, proto, (r.src, r.sport), (r.dst, r.dport))
+            .lookup_plain(r.hash, r.proto(), (r.src, r.sport), (r.dst, r.dport))
         {
             Lookup::Plain(p) => p,
             Lookup::Other(slot, dir) => return Fast::Other(slot, dir),
@@ -255,7 +268,10 @@ impl Dataplane {
         let Some((port, head)) = self.hop(cx, Ipv4Addr::from(next)) else {
             return Fast::No;
         };
-        if !self.conns.touch(&p, state_dir, ev, cx.now_ms, cx.timeouts) {
+        if !self
+            .conns
+            .touch(&p, state_dir, r.event(), cx.now_ms, cx.timeouts)
+        {
             return Fast::No;
         }
         let total = usize::from(r.total);
@@ -287,15 +303,11 @@ impl Dataplane {
         r: &Rec,
         found: (u32, Dir),
     ) -> Option<Verdict> {
-        let proto = if r.udp { Proto::Udp } else { Proto::Tcp };
         let (a, b) = (Ipv4Addr::from(r.src), Ipv4Addr::from(r.dst));
-        let key = FlowKey::v4(proto, a, r.sport, b, r.dport);
+        let key = FlowKey::v4(r.proto(), a, r.sport, b, r.dport);
         let (conn, dir) = self.conns.read_found(found, &key)?;
-        let ev = TcpEvent {
-            ack: r.flags & TCP_ACK != 0,
-            ..TcpEvent::default()
-        };
-        Some(self.step6(cx, in_port, frame, &conn, (dir, ev), usize::from(r.total)))
+        let state = (dir, r.event());
+        Some(self.step6(cx, in_port, frame, &conn, state, usize::from(r.total)))
     }
 }
 

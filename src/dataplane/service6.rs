@@ -195,7 +195,7 @@ impl Dataplane {
                 (Ok(next), Forward::FullNat, next_header::TCP) => {
                     let l4 = ETH + off;
                     let done = if dir == Dir::In {
-                        let mtu = self.router.mtu_to6(next, in_port);
+                        let mtu = || self.router.mtu_to6(next, in_port);
                         xmit::v6::fnat_client_to_server(frame, (l4, end), conn, mtu)
                     } else {
                         xmit::v6::fnat_server_to_client(frame, l4, end, conn)
@@ -332,7 +332,7 @@ impl Dataplane {
         }
         let ident = cx.ident.get();
         cx.ident.set(ident.wrapping_add(1));
-        let mtu = self.router.mtu_to(conn.dip);
+        let mtu = || self.router.mtu_to(conn.dip);
         match xmit::nat64::to_v4(frame, h.ul.offset, h.ul.proto.0, h.end, conn, (ident, mtu)) {
             Ok(rip) => {
                 // The client-address delivery's sequence data (TOA, PROXY

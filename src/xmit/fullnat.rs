@@ -168,14 +168,15 @@ pub(crate) enum Delivery {
 /// the rewrite), when the header has room; PROXY v2 before the first data.
 /// If the handshake's pure ACK never reached the director, the client's
 /// first data segment completes the handshake at the server instead: it
-/// carries TOA when the packet may grow by `room` bytes (the egress port's
-/// MTU less the packet's length) without exceeding the MTU, as DPVS puts
-/// TOA on the first data packet.
+/// carries TOA when the packet may grow by `room()` bytes (the egress
+/// port's MTU less the packet's length; asked only then, not for every
+/// packet) without exceeding the MTU, as DPVS puts TOA on the first data
+/// packet.
 pub(crate) fn delivery(
     c: &Conn,
     f: &Fnat,
     (flags, seq, hl, payload): (crate::wire::TcpFlags, u32, usize, usize),
-    (toa_len, room): (usize, usize),
+    (toa_len, room): (usize, impl Fn() -> usize),
 ) -> Delivery {
     let toa_fits = hl + toa_len <= 60;
     if flags.syn() && !flags.ack() {
@@ -193,7 +194,7 @@ pub(crate) fn delivery(
                 && !flags.rst()
                 && !flags.fin()
                 && seq == first
-                && (payload == 0 || toa_len <= room)
+                && (payload == 0 || toa_len <= room())
                 && c.state() == State::SynRecv
                 && toa_fits =>
         {
@@ -256,8 +257,12 @@ pub(crate) fn to_client<T: AsRef<[u8]> + AsMut<[u8]>>(
     options_changed
 }
 
-/// Client to real server; `mtu`: the egress port's (see [`delivery`]).
-pub fn forward<F: Frame>(frame: &mut F, c: &Conn, mtu: usize) -> Result<(), FnatError> {
+/// Client to real server; `mtu()`: the egress port's (see [`delivery`]).
+pub fn forward<F: Frame>(
+    frame: &mut F,
+    c: &Conn,
+    mtu: impl Fn() -> usize,
+) -> Result<(), FnatError> {
     let f: &Fnat = c.fnat.as_ref().ok_or(FnatError::NotFullNat)?;
     let (cip, vip) = (c.cip, c.vip);
     let (proto, ihl, total) = rewrite_ends(frame, (f.lip, f.lport), (c.dip, c.dport))?;
@@ -268,7 +273,7 @@ pub fn forward<F: Frame>(frame: &mut F, c: &Conn, mtu: usize) -> Result<(), Fnat
         let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
-    match delivery(c, f, seg, (TOA_LEN, mtu.saturating_sub(total))) {
+    match delivery(c, f, seg, (TOA_LEN, || mtu().saturating_sub(total))) {
         Delivery::Toa => insert(frame, ihl, total, 20, &toa_option(cip, c.cport), true)?,
         Delivery::ProxyHeader => {
             let h = pp2_header(cip, c.cport, vip, c.vport);
@@ -296,7 +301,7 @@ pub fn xmit<F: Frame>(
         return Err(XmitError::TtlExceeded);
     }
     let next = match dir {
-        Dir::In => forward(frame, c, eg.router.mtu_to(c.dip)).map(|_| c.dip),
+        Dir::In => forward(frame, c, || eg.router.mtu_to(c.dip)).map(|_| c.dip),
         Dir::Out => reply(frame, c).map(|_| c.cip),
         Dir::InOnly => return Err(XmitError::Unsupported),
     };

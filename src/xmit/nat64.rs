@@ -47,15 +47,15 @@ pub(super) fn csum_at(proto: u8) -> Result<usize, XmitError> {
 
 /// Client to real server: the IPv6 packet of `frame` (its upper layer at
 /// `l4_off` of the IPv6 header, `proto` TCP or UDP, `end` its end in the
-/// frame) becomes IPv4 from the local address to the real server. `mtu`:
-/// the IPv4 egress port's (for TOA on a first data segment).
+/// frame) becomes IPv4 from the local address to the real server.
+/// `mtu()`: the IPv4 egress port's (for TOA on a first data segment).
 pub fn to_v4<F: Frame>(
     frame: &mut F,
     l4_off: usize,
     proto: u8,
     end: usize,
     c: &Conn,
-    (ident, mtu): (u16, usize),
+    (ident, mtu): (u16, impl Fn() -> usize),
 ) -> Result<Ipv4Addr, XmitError> {
     let a = c.v6.ok_or(XmitError::NoRoute)?;
     let f = c.fnat.as_ref().ok_or(XmitError::Unsupported)?;
@@ -234,7 +234,7 @@ pub(super) fn deliver_nat64<F: Frame>(
     frame: &mut F,
     c: &Conn,
     (ihl, total): (usize, usize),
-    mtu: usize,
+    mtu: impl Fn() -> usize,
 ) -> Result<(), super::fullnat::FnatError> {
     use super::fullnat::{delivery, insert, Delivery};
     use super::v6::{pp2_header_v6, toa6_option, PP2_V6_LEN, TOA6_LEN};
@@ -250,7 +250,7 @@ pub(super) fn deliver_nat64<F: Frame>(
         let t = TcpSegment::new_checked(&frame.data()[ETH + ihl..ETH + total])?;
         (t.flags(), t.seq(), t.header_len(), t.payload().len())
     };
-    match delivery(c, f, seg, (TOA6_LEN, mtu.saturating_sub(total))) {
+    match delivery(c, f, seg, (TOA6_LEN, || mtu().saturating_sub(total))) {
         Delivery::Toa => insert(frame, ihl, total, 20, &toa6_option(a.cip, c.cport), true)?,
         Delivery::ProxyHeader => {
             let h = pp2_header_v6(a.cip, c.cport, a.vip, c.vport);

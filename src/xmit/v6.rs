@@ -471,12 +471,12 @@ fn insert6<F: Frame>(
 /// the ACK completing the handshake, or the PROXY v2 header (IPv6) before
 /// the first data and the sequence shift after it, as fullnat.rs does for
 /// IPv4. `l4` is the TCP header's offset in the frame, `end` the packet's
-/// end, `mtu` the egress port's (for TOA on a first data segment).
+/// end, `mtu()` the egress port's (for TOA on a first data segment).
 pub fn fnat_client_to_server<F: Frame>(
     frame: &mut F,
     (l4, end): (usize, usize),
     c: &Conn,
-    mtu: usize,
+    mtu: impl Fn() -> usize,
 ) -> Result<(), XmitError> {
     use crate::flow::ClientAddr;
     let (Some(f), Some(a)) = (c.fnat.as_ref(), c.v6) else {
@@ -494,7 +494,7 @@ pub fn fnat_client_to_server<F: Frame>(
         c,
         f,
         seg,
-        (TOA6_LEN, mtu.saturating_sub(end.saturating_sub(ETH))),
+        (TOA6_LEN, || mtu().saturating_sub(end.saturating_sub(ETH))),
     ) {
         Delivery::Toa => {
             insert6(frame, l4, end, 20, &toa6_option(a.cip, c.cport), true)?;
