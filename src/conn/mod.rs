@@ -25,7 +25,11 @@
 //!   out, moves it on. A packet that brings the deadline *forward* (FIN,
 //!   RST) moves it to the earlier tick. Each poll does a bounded amount of
 //!   this work, so expiring millions of connections never stalls a worker.
-//! - **Free slots** form a lock-free (tagged) stack; inserts of the same
+//! - **Free slots**: each worker keeps the slots its expiry ended (up to
+//!   65,536) and a run of never-used ones, under its wheel's lock, which its
+//!   inserts and expiry take anyway; beyond those, a lock-free (tagged)
+//!   stack and a cursor shared by all. A worker that finds none of its own
+//!   and none shared takes one from another worker's. Inserts of the same
 //!   client flow are serialised by a striped lock so a flow is never
 //!   tracked twice.
 //!

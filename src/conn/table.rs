@@ -246,12 +246,60 @@ impl ConnTable {
         self.ids.services.get(id).map_or(&self.no_svc, |a| &**a)
     }
 
-    pub(super) fn alloc_slot(&self) -> Option<u32> {
+    /// A free slot for an insert by `wh`'s worker: one of its spares, the
+    /// top of the table's shared free stack, the next of its run of
+    /// never-used slots, or a new run from the cursor; in that order, so
+    /// slots are used again before new ones are touched.
+    pub(super) fn alloc_slot(&self, wh: &mut Wheel) -> Option<u32> {
+        if let Some(id) = wh.spare.pop().or_else(|| self.pop_free()) {
+            return Some(id);
+        }
+        let len = self.slots().len();
+        if let Some(id) = wh.run.next() {
+            persist::note_first_use(&self.region, id as usize, len);
+            return Some(id);
+        }
+        if self.fresh.load(Relaxed) >= len {
+            return None;
+        }
+        // Workers that race here may take the cursor past the end: every
+        // reader of it stops at the slots there are.
+        let start = self.fresh.fetch_add(FRESH_RUN as usize, Relaxed);
+        if start >= len {
+            return None;
+        }
+        wh.run = start as u32 + 1..(start + FRESH_RUN as usize).min(len) as u32;
+        persist::note_first_use(&self.region, start, len);
+        Some(start as u32)
+    }
+
+    /// A free slot another worker keeps (`alloc_slot` found none for
+    /// `worker`, yet the table is not full). Takes one wheel's lock at a
+    /// time, never two.
+    #[cold]
+    pub(super) fn steal_slot(&self, worker: usize) -> Option<u32> {
+        let len = self.slots().len();
+        self.wheels
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != worker)
+            .find_map(|(_, w)| {
+                let mut wh = w.lock();
+                wh.spare.pop().or_else(|| {
+                    let id = wh.run.next()?;
+                    persist::note_first_use(&self.region, id as usize, len);
+                    Some(id)
+                })
+            })
+    }
+
+    /// The top of the shared free stack.
+    fn pop_free(&self) -> Option<u32> {
         let mut head = self.free.load(Acquire);
         loop {
             let top = head as u32;
             if top == 0 {
-                break;
+                return None;
             }
             let next = self.slots()[top as usize - 1][W_WHEEL].load(Relaxed) >> 32;
             let new = ((head >> 32).wrapping_add(1)) << 32 | next;
@@ -259,14 +307,6 @@ impl ConnTable {
                 Ok(_) => return Some(top - 1),
                 Err(h) => head = h,
             }
-        }
-        let id = self.fresh.fetch_add(1, Relaxed);
-        if id < self.slots().len() {
-            persist::note_first_use(&self.region, id, self.slots().len());
-            Some(id as u32)
-        } else {
-            self.fresh.fetch_sub(1, Relaxed);
-            None
         }
     }
 
@@ -564,10 +604,6 @@ impl ConnTable {
             self.count.fetch_sub(1, Relaxed);
             return Err(InsertError::Full);
         }
-        let Some(id) = self.alloc_slot() else {
-            self.count.fetch_sub(1, Relaxed);
-            return Err(InsertError::Full);
-        };
         let st = if n.proto == Proto::Udp {
             State::Udp
         } else {
@@ -590,9 +626,33 @@ impl ConnTable {
         if n.synproxy.is_some() {
             kind |= K_SYNP;
         }
+        // The worker's wheel is locked from taking the slot until the timer
+        // is in: its spare slots are under the same lock.
+        let wheel = worker % self.wheels.len();
+        let mut wh = self.wheels[wheel].lock();
+        let id = match self.alloc_slot(&mut wh) {
+            Some(id) => id,
+            None => {
+                drop(wh);
+                let id = self.steal_slot(wheel);
+                wh = self.wheels[wheel].lock();
+                match id {
+                    Some(id) => id,
+                    None => {
+                        self.count.fetch_sub(1, Relaxed);
+                        return Err(InsertError::Full);
+                    }
+                }
+            }
+        };
+        // A slot taken but not filled goes back to the worker's spares.
+        let give_back = |mut wh: parking_lot::MutexGuard<'_, Wheel>| {
+            wh.spare.push(id);
+            self.count.fetch_sub(1, Relaxed);
+            Err(InsertError::MixedFamily)
+        };
         let s = &self.slots()[id as usize];
         let gen = ctl_gen(s[W_CTL].load(Relaxed)).wrapping_add(1);
-        let wheel = worker % self.wheels.len();
         // Readers that still hold the old generation see DEAD or a new
         // generation from here on; the fields follow, then the live word.
         s[W_CTL].store(ctl(gen, F_DEAD, 0), Relaxed);
@@ -601,7 +661,7 @@ impl ConnTable {
             Addrs::V4 { cip, vip, dip, lip } => (cip, vip, dip, lip, 0),
             Addrs::V6(x) => {
                 let Some(e) = self.ext(id as usize) else {
-                    return Err(InsertError::MixedFamily);
+                    return give_back(wh);
                 };
                 for (at, v) in [(X_CIP, x[0]), (X_VIP, x[1]), (X_DIP, x[2]), (X_LIP, x[3])] {
                     e.set_addr(at, v);
@@ -610,7 +670,7 @@ impl ConnTable {
             }
             Addrs::V4in6 { cip, vip, dip } => {
                 let Some(e) = self.ext(id as usize) else {
-                    return Err(InsertError::MixedFamily);
+                    return give_back(wh);
                 };
                 for (at, v) in [(X_CIP, 0), (X_VIP, 0), (X_DIP, dip), (X_LIP, 0)] {
                     e.set_addr(at, v);
@@ -619,7 +679,7 @@ impl ConnTable {
             }
             Addrs::Nat64 { cip, vip, dip, lip } => {
                 let Some(e) = self.ext(id as usize) else {
-                    return Err(InsertError::MixedFamily);
+                    return give_back(wh);
                 };
                 for (at, v) in [(X_CIP, cip), (X_VIP, vip), (X_DIP, 0), (X_LIP, 0)] {
                     e.set_addr(at, v);
@@ -648,7 +708,6 @@ impl ConnTable {
         };
         s[W_SEQ].store((gen as u64) << 48 | seq, Relaxed);
         {
-            let mut wh = self.wheels[wheel].lock();
             // A wheel no worker has run yet (connections taken over or
             // synced before the workers start) begins at now, not at the
             // first deadline it is given: later, earlier deadlines would
@@ -656,6 +715,7 @@ impl ConnTable {
             wh.cursor.get_or_insert(tick_of(now_ms));
             let t = wh.push(id, tick_of(deadline));
             s[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
+            drop(wh);
         }
         s[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
         // Account before the connection is visible, so a reply on another
@@ -693,6 +753,12 @@ impl ConnTable {
     /// mark it dead (exactly once), release the real server's count and the
     /// template, unlink its keys and free the slot.
     pub(super) fn kill(&self, id: u32, gen: u16) -> bool {
+        self.kill_to(id, gen, None)
+    }
+
+    /// [`ConnTable::kill`], giving the slot to `spare` (the expiring
+    /// worker's own free slots) while it has room.
+    pub(super) fn kill_to(&self, id: u32, gen: u16, spare: Option<&mut Vec<u32>>) -> bool {
         let s = &self.slots()[id as usize];
         let w = &s[W_CTL];
         let mut cur = w.load(Relaxed);
@@ -729,7 +795,10 @@ impl ConnTable {
                 t.controlled.fetch_sub(1, Relaxed);
             }
         }
-        self.free_slot(id);
+        match spare {
+            Some(v) if v.len() < SPARE_KEEP => v.push(id),
+            _ => self.free_slot(id),
+        }
         self.count.fetch_sub(1, Relaxed);
         true
     }
@@ -813,7 +882,7 @@ impl ConnTable {
                 }
                 let dt = tick_of(ctl_deadline(c));
                 if !tick_before(cursor, dt) {
-                    if self.kill(id, ctl_gen(c)) {
+                    if self.kill_to(id, ctl_gen(c), Some(&mut wh.spare)) {
                         ended += 1;
                     }
                 } else {

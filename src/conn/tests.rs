@@ -324,6 +324,48 @@ fn full_table_rejects_and_counts_stay_bounded() {
     assert!(c.id().0 < 2);
 }
 
+#[test]
+fn a_worker_reuses_the_slots_its_expiry_freed_and_lends_them_when_short() {
+    // A table whose region holds exactly `max` slots, all in one run.
+    let n = ConnTable::new(8, 2).slots().len();
+    let (t, d, s) = table(n, 2);
+    assert_eq!(t.slots().len(), n);
+    assert!(n > 8 && n <= FRESH_RUN as usize, "{n} slots");
+    let conn = |cport: u16| new_conn([192, 0, 2, 1], cport, Forward::Nat, &d, &s);
+    // Worker 0's first insert takes the run of every never-used slot.
+    let first = t.insert(conn(1), 0, 0).unwrap().slot;
+    // Worker 1 has none of its own and none shared: it borrows them.
+    for p in 2..=n as u16 {
+        t.insert(conn(p), 0, 1).unwrap();
+    }
+    assert_eq!(t.len(), n);
+    assert_eq!(t.insert(conn(999), 0, 1).err(), Some(InsertError::Full));
+    assert_eq!(counts(&d), (0, n as u32));
+    // Worker 0's expiry keeps the slot it freed for worker 0's next insert;
+    // the shared stack stays empty.
+    let later = 1_000_000;
+    assert_eq!(t.expire(0, later, usize::MAX), 1);
+    assert_eq!(t.free.load(Relaxed) as u32, 0);
+    assert_eq!(t.insert(conn(1000), later, 0).unwrap().slot, first);
+    assert_eq!(t.expire(0, 2 * later, usize::MAX), 1);
+    // Worker 1's expiry keeps its own. Worker 0 uses its one spare, then,
+    // with the shared stack empty and no slot never used, borrows those.
+    assert_eq!(t.expire(1, 2 * later, usize::MAX), n - 1);
+    assert!(t.is_empty());
+    assert_eq!(t.free.load(Relaxed) as u32, 0);
+    let mut slots: Vec<u32> = (0..n as u16)
+        .map(|p| t.insert(conn(2000 + p), 2 * later, 0).unwrap().slot)
+        .collect();
+    assert_eq!(
+        t.insert(conn(999), 2 * later, 1).err(),
+        Some(InsertError::Full)
+    );
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "no slot handed out twice");
+    assert_eq!(counts(&d), (0, n as u32));
+}
+
 /// An IPv6 NAT connection: client 2001:db8::c:cport -> [2001:db8::100]:80,
 /// real server [2001:db8:1::11]:8080.
 fn new_conn6(cport: u16, fwd: Forward, d: &DestState, s: &ServiceState) -> NewConn {
