@@ -57,6 +57,7 @@ use crate::live::{DestState, Ids, ServiceState};
 pub use state::{Dir, State, TcpEvent, Timeouts};
 
 mod fast;
+mod free;
 mod index;
 mod keys;
 mod persist;
