@@ -69,6 +69,7 @@ impl ConnTable {
         }
     }
 
+    /// Push slot `id` on the shared free stack.
     pub(super) fn free_slot(&self, id: u32) {
         let w = &self.slots()[id as usize][W_WHEEL];
         let mut head = self.free.load(Relaxed);
