@@ -506,7 +506,24 @@ impl ConnTable {
     /// The timer is armed (`now_ms` + the timeout of its initial state)
     /// before the connection becomes visible, so an expiry on another
     /// worker can never end it before its first packet is handled.
+    ///
+    /// The real server's ActiveConn/InActConn count it (the kernel's
+    /// `ip_vs_bind_dest`, for scheduled and synced connections alike); the
+    /// Conns statistic does not: the scheduling path counts that
+    /// ([`ConnTable::insert_new`]), as the kernel's `ip_vs_conn_stats` is
+    /// called from `ip_vs_schedule`, not for a backup's synced connections.
     pub fn insert(&self, n: NewConn, now_ms: u64, worker: usize) -> Result<Conn<'_>, InsertError> {
+        self.insert_new(n, now_ms, worker).map(|(c, _)| c)
+    }
+
+    /// [`ConnTable::insert`], and whether the connection is new (false:
+    /// another worker added the same client flow first).
+    pub fn insert_new(
+        &self,
+        n: NewConn,
+        now_ms: u64,
+        worker: usize,
+    ) -> Result<(Conn<'_>, bool), InsertError> {
         let (kin, kout, a) = Self::keys_of(&n)?;
         let hin = self.hash_any(&kin);
         // The reply key's bucket is known only now (the scheduler chose the
@@ -521,7 +538,7 @@ impl ConnTable {
             let c = self.read(entry_slot(e))?;
             (entry_dir(e) == Dir::In && Self::matches_any(&c, &kin, Dir::In)).then_some(c)
         }) {
-            return Ok(c);
+            return Ok((c, false));
         }
         if self.count.fetch_add(1, Relaxed) >= self.max {
             self.count.fetch_sub(1, Relaxed);
@@ -667,9 +684,7 @@ impl ConnTable {
             self.kill(id, gen);
             return Err(InsertError::Full);
         }
-        d.traffic.conns.fetch_add(1, Relaxed);
-        self.svc_state(n.svc).traffic.conns.fetch_add(1, Relaxed);
-        self.read(id).ok_or(InsertError::Full)
+        self.read(id).map(|c| (c, true)).ok_or(InsertError::Full)
     }
 
     /// End the connection in slot `id` if it still has generation `gen`:

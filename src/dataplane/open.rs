@@ -3,6 +3,7 @@
 //! takes a local address, and the connection is inserted.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::lookup::Ipv4Head;
@@ -142,13 +143,19 @@ impl Dataplane {
                 .ok_or(DropReason::LaddrExhausted)?;
             c = c.with_fnat(lip, lport, svc.conf.client_addr);
         }
-        let c = self
+        let (c, new) = self
             .conns
-            .insert(c, cx.now_ms, cx.worker as usize)
+            .insert_new(c, cx.now_ms, cx.worker as usize)
             .map_err(|e| match e {
                 InsertError::Full => DropReason::ConnTableFull,
                 InsertError::MixedFamily => DropReason::ProtoUnsupported,
             })?;
+        if new {
+            // The Conns statistic, as the kernel's ip_vs_conn_stats at the
+            // end of ip_vs_schedule (synced connections are not counted).
+            d.state.traffic.conns.fetch_add(1, Relaxed);
+            svc.state.traffic.conns.fetch_add(1, Relaxed);
+        }
         cx.stats.conns_created.inc();
         Ok(c)
     }

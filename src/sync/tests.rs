@@ -285,6 +285,15 @@ fn master_entry_to_backup_connection() {
     assert_eq!(c.fwd, Forward::Nat);
     assert_eq!(c.dest().active.load(Relaxed), 1);
     assert_eq!(c.dest().inactive.load(Relaxed), 0);
+    // Not in the Conns statistic: the kernel's ip_vs_proc_conn makes the
+    // connection with ip_vs_conn_new and never calls ip_vs_conn_stats
+    // (ip_vs_schedule does, for the connections a director schedules).
+    let t = b.table.load();
+    let svc = t
+        .find(Proto::Tcp, "10.0.0.100".parse().unwrap(), 80)
+        .unwrap();
+    assert_eq!(c.dest().traffic.conns.load(Relaxed), 0);
+    assert_eq!(svc.state.traffic.conns.load(Relaxed), 0);
     // The reply key is there too (NAT replies pass the director).
     let out = FlowKey::v4(
         Proto::Tcp,
