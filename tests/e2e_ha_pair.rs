@@ -35,10 +35,11 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::capture::Capture;
+use common::download::Paused;
 use common::ipvs;
 use common::load::{Load, LoadSpec, Report};
 use common::topo::{
-    curl_from, describe, ip, ns_exec, ns_exec_ok, offloads_off, Rvsd, SecondNs, Topology, RVSD_BIN,
+    curl_from, ip, ns_exec, ns_exec_ok, offloads_off, Rvsd, SecondNs, Topology, RVSD_BIN,
 };
 use serde_json::{json, Value};
 
@@ -47,12 +48,6 @@ const DR_CLIENT: &str = "10.0.1.2";
 const A_IP: &str = "10.0.1.1";
 const B_IP: &str = "10.0.1.3";
 const BOUND: Duration = Duration::from_secs(40);
-/// The slow download's client port (found in the connection tables).
-/// Below both the kernel's ephemeral range (32768-60999), which the load's
-/// connections draw from, and load.py's fresh range (10000-32767): a load
-/// connection holding the port (or its TIME_WAIT) made curl's bind fail,
-/// and the download never started.
-const DOWNLOAD_PORT: u16 = 9100;
 
 /// After B entered BACKUP: wait until B's kernel was handed at least six
 /// frames through its twin and more than B's master-down interval (3 x
@@ -525,8 +520,9 @@ fn pair(how: Failover) {
 
     // Traffic across the failover: a stream of new connections and two
     // keep-alive connections (load.py), a held idle connection, and a
-    // download slowed to about 10 s (at 5 s, a loaded CI machine once saw
-    // it finish before A had synced it and the held connection to B).
+    // download paused after its first 8 KB until the failover is over
+    // (common::download: a rate-limited one, over by the clock, once
+    // finished before A had synced it to B on a loaded CI machine).
     let mut load = Load::start(
         &topo,
         &LoadSpec {
@@ -542,16 +538,7 @@ fn pair(how: Failover) {
         },
     );
     let mut held = Held::open(&topo, VIP);
-    let download = Command::new("ip")
-        .args(["netns", "exec", &topo.client_ns(), "curl", "-sS"])
-        .args(["--limit-rate", "10k", "--max-time", "90", "--local-port"])
-        .arg(DOWNLOAD_PORT.to_string())
-        .args(["-o", "/dev/null", "-w", "%{size_download} %{http_code}"])
-        .arg(format!("http://{VIP}/big"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn curl");
+    let download = Paused::start(&topo.client_ns(), VIP, "/big");
     let dest = wait_for(
         "the held connection on A",
         || a.rvsadm_ok(&["-L", "-c", "-n"]),
@@ -561,7 +548,7 @@ fn pair(how: Failover) {
         "the held connection and the download synced to B",
         || b.rvsadm_ok(&["-L", "-c", "-n"]) + &b.rvsadm_ok(&["-L", "--daemon", "--json"]),
         || {
-            conn_dest(&b, DR_CLIENT, DOWNLOAD_PORT)?;
+            conn_dest(&b, DR_CLIENT, download.port)?;
             conn_dest(&b, DR_CLIENT, held.port)
         },
     );
@@ -628,13 +615,24 @@ fn pair(how: Failover) {
     );
     // It went through B: A is dead (crash) or no longer owns the VIP and
     // the client's neighbour entry names B's port (switchover).
-    // The download completes, whole.
-    let out = download.wait_with_output().expect("curl");
+    // The download completes, whole, and its end (the client's FIN) is
+    // seen by B: the rest of it went through B.
+    let dl_port = download.port;
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "102400 200",
-        "download across the failover: {}",
-        describe(&out)
+        download.finish(),
+        (200, 102400),
+        "download across the failover"
+    );
+    wait_for(
+        "B to see the download's FIN",
+        || b.rvsadm_ok(&["-L", "-c", "-n"]),
+        || {
+            let want = format!("{DR_CLIENT}:{dl_port} ");
+            b.rvsadm_ok(&["-L", "-c", "-n"])
+                .lines()
+                .any(|x| x.contains(&want) && !x.contains("ESTABLISHED"))
+                .then_some(())
+        },
     );
     // New connections are served by B.
     let body = curl_from(&topo.client_ns(), &format!("http://{VIP}/")).expect("VIP through B");

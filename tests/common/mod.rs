@@ -3,6 +3,7 @@
 
 pub mod bird;
 pub mod capture;
+pub mod download;
 pub mod ipvs;
 pub mod load;
 pub mod pcap;

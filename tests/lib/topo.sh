@@ -117,8 +117,6 @@ http {
         root $dir/www;
         location = / { try_files /index.html =404; }
         location = /big { default_type application/octet-stream; }
-        # /big sent at 20 KB/s by the server: on the wire for about 5 s.
-        location = /slow { alias $dir/www/big; default_type application/octet-stream; limit_rate 20k; }
     }
     # For FULLNAT's PROXY protocol: answers with the client address the
     # PROXY v2 header announced, and logs it.
