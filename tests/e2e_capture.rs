@@ -42,7 +42,6 @@ fn dpdk_dumpcap_captures_a_running_rvsd() {
             &format!("--file-prefix={prefix}"),
             "-i",
             "net_af_packet0",
-            "-q",
             "-w",
         ])
         .arg(&file)
@@ -51,15 +50,34 @@ fn dpdk_dumpcap_captures_a_running_rvsd() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("dpdk-dumpcap");
-    // Readiness: dumpcap creates its output file once capturing.
-    let end = Instant::now() + Duration::from_secs(20);
-    while !file.exists() {
-        if let Ok(Some(st)) = dumpcap.try_wait() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(dumpcap.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("dpdk-dumpcap exited ({st}): {err}");
+    // Readiness: dumpcap prints "Packets captured:" once rvsd has enabled
+    // the capture (app/dumpcap/main.c: after enable_pdump()); its output
+    // file exists earlier, before the request. A thread drains its stderr
+    // (the count it keeps printing must never fill the pipe).
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut err = dumpcap.stderr.take().unwrap();
+    let sink = said.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        assert!(Instant::now() < end, "dpdk-dumpcap did not start");
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    while !said.lock().unwrap().contains("Packets captured:") {
+        if let Ok(Some(st)) = dumpcap.try_wait() {
+            panic!("dpdk-dumpcap exited ({st}): {}", said.lock().unwrap());
+        }
+        assert!(
+            Instant::now() < end,
+            "dpdk-dumpcap did not start: {}",
+            said.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for _ in 0..4 {

@@ -164,7 +164,8 @@ fn a_crashed_real_server_costs_no_request_once_the_health_check_removes_it() {
 
     // rs1 crashes: nginx master and workers SIGKILLed; its kernel now
     // refuses connections to port 80 and has closed the established ones.
-    let p_detect = load.mark();
+    // The detection phase, from the crash to the removal.
+    load.mark();
     kill_all_in(&topo.rs_ns(1));
     wait_for(
         "the health check to remove rs1",
@@ -208,9 +209,11 @@ fn a_crashed_real_server_costs_no_request_once_the_health_check_removes_it() {
         let errs = Report::held_errors(h);
         if h["server"] == "rs2" {
             assert_eq!(errs, 0, "a connection held to rs2 failed: {h}");
-            for p in [0, p_detect, p_after] {
-                assert!(h["ok"][p].as_u64().unwrap() > 0, "phase {p}: {h}");
-            }
+            // The detection phase lasts only until the checker acts (under
+            // a second): a starved client may make no exchange in it; no
+            // error in it is what counts (above).
+            let ok = |p: usize| h["ok"][p].as_u64().unwrap();
+            assert!(ok(0) > 0 && ok(p_after) > 0, "{h}");
         } else {
             assert!(
                 errs > 0,

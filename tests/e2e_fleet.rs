@@ -297,7 +297,13 @@ fn fleet(mode: &str) {
         },
     );
     // The held connections: spread over the three by the router's hash.
-    let held = live_on(&directors.iter().collect::<Vec<_>>());
+    let all: Vec<&Rvsd> = directors.iter().collect();
+    wait_until(
+        "every held connection live on a director",
+        Duration::from_secs(30),
+        || live_on(&all).len() == HELD,
+    );
+    let held = live_on(&all);
     assert_eq!(held.len(), HELD, "held connections seen by the directors");
     let spread: Vec<BTreeSet<u64>> = directors.iter().map(live).collect();
     let counts: Vec<usize> = spread.iter().map(BTreeSet::len).collect();
@@ -390,7 +396,26 @@ fn fleet(mode: &str) {
         || live(&directors[2]).is_empty(),
     );
     let p_end = load.mark();
-    std::thread::sleep(Duration::from_secs(1));
+    // Readiness for the last phase: load.py's new connections reach the
+    // two directors left (their services schedule them).
+    let scheduled = || -> u64 {
+        directors[..2]
+            .iter()
+            .map(|d| {
+                d.rvsadm_ok(&["-L", "-n", "--stats", "--exact"])
+                    .lines()
+                    .find(|x| x.starts_with(&format!("TCP  {VIP}:80")))
+                    .and_then(|x| x.split_whitespace().nth(2)?.parse().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = scheduled();
+    wait_until(
+        "new connections in the last phase",
+        Duration::from_secs(30),
+        || scheduled() >= before + 5,
+    );
     let report = load.finish();
     eprintln!("{}", report.summary());
 

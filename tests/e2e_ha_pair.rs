@@ -93,26 +93,6 @@ fn second_director(topo: &Topology) -> SecondNs {
     d
 }
 
-/// nginx's default keep-alive timeout (75 s) instead of the topology's
-/// 5 s: a keep-alive request caught in the failover window reaches the
-/// server after TCP's backoff (retries at 0.2, 0.6, 1.4, 3, 6.2 s), and a
-/// 5 s idle timeout would have closed the connection by then. That would
-/// be the server's doing, not the director's.
-fn nginx_default_keepalive(topo: &Topology) {
-    for rs in ["rs1", "rs2"] {
-        let conf = topo.state_dir.join(rs).join("nginx.conf");
-        let text = std::fs::read_to_string(&conf).unwrap();
-        assert!(text.contains("keepalive_timeout 5s;"), "{text}");
-        std::fs::write(
-            &conf,
-            text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
-        )
-        .unwrap();
-        topo.nginx_stop(rs);
-        topo.nginx_start(rs);
-    }
-}
-
 /// A director's namespace settings for a pair on one segment: the kernel
 /// answers ARP only on the interface that has the address (mgmt0 shares
 /// the twin's subnet), and the af_packet veth end is not a second path
@@ -407,7 +387,7 @@ fn a_keepalived_pair_survives_the_master_crashing_without_losing_a_connection() 
 
 fn pair(how: Failover) {
     let topo = Topology::up_unique_mode("dr");
-    nginx_default_keepalive(&topo);
+    topo.nginx_default_keepalive();
     let b_dir = second_director(&topo);
     director_sysctls(&topo.lb_ns(), "lb1");
     director_sysctls(&b_dir.ns, "l1");
@@ -530,7 +510,7 @@ fn pair(how: Failover) {
             held: 2,
             held_interval_ms: 200,
             pace_ms: 20,
-            timeout_s: 10.0,
+            timeout_s: 30.0,
             duration_s: 150.0,
             vip: VIP,
             client_ip: DR_CLIENT,
@@ -811,7 +791,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
     const NAT_VIP: &str = "10.0.0.100";
     const GW: &str = "10.0.1.254";
     let topo = Topology::up_unique();
-    nginx_default_keepalive(&topo);
+    topo.nginx_default_keepalive();
     for rs in ["rs1", "rs2"] {
         // The real servers' gateway is the floating address.
         ns_exec_ok(
@@ -918,7 +898,7 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
             held: 2,
             held_interval_ms: 200,
             pace_ms: 20,
-            timeout_s: 10.0,
+            timeout_s: 30.0,
             duration_s: 150.0,
             vip: NAT_VIP,
             client_ip: "10.0.0.2",
@@ -986,8 +966,14 @@ fn a_keepalived_nat_pair_survives_the_master_crashing_without_losing_a_connectio
         report.failures("new", failing),
         report.summary()
     );
+    // As in the DR crash: A syncs a connection once it is ESTABLISHED, on
+    // its next scan (SCAN_MS, 200 ms), so the one new connection load.py
+    // had in flight when A died may be on A only; in NAT its replies need
+    // the entry too. At most that one, started before the crash and failed
+    // after it, is spared (kernel IPVS loses it as well).
+    let at_crash = (report.failures("new", failing - 1) - report.err("new", failing - 1)).min(1);
     let (_, failed) = report.total("new");
-    assert_eq!(failed, 0, "{}", report.summary());
+    assert_eq!(failed - at_crash, 0, "{}", report.summary());
     assert!(report.ok("new", after) > 0, "{}", report.summary());
     for h in report.held() {
         let errs = Report::held_errors(h);

@@ -115,6 +115,8 @@ fn sources(rvsd: &Rvsd) -> BTreeSet<String> {
 #[test]
 fn held_connections_and_a_download_survive_a_restart_and_a_crash() {
     let topo = Topology::up_unique();
+    // The held keep-alive connection idles across each restart.
+    topo.nginx_default_keepalive();
     let mut cfg = topo.default_config();
     let file = topo.state_dir.join("conns");
     cfg["conn_table_file"] = json!(file);

@@ -84,6 +84,21 @@ fn total(socket: &Path, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in {s}"))
 }
 
+/// Waits until the director's received count stops moving for 300 ms
+/// (at most 30 s, a hang guard): the flood's frames are all decided.
+fn drained(socket: &Path) {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = total(socket, "rx_packets");
+    loop {
+        thread::sleep(Duration::from_millis(300));
+        let now = total(socket, "rx_packets");
+        if now == last || std::time::Instant::now() > end {
+            return;
+        }
+        last = now;
+    }
+}
+
 fn table_count(socket: &Path) -> u64 {
     ctl(socket, r#"{"cmd":"stats"}"#)["conn_table"]["count"]
         .as_u64()
@@ -153,7 +168,7 @@ fn a_spoofed_syn_flood_leaves_the_table_and_memory_flat_and_clients_served() {
         "only {during} requests completed during the flood"
     );
     // Let the answers drain, then look.
-    thread::sleep(Duration::from_millis(500));
+    drained(&sock);
     let answered = total(&sock, "synproxy_syn_answered") - answered0;
     assert!(
         answered >= n / 2,
@@ -178,7 +193,7 @@ fn a_spoofed_syn_flood_leaves_the_table_and_memory_flat_and_clients_served() {
     // to its bound, and no further.
     rvsd.rvsadm_ok(&["-E", "-t", vs, "-s", "rr"]);
     let n = sent(flood(&topo, FLOOD, 60));
-    thread::sleep(Duration::from_millis(500));
+    drained(&sock);
     let count = table_count(&sock);
     assert!(
         count <= MAX_CONNS,

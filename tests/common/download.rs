@@ -9,7 +9,8 @@
 //! reads to the end; every window update and ACK from then on goes
 //! through whichever director holds the VIP. A rate-limited curl did the
 //! same by time, and a loaded CI machine once saw it finish before the
-//! event it was meant to span.
+//! event it was meant to span. (The topology's nginx waits up to its
+//! `send_timeout`, 300 s, for the window to open.)
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

@@ -351,6 +351,28 @@ impl Topology {
         c
     }
 
+    /// nginx's default keep-alive timeout (75 s) instead of the topology's
+    /// 5 s, on both real servers (restarted). For a test that holds a
+    /// keep-alive connection idle across an event: a failover (a request
+    /// caught in its window reaches the server after TCP's backoff,
+    /// retries at 0.2, 0.6, 1.4, 3, 6.2 s) or rvsd's restart, slow on a
+    /// loaded machine. A 5 s idle timeout could close the connection first,
+    /// which would be the server's doing, not the director's.
+    pub fn nginx_default_keepalive(&self) {
+        for rs in ["rs1", "rs2"] {
+            let conf = self.state_dir.join(rs).join("nginx.conf");
+            let text = std::fs::read_to_string(&conf).unwrap();
+            assert!(text.contains("keepalive_timeout 5s;"), "{text}");
+            std::fs::write(
+                &conf,
+                text.replace("keepalive_timeout 5s;", "keepalive_timeout 75s;"),
+            )
+            .unwrap();
+            self.nginx_stop(rs);
+            self.nginx_start(rs);
+        }
+    }
+
     /// Stops nginx on "rs1" or "rs2" and waits until it no longer listens.
     pub fn nginx_stop(&self, rs: &str) {
         self.topo_cmd(&["nginx-stop", &self.name, rs]);

@@ -112,6 +112,9 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     keepalive_timeout 5s;
+    # A paused download (tests/common/download.rs) waits with its window
+    # closed; nginx's default 60 s would end it on a very slow machine.
+    send_timeout 300s;
     server {
         listen $listen;
         root $dir/www;
