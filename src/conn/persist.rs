@@ -404,15 +404,15 @@ fn read_region(w: &[AtomicU64]) -> Result<Previous, PersistError> {
     let mut table = ConnTable::on_region(copy, n, 1, Arc::new(Ids::default()), false);
     match lines {
         Some(at) => {
-            for (line, from) in table.ext.iter().zip(w[at..at + 8 * n].chunks_exact(8)) {
-                for (a, b) in line.w.iter().zip(from) {
+            if let Some(lines) = &table.ext {
+                for (a, b) in lines.words().iter().zip(&w[at..at + 8 * n]) {
                     a.store(b.load(Relaxed), Relaxed);
                 }
             }
         }
         // No lines: IPv6 connections are not carried (read() skips a
         // slot marked IPv6 without its line).
-        None => table.ext = Box::new([]),
+        None => table.ext = None,
     }
     table.fresh.store(n, Relaxed);
     Ok(Previous { table, epoch_ms })

@@ -114,11 +114,7 @@ pub(super) type Slot = [AtomicU64; 8];
 /// client, virtual, real-server and local address, two words each (high,
 /// low). Written before the slot's control word makes the connection live
 /// and never changed while it is, so the slot's seqlock covers it.
-#[derive(bytemuck::Zeroable)]
-#[repr(C, align(64))]
-pub(super) struct Ext6 {
-    pub(super) w: [AtomicU64; 8],
-}
+pub(super) type Ext6 = [AtomicU64; 8];
 
 pub(super) const X_CIP: usize = 0;
 pub(super) const X_VIP: usize = 2;

@@ -19,11 +19,12 @@ pub struct ConnTable {
     pub(super) region: crate::sys::Region,
     pub(super) index: Box<[Bucket]>,
     /// IPv6 connections' addresses, one line per slot ([`Ext6`]): reserved
-    /// for every slot, faulted in only where IPv6 connections use it (an
-    /// IPv4 connection never touches its line). Empty when the lines are
-    /// in the region (`ext_at`), and for a previous table read out of a
-    /// file without them: its IPv6 connections are not carried.
-    pub(super) ext: Box<[Ext6]>,
+    /// for every slot (an anonymous mapping of zero pages), faulted in only
+    /// where IPv6 connections use it (an IPv4 connection never touches its
+    /// line). None when the lines are in the region (`ext_at`), and for a
+    /// previous table read out of a file without them: its IPv6
+    /// connections are not carried.
+    pub(super) ext: Option<crate::sys::Region>,
     /// The word of the region where the slots' IPv6 lines start, after
     /// the slots (a table file with `conn_table_ipv6`: they outlive the
     /// process with the slots); 0: they are `ext`.
@@ -95,30 +96,39 @@ impl ConnTable {
     ) -> ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
-        let index: Box<[Bucket]> = bytemuck::allocation::zeroed_slice_box(buckets);
-        // Zeroed pages from the kernel, not touched here; one line per
-        // slot the region holds (a file-backed region has more than `max`).
+        // The index on huge pages: advised before anything touches it (an
+        // over-aligned zeroed allocation is written with zeros by the
+        // allocator, which used to fault it all in as 4 KiB pages first:
+        // a TLB miss on most lookups at 10 M connections).
+        let mut index: Vec<Bucket> = Vec::with_capacity(buckets);
+        crate::dpdk::advise_hugepages(index.spare_capacity_mut());
+        index.resize_with(buckets, bytemuck::Zeroable::zeroed);
+        let index = index.into_boxed_slice();
+        // One line per slot the region holds (a file-backed region has
+        // more than `max`): zero pages of an anonymous mapping, faulted in
+        // by the IPv6 connections that write them.
         let room = region.words().len().saturating_sub(persist::HEADER_WORDS) / 8;
-        let (n_slots, ext_at, ext): (usize, usize, Box<[Ext6]>) = if ext_in_region {
+        let (n_slots, ext_at, ext) = if ext_in_region {
             let n = room / 2;
-            (n, persist::HEADER_WORDS + 8 * n, Box::new([]))
+            (n, persist::HEADER_WORDS + 8 * n, None)
         } else {
-            (
-                room,
-                0,
-                bytemuck::allocation::zeroed_slice_box(room.max(max)),
-            )
+            let len = room.max(max) * std::mem::size_of::<Ext6>();
+            let lines = crate::sys::Region::anonymous(len)
+                .unwrap_or_else(|e| panic!("IPv6 lines of {max} connections: {e}"));
+            (room, 0, Some(lines))
         };
         persist::write_header(&region, max, ext_at);
         // Ask for huge pages, then fault everything in now rather than on
         // the first packets.
         crate::dpdk::advise_hugepages(region.words());
-        crate::dpdk::advise_hugepages(&index);
+        // A store, not `fetch_or(0)`: LLVM lowers an idempotent atomic
+        // read-modify-write to a fence and a load, and a load only maps the
+        // shared zero page (the slots were then faulted in by the first
+        // inserts, one page fault each on the packet path). The value
+        // stored is the one there: a previous table's file keeps its
+        // contents, and nothing else uses the region yet.
         for w in region.words().iter().step_by(512) {
-            w.fetch_or(0, Relaxed);
-        }
-        for b in index.iter().step_by(64) {
-            b.overflow.store(0, Relaxed);
+            w.store(w.load(Relaxed), Relaxed);
         }
         use std::hash::BuildHasher;
         let rs = foldhash::fast::RandomState::default();
@@ -222,7 +232,7 @@ impl ConnTable {
     #[inline]
     pub(super) fn ext(&self, id: usize) -> Option<&[AtomicU64; 8]> {
         if self.ext_at == 0 {
-            return self.ext.get(id).map(|e| &e.w);
+            return self.ext.as_ref()?.words().as_chunks::<8>().0.get(id);
         }
         let at = self.ext_at + 8 * id;
         self.region.words().get(at..at + 8)?.try_into().ok()
