@@ -261,10 +261,75 @@ fn ops(sizes: &[usize], lookups: usize) -> Value {
             "miss_mops": misses.len() as f64 / miss_s / 1e6,
             "footprint_bytes": t.footprint(),
         });
+        let footprint = t.footprint();
+        drop(t);
+        let mut r = r;
+        let (one, burst) = gather(footprint, lookups, &mut rng);
+        r["ceiling_ns"] = json!(one);
+        r["ceiling_burst_ns"] = json!(burst);
         eprintln!("{r}");
         out.push(r);
     }
     json!({"ops": out})
+}
+
+/// One cache line of [`gather`]'s memory.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line([u64; 8]);
+
+/// The machine's ceiling for a lookup at this table size: as many bytes as
+/// the table, on the same (transparent huge) pages, and per lookup two
+/// dependent random line reads (the first line names the second, as an
+/// index bucket names a slot), with no table logic at all. Returns ns per
+/// lookup one at a time, and 32 at a time with both rounds prefetched as
+/// the worker's stages do. The table's lookups cannot beat these here:
+/// what they add to them is the table's, the rest is the memory's (and, on
+/// a VM, its nested page walks).
+fn gather(bytes: usize, lookups: usize, rng: &mut Rng) -> (f64, f64) {
+    use rvs::dpdk::prefetch;
+    let lines = (bytes / 64).max(64);
+    // Advised before the first touch, as the table's memory is.
+    let mut mem: Vec<Line> = Vec::with_capacity(lines);
+    rvs::dpdk::advise_hugepages(mem.spare_capacity_mut());
+    mem.resize(lines, Line([0; 8]));
+    for l in mem.iter_mut() {
+        l.0[0] = rng.below(lines) as u64;
+        l.0[1] = 1;
+    }
+    let starts: Vec<u32> = (0..lookups.min(4_000_000))
+        .map(|_| rng.below(lines) as u32)
+        .collect();
+    let mut sum = 0u64;
+    let t = Instant::now();
+    let mut done = 0;
+    while done < lookups {
+        for &s in &starts {
+            let next = mem[s as usize].0[0] as usize;
+            sum += mem[next].0[1];
+        }
+        done += starts.len();
+    }
+    let one = t.elapsed().as_secs_f64() * 1e9 / done as f64;
+    let t = Instant::now();
+    let mut done_b = 0;
+    let mut next = [0usize; 32];
+    while done_b < lookups {
+        for b in starts.chunks(32) {
+            b.iter().for_each(|&s| prefetch(&mem[s as usize]));
+            for (n, &s) in next.iter_mut().zip(b) {
+                *n = mem[s as usize].0[0] as usize;
+                prefetch(&mem[*n]);
+            }
+            for &n in &next[..b.len()] {
+                sum += mem[n].0[1];
+            }
+        }
+        done_b += starts.len();
+    }
+    let burst = t.elapsed().as_secs_f64() * 1e9 / done_b as f64;
+    assert_eq!(sum as usize, done + done_b, "every line read");
+    (one, burst)
 }
 
 fn memory(n: usize) -> Value {
