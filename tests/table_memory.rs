@@ -8,16 +8,16 @@
 
 use rvs::conn::ConnTable;
 
+/// Resident bytes of this process (`/proc/self/statm`'s second field, in
+/// 4 KiB pages on x86_64).
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .expect("VmRSS in /proc/self/status")
-        * 1024
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .expect("resident pages in statm");
+    pages * 4096
 }
 
 #[test]
