@@ -96,14 +96,8 @@ impl ConnTable {
     ) -> ConnTable {
         // Two keys per connection at most; keep the index under ~70 % full.
         let buckets = ((2 * max).div_ceil(5)).next_power_of_two().max(64);
-        // The index on huge pages: advised before anything touches it (an
-        // over-aligned zeroed allocation is written with zeros by the
-        // allocator, which used to fault it all in as 4 KiB pages first:
-        // a TLB miss on most lookups at 10 M connections).
-        let mut index: Vec<Bucket> = Vec::with_capacity(buckets);
-        crate::dpdk::advise_hugepages(index.spare_capacity_mut());
-        index.resize_with(buckets, bytemuck::Zeroable::zeroed);
-        let index = index.into_boxed_slice();
+        // On huge pages: on 4 KiB ones most lookups at 10 M miss the TLB.
+        let index: Box<[Bucket]> = crate::dpdk::zeroed_on_hugepages(buckets);
         // One line per slot the region holds (a file-backed region has
         // more than `max`): zero pages of an anonymous mapping, faulted in
         // by the IPv6 connections that write them.

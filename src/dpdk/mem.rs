@@ -21,6 +21,17 @@ pub fn advise_hugepages<T>(s: &[T]) -> bool {
     unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) == 0 }
 }
 
+/// `n` zeroed `T`s on transparent huge pages where the kernel allows:
+/// advised before the first touch. (An over-aligned zeroed allocation is
+/// written with zeros by the allocator, which faults it all in as 4 KiB
+/// pages before any advice could apply.)
+pub fn zeroed_on_hugepages<T: bytemuck::Zeroable>(n: usize) -> Box<[T]> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    advise_hugepages(v.spare_capacity_mut());
+    v.resize_with(n, T::zeroed);
+    v.into_boxed_slice()
+}
+
 /// Hint the CPU to bring the cache line holding `r` into L1 (the packet
 /// loop uses it for a whole burst's connection-table lines before it needs
 /// them). Never faults; a no-op off x86_64.

@@ -20,7 +20,7 @@ mod ring;
 
 pub use io::DpdkIo;
 pub use mbuf::Mbuf;
-pub use mem::{advise_hugepages, prefetch};
+pub use mem::{advise_hugepages, prefetch, zeroed_on_hugepages};
 pub use mempool::Mempool;
 pub use port::{Port, PortInfo};
 pub use ring::MbufRing;

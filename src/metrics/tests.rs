@@ -1,6 +1,10 @@
 use super::*;
 use crate::control::from_reply;
 use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Render from `list` and `stats` answers as the socket sends them.
 fn render_json(list: &Value, stats: &Value) -> String {

@@ -274,8 +274,8 @@ fn ops(sizes: &[usize], lookups: usize) -> Value {
 }
 
 /// One cache line of [`gather`]'s memory.
-#[derive(Clone, Copy)]
-#[repr(align(64))]
+#[derive(Clone, Copy, bytemuck::Zeroable)]
+#[repr(C, align(64))]
 struct Line([u64; 8]);
 
 /// The machine's ceiling for a lookup at this table size: as many bytes as
@@ -289,10 +289,8 @@ struct Line([u64; 8]);
 fn gather(bytes: usize, lookups: usize, rng: &mut Rng) -> (f64, f64) {
     use rvs::dpdk::prefetch;
     let lines = (bytes / 64).max(64);
-    // Advised before the first touch, as the table's memory is.
-    let mut mem: Vec<Line> = Vec::with_capacity(lines);
-    rvs::dpdk::advise_hugepages(mem.spare_capacity_mut());
-    mem.resize(lines, Line([0; 8]));
+    // On huge pages, as the table's index is.
+    let mut mem: Box<[Line]> = rvs::dpdk::zeroed_on_hugepages(lines);
     for l in mem.iter_mut() {
         l.0[0] = rng.below(lines) as u64;
         l.0[1] = 1;
