@@ -37,6 +37,7 @@ fn rvs_bench_quick_produces_sane_json() {
     }
     for want in [
         "nat_new_conn_syn",
+        "nat_first_ack_64",
         "nat_est_64",
         "nat_est_imix",
         "ring_noop_64",
@@ -62,6 +63,11 @@ fn rvs_bench_quick_produces_sane_json() {
             assert_eq!(s["drops"], serde_json::json!({}), "no drops: {s}");
             assert_eq!(s["tx_dropped"], 0, "{s}");
             assert!(s["latency"]["p50_ns"].as_u64().unwrap() > 0, "{s}");
+        }
+        if name == "nat_first_ack_64" || name == "nat_est_64" {
+            // Every flow's handshake completed before the established
+            // traffic: all its connections count in ActiveConn.
+            assert_eq!(s["active_conns"], s["conns"], "{s}");
         }
         if name.starts_with("nat6_") {
             // The smallest IPv6 TCP frame: 14 + 40 + 20 bytes.
@@ -98,7 +104,13 @@ fn rvs_tablebench_quick_produces_sane_json() {
     let ops = ops["ops"].as_array().expect("ops");
     assert_eq!(ops.len(), 2);
     for o in ops {
-        for k in ["lookup_mops", "insert_mops", "miss_mops", "fill_mops"] {
+        for k in [
+            "lookup_mops",
+            "insert_mops",
+            "miss_mops",
+            "fill_mops",
+            "lookup_plain_burst_ns",
+        ] {
             let v = o[k].as_f64().unwrap_or(0.0);
             assert!(v > 0.0 && v.is_finite(), "{k}: {o}");
         }

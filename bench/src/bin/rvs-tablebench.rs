@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use rvs::flow::FlowKey;
 
-use rvs::conn::{ConnTable, Dir, NewConn, State, TcpEvent, Timeouts};
+use rvs::conn::{ConnTable, Dir, Lookup, NewConn, State, TcpEvent, Timeouts};
 use rvs::flow::{Forward, Proto};
 use rvs::service::{DestState, ServiceState};
 
@@ -239,6 +239,38 @@ fn ops(sizes: &[usize], lookups: usize) -> Value {
         }
         let burst_s = t2b.elapsed().as_secs_f64();
         assert_eq!(found, done + done_b, "every live key is found");
+        // The worker's own fast path: each key hashed once, its bucket
+        // then its slot prefetched for the burst, then read as a plain
+        // connection (`lookup_plain`, no `Conn` built).
+        let plain_keys: Vec<(u32, u16)> = probes
+            .iter()
+            .map(|k| match k.src {
+                IpAddr::V4(a) => (u32::from(a), k.sport),
+                IpAddr::V6(_) => unreachable!("IPv4 keys"),
+            })
+            .collect();
+        let vip = u32::from(Ipv4Addr::new(10, 0, 0, 100));
+        let t2p = Instant::now();
+        let (mut done_p, mut found_p) = (0, 0usize);
+        let mut hs = [0u64; 32];
+        while done_p < lookups {
+            for b in plain_keys.chunks(32) {
+                for (h, &(src, sport)) in hs.iter_mut().zip(b) {
+                    *h = t.hash4(Proto::Tcp, src, sport, vip, 80);
+                    t.prefetch_hashed(*h);
+                }
+                hs.iter()
+                    .take(b.len())
+                    .for_each(|&h| t.prefetch_slots_hashed(h));
+                for (&h, &(src, sport)) in hs.iter().zip(b) {
+                    let l = t.lookup_plain(h, Proto::Tcp, (src, sport), (vip, 80));
+                    found_p += matches!(l, Lookup::Plain(_)) as usize;
+                }
+            }
+            done_p += plain_keys.len();
+        }
+        let plain_s = t2p.elapsed().as_secs_f64();
+        assert_eq!(found_p, done_p, "every live key is found plain");
         // Misses: keys never inserted.
         let misses: Vec<FlowKey> = (0..probes.len())
             .map(|i| key(n + extra + i, Proto::Tcp))
@@ -258,6 +290,7 @@ fn ops(sizes: &[usize], lookups: usize) -> Value {
             "lookup_mops": done as f64 / look_s / 1e6,
             "lookup_ns": look_s * 1e9 / done as f64,
             "lookup_burst_ns": burst_s * 1e9 / done_b as f64,
+            "lookup_plain_burst_ns": plain_s * 1e9 / done_p as f64,
             "miss_mops": misses.len() as f64 / miss_s / 1e6,
             "footprint_bytes": t.footprint(),
         });

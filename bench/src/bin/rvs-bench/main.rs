@@ -159,7 +159,18 @@ fn drops_of(d: &Director) -> serde_json::Map<String, Value> {
 }
 
 fn drops_json(d: &Director, w: &Worker<DpdkIo>) -> Value {
-    json!({"drops": drops_of(d), "tx_dropped": w.io.tx_dropped(), "conns": d.dp.conns.len()})
+    json!({"drops": drops_of(d), "tx_dropped": w.io.tx_dropped(), "conns": d.dp.conns.len(),
+           "active_conns": active_conns(d)})
+}
+
+/// ActiveConn summed over the real servers: the connections in
+/// ESTABLISHED (a handshake still open counts in InActConn).
+fn active_conns(d: &Director) -> u64 {
+    let ids = d.dp.conns.ids();
+    (0..ids.dests.len() as u32)
+        .filter_map(|i| ids.dests.get(i))
+        .map(|x| u64::from(x.active.load(std::sync::atomic::Ordering::Relaxed)))
+        .sum()
 }
 
 /// Run testpmd on a net_null pair, forwarding on core 0; median of the
@@ -338,6 +349,26 @@ fn main() -> Result<()> {
             if conns < flows {
                 notes.push(format!("{flows} flows: only {conns} connections created"));
             }
+            // Each flow's handshake completed: its first ACK, once, in
+            // random order. The established scenarios below then see
+            // established connections at every count (at 10 M flows a run
+            // of a few seconds would otherwise see mostly first ACKs, each
+            // a state change the full path makes).
+            let acks: Vec<Pkt> = (0..flows).map(|f| t.client(f, 0)).collect();
+            let (w, out) = first_acks(&rig, w, acks, flows);
+            scen.push(scenario(
+                "nat_first_ack_64",
+                flows,
+                &out,
+                drops_json(&d, &w),
+                60.0,
+            ));
+            let active = active_conns(&d);
+            if active < conns as u64 {
+                notes.push(format!(
+                    "{flows} flows: only {active} of {conns} connections established"
+                ));
+            }
             let rs_of = servers_of(&d, flows);
             let setup_secs = t0.elapsed().as_secs_f64();
             let mut w = w;
@@ -507,6 +538,8 @@ fn main() -> Result<()> {
             extra(&w),
             60.0,
         ));
+        let acks: Vec<Pkt> = (0..flows).map(|f| t.client(f, 0)).collect();
+        let (w, _) = first_acks(&rig, w, acks, flows);
         let rs_of = servers_of(&d, flows);
         let stream = Arc::new(established_stream(&t, &rs_of, false, 7 + flows as u64));
         let mean = mean_len(&stream);
@@ -550,6 +583,19 @@ fn rss_mb() -> u64 {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
         / 1024
+}
+
+/// Every flow's first ACK (`acks`, one per flow), sent once in random
+/// order: the handshakes the SYN phase began, completed.
+fn first_acks<const H: usize>(
+    rig: &Rig,
+    w: Worker<DpdkIo>,
+    mut acks: Vec<Pkt<H>>,
+    flows: usize,
+) -> (Worker<DpdkIo>, RunOut) {
+    shuffle(&mut acks, &mut Rng(flows as u64 ^ 0xac));
+    let (w, out, _) = gen_run(rig, w, Mode::Rvs, Arc::new(acks), true, 0.0, 600.0);
+    (w, out)
 }
 
 /// Which real server each of the first `flows` flows went to (rr), as a
@@ -629,6 +675,8 @@ fn nat6_runs(
             "{flows} IPv6 flows: only {conns} connections created"
         ));
     }
+    let acks: Vec<Pkt6> = (0..flows).map(|f| t6.client(f)).collect();
+    let (w, _) = first_acks(rig, w, acks, flows);
     let rs_of = servers6_of(&d, flows);
     let stream = Arc::new(established_stream6(t6, &rs_of, 7 + flows as u64));
     let mean = mean_len(&stream);
