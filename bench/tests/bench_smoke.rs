@@ -110,6 +110,7 @@ fn rvs_tablebench_quick_produces_sane_json() {
             "miss_mops",
             "fill_mops",
             "lookup_plain_burst_ns",
+            "dependent_access_ns",
         ] {
             let v = o[k].as_f64().unwrap_or(0.0);
             assert!(v > 0.0 && v.is_finite(), "{k}: {o}");

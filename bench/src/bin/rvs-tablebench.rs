@@ -297,9 +297,10 @@ fn ops(sizes: &[usize], lookups: usize) -> Value {
         let footprint = t.footprint();
         drop(t);
         let mut r = r;
-        let (one, burst) = gather(footprint, lookups, &mut rng);
+        let (one, burst, dep) = gather(footprint, lookups, &mut rng);
         r["ceiling_ns"] = json!(one);
         r["ceiling_burst_ns"] = json!(burst);
+        r["dependent_access_ns"] = json!(dep);
         eprintln!("{r}");
         out.push(r);
     }
@@ -316,10 +317,11 @@ struct Line([u64; 8]);
 /// dependent random line reads (the first line names the second, as an
 /// index bucket names a slot), with no table logic at all. Returns ns per
 /// lookup one at a time, and 32 at a time with both rounds prefetched as
-/// the worker's stages do. The table's lookups cannot beat these here:
+/// the worker's stages do, and the latency of one access that nothing
+/// overlaps ([`chase`]). The table's lookups cannot beat these here:
 /// what they add to them is the table's, the rest is the memory's (and, on
 /// a VM, its nested page walks).
-fn gather(bytes: usize, lookups: usize, rng: &mut Rng) -> (f64, f64) {
+fn gather(bytes: usize, lookups: usize, rng: &mut Rng) -> (f64, f64, f64) {
     use rvs::dpdk::prefetch;
     let lines = (bytes / 64).max(64);
     // On huge pages, as the table's index is.
@@ -360,7 +362,32 @@ fn gather(bytes: usize, lookups: usize, rng: &mut Rng) -> (f64, f64) {
     }
     let burst = t.elapsed().as_secs_f64() * 1e9 / done_b as f64;
     assert_eq!(sum as usize, done + done_b, "every line read");
-    (one, burst)
+    (one, burst, chase(&mut mem, rng))
+}
+
+/// The latency of one random access to `mem`: a pointer chase (each line
+/// names the next, all in one cycle, Sattolo's shuffle) where nothing
+/// overlaps. What one miss costs here: the memory's latency and, once
+/// the lines spread over more pages than the TLB maps, the page walk.
+fn chase(mem: &mut [Line], rng: &mut Rng) -> f64 {
+    for (i, l) in mem.iter_mut().enumerate() {
+        l.0[2] = i as u64;
+    }
+    for i in (1..mem.len()).rev() {
+        let j = rng.below(i);
+        let (a, b) = (mem[i].0[2], mem[j].0[2]);
+        mem[i].0[2] = b;
+        mem[j].0[2] = a;
+    }
+    let steps = 2_000_000;
+    let mut at = 0usize;
+    let t = Instant::now();
+    for _ in 0..steps {
+        at = mem[at].0[2] as usize;
+    }
+    let ns = t.elapsed().as_secs_f64() * 1e9 / steps as f64;
+    std::hint::black_box(at);
+    ns
 }
 
 fn memory(n: usize) -> Value {
