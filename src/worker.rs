@@ -249,7 +249,7 @@ impl<P: PortIo> Worker<P> {
             // brought in (index buckets, then slots), then each frame
             // decided in order.
             dp.classify(port, &rx, &mut self.stages);
-            dp.prefetch_conns(n, &self.stages);
+            dp.prefetch_conns(n, &mut self.stages);
             for (i, mut f) in rx.drain(..).enumerate() {
                 let st = cx.stats;
                 st.rx_packets.inc();

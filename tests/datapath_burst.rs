@@ -175,7 +175,7 @@ fn run(stream: &[Input], staged: bool, times: &[u64]) -> Outcome {
                 .collect();
             if staged {
                 dp.classify(port, &frames, &mut stages);
-                dp.prefetch_conns(frames.len(), &stages);
+                dp.prefetch_conns(frames.len(), &mut stages);
             }
             for (i, f) in frames.iter_mut().enumerate() {
                 let r = if staged {
@@ -304,7 +304,7 @@ fn established_frames_take_the_fast_path_and_state_changes_do_not() {
     let mut go = |port: u16, bytes: &[u8], now| {
         let mut f = [VecFrame::from_bytes(bytes)];
         dp.classify(port, &f, &mut stages);
-        dp.prefetch_conns(1, &stages);
+        dp.prefetch_conns(1, &mut stages);
         let r = stages.recs[0];
         (
             dp.decide(&cx(now), port, &mut f[0], &r),

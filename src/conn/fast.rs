@@ -74,72 +74,132 @@ impl ConnTable {
     }
 
     /// Start loading the slots whose index entries carry `h`'s tag (second
-    /// stage, once the buckets are in cache).
+    /// stage, once the buckets are in cache); the first such entry, for
+    /// [`ConnTable::lookup_plain_from`] (0: none).
     #[inline(always)]
-    pub fn prefetch_slots_hashed(&self, h: u64) {
-        self.prefetch_tagged(h, false);
+    pub fn prefetch_slots_hashed(&self, h: u64) -> u64 {
+        self.prefetch_tagged(h, false)
+    }
+
+    /// Start loading the slots (and, `ext`, their IPv6 lines) of the
+    /// entries of hash `h`'s bucket that carry its tag; the first such
+    /// entry (0: none).
+    #[inline(always)]
+    pub(super) fn prefetch_tagged(&self, h: u64, ext: bool) -> u64 {
+        let b = &self.index[h as usize & self.mask];
+        let tag = (h >> 32) as u32;
+        let mut first = 0;
+        for e in &b.e {
+            let v = e.load(Relaxed);
+            if v != 0 && (v >> 32) as u32 == tag {
+                if first == 0 {
+                    first = v;
+                }
+                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
+                    crate::dpdk::prefetch(s);
+                }
+                // An IPv6 key's connection has its addresses beside.
+                if ext {
+                    if let Some(x) = self.ext(entry_slot(v) as usize) {
+                        crate::dpdk::prefetch(x);
+                    }
+                }
+            }
+        }
+        first
     }
 
     /// The connection indexed under the IPv4 key, `h` its
     /// [`ConnTable::hash4`], read from the slot's words (seqlock, as
     /// [`ConnTable::lookup`] reads).
     #[inline(always)]
-    pub fn lookup_plain(
+    pub fn lookup_plain(&self, h: u64, proto: Proto, src: (u32, u16), dst: (u32, u16)) -> Lookup {
+        self.lookup_plain_from(0, h, proto, src, dst)
+    }
+
+    /// [`ConnTable::lookup_plain`], trying first the index entry `hint`
+    /// that [`ConnTable::prefetch_slots_hashed`] found for `h` (0: none):
+    /// the first entry under `h`'s tag, which a bucket scan would try
+    /// first too. The entry is read as the scan would read it (the slot
+    /// under its seqlock, the key matched), so a hint gone stale since
+    /// (its connection ended, its slot reused) answers nothing and the
+    /// bucket is scanned.
+    #[inline(always)]
+    pub fn lookup_plain_from(
         &self,
+        hint: u64,
         h: u64,
+        proto: Proto,
+        src: (u32, u16),
+        dst: (u32, u16),
+    ) -> Lookup {
+        if hint != 0 && (hint >> 32) as u32 == (h >> 32) as u32 {
+            if let Some(l) = self.plain_at(hint, proto, src, dst) {
+                return l;
+            }
+        }
+        let found = self.find(h, |e| self.plain_at(e, proto, src, dst));
+        found.unwrap_or(Lookup::Miss)
+    }
+
+    /// What index entry `e` (under the key's tag) answers for the key:
+    /// its plain connection if the key is its, another connection's slot
+    /// for the full path to match, or None (the key is not this
+    /// connection's, or the slot no longer holds a live one).
+    #[inline(always)]
+    fn plain_at(
+        &self,
+        e: u64,
         proto: Proto,
         (src, sport): (u32, u16),
         (dst, dport): (u32, u16),
-    ) -> Lookup {
-        let found = self.find(h, |e| {
-            let dir = entry_dir(e);
-            let (c1, (addr, dstw, kind, ids)) = self.seq_read(entry_slot(e), |s| {
-                Some((
-                    s[W_ADDR].load(Relaxed),
-                    s[W_DST].load(Relaxed),
-                    s[W_KIND].load(Relaxed),
-                    s[W_IDS].load(Relaxed),
-                ))
-            })?;
-            let k = (kind >> 40) as u8;
-            let p = Plain {
-                slot: entry_slot(e),
-                gen: ctl_gen(c1),
-                ctl: c1,
-                dir,
-                fwd: fwd_of(k),
-                proto: if k & K_UDP != 0 {
-                    Proto::Udp
-                } else {
-                    Proto::Tcp
-                },
-                cip: (addr >> 32) as u32,
-                vip: addr as u32,
-                dip: (dstw >> 32) as u32,
-                cport: (dstw >> 16) as u16,
-                vport: dstw as u16,
-                dport: (kind >> 48) as u16,
-                dest: (ids >> 32) as u32,
-                svc: ids as u32,
+    ) -> Option<Lookup> {
+        let dir = entry_dir(e);
+        let (c1, (addr, dstw, kind, ids)) = self.seq_read(entry_slot(e), |s| {
+            Some((
+                s[W_ADDR].load(Relaxed),
+                s[W_DST].load(Relaxed),
+                s[W_KIND].load(Relaxed),
+                s[W_IDS].load(Relaxed),
+            ))
+        })?;
+        let k = (kind >> 40) as u8;
+        let p = Plain {
+            slot: entry_slot(e),
+            gen: ctl_gen(c1),
+            ctl: c1,
+            dir,
+            fwd: fwd_of(k),
+            proto: if k & K_UDP != 0 {
+                Proto::Udp
+            } else {
+                Proto::Tcp
+            },
+            cip: (addr >> 32) as u32,
+            vip: addr as u32,
+            dip: (dstw >> 32) as u32,
+            cport: (dstw >> 16) as u16,
+            vport: dstw as u16,
+            dport: (kind >> 48) as u16,
+            dest: (ids >> 32) as u32,
+            svc: ids as u32,
+        };
+        let plain = k & (K_FNAT | K_SYNP | K_TEMPLATE) == 0
+            && kind & (K2_V6 | K2_64 | K2_46) == 0
+            && matches!(p.fwd, Forward::Nat | Forward::Dr);
+        // The key's match, as `ConnTable::matches` decides it for
+        // the connections it can be (a connection of another kind
+        // is matched by the full path's own lookup).
+        let hit = p.proto == proto
+            && match dir {
+                Dir::Out => (p.dip, p.dport, p.cip, p.cport) == (src, sport, dst, dport),
+                _ => (p.cip, p.cport, p.vip, p.vport) == (src, sport, dst, dport),
             };
-            let plain = k & (K_FNAT | K_SYNP | K_TEMPLATE) == 0
-                && kind & (K2_V6 | K2_64 | K2_46) == 0
-                && matches!(p.fwd, Forward::Nat | Forward::Dr);
-            // The key's match, as `ConnTable::matches` decides it for
-            // the connections it can be (a connection of another kind
-            // is matched by the full path's own lookup).
-            let hit = p.proto == proto
-                && match dir {
-                    Dir::Out => (p.dip, p.dport, p.cip, p.cport) == (src, sport, dst, dport),
-                    _ => (p.cip, p.cport, p.vip, p.vport) == (src, sport, dst, dport),
-                };
-            match (hit || !plain, plain) {
-                (false, _) => None,
-                (true, true) => Some(Lookup::Plain(p)),
-                (true, false) => Some(Lookup::Other(entry_slot(e), dir)),
-            }
-        });
-        found.unwrap_or(Lookup::Miss)
+        match (hit || !plain, plain) {
+            (false, _) => None,
+            (true, true) => Some(Lookup::Plain(p)),
+            (true, false) => Some(Lookup::Other(entry_slot(e), dir)),
+        }
     }
 
     /// The connection a fast lookup of `key` answered [`Lookup::Other`]

@@ -476,28 +476,6 @@ impl ConnTable {
         }
     }
 
-    /// Start loading the slots (and, `ext`, their IPv6 lines) of the
-    /// entries of hash `h`'s bucket that carry its tag.
-    #[inline(always)]
-    pub(super) fn prefetch_tagged(&self, h: u64, ext: bool) {
-        let b = &self.index[h as usize & self.mask];
-        let tag = (h >> 32) as u32;
-        for e in &b.e {
-            let v = e.load(Relaxed);
-            if v != 0 && (v >> 32) as u32 == tag {
-                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
-                    crate::dpdk::prefetch(s);
-                }
-                // An IPv6 key's connection has its addresses beside.
-                if ext {
-                    if let Some(x) = self.ext(entry_slot(v) as usize) {
-                        crate::dpdk::prefetch(x);
-                    }
-                }
-            }
-        }
-    }
-
     /// Whether any live connection is indexed under `key`.
     pub fn contains(&self, key: &FlowKey) -> bool {
         self.lookup(key).is_some()

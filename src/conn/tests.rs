@@ -659,3 +659,39 @@ fn a_nat64_connection_is_found_by_its_ipv6_client_key_and_ipv4_reply_key() {
     assert!(t.lookup(&kin).is_none() && t.lookup(&kout).is_none());
     assert!(t.is_empty());
 }
+
+#[test]
+fn a_stale_or_wrong_hint_falls_back_to_the_bucket() {
+    let (t, d, s) = table(1, 1);
+    let (cip, vip) = (u32::from_be_bytes([192, 0, 2, 1]), 0x0a00_0064);
+    let plain_cport = |l: Lookup| match l {
+        Lookup::Plain(p) => Some((p.cport, p.dir)),
+        _ => None,
+    };
+    let old = mk(&t, 1, &d, &s);
+    let h_old = t.hash4(Proto::Tcp, cip, 1, vip, 80);
+    let hint = t.prefetch_slots_hashed(h_old);
+    assert_ne!(hint, 0, "stage 2 finds the entry");
+    let found = t.lookup_plain_from(hint, h_old, Proto::Tcp, (cip, 1), (vip, 80));
+    assert_eq!(plain_cport(found), Some((1, Dir::In)));
+    // The connection ends and its slot (the only one) goes to another
+    // flow: the old hint now names a slot holding someone else.
+    t.expire_all(3_000);
+    let new = mk(&t, 2, &d, &s);
+    assert_eq!(old.id().0, new.id().0, "the only slot is reused");
+    let stale = t.lookup_plain_from(hint, h_old, Proto::Tcp, (cip, 1), (vip, 80));
+    assert_eq!(
+        stale,
+        Lookup::Miss,
+        "the ended flow is not found through its hint"
+    );
+    // A hint under the right tag but for the other direction of the
+    // slot: not the key's, so the bucket is scanned.
+    let h_new = t.hash4(Proto::Tcp, cip, 2, vip, 80);
+    let wrong = entry((h_new >> 32) as u32, Dir::Out, new.id().0);
+    let found = t.lookup_plain_from(wrong, h_new, Proto::Tcp, (cip, 2), (vip, 80));
+    assert_eq!(plain_cport(found), Some((2, Dir::In)));
+    // And a hint of another tag is not even read.
+    let found = t.lookup_plain_from(hint, h_new, Proto::Tcp, (cip, 2), (vip, 80));
+    assert_eq!(plain_cport(found), Some((2, Dir::In)));
+}

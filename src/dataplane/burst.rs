@@ -12,7 +12,9 @@
 //!    take (a SYN goes the full way, which makes them itself). The index
 //!    bucket of each flow of that shape is prefetched.
 //! 2. [`Dataplane::prefetch_conns`]: with the buckets in cache, the slots
-//!    whose entries carry each flow's tag are prefetched.
+//!    whose entries carry each flow's tag are prefetched, and the first
+//!    such entry kept in the frame's record, so that stage 3 reads that
+//!    connection without scanning the bucket again.
 //! 3. [`Dataplane::decide`], per frame in order: a qualifying frame of a
 //!    plain connection (IPv4 NAT or DR, see [`crate::conn::Plain`]) whose
 //!    packet leaves the connection's state as it is (no SYN, FIN or RST)
@@ -63,6 +65,10 @@ pub struct Rec {
     /// The IPv4 total length.
     pub total: u16,
     pub hash: u64,
+    /// The first index entry under the flow's tag, as stage 2 found it
+    /// (0: none): stage 3 reads that connection first rather than scan
+    /// the bucket again.
+    pub hint: u64,
 }
 
 /// The records of a burst, and the keys of the frames that do not qualify
@@ -128,10 +134,10 @@ impl Dataplane {
     }
 
     /// Stage 2: the slots of the burst's flows.
-    pub fn prefetch_conns(&self, n: usize, st: &Stages) {
-        for (r, k) in st.recs.iter().zip(&st.keys).take(n) {
+    pub fn prefetch_conns(&self, n: usize, st: &mut Stages) {
+        for (r, k) in st.recs.iter_mut().zip(&st.keys).take(n) {
             if r.fast {
-                self.conns.prefetch_slots_hashed(r.hash);
+                r.hint = self.conns.prefetch_slots_hashed(r.hash);
             } else if let Some(k) = k {
                 self.conns.prefetch_conn(k);
             }
@@ -244,10 +250,13 @@ impl Dataplane {
         if r.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || !self.sound(frame.data()) {
             return Fast::No;
         }
-        let p = match self
-            .conns
-            .lookup_plain(r.hash, r.proto(), (r.src, r.sport), (r.dst, r.dport))
-        {
+        let p = match self.conns.lookup_plain_from(
+            r.hint,
+            r.hash,
+            r.proto(),
+            (r.src, r.sport),
+            (r.dst, r.dport),
+        ) {
             Lookup::Plain(p) => p,
             Lookup::Other(slot, dir) => return Fast::Other(slot, dir),
             Lookup::Miss => return Fast::No,

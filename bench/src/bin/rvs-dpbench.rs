@@ -221,7 +221,7 @@ fn main() -> Result<()> {
                     f.data_mut()[..b.len()].copy_from_slice(b);
                 }
                 d.dp.classify(0, fs, &mut stages);
-                d.dp.prefetch_conns(fs.len(), &stages);
+                d.dp.prefetch_conns(fs.len(), &mut stages);
                 for (f, r) in fs.iter_mut().zip(&stages.recs) {
                     sent += u64::from(d.dp.decide(&cx, 0, f, r) == Verdict::Tx(1));
                 }
@@ -264,7 +264,7 @@ fn syn_run(
             continue;
         }
         dp.classify(0, fs, &mut stages);
-        dp.prefetch_conns(fs.len(), &stages);
+        dp.prefetch_conns(fs.len(), &mut stages);
         for (f, r) in fs.iter_mut().zip(&stages.recs) {
             sent += u64::from(dp.decide(&cx, 0, f, r) == Verdict::Tx(1));
         }
