@@ -86,23 +86,18 @@ impl ConnTable {
     /// entry (0: none).
     #[inline(always)]
     pub(super) fn prefetch_tagged(&self, h: u64, ext: bool) -> u64 {
-        let b = &self.index[h as usize & self.mask];
-        let tag = (h >> 32) as u32;
         let mut first = 0;
-        for e in &b.e {
-            let v = e.load(Relaxed);
-            if v != 0 && (v >> 32) as u32 == tag {
-                if first == 0 {
-                    first = v;
-                }
-                if let Some(s) = self.slots().get(entry_slot(v) as usize) {
-                    crate::dpdk::prefetch(s);
-                }
-                // An IPv6 key's connection has its addresses beside.
-                if ext {
-                    if let Some(x) = self.ext(entry_slot(v) as usize) {
-                        crate::dpdk::prefetch(x);
-                    }
+        for v in self.index[h as usize & self.mask].under(tag_of(h)) {
+            if first == 0 {
+                first = v;
+            }
+            if let Some(s) = self.slots().get(entry_slot(v) as usize) {
+                crate::dpdk::prefetch(s);
+            }
+            // An IPv6 key's connection has its addresses beside.
+            if ext {
+                if let Some(x) = self.ext(entry_slot(v) as usize) {
+                    crate::dpdk::prefetch(x);
                 }
             }
         }
@@ -133,7 +128,7 @@ impl ConnTable {
         src: (u32, u16),
         dst: (u32, u16),
     ) -> Lookup {
-        if hint != 0 && (hint >> 32) as u32 == (h >> 32) as u32 {
+        if hint != 0 && tag_of(hint) == tag_of(h) {
             if let Some(l) = self.plain_at(hint, proto, src, dst) {
                 return l;
             }

@@ -93,10 +93,28 @@ pub(super) struct Bucket {
     pub(super) overflow: AtomicU64,
 }
 
+impl Bucket {
+    /// The bucket's live entries under `tag`, in bucket order, each as
+    /// read now.
+    #[inline(always)]
+    pub(super) fn under(&self, tag: u32) -> impl Iterator<Item = u64> + '_ {
+        self.e
+            .iter()
+            .map(|e| e.load(Acquire))
+            .filter(move |&v| v != 0 && tag_of(v) == tag)
+    }
+}
+
 pub(super) const ENTRY_OUT: u64 = 1 << 31;
 /// Buckets a probe may pass before the index counts as full.
 pub(super) const MAX_PROBE: usize = 64;
 
+/// The tag of a hash, and of an index entry made under it: the top 32
+/// bits of either.
+#[inline(always)]
+pub(super) fn tag_of(h_or_entry: u64) -> u32 {
+    (h_or_entry >> 32) as u32
+}
 #[inline]
 pub(super) fn entry(tag: u32, dir: Dir, slot: u32) -> u64 {
     (tag as u64) << 32 | if dir == Dir::Out { ENTRY_OUT } else { 0 } | (slot as u64 + 1)
@@ -161,16 +179,12 @@ impl ConnTable {
     /// Call `f` on every entry whose tag matches `h` until it says yes.
     #[inline]
     pub(super) fn find<R>(&self, h: u64, mut f: impl FnMut(u64) -> Option<R>) -> Option<R> {
-        let tag = (h >> 32) as u32;
         let home = h as usize;
         for i in 0..MAX_PROBE {
             let b = &self.index[(home + i) & self.mask];
-            for e in &b.e {
-                let v = e.load(Acquire);
-                if v != 0 && (v >> 32) as u32 == tag {
-                    if let Some(r) = f(v) {
-                        return Some(r);
-                    }
+            for v in b.under(tag_of(h)) {
+                if let Some(r) = f(v) {
+                    return Some(r);
                 }
             }
             if b.overflow.load(Acquire) == 0 {

@@ -649,13 +649,12 @@ impl ConnTable {
             t.controlled.fetch_add(1, Relaxed);
             self.links[id as usize % LINK_SHARDS].lock().insert(id, t);
         }
-        let tag = |h: u64| (h >> 32) as u32;
-        let ok_in = self.index_insert(hin, entry(tag(hin), Dir::In, id));
+        let ok_in = self.index_insert(hin, entry(tag_of(hin), Dir::In, id));
         let ok_out = match hout {
             Some(h) if ok_in => {
-                let ok = self.index_insert(h, entry(tag(h), Dir::Out, id));
+                let ok = self.index_insert(h, entry(tag_of(h), Dir::Out, id));
                 if !ok {
-                    self.index_remove(hin, entry(tag(hin), Dir::In, id));
+                    self.index_remove(hin, entry(tag_of(hin), Dir::In, id));
                 }
                 ok
             }
@@ -698,10 +697,10 @@ impl ConnTable {
         let k = (kind >> 40) as u8;
         let (kin, kout) = self.slot_keys(id);
         let h = self.hash_any(&kin);
-        self.index_remove(h, entry((h >> 32) as u32, Dir::In, id));
+        self.index_remove(h, entry(tag_of(h), Dir::In, id));
         if let Some(ko) = kout {
             let h = self.hash_any(&ko);
-            self.index_remove(h, entry((h >> 32) as u32, Dir::Out, id));
+            self.index_remove(h, entry(tag_of(h), Dir::Out, id));
         }
         let d = self.dest_state((ids >> 32) as u32);
         if ctl_flags(cur) & F_INACTIVE != 0 {

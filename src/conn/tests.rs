@@ -688,7 +688,7 @@ fn a_stale_or_wrong_hint_falls_back_to_the_bucket() {
     // A hint under the right tag but for the other direction of the
     // slot: not the key's, so the bucket is scanned.
     let h_new = t.hash4(Proto::Tcp, cip, 2, vip, 80);
-    let wrong = entry((h_new >> 32) as u32, Dir::Out, new.id().0);
+    let wrong = entry(tag_of(h_new), Dir::Out, new.id().0);
     let found = t.lookup_plain_from(wrong, h_new, Proto::Tcp, (cip, 2), (vip, 80));
     assert_eq!(plain_cport(found), Some((2, Dir::In)));
     // And a hint of another tag is not even read.
