@@ -59,6 +59,10 @@ pub struct Worker<P: PortIo> {
     /// Next hops learnt from the router and the neighbour map.
     /// (Taken out for the length of a poll, like the other cells.)
     hops: Option<Box<crate::neigh::HopCache>>,
+    /// The burst's late reply entries (`conn::Late`), and its frames to
+    /// send, which wait for them.
+    late: Option<crate::conn::Late>,
+    txq: Vec<(u16, P::Frame)>,
     twins: Twins,
 }
 
@@ -156,6 +160,8 @@ impl<P: PortIo> Worker<P> {
             traffic: Default::default(),
             stages: Box::default(),
             hops: Some(Box::default()),
+            late: Some(Default::default()),
+            txq: Vec::with_capacity(crate::io::BURST),
             twins: Twins::default(),
         }
     }
@@ -221,6 +227,7 @@ impl<P: PortIo> Worker<P> {
         let lport = std::cell::Cell::new(self.lport);
         let traffic = std::cell::RefCell::new(std::mem::take(&mut self.traffic));
         let update = std::cell::Cell::new(None);
+        let late = std::cell::RefCell::new(self.late.take().unwrap_or_default());
         let mut total = 0;
         let n_data = self.twins.n_data.unwrap_or_else(|| self.io.n_ports());
         for port in 0..n_data as u16 {
@@ -243,6 +250,7 @@ impl<P: PortIo> Worker<P> {
                 neigh: &neigh,
                 neigh6: &neigh6,
                 hops: &hops,
+                late: Some(&late),
             };
             // The burst's stages (dataplane/burst.rs): every frame's
             // headers read once and the connection-table lines of its flow
@@ -259,7 +267,7 @@ impl<P: PortIo> Worker<P> {
                     Verdict::Tx(out) => {
                         st.tx_packets.inc();
                         st.tx_bytes.add(f.data().len() as u64);
-                        self.io.tx(out, f);
+                        self.txq.push((out, f));
                     }
                     Verdict::Drop(r) => st.drop(r),
                     Verdict::Consumed => st.consumed.inc(),
@@ -279,6 +287,12 @@ impl<P: PortIo> Worker<P> {
                     self.send_update(&dp, &cx, &u, now_ms);
                 }
             }
+            // The new connections' reply entries, then the frames: a real
+            // server's answer never finds its connection half indexed.
+            dp.finish_burst(&cx);
+            for (out, f) in self.txq.drain(..) {
+                self.io.tx(out, f);
+            }
         }
         // What the kernel sends on a twin goes out of its data port as is
         // (it carries the port's MAC and addresses).
@@ -296,6 +310,7 @@ impl<P: PortIo> Worker<P> {
         }
         self.rx = rx;
         self.hops = Some(hops);
+        self.late = Some(late.into_inner());
         self.traffic = traffic.into_inner();
         if !self.traffic.is_empty() {
             self.traffic.flush(dp.conns.ids());
@@ -370,7 +385,8 @@ impl<P: PortIo> Worker<P> {
         match dp.client_update(cx, u, &mut f) {
             Verdict::Tx(port) => {
                 self.stats().synproxy_updates_sent.inc();
-                self.io.tx(port, f);
+                // After the burst's frame that asked for it, as they came.
+                self.txq.push((port, f));
             }
             Verdict::Hold { port, nexthop } => self.hold(f, port, nexthop, now, true),
             Verdict::Drop(_) | Verdict::Consumed | Verdict::ToKernel(_) => {

@@ -12,7 +12,10 @@
 //!   many entries probed past this bucket, so a lookup stops at the first
 //!   bucket nobody overflowed). Each connection is indexed under the
 //!   client's key and, where replies pass the director (NAT, FULLNAT), the
-//!   real server's. Entries are set and cleared with compare-and-swap.
+//!   real server's. Entries are set and cleared with compare-and-swap. A
+//!   worker's new connection may leave its reply entry to the end of the
+//!   burst ([`Late`], late.rs), so that a burst's misses on those buckets
+//!   overlap.
 //! - **Reads** are seqlock-style: the control word (`W_CTL`: generation,
 //!   flags, deadline) is read before and after the other words; a slot that
 //!   was freed and reused in between has a new generation and the read is
@@ -60,6 +63,7 @@ mod fast;
 mod free;
 mod index;
 mod keys;
+mod late;
 mod persist;
 mod slot;
 mod snapshot;
@@ -69,6 +73,7 @@ mod wheel;
 
 pub use fast::{Lookup, Plain};
 use index::*;
+pub use late::{Late, LATE_MAX};
 use persist::clamp_max;
 pub use persist::{check_file, PersistError, Prepared, Previous, Takeover, LAYOUT};
 use slot::*;

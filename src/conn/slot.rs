@@ -46,6 +46,9 @@ pub(super) const F_INACTIVE: u8 = 0x10;
 pub(super) const F_LIVE: u8 = 0x20;
 /// Ended: unlinked or being unlinked; no more accounting.
 pub(super) const F_DEAD: u8 = 0x40;
+/// Its reply entry is not in the index yet ([`super::late`]): an end
+/// leaves that entry to [`ConnTable::link_late`].
+pub(super) const F_LATE: u8 = 0x80;
 
 pub(super) const DEADLINE_MASK: u64 = (1 << 40) - 1;
 

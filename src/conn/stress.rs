@@ -154,3 +154,68 @@ fn churn_reuses_slots_without_losing_or_confusing_flows() {
     });
     assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
 }
+
+/// Inserters leave their reply entries late (a burst at a time) while
+/// another thread ends every connection over and over (`ipvsadm -C`
+/// during a SYN flood): whichever of the end and the link comes first,
+/// each late entry is unlinked exactly once, so the index ends empty and
+/// no connection's reply key is lost while it lives.
+#[test]
+fn ends_racing_late_reply_entries_leave_the_index_exact() {
+    const THREADS: usize = 2;
+    let (t, d, svc) = super::tests::table(4096, THREADS);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Relaxed) {
+                t.flush();
+            }
+        });
+        let inserters: Vec<_> = (0..THREADS)
+            .map(|th| {
+                let (t, d, svc) = (&t, &d, &svc);
+                s.spawn(move || {
+                    let mut late = Late::default();
+                    for round in 0..300u16 {
+                        for p in 0..LATE_MAX as u16 {
+                            let port = round.wrapping_mul(LATE_MAX as u16).wrapping_add(p);
+                            let n = new_conn([192, 0, 2, th as u8], port, Forward::Nat, d, svc);
+                            // Full only if the flusher lags; then skip it.
+                            let _ = t.insert_late(n, 0, th, Some(&mut late));
+                        }
+                        t.link_late(&mut late);
+                        // A connection still live has both keys.
+                        for p in 0..LATE_MAX as u16 {
+                            let port = round.wrapping_mul(LATE_MAX as u16).wrapping_add(p);
+                            let client = Ipv4Addr::new(192, 0, 2, th as u8);
+                            let vip = Ipv4Addr::new(10, 0, 0, 100);
+                            let rs = Ipv4Addr::new(10, 0, 1, 11);
+                            let fwd = FlowKey::v4(Proto::Tcp, client, port, vip, 80);
+                            let reply = FlowKey::v4(Proto::Tcp, rs, 8080, client, port);
+                            let id = |k: &FlowKey| t.lookup(k).map(|(c, _)| c.id());
+                            let Some(before) = id(&fwd) else {
+                                continue;
+                            };
+                            // A miss is fine only if it ended meanwhile.
+                            if id(&reply).is_none() {
+                                assert_ne!(id(&fwd), Some(before), "{port}: live, no reply entry");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in inserters {
+            i.join().unwrap();
+        }
+        stop.store(true, Relaxed);
+    });
+    t.flush();
+    let used: usize = t
+        .index
+        .iter()
+        .map(|b| b.e.iter().filter(|e| e.load(Relaxed) != 0).count())
+        .sum();
+    assert_eq!((used, t.len()), (0, 0), "index entries left behind");
+    assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
+}

@@ -506,6 +506,20 @@ impl ConnTable {
         now_ms: u64,
         worker: usize,
     ) -> Result<(Conn<'_>, bool), InsertError> {
+        self.insert_late(n, now_ms, worker, None)
+    }
+
+    /// [`ConnTable::insert_new`], leaving the reply key's index entry in
+    /// `late` while it has room ([`super::late`]): the caller puts it in
+    /// with [`ConnTable::link_late`] before the connection's first packet
+    /// leaves.
+    pub fn insert_late(
+        &self,
+        n: NewConn,
+        now_ms: u64,
+        worker: usize,
+        late: Option<&mut Late>,
+    ) -> Result<(Conn<'_>, bool), InsertError> {
         let (kin, kout, a) = Self::keys_of(&n)?;
         let hin = self.hash_any(&kin);
         // The reply key's bucket is known only now (the scheduler chose the
@@ -639,7 +653,6 @@ impl ConnTable {
             s[W_WHEEL].store((wheel as u64) << 32 | t as u64, Relaxed);
             drop(wh);
         }
-        s[W_CTL].store(ctl(gen, F_LIVE | F_INACTIVE | st as u8, deadline), Release);
         // Account before the connection is visible, so a reply on another
         // worker moving it to ESTABLISHED never sees the count below zero.
         let d = self.dest_state(n.dest);
@@ -650,8 +663,13 @@ impl ConnTable {
             self.links[id as usize % LINK_SHARDS].lock().insert(id, t);
         }
         let ok_in = self.index_insert(hin, entry(tag_of(hin), Dir::In, id));
-        let ok_out = match hout {
-            Some(h) if ok_in => {
+        let defer = hout.is_some() && late.as_ref().is_some_and(|l| l.has_room());
+        let ok_out = match (hout, late) {
+            (Some(h), Some(l)) if ok_in && defer => {
+                l.push(h, entry(tag_of(h), Dir::Out, id), gen);
+                true
+            }
+            (Some(h), _) if ok_in => {
                 let ok = self.index_insert(h, entry(tag_of(h), Dir::Out, id));
                 if !ok {
                     self.index_remove(hin, entry(tag_of(hin), Dir::In, id));
@@ -660,6 +678,12 @@ impl ConnTable {
             }
             _ => ok_in,
         };
+        // Live only once its entries are in: an end before (a flush walking
+        // the slots) passes it by, rather than unlink entries not yet there
+        // and leave them behind. Until then a lookup finds the entries and
+        // no connection; an insert of the same flow waits on the stripe.
+        let f = F_LIVE | F_INACTIVE | st as u8 | if defer { F_LATE } else { 0 };
+        s[W_CTL].store(ctl(gen, f, deadline), Release);
         if !ok_out {
             // The index is overfull around these keys: undo, count as full.
             self.kill(id, gen);
@@ -698,7 +722,9 @@ impl ConnTable {
         let (kin, kout) = self.slot_keys(id);
         let h = self.hash_any(&kin);
         self.index_remove(h, entry(tag_of(h), Dir::In, id));
-        if let Some(ko) = kout {
+        // A late reply entry is not in the index: `link_late` takes it
+        // out when it finds the connection ended.
+        if let Some(ko) = kout.filter(|_| ctl_flags(cur) & F_LATE == 0) {
             let h = self.hash_any(&ko);
             self.index_remove(h, entry(tag_of(h), Dir::Out, id));
         }

@@ -28,6 +28,10 @@
 //!    earlier frame's effect (a connection ended, a state changed) is seen
 //!    by the later ones: the fast path re-checks the slot's generation and state when
 //!    it moves the timer and falls back to the full path if either moved.
+//! 4. [`Dataplane::finish_burst`], before any of the burst's frames is
+//!    sent: the reply entries its new connections left late
+//!    (`crate::conn::Late`) go into the index, their bucket misses
+//!    overlapping instead of each SYN waiting for its own.
 
 use std::net::Ipv4Addr;
 
@@ -35,6 +39,7 @@ use super::{bad_source, Ctx, Dataplane, Verdict, ETH};
 use crate::conn::{Dir, Lookup, Plain, TcpEvent};
 use crate::flow::{FlowKey, Forward, Proto};
 use crate::io::{Frame, BURST};
+use crate::stats::DropReason;
 use crate::wire::checksum;
 
 /// What the fast path did with a frame.
@@ -162,6 +167,23 @@ impl Dataplane {
             }
         }
         self.process(cx, in_port, frame)
+    }
+
+    /// After a burst's decisions, before any of its frames is sent: the
+    /// reply entries of its new connections go into the index
+    /// (`ConnTable::link_late`). A connection the index had no room for is
+    /// ended and counted as `conn_table_full`; its SYN still leaves, and
+    /// the client's retransmission is decided afresh.
+    pub fn finish_burst(&self, cx: &Ctx) {
+        let Some(late) = cx.late else {
+            return;
+        };
+        let mut late = late.borrow_mut();
+        if !late.is_empty() {
+            for _ in 0..self.conns.link_late(&mut late) {
+                cx.stats.drop(DropReason::ConnTableFull);
+            }
+        }
     }
 
     /// A frame's record; `fast` only if the frame has the fast path's

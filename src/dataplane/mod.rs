@@ -124,6 +124,10 @@ pub struct Ctx<'a> {
     /// Set by [`Dataplane::process`] when the worker must also send a
     /// [`ClientUpdate`] (written with [`Dataplane::client_update`]).
     pub update: &'a Cell<Option<ClientUpdate>>,
+    /// The reply entries of the burst's new connections, left for
+    /// [`Dataplane::finish_burst`] (`conn::Late`); None: they go in at
+    /// once.
+    pub late: Option<&'a std::cell::RefCell<crate::conn::Late>>,
 }
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;

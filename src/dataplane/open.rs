@@ -143,9 +143,10 @@ impl Dataplane {
                 .ok_or(DropReason::LaddrExhausted)?;
             c = c.with_fnat(lip, lport, svc.conf.client_addr);
         }
+        let mut late = cx.late.map(|l| l.borrow_mut());
         let (c, new) = self
             .conns
-            .insert_new(c, cx.now_ms, cx.worker as usize)
+            .insert_late(c, cx.now_ms, cx.worker as usize, late.as_deref_mut())
             .map_err(|e| match e {
                 InsertError::Full => DropReason::ConnTableFull,
                 InsertError::MixedFamily => DropReason::ProtoUnsupported,

@@ -56,6 +56,7 @@ impl Solo {
             neigh: &self.neigh,
             neigh6: &self.neigh6,
             hops: &self.hops,
+            late: None,
         }
     }
 }

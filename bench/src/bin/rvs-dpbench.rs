@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use rvs::conn::Late;
 use rvs::dataplane::{Dataplane, Solo, Stages, Verdict};
 use rvs::director::Builder;
 use rvs::io::{Frame, VecFrame, BURST};
@@ -252,8 +253,13 @@ fn syn_run(
     frames: &mut [VecFrame],
 ) -> u64 {
     let solo = Solo::new(dp);
+    // As a worker: the burst's reply entries go in at its end.
+    let late = std::cell::RefCell::new(Late::default());
     let mut cx = solo.cx(stats, now_ms);
     (cx.worker, cx.n_workers) = w;
+    if path != "process" {
+        cx.late = Some(&late);
+    }
     let mut stages = Box::<Stages>::default();
     let mut sent = 0;
     for fs in frames.chunks_mut(BURST) {
@@ -268,6 +274,7 @@ fn syn_run(
         for (f, r) in fs.iter_mut().zip(&stages.recs) {
             sent += u64::from(dp.decide(&cx, 0, f, r) == Verdict::Tx(1));
         }
+        dp.finish_burst(&cx);
     }
     sent
 }
