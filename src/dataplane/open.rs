@@ -143,7 +143,13 @@ impl Dataplane {
                 .ok_or(DropReason::LaddrExhausted)?;
             c = c.with_fnat(lip, lport, svc.conf.client_addr);
         }
-        let mut late = cx.late.map(|l| l.borrow_mut());
+        // FULLNAT's local port pick has just read the reply key's bucket
+        // (`local_addr`): nothing to overlap, and leaving the entry late
+        // would only add its link's compare-and-swap. (The pick cannot
+        // meet a late entry of its own burst: a worker's cursor revisits
+        // a port only after thousands of connections.)
+        let late = cx.late.filter(|_| d.fwd != Forward::FullNat);
+        let mut late = late.map(|l| l.borrow_mut());
         let (c, new) = self
             .conns
             .insert_late(c, cx.now_ms, cx.worker as usize, late.as_deref_mut())
