@@ -10,7 +10,8 @@
 //! `classify`, `prefetch_conns` and `decide`, as the worker does. Every
 //! verdict and every output byte must be equal, and so must the counters,
 //! the connection tables (state, deadline, real server) and the per-server
-//! traffic and ActiveConn/InActConn the control plane lists.
+//! traffic and ActiveConn/InActConn the control plane lists. The worker
+//! is also held to sending no SYN before its reply key is in the table.
 
 mod common;
 
@@ -382,4 +383,82 @@ fn established_frames_take_the_fast_path_and_state_changes_do_not() {
     // INPUT, fin row, sES column) gives sCW, CLOSE_WAIT, whose timeout in
     // tcp_timeouts is 60 s.
     assert_eq!(conn(), (rvs::conn::State::CloseWait, 6_000 + 60_000));
+}
+
+/// The in-memory device, checking as each frame leaves that a SYN sent to
+/// a real server already has its connection's reply key in the table:
+/// the worker links a burst's late reply entries before it sends any of
+/// the burst's frames (`Dataplane::finish_burst`).
+struct Watch {
+    io: rvs::io::MemIo,
+    dp: Option<std::sync::Arc<rvs::dataplane::Dataplane>>,
+    syns: usize,
+    unlinked: usize,
+}
+
+impl rvs::io::PortIo for Watch {
+    type Frame = VecFrame;
+    fn n_ports(&self) -> usize {
+        self.io.n_ports()
+    }
+    fn rx_burst(&mut self, port: u16, out: &mut Vec<VecFrame>) -> usize {
+        self.io.rx_burst(port, out)
+    }
+    fn tx(&mut self, port: u16, frame: VecFrame) {
+        let d = frame.data();
+        let syn = d.len() >= 54 && d[12..14] == [8, 0] && d[23] == 6 && d[47] & 0x12 == 0x02;
+        if let (true, Some(dp)) = (syn, &self.dp) {
+            let addr = |at: usize| Ipv4Addr::new(d[at], d[at + 1], d[at + 2], d[at + 3]);
+            let port_at = |at: usize| u16::from_be_bytes([d[at], d[at + 1]]);
+            // The real server's answer: from where the SYN goes, to where
+            // it comes from.
+            let reply = rvs::flow::FlowKey::v4(
+                rvs::flow::Proto::Tcp,
+                addr(30),
+                port_at(36),
+                addr(26),
+                port_at(34),
+            );
+            self.syns += 1;
+            self.unlinked += usize::from(!dp.conns.contains(&reply));
+        }
+        self.io.tx(port, frame)
+    }
+    fn flush(&mut self) {
+        self.io.flush()
+    }
+    fn alloc(&mut self) -> Option<VecFrame> {
+        self.io.alloc()
+    }
+    fn tx_dropped(&self) -> u64 {
+        self.io.tx_dropped()
+    }
+}
+
+#[test]
+fn a_bursts_syns_leave_only_once_their_reply_keys_are_in() {
+    use common::rig::{client, client_tcp, nat_service, rs1, rs2, Rig};
+    let io = Watch {
+        io: rvs::io::MemIo::new(2),
+        dp: None,
+        syns: 0,
+        unlinked: 0,
+    };
+    let mut r = Rig::new(io, [DIR0_MAC, DIR1_MAC], 1000);
+    r.worker.io.dp = Some(r.dp.clone());
+    nat_service(&r, "rr", 1, 1);
+    for (ip, mac) in [(client(), CLIENT_MAC), (rs1(), RS1_MAC), (rs2(), RS2_MAC)] {
+        r.dp.neigh.learn(ip, mac);
+    }
+    for p in 0..2 * BURST as u16 {
+        let syn = client_tcp(40000 + p, TcpFlags::SYN, b"", DIR0_MAC);
+        r.worker.io.io.push(0, &syn);
+    }
+    // Two polls of one full burst each.
+    r.step(1);
+    r.step(1);
+    let out = r.worker.io.io.take_tx(1);
+    assert_eq!(out.len(), 2 * BURST, "every SYN forwarded");
+    assert_eq!(r.worker.io.syns, 2 * BURST);
+    assert_eq!(r.worker.io.unlinked, 0, "a SYN left before its reply key");
 }
