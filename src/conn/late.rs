@@ -27,6 +27,7 @@ struct Link {
 
 /// One worker's reply entries not yet in the index (see the module
 /// documentation).
+///
 /// Moved in and out of a worker's poll, so it is small: the entries are
 /// boxed.
 pub struct Late {
@@ -96,14 +97,8 @@ impl ConnTable {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{new_conn, table};
+    use super::super::tests::{index_entries as entries, new_conn, table};
     use super::*;
-
-    /// Entries in the index, whoever's.
-    fn entries(t: &ConnTable) -> usize {
-        let used = |b: &Bucket| b.e.iter().filter(|e| e.load(Relaxed) != 0).count();
-        t.index.iter().map(used).sum()
-    }
 
     fn reply_key(cport: u16) -> FlowKey {
         let (rs, client) = ("10.0.1.11".parse().unwrap(), "192.0.2.1".parse().unwrap());

@@ -211,11 +211,7 @@ fn ends_racing_late_reply_entries_leave_the_index_exact() {
         stop.store(true, Relaxed);
     });
     t.flush();
-    let used: usize = t
-        .index
-        .iter()
-        .map(|b| b.e.iter().filter(|e| e.load(Relaxed) != 0).count())
-        .sum();
+    let used = super::tests::index_entries(&t);
     assert_eq!((used, t.len()), (0, 0), "index entries left behind");
     assert_eq!((d.active.load(Relaxed), d.inactive.load(Relaxed)), (0, 0));
 }

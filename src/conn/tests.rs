@@ -61,6 +61,12 @@ pub(super) fn new_conn(
     )
 }
 
+/// Entries in the index, whoever's.
+pub(super) fn index_entries(t: &ConnTable) -> usize {
+    let used = |b: &Bucket| b.e.iter().filter(|e| e.load(Relaxed) != 0).count();
+    t.index.iter().map(used).sum()
+}
+
 fn mk<'t>(t: &'t ConnTable, cport: u16, d: &DestState, s: &ServiceState) -> Conn<'t> {
     t.insert(new_conn([192, 0, 2, 1], cport, Forward::Nat, d, s), 0, 0)
         .unwrap()
