@@ -75,3 +75,21 @@ impl Wheel {
         t
     }
 }
+
+impl super::ConnTable {
+    /// Entries the timer wheels have room for (their memory / 8 bytes).
+    pub fn wheel_capacity(&self) -> usize {
+        self.wheels
+            .iter()
+            .map(|w| w.lock().buckets.iter().map(Vec::capacity).sum::<usize>())
+            .sum()
+    }
+
+    /// Run every wheel until nothing due at `now_ms` is left (tests,
+    /// shutdown). Returns how many connections ended.
+    pub fn expire_all(&self, now_ms: u64) -> usize {
+        (0..self.wheels.len())
+            .map(|w| self.expire(w, now_ms, usize::MAX))
+            .sum()
+    }
+}
