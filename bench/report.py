@@ -251,7 +251,7 @@ def table_section(t, w):
       "*in bursts*: the same lookups as the worker makes them, 32 at a time, every index bucket prefetched, "
       "then every tag-matched slot, then the lookups (the bench's API: each key hashed and its bucket scanned "
       "three times); *worker's path*: the same bursts as the worker's fast path makes them, each key hashed "
-      "once, then `lookup_plain` (the slot's words, no `Conn` built). *Ceiling*: the same number of bytes on the same pages "
+      "once, then `lookup_plain_from` (the slot's words, no `Conn` built). *Ceiling*: the same number of bytes on the same pages "
       "and, per lookup, two dependent random line reads (the first names the second, as a bucket names a "
       "slot) and no table logic, one at a time / in bursts of 32 prefetched the same way: what this machine's "
       "memory allows a lookup at that size. *One dependent access*: a pointer chase over those bytes (each line "

@@ -373,7 +373,7 @@ fn established_frames_take_the_fast_path_and_state_changes_do_not() {
     };
     let est = rvs::conn::State::Established;
     assert_eq!(conn(), (est, 40 + 900_000));
-    // Through the fast path (lookup_plain and touch) alone: the timer moves.
+    // Through the fast path (lookup_plain_from and touch) alone: the timer moves.
     assert_eq!(go(0, &pkt(TcpFlags::ACK), 5_000).0, Verdict::Tx(1));
     assert_eq!(conn(), (est, 5_000 + 900_000));
     let (v, r, _) = go(0, &pkt(TcpFlags::FIN | TcpFlags::ACK), 6_000);

@@ -3,7 +3,7 @@
 //! a [`Conn`] snapshot (about two hundred bytes, most of them for FULLNAT,
 //! the SYN proxy and IPv6, which a plain NAT or DR packet never reads).
 //!
-//! "Plain" is what [`ConnTable::lookup_plain`] returns: a live IPv4
+//! "Plain" is what [`ConnTable::lookup_plain_from`] returns: a live IPv4
 //! connection forwarded by NAT or DR, no FULLNAT local address, no SYN
 //! proxy, no persistence template, no address of the other family. Any
 //! other connection under the key makes the lookup answer
@@ -106,13 +106,7 @@ impl ConnTable {
 
     /// The connection indexed under the IPv4 key, `h` its
     /// [`ConnTable::hash4`], read from the slot's words (seqlock, as
-    /// [`ConnTable::lookup`] reads).
-    #[inline(always)]
-    pub fn lookup_plain(&self, h: u64, proto: Proto, src: (u32, u16), dst: (u32, u16)) -> Lookup {
-        self.lookup_plain_from(0, h, proto, src, dst)
-    }
-
-    /// [`ConnTable::lookup_plain`], trying first the index entry `hint`
+    /// [`ConnTable::lookup`] reads), trying first the index entry `hint`
     /// that [`ConnTable::prefetch_slots_hashed`] found for `h` (0: none):
     /// the first entry under `h`'s tag, which a bucket scan would try
     /// first too. The entry is read as the scan would read it (the slot

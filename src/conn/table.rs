@@ -663,13 +663,14 @@ impl ConnTable {
             self.links[id as usize % LINK_SHARDS].lock().insert(id, t);
         }
         let ok_in = self.index_insert(hin, entry(tag_of(hin), Dir::In, id));
-        let defer = hout.is_some() && late.as_ref().is_some_and(|l| l.has_room());
+        let late = late.filter(|l| hout.is_some() && l.has_room());
+        let defer = late.is_some();
         let ok_out = match (hout, late) {
-            (Some(h), Some(l)) if ok_in && defer => {
+            (Some(h), Some(l)) if ok_in => {
                 l.push(h, entry(tag_of(h), Dir::Out, id), gen);
                 true
             }
-            (Some(h), _) if ok_in => {
+            (Some(h), None) if ok_in => {
                 let ok = self.index_insert(h, entry(tag_of(h), Dir::Out, id));
                 if !ok {
                     self.index_remove(hin, entry(tag_of(hin), Dir::In, id));
