@@ -154,7 +154,7 @@ const DEST_GAUGES: &[Row<DestView>] = &[
     (
         "rvs_dest_active_connections",
         Kind::Gauge,
-        "Connections in TCP ESTABLISHED (ActiveConn).",
+        "TCP connections established or in the handshake (ActiveConn).",
         field!(active),
     ),
     (

@@ -120,8 +120,13 @@ fn nat_flow_resolves_next_hop_rewrites_both_ways_and_tracks_state() {
     assert_eq!(macs(syn), (RS1_MAC, DIR1_MAC));
     assert_eq!(endpoints(syn), (client(), 40000, rs1(), 80, 63));
     assert_checksums(syn);
+    // SYN_RECV counts as active (Linux >= 4.8's tcp_state_active_table).
     let l = r.ctl(r#"{"cmd":"list"}"#);
-    assert_eq!(l["services"][0]["dests"][0]["inactive"], 1);
+    let d = &l["services"][0]["dests"][0];
+    assert_eq!(
+        (d["active"].as_u64(), d["inactive"].as_u64()),
+        (Some(1), Some(0))
+    );
     // SYN-ACK from rs1 goes back to the client as from the VIP.
     r.worker.io.push(
         1,
@@ -139,7 +144,7 @@ fn nat_flow_resolves_next_hop_rewrites_both_ways_and_tracks_state() {
     assert_eq!(macs(&out[0]), (CLIENT_MAC, DIR0_MAC));
     assert_eq!(endpoints(&out[0]), (vip(), 80, client(), 40000, 63));
     assert_checksums(&out[0]);
-    // The client's ACK establishes the connection: ActiveConn 1.
+    // The client's ACK establishes the connection: still ActiveConn 1.
     r.worker.io.push(
         0,
         &client_tcp(40000, TcpFlags::ACK, b"GET / HTTP/1.0\r\n\r\n", DIR0_MAC),
@@ -167,6 +172,12 @@ fn nat_flow_resolves_next_hop_rewrites_both_ways_and_tracks_state() {
     r.worker.io.take_tx(1);
     let c = r.ctl(r#"{"cmd":"connections"}"#);
     assert_eq!(c["connections"][0]["state"], "CLOSE");
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    let d = &l["services"][0]["dests"][0];
+    assert_eq!(
+        (d["active"].as_u64(), d["inactive"].as_u64()),
+        (Some(0), Some(1))
+    );
     r.now += 10_000;
     for _ in 0..64 {
         r.step(1);
@@ -225,6 +236,26 @@ fn rr_and_wrr_through_the_data_path() {
         rs1(),
         "established flow stays on quiesced rs1"
     );
+}
+
+/// Half-open connections weigh on the schedulers that look only at
+/// ActiveConn: with sed and two equal servers, each SYN's connection (in
+/// SYN_RECV, active since Linux 4.8's tcp_state_active_table) makes the
+/// next SYN go to the other server. Were SYN_RECV inactive, every SYN
+/// would tie and go to the same (newest) server.
+#[test]
+fn half_open_connections_count_for_sed() {
+    let mut r = rig();
+    nat_service(&r, "sed", 1, 1);
+    r.learn_neighbours();
+    assert_eq!(picks(&mut r, 44000, 4), [2, 1, 2, 1]);
+    let l = r.ctl(r#"{"cmd":"list"}"#);
+    for d in l["services"][0]["dests"].as_array().unwrap() {
+        assert_eq!(
+            (d["active"].as_u64(), d["inactive"].as_u64()),
+            (Some(2), Some(0))
+        );
+    }
 }
 
 #[test]

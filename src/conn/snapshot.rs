@@ -271,9 +271,10 @@ impl<'t> Conn<'t> {
                 old
             };
             let was_inactive = flags & F_INACTIVE != 0;
-            // The kernel re-evaluates the flag only on a state change.
+            // The kernel re-evaluates the flag only on a state change
+            // (set_tcp_state).
             let now_inactive = if new != old {
-                new != State::Established
+                !new.is_active()
             } else {
                 was_inactive
             };

@@ -68,6 +68,16 @@ impl State {
             Udp => "UDP",
         }
     }
+    /// Counted in ActiveConn rather than InActConn: the kernel's
+    /// `tcp_state_active_table` (ip_vs_proto_tcp.c since Linux 4.8, commit
+    /// "ipvs: count pre-established TCP states as active"): ESTABLISHED and
+    /// the handshake's SYN_SENT, SYN_RECV and SYNACK. Half-open connections
+    /// then weigh on lc/wlc/sed/nq/ovf as established ones do, so a burst of
+    /// reconnecting clients is spread instead of piling onto one server.
+    pub fn is_active(self) -> bool {
+        use State::*;
+        matches!(self, Established | SynSent | SynRecv | SynAck)
+    }
 }
 
 /// Which way a packet travels relative to the connection.

@@ -241,8 +241,10 @@ fn active_inactive_follow_state_and_expiry() {
     let (t, d, s) = table(10, 1);
     let c = mk(&t, 1, &d, &s);
     let to = Timeouts::default();
-    c.on_packet(Dir::In, SYN, 0, &to);
-    assert_eq!(counts(&d), (0, 1));
+    assert_eq!(counts(&d), (0, 1), "bound inactive (ip_vs_bind_dest)");
+    // SYN_RECV is active since Linux 4.8 (tcp_state_active_table).
+    assert_eq!(c.on_packet(Dir::In, SYN, 0, &to), State::SynRecv);
+    assert_eq!(counts(&d), (1, 0));
     c.on_packet(Dir::In, ACK, 0, &to);
     let c = t.lookup(&c.in_key()).unwrap().0;
     assert_eq!(c.state(), State::Established);
@@ -256,6 +258,49 @@ fn active_inactive_follow_state_and_expiry() {
     assert_eq!(counts(&d), (0, 0));
     assert!(t.lookup(&c.in_key()).is_none() && t.lookup(&c.out_key().unwrap()).is_none());
     assert!(t.is_empty());
+}
+
+/// ip_vs_proto_tcp.c's `tcp_state_active_table`, state by state, in the
+/// kernel's numbering (which `State` keeps).
+#[test]
+fn active_states_are_the_kernels() {
+    let kernel = [
+        (0, false), // NONE
+        (1, true),  // ESTABLISHED
+        (2, true),  // SYN_SENT
+        (3, true),  // SYN_RECV
+        (4, false), // FIN_WAIT
+        (5, false), // TIME_WAIT
+        (6, false), // CLOSE
+        (7, false), // CLOSE_WAIT
+        (8, false), // LAST_ACK
+        (9, false), // LISTEN
+        (10, true), // SYNACK
+    ];
+    for (n, active) in kernel {
+        let s = State::from_u8(n);
+        assert_eq!(s as u8, n);
+        assert_eq!(s.is_active(), active, "{}", s.name());
+    }
+    assert!(!State::Udp.is_active());
+}
+
+/// A connection that goes from one active state to another stays counted
+/// once, and a RST moves it to InActConn (CLOSE). (A client's RST in
+/// SYN_RECV leaves it there, as the kernel's input table says.)
+#[test]
+fn handshake_states_count_once_and_a_reset_makes_it_inactive() {
+    let (t, d, s) = table(10, 1);
+    let c = mk(&t, 2, &d, &s);
+    let to = Timeouts::default();
+    c.on_packet(Dir::In, SYN, 0, &to);
+    assert_eq!(c.on_packet(Dir::In, SYN, 0, &to), State::SynRecv);
+    assert_eq!(counts(&d), (1, 0));
+    assert_eq!(c.on_packet(Dir::In, RST, 0, &to), State::SynRecv);
+    assert_eq!(c.on_packet(Dir::In, ACK, 0, &to), State::Established);
+    assert_eq!(counts(&d), (1, 0));
+    assert_eq!(c.on_packet(Dir::In, RST, 0, &to), State::Close);
+    assert_eq!(counts(&d), (0, 1));
 }
 
 #[test]
