@@ -27,6 +27,9 @@ pub struct NewConn {
     /// (a sync backup's copy): the adjustment, written before the
     /// connection is visible.
     pub synproxy_adj: Option<u64>,
+    /// The TCP state the opening packet moves the connection to, bound in
+    /// it from the start ([`NewConn::with_first_state`]); `None`: NONE.
+    pub first: Option<State>,
 }
 
 impl NewConn {
@@ -54,6 +57,7 @@ impl NewConn {
             fnat: None,
             synproxy: None,
             synproxy_adj: None,
+            first: None,
         }
     }
     /// Make this a FULLNAT connection from `lip:lport`.
@@ -73,6 +77,19 @@ impl NewConn {
     pub fn with_synproxy_proxied(mut self, adj: u64) -> NewConn {
         self.synproxy = Some((0, 0, 0));
         self.synproxy_adj = Some(adj);
+        self
+    }
+    /// Bind a TCP connection in `first`, the state its opening packet
+    /// moves it to from NONE, with that state's timeout and ActiveConn or
+    /// InActConn at once. The kernel sets the state before the packet is
+    /// sent (ip_vs_set_state in ip_vs_in, then packet_xmit); applying the
+    /// packet again ([`Conn::on_packet`]) then changes nothing, since an
+    /// opening packet leaves the state it led to as it is
+    /// (`state::tests::opening_packets_are_idempotent`). Saves the
+    /// state-change compare-and-swap, the counter move and a timer
+    /// re-arm per new connection.
+    pub fn with_first_state(mut self, first: State) -> NewConn {
+        self.first = Some(first);
         self
     }
     /// Bind to the persistence template that picked the real server.

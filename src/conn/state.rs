@@ -236,6 +236,28 @@ mod tests {
             .collect()
     }
 
+    /// Every packet that may open a connection (a SYN or SYN+ACK; with
+    /// sloppy_tcp also an ACK or FIN without SYN), in both tables a new
+    /// connection starts in (NAT's input, DR/TUN's input-only): applying
+    /// it again leaves the state it led to. `NewConn::with_first_state`
+    /// binds that state and the packet's `on_packet` follows.
+    #[test]
+    fn opening_packets_are_idempotent() {
+        let fin = TcpEvent {
+            fin: true,
+            ..TcpEvent::default()
+        };
+        for dir in [Dir::In, Dir::InOnly] {
+            for ev in [SYN, SYNACK, ACK, FINACK, fin] {
+                let first = tcp_next(State::None, dir, ev);
+                assert_eq!(tcp_next(first, dir, ev), first, "{dir:?} {ev:?}");
+            }
+        }
+        // The state a SYN leads to in both: SYN_RECV (active).
+        assert_eq!(tcp_next(State::None, Dir::In, SYN), State::SynRecv);
+        assert_eq!(tcp_next(State::None, Dir::InOnly, SYN), State::SynRecv);
+    }
+
     #[test]
     fn nat_normal_close_client_first() {
         use Dir::*;

@@ -260,6 +260,34 @@ fn active_inactive_follow_state_and_expiry() {
     assert!(t.is_empty());
 }
 
+/// A connection bound in its opening packet's state: listed in it with its
+/// timeout and counted active from the start; that packet, applied again,
+/// changes nothing (not the control word either); its end releases
+/// ActiveConn.
+#[test]
+fn a_connection_bound_in_its_first_state_counts_it_at_once() {
+    let (t, d, s) = table(10, 1);
+    let n = new_conn([192, 0, 2, 1], 3, Forward::Nat, &d, &s).with_first_state(State::SynRecv);
+    let c = t.insert(n, 1000, 0).unwrap();
+    assert_eq!(
+        (c.state(), c.expires_ms(), counts(&d)),
+        (State::SynRecv, 61_000, (1, 0))
+    );
+    let word = |c: &Conn| t.slots()[c.id().0 as usize][W_CTL].load(Relaxed);
+    let before = word(&c);
+    assert_eq!(
+        c.on_packet(Dir::In, SYN, 1000, &Timeouts::default()),
+        State::SynRecv
+    );
+    assert_eq!((word(&c), counts(&d)), (before, (1, 0)));
+    assert!(t.end(&c));
+    assert_eq!(counts(&d), (0, 0));
+    // A first state that is not active (a sloppy FIN's CLOSE) is InActConn.
+    let n = new_conn([192, 0, 2, 1], 4, Forward::Nat, &d, &s).with_first_state(State::Close);
+    t.insert(n, 1000, 0).unwrap();
+    assert_eq!(counts(&d), (0, 1));
+}
+
 /// ip_vs_proto_tcp.c's `tcp_state_active_table`, state by state, in the
 /// kernel's numbering (which `State` keeps).
 #[test]

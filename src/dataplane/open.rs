@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use super::lookup::Ipv4Head;
 use super::{Ctx, Dataplane, Verdict};
-use crate::conn::{Conn, InsertError, NewConn, TcpEvent, Template, TemplateKey};
+use crate::conn::state::tcp_next;
+use crate::conn::{Conn, Dir, InsertError, NewConn, State, TcpEvent, Template, TemplateKey};
 use crate::flow::{FlowKey, Forward, Proto};
 use crate::io::Frame;
 use crate::service::Service;
@@ -136,6 +137,14 @@ impl Dataplane {
         }
         if let Some(i) = syn {
             c = c.with_synproxy(i.client_isn, i.cookie, i.window);
+        } else if key.proto == Proto::Tcp {
+            // Bound in the state this packet leads to (as `state_dir`:
+            // DR, TUN and Local see the client's half only).
+            let dir = match d.fwd {
+                Forward::Nat | Forward::FullNat => Dir::In,
+                Forward::Dr | Forward::Tun | Forward::Local => Dir::InOnly,
+            };
+            c = c.with_first_state(tcp_next(State::None, dir, ev));
         }
         if d.fwd == Forward::FullNat {
             let (lip, lport) = self
