@@ -545,7 +545,6 @@ impl ConnTable {
         } else {
             n.first.unwrap_or(State::None)
         };
-        let inactive = if st.is_active() { 0 } else { F_INACTIVE };
         let deadline = now_ms + self.timeouts[st as usize].load(Relaxed) as u64 * 1000;
         let mut kind = fwd_bits(n.fwd);
         if n.proto == Proto::Udp {
@@ -657,10 +656,10 @@ impl ConnTable {
         // Account before the connection is visible, so a reply on another
         // worker moving it to ESTABLISHED never sees the count below zero.
         let d = self.dest_state(n.dest);
-        if inactive != 0 {
-            d.inactive.fetch_add(1, Relaxed);
-        } else {
+        if st.is_active() {
             d.active.fetch_add(1, Relaxed);
+        } else {
+            d.inactive.fetch_add(1, Relaxed);
         }
         d.check_overload_on_bind();
         if let Some(t) = n.template {
@@ -688,6 +687,7 @@ impl ConnTable {
         // the slots) passes it by, rather than unlink entries not yet there
         // and leave them behind. Until then a lookup finds the entries and
         // no connection; an insert of the same flow waits on the stripe.
+        let inactive = if st.is_active() { 0 } else { F_INACTIVE };
         let f = F_LIVE | inactive | st as u8 | if defer { F_LATE } else { 0 };
         s[W_CTL].store(ctl(gen, f, deadline), Release);
         if !ok_out {

@@ -222,11 +222,18 @@ pub(super) fn synproxy_after<F: Frame>(
     }
 }
 
-/// The direction a packet moves its connection's state by: DR and TUN
-/// see only the client's half of the flow (the kernel's input-only table).
+/// The direction a packet moves its connection's state by: DR, TUN and
+/// Local see only the client's half of the flow (the kernel's input-only
+/// table).
 #[inline(always)]
 pub(super) fn state_dir(conn: &Conn, dir: Dir) -> Dir {
-    if dir == Dir::In && matches!(conn.fwd, Forward::Dr | Forward::Tun) {
+    state_dir_of(conn.fwd, dir)
+}
+
+/// [`state_dir`] for a connection forwarded by `fwd` (one not yet made).
+#[inline(always)]
+pub(super) fn state_dir_of(fwd: Forward, dir: Dir) -> Dir {
+    if dir == Dir::In && matches!(fwd, Forward::Dr | Forward::Tun | Forward::Local) {
         Dir::InOnly
     } else {
         dir

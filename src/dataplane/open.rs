@@ -138,12 +138,8 @@ impl Dataplane {
         if let Some(i) = syn {
             c = c.with_synproxy(i.client_isn, i.cookie, i.window);
         } else if key.proto == Proto::Tcp {
-            // Bound in the state this packet leads to (as `state_dir`:
-            // DR, TUN and Local see the client's half only).
-            let dir = match d.fwd {
-                Forward::Nat | Forward::FullNat => Dir::In,
-                Forward::Dr | Forward::Tun | Forward::Local => Dir::InOnly,
-            };
+            // Bound in the state this packet leads to.
+            let dir = super::forward::state_dir_of(d.fwd, Dir::In);
             c = c.with_first_state(tcp_next(State::None, dir, ev));
         }
         if d.fwd == Forward::FullNat {
